@@ -1,0 +1,81 @@
+"""The error tree. The CLI maps these to exit codes in one place (engine/cli/__init__.py).
+
+Exit codes: 0 ok, 1 invalid input or failed run, 2 usage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One finding about a manifest, rendered as ``file:line:col: path: message``."""
+
+    file: str
+    line: int
+    col: int
+    path: str = "$"
+    message: str = ""
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        tag = "" if self.severity == "error" else "warning: "
+        return f"{self.file}:{self.line}:{self.col}: {self.path}: {tag}{self.message}"
+
+
+class SeqrunError(Exception):
+    """Base of every error seqrun reports to a user. Never carries a secret."""
+
+    exit_code = 1
+
+
+class UsageError(SeqrunError):
+    exit_code = 2
+
+
+class ManifestError(SeqrunError):
+    """Every problem found in the manifests, sorted by position."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class LeadsError(SeqrunError):
+    """A leads file that cannot be read at all (bad rows are reported, not raised)."""
+
+
+class StoreError(SeqrunError):
+    pass
+
+
+class LockError(StoreError):
+    """Another apply or run holds the state lock."""
+
+
+class PlanError(SeqrunError):
+    """A plan that cannot be applied (stale, refused migration, missing approval)."""
+
+
+class ConfigError(SeqrunError):
+    """Missing credentials or settings (named by variable, never by value)."""
+
+
+@dataclass
+class ProviderError(SeqrunError):
+    """A provider call failed. ``label`` is a canonical label (see engine.providers.base)."""
+
+    label: str
+    message: str = ""
+    status: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    retry_after: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.label}: {self.message}" if self.message else self.label)
+
+    def __hash__(self) -> int:  # exceptions must stay hashable for tracebacks/logging
+        return id(self)

@@ -1,0 +1,14 @@
+"""Provider registry. Importing this package registers every adapter."""
+
+from __future__ import annotations
+
+from engine.providers.base import REGISTRY, ProviderSpec, register
+
+# Each adapter module calls register(...) at import time.
+from engine.providers import connectsafely, edges, linkedapi  # noqa: E402,F401
+
+__all__ = ["REGISTRY", "ProviderSpec", "get_spec", "register"]
+
+
+def get_spec(name: str) -> ProviderSpec:
+    return REGISTRY[name]

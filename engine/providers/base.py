@@ -1,0 +1,130 @@
+"""The provider contract: one adapter per API behind one Protocol, found through a registry.
+
+Adapters translate canonical actions to provider calls and provider errors to canonical
+labels (raising :class:`engine.errors.ProviderError`). Only adapters import httpx exception
+types. Credentials come from environment variables named in the spec, never the store or logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+
+# Canonical outcome labels. Provider adapters map their own errors onto these, so a
+# manifest's `on:` routing is the same whatever the provider.
+LIMIT_REACHED = "LIMIT_REACHED"
+NOT_CONNECTED = "NOT_CONNECTED"
+ALREADY_CONNECTED = "ALREADY_CONNECTED"
+INVITATION_PENDING = "INVITATION_PENDING"
+NOT_PENDING = "NOT_PENDING"
+PROFILE_NOT_ACCESSIBLE = "PROFILE_NOT_ACCESSIBLE"
+AUTH_EXPIRED = "AUTH_EXPIRED"
+INVALID_INPUT = "INVALID_INPUT"
+STATUS_429 = "STATUS_429"
+SERVER_ERROR = "SERVER_ERROR"  # 5xx
+TIMEOUT = "TIMEOUT"  # no answer: the call may or may not have happened
+MESSAGING_NOT_ALLOWED = "MESSAGING_NOT_ALLOWED"
+NOTE_TOO_LONG = "NOTE_TOO_LONG"
+
+ERROR_LABELS: tuple[str, ...] = (
+    LIMIT_REACHED,
+    NOT_CONNECTED,
+    ALREADY_CONNECTED,
+    INVITATION_PENDING,
+    NOT_PENDING,
+    PROFILE_NOT_ACCESSIBLE,
+    AUTH_EXPIRED,
+    INVALID_INPUT,
+    STATUS_429,
+    SERVER_ERROR,
+    TIMEOUT,
+    MESSAGING_NOT_ALLOWED,
+    NOTE_TOO_LONG,
+)
+# Labels worth retrying with backoff; everything else is routed or terminal.
+TRANSIENT_LABELS: frozenset[str] = frozenset({STATUS_429, SERVER_ERROR, TIMEOUT})
+
+
+@dataclass(frozen=True)
+class Lead:
+    """What an adapter needs to act on a lead."""
+
+    profile_url: str  # normalized https://www.linkedin.com/in/<handle>
+    custom_data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """A successful canonical action. ``status`` is set by check_connection:
+    connected | pending | not_connected."""
+
+    data: Mapping[str, Any] = field(default_factory=dict)
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One conversation of an identity, as the last_message optimization needs it."""
+
+    profile_url: str  # the other participant
+    last_sender_is_us: bool
+    last_activity_at: datetime
+    first_sender_is_us: bool | None = None  # None when the provider does not say
+    our_texts: tuple[str, ...] = ()  # filled by adapters that see message bodies
+
+
+@dataclass(frozen=True)
+class Relationship:
+    status: str  # connected | pending | none
+
+
+class Provider(Protocol):
+    """One provider API, bound to one httpx.AsyncClient."""
+
+    spec: ProviderSpec
+
+    async def me(self, identity: str) -> str:
+        """The identity's own LinkedIn profile id (used to tell our messages from theirs)."""
+        ...
+
+    async def perform(
+        self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
+    ) -> ActionResult:
+        """Run one canonical action; raise ProviderError with a canonical label on failure."""
+        ...
+
+    async def sync_conversations(self, identity: str) -> list[ConversationSummary]:
+        """One sync per identity per tick (sync-before-send)."""
+        ...
+
+    async def relationship(self, identity: str, lead: Lead) -> Relationship:
+        """Used to reconcile an intent whose outcome was lost, and for wait_for acceptance."""
+        ...
+
+    async def identity_healthy(self, identity: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """Static facts about a provider, read by lint and the compiler without instantiating it."""
+
+    name: str
+    capabilities: frozenset[str]  # canonical actions it can perform
+    smart_limits: Mapping[str, int]  # canonical action -> default max per identity per 24 h
+    max_note: int = 300
+    max_message: int = 8000
+    credentials: tuple[str, ...] = ()  # environment variable names
+    default_base_url: str = ""
+    factory: Callable[[httpx.AsyncClient], Provider] | None = None
+
+
+REGISTRY: dict[str, ProviderSpec] = {}
+
+
+def register(spec: ProviderSpec) -> ProviderSpec:
+    REGISTRY[spec.name] = spec
+    return spec
