@@ -50,9 +50,12 @@ def test_canonical_actions_map_to_action_types_and_array_root() -> None:
         Metadata("canon"),
         "linkedapi",
         (
-            WorkflowNode("visit_profile", {"profile_url": url}, then=(
-                WorkflowNode("check_connection"),
-            ), then_is_list=True),
+            WorkflowNode(
+                "visit_profile",
+                {"profile_url": url},
+                then=(WorkflowNode("check_connection"),),
+                then_is_list=True,
+            ),
             WorkflowNode("connect", {"personUrl": url, "note": "hi"}),
             WorkflowNode("send_message", {"personUrl": url, "message": "yo"}),
             WorkflowNode("withdraw_invitation", {"personUrl": url}),
@@ -60,8 +63,11 @@ def test_canonical_actions_map_to_action_types_and_array_root() -> None:
         root_is_list=True,
     )
     assert workflow_json(wf) == [
-        {"actionType": "st.openPersonPage", "personUrl": url,
-         "then": [{"actionType": "st.checkConnectionStatus"}]},
+        {
+            "actionType": "st.openPersonPage",
+            "personUrl": url,
+            "then": [{"actionType": "st.checkConnectionStatus"}],
+        },
         {"actionType": "st.sendConnectionRequest", "personUrl": url, "note": "hi"},
         {"actionType": "st.sendMessage", "personUrl": url, "text": "yo"},
         {"actionType": "st.withdrawConnectionRequest", "personUrl": url},
@@ -69,8 +75,12 @@ def test_canonical_actions_map_to_action_types_and_array_root() -> None:
 
 
 def test_single_root_in_a_list_stays_an_array_workflow() -> None:
-    wf = Workflow(Metadata("one"), "linkedapi", (WorkflowNode("st.retrievePendingRequests"),),
-                  root_is_list=True)
+    wf = Workflow(
+        Metadata("one"),
+        "linkedapi",
+        (WorkflowNode("st.retrievePendingRequests"),),
+        root_is_list=True,
+    )
     assert workflow_json(wf) == [{"actionType": "st.retrievePendingRequests"}]
 
 
@@ -86,8 +96,10 @@ def test_example_manifest_check_then_message() -> None:
         "label": "open",
         "then": [
             {"actionType": "st.checkConnectionStatus", "label": "check"},
-            {"actionType": "st.sendConnectionRequest",
-             "note": "Hello Ada, I enjoyed your notes on the Analytical Engine.",
-             "label": "invite"},
+            {
+                "actionType": "st.sendConnectionRequest",
+                "note": "Hello Ada, I enjoyed your notes on the Analytical Engine.",
+                "label": "invite",
+            },
         ],
     }
