@@ -79,12 +79,14 @@ def make_client(
     sandbox: SandboxLike | None = None,
     env: Mapping[str, str] = os.environ,
     timeout: float = 30,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` for ``provider`` with base URL and auth headers.
 
     With ``sandbox`` the sandbox's own client (in-process transport, sandbox credentials) is
     returned. Otherwise the base URL is ``SEQRUN_<PROVIDER>_BASE_URL`` or the spec default,
     and the credentials come from the variables named in the spec (missing -> ConfigError).
+    ``transport`` replaces the network (tests pass an ``httpx.MockTransport``).
     """
     spec = _spec(provider)
     if sandbox is not None:
@@ -99,6 +101,7 @@ def make_client(
         headers=headers,
         timeout=timeout,
         follow_redirects=False,
+        transport=transport,
     )
 
 
