@@ -1,0 +1,1085 @@
+"""Edges schedules as code: reconcile ``Schedule`` manifests with live schedules, terraform-style.
+
+Edges cannot update a schedule in place, so any change is a replace. A replace never leaves
+the user with neither schedule: the new schedule is created first (Edges allows concurrent
+schedules), then the old one is cancelled; each step is recorded in an intent
+(``kv "schedules-intent"``) so a crash anywhere resumes on the next apply.
+
+    >>> plan = await plan_schedules(manifests, client=client, store=store)   # doctest: +SKIP
+    >>> render_schedule_plan(plan)                                            # doctest: +SKIP
+    ['-/+ replace inbox-sync (cron: "0 9 * * *" -> "0 8-18/2 * * 1-5")']
+    >>> await apply_schedule_plan(plan, client=client, store=store)           # doctest: +SKIP
+
+State (``kv "schedules"``, keyed by manifest name): ``{"uid", "fingerprint", "config", "action",
+"origin"}`` where ``config`` is the normalized schedule config with callback header values
+replaced by digests (never stored in clear). Async incremental runs (``mode: async``) keep their
+run in ``kv "schedule-runs"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import zoneinfo
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import httpx
+from croniter import croniter
+
+from engine.errors import PlanError, Problem, ProviderError
+from engine.model import Schedule
+
+log = logging.getLogger(__name__)
+
+NS_STATE = "schedules"
+NS_INTENT = "schedules-intent"
+NS_RUNS = "schedule-runs"
+LOCK_NAME = "schedules"
+PLAN_FORMAT = "seqrun-schedule-plan/1"
+
+MAX_RESULTS_BOUNDS = (1, 100_000)
+SYNC_MODES = ("full", "incremental")
+
+
+@dataclass(frozen=True)
+class ActionSupport:
+    """What an Edges action allows on the schedule and async paths."""
+
+    schedule: bool
+    incremental: bool = False
+    reason: str = ""
+
+
+# Edges actions by slug. Outreach actions (message, connect, ...) are refused on a schedule:
+# every iteration would resend the same inputs.
+ACTIONS: Mapping[str, ActionSupport] = {
+    "linkedin-extract-messages": ActionSupport(schedule=True, incremental=True),
+    "linkedin-extract-connections": ActionSupport(schedule=True, incremental=True),
+    "linkedin-extract-conversations": ActionSupport(schedule=True, incremental=True),
+    "linkedin-search-people": ActionSupport(schedule=True),
+    "linkedin-visit-profile": ActionSupport(schedule=True),
+    "linkedin-extract-people": ActionSupport(schedule=True),
+    "linkedin-extract-contact": ActionSupport(schedule=True),
+    "linkedin-extract-sent-invitations": ActionSupport(schedule=True),
+    "linkedin-extract-received-invitations": ActionSupport(schedule=True),
+    "linkedin-me": ActionSupport(schedule=True),
+    "linkedin-message-profile": ActionSupport(
+        schedule=False, reason="an outreach action would resend the same message every iteration"
+    ),
+    "linkedin-connect-profile": ActionSupport(
+        schedule=False, reason="an outreach action would resend the same invitation every iteration"
+    ),
+    "linkedin-inmail-profile": ActionSupport(
+        schedule=False, reason="an outreach action would resend the same InMail every iteration"
+    ),
+    "linkedin-withdraw-invitation": ActionSupport(
+        schedule=False, reason="an outreach action; run it from a Sequence"
+    ),
+    "linkedin-accept-invitation": ActionSupport(
+        schedule=False, reason="an outreach action; run it from a Sequence"
+    ),
+}
+
+# Run statuses (Edges uses both casings; compared upper-case).
+RUN_FINISHED = frozenset({"SUCCEEDED", "COMPLETED", "PARTIAL_SUCCEEDED", "FAILED", "INVALID"})
+
+
+class ScheduleStore(Protocol):
+    """The part of ``engine.store.Store`` this module uses."""
+
+    def kv_get(self, ns: str, key: str) -> Any | None: ...
+
+    def kv_put(self, ns: str, key: str, value: Any) -> None: ...
+
+    def kv_delete(self, ns: str, key: str) -> None: ...
+
+    def kv_items(self, ns: str) -> Mapping[str, Any]: ...
+
+    def lock(self, name: str) -> AbstractContextManager[Any]: ...
+
+
+# ---- config normalization -----------------------------------------------------------------------
+
+_FIELDS = ("action", "identity_ids", "cron", "timezone", "schedule_at", "inputs", "parameters",
+           "callback")
+
+
+def desired_config(schedule: Schedule) -> dict[str, Any]:
+    """The normalized config a manifest asks for (the same shape as :func:`live_config`)."""
+    callback = None
+    if schedule.callback is not None:
+        callback = {
+            "url": schedule.callback.url,
+            "headers": dict(schedule.callback.headers),
+            "on": schedule.callback.on,
+        }
+    return {
+        "action": schedule.action,
+        "identity_ids": list(schedule.identities),
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "schedule_at": schedule.schedule_at,
+        "inputs": [dict(i) for i in schedule.inputs if i],
+        "parameters": dict(schedule.parameters),
+        "callback": callback,
+    }
+
+
+def live_config(detail: Mapping[str, Any], action: str | None = None) -> dict[str, Any]:
+    """Normalize a ``GET /schedules/{uid}`` body. Fields Edges did not return are left out,
+    so they are not compared (:func:`_known_fields`)."""
+    params = dict(detail.get("parameters") or {})
+    if detail.get("max_results") is not None and "max_results" not in params:
+        params["max_results"] = detail["max_results"]
+    raw_cb = detail.get("callback")
+    callback = None
+    if isinstance(raw_cb, Mapping) and raw_cb.get("url"):
+        callback = {
+            "url": raw_cb["url"],
+            "headers": dict(raw_cb.get("headers") or {}),
+            "on": raw_cb.get("on") or "all",
+        }
+    return {
+        "action": detail.get("action_name") or detail.get("action") or action,
+        "identity_ids": list(detail.get("identity_ids") or []),
+        "cron": detail.get("cron"),
+        "timezone": detail.get("timezone") or "UTC",
+        "schedule_at": detail.get("schedule_at"),
+        "inputs": [dict(i) for i in detail.get("inputs") or [] if i],
+        "parameters": params,
+        "callback": callback,
+    }
+
+
+def _known_fields(detail: Mapping[str, Any]) -> frozenset[str]:
+    known = {"action", "identity_ids", "cron", "timezone", "parameters"}
+    for key in ("schedule_at", "inputs", "callback"):
+        if key in detail:
+            known.add(key)
+    return frozenset(known)
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def redact(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace callback header values by digests: safe to store, still comparable."""
+    out = dict(config)
+    cb = out.get("callback")
+    if isinstance(cb, Mapping):
+        headers = cb.get("headers") or {}
+        out["callback"] = {
+            **cb,
+            "headers": {
+                k: v if str(v).startswith("sha256:") else "sha256:" + _digest(v)[:16]
+                for k, v in headers.items()
+            },
+        }
+    return out
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+    """16 hex digits identifying a (redacted) config."""
+    return _digest(redact(config))[:16]
+
+
+def request_body(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``POST /actions/{action}/run/schedule`` body for a config."""
+    body: dict[str, Any] = {
+        "inputs": list(config.get("inputs") or []) or [{}],
+        "identity_ids": list(config["identity_ids"]),
+        "cron": config.get("cron"),
+        "timezone": config.get("timezone") or "UTC",
+        "parameters": dict(config.get("parameters") or {}),
+    }
+    if config.get("schedule_at"):
+        body["schedule_at"] = config["schedule_at"]
+    if config.get("callback"):
+        body["callback"] = dict(config["callback"])
+    if body["cron"] is None:
+        del body["cron"]
+    return body
+
+
+# ---- plan model -----------------------------------------------------------------------------
+
+RowAction = Literal["create", "unchanged", "replace", "delete"]
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str  # dotted: cron, parameters.sync_mode, callback.url
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One line of the plan. ``config`` is the desired config (create/replace)."""
+
+    action: RowAction
+    name: str
+    old_uid: str | None = None
+    config: Mapping[str, Any] | None = None
+    fingerprint: str | None = None
+    changes: tuple[FieldChange, ...] = ()
+    notes: tuple[str, ...] = ()
+    drift: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "name": self.name,
+            "old_uid": self.old_uid,
+            "config": dict(self.config) if self.config is not None else None,
+            "fingerprint": self.fingerprint,
+            "changes": [{"field": c.field, "old": c.old, "new": c.new} for c in self.changes],
+            "notes": list(self.notes),
+            "drift": self.drift,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PlanRow:
+        action = data["action"]
+        if action not in ("create", "unchanged", "replace", "delete"):
+            raise PlanError(f"not a schedule plan: unknown row action {action!r}")
+        return cls(
+            action=action,
+            name=str(data["name"]),
+            old_uid=data.get("old_uid"),
+            config=data.get("config"),
+            fingerprint=data.get("fingerprint"),
+            changes=tuple(
+                FieldChange(c["field"], c.get("old"), c.get("new")) for c in data.get("changes", [])
+            ),
+            notes=tuple(data.get("notes", [])),
+            drift=bool(data.get("drift", False)),
+        )
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    """The diff between manifests and live schedules, and what it was computed against.
+
+    ``live_fingerprint`` hashes the live state of every tracked schedule plus the local state
+    and intents for ``names``; applying re-computes it and refuses a stale plan.
+    """
+
+    rows: tuple[PlanRow, ...]
+    live_fingerprint: str
+    names: tuple[str, ...]
+    uids: tuple[str, ...]
+    prune: bool = False
+    created_at: str = ""
+
+    @property
+    def has_changes(self) -> bool:
+        return any(r.action != "unchanged" for r in self.rows)
+
+    def counts(self) -> dict[str, int]:
+        out = {"create": 0, "replace": 0, "delete": 0, "unchanged": 0}
+        for r in self.rows:
+            out[r.action] += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict; saved plans contain callback headers: keep the file private."""
+        return {
+            "format": PLAN_FORMAT,
+            "created_at": self.created_at,
+            "prune": self.prune,
+            "live_fingerprint": self.live_fingerprint,
+            "names": list(self.names),
+            "uids": list(self.uids),
+            "summary": self.counts(),
+            "has_changes": self.has_changes,
+            "rows": [r.to_json() for r in self.rows],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SchedulePlan:
+        if not isinstance(data, Mapping) or data.get("format") != PLAN_FORMAT:
+            raise PlanError(f"not a schedule plan (expected format {PLAN_FORMAT!r})")
+        return cls(
+            rows=tuple(PlanRow.from_json(r) for r in data["rows"]),
+            live_fingerprint=str(data["live_fingerprint"]),
+            names=tuple(data.get("names", [])),
+            uids=tuple(data.get("uids", [])),
+            prune=bool(data.get("prune", False)),
+            created_at=str(data.get("created_at", "")),
+        )
+
+
+@dataclass
+class ScheduleApplyResult:
+    created: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    uids: dict[str, str] = field(default_factory=dict)  # name -> scheduled_run_uid now
+    steps: list[str] = field(default_factory=list)  # what was done, in order
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "replaced": self.replaced,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "uids": self.uids,
+            "steps": self.steps,
+        }
+
+
+# ---- Edges calls (translated to ProviderError at this boundary) -----------------------------
+
+
+def _items(data: Any) -> list[dict[str, Any]]:
+    if isinstance(data, list):
+        return [d for d in data if isinstance(d, dict)]
+    if isinstance(data, Mapping):
+        for key in ("data", "items", "results", "schedules", "identities"):
+            if isinstance(data.get(key), list):
+                return [d for d in data[key] if isinstance(d, dict)]
+    return []
+
+
+def schedule_uid(obj: Mapping[str, Any]) -> str | None:
+    for key in ("scheduled_run_uid", "uid", "id"):
+        if obj.get(key):
+            return str(obj[key])
+    return None
+
+
+def run_uid(obj: Mapping[str, Any]) -> str | None:
+    for key in ("run_uid", "uid", "id"):
+        if obj.get(key):
+            return str(obj[key])
+    return None
+
+
+async def _call(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    json_body: Any = None,
+    allow: tuple[int, ...] = (),
+) -> httpx.Response:
+    try:
+        resp = await client.request(method, url, params=params, json=json_body)
+    except httpx.TimeoutException as exc:
+        raise ProviderError("TIMEOUT", f"{method} {url}: no answer") from exc
+    except httpx.TransportError as exc:
+        raise ProviderError("SERVER_ERROR", f"{method} {url}: {type(exc).__name__}") from exc
+    if resp.status_code < 400 or resp.status_code in allow:
+        return resp
+    label, message = f"STATUS_{resp.status_code}", ""
+    try:
+        body = resp.json()
+        if isinstance(body, Mapping):
+            label = str(body.get("error_label") or label)
+            message = str(body.get("message") or "")
+    except ValueError:
+        pass
+    if resp.status_code >= 500:
+        label = "SERVER_ERROR"
+    retry = resp.headers.get("Retry-After")
+    raise ProviderError(
+        label,
+        f"{method} {url}: {message}" if message else f"{method} {url}",
+        status=resp.status_code,
+        retry_after=float(retry) if retry and retry.replace(".", "", 1).isdigit() else None,
+    )
+
+
+async def _paginate(
+    client: httpx.AsyncClient, url: str, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    query: dict[str, Any] = dict(params)
+    seen: set[str] = set()
+    next_url: str | None = url
+    while next_url is not None:
+        resp = await _call(client, "GET", next_url, params=query)
+        out.extend(_items(resp.json()))
+        nxt = resp.headers.get("X-Pagination-Next")
+        if not nxt or nxt in seen:
+            break
+        seen.add(nxt)
+        if nxt.startswith(("http://", "https://", "/")):
+            # A full next URL: httpx keeps the base URL's path when given a relative one.
+            next_url, query = _relative_to_base(client, nxt), {}
+        else:  # a bare cursor
+            next_url, query = url, {**dict(params), "cursor": nxt}
+    return out
+
+
+def _relative_to_base(client: httpx.AsyncClient, nxt: str) -> str:
+    base = str(client.base_url).rstrip("/")
+    if nxt.startswith(base):
+        return nxt[len(base):] or "/"
+    base_path = client.base_url.path.rstrip("/")
+    target = httpx.URL(nxt)
+    path = target.path if nxt.startswith("http") else nxt.split("?", 1)[0]
+    query = target.query.decode() if nxt.startswith("http") else nxt.partition("?")[2]
+    if base_path and path.startswith(base_path):
+        path = path[len(base_path):]
+    return path + (f"?{query}" if query else "")
+
+
+async def list_active_schedules(client: httpx.AsyncClient, action: str) -> list[dict[str, Any]]:
+    """Every ACTIVE schedule of one action (all pages)."""
+    return await _paginate(
+        client, "/schedules", {"action_name": action, "status": "ACTIVE", "limit": 100}
+    )
+
+
+async def get_schedule(client: httpx.AsyncClient, uid: str) -> dict[str, Any] | None:
+    """Details of one schedule, ``None`` when Edges no longer knows it."""
+    resp = await _call(client, "GET", f"/schedules/{uid}", allow=(404,))
+    if resp.status_code == 404:
+        return None
+    data = resp.json()
+    if isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
+        data = data["data"]
+    return dict(data) if isinstance(data, Mapping) else None
+
+
+def _is_active(detail: Mapping[str, Any] | None) -> bool:
+    return detail is not None and str(detail.get("status") or "ACTIVE").upper() == "ACTIVE"
+
+
+async def create_schedule(client: httpx.AsyncClient, config: Mapping[str, Any]) -> str:
+    resp = await _call(
+        client, "POST", f"/actions/{config['action']}/run/schedule", json_body=request_body(config)
+    )
+    data = resp.json()
+    if isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
+        data = data["data"]
+    uid = schedule_uid(data) if isinstance(data, Mapping) else None
+    if uid is None:
+        raise ProviderError("SERVER_ERROR", "schedule created but no scheduled_run_uid returned")
+    return uid
+
+
+async def cancel_schedule(client: httpx.AsyncClient, uid: str) -> bool:
+    """Cancel, idempotently (unknown or already cancelled is fine). True if it was live."""
+    detail = await get_schedule(client, uid)
+    if not _is_active(detail):
+        return False
+    await _call(client, "POST", f"/schedules/{uid}/cancel", allow=(404, 409))
+    return True
+
+
+async def list_identities(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    items = await _paginate(client, "/identities", {"limit": 100})
+    return {str(i.get("uid") or i.get("id")): i for i in items if i.get("uid") or i.get("id")}
+
+
+# ---- planning -------------------------------------------------------------------------------
+
+
+def _flatten(config: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key in _FIELDS:
+        if key not in known:
+            continue
+        value = config.get(key)
+        if key == "parameters":
+            for pk, pv in (value or {}).items():
+                flat[f"parameters.{pk}"] = pv
+        elif key == "callback":
+            if value is None:
+                flat["callback"] = None
+            else:
+                flat["callback.url"] = value.get("url")
+                flat["callback.on"] = value.get("on")
+                flat["callback.headers"] = value.get("headers") or {}
+        elif key == "identity_ids":
+            flat["identities"] = value
+        else:
+            flat[key] = value
+    return flat
+
+
+def diff_configs(
+    old: Mapping[str, Any], new: Mapping[str, Any], known: frozenset[str] = frozenset(_FIELDS)
+) -> tuple[FieldChange, ...]:
+    """Field-level changes from ``old`` to ``new`` (both redacted), only over ``known`` fields."""
+    a, b = _flatten(redact(old), known), _flatten(redact(new), known)
+    # None vs a callback: report it as one change rather than three.
+    if "callback" in known and (a.get("callback", 0) is None) != (b.get("callback", 0) is None):
+        a = {k: v for k, v in a.items() if not k.startswith("callback")}
+        b = {k: v for k, v in b.items() if not k.startswith("callback")}
+        a["callback"] = (old.get("callback") or {}).get("url")
+        b["callback"] = (new.get("callback") or {}).get("url")
+    changes = []
+    for key in sorted(set(a) | set(b), key=_field_order):
+        if a.get(key) != b.get(key):
+            changes.append(FieldChange(key, a.get(key), b.get(key)))
+    return tuple(changes)
+
+
+def _field_order(key: str) -> tuple[int, str]:
+    head = key.split(".", 1)[0]
+    order = {"identity_ids": "identities"}
+    names = [order.get(f, f) for f in _FIELDS]
+    return (names.index(head) if head in names else len(names), key)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+async def _snapshot(
+    client: httpx.AsyncClient, store: ScheduleStore, names: Iterable[str], uids: Iterable[str]
+) -> tuple[str, dict[str, dict[str, Any] | None]]:
+    """Fetch the details of ``uids`` and hash them with the local state of ``names``."""
+    details: dict[str, dict[str, Any] | None] = {}
+    for uid in sorted(set(uids)):
+        details[uid] = await get_schedule(client, uid)
+    live = {
+        uid: (
+            {"status": str(d.get("status") or "ACTIVE").upper(), "config": redact(live_config(d))}
+            if d is not None
+            else None
+        )
+        for uid, d in details.items()
+    }
+    names = sorted(set(names))
+    local = {
+        "state": {n: store.kv_get(NS_STATE, n) for n in names},
+        "intents": {n: store.kv_get(NS_INTENT, n) for n in names},
+    }
+    return _digest({"live": live, "local": local})[:16], details
+
+
+async def _check_engagement(
+    schedules: Sequence[Schedule], client: httpx.AsyncClient
+) -> None:
+    incremental = [s for s in schedules if s.parameters.get("sync_mode") == "incremental"]
+    if not incremental:
+        return
+    identities = await list_identities(client)
+    for s in incremental:
+        for ident in s.identities:
+            info = identities.get(ident)
+            if info is None:
+                raise PlanError(
+                    f"schedule {s.name!r}: sync_mode incremental needs an engagement identity; "
+                    f"identity {ident!r} was not found"
+                )
+            kind = str(info.get("type") or "standard")
+            if kind != "engagement":
+                raise PlanError(
+                    f"schedule {s.name!r}: sync_mode incremental needs an engagement identity; "
+                    f"identity {ident!r} is a {kind} identity (recreate it with type: engagement)"
+                )
+
+
+async def plan_schedules(
+    schedules: Sequence[Schedule],
+    *,
+    client: httpx.AsyncClient,
+    store: ScheduleStore,
+    prune: bool = False,
+) -> SchedulePlan:
+    """Diff Schedule manifests against live Edges schedules and the local state. Read-only.
+
+    ``mode: async`` schedules are not reconciled here (the runner drives them, see
+    :func:`tick_async_schedules`). Raises :class:`PlanError` when an incremental schedule uses a
+    non-engagement identity, or when two manifests share a name.
+    """
+    wanted = [s for s in schedules if s.mode != "async"]
+    by_name: dict[str, Schedule] = {}
+    for s in wanted:
+        if s.name in by_name:
+            raise PlanError(f"two Schedule manifests are named {s.name!r}")
+        by_name[s.name] = s
+    await _check_engagement(wanted, client)
+
+    state = dict(store.kv_items(NS_STATE))
+    intents = dict(store.kv_items(NS_INTENT))
+    names = set(by_name)
+    if prune:
+        names |= set(state)
+    names |= {n for n in intents if n in by_name or prune}
+    uids: set[str] = set()
+    for n in names:
+        if isinstance(state.get(n), Mapping) and state[n].get("uid"):
+            uids.add(state[n]["uid"])
+        intent = intents.get(n)
+        if isinstance(intent, Mapping):
+            uids |= {u for u in (intent.get("old_uid"), intent.get("new_uid")) if u}
+
+    actions = {s.action for s in wanted} | {
+        state[n]["action"] for n in names if isinstance(state.get(n), Mapping)
+        and state[n].get("action")
+    }
+    active: set[str] = set()
+    for action in sorted(actions):
+        for item in await list_active_schedules(client, action):
+            uid = schedule_uid(item)
+            if uid and str(item.get("status") or "ACTIVE").upper() == "ACTIVE":
+                active.add(uid)
+
+    live_fp, details = await _snapshot(client, store, names, uids)
+    rows: list[PlanRow] = []
+    for name in sorted(names):
+        entry = state.get(name) if isinstance(state.get(name), Mapping) else None
+        intent = intents.get(name) if isinstance(intents.get(name), Mapping) else None
+        resume_note = ("finishes an interrupted apply",) if intent else ()
+        old_uid = entry["uid"] if entry else None
+        detail = details.get(old_uid) if old_uid else None
+        alive = old_uid is not None and old_uid in active and _is_active(detail)
+        schedule = by_name.get(name)
+
+        if schedule is None:  # managed but no longer declared: prune
+            if entry is None and intent is None:
+                continue
+            note = () if alive else ("already gone from Edges",)
+            rows.append(PlanRow("delete", name, old_uid=old_uid, notes=note + resume_note))
+            continue
+
+        desired = desired_config(schedule)
+        fp = fingerprint(desired)
+        if entry is None:
+            notes = resume_note
+            if intent and intent.get("new_uid"):
+                notes = (f"finishes an interrupted apply (schedule {intent['new_uid']} exists)",)
+            rows.append(PlanRow("create", name, config=desired, fingerprint=fp, notes=notes))
+            continue
+        if not alive:
+            if intent:
+                notes = resume_note
+                drift = False
+            else:
+                notes = (f"drift: schedule {old_uid} was cancelled outside seqrun",)
+                drift = True
+            rows.append(
+                PlanRow("create", name, config=desired, fingerprint=fp, notes=notes, drift=drift)
+            )
+            continue
+        assert detail is not None and old_uid is not None
+        live = live_config(detail, schedule.action)
+        known = _known_fields(detail)
+        changes = diff_configs(live, desired, known)
+        stored = entry.get("config")
+        drift_changes = diff_configs(stored, live, known) if isinstance(stored, Mapping) else ()
+        notes_l: list[str] = []
+        if drift_changes:
+            fields = ", ".join(c.field for c in drift_changes)
+            notes_l.append(f"drift: changed outside seqrun ({fields})")
+        if not changes and not intent:
+            rows.append(
+                PlanRow("unchanged", name, old_uid=old_uid, config=desired, fingerprint=fp,
+                        notes=tuple(notes_l))
+            )
+            continue
+        rows.append(
+            PlanRow(
+                "replace",
+                name,
+                old_uid=old_uid,
+                config=desired,
+                fingerprint=fp,
+                changes=changes,
+                notes=tuple(notes_l) + resume_note,
+                drift=bool(drift_changes),
+            )
+        )
+    return SchedulePlan(
+        rows=tuple(rows),
+        live_fingerprint=live_fp,
+        names=tuple(sorted(names)),
+        uids=tuple(sorted(uids)),
+        prune=prune,
+        created_at=_now_iso(),
+    )
+
+
+# ---- applying -------------------------------------------------------------------------------
+
+
+async def _find_orphan(
+    client: httpx.AsyncClient, store: ScheduleStore, config: Mapping[str, Any]
+) -> str | None:
+    """An ACTIVE schedule with exactly this config that no state entry tracks (a create whose
+    answer was lost before the intent recorded it)."""
+    tracked = {
+        e.get("uid") for e in store.kv_items(NS_STATE).values() if isinstance(e, Mapping)
+    }
+    for item in await list_active_schedules(client, str(config["action"])):
+        uid = schedule_uid(item)
+        if not uid or uid in tracked:
+            continue
+        detail = await get_schedule(client, uid)
+        if _is_active(detail) and detail is not None:
+            live = live_config(detail, str(config["action"]))
+            if not diff_configs(live, config, _known_fields(detail)):
+                return uid
+    return None
+
+
+async def _converge(
+    row: PlanRow, *, client: httpx.AsyncClient, store: ScheduleStore, result: ScheduleApplyResult
+) -> str:
+    """Make ``row.name`` be exactly one live schedule with ``row.config``; every step idempotent."""
+    assert row.config is not None and row.fingerprint is not None
+    name, config, fp = row.name, row.config, row.fingerprint
+    intent = store.kv_get(NS_INTENT, name)
+    resumed = isinstance(intent, Mapping) and intent.get("fingerprint") == fp
+    if not resumed:
+        # An interrupted apply may have created a schedule for a config nobody wants any more.
+        leftover = intent.get("new_uid") if isinstance(intent, Mapping) else None
+        if leftover and leftover != row.old_uid and await cancel_schedule(client, str(leftover)):
+            result.steps.append(f"cancel {leftover} (left by an interrupted apply)")
+        intent = {
+            "op": row.action,
+            "old_uid": row.old_uid,
+            "fingerprint": fp,
+            "new_uid": None,
+            "old_cancelled": False,
+            "started_at": _now_iso(),
+        }
+        store.kv_put(NS_INTENT, name, intent)
+    else:
+        result.steps.append(f"resume interrupted apply of {name}")
+    assert isinstance(intent, Mapping)
+    intent = dict(intent)
+    old_uids = [u for u in (row.old_uid, intent.get("old_uid")) if u]
+
+    new_uid = intent.get("new_uid")
+    if new_uid and not _is_active(await get_schedule(client, str(new_uid))):
+        new_uid = None
+    if not new_uid and resumed:
+        new_uid = await _find_orphan(client, store, config)
+        if new_uid:
+            result.steps.append(f"adopt {new_uid} created by an interrupted apply")
+    if not new_uid:
+        try:
+            new_uid = await create_schedule(client, config)
+        except ProviderError as exc:
+            if exc.status != 409 or not old_uids:
+                raise
+            # This Edges refuses two concurrent schedules: cancel first, the intent covers
+            # a crash before the create.
+            for uid in old_uids:
+                if await cancel_schedule(client, str(uid)):
+                    result.steps.append(f"cancel {uid} (no concurrent schedules)")
+            intent["old_cancelled"] = True
+            store.kv_put(NS_INTENT, name, intent)
+            new_uid = await create_schedule(client, config)
+        result.steps.append(f"create {name} -> {new_uid}")
+        intent["new_uid"] = new_uid
+        store.kv_put(NS_INTENT, name, intent)
+
+    for uid in old_uids:
+        if uid != new_uid and await cancel_schedule(client, str(uid)):
+            result.steps.append(f"cancel {uid}")
+    store.kv_put(
+        NS_STATE,
+        name,
+        {
+            "uid": new_uid,
+            "fingerprint": fp,
+            "config": redact(config),
+            "action": config["action"],
+            "origin": "created",
+            "applied_at": _now_iso(),
+        },
+    )
+    store.kv_delete(NS_INTENT, name)
+    return str(new_uid)
+
+
+async def _delete(
+    row: PlanRow, *, client: httpx.AsyncClient, store: ScheduleStore, result: ScheduleApplyResult
+) -> None:
+    intent = store.kv_get(NS_INTENT, row.name)
+    uids = [row.old_uid]
+    if isinstance(intent, Mapping):
+        uids += [intent.get("old_uid"), intent.get("new_uid")]
+    store.kv_put(NS_INTENT, row.name, {"op": "delete", "old_uid": row.old_uid,
+                                       "fingerprint": None, "started_at": _now_iso()})
+    for uid in dict.fromkeys(u for u in uids if u):
+        if await cancel_schedule(client, str(uid)):
+            result.steps.append(f"cancel {uid}")
+    store.kv_delete(NS_STATE, row.name)
+    store.kv_delete(NS_INTENT, row.name)
+
+
+async def apply_schedule_plan(
+    plan: SchedulePlan, *, client: httpx.AsyncClient, store: ScheduleStore
+) -> ScheduleApplyResult:
+    """Apply a plan under ``store.lock("schedules")``.
+
+    Refuses (``PlanError("stale plan: ...")``) when the live schedules or the local state moved
+    since the plan was computed. Replace = intent -> create new -> cancel old -> state -> clear
+    intent; re-running after a crash finishes the job.
+    """
+    result = ScheduleApplyResult()
+    with store.lock(LOCK_NAME):
+        live_fp, _ = await _snapshot(client, store, plan.names, plan.uids)
+        if live_fp != plan.live_fingerprint:
+            raise PlanError(
+                "stale plan: live schedules or local state changed since the plan was made; "
+                "run plan again"
+            )
+        for row in plan.rows:
+            if row.action == "unchanged":
+                result.unchanged.append(row.name)
+                if row.old_uid:
+                    result.uids[row.name] = row.old_uid
+            elif row.action == "delete":
+                await _delete(row, client=client, store=store, result=result)
+                result.deleted.append(row.name)
+            else:
+                uid = await _converge(row, client=client, store=store, result=result)
+                result.uids[row.name] = uid
+                (result.created if row.action == "create" else result.replaced).append(row.name)
+    return result
+
+
+async def import_schedule(
+    name: str, uid: str, *, client: httpx.AsyncClient, store: ScheduleStore
+) -> dict[str, Any]:
+    """Adopt a live schedule under manifest name ``name``; returns the recorded state entry.
+
+    The next plan compares the manifest against it (e.g. a full-sync schedule whose manifest now
+    says ``sync_mode: incremental`` shows as a replace).
+    """
+    with store.lock(LOCK_NAME):
+        detail = await get_schedule(client, uid)
+        if not _is_active(detail) or detail is None:
+            raise PlanError(f"cannot import schedule {uid}: it is not an active Edges schedule")
+        for other, entry in store.kv_items(NS_STATE).items():
+            if isinstance(entry, Mapping) and entry.get("uid") == uid and other != name:
+                raise PlanError(f"schedule {uid} is already managed as {other!r}")
+        current = store.kv_get(NS_STATE, name)
+        if isinstance(current, Mapping) and current.get("uid") not in (None, uid):
+            raise PlanError(
+                f"{name!r} already manages schedule {current['uid']}; remove it from the "
+                "manifests and apply with --prune first"
+            )
+        config = live_config(detail)
+        entry = {
+            "uid": uid,
+            "fingerprint": fingerprint(config),
+            "config": redact(config),
+            "action": config["action"],
+            "origin": "imported",
+            "applied_at": _now_iso(),
+        }
+        store.kv_put(NS_STATE, name, entry)
+        return entry
+
+
+# ---- rendering (pure; the CLI prints) -------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+_SIGILS = {"create": "+", "unchanged": "=", "replace": "-/+", "delete": "-"}
+
+
+def render_schedule_plan(plan: SchedulePlan) -> list[str]:
+    """Terraform-like lines, e.g. ``-/+ replace inbox-sync (cron: "0 9 * * *" -> "0 8 * * *")``."""
+    lines: list[str] = []
+    for row in plan.rows:
+        line = f"{_SIGILS[row.action]} {row.action} {row.name}"
+        if row.changes:
+            parts = [f"{c.field}: {_show(c.old)} -> {_show(c.new)}" for c in row.changes]
+            line += f" ({'; '.join(parts)})"
+        if row.old_uid and row.action in ("replace", "delete", "unchanged"):
+            line += f" [{row.old_uid}]"
+        lines.append(line)
+        lines.extend(f"    # {note}" for note in row.notes)
+    c = plan.counts()
+    if plan.has_changes:
+        lines.append(
+            f"Plan: {c['create']} to create, {c['replace']} to replace, {c['delete']} to delete, "
+            f"{c['unchanged']} unchanged."
+        )
+    else:
+        lines.append(f"No changes. {c['unchanged']} schedule(s) up to date.")
+    return lines
+
+
+# ---- async incremental runs (mode: async) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AsyncRunResult:
+    name: str
+    outcome: Literal["started", "continued", "running", "restarted"]
+    run_uid: str
+    status: str
+
+
+def _run_body(schedule: Schedule) -> dict[str, Any]:
+    config = desired_config(schedule)
+    body = request_body(config)
+    body.pop("cron", None)
+    body.pop("timezone", None)
+    body.pop("schedule_at", None)
+    return body
+
+
+async def run_async_schedule(
+    schedule: Schedule, *, client: httpx.AsyncClient, store: ScheduleStore
+) -> AsyncRunResult:
+    """One step of an async incremental Schedule: start ``run/async`` the first time, then
+    ``POST /runs/{uid}/continue`` each time the previous run has finished; while a run is
+    still going, nothing is sent. State in ``kv "schedule-runs"``."""
+    fp = fingerprint(desired_config(schedule))
+    state = store.kv_get(NS_RUNS, schedule.name)
+    if not isinstance(state, Mapping) or state.get("fingerprint") != fp:
+        resp = await _call(
+            client, "POST", f"/actions/{schedule.action}/run/async", json_body=_run_body(schedule)
+        )
+        data = resp.json()
+        uid = run_uid(data) if isinstance(data, Mapping) else None
+        if uid is None:
+            raise ProviderError("SERVER_ERROR", "async run started but no run uid returned")
+        status = str(data.get("status") or "CREATED").upper()
+        outcome: Literal["started", "restarted"] = "started" if state is None else "restarted"
+        store.kv_put(NS_RUNS, schedule.name, {
+            "run_uid": uid, "fingerprint": fp, "status": status, "continues": 0,
+            "started_at": _now_iso(),
+        })
+        return AsyncRunResult(schedule.name, outcome, uid, status)
+
+    uid = str(state["run_uid"])
+    resp = await _call(client, "GET", f"/runs/{uid}")
+    data = resp.json()
+    status = str((data or {}).get("status") or "").upper()
+    if status not in RUN_FINISHED:
+        store.kv_put(NS_RUNS, schedule.name, {**state, "status": status})
+        return AsyncRunResult(schedule.name, "running", uid, status)
+    resp = await _call(client, "POST", f"/runs/{uid}/continue")
+    cont = resp.json() if resp.content else {}
+    new_uid = (run_uid(cont) if isinstance(cont, Mapping) else None) or uid
+    new_status = str((cont or {}).get("status") or "CREATED").upper()
+    store.kv_put(NS_RUNS, schedule.name, {
+        **state, "run_uid": new_uid, "status": new_status, "previous_status": status,
+        "continues": int(state.get("continues", 0)) + 1, "continued_at": _now_iso(),
+    })
+    return AsyncRunResult(schedule.name, "continued", new_uid, new_status)
+
+
+async def tick_async_schedules(
+    schedules: Iterable[Schedule], *, client: httpx.AsyncClient, store: ScheduleStore
+) -> list[AsyncRunResult]:
+    """Advance every ``mode: async`` Schedule once; for the runner/daemon, once per tick."""
+    results = []
+    with store.lock(NS_RUNS):
+        for schedule in schedules:
+            if schedule.mode == "async":
+                results.append(await run_async_schedule(schedule, client=client, store=store))
+    return results
+
+
+# ---- validation extras (called by lint) -----------------------------------------------------
+
+
+def _parse_when(value: str, tz: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        try:
+            when = when.replace(tzinfo=zoneinfo.ZoneInfo(tz))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            when = when.replace(tzinfo=UTC)
+    return when
+
+
+def _iter_problems(schedule: Schedule, now: datetime) -> Iterator[Problem]:
+    src = schedule.source
+    if schedule.provider != "edges":
+        yield src.problem("$.spec.provider", "schedules run on Edges only (provider: edges)")
+    support = ACTIONS.get(schedule.action)
+    if support is None:
+        yield src.problem(
+            "$.spec.action",
+            f"unknown Edges action {schedule.action!r} for a schedule; known: "
+            + ", ".join(sorted(a for a, s in ACTIONS.items() if s.schedule)),
+        )
+    elif not support.schedule:
+        yield src.problem(
+            "$.spec.action",
+            f"{schedule.action} does not support schedule mode: {support.reason}",
+        )
+    if schedule.mode == "async":
+        if schedule.cron is not None:
+            yield src.problem("$.spec.cron", "mode: async takes no cron (runs are continued)")
+        if schedule.parameters.get("sync_mode") != "incremental":
+            yield src.problem(
+                "$.spec.parameters.sync_mode",
+                "mode: async continues runs, which needs sync_mode: incremental",
+            )
+    elif schedule.mode == "schedule":
+        if schedule.cron is None and schedule.schedule_at is None:
+            yield src.problem("$.spec.cron", "a schedule needs cron (or mode: async)")
+        elif schedule.cron is not None and not croniter.is_valid(schedule.cron):
+            yield src.problem("$.spec.cron", f"invalid cron expression {schedule.cron!r}")
+    else:
+        yield src.problem("$.spec.mode", f"unknown mode {schedule.mode!r} (schedule | async)")
+    try:
+        zoneinfo.ZoneInfo(schedule.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        yield src.problem("$.spec.timezone", f"unknown IANA timezone {schedule.timezone!r}")
+    if schedule.schedule_at is not None:
+        when = _parse_when(schedule.schedule_at, schedule.timezone)
+        if when is None:
+            yield src.problem(
+                "$.spec.schedule_at", f"not an ISO 8601 date-time: {schedule.schedule_at!r}"
+            )
+        elif when <= now:
+            yield src.problem(
+                "$.spec.schedule_at", f"schedule_at {schedule.schedule_at} is in the past"
+            )
+    max_results = schedule.parameters.get("max_results")
+    if max_results is not None:
+        lo, hi = MAX_RESULTS_BOUNDS
+        if isinstance(max_results, bool) or not isinstance(max_results, int):
+            yield src.problem("$.spec.parameters.max_results", "max_results must be an integer")
+        elif not lo <= max_results <= hi:
+            yield src.problem(
+                "$.spec.parameters.max_results", f"max_results must be between {lo} and {hi}"
+            )
+    sync_mode = schedule.parameters.get("sync_mode")
+    if sync_mode is not None:
+        if sync_mode not in SYNC_MODES:
+            yield src.problem(
+                "$.spec.parameters.sync_mode", f"sync_mode must be one of {', '.join(SYNC_MODES)}"
+            )
+        elif sync_mode == "incremental" and support is not None and not support.incremental:
+            yield src.problem(
+                "$.spec.parameters.sync_mode",
+                f"{schedule.action} has no incremental mode (only "
+                + ", ".join(sorted(a for a, s in ACTIONS.items() if s.incremental)) + ")",
+            )
+    if not schedule.identities:
+        yield src.problem("$.spec.identities", "a schedule needs at least one identity")
+    if schedule.callback is not None and not schedule.callback.url.startswith("https://"):
+        yield src.problem("$.spec.callback.url", "Edges sends callbacks to HTTPS URLs only")
+
+
+def schedule_problems(schedule: Schedule, now: datetime) -> list[Problem]:
+    """Semantic checks of one Schedule for lint (``now`` is an aware datetime)."""
+    return list(_iter_problems(schedule, now))
