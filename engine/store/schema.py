@@ -1,0 +1,183 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations in ``engine/store/migrations``
+must produce exactly this metadata (a test compares them).
+
+Times are stored as naive UTC and read back as aware UTC (:class:`UTCDateTime`), the same on
+SQLite and PostgreSQL. JSON payloads are plain text columns so the Core code stays portable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in Python, naive UTC in the database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite raw text, e.g. from a hand-written query
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("sequence", sa.String(200), nullable=False, index=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("manifest_json", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+sequences = sa.Table(
+    "sequences",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("current_revision", sa.String(64), nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+)
+
+leads = sa.Table(
+    "leads",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("profile_url", sa.String(500), nullable=False, unique=True),
+    sa.Column("data_json", sa.Text, nullable=False, default="{}"),
+)
+
+enrollments = sa.Table(
+    "enrollments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("lead_id", sa.Integer, sa.ForeignKey("leads.id"), nullable=False),
+    sa.Column("sequence", sa.String(200), nullable=False),
+    sa.Column("revision", sa.String(64), nullable=False),
+    sa.Column("identity", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(100), nullable=False),
+    sa.Column("next_due_at", UTCDateTime, nullable=True, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("step_entered_at", UTCDateTime, nullable=True),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.UniqueConstraint("lead_id", "sequence"),
+    sa.Index(None, "identity", "lead_id"),
+)
+
+action_log = sa.Table(
+    "action_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(300), nullable=False, unique=True),
+    sa.Column("enrollment_id", sa.Integer, nullable=False, index=True),
+    sa.Column("sequence", sa.String(200), nullable=False),
+    sa.Column("revision", sa.String(64), nullable=False),
+    sa.Column("step", sa.String(100), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("identity", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # intent | done | failed | unknown
+    sa.Column("label", sa.String(60), nullable=True),
+    sa.Column("response_json", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Index(None, "identity", "action", "finished_at"),
+    sa.Index(None, "status"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("enrollment_id", sa.Integer, nullable=True, index=True),
+    sa.Column("subject", sa.String(500), nullable=False, index=True),
+    sa.Column("kind", sa.String(60), nullable=False),
+    sa.Column("from_state", sa.String(100), nullable=True),
+    sa.Column("to_state", sa.String(100), nullable=True),
+    sa.Column("trigger", sa.String(60), nullable=True),
+    sa.Column("revision", sa.String(64), nullable=True),
+    sa.Column("data_json", sa.Text, nullable=True),
+)
+
+conversation_cache = sa.Table(
+    "conversation_cache",
+    metadata,
+    sa.Column("identity", sa.String(200), primary_key=True),
+    sa.Column("profile_url", sa.String(500), primary_key=True),
+    sa.Column("last_sender_is_us", sa.Boolean, nullable=False),
+    sa.Column("last_activity_at", UTCDateTime, nullable=False),
+    sa.Column("first_sender_is_us", sa.Boolean, nullable=True),
+)
+
+connection_cache = sa.Table(
+    "connection_cache",
+    metadata,
+    sa.Column("identity", sa.String(200), primary_key=True),
+    sa.Column("profile_url", sa.String(500), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),  # connected | pending | none
+    sa.Column("checked_at", UTCDateTime, nullable=False),
+)
+
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("profile_id", sa.String(200), nullable=True),
+    sa.Column("status", sa.String(20), nullable=False, default="active"),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=True),
+)
+
+do_not_contact = sa.Table(
+    "do_not_contact",
+    metadata,
+    sa.Column("profile_url", sa.String(500), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=True),
+)
+
+kv = sa.Table(
+    "kv",
+    metadata,
+    sa.Column("ns", sa.String(100), primary_key=True),
+    sa.Column("key", sa.String(500), primary_key=True),
+    sa.Column("value_json", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)

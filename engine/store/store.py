@@ -1,0 +1,1039 @@
+"""The store: one SQLAlchemy Core engine over SQLite (default) or PostgreSQL.
+
+Every method takes an optional ``conn``: pass the connection of an open
+:meth:`Store.transaction` to group several writes atomically (the runner records an action's
+outcome and the enrollment's transition in one transaction); without it each call runs in
+its own short transaction. Methods return frozen dataclasses, never ORM objects.
+
+Example::
+
+    store = Store.open(None, Path(".seqrun"))
+    lead_id = store.upsert_lead("https://www.linkedin.com/in/jane", {"first_name": "Jane"})
+    with store.lock("apply"):
+        store.kv_put("schedules", "daily", {"id": "sch_1"})
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from engine.errors import LockError, StoreError
+from engine.store import schema as t
+
+log = logging.getLogger(__name__)
+
+HEAD = "0001"  # the newest migration in engine/store/migrations/versions (a test checks it)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+ENV_URL = "SEQRUN_DATABASE_URL"
+
+ACTION_STATUSES = ("intent", "done", "failed", "unknown")
+IDENTITY_STATUSES = ("active", "paused", "auth_expired")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- rows -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RevisionRow:
+    hash: str
+    sequence: str
+    kind: str
+    manifest: Any
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SequenceRow:
+    name: str
+    kind: str
+    provider: str
+    current_revision: str
+    paused: bool
+
+
+@dataclass(frozen=True)
+class LeadRow:
+    id: int
+    profile_url: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class EnrollmentRow:
+    id: int
+    lead_id: int
+    sequence: str
+    revision: str
+    identity: str
+    state: str
+    next_due_at: datetime | None
+    attempts: int
+    step_entered_at: datetime | None
+    paused: bool
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    id: int
+    idempotency_key: str
+    enrollment_id: int
+    sequence: str
+    revision: str
+    step: str
+    attempt: int
+    identity: str
+    action: str
+    status: str  # intent | done | failed | unknown
+    label: str | None
+    response: Any
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    at: datetime
+    enrollment_id: int | None
+    subject: str
+    kind: str
+    from_state: str | None
+    to_state: str | None
+    trigger: str | None
+    revision: str | None
+    data: Any
+
+
+@dataclass(frozen=True)
+class ConversationRow:
+    identity: str
+    profile_url: str
+    last_sender_is_us: bool
+    last_activity_at: datetime
+    first_sender_is_us: bool | None
+
+
+@dataclass(frozen=True)
+class IdentityRow:
+    id: str
+    provider: str
+    profile_id: str | None
+    status: str  # active | paused | auth_expired
+    reason: str | None
+    updated_at: datetime | None
+
+
+@dataclass
+class LockHandle:
+    """A held lock; ``refresh()`` extends it (a daemon calls it every poll)."""
+
+    store: Store
+    name: str
+    holder: str
+    ttl: timedelta
+
+    def refresh(self) -> None:
+        now = _utcnow()
+        with self.store.transaction() as conn:
+            res = conn.execute(
+                t.locks.update()
+                .where(t.locks.c.name == self.name, t.locks.c.holder == self.holder)
+                .values(expires_at=now + self.ttl)
+            )
+            if res.rowcount != 1:
+                raise LockError(f"lock {self.name!r} was lost (expired and taken over)")
+
+
+def _enrollment(r: Any) -> EnrollmentRow:
+    return EnrollmentRow(
+        id=r.id,
+        lead_id=r.lead_id,
+        sequence=r.sequence,
+        revision=r.revision,
+        identity=r.identity,
+        state=r.state,
+        next_due_at=r.next_due_at,
+        attempts=r.attempts,
+        step_entered_at=r.step_entered_at,
+        paused=bool(r.paused),
+        last_error=r.last_error,
+    )
+
+
+def _action(r: Any) -> ActionRow:
+    return ActionRow(
+        id=r.id,
+        idempotency_key=r.idempotency_key,
+        enrollment_id=r.enrollment_id,
+        sequence=r.sequence,
+        revision=r.revision,
+        step=r.step,
+        attempt=r.attempt,
+        identity=r.identity,
+        action=r.action,
+        status=r.status,
+        label=r.label,
+        response=_loads(r.response_json),
+        created_at=r.created_at,
+        finished_at=r.finished_at,
+    )
+
+
+def _event(r: Any) -> EventRow:
+    return EventRow(
+        id=r.id,
+        at=r.at,
+        enrollment_id=r.enrollment_id,
+        subject=r.subject,
+        kind=r.kind,
+        from_state=r.from_state,
+        to_state=r.to_state,
+        trigger=r.trigger,
+        revision=r.revision,
+        data=_loads(r.data_json),
+    )
+
+
+def _identity(r: Any) -> IdentityRow:
+    return IdentityRow(
+        id=r.id,
+        provider=r.provider,
+        profile_id=r.profile_id,
+        status=r.status,
+        reason=r.reason,
+        updated_at=r.updated_at,
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Take transaction control from pysqlite so BEGIN IMMEDIATE is ours (see the begin hook).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE: take the write lock up front so two processes never deadlock upgrading a
+    # read transaction (busy_timeout then queues them).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Store:
+    """The runtime state. Open with :meth:`open`; safe to share within one process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.url = engine.url.render_as_string(hide_password=True)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | None = None, state_dir: Path | str = ".seqrun") -> Store:
+        """Open (and migrate to head) the store.
+
+        ``url`` wins, then ``$SEQRUN_DATABASE_URL``, then ``sqlite:///<state_dir>/state.db``.
+        """
+        url = url or os.environ.get(ENV_URL) or None
+        if url is None:
+            state = Path(state_dir)
+            state.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{state / 'state.db'}"
+        try:
+            engine = sa.create_engine(url)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise StoreError(f"cannot open the store: {exc}") from exc
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "begin", _sqlite_begin)
+        store = cls(engine)
+        try:
+            store.migrate()
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            raise StoreError(f"cannot open the store at {store.url}: {exc.orig}") from exc
+        return store
+
+    def migrate(self) -> None:
+        """``alembic upgrade head``; a no-op (one query) when already at head."""
+        with self.engine.begin() as conn:
+            current = None
+            if sa.inspect(conn).has_table("alembic_version"):
+                current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            if current == HEAD:
+                return
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            log.info("migrating the store from %s to %s", current, HEAD)
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One atomic transaction; pass the connection as ``conn=`` to store methods."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _tx(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.begin() as own:
+                yield own
+
+    def _upsert(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        values: Mapping[str, Any],
+        keys: Iterable[str],
+        update: Iterable[str],
+    ) -> None:
+        keys, update = list(keys), list(update)
+        dialect = conn.dialect.name
+        if dialect == "sqlite" or dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            stmt: Any = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+            stmt = stmt.values(**values)
+            if update:
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+                )
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+            conn.execute(stmt)
+            return
+        where = [table.c[k] == values[k] for k in keys]
+        if update:
+            res = conn.execute(table.update().where(*where).values({c: values[c] for c in update}))
+            if res.rowcount:
+                return
+        elif conn.execute(sa.select(sa.literal(1)).select_from(table).where(*where)).first():
+            return
+        conn.execute(table.insert().values(**values))
+
+    # ---- kv -----------------------------------------------------------------------------
+
+    def kv_get(self, ns: str, key: str, *, conn: Connection | None = None) -> Any | None:
+        with self._tx(conn) as c:
+            text = c.execute(
+                sa.select(t.kv.c.value_json).where(t.kv.c.ns == ns, t.kv.c.key == key)
+            ).scalar()
+        return _loads(text)
+
+    def kv_put(self, ns: str, key: str, value: Any, *, conn: Connection | None = None) -> None:
+        with self._tx(conn) as c:
+            self._upsert(
+                c,
+                t.kv,
+                {"ns": ns, "key": key, "value_json": _dumps(value), "updated_at": _utcnow()},
+                ("ns", "key"),
+                ("value_json", "updated_at"),
+            )
+
+    def kv_delete(self, ns: str, key: str, *, conn: Connection | None = None) -> bool:
+        with self._tx(conn) as c:
+            res = c.execute(t.kv.delete().where(t.kv.c.ns == ns, t.kv.c.key == key))
+        return bool(res.rowcount)
+
+    def kv_items(self, ns: str, *, conn: Connection | None = None) -> dict[str, Any]:
+        with self._tx(conn) as c:
+            rows = c.execute(
+                sa.select(t.kv.c.key, t.kv.c.value_json).where(t.kv.c.ns == ns).order_by(t.kv.c.key)
+            ).all()
+        return {r.key: _loads(r.value_json) for r in rows}
+
+    # ---- locks --------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(
+        self, name: str, *, ttl: timedelta = timedelta(minutes=10), holder: str | None = None
+    ) -> Iterator[LockHandle]:
+        """Hold the named lock for the block; :class:`LockError` if someone else holds it.
+
+        A holder that died leaves a lock that expires after ``ttl``.
+        """
+        holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        now = _utcnow()
+        try:
+            with self.transaction() as conn:
+                conn.execute(
+                    t.locks.delete().where(t.locks.c.name == name, t.locks.c.expires_at < now)
+                )
+                conn.execute(
+                    t.locks.insert().values(
+                        name=name, holder=holder, acquired_at=now, expires_at=now + ttl
+                    )
+                )
+        except sa.exc.IntegrityError:
+            with self.transaction() as conn:
+                row = conn.execute(sa.select(t.locks).where(t.locks.c.name == name)).first()
+            who = f" by {row.holder} since {row.acquired_at:%Y-%m-%d %H:%M:%S}Z" if row else ""
+            raise LockError(f"the {name!r} lock is held{who}") from None
+        try:
+            yield LockHandle(self, name, holder, ttl)
+        finally:
+            with self.transaction() as conn:
+                conn.execute(
+                    t.locks.delete().where(t.locks.c.name == name, t.locks.c.holder == holder)
+                )
+
+    # ---- revisions and sequences --------------------------------------------------------
+
+    def put_revision(
+        self,
+        hash: str,
+        sequence: str,
+        kind: str,
+        manifest: Any,
+        *,
+        at: datetime | None = None,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Store a revision once; True if it was new."""
+        with self._tx(conn) as c:
+            if c.execute(sa.select(t.revisions.c.hash).where(t.revisions.c.hash == hash)).first():
+                return False
+            c.execute(
+                t.revisions.insert().values(
+                    hash=hash,
+                    sequence=sequence,
+                    kind=kind,
+                    manifest_json=_dumps(manifest),
+                    created_at=at or _utcnow(),
+                )
+            )
+        return True
+
+    def get_revision(self, hash: str, *, conn: Connection | None = None) -> RevisionRow | None:
+        with self._tx(conn) as c:
+            r = c.execute(sa.select(t.revisions).where(t.revisions.c.hash == hash)).first()
+        if r is None:
+            return None
+        return RevisionRow(r.hash, r.sequence, r.kind, _loads(r.manifest_json), r.created_at)
+
+    def revisions(
+        self, sequence: str | None = None, *, conn: Connection | None = None
+    ) -> list[RevisionRow]:
+        q = sa.select(t.revisions).order_by(t.revisions.c.created_at)
+        if sequence is not None:
+            q = q.where(t.revisions.c.sequence == sequence)
+        with self._tx(conn) as c:
+            rows = c.execute(q).all()
+        return [
+            RevisionRow(r.hash, r.sequence, r.kind, _loads(r.manifest_json), r.created_at)
+            for r in rows
+        ]
+
+    def put_sequence(
+        self,
+        name: str,
+        kind: str,
+        provider: str,
+        current_revision: str,
+        *,
+        conn: Connection | None = None,
+    ) -> None:
+        """Create or update a sequence (its ``paused`` flag is kept)."""
+        with self._tx(conn) as c:
+            self._upsert(
+                c,
+                t.sequences,
+                {
+                    "name": name,
+                    "kind": kind,
+                    "provider": provider,
+                    "current_revision": current_revision,
+                    "paused": False,
+                },
+                ("name",),
+                ("kind", "provider", "current_revision"),
+            )
+
+    def get_sequence(self, name: str, *, conn: Connection | None = None) -> SequenceRow | None:
+        with self._tx(conn) as c:
+            r = c.execute(sa.select(t.sequences).where(t.sequences.c.name == name)).first()
+        return (
+            None
+            if r is None
+            else SequenceRow(r.name, r.kind, r.provider, r.current_revision, bool(r.paused))
+        )
+
+    def list_sequences(self, *, conn: Connection | None = None) -> list[SequenceRow]:
+        with self._tx(conn) as c:
+            rows = c.execute(sa.select(t.sequences).order_by(t.sequences.c.name)).all()
+        return [
+            SequenceRow(r.name, r.kind, r.provider, r.current_revision, bool(r.paused))
+            for r in rows
+        ]
+
+    def set_sequence_paused(
+        self, name: str | None, paused: bool, *, conn: Connection | None = None
+    ) -> int:
+        """Pause or resume one sequence (``None``: all of them). Returns how many changed."""
+        q = t.sequences.update().values(paused=paused)
+        if name is not None:
+            q = q.where(t.sequences.c.name == name)
+        with self._tx(conn) as c:
+            return c.execute(q).rowcount
+
+    # ---- leads --------------------------------------------------------------------------
+
+    def upsert_lead(
+        self, profile_url: str, data: Mapping[str, Any], *, conn: Connection | None = None
+    ) -> int:
+        """Insert a lead by (already normalized) profile URL, or merge ``data`` into it."""
+        with self._tx(conn) as c:
+            r = c.execute(
+                sa.select(t.leads.c.id, t.leads.c.data_json).where(
+                    t.leads.c.profile_url == profile_url
+                )
+            ).first()
+            if r is None:
+                res = c.execute(
+                    t.leads.insert().values(profile_url=profile_url, data_json=_dumps(dict(data)))
+                )
+                return int(res.inserted_primary_key[0])  # type: ignore[index]
+            merged = {**(_loads(r.data_json) or {}), **dict(data)}
+            c.execute(t.leads.update().where(t.leads.c.id == r.id).values(data_json=_dumps(merged)))
+            return int(r.id)
+
+    def get_lead(self, lead_id: int, *, conn: Connection | None = None) -> LeadRow | None:
+        with self._tx(conn) as c:
+            r = c.execute(sa.select(t.leads).where(t.leads.c.id == lead_id)).first()
+        return None if r is None else LeadRow(r.id, r.profile_url, _loads(r.data_json))
+
+    def lead_by_url(self, profile_url: str, *, conn: Connection | None = None) -> LeadRow | None:
+        with self._tx(conn) as c:
+            r = c.execute(sa.select(t.leads).where(t.leads.c.profile_url == profile_url)).first()
+        return None if r is None else LeadRow(r.id, r.profile_url, _loads(r.data_json))
+
+    def leads_by_ids(
+        self, ids: Iterable[int], *, conn: Connection | None = None
+    ) -> dict[int, LeadRow]:
+        ids = list(set(ids))
+        out: dict[int, LeadRow] = {}
+        with self._tx(conn) as c:
+            for i in range(0, len(ids), 500):
+                rows = c.execute(sa.select(t.leads).where(t.leads.c.id.in_(ids[i : i + 500])))
+                for r in rows:
+                    out[r.id] = LeadRow(r.id, r.profile_url, _loads(r.data_json))
+        return out
+
+    # ---- enrollments --------------------------------------------------------------------
+
+    def enroll(
+        self,
+        lead_id: int,
+        sequence: str,
+        revision: str,
+        identity: str,
+        state: str,
+        next_due_at: datetime | None,
+        *,
+        conn: Connection | None = None,
+    ) -> int | None:
+        """Enroll a lead; None when it is already enrolled in that sequence."""
+        with self._tx(conn) as c:
+            exists = c.execute(
+                sa.select(t.enrollments.c.id).where(
+                    t.enrollments.c.lead_id == lead_id, t.enrollments.c.sequence == sequence
+                )
+            ).first()
+            if exists:
+                return None
+            res = c.execute(
+                t.enrollments.insert().values(
+                    lead_id=lead_id,
+                    sequence=sequence,
+                    revision=revision,
+                    identity=identity,
+                    state=state,
+                    next_due_at=next_due_at,
+                    attempts=0,
+                    step_entered_at=next_due_at,
+                    paused=False,
+                )
+            )
+            return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    def get_enrollment(
+        self, enrollment_id: int, *, conn: Connection | None = None
+    ) -> EnrollmentRow | None:
+        with self._tx(conn) as c:
+            r = c.execute(
+                sa.select(t.enrollments).where(t.enrollments.c.id == enrollment_id)
+            ).first()
+        return None if r is None else _enrollment(r)
+
+    def enrollments(
+        self,
+        *,
+        sequence: str | None = None,
+        identity: str | None = None,
+        lead_id: int | None = None,
+        states: Iterable[str] | None = None,
+        conn: Connection | None = None,
+    ) -> list[EnrollmentRow]:
+        q = sa.select(t.enrollments).order_by(t.enrollments.c.id)
+        if sequence is not None:
+            q = q.where(t.enrollments.c.sequence == sequence)
+        if identity is not None:
+            q = q.where(t.enrollments.c.identity == identity)
+        if lead_id is not None:
+            q = q.where(t.enrollments.c.lead_id == lead_id)
+        if states is not None:
+            q = q.where(t.enrollments.c.state.in_(list(states)))
+        with self._tx(conn) as c:
+            return [_enrollment(r) for r in c.execute(q)]
+
+    def due_enrollments(
+        self, now: datetime, *, limit: int | None = None, conn: Connection | None = None
+    ) -> list[EnrollmentRow]:
+        """Enrollments due at ``now`` (by the ``next_due_at`` index): not paused, sequence not
+        paused. Terminal enrollments carry ``next_due_at = NULL`` so they never show up."""
+        paused_seqs = sa.select(t.sequences.c.name).where(t.sequences.c.paused == sa.true())
+        q = (
+            sa.select(t.enrollments)
+            .where(
+                t.enrollments.c.next_due_at <= now,
+                t.enrollments.c.paused == sa.false(),
+                t.enrollments.c.sequence.not_in(paused_seqs),
+            )
+            .order_by(t.enrollments.c.next_due_at, t.enrollments.c.id)
+        )
+        if limit is not None:
+            q = q.limit(limit)
+        with self._tx(conn) as c:
+            return [_enrollment(r) for r in c.execute(q)]
+
+    def next_due_at(self, *, conn: Connection | None = None) -> datetime | None:
+        """The earliest ``next_due_at`` among runnable enrollments."""
+        paused_seqs = sa.select(t.sequences.c.name).where(t.sequences.c.paused == sa.true())
+        q = sa.select(sa.func.min(t.enrollments.c.next_due_at)).where(
+            t.enrollments.c.next_due_at.is_not(None),
+            t.enrollments.c.paused == sa.false(),
+            t.enrollments.c.sequence.not_in(paused_seqs),
+        )
+        with self._tx(conn) as c:
+            value = c.execute(q).scalar()
+        if value is None:
+            return None
+        return t.UTCDateTime().process_result_value(value, self.engine.dialect)
+
+    def update_enrollment(
+        self, enrollment_id: int, *, conn: Connection | None = None, **values: Any
+    ) -> None:
+        """Set columns of one enrollment (state, next_due_at, attempts, ...)."""
+        unknown = set(values) - set(t.enrollments.c.keys())
+        if unknown:
+            raise StoreError(f"unknown enrollment columns: {sorted(unknown)}")
+        with self._tx(conn) as c:
+            c.execute(
+                t.enrollments.update().where(t.enrollments.c.id == enrollment_id).values(**values)
+            )
+
+    def set_enrollments_paused(
+        self,
+        paused: bool,
+        *,
+        identity: str | None = None,
+        sequence: str | None = None,
+        conn: Connection | None = None,
+    ) -> int:
+        """Pause or resume the non-terminal enrollments of an identity and/or sequence
+        (both None: every enrollment). Their state and due time are kept."""
+        q = t.enrollments.update().values(paused=paused)
+        if identity is not None:
+            q = q.where(t.enrollments.c.identity == identity)
+        if sequence is not None:
+            q = q.where(t.enrollments.c.sequence == sequence)
+        with self._tx(conn) as c:
+            return c.execute(q).rowcount
+
+    def count_enrollments(self, *, conn: Connection | None = None) -> dict[tuple[str, str], int]:
+        """(sequence, state) -> number of enrollments, for the funnel."""
+        q = sa.select(t.enrollments.c.sequence, t.enrollments.c.state, sa.func.count()).group_by(
+            t.enrollments.c.sequence, t.enrollments.c.state
+        )
+        with self._tx(conn) as c:
+            return {(r[0], r[1]): int(r[2]) for r in c.execute(q)}
+
+    # ---- action log ---------------------------------------------------------------------
+
+    def log_intent(
+        self,
+        *,
+        enrollment_id: int,
+        sequence: str,
+        revision: str,
+        step: str,
+        attempt: int,
+        identity: str,
+        action: str,
+        at: datetime,
+        request: Any = None,
+        conn: Connection | None = None,
+    ) -> str:
+        """Write (and, without ``conn``, commit) the intent row before a provider call.
+
+        Returns the idempotency key ``"<enrollment>:<step>:<attempt>"``; a second intent with
+        the same key raises :class:`StoreError`.
+        """
+        key = f"{enrollment_id}:{step}:{attempt}"
+        try:
+            with self._tx(conn) as c:
+                c.execute(
+                    t.action_log.insert().values(
+                        idempotency_key=key,
+                        enrollment_id=enrollment_id,
+                        sequence=sequence,
+                        revision=revision,
+                        step=step,
+                        attempt=attempt,
+                        identity=identity,
+                        action=action,
+                        status="intent",
+                        response_json=None if request is None else _dumps({"request": request}),
+                        created_at=at,
+                    )
+                )
+        except sa.exc.IntegrityError as exc:
+            raise StoreError(f"action {key} was already attempted") from exc
+        return key
+
+    def log_outcome(
+        self,
+        key: str,
+        status: str,
+        *,
+        at: datetime,
+        label: str | None = None,
+        response: Any = None,
+        conn: Connection | None = None,
+    ) -> None:
+        if status not in ACTION_STATUSES[1:]:
+            raise StoreError(f"bad action status {status!r}")
+        with self._tx(conn) as c:
+            c.execute(
+                t.action_log.update()
+                .where(t.action_log.c.idempotency_key == key)
+                .values(
+                    status=status,
+                    label=label,
+                    response_json=None if response is None else _dumps(response),
+                    finished_at=at,
+                )
+            )
+
+    def pending_intents(self, *, conn: Connection | None = None) -> list[ActionRow]:
+        """Intents with no recorded outcome (a crash or a lost answer after the intent)."""
+        q = sa.select(t.action_log).where(t.action_log.c.status == "intent")
+        with self._tx(conn) as c:
+            return [_action(r) for r in c.execute(q.order_by(t.action_log.c.id))]
+
+    def actions(
+        self,
+        *,
+        enrollment_id: int | None = None,
+        identity: str | None = None,
+        conn: Connection | None = None,
+    ) -> list[ActionRow]:
+        q = sa.select(t.action_log).order_by(t.action_log.c.id)
+        if enrollment_id is not None:
+            q = q.where(t.action_log.c.enrollment_id == enrollment_id)
+        if identity is not None:
+            q = q.where(t.action_log.c.identity == identity)
+        with self._tx(conn) as c:
+            return [_action(r) for r in c.execute(q)]
+
+    def action_times(
+        self, identity: str, action: str, since: datetime, *, conn: Connection | None = None
+    ) -> list[datetime]:
+        """When each ``done`` action of this identity finished after ``since``, oldest first
+        (the rolling-24-h limit usage)."""
+        q = (
+            sa.select(t.action_log.c.finished_at)
+            .where(
+                t.action_log.c.identity == identity,
+                t.action_log.c.action == action,
+                t.action_log.c.finished_at > since,
+                t.action_log.c.status == "done",
+            )
+            .order_by(t.action_log.c.finished_at)
+        )
+        with self._tx(conn) as c:
+            return [r[0] for r in c.execute(q)]
+
+    # ---- events -------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        kind: str,
+        subject: str,
+        data: Any = None,
+        *,
+        at: datetime | None = None,
+        enrollment_id: int | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        trigger: str | None = None,
+        revision: str | None = None,
+        conn: Connection | None = None,
+    ) -> int:
+        """Append an event; ``subject`` is what ``why`` looks up (a lead URL, a sequence...)."""
+        with self._tx(conn) as c:
+            res = c.execute(
+                t.events.insert().values(
+                    at=at or _utcnow(),
+                    enrollment_id=enrollment_id,
+                    subject=subject,
+                    kind=kind,
+                    from_state=from_state,
+                    to_state=to_state,
+                    trigger=trigger,
+                    revision=revision,
+                    data_json=None if data is None else _dumps(data),
+                )
+            )
+            return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    def events(
+        self,
+        subject: str | None = None,
+        *,
+        enrollment_id: int | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+        conn: Connection | None = None,
+    ) -> list[EventRow]:
+        q = sa.select(t.events).order_by(t.events.c.id)
+        if subject is not None:
+            q = q.where(t.events.c.subject == subject)
+        if enrollment_id is not None:
+            q = q.where(t.events.c.enrollment_id == enrollment_id)
+        if kind is not None:
+            q = q.where(t.events.c.kind == kind)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._tx(conn) as c:
+            return [_event(r) for r in c.execute(q)]
+
+    # ---- conversation and connection caches ----------------------------------------------
+
+    def put_conversation(
+        self,
+        identity: str,
+        profile_url: str,
+        *,
+        last_sender_is_us: bool,
+        last_activity_at: datetime,
+        first_sender_is_us: bool | None = None,
+        conn: Connection | None = None,
+    ) -> None:
+        with self._tx(conn) as c:
+            self._upsert(
+                c,
+                t.conversation_cache,
+                {
+                    "identity": identity,
+                    "profile_url": profile_url,
+                    "last_sender_is_us": last_sender_is_us,
+                    "last_activity_at": last_activity_at,
+                    "first_sender_is_us": first_sender_is_us,
+                },
+                ("identity", "profile_url"),
+                ("last_sender_is_us", "last_activity_at", "first_sender_is_us"),
+            )
+
+    def conversations(
+        self, identity: str, *, conn: Connection | None = None
+    ) -> dict[str, ConversationRow]:
+        q = sa.select(t.conversation_cache).where(t.conversation_cache.c.identity == identity)
+        with self._tx(conn) as c:
+            return {
+                r.profile_url: ConversationRow(
+                    r.identity,
+                    r.profile_url,
+                    bool(r.last_sender_is_us),
+                    r.last_activity_at,
+                    None if r.first_sender_is_us is None else bool(r.first_sender_is_us),
+                )
+                for r in c.execute(q)
+            }
+
+    def put_connection(
+        self,
+        identity: str,
+        profile_url: str,
+        status: str,
+        *,
+        at: datetime,
+        conn: Connection | None = None,
+    ) -> None:
+        with self._tx(conn) as c:
+            self._upsert(
+                c,
+                t.connection_cache,
+                {
+                    "identity": identity,
+                    "profile_url": profile_url,
+                    "status": status,
+                    "checked_at": at,
+                },
+                ("identity", "profile_url"),
+                ("status", "checked_at"),
+            )
+
+    def connection(
+        self, identity: str, profile_url: str, *, conn: Connection | None = None
+    ) -> tuple[str, datetime] | None:
+        """(status, checked_at) from the cache, or None."""
+        with self._tx(conn) as c:
+            r = c.execute(
+                sa.select(t.connection_cache.c.status, t.connection_cache.c.checked_at).where(
+                    t.connection_cache.c.identity == identity,
+                    t.connection_cache.c.profile_url == profile_url,
+                )
+            ).first()
+        return None if r is None else (r.status, r.checked_at)
+
+    # ---- identities ---------------------------------------------------------------------
+
+    def get_identity(self, identity: str, *, conn: Connection | None = None) -> IdentityRow | None:
+        with self._tx(conn) as c:
+            r = c.execute(sa.select(t.identities).where(t.identities.c.id == identity)).first()
+        return None if r is None else _identity(r)
+
+    def list_identities(self, *, conn: Connection | None = None) -> list[IdentityRow]:
+        with self._tx(conn) as c:
+            return [_identity(r) for r in c.execute(sa.select(t.identities).order_by("id"))]
+
+    def put_identity(
+        self,
+        identity: str,
+        provider: str,
+        *,
+        profile_id: str | None = None,
+        conn: Connection | None = None,
+    ) -> None:
+        """Register an identity (status active) or update its cached profile id."""
+        with self._tx(conn) as c:
+            r = c.execute(sa.select(t.identities).where(t.identities.c.id == identity)).first()
+            if r is None:
+                c.execute(
+                    t.identities.insert().values(
+                        id=identity,
+                        provider=provider,
+                        profile_id=profile_id,
+                        status="active",
+                        updated_at=_utcnow(),
+                    )
+                )
+            elif profile_id is not None:
+                c.execute(
+                    t.identities.update()
+                    .where(t.identities.c.id == identity)
+                    .values(profile_id=profile_id, updated_at=_utcnow())
+                )
+
+    def set_identity_status(
+        self,
+        identity: str,
+        status: str,
+        reason: str | None = None,
+        *,
+        provider: str = "",
+        conn: Connection | None = None,
+    ) -> None:
+        if status not in IDENTITY_STATUSES:
+            raise StoreError(f"bad identity status {status!r}")
+        with self._tx(conn) as c:
+            res = c.execute(
+                t.identities.update()
+                .where(t.identities.c.id == identity)
+                .values(status=status, reason=reason, updated_at=_utcnow())
+            )
+            if not res.rowcount:
+                c.execute(
+                    t.identities.insert().values(
+                        id=identity,
+                        provider=provider,
+                        status=status,
+                        reason=reason,
+                        updated_at=_utcnow(),
+                    )
+                )
+
+    # ---- do not contact -----------------------------------------------------------------
+
+    def add_do_not_contact(
+        self, profile_url: str, reason: str | None = None, *, conn: Connection | None = None
+    ) -> None:
+        with self._tx(conn) as c:
+            self._upsert(
+                c,
+                t.do_not_contact,
+                {"profile_url": profile_url, "reason": reason},
+                ("profile_url",),
+                ("reason",),
+            )
+
+    def remove_do_not_contact(self, profile_url: str, *, conn: Connection | None = None) -> bool:
+        with self._tx(conn) as c:
+            res = c.execute(
+                t.do_not_contact.delete().where(t.do_not_contact.c.profile_url == profile_url)
+            )
+        return bool(res.rowcount)
+
+    def is_do_not_contact(self, profile_url: str, *, conn: Connection | None = None) -> bool:
+        with self._tx(conn) as c:
+            return (
+                c.execute(
+                    sa.select(t.do_not_contact.c.profile_url).where(
+                        t.do_not_contact.c.profile_url == profile_url
+                    )
+                ).first()
+                is not None
+            )
+
+    def do_not_contact(self, *, conn: Connection | None = None) -> dict[str, str | None]:
+        with self._tx(conn) as c:
+            return {r.profile_url: r.reason for r in c.execute(sa.select(t.do_not_contact))}

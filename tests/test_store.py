@@ -1,0 +1,221 @@
+"""The store: migrations, locks, rows, on SQLite (always) and PostgreSQL (when CI gives a URL)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from engine.errors import LockError, StoreError
+from engine.store import HEAD, Store
+from engine.store.schema import metadata
+from engine.store.store import MIGRATIONS
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+PG_URL = os.environ.get("SEQRUN_TEST_DATABASE_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        s = Store.open(None, tmp_path / ".seqrun")
+        yield s
+        s.close()
+        return
+    if not PG_URL:
+        pytest.skip("SEQRUN_TEST_DATABASE_URL not set")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    s = Store.open(f"{PG_URL}{sep}options=-csearch_path%3D{schema}", tmp_path)
+    yield s
+    s.close()
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def test_fresh_sqlite_is_migrated_to_head_with_wal(tmp_path: Path) -> None:
+    s = Store.open(None, tmp_path / "state")
+    db = tmp_path / "state" / "state.db"
+    assert db.exists()
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert set(metadata.tables) <= tables
+    s.close()
+
+
+def test_migrations_match_the_metadata_and_head_constant(store: Store) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+        assert compare_metadata(ctx, metadata) == []
+
+
+def test_reopen_is_a_fast_no_op(tmp_path: Path) -> None:
+    Store.open(None, tmp_path).close()
+    start = time.perf_counter()
+    s = Store.open(None, tmp_path)
+    assert time.perf_counter() - start < 0.5
+    s.kv_put("ns", "k", 1)
+    assert s.kv_get("ns", "k") == 1
+
+
+def test_env_url_overrides_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEQRUN_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    Store.open(None, tmp_path / "state").close()
+    assert (tmp_path / "other.db").exists()
+    assert not (tmp_path / "state" / "state.db").exists()
+
+
+def test_bad_url_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        Store.open("nosuchdialect://x", tmp_path)
+
+
+def test_kv_roundtrip(store: Store) -> None:
+    assert store.kv_get("schedules", "a") is None
+    store.kv_put("schedules", "a", {"id": "s1", "n": [1, 2]})
+    store.kv_put("schedules", "b", "x")
+    store.kv_put("schedules", "a", {"id": "s2"})
+    store.kv_put("other", "a", 3)
+    assert store.kv_get("schedules", "a") == {"id": "s2"}
+    assert store.kv_items("schedules") == {"a": {"id": "s2"}, "b": "x"}
+    assert store.kv_delete("schedules", "a") is True
+    assert store.kv_delete("schedules", "a") is False
+    assert store.kv_items("schedules") == {"b": "x"}
+
+
+def test_lock_is_exclusive_across_store_instances(tmp_path: Path) -> None:
+    a = Store.open(None, tmp_path)
+    b = Store.open(None, tmp_path)
+    with a.lock("apply"):
+        with pytest.raises(LockError, match="apply"), b.lock("apply"):
+            pass
+        with b.lock("run"):  # another name is independent
+            pass
+    with b.lock("apply"):  # released
+        pass
+
+
+def test_expired_lock_is_taken_over_and_refresh_detects_loss(store: Store) -> None:
+    with store.lock("apply", ttl=timedelta(seconds=-1)) as dead, store.lock("apply") as fresh:
+        assert fresh.holder != dead.holder
+        with pytest.raises(LockError):
+            dead.refresh()
+        fresh.refresh()
+
+
+def test_enrollments_due_by_index(store: Store) -> None:
+    store.put_sequence("s", "Sequence", "edges", "rev1")
+    store.put_sequence("t", "Sequence", "edges", "rev1")
+    lead = store.upsert_lead("https://www.linkedin.com/in/a", {"first_name": "A"})
+    lead2 = store.upsert_lead("https://www.linkedin.com/in/b", {})
+    assert store.upsert_lead("https://www.linkedin.com/in/a", {"x": 1}) == lead
+    assert store.get_lead(lead).data == {"first_name": "A", "x": 1}  # type: ignore[union-attr]
+    e1 = store.enroll(lead, "s", "rev1", "id_a", "visit", T0)
+    assert e1 is not None
+    assert store.enroll(lead, "s", "rev1", "id_a", "visit", T0) is None
+    e2 = store.enroll(lead2, "s", "rev1", "id_a", "visit", T0 + timedelta(hours=1))
+    e3 = store.enroll(lead, "t", "rev1", "id_b", "visit", T0)
+    assert e2 and e3
+    assert [e.id for e in store.due_enrollments(T0)] == [e1, e3]
+    due = store.due_enrollments(T0 + timedelta(hours=2))
+    assert [e.id for e in due] == [e1, e3, e2]
+    assert due[0].next_due_at == T0 and due[0].next_due_at.tzinfo is not None
+    store.set_sequence_paused("t", True)
+    store.update_enrollment(e2, state="completed", next_due_at=None)
+    assert [e.id for e in store.due_enrollments(T0 + timedelta(hours=2))] == [e1]
+    store.set_enrollments_paused(True, identity="id_a")
+    assert store.due_enrollments(T0 + timedelta(hours=2)) == []
+    assert store.next_due_at() is None
+    store.set_enrollments_paused(False, identity="id_a")
+    assert store.next_due_at() == T0
+    with pytest.raises(StoreError):
+        store.update_enrollment(e1, nonsense=1)
+
+
+def test_action_log_intent_then_outcome(store: Store) -> None:
+    common = dict(sequence="s", revision="r", identity="id_a", action="send_message")
+    key = store.log_intent(enrollment_id=7, step="msg", attempt=0, at=T0, **common)  # type: ignore[arg-type]
+    assert key == "7:msg:0"
+    with pytest.raises(StoreError):
+        store.log_intent(enrollment_id=7, step="msg", attempt=0, at=T0, **common)  # type: ignore[arg-type]
+    assert [a.idempotency_key for a in store.pending_intents()] == ["7:msg:0"]
+    store.log_outcome(key, "done", at=T0 + timedelta(minutes=1), label="ok", response={"a": 1})
+    assert store.pending_intents() == []
+    (row,) = store.actions(enrollment_id=7)
+    assert (row.status, row.label, row.response) == ("done", "ok", {"a": 1})
+    assert store.action_times("id_a", "send_message", T0) == [T0 + timedelta(minutes=1)]
+    assert store.action_times("id_a", "send_message", T0 + timedelta(minutes=1)) == []
+
+
+def test_outcome_and_transition_commit_together(store: Store) -> None:
+    lead = store.upsert_lead("https://www.linkedin.com/in/a", {})
+    e = store.enroll(lead, "s", "r", "id_a", "visit", T0)
+    assert e is not None
+    with pytest.raises(RuntimeError), store.transaction() as conn:
+        store.update_enrollment(e, state="connect", conn=conn)
+        store.record_event("transition", "u", enrollment_id=e, conn=conn)
+        raise RuntimeError("crash mid-transaction")
+    assert store.get_enrollment(e).state == "visit"  # type: ignore[union-attr]
+    assert store.events() == []
+
+
+def test_events_caches_identities_dnc(store: Store) -> None:
+    store.record_event(
+        "transition",
+        "https://www.linkedin.com/in/a",
+        {"label": "ok"},
+        at=T0,
+        enrollment_id=1,
+        from_state="visit",
+        to_state="connect",
+        trigger="ok",
+        revision="r",
+    )
+    store.record_event("note", "other")
+    (ev,) = store.events("https://www.linkedin.com/in/a")
+    assert (ev.from_state, ev.to_state, ev.trigger, ev.data, ev.at) == (
+        "visit",
+        "connect",
+        "ok",
+        {"label": "ok"},
+        T0,
+    )
+    store.put_conversation("id_a", "u1", last_sender_is_us=True, last_activity_at=T0)
+    store.put_conversation(
+        "id_a", "u1", last_sender_is_us=False, last_activity_at=T0, first_sender_is_us=True
+    )
+    conv = store.conversations("id_a")["u1"]
+    assert (conv.last_sender_is_us, conv.first_sender_is_us) == (False, True)
+    store.put_connection("id_a", "u1", "pending", at=T0)
+    assert store.connection("id_a", "u1") == ("pending", T0)
+    store.put_identity("id_a", "edges")
+    store.put_identity("id_a", "edges", profile_id="me_1")
+    store.set_identity_status("id_a", "auth_expired", "AUTH_EXPIRED")
+    ident = store.get_identity("id_a")
+    assert ident is not None and (ident.profile_id, ident.status) == ("me_1", "auth_expired")
+    with pytest.raises(StoreError):
+        store.set_identity_status("id_a", "weird")
+    store.add_do_not_contact("u2", "asked")
+    assert store.is_do_not_contact("u2") and not store.is_do_not_contact("u1")
+    assert store.do_not_contact() == {"u2": "asked"}
+    assert store.remove_do_not_contact("u2")
