@@ -348,6 +348,9 @@ class World:
         self._pending_replies: set[tuple[str, str]] = set()
         self._invite_counts: dict[tuple[str, str], int] = {}
         self._by_sn: dict[str, Profile] = {}
+        #: JSON-ready state of each provider API (runs, schedules, workflows...), persisted
+        #: with the world; each API owns its key ("edges", "linkedapi", "connectsafely")
+        self.api_state: dict[str, Any] = {}
 
     # ----------------------------------------------------------------------------- random
 
@@ -1057,6 +1060,7 @@ class World:
             "fault_counts": self._fault_counts,
             "faults_injected": self.faults_injected,
             "call_count": self.call_count,
+            "api_state": self.api_state,
         }
 
     @classmethod
@@ -1121,6 +1125,7 @@ class World:
         w._fault_counts = dict(data["fault_counts"])
         w.faults_injected = dict(data["faults_injected"])
         w.call_count = int(data.get("call_count", 0))
+        w.api_state = dict(data.get("api_state") or {})
         w._pending_replies = {(e.identity, e.profile_url) for e in w._events if e.kind == "reply"}
         for d in w.delivered:
             if d.kind == "invite":

@@ -1,0 +1,73 @@
+"""Pieces shared by the sandbox's provider APIs: credentials, JSON responses, injected faults.
+
+The sandbox credentials are fixed, public values: they only open the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from engine.sandbox.world import FaultPlan, World
+
+#: provider -> environment variable -> the sandbox's value (see Sandbox.credentials)
+CREDENTIALS: dict[str, dict[str, str]] = {
+    "edges": {"EDGES_API_KEY": "sbx-edges-key"},
+    "linkedapi": {
+        "LINKEDAPI_TOKEN": "sbx-linkedapi-token",
+        "LINKEDAPI_IDENTIFICATION_TOKEN": "sbx-idt-acct-alice",
+    },
+    "connectsafely": {"CONNECTSAFELY_API_KEY": "sbx-connectsafely-key"},
+}
+
+#: header a sandbox response carries when it simulates a timeout; the in-process transport
+#: turns such a response into ``httpx.ReadTimeout``
+FAULT_HEADER = "x-sandbox-fault"
+
+
+def iso(dt: datetime) -> str:
+    """``2026-01-05T08:00:00Z``."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class JSON(Response):
+    """A compact JSON response (faster than Starlette's JSONResponse for our payloads)."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: Any, status_code: int = 200,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(content, status_code, dict(headers) if headers else None)
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def read_json(request: Request) -> Any:
+    """The decoded body; ``None`` for an empty body; raises ``ValueError`` on bad JSON."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    return json.loads(raw)
+
+
+async def inject(world: World, api: str, op: str) -> FaultPlan | None:
+    """Apply the configured latency (real seconds) and draw a fault for this call."""
+    faults = world.config.faults
+    if faults.latency_s > 0:
+        await asyncio.sleep(faults.latency_s)
+    plan = world.fault_plan(api, op)
+    if plan is not None and plan.kind == "timeout" and faults.timeout_hang_s > 0:
+        await asyncio.sleep(faults.timeout_hang_s)
+    return plan
