@@ -1,0 +1,421 @@
+"""Compile a Sequence or Workflow into one ``transitions`` state machine per revision.
+
+Enrollments are plain rows (state, revision); the runner asks the compiled object where a
+trigger leads with :meth:`CompiledSequence.next_state`, a dict lookup precomputed from the
+machine's own transition table, so no ``transitions`` model is ever built per lead. Nothing
+from YAML becomes a callback: the machine has no callbacks at all (transitions resolves
+dotted strings to imports, so a name from a manifest would be code execution).
+
+Example::
+
+    >>> compiled = compile_sequence(seq)
+    >>> compiled.revision
+    '3f9a0c1b2d4e'
+    >>> compiled.next_state("connect", "ALREADY_CONNECTED")
+    'intro'
+    >>> print(graph(compiled, "mermaid"))
+    stateDiagram-v2
+    ...
+
+Triggers of a sequence state:
+
+* action step: ``ok`` -> ``next`` (or the following step, ``completed`` after the last); every
+  canonical error label and ``reply`` -> step ``on:``, else sequence ``on:``, else the default
+  (``reply`` -> ``replied``, ``PROFILE_NOT_ACCESSIBLE`` -> ``removed``, others -> ``failed``).
+  A route to ``pause`` is not a transition: :meth:`CompiledSequence.pauses` tells the runner.
+* ``wait``: ``elapsed`` (and ``ok``) -> next; ``reply`` -> the sequence route.
+* ``wait_for: connection_accepted``: ``accepted`` -> next, ``timeout`` -> ``on_timeout``, error
+  labels and ``reply`` as for actions. ``wait_for: reply``: ``reply`` -> next.
+* branch: ``case_<n>`` -> the n-th ``goto``, ``else`` -> ``else`` or the following step.
+* end: ``ok`` -> its terminal. Terminals have no triggers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from transitions import Machine
+
+from engine.errors import ManifestError, Problem, UsageError
+from engine.model import (
+    TERMINALS,
+    ActionStep,
+    BranchStep,
+    EndStep,
+    Sequence,
+    Step,
+    WaitForStep,
+    WaitStep,
+    Workflow,
+    WorkflowNode,
+)
+from engine.providers.base import ERROR_LABELS, PROFILE_NOT_ACCESSIBLE
+
+__all__ = [
+    "DEFAULT_ROUTES",
+    "PAUSE",
+    "WORKFLOW_STATES",
+    "CompiledSequence",
+    "CompiledWorkflow",
+    "compile_sequence",
+    "compile_workflow",
+    "graph",
+    "revision_of",
+]
+
+PAUSE = "pause"
+REPLY = "reply"
+# Sequence-wide routing when the manifest says nothing (DESIGN.md §1).
+DEFAULT_ROUTES: Mapping[str, str] = {
+    REPLY: "replied",
+    "AUTH_EXPIRED": PAUSE,
+    PROFILE_NOT_ACCESSIBLE: "removed",
+}
+_LABELS: tuple[str, ...] = (*ERROR_LABELS, REPLY)
+WORKFLOW_STATES: tuple[str, ...] = ("pending", "running", "completed", "failed")
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON-able form of a model object, without source positions (fallback revision input)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _canonical(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name not in ("source", "normalized", "path")
+        }
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def revision_of(manifest: Sequence | Workflow) -> str:
+    """First 12 hex digits of sha256 over the canonical JSON (sorted keys) of ``.normalized``."""
+    data = manifest.normalized if manifest.normalized else _canonical(manifest)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True, eq=False)
+class _Compiled:
+    name: str
+    revision: str
+    machine: Machine
+    initial: str
+    states: tuple[str, ...]
+    terminals: tuple[str, ...]
+    _table: Mapping[tuple[str, str], str] = field(repr=False)
+    _triggers: Mapping[str, tuple[str, ...]] = field(repr=False)
+    _defaulted: frozenset[tuple[str, str]] = field(repr=False)
+
+    def next_state(self, state: str, trigger: str) -> str:
+        """Where ``trigger`` leads from ``state``; KeyError when there is no such transition."""
+        return self._table[(state, trigger)]
+
+    def triggers(self, state: str) -> list[str]:
+        """The triggers of ``state`` (none for terminals); KeyError for an unknown state."""
+        if state not in self._triggers:
+            raise KeyError(state)
+        return list(self._triggers[state])
+
+    def is_terminal(self, state: str) -> bool:
+        return state in self.terminals
+
+    def edges(self) -> Iterator[tuple[str, str, str]]:
+        """Every transition as (source, trigger, dest), states in order."""
+        for state in self.states:
+            for trigger in self._triggers[state]:
+                yield state, trigger, self._table[(state, trigger)]
+
+    def is_default(self, state: str, trigger: str) -> bool:
+        """True when the transition comes from a default route, not from the manifest."""
+        return (state, trigger) in self._defaulted
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledSequence(_Compiled):
+    """One compiled sequence revision. Immutable; share it between all leads of the revision."""
+
+    sequence: Sequence | None = None
+    sequence_routes: Mapping[str, str] = field(default_factory=dict)
+    _steps: Mapping[str, Step] = field(default_factory=dict, repr=False)
+    _pauses: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False)
+
+    def step(self, state: str) -> Step | None:
+        """The step behind ``state``; None for terminals; KeyError for an unknown state."""
+        if state in self._steps:
+            return self._steps[state]
+        if state in self.terminals:
+            return None
+        raise KeyError(state)
+
+    def pauses(self, state: str, trigger: str) -> bool:
+        """True when ``trigger`` in ``state`` routes to ``pause`` (identity paused, lead stays)."""
+        return trigger in self._pauses.get(state, frozenset())
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledWorkflow(_Compiled):
+    """A compiled workflow: pending -> (running | node states) -> completed | failed."""
+
+    workflow: Workflow | None = None
+    _nodes: Mapping[str, WorkflowNode] = field(default_factory=dict, repr=False)
+
+    def node(self, state: str) -> WorkflowNode | None:
+        """The workflow node behind ``state`` (``n0``, ``n0.1``); None for the lifecycle states."""
+        return self._nodes.get(state)
+
+
+# ---- building ---------------------------------------------------------------------------------
+
+
+class _Builder:
+    """Collects states and transitions in order; one transition per (state, trigger)."""
+
+    def __init__(self, name: str, source: Any) -> None:
+        self.name = name
+        self.source = source
+        self.states: list[str] = []
+        self.triggers: dict[str, list[str]] = {}
+        self.wanted: dict[tuple[str, str], str] = {}
+        self.defaulted: set[tuple[str, str]] = set()
+        self.problems: list[Problem] = []
+
+    def state(self, name: str, path: str = "$") -> None:
+        if name in self.triggers:
+            self.problems.append(self.source.problem(path, f"duplicate state {name!r}"))
+            return
+        self.states.append(name)
+        self.triggers[name] = []
+
+    def add(self, src: str, trigger: str, dest: str, *, default: bool = False) -> None:
+        if (src, trigger) in self.wanted:
+            return
+        self.triggers[src].append(trigger)
+        self.wanted[(src, trigger)] = dest
+        if default:
+            self.defaulted.add((src, trigger))
+
+    def machine(
+        self, initial: str, path_of: Mapping[str, str]
+    ) -> tuple[Machine, dict[tuple[str, str], str]]:
+        for (src, trigger), dest in self.wanted.items():
+            if dest not in self.triggers:
+                where = path_of.get(src, "$")
+                self.problems.append(
+                    self.source.problem(where, f"{src!r} --{trigger}--> undefined state {dest!r}")
+                )
+        if self.problems:
+            raise ManifestError(self.problems)
+        # Group sources per (trigger, dest): one add_transition call per group.
+        groups: dict[tuple[str, str], list[str]] = {}
+        for (src, trigger), dest in self.wanted.items():
+            groups.setdefault((trigger, dest), []).append(src)
+        machine = Machine(
+            model=None,
+            states=self.states,
+            transitions=[
+                {"trigger": trigger, "source": sources, "dest": dest}
+                for (trigger, dest), sources in groups.items()
+            ],
+            initial=initial,
+            auto_transitions=False,
+            send_event=False,
+            name=self.name,
+        )
+        table: dict[tuple[str, str], str] = {}
+        for trigger, event in machine.events.items():
+            for src, transitions in event.transitions.items():
+                table[(src, trigger)] = str(transitions[0].dest)
+        return machine, table
+
+
+def compile_sequence(seq: Sequence) -> CompiledSequence:
+    """Compile ``seq`` (already linted) into its state machine; ManifestError on a bad reference."""
+    steps = seq.steps
+    builder = _Builder(seq.name, seq.source)
+    for step in steps:
+        builder.state(step.id, step.path)
+    for terminal in TERMINALS:
+        builder.state(terminal)
+    routes: dict[str, str] = {**DEFAULT_ROUTES, **seq.on}
+    pauses: dict[str, frozenset[str]] = {}
+
+    def route(src: str, label: str, local: Mapping[str, str], collect: list[str]) -> None:
+        if label in local:
+            dest, default = local[label], False
+        elif label in routes:
+            dest, default = routes[label], label not in seq.on
+        else:
+            dest, default = "failed", True
+        if dest == PAUSE:
+            collect.append(label)
+        else:
+            builder.add(src, label, dest, default=default)
+
+    for i, step in enumerate(steps):
+        following = steps[i + 1].id if i + 1 < len(steps) else "completed"
+        paused: list[str] = []
+        if isinstance(step, ActionStep):
+            builder.add(step.id, "ok", step.next or following)
+            for label in step.on:
+                route(step.id, label, step.on, paused)
+            for label in _LABELS:
+                route(step.id, label, step.on, paused)
+        elif isinstance(step, WaitStep):
+            builder.add(step.id, "elapsed", step.next or following)
+            builder.add(step.id, "ok", step.next or following)
+            route(step.id, REPLY, {}, paused)
+        elif isinstance(step, WaitForStep):
+            event_trigger = "accepted" if step.event == "connection_accepted" else step.event
+            builder.add(step.id, event_trigger, step.next or following)
+            builder.add(step.id, "timeout", step.on_timeout or "failed")
+            for label in _LABELS:
+                route(step.id, label, {}, paused)
+        elif isinstance(step, BranchStep):
+            for n, case in enumerate(step.cases):
+                builder.add(step.id, f"case_{n}", case.goto)
+            builder.add(step.id, "else", step.else_ or following)
+        elif isinstance(step, EndStep):
+            builder.add(step.id, "ok", step.terminal)
+        if paused:
+            pauses[step.id] = frozenset(paused)
+    initial = steps[0].id if steps else "completed"
+    machine, table = builder.machine(initial, {s.id: s.path for s in steps})
+    return CompiledSequence(
+        name=seq.name,
+        revision=revision_of(seq),
+        machine=machine,
+        initial=initial,
+        states=tuple(builder.states),
+        terminals=TERMINALS,
+        _table=table,
+        _triggers={k: tuple(v) for k, v in builder.triggers.items()},
+        _defaulted=frozenset(builder.defaulted),
+        sequence=seq,
+        sequence_routes=routes,
+        _steps={s.id: s for s in steps},
+        _pauses=pauses,
+    )
+
+
+def workflow_state_ids(roots: tuple[WorkflowNode, ...]) -> list[tuple[str, WorkflowNode]]:
+    """(state id, node) in execution (pre-)order: ``n0``, ``n0.0``, ``n0.1``, ``n1``..."""
+    out: list[tuple[str, WorkflowNode]] = []
+    stack = [(f"n{i}", n) for i, n in reversed(list(enumerate(roots)))]
+    while stack:
+        sid, node = stack.pop()
+        out.append((sid, node))
+        stack.extend((f"{sid}.{j}", c) for j, c in reversed(list(enumerate(node.then))))
+    return out
+
+
+def compile_workflow(wf: Workflow) -> CompiledWorkflow:
+    """Compile ``wf``: ``pending --submit--> running`` (one submission, e.g. LinkedAPI) or
+    ``pending --start--> n0 --ok--> n0.0 ...`` (node by node); ``ok``/``error`` end both."""
+    builder = _Builder(wf.name, wf.source)
+    nodes = workflow_state_ids(wf.root)
+    builder.state("pending")
+    builder.state("running")
+    for sid, node in nodes:
+        builder.state(sid, node.path)
+    builder.state("completed")
+    builder.state("failed")
+    builder.add("pending", "submit", "running")
+    builder.add("pending", "start", nodes[0][0] if nodes else "completed")
+    builder.add("running", "ok", "completed")
+    builder.add("running", "error", "failed")
+    for k, (sid, _node) in enumerate(nodes):
+        builder.add(sid, "ok", nodes[k + 1][0] if k + 1 < len(nodes) else "completed")
+        builder.add(sid, "error", "failed")
+    machine, table = builder.machine("pending", {sid: n.path for sid, n in nodes})
+    return CompiledWorkflow(
+        name=wf.name,
+        revision=revision_of(wf),
+        machine=machine,
+        initial="pending",
+        states=tuple(builder.states),
+        terminals=("completed", "failed"),
+        _table=table,
+        _triggers={k: tuple(v) for k, v in builder.triggers.items()},
+        _defaulted=frozenset(),
+        workflow=wf,
+        _nodes=dict(nodes),
+    )
+
+
+# ---- drawing ----------------------------------------------------------------------------------
+
+_MERMAID_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_MERMAID_RESERVED = frozenset({"state", "end", "note", "direction", "class", "classDef"})
+
+
+def _edge_labels(compiled: _Compiled) -> dict[tuple[str, str], str]:
+    grouped: dict[tuple[str, str], list[str]] = {}
+    defaults: dict[tuple[str, str], int] = {}
+    for src, trigger, dest in compiled.edges():
+        grouped.setdefault((src, dest), []).append(trigger)
+        if compiled.is_default(src, trigger):
+            defaults[(src, dest)] = defaults.get((src, dest), 0) + 1
+    labels: dict[tuple[str, str], str] = {}
+    for key, triggers in grouped.items():
+        if dest_is_failed_defaults(key, triggers, defaults):
+            labels[key] = "other errors"
+        else:
+            labels[key] = ", ".join(triggers)
+    return labels
+
+
+def dest_is_failed_defaults(
+    key: tuple[str, str], triggers: list[str], defaults: Mapping[tuple[str, str], int]
+) -> bool:
+    return key[1] == "failed" and len(triggers) > 2 and defaults.get(key, 0) == len(triggers)
+
+
+def graph(
+    compiled: CompiledSequence | CompiledWorkflow, fmt: Literal["mermaid", "dot"] | str = "mermaid"
+) -> str:
+    """The machine as mermaid ``stateDiagram-v2`` or graphviz dot text (every state drawn)."""
+    labels = _edge_labels(compiled)
+    if fmt == "mermaid":
+        ids: dict[str, str] = {}
+        for k, state in enumerate(compiled.states):
+            plain = _MERMAID_ID.match(state) and state not in _MERMAID_RESERVED
+            ids[state] = state if plain else f"s{k}"
+        lines = ["stateDiagram-v2", f"    %% {compiled.name} revision {compiled.revision}"]
+        lines += [f'    state "{s}" as {ids[s]}' for s in compiled.states]
+        lines.append(f"    [*] --> {ids[compiled.initial]}")
+        for (src, dest), label in labels.items():
+            lines.append(f"    {ids[src]} --> {ids[dest]} : {label}")
+        lines += [f"    {ids[t]} --> [*]" for t in compiled.terminals]
+        return "\n".join(lines) + "\n"
+    if fmt == "dot":
+
+        def q(text: str) -> str:
+            return json.dumps(text)
+
+        lines = [
+            f"digraph {q(compiled.name)} {{",
+            "    rankdir=LR;",
+            f"    label={q(f'{compiled.name} revision {compiled.revision}')};",
+            '    node [shape=box, style=rounded];',
+            '    "__start__" [shape=point, label=""];',
+        ]
+        for state in compiled.states:
+            shape = ", shape=doublecircle" if compiled.is_terminal(state) else ""
+            lines.append(f"    {q(state)} [label={q(state)}{shape}];")
+        lines.append(f'    "__start__" -> {q(compiled.initial)};')
+        for (src, dest), label in labels.items():
+            lines.append(f"    {q(src)} -> {q(dest)} [label={q(label)}];")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+    raise UsageError(f"unknown graph format {fmt!r} (mermaid, dot)")
