@@ -1,0 +1,561 @@
+"""Schedules as code (issue 7): plan/apply against a fake of the Edges schedule endpoints.
+
+The fake (``FakeEdges``) serves exactly the endpoints engine.schedules uses, through
+``httpx.MockTransport``; faults are injected per call to exercise crash recovery.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.errors import PlanError, ProviderError
+from engine.model import Callback, Metadata, Schedule, SourceMap
+from engine.schedules import (
+    NS_INTENT,
+    NS_STATE,
+    SchedulePlan,
+    apply_schedule_plan,
+    import_schedule,
+    plan_schedules,
+    render_schedule_plan,
+    run_async_schedule,
+    schedule_problems,
+    tick_async_schedules,
+)
+from engine.store import Store
+
+BASE = "https://api.edges.run/v1/"
+
+
+@dataclass
+class FakeEdges:
+    """In-memory Edges: schedules, runs, identities. ``page_size`` forces pagination."""
+
+    identities: dict[str, str] = field(
+        default_factory=lambda: {"ident-alice": "engagement", "ident-bob": "standard",
+                                 "ident-carol": "engagement", "ident-dan": "engagement"}
+    )
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    page_size: int = 2
+    concurrent: bool = True  # False: refuse a second ACTIVE schedule with the same identities
+    faults: dict[str, list[int]] = field(default_factory=dict)  # op -> statuses to answer next
+    lose_create_answer: int = 0  # create, then answer 500 (the answer is lost)
+    calls: list[str] = field(default_factory=list)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def add(self, action: str, **config: Any) -> str:
+        uid = f"sch-{next(self._ids)}"
+        self.schedules[uid] = {"scheduled_run_uid": uid, "action_name": action,
+                               "status": "ACTIVE", "inputs": [], "parameters": {},
+                               "timezone": "UTC", **config}
+        return uid
+
+    def active(self, action: str | None = None) -> list[dict[str, Any]]:
+        return [s for s in self.schedules.values() if s["status"] == "ACTIVE"
+                and (action is None or s["action_name"] == action)]
+
+    def _fault(self, op: str) -> httpx.Response | None:
+        queue = self.faults.get(op)
+        if queue:
+            status = queue.pop(0)
+            return httpx.Response(status, json={"error_label": "GENERIC_ERROR",
+                                                "message": "injected", "status_code": status})
+        return None
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/v1")
+        parts = path.strip("/").split("/")
+        method = request.method
+        self.calls.append(f"{method} {path}")
+        if method == "GET" and parts == ["identities"]:
+            return httpx.Response(200, json={"data": [
+                {"uid": u, "name": u, "type": t} for u, t in self.identities.items()]})
+        if method == "GET" and parts == ["schedules"]:
+            q = request.url.params
+            rows = [s for s in self.schedules.values()
+                    if s["action_name"] == q.get("action_name", s["action_name"])
+                    and s["status"] == q.get("status", s["status"])]
+            start = int(q.get("cursor", "0"))
+            page = rows[start:start + self.page_size]
+            headers = {}
+            if start + self.page_size < len(rows):
+                headers["X-Pagination-Next"] = str(start + self.page_size)
+            return httpx.Response(200, json={"data": [
+                {k: page_row[k] for k in ("scheduled_run_uid", "action_name", "status", "cron")}
+                for page_row in page]}, headers=headers)
+        if method == "GET" and parts[0] == "schedules" and len(parts) == 2:
+            s = self.schedules.get(parts[1])
+            return httpx.Response(200, json=s) if s else httpx.Response(
+                404, json={"error_label": "STATUS_404", "message": "no such schedule"})
+        if method == "POST" and parts[0] == "schedules" and parts[2:] == ["cancel"]:
+            if (fault := self._fault("cancel")) is not None:
+                return fault
+            s = self.schedules.get(parts[1])
+            if s is None:
+                return httpx.Response(404, json={"error_label": "STATUS_404"})
+            s["status"] = "CANCELLED"
+            return httpx.Response(200, json=s)
+        if method == "POST" and parts[0] == "actions" and parts[2:] == ["run", "schedule"]:
+            if (fault := self._fault("create")) is not None:
+                return fault
+            body = json.loads(request.content)
+            if not self.concurrent and any(
+                set(s.get("identity_ids", [])) & set(body["identity_ids"])
+                for s in self.active(parts[1])
+            ):
+                return httpx.Response(409, json={"error_label": "CONFLICT",
+                                                 "message": "an active schedule exists"})
+            uid = self.add(parts[1], **body)
+            if self.lose_create_answer:
+                self.lose_create_answer -= 1
+                return httpx.Response(502, text="bad gateway")
+            return httpx.Response(201, json=self.schedules[uid])
+        if method == "POST" and parts[0] == "actions" and parts[2:] == ["run", "async"]:
+            uid = f"run-{next(self._ids)}"
+            self.runs[uid] = {"uid": uid, "status": "RUNNING", "action_name": parts[1],
+                              "body": json.loads(request.content), "continued_from": None}
+            return httpx.Response(201, json=self.runs[uid])
+        if method == "GET" and parts[0] == "runs" and len(parts) == 2:
+            return httpx.Response(200, json=self.runs[parts[1]])
+        if method == "POST" and parts[0] == "runs" and parts[2:] == ["continue"]:
+            old = self.runs[parts[1]]
+            if old["status"].upper() not in ("SUCCEEDED", "FAILED"):
+                return httpx.Response(409, json={"error_label": "RUN_NOT_FINISHED"})
+            uid = f"run-{next(self._ids)}"
+            self.runs[uid] = {**old, "uid": uid, "status": "RUNNING", "continued_from": old["uid"]}
+            return httpx.Response(201, json=self.runs[uid])
+        return httpx.Response(404, json={"error_label": "STATUS_404", "message": path})
+
+
+def make_schedule(
+    name: str,
+    *,
+    cron: str | None = "0 9 * * *",
+    identities: tuple[str, ...] = ("ident-alice",),
+    parameters: dict[str, Any] | None = None,
+    action: str = "linkedin-extract-messages",
+    timezone: str = "Europe/Paris",
+    mode: str = "schedule",
+    schedule_at: str | None = None,
+    inputs: tuple[dict[str, Any], ...] = ({"linkedin_thread_url": "2-abc=="},),
+    callback: Callback | None = None,
+) -> Schedule:
+    return Schedule(
+        metadata=Metadata(name=name),
+        provider="edges",
+        action=action,
+        identities=identities,
+        cron=cron,
+        timezone=timezone,
+        mode=mode,
+        schedule_at=schedule_at,
+        inputs=inputs,
+        parameters=parameters if parameters is not None else {"max_results": 500},
+        callback=callback,
+        source=SourceMap(f"{name}.yaml", {"$": (1, 1), "$.spec.cron": (12, 9)}),
+    )
+
+
+@pytest.fixture
+def edges() -> FakeEdges:
+    return FakeEdges()
+
+
+@pytest.fixture
+async def client(edges: FakeEdges) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(edges.handler), base_url=BASE) as c:
+        yield c
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.open(None, tmp_path / ".seqrun")
+
+
+def kv(store: Store, ns: str, key: str) -> dict[str, Any]:
+    value = store.kv_get(ns, key)
+    assert isinstance(value, dict), f"no {ns}/{key}"
+    return value
+
+
+def state(store: Store, name: str) -> dict[str, Any]:
+    return kv(store, NS_STATE, name)
+
+
+async def converge(schedules: list[Schedule], client: httpx.AsyncClient, store: Store,
+                   prune: bool = False) -> SchedulePlan:
+    plan = await plan_schedules(schedules, client=client, store=store, prune=prune)
+    await apply_schedule_plan(plan, client=client, store=store)
+    return plan
+
+
+# ---- create / no-op / replace -------------------------------------------------------------
+
+
+async def test_create_then_noop(edges: FakeEdges, client: httpx.AsyncClient, store: Store) -> None:
+    s = make_schedule("inbox-sync", callback=Callback("https://hooks.example.com/x",
+                                                      {"Authorization": "Bearer t0ken"}))
+    plan = await plan_schedules([s], client=client, store=store)
+    assert [r.action for r in plan.rows] == ["create"]
+    assert render_schedule_plan(plan)[0] == "+ create inbox-sync"
+    result = await apply_schedule_plan(plan, client=client, store=store)
+    assert result.created == ["inbox-sync"]
+    [live] = edges.active()
+    assert live["cron"] == "0 9 * * *" and live["timezone"] == "Europe/Paris"
+    assert live["identity_ids"] == ["ident-alice"]
+    assert live["callback"]["headers"] == {"Authorization": "Bearer t0ken"}
+    entry = state(store, "inbox-sync")
+    assert entry["uid"] == live["scheduled_run_uid"]
+    assert "t0ken" not in json.dumps(entry)  # header values are stored as digests
+
+    again = await plan_schedules([s], client=client, store=store)
+    assert not again.has_changes
+    assert [r.action for r in again.rows] == ["unchanged"]
+    assert render_schedule_plan(again)[-1].startswith("No changes.")
+    await apply_schedule_plan(again, client=client, store=store)
+    assert len(edges.active()) == 1
+
+
+async def test_change_cron_is_replace(edges: FakeEdges, client: httpx.AsyncClient,
+                                      store: Store) -> None:
+    await converge([make_schedule("inbox-sync")], client, store)
+    [old] = edges.active()
+    changed = make_schedule("inbox-sync", cron="0 8-18/2 * * 1-5")
+    plan = await plan_schedules([changed], client=client, store=store)
+    [row] = plan.rows
+    assert row.action == "replace" and not row.drift
+    assert render_schedule_plan(plan)[0] == (
+        f'-/+ replace inbox-sync (cron: "0 9 * * *" -> "0 8-18/2 * * 1-5") '
+        f"[{old['scheduled_run_uid']}]"
+    )
+    result = await apply_schedule_plan(plan, client=client, store=store)
+    assert result.replaced == ["inbox-sync"]
+    [new] = edges.active()
+    assert new["cron"] == "0 8-18/2 * * 1-5"
+    assert edges.schedules[old["scheduled_run_uid"]]["status"] == "CANCELLED"
+    # the new schedule was created before the old one was cancelled
+    create_at = max(i for i, c in enumerate(edges.calls) if c.endswith("/run/schedule"))
+    cancel_at = max(i for i, c in enumerate(edges.calls) if c.endswith("/cancel"))
+    assert create_at < cancel_at
+    assert state(store, "inbox-sync")["uid"] == new["scheduled_run_uid"]
+    assert store.kv_items(NS_INTENT) == {}
+
+
+# ---- migration of full-mode schedules to incremental (seed 000) ----------------------------
+
+
+async def test_migrate_three_full_schedules_to_incremental(
+    edges: FakeEdges, client: httpx.AsyncClient, store: Store
+) -> None:
+    names = ["sync-alice", "sync-carol", "sync-dan"]
+    idents = ["ident-alice", "ident-carol", "ident-dan"]
+    hook = "https://hooks.example.com/edges"
+    cb: dict[str, Any] = {"url": hook, "headers": {}, "on": "all"}
+    uids = [
+        edges.add("linkedin-extract-messages", identity_ids=[i], cron="0 9 * * *",
+                  timezone="Europe/Paris", inputs=[{"linkedin_thread_url": "2-abc=="}],
+                  parameters={"max_results": 500}, callback=cb)
+        for i in idents
+    ]
+    edges.add("linkedin-extract-connections", identity_ids=["ident-alice"], cron="0 0 * * *")
+    for name, uid in zip(names, uids, strict=True):
+        await import_schedule(name, uid, client=client, store=store)
+
+    # Imported as-is, the full-mode manifests are unchanged...
+    full = [make_schedule(n, identities=(i,), callback=Callback(hook))
+            for n, i in zip(names, idents, strict=True)]
+    assert not (await plan_schedules(full, client=client, store=store)).has_changes
+
+    # ...and saying sync_mode: incremental makes three replaces.
+    incremental = [make_schedule(n, identities=(i,), callback=Callback(hook),
+                                 parameters={"max_results": 500, "sync_mode": "incremental"})
+                   for n, i in zip(names, idents, strict=True)]
+    plan = await plan_schedules(incremental, client=client, store=store)
+    assert [r.action for r in plan.rows] == ["replace"] * 3
+    assert all(
+        [(c.field, c.old, c.new) for c in r.changes]
+        == [("parameters.sync_mode", None, "incremental")] for r in plan.rows
+    )
+    assert 'parameters.sync_mode: (unset) -> "incremental"' in render_schedule_plan(plan)[0]
+    result = await apply_schedule_plan(plan, client=client, store=store)
+    assert sorted(result.replaced) == names
+    migrated = edges.active("linkedin-extract-messages")
+    assert len(migrated) == 3
+    for s in migrated:
+        assert s["parameters"] == {"max_results": 500, "sync_mode": "incremental"}
+        assert s["inputs"] == [{"linkedin_thread_url": "2-abc=="}]
+        assert s["callback"]["url"] == cb["url"]
+    assert all(edges.schedules[u]["status"] == "CANCELLED" for u in uids)
+    assert len(edges.active("linkedin-extract-connections")) == 1  # untouched
+    assert not (await plan_schedules(incremental, client=client, store=store)).has_changes
+
+
+async def test_incremental_needs_engagement_identity(client: httpx.AsyncClient,
+                                                     store: Store) -> None:
+    s = make_schedule("bob-sync", identities=("ident-bob",),
+                      parameters={"sync_mode": "incremental"})
+    with pytest.raises(PlanError, match="'ident-bob' is a standard identity"):
+        await plan_schedules([s], client=client, store=store)
+    ghost = make_schedule("ghost", identities=("ident-ghost",),
+                          parameters={"sync_mode": "incremental"})
+    with pytest.raises(PlanError, match="'ident-ghost' was not found"):
+        await plan_schedules([ghost], client=client, store=store)
+
+
+# ---- prune and drift ------------------------------------------------------------------------
+
+
+async def test_prune_deletes_only_managed_undeclared(edges: FakeEdges, client: httpx.AsyncClient,
+                                                     store: Store) -> None:
+    keep, gone = make_schedule("keep"), make_schedule("gone", identities=("ident-carol",))
+    await converge([keep, gone], client, store)
+    foreign = edges.add("linkedin-extract-messages", identity_ids=["ident-dan"], cron="0 1 * * *")
+    gone_uid = state(store, "gone")["uid"]
+
+    without = await plan_schedules([keep], client=client, store=store)
+    assert [(r.action, r.name) for r in without.rows] == [("unchanged", "keep")]
+
+    plan = await plan_schedules([keep], client=client, store=store, prune=True)
+    assert [(r.action, r.name) for r in plan.rows] == [("delete", "gone"), ("unchanged", "keep")]
+    assert render_schedule_plan(plan)[0] == f"- delete gone [{gone_uid}]"
+    result = await apply_schedule_plan(plan, client=client, store=store)
+    assert result.deleted == ["gone"]
+    assert edges.schedules[gone_uid]["status"] == "CANCELLED"
+    assert edges.schedules[foreign]["status"] == "ACTIVE"
+    assert store.kv_get(NS_STATE, "gone") is None
+
+
+async def test_drift_cancelled_outside(edges: FakeEdges, client: httpx.AsyncClient,
+                                       store: Store) -> None:
+    s = make_schedule("inbox-sync")
+    await converge([s], client, store)
+    uid = state(store, "inbox-sync")["uid"]
+    edges.schedules[uid]["status"] = "CANCELLED"
+    plan = await plan_schedules([s], client=client, store=store)
+    [row] = plan.rows
+    assert row.action == "create" and row.drift
+    assert f"drift: schedule {uid} was cancelled outside seqrun" in row.notes
+    await apply_schedule_plan(plan, client=client, store=store)
+    assert len(edges.active()) == 1
+    assert not (await plan_schedules([s], client=client, store=store)).has_changes
+
+
+async def test_drift_changed_outside(edges: FakeEdges, client: httpx.AsyncClient,
+                                     store: Store) -> None:
+    s = make_schedule("inbox-sync")
+    await converge([s], client, store)
+    uid = state(store, "inbox-sync")["uid"]
+    edges.schedules[uid]["cron"] = "*/5 * * * *"  # someone edited it behind seqrun's back
+    plan = await plan_schedules([s], client=client, store=store)
+    [row] = plan.rows
+    assert row.action == "replace" and row.drift
+    assert [(c.field, c.old, c.new) for c in row.changes] == [("cron", "*/5 * * * *", "0 9 * * *")]
+    assert "drift: changed outside seqrun (cron)" in row.notes
+    await apply_schedule_plan(plan, client=client, store=store)
+    [live] = edges.active()
+    assert live["cron"] == "0 9 * * *"
+
+
+# ---- saved plans ----------------------------------------------------------------------------
+
+
+async def test_saved_plan_roundtrip_and_stale_refused(edges: FakeEdges, client: httpx.AsyncClient,
+                                                      store: Store) -> None:
+    await converge([make_schedule("inbox-sync")], client, store)
+    plan = await plan_schedules([make_schedule("inbox-sync", cron="0 10 * * *")],
+                                client=client, store=store)
+    saved = json.loads(json.dumps(plan.to_json()))
+    assert saved["summary"] == {"create": 0, "replace": 1, "delete": 0, "unchanged": 0}
+    assert SchedulePlan.from_json(saved) == plan
+
+    uid = state(store, "inbox-sync")["uid"]
+    edges.schedules[uid]["timezone"] = "UTC"  # live state moves after the plan was saved
+    with pytest.raises(PlanError, match="stale plan"):
+        await apply_schedule_plan(SchedulePlan.from_json(saved), client=client, store=store)
+    assert edges.schedules[uid]["status"] == "ACTIVE"
+    assert len(edges.active()) == 1
+
+    fresh = await plan_schedules([make_schedule("inbox-sync", cron="0 10 * * *")],
+                                 client=client, store=store)
+    await apply_schedule_plan(SchedulePlan.from_json(fresh.to_json()), client=client, store=store)
+    assert [s["cron"] for s in edges.active()] == ["0 10 * * *"]
+
+
+async def test_not_a_plan_refused() -> None:
+    with pytest.raises(PlanError, match="not a schedule plan"):
+        SchedulePlan.from_json({"format": "something else"})
+
+
+# ---- crash safety ---------------------------------------------------------------------------
+
+
+async def test_failed_create_keeps_old_and_resumes(edges: FakeEdges, client: httpx.AsyncClient,
+                                                   store: Store) -> None:
+    await converge([make_schedule("inbox-sync")], client, store)
+    old = state(store, "inbox-sync")["uid"]
+    changed = make_schedule("inbox-sync", cron="0 12 * * *")
+    edges.faults["create"] = [500]
+    with pytest.raises(ProviderError):
+        await converge([changed], client, store)
+    assert [s["scheduled_run_uid"] for s in edges.active()] == [old]  # never left with none
+    assert store.kv_get(NS_INTENT, "inbox-sync") is not None
+
+    plan = await plan_schedules([changed], client=client, store=store)
+    assert plan.rows[0].action == "replace"
+    assert "finishes an interrupted apply" in plan.rows[0].notes
+    await apply_schedule_plan(plan, client=client, store=store)
+    [live] = edges.active()
+    assert live["cron"] == "0 12 * * *"
+    assert store.kv_items(NS_INTENT) == {}
+
+
+async def test_crash_between_cancel_and_create_recovered(
+    edges: FakeEdges, client: httpx.AsyncClient, store: Store
+) -> None:
+    """An Edges that refuses concurrent schedules: cancel first, then the create fails once."""
+    await converge([make_schedule("inbox-sync")], client, store)
+    old = state(store, "inbox-sync")["uid"]
+    edges.concurrent = False
+    changed = make_schedule("inbox-sync", parameters={"max_results": 1000})
+    edges.faults["create"] = [409, 503]  # refused (concurrency), then the retry after cancel dies
+    with pytest.raises(ProviderError):
+        await converge([changed], client, store)
+    assert edges.schedules[old]["status"] == "CANCELLED"
+    assert edges.active() == []
+    assert kv(store, NS_INTENT, "inbox-sync")["old_cancelled"] is True
+
+    plan = await plan_schedules([changed], client=client, store=store)
+    [row] = plan.rows
+    assert row.action == "create" and not row.drift
+    assert "finishes an interrupted apply" in row.notes
+    await apply_schedule_plan(plan, client=client, store=store)
+    [live] = edges.active()
+    assert live["parameters"] == {"max_results": 1000}
+    assert state(store, "inbox-sync")["uid"] == live["scheduled_run_uid"]
+    assert store.kv_items(NS_INTENT) == {}
+
+
+async def test_lost_create_answer_adopts_instead_of_duplicating(
+    edges: FakeEdges, client: httpx.AsyncClient, store: Store
+) -> None:
+    await converge([make_schedule("inbox-sync")], client, store)
+    changed = make_schedule("inbox-sync", cron="0 7 * * *")
+    edges.lose_create_answer = 1
+    with pytest.raises(ProviderError):
+        await converge([changed], client, store)
+    assert len(edges.active()) == 2  # created, but we never learnt its uid
+    await converge([changed], client, store)
+    [live] = edges.active()
+    assert live["cron"] == "0 7 * * *"
+    assert not (await plan_schedules([changed], client=client, store=store)).has_changes
+
+
+async def test_apply_holds_the_lock(client: httpx.AsyncClient, store: Store) -> None:
+    from engine.errors import LockError
+
+    plan = await plan_schedules([make_schedule("inbox-sync")], client=client, store=store)
+    with store.lock("schedules"), pytest.raises(LockError):
+        await apply_schedule_plan(plan, client=client, store=store)
+
+
+# ---- import ---------------------------------------------------------------------------------
+
+
+async def test_import_refuses_unknown_or_taken(edges: FakeEdges, client: httpx.AsyncClient,
+                                               store: Store) -> None:
+    with pytest.raises(PlanError, match="not an active Edges schedule"):
+        await import_schedule("x", "sch-404", client=client, store=store)
+    uid = edges.add("linkedin-extract-messages", identity_ids=["ident-alice"], cron="0 9 * * *")
+    entry = await import_schedule("x", uid, client=client, store=store)
+    assert entry["origin"] == "imported" and entry["uid"] == uid
+    with pytest.raises(PlanError, match="already managed as 'x'"):
+        await import_schedule("y", uid, client=client, store=store)
+
+
+# ---- async incremental runs -----------------------------------------------------------------
+
+
+async def test_async_continue_flow(edges: FakeEdges, client: httpx.AsyncClient,
+                                   store: Store) -> None:
+    s = make_schedule("inbox-async", cron=None, mode="async",
+                      parameters={"sync_mode": "incremental", "max_results": 200})
+    first = await run_async_schedule(s, client=client, store=store)
+    assert first.outcome == "started"
+    body = edges.runs[first.run_uid]["body"]
+    assert body["parameters"] == {"sync_mode": "incremental", "max_results": 200}
+    assert "cron" not in body and body["identity_ids"] == ["ident-alice"]
+
+    still = await run_async_schedule(s, client=client, store=store)
+    assert still.outcome == "running"
+    assert not any(c.endswith("/continue") for c in edges.calls)
+
+    edges.runs[first.run_uid]["status"] = "SUCCEEDED"
+    [cont] = await tick_async_schedules([s, make_schedule("cron-one")], client=client, store=store)
+    assert cont.outcome == "continued"
+    assert edges.runs[cont.run_uid]["continued_from"] == first.run_uid
+    assert kv(store, "schedule-runs", "inbox-async")["continues"] == 1
+
+    edges.runs[cont.run_uid]["status"] = "succeeded"  # lower-case statuses are accepted too
+    again = await run_async_schedule(s, client=client, store=store)
+    assert again.outcome == "continued"
+    assert edges.runs[again.run_uid]["continued_from"] == cont.run_uid
+
+
+async def test_async_schedules_are_not_reconciled(client: httpx.AsyncClient, store: Store) -> None:
+    s = make_schedule("inbox-async", cron=None, mode="async",
+                      parameters={"sync_mode": "incremental"})
+    plan = await plan_schedules([s], client=client, store=store)
+    assert plan.rows == ()
+
+
+# ---- validation extras ----------------------------------------------------------------------
+
+NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, []),
+        ({"cron": "0 25 * * *"}, ["invalid cron expression '0 25 * * *'"]),
+        ({"timezone": "Mars/Olympus"}, ["unknown IANA timezone 'Mars/Olympus'"]),
+        ({"schedule_at": "2025-12-31T10:00:00Z"},
+         ["schedule_at 2025-12-31T10:00:00Z is in the past"]),
+        ({"schedule_at": "2026-02-01T10:00:00"}, []),
+        ({"schedule_at": "tomorrow"}, ["not an ISO 8601 date-time: 'tomorrow'"]),
+        ({"parameters": {"max_results": 0}}, ["max_results must be between 1 and 100000"]),
+        ({"parameters": {"max_results": 100001}}, ["max_results must be between 1 and 100000"]),
+        ({"parameters": {"max_results": 100000}}, []),
+        ({"action": "linkedin-message-profile"},
+         ["linkedin-message-profile does not support schedule mode: an outreach action would "
+          "resend the same message every iteration"]),
+        ({"action": "linkedin-search-people", "parameters": {"sync_mode": "incremental"}},
+         ["linkedin-search-people has no incremental mode (only linkedin-extract-connections, "
+          "linkedin-extract-conversations, linkedin-extract-messages)"]),
+        ({"cron": None}, ["a schedule needs cron (or mode: async)"]),
+        ({"mode": "async", "parameters": {"sync_mode": "incremental"}},
+         ["mode: async takes no cron (runs are continued)"]),
+        ({"mode": "async", "cron": None}, ["mode: async continues runs, which needs sync_mode: "
+                                           "incremental"]),
+        ({"identities": ()}, ["a schedule needs at least one identity"]),
+    ],
+)
+def test_schedule_problems(kwargs: dict[str, Any], expected: list[str]) -> None:
+    problems = schedule_problems(make_schedule("s", **kwargs), NOW)
+    assert [p.message for p in problems] == expected
+
+
+def test_schedule_problems_are_positioned() -> None:
+    [p] = schedule_problems(make_schedule("s", cron="nope"), NOW)
+    assert str(p) == "s.yaml:12:9: $.spec.cron: invalid cron expression 'nope'"
+
