@@ -90,6 +90,9 @@ LIMIT_ALIASES: Mapping[str, str] = {
     "connect": "connect",
     "message": "send_message",
     "inmail": "send_inmail",
+    "withdraw": "withdraw_invitation",
+    "follow": "follow",
+    "check": "check_connection",
 }
 # Labels an `on:` map may route: canonical error labels plus the reply event.
 ROUTE_LABELS: tuple[str, ...] = (*ERROR_LABELS, "reply")
