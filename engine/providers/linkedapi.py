@@ -98,6 +98,8 @@ ACTION_ERRORS: Mapping[str, str] = {
     "retrievingNotAllowed": INVALID_INPUT,
     "searchingNotAllowed": INVALID_INPUT,
     "noSalesNavigator": INVALID_INPUT,
+    "limitExceeded": LIMIT_REACHED,  # the sandbox's name for an account action limit
+    "dailyConnectionAttemptsExceeded": LIMIT_REACHED,
 }
 
 # Request-level (global) errors: the envelope's `error.type`, or a failed workflow's reason.
@@ -126,6 +128,7 @@ REQUEST_ERRORS: Mapping[str, str] = {
     "conversationsNotSynced": INVALID_INPUT,
     "workflowNotFound": INVALID_INPUT,
     "workflowTimeout": TIMEOUT,
+    "workflowCancelled": INVALID_INPUT,
     "httpError": SERVER_ERROR,
     "unknownError": SERVER_ERROR,
 }
@@ -212,6 +215,8 @@ def request_error(
 def _status_label(status: int) -> str:
     if status == 429:
         return STATUS_429
+    if status == 504:  # a gateway gave up waiting: the call may or may not have happened
+        return TIMEOUT
     if status >= 500:
         return SERVER_ERROR
     if status in (401, 403):
@@ -521,7 +526,7 @@ class LinkedApiProvider:
             {"personUrl": url, "type": "st", **({"since": since.isoformat()} if since else {})}
             for url in person_urls
         ]
-        path = "/conversations/poll" if self.api == "current" else "/account/conversations/poll"
+        path = "/conversations/poll"  # the only documented poll, for both generations
         try:
             result = await self._request("POST", path, identity, json=body)
         except ProviderError as exc:

@@ -1,0 +1,434 @@
+"""The sandbox LinkedAPI (both generations) over the World, through httpx.ASGITransport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from engine.clock import VirtualClock
+from engine.errors import ProviderError
+from engine.providers.base import Lead
+from engine.providers.linkedapi import LinkedApiProvider
+from engine.sandbox.linkedapi_api import (
+    SANDBOX_TOKEN,
+    dump_state,
+    load_state,
+    routes,
+    sandbox_credentials,
+    state,
+)
+from engine.sandbox.world import World
+
+ADA = "https://www.linkedin.com/in/ada-lovelace-0001"
+BOB = "https://www.linkedin.com/in/bob-friend"
+GHOST = "https://www.linkedin.com/in/ghost"
+HEADERS = {"linked-api-token": SANDBOX_TOKEN, "identification-token": "idt-alice"}
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def world(clock: VirtualClock) -> World:
+    w = World(clock, seed=3)
+    w.add_identity("acct-alice", name="Alice", aliases=("idt-alice",), provider="linkedapi")
+    w.add_identity("acct-eve", name="Eve", provider="edges")
+    w.add_profile(ADA, first_name="Ada", full_name="Ada Lovelace", accepts=False, replies=True)
+    w.add_profile(BOB, full_name="Bob Friend", already_connected_with=["acct-alice"])
+    w.add_profile(GHOST, accessible=False)
+    return w
+
+
+def app_for(world: World) -> Starlette:
+    return Starlette(routes=[Mount("/linkedapi", routes=routes(world))])
+
+
+@pytest.fixture
+async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app_for(world)),
+        base_url="http://sandbox/linkedapi",
+        headers=HEADERS,
+    ) as c:
+        yield c
+
+
+async def run(client: httpx.AsyncClient, clock: VirtualClock, body: Any) -> dict[str, Any]:
+    r = await client.post("/workflows", json=body)
+    assert r.status_code == 200, r.text
+    wid = r.json()["result"]["workflowId"]
+    clock.advance(timedelta(minutes=5))
+    r = await client.get(f"/workflows/{wid}")
+    result: dict[str, Any] = r.json()["result"]
+    return result
+
+
+# ---- auth ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "kind"),
+    [
+        ({}, "linkedApiTokenRequired"),
+        (
+            {"linked-api-token": "wrong", "identification-token": "idt-alice"},
+            "invalidLinkedApiToken",
+        ),
+        ({"linked-api-token": SANDBOX_TOKEN}, "identificationTokenRequired"),
+        (
+            {"linked-api-token": SANDBOX_TOKEN, "identification-token": "nobody"},
+            "invalidIdentificationToken",
+        ),
+        (
+            {"linked-api-token": SANDBOX_TOKEN, "identification-token": "acct-eve"},
+            "invalidIdentificationToken",
+        ),
+    ],
+)
+async def test_auth_errors(world: World, headers: dict[str, str], kind: str) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app_for(world)), base_url="http://s/linkedapi"
+    ) as c:
+        r = await c.get("/account", headers=headers)
+        assert r.status_code == 401
+        assert r.json() == {
+            "success": False,
+            "error": {"type": kind, "message": r.json()["error"]["message"]},
+        }
+        r = await c.post("/account/workflow", headers=headers, json={})
+        assert r.json()["status"] == "failed"
+        assert r.json()["error"]["type"] == kind
+
+
+async def test_account(client: httpx.AsyncClient) -> None:
+    r = await client.get("/account")
+    assert r.json() == {
+        "success": True,
+        "result": {"name": "Alice", "url": "https://www.linkedin.com/in/acct-alice"},
+    }
+
+
+# ---- current API workflows ------------------------------------------------------------------
+
+
+async def test_workflow_tree_runs_in_the_parents_person_context(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    body = {
+        "actionType": "st.openPersonPage",
+        "personUrl": ADA,
+        "basicInfo": True,
+        "label": "open",
+        "then": [
+            {"actionType": "st.checkConnectionStatus", "label": "check"},
+            {"actionType": "st.sendConnectionRequest", "label": "invite", "note": "Hello Ada"},
+        ],
+    }
+    r = await client.post("/workflows", json=body)
+    wid = r.json()["result"]["workflowId"]
+    assert r.json()["result"]["workflowStatus"] == "running"
+    r = await client.get(f"/workflows/{wid}")
+    assert r.json()["result"]["workflowStatus"] == "running"
+    assert world.deliveries(kind="invite") == []  # nothing happens before it runs
+    clock.advance(timedelta(seconds=40))
+    result = (await client.get(f"/workflows/{wid}")).json()["result"]
+    assert result["workflowStatus"] == "completed"
+    completion = result["completion"]
+    assert completion["actionType"] == "st.openPersonPage"
+    assert completion["label"] == "open"
+    assert completion["success"] is True
+    assert completion["data"]["name"] == "Ada Lovelace"
+    check, invite = completion["data"]["then"]
+    assert check == {
+        "actionType": "st.checkConnectionStatus",
+        "label": "check",
+        "success": True,
+        "data": {"connectionStatus": "notConnected"},
+    }
+    assert invite == {"actionType": "st.sendConnectionRequest", "label": "invite", "success": True}
+    (delivery,) = world.deliveries(kind="invite")
+    assert delivery.profile_url == ADA and delivery.text == "Hello Ada"
+
+
+@pytest.mark.parametrize(
+    ("body", "error_type"),
+    [
+        ({"actionType": "st.sendConnectionRequest", "personUrl": BOB}, "alreadyConnected"),
+        ({"actionType": "st.openPersonPage", "personUrl": GHOST}, "personNotFound"),
+        ({"actionType": "st.sendMessage", "personUrl": ADA, "text": "hi"}, "messagingNotAllowed"),
+        ({"actionType": "st.withdrawConnectionRequest", "personUrl": ADA}, "notPending"),
+        (
+            {"actionType": "st.sendConnectionRequest", "personUrl": ADA, "note": "x" * 301},
+            "noteTooLong",
+        ),
+        (
+            {
+                "actionType": "st.checkConnectionStatus",
+                "personUrl": "https://www.linkedin.com/in/acct-alice",
+            },
+            "selfProfileNotAllowed",
+        ),
+    ],
+)
+async def test_action_errors(
+    client: httpx.AsyncClient, clock: VirtualClock, body: dict[str, Any], error_type: str
+) -> None:
+    result = await run(client, clock, body)
+    assert result["workflowStatus"] == "completed"  # completed, with a failed action
+    assert result["completion"]["success"] is False
+    assert result["completion"]["error"]["type"] == error_type
+
+
+async def test_already_pending(client: httpx.AsyncClient, clock: VirtualClock) -> None:
+    body = [{"actionType": "st.sendConnectionRequest", "personUrl": ADA}] * 2
+    result = await run(client, clock, body)
+    first, second = result["completion"]
+    assert first["success"] is True
+    assert second["error"]["type"] == "alreadyPending"
+
+
+async def test_list_actions(client: httpx.AsyncClient, clock: VirtualClock) -> None:
+    result = await run(
+        client,
+        clock,
+        [
+            {"actionType": "st.sendConnectionRequest", "personUrl": ADA},
+            {"actionType": "st.retrievePendingRequests"},
+            {"actionType": "st.retrieveConnections"},
+            {"actionType": "st.searchPeople", "term": "ada", "limit": 5},
+        ],
+    )
+    _, pending, connections, search = result["completion"]
+    assert [p["publicUrl"] for p in pending["data"]] == [ADA]
+    assert [p["publicUrl"] for p in connections["data"]] == [BOB]
+    assert ADA in [p["publicUrl"] for p in search["data"]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"actionType": "st.fly", "personUrl": ADA},
+        {"actionType": "st.openPersonPage"},
+        {
+            "actionType": "st.openPersonPage",
+            "personUrl": ADA,
+            "then": {"actionType": "st.checkConnectionStatus", "personUrl": ADA},
+        },
+        {"actionType": "st.sendMessage", "personUrl": ADA, "text": "x" * 1901},
+        {"actionType": "st.checkConnectionStatus", "personUrl": ADA, "bogus": 1},
+        [],
+        "nonsense",
+    ],
+)
+async def test_invalid_workflow(client: httpx.AsyncClient, body: Any) -> None:
+    r = await client.post("/workflows", json=body)
+    assert r.status_code == 400
+    assert r.json()["success"] is False
+    assert r.json()["error"]["type"] == "invalidWorkflow"
+
+
+async def test_cap_of_ten_unfinished_workflows(
+    client: httpx.AsyncClient, clock: VirtualClock
+) -> None:
+    body = {"actionType": "st.checkConnectionStatus", "personUrl": ADA}
+    for _ in range(10):
+        assert (await client.post("/workflows", json=body)).status_code == 200
+    r = await client.post("/workflows", json=body)
+    assert r.status_code == 429
+    assert r.json()["error"]["type"] == "tooManyRequests"
+    clock.advance(timedelta(minutes=1))
+    assert (await client.post("/workflows", json=body)).status_code == 200
+
+
+async def test_delete_cancels_a_running_workflow(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    r = await client.post(
+        "/workflows", json={"actionType": "st.sendConnectionRequest", "personUrl": ADA}
+    )
+    wid = r.json()["result"]["workflowId"]
+    r = await client.delete(f"/workflows/{wid}")
+    assert r.json() == {"success": True, "result": {"cancelled": True}}
+    clock.advance(timedelta(minutes=5))
+    result = (await client.get(f"/workflows/{wid}")).json()["result"]
+    assert result["workflowStatus"] == "failed"
+    assert world.deliveries(kind="invite") == []
+    assert (await client.delete(f"/workflows/{wid}")).json()["result"] == {"cancelled": False}
+    r = await client.get("/workflows/wf-unknown")
+    assert r.status_code == 404
+    assert r.json()["error"]["type"] == "workflowNotFound"
+
+
+async def test_signed_out_account(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    r = await client.post(
+        "/workflows", json={"actionType": "st.checkConnectionStatus", "personUrl": ADA}
+    )
+    wid = r.json()["result"]["workflowId"]
+    world.set_auth("acct-alice", False)
+    clock.advance(timedelta(minutes=5))
+    result = (await client.get(f"/workflows/{wid}")).json()["result"]
+    assert result["workflowStatus"] == "failed"
+    assert result["failure"]["reason"] == "linkedinAccountSignedOut"
+    r = await client.post(
+        "/workflows", json={"actionType": "st.checkConnectionStatus", "personUrl": ADA}
+    )
+    assert r.status_code == 403
+    assert r.json()["error"]["type"] == "linkedinAccountSignedOut"
+
+
+# ---- conversations -------------------------------------------------------------------------
+
+
+async def test_conversation_poll_needs_sync_and_sees_replies(
+    client: httpx.AsyncClient, clock: VirtualClock
+) -> None:
+    r = await client.post("/conversations/poll", json=[{"personUrl": BOB, "type": "st"}])
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "conversationsNotSynced"
+    await run(client, clock, {"actionType": "st.sendMessage", "personUrl": BOB, "text": "Hi"})
+    r = await client.post("/conversations/poll", json=[{"personUrl": BOB, "type": "st"}])
+    (conv,) = r.json()["result"]
+    assert conv["personUrl"] == BOB
+    assert [(m["sender"], m["text"]) for m in conv["messages"]] == [("us", "Hi")]
+    await run(client, clock, {"actionType": "st.syncConversation", "personUrl": ADA})
+    r = await client.post("/conversations/poll", json=[{"personUrl": ADA, "type": "st"}])
+    assert r.json()["result"][0]["messages"] == []
+    r = await client.post("/conversations/poll", json={"not": "a list"})
+    assert r.json()["error"]["type"] == "invalidRequestPayload"
+
+
+# ---- account API (seed 003) ------------------------------------------------------------------
+
+
+async def test_account_long_completes_at_once(client: httpx.AsyncClient, world: World) -> None:
+    r = await client.post(
+        "/account/workflow",
+        json={"actionType": "st.checkConnectionStatus", "personUrl": BOB, "label": "person1"},
+    )
+    assert r.json() == {
+        "status": "completed",
+        "completion": {
+            "actionType": "st.checkConnectionStatus",
+            "label": "person1",
+            "success": True,
+            "data": {"connectionStatus": "connected"},
+        },
+    }
+
+
+async def test_account_reslink(client: httpx.AsyncClient, clock: VirtualClock) -> None:
+    r = await client.post(
+        "/account/workflow",
+        headers={"result-handling": "reslink"},
+        json={"actionType": "st.checkConnectionStatus", "personUrl": BOB},
+    )
+    body = r.json()
+    assert body["status"] == "running"
+    assert body["progress"]["message"].startswith("Your workflow is running")
+    link = body["progress"]["resultLink"]
+    assert link.startswith("http://sandbox/linkedapi/account/results/")
+    path = link.removeprefix("http://sandbox/linkedapi")
+    assert (await client.get(path)).json()["status"] == "running"
+    clock.advance(timedelta(minutes=1))
+    done = (await client.get(path)).json()
+    assert done["status"] == "completed"
+    assert done["completion"]["data"] == {"connectionStatus": "connected"}
+
+
+async def test_account_hook(client: httpx.AsyncClient, clock: VirtualClock, world: World) -> None:
+    r = await client.post(
+        "/account/workflow",
+        headers={"result-handling": "hook", "webhook": "https://hooks.example/x"},
+        json={"actionType": "st.checkConnectionStatus", "personUrl": BOB},
+    )
+    assert r.json() == {
+        "status": "running",
+        "progress": {
+            "message": "Your workflow is running. The result will be sent to the webhook.",
+            "webhook": "https://hooks.example/x",
+        },
+    }
+    clock.advance(timedelta(minutes=1))
+    await client.get("/account")
+    (delivery,) = state(world).outbox
+    assert delivery["url"] == "https://hooks.example/x"
+    assert delivery["payload"]["status"] == "completed"
+    r = await client.post("/account/workflow", headers={"result-handling": "hook"}, json={})
+    assert r.status_code == 400
+
+
+async def test_account_failed_invalid_workflow(client: httpx.AsyncClient) -> None:
+    r = await client.post("/account/workflow", json={"actionType": "st.nope"})
+    body = r.json()
+    assert body["status"] == "failed"
+    assert body["error"]["type"] == "invalidWorkflow"
+    assert body["error"]["message"].startswith(
+        "Workflow configuration doesn't meet the constraints"
+    )
+
+
+# ---- persistence, credentials, the adapter end to end ----------------------------------------
+
+
+async def test_state_survives_dump_and_load(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    r = await client.post(
+        "/workflows", json={"actionType": "st.sendConnectionRequest", "personUrl": ADA}
+    )
+    wid = r.json()["result"]["workflowId"]
+    saved = dump_state(world)
+    world2 = World.from_json(world.to_json(), clock)
+    load_state(world2, saved)
+    clock.advance(timedelta(minutes=5))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app_for(world2)),
+        base_url="http://s/linkedapi",
+        headers=HEADERS,
+    ) as c2:
+        result = (await c2.get(f"/workflows/{wid}")).json()["result"]
+    assert result["workflowStatus"] == "completed"
+    assert len(world2.deliveries(kind="invite")) == 1
+
+
+def test_sandbox_credentials(world: World) -> None:
+    assert sandbox_credentials(world) == {
+        "LINKEDAPI_TOKEN": SANDBOX_TOKEN,
+        "LINKEDAPI_IDENTIFICATION_TOKEN": "acct-alice",
+    }
+
+
+@pytest.mark.parametrize("api", ["current", "account"])
+async def test_adapter_against_the_sandbox(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World, api: str
+) -> None:
+    provider = LinkedApiProvider(client, api=api, clock=clock)
+    assert await provider.me("acct-alice") == "https://www.linkedin.com/in/acct-alice"
+    await provider.perform("acct-alice", "visit_profile", Lead(ADA), {})
+    await provider.perform("acct-alice", "connect", Lead(ADA), {"note": "Hi Ada"})
+    assert (await provider.relationship("acct-alice", Lead(ADA))).status == "pending"
+    with pytest.raises(ProviderError) as info:
+        await provider.perform("acct-alice", "connect", Lead(ADA), {})
+    assert info.value.label == "INVITATION_PENDING"
+    with pytest.raises(ProviderError) as info:
+        await provider.perform("acct-alice", "send_message", Lead(ADA), {"text": "hi"})
+    assert info.value.label == "NOT_CONNECTED"
+    await provider.perform("acct-alice", "send_message", Lead(BOB), {"text": "Hello Bob"})
+    await provider.perform("acct-alice", "withdraw_invitation", Lead(ADA), {})
+    with pytest.raises(ProviderError) as info:
+        await provider.perform("acct-alice", "withdraw_invitation", Lead(ADA), {})
+    assert info.value.label == "NOT_PENDING"
+    convs = await provider.sync_conversations("acct-alice")
+    assert [(c.profile_url, c.last_sender_is_us) for c in convs] == [(BOB, True)]
+    assert len(world.deliveries(kind="invite")) == 1
+    assert world.duplicates() == []
