@@ -144,9 +144,7 @@ class _Converter:
             if self.alias_nodes > MAX_ALIAS_NODES:
                 if not self.too_big:
                     self.too_big = True
-                    self.error(
-                        node, path, f"aliases expand to more than {MAX_ALIAS_NODES} nodes"
-                    )
+                    self.error(node, path, f"aliases expand to more than {MAX_ALIAS_NODES} nodes")
                 return None
         if depth > MAX_DEPTH:
             self.error(node, path, f"nesting deeper than {MAX_DEPTH} levels")
@@ -170,9 +168,7 @@ class _Converter:
         self.error(node, path, "unsupported YAML node")  # pragma: no cover
         return None
 
-    def mapping(
-        self, node: MappingNode, path: str, depth: int, aliased: bool
-    ) -> dict[str, Any]:
+    def mapping(self, node: MappingNode, path: str, depth: int, aliased: bool) -> dict[str, Any]:
         if node.tag != _MAP:
             self.error(node, path, f"unsupported tag {node.tag!r}")
         out: dict[str, Any] = {}
