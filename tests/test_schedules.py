@@ -559,3 +559,120 @@ def test_schedule_problems_are_positioned() -> None:
     [p] = schedule_problems(make_schedule("s", cron="nope"), NOW)
     assert str(p) == "s.yaml:12:9: $.spec.cron: invalid cron expression 'nope'"
 
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+
+INBOX_SYNC = """\
+apiVersion: seqrun/v1
+kind: Schedule
+metadata:
+  name: inbox-sync
+spec:
+  provider: edges
+  action: linkedin-extract-messages
+  identities: [ident-alice]
+  cron: "{cron}"
+  timezone: Europe/Paris
+  parameters:
+    sync_mode: {sync_mode}
+    max_results: 500
+  callback:
+    url: https://hooks.example.com/seqrun/edges
+"""
+
+
+@pytest.fixture
+def cli_edges(monkeypatch: pytest.MonkeyPatch, edges: FakeEdges) -> FakeEdges:
+    """Route the CLI's Edges client to the fake (the store stays the real one)."""
+    from contextlib import asynccontextmanager
+
+    from engine.cli import schedule_cmds
+
+    @asynccontextmanager
+    async def context(sandbox: bool, state_dir: Path) -> AsyncIterator[Any]:
+        st = Store.open(None, state_dir)
+        transport = httpx.MockTransport(edges.handler)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            yield schedule_cmds.ScheduleContext(c, st)
+        st.close()
+
+    monkeypatch.setattr(schedule_cmds, "schedule_context", context)
+    return edges
+
+
+def run_cli(*args: str) -> int:
+    from engine.cli import main
+
+    return main(list(args))
+
+
+def write(tmp_path: Path, cron: str = "0 9 * * *", sync_mode: str = "incremental") -> str:
+    path = tmp_path / "inbox-sync.yaml"
+    path.write_text(INBOX_SYNC.format(cron=cron, sync_mode=sync_mode))
+    return str(path)
+
+
+def test_cli_plan_apply_noop_detailed_exitcode(
+    cli_edges: FakeEdges, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest, sd = write(tmp_path), str(tmp_path / "state")
+    assert run_cli("schedules", "plan", manifest, "--detailed-exitcode", "--state-dir", sd) == 2
+    assert "+ create inbox-sync" in capsys.readouterr().out
+    assert run_cli("schedules", "apply", manifest, "--auto-approve", "--state-dir", sd) == 0
+    assert "1 created" in capsys.readouterr().out
+    assert len(cli_edges.active()) == 1
+    assert run_cli("schedules", "plan", manifest, "--detailed-exitcode", "--state-dir", sd) == 0
+    assert "No changes." in capsys.readouterr().out
+
+    write(tmp_path, cron="0 8-18/2 * * 1-5")
+    assert run_cli("schedules", "plan", manifest, "-o", "json", "--state-dir", sd) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["summary"]["replace"] == 1
+    assert data["rows"][0]["changes"] == [
+        {"field": "cron", "old": "0 9 * * *", "new": "0 8-18/2 * * 1-5"}]
+
+
+def test_cli_saved_plan_and_stale(
+    cli_edges: FakeEdges, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest, sd = write(tmp_path), str(tmp_path / "state")
+    planfile = str(tmp_path / "plan.json")
+    assert run_cli("schedules", "plan", manifest, "-out", planfile, "--state-dir", sd) == 0
+    assert (Path(planfile).stat().st_mode & 0o777) == 0o600
+    assert run_cli("schedules", "apply", planfile, "--state-dir", sd) == 0
+    assert len(cli_edges.active()) == 1
+    capsys.readouterr()
+    # the same saved plan again: the live state moved (the schedule now exists)
+    assert run_cli("schedules", "apply", planfile, "--state-dir", sd) == 1
+    assert "stale plan" in capsys.readouterr().err
+    assert len(cli_edges.active()) == 1
+
+
+def test_cli_import_then_migrate(
+    cli_edges: FakeEdges, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uid = cli_edges.add("linkedin-extract-messages", identity_ids=["ident-alice"],
+                        cron="0 9 * * *", timezone="Europe/Paris",
+                        parameters={"max_results": 500},
+                        callback={"url": "https://hooks.example.com/seqrun/edges"})
+    sd = str(tmp_path / "state")
+    assert run_cli("import", "schedule", "inbox-sync", uid, "--state-dir", sd) == 0
+    assert f"imported schedule {uid} as inbox-sync" in capsys.readouterr().out
+    manifest = write(tmp_path)
+    assert run_cli("schedules", "plan", manifest, "--state-dir", sd) == 0
+    out = capsys.readouterr().out
+    assert f'-/+ replace inbox-sync (parameters.sync_mode: (unset) -> "incremental") [{uid}]' in out
+    assert run_cli("schedules", "apply", manifest, "--auto-approve", "--state-dir", sd) == 0
+    [live] = cli_edges.active()
+    assert live["parameters"]["sync_mode"] == "incremental"
+
+
+def test_cli_refuses_incremental_on_standard_identity(
+    cli_edges: FakeEdges, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bob.yaml"
+    path.write_text(INBOX_SYNC.format(cron="0 9 * * *", sync_mode="incremental")
+                    .replace("ident-alice", "ident-bob"))
+    assert run_cli("schedules", "plan", str(path), "--state-dir", str(tmp_path / "s")) == 1
+    assert "'ident-bob' is a standard identity" in capsys.readouterr().err
