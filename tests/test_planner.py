@@ -144,7 +144,7 @@ async def test_removed_step_with_leads_and_no_mapping_is_refused(
     for row in store.enrollments(sequence="founders"):
         store.update_enrollment(row.id, state="connect")
     changed = seq(csv, steps=("visit", "hello"), migrate={"visit": "hello"})
-    with pytest.raises(PlanError, match="'connect'.*1 lead"):
+    with pytest.raises(PlanError, match=r"'connect'.*1 lead"):
         await make_plan([changed], store=store, now=T0)
     bad_target = seq(csv, steps=("visit", "hello"), migrate={"connect": "nowhere"})
     with pytest.raises(PlanError, match="unknown steps"):
