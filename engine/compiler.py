@@ -388,9 +388,15 @@ def graph(
     labels = _edge_labels(compiled)
     if fmt == "mermaid":
         ids: dict[str, str] = {}
+        used: set[str] = set()
         for k, state in enumerate(compiled.states):
-            plain = _MERMAID_ID.match(state) and state not in _MERMAID_RESERVED
-            ids[state] = state if plain else f"s{k}"
+            alias = re.sub(r"\W", "_", state)
+            if not _MERMAID_ID.match(alias) or alias in _MERMAID_RESERVED or alias in used:
+                alias = f"s{k}"
+                while alias in used:
+                    alias += "_"
+            ids[state] = alias
+            used.add(alias)
         lines = ["stateDiagram-v2", f"    %% {compiled.name} revision {compiled.revision}"]
         lines += [f'    state "{s}" as {ids[s]}' for s in compiled.states]
         lines.append(f"    [*] --> {ids[compiled.initial]}")

@@ -1,0 +1,285 @@
+"""engine.compiler: transition tables, revisions, the machine's shape, graphs."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.compiler import compile_sequence, compile_workflow, graph, revision_of
+from engine.errors import ManifestError, UsageError
+from engine.model import (
+    TERMINALS,
+    ActionStep,
+    BranchCase,
+    BranchStep,
+    EndStep,
+    Metadata,
+    Sequence,
+    Step,
+    WaitForStep,
+    WaitStep,
+    Workflow,
+    WorkflowNode,
+)
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "examples"
+
+
+def P(i: int) -> str:
+    return f"$.spec.steps[{i}]"
+
+
+FOUNDERS: tuple[Step, ...] = (
+    ActionStep("visit", "visit_profile", path=P(0)),
+    ActionStep(
+        "connect",
+        "connect",
+        with_={"note": "Hi {{ lead.first_name }}"},
+        on={"ALREADY_CONNECTED": "intro", "INVITATION_PENDING": "accepted"},
+        path=P(1),
+    ),
+    WaitForStep("accepted", "connection_accepted", timedelta(days=14), "withdraw", path=P(2)),
+    ActionStep(
+        "intro", "send_message", with_={"text": "hi"}, on={"NOT_CONNECTED": "connect"}, path=P(3)
+    ),
+    WaitStep("breather", timedelta(days=3), path=P(4)),
+    ActionStep("follow_up", "send_message", with_={"text": "again"}, next="completed", path=P(5)),
+    ActionStep("withdraw", "withdraw_invitation", next="removed", path=P(6)),
+)
+
+
+def seq(steps: tuple[Step, ...] = FOUNDERS, **kw: Any) -> Sequence:
+    base: dict[str, Any] = {
+        "metadata": Metadata("founders-outreach"),
+        "provider": "edges",
+        "identities": ("ident-alice",),
+        "steps": steps,
+        "on": {"reply": "replied", "AUTH_EXPIRED": "pause", "PROFILE_NOT_ACCESSIBLE": "removed"},
+        "normalized": {"kind": "Sequence", "spec": {"provider": "edges", "steps": ["visit"]}},
+    }
+    base.update(kw)
+    return Sequence(**base)
+
+
+@pytest.mark.parametrize(
+    ("state", "trigger", "dest"),
+    [
+        ("visit", "ok", "connect"),
+        ("connect", "ok", "accepted"),
+        ("connect", "ALREADY_CONNECTED", "intro"),
+        ("connect", "INVITATION_PENDING", "accepted"),
+        ("accepted", "accepted", "intro"),
+        ("accepted", "timeout", "withdraw"),
+        ("intro", "ok", "breather"),
+        ("intro", "NOT_CONNECTED", "connect"),
+        ("breather", "elapsed", "follow_up"),
+        ("follow_up", "ok", "completed"),
+        ("withdraw", "ok", "removed"),
+        ("breather", "reply", "replied"),
+        ("accepted", "reply", "replied"),
+        ("intro", "PROFILE_NOT_ACCESSIBLE", "removed"),
+        ("intro", "LIMIT_REACHED", "failed"),
+        ("connect", "MESSAGING_NOT_ALLOWED", "failed"),
+    ],
+)
+def test_founders_transition_table(state: str, trigger: str, dest: str) -> None:
+    compiled = compile_sequence(seq())
+    assert compiled.next_state(state, trigger) == dest
+    # the precomputed table is the machine's own table
+    assert [t.dest for t in compiled.machine.get_transitions(trigger, state)] == [dest]
+
+
+def test_pause_is_not_a_state() -> None:
+    compiled = compile_sequence(seq())
+    assert "pause" not in compiled.states
+    assert compiled.sequence_routes["AUTH_EXPIRED"] == "pause"
+    assert compiled.pauses("connect", "AUTH_EXPIRED")
+    assert not compiled.pauses("connect", "LIMIT_REACHED")
+    with pytest.raises(KeyError):
+        compiled.next_state("connect", "AUTH_EXPIRED")
+
+
+def test_defaults_apply_without_sequence_routes() -> None:
+    compiled = compile_sequence(seq(on={}))
+    assert compiled.next_state("visit", "reply") == "replied"
+    assert compiled.next_state("visit", "PROFILE_NOT_ACCESSIBLE") == "removed"
+    assert compiled.pauses("visit", "AUTH_EXPIRED")  # AUTH_EXPIRED: pause is a default
+    assert compiled.is_default("visit", "SERVER_ERROR")
+    assert not compiled.is_default("connect", "ALREADY_CONNECTED")
+
+
+def test_step_route_beats_sequence_route() -> None:
+    steps = (
+        ActionStep("a", "visit_profile", on={"reply": "b", "AUTH_EXPIRED": "stopped"}, path=P(0)),
+        ActionStep("b", "visit_profile", path=P(1)),
+    )
+    compiled = compile_sequence(seq(steps, on={"reply": "removed"}))
+    assert compiled.next_state("a", "reply") == "b"
+    assert compiled.next_state("a", "AUTH_EXPIRED") == "stopped"
+    assert compiled.next_state("b", "reply") == "removed"
+    assert compiled.next_state("b", "ok") == "completed"
+
+
+def test_states_initial_terminals_and_steps() -> None:
+    compiled = compile_sequence(seq())
+    assert compiled.states == tuple(s.id for s in FOUNDERS) + TERMINALS
+    assert compiled.initial == "visit"
+    assert compiled.machine.initial == "visit"
+    assert compiled.step("connect") is FOUNDERS[1]
+    assert compiled.step("replied") is None
+    assert compiled.is_terminal("replied") and not compiled.is_terminal("intro")
+    assert compiled.triggers("completed") == []
+    assert compiled.triggers("breather") == ["elapsed", "ok", "reply"]
+    with pytest.raises(KeyError):
+        compiled.step("nope")
+    with pytest.raises(KeyError):
+        compiled.next_state("completed", "ok")
+
+
+def test_auto_transitions_off_no_model_no_callbacks() -> None:
+    compiled = compile_sequence(seq())
+    machine = compiled.machine
+    assert not any(name.startswith("to_") for name in machine.events)
+    assert machine.models == []  # enrollments are rows, not transitions models
+    for state in machine.states.values():
+        assert state.on_enter == [] and state.on_exit == []
+    for event in machine.events.values():
+        for transitions in event.transitions.values():
+            for t in transitions:
+                assert t.before == [] and t.after == [] and t.conditions == []
+
+
+def test_branch_wait_for_reply_and_end() -> None:
+    steps = (
+        BranchStep(
+            "route",
+            (BranchCase("lead.company_name", "vip"), BranchCase("lead.timezone", "done")),
+            path=P(0),
+        ),
+        WaitForStep("listen", "reply", timedelta(days=2), "completed", next="vip", path=P(1)),
+        EndStep("vip", "stopped", path=P(2)),
+        EndStep("done", "completed", path=P(3)),
+    )
+    compiled = compile_sequence(seq(steps))
+    assert compiled.next_state("route", "case_0") == "vip"
+    assert compiled.next_state("route", "case_1") == "done"
+    assert compiled.next_state("route", "else") == "listen"  # falls through
+    assert compiled.next_state("listen", "reply") == "vip"
+    assert compiled.next_state("listen", "timeout") == "completed"
+    assert compiled.next_state("vip", "ok") == "stopped"
+    assert compiled.triggers("route") == ["case_0", "case_1", "else"]
+
+
+def test_undefined_target_is_a_manifest_error() -> None:
+    steps = (ActionStep("a", "visit_profile", next="nowhere", path=P(0)),)
+    with pytest.raises(ManifestError) as info:
+        compile_sequence(seq(steps))
+    assert "undefined state 'nowhere'" in str(info.value)
+
+
+def test_revision_is_stable_across_key_order_and_changes_with_content() -> None:
+    a = seq(normalized={"spec": {"provider": "edges", "limits": {"visit": 1, "connect": 2}}})
+    b = seq(normalized={"spec": {"limits": {"connect": 2, "visit": 1}, "provider": "edges"}})
+    c = seq(normalized={"spec": {"limits": {"connect": 3, "visit": 1}, "provider": "edges"}})
+    ra, rb, rc = (compile_sequence(s).revision for s in (a, b, c))
+    assert ra == rb != rc
+    assert len(ra) == 12 and int(ra, 16) >= 0
+
+
+def test_revision_without_normalized_ignores_positions() -> None:
+    a = seq(normalized={})
+    b = dataclasses.replace(a, steps=tuple(dataclasses.replace(s, path="$") for s in a.steps))
+    changed = dataclasses.replace(a, provider="linkedapi")
+    assert revision_of(a) == revision_of(b) != revision_of(changed)
+
+
+def workflow() -> Workflow:
+    root = WorkflowNode(
+        "st.openPersonPage",
+        {"personUrl": "https://www.linkedin.com/in/ada"},
+        then=(
+            WorkflowNode("st.checkConnectionStatus", path="$.spec.steps.then[0]"),
+            WorkflowNode("st.sendConnectionRequest", path="$.spec.steps.then[1]"),
+        ),
+        path="$.spec.steps",
+    )
+    return Workflow(
+        Metadata("check-then-message"), "linkedapi", (root,), normalized={"kind": "Workflow"}
+    )
+
+
+def test_workflow_states_and_transitions() -> None:
+    compiled = compile_workflow(workflow())
+    assert compiled.states == ("pending", "running", "n0", "n0.0", "n0.1", "completed", "failed")
+    assert compiled.initial == "pending"
+    assert compiled.next_state("pending", "submit") == "running"
+    assert compiled.next_state("running", "ok") == "completed"
+    assert compiled.next_state("running", "error") == "failed"
+    assert compiled.next_state("pending", "start") == "n0"
+    assert compiled.next_state("n0", "ok") == "n0.0"
+    assert compiled.next_state("n0.0", "ok") == "n0.1"
+    assert compiled.next_state("n0.1", "ok") == "completed"
+    assert compiled.next_state("n0.0", "error") == "failed"
+    node = compiled.node("n0.1")
+    assert node is not None and node.action == "st.sendConnectionRequest"
+    assert compiled.node("pending") is None
+    assert compiled.is_terminal("failed") and not compiled.is_terminal("running")
+
+
+def test_workflow_array_roots() -> None:
+    roots = (
+        WorkflowNode("st.searchPeople", path="$.spec.steps[0]"),
+        WorkflowNode("st.retrieveSSI", path="$.spec.steps[1]"),
+    )
+    compiled = compile_workflow(Workflow(Metadata("w"), "linkedapi", roots, root_is_list=True))
+    assert compiled.next_state("n0", "ok") == "n1"
+    assert compiled.next_state("n1", "ok") == "completed"
+
+
+@pytest.mark.parametrize("fmt", ["mermaid", "dot"])
+def test_graph_contains_every_state(fmt: str) -> None:
+    for compiled in (compile_sequence(seq()), compile_workflow(workflow())):
+        text = graph(compiled, fmt)
+        for state in compiled.states:
+            assert f'"{state}"' in text
+        if fmt == "mermaid":
+            assert text.startswith("stateDiagram-v2\n")
+            assert "[*] --> " in text
+        else:
+            assert text.startswith("digraph ") and text.rstrip().endswith("}")
+
+
+def test_mermaid_edges_are_labelled() -> None:
+    text = graph(compile_sequence(seq()), "mermaid")
+    assert "    connect --> intro : ALREADY_CONNECTED\n" in text
+    assert "    accepted --> withdraw : timeout\n" in text
+    assert "    visit --> failed : other errors\n" in text
+    assert "    n0_0 --> n0_1 : ok\n" in graph(compile_workflow(workflow()), "mermaid")
+
+
+def test_dot_marks_terminals() -> None:
+    text = graph(compile_sequence(seq()), "dot")
+    assert '"replied" [label="replied", shape=doublecircle];' in text
+    assert '"connect" -> "intro" [label="ALREADY_CONNECTED"];' in text
+
+
+def test_unknown_graph_format() -> None:
+    with pytest.raises(UsageError):
+        graph(compile_sequence(seq()), "svg")
+
+
+def test_shared_examples_compile() -> None:
+    loader = pytest.importorskip("engine.loader")
+    manifests = loader.load([EXAMPLES])
+    compiled = {m.name: compile_sequence(m) for m in manifests if isinstance(m, Sequence)}
+    founders = compiled["founders-outreach"]
+    assert founders.next_state("connect", "ALREADY_CONNECTED") == "intro"
+    assert founders.next_state("accepted", "timeout") == "withdraw"
+    assert founders.next_state("intro", "NOT_CONNECTED") == "connect"
+    assert founders.next_state("follow_up", "ok") == "completed"
+    again = loader.load([EXAMPLES / "founders-outreach.yaml"])[0]
+    assert compile_sequence(again).revision == founders.revision
