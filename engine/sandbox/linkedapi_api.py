@@ -7,38 +7,40 @@
   hook`` (+ ``webhook``) answering ``{status, completion | progress | error}``, and
   ``GET /account/results/{hash}``.
 
-Auth: ``linked-api-token`` must equal :data:`SANDBOX_TOKEN` (or the world's override in
-``state.api_token``); ``identification-token`` is a world identity's uid or alias.
+Auth: ``linked-api-token`` must be the sandbox's (``engine.sandbox.common.CREDENTIALS``);
+``identification-token`` is a world identity's uid, alias or ``sbx-idt-<uid>``.
 
 Workflows take simulated time: one is ``running`` until the world clock passes its finish time
 (``base_seconds + seconds_per_action * actions``), then it is executed over the world the next
 time anyone talks to this API (``long`` result handling executes at once). At most
 :data:`UNFINISHED_CAP` unfinished workflows per account; the next one gets ``tooManyRequests``.
 
-The workflow table lives on ``world.extensions["linkedapi"]``; ``World.to_json`` does not know
-about it, so whoever saves the world also saves :func:`dump_state` and restores it with
-:func:`load_state`.
+The workflow table is live on the world object and written through, as JSON, to
+``world.api_state["linkedapi"]`` after every change, so it is saved and restored with the world.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from engine.sandbox.common import CREDENTIALS, FAULT_HEADER, inject
 from engine.sandbox.world import World, WorldError, normalize_url
 
 log = logging.getLogger(__name__)
 
-SANDBOX_TOKEN = "sandbox-linkedapi-token"
+SANDBOX_TOKEN = CREDENTIALS["linkedapi"]["LINKEDAPI_TOKEN"]
+IDENT_PREFIX = "sbx-idt-"
+KEEP_FINISHED = timedelta(days=7)  # finished workflows are forgotten after this (simulated)
 UNFINISHED_CAP = 10
 MAX_TEXT = 1900
 MAX_NOTE = 300
@@ -133,6 +135,7 @@ class LinkedApiState:
     api_token: str = SANDBOX_TOKEN
     base_seconds: float = 10.0
     seconds_per_action: float = 10.0
+    dirty: bool = False
 
     def unfinished(self, account: str) -> int:
         return sum(
@@ -140,17 +143,27 @@ class LinkedApiState:
         )
 
 
+_LIVE: weakref.WeakKeyDictionary[World, LinkedApiState] = weakref.WeakKeyDictionary()
+
+
 def state(world: World) -> LinkedApiState:
-    """The LinkedAPI tables of ``world`` (created on first use)."""
-    ext: dict[str, Any] | None = getattr(world, "extensions", None)
-    if ext is None:
-        ext = {}
-        setattr(world, "extensions", ext)  # noqa: B010 - World has no such attribute yet
-    st = ext.get("linkedapi")
-    if not isinstance(st, LinkedApiState):
+    """The LinkedAPI tables of ``world``: live, or rebuilt from ``world.api_state``."""
+    st = _LIVE.get(world)
+    if st is None:
         st = LinkedApiState()
-        ext["linkedapi"] = st
+        _LIVE[world] = st
+        saved = world.api_state.get("linkedapi")
+        if isinstance(saved, Mapping):
+            load_state(world, saved)
     return st
+
+
+def save(world: World) -> None:
+    """Write the tables through to ``world.api_state`` when they changed."""
+    st = state(world)
+    if st.dirty:
+        st.dirty = False
+        world.api_state["linkedapi"] = dump_state(world)
 
 
 def dump_state(world: World) -> dict[str, Any]:
@@ -196,16 +209,18 @@ def load_state(world: World, data: Mapping[str, Any]) -> LinkedApiState:
 
 
 def sandbox_credentials(world: World, identity: str | None = None) -> dict[str, str]:
-    """Environment variables a client needs to talk to this sandbox as ``identity``
-    (default: the first identity open to LinkedAPI)."""
-    if identity is None:
-        for uid, ident in world.identities.items():
-            if ident.provider in (None, "linkedapi"):
-                identity = uid
-                break
+    """Environment variables a client needs to talk to this sandbox: the main token, the
+    plain identification token for ``identity`` (default: the first identity open to
+    LinkedAPI) and a per-identity ``LINKEDAPI_IDENTIFICATION_TOKEN__<ID>`` for every identity."""
+    from engine.providers.linkedapi import identity_env_var
+
     out = {"LINKEDAPI_TOKEN": state(world).api_token}
+    for uid, ident in world.identities.items():
+        if ident.provider in (None, "linkedapi"):
+            identity = identity or uid
+            out[identity_env_var(uid)] = IDENT_PREFIX + uid
     if identity is not None:
-        out["LINKEDAPI_IDENTIFICATION_TOKEN"] = identity
+        out["LINKEDAPI_IDENTIFICATION_TOKEN"] = IDENT_PREFIX + world.identity(identity).uid
     return out
 
 
@@ -411,6 +426,7 @@ def _perform(
 
 
 def _finish(world: World, st: LinkedApiState, record: WorkflowRecord) -> None:
+    st.dirty = True
     try:
         record.completion = _execute(world, st, record.account, record.body)
         record.status = "completed"
@@ -437,6 +453,16 @@ def run_due(world: World) -> None:
     )
     for record in due:
         _finish(world, st, record)
+    old = [
+        r.workflow_id
+        for r in st.workflows.values()
+        if r.status != "running" and r.finish_at < now - KEEP_FINISHED
+    ]
+    for wid in old:
+        record = st.workflows.pop(wid)
+        if record.result_hash:
+            st.results.pop(record.result_hash, None)
+        st.dirty = True
 
 
 # ---- HTTP ----------------------------------------------------------------------------------
@@ -484,28 +510,25 @@ class _Api:
                 "identificationTokenRequired", "identification-token header is required", 401
             )
         ident = self.world.find_identity(ident_token)
+        if ident is None and ident_token.startswith(IDENT_PREFIX):
+            ident = self.world.find_identity(ident_token[len(IDENT_PREFIX) :])
         if ident is None or ident.provider not in (None, "linkedapi"):
             return error("invalidIdentificationToken", "the identification-token is not valid", 401)
         return ident.uid
 
     async def _fault(self, op: str, error: ErrorFn) -> tuple[JSONResponse | None, bool]:
         """(response to send instead, whether to perform the call first)."""
-        plan = self.world.fault_plan("linkedapi", op)
+        plan = await inject(self.world, "linkedapi", op)
         if plan is None:
             return None, False
         faults = self.world.config.faults
         if plan.kind == "429":
-            return error(
-                "tooManyRequests",
-                "too many requests",
-                429,
-                **{"Retry-After": str(faults.retry_after_s)},
-            ), False
+            headers = {"Retry-After": str(faults.retry_after_s)}
+            return error("tooManyRequests", "too many requests", 429, **headers), False
         if plan.kind == "5xx":
             return error("httpError", "internal server error", 503), False
-        if faults.timeout_hang_s:
-            await asyncio.sleep(faults.timeout_hang_s)
-        return error("httpError", "gateway timeout", 504), plan.after
+        # the in-process transport turns this into httpx.ReadTimeout; over loopback a 504
+        return error("httpError", "gateway timeout", 504, **{FAULT_HEADER: "timeout"}), plan.after
 
     def _submit(
         self, account: str, body: Any, api: str, handling: str, webhook: str | None
@@ -530,6 +553,7 @@ class _Api:
             record.result_hash = hashlib.sha256(f"res:{wid}".encode()).hexdigest()[:24]
             st.results[record.result_hash] = wid
         st.workflows[wid] = record
+        st.dirty = True
         if handling == "long":
             _finish(self.world, st, record)
         return record
@@ -614,6 +638,7 @@ class _Api:
         if cancelled:
             record.status = "failed"
             record.cancelled = True
+            self.st.dirty = True
             record.failure = {"reason": "workflowCancelled", "message": "cancelled by the user"}
         return JSONResponse({"success": True, "result": {"cancelled": cancelled}})
 
@@ -809,16 +834,30 @@ def _account_body(record: WorkflowRecord, base_url: str) -> dict[str, Any]:
     }
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _saving(world: World, handler: Handler) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        finally:
+            save(world)
+
+    return endpoint
+
+
 def routes(world: World) -> list[BaseRoute]:
     """The LinkedAPI routes over ``world``, relative to their mount point (``/linkedapi``)."""
     api = _Api(world)
     state(world)
-    return [
-        Route("/workflows", api.post_workflows, methods=["POST"]),
-        Route("/workflows/{workflow_id}", api.get_workflow, methods=["GET"]),
-        Route("/workflows/{workflow_id}", api.delete_workflow, methods=["DELETE"]),
-        Route("/conversations/poll", api.poll_conversations, methods=["POST"]),
-        Route("/account", api.get_account, methods=["GET"]),
-        Route("/account/workflow", api.post_account_workflow, methods=["POST"]),
-        Route("/account/results/{result_hash}", api.get_account_result, methods=["GET"]),
+    table: list[tuple[str, Handler, str]] = [
+        ("/workflows", api.post_workflows, "POST"),
+        ("/workflows/{workflow_id}", api.get_workflow, "GET"),
+        ("/workflows/{workflow_id}", api.delete_workflow, "DELETE"),
+        ("/conversations/poll", api.poll_conversations, "POST"),
+        ("/account", api.get_account, "GET"),
+        ("/account/workflow", api.post_account_workflow, "POST"),
+        ("/account/results/{result_hash}", api.get_account_result, "GET"),
     ]
+    return [Route(path, _saving(world, fn), methods=[method]) for path, fn, method in table]
