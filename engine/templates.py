@@ -1,0 +1,249 @@
+"""Message templates: sandboxed Jinja2 with undefined variables as errors, plus spintax.
+
+Templates see one variable, ``lead`` (its CSV columns: ``lead.first_name``...). Spintax
+``{Hi|Hello}`` (nested allowed: ``{Hi|{Hey|Hello}}``) picks one variant per lead,
+deterministically from a seed key, so re-rendering for the same lead gives the same text.
+Jinja's own ``{{ }}``, ``{% %}`` and ``{# #}`` are never read as spintax.
+
+>>> render("{Hi|Hello} {{ lead.first_name }}", {"first_name": "Ada"}, seed_key="lead-1")
+'Hello Ada'
+>>> sorted(variables("{{ lead.first_name | default('there') }} at {{ lead['company_name'] }}"))
+['company_name', 'first_name']
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2.meta import find_undeclared_variables
+from jinja2.sandbox import SandboxedEnvironment
+
+from engine.errors import SeqrunError
+
+CONTEXT_NAMES = frozenset({"lead"})
+
+
+class TemplateRenderError(SeqrunError):
+    """A template that cannot be rendered for a lead (undefined variable, sandbox violation)."""
+
+
+@cache
+def environment() -> SandboxedEnvironment:
+    """The one sandboxed environment (undefined variables raise)."""
+    return SandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
+
+
+# ---- spintax ----------------------------------------------------------------------------------
+
+_JINJA_OPEN = {"{{": "}}", "{%": "%}", "{#": "#}"}
+
+
+@dataclass
+class _Group:
+    options: list[list[str | _Group]]
+    source: str  # the group's text, part of its seed
+
+
+@dataclass(frozen=True)
+class _Unbalanced(Exception):
+    message: str
+
+
+def _position(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    col = index - (text.rfind("\n", 0, index) + 1) + 1
+    return f"line {line}, column {col}"
+
+
+def _parse_spintax(text: str) -> list[str | _Group]:
+    """Split ``text`` into literal chunks (Jinja kept intact) and spintax groups."""
+    root: list[str | _Group] = []
+    # Each open group: (its start index, its options so far); `current` is where text goes.
+    stack: list[tuple[int, list[list[str | _Group]]]] = []
+    current = root
+    i = 0
+    buf: list[str] = []
+
+    def flush() -> None:
+        if buf:
+            current.append("".join(buf))
+            buf.clear()
+
+    while i < len(text):
+        two = text[i : i + 2]
+        if two in _JINJA_OPEN:
+            end = text.find(_JINJA_OPEN[two], i + 2)
+            stop = len(text) if end < 0 else end + 2
+            buf.append(text[i:stop])
+            i = stop
+            continue
+        char = text[i]
+        if char == "{":
+            flush()
+            stack.append((i, [[]]))
+            current = stack[-1][1][-1]
+        elif char == "|" and stack:
+            flush()
+            stack[-1][1].append([])
+            current = stack[-1][1][-1]
+        elif char == "}":
+            if not stack:
+                raise _Unbalanced(f"spintax: '}}' at {_position(text, i)} has no opening '{{'")
+            flush()
+            start, options = stack.pop()
+            parent = stack[-1][1][-1] if stack else root
+            parent.append(_Group(options, text[start : i + 1]))
+            current = parent
+        else:
+            buf.append(char)
+        i += 1
+    if stack:
+        raise _Unbalanced(f"spintax: '{{' at {_position(text, stack[-1][0])} is never closed")
+    flush()
+    return root
+
+
+def _expand(parts: list[str | _Group], seed: str) -> str:
+    out: list[str] = []
+    for n, part in enumerate(parts):
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        key = f"{seed}\x00{n}\x00{part.source}"
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        choice = int.from_bytes(digest[:8], "big") % len(part.options)
+        out.append(_expand(part.options[choice], key))
+    return "".join(out)
+
+
+def expand_spintax(text: str, seed_key: str) -> str:
+    """Pick one variant of every ``{a|b}`` group, the same for the same ``seed_key``."""
+    try:
+        return _expand(_parse_spintax(text), seed_key)
+    except _Unbalanced as exc:
+        raise TemplateRenderError(exc.message) from None
+
+
+# ---- Jinja ------------------------------------------------------------------------------------
+
+
+def _lead_attributes(tree: nodes.Node) -> set[str]:
+    found: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getattr) and _is_lead(node.node):
+            found.add(node.attr)
+        elif isinstance(node, nodes.Getitem) and _is_lead(node.node):
+            key = _const_str(node.arg)
+            if key is not None:
+                found.add(key)
+    return found
+
+
+def _is_lead(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Name) and node.name == "lead"
+
+
+def _const_str(node: nodes.Node) -> str | None:
+    if isinstance(node, nodes.Const) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def _unsafe(tree: nodes.Node) -> list[str]:
+    errors: list[str] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        name: str | None = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem):
+            name = _const_str(node.arg)
+        elif isinstance(node, nodes.Name):
+            name = node.name
+        if name is not None and "__" in name:
+            errors.append(f"line {node.lineno}: access to {name!r} is not allowed")
+    return errors
+
+
+def variables(text: str) -> set[str]:
+    """The ``lead.<column>`` names a template uses (empty when it does not parse)."""
+    try:
+        tree = environment().parse(text)
+    except TemplateError:
+        return set()
+    return _lead_attributes(tree)
+
+
+def check(text: str) -> list[str]:
+    """Every problem of a template: syntax, ``__`` access, unknown names, unbalanced spintax."""
+    errors: list[str] = []
+    try:
+        tree = environment().parse(text)
+    except TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        errors.append(f"template syntax error{f' on line {line}' if line else ''}: {exc}")
+    else:
+        errors.extend(_unsafe(tree))
+        unknown = sorted(find_undeclared_variables(tree) - CONTEXT_NAMES)
+        errors.extend(
+            f"unknown variable {name!r} (templates see `lead`, e.g. lead.{name})"
+            for name in unknown
+        )
+    try:
+        _parse_spintax(text)
+    except _Unbalanced as exc:
+        errors.append(exc.message)
+    return errors
+
+
+def _context(lead: Mapping[str, Any]) -> dict[str, Any]:
+    # An empty CSV cell is a missing value: `default('there')` applies, a bare use fails.
+    return {"lead": {k: v for k, v in lead.items() if v is not None and v != ""}}
+
+
+def render(text: str, lead: Mapping[str, Any], seed_key: str) -> str:
+    """Render ``text`` for ``lead``; raise :class:`TemplateRenderError` when it cannot.
+
+    Spintax is expanded on the template before Jinja runs, so braces inside lead values
+    are never taken for spintax.
+    """
+    chosen = expand_spintax(text, seed_key)
+    try:
+        return environment().from_string(chosen).render(_context(lead))
+    except TemplateError as exc:
+        raise TemplateRenderError(f"template error: {exc}") from None
+
+
+# ---- branch conditions -----------------------------------------------------------------------
+
+
+def check_expression(expression: str) -> list[str]:
+    """Problems of a branch condition (a Jinja expression over ``lead``)."""
+    try:
+        tree = environment().parse("{{ (" + expression + ") }}")
+    except TemplateError as exc:
+        return [f"expression syntax error: {exc}"]
+    errors = _unsafe(tree)
+    unknown = sorted(find_undeclared_variables(tree) - CONTEXT_NAMES)
+    errors.extend(f"unknown variable {name!r} (expressions see `lead`)" for name in unknown)
+    return errors
+
+
+def expression_variables(expression: str) -> set[str]:
+    """The ``lead.<column>`` names a branch condition uses."""
+    return variables("{{ (" + expression + ") }}")
+
+
+def evaluate(expression: str, lead: Mapping[str, Any]) -> bool:
+    """Truth of a branch condition for ``lead``; a missing column is false, not an error."""
+    env = SandboxedEnvironment(autoescape=False)  # lenient: `lead.x` of a lead without x is falsy
+    try:
+        return bool(env.compile_expression(expression)(**_context(lead)))
+    except TemplateError as exc:
+        raise TemplateRenderError(f"expression error: {exc}") from None
