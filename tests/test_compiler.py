@@ -283,3 +283,28 @@ def test_shared_examples_compile() -> None:
     assert founders.next_state("follow_up", "ok") == "completed"
     again = loader.load([EXAMPLES / "founders-outreach.yaml"])[0]
     assert compile_sequence(again).revision == founders.revision
+
+
+# ---- seqrun graph ----
+
+
+def test_cli_graph_every_example(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("engine.loader")
+    from engine.cli import main
+
+    for name in ("founders-outreach", "founders-on-linkedapi", "check-then-message"):
+        assert main(["graph", str(EXAMPLES), "--name", name]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("stateDiagram-v2\n") and f"%% {name} revision" in out
+
+
+def test_cli_graph_dot_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("engine.loader")
+    from engine.cli import main
+
+    assert main(["graph", str(EXAMPLES / "founders-outreach.yaml"), "--format", "dot"]) == 0
+    assert '"connect" -> "intro" [label="ALREADY_CONNECTED"];' in capsys.readouterr().out
+    assert main(["graph", str(EXAMPLES), "--name", "founders-outreac"]) == 2
+    assert "did you mean 'founders-outreach'" in capsys.readouterr().err
+    assert main(["graph", str(EXAMPLES / "inbox-sync.yaml")]) == 2
+    assert main(["graph", str(EXAMPLES), "--format", "svg"]) == 2
