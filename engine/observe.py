@@ -1,0 +1,330 @@
+"""Read-only views of the store for ``seqrun status`` and ``seqrun why``, and the pause switches.
+
+Everything here returns plain result objects (``to_json()`` for ``-o json``); rendering lives in
+:mod:`engine.report`.
+
+>>> report = status(store, now=clock.now())  # doctest: +SKIP
+>>> report.sequences[0].funnel  # doctest: +SKIP
+[('visit', 3), ('connect', 10), ('completed', 2)]
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.errors import SeqrunError, UsageError
+from engine.leads import normalize_profile_url
+from engine.model import TERMINALS
+from engine.planner import KILL_SWITCH, META_NS
+from engine.store import Store
+
+LIMIT_ALIASES: Mapping[str, str] = {
+    "visit": "visit_profile",
+    "message": "send_message",
+    "inmail": "send_inmail",
+    "withdraw": "withdraw_invitation",
+    "check": "check_connection",
+}
+WINDOW = timedelta(hours=24)
+
+
+class NotFoundError(SeqrunError):
+    """A sequence, identity or lead the command names does not exist."""
+
+
+# ---- status ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SequenceStatus:
+    name: str
+    provider: str
+    revision: str
+    paused: bool
+    funnel: list[tuple[str, int]]  # step order, then terminals, then unknown states
+    by_identity: dict[str, dict[str, int]]
+    revisions: dict[str, int]  # revision -> enrollments on it
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.funnel)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            "revision": self.revision,
+            "paused": self.paused,
+            "total": self.total,
+            "funnel": [{"state": s, "count": n, "terminal": s in TERMINALS}
+                       for s, n in self.funnel],
+            "by_identity": self.by_identity,
+            "revisions": self.revisions,
+        }
+
+
+@dataclass(frozen=True)
+class IdentityStatus:
+    id: str
+    provider: str
+    status: str
+    reason: str | None
+    paused_enrollments: int
+    usage: dict[str, tuple[int, int | None]]  # action -> (used in the last 24 h, limit)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "status": self.status,
+            "reason": self.reason,
+            "paused_enrollments": self.paused_enrollments,
+            "limits_24h": {a: {"used": u, "limit": lim} for a, (u, lim) in self.usage.items()},
+        }
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    at: datetime
+    paused_all: bool
+    sequences: list[SequenceStatus] = field(default_factory=list)
+    identities: list[IdentityStatus] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "paused_all": self.paused_all,
+            "sequences": [s.to_json() for s in self.sequences],
+            "identities": [i.to_json() for i in self.identities],
+        }
+
+
+def _limits(manifest: Any, provider: str) -> dict[str, int]:
+    import engine.providers
+    from engine.providers.base import REGISTRY
+
+    del engine.providers
+    spec = REGISTRY.get(provider)
+    out: dict[str, int] = dict(spec.smart_limits) if spec else {}
+    raw = manifest.get("spec", {}).get("limits") if isinstance(manifest, dict) else None
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if isinstance(value, int):
+                out[LIMIT_ALIASES.get(key, key)] = value
+    return out
+
+
+def status(store: Store, name: str | None = None, *, now: datetime) -> StatusReport:
+    """The funnel per sequence (per step, terminal and identity) and limits used per identity."""
+    rows = store.list_sequences()
+    if name is not None:
+        rows = [r for r in rows if r.name == name]
+        if not rows:
+            raise NotFoundError(f"no applied sequence named {name!r}")
+    counts = store.count_enrollments()
+    sequences: list[SequenceStatus] = []
+    identity_limits: dict[str, dict[str, int]] = defaultdict(dict)
+    identity_provider: dict[str, str] = {}
+    for row in rows:
+        meta = store.kv_get(META_NS, row.name) or {}
+        steps = list(meta.get("steps") or [])
+        states = Counter({s: n for (seq, s), n in counts.items() if seq == row.name})
+        order = steps + [s for s in TERMINALS]
+        funnel = [(s, states.get(s, 0)) for s in order]
+        funnel += sorted((s, n) for s, n in states.items() if s not in order)
+        by_identity: dict[str, dict[str, int]] = defaultdict(dict)
+        revisions: Counter[str] = Counter()
+        for e in store.enrollments(sequence=row.name):
+            by_identity[e.identity][e.state] = by_identity[e.identity].get(e.state, 0) + 1
+            revisions[e.revision] += 1
+        sequences.append(
+            SequenceStatus(row.name, row.provider, row.current_revision, row.paused, funnel,
+                           dict(by_identity), dict(revisions))
+        )
+        revision = store.get_revision(row.current_revision)
+        limits = _limits(revision.manifest if revision else None, row.provider)
+        for identity in list(meta.get("identities") or []) + list(by_identity):
+            identity_provider.setdefault(identity, row.provider)
+            for action, value in limits.items():
+                current = identity_limits[identity].get(action)
+                identity_limits[identity][action] = value if current is None else min(
+                    current, value)
+    known = {i.id: i for i in store.list_identities()}
+    identities: list[IdentityStatus] = []
+    since = now - WINDOW
+    for identity in sorted(set(identity_limits) | (set(known) if name is None else set())):
+        info = known.get(identity)
+        limits = identity_limits.get(identity, {})
+        usage = {
+            action: (len(store.action_times(identity, action, since)), limits.get(action))
+            for action in sorted(set(limits) | {"visit_profile", "connect", "send_message"})
+        }
+        paused = sum(1 for e in store.enrollments(identity=identity)
+                     if e.paused and e.state not in TERMINALS)
+        identities.append(
+            IdentityStatus(
+                identity,
+                info.provider if info and info.provider else identity_provider.get(identity, ""),
+                info.status if info else "active",
+                info.reason if info else None,
+                paused,
+                usage,
+            )
+        )
+    return StatusReport(now, bool(store.kv_get(*KILL_SWITCH)), sequences, identities)
+
+
+# ---- why ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WhyEntry:
+    at: datetime
+    source: str  # event | action
+    sequence: str | None
+    revision: str | None
+    kind: str  # event kind, or the canonical action
+    from_state: str | None = None
+    to_state: str | None = None
+    trigger: str | None = None
+    status: str | None = None  # action: intent | done | failed | unknown
+    label: str | None = None  # action: the response label
+    detail: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "source": self.source,
+            "sequence": self.sequence,
+            "revision": self.revision,
+            "kind": self.kind,
+            "from": self.from_state,
+            "to": self.to_state,
+            "trigger": self.trigger,
+            "status": self.status,
+            "label": self.label,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class WhyReport:
+    profile_url: str
+    lead: Mapping[str, Any]
+    enrollments: list[dict[str, Any]]
+    entries: list[WhyEntry]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profile_url": self.profile_url,
+            "lead": dict(self.lead),
+            "enrollments": self.enrollments,
+            "history": [e.to_json() for e in self.entries],
+        }
+
+
+def why(store: Store, lead_url: str) -> WhyReport:
+    """Every transition of a lead with its time, revision, trigger and provider call."""
+    try:
+        url = normalize_profile_url(lead_url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    lead = store.lead_by_url(url)
+    if lead is None:
+        raise NotFoundError(f"no lead {url} in the store")
+    enrollments = store.enrollments(lead_id=lead.id)
+    by_id = {e.id: e for e in enrollments}
+    seen: set[int] = set()
+    entries: list[WhyEntry] = []
+    events = list(store.events(url))
+    for e in enrollments:
+        events.extend(store.events(enrollment_id=e.id))
+    for ev in events:
+        if ev.id in seen:
+            continue
+        seen.add(ev.id)
+        enrollment = by_id.get(ev.enrollment_id) if ev.enrollment_id is not None else None
+        seq = enrollment.sequence if enrollment else (
+            ev.data.get("sequence") if isinstance(ev.data, dict) else None)
+        entries.append(WhyEntry(ev.at, "event", seq, ev.revision, ev.kind, ev.from_state,
+                                ev.to_state, ev.trigger, detail=ev.data))
+    for e in enrollments:
+        for a in store.actions(enrollment_id=e.id):
+            entries.append(
+                WhyEntry(a.finished_at or a.created_at, "action", a.sequence, a.revision,
+                         a.action, a.step, None, f"attempt {a.attempt}", a.status, a.label,
+                         detail={"identity": a.identity, "key": a.idempotency_key,
+                                 "response": a.response})
+            )
+    entries.sort(key=lambda x: (x.at, 0 if x.source == "action" else 1))
+    return WhyReport(
+        url,
+        lead.data,
+        [
+            {"id": e.id, "sequence": e.sequence, "revision": e.revision, "identity": e.identity,
+             "state": e.state, "next_due_at": e.next_due_at.isoformat() if e.next_due_at else None,
+             "paused": e.paused, "last_error": e.last_error}
+            for e in enrollments
+        ],
+        entries,
+    )
+
+
+# ---- pause / resume -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PauseResult:
+    target: str  # "all", "sequence <name>", "identity <id>"
+    paused: bool
+    changed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "paused": self.paused, "changed": self.changed}
+
+
+def set_paused(
+    store: Store,
+    paused: bool,
+    *,
+    sequence: str | None = None,
+    identity: str | None = None,
+    everything: bool = False,
+    now: datetime,
+) -> PauseResult:
+    """Pause or resume one sequence, one identity, or everything (the kill switch)."""
+    if sum(x is not None and x is not False for x in (sequence, identity, everything)) != 1:
+        raise UsageError("name exactly one of: a sequence, --identity ID, --all")
+    verb = "paused" if paused else "resumed"
+    with store.transaction() as conn:
+        if everything:
+            if paused:
+                store.kv_put(*KILL_SWITCH, {"at": now.isoformat()}, conn=conn)
+            else:
+                store.kv_delete(*KILL_SWITCH, conn=conn)
+            changed = store.set_sequence_paused(None, paused, conn=conn)
+            store.record_event(verb, "*", {"scope": "all"}, at=now, trigger="user", conn=conn)
+            return PauseResult("all", paused, changed)
+        if sequence is not None:
+            if store.get_sequence(sequence, conn=conn) is None:
+                raise NotFoundError(f"no applied sequence named {sequence!r}")
+            changed = store.set_sequence_paused(sequence, paused, conn=conn)
+            store.record_event(verb, sequence, {"scope": "sequence"}, at=now, trigger="user",
+                               conn=conn)
+            return PauseResult(f"sequence {sequence}", paused, changed)
+        assert identity is not None
+        info = store.get_identity(identity, conn=conn)
+        if info is None:
+            raise NotFoundError(f"no identity {identity!r} in the store")
+        if paused:
+            store.set_identity_status(identity, "paused", "paused by the user", conn=conn)
+        elif info.status == "paused":
+            store.set_identity_status(identity, "active", None, conn=conn)
+        changed = store.set_enrollments_paused(paused, identity=identity, conn=conn)
+        store.record_event(verb, identity, {"scope": "identity"}, at=now, trigger="user",
+                           conn=conn)
+        return PauseResult(f"identity {identity}", paused, changed)

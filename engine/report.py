@@ -1,0 +1,204 @@
+"""Rendering for the CLI: rich on a terminal, JSON with ``-o json``. Shared: add functions here,
+do not rewrite others'. The library never prints; CLI commands call these.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from engine.observe import PauseResult, StatusReport, WhyReport
+    from engine.planner import ApplyResult, LeadsImportResult, Plan
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr); plain text when not a terminal."""
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Machine output: one JSON document on stdout."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def _to_json(value: Any) -> Any:
+    to_json = getattr(value, "to_json", None)
+    return to_json() if callable(to_json) else value
+
+
+# ---- runtime: plan / apply / leads import / status / why / pause (issue 5) --------------------
+
+
+def render_plan(plan: Plan, out: Console | None = None) -> None:
+    """terraform-style summary of a Plan."""
+    out = out or console()
+    for sp in plan.sequences:
+        mark = {"create": "[green]+[/]", "update": "[yellow]~[/]", "unchanged": " "}[sp.action]
+        head = f"{mark} Sequence [bold]{sp.name}[/] ({sp.provider}) revision {sp.revision}"
+        if sp.action == "update":
+            head += f" (was {sp.previous_revision})"
+        out.print(head + ("" if sp.action != "unchanged" else " [dim]unchanged[/]"))
+        if sp.enroll:
+            per: dict[str, int] = {}
+            for e in sp.enroll:
+                per[e.identity] = per.get(e.identity, 0) + 1
+            spread = ", ".join(f"{k}: {v}" for k, v in per.items())
+            out.print(f"    [green]+ enroll {len(sp.enroll)} lead(s)[/] at step "
+                      f"'{sp.initial}' ({spread})")
+            for e in sp.enroll[:10]:
+                out.print(f"        + {e.profile_url} -> {e.identity}")
+            if len(sp.enroll) > 10:
+                out.print(f"        ... and {len(sp.enroll) - 10} more")
+        if sp.already_enrolled:
+            out.print(f"      {sp.already_enrolled} lead(s) already enrolled")
+        for s in sp.skipped:
+            out.print(f"    [dim]- skip {s.profile_url}: {s.detail or s.reason}[/]")
+        if sp.migrate:
+            mapping = ", ".join(f"{k}: {v}" for k, v in sp.migrate.items())
+            out.print(f"    migrate: {{{mapping}}}")
+        for g in sp.in_flight:
+            if g.moves:
+                out.print(f"    [yellow]~ {g.count} in-flight lead(s) at '{g.state}' "
+                          f"({g.revision}) -> '{g.to_state}' ({g.to_revision})[/]")
+            else:
+                out.print(f"      {g.count} in-flight lead(s) at '{g.state}' keep revision "
+                          f"{g.revision}")
+        for p in sp.leads_refused:
+            out.print(f"    [red]! refused row {p}[/]")
+    for wp in plan.workflows:
+        out.print(f"[green]+[/] Workflow [bold]{wp.name}[/] ({wp.provider}) will run:")
+        out.print("    " + json.dumps(wp.body, sort_keys=False).replace("\n", "\n    "))
+    if plan.schedules is not None:
+        try:
+            from engine.schedules import render_schedule_plan
+
+            for line in render_schedule_plan(plan.schedules):
+                out.print(line, markup=False)
+        except ImportError:  # pragma: no cover - schedules module always ships
+            out.print(json.dumps(plan.schedules.to_json(), indent=2))
+    if not plan.has_changes:
+        out.print("No changes. The state matches the manifests.")
+    else:
+        enroll = sum(len(s.enroll) for s in plan.sequences)
+        revs = sum(1 for s in plan.sequences if s.action != "unchanged")
+        moves = sum(g.count for s in plan.sequences for g in s.migrations)
+        out.print(f"Plan: {revs} sequence revision(s), {enroll} lead(s) to enroll, "
+                  f"{moves} lead(s) to migrate, {len(plan.workflows)} workflow(s) to run.")
+
+
+def render_apply(result: ApplyResult, out: Console | None = None) -> None:
+    out = out or console()
+    if not result.applied:
+        out.print("No changes. Nothing applied.")
+    for s in result.sequences:
+        created = "new revision" if s.revision_created else "revision"
+        out.print(f"Sequence {s.name}: {created} {s.revision}, enrolled {s.enrolled}, "
+                  f"migrated {s.migrated}")
+    for name, res in result.workflows.items():
+        out.print(f"Workflow {name}: {json.dumps(_to_json(res), default=str)}")
+    if result.schedules is not None:
+        out.print(f"Schedules: {json.dumps(_to_json(result.schedules), default=str)}")
+    if result.run is not None:
+        out.print(f"Run: {_run_summary(result.run)}")
+
+
+def _run_summary(run: Any) -> str:
+    data = _to_json(run)
+    if isinstance(data, dict):
+        return ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, list | dict))
+    return str(data)
+
+
+def render_import(result: LeadsImportResult, out: Console | None = None) -> None:
+    out = out or console()
+    for p in result.refused:
+        out.print(f"[red]{p}[/]")
+    for s in result.skipped:
+        out.print(f"[dim]skip {s.profile_url}: {s.detail or s.reason}[/]")
+    out.print(
+        f"{result.path}: {result.taken} row(s) taken, {len(result.refused)} refused; "
+        f"{result.enrolled} enrolled in {result.sequence}, {result.already_enrolled} already "
+        f"enrolled, {len(result.skipped)} skipped"
+    )
+
+
+def render_status(report: StatusReport, out: Console | None = None) -> None:
+    out = out or console()
+    if report.paused_all:
+        out.print("[bold red]Kill switch on: every sequence is paused (seqrun resume --all).[/]")
+    if not report.sequences:
+        out.print("No sequences applied yet.")
+    for s in report.sequences:
+        idents = sorted(s.by_identity)
+        table = Table(title=f"{s.name} ({s.provider}, revision {s.revision})"
+                      + (" [paused]" if s.paused else ""))
+        table.add_column("step / terminal")
+        table.add_column("leads", justify="right")
+        for ident in idents:
+            table.add_column(ident, justify="right")
+        for state, n in s.funnel:
+            if n == 0 and state in ("stopped",):
+                continue
+            cells = [str(s.by_identity[i].get(state, 0)) for i in idents]
+            table.add_row(state, str(n), *cells)
+        table.add_row("[bold]total[/]", str(s.total),
+                      *[str(sum(s.by_identity[i].values())) for i in idents])
+        out.print(table)
+    if report.identities:
+        table = Table(title="identities (limits used in the last 24 h)")
+        table.add_column("identity")
+        table.add_column("status")
+        actions = sorted({a for i in report.identities for a in i.usage})
+        for a in actions:
+            table.add_column(a, justify="right")
+        table.add_column("paused leads", justify="right")
+        for i in report.identities:
+            cells = []
+            for a in actions:
+                used, limit = i.usage.get(a, (0, None))
+                cells.append(f"{used}/{limit}" if limit is not None else str(used))
+            status = i.status + (f" ({i.reason})" if i.reason else "")
+            table.add_row(i.id, status, *cells, str(i.paused_enrollments))
+        out.print(table)
+
+
+def render_why(report: WhyReport, out: Console | None = None) -> None:
+    out = out or console()
+    out.print(f"[bold]{report.profile_url}[/]")
+    for e in report.enrollments:
+        out.print(f"  {e['sequence']}: state {e['state']} (revision {e['revision']}, identity "
+                  f"{e['identity']}{', paused' if e['paused'] else ''})")
+    table = Table()
+    for col in ("time (UTC)", "sequence", "revision", "what", "transition", "trigger / label"):
+        table.add_column(col)
+    for entry in report.entries:
+        if entry.source == "action":
+            what = f"call {entry.kind} [{entry.status}]"
+            transition = f"at {entry.from_state}"
+            cause = entry.label or ("ok" if entry.status == "done" else "")
+        else:
+            what = entry.kind
+            transition = f"{entry.from_state or '·'} -> {entry.to_state or '·'}"
+            cause = entry.trigger or ""
+        table.add_row(entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.sequence or "",
+                      entry.revision or "", what, transition, cause)
+    out.print(table)
+
+
+def render_pause(result: PauseResult, out: Console | None = None) -> None:
+    out = out or console()
+    verb = "paused" if result.paused else "resumed"
+    out.print(f"{result.target}: {verb} ({result.changed} row(s) changed)")
+
+
+def render_lines(lines: Iterable[str], out: Console | None = None) -> None:
+    out = out or console()
+    for line in lines:
+        out.print(line, markup=False)
