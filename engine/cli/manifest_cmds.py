@@ -2,7 +2,86 @@
 
 from __future__ import annotations
 
-from engine.cli import cli  # noqa: F401
+import json
+from typing import Any
+
+import click
+
+from engine.cli import cli
+from engine.errors import ManifestError, Problem
+
+# ---- seqrun validate / seqrun schema (manifest language owner) --------------------------------
+
+
+def _problem_json(problem: Problem) -> dict[str, Any]:
+    return {
+        "file": problem.file,
+        "line": problem.line,
+        "col": problem.col,
+        "path": problem.path,
+        "message": problem.message,
+        "severity": problem.severity,
+    }
+
+
+def validate(paths: tuple[str, ...], strict: bool, output: str) -> int:
+    """Load every manifest under ``paths``; 0 when all are valid, 1 otherwise."""
+    from engine import loader
+
+    try:
+        manifests = loader.load(paths, strict=strict)
+        warnings = loader.last_warnings
+    except ManifestError as exc:
+        if output != "json":
+            raise
+        report = {
+            "ok": False,
+            "manifests": [],
+            "problems": [_problem_json(p) for p in exc.problems],
+        }
+        click.echo(json.dumps(report, indent=2))
+        return 1
+    if output == "json":
+        listed = [{"kind": m.kind, "name": m.name, "file": m.source.file} for m in manifests]
+        report = {"ok": True, "manifests": listed, "problems": [_problem_json(w) for w in warnings]}
+        click.echo(json.dumps(report, indent=2))
+        return 0
+    for warning in warnings:
+        click.echo(str(warning), err=True)
+    click.echo(f"ok: {len(manifests)} manifest(s)")
+    return 0
+
+
+def schema(kind: str | None) -> int:
+    """Print the JSON Schema of ``kind``, or of every kind as one JSON object."""
+    from engine.schemas import KINDS, schema_for, schema_text
+
+    if kind is not None:
+        click.echo(schema_text(kind), nl=False)
+        return 0
+    click.echo(json.dumps({k: schema_for(k) for k in KINDS}, indent=2))
+    return 0
+
+
+@cli.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.option("--strict", is_flag=True, help="Warnings fail the validation too.")
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def validate_command(paths: tuple[str, ...], strict: bool, output: str) -> int:
+    """Validate manifests (files, or directories of *.yaml / *.yml): schema, lint, references."""
+    return validate(paths, strict, output)
+
+
+@cli.command("schema")
+@click.argument("kind", required=False)
+def schema_command(kind: str | None) -> int:
+    """Print the JSON Schema of KIND (Sequence, Workflow, Schedule), or all of them."""
+    return schema(kind)
+
+
+# (The `graph` command is added below by the compiler owner, in its own block.)
 
 # ---- seqrun graph (compiler owner; self-contained block) --------------------------------------
 
