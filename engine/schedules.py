@@ -161,6 +161,9 @@ def _known_fields(detail: Mapping[str, Any]) -> frozenset[str]:
     for key in ("schedule_at", "inputs", "callback"):
         if key in detail:
             known.add(key)
+    callback = detail.get("callback")
+    if not isinstance(callback, Mapping) or "headers" in callback:
+        known.add("callback.headers")  # some APIs hide header values: then not compared
     return frozenset(known)
 
 
@@ -233,12 +236,15 @@ class PlanRow:
     notes: tuple[str, ...] = ()
     drift: bool = False
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, redacted: bool = False) -> dict[str, Any]:
+        config: dict[str, Any] | None = None
+        if self.config is not None:
+            config = redact(self.config) if redacted else dict(self.config)
         return {
             "action": self.action,
             "name": self.name,
             "old_uid": self.old_uid,
-            "config": dict(self.config) if self.config is not None else None,
+            "config": config,
             "fingerprint": self.fingerprint,
             "changes": [{"field": c.field, "old": c.old, "new": c.new} for c in self.changes],
             "notes": list(self.notes),
@@ -289,8 +295,10 @@ class SchedulePlan:
             out[r.action] += 1
         return out
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict; saved plans contain callback headers: keep the file private."""
+    def to_json(self, *, redacted: bool = False) -> dict[str, Any]:
+        """A JSON-able dict that :meth:`from_json` reads back. It contains callback header
+        values (a saved plan must be able to recreate them): keep the file private. For display,
+        ``redacted=True`` replaces them by digests (such a dict cannot be applied)."""
         return {
             "format": PLAN_FORMAT,
             "created_at": self.created_at,
@@ -300,13 +308,16 @@ class SchedulePlan:
             "uids": list(self.uids),
             "summary": self.counts(),
             "has_changes": self.has_changes,
-            "rows": [r.to_json() for r in self.rows],
+            "redacted": redacted,
+            "rows": [r.to_json(redacted=redacted) for r in self.rows],
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SchedulePlan:
         if not isinstance(data, Mapping) or data.get("format") != PLAN_FORMAT:
             raise PlanError(f"not a schedule plan (expected format {PLAN_FORMAT!r})")
+        if data.get("redacted"):
+            raise PlanError("this plan was saved redacted (for display); save it with -out")
         return cls(
             rows=tuple(PlanRow.from_json(r) for r in data["rows"]),
             live_fingerprint=str(data["live_fingerprint"]),
@@ -489,6 +500,8 @@ async def list_identities(client: httpx.AsyncClient) -> dict[str, dict[str, Any]
 
 def _flatten(config: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
+    if "callback.headers" in known and "callback" not in known:
+        flat["callback.headers"] = (config.get("callback") or {}).get("headers") or {}
     for key in _FIELDS:
         if key not in known:
             continue
@@ -502,7 +515,8 @@ def _flatten(config: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]
             else:
                 flat["callback.url"] = value.get("url")
                 flat["callback.on"] = value.get("on")
-                flat["callback.headers"] = value.get("headers") or {}
+                if "callback.headers" in known:
+                    flat["callback.headers"] = value.get("headers") or {}
         elif key == "identity_ids":
             flat["identities"] = value
         else:
@@ -510,8 +524,11 @@ def _flatten(config: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]
     return flat
 
 
+_ALL_FIELDS = frozenset(_FIELDS) | {"callback.headers"}
+
+
 def diff_configs(
-    old: Mapping[str, Any], new: Mapping[str, Any], known: frozenset[str] = frozenset(_FIELDS)
+    old: Mapping[str, Any], new: Mapping[str, Any], known: frozenset[str] = _ALL_FIELDS
 ) -> tuple[FieldChange, ...]:
     """Field-level changes from ``old`` to ``new`` (both redacted), only over ``known`` fields."""
     a, b = _flatten(redact(old), known), _flatten(redact(new), known)
@@ -672,6 +689,14 @@ async def plan_schedules(
         live = live_config(detail, schedule.action)
         known = _known_fields(detail)
         changes = diff_configs(live, desired, known)
+        if isinstance(entry.get("config"), Mapping):
+            # What Edges does not show (e.g. callback headers) is compared with what we applied.
+            hidden = _ALL_FIELDS
+            seen = {c.field for c in changes}
+            changes += tuple(
+                c for c in diff_configs(entry["config"], desired, hidden - known)
+                if c.field not in seen
+            )
         stored = entry.get("config")
         drift_changes = diff_configs(stored, live, known) if isinstance(stored, Mapping) else ()
         notes_l: list[str] = []

@@ -50,6 +50,7 @@ class FakeEdges:
     concurrent: bool = True  # False: refuse a second ACTIVE schedule with the same identities
     faults: dict[str, list[int]] = field(default_factory=dict)  # op -> statuses to answer next
     lose_create_answer: int = 0  # create, then answer 500 (the answer is lost)
+    hide_headers: bool = False  # GET /schedules/{uid} omits callback headers
     calls: list[str] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -95,6 +96,8 @@ class FakeEdges:
                 for page_row in page]}, headers=headers)
         if method == "GET" and parts[0] == "schedules" and len(parts) == 2:
             s = self.schedules.get(parts[1])
+            if s and self.hide_headers and isinstance(s.get("callback"), dict):
+                s = {**s, "callback": {k: v for k, v in s["callback"].items() if k != "headers"}}
             return httpx.Response(200, json=s) if s else httpx.Response(
                 404, json={"error_label": "STATUS_404", "message": "no such schedule"})
         if method == "POST" and parts[0] == "schedules" and parts[2:] == ["cancel"]:
@@ -364,6 +367,28 @@ async def test_drift_changed_outside(edges: FakeEdges, client: httpx.AsyncClient
     await apply_schedule_plan(plan, client=client, store=store)
     [live] = edges.active()
     assert live["cron"] == "0 9 * * *"
+
+
+async def test_hidden_callback_headers_compared_with_applied(
+    edges: FakeEdges, client: httpx.AsyncClient, store: Store
+) -> None:
+    edges.hide_headers = True
+    url = "https://hooks.example.com/x"
+    s = make_schedule("inbox-sync", callback=Callback(url, {"X-Token": "one"}))
+    await converge([s], client, store)
+    assert not (await plan_schedules([s], client=client, store=store)).has_changes
+    rotated = make_schedule("inbox-sync", callback=Callback(url, {"X-Token": "two"}))
+    plan = await plan_schedules([rotated], client=client, store=store)
+    [row] = plan.rows
+    assert row.action == "replace"
+    assert [c.field for c in row.changes] == ["callback.headers"]
+    rendered = "\n".join(render_schedule_plan(plan))
+    assert "one" not in rendered and "two" not in rendered  # values shown as digests only
+    shown = plan.to_json(redacted=True)
+    assert '"two"' not in json.dumps(shown)
+    with pytest.raises(PlanError, match="redacted"):
+        SchedulePlan.from_json(shown)
+    assert SchedulePlan.from_json(plan.to_json()) == plan
 
 
 # ---- saved plans ----------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def _load_schedules(paths: tuple[str, ...]) -> list[Schedule]:
 
 def _echo_plan(plan: SchedulePlan, output: str) -> None:
     if output == "json":
-        click.echo(json.dumps(plan.to_json(), indent=2, sort_keys=True))
+        click.echo(json.dumps(plan.to_json(redacted=True), indent=2, sort_keys=True))
         return
     for line in render_schedule_plan(plan):
         style = {"+": "green", "-": "red", "=": None}.get(line[:1])
@@ -231,8 +231,8 @@ def apply_cmd(
         click.echo("Apply cancelled.", err=True)
         return 1
     if output == "json":
-        click.echo(json.dumps({"plan": plan.to_json(), "result": result.to_json()}, indent=2,
-                              sort_keys=True))
+        doc = {"plan": plan.to_json(redacted=True), "result": result.to_json()}
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return 0
     for step in result.steps:
         click.echo(f"  {step}")
