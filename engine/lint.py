@@ -595,15 +595,11 @@ def _template_lead_uses(text: str, name: str) -> tuple[int, int]:
 
 
 def _step_texts(step: Step) -> Iterator[tuple[str, str, str]]:
-    """(path, key, template text) of each templated field of a step."""
+    """(path, key, template text) of each templated ``with`` field of an action step."""
     if isinstance(step, ActionStep):
         for key, value in step.with_.items():
             if isinstance(value, str):
                 yield _child(_child(step.path, "with"), key), key, value
-    elif isinstance(step, BranchStep):
-        for i, case in enumerate(step.cases):
-            path = _child(_child(_child(step.path, "branch"), i), "if")
-            yield path, "if", "{{ " + case.condition + " }}"
 
 
 def _check_steps_content(seq: Sequence, spec: ProviderSpec | None, report: _Report) -> None:
@@ -612,6 +608,8 @@ def _check_steps_content(seq: Sequence, spec: ProviderSpec | None, report: _Repo
     for step in seq.steps:
         if isinstance(step, ActionStep):
             _check_action(step, spec, report)
+        elif isinstance(step, BranchStep) and templates is not None:
+            _check_conditions(step, templates, columns, seq, report)
         for path, key, text in _step_texts(step):
             if templates is not None:
                 for message in templates.check(text):
@@ -624,6 +622,38 @@ def _check_steps_content(seq: Sequence, spec: ProviderSpec | None, report: _Repo
                 _check_length(step.id, path, "connection note", text, spec.max_note, spec, report)
             elif step.action in ("send_message", "send_inmail") and key in ("text", "message"):
                 _check_length(step.id, path, "message", text, spec.max_message, spec, report)
+
+
+def _check_conditions(
+    step: BranchStep,
+    templates: Any,
+    columns: frozenset[str] | None,
+    seq: Sequence,
+    report: _Report,
+) -> None:
+    """Branch conditions: syntax errors are errors; a missing column is a warning (the
+    condition is then always false, by engine.templates.evaluate's contract)."""
+    check = getattr(templates, "check_expression", None)
+    names_of = getattr(templates, "expression_variables", None)
+    for i, case in enumerate(step.cases):
+        path = _child(_child(_child(step.path, "branch"), i), "if")
+        if check is None or names_of is None:
+            messages = templates.check("{{ " + case.condition + " }}")
+            names = templates.variables("{{ " + case.condition + " }}")
+        else:
+            messages, names = check(case.condition), names_of(case.condition)
+        for message in messages:
+            report(path, f"in step {step.id!r}: {message}")
+        if columns is None or messages:
+            continue
+        csv_name = Path(seq.leads.csv).name if seq.leads.csv else "the leads CSV"
+        for name in sorted({n.removeprefix("lead.") for n in names} - columns):
+            report(
+                path,
+                f"in step {step.id!r}: lead.{name} is not a column of {csv_name}; the condition "
+                f"is always false{did_you_mean(name, columns)}",
+                "warning",
+            )
 
 
 def _check_action(step: ActionStep, spec: ProviderSpec | None, report: _Report) -> None:

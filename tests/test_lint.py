@@ -623,3 +623,36 @@ def test_workflow_on_other_provider_needs_canonical_actions() -> None:
     assert found[1] == (
         "$.spec.steps[1].action: provider 'edges' cannot follow (providers that can: connectsafely)"
     )
+
+
+def test_branch_conditions_with_real_templates(tmp_path: Path) -> None:
+    pytest.importorskip("engine.templates")
+    csv = tmp_path / "leads.csv"
+    csv.write_text("linkedin_profile_url,seniority\n")
+    steps = (
+        BranchStep(
+            "route",
+            (
+                BranchCase("lead.seniority == 'cxo'", "done"),
+                BranchCase("lead.senority == 'vp'", "done"),
+                BranchCase("lead.__class__", "done"),
+            ),
+            path=P(0),
+        ),
+        EndStep("done", "completed", path=P(1)),
+    )
+    problems = lint(seq(steps, limits={}, leads=LeadsSource(csv)))
+    assert warnings(problems) == [
+        "$.spec.steps[0].branch[1].if: in step 'route': lead.senority is not a column of "
+        "leads.csv; the condition is always false (did you mean 'seniority'?)"
+    ]
+    found = errors(problems)
+    assert len(found) == 1 and found[0].startswith("$.spec.steps[0].branch[2].if: in step 'route'")
+    assert "__class__" in found[0]
+
+
+def test_real_template_errors() -> None:
+    pytest.importorskip("engine.templates")
+    s = replace_step(seq(), 3, with_={"text": "{{ lead.first_name "})
+    found = [e for e in errors(lint(s)) if e.startswith("$.spec.steps[3].with.text")]
+    assert len(found) == 1 and "syntax" in found[0]
