@@ -419,7 +419,7 @@ async def _paginate(
     seen: set[str] = set()
     next_url: str | None = url
     while next_url is not None:
-        resp = await _call(client, "GET", next_url, params=query)
+        resp = await _call(client, "GET", next_url, params=query or None)
         out.extend(_items(resp.json()))
         nxt = resp.headers.get("X-Pagination-Next")
         if not nxt or nxt in seen:

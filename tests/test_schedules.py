@@ -51,6 +51,7 @@ class FakeEdges:
     faults: dict[str, list[int]] = field(default_factory=dict)  # op -> statuses to answer next
     lose_create_answer: int = 0  # create, then answer 500 (the answer is lost)
     hide_headers: bool = False  # GET /schedules/{uid} omits callback headers
+    next_as_url: bool = False  # X-Pagination-Next carries a full URL instead of a cursor
     calls: list[str] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -90,7 +91,10 @@ class FakeEdges:
             page = rows[start:start + self.page_size]
             headers = {}
             if start + self.page_size < len(rows):
-                headers["X-Pagination-Next"] = str(start + self.page_size)
+                cursor = str(start + self.page_size)
+                headers["X-Pagination-Next"] = (
+                    str(request.url.copy_set_param("cursor", cursor)) if self.next_as_url
+                    else cursor)
             return httpx.Response(200, json={"data": [
                 {k: page_row[k] for k in ("scheduled_run_uid", "action_name", "status", "cron")}
                 for page_row in page]}, headers=headers)
@@ -313,6 +317,19 @@ async def test_incremental_needs_engagement_identity(client: httpx.AsyncClient,
                           parameters={"sync_mode": "incremental"})
     with pytest.raises(PlanError, match="'ident-ghost' was not found"):
         await plan_schedules([ghost], client=client, store=store)
+
+
+@pytest.mark.parametrize("next_as_url", [False, True])
+async def test_list_follows_pagination(edges: FakeEdges, client: httpx.AsyncClient,
+                                       next_as_url: bool) -> None:
+    from engine.schedules import list_active_schedules
+
+    edges.next_as_url = next_as_url
+    uids = {edges.add("linkedin-extract-messages", cron="0 9 * * *") for _ in range(5)}
+    edges.add("linkedin-extract-connections", cron="0 9 * * *")
+    listed = await list_active_schedules(client, "linkedin-extract-messages")
+    assert {s["scheduled_run_uid"] for s in listed} == uids
+    assert sum(c == "GET /schedules" for c in edges.calls) == 3
 
 
 # ---- prune and drift ------------------------------------------------------------------------
