@@ -93,12 +93,13 @@ def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], lis
             problems.extend(exc.problems)
 
     manifests: list[Manifest] = []
-    seen_names: dict[tuple[str, str], Problem] = {}
+    seen_names: dict[tuple[str, str], tuple[Problem, Any]] = {}
     for doc in documents:
         kind = _check_header(doc, problems)
         if kind is None:
             continue
-        _check_unique_name(doc, kind, seen_names, problems)
+        if not _check_unique_name(doc, kind, seen_names, problems):
+            continue
         schema_problems = _schema_problems(doc, kind)
         if schema_problems:
             problems.extend(schema_problems)
@@ -207,22 +208,32 @@ def _check_header(doc: Document, problems: list[Problem]) -> str | None:
 
 
 def _check_unique_name(
-    doc: Document, kind: str, seen: dict[tuple[str, str], Problem], problems: list[Problem]
-) -> None:
+    doc: Document,
+    kind: str,
+    seen: dict[tuple[str, str], tuple[Problem, Any]],
+    problems: list[Problem],
+) -> bool:
+    """False when ``doc`` repeats an earlier manifest of the same kind and name.
+
+    A second, different manifest with a taken name is an error; an identical copy (the same
+    example reached through two paths) is loaded once, with a warning.
+    """
     metadata = doc.data.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
     if not isinstance(name, str):
-        return
+        return True
     here = doc.source.problem("$.metadata.name", "")
-    first = seen.setdefault((kind, name), here)
-    if first is not here:
-        problems.append(
-            replace(
-                here,
-                message=f"duplicate {kind} name {name!r} (first defined at "
-                f"{first.file}:{first.line})",
-            )
-        )
+    first, first_data = seen.setdefault((kind, name), (here, doc.data))
+    if first is here:
+        return True
+    where = f"{first.file}:{first.line}"
+    if first_data == doc.data:
+        message = f"identical copy of {kind} {name!r} from {where}, loaded once"
+        problems.append(replace(here, message=message, severity="warning"))
+    else:
+        message = f"duplicate {kind} name {name!r} (first defined at {where})"
+        problems.append(replace(here, message=message))
+    return False
 
 
 def _lint(manifest: Manifest) -> list[Problem]:
