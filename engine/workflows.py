@@ -16,19 +16,26 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
+import httpx
+
+from engine.clock import Clock
+from engine.errors import PlanError, ProviderError
 from engine.model import Workflow, WorkflowNode
-
-# Canonical actions -> LinkedAPI action types, for canonical actions used in a workflow tree.
-ACTION_TYPES: Mapping[str, str] = {
-    "visit_profile": "st.openPersonPage",
-    "connect": "st.sendConnectionRequest",
-    "send_message": "st.sendMessage",
-    "withdraw_invitation": "st.withdrawConnectionRequest",
-    "check_connection": "st.checkConnectionStatus",
-}
+from engine.providers.base import SERVER_ERROR, STATUS_429, TIMEOUT
+from engine.providers.linkedapi import (
+    ACTION_TYPES,
+    LinkedApiProvider,
+    WorkflowState,
+    action_error,
+    request_error,
+)
 
 # Parameter spellings of canonical actions (as in Sequences) -> LinkedAPI's.
 _PARAM_ALIASES: Mapping[str, str] = {
@@ -73,3 +80,535 @@ def workflow_json(wf: Workflow) -> Any:
     if wf.root_is_list or len(nodes) != 1:
         return nodes
     return nodes[0]
+
+
+# ---- running a workflow -----------------------------------------------------------------------
+
+NAMESPACE = "workflows"
+UNFINISHED_STATES = frozenset({"pending", "running"})
+# Actions with an effect on LinkedIn: the ones a blind resubmission could duplicate.
+EFFECTFUL = frozenset(
+    {"st.sendConnectionRequest", "st.sendMessage", "st.withdrawConnectionRequest"}
+)
+
+
+class KV(Protocol):
+    """The part of :class:`engine.store.Store` workflows use."""
+
+    def kv_get(self, ns: str, key: str) -> Any | None: ...
+
+    def kv_put(self, ns: str, key: str, value: Any) -> None: ...
+
+    def kv_items(self, ns: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One node of a workflow after a run: ``ok``, ``error`` (an action error) or ``skipped``
+    (its parent failed, or the workflow did not complete)."""
+
+    id: str  # n0, n0.1 ... (the compiler's node states)
+    action_type: str
+    label: str | None
+    status: str
+    data: Any = None
+    error: Mapping[str, Any] | None = None  # {type, message, label}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "actionType": self.action_type,
+            "label": self.label,
+            "status": self.status,
+            "data": self.data,
+            "error": dict(self.error) if self.error else None,
+        }
+
+
+@dataclass
+class WorkflowResult:
+    """Where a workflow run ended: its state, LinkedAPI's completion tree and each node."""
+
+    name: str
+    state: str  # pending | running | completed | failed
+    workflow_id: str | None = None
+    completion: Any = None
+    error: Mapping[str, Any] | None = None  # {label, type?, message}
+    nodes: list[NodeResult] = field(default_factory=list)
+    submissions: int = 0  # POSTs made by this call (0 when it resumed or reconciled)
+    resumed: bool = False  # followed a workflow submitted earlier instead of submitting
+    reconciled: bool = False  # outcome established from the world, the id having been lost
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "completed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "workflowId": self.workflow_id,
+            "completion": self.completion,
+            "error": dict(self.error) if self.error else None,
+            "nodes": [n.to_json() for n in self.nodes],
+            "submissions": self.submissions,
+            "resumed": self.resumed,
+            "reconciled": self.reconciled,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> WorkflowResult:
+        """The result view of a record persisted in ``store.kv_*("workflows", name)``."""
+        return cls(
+            name=str(record.get("name")),
+            state=str(record.get("state")),
+            workflow_id=record.get("workflow_id"),
+            completion=record.get("completion"),
+            error=record.get("error"),
+            nodes=[
+                NodeResult(
+                    id=n["id"],
+                    action_type=n["actionType"],
+                    label=n.get("label"),
+                    status=n["status"],
+                    data=n.get("data"),
+                    error=n.get("error"),
+                )
+                for n in record.get("nodes") or []
+            ],
+            reconciled=bool(record.get("reconciled")),
+            note=str(record.get("note") or ""),
+        )
+
+
+def body_revision(body: Any) -> str:
+    """12 hex of sha256 over the body (the planner's WorkflowPlan.revision)."""
+    text = json.dumps(body, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def node_results(wf: Workflow, completion: Any) -> list[NodeResult]:
+    """Each node of ``wf`` (pre-order, ids as the compiler's) with its completion item."""
+    items = completion if isinstance(completion, list) else [completion]
+    out: list[NodeResult] = []
+    _walk(wf.root, items, "n", out)
+    return out
+
+
+def _walk(
+    nodes: tuple[WorkflowNode, ...], items: list[Any], prefix: str, out: list[NodeResult]
+) -> None:
+    for i, node in enumerate(nodes):
+        nid = f"{prefix}{i}"
+        item = items[i] if i < len(items) and isinstance(items[i], Mapping) else None
+        children: list[Any] = []
+        if item is None:
+            out.append(NodeResult(nid, action_type(node.action), node.label, "skipped"))
+        elif item.get("success"):
+            data = item.get("data")
+            if isinstance(data, Mapping):
+                then = data.get("then")
+                children = then if isinstance(then, list) else ([then] if then else [])
+                data = {k: v for k, v in data.items() if k != "then"}
+            out.append(NodeResult(nid, action_type(node.action), node.label, "ok", data))
+        else:
+            err = item.get("error") if isinstance(item.get("error"), Mapping) else {}
+            mapped = action_error(err)
+            out.append(
+                NodeResult(
+                    nid,
+                    action_type(node.action),
+                    node.label,
+                    "error",
+                    error={
+                        "type": mapped.params.get("type"),
+                        "message": mapped.message,
+                        "label": mapped.label,
+                    },
+                )
+            )
+        _walk(node.then, children, f"{nid}.", out)
+
+
+def _effects(body: Any, person: str | None = None) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(action type, person URL, node) of every effectful node of a workflow body."""
+    out: list[tuple[str, str, Mapping[str, Any]]] = []
+    nodes = body if isinstance(body, list) else [body]
+    for node in nodes:
+        if not isinstance(node, Mapping):
+            continue
+        url = str(node.get("personUrl") or person or "")
+        if node.get("actionType") in EFFECTFUL and url:
+            out.append((str(node["actionType"]), url, node))
+        then = node.get("then")
+        if then:
+            out.extend(_effects(then, url or None))
+    return out
+
+
+class _Run:
+    """One call of run_workflow: the record, the provider and the steps between them."""
+
+    def __init__(
+        self,
+        wf: Workflow,
+        provider: LinkedApiProvider,
+        store: KV,
+        clock: Clock,
+        reconcile_after: float,
+        queue_timeout: float,
+    ) -> None:
+        self.wf = wf
+        self.provider = provider
+        self.store = store
+        self.clock = clock
+        self.reconcile_after = reconcile_after
+        self.queue_timeout = queue_timeout
+        self.body = workflow_json(wf)
+        self.identity = wf.identities[0] if wf.identities else None
+        self.result = WorkflowResult(wf.name, "pending")
+        self.record: dict[str, Any] = {}
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def save(self, **changes: Any) -> None:
+        now = self.clock.now().isoformat()
+        state = changes.get("state")
+        if state and state != self.record.get("state"):
+            self.record.setdefault("history", []).append(
+                {
+                    "at": now,
+                    "from": self.record.get("state"),
+                    "to": state,
+                    "note": changes.get("note", ""),
+                }
+            )
+        self.record.update(changes)
+        self.record["updated_at"] = now
+        self.store.kv_put(NAMESPACE, self.wf.name, self.record)
+
+    def finish(
+        self,
+        state: str,
+        *,
+        completion: Any = None,
+        error: ProviderError | None = None,
+        note: str = "",
+    ) -> WorkflowResult:
+        nodes = (
+            node_results(self.wf, completion)
+            if completion is not None
+            else [
+                NodeResult(sid, action_type(node.action), node.label, "skipped")
+                for sid, node in _state_ids(self.wf.root)
+            ]
+        )
+        err = None
+        if error is not None:
+            err = {"label": error.label, "type": error.params.get("type"), "message": error.message}
+        self.save(
+            state=state,
+            completion=completion,
+            error=err,
+            nodes=[n.to_json() for n in nodes],
+            note=note,
+            finished_at=self.clock.now().isoformat(),
+        )
+        self.result.state = state
+        self.result.completion = completion
+        self.result.error = err
+        self.result.nodes = nodes
+        self.result.note = note
+        self.result.workflow_id = self.record.get("workflow_id")
+        self.result.reconciled = bool(self.record.get("reconciled"))
+        return self.result
+
+    # -- the steps -----------------------------------------------------------------------
+
+    async def run(self) -> WorkflowResult:
+        previous = self.store.kv_get(NAMESPACE, self.wf.name)
+        if isinstance(previous, Mapping) and previous.get("state") in UNFINISHED_STATES:
+            self.record = dict(previous)
+            outcome = await self.resume()
+            if outcome is not None and previous.get("revision") == body_revision(self.body):
+                return outcome
+            if outcome is not None and outcome.state in UNFINISHED_STATES:
+                return outcome  # the old revision is still running: never two at once
+        return await self.submit_new(attempt=int((previous or {}).get("attempt", 0)) + 1)
+
+    async def resume(self) -> WorkflowResult | None:
+        """Settle a run left unfinished by an earlier call; None when it needs resubmitting."""
+        self.result.resumed = True
+        if self.record.get("workflow_id"):
+            return await self.follow(str(self.record["workflow_id"]))
+        if self.record.get("phase") == "hook":
+            self.result.state = "running"
+            return self.result
+        # An intent without an id: the POST may or may not have reached LinkedAPI.
+        return await self.reconcile()
+
+    async def submit_new(self, *, attempt: int) -> WorkflowResult:
+        self.record = {
+            "name": self.wf.name,
+            "provider": self.wf.provider,
+            "api": self.wf.api,
+            "result_handling": self.wf.result_handling,
+            "identity": self.identity,
+            "revision": body_revision(self.body),
+            "body": self.body,
+            "attempt": attempt,
+            "history": [],
+            "workflow_id": None,
+            "reconciled": False,
+        }
+        self.result.resumed = False
+        return await self.submit()
+
+    async def submit(self) -> WorkflowResult:
+        started = self.clock.now()
+        delay = self.provider.poll_interval
+        while True:
+            # The intent is durable before the request leaves: a crash from here on is
+            # recovered by resume(), never by a blind second POST.
+            self.save(state="pending", phase="submitting", intent_at=self.clock.now().isoformat())
+            self.result.submissions += 1
+            try:
+                answer = await self.provider.submit(
+                    self.body,
+                    self.identity,
+                    result_handling=self.wf.result_handling,
+                    webhook=self.wf.webhook,
+                )
+            except ProviderError as exc:
+                if exc.label == STATUS_429:  # the 10-unfinished cap or a rate limit: queue
+                    waited = (self.clock.now() - started).total_seconds()
+                    if waited >= self.queue_timeout:
+                        return self.finish("failed", error=exc, note="still queued, gave up")
+                    self.save(phase="queued", note=exc.message)
+                    await self.clock.sleep(max(delay, exc.retry_after or 0.0))
+                    delay = min(self.provider.max_poll_interval, delay * 1.5)
+                    continue
+                if exc.label in (TIMEOUT, SERVER_ERROR):
+                    self.save(phase="unknown", note=f"submission outcome unknown: {exc.label}")
+                    outcome = await self.reconcile()
+                    if outcome is not None:
+                        return outcome
+                    continue
+                return self.finish("failed", error=exc)
+            return await self.accepted(answer)
+
+    async def accepted(self, answer: WorkflowState) -> WorkflowResult:
+        self.save(
+            state="running",
+            phase="submitted",
+            workflow_id=answer.workflow_id,
+            submitted_at=self.clock.now().isoformat(),
+            webhook=answer.webhook,
+        )
+        self.result.workflow_id = answer.workflow_id
+        if answer.finished:
+            return self.settle(answer)
+        if self.wf.result_handling == "hook":
+            self.save(phase="hook")
+            self.result.state = "running"
+            self.result.note = "the result will be delivered to the webhook"
+            return self.result
+        if answer.workflow_id is None:
+            return self.finish(
+                "failed",
+                error=ProviderError(
+                    "SERVER_ERROR", "LinkedAPI gave no handle to follow the workflow"
+                ),
+            )
+        return await self.follow(answer.workflow_id)
+
+    async def follow(self, workflow_id: str) -> WorkflowResult:
+        self.result.workflow_id = workflow_id
+        try:
+            state = await self.provider.wait(workflow_id, self.identity)
+        except ProviderError as exc:
+            if exc.label in (TIMEOUT, SERVER_ERROR, STATUS_429):
+                self.result.state = "running"  # still ours to follow next time
+                self.result.note = f"still running: {exc.message}"
+                return self.result
+            return self.finish("failed", error=exc)
+        return self.settle(state)
+
+    def settle(self, state: WorkflowState) -> WorkflowResult:
+        if state.status == "completed":
+            return self.finish("completed", completion=state.completion)
+        return self.finish("failed", error=state.error or ProviderError("SERVER_ERROR", "failed"))
+
+    async def reconcile(self) -> WorkflowResult | None:
+        """The POST was lost: wait as long as the workflow could take, then ask the world
+        whether its effects happened. None means nothing happened: submit again."""
+        await self.clock.sleep(self.reconcile_after)
+        effects = _effects(self.body)
+        if not effects:
+            return None  # read-only: a second run duplicates nothing
+        since = _parse(self.record.get("intent_at"))
+        observed = []
+        for kind, url, node in effects:
+            if await self._observed(kind, url, node, since):
+                observed.append(f"{kind} {url}")
+        if not observed:
+            self.save(note="no effect observed in the world: submitting again")
+            return None
+        self.save(reconciled=True)
+        return self.finish(
+            "completed",
+            note="the submission's answer was lost; observed in the world: " + "; ".join(observed),
+        )
+
+    async def _observed(
+        self, kind: str, url: str, node: Mapping[str, Any], since: datetime | None
+    ) -> bool:
+        if kind == "st.sendMessage":
+            convs = await self.provider.poll_conversations(self.identity, [url])
+            for conv in convs:
+                for msg in conv.get("messages") or []:
+                    at = _parse(msg.get("time"))
+                    if (
+                        msg.get("sender") == "us"
+                        and msg.get("text") == node.get("text")
+                        and (since is None or at is None or at >= since)
+                    ):
+                        return True
+            return False
+        completion = await self.provider.execute(
+            {"actionType": "st.checkConnectionStatus", "personUrl": url}, self.identity
+        )
+        item = completion[0] if isinstance(completion, list) else completion
+        status = (
+            (item.get("data") or {}).get("connectionStatus") if isinstance(item, Mapping) else None
+        )
+        if kind == "st.sendConnectionRequest":
+            return status in ("pending", "connected")
+        return status is not None and status != "pending"  # withdraw
+
+
+def _state_ids(roots: tuple[WorkflowNode, ...]) -> list[tuple[str, WorkflowNode]]:
+    out: list[tuple[str, WorkflowNode]] = []
+    stack = [(f"n{i}", n) for i, n in reversed(list(enumerate(roots)))]
+    while stack:
+        sid, node = stack.pop()
+        out.append((sid, node))
+        stack.extend((f"{sid}.{j}", c) for j, c in reversed(list(enumerate(node.then))))
+    return out
+
+
+def _parse(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+async def run_workflow(
+    wf: Workflow,
+    *,
+    client: httpx.AsyncClient,
+    store: KV,
+    clock: Clock,
+    env: Mapping[str, str] | None = None,
+    poll_interval: float = 5.0,
+    reconcile_after: float = 300.0,
+    queue_timeout: float = 24 * 3600.0,
+) -> WorkflowResult:
+    """Submit ``wf`` to LinkedAPI once and follow it to the end; its state is persisted in
+    ``store.kv_*("workflows", wf.name)`` (pending -> running -> completed | failed).
+
+    Never a duplicate: the intent is saved before the POST; a run left unfinished (crash,
+    timeout) is resumed by its workflow id, or, when the id never came back, settled by asking
+    the world (connection status, conversation) after ``reconcile_after`` seconds; only when
+    none of its effects happened is it submitted again. The 10-unfinished-workflows cap
+    queues (waits and retries) for up to ``queue_timeout`` seconds. ``hook`` returns as
+    ``running``; :func:`complete_from_hook` settles it.
+
+    Example::
+
+        result = await run_workflow(wf, client=make_client("linkedapi"), store=store,
+                                    clock=RealClock())
+        result.state, [(n.id, n.status) for n in result.nodes]
+    """
+    if wf.provider != "linkedapi":
+        raise PlanError(
+            f"workflow {wf.name!r}: provider {wf.provider!r} cannot run LinkedAPI workflows; "
+            "use provider: linkedapi"
+        )
+    provider = LinkedApiProvider(
+        client,
+        api=wf.api,
+        result_handling=wf.result_handling,
+        clock=clock,
+        env=env,
+        poll_interval=poll_interval,
+    )
+    return await _Run(wf, provider, store, clock, reconcile_after, queue_timeout).run()
+
+
+def workflow_results(store: KV) -> list[WorkflowResult]:
+    """Every workflow the store knows, for ``seqrun status``."""
+    return [WorkflowResult.from_record(r) for _, r in sorted(store.kv_items(NAMESPACE).items())]
+
+
+def workflow_record(store: KV, name: str) -> Mapping[str, Any] | None:
+    """The persisted record of one workflow (history, nodes, body), for ``seqrun why``."""
+    record = store.kv_get(NAMESPACE, name)
+    return record if isinstance(record, Mapping) else None
+
+
+def complete_from_hook(
+    store: KV,
+    payload: Mapping[str, Any],
+    *,
+    name: str | None = None,
+    wf: Workflow | None = None,
+) -> WorkflowResult | None:
+    """Settle a ``hook`` workflow from a delivered result. Accepts the account API's body
+    (``{status, completion | error}``, with ``name``) and the current API's webhook event
+    (``{type: "workflow.completed", data: {workflowId, status, result?}}``). Idempotent:
+    a finished workflow is left as it is. None when no waiting workflow matches."""
+    data = payload.get("data") if isinstance(payload.get("data"), Mapping) else None
+    record: Mapping[str, Any] | None = None
+    if data is not None:
+        wid = data.get("workflowId")
+        for candidate in store.kv_items(NAMESPACE).values():
+            if isinstance(candidate, Mapping) and candidate.get("workflow_id") == wid:
+                record = candidate
+        body: Mapping[str, Any] = {"status": data.get("status"), "completion": data.get("result")}
+    else:
+        record = workflow_record(store, name) if name else None
+        body = payload
+    if record is None or record.get("state") not in UNFINISHED_STATES:
+        return None
+    status = str(body.get("status"))
+    updated = dict(record)
+    now = datetime.now(UTC).isoformat()
+    updated.setdefault("history", []).append(
+        {"at": now, "from": record.get("state"), "to": status, "note": "webhook"}
+    )
+    if status == "completed":
+        updated.update(state="completed", completion=body.get("completion"), phase="done")
+        if wf is not None:
+            updated["nodes"] = [n.to_json() for n in node_results(wf, body.get("completion"))]
+    else:
+        err: Mapping[str, Any] = body["error"] if isinstance(body.get("error"), Mapping) else {}
+        mapped = request_error(
+            str(err.get("type") or "unknownError"), str(err.get("message") or "")
+        )
+        updated.update(
+            state="failed",
+            phase="done",
+            error={
+                "label": mapped.label,
+                "type": mapped.params.get("type"),
+                "message": mapped.message,
+            },
+        )
+    store.kv_put(NAMESPACE, str(record.get("name")), updated)
+    return WorkflowResult.from_record(updated)
