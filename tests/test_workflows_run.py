@@ -50,7 +50,9 @@ class MemoryKV:
         return dict(self.data.get(ns, {}))
 
 
-class Crash(Exception):  # noqa: N818 - a simulated process death
+class Crash(Exception):
+    """A simulated process death."""
+
     pass
 
 
