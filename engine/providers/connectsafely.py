@@ -1,17 +1,267 @@
-"""ConnectSafely adapter. Owner: runtime work."""
+"""ConnectSafely adapter over ``/linkedin`` (Bearer auth set by the client factory).
+
+=====================  =====================================================================
+canonical action       ConnectSafely call
+=====================  =====================================================================
+connect                ``POST /connect {accountId, profileId, customMessage}``
+send_message           ``POST /message {accountId, recipientProfileId, message}``
+send_inmail            ``POST /message {..., messageType: "inmail", subject}``
+follow                 ``POST /follow {accountId, profileId}``
+check_connection       ``GET /relationship/{accountId}/{profileId}`` (no outreach)
+=====================  =====================================================================
+
+The identity is the ConnectSafely ``accountId``; the profile id is the lead's public handle
+(or Sales Navigator id). Replies: ``POST /conversations/sync`` then ``GET /conversations``
+(paged with ``limit``/``offset``/``hasMore``), whose ``lastMessage.fromMe`` says who wrote
+last. Errors: ``{success: false, error, code}`` (or just ``{error}``) become canonical labels
+by ``code``, then by HTTP status; 401 -> ConfigError naming ``CONNECTSAFELY_API_KEY``.
+"""
 
 from __future__ import annotations
 
-from engine.providers.base import ProviderSpec, register
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from engine.errors import ConfigError, ProviderError
+from engine.leads import normalize_profile_url, profile_handle
+from engine.providers import base
+from engine.providers.base import (
+    ActionResult,
+    ConversationSummary,
+    Lead,
+    ProviderSpec,
+    Relationship,
+    register,
+)
+from engine.providers.client import json_or_none, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+CODES: dict[str, str] = {
+    "already_connected": base.ALREADY_CONNECTED,
+    "invitation_pending": base.INVITATION_PENDING,
+    "not_connected": base.NOT_CONNECTED,
+    "not_pending": base.NOT_PENDING,
+    "validation_error": base.INVALID_INPUT,
+    "note_too_long": base.NOTE_TOO_LONG,
+    "inmail_not_allowed": base.MESSAGING_NOT_ALLOWED,
+    "messaging_not_allowed": base.MESSAGING_NOT_ALLOWED,
+    "profile_not_found": base.PROFILE_NOT_ACCESSIBLE,
+    "limit_reached": base.LIMIT_REACHED,
+    "account_session_expired": base.AUTH_EXPIRED,
+    "account_not_found": base.AUTH_EXPIRED,  # the identity is unusable: pause, do not fail leads
+    "rate_limited": base.STATUS_429,
+    "server_error": base.SERVER_ERROR,
+    "timeout": base.TIMEOUT,
+}
+_PAGE = 100
+_MAX_PAGES = 500
+
+
+def map_error(response: httpx.Response, now: datetime | None = None) -> ProviderError | ConfigError:
+    """The exception for a non-2xx ConnectSafely response."""
+    status = response.status_code
+    body = json_or_none(response)
+    body = body if isinstance(body, dict) else {}
+    message = str(body.get("error") or body.get("message") or response.reason_phrase or "")
+    code = str(body.get("code") or "")
+    if status == 401:
+        return ConfigError(
+            "connectsafely: the API key was refused (HTTP 401); check CONNECTSAFELY_API_KEY"
+        )
+    label = CODES.get(code)
+    lowered = message.lower()
+    if label is None:
+        if status == 504:
+            label = base.TIMEOUT
+        elif status >= 500:
+            label = base.SERVER_ERROR
+        elif status == 429:
+            action = response.headers.get("X-RateLimit-Action", "")
+            label = base.LIMIT_REACHED if action or "limit" in lowered else base.STATUS_429
+        elif status == 403:
+            label = base.AUTH_EXPIRED
+        elif status == 404:
+            label = base.PROFILE_NOT_ACCESSIBLE
+        elif "already connected" in lowered:
+            label = base.ALREADY_CONNECTED
+        elif "pending" in lowered:
+            label = base.INVITATION_PENDING
+        else:
+            label = base.INVALID_INPUT
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    params: dict[str, Any] = {}
+    if code:
+        params["provider_code"] = code
+    if label == base.LIMIT_REACHED:
+        until = body.get("retryAt") or body.get("postponed_until")
+        if not until and retry_after is not None:
+            until = ((now or datetime.now(UTC)) + timedelta(seconds=retry_after)).isoformat()
+        if until:
+            params["postponed_until"] = str(until)
+    return ProviderError(label, message[:500], status=status, params=params,
+                         retry_after=retry_after)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+class ConnectSafelyProvider:
+    """The ConnectSafely API, bound to one ``httpx.AsyncClient`` (base URL ends in /linkedin)."""
+
+    spec: ProviderSpec
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def _call(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
+    ) -> Any:
+        try:
+            response = await self.client.request(method, path, json=json, params=params)
+        except httpx.TimeoutException as exc:
+            raise ProviderError(base.TIMEOUT, f"{path}: no answer in time") from exc
+        except httpx.TransportError as exc:
+            raise ProviderError(base.SERVER_ERROR, f"{path}: {type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            raise map_error(response)
+        return json_or_none(response)
+
+    @staticmethod
+    def _profile_id(lead: Lead) -> str:
+        return profile_handle(lead.profile_url)
+
+    async def me(self, identity: str) -> str:
+        # ConnectSafely marks our own messages (`fromMe`); the account id is our identity.
+        return identity
+
+    async def perform(
+        self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
+    ) -> ActionResult:
+        pid = self._profile_id(lead)
+        if action == "connect":
+            body: dict[str, Any] = {"accountId": identity, "profileId": pid}
+            note = params.get("note") or params.get("message")
+            if note:
+                body["customMessage"] = str(note)
+            data = await self._call("POST", "connect", json=body)
+        elif action in ("send_message", "send_inmail"):
+            text = params.get("text") or params.get("message")
+            if not text:
+                raise ProviderError(base.INVALID_INPUT, f"{action} needs a text")
+            body = {"accountId": identity, "recipientProfileId": pid, "message": str(text)}
+            if action == "send_inmail":
+                body["messageType"] = "inmail"
+                if params.get("subject"):
+                    body["subject"] = str(params["subject"])
+            data = await self._call("POST", "message", json=body)
+        elif action == "follow":
+            data = await self._call("POST", "follow",
+                                    json={"accountId": identity, "profileId": pid})
+        elif action == "check_connection":
+            rel = await self.relationship(identity, lead)
+            status = {"connected": "connected", "pending": "pending"}.get(rel.status)
+            return ActionResult({"relationship": rel.status}, status=status or "not_connected")
+        else:
+            raise ProviderError(base.INVALID_INPUT, f"connectsafely cannot perform {action!r}")
+        return ActionResult(data if isinstance(data, dict) else {"result": data})
+
+    async def _sync(self, identity: str, force: bool) -> dict[str, Any]:
+        data = await self._call("POST", "conversations/sync",
+                                json={"accountId": identity, "force": force})
+        return data if isinstance(data, dict) else {}
+
+    async def sync_conversations(self, identity: str) -> list[ConversationSummary]:
+        synced = await self._sync(identity, force=True)
+        if synced.get("success") is False:
+            raise ProviderError(base.AUTH_EXPIRED, str(synced.get("error") or "sync failed"))
+        out: list[ConversationSummary] = []
+        offset = 0
+        for _ in range(_MAX_PAGES):
+            data = await self._call(
+                "GET", "conversations",
+                params={"accountId": identity, "limit": _PAGE, "offset": offset},
+            )
+            data = data if isinstance(data, dict) else {}
+            page = data.get("conversations") or []
+            for conv in page:
+                summary = self._summary(conv)
+                if summary is not None:
+                    out.append(summary)
+            if not data.get("hasMore") or not page:
+                break
+            offset += len(page)
+        return out
+
+    @staticmethod
+    def _summary(conv: Any) -> ConversationSummary | None:
+        if not isinstance(conv, dict):
+            return None
+        url = conv.get("participantProfileUrl")
+        if not url and conv.get("participantProfileId"):
+            url = f"https://www.linkedin.com/in/{conv['participantProfileId']}"
+        try:
+            profile_url = normalize_profile_url(str(url or ""))
+        except ValueError:
+            return None
+        raw_last = conv.get("lastMessage")
+        last: dict[str, Any] = raw_last if isinstance(raw_last, dict) else {}
+        from_me = bool(last.get("fromMe"))
+        when = (_parse_time(conv.get("lastActivityAt")) or _parse_time(last.get("sentAt"))
+                or datetime.fromtimestamp(0, UTC))
+        first = conv.get("firstMessageFromMe")
+        text = last.get("text")
+        return ConversationSummary(
+            profile_url=profile_url,
+            last_sender_is_us=from_me,
+            last_activity_at=when,
+            first_sender_is_us=None if first is None else bool(first),
+            our_texts=(str(text),) if from_me and text else (),
+        )
+
+    async def relationship(self, identity: str, lead: Lead) -> Relationship:
+        pid = quote(self._profile_id(lead), safe="")
+        data = await self._call("GET", f"relationship/{quote(identity, safe='')}/{pid}")
+        data = data if isinstance(data, dict) else {}
+        if data.get("connected") or data.get("connectionDegree") in ("1st", 1, "1"):
+            return Relationship("connected")
+        if data.get("invitationPending") or data.get("pending"):
+            return Relationship("pending")
+        return Relationship("none")
+
+    async def identity_healthy(self, identity: str) -> bool:
+        try:
+            synced = await self._sync(identity, force=False)
+        except ProviderError as exc:
+            if exc.label == base.AUTH_EXPIRED:
+                return False
+            raise
+        return synced.get("success") is not False
+
 
 SPEC = register(
     ProviderSpec(
         name="connectsafely",
-        capabilities=frozenset({"connect", "send_message", "send_inmail", "check_connection", "follow"}),
+        capabilities=frozenset({"connect", "send_message", "send_inmail", "check_connection",
+                                "follow"}),
         smart_limits={"connect": 13, "send_message": 100},
         max_note=300,
         max_message=8000,
         credentials=("CONNECTSAFELY_API_KEY",),
         default_base_url="https://api.connectsafely.ai/linkedin",
+        factory=ConnectSafelyProvider,
     )
 )
+ConnectSafelyProvider.spec = SPEC
