@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import difflib
 import importlib
+import os
 import re
 import zoneinfo
 from collections import deque
@@ -254,7 +255,7 @@ _FLOW_KINDS = frozenset({"next", "case"})
 
 
 class _Edge:
-    __slots__ = ("dst", "explicit", "kind", "label", "path")
+    __slots__ = ("dst", "explicit", "kind", "label", "path", "target")
 
     def __init__(
         self, dst: str, path: str, kind: str, *, label: str | None = None, explicit: bool = True
@@ -264,6 +265,7 @@ class _Edge:
         self.kind = kind
         self.label = label
         self.explicit = explicit
+        self.target: int | None = None  # index of the destination step; None for terminals
 
 
 def _following(steps: tuple[Step, ...], index: int) -> str:
@@ -306,7 +308,8 @@ def _lint_sequence(seq: Sequence, report: _Report) -> None:
             message = f"duplicate step id {step.id!r} (first used at {first})"
             report(_child(step.path, "id"), message)
             continue
-        index[step.id] = i
+        if step.id not in TERMINALS and step.id != PAUSE:
+            index[step.id] = i  # a reserved id never shadows the terminal it names
         if step.id in TERMINALS or step.id == PAUSE:
             report(
                 _child(step.path, "id"),
@@ -322,6 +325,12 @@ def _lint_sequence(seq: Sequence, report: _Report) -> None:
 
     valid_targets = [*index, *TERMINALS]
     edges: list[list[_Edge]] = [list(step_edges(steps, i)) for i in range(len(steps))]
+    for i, outgoing in enumerate(edges):
+        for edge in outgoing:
+            if not edge.explicit:  # the following list item, even when its id is duplicated
+                edge.target = i + 1 if i + 1 < len(steps) else None
+            elif edge.dst not in TERMINALS:
+                edge.target = index.get(edge.dst)
     for i, step in enumerate(steps):
         for edge in edges[i]:
             if not edge.explicit:
@@ -353,7 +362,9 @@ def _lint_sequence(seq: Sequence, report: _Report) -> None:
         if dst not in index and dst not in TERMINALS:
             report(path, f"undefined step {dst!r}{did_you_mean(dst, valid_targets)}")
             continue
-        seq_routes.append(_Edge(dst, path, "route", label=label))
+        route = _Edge(dst, path, "route", label=label)
+        route.target = index.get(dst)
+        seq_routes.append(route)
         if label == "reply" and dst in TERMINALS and dst != "replied":
             report(
                 path,
@@ -369,7 +380,7 @@ def _lint_sequence(seq: Sequence, report: _Report) -> None:
             migrate_roots.append(new)
 
     if steps:
-        adjacency = [[index[e.dst] for e in es if e.dst in index] for es in edges]
+        adjacency = [[e.target for e in es if e.target is not None] for es in edges]
         _check_reachable(steps, index, adjacency, seq_routes, migrate_roots, report)
         _check_wait_cycles(steps, index, edges, report)
         _check_acceptance_gate(steps, index, edges, seq_routes, report)
@@ -426,7 +437,7 @@ def _check_reachable(
         seen[i] = True
         if not routes_added and isinstance(steps[i], ActionStep):
             routes_added = True  # sequence-wide routes leave from every action step
-            queue.extend(index[e.dst] for e in seq_routes if e.dst in index)
+            queue.extend(e.target for e in seq_routes if e.target is not None)
         queue.extend(j for j in adjacency[i] if not seen[j])
     first = steps[0].id
     for i, step in enumerate(steps):
@@ -447,9 +458,9 @@ def _check_wait_cycles(
             continue
         succ.append(
             [
-                index[e.dst]
+                e.target
                 for e in edges[i]
-                if e.kind in _FLOW_KINDS and e.dst in index and not waits[index[e.dst]]
+                if e.kind in _FLOW_KINDS and e.target is not None and not waits[e.target]
             ]
         )
     order = [-1] * n
@@ -563,7 +574,7 @@ def _check_acceptance_gate(
             routes_done[gated] = True
             outgoing.extend(seq_routes)
         for edge in outgoing:
-            j = index.get(edge.dst)
+            j = edge.target
             if j is None:
                 continue
             g = transfer(edge, gated, src_step)
@@ -700,7 +711,8 @@ def _leads_columns(seq: Sequence, report: _Report) -> frozenset[str] | None:
     path = Path(csv_path)
     where = "$.spec.leads.csv"
     if not path.is_file():
-        report(where, f"leads file {str(path)!r} does not exist")
+        shown = os.path.relpath(path, Path(seq.source.file).absolute().parent)
+        report(where, f"leads file {shown!r} does not exist")
         return None
     try:
         header = read_csv_header(path)

@@ -208,6 +208,16 @@ def test_duplicate_step_ids() -> None:
     )
 
 
+def test_duplicate_ids_do_not_fake_a_cycle() -> None:
+    steps = (
+        ActionStep("visit", "visit_profile", path=P(0)),
+        ActionStep("visit", "connect", path=P(1)),
+    )
+    assert errors(lint(seq(steps, limits={}))) == [
+        "$.spec.steps[1].id: duplicate step id 'visit' (first used at $.spec.steps[0])"
+    ]
+
+
 def test_reserved_step_id() -> None:
     s = replace_step(seq(), 6, id="completed")
     assert any(
@@ -380,10 +390,9 @@ def test_builtin_fields_need_no_column(fake_templates: types.ModuleType, tmp_pat
 
 
 def test_missing_csv_file(tmp_path: Path) -> None:
-    s = seq(leads=LeadsSource(tmp_path / "nope.csv"))
-    assert errors(lint(s)) == [
-        f"$.spec.leads.csv: leads file '{tmp_path / 'nope.csv'}' does not exist"
-    ]
+    source = SourceMap(str(tmp_path / "seq.yaml"))
+    s = seq(leads=LeadsSource(tmp_path / "data" / "nope.csv"), source=source)
+    assert errors(lint(s)) == ["$.spec.leads.csv: leads file 'data/nope.csv' does not exist"]
 
 
 def test_csv_without_profile_url_column(tmp_path: Path) -> None:
