@@ -430,3 +430,33 @@ async def test_adapter_against_the_sandbox(
     assert [(c.profile_url, c.last_sender_is_us) for c in convs] == [(BOB, True)]
     assert len(world.deliveries(kind="invite")) == 1
     assert world.duplicates() == []
+
+
+async def test_hook_results_are_posted_with_a_callback_client(
+    world: World, clock: VirtualClock
+) -> None:
+    received: list[tuple[str, Any]] = []
+
+    def hook(request: httpx.Request) -> httpx.Response:
+        received.append((str(request.url), json.loads(request.content)))
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hook)) as callbacks:
+        app = Starlette(
+            routes=[Mount("/linkedapi", routes=routes(world, callback_client=callbacks))]
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://s/linkedapi", headers=HEADERS
+        ) as c:
+            await c.post(
+                "/account/workflow",
+                headers={"result-handling": "hook", "webhook": "https://hooks.example/in"},
+                json={"actionType": "st.checkConnectionStatus", "personUrl": BOB},
+            )
+            assert received == []
+            clock.advance(timedelta(minutes=1))
+            await c.get("/account")
+    ((url, payload),) = received
+    assert url == "https://hooks.example/in"
+    assert payload["status"] == "completed"
+    assert state(world).outbox == []

@@ -365,3 +365,24 @@ async def test_with_the_real_store(
         result = await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
     assert result.state == "completed"
     assert store.kv_get("workflows", "check-then-invite")["state"] == "completed"
+
+
+async def test_shared_example_against_the_embedded_sandbox(tmp_path: Path) -> None:
+    loader = pytest.importorskip("engine.loader")
+    sandbox_mod = pytest.importorskip("engine.sandbox")
+    examples = Path(__file__).resolve().parent.parent.parent / "shared" / "examples"
+    (wf,) = loader.load([examples / "check-then-message.yaml"])
+    sandbox = sandbox_mod.Sandbox.open(tmp_path / ".seqrun")
+    store = MemoryKV()
+    async with sandbox.client("linkedapi") as client:
+        result = await run_workflow(wf, client=client, store=store, clock=sandbox.world.clock)
+    assert result.state == "completed", result.to_json()
+    assert [(n.label, n.status) for n in result.nodes] == [
+        ("open", "ok"),
+        ("check", "ok"),
+        ("invite", "ok"),
+    ]
+    sandbox.save()
+    again = sandbox_mod.Sandbox.open(tmp_path / ".seqrun")  # the next process sees the same
+    assert len(again.world.deliveries(kind="invite")) == 1
+    assert state(again.world).workflows[str(result.workflow_id)].status == "completed"

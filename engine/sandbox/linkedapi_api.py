@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -837,18 +838,40 @@ def _account_body(record: WorkflowRecord, base_url: str) -> dict[str, Any]:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _saving(world: World, handler: Handler) -> Handler:
+def _saving(world: World, handler: Handler, callback_client: httpx.AsyncClient | None) -> Handler:
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request)
         finally:
+            if callback_client is not None:
+                await deliver_hooks(world, callback_client)
             save(world)
 
     return endpoint
 
 
-def routes(world: World) -> list[BaseRoute]:
-    """The LinkedAPI routes over ``world``, relative to their mount point (``/linkedapi``)."""
+async def deliver_hooks(world: World, client: httpx.AsyncClient) -> int:
+    """POST finished ``hook`` workflows to their webhook; failed deliveries stay queued."""
+    st = state(world)
+    delivered = 0
+    for item in list(st.outbox):
+        try:
+            response = await client.post(str(item["url"]), json=item["payload"])
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("linkedapi webhook delivery failed: %s", type(exc).__name__)
+            continue
+        st.outbox.remove(item)
+        st.dirty = True
+        delivered += 1
+    return delivered
+
+
+def routes(world: World, callback_client: httpx.AsyncClient | None = None) -> list[BaseRoute]:
+    """The LinkedAPI routes over ``world``, relative to their mount point (``/linkedapi``).
+
+    With ``callback_client`` the results of ``hook`` workflows are POSTed to their webhook;
+    without it they wait in ``state(world).outbox``."""
     api = _Api(world)
     state(world)
     table: list[tuple[str, Handler, str]] = [
@@ -860,4 +883,7 @@ def routes(world: World) -> list[BaseRoute]:
         ("/account/workflow", api.post_account_workflow, "POST"),
         ("/account/results/{result_hash}", api.get_account_result, "GET"),
     ]
-    return [Route(path, _saving(world, fn), methods=[method]) for path, fn, method in table]
+    return [
+        Route(path, _saving(world, fn, callback_client), methods=[method])
+        for path, fn, method in table
+    ]
