@@ -310,7 +310,8 @@ class Store:
             yield conn
 
     @contextmanager
-    def _tx(self, conn: Connection | None) -> Iterator[Connection]:
+    def tx(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """``conn`` itself when given (the caller's transaction), else a new transaction."""
         if conn is not None:
             yield conn
         else:
@@ -352,14 +353,14 @@ class Store:
     # ---- kv -----------------------------------------------------------------------------
 
     def kv_get(self, ns: str, key: str, *, conn: Connection | None = None) -> Any | None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             text = c.execute(
                 sa.select(t.kv.c.value_json).where(t.kv.c.ns == ns, t.kv.c.key == key)
             ).scalar()
         return _loads(text)
 
     def kv_put(self, ns: str, key: str, value: Any, *, conn: Connection | None = None) -> None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             self._upsert(
                 c,
                 t.kv,
@@ -369,12 +370,12 @@ class Store:
             )
 
     def kv_delete(self, ns: str, key: str, *, conn: Connection | None = None) -> bool:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             res = c.execute(t.kv.delete().where(t.kv.c.ns == ns, t.kv.c.key == key))
         return bool(res.rowcount)
 
     def kv_items(self, ns: str, *, conn: Connection | None = None) -> dict[str, Any]:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             rows = c.execute(
                 sa.select(t.kv.c.key, t.kv.c.value_json).where(t.kv.c.ns == ns).order_by(t.kv.c.key)
             ).all()
@@ -428,7 +429,7 @@ class Store:
         conn: Connection | None = None,
     ) -> bool:
         """Store a revision once; True if it was new."""
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             if c.execute(sa.select(t.revisions.c.hash).where(t.revisions.c.hash == hash)).first():
                 return False
             c.execute(
@@ -443,7 +444,7 @@ class Store:
         return True
 
     def get_revision(self, hash: str, *, conn: Connection | None = None) -> RevisionRow | None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             r = c.execute(sa.select(t.revisions).where(t.revisions.c.hash == hash)).first()
         if r is None:
             return None
@@ -455,7 +456,7 @@ class Store:
         q = sa.select(t.revisions).order_by(t.revisions.c.created_at)
         if sequence is not None:
             q = q.where(t.revisions.c.sequence == sequence)
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             rows = c.execute(q).all()
         return [
             RevisionRow(r.hash, r.sequence, r.kind, _loads(r.manifest_json), r.created_at)
@@ -472,7 +473,7 @@ class Store:
         conn: Connection | None = None,
     ) -> None:
         """Create or update a sequence (its ``paused`` flag is kept)."""
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             self._upsert(
                 c,
                 t.sequences,
@@ -488,7 +489,7 @@ class Store:
             )
 
     def get_sequence(self, name: str, *, conn: Connection | None = None) -> SequenceRow | None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             r = c.execute(sa.select(t.sequences).where(t.sequences.c.name == name)).first()
         return (
             None
@@ -497,7 +498,7 @@ class Store:
         )
 
     def list_sequences(self, *, conn: Connection | None = None) -> list[SequenceRow]:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             rows = c.execute(sa.select(t.sequences).order_by(t.sequences.c.name)).all()
         return [
             SequenceRow(r.name, r.kind, r.provider, r.current_revision, bool(r.paused))
@@ -511,7 +512,7 @@ class Store:
         q = t.sequences.update().values(paused=paused)
         if name is not None:
             q = q.where(t.sequences.c.name == name)
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return c.execute(q).rowcount
 
     # ---- leads --------------------------------------------------------------------------
@@ -520,7 +521,7 @@ class Store:
         self, profile_url: str, data: Mapping[str, Any], *, conn: Connection | None = None
     ) -> int:
         """Insert a lead by (already normalized) profile URL, or merge ``data`` into it."""
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             r = c.execute(
                 sa.select(t.leads.c.id, t.leads.c.data_json).where(
                     t.leads.c.profile_url == profile_url
@@ -536,12 +537,12 @@ class Store:
             return int(r.id)
 
     def get_lead(self, lead_id: int, *, conn: Connection | None = None) -> LeadRow | None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             r = c.execute(sa.select(t.leads).where(t.leads.c.id == lead_id)).first()
         return None if r is None else LeadRow(r.id, r.profile_url, _loads(r.data_json))
 
     def lead_by_url(self, profile_url: str, *, conn: Connection | None = None) -> LeadRow | None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             r = c.execute(sa.select(t.leads).where(t.leads.c.profile_url == profile_url)).first()
         return None if r is None else LeadRow(r.id, r.profile_url, _loads(r.data_json))
 
@@ -550,7 +551,7 @@ class Store:
     ) -> dict[int, LeadRow]:
         ids = list(set(ids))
         out: dict[int, LeadRow] = {}
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             for i in range(0, len(ids), 500):
                 rows = c.execute(sa.select(t.leads).where(t.leads.c.id.in_(ids[i : i + 500])))
                 for r in rows:
@@ -571,7 +572,7 @@ class Store:
         conn: Connection | None = None,
     ) -> int | None:
         """Enroll a lead; None when it is already enrolled in that sequence."""
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             exists = c.execute(
                 sa.select(t.enrollments.c.id).where(
                     t.enrollments.c.lead_id == lead_id, t.enrollments.c.sequence == sequence
@@ -597,7 +598,7 @@ class Store:
     def get_enrollment(
         self, enrollment_id: int, *, conn: Connection | None = None
     ) -> EnrollmentRow | None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             r = c.execute(
                 sa.select(t.enrollments).where(t.enrollments.c.id == enrollment_id)
             ).first()
@@ -621,7 +622,7 @@ class Store:
             q = q.where(t.enrollments.c.lead_id == lead_id)
         if states is not None:
             q = q.where(t.enrollments.c.state.in_(list(states)))
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return [_enrollment(r) for r in c.execute(q)]
 
     def due_enrollments(
@@ -641,7 +642,7 @@ class Store:
         )
         if limit is not None:
             q = q.limit(limit)
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return [_enrollment(r) for r in c.execute(q)]
 
     def next_due_at(self, *, conn: Connection | None = None) -> datetime | None:
@@ -652,7 +653,7 @@ class Store:
             t.enrollments.c.paused == sa.false(),
             t.enrollments.c.sequence.not_in(paused_seqs),
         )
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             value = c.execute(q).scalar()
         if value is None:
             return None
@@ -665,7 +666,7 @@ class Store:
         unknown = set(values) - set(t.enrollments.c.keys())
         if unknown:
             raise StoreError(f"unknown enrollment columns: {sorted(unknown)}")
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             c.execute(
                 t.enrollments.update().where(t.enrollments.c.id == enrollment_id).values(**values)
             )
@@ -685,7 +686,7 @@ class Store:
             q = q.where(t.enrollments.c.identity == identity)
         if sequence is not None:
             q = q.where(t.enrollments.c.sequence == sequence)
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return c.execute(q).rowcount
 
     def count_enrollments(self, *, conn: Connection | None = None) -> dict[tuple[str, str], int]:
@@ -693,8 +694,29 @@ class Store:
         q = sa.select(t.enrollments.c.sequence, t.enrollments.c.state, sa.func.count()).group_by(
             t.enrollments.c.sequence, t.enrollments.c.state
         )
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return {(r[0], r[1]): int(r[2]) for r in c.execute(q)}
+
+    def live_enrollments_for_profiles(
+        self, identity: str, profile_urls: Iterable[str], *, conn: Connection | None = None
+    ) -> list[tuple[EnrollmentRow, LeadRow]]:
+        """Non-terminal enrollments (``next_due_at`` set, paused or not) of these leads on
+        this identity, with their leads."""
+        q = (
+            sa.select(t.enrollments, t.leads.c.profile_url, t.leads.c.data_json)
+            .join(t.leads, t.leads.c.id == t.enrollments.c.lead_id)
+            .where(
+                t.enrollments.c.identity == identity,
+                t.leads.c.profile_url.in_(list(profile_urls)),
+                t.enrollments.c.next_due_at.is_not(None),
+            )
+            .order_by(t.enrollments.c.id)
+        )
+        with self.tx(conn) as c:
+            return [
+                (_enrollment(r), LeadRow(r.lead_id, r.profile_url, _loads(r.data_json)))
+                for r in c.execute(q)
+            ]
 
     # ---- action log ---------------------------------------------------------------------
 
@@ -719,7 +741,7 @@ class Store:
         """
         key = f"{enrollment_id}:{step}:{attempt}"
         try:
-            with self._tx(conn) as c:
+            with self.tx(conn) as c:
                 c.execute(
                     t.action_log.insert().values(
                         idempotency_key=key,
@@ -739,6 +761,16 @@ class Store:
             raise StoreError(f"action {key} was already attempted") from exc
         return key
 
+    def next_attempt(self, enrollment_id: int, step: str, *, conn: Connection | None = None) -> int:
+        """The attempt number for the next call of ``step`` (keys are never reused, even when
+        a step is entered again)."""
+        q = sa.select(sa.func.max(t.action_log.c.attempt)).where(
+            t.action_log.c.enrollment_id == enrollment_id, t.action_log.c.step == step
+        )
+        with self.tx(conn) as c:
+            last = c.execute(q).scalar()
+        return 0 if last is None else int(last) + 1
+
     def log_outcome(
         self,
         key: str,
@@ -751,7 +783,7 @@ class Store:
     ) -> None:
         if status not in ACTION_STATUSES[1:]:
             raise StoreError(f"bad action status {status!r}")
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             c.execute(
                 t.action_log.update()
                 .where(t.action_log.c.idempotency_key == key)
@@ -766,7 +798,7 @@ class Store:
     def pending_intents(self, *, conn: Connection | None = None) -> list[ActionRow]:
         """Intents with no recorded outcome (a crash or a lost answer after the intent)."""
         q = sa.select(t.action_log).where(t.action_log.c.status == "intent")
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return [_action(r) for r in c.execute(q.order_by(t.action_log.c.id))]
 
     def actions(
@@ -781,7 +813,7 @@ class Store:
             q = q.where(t.action_log.c.enrollment_id == enrollment_id)
         if identity is not None:
             q = q.where(t.action_log.c.identity == identity)
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return [_action(r) for r in c.execute(q)]
 
     def action_times(
@@ -799,7 +831,7 @@ class Store:
             )
             .order_by(t.action_log.c.finished_at)
         )
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return [r[0] for r in c.execute(q)]
 
     # ---- events -------------------------------------------------------------------------
@@ -819,7 +851,7 @@ class Store:
         conn: Connection | None = None,
     ) -> int:
         """Append an event; ``subject`` is what ``why`` looks up (a lead URL, a sequence...)."""
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             res = c.execute(
                 t.events.insert().values(
                     at=at or _utcnow(),
@@ -853,7 +885,7 @@ class Store:
             q = q.where(t.events.c.kind == kind)
         if limit is not None:
             q = q.limit(limit)
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return [_event(r) for r in c.execute(q)]
 
     # ---- conversation and connection caches ----------------------------------------------
@@ -868,7 +900,7 @@ class Store:
         first_sender_is_us: bool | None = None,
         conn: Connection | None = None,
     ) -> None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             self._upsert(
                 c,
                 t.conversation_cache,
@@ -887,7 +919,7 @@ class Store:
         self, identity: str, *, conn: Connection | None = None
     ) -> dict[str, ConversationRow]:
         q = sa.select(t.conversation_cache).where(t.conversation_cache.c.identity == identity)
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return {
                 r.profile_url: ConversationRow(
                     r.identity,
@@ -908,7 +940,7 @@ class Store:
         at: datetime,
         conn: Connection | None = None,
     ) -> None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             self._upsert(
                 c,
                 t.connection_cache,
@@ -926,7 +958,7 @@ class Store:
         self, identity: str, profile_url: str, *, conn: Connection | None = None
     ) -> tuple[str, datetime] | None:
         """(status, checked_at) from the cache, or None."""
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             r = c.execute(
                 sa.select(t.connection_cache.c.status, t.connection_cache.c.checked_at).where(
                     t.connection_cache.c.identity == identity,
@@ -938,12 +970,12 @@ class Store:
     # ---- identities ---------------------------------------------------------------------
 
     def get_identity(self, identity: str, *, conn: Connection | None = None) -> IdentityRow | None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             r = c.execute(sa.select(t.identities).where(t.identities.c.id == identity)).first()
         return None if r is None else _identity(r)
 
     def list_identities(self, *, conn: Connection | None = None) -> list[IdentityRow]:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return [_identity(r) for r in c.execute(sa.select(t.identities).order_by("id"))]
 
     def put_identity(
@@ -955,7 +987,7 @@ class Store:
         conn: Connection | None = None,
     ) -> None:
         """Register an identity (status active) or update its cached profile id."""
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             r = c.execute(sa.select(t.identities).where(t.identities.c.id == identity)).first()
             if r is None:
                 c.execute(
@@ -985,7 +1017,7 @@ class Store:
     ) -> None:
         if status not in IDENTITY_STATUSES:
             raise StoreError(f"bad identity status {status!r}")
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             res = c.execute(
                 t.identities.update()
                 .where(t.identities.c.id == identity)
@@ -1007,7 +1039,7 @@ class Store:
     def add_do_not_contact(
         self, profile_url: str, reason: str | None = None, *, conn: Connection | None = None
     ) -> None:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             self._upsert(
                 c,
                 t.do_not_contact,
@@ -1017,14 +1049,14 @@ class Store:
             )
 
     def remove_do_not_contact(self, profile_url: str, *, conn: Connection | None = None) -> bool:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             res = c.execute(
                 t.do_not_contact.delete().where(t.do_not_contact.c.profile_url == profile_url)
             )
         return bool(res.rowcount)
 
     def is_do_not_contact(self, profile_url: str, *, conn: Connection | None = None) -> bool:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return (
                 c.execute(
                     sa.select(t.do_not_contact.c.profile_url).where(
@@ -1035,5 +1067,5 @@ class Store:
             )
 
     def do_not_contact(self, *, conn: Connection | None = None) -> dict[str, str | None]:
-        with self._tx(conn) as c:
+        with self.tx(conn) as c:
             return {r.profile_url: r.reason for r in c.execute(sa.select(t.do_not_contact))}

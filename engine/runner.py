@@ -1,0 +1,1277 @@
+"""The runner: walks every due enrollment through its compiled machine by calling providers.
+
+One :meth:`Runner.tick` takes the due enrollments (``next_due_at <= now``, by index), groups
+them by identity and runs the identities in parallel; one identity's actions run serially.
+Before its first action in a tick an identity syncs its conversations once (sync-before-send,
+the ``last_message`` optimization: a conversation whose last sender is not us is a reply),
+then each due lead goes through the seed guide's rules in order: reply -> ``reply``;
+do-not-contact -> ``stopped``; already connected -> ``ALREADY_CONNECTED``; a conversation that
+moved within ``cooldown`` -> postponed; outside the business window (the lead's timezone) ->
+postponed to the next opening; the identity's rolling-24-h limit (shared by every sequence on
+it) -> postponed until the oldest counted action leaves the window; then the call.
+
+Exactly once: the intent row (key ``enrollment:step:attempt``) is committed before the call;
+the outcome and the transition are committed together after it. :meth:`Runner.recover` (run at
+the start of every tick) reconciles intents without outcome against the provider before
+anything is resent; a ``TIMEOUT`` is reconciled the same way.
+
+Example::
+
+    runner = Runner(store, {"edges": provider}, VirtualClock())
+    result = await runner.tick()
+    summary = await runner.run_until(clock.now() + timedelta(days=30))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import re
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import Connection
+
+from engine.clock import Clock
+from engine.compiler import CompiledSequence, compile_sequence
+from engine.errors import ProviderError, StoreError
+from engine.model import (
+    DAYS,
+    ActionStep,
+    BranchStep,
+    EndStep,
+    Sequence,
+    WaitForStep,
+    WaitStep,
+    Window,
+)
+from engine.providers import base
+from engine.providers.base import ConversationSummary, Lead, Provider
+from engine.store import ActionRow, ConversationRow, EnrollmentRow, LeadRow, Store
+
+log = logging.getLogger(__name__)
+
+DAY = timedelta(hours=24)
+OUTREACH = frozenset({"connect", "send_message", "send_inmail", "withdraw_invitation"})
+MESSAGES = frozenset({"send_message", "send_inmail"})
+KILL_SWITCH = ("runtime", "paused_all")  # kv (ns, key) set by `seqrun pause --all`
+MAX_CHAIN = 25  # steps one enrollment may take in one tick (lint rejects cycles without waits)
+
+Resolver = Callable[[str], CompiledSequence]
+
+
+# ---- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One thing that happened to one enrollment in a tick."""
+
+    enrollment_id: int
+    profile_url: str
+    sequence: str
+    from_state: str
+    to_state: str | None  # None: postponed or paused in place
+    trigger: str | None
+    action: str | None = None
+    label: str | None = None
+    detail: str | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class TickResult:
+    """What one tick did (the CLI renders it; nothing is printed here)."""
+
+    at: datetime
+    due: int = 0
+    actions: int = 0  # provider actions that succeeded (delivered)
+    transitions: int = 0
+    postponed: int = 0
+    failed: int = 0
+    recovered: int = 0
+    paused_identities: list[str] = field(default_factory=list)
+    resumed_identities: list[str] = field(default_factory=list)
+    records: list[StepRecord] = field(default_factory=list)
+    killed: bool = False  # the kill switch (`pause --all`) is on
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "due": self.due,
+            "actions": self.actions,
+            "transitions": self.transitions,
+            "postponed": self.postponed,
+            "failed": self.failed,
+            "recovered": self.recovered,
+            "paused_identities": self.paused_identities,
+            "resumed_identities": self.resumed_identities,
+            "kill_switch": self.killed,
+        }
+
+
+@dataclass
+class RunSummary:
+    """Totals over many ticks (``run_until`` / ``run_forever``)."""
+
+    started_at: datetime
+    ended_at: datetime
+    ticks: int = 0
+    actions: int = 0
+    transitions: int = 0
+    postponed: int = 0
+    failed: int = 0
+    recovered: int = 0
+    paused_identities: list[str] = field(default_factory=list)
+    resumed_identities: list[str] = field(default_factory=list)
+
+    def add(self, tick: TickResult) -> None:
+        self.ticks += 1
+        self.actions += tick.actions
+        self.transitions += tick.transitions
+        self.postponed += tick.postponed
+        self.failed += tick.failed
+        self.recovered += tick.recovered
+        self.paused_identities += tick.paused_identities
+        self.resumed_identities += tick.resumed_identities
+        self.ended_at = tick.at
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat(),
+            "ticks": self.ticks,
+            "actions": self.actions,
+            "transitions": self.transitions,
+            "postponed": self.postponed,
+            "failed": self.failed,
+            "recovered": self.recovered,
+            "paused_identities": self.paused_identities,
+            "resumed_identities": self.resumed_identities,
+        }
+
+
+# ---- pure helpers ---------------------------------------------------------------------------
+
+
+def window_opening(window: Window | None, tz: ZoneInfo, now: datetime) -> datetime | None:
+    """None when ``now`` is inside the window, else the next opening (aware UTC)."""
+    if window is None:
+        return None
+    local = now.astimezone(tz)
+    days = {DAYS.index(d) for d in window.days if d in DAYS}
+    if not days:
+        return None
+    end = window.end if window.end != time(0, 0) else time(23, 59, 59, 999999)
+    for offset in range(8):
+        day = local.date() + timedelta(days=offset)
+        if day.weekday() not in days:
+            continue
+        opens = datetime.combine(day, window.start, tzinfo=tz)
+        closes = datetime.combine(day, end, tzinfo=tz)
+        if offset == 0 and opens <= local < closes:
+            return None
+        if local < opens:
+            return opens.astimezone(UTC)
+    return None  # pragma: no cover - a non-empty day set always opens within 8 days
+
+
+_SPINTAX = re.compile(r"\{([^{}|]*\|[^{}]*)\}")
+
+
+def _fallback_render(text: str, lead: Mapping[str, Any], seed_key: str) -> str:
+    """Used only while engine.templates is missing: sandboxed Jinja2 plus spintax."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    def pick(m: re.Match[str]) -> str:
+        options = m.group(1).split("|")
+        h = hashlib.sha256(f"{seed_key}:{m.start()}".encode()).digest()
+        return options[h[0] % len(options)]
+
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    rendered = env.from_string(text).render(lead=dict(lead))
+    return _SPINTAX.sub(pick, rendered)
+
+
+def _render(text: str, lead: Mapping[str, Any], seed_key: str) -> str:
+    try:
+        from engine.templates import render
+    except ImportError:  # pragma: no cover - until the templates module lands
+        return _fallback_render(text, lead, seed_key)
+    return render(text, lead, seed_key)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def compiled_from_store(store: Store) -> Resolver:
+    """A resolver that rebuilds a revision's Sequence from its stored manifest and compiles it."""
+    from engine import loader
+    from engine.model import SourceMap
+    from engine.yamlio import Document
+
+    def resolve(revision: str) -> CompiledSequence:
+        row = store.get_revision(revision)
+        if row is None:
+            raise StoreError(f"revision {revision} is not in the store")
+        problems: list[Any] = []
+        doc = Document(row.manifest, SourceMap(f"<revision {revision}>"))
+        seq = loader._build("Sequence", doc, problems)
+        if not isinstance(seq, Sequence):
+            raise StoreError(f"revision {revision} is not a Sequence")
+        return compile_sequence(seq)
+
+    return resolve
+
+
+# ---- per identity state for one tick --------------------------------------------------------
+
+
+@dataclass
+class _IdentityCtx:
+    identity: str
+    provider_name: str
+    provider: Provider
+    conv: dict[str, ConversationRow] | None = None
+    connections: set[str] | None = None
+    usage: dict[str, deque[datetime]] = field(default_factory=dict)
+    saturated: dict[str, datetime] = field(default_factory=dict)
+    stopped: bool = False
+
+
+class _Stop(Exception):
+    """The identity cannot go on this tick (auth expired)."""
+
+
+class Runner:
+    """Drives enrollments. ``providers`` maps a provider name (``edges``) to a Provider;
+    ``compiled`` maps a revision to its CompiledSequence (or resolves one); by default the
+    revisions are rebuilt from the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        providers: Mapping[str, Provider],
+        clock: Clock,
+        *,
+        compiled: Mapping[str, CompiledSequence] | Resolver | None = None,
+        seed: int = 0,
+        retry_cap: int = 6,
+        backoff_base: timedelta = timedelta(minutes=1),
+        backoff_max: timedelta = timedelta(hours=2),
+        accept_poll: timedelta = timedelta(hours=6),
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.clock = clock
+        self.retry_cap = retry_cap
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.accept_poll = accept_poll
+        self._rng = random.Random(seed)
+        self._cache: dict[str, CompiledSequence] = {}
+        if isinstance(compiled, Mapping):
+            self._cache.update(compiled)
+            self._resolve: Resolver | None = None
+        else:
+            self._resolve = compiled
+        self._zones: dict[str, ZoneInfo] = {}
+        self._known_identities: set[str] = set()
+
+    # ---- lookups --------------------------------------------------------------------------
+
+    def compiled(self, revision: str) -> CompiledSequence:
+        found = self._cache.get(revision)
+        if found is None:
+            if self._resolve is None:
+                self._resolve = compiled_from_store(self.store)
+            found = self._cache[revision] = self._resolve(revision)
+        return found
+
+    def _sequence(self, revision: str) -> Sequence:
+        seq = self.compiled(revision).sequence
+        if seq is None:
+            raise StoreError(f"revision {revision} has no sequence model")
+        return seq
+
+    def _zone(self, name: str | None, fallback: str) -> ZoneInfo:
+        for candidate in (name, fallback, "UTC"):
+            if not candidate:
+                continue
+            zone = self._zones.get(candidate)
+            if zone is None:
+                try:
+                    zone = ZoneInfo(candidate)
+                except (ZoneInfoNotFoundError, ValueError):
+                    continue
+                self._zones[candidate] = zone
+            return zone
+        return ZoneInfo("UTC")  # pragma: no cover
+
+    def _lead_zone(self, seq: Sequence, lead: LeadRow) -> ZoneInfo:
+        window = seq.window
+        if window is None:
+            return self._zone("UTC", "UTC")
+        if window.timezone == "lead":
+            tz = lead.data.get("timezone")
+            return self._zone(str(tz) if tz else None, window.fallback_timezone)
+        return self._zone(window.timezone, window.fallback_timezone)
+
+    def _limit(self, seq: Sequence, provider: Provider, action: str) -> int | None:
+        limits = [
+            v
+            for v in (seq.limits.get(action), provider.spec.smart_limits.get(action))
+            if v is not None
+        ]
+        return min(limits) if limits else None
+
+    def _entry_due(self, compiled: CompiledSequence, state: str, now: datetime) -> datetime | None:
+        """When a state just entered becomes due (None for terminals)."""
+        if compiled.is_terminal(state):
+            return None
+        step = compiled.step(state)
+        if isinstance(step, WaitStep):
+            return now + step.duration
+        if isinstance(step, WaitForStep):
+            deadline = now + step.timeout
+            if step.event == "connection_accepted":
+                return min(self._next_poll(now), deadline)
+            return deadline
+        return now
+
+    def _next_poll(self, now: datetime) -> datetime:
+        # Aligned on the epoch so every waiting lead of an identity polls in the same tick.
+        period = self.accept_poll.total_seconds()
+        ts = now.timestamp()
+        return datetime.fromtimestamp((ts // period + 1) * period, UTC)
+
+    def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
+        raw = self.backoff_base.total_seconds() * (2 ** max(0, attempts - 1))
+        delay = min(raw, self.backoff_max.total_seconds()) * (0.5 + self._rng.random())
+        if retry_after:
+            delay = max(delay, retry_after)
+        return timedelta(seconds=delay)
+
+    # ---- transitions (each in one transaction) --------------------------------------------
+
+    def _lead_for_provider(self, enr: EnrollmentRow, lead: LeadRow, key: str | None) -> Lead:
+        custom: dict[str, Any] = {"enrollment_id": enr.id, "sequence": enr.sequence}
+        if key:
+            custom["idempotency_key"] = key
+        return Lead(lead.profile_url, custom)
+
+    def _transition(
+        self,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        trigger: str,
+        result: TickResult,
+        *,
+        conn: Connection | None = None,
+        action: str | None = None,
+        label: str | None = None,
+        detail: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        dest: str | None = None,
+    ) -> EnrollmentRow:
+        compiled = self.compiled(enr.revision)
+        now = self.clock.now()
+        if dest is None:
+            try:
+                dest = compiled.next_state(enr.state, trigger)
+            except KeyError:
+                dest = "failed"
+                detail = detail or f"no transition for {trigger!r} from {enr.state!r}"
+        due = self._entry_due(compiled, dest, now)
+        last_error = detail if dest == "failed" else None
+        values = dict(
+            state=dest, next_due_at=due, step_entered_at=now, attempts=0, last_error=last_error
+        )
+        payload = {"action": action, "label": label, "detail": detail, **(data or {})}
+        payload = {k: v for k, v in payload.items() if v is not None}
+        with self.store.tx(conn) as c:
+            self.store.update_enrollment(enr.id, conn=c, **values)
+            self.store.record_event(
+                "transition",
+                lead.profile_url,
+                payload or None,
+                at=now,
+                enrollment_id=enr.id,
+                from_state=enr.state,
+                to_state=dest,
+                trigger=trigger,
+                revision=enr.revision,
+                conn=c,
+            )
+        result.transitions += 1
+        if dest == "failed":
+            result.failed += 1
+        result.records.append(
+            StepRecord(
+                enr.id,
+                lead.profile_url,
+                enr.sequence,
+                enr.state,
+                dest,
+                trigger,
+                action,
+                label,
+                detail,
+            )
+        )
+        return EnrollmentRow(
+            enr.id,
+            enr.lead_id,
+            enr.sequence,
+            enr.revision,
+            enr.identity,
+            dest,
+            due,
+            0,
+            now,
+            enr.paused,
+            last_error,
+        )
+
+    def _postpone(
+        self,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        until: datetime,
+        reason: str,
+        result: TickResult,
+        *,
+        conn: Connection | None = None,
+        attempts: int | None = None,
+        last_error: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"next_due_at": until}
+        if attempts is not None:
+            values["attempts"] = attempts
+        if last_error is not None:
+            values["last_error"] = last_error
+        with self.store.tx(conn) as c:
+            self.store.update_enrollment(enr.id, conn=c, **values)
+            self.store.record_event(
+                "postponed",
+                lead.profile_url,
+                {"reason": reason, "until": until.isoformat()},
+                at=self.clock.now(),
+                enrollment_id=enr.id,
+                from_state=enr.state,
+                revision=enr.revision,
+                conn=c,
+            )
+        result.postponed += 1
+        result.records.append(
+            StepRecord(
+                enr.id,
+                lead.profile_url,
+                enr.sequence,
+                enr.state,
+                None,
+                None,
+                detail=reason,
+                until=until,
+            )
+        )
+
+    def _pause_identity(self, ctx: _IdentityCtx, reason: str, result: TickResult) -> None:
+        now = self.clock.now()
+        with self.store.transaction() as conn:
+            self.store.set_identity_status(
+                ctx.identity, "auth_expired", reason, provider=ctx.provider_name, conn=conn
+            )
+            paused = self.store.set_enrollments_paused(True, identity=ctx.identity, conn=conn)
+            self.store.record_event(
+                "identity_paused",
+                ctx.identity,
+                {"reason": reason, "enrollments": paused},
+                at=now,
+                conn=conn,
+            )
+        ctx.stopped = True
+        result.paused_identities.append(ctx.identity)
+        log.warning("identity %s paused: %s", ctx.identity, reason)
+
+    # ---- recovery ---------------------------------------------------------------------------
+
+    async def recover(self, result: TickResult | None = None) -> set[int]:
+        """Reconcile intents that have no outcome. Returns the enrollments whose intent could
+        not be settled yet (they must not act until it is)."""
+        result = result or TickResult(self.clock.now())
+        unresolved: set[int] = set()
+        pending = self.store.pending_intents()
+        if not pending:
+            return unresolved
+        statuses = {i.id: i for i in self.store.list_identities()}
+        convs: dict[str, list[ConversationSummary] | None] = {}
+        for intent in pending:
+            ident = statuses.get(intent.identity)
+            if ident is not None and ident.status != "active":
+                unresolved.add(intent.enrollment_id)
+                continue
+            enr = self.store.get_enrollment(intent.enrollment_id)
+            if enr is None:
+                self.store.log_outcome(
+                    intent.idempotency_key, "unknown", at=self.clock.now(), label="ORPHAN"
+                )
+                continue
+            provider = self._provider_for(enr)
+            lead = self.store.get_lead(enr.lead_id)
+            if provider is None or lead is None:
+                unresolved.add(enr.id)
+                continue
+            try:
+                done = await self._reconcile(intent, provider, lead, convs)
+            except ProviderError as exc:
+                unresolved.add(enr.id)
+                if exc.label == base.AUTH_EXPIRED:
+                    ctx = _IdentityCtx(intent.identity, self._provider_name(enr), provider)
+                    self._pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
+                    statuses = {i.id: i for i in self.store.list_identities()}
+                continue
+            self._settle(intent, enr, lead, done, result)
+            result.recovered += 1
+        return unresolved
+
+    async def _reconcile(
+        self,
+        intent: ActionRow,
+        provider: Provider,
+        lead: LeadRow,
+        convs: dict[str, list[ConversationSummary] | None],
+    ) -> bool:
+        """Did the action of ``intent`` happen? Asks the provider, never resends."""
+        action = intent.action
+        target = Lead(lead.profile_url)
+        if action in ("visit_profile", "follow"):
+            return True  # harmless if repeated, and nothing to look at
+        if action == "connect":
+            rel = await provider.relationship(intent.identity, target)
+            return rel.status in ("pending", "connected")
+        if action == "withdraw_invitation":
+            rel = await provider.relationship(intent.identity, target)
+            return rel.status == "none"
+        if action in MESSAGES:
+            summaries = convs.get(intent.identity)
+            if summaries is None:
+                summaries = convs[intent.identity] = await provider.sync_conversations(
+                    intent.identity
+                )
+            request = (intent.response or {}).get("request") or {}
+            text = request.get("text") if isinstance(request, dict) else None
+            for s in summaries:
+                if s.profile_url != lead.profile_url:
+                    continue
+                if s.our_texts and text:
+                    return text in s.our_texts
+                return s.last_sender_is_us and s.last_activity_at >= intent.created_at
+            return False
+        return False  # check_connection and the like: no side effect, simply ask again
+
+    def _settle(
+        self, intent: ActionRow, enr: EnrollmentRow, lead: LeadRow, done: bool, result: TickResult
+    ) -> None:
+        now = self.clock.now()
+        with self.store.transaction() as conn:
+            if done:
+                self.store.log_outcome(
+                    intent.idempotency_key,
+                    "done",
+                    at=now,
+                    label="ok",
+                    response={"reconciled": True},
+                    conn=conn,
+                )
+                if enr.state == intent.step and not self.compiled(enr.revision).is_terminal(
+                    enr.state
+                ):
+                    if intent.action in MESSAGES:
+                        self.store.put_conversation(
+                            enr.identity,
+                            lead.profile_url,
+                            last_sender_is_us=True,
+                            last_activity_at=now,
+                            conn=conn,
+                        )
+                    self._transition(
+                        enr,
+                        lead,
+                        "ok",
+                        result,
+                        conn=conn,
+                        action=intent.action,
+                        label="ok",
+                        detail="reconciled after a lost answer",
+                    )
+            else:
+                self.store.log_outcome(
+                    intent.idempotency_key, "unknown", at=now, label="NOT_DONE", conn=conn
+                )
+                self.store.record_event(
+                    "reconciled",
+                    lead.profile_url,
+                    {"action": intent.action, "done": False},
+                    at=now,
+                    enrollment_id=enr.id,
+                    from_state=enr.state,
+                    revision=enr.revision,
+                    conn=conn,
+                )
+
+    def _provider_name(self, enr: EnrollmentRow) -> str:
+        return self._sequence(enr.revision).provider
+
+    def _provider_for(self, enr: EnrollmentRow) -> Provider | None:
+        return self.providers.get(self._provider_name(enr))
+
+    # ---- health of paused identities --------------------------------------------------------
+
+    async def _check_paused_identities(self, result: TickResult) -> None:
+        for ident in self.store.list_identities():
+            if ident.status != "auth_expired":
+                continue
+            provider = self.providers.get(ident.provider)
+            if provider is None:
+                continue
+            try:
+                healthy = await provider.identity_healthy(ident.id)
+            except ProviderError as exc:
+                log.info("health check of %s failed: %s", ident.id, exc.label)
+                continue
+            if not healthy:
+                continue
+            now = self.clock.now()
+            with self.store.transaction() as conn:
+                self.store.set_identity_status(ident.id, "active", None, conn=conn)
+                resumed = self.store.set_enrollments_paused(False, identity=ident.id, conn=conn)
+                self.store.record_event(
+                    "identity_resumed", ident.id, {"enrollments": resumed}, at=now, conn=conn
+                )
+            result.resumed_identities.append(ident.id)
+            log.warning("identity %s healthy again: %d enrollments resumed", ident.id, resumed)
+
+    # ---- the tick ---------------------------------------------------------------------------
+
+    async def tick(self) -> TickResult:
+        """Recover, resume healthy identities, then run every due enrollment once."""
+        result = TickResult(self.clock.now())
+        if self.store.kv_get(*KILL_SWITCH):
+            result.killed = True
+            return result
+        unresolved = await self.recover(result)
+        await self._check_paused_identities(result)
+        now = self.clock.now()
+        due = self.store.due_enrollments(now)
+        if not due:
+            return result
+        statuses = {i.id: i.status for i in self.store.list_identities()}
+        groups: dict[tuple[str, str], list[EnrollmentRow]] = {}
+        for enr in due:
+            if enr.id in unresolved or statuses.get(enr.identity, "active") != "active":
+                continue
+            groups.setdefault((self._provider_name(enr), enr.identity), []).append(enr)
+        result.due = sum(len(v) for v in groups.values())
+        leads = self.store.leads_by_ids(e.lead_id for v in groups.values() for e in v)
+        tasks: list[asyncio.Future[None]] = []
+        for (pname, identity), batch in groups.items():
+            provider = self.providers.get(pname)
+            if provider is None:
+                log.error("no provider %r for identity %s", pname, identity)
+                continue
+            if identity not in self._known_identities:
+                self.store.put_identity(identity, pname)
+                self._known_identities.add(identity)
+            ctx = _IdentityCtx(identity, pname, provider)
+            tasks.append(asyncio.ensure_future(self._run_identity(ctx, batch, leads, result)))
+        if tasks:
+            await _all_or_cancel(tasks)
+        return result
+
+    async def _run_identity(
+        self,
+        ctx: _IdentityCtx,
+        batch: list[EnrollmentRow],
+        leads: Mapping[int, LeadRow],
+        result: TickResult,
+    ) -> None:
+        dnc: set[str] | None = None
+        for enr in batch:
+            if ctx.stopped:
+                return
+            lead = leads.get(enr.lead_id)
+            if lead is None:
+                continue
+            if dnc is None:
+                dnc = set(self.store.do_not_contact())
+            try:
+                await self._advance(ctx, enr, lead, result, dnc)
+            except _Stop:
+                return
+            except ProviderError as exc:
+                # A sync or connections call failed: nothing is sent blind. Retry the rest of
+                # this identity's batch after a backoff.
+                rest = batch[batch.index(enr) :]
+                until = self.clock.now() + self._backoff(1, exc.retry_after)
+                for other in rest:
+                    other_lead = leads.get(other.lead_id)
+                    if other_lead is not None:
+                        self._postpone(
+                            other, other_lead, until, f"sync failed: {exc.label}", result
+                        )
+                return
+
+    async def _ensure_synced(self, ctx: _IdentityCtx, result: TickResult) -> None:
+        """Once per identity per tick: its own id (cached) and its conversations."""
+        if ctx.conv is not None:
+            return
+        cache = self.store.conversations(ctx.identity)
+        try:
+            ident = self.store.get_identity(ctx.identity)
+            if ident is None or ident.profile_id is None:
+                me = await ctx.provider.me(ctx.identity)
+                self.store.put_identity(ctx.identity, ctx.provider_name, profile_id=me)
+            summaries = await ctx.provider.sync_conversations(ctx.identity)
+        except ProviderError as exc:
+            if exc.label == base.AUTH_EXPIRED:
+                self._pause_identity(ctx, "AUTH_EXPIRED during the conversation sync", result)
+                raise _Stop from exc
+            raise
+        changed: list[ConversationSummary] = []
+        for s in summaries:
+            old = cache.get(s.profile_url)
+            if (
+                old is None
+                or old.last_sender_is_us != s.last_sender_is_us
+                or old.last_activity_at != s.last_activity_at
+            ):
+                changed.append(s)
+        now = self.clock.now()
+        if changed:
+            with self.store.transaction() as conn:
+                for s in changed:
+                    self.store.put_conversation(
+                        ctx.identity,
+                        s.profile_url,
+                        last_sender_is_us=s.last_sender_is_us,
+                        last_activity_at=s.last_activity_at,
+                        first_sender_is_us=s.first_sender_is_us,
+                        conn=conn,
+                    )
+                    cache[s.profile_url] = ConversationRow(
+                        ctx.identity,
+                        s.profile_url,
+                        s.last_sender_is_us,
+                        s.last_activity_at,
+                        s.first_sender_is_us,
+                    )
+            replied = [s.profile_url for s in changed if not s.last_sender_is_us]
+            if replied:
+                self._replies(ctx, replied, now, result)
+        ctx.conv = cache
+
+    def _replies(
+        self, ctx: _IdentityCtx, urls: Iterable[str], now: datetime, result: TickResult
+    ) -> None:
+        """The lead wrote: every live enrollment of that lead on this identity gets ``reply``."""
+        urls = list(urls)
+        for i in range(0, len(urls), 500):
+            chunk = urls[i : i + 500]
+            for enr, lead in self.store.live_enrollments_for_profiles(ctx.identity, chunk):
+                compiled = self.compiled(enr.revision)
+                if "reply" not in compiled.triggers(enr.state):
+                    continue
+                self._transition(enr, lead, "reply", result, detail="the lead wrote to us")
+
+    async def _ensure_connections(self, ctx: _IdentityCtx) -> set[str] | None:
+        """The identity's connections, once per tick, when the adapter can list them."""
+        if ctx.connections is None:
+            lister = getattr(ctx.provider, "connections", None)
+            if lister is None:
+                return None
+            try:
+                ctx.connections = set(await lister(ctx.identity))
+            except ProviderError as exc:
+                if exc.label == base.AUTH_EXPIRED:
+                    raise
+                return None
+        return ctx.connections
+
+    async def _advance(
+        self,
+        ctx: _IdentityCtx,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        result: TickResult,
+        dnc: set[str],
+    ) -> None:
+        for _ in range(MAX_CHAIN):
+            now = self.clock.now()
+            if enr.next_due_at is None or enr.next_due_at > now:
+                return
+            compiled = self.compiled(enr.revision)
+            if compiled.is_terminal(enr.state):
+                self.store.update_enrollment(enr.id, next_due_at=None)
+                return
+            step = compiled.step(enr.state)
+            entered = enr.step_entered_at or now
+            if isinstance(step, WaitStep):
+                if now < entered + step.duration:
+                    self.store.update_enrollment(enr.id, next_due_at=entered + step.duration)
+                    return
+                enr = self._transition(enr, lead, "elapsed", result)
+            elif isinstance(step, WaitForStep):
+                nxt = await self._wait_for(ctx, enr, lead, step, entered, result)
+                if nxt is None:
+                    return
+                enr = nxt
+            elif isinstance(step, BranchStep):
+                enr = self._transition(enr, lead, self._branch(step, lead), result)
+            elif isinstance(step, EndStep):
+                enr = self._transition(enr, lead, "ok", result)
+            elif isinstance(step, ActionStep):
+                nxt = await self._act(ctx, enr, lead, step, result, dnc)
+                if nxt is None:
+                    return
+                enr = nxt
+            else:  # pragma: no cover - the model has no other step kinds
+                return
+
+    def _branch(self, step: BranchStep, lead: LeadRow) -> str:
+        from jinja2.sandbox import SandboxedEnvironment
+
+        env = SandboxedEnvironment()
+        data = {**lead.data, "linkedin_profile_url": lead.profile_url}
+        for n, case in enumerate(step.cases):
+            try:
+                if env.compile_expression(case.condition)(lead=data):
+                    return f"case_{n}"
+            except Exception as exc:  # a bad expression is a manifest bug: take else
+                log.warning("branch %s: %s", step.id, exc)
+        return "else"
+
+    async def _wait_for(
+        self,
+        ctx: _IdentityCtx,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        step: WaitForStep,
+        entered: datetime,
+        result: TickResult,
+    ) -> EnrollmentRow | None:
+        now = self.clock.now()
+        deadline = entered + step.timeout
+        if step.event == "connection_accepted":
+            connected = await self._is_connected(ctx, enr, lead, result)
+            if connected:
+                return self._transition(enr, lead, "accepted", result)
+            if now >= deadline:
+                return self._transition(enr, lead, "timeout", result)
+            self.store.update_enrollment(enr.id, next_due_at=min(self._next_poll(now), deadline))
+            return None
+        # wait_for reply: the sync detects replies (and fires `reply` itself)
+        await self._ensure_synced(ctx, result)
+        fresh = self.store.get_enrollment(enr.id)
+        if fresh is None or fresh.state != enr.state:
+            return None
+        if now >= deadline:
+            return self._transition(enr, lead, "timeout", result)
+        self.store.update_enrollment(enr.id, next_due_at=deadline)
+        return None
+
+    async def _is_connected(
+        self, ctx: _IdentityCtx, enr: EnrollmentRow, lead: LeadRow, result: TickResult
+    ) -> bool:
+        try:
+            conns = await self._ensure_connections(ctx)
+            if conns is not None:
+                status = "connected" if lead.profile_url in conns else "unknown"
+            else:
+                rel = await ctx.provider.relationship(ctx.identity, Lead(lead.profile_url))
+                status = rel.status
+        except ProviderError as exc:
+            if exc.label == base.AUTH_EXPIRED:
+                self._pause_identity(ctx, "AUTH_EXPIRED while checking a connection", result)
+                raise _Stop from exc
+            return False
+        if status == "connected":
+            self.store.put_connection(
+                ctx.identity, lead.profile_url, "connected", at=self.clock.now()
+            )
+        return status == "connected"
+
+    async def _act(
+        self,
+        ctx: _IdentityCtx,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        step: ActionStep,
+        result: TickResult,
+        dnc: set[str],
+    ) -> EnrollmentRow | None:
+        compiled = self.compiled(enr.revision)
+        seq = self._sequence(enr.revision)
+        action = step.action
+        # 1. sync before send; a lead who wrote (first or back) is a human's now
+        await self._ensure_synced(ctx, result)
+        fresh = self.store.get_enrollment(enr.id)
+        if fresh is None or fresh.state != enr.state or fresh.next_due_at is None:
+            return None  # the sync moved it (reply)
+        assert ctx.conv is not None
+        conv = ctx.conv.get(lead.profile_url)
+        if (
+            conv is not None
+            and not conv.last_sender_is_us
+            and "reply" in compiled.triggers(enr.state)
+        ):
+            return self._transition(enr, lead, "reply", result, detail="the lead wrote to us")
+        # 2. do-not-contact
+        if lead.profile_url in dnc:
+            return self._transition(
+                enr,
+                lead,
+                "do_not_contact",
+                result,
+                dest="stopped",
+                detail="on the do-not-contact list",
+            )
+        now = self.clock.now()
+        # 3. already connected: no invitation to send
+        if action == "connect":
+            cached = self.store.connection(ctx.identity, lead.profile_url)
+            known = (ctx.connections is not None and lead.profile_url in ctx.connections) or (
+                cached is not None and cached[0] == "connected"
+            )
+            if known:
+                return self._transition(
+                    enr,
+                    lead,
+                    base.ALREADY_CONNECTED,
+                    result,
+                    action=action,
+                    label=base.ALREADY_CONNECTED,
+                    detail="already connected (no call)",
+                )
+        # 4. cooldown: the conversation moved recently
+        if action in MESSAGES and seq.cooldown and conv is not None:
+            until = conv.last_activity_at + seq.cooldown
+            if now < until:
+                self._postpone(enr, lead, until, "cooldown", result)
+                return None
+        # 5. business window in the lead's timezone
+        opening = window_opening(seq.window, self._lead_zone(seq, lead), now)
+        if opening is not None:
+            self._postpone(enr, lead, opening, "outside the sending window", result)
+            return None
+        # 6. limits per identity per rolling 24 h, shared by every sequence
+        limit = self._limit(seq, ctx.provider, action)
+        usage = self._usage(ctx, action, now)
+        saturated = ctx.saturated.get(action)
+        if saturated is not None and saturated > now:
+            self._postpone(enr, lead, saturated, "LIMIT_REACHED (provider)", result)
+            return None
+        if limit is not None and len(usage) >= limit:
+            until = usage[0] + DAY if usage and limit > 0 else now + DAY
+            self._postpone(enr, lead, until, f"{action} limit {limit}/24h reached", result)
+            return None
+        # 7. render, write the intent, call
+        try:
+            params = {
+                k: _render(v, {**lead.data, "linkedin_profile_url": lead.profile_url}, str(enr.id))
+                if isinstance(v, str)
+                else v
+                for k, v in step.with_.items()
+            }
+        except Exception as exc:  # an undefined variable or a template error
+            return self._transition(
+                enr,
+                lead,
+                base.INVALID_INPUT,
+                result,
+                action=action,
+                label=base.INVALID_INPUT,
+                detail=f"template: {exc}",
+            )
+        attempt = self.store.next_attempt(enr.id, step.id)
+        key = self.store.log_intent(
+            enrollment_id=enr.id,
+            sequence=enr.sequence,
+            revision=enr.revision,
+            step=step.id,
+            attempt=attempt,
+            identity=ctx.identity,
+            action=action,
+            at=now,
+            request={k: v for k, v in params.items() if isinstance(v, str | int | float | bool)},
+        )
+        try:
+            outcome = await ctx.provider.perform(
+                ctx.identity, action, self._lead_for_provider(enr, lead, key), params
+            )
+        except ProviderError as exc:
+            return await self._on_error(ctx, enr, lead, step, key, exc, result)
+        except Exception as exc:  # not translated by the adapter: the call may have happened
+            log.exception("provider %s failed on %s", ctx.provider_name, key)
+            err = ProviderError(base.TIMEOUT, f"{type(exc).__name__}: {exc}")
+            return await self._on_error(ctx, enr, lead, step, key, err, result)
+        return self._succeeded(
+            ctx, enr, lead, step, key, outcome.status, dict(outcome.data), result
+        )
+
+    def _usage(self, ctx: _IdentityCtx, action: str, now: datetime) -> deque[datetime]:
+        usage = ctx.usage.get(action)
+        if usage is None:
+            usage = ctx.usage[action] = deque(
+                self.store.action_times(ctx.identity, action, now - DAY)
+            )
+        while usage and usage[0] <= now - DAY:
+            usage.popleft()
+        return usage
+
+    def _succeeded(
+        self,
+        ctx: _IdentityCtx,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        step: ActionStep,
+        key: str,
+        status: str | None,
+        data: Mapping[str, Any],
+        result: TickResult,
+    ) -> EnrollmentRow:
+        now = self.clock.now()
+        trigger = "ok"
+        if step.action == "check_connection":
+            trigger = {
+                "connected": "ok",
+                "pending": base.INVITATION_PENDING,
+                "not_connected": base.NOT_CONNECTED,
+            }.get(status or "", "ok")
+        with self.store.transaction() as conn:
+            self.store.log_outcome(
+                key, "done", at=now, label=status or "ok", response=_small(data), conn=conn
+            )
+            if step.action in MESSAGES:
+                self.store.put_conversation(
+                    ctx.identity,
+                    lead.profile_url,
+                    last_sender_is_us=True,
+                    last_activity_at=now,
+                    conn=conn,
+                )
+            elif step.action == "connect":
+                self.store.put_connection(
+                    ctx.identity, lead.profile_url, "pending", at=now, conn=conn
+                )
+            new = self._transition(
+                enr,
+                lead,
+                trigger,
+                result,
+                conn=conn,
+                action=step.action,
+                label=status or "ok",
+                data={"key": key},
+            )
+        if step.action in MESSAGES and ctx.conv is not None:
+            ctx.conv[lead.profile_url] = ConversationRow(
+                ctx.identity, lead.profile_url, True, now, None
+            )
+        if step.action != "check_connection":
+            ctx.usage.setdefault(step.action, deque()).append(now)
+        result.actions += 1
+        return new
+
+    async def _on_error(
+        self,
+        ctx: _IdentityCtx,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        step: ActionStep,
+        key: str,
+        exc: ProviderError,
+        result: TickResult,
+    ) -> EnrollmentRow | None:
+        now = self.clock.now()
+        label = exc.label
+        compiled = self.compiled(enr.revision)
+        response = {
+            "label": label,
+            "message": exc.message,
+            "status": exc.status,
+            "params": _small(dict(exc.params)),
+        }
+        if label == base.TIMEOUT:
+            # The call may have happened: ask before deciding (never resend blindly).
+            intent = next(
+                (a for a in self.store.actions(enrollment_id=enr.id) if a.idempotency_key == key),
+                None,
+            )
+            try:
+                done = intent is not None and await self._reconcile(intent, ctx.provider, lead, {})
+            except ProviderError:
+                done = False
+            if done:
+                return self._succeeded(
+                    ctx, enr, lead, step, key, None, {"reconciled": True}, result
+                )
+        if label == base.AUTH_EXPIRED and compiled.pauses(enr.state, label):
+            self.store.log_outcome(key, "failed", at=now, label=label, response=response)
+            self._pause_identity(ctx, f"AUTH_EXPIRED on {step.action}", result)
+            raise _Stop
+        if label == base.LIMIT_REACHED:
+            until = _parse_time(exc.params.get("postponed_until")) or now + timedelta(hours=1)
+            if until <= now:
+                until = now + timedelta(minutes=5)
+            ctx.saturated[step.action] = until
+            with self.store.transaction() as conn:
+                self.store.log_outcome(
+                    key, "failed", at=now, label=label, response=response, conn=conn
+                )
+                self._postpone(enr, lead, until, "LIMIT_REACHED", result, conn=conn)
+            return None
+        if label in base.TRANSIENT_LABELS:
+            attempts = enr.attempts + 1
+            status = "unknown" if label == base.TIMEOUT else "failed"
+            if attempts <= self.retry_cap:
+                until = now + self._backoff(attempts, exc.retry_after)
+                with self.store.transaction() as conn:
+                    self.store.log_outcome(
+                        key, status, at=now, label=label, response=response, conn=conn
+                    )
+                    self._postpone(
+                        enr,
+                        lead,
+                        until,
+                        f"{label}: retry {attempts}",
+                        result,
+                        conn=conn,
+                        attempts=attempts,
+                        last_error=str(exc),
+                    )
+                return None
+            detail = f"{label} after {self.retry_cap} retries: {exc.message or label}"
+            with self.store.transaction() as conn:
+                self.store.log_outcome(
+                    key, status, at=now, label=label, response=response, conn=conn
+                )
+                return self._transition(
+                    enr,
+                    lead,
+                    label,
+                    result,
+                    conn=conn,
+                    action=step.action,
+                    label=label,
+                    detail=detail,
+                )
+        with self.store.transaction() as conn:
+            self.store.log_outcome(key, "failed", at=now, label=label, response=response, conn=conn)
+            new = self._transition(
+                enr,
+                lead,
+                label,
+                result,
+                conn=conn,
+                action=step.action,
+                label=label,
+                detail=exc.message or label,
+            )
+        if label == base.ALREADY_CONNECTED:
+            self.store.put_connection(ctx.identity, lead.profile_url, "connected", at=now)
+        return new
+
+    # ---- loops ------------------------------------------------------------------------------
+
+    async def run_until(self, until: datetime, step: timedelta = timedelta(hours=1)) -> RunSummary:
+        """Tick, then move the clock to min(next due, now + step, until); repeat until
+        ``until``. On a VirtualClock a month takes seconds (its ``sleep`` is instant)."""
+        summary = RunSummary(self.clock.now(), self.clock.now())
+        while True:
+            tick = await self.tick()
+            summary.add(tick)
+            now = self.clock.now()
+            if now >= until:
+                return summary
+            target = min(now + step, until)
+            nxt = self.store.next_due_at()
+            if nxt is not None and nxt < target:
+                target = max(nxt, now + timedelta(seconds=1))
+            await self.clock.sleep((target - now).total_seconds())
+
+    async def run_forever(
+        self, poll_interval: float = 30.0, *, stop: asyncio.Event | None = None
+    ) -> RunSummary:
+        """The daemon: tick, sleep until the next due time (at most ``poll_interval``), until
+        SIGINT/SIGTERM (or ``stop``). Holds the ``run`` lock so two daemons never race."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+        summary = RunSummary(self.clock.now(), self.clock.now())
+        try:
+            with self.store.lock("run", ttl=timedelta(seconds=max(120, poll_interval * 4))) as held:
+                while not stop.is_set():
+                    summary.add(await self.tick())
+                    held.refresh()
+                    now = self.clock.now()
+                    nxt = self.store.next_due_at()
+                    wait = poll_interval
+                    if nxt is not None:
+                        wait = min(wait, max(0.0, (nxt - now).total_seconds()))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.05))
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        return summary
+
+
+def _small(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A bounded, JSON-safe copy of a provider answer for the action log."""
+    out: dict[str, Any] = {}
+    for k, v in list(data.items())[:20]:
+        if isinstance(v, str | int | float | bool) or v is None:
+            out[str(k)] = v if not isinstance(v, str) else v[:500]
+        else:
+            out[str(k)] = str(v)[:500]
+    return out
+
+
+async def _all_or_cancel(tasks: list[asyncio.Future[None]]) -> None:
+    """Wait for every identity; if one dies (a crash, a kill), cancel the others, wait for
+    them to unwind, and re-raise. Pending intents are left for :meth:`Runner.recover`."""
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    failure: BaseException | None = None
+    for t in done:
+        if not t.cancelled() and t.exception() is not None:
+            failure = t.exception()
+            break
+    if failure is None:
+        return
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    raise failure

@@ -1,0 +1,325 @@
+"""The runner against the simulated LinkedIn (World) on a virtual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.clock import VirtualClock
+from engine.compiler import CompiledSequence, compile_sequence
+from engine.errors import ProviderError
+from engine.model import (
+    ActionStep,
+    Metadata,
+    Sequence,
+    Step,
+    WaitForStep,
+    WaitStep,
+    Window,
+)
+from engine.providers import base
+from engine.providers.base import ActionResult, Lead
+from engine.runner import Runner, window_opening
+from engine.sandbox.world import World, WorldConfig
+from engine.store import Store
+from tests._world_provider import Kill, KillAfter, WorldProvider
+
+MONDAY_8 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+ID = "ident-alice"
+
+
+def outreach_steps() -> tuple[Step, ...]:
+    return (
+        ActionStep("visit", "visit_profile"),
+        ActionStep(
+            "connect",
+            "connect",
+            with_={"note": "Hi {{ lead.first_name }}"},
+            on={"ALREADY_CONNECTED": "intro", "INVITATION_PENDING": "accepted"},
+        ),
+        WaitForStep("accepted", "connection_accepted", timedelta(days=14), "withdraw"),
+        ActionStep("intro", "send_message", with_={"text": "Thanks {{ lead.first_name }}!"}),
+        WaitStep("breather", timedelta(days=3)),
+        ActionStep("follow_up", "send_message", with_={"text": "Follow-up?"}, next="completed"),
+        ActionStep("withdraw", "withdraw_invitation", next="removed"),
+    )
+
+
+def make_seq(
+    name: str = "outreach",
+    *,
+    steps: tuple[Step, ...] | None = None,
+    window: Window | None = None,
+    limits: Mapping[str, int] | None = None,
+    cooldown: timedelta | None = timedelta(days=3),
+    identities: tuple[str, ...] = (ID,),
+) -> Sequence:
+    return Sequence(
+        metadata=Metadata(name),
+        provider="edges",
+        identities=identities,
+        steps=steps or outreach_steps(),
+        window=window,
+        limits=dict(limits or {}),
+        cooldown=cooldown,
+        normalized={"name": name, "limits": dict(limits or {}), "w": str(window)},
+    )
+
+
+class Env:
+    def __init__(self, tmp: Path, seq: Sequence, *, config: WorldConfig | None = None,
+                 identities: tuple[str, ...] = (ID,), **world_identity: Any) -> None:
+        self.clock = VirtualClock(MONDAY_8)
+        self.world = World(self.clock, seed=3, config=config or WorldConfig(
+            already_connected_fraction=0, writes_first_fraction=0, inaccessible_fraction=0))
+        for ident in identities:
+            self.world.add_identity(ident, **world_identity)
+        self.store = Store.open(None, tmp)
+        self.seq = seq
+        self.compiled: CompiledSequence = compile_sequence(seq)
+        self.provider = WorldProvider(self.world)
+        self.store.put_revision(self.compiled.revision, seq.name, "Sequence", {"n": seq.name})
+        self.store.put_sequence(seq.name, "Sequence", "edges", self.compiled.revision)
+
+    def runner(self, provider: Any = None, **kw: Any) -> Runner:
+        return Runner(self.store, {"edges": provider or self.provider}, self.clock,
+                      compiled={self.compiled.revision: self.compiled}, **kw)
+
+    def lead(self, handle: str, identity: str = ID, tz: str = "", **profile: Any) -> int:
+        url = f"https://www.linkedin.com/in/{handle}"
+        self.world.add_profile(url, first_name=handle.title(), **profile)
+        lead_id = self.store.upsert_lead(url, {"first_name": handle.title(), "timezone": tz})
+        eid = self.store.enroll(lead_id, self.seq.name, self.compiled.revision, identity,
+                                self.compiled.initial, self.clock.now())
+        assert eid is not None
+        return eid
+
+    def state(self, eid: int) -> str:
+        row = self.store.get_enrollment(eid)
+        assert row is not None
+        return row.state
+
+
+async def test_happy_path_walks_the_whole_sequence(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq())
+    eid = env.lead("ada", accepts=True, replies=False)
+    await env.runner().run_until(MONDAY_8 + timedelta(days=10))
+    assert env.state(eid) == "completed"
+    kinds = [d.kind for d in env.world.deliveries(ID, "https://www.linkedin.com/in/ada")]
+    assert kinds == ["visit", "invite", "message", "message"]
+    assert env.world.invitations[ID] == {}
+    texts = [d.text for d in env.world.deliveries(ID, kind="message")]
+    assert texts == ["Thanks Ada!", "Follow-up?"]
+    transitions = [(e.from_state, e.to_state, e.trigger) for e in
+                   env.store.events(enrollment_id=eid, kind="transition")]
+    assert transitions[:3] == [("visit", "connect", "ok"), ("connect", "accepted", "ok"),
+                               ("accepted", "intro", "accepted")]
+    assert all(a.status == "done" for a in env.store.actions(enrollment_id=eid))
+    assert {a.revision for a in env.store.actions()} == {env.compiled.revision}
+
+
+async def test_timeout_withdraws_then_removed(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq())
+    eid = env.lead("bob", accepts=False)
+    await env.runner().run_until(MONDAY_8 + timedelta(days=16))
+    assert env.state(eid) == "removed"
+    kinds = [d.kind for d in env.world.deliveries(ID, "https://www.linkedin.com/in/bob")]
+    assert kinds == ["visit", "invite", "withdraw"]
+
+
+async def test_lead_who_wrote_first_is_replied_and_never_contacted(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq())
+    eid = env.lead("cy", writes_first_to=[ID], accepts=True)
+    env.clock.advance(timedelta(days=4))  # the first message lands within 72 h
+    await env.runner().tick()
+    assert env.state(eid) == "replied"
+    assert env.world.deliveries(ID, "https://www.linkedin.com/in/cy") == []
+
+
+async def test_reply_during_a_wait_ends_every_live_enrollment_of_the_lead(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq())
+    eid = env.lead("di", accepts=True, replies=True)
+    await env.runner().run_until(MONDAY_8 + timedelta(days=8))
+    assert env.state(eid) == "replied"
+    msgs = env.world.deliveries(ID, "https://www.linkedin.com/in/di", kind="message")
+    assert len(msgs) == 1  # the follow-up never went out after the reply
+
+
+async def test_already_connected_skips_the_invitation(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq())
+    eid = env.lead("ed", already_connected_with=[ID], replies=False)
+    await env.runner().run_until(MONDAY_8 + timedelta(days=5))
+    assert env.state(eid) == "completed"
+    kinds = [d.kind for d in env.world.deliveries(ID, "https://www.linkedin.com/in/ed")]
+    assert kinds == ["visit", "message", "message"]
+
+
+async def test_business_window_in_the_lead_timezone(tmp_path: Path) -> None:
+    window = Window(timezone="lead", fallback_timezone="Europe/Paris",
+                    days=("mon", "tue", "wed", "thu", "fri"), start=time(9), end=time(18))
+    env = Env(tmp_path, make_seq(window=window))
+    env.clock.set(datetime(2026, 1, 10, 12, 0, tzinfo=UTC))  # a Saturday
+    eid = env.lead("fay", tz="America/New_York")
+    result = await env.runner().tick()
+    assert result.postponed == 1
+    row = env.store.get_enrollment(eid)
+    assert row is not None and row.next_due_at == datetime(2026, 1, 12, 14, 0, tzinfo=UTC)
+    assert env.world.delivered == []
+    nyc_open = window_opening(window, __import__("zoneinfo").ZoneInfo("America/New_York"),
+                              datetime(2026, 1, 12, 15, 0, tzinfo=UTC))
+    assert nyc_open is None
+
+
+async def test_limits_per_identity_rolling_24h_shared_by_sequences(tmp_path: Path) -> None:
+    steps: tuple[Step, ...] = (ActionStep("connect", "connect"),)
+    env = Env(tmp_path, make_seq(steps=steps, limits={"connect": 10}))
+    other = make_seq("other", steps=steps, limits={"connect": 20})
+    other_c = compile_sequence(other)
+    env.store.put_sequence("other", "Sequence", "edges", other_c.revision)
+    for i in range(15):
+        env.lead(f"l{i}")
+    for i in range(15):
+        url = f"https://www.linkedin.com/in/m{i}"
+        lead = env.store.upsert_lead(url, {})
+        env.store.enroll(lead, "other", other_c.revision, ID, "connect", env.clock.now())
+    runner = Runner(env.store, {"edges": env.provider}, env.clock,
+                    compiled={env.compiled.revision: env.compiled, other_c.revision: other_c})
+    await runner.tick()
+    first = env.world.count(ID, "invite")
+    assert first == 20  # 10 (outreach's cap) then the other sequence up to its 20
+    env.clock.advance(timedelta(hours=23))
+    await runner.tick()
+    assert env.world.count(ID, "invite") == 20  # nothing frees before 24 h
+    env.clock.advance(timedelta(hours=1))
+    await runner.tick()
+    assert env.world.count(ID, "invite") == 30
+    assert env.world.usage(ID, "connect") == 10
+
+
+async def test_provider_limit_reached_postpones_to_its_date(tmp_path: Path) -> None:
+    steps: tuple[Step, ...] = (ActionStep("visit", "visit_profile"),)
+    env = Env(tmp_path, make_seq(steps=steps), limits={"visit": 2})
+    eids = [env.lead(f"v{i}") for i in range(4)]
+    result = await env.runner().tick()
+    assert env.world.count(ID, "visit") == 2
+    assert result.postponed == 2
+    row = env.store.get_enrollment(eids[3])
+    assert row is not None and row.next_due_at == MONDAY_8 + timedelta(hours=24)
+    assert env.provider.calls["visit_profile"] == 3  # one LIMIT_REACHED, then no more calls
+
+
+async def test_profile_not_accessible_is_removed(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq())
+    eid = env.lead("gone", accessible=False)
+    await env.runner().tick()
+    assert env.state(eid) == "removed"
+
+
+async def test_auth_expired_pauses_then_resumes_where_it_was(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),
+                                        ActionStep("connect", "connect"))))
+    eids = [env.lead(f"a{i}") for i in range(3)]
+    env.world.set_auth(ID, False)
+    runner = env.runner()
+    result = await runner.tick()
+    assert result.paused_identities == [ID]
+    ident = env.store.get_identity(ID)
+    assert ident is not None and ident.status == "auth_expired"
+    assert all(env.store.get_enrollment(e).paused for e in eids)  # type: ignore[union-attr]
+    assert {env.state(e) for e in eids} == {"visit"}
+    env.clock.advance(timedelta(hours=1))
+    assert (await runner.tick()).due == 0
+    env.world.set_auth(ID, True)
+    result = await runner.tick()
+    assert result.resumed_identities == [ID]
+    assert {env.state(e) for e in eids} == {"completed"}
+    assert env.world.count(ID, "invite") == 3
+
+
+async def test_transient_errors_back_off_then_fail_with_reason(tmp_path: Path) -> None:
+    class Always429(WorldProvider):
+        async def perform(self, identity: str, action: str, lead: Lead,
+                          params: Mapping[str, Any]) -> ActionResult:
+            self.calls[action] += 1
+            raise ProviderError(base.STATUS_429, "slow down", status=429, retry_after=30)
+
+    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),)))
+    eid = env.lead("x")
+    provider = Always429(env.world)
+    runner = env.runner(provider, retry_cap=3)
+    dues = []
+    for _ in range(10):
+        await runner.tick()
+        row = env.store.get_enrollment(eid)
+        assert row is not None
+        if row.next_due_at is None:
+            break
+        dues.append(row.next_due_at - env.clock.now())
+        env.clock.set(row.next_due_at)
+    row = env.store.get_enrollment(eid)
+    assert row is not None and row.state == "failed"
+    assert row.last_error is not None and "STATUS_429" in row.last_error
+    assert provider.calls["visit_profile"] == 4  # first try + 3 retries
+    assert dues[1] > dues[0] and all(d >= timedelta(seconds=30) for d in dues)
+
+
+async def test_intent_is_committed_before_the_call(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),)))
+    eid = env.lead("k")
+    killer = KillAfter(env.provider, 1, after=False, method="perform")
+    with pytest.raises(Kill):
+        await env.runner(killer).tick()
+    (intent,) = env.store.pending_intents()
+    assert intent.idempotency_key == f"{eid}:visit:0"
+    assert env.state(eid) == "visit"
+    assert env.world.delivered == []
+
+
+@pytest.mark.parametrize("after", [True, False])
+async def test_recovery_never_resends_a_delivered_message(tmp_path: Path, after: bool) -> None:
+    steps: tuple[Step, ...] = (ActionStep("intro", "send_message", with_={"text": "Hello"}),)
+    env = Env(tmp_path, make_seq(steps=steps))
+    eid = env.lead("m", already_connected_with=[ID], replies=False)
+    killer = KillAfter(env.provider, 1, after=after, method="perform")
+    with pytest.raises(Kill):
+        await env.runner(killer).tick()
+    assert len(env.store.pending_intents()) == 1
+    fresh = env.runner()  # a new process on the same store
+    result = await fresh.tick()
+    assert env.store.pending_intents() == []
+    if after:
+        assert result.recovered == 1
+    await fresh.run_until(env.clock.now() + timedelta(days=1))
+    assert env.state(eid) == "completed"
+    assert len(env.world.messages_to(ID, "https://www.linkedin.com/in/m")) == 1
+    statuses = [a.status for a in env.store.actions(enrollment_id=eid)]
+    assert statuses == (["done"] if after else ["unknown", "done"])
+
+
+async def test_timeout_after_delivery_is_reconciled_not_resent(tmp_path: Path) -> None:
+    class TimeoutAfter(WorldProvider):
+        async def perform(self, identity: str, action: str, lead: Lead,
+                          params: Mapping[str, Any]) -> ActionResult:
+            await super().perform(identity, action, lead, params)
+            raise ProviderError(base.TIMEOUT, "lost answer")
+
+    steps: tuple[Step, ...] = (ActionStep("intro", "send_message", with_={"text": "Hi"}),
+                               ActionStep("connect", "connect"))
+    env = Env(tmp_path, make_seq(steps=steps))
+    eid = env.lead("t", already_connected_with=[ID])
+    await env.runner(TimeoutAfter(env.world)).tick()
+    assert len(env.world.messages_to(ID, "https://www.linkedin.com/in/t")) == 1
+    row = env.store.get_enrollment(eid)
+    assert row is not None and row.state in ("completed", "failed")  # the message counted
+
+
+async def test_kill_switch_stops_everything(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq())
+    env.lead("q")
+    env.store.kv_put("runtime", "paused_all", True)
+    result = await env.runner().tick()
+    assert result.killed and env.world.delivered == []
