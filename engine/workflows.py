@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -28,7 +28,7 @@ import httpx
 from engine.clock import Clock
 from engine.errors import PlanError, ProviderError
 from engine.model import Workflow, WorkflowNode
-from engine.providers.base import SERVER_ERROR, STATUS_429, TIMEOUT
+from engine.providers.base import SERVER_ERROR, STATUS_429, TIMEOUT, TRANSIENT_LABELS
 from engine.providers.linkedapi import (
     ACTION_TYPES,
     LinkedApiProvider,
@@ -86,6 +86,7 @@ def workflow_json(wf: Workflow) -> Any:
 
 NAMESPACE = "workflows"
 UNFINISHED_STATES = frozenset({"pending", "running"})
+PROBE_ATTEMPTS = 6
 # Actions with an effect on LinkedIn: the ones a blind resubmission could duplicate.
 EFFECTFUL = frozenset(
     {"st.sendConnectionRequest", "st.sendMessage", "st.withdrawConnectionRequest"}
@@ -372,7 +373,9 @@ class _Run:
         while True:
             # The intent is durable before the request leaves: a crash from here on is
             # recovered by resume(), never by a blind second POST.
-            self.save(state="pending", phase="submitting", intent_at=self.clock.now().isoformat())
+            now = self.clock.now().isoformat()
+            self.record.setdefault("first_intent_at", now)
+            self.save(state="pending", phase="submitting", intent_at=now)
             self.result.submissions += 1
             try:
                 answer = await self.provider.submit(
@@ -448,10 +451,12 @@ class _Run:
         effects = _effects(self.body)
         if not effects:
             return None  # read-only: a second run duplicates nothing
-        since = _parse(self.record.get("intent_at"))
+        since = _parse(self.record.get("first_intent_at"))
+        if since is not None:
+            since -= timedelta(minutes=5)  # tolerate clock skew between us and LinkedAPI
         observed = []
         for kind, url, node in effects:
-            if await self._observed(kind, url, node, since):
+            if await self._probe(kind, url, node, since):
                 observed.append(f"{kind} {url}")
         if not observed:
             self.save(note="no effect observed in the world: submitting again")
@@ -461,6 +466,22 @@ class _Run:
             "completed",
             note="the submission's answer was lost; observed in the world: " + "; ".join(observed),
         )
+
+    async def _probe(
+        self, kind: str, url: str, node: Mapping[str, Any], since: datetime | None
+    ) -> bool:
+        """:meth:`_observed`, retrying transient failures; a lasting one propagates and the
+        record stays pending (the next run reconciles again, still without resubmitting)."""
+        delay = self.provider.poll_interval
+        for attempt in range(PROBE_ATTEMPTS):
+            try:
+                return await self._observed(kind, url, node, since)
+            except ProviderError as exc:
+                if exc.label not in TRANSIENT_LABELS or attempt == PROBE_ATTEMPTS - 1:
+                    raise
+                await self.clock.sleep(max(delay, exc.retry_after or 0.0))
+                delay = min(self.provider.max_poll_interval, delay * 2)
+        raise AssertionError("unreachable")
 
     async def _observed(
         self, kind: str, url: str, node: Mapping[str, Any], since: datetime | None

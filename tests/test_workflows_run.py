@@ -386,3 +386,46 @@ async def test_shared_example_against_the_embedded_sandbox(tmp_path: Path) -> No
     again = sandbox_mod.Sandbox.open(tmp_path / ".seqrun")  # the next process sees the same
     assert len(again.world.deliveries(kind="invite")) == 1
     assert state(again.world).workflows[str(result.workflow_id)].status == "completed"
+
+
+async def test_chaos_never_duplicates(clock: VirtualClock) -> None:
+    """429s, 5xx and timeouts (before and after the action) on every LinkedAPI call: each
+    invitation and message is delivered exactly once."""
+    from engine.errors import ProviderError
+    from engine.sandbox.world import FaultConfig, WorldConfig
+
+    faults = FaultConfig(rate_429=0.1, rate_5xx=0.1, rate_timeout=0.2, retry_after_s=5)
+    world = World(clock, seed=5, config=WorldConfig(faults=faults, accept_probability=0.0))
+    world.add_identity("acct-alice", name="Alice", provider="linkedapi")
+    people = [f"https://www.linkedin.com/in/lead-{i:02d}" for i in range(12)]
+    for url in people:
+        world.add_profile(url, already_connected_with=[], replies=False)
+    world.add_profile(BOB, already_connected_with=["acct-alice"], replies=False)
+    app = Starlette(routes=[Mount("/linkedapi", routes=routes(world))])
+    from engine.sandbox import SandboxTransport
+
+    store = MemoryKV()
+    async with client_for(SandboxTransport(app)) as client:
+        for i, url in enumerate(people):
+            wf = Workflow(
+                Metadata(f"w{i}"),
+                "linkedapi",
+                (
+                    WorkflowNode("connect", {"personUrl": url, "note": f"hi {i}"}),
+                    WorkflowNode("send_message", {"personUrl": BOB, "text": f"note {i}"}),
+                ),
+                root_is_list=True,
+            )
+            for _ in range(5):  # a run that gives up is simply run again, like a new process
+                try:
+                    result = await run_workflow(wf, client=client, store=store, clock=clock)
+                except ProviderError:
+                    continue
+                if result.state in ("completed", "failed"):
+                    break
+            assert result.state == "completed", result.to_json()
+    assert sum(world.faults_injected.values()) > 10
+    per_person = {url: len(world.deliveries(url=url, kind="invite")) for url in people}
+    assert per_person == {url: 1 for url in people}
+    assert world.duplicates() == []
+    assert len(world.messages_to("acct-alice", BOB)) == len(people)
