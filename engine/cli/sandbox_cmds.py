@@ -1,5 +1,42 @@
-"""CLI commands (see engine/cli/__init__.py). Commands return an int exit code."""
+"""``seqrun sandbox serve``: the simulated LinkedIn over HTTP (see engine/sandbox/server.py).
+
+Commands return an int exit code; errors are raised from engine.errors.
+"""
 
 from __future__ import annotations
 
-from engine.cli import cli  # noqa: F401
+from pathlib import Path
+
+import click
+
+from engine.cli import cli
+
+
+@cli.group("sandbox")
+def sandbox_group() -> None:
+    """The sandbox: Edges, LinkedAPI and ConnectSafely over a simulated LinkedIn."""
+
+
+@sandbox_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A scenario file (schemas/scenario.json) describing the world.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Load the world from here and save it back on exit.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed when neither scenario nor saved state sets one.")
+def serve_cmd(host: str, port: int, scenario: Path | None, state_dir: Path | None,
+              seed: int) -> int:
+    """Serve the sandbox on HTTP (real clock) until interrupted.
+
+    Base URLs: Edges http://HOST:PORT/v1, LinkedAPI http://HOST:PORT/linkedapi,
+    ConnectSafely http://HOST:PORT/linkedin; inspection under /_sandbox.
+    """
+    from engine.sandbox.scenario import load_scenario
+    from engine.sandbox.server import serve_forever
+
+    if scenario is not None:
+        load_scenario(scenario)  # fail fast with every problem, before binding the port
+    serve_forever(host, port, scenario=scenario, state_dir=state_dir, seed=seed)
+    return 0

@@ -27,7 +27,7 @@ import httpx
 from starlette.applications import Starlette
 
 from engine.clock import Clock, VirtualClock
-from engine.sandbox.common import CREDENTIALS, FAULT_HEADER, iso, parse_iso
+from engine.sandbox.common import CREDENTIALS, FAULT_HEADER, add_default_identities, iso, parse_iso
 from engine.sandbox.world import World, WorldConfig
 
 __all__ = ["BASE_URLS", "Sandbox", "SandboxTransport", "default_world"]
@@ -98,11 +98,7 @@ def default_world(clock: Clock, seed: int = 0, *, leads: Path | None = None,
     ``ident-bob`` (Edges, standard), ``acct-alice`` (LinkedAPI), ``acc_12345``
     (ConnectSafely), profiles from ``leads`` (a leads CSV) plus ``profiles`` generated ones."""
     world = World(clock, seed=seed, config=config)
-    world.add_identity("ident-alice", name="Alice Martin", type="engagement", provider="edges")
-    world.add_identity("ident-bob", name="Bob Durand", type="standard", provider="edges")
-    world.add_identity("acct-alice", name="Alice Martin", provider="linkedapi",
-                       aliases=(CREDENTIALS["linkedapi"]["LINKEDAPI_IDENTIFICATION_TOKEN"],))
-    world.add_identity("acc_12345", name="Carol Smith", provider="connectsafely")
+    add_default_identities(world)
     if leads is not None and leads.exists():
         world.populate_from_csv(leads)
     if profiles:
@@ -135,6 +131,10 @@ class Sandbox:
             saved = json.loads(path.read_text(encoding="utf-8"))
         if clock is None:
             start = parse_iso(saved["clock"]) if saved and saved.get("clock") else None
+            if saved is None and scenario is not None:
+                from engine.sandbox.scenario import scenario_start
+
+                start = scenario_start(scenario)
             clock = VirtualClock(start)
         if saved is not None:
             world = World.from_json(saved["world"], clock)

@@ -71,3 +71,14 @@ async def inject(world: World, api: str, op: str) -> FaultPlan | None:
     if plan is not None and plan.kind == "timeout" and faults.timeout_hang_s > 0:
         await asyncio.sleep(faults.timeout_hang_s)
     return plan
+
+
+def add_default_identities(world: World) -> None:
+    """``ident-alice`` (Edges, engagement), ``ident-bob`` (Edges, standard), ``acct-alice``
+    (LinkedAPI, identification token ``sbx-idt-acct-alice``), ``acc_12345`` (ConnectSafely):
+    the ids of the shared examples."""
+    world.add_identity("ident-alice", name="Alice Martin", type="engagement", provider="edges")
+    world.add_identity("ident-bob", name="Bob Durand", type="standard", provider="edges")
+    world.add_identity("acct-alice", name="Alice Martin", provider="linkedapi",
+                       aliases=(CREDENTIALS["linkedapi"]["LINKEDAPI_IDENTIFICATION_TOKEN"],))
+    world.add_identity("acc_12345", name="Carol Smith", provider="connectsafely")
