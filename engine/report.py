@@ -170,26 +170,25 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
 
 
 def render_why(report: WhyReport, out: Console | None = None) -> None:
+    """One line per transition or provider call, oldest first (greppable, never truncated)."""
     out = out or console()
     out.print(f"[bold]{report.profile_url}[/]")
     for e in report.enrollments:
         out.print(f"  {e['sequence']}: state {e['state']} (revision {e['revision']}, identity "
                   f"{e['identity']}{', paused' if e['paused'] else ''})")
-    table = Table()
-    for col in ("time (UTC)", "sequence", "revision", "what", "transition", "trigger / label"):
-        table.add_column(col)
     for entry in report.entries:
+        when = entry.at.strftime("%Y-%m-%d %H:%M:%S")
+        where = f"{entry.sequence or '-'}@{entry.revision or '-'}"
         if entry.source == "action":
-            what = f"call {entry.kind} [{entry.status}]"
-            transition = f"at {entry.from_state}"
-            cause = entry.label or ("ok" if entry.status == "done" else "")
+            label = entry.label or ("ok" if entry.status == "done" else "")
+            line = (f"{when}  {where}  call {entry.kind} at '{entry.from_state}' "
+                    f"({entry.trigger}): {entry.status}{' ' + label if label else ''}")
         else:
-            what = entry.kind
-            transition = f"{entry.from_state or '·'} -> {entry.to_state or '·'}"
-            cause = entry.trigger or ""
-        table.add_row(entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.sequence or "",
-                      entry.revision or "", what, transition, cause)
-    out.print(table)
+            line = (f"{when}  {where}  {entry.kind}: {entry.from_state or '·'} -> "
+                    f"{entry.to_state or '·'}{' on ' + entry.trigger if entry.trigger else ''}")
+            if isinstance(entry.detail, dict) and entry.detail:
+                line += "  " + json.dumps(entry.detail, default=str, sort_keys=True)
+        out.print(line, markup=False)
 
 
 def render_pause(result: PauseResult, out: Console | None = None) -> None:

@@ -59,7 +59,7 @@ def _open_sandbox(state_dir: Path, virtual_clock: bool) -> tuple[Any, Clock]:
 
 @asynccontextmanager
 async def _runtime(
-    state_dir: Path, *, sandbox: bool = False, virtual_clock: bool = False
+    state_dir: Path, *, sandbox: bool = False, virtual_clock: bool = False, save: bool = True
 ) -> AsyncIterator[_Runtime]:
     from engine.store import Store
 
@@ -71,7 +71,7 @@ async def _runtime(
         if sandbox:
             rt.sandbox, rt.clock = _open_sandbox(state_dir, virtual_clock)
         yield rt
-        if rt.sandbox is not None and hasattr(rt.sandbox, "save"):
+        if save and rt.sandbox is not None and hasattr(rt.sandbox, "save"):
             rt.sandbox.save()
     finally:
         for c in rt.clients.values():
@@ -85,9 +85,12 @@ def _arun(
     *,
     sandbox: bool = False,
     virtual_clock: bool = False,
+    save: bool = True,
 ) -> _T:
     async def main() -> _T:
-        async with _runtime(state_dir, sandbox=sandbox, virtual_clock=virtual_clock) as rt:
+        async with _runtime(
+            state_dir, sandbox=sandbox, virtual_clock=virtual_clock, save=save
+        ) as rt:
             return await work(rt)
 
     return asyncio.run(main())
@@ -136,7 +139,8 @@ def plan_cmd(
         return await make_plan(manifests, store=rt.store, client_for=rt.client_for,
                                now=rt.clock.now())
 
-    plan = _arun(state_dir, work, sandbox=sandbox)
+    # plan changes nothing: the sandbox (if any) resumes its own clock and is not saved
+    plan = _arun(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
     if output == "json":
         report.print_json(plan.to_json())
     else:
@@ -266,7 +270,8 @@ def status_cmd(name: str | None, virtual_clock: bool, output: str, state_dir: Pa
     async def work(rt: _Runtime) -> Any:
         return status(rt.store, name, now=rt.clock.now())
 
-    result = _arun(state_dir, work, sandbox=virtual_clock, virtual_clock=virtual_clock)
+    result = _arun(state_dir, work, sandbox=virtual_clock, virtual_clock=virtual_clock,
+                   save=False)
     if output == "json":
         report.print_json(result.to_json())
     else:
