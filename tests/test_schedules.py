@@ -6,19 +6,24 @@ The fake (``FakeEdges``) serves exactly the endpoints engine.schedules uses, thr
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from engine.clock import VirtualClock
 from engine.errors import PlanError, ProviderError
+from engine.loader import load
 from engine.model import Callback, Metadata, Schedule, SourceMap
+from engine.sandbox import Sandbox
 from engine.schedules import (
     NS_INTENT,
     NS_STATE,
@@ -32,6 +37,7 @@ from engine.schedules import (
     tick_async_schedules,
 )
 from engine.store import Store
+from tests.conftest import SHARED_EXAMPLES
 
 BASE = "https://api.edges.run/v1/"
 
@@ -603,44 +609,249 @@ def test_schedule_problems_are_positioned() -> None:
 
 
 
-# ---- CLI ------------------------------------------------------------------------------------
+# ---- against the real sandbox --------------------------------------------------------------
 
-INBOX_SYNC = """\
-apiVersion: seqrun/v1
-kind: Schedule
-metadata:
-  name: inbox-sync
-spec:
-  provider: edges
-  action: linkedin-extract-messages
-  identities: [ident-alice]
-  cron: "{cron}"
-  timezone: Europe/Paris
-  parameters:
-    sync_mode: {sync_mode}
-    max_results: 500
-  callback:
-    url: https://hooks.example.com/seqrun/edges
-"""
+EXAMPLE = SHARED_EXAMPLES / "inbox-sync.yaml"
+THREAD = {"linkedin_thread_url": "2-abc=="}
 
 
 @pytest.fixture
-def cli_edges(monkeypatch: pytest.MonkeyPatch, edges: FakeEdges) -> FakeEdges:
-    """Route the CLI's Edges client to the fake (the store stays the real one)."""
-    from contextlib import asynccontextmanager
+def clock() -> VirtualClock:
+    return VirtualClock()
 
-    from engine.cli import schedule_cmds
 
-    @asynccontextmanager
-    async def context(sandbox: bool, state_dir: Path) -> AsyncIterator[Any]:
-        st = Store.open(None, state_dir)
-        transport = httpx.MockTransport(edges.handler)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
-            yield schedule_cmds.ScheduleContext(c, st)
-        st.close()
+@pytest.fixture
+def sandbox(tmp_path: Path, clock: VirtualClock) -> Sandbox:
+    sb = Sandbox.open(tmp_path / "sandbox", clock=clock)
+    for uid in ("ident-carol", "ident-dan"):
+        sb.world.add_identity(uid, name=uid, type="engagement", provider="edges")
+    return sb
 
-    monkeypatch.setattr(schedule_cmds, "schedule_context", context)
-    return edges
+
+@pytest.fixture
+async def sbclient(sandbox: Sandbox) -> AsyncIterator[httpx.AsyncClient]:
+    async with sandbox.client("edges") as c:
+        yield c
+
+
+def example() -> Schedule:
+    [s] = load([EXAMPLE])
+    assert isinstance(s, Schedule)
+    return s
+
+
+async def live(c: httpx.AsyncClient, action: str = "linkedin-extract-messages",
+               ) -> list[dict[str, Any]]:
+    r = await c.get("schedules", params={"action_name": action, "status": "ACTIVE"})
+    assert r.status_code == 200
+    rows: list[dict[str, Any]] = r.json()
+    return rows
+
+
+async def detail(c: httpx.AsyncClient, uid: str) -> dict[str, Any]:
+    r = await c.get(f"schedules/{uid}")
+    assert r.status_code == 200
+    data: dict[str, Any] = r.json()
+    return data
+
+
+async def test_sandbox_example_create_noop_replace(sbclient: httpx.AsyncClient,
+                                                   store: Store) -> None:
+    s = example()
+    plan = await converge([s], sbclient, store)
+    assert [r.action for r in plan.rows] == ["create"]
+    [made] = await live(sbclient)
+    assert made["cron"] == "0 8-18/2 * * 1-5" and made["parameters"] == {"sync_mode": "incremental"}
+    assert made["max_results"] == 500  # the sandbox keeps it beside the parameters
+
+    again = await plan_schedules([s], client=sbclient, store=store)
+    assert not again.has_changes
+
+    changed = dataclasses.replace(s, cron="0 9 * * *")
+    plan = await plan_schedules([changed], client=sbclient, store=store)
+    assert render_schedule_plan(plan)[0] == (
+        f'-/+ replace inbox-sync (cron: "0 8-18/2 * * 1-5" -> "0 9 * * *") '
+        f"[{made['scheduled_run_uid']}]"
+    )
+    await apply_schedule_plan(plan, client=sbclient, store=store)
+    [now] = await live(sbclient)
+    assert now["cron"] == "0 9 * * *"
+    assert (await detail(sbclient, made["scheduled_run_uid"]))["status"] == "CANCELLED"
+
+
+async def test_sandbox_migration_of_three_full_schedules(sbclient: httpx.AsyncClient,
+                                                         store: Store) -> None:
+    idents = ["ident-alice", "ident-carol", "ident-dan"]
+    old = []
+    for ident in idents:  # what the hand-written scripts of seed 000 created
+        r = await sbclient.post("actions/linkedin-extract-messages/run/schedule", json={
+            "identity_ids": [ident], "inputs": [THREAD], "cron": "0 9 * * *",
+            "timezone": "Europe/Paris", "parameters": {"max_results": 200},
+            "callback": {"url": "https://hooks.example.com/edges"}})
+        assert r.status_code == 201, r.text
+        old.append(r.json()["scheduled_run_uid"])
+    await sbclient.post("actions/linkedin-extract-connections/run/schedule", json={
+        "identity_ids": ["ident-alice"], "cron": "0 0 * * *"})
+    names = [f"sync-{i.removeprefix('ident-')}" for i in idents]
+    for name, uid in zip(names, old, strict=True):
+        await import_schedule(name, uid, client=sbclient, store=store)
+
+    manifests = [
+        make_schedule(n, identities=(i,), parameters={"max_results": 200,
+                                                      "sync_mode": "incremental"},
+                      callback=Callback("https://hooks.example.com/edges"), inputs=(THREAD,))
+        for n, i in zip(names, idents, strict=True)
+    ]
+    plan = await plan_schedules(manifests, client=sbclient, store=store)
+    assert [(r.action, [c.field for c in r.changes]) for r in plan.rows] == [
+        ("replace", ["parameters.sync_mode"])] * 3
+    await apply_schedule_plan(plan, client=sbclient, store=store)
+    migrated = await live(sbclient)
+    assert sorted(m["identity_ids"][0] for m in migrated) == idents
+    for m in migrated:
+        assert m["parameters"] == {"sync_mode": "incremental"} and m["max_results"] == 200
+        assert m["inputs"] == [THREAD] and m["cron"] == "0 9 * * *"
+        assert m["timezone"] == "Europe/Paris"
+    for uid in old:
+        assert (await detail(sbclient, uid))["status"] == "CANCELLED"
+    assert len(await live(sbclient, "linkedin-extract-connections")) == 1
+    assert not (await plan_schedules(manifests, client=sbclient, store=store)).has_changes
+
+
+async def test_sandbox_prune_and_drift(sbclient: httpx.AsyncClient, store: Store) -> None:
+    a = make_schedule("a", inputs=(THREAD,))
+    b = make_schedule("b", identities=("ident-carol",), inputs=(THREAD,))
+    await converge([a, b], sbclient, store)
+    a_uid = state(store, "a")["uid"]
+    await sbclient.post(f"schedules/{a_uid}/cancel")  # drift: cancelled by hand
+    plan = await plan_schedules([a], client=sbclient, store=store, prune=True)
+    assert [(r.action, r.name, r.drift) for r in plan.rows] == [
+        ("create", "a", True), ("delete", "b", False)]
+    lines = render_schedule_plan(plan)
+    assert lines[:2] == [
+        "+ create a", f"    # drift: schedule {a_uid} was cancelled outside seqrun"]
+    await apply_schedule_plan(plan, client=sbclient, store=store)
+    [only] = await live(sbclient)
+    assert only["identity_ids"] == ["ident-alice"] and only["scheduled_run_uid"] != a_uid
+    assert store.kv_get(NS_STATE, "b") is None
+
+
+async def test_sandbox_stale_plan_refused(sbclient: httpx.AsyncClient, store: Store) -> None:
+    s = make_schedule("inbox-sync", inputs=(THREAD,))
+    await converge([s], sbclient, store)
+    uid = state(store, "inbox-sync")["uid"]
+    saved = (await plan_schedules([dataclasses.replace(s, cron="0 10 * * *")],
+                                  client=sbclient, store=store)).to_json()
+    await sbclient.post(f"schedules/{uid}/cancel")
+    with pytest.raises(PlanError, match="stale plan"):
+        await apply_schedule_plan(SchedulePlan.from_json(saved), client=sbclient, store=store)
+    assert await live(sbclient) == []  # nothing was created from the stale plan
+
+
+@dataclass
+class FailingCreates(httpx.AsyncBaseTransport):
+    """Answers the next schedule creates with ``statuses`` without passing them on."""
+
+    inner: httpx.AsyncBaseTransport
+    statuses: list[int]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/run/schedule") \
+                and self.statuses:
+            status = self.statuses.pop(0)
+            return httpx.Response(status, json={"error_label": "INJECTED", "message": "x"},
+                                  request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_sandbox_crash_between_cancel_and_create_recovered(
+    sandbox: Sandbox, sbclient: httpx.AsyncClient, store: Store
+) -> None:
+    s = make_schedule("inbox-sync", inputs=(THREAD,))
+    await converge([s], sbclient, store)
+    old = state(store, "inbox-sync")["uid"]
+    changed = dataclasses.replace(s, cron="0 11 * * *")
+    # 409: "no concurrent schedules" -> cancel first; then the create fails (the crash).
+    flaky = FailingCreates(sandbox.transport, [409, 503])
+    async with httpx.AsyncClient(transport=flaky, base_url=sbclient.base_url,
+                                 headers=sbclient.headers) as bad:
+        with pytest.raises(ProviderError):
+            await converge([changed], bad, store)
+    assert await live(sbclient) == []
+    assert (await detail(sbclient, old))["status"] == "CANCELLED"
+
+    plan = await plan_schedules([changed], client=sbclient, store=store)
+    assert [(r.action, r.notes) for r in plan.rows] == [
+        ("create", ("finishes an interrupted apply",))]
+    await apply_schedule_plan(plan, client=sbclient, store=store)
+    [now] = await live(sbclient)
+    assert now["cron"] == "0 11 * * *"
+    assert state(store, "inbox-sync")["uid"] == now["scheduled_run_uid"]
+    assert store.kv_items(NS_INTENT) == {}
+
+
+async def test_sandbox_failed_create_never_leaves_none(
+    sandbox: Sandbox, sbclient: httpx.AsyncClient, store: Store
+) -> None:
+    s = make_schedule("inbox-sync", inputs=(THREAD,))
+    await converge([s], sbclient, store)
+    old = state(store, "inbox-sync")["uid"]
+    changed = dataclasses.replace(s, cron="0 11 * * *")
+    flaky = FailingCreates(sandbox.transport, [503])
+    async with httpx.AsyncClient(transport=flaky, base_url=sbclient.base_url,
+                                 headers=sbclient.headers) as bad:
+        with pytest.raises(ProviderError):
+            await converge([changed], bad, store)
+    assert [x["scheduled_run_uid"] for x in await live(sbclient)] == [old]
+    await converge([changed], sbclient, store)
+    [now] = await live(sbclient)
+    assert now["cron"] == "0 11 * * *"
+
+
+async def test_sandbox_skipped_iteration_while_run_is_going(
+    sandbox: Sandbox, sbclient: httpx.AsyncClient, store: Store, clock: VirtualClock
+) -> None:
+    """More visits than the smart limit: the first run blocks until tomorrow, so the next
+    iterations are skipped; none of that is drift or makes a saved plan stale."""
+    profiles = [{"linkedin_profile_url": u} for u in list(sandbox.world.profiles)[:45]] * 2
+    s = make_schedule("visits", action="linkedin-visit-profile", cron="*/10 * * * *",
+                      timezone="UTC", parameters={}, inputs=tuple(profiles))
+    await converge([s], sbclient, store)
+    uid = state(store, "visits")["uid"]
+    saved = (await plan_schedules([s], client=sbclient, store=store)).to_json()
+    for _ in range(3):
+        clock.advance(timedelta(minutes=10))
+        await sandbox.tick()
+    d = await detail(sbclient, uid)
+    assert d["iterations"] == 1 and d["skipped_iterations"] == 2
+    run = (await sbclient.get(f"runs/{d['last_run_uid']}")).json()
+    assert run["status"] == "BLOCKED"
+    plan = await plan_schedules([s], client=sbclient, store=store)
+    assert [r.action for r in plan.rows] == ["unchanged"] and not plan.rows[0].notes
+    await apply_schedule_plan(SchedulePlan.from_json(saved), client=sbclient, store=store)
+
+
+async def test_sandbox_async_continue(sandbox: Sandbox, sbclient: httpx.AsyncClient,
+                                      store: Store, clock: VirtualClock) -> None:
+    s = make_schedule("inbox-async", cron=None, mode="async", inputs=(THREAD,),
+                      parameters={"sync_mode": "incremental", "max_results": 50})
+    first = await run_async_schedule(s, client=sbclient, store=store)
+    assert first.outcome == "started"
+    clock.advance(timedelta(minutes=1))
+    second = await run_async_schedule(s, client=sbclient, store=store)
+    assert second.outcome == "continued" and second.run_uid == first.run_uid
+    run = (await sbclient.get(f"runs/{first.run_uid}")).json()
+    assert run["iteration"] == 2
+
+
+async def test_sandbox_standard_identity_refused(sbclient: httpx.AsyncClient,
+                                                 store: Store) -> None:
+    s = dataclasses.replace(example(), identities=("ident-bob",))
+    with pytest.raises(PlanError, match="identity 'ident-bob' is a standard identity"):
+        await plan_schedules([s], client=sbclient, store=store)
+
+
+# ---- CLI (embedded sandbox) -----------------------------------------------------------------
 
 
 def run_cli(*args: str) -> int:
@@ -649,72 +860,80 @@ def run_cli(*args: str) -> int:
     return main(list(args))
 
 
-def write(tmp_path: Path, cron: str = "0 9 * * *", sync_mode: str = "incremental") -> str:
+def write_example(tmp_path: Path, cron: str | None = None, ident: str | None = None) -> str:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    if cron:
+        text = text.replace('"0 8-18/2 * * 1-5"', f'"{cron}"')
+    if ident:
+        text = text.replace("ident-alice", ident)
     path = tmp_path / "inbox-sync.yaml"
-    path.write_text(INBOX_SYNC.format(cron=cron, sync_mode=sync_mode))
+    path.write_text(text, encoding="utf-8")
     return str(path)
 
 
 def test_cli_plan_apply_noop_detailed_exitcode(
-    cli_edges: FakeEdges, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    manifest, sd = write(tmp_path), str(tmp_path / "state")
-    assert run_cli("schedules", "plan", manifest, "--detailed-exitcode", "--state-dir", sd) == 2
+    sd = str(tmp_path / "state")
+    common = ("--sandbox", "--state-dir", sd)
+    assert run_cli("schedules", "plan", str(EXAMPLE), "--detailed-exitcode", *common) == 2
     assert "+ create inbox-sync" in capsys.readouterr().out
-    assert run_cli("schedules", "apply", manifest, "--auto-approve", "--state-dir", sd) == 0
+    assert run_cli("schedules", "apply", str(EXAMPLE), "--auto-approve", *common) == 0
     assert "1 created" in capsys.readouterr().out
-    assert len(cli_edges.active()) == 1
-    assert run_cli("schedules", "plan", manifest, "--detailed-exitcode", "--state-dir", sd) == 0
+    assert run_cli("schedules", "plan", str(EXAMPLE), "--detailed-exitcode", *common) == 0
     assert "No changes." in capsys.readouterr().out
 
-    write(tmp_path, cron="0 8-18/2 * * 1-5")
-    assert run_cli("schedules", "plan", manifest, "-o", "json", "--state-dir", sd) == 0
+    manifest = write_example(tmp_path, cron="0 9 * * *")
+    assert run_cli("schedules", "plan", manifest, "-o", "json", *common) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["summary"]["replace"] == 1
     assert data["rows"][0]["changes"] == [
-        {"field": "cron", "old": "0 9 * * *", "new": "0 8-18/2 * * 1-5"}]
+        {"field": "cron", "old": "0 8-18/2 * * 1-5", "new": "0 9 * * *"}]
 
 
-def test_cli_saved_plan_and_stale(
-    cli_edges: FakeEdges, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    manifest, sd = write(tmp_path), str(tmp_path / "state")
+def test_cli_saved_plan_and_stale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sd = str(tmp_path / "state")
+    common = ("--sandbox", "--state-dir", sd)
     planfile = str(tmp_path / "plan.json")
-    assert run_cli("schedules", "plan", manifest, "-out", planfile, "--state-dir", sd) == 0
+    assert run_cli("schedules", "plan", str(EXAMPLE), "-out", planfile, *common) == 0
     assert (Path(planfile).stat().st_mode & 0o777) == 0o600
-    assert run_cli("schedules", "apply", planfile, "--state-dir", sd) == 0
-    assert len(cli_edges.active()) == 1
+    assert run_cli("schedules", "apply", planfile, *common) == 0
     capsys.readouterr()
     # the same saved plan again: the live state moved (the schedule now exists)
-    assert run_cli("schedules", "apply", planfile, "--state-dir", sd) == 1
+    assert run_cli("schedules", "apply", planfile, *common) == 1
     assert "stale plan" in capsys.readouterr().err
-    assert len(cli_edges.active()) == 1
+    assert run_cli("schedules", "plan", str(EXAMPLE), "--detailed-exitcode", *common) == 0
 
 
-def test_cli_import_then_migrate(
-    cli_edges: FakeEdges, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    uid = cli_edges.add("linkedin-extract-messages", identity_ids=["ident-alice"],
-                        cron="0 9 * * *", timezone="Europe/Paris",
-                        parameters={"max_results": 500},
-                        callback={"url": "https://hooks.example.com/seqrun/edges"})
-    sd = str(tmp_path / "state")
-    assert run_cli("import", "schedule", "inbox-sync", uid, "--state-dir", sd) == 0
+def test_cli_import_then_migrate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state_dir = tmp_path / "state"
+
+    async def hand_made() -> str:
+        sb = Sandbox.open(state_dir)
+        async with sb.client("edges") as c:
+            r = await c.post("actions/linkedin-extract-messages/run/schedule", json={
+                "identity_ids": ["ident-alice"], "cron": "0 8-18/2 * * 1-5",
+                "timezone": "Europe/Paris", "parameters": {"max_results": 500},
+                "callback": {"url": "https://hooks.example.com/seqrun/edges"}})
+        sb.save()
+        uid: str = r.json()["scheduled_run_uid"]
+        return uid
+
+    uid = asyncio.run(hand_made())
+    common = ("--sandbox", "--state-dir", str(state_dir))
+    assert run_cli("import", "schedule", "inbox-sync", uid, *common) == 0
     assert f"imported schedule {uid} as inbox-sync" in capsys.readouterr().out
-    manifest = write(tmp_path)
-    assert run_cli("schedules", "plan", manifest, "--state-dir", sd) == 0
+    assert run_cli("schedules", "plan", str(EXAMPLE), *common) == 0
     out = capsys.readouterr().out
     assert f'-/+ replace inbox-sync (parameters.sync_mode: (unset) -> "incremental") [{uid}]' in out
-    assert run_cli("schedules", "apply", manifest, "--auto-approve", "--state-dir", sd) == 0
-    [live] = cli_edges.active()
-    assert live["parameters"]["sync_mode"] == "incremental"
+    assert run_cli("schedules", "apply", str(EXAMPLE), "--auto-approve", *common) == 0
+    assert run_cli("schedules", "plan", str(EXAMPLE), "--detailed-exitcode", *common) == 0
 
 
 def test_cli_refuses_incremental_on_standard_identity(
-    cli_edges: FakeEdges, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "bob.yaml"
-    path.write_text(INBOX_SYNC.format(cron="0 9 * * *", sync_mode="incremental")
-                    .replace("ident-alice", "ident-bob"))
-    assert run_cli("schedules", "plan", str(path), "--state-dir", str(tmp_path / "s")) == 1
+    manifest = write_example(tmp_path, ident="ident-bob")
+    assert run_cli("schedules", "plan", manifest, "--sandbox",
+                   "--state-dir", str(tmp_path / "s")) == 1
     assert "'ident-bob' is a standard identity" in capsys.readouterr().err
