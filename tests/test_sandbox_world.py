@@ -12,6 +12,7 @@ from engine.clock import VirtualClock
 from engine.sandbox.world import (
     Delivery,
     FaultConfig,
+    FaultPlan,
     World,
     WorldConfig,
     WorldError,
@@ -230,7 +231,7 @@ def test_json_round_trip_keeps_pending_events() -> None:
 
 
 def test_faults_are_seeded_and_timeouts_split_before_after() -> None:
-    def draws(seed: int) -> list[object]:
+    def draws(seed: int) -> list[FaultPlan | None]:
         w = World(VirtualClock(), seed=seed,
                   config=quiet(faults=FaultConfig(rate_429=0.2, rate_5xx=0.2, rate_timeout=0.3)))
         return [w.fault_plan("edges", "op") for _ in range(300)]
