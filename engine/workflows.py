@@ -536,7 +536,7 @@ async def run_workflow(
     store: KV,
     clock: Clock,
     env: Mapping[str, str] | None = None,
-    poll_interval: float = 5.0,
+    poll_interval: float = 2.0,
     reconcile_after: float = 300.0,
     queue_timeout: float = 24 * 3600.0,
 ) -> WorkflowResult:

@@ -128,8 +128,8 @@ async def test_current_api_submit_then_poll_until_completed() -> None:
     result = await provider.perform("a", "check_connection", Lead(URL), {})
     assert result.status == "pending"
     assert polls["n"] == 3
-    # backoff: 5 s then 7.5 s
-    assert (clock.now() - start).total_seconds() == pytest.approx(12.5)
+    # backoff: 2 s then 3 s
+    assert (clock.now() - start).total_seconds() == pytest.approx(5.0)
 
 
 @pytest.mark.parametrize(

@@ -369,7 +369,7 @@ class LinkedApiProvider:
         result_handling: str = "reslink",
         clock: Clock | None = None,
         env: Mapping[str, str] | None = None,
-        poll_interval: float = 5.0,
+        poll_interval: float = 2.0,
         max_poll_interval: float = 60.0,
         poll_timeout: float = 24 * 3600.0,
         max_poll_errors: int = 15,

@@ -134,8 +134,8 @@ class LinkedApiState:
     outbox: list[dict[str, Any]] = field(default_factory=list)  # hook deliveries to make
     seq: int = 0
     api_token: str = SANDBOX_TOKEN
-    base_seconds: float = 10.0
-    seconds_per_action: float = 10.0
+    base_seconds: float = 1.0
+    seconds_per_action: float = 1.0
     dirty: bool = False
 
     def unfinished(self, account: str) -> int:
