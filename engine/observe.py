@@ -104,10 +104,8 @@ class StatusReport:
 
 
 def _limits(manifest: Any, provider: str) -> dict[str, int]:
-    import engine.providers
-    from engine.providers.base import REGISTRY
+    from engine.providers import REGISTRY  # importing the package registers every adapter
 
-    del engine.providers
     spec = REGISTRY.get(provider)
     out: dict[str, int] = dict(spec.smart_limits) if spec else {}
     raw = manifest.get("spec", {}).get("limits") if isinstance(manifest, dict) else None
@@ -255,12 +253,20 @@ def why(store: Store, lead_url: str) -> WhyReport:
     for e in enrollments:
         for a in store.actions(enrollment_id=e.id):
             entries.append(
-                WhyEntry(a.finished_at or a.created_at, "action", a.sequence, a.revision,
+                WhyEntry(a.created_at, "action", a.sequence, a.revision,
                          a.action, a.step, None, f"attempt {a.attempt}", a.status, a.label,
                          detail={"identity": a.identity, "key": a.idempotency_key,
-                                 "response": a.response})
+                                 "finished_at": a.finished_at.isoformat() if a.finished_at
+                                 else None, "response": a.response})
             )
-    entries.sort(key=lambda x: (x.at, 0 if x.source == "action" else 1))
+    # Same instant (a virtual clock): entering a state, then the call made there, then the
+    # transition it caused.
+    def rank(x: WhyEntry) -> int:
+        if x.source == "action":
+            return 1
+        return 0 if x.from_state is None or x.kind in ("enrolled", "migrated") else 2
+
+    entries.sort(key=lambda x: (x.at, rank(x)))
     return WhyReport(
         url,
         lead.data,

@@ -1,0 +1,241 @@
+"""seqrun plan / apply / leads import / status / why / pause on a tmp state dir."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli import main
+from engine.store import Store
+
+SEQ = """\
+apiVersion: seqrun/v1
+kind: Sequence
+metadata:
+  name: founders
+spec:
+  provider: edges
+  identities: [ident-alice, ident-bob]
+  leads:
+    csv: leads.csv
+  steps:
+{steps}
+{extra}
+"""
+STEPS = """\
+    - id: visit
+      action: visit_profile
+    - id: connect
+      action: connect
+      with: {note: "Hi"}
+    - id: accepted
+      wait_for: connection_accepted
+      timeout: 14d
+      on_timeout: removed
+    - id: message
+      action: send_message
+      with: {text: "Thanks for connecting"}
+"""
+STEPS_CHANGED = STEPS.replace("Thanks for connecting", "Thanks a lot for connecting")
+STEPS_RENAMED = STEPS.replace("id: connect", "id: invite")
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQRUN_DATABASE_URL", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # non-interactive
+    leads(tmp_path, ["ada", "bob", "cy"])
+    manifest(tmp_path, STEPS)
+    return tmp_path
+
+
+def leads(d: Path, handles: list[str]) -> None:
+    rows = ["linkedin_profile_url,full_name"] + [
+        f"https://www.linkedin.com/in/{h}-lead,{h.title()} Lead" for h in handles]
+    (d / "leads.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def manifest(d: Path, steps: str, extra: str = "") -> Path:
+    p = d / "seq.yaml"
+    p.write_text(SEQ.format(steps=steps.rstrip("\n"), extra=extra), encoding="utf-8")
+    return p
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def plan_json(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    code, out, err = run(capsys, "plan", "seq.yaml", "-o", "json")
+    assert code == 0, err
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def store(work: Path) -> Store:
+    return Store.open(None, work / ".seqrun")
+
+
+def test_plan_exit_codes_and_apply(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", "seq.yaml", "--detailed-exitcode")
+    assert code == 2 and "enroll 3 lead(s)" in out
+    assert run(capsys, "plan", "seq.yaml")[0] == 0
+    code, out, err = run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")
+    assert code == 0, err
+    assert "enrolled 3" in out
+    s = store(work)
+    rows = s.enrollments(sequence="founders")
+    assert sorted(r.identity for r in rows) == ["ident-alice", "ident-alice", "ident-bob"]
+    assert {r.state for r in rows} == {"visit"}
+    s.close()
+    code, out, _ = run(capsys, "plan", "seq.yaml", "--detailed-exitcode")
+    assert code == 0 and "No changes" in out
+
+
+def test_apply_without_approval_non_interactive_fails_cleanly(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "apply", "seq.yaml", "--no-run")
+    assert code == 1
+    assert "--auto-approve" in err and "nothing was changed" in err
+    s = store(work)
+    assert s.enrollments() == [] and s.get_sequence("founders") is None
+    s.close()
+
+
+def test_changed_manifest_new_revision_in_flight_keep_theirs(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")[0] == 0
+    old = plan_json(capsys)["sequences"][0]["revision"]
+    manifest(work, STEPS_CHANGED)
+    leads(work, ["ada", "bob", "cy", "dee"])
+    data = plan_json(capsys)["sequences"][0]
+    assert data["action"] == "update" and data["previous_revision"] == old
+    assert data["in_flight"] == [{"revision": old, "state": "visit", "count": 3,
+                                  "keeps_revision": True, "to_revision": old,
+                                  "to_state": "visit"}]
+    assert [e["profile_url"] for e in data["enroll"]] == ["https://www.linkedin.com/in/dee-lead"]
+    assert run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")[0] == 0
+    s = store(work)
+    revs = sorted(r.revision for r in s.enrollments(sequence="founders"))
+    assert revs == sorted([old, old, old, data["revision"]])
+    s.close()
+
+
+def test_migrate_mapping_and_refused_removed_step(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")[0] == 0
+    s = store(work)
+    for row in s.enrollments(sequence="founders"):
+        s.update_enrollment(row.id, state="connect")
+    s.close()
+    # a mapping that forgets the removed step `connect`
+    manifest(work, STEPS_RENAMED, "  migrate: {visit: visit}")
+    code, _, err = run(capsys, "plan", "seq.yaml")
+    assert code == 1 and "'connect'" in err and "migrate" in err
+    manifest(work, STEPS_RENAMED, "  migrate: {connect: invite}")
+    data = plan_json(capsys)["sequences"][0]
+    assert data["migrate"] == {"connect": "invite"}
+    assert [(g["state"], g["to_state"], g["keeps_revision"]) for g in data["in_flight"]] == [
+        ("connect", "invite", False)]
+    code, out, _ = run(capsys, "plan", "seq.yaml")
+    assert "-> 'invite'" in out and "migrate: {connect: invite}" in out
+    assert run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")[0] == 0
+    s = store(work)
+    assert {(r.state, r.revision) for r in s.enrollments(sequence="founders")} == {
+        ("invite", data["revision"])}
+    s.close()
+
+
+def test_do_not_contact_is_skipped(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    s = store(work)
+    s.add_do_not_contact("https://www.linkedin.com/in/bob-lead", "unsubscribed")
+    s.close()
+    data = plan_json(capsys)["sequences"][0]
+    assert data["skipped"] == [{"profile_url": "https://www.linkedin.com/in/bob-lead",
+                                "reason": "do_not_contact", "detail": "unsubscribed"}]
+    assert len(data["enroll"]) == 2
+
+
+def test_concurrent_apply_blocked_by_lock(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    s = store(work)
+    with s.lock("apply"):
+        code, _, err = run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")
+    assert code == 1 and "lock" in err
+    assert s.enrollments() == []
+    s.close()
+
+
+def test_apply_runs_on_sandbox_then_status_why_pause(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "apply", "seq.yaml", "--auto-approve", "--sandbox",
+                         "--virtual-clock", "-o", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["applied"] and result["sequences"][0]["enrolled"] == 3
+    assert result["run"]["due"] == 3 and result["run"]["actions"] >= 1
+    assert (work / ".seqrun" / "sandbox.json").exists()
+
+    code, out, _ = run(capsys, "status", "founders", "-o", "json", "--virtual-clock")
+    status = json.loads(out)
+    (seq,) = status["sequences"]
+    assert seq["total"] == 3 and seq["funnel"][0]["state"] == "visit"
+    used = {i["id"]: i["limits_24h"]["visit_profile"]["used"] for i in status["identities"]}
+    assert set(used) == {"ident-alice", "ident-bob"} and sum(used.values()) >= 1
+    code, out, _ = run(capsys, "status")
+    assert code == 0 and "founders" in out and "ident-alice" in out
+
+    code, out, _ = run(capsys, "why", "linkedin.com/in/ADA-lead/", "-o", "json")
+    why = json.loads(out)
+    kinds = [(h["source"], h["kind"]) for h in why["history"]]
+    assert kinds[0] == ("event", "enrolled")
+    assert ("action", "visit_profile") in kinds
+    assert run(capsys, "why", "linkedin.com/in/nobody")[0] == 1
+
+    assert run(capsys, "pause", "founders")[0] == 0
+    assert run(capsys, "pause", "--identity", "ident-bob")[0] == 0
+    assert run(capsys, "pause", "--all")[0] == 0
+    s = store(work)
+    assert s.get_sequence("founders").paused  # type: ignore[union-attr]
+    assert all(r.paused for r in s.enrollments(identity="ident-bob"))
+    assert s.kv_get("runtime", "paused_all")
+    s.close()
+    assert run(capsys, "resume", "--all")[0] == 0
+    assert run(capsys, "resume", "--identity", "ident-bob")[0] == 0
+    s = store(work)
+    assert not s.get_sequence("founders").paused  # type: ignore[union-attr]
+    assert not any(r.paused for r in s.enrollments(identity="ident-bob"))
+    assert s.kv_get("runtime", "paused_all") is None
+    s.close()
+    assert run(capsys, "pause", "ghost")[0] == 1
+    assert run(capsys, "pause")[0] == 2
+
+
+def test_leads_import(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "leads", "import", "leads.csv", "--sequence", "founders")[0] == 1
+    assert run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")[0] == 0
+    (work / "more.csv").write_text(
+        "linkedin_profile_url,timezone\n"
+        "https://www.linkedin.com/in/ada-lead,\n"
+        "https://www.linkedin.com/in/new-lead,Europe/Paris\n"
+        "not a url,\n",
+        encoding="utf-8",
+    )
+    code, out, _ = run(capsys, "leads", "import", "more.csv", "--sequence", "founders")
+    assert code == 0
+    assert "2 row(s) taken, 1 refused" in out and "more.csv:4:1" in out
+    assert "1 enrolled" in out
+    (work / "bad.csv").write_bytes(b"linkedin_profile_url\n\xff\n")
+    code, _, err = run(capsys, "leads", "import", "bad.csv", "--sequence", "founders")
+    assert code == 1 and "UTF-8" in err
