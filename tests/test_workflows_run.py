@@ -429,3 +429,17 @@ async def test_chaos_never_duplicates(clock: VirtualClock) -> None:
     assert per_person == {url: 1 for url in people}
     assert world.duplicates() == []
     assert len(world.messages_to("acct-alice", BOB)) == len(people)
+
+
+async def test_result_lines_show_the_tree(
+    asgi: httpx.AsyncBaseTransport, clock: VirtualClock
+) -> None:
+    async with client_for(asgi) as client:
+        result = await run_workflow(
+            check_then_invite(), client=client, store=MemoryKV(), clock=clock
+        )
+    lines = result.lines()
+    assert lines[0] == f"Workflow check-then-invite: completed ({result.workflow_id})"
+    assert lines[1].startswith("  n0 open st.openPersonPage: ok name=Ada Lovelace")
+    assert lines[2] == "    n0.0 check st.checkConnectionStatus: ok connectionStatus=notConnected"
+    assert lines[3] == "    n0.1 invite st.sendConnectionRequest: ok"
