@@ -379,7 +379,11 @@ def _explain(error: ValidationError, doc: Document) -> list[Problem]:
     if kind == "enum":
         what = schema.get("title") or (parts[-1] if parts and isinstance(parts[-1], str) else "")
         if isinstance(instance, str):
-            return [at(path, f"unknown {what} {instance!r}{_hint(instance, value)}".strip())]
+            hint = _hint(instance, value, listing=False)
+            if hint:
+                return [at(path, f"unknown {what} {instance!r}{hint}")]
+            options = ", ".join(str(v) for v in value)
+            return [at(path, f"{what} {instance!r} is not one of: {options}")]
         options = ", ".join(str(v) for v in value)
         return [at(path, f"expected one of: {options}; got {_json_type(instance)}")]
     if kind == "const":
@@ -421,10 +425,14 @@ class _Builder:
         self.src: SourceMap = doc.source
         self.problems = problems
 
-    def duration(self, text: str, path: str, *, allow_zero: bool = False) -> timedelta:
+    def duration(
+        self, text: str, path: str, *, step: str | None = None, allow_zero: bool = False
+    ) -> timedelta:
         value = parse_duration(text)
         if not value and not allow_zero:
-            self.problems.append(self.src.problem(path, "a duration must be greater than zero"))
+            where = f"in step {step!r}: " if step else ""
+            message = f"{where}a duration must be greater than zero"
+            self.problems.append(self.src.problem(path, message))
         return value
 
     def metadata(self) -> Metadata:
@@ -493,7 +501,7 @@ class _Builder:
         if "wait" in raw:
             return WaitStep(
                 id=sid,
-                duration=self.duration(raw["wait"], f"{path}.wait"),
+                duration=self.duration(raw["wait"], f"{path}.wait", step=sid),
                 next=raw.get("next"),
                 path=path,
             )
@@ -501,7 +509,7 @@ class _Builder:
             return WaitForStep(
                 id=sid,
                 event=raw["wait_for"],
-                timeout=self.duration(raw["timeout"], f"{path}.timeout"),
+                timeout=self.duration(raw["timeout"], f"{path}.timeout", step=sid),
                 on_timeout=raw["on_timeout"],
                 next=raw.get("next"),
                 path=path,

@@ -177,10 +177,21 @@ def test_directories_are_walked_sorted_and_skip_dot_dirs(tmp_path: Path) -> None
 
 def test_names_are_unique_per_kind_across_files(tmp_path: Path) -> None:
     first = write(tmp_path, "a.yaml", SEQUENCE.format(name="same"))
-    second = write(tmp_path, "b.yaml", SEQUENCE.format(name="same"))
+    second = write(tmp_path, "b.yaml", SEQUENCE.format(name="same").replace("30m", "1h"))
     assert errors_of(first, second) == [
         f"{second}:4:3: $.metadata.name: duplicate Sequence name 'same' "
         f"(first defined at {first}:4)"
+    ]
+
+
+def test_an_identical_copy_loads_once_with_a_warning(tmp_path: Path) -> None:
+    first = write(tmp_path, "a/x.yaml", SEQUENCE.format(name="same"))
+    second = write(tmp_path, "b/x.yaml", SEQUENCE.format(name="same"))
+    manifests, warnings = load_with_warnings([first, second])
+    assert [m.source.file for m in manifests] == [str(first)]
+    assert [str(w) for w in warnings] == [
+        f"{second}:4:3: $.metadata.name: warning: identical copy of Sequence 'same' from "
+        f"{first}:4, loaded once"
     ]
 
 
@@ -211,7 +222,7 @@ def test_step_errors_name_the_step(tmp_path: Path) -> None:
 def test_zero_durations_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "x.yaml", SEQUENCE.format(name="x").replace("wait: 30m", "wait: 0m"))
     assert errors_of(path) == [
-        f"{path}:39:7: $.spec.steps[5].wait: a duration must be greater than zero"
+        f"{path}:39:7: $.spec.steps[5].wait: in step 'pause': a duration must be greater than zero"
     ]
 
 
