@@ -201,3 +201,13 @@ def render_lines(lines: Iterable[str], out: Console | None = None) -> None:
     out = out or console()
     for line in lines:
         out.print(line, markup=False)
+
+
+# ---- workflows (issue 6) ----------------------------------------------------------------------
+
+
+def render_workflow_result(result: Any, out: Console | None = None) -> None:
+    """A workflow run (engine.workflows.WorkflowResult): state, then its completion tree."""
+    out = out or console()
+    for line in result.lines():
+        out.print(line, markup=False)
