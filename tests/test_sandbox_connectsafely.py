@@ -1,0 +1,154 @@
+"""The sandbox's ConnectSafely API (/linkedin): seed 002's sync shape, actions, error bodies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.clock import VirtualClock
+from engine.sandbox import Sandbox
+from engine.sandbox.world import World, WorldConfig
+
+ADA = "https://www.linkedin.com/in/ada"
+BOB = "https://www.linkedin.com/in/bob"
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def world(clock: VirtualClock) -> World:
+    config = WorldConfig(already_connected_fraction=0.0, writes_first_fraction=0.0,
+                         inaccessible_fraction=0.0, reply_delay_hours=(1, 1))
+    w = World(clock, seed=4, config=config)
+    w.add_identity("acc_12345", provider="connectsafely")
+    w.add_identity("acc_2", provider="connectsafely")
+    w.add_identity("ident-alice", provider="edges")
+    w.add_profile(ADA, accepts=True, replies=True)
+    w.add_profile(BOB, already_connected_with=["acc_12345"], replies=True)
+    w.add_profile("https://www.linkedin.com/in/gone", accessible=False)
+    return w
+
+
+@pytest.fixture
+async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    async with Sandbox(world).client("connectsafely") as c:
+        yield c
+
+
+def error_of(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body: dict[str, Any] = r.json()
+    assert isinstance(body["error"], str) and body["success"] is False
+    return body
+
+
+async def test_bearer_auth(world: World) -> None:
+    sb = Sandbox(world)
+    async with httpx.AsyncClient(transport=sb.transport, base_url="http://sandbox/linkedin/") as c:
+        error_of(await c.post("conversations/sync", json={}), 401)
+        error_of(await c.post("conversations/sync", json={},
+                              headers={"Authorization": "Bearer nope"}), 401)
+
+
+async def test_sync_shape_counts_and_force(client: httpx.AsyncClient, world: World,
+                                           clock: VirtualClock) -> None:
+    world.message("acc_12345", BOB, "hi")
+    r = await client.post("conversations/sync", json={"accountId": "acc_12345", "force": False})
+    body = r.json()
+    assert set(body) == {"success", "accountId", "conversationsProcessed", "messagesProcessed",
+                         "durationMs", "durationSeconds"}
+    assert body["success"] is True and body["accountId"] == "acc_12345"
+    assert (body["conversationsProcessed"], body["messagesProcessed"]) == (1, 1)
+    assert isinstance(body["durationMs"], int) and isinstance(body["durationSeconds"], str)
+    clock.advance(timedelta(hours=2))  # Bob replied
+    r = await client.post("conversations/sync", json={"accountId": "acc_12345", "force": True})
+    assert r.json()["messagesProcessed"] == 1  # only the new reply
+    error_of(await client.post("conversations/sync", json={"accountId": "acc_nope"}), 404)
+    error_of(await client.post("conversations/sync", json={"accountId": "ident-alice"}), 404)
+
+
+async def test_sync_status(client: httpx.AsyncClient) -> None:
+    r = await client.get("conversations/sync/status")
+    assert [a["status"] for a in r.json()["accounts"]] == ["never_synced", "never_synced"]
+    await client.post("conversations/sync", json={})  # the default account
+    r = await client.get("conversations/sync/status", params={"accountId": "acc_12345"})
+    assert r.json()["status"] == "completed" and r.json()["lastSyncAt"]
+    error_of(await client.get("conversations/sync/status", params={"accountId": "x"}), 404)
+
+
+async def test_conversations_reflect_the_last_sync(client: httpx.AsyncClient, world: World,
+                                                   clock: VirtualClock) -> None:
+    world.message("acc_12345", BOB, "hi")
+    r = await client.get("conversations", params={"accountId": "acc_12345"})
+    assert r.json()["conversations"] == []  # never synced
+    await client.post("conversations/sync", json={"accountId": "acc_12345"})
+    clock.advance(timedelta(hours=2))  # Bob replies after the sync
+    (conv,) = (await client.get("conversations")).json()["conversations"]
+    assert conv["lastMessage"]["fromMe"] is True and conv["participantProfileUrl"] == BOB
+    await client.post("conversations/sync", json={"accountId": "acc_12345", "force": True})
+    (conv,) = (await client.get("conversations")).json()["conversations"]
+    assert conv["lastMessage"]["fromMe"] is False and conv["firstMessageFromMe"] is True
+    msgs = (await client.get(f"conversations/{conv['conversationId']}/messages")).json()
+    assert [m["fromMe"] for m in msgs["messages"]] == [True, False]
+    error_of(await client.get("conversations/2-nope/messages"), 404)
+
+
+async def test_message(client: httpx.AsyncClient, world: World) -> None:
+    r = await client.post("message", json={"accountId": "acc_12345", "recipientProfileId": "bob",
+                                           "message": "Hello"})
+    assert r.json()["success"] is True and r.json()["conversationId"]
+    assert [d.text for d in world.messages_to("acc_12345", BOB)] == ["Hello"]
+    body = error_of(await client.post("message", json={"recipientProfileId": "ada",
+                                                       "message": "x"}), 400)
+    assert body["code"] == "not_connected"
+    error_of(await client.post("message", json={"recipientProfileId": "bob"}), 400)
+    error_of(await client.post("message", json={"recipientProfileId": "gone", "message": "x"}),
+             404)
+    urn = f"urn:li:fsd_profile:{world.profiles[BOB].sales_navigator_profile_id}"
+    r = await client.post("message", json={"recipientProfileUrn": urn, "message": "again"})
+    assert r.status_code == 200
+
+
+async def test_connect_and_relationship(client: httpx.AsyncClient, world: World) -> None:
+    r = await client.post("connect", json={"profileId": "ada", "customMessage": "Hi Ada"})
+    assert r.json()["success"] is True
+    rel = (await client.get("relationship/ada")).json()
+    assert rel["connected"] is False and rel["invitationPending"] is True
+    assert error_of(await client.post("connect", json={"profileId": "ada"}), 400)["code"] == (
+        "invitation_pending")
+    assert error_of(await client.post("connect", json={"profileId": "bob"}), 400)["code"] == (
+        "already_connected")
+    error_of(await client.post("connect", json={"profileId": "gone"}), 404)
+    error_of(await client.post("connect", json={}), 400)
+    error_of(await client.post("connect", json={"profileId": "x", "customMessage": "n" * 301}),
+             400)
+    rel = (await client.get("relationship/acc_12345/bob")).json()
+    assert rel["connected"] is True and rel["connectionDegree"] == "1st"
+    error_of(await client.get("relationship/acc_nope/bob"), 404)
+
+
+async def test_limit_429_and_injected_faults(client: httpx.AsyncClient, world: World) -> None:
+    world.config.limits["classic"]["connect"] = 0
+    r = await client.post("connect", json={"profileId": "ada"})
+    assert error_of(r, 429)["code"] == "limit_reached" and r.headers["Retry-After"]
+    world.config.faults.rate_429 = 1.0
+    r = await client.get("relationship/bob")
+    error_of(r, 429)
+    assert r.headers["Retry-After"] == "30"
+    world.config.faults.rate_429, world.config.faults.rate_5xx = 0.0, 1.0
+    error_of(await client.get("relationship/bob"), 500)
+
+
+async def test_auth_expired_account(client: httpx.AsyncClient, world: World) -> None:
+    world.set_auth("acc_12345", False)
+    r = await client.post("message", json={"recipientProfileId": "bob", "message": "x"})
+    assert error_of(r, 403)["code"] == "account_session_expired"
+    r = await client.post("conversations/sync", json={"accountId": "acc_12345"})
+    assert r.json()["success"] is False and r.json()["error"]
