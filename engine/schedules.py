@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 NS_STATE = "schedules"
 NS_INTENT = "schedules-intent"
 NS_RUNS = "schedule-runs"
+NS_ASYNC = "schedule-async"  # registered mode: async schedules, for the runner
 LOCK_NAME = "schedules"
 PLAN_FORMAT = "seqrun-schedule-plan/1"
 
@@ -235,6 +236,7 @@ class PlanRow:
     changes: tuple[FieldChange, ...] = ()
     notes: tuple[str, ...] = ()
     drift: bool = False
+    mode: str = "schedule"  # schedule (a live Edges schedule) | async (registered for the runner)
 
     def to_json(self, *, redacted: bool = False) -> dict[str, Any]:
         config: dict[str, Any] | None = None
@@ -249,6 +251,7 @@ class PlanRow:
             "changes": [{"field": c.field, "old": c.old, "new": c.new} for c in self.changes],
             "notes": list(self.notes),
             "drift": self.drift,
+            "mode": self.mode,
         }
 
     @classmethod
@@ -267,6 +270,7 @@ class PlanRow:
             ),
             notes=tuple(data.get("notes", [])),
             drift=bool(data.get("drift", False)),
+            mode=str(data.get("mode", "schedule")),
         )
 
 
@@ -575,6 +579,7 @@ async def _snapshot(
     local = {
         "state": {n: store.kv_get(NS_STATE, n) for n in names},
         "intents": {n: store.kv_get(NS_INTENT, n) for n in names},
+        "async": {n: store.kv_get(NS_ASYNC, n) for n in names},
     }
     return _digest({"live": live, "local": local})[:16], details
 
@@ -611,24 +616,27 @@ async def plan_schedules(
 ) -> SchedulePlan:
     """Diff Schedule manifests against live Edges schedules and the local state. Read-only.
 
-    ``mode: async`` schedules are not reconciled here (the runner drives them, see
-    :func:`tick_async_schedules`). Raises :class:`PlanError` when an incremental schedule uses a
-    non-engagement identity, or when two manifests share a name.
+    ``mode: async`` schedules have no live Edges schedule: their rows (``mode="async"``)
+    register them in the store for the runner (:func:`tick_async_schedules`). A name that
+    switches mode gets a delete row for its old form. Raises :class:`PlanError` when an
+    incremental schedule uses a non-engagement identity, or when two manifests share a name.
     """
-    wanted = [s for s in schedules if s.mode != "async"]
     by_name: dict[str, Schedule] = {}
-    for s in wanted:
-        if s.name in by_name:
+    async_by_name: dict[str, Schedule] = {}
+    for s in schedules:
+        if s.name in by_name or s.name in async_by_name:
             raise PlanError(f"two Schedule manifests are named {s.name!r}")
-        by_name[s.name] = s
-    await _check_engagement(wanted, client)
+        (async_by_name if s.mode == "async" else by_name)[s.name] = s
+    wanted = list(by_name.values())
+    await _check_engagement(list(schedules), client)
 
     state = dict(store.kv_items(NS_STATE))
     intents = dict(store.kv_items(NS_INTENT))
-    names = set(by_name)
+    registered = dict(store.kv_items(NS_ASYNC))
+    names = set(by_name) | {n for n in state if n in async_by_name}
     if prune:
         names |= set(state)
-    names |= {n for n in intents if n in by_name or prune}
+    names |= {n for n in intents if n in by_name or n in async_by_name or prune}
     uids: set[str] = set()
     for n in names:
         if isinstance(state.get(n), Mapping) and state[n].get("uid"):
@@ -648,6 +656,8 @@ async def plan_schedules(
             if uid and str(item.get("status") or "ACTIVE").upper() == "ACTIVE":
                 active.add(uid)
 
+    async_rows = _async_rows(async_by_name, registered, set(by_name), prune)
+    names |= {r.name for r in async_rows}
     live_fp, details = await _snapshot(client, store, names, uids)
     rows: list[PlanRow] = []
     for name in sorted(names):
@@ -721,6 +731,8 @@ async def plan_schedules(
                 drift=bool(drift_changes),
             )
         )
+    rows.extend(async_rows)
+    rows.sort(key=lambda r: (r.name, r.action != "delete"))
     return SchedulePlan(
         rows=tuple(rows),
         live_fingerprint=live_fp,
@@ -731,7 +743,51 @@ async def plan_schedules(
     )
 
 
+def _async_rows(
+    declared: Mapping[str, Schedule],
+    registered: Mapping[str, Any],
+    cron_names: set[str],
+    prune: bool,
+) -> list[PlanRow]:
+    rows: list[PlanRow] = []
+    names = set(declared) | {n for n in registered if prune or n in cron_names}
+    for name in sorted(names):
+        reg = registered.get(name) if isinstance(registered.get(name), Mapping) else None
+        schedule = declared.get(name)
+        if schedule is None:
+            if reg is not None:
+                rows.append(PlanRow("delete", name, mode="async",
+                                    notes=("the runner stops continuing its runs",)))
+            continue
+        desired = desired_config(schedule)
+        fp = fingerprint(desired)
+        if reg is None:
+            rows.append(PlanRow("create", name, config=desired, fingerprint=fp, mode="async",
+                                notes=("run/async once, then continue after each run",)))
+        elif reg.get("fingerprint") == fp:
+            rows.append(PlanRow("unchanged", name, config=desired, fingerprint=fp, mode="async"))
+        else:
+            rows.append(PlanRow(
+                "replace", name, config=desired, fingerprint=fp, mode="async",
+                changes=diff_configs(reg.get("config") or {}, desired),
+                notes=("the next tick starts a new run chain",),
+            ))
+    return rows
+
+
 # ---- applying -------------------------------------------------------------------------------
+
+
+def _apply_async(row: PlanRow, store: ScheduleStore) -> None:
+    if row.action == "delete":
+        store.kv_delete(NS_ASYNC, row.name)
+        store.kv_delete(NS_RUNS, row.name)
+    elif row.action in ("create", "replace"):
+        assert row.config is not None
+        store.kv_put(NS_ASYNC, row.name, {
+            "config": redact(row.config), "fingerprint": row.fingerprint,
+            "applied_at": _now_iso(),
+        })
 
 
 async def _find_orphan(
@@ -860,7 +916,14 @@ async def apply_schedule_plan(
                 "run plan again"
             )
         for row in plan.rows:
-            if row.action == "unchanged":
+            if row.mode == "async":
+                _apply_async(row, store)
+                if row.action != "unchanged":
+                    result.steps.append(f"{row.action} {row.name} (async, runner-driven)")
+                {"create": result.created, "replace": result.replaced,
+                 "delete": result.deleted, "unchanged": result.unchanged}[row.action].append(
+                    row.name)
+            elif row.action == "unchanged":
                 result.unchanged.append(row.name)
                 if row.old_uid:
                     result.uids[row.name] = row.old_uid
@@ -925,6 +988,8 @@ def render_schedule_plan(plan: SchedulePlan) -> list[str]:
     lines: list[str] = []
     for row in plan.rows:
         line = f"{_SIGILS[row.action]} {row.action} {row.name}"
+        if row.mode == "async":
+            line += " [async]"
         if row.changes:
             parts = [f"{c.field}: {_show(c.old)} -> {_show(c.new)}" for c in row.changes]
             line += f" ({'; '.join(parts)})"
@@ -954,26 +1019,29 @@ class AsyncRunResult:
     status: str
 
 
-def _run_body(schedule: Schedule) -> dict[str, Any]:
-    config = desired_config(schedule)
+def _run_body(config: Mapping[str, Any]) -> dict[str, Any]:
     body = request_body(config)
-    body.pop("cron", None)
-    body.pop("timezone", None)
-    body.pop("schedule_at", None)
+    for key in ("cron", "timezone", "schedule_at"):
+        body.pop(key, None)
+    cb = body.get("callback")
+    if isinstance(cb, Mapping):
+        hidden = [k for k, v in (cb.get("headers") or {}).items() if str(v).startswith("sha256:")]
+        if hidden:
+            # Registered configs keep header digests only; pass the manifests to send them.
+            log.warning("async schedule callback headers %s not sent (not stored)", hidden)
+            body["callback"] = {**cb, "headers": {k: v for k, v in cb["headers"].items()
+                                                  if k not in hidden}}
     return body
 
 
-async def run_async_schedule(
-    schedule: Schedule, *, client: httpx.AsyncClient, store: ScheduleStore
+async def _advance(
+    name: str, config: Mapping[str, Any], *, client: httpx.AsyncClient, store: ScheduleStore
 ) -> AsyncRunResult:
-    """One step of an async incremental Schedule: start ``run/async`` the first time, then
-    ``POST /runs/{uid}/continue`` each time the previous run has finished; while a run is
-    still going, nothing is sent. State in ``kv "schedule-runs"``."""
-    fp = fingerprint(desired_config(schedule))
-    state = store.kv_get(NS_RUNS, schedule.name)
+    fp = fingerprint(config)
+    state = store.kv_get(NS_RUNS, name)
     if not isinstance(state, Mapping) or state.get("fingerprint") != fp:
         resp = await _call(
-            client, "POST", f"/actions/{schedule.action}/run/async", json_body=_run_body(schedule)
+            client, "POST", f"/actions/{config['action']}/run/async", json_body=_run_body(config)
         )
         data = resp.json()
         uid = run_uid(data) if isinstance(data, Mapping) else None
@@ -981,39 +1049,63 @@ async def run_async_schedule(
             raise ProviderError("SERVER_ERROR", "async run started but no run uid returned")
         status = str(data.get("status") or "CREATED").upper()
         outcome: Literal["started", "restarted"] = "started" if state is None else "restarted"
-        store.kv_put(NS_RUNS, schedule.name, {
+        store.kv_put(NS_RUNS, name, {
             "run_uid": uid, "fingerprint": fp, "status": status, "continues": 0,
             "started_at": _now_iso(),
         })
-        return AsyncRunResult(schedule.name, outcome, uid, status)
+        return AsyncRunResult(name, outcome, uid, status)
 
     uid = str(state["run_uid"])
     resp = await _call(client, "GET", f"/runs/{uid}")
     data = resp.json()
     status = str((data or {}).get("status") or "").upper()
     if status not in RUN_FINISHED:
-        store.kv_put(NS_RUNS, schedule.name, {**state, "status": status})
-        return AsyncRunResult(schedule.name, "running", uid, status)
+        if status != state.get("status"):
+            store.kv_put(NS_RUNS, name, {**state, "status": status})
+        return AsyncRunResult(name, "running", uid, status)
     resp = await _call(client, "POST", f"/runs/{uid}/continue")
     cont = resp.json() if resp.content else {}
     new_uid = (run_uid(cont) if isinstance(cont, Mapping) else None) or uid
     new_status = str((cont or {}).get("status") or "CREATED").upper()
-    store.kv_put(NS_RUNS, schedule.name, {
+    store.kv_put(NS_RUNS, name, {
         **state, "run_uid": new_uid, "status": new_status, "previous_status": status,
         "continues": int(state.get("continues", 0)) + 1, "continued_at": _now_iso(),
     })
-    return AsyncRunResult(schedule.name, "continued", new_uid, new_status)
+    return AsyncRunResult(name, "continued", new_uid, new_status)
+
+
+async def run_async_schedule(
+    schedule: Schedule, *, client: httpx.AsyncClient, store: ScheduleStore
+) -> AsyncRunResult:
+    """One step of an async incremental Schedule: start ``run/async`` the first time, then
+    ``POST /runs/{uid}/continue`` each time the previous run has finished; while a run is
+    still going (or blocked), nothing is sent. A changed manifest starts a new run chain.
+    State in ``kv "schedule-runs"``."""
+    return await _advance(schedule.name, desired_config(schedule), client=client, store=store)
 
 
 async def tick_async_schedules(
-    schedules: Iterable[Schedule], *, client: httpx.AsyncClient, store: ScheduleStore
+    schedules: Iterable[Schedule] | None = None,
+    *,
+    client: httpx.AsyncClient,
+    store: ScheduleStore,
 ) -> list[AsyncRunResult]:
-    """Advance every ``mode: async`` Schedule once; for the runner/daemon, once per tick."""
+    """Advance every ``mode: async`` Schedule once; for the runner/daemon, once per tick.
+
+    Without ``schedules``, the ones registered by the last apply (``kv "schedule-async"``) are
+    advanced, so the runner needs no manifests. Holds ``store.lock("schedule-runs")``.
+    """
+    work: dict[str, Mapping[str, Any]] = {}
+    if schedules is None:
+        for name, entry in store.kv_items(NS_ASYNC).items():
+            if isinstance(entry, Mapping) and isinstance(entry.get("config"), Mapping):
+                work[name] = entry["config"]
+    else:
+        work = {s.name: desired_config(s) for s in schedules if s.mode == "async"}
     results = []
     with store.lock(NS_RUNS):
-        for schedule in schedules:
-            if schedule.mode == "async":
-                results.append(await run_async_schedule(schedule, client=client, store=store))
+        for name in sorted(work):
+            results.append(await _advance(name, work[name], client=client, store=store))
     return results
 
 

@@ -559,11 +559,40 @@ async def test_async_continue_flow(edges: FakeEdges, client: httpx.AsyncClient,
     assert edges.runs[again.run_uid]["continued_from"] == cont.run_uid
 
 
-async def test_async_schedules_are_not_reconciled(client: httpx.AsyncClient, store: Store) -> None:
+async def test_async_schedules_are_registered_for_the_runner(
+    edges: FakeEdges, client: httpx.AsyncClient, store: Store
+) -> None:
     s = make_schedule("inbox-async", cron=None, mode="async",
                       parameters={"sync_mode": "incremental"})
     plan = await plan_schedules([s], client=client, store=store)
-    assert plan.rows == ()
+    assert render_schedule_plan(plan)[0] == "+ create inbox-async [async]"
+    await apply_schedule_plan(plan, client=client, store=store)
+    assert edges.active() == []  # no Edges schedule: the runner drives it
+    assert not (await plan_schedules([s], client=client, store=store)).has_changes
+
+    [first] = await tick_async_schedules(client=client, store=store)  # from the store alone
+    assert first.outcome == "started"
+    edges.runs[first.run_uid]["status"] = "SUCCEEDED"
+    [cont] = await tick_async_schedules(client=client, store=store)
+    assert cont.outcome == "continued"
+
+    bigger = make_schedule("inbox-async", cron=None, mode="async",
+                           parameters={"sync_mode": "incremental", "max_results": 10})
+    plan = await plan_schedules([bigger], client=client, store=store)
+    assert render_schedule_plan(plan)[0] == (
+        "-/+ replace inbox-async [async] (parameters.max_results: (unset) -> 10)")
+    await apply_schedule_plan(plan, client=client, store=store)
+    [restart] = await tick_async_schedules(client=client, store=store)
+    assert restart.outcome == "restarted"
+    assert edges.runs[restart.run_uid]["body"]["parameters"]["max_results"] == 10
+
+    # switching to a cron schedule removes the async registration
+    cron = make_schedule("inbox-async", parameters={"sync_mode": "incremental"})
+    plan = await plan_schedules([cron], client=client, store=store)
+    assert [(r.action, r.mode) for r in plan.rows] == [("delete", "async"), ("create", "schedule")]
+    await apply_schedule_plan(plan, client=client, store=store)
+    assert await tick_async_schedules(client=client, store=store) == []
+    assert len(edges.active()) == 1
 
 
 # ---- validation extras ----------------------------------------------------------------------
@@ -937,3 +966,10 @@ def test_cli_refuses_incremental_on_standard_identity(
     assert run_cli("schedules", "plan", manifest, "--sandbox",
                    "--state-dir", str(tmp_path / "s")) == 1
     assert "'ident-bob' is a standard identity" in capsys.readouterr().err
+
+
+def test_cli_apply_needs_approval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ("--sandbox", "--state-dir", str(tmp_path / "state"))
+    assert run_cli("schedules", "apply", str(EXAMPLE), *common) == 1
+    assert "--auto-approve" in capsys.readouterr().err
+    assert run_cli("schedules", "plan", str(EXAMPLE), "--detailed-exitcode", *common) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import click
 import httpx
 
 from engine.cli import cli
-from engine.errors import ConfigError, UsageError
+from engine.errors import ConfigError, PlanError, UsageError
 from engine.model import Schedule
 from engine.schedules import (
     PLAN_FORMAT,
@@ -46,8 +47,11 @@ class ScheduleContext:
 
 
 @asynccontextmanager
-async def schedule_context(sandbox: bool, state_dir: Path) -> AsyncIterator[ScheduleContext]:
-    """An Edges client (real, or the embedded sandbox saved on exit) and the store."""
+async def schedule_context(
+    sandbox: bool, state_dir: Path, save: bool = True
+) -> AsyncIterator[ScheduleContext]:
+    """An Edges client (real, or the embedded sandbox, saved on exit when ``save``) and the
+    store."""
     from engine.store import Store
 
     store = Store.open(None, state_dir)
@@ -63,15 +67,21 @@ async def schedule_context(sandbox: bool, state_dir: Path) -> AsyncIterator[Sche
 
         async with make_client("edges", sandbox=box, env=os.environ) as client:
             yield ScheduleContext(client, store)
-        if box is not None and hasattr(box, "save"):
+        if save and box is not None and hasattr(box, "save"):
             box.save()
     finally:
         store.close()
 
 
-def _run(sandbox: bool, state_dir: Path, work: Callable[[ScheduleContext], Awaitable[T]]) -> T:
+def _run(
+    sandbox: bool,
+    state_dir: Path,
+    work: Callable[[ScheduleContext], Awaitable[T]],
+    *,
+    save: bool = True,
+) -> T:
     async def main() -> T:
-        async with schedule_context(sandbox, state_dir) as ctx:
+        async with schedule_context(sandbox, state_dir, save) as ctx:
             return await work(ctx)
 
     return asyncio.run(main())
@@ -116,6 +126,19 @@ def _read_plan_file(path: Path) -> SchedulePlan | None:
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
         return None
     return SchedulePlan.from_json(data)
+
+
+def _approved() -> bool:
+    if not sys.stdin.isatty():
+        raise PlanError(
+            "apply needs approval: run it in a terminal to answer the prompt, or pass "
+            "--auto-approve (nothing was changed)"
+        )
+    answer = click.prompt(
+        "Do you want to perform these actions? Only 'yes' will be accepted",
+        default="", show_default=False, err=True,
+    )
+    return bool(answer.strip() == "yes")
 
 
 sandbox_option = click.option(
@@ -183,7 +206,7 @@ def plan_cmd(
     async def work(ctx: ScheduleContext) -> SchedulePlan:
         return await plan_schedules(schedules, client=ctx.client, store=ctx.store, prune=prune)
 
-    plan = _run(sandbox, state_dir, work)
+    plan = _run(sandbox, state_dir, work, save=False)  # a plan changes nothing
     _echo_plan(plan, output)
     if out is not None:
         _save_plan(plan, out)
@@ -220,9 +243,7 @@ def apply_cmd(
             )
             if output != "json":
                 _echo_plan(plan, "text")
-            if plan.has_changes and not auto_approve and not click.confirm(
-                "Apply these changes?", default=False, err=True
-            ):
+            if plan.has_changes and not auto_approve and not _approved():
                 return plan, None
         return plan, await apply_schedule_plan(plan, client=ctx.client, store=ctx.store)
 
