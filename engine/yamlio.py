@@ -83,6 +83,10 @@ class _TooManyAliases(Exception):
         self.mark = node_mark
 
 
+class _TooDeep(_TooManyAliases):
+    pass
+
+
 class _Loader(yaml.SafeLoader):
     """A SafeLoader with YAML 1.2 core scalar resolution and an alias budget while composing."""
 
@@ -91,13 +95,26 @@ class _Loader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.alias_count = 0
+        self.depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # Deep flow nesting makes the scanner quadratic: stop it before the parser sees it.
+        if self.flow_level >= MAX_DEPTH:
+            raise _TooDeep(self.get_mark())  # type: ignore[no-untyped-call]
+        super().fetch_flow_collection_start(TokenClass)  # type: ignore[no-untyped-call]
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
             self.alias_count += 1
             if self.alias_count > MAX_ALIASES:
                 raise _TooManyAliases(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _Loader.add_implicit_resolver(
@@ -254,15 +271,12 @@ def parse_text(text: str, file: str) -> list[Document]:
         if index == 0 and not problems:
             problems.append(Problem(file, 1, 1, "$", "empty document"))
     except _TooManyAliases as exc:
-        problems.append(
-            Problem(
-                file,
-                exc.mark.line + 1,
-                exc.mark.column + 1,
-                "$",
-                f"more than {MAX_ALIASES} YAML aliases: refusing to expand",
-            )
+        message = (
+            f"nesting deeper than {MAX_DEPTH} levels"
+            if isinstance(exc, _TooDeep)
+            else f"more than {MAX_ALIASES} YAML aliases: refusing to expand"
         )
+        problems.append(Problem(file, exc.mark.line + 1, exc.mark.column + 1, "$", message))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)

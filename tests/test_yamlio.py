@@ -130,8 +130,12 @@ def test_syntax_errors_and_unsafe_tags_are_positioned() -> None:
     assert problems_of("<<: {a: 1}\n") == ["f.yaml:1:1: $: merge keys (<<) are not supported"]
 
 
-def test_deep_nesting_is_an_error_not_a_crash() -> None:
-    assert problems_of("[" * 5000) == ["f.yaml:1:1: $: YAML nesting too deep"]
+def test_deep_nesting_fails_fast() -> None:
+    start = time.perf_counter()
+    assert problems_of("[" * 1_000_000) == ["f.yaml:1:65: $: nesting deeper than 64 levels"]
+    deep_block = "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 100))
+    assert problems_of(deep_block) == ["f.yaml:64:127: $: nesting deeper than 64 levels"]
+    assert time.perf_counter() - start < 0.5
 
 
 def test_json_paths() -> None:
