@@ -684,9 +684,18 @@ async def plan_schedules(
                 notes = (f"finishes an interrupted apply (schedule {intent['new_uid']} exists)",)
             rows.append(PlanRow("create", name, config=desired, fingerprint=fp, notes=notes))
             continue
+        completed = detail is not None and str(detail.get("status")).upper() == "COMPLETED"
+        if not alive and completed and not intent and entry.get("fingerprint") == fp:
+            # A one-shot (schedule_at, no cron) schedule that already ran: nothing to redo.
+            rows.append(PlanRow("unchanged", name, old_uid=old_uid, config=desired,
+                                fingerprint=fp, notes=("one-shot schedule already ran",)))
+            continue
         if not alive:
             if intent:
                 notes = resume_note
+                drift = False
+            elif completed:
+                notes = (f"schedule {old_uid} already ran; a new one-shot schedule is created",)
                 drift = False
             else:
                 notes = (f"drift: schedule {old_uid} was cancelled outside seqrun",)

@@ -973,3 +973,17 @@ def test_cli_apply_needs_approval(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert run_cli("schedules", "apply", str(EXAMPLE), *common) == 1
     assert "--auto-approve" in capsys.readouterr().err
     assert run_cli("schedules", "plan", str(EXAMPLE), "--detailed-exitcode", *common) == 2
+
+
+async def test_sandbox_one_shot_schedule_that_ran_is_unchanged(
+    sandbox: Sandbox, sbclient: httpx.AsyncClient, store: Store, clock: VirtualClock
+) -> None:
+    at = (clock.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    s = make_schedule("once", cron=None, schedule_at=at, timezone="UTC", inputs=(THREAD,))
+    await converge([s], sbclient, store)
+    clock.advance(timedelta(hours=2))
+    await sandbox.tick()
+    assert (await detail(sbclient, state(store, "once")["uid"]))["status"] == "COMPLETED"
+    plan = await plan_schedules([s], client=sbclient, store=store)
+    assert [(r.action, r.notes) for r in plan.rows] == [
+        ("unchanged", ("one-shot schedule already ran",))]
