@@ -987,3 +987,20 @@ async def test_sandbox_one_shot_schedule_that_ran_is_unchanged(
     plan = await plan_schedules([s], client=sbclient, store=store)
     assert [(r.action, r.notes) for r in plan.rows] == [
         ("unchanged", ("one-shot schedule already ran",))]
+
+
+async def test_cron_schedule_switched_to_async_is_cancelled(
+    edges: FakeEdges, client: httpx.AsyncClient, store: Store
+) -> None:
+    await converge([make_schedule("inbox", parameters={"sync_mode": "incremental"})],
+                   client, store)
+    [cron] = edges.active()
+    switched = make_schedule("inbox", cron=None, mode="async",
+                             parameters={"sync_mode": "incremental"})
+    plan = await plan_schedules([switched], client=client, store=store)
+    assert render_schedule_plan(plan)[:2] == [
+        f"- delete inbox [{cron['scheduled_run_uid']}]", "+ create inbox [async]"]
+    await apply_schedule_plan(plan, client=client, store=store)
+    assert edges.active() == []
+    assert [r.outcome for r in await tick_async_schedules(client=client, store=store)] == [
+        "started"]
