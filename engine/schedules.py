@@ -650,11 +650,15 @@ async def plan_schedules(
         and state[n].get("action")
     }
     active: set[str] = set()
+    listed: list[dict[str, Any]] = []
     for action in sorted(actions):
         for item in await list_active_schedules(client, action):
             uid = schedule_uid(item)
             if uid and str(item.get("status") or "ACTIVE").upper() == "ACTIVE":
                 active.add(uid)
+                listed.append(item)
+    tracked = {e.get("uid") for e in state.values() if isinstance(e, Mapping)}
+    tracked |= {i.get("new_uid") for i in intents.values() if isinstance(i, Mapping)}
 
     async_rows = _async_rows(async_by_name, registered, set(by_name), prune)
     names |= {r.name for r in async_rows}
@@ -679,9 +683,11 @@ async def plan_schedules(
         desired = desired_config(schedule)
         fp = fingerprint(desired)
         if entry is None:
-            notes = resume_note
+            notes: tuple[str, ...] = resume_note
             if intent and intent.get("new_uid"):
                 notes = (f"finishes an interrupted apply (schedule {intent['new_uid']} exists)",)
+            elif not intent:
+                notes = _lookalikes(schedule, listed, tracked)
             rows.append(PlanRow("create", name, config=desired, fingerprint=fp, notes=notes))
             continue
         completed = detail is not None and str(detail.get("status")).upper() == "COMPLETED"
@@ -749,6 +755,26 @@ async def plan_schedules(
         uids=tuple(sorted(uids)),
         prune=prune,
         created_at=_now_iso(),
+    )
+
+
+def _lookalikes(
+    schedule: Schedule, listed: Iterable[Mapping[str, Any]], tracked: set[Any]
+) -> tuple[str, ...]:
+    """A note when unmanaged live schedules run the same action for the same identities: the
+    user probably wants to adopt one (import) rather than add another."""
+    same = [
+        uid for item in listed
+        if (uid := schedule_uid(item)) and uid not in tracked
+        and (item.get("action_name") or item.get("action")) == schedule.action
+        and sorted(item.get("identity_ids") or []) == sorted(schedule.identities)
+    ]
+    if not same:
+        return ()
+    return (
+        f"unmanaged live schedule(s) {', '.join(same)} run the same action for the same "
+        f"identities; to replace one instead of adding another: "
+        f"seqrun import schedule {schedule.name} {same[0]}",
     )
 
 

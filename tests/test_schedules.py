@@ -1004,3 +1004,15 @@ async def test_cron_schedule_switched_to_async_is_cancelled(
     assert edges.active() == []
     assert [r.outcome for r in await tick_async_schedules(client=client, store=store)] == [
         "started"]
+
+
+async def test_sandbox_create_next_to_unmanaged_lookalike_suggests_import(
+    sbclient: httpx.AsyncClient, store: Store
+) -> None:
+    r = await sbclient.post("actions/linkedin-extract-messages/run/schedule", json={
+        "identity_ids": ["ident-alice"], "cron": "0 9 * * *"})
+    uid = r.json()["scheduled_run_uid"]
+    plan = await plan_schedules([example()], client=sbclient, store=store)
+    [row] = plan.rows
+    assert row.action == "create"
+    assert row.notes[0].endswith(f"seqrun import schedule inbox-sync {uid}")
