@@ -12,8 +12,10 @@ schedules), then the old one is cancelled; each step is recorded in an intent
 
 State (``kv "schedules"``, keyed by manifest name): ``{"uid", "fingerprint", "config", "action",
 "origin"}`` where ``config`` is the normalized schedule config with callback header values
-replaced by digests (never stored in clear). Async incremental runs (``mode: async``) keep their
-run in ``kv "schedule-runs"``.
+replaced by digests (never stored in clear). ``mode: async`` schedules have no Edges schedule:
+apply registers them in ``kv "schedule-async"`` and :func:`tick_async_schedules` (the runner)
+starts ``run/async`` once, then continues each finished run; their run is in
+``kv "schedule-runs"``. Lint calls :func:`schedule_problems`.
 """
 
 from __future__ import annotations
