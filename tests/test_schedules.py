@@ -37,7 +37,7 @@ from engine.schedules import (
     tick_async_schedules,
 )
 from engine.store import Store
-from tests.conftest import SHARED_EXAMPLES
+from tests.conftest import ROOT
 
 BASE = "https://api.edges.run/v1/"
 
@@ -640,7 +640,8 @@ def test_schedule_problems_are_positioned() -> None:
 
 # ---- against the real sandbox --------------------------------------------------------------
 
-EXAMPLE = SHARED_EXAMPLES / "inbox-sync.yaml"
+# The repo's copy of ../shared/examples/inbox-sync.yaml (CI has no ../shared).
+EXAMPLE = ROOT / "sequences" / "inbox-sync.yaml"
 THREAD = {"linkedin_thread_url": "2-abc=="}
 
 
