@@ -55,7 +55,14 @@ from engine.model import (
 )
 from engine.providers import base
 from engine.providers.base import ConversationSummary, Lead, Provider
-from engine.store import ActionRow, ConversationRow, EnrollmentRow, LeadRow, Store
+from engine.store import (
+    ActionRow,
+    ConversationRow,
+    EnrollmentRow,
+    IdentityRow,
+    LeadRow,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +258,17 @@ class _IdentityCtx:
     provider_name: str
     provider: Provider
     conv: dict[str, ConversationRow] | None = None
+    synced: bool = False
     connections: set[str] | None = None
     usage: dict[str, deque[datetime]] = field(default_factory=dict)
     saturated: dict[str, datetime] = field(default_factory=dict)
     stopped: bool = False
+    replied: set[int] = field(default_factory=set)  # enrollments the sync moved to `reply`
+    links: dict[str, str] | None = None  # connection cache of this identity
+    # Reschedules and postponement events, written in one transaction per identity batch:
+    # losing them in a crash only means re-evaluating those leads.
+    deferred: dict[int, datetime | None] = field(default_factory=dict)
+    deferred_events: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Stop(Exception):
@@ -277,7 +291,8 @@ class Runner:
         retry_cap: int = 6,
         backoff_base: timedelta = timedelta(minutes=1),
         backoff_max: timedelta = timedelta(hours=2),
-        accept_poll: timedelta = timedelta(hours=6),
+        accept_poll: timedelta = timedelta(hours=8),
+        visit_sync_age: timedelta = timedelta(hours=1),
     ) -> None:
         self.store = store
         self.providers = providers
@@ -295,6 +310,8 @@ class Runner:
             self._resolve = compiled
         self._zones: dict[str, ZoneInfo] = {}
         self._known_identities: set[str] = set()
+        self._last_sync: dict[str, datetime] = {}
+        self.visit_sync_age = visit_sync_age
 
     # ---- lookups --------------------------------------------------------------------------
 
@@ -462,7 +479,34 @@ class Runner:
         conn: Connection | None = None,
         attempts: int | None = None,
         last_error: str | None = None,
+        ctx: _IdentityCtx | None = None,
     ) -> None:
+        event = {
+            "kind": "postponed",
+            "subject": lead.profile_url,
+            "data": {"reason": reason, "until": until.isoformat()},
+            "at": self.clock.now(),
+            "enrollment_id": enr.id,
+            "from_state": enr.state,
+            "revision": enr.revision,
+        }
+        if ctx is not None and conn is None and attempts is None and last_error is None:
+            ctx.deferred[enr.id] = until
+            ctx.deferred_events.append(event)
+            result.postponed += 1
+            result.records.append(
+                StepRecord(
+                    enr.id,
+                    lead.profile_url,
+                    enr.sequence,
+                    enr.state,
+                    None,
+                    None,
+                    detail=reason,
+                    until=until,
+                )
+            )
+            return
         values: dict[str, Any] = {"next_due_at": until}
         if attempts is not None:
             values["attempts"] = attempts
@@ -470,16 +514,7 @@ class Runner:
             values["last_error"] = last_error
         with self.store.tx(conn) as c:
             self.store.update_enrollment(enr.id, conn=c, **values)
-            self.store.record_event(
-                "postponed",
-                lead.profile_url,
-                {"reason": reason, "until": until.isoformat()},
-                at=self.clock.now(),
-                enrollment_id=enr.id,
-                from_state=enr.state,
-                revision=enr.revision,
-                conn=c,
-            )
+            self.store.record_events([event], conn=c)
         result.postponed += 1
         result.records.append(
             StepRecord(
@@ -514,12 +549,15 @@ class Runner:
 
     # ---- recovery ---------------------------------------------------------------------------
 
-    async def recover(self, result: TickResult | None = None) -> set[int]:
+    async def recover(
+        self, result: TickResult | None = None, pending: list[ActionRow] | None = None
+    ) -> set[int]:
         """Reconcile intents that have no outcome. Returns the enrollments whose intent could
         not be settled yet (they must not act until it is)."""
         result = result or TickResult(self.clock.now())
         unresolved: set[int] = set()
-        pending = self.store.pending_intents()
+        if pending is None:
+            pending = self.store.pending_intents()
         if not pending:
             return unresolved
         statuses = {i.id: i for i in self.store.list_identities()}
@@ -646,8 +684,10 @@ class Runner:
 
     # ---- health of paused identities --------------------------------------------------------
 
-    async def _check_paused_identities(self, result: TickResult) -> None:
-        for ident in self.store.list_identities():
+    async def _check_paused_identities(
+        self, result: TickResult, identities: list[IdentityRow] | None = None
+    ) -> None:
+        for ident in identities if identities is not None else self.store.list_identities():
             if ident.status != "auth_expired":
                 continue
             provider = self.providers.get(ident.provider)
@@ -675,23 +715,32 @@ class Runner:
     async def tick(self) -> TickResult:
         """Recover, resume healthy identities, then run every due enrollment once."""
         result = TickResult(self.clock.now())
-        if self.store.kv_get(*KILL_SWITCH):
+        with self.store.transaction() as conn:  # the tick's reads, one short transaction
+            killed = self.store.kv_get(*KILL_SWITCH, conn=conn)
+            pending = self.store.pending_intents(conn=conn)
+            identities = self.store.list_identities(conn=conn)
+        if killed:
             result.killed = True
             return result
-        unresolved = await self.recover(result)
-        await self._check_paused_identities(result)
+        unresolved = await self.recover(result, pending) if pending else set()
+        if any(i.status == "auth_expired" for i in identities):
+            await self._check_paused_identities(result, identities)
+        if pending or result.paused_identities or result.resumed_identities:
+            identities = self.store.list_identities()
         now = self.clock.now()
-        due = self.store.due_enrollments(now)
-        if not due:
-            return result
-        statuses = {i.id: i.status for i in self.store.list_identities()}
+        with self.store.transaction() as conn:
+            due = self.store.due_enrollments(now, conn=conn)
+            if not due:
+                return result
+            leads = self.store.leads_by_ids({e.lead_id for e in due}, conn=conn)
+            dnc = set(self.store.do_not_contact(conn=conn))
+        statuses = {i.id: i.status for i in identities}
         groups: dict[tuple[str, str], list[EnrollmentRow]] = {}
         for enr in due:
             if enr.id in unresolved or statuses.get(enr.identity, "active") != "active":
                 continue
             groups.setdefault((self._provider_name(enr), enr.identity), []).append(enr)
         result.due = sum(len(v) for v in groups.values())
-        leads = self.store.leads_by_ids(e.lead_id for v in groups.values() for e in v)
         tasks: list[asyncio.Future[None]] = []
         for (pname, identity), batch in groups.items():
             provider = self.providers.get(pname)
@@ -702,7 +751,7 @@ class Runner:
                 self.store.put_identity(identity, pname)
                 self._known_identities.add(identity)
             ctx = _IdentityCtx(identity, pname, provider)
-            tasks.append(asyncio.ensure_future(self._run_identity(ctx, batch, leads, result)))
+            tasks.append(asyncio.ensure_future(self._run_identity(ctx, batch, leads, result, dnc)))
         if tasks:
             await _all_or_cancel(tasks)
         return result
@@ -713,16 +762,36 @@ class Runner:
         batch: list[EnrollmentRow],
         leads: Mapping[int, LeadRow],
         result: TickResult,
+        dnc: set[str],
     ) -> None:
-        dnc: set[str] | None = None
+        try:
+            await self._run_batch(ctx, batch, leads, result, dnc)
+        finally:
+            self._flush(ctx)
+
+    def _flush(self, ctx: _IdentityCtx) -> None:
+        if not ctx.deferred and not ctx.deferred_events:
+            return
+        with self.store.transaction() as conn:
+            self.store.reschedule(ctx.deferred.items(), conn=conn)
+            self.store.record_events(ctx.deferred_events, conn=conn)
+        ctx.deferred.clear()
+        ctx.deferred_events.clear()
+
+    async def _run_batch(
+        self,
+        ctx: _IdentityCtx,
+        batch: list[EnrollmentRow],
+        leads: Mapping[int, LeadRow],
+        result: TickResult,
+        dnc: set[str],
+    ) -> None:
         for enr in batch:
             if ctx.stopped:
                 return
             lead = leads.get(enr.lead_id)
             if lead is None:
                 continue
-            if dnc is None:
-                dnc = set(self.store.do_not_contact())
             try:
                 await self._advance(ctx, enr, lead, result, dnc)
             except _Stop:
@@ -736,15 +805,15 @@ class Runner:
                     other_lead = leads.get(other.lead_id)
                     if other_lead is not None:
                         self._postpone(
-                            other, other_lead, until, f"sync failed: {exc.label}", result
+                            other, other_lead, until, f"sync failed: {exc.label}", result, ctx=ctx
                         )
                 return
 
     async def _ensure_synced(self, ctx: _IdentityCtx, result: TickResult) -> None:
         """Once per identity per tick: its own id (cached) and its conversations."""
-        if ctx.conv is not None:
+        if ctx.synced:
             return
-        cache = self.store.conversations(ctx.identity)
+        cache = ctx.conv if ctx.conv is not None else self.store.conversations(ctx.identity)
         try:
             ident = self.store.get_identity(ctx.identity)
             if ident is None or ident.profile_id is None:
@@ -788,6 +857,8 @@ class Runner:
             if replied:
                 self._replies(ctx, replied, now, result)
         ctx.conv = cache
+        ctx.synced = True
+        self._last_sync[ctx.identity] = now
 
     def _replies(
         self, ctx: _IdentityCtx, urls: Iterable[str], now: datetime, result: TickResult
@@ -801,6 +872,7 @@ class Runner:
                 if "reply" not in compiled.triggers(enr.state):
                     continue
                 self._transition(enr, lead, "reply", result, detail="the lead wrote to us")
+                ctx.replied.add(enr.id)
 
     async def _ensure_connections(self, ctx: _IdentityCtx) -> set[str] | None:
         """The identity's connections, once per tick, when the adapter can list them."""
@@ -826,17 +898,17 @@ class Runner:
     ) -> None:
         for _ in range(MAX_CHAIN):
             now = self.clock.now()
-            if enr.next_due_at is None or enr.next_due_at > now:
+            if enr.id in ctx.replied or enr.next_due_at is None or enr.next_due_at > now:
                 return
             compiled = self.compiled(enr.revision)
             if compiled.is_terminal(enr.state):
-                self.store.update_enrollment(enr.id, next_due_at=None)
+                ctx.deferred[enr.id] = None
                 return
             step = compiled.step(enr.state)
             entered = enr.step_entered_at or now
             if isinstance(step, WaitStep):
                 if now < entered + step.duration:
-                    self.store.update_enrollment(enr.id, next_due_at=entered + step.duration)
+                    ctx.deferred[enr.id] = entered + step.duration
                     return
                 enr = self._transition(enr, lead, "elapsed", result)
             elif isinstance(step, WaitForStep):
@@ -886,16 +958,15 @@ class Runner:
                 return self._transition(enr, lead, "accepted", result)
             if now >= deadline:
                 return self._transition(enr, lead, "timeout", result)
-            self.store.update_enrollment(enr.id, next_due_at=min(self._next_poll(now), deadline))
+            ctx.deferred[enr.id] = min(self._next_poll(now), deadline)
             return None
         # wait_for reply: the sync detects replies (and fires `reply` itself)
         await self._ensure_synced(ctx, result)
-        fresh = self.store.get_enrollment(enr.id)
-        if fresh is None or fresh.state != enr.state:
+        if enr.id in ctx.replied:
             return None
         if now >= deadline:
             return self._transition(enr, lead, "timeout", result)
-        self.store.update_enrollment(enr.id, next_due_at=deadline)
+        ctx.deferred[enr.id] = deadline
         return None
 
     async def _is_connected(
@@ -931,12 +1002,15 @@ class Runner:
         compiled = self.compiled(enr.revision)
         seq = self._sequence(enr.revision)
         action = step.action
-        # 1. sync before send; a lead who wrote (first or back) is a human's now
-        await self._ensure_synced(ctx, result)
-        fresh = self.store.get_enrollment(enr.id)
-        if fresh is None or fresh.state != enr.state or fresh.next_due_at is None:
+        # 1. sync before send; a lead who wrote (first or back) is a human's now. A visit or
+        # a connection check sends nothing: a sync younger than `visit_sync_age` will do.
+        last = self._last_sync.get(ctx.identity)
+        if action in OUTREACH or last is None or self.clock.now() - last > self.visit_sync_age:
+            await self._ensure_synced(ctx, result)
+        if enr.id in ctx.replied:
             return None  # the sync moved it (reply)
-        assert ctx.conv is not None
+        if ctx.conv is None:
+            ctx.conv = self.store.conversations(ctx.identity)
         conv = ctx.conv.get(lead.profile_url)
         if (
             conv is not None
@@ -957,9 +1031,10 @@ class Runner:
         now = self.clock.now()
         # 3. already connected: no invitation to send
         if action == "connect":
-            cached = self.store.connection(ctx.identity, lead.profile_url)
+            if ctx.links is None:
+                ctx.links = self.store.connection_statuses(ctx.identity)
             known = (ctx.connections is not None and lead.profile_url in ctx.connections) or (
-                cached is not None and cached[0] == "connected"
+                ctx.links.get(lead.profile_url) == "connected"
             )
             if known:
                 return self._transition(
@@ -975,23 +1050,23 @@ class Runner:
         if action in MESSAGES and seq.cooldown and conv is not None:
             until = conv.last_activity_at + seq.cooldown
             if now < until:
-                self._postpone(enr, lead, until, "cooldown", result)
+                self._postpone(enr, lead, until, "cooldown", result, ctx=ctx)
                 return None
         # 5. business window in the lead's timezone
         opening = window_opening(seq.window, self._lead_zone(seq, lead), now)
         if opening is not None:
-            self._postpone(enr, lead, opening, "outside the sending window", result)
+            self._postpone(enr, lead, opening, "outside the sending window", result, ctx=ctx)
             return None
         # 6. limits per identity per rolling 24 h, shared by every sequence
         limit = self._limit(seq, ctx.provider, action)
         usage = self._usage(ctx, action, now)
         saturated = ctx.saturated.get(action)
         if saturated is not None and saturated > now:
-            self._postpone(enr, lead, saturated, "LIMIT_REACHED (provider)", result)
+            self._postpone(enr, lead, saturated, "LIMIT_REACHED (provider)", result, ctx=ctx)
             return None
         if limit is not None and len(usage) >= limit:
             until = usage[0] + DAY if usage and limit > 0 else now + DAY
-            self._postpone(enr, lead, until, f"{action} limit {limit}/24h reached", result)
+            self._postpone(enr, lead, until, f"{action} limit {limit}/24h reached", result, ctx=ctx)
             return None
         # 7. render, write the intent, call
         try:
@@ -1011,13 +1086,12 @@ class Runner:
                 label=base.INVALID_INPUT,
                 detail=f"template: {exc}",
             )
-        attempt = self.store.next_attempt(enr.id, step.id)
         key = self.store.log_intent(
             enrollment_id=enr.id,
             sequence=enr.sequence,
             revision=enr.revision,
             step=step.id,
-            attempt=attempt,
+            attempt=None,
             identity=ctx.identity,
             action=action,
             at=now,
@@ -1128,8 +1202,23 @@ class Runner:
             )
             try:
                 done = intent is not None and await self._reconcile(intent, ctx.provider, lead, {})
-            except ProviderError:
-                done = False
+            except ProviderError as rexc:
+                # Cannot tell yet: the intent stays open (recover() asks again next tick) and
+                # the lead waits; resending now could duplicate.
+                until = now + self._backoff(enr.attempts + 1, rexc.retry_after)
+                self._postpone(
+                    enr,
+                    lead,
+                    until,
+                    f"TIMEOUT, outcome unknown ({rexc.label})",
+                    result,
+                    attempts=enr.attempts + 1,
+                    last_error=str(exc),
+                )
+                if rexc.label == base.AUTH_EXPIRED:
+                    self._pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
+                    raise _Stop from rexc
+                return None
             if done:
                 return self._succeeded(
                     ctx, enr, lead, step, key, None, {"reconciled": True}, result

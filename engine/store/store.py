@@ -244,8 +244,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     # IMMEDIATE: take the write lock up front so two processes never deadlock upgrading a
-    # read transaction (busy_timeout then queues them).
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # read transaction (busy_timeout then queues them). Sent straight to the driver: this
+    # runs for every transaction, and the full execution path costs more than the BEGIN.
+    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
 
 class Store:
@@ -671,6 +672,21 @@ class Store:
                 t.enrollments.update().where(t.enrollments.c.id == enrollment_id).values(**values)
             )
 
+    def reschedule(
+        self, items: Iterable[tuple[int, datetime | None]], *, conn: Connection | None = None
+    ) -> None:
+        """Set ``next_due_at`` of many enrollments in one statement (executemany)."""
+        rows = [{"eid": eid, "due": due} for eid, due in items]
+        if not rows:
+            return
+        stmt = (
+            t.enrollments.update()
+            .where(t.enrollments.c.id == sa.bindparam("eid"))
+            .values(next_due_at=sa.bindparam("due"))
+        )
+        with self.tx(conn) as c:
+            c.execute(stmt, rows)
+
     def set_enrollments_paused(
         self,
         paused: bool,
@@ -727,7 +743,7 @@ class Store:
         sequence: str,
         revision: str,
         step: str,
-        attempt: int,
+        attempt: int | None,
         identity: str,
         action: str,
         at: datetime,
@@ -736,12 +752,15 @@ class Store:
     ) -> str:
         """Write (and, without ``conn``, commit) the intent row before a provider call.
 
-        Returns the idempotency key ``"<enrollment>:<step>:<attempt>"``; a second intent with
-        the same key raises :class:`StoreError`.
+        Returns the idempotency key ``"<enrollment>:<step>:<attempt>"`` (``attempt=None``: the
+        next unused number, computed in the same transaction); a second intent with the same
+        key raises :class:`StoreError`.
         """
-        key = f"{enrollment_id}:{step}:{attempt}"
         try:
             with self.tx(conn) as c:
+                if attempt is None:
+                    attempt = self.next_attempt(enrollment_id, step, conn=c)
+                key = f"{enrollment_id}:{step}:{attempt}"
                 c.execute(
                     t.action_log.insert().values(
                         idempotency_key=key,
@@ -758,7 +777,9 @@ class Store:
                     )
                 )
         except sa.exc.IntegrityError as exc:
-            raise StoreError(f"action {key} was already attempted") from exc
+            raise StoreError(
+                f"action {enrollment_id}:{step}:{attempt} was already attempted"
+            ) from exc
         return key
 
     def next_attempt(self, enrollment_id: int, step: str, *, conn: Connection | None = None) -> int:
@@ -867,6 +888,29 @@ class Store:
             )
             return int(res.inserted_primary_key[0])  # type: ignore[index]
 
+    def record_events(
+        self, rows: Iterable[Mapping[str, Any]], *, conn: Connection | None = None
+    ) -> None:
+        """Append many events at once; each row has the keyword arguments of
+        :meth:`record_event` (``kind``, ``subject``, ``data``, ``at``, ...)."""
+        values = [
+            {
+                "at": r.get("at") or _utcnow(),
+                "enrollment_id": r.get("enrollment_id"),
+                "subject": r["subject"],
+                "kind": r["kind"],
+                "from_state": r.get("from_state"),
+                "to_state": r.get("to_state"),
+                "trigger": r.get("trigger"),
+                "revision": r.get("revision"),
+                "data_json": None if r.get("data") is None else _dumps(r["data"]),
+            }
+            for r in rows
+        ]
+        if values:
+            with self.tx(conn) as c:
+                c.execute(t.events.insert(), values)
+
     def events(
         self,
         subject: str | None = None,
@@ -966,6 +1010,16 @@ class Store:
                 )
             ).first()
         return None if r is None else (r.status, r.checked_at)
+
+    def connection_statuses(
+        self, identity: str, *, conn: Connection | None = None
+    ) -> dict[str, str]:
+        """profile URL -> cached status for one identity."""
+        q = sa.select(t.connection_cache.c.profile_url, t.connection_cache.c.status).where(
+            t.connection_cache.c.identity == identity
+        )
+        with self.tx(conn) as c:
+            return {r.profile_url: r.status for r in c.execute(q)}
 
     # ---- identities ---------------------------------------------------------------------
 
