@@ -183,9 +183,15 @@ async def _run_due(rt: _Runtime) -> Any:
         if spec is None or spec.factory is None or row.provider in providers:
             continue
         try:
-            providers[row.provider] = spec.factory(rt.client_for(row.provider))
+            provider = spec.factory(rt.client_for(row.provider))
         except ConfigError as exc:
             _log.warning("not running %s sequences: %s", row.provider, exc)
+            continue
+        if hasattr(provider, "clock"):
+            # adapters that poll (LinkedAPI) must wait on the command's clock: a virtual
+            # clock only moves when slept on
+            provider.clock = rt.clock
+        providers[row.provider] = provider
     runner = Runner(rt.store, providers, rt.clock)
     return await runner.tick()
 
