@@ -311,6 +311,7 @@ class Runner:
         self._zones: dict[str, ZoneInfo] = {}
         self._known_identities: set[str] = set()
         self._last_sync: dict[str, datetime] = {}
+        self._blocked = False  # something waits on the provider (see run_until)
         self.visit_sync_age = visit_sync_age
 
     # ---- lookups --------------------------------------------------------------------------
@@ -727,6 +728,7 @@ class Runner:
             await self._check_paused_identities(result, identities)
         if pending or result.paused_identities or result.resumed_identities:
             identities = self.store.list_identities()
+        self._blocked = bool(unresolved) or any(i.status == "auth_expired" for i in identities)
         now = self.clock.now()
         with self.store.transaction() as conn:
             due = self.store.due_enrollments(now, conn=conn)
@@ -754,6 +756,8 @@ class Runner:
             tasks.append(asyncio.ensure_future(self._run_identity(ctx, batch, leads, result, dnc)))
         if tasks:
             await _all_or_cancel(tasks)
+        if result.paused_identities:
+            self._blocked = True
         return result
 
     async def _run_identity(
@@ -1301,7 +1305,9 @@ class Runner:
             now = self.clock.now()
             if now >= until:
                 return summary
-            target = min(now + step, until)
+            # Jump to the next due time; step in `step`s only while something waits on the
+            # provider (a paused identity's health, an intent not yet reconciled).
+            target = min(now + step, until) if self._blocked else until
             nxt = self.store.next_due_at()
             if nxt is not None and nxt < target:
                 target = max(nxt, now + timedelta(seconds=1))
