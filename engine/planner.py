@@ -5,8 +5,10 @@ A plan compares the manifests with the store (and, for Schedules, with the provi
 * a Sequence gets a **revision** (the compiler's hash of the normalized manifest); a new hash
   is a new revision. New enrollments use the newest revision.
 * **leads to enroll** come from the manifest's CSV (and ``seqrun leads import``). A lead is
-  skipped when it is on the do-not-contact list, or when another sequence holds it (a
-  non-terminal enrollment) on one of this sequence's identities. New leads are spread over
+  skipped when it is on the do-not-contact list, or when another sequence holds it on one of
+  this sequence's identities: an enrollment there, in flight or finished (one conversation
+  per lead and identity: a lead who replied, or was removed, elsewhere is never picked up
+  again by the next plan; a plan stays stable after apply). New leads are spread over
   the identities deterministically: each goes to the identity with the fewest enrollments in
   this sequence, ties broken by the manifest's order (round-robin from an even start).
 * **in-flight leads** (non-terminal enrollments on an older revision) keep their revision,
@@ -160,6 +162,9 @@ class SequencePlan:
 
 @dataclass(frozen=True)
 class WorkflowPlan:
+    """A Workflow runs once per body: ``run`` (new or changed body, or the last run failed),
+    ``resume`` (a run left unfinished), ``unchanged`` (this body already completed)."""
+
     name: str
     provider: str
     body: Any
@@ -167,12 +172,23 @@ class WorkflowPlan:
     last_run: Any = None
 
     @property
+    def action(self) -> str:
+        last = self.last_run if isinstance(self.last_run, Mapping) else None
+        if last is None:
+            return "run"
+        if last.get("state") in ("pending", "running"):
+            return "resume"
+        if last.get("state") == "completed" and last.get("revision") == self.revision:
+            return "unchanged"
+        return "run"
+
+    @property
     def has_changes(self) -> bool:
-        return True  # applying a workflow runs it
+        return self.action != "unchanged"
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "Workflow", "name": self.name, "provider": self.provider,
-                "action": "run", "revision": self.revision, "body": self.body}
+                "action": self.action, "revision": self.revision, "body": self.body}
 
 
 @dataclass(frozen=True)
@@ -350,9 +366,7 @@ def plan_enrollments(
             reason = dnc[url] or "on the do-not-contact list"
             skipped.append(SkipPlan(url, "do_not_contact", reason))
             continue
-        holder = next(
-            ((s, i, st) for s, i, st in held if i in order and st not in TERMINALS), None
-        )
+        holder = next(((s, i, st) for s, i, st in held if i in order), None)
         if holder is not None:
             s, i, st = holder
             skipped.append(
@@ -451,12 +465,16 @@ def _in_flight(
 
 
 def _plan_workflow(wf: Workflow, store: Store) -> WorkflowPlan:
-    from engine.workflows import workflow_json
+    import engine.workflows as workflows
 
-    body = workflow_json(wf)
-    digest = hashlib.sha256(
-        json.dumps(body, sort_keys=True, default=str).encode("utf-8")
-    ).hexdigest()[:12]
+    body = workflows.workflow_json(wf)
+    revision_of_body = getattr(workflows, "body_revision", None)
+    if callable(revision_of_body):
+        digest = str(revision_of_body(body))
+    else:
+        digest = hashlib.sha256(
+            json.dumps(body, sort_keys=True, default=str).encode("utf-8")
+        ).hexdigest()[:12]
     return WorkflowPlan(wf.name, wf.provider, body, digest, store.kv_get("workflows", wf.name))
 
 
@@ -604,6 +622,8 @@ async def apply(
             )
         by_name = {m.name: m for m in manifests if isinstance(m, Workflow)}
         for wp in plan.workflows:
+            if not wp.has_changes:
+                continue
             result.workflows[wp.name] = await _run_workflow(
                 by_name[wp.name], store, clock, client_for
             )

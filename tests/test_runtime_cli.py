@@ -239,3 +239,48 @@ def test_leads_import(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (work / "bad.csv").write_bytes(b"linkedin_profile_url\n\xff\n")
     code, _, err = run(capsys, "leads", "import", "bad.csv", "--sequence", "founders")
     assert code == 1 and "UTF-8" in err
+
+
+WORKFLOW = """\
+apiVersion: seqrun/v1
+kind: Workflow
+metadata:
+  name: check-grace
+spec:
+  provider: linkedapi
+  steps:
+    - action: st.checkConnectionStatus
+      label: grace
+      with:
+        personUrl: https://www.linkedin.com/in/grace-hopper-0002
+"""
+
+
+def test_workflow_runs_once_per_body(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (work / "wf.yaml").write_text(WORKFLOW, encoding="utf-8")
+    code, out, _ = run(capsys, "plan", "wf.yaml", "--sandbox", "-o", "json")
+    assert code == 0
+    assert json.loads(out)["workflows"][0]["action"] == "run"
+    code, out, err = run(capsys, "apply", "wf.yaml", "--sandbox", "--virtual-clock",
+                         "--auto-approve", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["workflows"]["check-grace"]["state"] == "completed"
+    code, out, _ = run(capsys, "plan", "wf.yaml", "--sandbox", "--detailed-exitcode")
+    assert code == 0 and "No changes" in out
+    (work / "wf.yaml").write_text(WORKFLOW.replace("grace-hopper-0002", "alan-turing-0003"),
+                                  encoding="utf-8")
+    assert run(capsys, "plan", "wf.yaml", "--sandbox", "--detailed-exitcode")[0] == 2
+
+
+def test_finished_lead_stays_held(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")[0] == 0
+    s = store(work)
+    for row in s.enrollments(sequence="founders"):
+        s.update_enrollment(row.id, state="replied", next_due_at=None)
+    s.close()
+    other = (work / "seq.yaml").read_text().replace("name: founders", "name: second")
+    (work / "second.yaml").write_text(other, encoding="utf-8")
+    code, out, _ = run(capsys, "plan", "second.yaml", "-o", "json")
+    assert code == 0
+    data = json.loads(out)["sequences"][0]
+    assert data["enroll"] == [] and {s["reason"] for s in data["skipped"]} == {"held"}
