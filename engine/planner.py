@@ -548,6 +548,7 @@ def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> Sequen
             )
         if sp.migrations:
             result.migrated = _migrate(sp, store, now=now, conn=conn)
+        held_back = _stopped_identities(store, conn)
         for plan in sp.enroll:
             lead_id = store.upsert_lead(plan.profile_url, plan.data, conn=conn)
             eid = store.enroll(
@@ -555,6 +556,8 @@ def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> Sequen
             )
             if eid is None:
                 continue
+            if plan.identity in held_back:
+                store.update_enrollment(eid, paused=True, conn=conn)
             result.enrolled += 1
             store.record_event(
                 "enrolled", plan.profile_url, {"sequence": sp.name, "identity": plan.identity},
@@ -562,6 +565,12 @@ def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> Sequen
                 revision=sp.revision, conn=conn,
             )
     return result
+
+
+def _stopped_identities(store: Store, conn: sa.Connection) -> set[str]:
+    """Identities paused by the user or by AUTH_EXPIRED: new enrollments on them start paused
+    (resuming the identity resumes them with the others)."""
+    return {i.id for i in store.list_identities(conn=conn) if i.status != "active"}
 
 
 def _migrate(sp: SequencePlan, store: Store, *, now: datetime, conn: sa.Connection) -> int:
@@ -693,12 +702,15 @@ def import_leads(
             store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn
         )
         result.skipped, result.already_enrolled = skipped, already
+        held_back = _stopped_identities(store, conn)
         for plan in enroll:
             lead_id = store.upsert_lead(plan.profile_url, plan.data, conn=conn)
             eid = store.enroll(lead_id, sequence, current.current_revision, plan.identity,
                                str(meta["initial"]), now, conn=conn)
             if eid is None:
                 continue
+            if plan.identity in held_back:
+                store.update_enrollment(eid, paused=True, conn=conn)
             result.enrolled += 1
             store.record_event(
                 "enrolled", plan.profile_url,

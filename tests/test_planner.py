@@ -228,3 +228,11 @@ def test_lock_is_exclusive_across_threads(store: Store) -> None:
         th.start()
         th.join()
     assert len(errors) == 1
+
+
+async def test_new_leads_on_a_paused_identity_start_paused(store: Store, tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "leads.csv", ["a", "b"])
+    store.set_identity_status("id_b", "paused", "paused by the user", provider="edges")
+    await apply([seq(csv)], store=store, clock=VirtualClock(T0), approve=yes)
+    paused = {r.identity: r.paused for r in store.enrollments(sequence="founders")}
+    assert paused == {"id_a": False, "id_b": True}
