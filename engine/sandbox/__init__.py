@@ -33,6 +33,7 @@ from engine.sandbox.world import World, WorldConfig
 __all__ = ["BASE_URLS", "Sandbox", "SandboxTransport", "default_world"]
 
 STATE_FILE = "sandbox.json"
+_FAULT = FAULT_HEADER.encode()
 SANDBOX_HOST = "http://sandbox"
 #: provider -> path of its API in the sandbox app
 PREFIXES = {"edges": "/v1", "linkedapi": "/linkedapi", "connectsafely": "/linkedin",
@@ -86,7 +87,7 @@ class SandboxTransport(httpx.AsyncBaseTransport):
                 chunks.append(message.get("body", b""))
 
         await self.app(scope, receive, send)
-        if any(k.lower() == FAULT_HEADER.encode() and v == b"timeout" for k, v in headers):
+        if status == 504 and any(k.lower() == _FAULT for k, v in headers):
             raise httpx.ReadTimeout("sandbox: simulated timeout", request=request)
         return httpx.Response(status, headers=headers, content=b"".join(chunks),
                               request=request)

@@ -9,6 +9,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from starlette.requests import Request
@@ -31,6 +32,7 @@ CREDENTIALS: dict[str, dict[str, str]] = {
 FAULT_HEADER = "x-sandbox-fault"
 
 
+@lru_cache(maxsize=65536)
 def iso(dt: datetime) -> str:
     """``2026-01-05T08:00:00Z``."""
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")

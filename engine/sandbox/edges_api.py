@@ -123,6 +123,7 @@ class EdgesAPI:
             "linkedin-inmail-profile": self._inmail,
             "linkedin-withdraw-invitation": self._withdraw,
         }
+        self._conv_cache: dict[str, tuple[int, dict[str, Any], bytes]] = {}
 
     # ------------------------------------------------------------------------------ state
 
@@ -264,6 +265,20 @@ class EdgesAPI:
         }
 
     def _conversation_out(self, ident: IdentityState, t: Thread) -> dict[str, Any]:
+        # threads only grow, so (thread, message count) identifies a rendering
+        return self._conversation_cached(ident, t)[0]
+
+    def _conversation_cached(self, ident: IdentityState, t: Thread,
+                             ) -> tuple[dict[str, Any], bytes]:
+        cached = self._conv_cache.get(t.thread_id)
+        if cached is not None and cached[0] == len(t.messages):
+            return cached[1], cached[2]
+        out = self._render_conversation(ident, t)
+        raw = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+        self._conv_cache[t.thread_id] = (len(t.messages), out, raw)
+        return out, raw
+
+    def _render_conversation(self, ident: IdentityState, t: Thread) -> dict[str, Any]:
         last, first = t.messages[-1], t.messages[0]
         received = sum(1 for m in t.messages if not m.from_us)
         unread = t.unread_count
@@ -386,6 +401,14 @@ class EdgesAPI:
     def _list(self, action: str, ident: IdentityState | None, input: dict[str, Any],
               params: dict[str, Any], since: datetime | None) -> list[dict[str, Any]]:
         """Every item of a list action (newest first), only those after ``since`` if given."""
+        raw, render = self._list_raw(action, ident, input, params, since)
+        return [render(x) for x in raw]
+
+    def _list_raw(self, action: str, ident: IdentityState | None, input: dict[str, Any],
+                  params: dict[str, Any], since: datetime | None,
+                  ) -> tuple[list[Any], Callable[[Any], dict[str, Any]]]:
+        """The items of a list action unrendered, and how to render one (so that a live page
+        renders only its own 20 or 40 items)."""
         w = self.world
         if action == "linkedin-search-people":
             url = input.get("linkedin_people_search_url")
@@ -398,32 +421,35 @@ class EdgesAPI:
                 found = w.search_people(query, limit, identity=ident.uid)
             else:
                 found = w.search_people(query, limit)
-            out = []
-            for p in found:
-                item = self._profile_out(p)
-                degree = "2nd"
-                if ident is not None and p.url in w.network[ident.uid]:
-                    degree = "1st"
-                item["connection_degree"] = degree
-                out.append(item)
-            return out
+            network = w.network[ident.uid] if ident is not None else {}
+
+            def person(p: Profile) -> dict[str, Any]:
+                return {**self._profile_out(p),
+                        "connection_degree": "1st" if p.url in network else "2nd"}
+
+            return found, person
         assert ident is not None
         if action == "linkedin-extract-connections":
-            return [
-                {**self._profile_out(p), "connected_at": iso(at), "profile_image_url": None}
-                for p, at in w.connections(ident.uid) if since is None or at > since
-            ]
+            def connection(item: tuple[Profile, datetime]) -> dict[str, Any]:
+                p, at = item
+                return {**self._profile_out(p), "connected_at": iso(at),
+                        "profile_image_url": None}
+
+            return [c for c in w.connections(ident.uid) if since is None or c[1] > since], \
+                connection
         if action == "linkedin-extract-sent-invitations":  # inferred shape
-            invs: list[Invitation] = w.pending_invitations(ident.uid)
-            return [{**self._profile_out(w.profiles[i.profile_url]), "sent_at": iso(i.sent_at),
-                     "created_at": iso(i.sent_at), "message": i.note or ""} for i in invs]
+            def invitation(i: Invitation) -> dict[str, Any]:
+                return {**self._profile_out(w.profiles[i.profile_url]),
+                        "sent_at": iso(i.sent_at), "created_at": iso(i.sent_at),
+                        "message": i.note or ""}
+
+            return w.pending_invitations(ident.uid), invitation
         if action == "linkedin-extract-conversations":
             only_unread = params.get("read") is False
-            return [
-                self._conversation_out(ident, t) for t in w.conversations(ident.uid)
-                if (since is None or t.last_activity_at > since)
-                and (not only_unread or t.unread_count > 0)
-            ]
+            threads = [t for t in w.conversations(ident.uid)
+                       if (since is None or t.last_activity_at > since)
+                       and (not only_unread or t.unread_count > 0)]
+            return threads, lambda t: self._conversation_out(ident, t)
         if action == "linkedin-extract-messages":
             ref = (input.get("linkedin_thread_url") or input.get("linkedin_conversation_url")
                    or input.get("linkedin_thread_id") or input.get("conversation_id"))
@@ -431,11 +457,10 @@ class EdgesAPI:
                 raise EdgesError("BAD_INPUT",
                                  "input must have required property 'linkedin_thread_url'")
             thread = self._resolve_thread(ident, ref)
-            items = [self._message_out(ident, thread, m, i)
-                     for i, m in enumerate(thread.messages)
-                     if since is None or m.created_at > since]
-            items.reverse()
-            return items
+            msgs = [(i, m) for i, m in enumerate(thread.messages)
+                    if since is None or m.created_at > since]
+            msgs.reverse()
+            return msgs, lambda im: self._message_out(ident, thread, im[1], im[0])
         raise EdgesError("NOT_FOUND", f"unknown action {action!r}")
 
     def _resolve_thread(self, ident: IdentityState, ref: str) -> Thread:
@@ -569,13 +594,17 @@ class EdgesAPI:
                 marks = self.state["watermarks"]
                 since = parse_iso(marks[key]) if key in marks else None
                 marks[key] = iso(self.world.now)
-        items = self._list(action, ident, input, params, since)
-        page = items[offset:offset + size]
+        items, render = self._list_raw(action, ident, input, params, since)
         headers = {}
         if offset + size < len(items):
             nxt = request.url.include_query_params(cursor=self._cursor(offset + size, since))
             headers["X-Pagination-Next"] = str(nxt)
-        return JSON(page, 200, headers)
+        if action == "linkedin-extract-conversations":
+            assert ident is not None
+            raw = b",".join(self._conversation_cached(ident, t)[1]
+                            for t in items[offset:offset + size])
+            return Response(b"[" + raw + b"]", 200, headers, media_type="application/json")
+        return JSON([render(x) for x in items[offset:offset + size]], 200, headers)
 
     @staticmethod
     def _watermark_key(scope: str, uid: str, action: str, input: Mapping[str, Any]) -> str:

@@ -348,6 +348,8 @@ class World:
         self._pending_replies: set[tuple[str, str]] = set()
         self._invite_counts: dict[tuple[str, str], int] = {}
         self._by_sn: dict[str, Profile] = {}
+        self._thread_versions: dict[str, int] = {}  # bumped on every message: sort cache key
+        self._sorted_threads: dict[str, tuple[int, list[Thread]]] = {}
         #: JSON-ready state of each provider API (runs, schedules, workflows...), persisted
         #: with the world; each API owns its key ("edges", "linkedapi", "connectsafely")
         self.api_state: dict[str, Any] = {}
@@ -669,6 +671,7 @@ class World:
                       sender_profile_id=sender, from_us=from_us, text=text, created_at=at,
                       subject=subject)
         thread.messages.append(msg)
+        self._thread_versions[thread.identity] = self._thread_versions.get(thread.identity, 0) + 1
         return msg
 
     def _maybe_schedule_reply(self, ident: IdentityState, profile: Profile, thread: Thread) -> None:
@@ -883,9 +886,14 @@ class World:
     def conversations(self, identity: str) -> list[Thread]:
         """Threads, most recent activity first."""
         ident, _ = self._check(identity, None, None)
+        version = self._thread_versions.get(ident.uid, 0)
+        cached = self._sorted_threads.get(ident.uid)
+        if cached is not None and cached[0] == version:
+            return list(cached[1])
         threads = [t for t in self.threads[ident.uid].values() if t.messages]
         threads.sort(key=lambda t: (t.last_activity_at, t.thread_id), reverse=True)
-        return threads
+        self._sorted_threads[ident.uid] = (version, threads)
+        return list(threads)
 
     def thread(self, identity: str, thread_id: str) -> Thread:
         """One thread by id (or by thread URL); ``WorldError("INVALID_INPUT")`` when unknown."""
