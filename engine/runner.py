@@ -1295,13 +1295,22 @@ class Runner:
 
     # ---- loops ------------------------------------------------------------------------------
 
-    async def run_until(self, until: datetime, step: timedelta = timedelta(hours=1)) -> RunSummary:
+    async def run_until(
+        self,
+        until: datetime,
+        step: timedelta = timedelta(hours=1),
+        *,
+        on_tick: Callable[[TickResult], None] | None = None,
+    ) -> RunSummary:
         """Tick, then move the clock to min(next due, now + step, until); repeat until
-        ``until``. On a VirtualClock a month takes seconds (its ``sleep`` is instant)."""
+        ``until``. On a VirtualClock a month takes seconds (its ``sleep`` is instant).
+        ``on_tick`` sees every tick's result (the CLI draws progress with it)."""
         summary = RunSummary(self.clock.now(), self.clock.now())
         while True:
             tick = await self.tick()
             summary.add(tick)
+            if on_tick is not None:
+                on_tick(tick)
             now = self.clock.now()
             if now >= until:
                 return summary
@@ -1314,7 +1323,11 @@ class Runner:
             await self.clock.sleep((target - now).total_seconds())
 
     async def run_forever(
-        self, poll_interval: float = 30.0, *, stop: asyncio.Event | None = None
+        self,
+        poll_interval: float = 30.0,
+        *,
+        stop: asyncio.Event | None = None,
+        on_tick: Callable[[TickResult], None] | None = None,
     ) -> RunSummary:
         """The daemon: tick, sleep until the next due time (at most ``poll_interval``), until
         SIGINT/SIGTERM (or ``stop``). Holds the ``run`` lock so two daemons never race."""
@@ -1329,7 +1342,10 @@ class Runner:
         try:
             with self.store.lock("run", ttl=timedelta(seconds=max(120, poll_interval * 4))) as held:
                 while not stop.is_set():
-                    summary.add(await self.tick())
+                    tick = await self.tick()
+                    summary.add(tick)
+                    if on_tick is not None:
+                        on_tick(tick)
                     held.refresh()
                     now = self.clock.now()
                     nxt = self.store.next_due_at()

@@ -351,3 +351,170 @@ def resume_cmd(
 
 
 # ==== end of the planner block ====
+
+
+# ==== run (runtime: runner block) ====
+# One block owned by the runner work; it reuses the planner block's _runtime helpers.
+
+
+def _runner_providers(rt: _Runtime) -> dict[str, Any]:
+    """One Provider per provider used by an applied sequence (credentials from env)."""
+    from engine.providers import REGISTRY
+
+    providers: dict[str, Any] = {}
+    for row in rt.store.list_sequences():
+        spec = REGISTRY.get(row.provider)
+        if spec is None or spec.factory is None or row.provider in providers:
+            continue
+        provider = spec.factory(rt.client_for(row.provider))
+        if hasattr(provider, "clock"):
+            provider.clock = rt.clock  # polling adapters wait on the command's clock
+        providers[row.provider] = provider
+    return providers
+
+
+def _parse_until(text: str, now: Any) -> Any:
+    """``+30d`` / ``+12h`` (from the clock's now) or an ISO date-time (UTC when naive)."""
+    from datetime import UTC, datetime
+
+    from engine.loader import parse_duration
+
+    text = text.strip()
+    if text.startswith("+"):
+        try:
+            return now + parse_duration(text[1:])
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--until {text!r}: not a duration like +30d or +12h") from exc
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"--until {text!r}: not +<duration> nor an ISO date-time") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@cli.command("run")
+@click.option("--once", is_flag=True, help="Run one tick (the due steps) and exit.")
+@_sandbox_option
+@click.option("--virtual-clock", is_flag=True,
+              help="With --sandbox: simulated time, saved in the state dir (needs --until).")
+@click.option("--until", "until", metavar="+30d|ISO",
+              help="Run until this time (+duration from now, or an ISO date-time).")
+@click.option("--poll-interval", type=float, default=30.0, show_default=True,
+              help="Daemon: longest sleep between ticks, in seconds.")
+@_output_option
+@_state_dir_option
+def run_cmd(
+    once: bool,
+    sandbox: bool,
+    virtual_clock: bool,
+    until: str | None,
+    poll_interval: float,
+    output: str,
+    state_dir: Path,
+) -> int:
+    """Run the due steps: one tick (--once), until a time (--until), or as a daemon.
+
+    `seqrun run --sandbox --virtual-clock --until +30d` plays a whole campaign against the
+    embedded sandbox in seconds, then prints the funnel.
+    """
+    from engine import report
+    from engine.observe import status
+    from engine.runner import Runner
+
+    if virtual_clock and not (once or until):
+        raise UsageError("--virtual-clock needs --until (or --once): simulated time never ends")
+    show_progress = output == "text" and sys.stderr.isatty() and not once
+
+    async def work(rt: _Runtime) -> Any:
+        runner = Runner(rt.store, _runner_providers(rt), rt.clock)
+        end = _parse_until(until, rt.clock.now()) if until else None
+        if once or (end is not None and virtual_clock):
+            with rt.store.lock("run", ttl=_run_lock_ttl(virtual_clock)):
+                if once:
+                    return await runner.tick()
+                assert end is not None
+                if not show_progress:
+                    return await runner.run_until(end)
+                with _Progress(rt.clock.now(), end) as on_tick:
+                    return await runner.run_until(end, on_tick=on_tick)
+        stop = asyncio.Event()
+        if end is not None:
+            delay = max(0.0, (end - rt.clock.now()).total_seconds())
+            asyncio.get_running_loop().call_later(delay, stop.set)
+        return await runner.run_forever(poll_interval, stop=stop)
+
+    result = _arun(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)
+    funnel = _arun(state_dir, lambda rt: _status(rt, status), sandbox=virtual_clock,
+                   virtual_clock=virtual_clock, save=False)
+    if output == "json":
+        report.print_json({"run": result.to_json(), "status": funnel.to_json()})
+    else:
+        report.render_lines(_run_lines(result))
+        report.render_status(funnel)
+    return 0
+
+
+async def _status(rt: _Runtime, status: Callable[..., Any]) -> Any:
+    return status(rt.store, None, now=rt.clock.now())
+
+
+def _run_lock_ttl(virtual_clock: bool) -> Any:
+    from datetime import timedelta
+
+    # The lock expires on the wall clock: a crashed run frees it after this long.
+    return timedelta(minutes=30 if virtual_clock else 10)
+
+
+def _run_lines(result: Any) -> list[str]:
+    data = result.to_json()
+    if "ticks" in data:
+        head = (f"ran {data['ticks']} tick(s) from {data['started_at']} to {data['ended_at']}: "
+                f"{data['actions']} action(s), {data['transitions']} transition(s), "
+                f"{data['postponed']} postponed, {data['failed']} failed")
+    else:
+        head = (f"tick at {data['at']}: {data['due']} due, {data['actions']} action(s), "
+                f"{data['transitions']} transition(s), {data['postponed']} postponed, "
+                f"{data['failed']} failed")
+        if data.get("kill_switch"):
+            head += " (kill switch on: nothing ran; `seqrun resume --all`)"
+    lines = [head]
+    if data["recovered"]:
+        lines.append(f"recovered {data['recovered']} interrupted action(s)")
+    for ident in data["paused_identities"]:
+        lines.append(f"identity {ident} paused (AUTH_EXPIRED): its leads wait for re-auth")
+    for ident in data["resumed_identities"]:
+        lines.append(f"identity {ident} healthy again: its leads resumed")
+    return lines
+
+
+class _Progress:
+    """A rich progress bar over simulated time (stderr), fed by run_until's on_tick."""
+
+    def __init__(self, start: Any, end: Any) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        from engine import report
+
+        self.start, self.end = start, end
+        self.total = max(1.0, (end - start).total_seconds())
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.fields[now]}"),
+                                 console=report.console(stderr=True), transient=True)
+        self.task = self.progress.add_task("simulating", total=self.total, now="")
+        self.actions = 0
+
+    def __enter__(self) -> Callable[[Any], None]:
+        self.progress.start()
+        return self.update
+
+    def update(self, tick: Any) -> None:
+        self.actions += tick.actions
+        done = min(self.total, (tick.at - self.start).total_seconds())
+        self.progress.update(self.task, completed=done,
+                             now=f"{tick.at:%Y-%m-%d %H:%M} UTC, {self.actions} actions")
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+# ==== end of the runner block ====
