@@ -165,3 +165,31 @@ async def test_connectsafely_and_linkedapi_clients_are_wired(tmp_path: Path) -> 
         async with sb.client("linkedapi") as la:
             r = await la.get("account")
             assert r.status_code < 500
+
+
+async def test_auth_expiry_integration_webhook_is_posted() -> None:
+    posted: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        import json
+
+        posted.append({"url": str(request.url), "body": json.loads(request.content),
+                       "secret": request.headers.get("x-secret")})
+        return httpx.Response(204)
+
+    world = small_world()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as hooks:
+        sb = Sandbox(world, callback_client=hooks)
+        async with sb.client("inspect") as inspect:
+            r = await inspect.post("integration-webhooks",
+                                   json={"url": "https://hooks.example/int",
+                                         "headers": {"X-Secret": "s"}})
+            assert r.status_code == 201
+            world.set_auth("ident-alice", False)
+            await sb.tick()
+            world.set_auth("ident-alice", True)
+            await sb.tick()
+            await sb.tick()  # nothing new: nothing re-sent
+    assert [p["body"]["event"] for p in posted] == ["AUTH_EXPIRED", "AUTH_SUCCESS"]
+    assert posted[0]["body"]["identity_uid"] == "ident-alice"
+    assert posted[0]["url"] == "https://hooks.example/int" and posted[0]["secret"] == "s"

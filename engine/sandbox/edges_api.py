@@ -776,12 +776,54 @@ class EdgesAPI:
         """Due schedule iterations (skipped while the previous run is unfinished), then every
         runnable run. Called at the start of each Edges request and by :meth:`tick`."""
         st = self.state
+        if st.get("integration_webhooks"):
+            await self._integration_webhooks()
         if not st["active"] and not st["schedules"]:
             return 0
         started = self._due_schedules()
         if st["active"]:
             await self._process_runs()
         return started
+
+    def add_integration_webhook(self, url: str, headers: Mapping[str, str] | None = None,
+                                ) -> None:
+        """Receive the LinkedIn integration events (AUTH_EXPIRED, AUTH_SUCCESS) of the Edges
+        identities at ``url`` (payload inferred: ``{event, identity_uid, integration, at}``)."""
+        st = self.state
+        st.setdefault("integration_webhooks", []).append({"url": url,
+                                                          "headers": dict(headers or {})})
+        st.setdefault("integration_sent", len(self.world.integration_events))
+
+    async def _integration_webhooks(self) -> None:
+        st = self.state
+        self.world.advance()
+        events = self.world.integration_events
+        sent = st.setdefault("integration_sent", 0)
+        if sent >= len(events):
+            return
+        st["integration_sent"] = len(events)
+        for event in events[sent:]:
+            if self._edges_identity(str(event.get("identity_uid"))) is None:
+                continue
+            for hook in st["integration_webhooks"]:
+                entry: dict[str, Any] = {
+                    "uid": self._uid("iwh"), "kind": "integration", "callback_url": hook["url"],
+                    "headers": hook["headers"], "payload": event, "status": "PENDING",
+                    "http_status": None, "created_at": iso(self.world.now)}
+                st["callbacks"].append(entry)
+                await self._post(entry)
+
+    async def _post(self, entry: dict[str, Any]) -> None:
+        if self.callback_client is None:
+            return
+        try:
+            resp = await self.callback_client.post(entry["callback_url"], json=entry["payload"],
+                                                   headers=entry["headers"])
+            entry["http_status"] = resp.status_code
+            entry["status"] = "SUCCESS" if resp.status_code < 300 else "FAILED"
+        except httpx.HTTPError as exc:
+            entry["status"] = "FAILED"
+            entry["http_response"] = type(exc).__name__
 
     def _due_schedules(self) -> int:
         st = self.state
@@ -925,16 +967,7 @@ class EdgesAPI:
             "retry_count": 0, "workspace_uid": WORKSPACE_UID,
         }
         st["callbacks"].append(entry)
-        if self.callback_client is None:
-            return
-        try:
-            resp = await self.callback_client.post(cb["url"], json=payload,
-                                                   headers=entry["headers"])
-            entry["http_status"] = resp.status_code
-            entry["status"] = "SUCCESS" if resp.status_code < 300 else "FAILED"
-        except httpx.HTTPError as exc:
-            entry["status"] = "FAILED"
-            entry["http_response"] = type(exc).__name__
+        await self._post(entry)
 
     # ------------------------------------------------------------------- read endpoints
 

@@ -9,6 +9,7 @@
 ``GET  /faults`` ``POST /faults``    read / change the fault knobs
 ``POST /auth``                       {identity, ok, at?}: expire or re-authenticate
 ``GET  /integration-events``         AUTH_EXPIRED / AUTH_SUCCESS webhooks the world emitted
+``POST /integration-webhooks``       {url, headers?}: POST those events (Edges identities) there
 ``GET  /callbacks``                  queued or delivered run callbacks (Edges)
 ``POST /tick``                       run due schedule iterations and queued runs
 ``POST /profiles`` ``POST /identities``  add edge cases on demand
@@ -159,6 +160,16 @@ def routes(world: World, edges: EdgesAPI | None = None) -> list[BaseRoute]:
                     out.append({"api": name, **cb})
         return JSON(out)
 
+    async def add_webhook(request: Request) -> Response:
+        body = await body_of(request)
+        if edges is None or not isinstance(body.get("url"), str):
+            return _bad("body: url required")
+        headers = body.get("headers") or {}
+        if not isinstance(headers, dict):
+            return _bad("headers must be an object")
+        edges.add_integration_webhook(body["url"], {str(k): str(v) for k, v in headers.items()})
+        return JSON({"url": body["url"]}, 201)
+
     async def tick(request: Request) -> Response:
         started = await edges.tick() if edges is not None else 0
         return JSON({"runs_started": started, "now": iso(world.now)})
@@ -231,6 +242,7 @@ def routes(world: World, edges: EdgesAPI | None = None) -> list[BaseRoute]:
         Route("/auth", set_auth, methods=["POST"]),
         Route("/integration-events", integration_events, methods=["GET"]),
         Route("/callbacks", callbacks, methods=["GET"]),
+        Route("/integration-webhooks", add_webhook, methods=["POST"]),
         Route("/tick", tick, methods=["POST"]),
         Route("/profiles", add_profile, methods=["POST"]),
         Route("/identities", add_identity, methods=["POST"]),

@@ -608,6 +608,10 @@ class World:
 
     # ------------------------------------------------------------------------------- time
 
+    def advance(self) -> None:
+        """Apply every scheduled effect due by now (every public method does this first)."""
+        self._advance()
+
     def _advance(self) -> None:
         """Apply every scheduled effect whose time has come, in time order."""
         now = self.clock.now()
