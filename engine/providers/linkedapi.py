@@ -139,6 +139,7 @@ _CONNECTION_STATUS: Mapping[str, str] = {
     "notConnected": "not_connected",
 }
 _TERMINAL = frozenset({"completed", "failed"})
+_UNSYNCABLE = frozenset({"personNotFound", "selfProfileNotAllowed"})
 # The oldest docs spell the account API's statuses differently.
 _STATUS_ALIASES: Mapping[str, str] = {
     "complete": "completed",
@@ -373,6 +374,7 @@ class LinkedApiProvider:
         max_poll_interval: float = 60.0,
         poll_timeout: float = 24 * 3600.0,
         max_poll_errors: int = 15,
+        connections_ttl: float = 3600.0,
     ) -> None:
         if api not in APIS:
             raise ConfigError(f"linkedapi api must be one of {', '.join(APIS)}, not {api!r}")
@@ -390,6 +392,9 @@ class LinkedApiProvider:
         self.max_poll_errors = max_poll_errors
         self._persons: dict[str, set[str]] = {}  # identity -> persons we acted on
         self._synced: dict[str, set[str]] = {}  # identity -> conversations known synced
+        self._unpollable: dict[str, set[str]] = {}  # identity -> persons that cannot sync
+        self.connections_ttl = connections_ttl
+        self._connections_cache: dict[str, tuple[datetime, set[str]]] = {}
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -519,35 +524,49 @@ class LinkedApiProvider:
     async def poll_conversations(
         self, identity: str | None, person_urls: Sequence[str], since: datetime | None = None
     ) -> list[dict[str, Any]]:
-        """``POST /conversations/poll`` for these persons; syncs unsynced ones once, retries."""
-        if not person_urls:
+        """``POST /conversations/poll`` for these persons. When LinkedAPI answers
+        ``conversationsNotSynced`` the unsynced ones are synced (one array workflow of
+        ``st.syncConversation``) and the poll is retried; persons that cannot be synced (not
+        found) are left out from then on."""
+        skip = self._unpollable.setdefault(identity or "", set())
+        urls = [url for url in person_urls if url not in skip]
+        if not urls:
             return []
-        body = [
-            {"personUrl": url, "type": "st", **({"since": since.isoformat()} if since else {})}
-            for url in person_urls
-        ]
-        path = "/conversations/poll"  # the only documented poll, for both generations
         try:
-            result = await self._request("POST", path, identity, json=body)
+            result = await self._poll(identity, urls, since)
         except ProviderError as exc:
             if exc.params.get("type") != "conversationsNotSynced":
                 raise
-            await self._sync(identity, person_urls)
-            result = await self._request("POST", path, identity, json=body)
+            await self._sync(identity, urls)
+            urls = [url for url in urls if url not in skip]
+            if not urls:
+                return []
+            result = await self._poll(identity, urls, since)
         if isinstance(result, Mapping):  # tolerate {conversations: [...]}
             result = result.get("conversations", [])
         return [dict(item) for item in result or [] if isinstance(item, Mapping)]
 
+    async def _poll(self, identity: str | None, urls: Sequence[str], since: datetime | None) -> Any:
+        body = [
+            {"personUrl": url, "type": "st", **({"since": since.isoformat()} if since else {})}
+            for url in urls
+        ]
+        # /conversations/poll is the only documented poll, for both API generations
+        return await self._request("POST", "/conversations/poll", identity, json=body)
+
     async def _sync(self, identity: str | None, person_urls: Sequence[str]) -> None:
         synced = self._synced.setdefault(identity or "", set())
-        todo = [url for url in person_urls if url not in synced]
-        if not todo:
-            todo = list(person_urls)
+        skip = self._unpollable.setdefault(identity or "", set())
+        todo = [url for url in person_urls if url not in synced] or list(person_urls)
         body = [{"actionType": "st.syncConversation", "personUrl": url} for url in todo]
         completion = await self.execute(body, identity)
         for url, item in zip(todo, completion or [], strict=False):
-            if isinstance(item, Mapping) and item.get("success"):
+            if not isinstance(item, Mapping):
+                continue
+            if item.get("success"):
                 synced.add(url)
+            elif (item.get("error") or {}).get("type") in _UNSYNCABLE:
+                skip.add(url)
 
     def watch(self, identity: str, person_urls: Sequence[str]) -> None:
         """Add persons whose conversations :meth:`sync_conversations` should poll."""
@@ -574,14 +593,14 @@ class LinkedApiProvider:
         self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
     ) -> ActionResult:
         body = self.action_body(action, lead.profile_url, params)
-        if action in ("connect", "send_message"):
-            self.watch(identity, [lead.profile_url])
         completion = await self.execute(body, identity)
         item = completion[0] if isinstance(completion, list) and completion else completion
         if not isinstance(item, Mapping):
             raise ProviderError(SERVER_ERROR, "workflow completed without a result")
         if not item.get("success"):
             raise action_error(item.get("error"))
+        if action in ("connect", "send_message"):
+            self.watch(identity, [lead.profile_url])
         data = item.get("data")
         data = dict(data) if isinstance(data, Mapping) else ({"items": data} if data else {})
         status = None
@@ -620,13 +639,25 @@ class LinkedApiProvider:
             status={"not_connected": "none"}.get(result.status or "", result.status or "none")
         )
 
+    async def _connections(self, identity: str) -> set[str]:
+        """The identity's connections (public URLs), retrieved at most once per
+        ``connections_ttl`` seconds: retrieving them is a whole workflow."""
+        now = self.clock.now()
+        cached = self._connections_cache.get(identity)
+        if cached is not None and (now - cached[0]).total_seconds() < self.connections_ttl:
+            return cached[1]
+        completion = await self.execute({"actionType": "st.retrieveConnections"}, identity)
+        item = completion[0] if isinstance(completion, list) and completion else completion
+        urls: set[str] = set()
+        if isinstance(item, Mapping) and item.get("success") and isinstance(item.get("data"), list):
+            urls = {str(p["publicUrl"]) for p in item["data"] if p.get("publicUrl")}
+        self._connections_cache[identity] = (now, urls)
+        return urls
+
     async def sync_conversations(self, identity: str) -> list[ConversationSummary]:
         """Poll the conversations of every person we acted on or are connected with."""
         persons = set(self._persons.get(identity, set()))
-        completion = await self.execute({"actionType": "st.retrieveConnections"}, identity)
-        item = completion[0] if isinstance(completion, list) and completion else completion
-        if isinstance(item, Mapping) and item.get("success") and isinstance(item.get("data"), list):
-            persons.update(str(p["publicUrl"]) for p in item["data"] if p.get("publicUrl"))
+        persons.update(await self._connections(identity))
         conversations = await self.poll_conversations(identity, sorted(persons))
         out: list[ConversationSummary] = []
         for conv in conversations:

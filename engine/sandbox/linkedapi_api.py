@@ -136,12 +136,20 @@ class LinkedApiState:
     api_token: str = SANDBOX_TOKEN
     base_seconds: float = 1.0
     seconds_per_action: float = 1.0
-    dirty: bool = False
+    dirty: bool = False  # something besides workflows changed (outbox)
+    changed: set[str] = field(default_factory=set)  # workflow ids to write through
+    running: set[str] = field(default_factory=set)  # ids of unfinished workflows
+    pruned_at: datetime | None = None
+
+    def touch(self, record: WorkflowRecord) -> None:
+        self.changed.add(record.workflow_id)
+        if record.status == "running" and record.workflow_id in self.workflows:
+            self.running.add(record.workflow_id)
+        else:
+            self.running.discard(record.workflow_id)
 
     def unfinished(self, account: str) -> int:
-        return sum(
-            1 for r in self.workflows.values() if r.account == account and r.status == "running"
-        )
+        return sum(1 for wid in self.running if self.workflows[wid].account == account)
 
 
 _LIVE: weakref.WeakKeyDictionary[World, LinkedApiState] = weakref.WeakKeyDictionary()
@@ -160,28 +168,45 @@ def state(world: World) -> LinkedApiState:
 
 
 def save(world: World) -> None:
-    """Write the tables through to ``world.api_state`` when they changed."""
+    """Write changes through to ``world.api_state["linkedapi"]`` (only the changed records)."""
     st = state(world)
-    if st.dirty:
-        st.dirty = False
+    doc = world.api_state.get("linkedapi")
+    if not isinstance(doc, dict) or not isinstance(doc.get("workflows"), dict):
         world.api_state["linkedapi"] = dump_state(world)
+        st.changed.clear()
+        st.dirty = False
+        return
+    if not (st.changed or st.dirty or len(doc.get("synced", ())) != len(st.synced)):
+        return
+    table = doc["workflows"]
+    for wid in st.changed:
+        record = st.workflows.get(wid)
+        if record is None:
+            table.pop(wid, None)
+        else:
+            table[wid] = _record_json(record)
+    st.changed.clear()
+    st.dirty = False
+    if len(doc.get("synced", ())) != len(st.synced):
+        doc["synced"] = sorted([a, u] for a, u in st.synced)
+    doc.update(results=st.results, outbox=st.outbox, seq=st.seq)
+
+
+def _record_json(r: WorkflowRecord) -> dict[str, Any]:
+    out = asdict(r)
+    out["submitted_at"] = _iso(r.submitted_at)
+    out["finish_at"] = _iso(r.finish_at)
+    return out
 
 
 def dump_state(world: World) -> dict[str, Any]:
-    """The LinkedAPI tables as JSON (to save next to ``world.to_json()``)."""
+    """The LinkedAPI tables as JSON (what :func:`save` keeps in ``world.api_state``)."""
     st = state(world)
-
-    def rec(r: WorkflowRecord) -> dict[str, Any]:
-        out = asdict(r)
-        out["submitted_at"] = _iso(r.submitted_at)
-        out["finish_at"] = _iso(r.finish_at)
-        return out
-
     return {
-        "workflows": [rec(r) for r in st.workflows.values()],
-        "results": dict(st.results),
+        "workflows": {wid: _record_json(r) for wid, r in st.workflows.items()},
+        "results": st.results,
         "synced": sorted([a, u] for a, u in st.synced),
-        "outbox": list(st.outbox),
+        "outbox": st.outbox,
         "seq": st.seq,
         "api_token": st.api_token,
         "base_seconds": st.base_seconds,
@@ -193,12 +218,17 @@ def load_state(world: World, data: Mapping[str, Any]) -> LinkedApiState:
     """Restore tables saved by :func:`dump_state` onto ``world``."""
     st = state(world)
     st.workflows = {}
-    for raw in data.get("workflows", []):
+    st.running = set()
+    raw_workflows = data.get("workflows", {})
+    rows = raw_workflows.values() if isinstance(raw_workflows, Mapping) else raw_workflows
+    for raw in rows:
         r = dict(raw)
         r["submitted_at"] = _parse_dt(r["submitted_at"])
         r["finish_at"] = _parse_dt(r["finish_at"])
         record = WorkflowRecord(**r)
         st.workflows[record.workflow_id] = record
+        if record.status == "running":
+            st.running.add(record.workflow_id)
     st.results = dict(data.get("results", {}))
     st.synced = {(a, u) for a, u in data.get("synced", [])}
     st.outbox = list(data.get("outbox", []))
@@ -427,13 +457,13 @@ def _perform(
 
 
 def _finish(world: World, st: LinkedApiState, record: WorkflowRecord) -> None:
-    st.dirty = True
     try:
         record.completion = _execute(world, st, record.account, record.body)
         record.status = "completed"
     except _SignedOut as exc:
         record.status = "failed"
         record.failure = {"reason": "linkedinAccountSignedOut", "message": str(exc)}
+    st.touch(record)
     if record.result_handling == "hook" and record.webhook:
         st.outbox.append(
             {
@@ -445,15 +475,19 @@ def _finish(world: World, st: LinkedApiState, record: WorkflowRecord) -> None:
 
 
 def run_due(world: World) -> None:
-    """Execute every running workflow whose finish time has passed, in finish order."""
+    """Execute every running workflow whose finish time has passed, in finish order; forget
+    finished ones after :data:`KEEP_FINISHED` (checked once per simulated hour)."""
     st = state(world)
     now = world.clock.now()
     due = sorted(
-        (r for r in st.workflows.values() if r.status == "running" and r.finish_at <= now),
+        (st.workflows[wid] for wid in st.running if st.workflows[wid].finish_at <= now),
         key=lambda r: (r.finish_at, r.seq),
     )
     for record in due:
         _finish(world, st, record)
+    if st.pruned_at is not None and now - st.pruned_at < timedelta(hours=1):
+        return
+    st.pruned_at = now
     old = [
         r.workflow_id
         for r in st.workflows.values()
@@ -463,7 +497,7 @@ def run_due(world: World) -> None:
         record = st.workflows.pop(wid)
         if record.result_hash:
             st.results.pop(record.result_hash, None)
-        st.dirty = True
+        st.changed.add(wid)
 
 
 # ---- HTTP ----------------------------------------------------------------------------------
@@ -554,7 +588,7 @@ class _Api:
             record.result_hash = hashlib.sha256(f"res:{wid}".encode()).hexdigest()[:24]
             st.results[record.result_hash] = wid
         st.workflows[wid] = record
-        st.dirty = True
+        st.touch(record)
         if handling == "long":
             _finish(self.world, st, record)
         return record
@@ -639,8 +673,8 @@ class _Api:
         if cancelled:
             record.status = "failed"
             record.cancelled = True
-            self.st.dirty = True
             record.failure = {"reason": "workflowCancelled", "message": "cancelled by the user"}
+            self.st.touch(record)
         return JSONResponse({"success": True, "result": {"cancelled": cancelled}})
 
     async def poll_conversations(self, request: Request) -> JSONResponse:
