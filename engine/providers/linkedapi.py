@@ -686,9 +686,17 @@ def _parse_time(value: Any) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def make_provider(client: httpx.AsyncClient) -> Provider:
-    """The registry's factory: the current API, credentials already on the client."""
-    return LinkedApiProvider(client)
+def make_provider(
+    client: httpx.AsyncClient,
+    *,
+    clock: Clock | None = None,
+    api: str = "current",
+    env: Mapping[str, str] | None = None,
+) -> Provider:
+    """The registry's factory: credentials already on the client. Pass the runtime's
+    ``clock``: the adapter sleeps on it while polling, so under a virtual clock (sandbox,
+    simulate) the sandbox's workflows finish; with the default real clock they would not."""
+    return LinkedApiProvider(client, clock=clock, api=api, env=env)
 
 
 SPEC = register(
