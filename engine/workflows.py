@@ -4,7 +4,8 @@
 (seed 003): each node becomes ``{"actionType": ..., **with, "label"?: ..., "then"?: ...}`` and a
 root list becomes an array workflow. ``run_workflow`` submits it once and follows it to the end,
 persisting its state in ``store.kv_*("workflows", name)`` so that a crash never leads to a
-second submission of a workflow that may still be running.
+second submission of a workflow that may still be running. On a provider without workflows
+(Edges, ConnectSafely) it walks the tree itself, one canonical action per node.
 
 Example::
 
@@ -28,7 +29,17 @@ import httpx
 from engine.clock import Clock
 from engine.errors import PlanError, ProviderError
 from engine.model import Workflow, WorkflowNode
-from engine.providers.base import SERVER_ERROR, STATUS_429, TIMEOUT, TRANSIENT_LABELS
+from engine.providers import REGISTRY
+from engine.providers.base import (
+    AUTH_EXPIRED,
+    INVALID_INPUT,
+    SERVER_ERROR,
+    STATUS_429,
+    TIMEOUT,
+    TRANSIENT_LABELS,
+    Lead,
+    Provider,
+)
 from engine.providers.linkedapi import (
     ACTION_TYPES,
     LinkedApiProvider,
@@ -256,7 +267,7 @@ def _walk(
                     error={
                         "type": mapped.params.get("type"),
                         "message": mapped.message,
-                        "label": mapped.label,
+                        "label": err.get("label") or mapped.label,
                     },
                 )
             )
@@ -587,10 +598,10 @@ async def run_workflow(
         result.state, [(n.id, n.status) for n in result.nodes]
     """
     if wf.provider != "linkedapi":
-        raise PlanError(
-            f"workflow {wf.name!r}: provider {wf.provider!r} cannot run LinkedAPI workflows; "
-            "use provider: linkedapi"
-        )
+        spec = REGISTRY.get(wf.provider)
+        if spec is None or spec.factory is None:
+            raise PlanError(f"workflow {wf.name!r}: no adapter for provider {wf.provider!r}")
+        return await _NodeRun(wf, spec.factory(client), store, clock, reconcile_after).run()
     provider = LinkedApiProvider(
         client,
         api=wf.api,
@@ -600,6 +611,196 @@ async def run_workflow(
         poll_interval=poll_interval,
     )
     return await _Run(wf, provider, store, clock, reconcile_after, queue_timeout).run()
+
+
+# ---- node by node, on providers without workflows -----------------------------------------------
+
+_CANONICAL: Mapping[str, str] = {v: k for k, v in ACTION_TYPES.items()}
+NODE_ATTEMPTS = 6
+
+
+class _NodeRun(_Run):
+    """A workflow on a provider without workflows (Edges, ConnectSafely): the runner walks the
+    tree itself, one canonical action per node, children only after their parent succeeded.
+    Each node's intent is saved before its call; a node left ``sent`` (crash, timeout) is
+    reconciled against the provider (relationship, conversation) before it is sent again."""
+
+    def __init__(
+        self, wf: Workflow, provider: Provider, store: KV, clock: Clock, reconcile_after: float
+    ) -> None:
+        self.wf = wf
+        self.node_provider = provider
+        self.store = store
+        self.clock = clock
+        self.reconcile_after = reconcile_after
+        self.body = workflow_json(wf)
+        self.identity = wf.identities[0] if wf.identities else None
+        self.result = WorkflowResult(wf.name, "pending")
+        self.record = {}
+
+    async def run(self) -> WorkflowResult:
+        previous = self.store.kv_get(NAMESPACE, self.wf.name)
+        revision = body_revision(self.body)
+        if (
+            isinstance(previous, Mapping)
+            and previous.get("state") in UNFINISHED_STATES
+            and previous.get("revision") == revision
+            and previous.get("mode") == "nodes"
+        ):
+            self.record = dict(previous)
+            self.result.resumed = True
+        else:
+            self.record = {
+                "name": self.wf.name,
+                "provider": self.wf.provider,
+                "mode": "nodes",
+                "identity": self.identity,
+                "revision": revision,
+                "body": self.body,
+                "attempt": int((previous or {}).get("attempt", 0)) + 1,
+                "history": [],
+                "workflow_id": None,
+                "reconciled": False,
+                "node_states": {},
+            }
+            self.save(state="pending")
+        if self.identity is None:
+            return self.finish(
+                "failed",
+                error=ProviderError(
+                    INVALID_INPUT, f"a workflow on {self.wf.provider} needs `identities`"
+                ),
+            )
+        self.save(state="running")
+        try:
+            items = [await self._node(f"n{i}", n, None) for i, n in enumerate(self.wf.root)]
+        except ProviderError as exc:  # the identity cannot act (AUTH_EXPIRED...)
+            return self.finish("failed", error=exc)
+        completion: Any = items if (self.wf.root_is_list or len(items) != 1) else items[0]
+        return self.finish("completed", completion=completion)
+
+    async def _node(self, nid: str, node: WorkflowNode, person: str | None) -> dict[str, Any]:
+        params = dict(node.with_)
+        url = str(params.pop("personUrl", None) or params.pop("profile_url", None) or person or "")
+        states: dict[str, Any] = self.record.setdefault("node_states", {})
+        done = states.get(nid)
+        if done is None or done.get("status") in ("pending", "sent"):
+            done = await self._perform(nid, node, url, params, states)
+        item: dict[str, Any] = {"actionType": action_type(node.action)}
+        if node.label is not None:
+            item["label"] = node.label
+        item["success"] = done["status"] == "ok"
+        if item["success"]:
+            data = dict(done.get("data") or {})
+            if node.then:
+                children = [
+                    await self._node(f"{nid}.{j}", child, url) for j, child in enumerate(node.then)
+                ]
+                data["then"] = children if node.then_is_list or len(children) > 1 else children[0]
+            if data:
+                item["data"] = data
+        else:
+            item["error"] = done.get("error")
+        return item
+
+    async def _perform(
+        self,
+        nid: str,
+        node: WorkflowNode,
+        url: str,
+        params: Mapping[str, Any],
+        states: dict[str, Any],
+    ) -> dict[str, Any]:
+        assert self.identity is not None
+        action = _CANONICAL.get(node.action, node.action)
+        lead = Lead(url)
+        previous = states.get(nid) or {}
+        if previous.get("status") == "sent" and await self._happened(
+            action, lead, params, previous
+        ):
+            self.record["reconciled"] = True
+            return self._node_done(states, nid, {"status": "ok", "data": {"reconciled": True}})
+        if action not in self.node_provider.spec.capabilities or not url:
+            why = f"{self.wf.provider} cannot {node.action}" if url else "no personUrl"
+            return self._node_done(
+                states,
+                nid,
+                {
+                    "status": "error",
+                    "error": {"type": INVALID_INPUT, "label": INVALID_INPUT, "message": why},
+                },
+            )
+        delay = 30.0
+        for attempt in range(NODE_ATTEMPTS):
+            sent_at = self.clock.now().isoformat()
+            self._node_done(states, nid, {"status": "sent", "at": sent_at})
+            try:
+                result = await self.node_provider.perform(self.identity, action, lead, params)
+            except ProviderError as exc:
+                if exc.label == TIMEOUT:
+                    await self.clock.sleep(self.reconcile_after)
+                    if await self._happened(action, lead, params, {"at": sent_at}):
+                        self.record["reconciled"] = True
+                        return self._node_done(
+                            states, nid, {"status": "ok", "data": {"reconciled": True}}
+                        )
+                    continue
+                if exc.label in TRANSIENT_LABELS and attempt < NODE_ATTEMPTS - 1:
+                    await self.clock.sleep(max(delay, exc.retry_after or 0.0))
+                    delay *= 2
+                    continue
+                if exc.label == AUTH_EXPIRED:
+                    raise
+                return self._node_done(
+                    states,
+                    nid,
+                    {
+                        "status": "error",
+                        "error": {"type": exc.label, "label": exc.label, "message": exc.message},
+                    },
+                )
+            data = dict(result.data)
+            if result.status is not None:
+                data["connectionStatus"] = result.status
+            return self._node_done(states, nid, {"status": "ok", "data": data})
+        return self._node_done(
+            states,
+            nid,
+            {
+                "status": "error",
+                "error": {"type": TIMEOUT, "label": TIMEOUT, "message": "no answer after retries"},
+            },
+        )
+
+    def _node_done(self, states: dict[str, Any], nid: str, value: dict[str, Any]) -> dict[str, Any]:
+        states[nid] = value
+        self.save(node_states=states)
+        return value
+
+    async def _happened(
+        self, action: str, lead: Lead, params: Mapping[str, Any], intent: Mapping[str, Any]
+    ) -> bool:
+        """Did an action whose answer was lost take effect? Asked of the provider."""
+        assert self.identity is not None
+        if action == "connect":
+            rel = await self.node_provider.relationship(self.identity, lead)
+            return rel.status in ("pending", "connected")
+        if action == "withdraw_invitation":
+            rel = await self.node_provider.relationship(self.identity, lead)
+            return rel.status != "pending"
+        if action == "send_message":
+            text = str(params.get("text", params.get("message", "")))
+            since = _parse(intent.get("at"))
+            for conv in await self.node_provider.sync_conversations(self.identity):
+                if conv.profile_url.rstrip("/") != lead.profile_url.rstrip("/"):
+                    continue
+                if conv.our_texts:
+                    return text in conv.our_texts
+                return conv.last_sender_is_us and (
+                    since is None or conv.last_activity_at >= since - timedelta(minutes=5)
+                )
+            return False
+        return False  # visits and checks: doing them again duplicates nothing
 
 
 def workflow_results(store: KV) -> list[WorkflowResult]:

@@ -237,10 +237,23 @@ async def test_invalid_workflow_fails(asgi: httpx.AsyncBaseTransport, clock: Vir
     assert [n.status for n in result.nodes] == ["skipped"]
 
 
-async def test_other_providers_are_refused(clock: VirtualClock) -> None:
-    wf = Workflow(Metadata("x"), "edges", (WorkflowNode("visit_profile", {"personUrl": ADA}),))
-    with pytest.raises(PlanError, match="edges"):
-        await run_workflow(wf, client=httpx.AsyncClient(), store=MemoryKV(), clock=clock)
+async def test_unknown_provider_and_missing_identity(clock: VirtualClock) -> None:
+    node = (WorkflowNode("visit_profile", {"personUrl": ADA}),)
+    with pytest.raises(PlanError, match="nosuch"):
+        await run_workflow(
+            Workflow(Metadata("x"), "nosuch", node),
+            client=httpx.AsyncClient(),
+            store=MemoryKV(),
+            clock=clock,
+        )
+    result = await run_workflow(
+        Workflow(Metadata("x"), "edges", node),
+        client=httpx.AsyncClient(),
+        store=MemoryKV(),
+        clock=clock,
+    )
+    assert result.state == "failed"
+    assert result.error is not None and "identities" in result.error["message"]
 
 
 # ---- never a duplicate ----------------------------------------------------------------------
@@ -443,3 +456,79 @@ async def test_result_lines_show_the_tree(
     assert lines[1].startswith("  n0 open st.openPersonPage: ok name=Ada Lovelace")
     assert lines[2] == "    n0.0 check st.checkConnectionStatus: ok connectionStatus=notConnected"
     assert lines[3] == "    n0.1 invite st.sendConnectionRequest: ok"
+
+
+# ---- node by node on providers without workflows -----------------------------------------------
+
+
+def edges_workflow() -> Workflow:
+    return Workflow(
+        Metadata("edges-tree"),
+        "edges",
+        (
+            WorkflowNode(
+                "visit_profile",
+                {"personUrl": "https://www.linkedin.com/in/grace-node"},
+                label="open",
+                then=(
+                    WorkflowNode("check_connection", label="check"),
+                    WorkflowNode("connect", {"note": "Hi Grace"}, label="invite"),
+                ),
+                then_is_list=True,
+            ),
+        ),
+        identities=("ident-alice",),
+    )
+
+
+async def test_edges_workflow_runs_node_by_node() -> None:
+    sandbox_mod = pytest.importorskip("engine.sandbox")
+    sandbox = sandbox_mod.Sandbox.open(None)
+    world = sandbox.world
+    world.add_profile(
+        "https://www.linkedin.com/in/grace-node", accepts=False, already_connected_with=[]
+    )
+    store = MemoryKV()
+    async with sandbox.client("edges") as client:
+        result = await run_workflow(edges_workflow(), client=client, store=store, clock=world.clock)
+        assert result.state == "completed", result.to_json()
+        assert [(n.id, n.status) for n in result.nodes] == [
+            ("n0", "ok"),
+            ("n0.0", "ok"),
+            ("n0.1", "ok"),
+        ]
+        assert result.nodes[1].data is not None
+        assert result.nodes[1].data["connectionStatus"] == "not_connected"
+        again = await run_workflow(edges_workflow(), client=client, store=store, clock=world.clock)
+    assert again.nodes[2].status == "error"
+    assert again.nodes[2].error is not None
+    assert again.nodes[2].error["label"] == "INVITATION_PENDING"
+    assert len(world.deliveries(url="https://www.linkedin.com/in/grace-node", kind="invite")) == 1
+
+
+async def test_edges_node_left_sent_by_a_crash_is_reconciled() -> None:
+    sandbox_mod = pytest.importorskip("engine.sandbox")
+    sandbox = sandbox_mod.Sandbox.open(None)
+    world = sandbox.world
+    url = "https://www.linkedin.com/in/grace-node"
+    world.add_profile(url, accepts=False, already_connected_with=[])
+
+    def fail(request: httpx.Request, n: int) -> tuple[str, BaseException] | None:
+        if "connect-profile" in request.url.path:
+            return "after", Crash()
+        return None
+
+    store = MemoryKV()
+    flaky = FlakyTransport(sandbox.transport, fail)
+    async with httpx.AsyncClient(
+        transport=flaky, base_url=sandbox.base_url("edges") + "/", headers=sandbox.headers("edges")
+    ) as client:
+        with pytest.raises(Crash):
+            await run_workflow(edges_workflow(), client=client, store=store, clock=world.clock)
+    record = workflow_record(store, "edges-tree")
+    assert record is not None and record["node_states"]["n0.1"]["status"] == "sent"
+    async with sandbox.client("edges") as client:
+        result = await run_workflow(edges_workflow(), client=client, store=store, clock=world.clock)
+    assert result.state == "completed" and result.resumed and result.reconciled
+    assert len(world.deliveries(url=url, kind="invite")) == 1
+    assert len(world.deliveries(url=url, kind="visit")) == 1  # done nodes are not redone
