@@ -98,6 +98,7 @@ def workflow_json(wf: Workflow) -> Any:
 NAMESPACE = "workflows"
 UNFINISHED_STATES = frozenset({"pending", "running"})
 PROBE_ATTEMPTS = 6
+MAX_SUBMISSIONS = 5  # lost submissions (each reconciled as "nothing happened") before giving up
 _SHOWN_KEYS = frozenset({"name", "connectionStatus", "publicUrl"})
 # Actions with an effect on LinkedIn: the ones a blind resubmission could duplicate.
 EFFECTFUL = frozenset(
@@ -312,6 +313,7 @@ class _Run:
         self.identity = wf.identities[0] if wf.identities else None
         self.result = WorkflowResult(wf.name, "pending")
         self.record: dict[str, Any] = {}
+        self.foreign = False  # settling a record of another revision of this workflow
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -340,7 +342,9 @@ class _Run:
         note: str = "",
     ) -> WorkflowResult:
         nodes = (
-            node_results(self.wf, completion)
+            []  # an older revision's tree: the completion is kept, not mapped onto this one
+            if self.foreign
+            else node_results(self.wf, completion)
             if completion is not None
             else [
                 NodeResult(sid, action_type(node.action), node.label, "skipped")
@@ -373,11 +377,14 @@ class _Run:
         previous = self.store.kv_get(NAMESPACE, self.wf.name)
         if isinstance(previous, Mapping) and previous.get("state") in UNFINISHED_STATES:
             self.record = dict(previous)
+            same = previous.get("revision") == body_revision(self.body)
+            current = self.body
+            if not same:  # settle the older revision first, with its own body
+                self.body, self.foreign = previous.get("body"), True
             outcome = await self.resume()
-            if outcome is not None and previous.get("revision") == body_revision(self.body):
-                return outcome
-            if outcome is not None and outcome.state in UNFINISHED_STATES:
-                return outcome  # the old revision is still running: never two at once
+            self.body, self.foreign = current, False
+            if outcome is not None and (same or outcome.state in UNFINISHED_STATES):
+                return outcome  # an older revision still running: never two at once
         return await self.submit_new(attempt=int((previous or {}).get("attempt", 0)) + 1)
 
     async def resume(self) -> WorkflowResult | None:
@@ -439,6 +446,8 @@ class _Run:
                     outcome = await self.reconcile()
                     if outcome is not None:
                         return outcome
+                    if self.result.submissions >= MAX_SUBMISSIONS:
+                        return self.finish("failed", error=exc, note="no answer to any submission")
                     continue
                 return self.finish("failed", error=exc)
             return await self.accepted(answer)
@@ -637,6 +646,7 @@ class _NodeRun(_Run):
         self.identity = wf.identities[0] if wf.identities else None
         self.result = WorkflowResult(wf.name, "pending")
         self.record = {}
+        self.foreign = False
 
     async def run(self) -> WorkflowResult:
         previous = self.store.kv_get(NAMESPACE, self.wf.name)

@@ -532,3 +532,29 @@ async def test_edges_node_left_sent_by_a_crash_is_reconciled() -> None:
     assert result.state == "completed" and result.resumed and result.reconciled
     assert len(world.deliveries(url=url, kind="invite")) == 1
     assert len(world.deliveries(url=url, kind="visit")) == 1  # done nodes are not redone
+
+
+async def test_a_new_revision_waits_for_the_old_one_still_running(
+    asgi: httpx.AsyncBaseTransport, clock: VirtualClock, world: World
+) -> None:
+    def fail(request: httpx.Request, n: int) -> tuple[str, BaseException] | None:
+        return ("before", Crash()) if request.method == "GET" else None
+
+    store = MemoryKV()
+    async with client_for(FlakyTransport(asgi, fail)) as client:
+        with pytest.raises(Crash):
+            await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
+    old_id = workflow_record(store, "check-then-invite")["workflow_id"]  # type: ignore[index]
+    changed = Workflow(
+        Metadata("check-then-invite"),
+        "linkedapi",
+        (WorkflowNode("check_connection", {"personUrl": ADA}, label="only"),),
+        identities=("acct-alice",),
+    )
+    async with client_for(asgi) as client:
+        result = await run_workflow(changed, client=client, store=store, clock=clock)
+    assert result.state == "completed"
+    assert result.workflow_id != old_id
+    assert [(n.label, n.status) for n in result.nodes] == [("only", "ok")]
+    assert result.nodes[0].data == {"connectionStatus": "pending"}  # the old one ran first
+    assert invites(world) == 1
