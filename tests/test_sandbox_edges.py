@@ -444,3 +444,15 @@ async def test_list_schedules_filters_and_cursor(client: httpx.AsyncClient) -> N
     assert len(r2.json()) == 1 and "X-Pagination-Next" not in r2.headers
     r = await client.get("schedules", params={"status": "CANCELLED"})
     assert r.json() == []
+
+
+async def test_get_callback(client: httpx.AsyncClient, world: World) -> None:
+    r = await client.post("actions/linkedin-me/run/async", json={
+        "identity_ids": ["ident-alice"], "inputs": [{}],
+        "callback": {"url": "https://hooks.example/c", "on": "final"}})
+    await client.get("runs")
+    (cb,) = world.api_state["edges"]["callbacks"]
+    got = (await client.get(f"runs/callbacks/{cb['uid']}")).json()
+    assert got["run_uid"] == r.json()["uid"] and got["status"] == "PENDING"
+    assert got["callback_url"] == "https://hooks.example/c"
+    assert_error(await client.get("runs/callbacks/nope"), 404, "NOT_FOUND")

@@ -151,6 +151,7 @@ class EdgesAPI:
                   methods=["GET"]),
             Route("/workspaces", self.workspaces, methods=["GET"]),
             Route("/runs", self.list_runs, methods=["GET"]),
+            Route("/runs/callbacks/{uid}", self.get_callback, methods=["GET"]),
             Route("/runs/{uid}", self.get_run, methods=["GET"]),
             Route("/runs/{uid}/status", self.get_run_status, methods=["GET"]),
             Route("/runs/{uid}/outputs", self.get_run_outputs, methods=["GET"]),
@@ -1088,6 +1089,23 @@ class EdgesAPI:
             return self._error("NOT_FOUND", "run not found")
         outs = run["outputs"][-len(run["inputs"]):] if run["outputs"] else []
         return JSON(outs)
+
+    async def get_callback(self, request: Request) -> Response:
+        """One callback delivery (providers.md §1.4 shape)."""
+        denied = await self._prelude(request)
+        if denied is not None:
+            return denied
+        uid = request.path_params["uid"]
+        for cb in self.state["callbacks"]:
+            if cb["uid"] == uid:
+                return JSON({
+                    "uid": cb["uid"], "parent_uid": None, "retry_count": cb.get("retry_count", 0),
+                    "created_at": cb["created_at"], "status": cb["status"],
+                    "callback_url": cb["callback_url"], "http_status": cb["http_status"],
+                    "http_response": cb.get("http_response"), "batch_uid": cb.get("batch_uid"),
+                    "run_uid": cb.get("run_uid"), "error": None, "workspace_uid": WORKSPACE_UID,
+                })
+        return self._error("NOT_FOUND", "callback not found")
 
     async def continue_run(self, request: Request) -> Response:
         """Incremental continuation: run the same inputs again, fetching only what is new

@@ -557,12 +557,10 @@ class World:
             url = self._by_profile_id.get(int(profile_id))
         except (TypeError, ValueError):
             url = None
-            text = str(profile_id).lower()
+            text = str(profile_id).strip().lower()
             if text in self._by_sn:
                 return self._by_sn[text]
-            for p in self.profiles.values():
-                if p.handle == text:
-                    return p
+            return self.profiles.get(f"https://www.linkedin.com/in/{text}")
         return self.profiles.get(url) if url else None
 
     def _profile(self, url: str, *, check_access: bool = True) -> Profile:
