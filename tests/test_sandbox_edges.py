@@ -456,3 +456,38 @@ async def test_get_callback(client: httpx.AsyncClient, world: World) -> None:
     assert got["run_uid"] == r.json()["uid"] and got["status"] == "PENDING"
     assert got["callback_url"] == "https://hooks.example/c"
     assert_error(await client.get("runs/callbacks/nope"), 404, "NOT_FOUND")
+
+
+async def test_seed_000_migration_to_incremental(client: httpx.AsyncClient,
+                                                 world: World) -> None:
+    """Seed 000, verbatim: create a full-mode schedule, then list, get, cancel and recreate it
+    with sync_mode incremental on an Engagement Identity."""
+    thread = world.message("ident-alice", BOB, "hello")
+    body = {"inputs": [{"conversation_id": thread.thread_id}],
+            "callback": {"url": "https://yourdomain.com/webhooks/edges"},
+            "identity_ids": ["ident-alice"], "cron": "0 9 * * *", "timezone": "Europe/Paris",
+            "parameters": {"max_results": 100}}
+    r = await client.post("actions/linkedin-extract-messages/run/schedule", json=body)
+    assert r.status_code == 201
+    idents = (await client.get("identities", params={"limit": 100})).json()
+    engagement = [i["uid"] for i in idents if i["type"] == "engagement"]
+    assert "ident-alice" in engagement
+    r = await client.get("schedules", params={"action_name": "linkedin-extract-messages",
+                                              "status": "ACTIVE", "limit": "100"})
+    (listed,) = r.json()
+    uid = listed.get("scheduled_run_uid") or listed["uid"]
+    schedule = (await client.get(f"schedules/{uid}")).json()
+    assert (await client.post(f"schedules/{uid}/cancel")).status_code == 200
+    new_body = {
+        "inputs": schedule["inputs"], "callback": schedule["callback"],
+        "identity_ids": schedule["identity_ids"], "cron": schedule["cron"],
+        "timezone": schedule["timezone"], "schedule_at": schedule["schedule_at"],
+        "parameters": {**schedule["parameters"], "sync_mode": "incremental"},
+        "max_results": schedule["max_results"],
+    }
+    r = await client.post("actions/linkedin-extract-messages/run/schedule", json=new_body)
+    assert r.status_code == 201, r.text
+    fresh = r.json()
+    assert fresh["parameters"]["sync_mode"] == "incremental" and fresh["max_results"] == 100
+    active = (await client.get("schedules", params={"status": "ACTIVE"})).json()
+    assert [s["uid"] for s in active] == [fresh["uid"]]
