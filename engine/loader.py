@@ -45,7 +45,7 @@ from engine.model import (
 )
 from engine.model import Sequence as SequenceManifest
 from engine.schemas import KINDS, validator_for
-from engine.yamlio import Document, child_path, json_path, load_documents
+from engine.yamlio import Document, child_path, json_path, read_documents
 
 API_VERSION = "seqrun/v1"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -87,10 +87,9 @@ def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], lis
     problems: list[Problem] = []
     documents: list[Document] = []
     for file in manifest_files(paths, problems):
-        try:
-            documents.extend(load_documents(file))
-        except ManifestError as exc:
-            problems.extend(exc.problems)
+        clean, found = read_documents(file)
+        documents.extend(clean)
+        problems.extend(found)
 
     manifests: list[Manifest] = []
     seen_names: dict[tuple[str, str], tuple[Problem, Any]] = {}

@@ -242,6 +242,18 @@ class _Converter:
 
 def parse_text(text: str, file: str) -> list[Document]:
     """Parse YAML text into documents, raising :class:`ManifestError` with every problem."""
+    documents, problems = scan_text(text, file)
+    if problems:
+        raise ManifestError(problems)
+    return documents
+
+
+def scan_text(text: str, file: str) -> tuple[list[Document], list[Problem]]:
+    """The clean documents of ``text`` and the problems of the others (never raises).
+
+    A document with a problem (a duplicate key...) is left out, the following ones are still
+    read, so one mistake does not hide the rest of the file; a syntax error ends the file.
+    """
     problems: list[Problem] = []
     documents: list[Document] = []
     loader = _Loader(text)
@@ -251,23 +263,19 @@ def parse_text(text: str, file: str) -> list[Document]:
             node = loader.get_node()
             if node is None:  # pragma: no cover - check_node said there is one
                 break
-            converter = _Converter(file, problems)
+            index += 1
             if isinstance(node, ScalarNode) and node.tag == _NULL:
                 line, col = _mark(node)
                 problems.append(Problem(file, line, col, "$", "empty document"))
-                index += 1
                 continue
+            before = len(problems)
+            converter = _Converter(file, problems)
             data = converter.convert(node, "$")
+            if len(problems) > before:
+                continue
             converter.positions["$"] = _mark(node)
-            documents.append(
-                Document(
-                    data,
-                    SourceMap(file, dict(converter.positions)),
-                    index,
-                    dict(converter.values),
-                )
-            )
-            index += 1
+            positions = SourceMap(file, dict(converter.positions))
+            documents.append(Document(data, positions, index - 1, dict(converter.values)))
         if index == 0 and not problems:
             problems.append(Problem(file, 1, 1, "$", "empty document"))
     except _TooManyAliases as exc:
@@ -288,9 +296,7 @@ def parse_text(text: str, file: str) -> list[Document]:
         problems.append(Problem(file, 1, 1, "$", "YAML nesting too deep"))
     finally:
         loader.dispose()
-    if problems:
-        raise ManifestError(problems)
-    return documents
+    return documents, problems
 
 
 def decode(raw: bytes, file: str) -> str:
@@ -309,15 +315,24 @@ def decode(raw: bytes, file: str) -> str:
 
 def load_documents(path: str | Path) -> list[Document]:
     """Read one YAML file into its documents; raise :class:`ManifestError` on any problem."""
+    documents, problems = read_documents(path)
+    if problems:
+        raise ManifestError(problems)
+    return documents
+
+
+def read_documents(path: str | Path) -> tuple[list[Document], list[Problem]]:
+    """Like :func:`load_documents` but returns the clean documents and the problems."""
     file = str(path)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
-        problem = Problem(file, 1, 1, "$", f"cannot read file: {exc.strerror}")
-        raise ManifestError([problem]) from None
+        return [], [Problem(file, 1, 1, "$", f"cannot read file: {exc.strerror}")]
     if len(raw) > MAX_BYTES:
-        raise ManifestError(
-            [Problem(file, 1, 1, "$", f"file is larger than {MAX_BYTES // 1024} KiB")]
-        )
-    return parse_text(decode(raw, file), file)
+        return [], [Problem(file, 1, 1, "$", f"file is larger than {MAX_BYTES // 1024} KiB")]
+    try:
+        text = decode(raw, file)
+    except ManifestError as exc:
+        return [], list(exc.problems)
+    return scan_text(text, file)

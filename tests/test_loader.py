@@ -281,3 +281,12 @@ def test_parsers() -> None:
     with pytest.raises(ValueError):
         parse_duration("")
     assert parse_hours("09:00-18:30") == (time(9, 0), time(18, 30))
+
+
+def test_a_yaml_problem_does_not_hide_the_next_documents(tmp_path: Path) -> None:
+    second = SEQUENCE.format(name="two").replace("provider: edges", "provider: edgs")
+    path = write(tmp_path, "x.yaml", "a: 1\na: 2\n---\n" + second)
+    assert errors_of(path) == [
+        f"{path}:2:1: $.a: duplicate key 'a' (first defined on line 1)",
+        f"{path}:9:3: $.spec.provider: unknown provider 'edgs' (did you mean 'edges'?)",
+    ]

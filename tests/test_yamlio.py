@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ManifestError
-from engine.yamlio import MAX_BYTES, child_path, json_path, load_documents, parse_text
+from engine.yamlio import (
+    MAX_BYTES,
+    child_path,
+    json_path,
+    load_documents,
+    parse_text,
+    scan_text,
+)
 
 
 def problems_of(text: str) -> list[str]:
@@ -141,3 +148,13 @@ def test_deep_nesting_fails_fast() -> None:
 def test_json_paths() -> None:
     assert json_path(["spec", "steps", 2, "with", "note"]) == "$.spec.steps[2].with.note"
     assert child_path("$.labels", "app.kubernetes.io/name") == "$.labels['app.kubernetes.io/name']"
+
+
+def test_a_bad_document_does_not_hide_the_next_ones() -> None:
+    documents, problems = scan_text("a: 1\na: 2\n---\nb: 3\n---\n", "f.yaml")
+    assert [d.data for d in documents] == [{"b": 3}]
+    assert documents[0].index == 1
+    assert [str(p) for p in problems] == [
+        "f.yaml:2:1: $.a: duplicate key 'a' (first defined on line 1)",
+        "f.yaml:6:1: $: empty document",
+    ]
