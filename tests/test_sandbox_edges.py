@@ -491,3 +491,31 @@ async def test_seed_000_migration_to_incremental(client: httpx.AsyncClient,
     assert fresh["parameters"]["sync_mode"] == "incremental" and fresh["max_results"] == 100
     active = (await client.get("schedules", params={"status": "ACTIVE"})).json()
     assert [s["uid"] for s in active] == [fresh["uid"]]
+
+
+async def test_runs_queued_during_a_slow_callback_are_kept(world: World) -> None:
+    """Serve mode: while a callback POST is in flight, other requests come in; the run they
+    queue must not be lost and no input may be processed twice."""
+    sb_holder: list[Sandbox] = []
+    queued: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if not queued:  # the first callback: another client submits a run meanwhile
+            async with sb_holder[0].client("edges") as other:
+                r = await other.post("actions/linkedin-visit-profile/run/async", json={
+                    "identity_ids": ["ident-alice"], "inputs": [{"linkedin_profile_url": BOB}]})
+                queued.append(r.json()["uid"])
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as hooks:
+        sb = Sandbox(world, callback_client=hooks)
+        sb_holder.append(sb)
+        async with sb.client("edges") as client:
+            await client.post("actions/linkedin-visit-profile/run/async", json={
+                "identity_ids": ["ident-alice"], "inputs": [{"linkedin_profile_url": ADA}],
+                "callback": {"url": "https://hooks.example/slow"}})
+            await sb.tick()
+            await sb.tick()
+            second = (await client.get(f"runs/{queued[0]}")).json()
+    assert second["status"] == "SUCCEEDED"
+    assert [d.profile_url for d in world.deliveries(kind="visit")] == [ADA, BOB]

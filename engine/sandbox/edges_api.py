@@ -124,6 +124,7 @@ class EdgesAPI:
             "linkedin-withdraw-invitation": self._withdraw,
         }
         self._conv_cache: dict[str, tuple[int, dict[str, Any], bytes]] = {}
+        self._pumping = False
 
     # ------------------------------------------------------------------------------ state
 
@@ -775,15 +776,23 @@ class EdgesAPI:
 
     async def pump(self) -> int:
         """Due schedule iterations (skipped while the previous run is unfinished), then every
-        runnable run. Called at the start of each Edges request and by :meth:`tick`."""
+        runnable run. Called at the start of each Edges request and by :meth:`tick`. A pump
+        already under way (awaiting a callback POST) is not re-entered: the next one catches up.
+        """
         st = self.state
-        if st.get("integration_webhooks"):
-            await self._integration_webhooks()
-        if not st["active"] and not st["schedules"]:
+        if self._pumping:
             return 0
-        started = self._due_schedules()
-        if st["active"]:
-            await self._process_runs()
+        if not st["active"] and not st["schedules"] and not st.get("integration_webhooks"):
+            return 0
+        self._pumping = True
+        try:
+            if st.get("integration_webhooks"):
+                await self._integration_webhooks()
+            started = self._due_schedules()
+            if st["active"]:
+                await self._process_runs()
+        finally:
+            self._pumping = False
         return started
 
     def add_integration_webhook(self, url: str, headers: Mapping[str, str] | None = None,
@@ -865,7 +874,8 @@ class EdgesAPI:
         st = self.state
         now = self.world.now
         still: list[str] = []
-        for uid in list(st["active"]):
+        snapshot = list(st["active"])
+        for uid in snapshot:
             run = st["runs"][uid]
             if run["status"] == "BLOCKED" and run["postponed_until"] and \
                     parse_iso(run["postponed_until"]) > now:
@@ -874,7 +884,8 @@ class EdgesAPI:
             await self._process(run)
             if run["status"] not in FINAL:
                 still.append(uid)
-        st["active"] = still
+        # runs queued (appended) by other requests while callbacks were being POSTed
+        st["active"] = still + st["active"][len(snapshot):]
 
     async def _process(self, run: dict[str, Any]) -> None:
         w = self.world
