@@ -193,3 +193,29 @@ async def test_auth_expiry_integration_webhook_is_posted() -> None:
     assert [p["body"]["event"] for p in posted] == ["AUTH_EXPIRED", "AUTH_SUCCESS"]
     assert posted[0]["body"]["identity_uid"] == "ident-alice"
     assert posted[0]["url"] == "https://hooks.example/int" and posted[0]["secret"] == "s"
+
+
+async def test_same_seed_and_http_calls_give_the_same_state() -> None:
+    import json
+
+    async def script(seed: int) -> str:
+        sb = Sandbox.open(None, seed=seed, profiles=30)
+        urls = sorted(sb.world.profiles)[:12]
+        async with sb.client("edges") as edges:
+            for url in urls:
+                await edges.post("actions/linkedin-connect-profile/run/live", json={
+                    "input": {"linkedin_profile_url": url}, "identity_ids": ["ident-alice"]})
+            assert isinstance(sb.world.clock, VirtualClock)
+            sb.world.clock.advance(4 * 86400)
+            for url in urls:
+                await edges.post("actions/linkedin-message-profile/run/live", json={
+                    "input": {"linkedin_profile_url": url}, "parameters": {"message": "hi"},
+                    "identity_ids": ["ident-alice"]})
+            sb.world.clock.advance(3 * 86400)
+            await edges.post("actions/linkedin-extract-conversations/run/async",
+                             json={"identity_ids": ["ident-alice"], "inputs": [{}]})
+            await sb.tick()
+        return json.dumps(sb.world.to_json(), sort_keys=True)
+
+    a, b, c = await script(11), await script(11), await script(12)
+    assert a == b and a != c
