@@ -152,3 +152,13 @@ async def test_auth_expired_account(client: httpx.AsyncClient, world: World) -> 
     assert error_of(r, 403)["code"] == "account_session_expired"
     r = await client.post("conversations/sync", json={"accountId": "acc_12345"})
     assert r.json()["success"] is False and r.json()["error"]
+
+
+async def test_follow(client: httpx.AsyncClient, world: World) -> None:
+    r = await client.post("follow", json={"profileId": "ada"})
+    assert r.json()["following"] is True
+    await client.post("follow", json={"profileId": "ada"})
+    assert world.count("acc_12345", "follow") == 1
+    assert (await client.get("relationship/ada")).json()["following"] is True
+    error_of(await client.post("follow", json={}), 400)
+    error_of(await client.post("follow", json={"profileId": "gone"}), 404)

@@ -1,7 +1,8 @@
 """The ConnectSafely API (``/linkedin``, Bearer auth) of the sandbox.
 
 Documented: ``POST /conversations/sync`` (seed 002 response), ``POST /message``,
-``POST /connect``, ``GET /relationship/{profileId}`` and ``/relationship/{accountId}/{profileId}``.
+``POST /connect``, ``POST /follow`` (its response inferred), ``GET /relationship/{profileId}``
+and ``/relationship/{accountId}/{profileId}``.
 Inferred (shapes not in the docs): ``GET /conversations/sync/status``, ``GET /conversations``
 and ``GET /conversations/{conversationId}/messages``. Like the real service, the conversation
 listing reads the "local database": it shows conversations as of the account's last sync, so a
@@ -62,6 +63,7 @@ class ConnectSafelyAPI:
             Route("/conversations/{conversationId}/messages", self.messages, methods=["GET"]),
             Route("/message", self.message, methods=["POST"]),
             Route("/connect", self.connect, methods=["POST"]),
+            Route("/follow", self.follow, methods=["POST"]),
             Route("/relationship/{profileId}", self.relationship, methods=["GET"]),
             Route("/relationship/{accountId}/{profileId}", self.relationship, methods=["GET"]),
         ]
@@ -361,6 +363,28 @@ class ConnectSafelyAPI:
             "sentAt": iso(inv.sent_at),
         }))
 
+    async def follow(self, request: Request) -> Response:
+        """``POST /follow {accountId?, profileId | profileUrn}`` (response shape inferred)."""
+        denied = await self._begin(request, "follow")
+        if denied is not None:
+            return denied
+        body = await self._body(request)
+        if isinstance(body, JSON):
+            return body
+        ident = self._account(body.get("accountId"))
+        if ident is None:
+            return self._error(404, "Account not found", "account_not_found")
+        ref = body.get("profileId") or body.get("profileUrn")
+        if not ref:
+            return self._error(400, "profileId or profileUrn is required", "validation_error")
+        try:
+            profile = self.world.follow(ident.uid, self._target(ref).url)
+        except WorldError as exc:
+            return self._world_error(exc)
+        return self._after(request, JSON({"success": True, "message": "Profile followed",
+                                          "accountId": ident.uid, "profileId": profile.handle,
+                                          "following": True}))
+
     async def relationship(self, request: Request) -> Response:
         denied = await self._begin(request, "relationship")
         if denied is not None:
@@ -375,9 +399,10 @@ class ConnectSafelyAPI:
         except WorldError as exc:
             return self._world_error(exc)
         connected = rel == "connected"
+        following = connected or self.world.following(ident.uid, profile.url)
         return self._after(request, JSON({
             "success": True, "accountId": ident.uid, "profileId": profile.handle,
-            "connected": connected, "following": connected, "follower": connected,
+            "connected": connected, "following": following, "follower": connected,
             "connectionDegree": "1st" if connected else "2nd",
             "invitationPending": rel == "pending",  # inferred extension
         }))

@@ -57,7 +57,7 @@ __all__ = [
 DAY = timedelta(hours=24)
 IdentityKind = Literal["classic", "sales_navigator"]
 IdentityType = Literal["engagement", "standard"]
-DeliveryKind = Literal["visit", "invite", "withdraw", "message", "inmail"]
+DeliveryKind = Literal["visit", "invite", "withdraw", "message", "inmail", "follow"]
 
 #: Smart limits per identity per rolling 24 h, by subscription kind.
 DEFAULT_LIMITS: dict[str, dict[str, int]] = {
@@ -245,7 +245,7 @@ class Delivery:
 
     identity: str
     profile_url: str
-    kind: str  # visit | invite | withdraw | message | inmail
+    kind: str  # visit | invite | withdraw | message | inmail | follow
     at: datetime
     text: str | None = None
 
@@ -348,6 +348,7 @@ class World:
         self._pending_replies: set[tuple[str, str]] = set()
         self._invite_counts: dict[tuple[str, str], int] = {}
         self._by_sn: dict[str, Profile] = {}
+        self.follows: dict[str, list[str]] = {}  # identity uid -> followed profile urls
         self._thread_versions: dict[str, int] = {}  # bumped on every message: sort cache key
         self._sorted_threads: dict[str, tuple[int, list[Thread]]] = {}
         #: JSON-ready state of each provider API (runs, schedules, workflows...), persisted
@@ -792,6 +793,20 @@ class World:
                            invitation_id=inv.invitation_id)
         return inv
 
+    def follow(self, identity: str, url: str) -> Profile:
+        """Follow a profile (idempotent: following twice delivers once)."""
+        ident, profile = self._check(identity, url, None)
+        assert profile is not None
+        follows = self.follows.setdefault(ident.uid, [])
+        if profile.url not in follows:
+            follows.append(profile.url)
+            self._deliver(ident, profile, "follow", None)
+        return profile
+
+    def following(self, identity: str, url: str) -> bool:
+        uid = self.identity(identity).uid
+        return normalize_url(url) in self.follows.get(uid, [])
+
     def withdraw(self, identity: str, url: str) -> Invitation:
         """Withdraw a pending invitation (``NOT_PENDING`` when there is none)."""
         ident, profile = self._check(identity, url, None)
@@ -1071,6 +1086,7 @@ class World:
             "faults_injected": self.faults_injected,
             "call_count": self.call_count,
             "api_state": self.api_state,
+            "follows": self.follows,
         }
 
     @classmethod
@@ -1136,6 +1152,7 @@ class World:
         w.faults_injected = dict(data["faults_injected"])
         w.call_count = int(data.get("call_count", 0))
         w.api_state = dict(data.get("api_state") or {})
+        w.follows = {k: list(v) for k, v in (data.get("follows") or {}).items()}
         w._pending_replies = {(e.identity, e.profile_url) for e in w._events if e.kind == "reply"}
         for d in w.delivered:
             if d.kind == "invite":
