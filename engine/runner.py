@@ -253,6 +253,53 @@ def compiled_from_store(store: Store) -> Resolver:
 
 
 @dataclass
+class _Writes:
+    """Writes buffered during one wave of an identity, committed in one transaction (after
+    the calls: an outcome lost in a crash leaves its intent open for recover())."""
+
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    transitions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reschedules: dict[int, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    conversations: list[dict[str, Any]] = field(default_factory=list)
+    connections: list[dict[str, Any]] = field(default_factory=list)
+
+    def transition(self, values: dict[str, Any]) -> None:
+        self.reschedules.pop(values["id"], None)
+        self.transitions[values["id"]] = values
+
+    def reschedule(
+        self, eid: int, due: datetime | None, attempts: int, last_error: str | None
+    ) -> None:
+        values = {"id": eid, "next_due_at": due, "attempts": attempts, "last_error": last_error}
+        if eid in self.transitions:
+            self.transitions[eid].update(values)
+        else:
+            self.reschedules[eid] = values
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.outcomes
+            or self.transitions
+            or self.reschedules
+            or self.events
+            or self.conversations
+            or self.connections
+        )
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """An action that passed every rule and waits for its intent and its call."""
+
+    enr: EnrollmentRow
+    lead: LeadRow
+    step: ActionStep
+    params: Mapping[str, Any]
+    at: datetime
+
+
+@dataclass
 class _IdentityCtx:
     identity: str
     provider_name: str
@@ -265,10 +312,7 @@ class _IdentityCtx:
     stopped: bool = False
     replied: set[int] = field(default_factory=set)  # enrollments the sync moved to `reply`
     links: dict[str, str] | None = None  # connection cache of this identity
-    # Reschedules and postponement events, written in one transaction per identity batch:
-    # losing them in a crash only means re-evaluating those leads.
-    deferred: dict[int, datetime | None] = field(default_factory=dict)
-    deferred_events: list[dict[str, Any]] = field(default_factory=list)
+    w: _Writes = field(default_factory=_Writes)
 
 
 class _Stop(Exception):
@@ -409,6 +453,7 @@ class Runner:
         detail: str | None = None,
         data: Mapping[str, Any] | None = None,
         dest: str | None = None,
+        ctx: _IdentityCtx | None = None,
     ) -> EnrollmentRow:
         compiled = self.compiled(enr.revision)
         now = self.clock.now()
@@ -425,20 +470,24 @@ class Runner:
         )
         payload = {"action": action, "label": label, "detail": detail, **(data or {})}
         payload = {k: v for k, v in payload.items() if v is not None}
-        with self.store.tx(conn) as c:
-            self.store.update_enrollment(enr.id, conn=c, **values)
-            self.store.record_event(
-                "transition",
-                lead.profile_url,
-                payload or None,
-                at=now,
-                enrollment_id=enr.id,
-                from_state=enr.state,
-                to_state=dest,
-                trigger=trigger,
-                revision=enr.revision,
-                conn=c,
-            )
+        event = {
+            "kind": "transition",
+            "subject": lead.profile_url,
+            "data": payload or None,
+            "at": now,
+            "enrollment_id": enr.id,
+            "from_state": enr.state,
+            "to_state": dest,
+            "trigger": trigger,
+            "revision": enr.revision,
+        }
+        if ctx is not None and conn is None:
+            ctx.w.transition({"id": enr.id, **values})
+            ctx.w.events.append(event)
+        else:
+            with self.store.tx(conn) as c:
+                self.store.update_enrollment(enr.id, conn=c, **values)
+                self.store.record_events([event], conn=c)
         result.transitions += 1
         if dest == "failed":
             result.failed += 1
@@ -491,9 +540,14 @@ class Runner:
             "from_state": enr.state,
             "revision": enr.revision,
         }
-        if ctx is not None and conn is None and attempts is None and last_error is None:
-            ctx.deferred[enr.id] = until
-            ctx.deferred_events.append(event)
+        if ctx is not None and conn is None:
+            ctx.w.reschedule(
+                enr.id,
+                until,
+                enr.attempts if attempts is None else attempts,
+                enr.last_error if last_error is None else last_error,
+            )
+            ctx.w.events.append(event)
             result.postponed += 1
             result.records.append(
                 StepRecord(
@@ -769,20 +823,28 @@ class Runner:
         dnc: set[str],
     ) -> None:
         try:
-            await self._run_batch(ctx, batch, leads, result, dnc)
-        finally:
+            await self._run_waves(ctx, batch, leads, result, dnc)
+        except Exception:
             self._flush(ctx)
+            raise
+        self._flush(ctx)  # not on a BaseException (a kill): open intents stay for recover()
 
-    def _flush(self, ctx: _IdentityCtx) -> None:
-        if not ctx.deferred and not ctx.deferred_events:
+    def _flush(self, ctx: _IdentityCtx, conn: Connection | None = None) -> None:
+        w = ctx.w
+        if not w:
             return
-        with self.store.transaction() as conn:
-            self.store.reschedule(ctx.deferred.items(), conn=conn)
-            self.store.record_events(ctx.deferred_events, conn=conn)
-        ctx.deferred.clear()
-        ctx.deferred_events.clear()
+        self.store.write_batch(
+            outcomes=w.outcomes,
+            transitions=list(w.transitions.values()),
+            reschedules=list(w.reschedules.values()),
+            events=w.events,
+            conversations=w.conversations,
+            connections=w.connections,
+            conn=conn,
+        )
+        ctx.w = _Writes()
 
-    async def _run_batch(
+    async def _run_waves(
         self,
         ctx: _IdentityCtx,
         batch: list[EnrollmentRow],
@@ -790,28 +852,62 @@ class Runner:
         result: TickResult,
         dnc: set[str],
     ) -> None:
-        for enr in batch:
-            if ctx.stopped:
-                return
-            lead = leads.get(enr.lead_id)
-            if lead is None:
-                continue
-            try:
-                await self._advance(ctx, enr, lead, result, dnc)
-            except _Stop:
-                return
-            except ProviderError as exc:
-                # A sync or connections call failed: nothing is sent blind. Retry the rest of
-                # this identity's batch after a backoff.
-                rest = batch[batch.index(enr) :]
-                until = self.clock.now() + self._backoff(1, exc.retry_after)
-                for other in rest:
-                    other_lead = leads.get(other.lead_id)
-                    if other_lead is not None:
+        """Waves: walk every due lead up to its next action (rules applied), commit all the
+        intents of the wave at once, call them one by one, commit their outcomes and
+        transitions at once; leads whose next step is due at once go on in the next wave."""
+        current = [(enr, leads[enr.lead_id]) for enr in batch if enr.lead_id in leads]
+        for _ in range(MAX_CHAIN):
+            planned: list[_Planned] = []
+            for i, (enr, lead) in enumerate(current):
+                if ctx.stopped:
+                    break
+                try:
+                    p = await self._advance(ctx, enr, lead, result, dnc)
+                except _Stop:
+                    break
+                except ProviderError as exc:
+                    # A sync or connections call failed: nothing is sent blind. The leads
+                    # not yet looked at retry after a backoff.
+                    until = self.clock.now() + self._backoff(1, exc.retry_after)
+                    for other, other_lead in current[i:]:
                         self._postpone(
                             other, other_lead, until, f"sync failed: {exc.label}", result, ctx=ctx
                         )
+                    break
+                if p is not None:
+                    planned.append(p)
+            if ctx.stopped or not planned:
                 return
+            with self.store.transaction() as conn:
+                self._flush(ctx, conn)
+                keys = self.store.log_intents(
+                    (
+                        {
+                            "enrollment_id": p.enr.id,
+                            "sequence": p.enr.sequence,
+                            "revision": p.enr.revision,
+                            "step": p.step.id,
+                            "identity": ctx.identity,
+                            "action": p.step.action,
+                            "at": p.at,
+                            "request": {
+                                k: v
+                                for k, v in p.params.items()
+                                if isinstance(v, str | int | float | bool)
+                            },
+                        }
+                        for p in planned
+                    ),
+                    conn=conn,
+                )
+            following: list[tuple[EnrollmentRow, LeadRow]] = []
+            for p, key in zip(planned, keys, strict=True):
+                new = await self._call(ctx, p, key, result)
+                due = new.next_due_at if new is not None else None
+                if new is not None and due is not None and due <= self.clock.now():
+                    following.append((new, p.lead))
+            self._flush(ctx)
+            current = following
 
     async def _ensure_synced(self, ctx: _IdentityCtx, result: TickResult) -> None:
         """Once per identity per tick: its own id (cached) and its conversations."""
@@ -875,7 +971,7 @@ class Runner:
                 compiled = self.compiled(enr.revision)
                 if "reply" not in compiled.triggers(enr.state):
                     continue
-                self._transition(enr, lead, "reply", result, detail="the lead wrote to us")
+                self._transition(enr, lead, "reply", result, detail="the lead wrote to us", ctx=ctx)
                 ctx.replied.add(enr.id)
 
     async def _ensure_connections(self, ctx: _IdentityCtx) -> set[str] | None:
@@ -899,38 +995,41 @@ class Runner:
         lead: LeadRow,
         result: TickResult,
         dnc: set[str],
-    ) -> None:
+    ) -> _Planned | None:
+        """Walk one enrollment through its due non-action steps; returns its next action when
+        every rule lets it go now (None: waiting, postponed or finished)."""
         for _ in range(MAX_CHAIN):
             now = self.clock.now()
             if enr.id in ctx.replied or enr.next_due_at is None or enr.next_due_at > now:
-                return
+                return None
             compiled = self.compiled(enr.revision)
             if compiled.is_terminal(enr.state):
-                ctx.deferred[enr.id] = None
-                return
+                ctx.w.reschedule(enr.id, None, enr.attempts, enr.last_error)
+                return None
             step = compiled.step(enr.state)
             entered = enr.step_entered_at or now
             if isinstance(step, WaitStep):
                 if now < entered + step.duration:
-                    ctx.deferred[enr.id] = entered + step.duration
-                    return
-                enr = self._transition(enr, lead, "elapsed", result)
+                    ctx.w.reschedule(enr.id, entered + step.duration, enr.attempts, enr.last_error)
+                    return None
+                enr = self._transition(enr, lead, "elapsed", result, ctx=ctx)
             elif isinstance(step, WaitForStep):
                 nxt = await self._wait_for(ctx, enr, lead, step, entered, result)
                 if nxt is None:
-                    return
+                    return None
                 enr = nxt
             elif isinstance(step, BranchStep):
-                enr = self._transition(enr, lead, self._branch(step, lead), result)
+                enr = self._transition(enr, lead, self._branch(step, lead), result, ctx=ctx)
             elif isinstance(step, EndStep):
-                enr = self._transition(enr, lead, "ok", result)
+                enr = self._transition(enr, lead, "ok", result, ctx=ctx)
             elif isinstance(step, ActionStep):
-                nxt = await self._act(ctx, enr, lead, step, result, dnc)
-                if nxt is None:
-                    return
-                enr = nxt
+                planned = await self._plan_action(ctx, enr, lead, step, result, dnc)
+                if not isinstance(planned, EnrollmentRow):
+                    return planned
+                enr = planned
             else:  # pragma: no cover - the model has no other step kinds
-                return
+                return None
+        return None
 
     def _branch(self, step: BranchStep, lead: LeadRow) -> str:
         from jinja2.sandbox import SandboxedEnvironment
@@ -959,18 +1058,20 @@ class Runner:
         if step.event == "connection_accepted":
             connected = await self._is_connected(ctx, enr, lead, result)
             if connected:
-                return self._transition(enr, lead, "accepted", result)
+                return self._transition(enr, lead, "accepted", result, ctx=ctx)
             if now >= deadline:
-                return self._transition(enr, lead, "timeout", result)
-            ctx.deferred[enr.id] = min(self._next_poll(now), deadline)
+                return self._transition(enr, lead, "timeout", result, ctx=ctx)
+            ctx.w.reschedule(
+                enr.id, min(self._next_poll(now), deadline), enr.attempts, enr.last_error
+            )
             return None
         # wait_for reply: the sync detects replies (and fires `reply` itself)
         await self._ensure_synced(ctx, result)
         if enr.id in ctx.replied:
             return None
         if now >= deadline:
-            return self._transition(enr, lead, "timeout", result)
-        ctx.deferred[enr.id] = deadline
+            return self._transition(enr, lead, "timeout", result, ctx=ctx)
+        ctx.w.reschedule(enr.id, deadline, enr.attempts, enr.last_error)
         return None
 
     async def _is_connected(
@@ -989,12 +1090,17 @@ class Runner:
                 raise _Stop from exc
             return False
         if status == "connected":
-            self.store.put_connection(
-                ctx.identity, lead.profile_url, "connected", at=self.clock.now()
+            ctx.w.connections.append(
+                {
+                    "identity": ctx.identity,
+                    "profile_url": lead.profile_url,
+                    "status": "connected",
+                    "checked_at": self.clock.now(),
+                }
             )
         return status == "connected"
 
-    async def _act(
+    async def _plan_action(
         self,
         ctx: _IdentityCtx,
         enr: EnrollmentRow,
@@ -1002,7 +1108,9 @@ class Runner:
         step: ActionStep,
         result: TickResult,
         dnc: set[str],
-    ) -> EnrollmentRow | None:
+    ) -> _Planned | EnrollmentRow | None:
+        """The seed guide's rules before an action, in order. Returns the planned action, the
+        enrollment moved without a call (reply, already connected...), or None (postponed)."""
         compiled = self.compiled(enr.revision)
         seq = self._sequence(enr.revision)
         action = step.action
@@ -1021,7 +1129,9 @@ class Runner:
             and not conv.last_sender_is_us
             and "reply" in compiled.triggers(enr.state)
         ):
-            return self._transition(enr, lead, "reply", result, detail="the lead wrote to us")
+            return self._transition(
+                enr, lead, "reply", result, detail="the lead wrote to us", ctx=ctx
+            )
         # 2. do-not-contact
         if lead.profile_url in dnc:
             return self._transition(
@@ -1031,6 +1141,7 @@ class Runner:
                 result,
                 dest="stopped",
                 detail="on the do-not-contact list",
+                ctx=ctx,
             )
         now = self.clock.now()
         # 3. already connected: no invitation to send
@@ -1049,6 +1160,7 @@ class Runner:
                     action=action,
                     label=base.ALREADY_CONNECTED,
                     detail="already connected (no call)",
+                    ctx=ctx,
                 )
         # 4. cooldown: the conversation moved recently
         if action in MESSAGES and seq.cooldown and conv is not None:
@@ -1061,7 +1173,8 @@ class Runner:
         if opening is not None:
             self._postpone(enr, lead, opening, "outside the sending window", result, ctx=ctx)
             return None
-        # 6. limits per identity per rolling 24 h, shared by every sequence
+        # 6. limits per identity per rolling 24 h, shared by every sequence (a planned action
+        # counts at once; a failed one gives its slot back)
         limit = self._limit(seq, ctx.provider, action)
         usage = self._usage(ctx, action, now)
         saturated = ctx.saturated.get(action)
@@ -1072,7 +1185,7 @@ class Runner:
             until = usage[0] + DAY if usage and limit > 0 else now + DAY
             self._postpone(enr, lead, until, f"{action} limit {limit}/24h reached", result, ctx=ctx)
             return None
-        # 7. render, write the intent, call
+        # 7. render
         try:
             params = {
                 k: _render(v, {**lead.data, "linkedin_profile_url": lead.profile_url}, str(enr.id))
@@ -1089,31 +1202,65 @@ class Runner:
                 action=action,
                 label=base.INVALID_INPUT,
                 detail=f"template: {exc}",
+                ctx=ctx,
             )
-        key = self.store.log_intent(
-            enrollment_id=enr.id,
-            sequence=enr.sequence,
-            revision=enr.revision,
-            step=step.id,
-            attempt=None,
-            identity=ctx.identity,
-            action=action,
-            at=now,
-            request={k: v for k, v in params.items() if isinstance(v, str | int | float | bool)},
-        )
+        if action != "check_connection":
+            usage.append(now)
+        return _Planned(enr, lead, step, params, now)
+
+    def _release(self, ctx: _IdentityCtx, p: _Planned) -> None:
+        """Give back the limit slot a planned action took (it did not happen)."""
+        usage = ctx.usage.get(p.step.action)
+        if usage is not None and p.step.action != "check_connection":
+            with contextlib.suppress(ValueError):
+                usage.remove(p.at)
+
+    async def _call(
+        self, ctx: _IdentityCtx, p: _Planned, key: str, result: TickResult
+    ) -> EnrollmentRow | None:
+        """One provider call of a wave; its outcome and transition go to the wave's writes."""
+        now = self.clock.now()
+        saturated = ctx.saturated.get(p.step.action)
+        if p.enr.id in ctx.replied:  # a sync later in the wave found the lead's reply
+            ctx.w.outcomes.append(
+                {
+                    "key": key,
+                    "status": "failed",
+                    "label": "NOT_CALLED",
+                    "response": None,
+                    "finished_at": now,
+                }
+            )
+            self._release(ctx, p)
+            return None
+        if ctx.stopped or (saturated is not None and saturated > now):
+            # Not called: the identity was paused, or the provider said its limit is reached.
+            ctx.w.outcomes.append(
+                {
+                    "key": key,
+                    "status": "failed",
+                    "label": "NOT_CALLED",
+                    "response": None,
+                    "finished_at": now,
+                }
+            )
+            self._release(ctx, p)
+            if not ctx.stopped and saturated is not None:
+                self._postpone(
+                    p.enr, p.lead, saturated, "LIMIT_REACHED (provider)", result, ctx=ctx
+                )
+            return None
         try:
             outcome = await ctx.provider.perform(
-                ctx.identity, action, self._lead_for_provider(enr, lead, key), params
+                ctx.identity, p.step.action, self._lead_for_provider(p.enr, p.lead, key), p.params
             )
         except ProviderError as exc:
-            return await self._on_error(ctx, enr, lead, step, key, exc, result)
+            return await self._on_error(ctx, p, key, exc, result)
         except Exception as exc:  # not translated by the adapter: the call may have happened
             log.exception("provider %s failed on %s", ctx.provider_name, key)
             err = ProviderError(base.TIMEOUT, f"{type(exc).__name__}: {exc}")
-            return await self._on_error(ctx, enr, lead, step, key, err, result)
-        return self._succeeded(
-            ctx, enr, lead, step, key, outcome.status, dict(outcome.data), result
-        )
+            return await self._on_error(ctx, p, key, err, result)
+        return self._succeeded(ctx, p, key, outcome.status, dict(outcome.data), result)
 
     def _usage(self, ctx: _IdentityCtx, action: str, now: datetime) -> deque[datetime]:
         usage = ctx.usage.get(action)
@@ -1128,67 +1275,67 @@ class Runner:
     def _succeeded(
         self,
         ctx: _IdentityCtx,
-        enr: EnrollmentRow,
-        lead: LeadRow,
-        step: ActionStep,
+        p: _Planned,
         key: str,
         status: str | None,
         data: Mapping[str, Any],
         result: TickResult,
     ) -> EnrollmentRow:
         now = self.clock.now()
+        action, url = p.step.action, p.lead.profile_url
         trigger = "ok"
-        if step.action == "check_connection":
+        if action == "check_connection":
             trigger = {
                 "connected": "ok",
                 "pending": base.INVITATION_PENDING,
                 "not_connected": base.NOT_CONNECTED,
             }.get(status or "", "ok")
-        with self.store.transaction() as conn:
-            self.store.log_outcome(
-                key, "done", at=now, label=status or "ok", response=_small(data), conn=conn
+        ctx.w.outcomes.append(
+            {
+                "key": key,
+                "status": "done",
+                "label": status or "ok",
+                "response": _small(data),
+                "finished_at": now,
+            }
+        )
+        if action in MESSAGES:
+            ctx.w.conversations.append(
+                {
+                    "identity": ctx.identity,
+                    "profile_url": url,
+                    "last_sender_is_us": True,
+                    "last_activity_at": now,
+                    "first_sender_is_us": None,
+                }
             )
-            if step.action in MESSAGES:
-                self.store.put_conversation(
-                    ctx.identity,
-                    lead.profile_url,
-                    last_sender_is_us=True,
-                    last_activity_at=now,
-                    conn=conn,
-                )
-            elif step.action == "connect":
-                self.store.put_connection(
-                    ctx.identity, lead.profile_url, "pending", at=now, conn=conn
-                )
-            new = self._transition(
-                enr,
-                lead,
-                trigger,
-                result,
-                conn=conn,
-                action=step.action,
-                label=status or "ok",
-                data={"key": key},
+            if ctx.conv is not None:
+                ctx.conv[url] = ConversationRow(ctx.identity, url, True, now, None)
+        elif action == "connect":
+            ctx.w.connections.append(
+                {
+                    "identity": ctx.identity,
+                    "profile_url": url,
+                    "status": "pending",
+                    "checked_at": now,
+                }
             )
-        if step.action in MESSAGES and ctx.conv is not None:
-            ctx.conv[lead.profile_url] = ConversationRow(
-                ctx.identity, lead.profile_url, True, now, None
-            )
-        if step.action != "check_connection":
-            ctx.usage.setdefault(step.action, deque()).append(now)
         result.actions += 1
-        return new
+        return self._transition(
+            p.enr,
+            p.lead,
+            trigger,
+            result,
+            action=action,
+            label=status or "ok",
+            data={"key": key},
+            ctx=ctx,
+        )
 
     async def _on_error(
-        self,
-        ctx: _IdentityCtx,
-        enr: EnrollmentRow,
-        lead: LeadRow,
-        step: ActionStep,
-        key: str,
-        exc: ProviderError,
-        result: TickResult,
+        self, ctx: _IdentityCtx, p: _Planned, key: str, exc: ProviderError, result: TickResult
     ) -> EnrollmentRow | None:
+        enr, lead, step = p.enr, p.lead, p.step
         now = self.clock.now()
         label = exc.label
         compiled = self.compiled(enr.revision)
@@ -1198,17 +1345,42 @@ class Runner:
             "status": exc.status,
             "params": _small(dict(exc.params)),
         }
+
+        def outcome(status: str) -> None:
+            ctx.w.outcomes.append(
+                {
+                    "key": key,
+                    "status": status,
+                    "label": label,
+                    "response": response,
+                    "finished_at": now,
+                }
+            )
+
         if label == base.TIMEOUT:
             # The call may have happened: ask before deciding (never resend blindly).
-            intent = next(
-                (a for a in self.store.actions(enrollment_id=enr.id) if a.idempotency_key == key),
+            request = {k: v for k, v in p.params.items() if isinstance(v, str)}
+            intent = ActionRow(
+                0,
+                key,
+                enr.id,
+                enr.sequence,
+                enr.revision,
+                step.id,
+                0,
+                ctx.identity,
+                step.action,
+                "intent",
+                None,
+                {"request": request},
+                p.at,
                 None,
             )
             try:
-                done = intent is not None and await self._reconcile(intent, ctx.provider, lead, {})
+                done = await self._reconcile(intent, ctx.provider, lead, {})
             except ProviderError as rexc:
-                # Cannot tell yet: the intent stays open (recover() asks again next tick) and
-                # the lead waits; resending now could duplicate.
+                # Cannot tell yet: the intent stays open (recover() asks again next tick)
+                # and the lead waits; resending now could duplicate.
                 until = now + self._backoff(enr.attempts + 1, rexc.retry_after)
                 self._postpone(
                     enr,
@@ -1218,80 +1390,66 @@ class Runner:
                     result,
                     attempts=enr.attempts + 1,
                     last_error=str(exc),
+                    ctx=ctx,
                 )
                 if rexc.label == base.AUTH_EXPIRED:
                     self._pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
-                    raise _Stop from rexc
                 return None
             if done:
-                return self._succeeded(
-                    ctx, enr, lead, step, key, None, {"reconciled": True}, result
-                )
+                return self._succeeded(ctx, p, key, None, {"reconciled": True}, result)
+        self._release(ctx, p)
         if label == base.AUTH_EXPIRED and compiled.pauses(enr.state, label):
-            self.store.log_outcome(key, "failed", at=now, label=label, response=response)
+            outcome("failed")
             self._pause_identity(ctx, f"AUTH_EXPIRED on {step.action}", result)
-            raise _Stop
+            return None
         if label == base.LIMIT_REACHED:
             until = _parse_time(exc.params.get("postponed_until")) or now + timedelta(hours=1)
             if until <= now:
                 until = now + timedelta(minutes=5)
             ctx.saturated[step.action] = until
-            with self.store.transaction() as conn:
-                self.store.log_outcome(
-                    key, "failed", at=now, label=label, response=response, conn=conn
-                )
-                self._postpone(enr, lead, until, "LIMIT_REACHED", result, conn=conn)
+            outcome("failed")
+            self._postpone(enr, lead, until, "LIMIT_REACHED", result, ctx=ctx)
             return None
         if label in base.TRANSIENT_LABELS:
             attempts = enr.attempts + 1
-            status = "unknown" if label == base.TIMEOUT else "failed"
+            outcome("unknown" if label == base.TIMEOUT else "failed")
             if attempts <= self.retry_cap:
                 until = now + self._backoff(attempts, exc.retry_after)
-                with self.store.transaction() as conn:
-                    self.store.log_outcome(
-                        key, status, at=now, label=label, response=response, conn=conn
-                    )
-                    self._postpone(
-                        enr,
-                        lead,
-                        until,
-                        f"{label}: retry {attempts}",
-                        result,
-                        conn=conn,
-                        attempts=attempts,
-                        last_error=str(exc),
-                    )
-                return None
-            detail = f"{label} after {self.retry_cap} retries: {exc.message or label}"
-            with self.store.transaction() as conn:
-                self.store.log_outcome(
-                    key, status, at=now, label=label, response=response, conn=conn
-                )
-                return self._transition(
+                self._postpone(
                     enr,
                     lead,
-                    label,
+                    until,
+                    f"{label}: retry {attempts}",
                     result,
-                    conn=conn,
-                    action=step.action,
-                    label=label,
-                    detail=detail,
+                    attempts=attempts,
+                    last_error=str(exc),
+                    ctx=ctx,
                 )
-        with self.store.transaction() as conn:
-            self.store.log_outcome(key, "failed", at=now, label=label, response=response, conn=conn)
-            new = self._transition(
-                enr,
-                lead,
-                label,
-                result,
-                conn=conn,
-                action=step.action,
-                label=label,
-                detail=exc.message or label,
+                return None
+            detail = f"{label} after {self.retry_cap} retries: {exc.message or label}"
+            return self._transition(
+                enr, lead, label, result, action=step.action, label=label, detail=detail, ctx=ctx
             )
+        outcome("failed")
         if label == base.ALREADY_CONNECTED:
-            self.store.put_connection(ctx.identity, lead.profile_url, "connected", at=now)
-        return new
+            ctx.w.connections.append(
+                {
+                    "identity": ctx.identity,
+                    "profile_url": lead.profile_url,
+                    "status": "connected",
+                    "checked_at": now,
+                }
+            )
+        return self._transition(
+            enr,
+            lead,
+            label,
+            result,
+            action=step.action,
+            label=label,
+            detail=exc.message or label,
+            ctx=ctx,
+        )
 
     # ---- loops ------------------------------------------------------------------------------
 

@@ -792,6 +792,167 @@ class Store:
             last = c.execute(q).scalar()
         return 0 if last is None else int(last) + 1
 
+    def log_intents(
+        self, rows: Iterable[Mapping[str, Any]], *, conn: Connection | None = None
+    ) -> list[str]:
+        """Write many intent rows at once (the runner commits them before its calls), each
+        with the next unused attempt number of its (enrollment, step). ``rows`` carry the
+        keyword arguments of :meth:`log_intent` except ``attempt``. Returns the keys."""
+        rows = list(rows)
+        if not rows:
+            return []
+        with self.tx(conn) as c:
+            ids = sorted({int(r["enrollment_id"]) for r in rows})
+            last: dict[tuple[int, str], int] = {}
+            for i in range(0, len(ids), 500):
+                q = (
+                    sa.select(
+                        t.action_log.c.enrollment_id,
+                        t.action_log.c.step,
+                        sa.func.max(t.action_log.c.attempt),
+                    )
+                    .where(t.action_log.c.enrollment_id.in_(ids[i : i + 500]))
+                    .group_by(t.action_log.c.enrollment_id, t.action_log.c.step)
+                )
+                for eid, step, attempt in c.execute(q):
+                    last[(int(eid), str(step))] = int(attempt)
+            keys: list[str] = []
+            values = []
+            for r in rows:
+                pair = (int(r["enrollment_id"]), str(r["step"]))
+                attempt = last.get(pair, -1) + 1
+                last[pair] = attempt
+                key = f"{pair[0]}:{pair[1]}:{attempt}"
+                keys.append(key)
+                request = r.get("request")
+                values.append(
+                    {
+                        "idempotency_key": key,
+                        "enrollment_id": pair[0],
+                        "sequence": r["sequence"],
+                        "revision": r["revision"],
+                        "step": pair[1],
+                        "attempt": attempt,
+                        "identity": r["identity"],
+                        "action": r["action"],
+                        "status": "intent",
+                        "label": None,
+                        "response_json": None if request is None else _dumps({"request": request}),
+                        "created_at": r["at"],
+                        "finished_at": None,
+                    }
+                )
+            try:
+                c.execute(t.action_log.insert(), values)
+            except sa.exc.IntegrityError as exc:
+                raise StoreError("an action was already attempted under one of these keys") from exc
+        return keys
+
+    def write_batch(
+        self,
+        *,
+        outcomes: Iterable[Mapping[str, Any]] = (),
+        transitions: Iterable[Mapping[str, Any]] = (),
+        reschedules: Iterable[Mapping[str, Any]] = (),
+        events: Iterable[Mapping[str, Any]] = (),
+        conversations: Iterable[Mapping[str, Any]] = (),
+        connections: Iterable[Mapping[str, Any]] = (),
+        conn: Connection | None = None,
+    ) -> None:
+        """Many runner writes in one transaction, one executemany per kind.
+
+        ``outcomes``: key, status, label, response, finished_at. ``transitions``: id, state,
+        next_due_at, step_entered_at, attempts, last_error. ``reschedules``: id, next_due_at,
+        attempts, last_error. ``events``: as :meth:`record_events`. ``conversations`` and
+        ``connections``: rows of those caches (upserted).
+        """
+        out = [
+            {
+                "k": o["key"],
+                "b_status": o["status"],
+                "b_label": o.get("label"),
+                "b_response": None if o.get("response") is None else _dumps(o["response"]),
+                "b_finished": o["finished_at"],
+            }
+            for o in outcomes
+        ]
+        trans = [
+            {
+                "eid": r["id"],
+                "b_state": r["state"],
+                "b_due": r["next_due_at"],
+                "b_entered": r["step_entered_at"],
+                "b_attempts": r["attempts"],
+                "b_error": r["last_error"],
+            }
+            for r in transitions
+        ]
+        resch = [
+            {
+                "eid": r["id"],
+                "b_due": r["next_due_at"],
+                "b_attempts": r["attempts"],
+                "b_error": r["last_error"],
+            }
+            for r in reschedules
+        ]
+        convs, links = list(conversations), list(connections)
+        e = t.enrollments
+        with self.tx(conn) as c:
+            if out:
+                c.execute(
+                    t.action_log.update()
+                    .where(t.action_log.c.idempotency_key == sa.bindparam("k"))
+                    .values(
+                        status=sa.bindparam("b_status"),
+                        label=sa.bindparam("b_label"),
+                        response_json=sa.bindparam("b_response"),
+                        finished_at=sa.bindparam("b_finished"),
+                    ),
+                    out,
+                )
+            if trans:
+                c.execute(
+                    e.update()
+                    .where(e.c.id == sa.bindparam("eid"))
+                    .values(
+                        state=sa.bindparam("b_state"),
+                        next_due_at=sa.bindparam("b_due"),
+                        step_entered_at=sa.bindparam("b_entered"),
+                        attempts=sa.bindparam("b_attempts"),
+                        last_error=sa.bindparam("b_error"),
+                    ),
+                    trans,
+                )
+            if resch:
+                c.execute(
+                    e.update()
+                    .where(e.c.id == sa.bindparam("eid"))
+                    .values(
+                        next_due_at=sa.bindparam("b_due"),
+                        attempts=sa.bindparam("b_attempts"),
+                        last_error=sa.bindparam("b_error"),
+                    ),
+                    resch,
+                )
+            self.record_events(events, conn=c)
+            for row in convs:
+                self._upsert(
+                    c,
+                    t.conversation_cache,
+                    row,
+                    ("identity", "profile_url"),
+                    ("last_sender_is_us", "last_activity_at", "first_sender_is_us"),
+                )
+            for row in links:
+                self._upsert(
+                    c,
+                    t.connection_cache,
+                    row,
+                    ("identity", "profile_url"),
+                    ("status", "checked_at"),
+                )
+
     def log_outcome(
         self,
         key: str,
