@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import ManifestError
 from engine.yamlio import (
@@ -158,3 +161,43 @@ def test_a_bad_document_does_not_hide_the_next_ones() -> None:
         "f.yaml:2:1: $.a: duplicate key 'a' (first defined on line 1)",
         "f.yaml:6:1: $: empty document",
     ]
+
+
+def _json(text: st.SearchStrategy[str]) -> st.SearchStrategy[object]:
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        text,
+    )
+    return st.recursive(
+        scalars,
+        lambda children: (
+            st.lists(children, max_size=4) | st.dictionaries(text, children, max_size=4)
+        ),
+        max_leaves=20,
+    )
+
+
+# JSON escapes astral characters as surrogate pairs, which YAML does not combine: BMP only.
+ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"], max_codepoint=0xFFFF), max_size=12)
+# Raw (unescaped) text must be YAML-printable: no control characters or line separators.
+PRINTABLE = st.text(st.characters(exclude_categories=["Cs", "Cc", "Zl", "Zp"]), max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(ANY_TEXT, _json(ANY_TEXT), min_size=1, max_size=4))
+def test_json_text_reads_back_as_the_same_data(data: dict[str, object]) -> None:
+    # JSON is YAML 1.2: our JSON-shaped reading of a JSON text must give json.loads' answer.
+    text = json.dumps(data)
+    (doc,) = parse_text(text, "f.json")
+    assert doc.data == json.loads(text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(PRINTABLE, _json(PRINTABLE), min_size=1, max_size=4))
+def test_unescaped_json_text_reads_back_as_the_same_data(data: dict[str, object]) -> None:
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    (doc,) = parse_text(text, "f.json")
+    assert doc.data == json.loads(text)
