@@ -284,3 +284,17 @@ def test_finished_lead_stays_held(work: Path, capsys: pytest.CaptureFixture[str]
     assert code == 0
     data = json.loads(out)["sequences"][0]
     assert data["enroll"] == [] and {s["reason"] for s in data["skipped"]} == {"held"}
+
+
+def test_apply_does_not_run_while_a_runner_holds_the_lock(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = store(work)
+    with s.lock("run"):
+        code, out, err = run(capsys, "apply", "seq.yaml", "--auto-approve", "--sandbox",
+                             "--virtual-clock", "-o", "json")
+    s.close()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["sequences"][0]["enrolled"] == 3
+    assert "lock" in result["run"]["skipped"]

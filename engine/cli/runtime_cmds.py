@@ -193,7 +193,14 @@ async def _run_due(rt: _Runtime) -> Any:
             provider.clock = rt.clock
         providers[row.provider] = provider
     runner = Runner(rt.store, providers, rt.clock)
-    return await runner.tick()
+    from engine.errors import LockError
+
+    try:
+        with rt.store.lock("run"):  # the same lock as `seqrun run`: never two runners at once
+            return await runner.tick()
+    except LockError as exc:
+        _log.warning("due steps not run: %s (the running runner will take them)", exc)
+        return {"skipped": str(exc)}
 
 
 @cli.command("apply")
