@@ -357,6 +357,10 @@ class World:
 
     # ----------------------------------------------------------------------------- random
 
+    def _uniform(self, *key: object) -> float:
+        """One seeded draw in [0, 1) keyed like :meth:`_rng`, without building a Random."""
+        return int.from_bytes(_digest(self.seed, *key)[:7], "big") / float(1 << 56)
+
     def _rng(self, *key: object) -> random.Random:
         return random.Random(int.from_bytes(_digest(self.seed, *key)[:8], "big"))
 
@@ -475,15 +479,19 @@ class World:
         self._advance()
         norm = normalize_url(url)
         handle = norm.rsplit("/", 1)[-1]
-        rng = self._rng("profile", norm)
+        bits = _digest(self.seed, "profile", norm)
+
+        def pick(i: int, options: tuple[str, ...]) -> str:
+            return options[int.from_bytes(bits[2 * i:2 * i + 2], "big") % len(options)]
+
         words = [w for w in re.split(r"[-_.]+", handle) if w.isalpha()]
-        guess_first = words[0].capitalize() if words else rng.choice(_FIRST)
-        guess_last = words[1].capitalize() if len(words) > 1 else rng.choice(_LAST)
+        guess_first = words[0].capitalize() if words else pick(0, _FIRST)
+        guess_last = words[1].capitalize() if len(words) > 1 else pick(1, _LAST)
         first = first_name or (full_name.split()[0] if full_name else guess_first)
         full = full_name or f"{first if first_name else guess_first} {guess_last}"
         last = full.split(" ", 1)[1] if " " in full else ""
-        comp = company if company is not None else rng.choice(_COMPANIES)
-        title = job_title if job_title is not None else rng.choice(_TITLES)
+        comp = company if company is not None else pick(2, _COMPANIES)
+        title = job_title if job_title is not None else pick(3, _TITLES)
         existing = self.profiles.get(norm)
         pid = existing.profile_id if existing else self._profile_id_for(norm)
         sn = "ACwAA" + base64.b32encode(_digest(self.seed, "sn", norm)[:15]).decode()[:23]
@@ -491,7 +499,7 @@ class World:
             url=norm, handle=handle, profile_id=pid, sales_navigator_profile_id=sn,
             first_name=first, last_name=last, full_name=full, company=comp, job_title=title,
             headline=f"{title} at {comp}" if comp else title,
-            location=location if location is not None else rng.choice(_CITIES),
+            location=location if location is not None else pick(4, _CITIES),
             accessible=accessible, accepts=accepts, replies=replies,
             already_connected_with=None if already_connected_with is None
             else tuple(already_connected_with),
@@ -508,9 +516,8 @@ class World:
 
     def _generated_profile(self, url: str) -> Profile:
         norm = normalize_url(url)
-        rng = self._rng("traits", norm)
         return self.add_profile(
-            norm, accessible=rng.random() >= self.config.inaccessible_fraction,
+            norm, accessible=self._uniform("traits", norm) >= self.config.inaccessible_fraction,
             already_connected_with=None, writes_first_to=None, generated=True,
         )
 
@@ -537,12 +544,12 @@ class World:
                     norm = normalize_url(url)
                 except WorldError:
                     continue
-                rng = self._rng("traits", norm)
+                accessible = self._uniform("traits", norm) >= self.config.inaccessible_fraction
                 out.append(self.add_profile(
                     norm, first_name=row.get("first_name") or None,
                     full_name=row.get("full_name") or None,
                     company=row.get("company_name") or row.get("company") or None,
-                    accessible=rng.random() >= self.config.inaccessible_fraction,
+                    accessible=accessible,
                     already_connected_with=None, writes_first_to=None, generated=True,
                 ))
         return out
@@ -581,23 +588,22 @@ class World:
     def _already_connected(self, ident: IdentityState, profile: Profile) -> bool:
         if profile.already_connected_with is not None:
             return ident.uid in profile.already_connected_with
-        rng = self._rng("connected", ident.uid, profile.url)
-        return rng.random() < self.config.already_connected_fraction
+        return self._uniform("connected", ident.uid, profile.url) < (
+            self.config.already_connected_fraction)
 
     def _writes_first(self, ident: IdentityState, profile: Profile) -> bool:
         if profile.writes_first_to is not None:
             return ident.uid in profile.writes_first_to
-        rng = self._rng("writes_first", ident.uid, profile.url)
-        return rng.random() < self.config.writes_first_fraction
+        return self._uniform("writes_first", ident.uid, profile.url) < (
+            self.config.writes_first_fraction)
 
     def _seed_pair(self, ident: IdentityState, profile: Profile) -> None:
         """Materialize the pre-existing relationship of one (identity, profile) pair."""
         if not profile.accessible:
             return
         if self._already_connected(ident, profile):
-            rng = self._rng("connected_at", ident.uid, profile.url)
-            self.network[ident.uid][profile.url] = self.started_at - timedelta(
-                days=rng.uniform(1, 700))
+            days = 1 + 699 * self._uniform("connected_at", ident.uid, profile.url)
+            self.network[ident.uid][profile.url] = self.started_at - timedelta(days=days)
         if self._writes_first(ident, profile):
             rng = self._rng("writes_first_at", ident.uid, profile.url)
             lo, hi = self.config.writes_first_delay_hours
