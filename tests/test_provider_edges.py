@@ -245,3 +245,32 @@ async def test_identity_healthy(accounts: list[dict[str, str]], healthy: bool) -
 
 async def test_unknown_identity_is_not_healthy() -> None:
     assert not await provider(lambda r: httpx.Response(200, json=[])).identity_healthy("x")
+
+
+async def test_connections_refresh_reads_only_the_newest_pages() -> None:
+    conns = [
+        {"linkedin_profile_url": f"https://www.linkedin.com/in/p{i}",
+         "connected_at": f"2026-01-{20 - i:02d}T00:00:00Z"}
+        for i in range(6)
+    ]  # newest first
+    calls: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        cursor = request.url.params.get("cursor")
+        calls.append(cursor)
+        start = int(cursor or 0)
+        page = conns[start : start + 3]
+        nxt = {"X-Pagination-Next": f"?cursor={start + 3}"} if start + 3 < len(conns) else {}
+        return httpx.Response(200, json=page, headers=nxt)
+
+    p = provider(handler)
+    assert len(await p.connections("i")) == 6 and calls == [None, "3"]
+    calls.clear()
+    assert len(await p.connections("i")) == 6 and calls == [None]  # nothing new: one call
+    conns.insert(0, {"linkedin_profile_url": "https://www.linkedin.com/in/new",
+                     "connected_at": "2026-01-21T00:00:00Z"})
+    calls.clear()
+    found = await p.connections("i")
+    assert "https://www.linkedin.com/in/new" in found and calls == [None]
+    assert (await p.relationship("i", Lead("https://www.linkedin.com/in/new"))).status == (
+        "connected")
