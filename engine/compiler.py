@@ -36,11 +36,11 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from transitions import Machine
+from transitions import Machine, Transition
 
 from engine.errors import ManifestError, Problem, UsageError
 from engine.model import (
@@ -78,7 +78,33 @@ DEFAULT_ROUTES: Mapping[str, str] = {
     PROFILE_NOT_ACCESSIBLE: "removed",
 }
 _LABELS: tuple[str, ...] = (*ERROR_LABELS, REPLY)
+_LABEL_SET = frozenset(_LABELS)
 WORKFLOW_STATES: tuple[str, ...] = ("pending", "running", "completed", "failed")
+
+
+class _Transition(Transition):
+    """A transition that cannot carry callbacks: its callback lists are empty tuples, so
+    ``add_callback`` fails loudly. It is also smaller, which matters at 5,000 steps."""
+
+    def __init__(
+        self,
+        source: str,
+        dest: str,
+        conditions: Any = None,
+        unless: Any = None,
+        before: Any = None,
+        after: Any = None,
+        prepare: Any = None,
+    ) -> None:
+        if conditions or unless or before or after or prepare:
+            raise TypeError("seqrun machines take no callbacks")
+        self.source = source
+        self.dest = dest
+        self.prepare = self.before = self.after = self.conditions = ()  # type: ignore[assignment]
+
+
+class _Machine(Machine):
+    transition_cls = _Transition
 
 
 def _canonical(value: Any) -> Any:
@@ -113,9 +139,8 @@ class _Compiled:
     initial: str
     states: tuple[str, ...]
     terminals: tuple[str, ...]
-    _table: Mapping[tuple[str, str], str] = field(repr=False)
-    _triggers: Mapping[str, tuple[str, ...]] = field(repr=False)
-    _defaulted: frozenset[tuple[str, str]] = field(repr=False)
+    _table: Mapping[tuple[str, str], str] = field(repr=False)  # read back from the machine
+    _rows: Mapping[str, list[tuple[str, str]]] = field(repr=False)  # state -> (trigger, dest)
 
     def next_state(self, state: str, trigger: str) -> str:
         """Where ``trigger`` leads from ``state``; KeyError when there is no such transition."""
@@ -123,9 +148,7 @@ class _Compiled:
 
     def triggers(self, state: str) -> list[str]:
         """The triggers of ``state`` (none for terminals); KeyError for an unknown state."""
-        if state not in self._triggers:
-            raise KeyError(state)
-        return list(self._triggers[state])
+        return [trigger for trigger, _ in self._rows[state]]
 
     def is_terminal(self, state: str) -> bool:
         return state in self.terminals
@@ -133,12 +156,12 @@ class _Compiled:
     def edges(self) -> Iterator[tuple[str, str, str]]:
         """Every transition as (source, trigger, dest), states in order."""
         for state in self.states:
-            for trigger in self._triggers[state]:
+            for trigger, _ in self._rows[state]:
                 yield state, trigger, self._table[(state, trigger)]
 
     def is_default(self, state: str, trigger: str) -> bool:
         """True when the transition comes from a default route, not from the manifest."""
-        return (state, trigger) in self._defaulted
+        return False
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,6 +180,14 @@ class CompiledSequence(_Compiled):
         if state in self.terminals:
             return None
         raise KeyError(state)
+
+    def is_default(self, state: str, trigger: str) -> bool:
+        step = self._steps.get(state)
+        if step is None or trigger not in _LABELS or (state, trigger) not in self._table:
+            return False
+        if isinstance(step, ActionStep) and trigger in step.on:
+            return False
+        return self.sequence is None or trigger not in self.sequence.on
 
     def pauses(self, state: str, trigger: str) -> bool:
         """True when ``trigger`` in ``state`` routes to ``pause`` (identity paused, lead stays)."""
@@ -179,59 +210,55 @@ class CompiledWorkflow(_Compiled):
 
 
 class _Builder:
-    """Collects states and transitions in order; one transition per (state, trigger)."""
+    """Collects states and their (trigger, dest) rows in order."""
 
     def __init__(self, name: str, source: Any) -> None:
         self.name = name
         self.source = source
-        self.states: list[str] = []
-        self.triggers: dict[str, list[str]] = {}
-        self.wanted: dict[tuple[str, str], str] = {}
-        self.defaulted: set[tuple[str, str]] = set()
+        self.rows: dict[str, list[tuple[str, str]]] = {}
         self.problems: list[Problem] = []
 
-    def state(self, name: str, path: str = "$") -> None:
-        if name in self.triggers:
+    def state(self, name: str, owner: Any = None) -> list[tuple[str, str]]:
+        """Add state ``name``; ``owner`` (a step or node with ``.path``) positions errors."""
+        if name in self.rows:
+            path = getattr(owner, "path", "$")
             self.problems.append(self.source.problem(path, f"duplicate state {name!r}"))
-            return
-        self.states.append(name)
-        self.triggers[name] = []
-
-    def add(self, src: str, trigger: str, dest: str, *, default: bool = False) -> None:
-        if (src, trigger) in self.wanted:
-            return
-        self.triggers[src].append(trigger)
-        self.wanted[(src, trigger)] = dest
-        if default:
-            self.defaulted.add((src, trigger))
+        else:
+            self.rows[name] = []
+        return self.rows[name]
 
     def machine(
-        self, initial: str, path_of: Mapping[str, str]
+        self, initial: str, owners: Mapping[str, Any] | None = None
     ) -> tuple[Machine, dict[tuple[str, str], str]]:
-        for (src, trigger), dest in self.wanted.items():
-            if dest not in self.triggers:
-                where = path_of.get(src, "$")
-                self.problems.append(
-                    self.source.problem(where, f"{src!r} --{trigger}--> undefined state {dest!r}")
-                )
-        if self.problems:
-            raise ManifestError(self.problems)
         # Group sources per (trigger, dest): one add_transition call per group.
         groups: dict[tuple[str, str], list[str]] = {}
-        for (src, trigger), dest in self.wanted.items():
-            groups.setdefault((trigger, dest), []).append(src)
-        machine = Machine(
+        rows = self.rows
+        for src, row in rows.items():
+            for trigger, dest in row:
+                if dest not in rows:
+                    self.problems.append(
+                        self.source.problem(
+                            getattr((owners or {}).get(src), "path", "$"),
+                            f"{src!r} --{trigger}--> undefined state {dest!r}",
+                        )
+                    )
+                sources = groups.get((trigger, dest))
+                if sources is None:
+                    groups[(trigger, dest)] = [src]
+                else:
+                    sources.append(src)
+        if self.problems:
+            raise ManifestError(self.problems)
+        machine = _Machine(
             model=None,
-            states=self.states,
-            transitions=[
-                {"trigger": trigger, "source": sources, "dest": dest}
-                for (trigger, dest), sources in groups.items()
-            ],
+            states=list(rows),
             initial=initial,
             auto_transitions=False,
             send_event=False,
             name=self.name,
         )
+        for (trigger, dest), sources in groups.items():
+            machine.add_transition(trigger, cast(Any, sources), dest)
         table: dict[tuple[str, str], str] = {}
         for trigger, event in machine.events.items():
             for src, transitions in event.transitions.items():
@@ -243,67 +270,66 @@ def compile_sequence(seq: Sequence) -> CompiledSequence:
     """Compile ``seq`` (already linted) into its state machine; ManifestError on a bad reference."""
     steps = seq.steps
     builder = _Builder(seq.name, seq.source)
-    for step in steps:
-        builder.state(step.id, step.path)
+    rows = [builder.state(step.id, step) for step in steps]
     for terminal in TERMINALS:
         builder.state(terminal)
     routes: dict[str, str] = {**DEFAULT_ROUTES, **seq.on}
     pauses: dict[str, frozenset[str]] = {}
+    no_routes: Mapping[str, str] = {}
 
-    def route(src: str, label: str, local: Mapping[str, str], collect: list[str]) -> None:
-        if label in local:
-            dest, default = local[label], False
-        elif label in routes:
-            dest, default = routes[label], label not in seq.on
-        else:
-            dest, default = "failed", True
-        if dest == PAUSE:
-            collect.append(label)
-        else:
-            builder.add(src, label, dest, default=default)
+    def route(
+        row: list[tuple[str, str]], labels: Iterable[str], local: Mapping[str, str]
+    ) -> frozenset[str]:
+        paused = []
+        for label in labels:
+            dest = local.get(label) or routes.get(label) or "failed"
+            if dest == PAUSE:
+                paused.append(label)
+            else:
+                row.append((label, dest))
+        return frozenset(paused)
 
+    count = len(steps)
     for i, step in enumerate(steps):
-        following = steps[i + 1].id if i + 1 < len(steps) else "completed"
-        paused: list[str] = []
+        row = rows[i]
+        following = steps[i + 1].id if i + 1 < count else "completed"
+        paused: frozenset[str] = frozenset()
         if isinstance(step, ActionStep):
-            builder.add(step.id, "ok", step.next or following)
-            for label in step.on:
-                route(step.id, label, step.on, paused)
-            for label in _LABELS:
-                route(step.id, label, step.on, paused)
+            row.append(("ok", step.next or following))
+            extra = [label for label in step.on if label not in _LABEL_SET]
+            paused = route(row, [*_LABELS, *extra] if extra else _LABELS, step.on)
         elif isinstance(step, WaitStep):
-            builder.add(step.id, "elapsed", step.next or following)
-            builder.add(step.id, "ok", step.next or following)
-            route(step.id, REPLY, {}, paused)
+            row.append(("elapsed", step.next or following))
+            row.append(("ok", step.next or following))
+            paused = route(row, (REPLY,), no_routes)
         elif isinstance(step, WaitForStep):
             event_trigger = "accepted" if step.event == "connection_accepted" else step.event
-            builder.add(step.id, event_trigger, step.next or following)
-            builder.add(step.id, "timeout", step.on_timeout or "failed")
-            for label in _LABELS:
-                route(step.id, label, {}, paused)
+            row.append((event_trigger, step.next or following))
+            row.append(("timeout", step.on_timeout or "failed"))
+            # A wait performs no action: only the sequence-wide routes apply while waiting.
+            paused = route(row, [label for label in routes if label != event_trigger], no_routes)
         elif isinstance(step, BranchStep):
-            for n, case in enumerate(step.cases):
-                builder.add(step.id, f"case_{n}", case.goto)
-            builder.add(step.id, "else", step.else_ or following)
+            row.extend((f"case_{n}", case.goto) for n, case in enumerate(step.cases))
+            row.append(("else", step.else_ or following))
         elif isinstance(step, EndStep):
-            builder.add(step.id, "ok", step.terminal)
+            row.append(("ok", step.terminal))
         if paused:
-            pauses[step.id] = frozenset(paused)
+            pauses[step.id] = paused
     initial = steps[0].id if steps else "completed"
-    machine, table = builder.machine(initial, {s.id: s.path for s in steps})
+    steps_by_id = {s.id: s for s in steps}
+    machine, table = builder.machine(initial, steps_by_id)
     return CompiledSequence(
         name=seq.name,
         revision=revision_of(seq),
         machine=machine,
         initial=initial,
-        states=tuple(builder.states),
+        states=tuple(builder.rows),
         terminals=TERMINALS,
         _table=table,
-        _triggers={k: tuple(v) for k, v in builder.triggers.items()},
-        _defaulted=frozenset(builder.defaulted),
+        _rows=builder.rows,
         sequence=seq,
         sequence_routes=routes,
-        _steps={s.id: s for s in steps},
+        _steps=steps_by_id,
         _pauses=pauses,
     )
 
@@ -324,32 +350,31 @@ def compile_workflow(wf: Workflow) -> CompiledWorkflow:
     ``pending --start--> n0 --ok--> n0.0 ...`` (node by node); ``ok``/``error`` end both."""
     builder = _Builder(wf.name, wf.source)
     nodes = workflow_state_ids(wf.root)
-    builder.state("pending")
-    builder.state("running")
-    for sid, node in nodes:
-        builder.state(sid, node.path)
+    pending = builder.state("pending")
+    running = builder.state("running")
+    node_rows = [builder.state(sid, node) for sid, node in nodes]
     builder.state("completed")
     builder.state("failed")
-    builder.add("pending", "submit", "running")
-    builder.add("pending", "start", nodes[0][0] if nodes else "completed")
-    builder.add("running", "ok", "completed")
-    builder.add("running", "error", "failed")
-    for k, (sid, _node) in enumerate(nodes):
-        builder.add(sid, "ok", nodes[k + 1][0] if k + 1 < len(nodes) else "completed")
-        builder.add(sid, "error", "failed")
-    machine, table = builder.machine("pending", {sid: n.path for sid, n in nodes})
+    pending.append(("submit", "running"))
+    pending.append(("start", nodes[0][0] if nodes else "completed"))
+    running.append(("ok", "completed"))
+    running.append(("error", "failed"))
+    for k, row in enumerate(node_rows):
+        row.append(("ok", nodes[k + 1][0] if k + 1 < len(nodes) else "completed"))
+        row.append(("error", "failed"))
+    machine_nodes = dict(nodes)
+    machine, table = builder.machine("pending", machine_nodes)
     return CompiledWorkflow(
         name=wf.name,
         revision=revision_of(wf),
         machine=machine,
         initial="pending",
-        states=tuple(builder.states),
+        states=tuple(builder.rows),
         terminals=("completed", "failed"),
         _table=table,
-        _triggers={k: tuple(v) for k, v in builder.triggers.items()},
-        _defaulted=frozenset(),
+        _rows=builder.rows,
         workflow=wf,
-        _nodes=dict(nodes),
+        _nodes=machine_nodes,
     )
 
 
@@ -413,7 +438,7 @@ def graph(
             f"digraph {q(compiled.name)} {{",
             "    rankdir=LR;",
             f"    label={q(f'{compiled.name} revision {compiled.revision}')};",
-            '    node [shape=box, style=rounded];',
+            "    node [shape=box, style=rounded];",
             '    "__start__" [shape=point, label=""];',
         ]
         for state in compiled.states:

@@ -150,7 +150,7 @@ def test_auto_transitions_off_no_model_no_callbacks() -> None:
     for event in machine.events.values():
         for transitions in event.transitions.values():
             for t in transitions:
-                assert t.before == [] and t.after == [] and t.conditions == []
+                assert not (t.before or t.after or t.prepare or t.conditions)
 
 
 def test_branch_wait_for_reply_and_end() -> None:
@@ -308,3 +308,22 @@ def test_cli_graph_dot_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "did you mean 'founders-outreach'" in capsys.readouterr().err
     assert main(["graph", str(EXAMPLES / "inbox-sync.yaml")]) == 2
     assert main(["graph", str(EXAMPLES), "--format", "svg"]) == 2
+
+
+def test_callbacks_cannot_be_attached() -> None:
+    machine = compile_sequence(seq()).machine
+    transition = machine.get_transitions("ok", "visit")[0]
+    with pytest.raises(AttributeError):
+        transition.add_callback("before", "os.system")
+    assert transition.before == () and transition.conditions == ()
+
+
+def test_wait_for_only_takes_sequence_routes() -> None:
+    compiled = compile_sequence(seq())
+    assert compiled.triggers("accepted") == [
+        "accepted",
+        "timeout",
+        "reply",
+        "PROFILE_NOT_ACCESSIBLE",
+    ]
+    assert compiled.pauses("accepted", "AUTH_EXPIRED")
