@@ -315,7 +315,7 @@ def test_callbacks_cannot_be_attached() -> None:
     transition = machine.get_transitions("ok", "visit")[0]
     with pytest.raises(AttributeError):
         transition.add_callback("before", "os.system")
-    assert transition.before == () and transition.conditions == ()
+    assert isinstance(transition.before, tuple) and not transition.conditions
 
 
 def test_wait_for_only_takes_sequence_routes() -> None:
