@@ -337,7 +337,11 @@ def _explain(error: ValidationError, doc: Document) -> list[Problem]:
         extras = [
             k for k in instance if k not in allowed and not any(re.search(p, k) for p in patterns)
         ]
-        return [at(child_path(path, k), f"unknown key {k!r}{_hint(k, allowed)}") for k in extras]
+        unknown: list[Problem] = []
+        for k in extras:
+            tail = _hint(k, allowed) if allowed or patterns else " (nothing is allowed here)"
+            unknown.append(at(child_path(path, k), f"unknown key {k!r}{tail}"))
+        return unknown
     if (
         kind == "enum"
         and "propertyNames" in error.relative_schema_path
