@@ -237,36 +237,41 @@ def why(store: Store, lead_url: str) -> WhyReport:
     enrollments = store.enrollments(lead_id=lead.id)
     by_id = {e.id: e for e in enrollments}
     seen: set[int] = set()
-    entries: list[WhyEntry] = []
-    events = list(store.events(url))
+    rows = list(store.events(url))
     for e in enrollments:
-        events.extend(store.events(enrollment_id=e.id))
-    for ev in events:
+        rows.extend(store.events(enrollment_id=e.id))
+    events: list[tuple[int, WhyEntry]] = []
+    for ev in rows:
         if ev.id in seen:
             continue
         seen.add(ev.id)
         enrollment = by_id.get(ev.enrollment_id) if ev.enrollment_id is not None else None
         seq = enrollment.sequence if enrollment else (
             ev.data.get("sequence") if isinstance(ev.data, dict) else None)
-        entries.append(WhyEntry(ev.at, "event", seq, ev.revision, ev.kind, ev.from_state,
-                                ev.to_state, ev.trigger, detail=ev.data))
+        events.append((ev.id, WhyEntry(ev.at, "event", seq, ev.revision, ev.kind,
+                                       ev.from_state, ev.to_state, ev.trigger, detail=ev.data)))
+    events.sort(key=lambda pair: (pair[1].at, pair[0]))
+    actions: dict[str, WhyEntry] = {}
     for e in enrollments:
         for a in store.actions(enrollment_id=e.id):
-            entries.append(
-                WhyEntry(a.created_at, "action", a.sequence, a.revision,
-                         a.action, a.step, None, f"attempt {a.attempt}", a.status, a.label,
-                         detail={"identity": a.identity, "key": a.idempotency_key,
-                                 "finished_at": a.finished_at.isoformat() if a.finished_at
-                                 else None, "response": a.response})
+            actions[a.idempotency_key] = WhyEntry(
+                a.created_at, "action", a.sequence, a.revision, a.action, a.step, None,
+                f"attempt {a.attempt}", a.status, a.label,
+                detail={"identity": a.identity, "key": a.idempotency_key,
+                        "finished_at": a.finished_at.isoformat() if a.finished_at else None,
+                        "response": a.response},
             )
-    # Same instant (a virtual clock): entering a state, then the call made there, then the
-    # transition it caused.
-    def rank(x: WhyEntry) -> int:
-        if x.source == "action":
-            return 1
-        return 0 if x.from_state is None or x.kind in ("enrolled", "migrated") else 2
-
-    entries.sort(key=lambda x: (x.at, rank(x)))
+    # Each call goes right before the event it caused (the runner's events carry the action's
+    # idempotency key); calls without one (an intent never settled) go in by time.
+    entries: list[WhyEntry] = []
+    for _, entry in events:
+        key = entry.detail.get("key") if isinstance(entry.detail, dict) else None
+        if isinstance(key, str) and key in actions:
+            entries.append(actions.pop(key))
+        entries.append(entry)
+    for orphan in sorted(actions.values(), key=lambda x: x.at):
+        at = next((i for i, x in enumerate(entries) if x.at > orphan.at), len(entries))
+        entries.insert(at, orphan)
     return WhyReport(
         url,
         lead.data,

@@ -201,6 +201,10 @@ def test_apply_runs_on_sandbox_then_status_why_pause(
     kinds = [(h["source"], h["kind"]) for h in why["history"]]
     assert kinds[0] == ("event", "enrolled")
     assert ("action", "visit_profile") in kinds
+    i = kinds.index(("action", "visit_profile"))
+    call, caused = why["history"][i], why["history"][i + 1]
+    assert caused["source"] == "event" and caused["detail"]["key"] == call["detail"]["key"]
+    assert caused["from"] == "visit" and call["status"] == "done"
     assert run(capsys, "why", "linkedin.com/in/nobody")[0] == 1
 
     assert run(capsys, "pause", "founders")[0] == 0
