@@ -337,6 +337,7 @@ class Runner:
         backoff_max: timedelta = timedelta(hours=2),
         accept_poll: timedelta = timedelta(hours=8),
         visit_sync_age: timedelta = timedelta(hours=1),
+        due_batch: int = 2000,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -357,6 +358,7 @@ class Runner:
         self._last_sync: dict[str, datetime] = {}
         self._blocked = False  # something waits on the provider (see run_until)
         self.visit_sync_age = visit_sync_age
+        self.due_batch = due_batch
 
     # ---- lookups --------------------------------------------------------------------------
 
@@ -784,19 +786,41 @@ class Runner:
             identities = self.store.list_identities()
         self._blocked = bool(unresolved) or any(i.status == "auth_expired" for i in identities)
         now = self.clock.now()
-        with self.store.transaction() as conn:
-            due = self.store.due_enrollments(now, conn=conn)
-            if not due:
-                return result
-            leads = self.store.leads_by_ids({e.lead_id for e in due}, conn=conn)
-            dnc = set(self.store.do_not_contact(conn=conn))
         statuses = {i.id: i.status for i in identities}
+        seen: set[int] = set()
+        while True:  # in batches of `due_batch`, so memory stays flat however many are due
+            with self.store.transaction() as conn:
+                due = self.store.due_enrollments(now, limit=self.due_batch, conn=conn)
+                fresh = [e for e in due if e.id not in seen]
+                if not fresh:
+                    break
+                leads = self.store.leads_by_ids({e.lead_id for e in fresh}, conn=conn)
+                dnc = set(self.store.do_not_contact(conn=conn))
+            seen.update(e.id for e in fresh)
+            await self._run_due(fresh, leads, dnc, unresolved, statuses, result)
+            if len(due) < self.due_batch:
+                break
+            statuses = {i.id: i.status for i in self.store.list_identities()}
+        if result.paused_identities:
+            self._blocked = True
+        return result
+
+    async def _run_due(
+        self,
+        due: list[EnrollmentRow],
+        leads: Mapping[int, LeadRow],
+        dnc: set[str],
+        unresolved: set[int],
+        statuses: Mapping[str, str],
+        result: TickResult,
+    ) -> None:
+        """Group by identity; identities in parallel, each one serially."""
         groups: dict[tuple[str, str], list[EnrollmentRow]] = {}
         for enr in due:
             if enr.id in unresolved or statuses.get(enr.identity, "active") != "active":
                 continue
             groups.setdefault((self._provider_name(enr), enr.identity), []).append(enr)
-        result.due = sum(len(v) for v in groups.values())
+        result.due += sum(len(v) for v in groups.values())
         tasks: list[asyncio.Future[None]] = []
         for (pname, identity), batch in groups.items():
             provider = self.providers.get(pname)
@@ -810,9 +834,6 @@ class Runner:
             tasks.append(asyncio.ensure_future(self._run_identity(ctx, batch, leads, result, dnc)))
         if tasks:
             await _all_or_cancel(tasks)
-        if result.paused_identities:
-            self._blocked = True
-        return result
 
     async def _run_identity(
         self,

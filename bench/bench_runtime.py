@@ -1,0 +1,399 @@
+"""Runtime benchmarks (issue 5): the runner over the embedded sandbox (Edges adapter, in-process).
+
+    python bench/bench_runtime.py [--json] [--quick]
+
+Figures, all measured side by side in one run (RSS in a fresh subprocess so that the other
+measurements do not inflate it):
+
+* calls/action: provider HTTP requests per delivered action, a message campaign with more
+  leads than limits (budget <= 1.05; the seed's naive orchestrator makes about 2). The full
+  outreach sequence (connection polls, withdrawals, 5 timezones) is reported too.
+* utilization: delivered / limit over every full rolling 24 h of the same campaign
+  (budget >= 99 %), and the worst overshoot of any rolling 24 h (budget 0).
+* latency: 20 identities at 50 ms per call, wall time / critical path (max over identities
+  of calls x latency) (budget <= 1.2).
+* step cost: CPU time of a visit step run by the engine (the call included) / CPU time of the
+  raw in-process sandbox call it wraps (budget <= 1.3); the overhead alone is shown too.
+  CPU time (``process_time``), not wall time: the in-process sandbox makes both CPU-bound and
+  the CI box is shared.
+* idle: CPU time of one tick with 100k idle enrollments / one tick with none (the same 50
+  due visits in both; budget <= 2).
+* rss: peak RSS of a process holding 100k enrollments and ticking (budget <= 200 MB).
+
+Exit code 1 when a budget is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.clock import Clock, VirtualClock  # noqa: E402
+from engine.compiler import CompiledSequence, compile_sequence  # noqa: E402
+from engine.model import ActionStep, Metadata, Sequence, Step, Window  # noqa: E402
+from engine.providers.base import Lead  # noqa: E402
+from engine.providers.edges import EdgesProvider  # noqa: E402
+from engine.runner import Runner  # noqa: E402
+from engine.sandbox import Sandbox, SandboxTransport  # noqa: E402
+from engine.sandbox.world import FaultConfig, World, WorldConfig  # noqa: E402
+from engine.store import Store  # noqa: E402
+from engine.store import schema as t  # noqa: E402
+
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
+EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+BUDGETS = {"calls_per_action": 1.05, "utilization": 0.99, "overshoot": 0, "latency": 1.2,
+           "step_cost": 1.3, "idle": 2.0, "rss_mb": 200.0}
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.requests: Counter[str] = Counter()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests[request.url.path.rsplit("/", 3)[-3]] += 1
+        return await self.inner.handle_async_request(request)
+
+
+def edges_over(sandbox: Sandbox) -> tuple[EdgesProvider, CountingTransport]:
+    counting = CountingTransport(sandbox.transport)
+    client = httpx.AsyncClient(transport=counting, base_url=sandbox.base_url("edges") + "/",
+                               headers=sandbox.headers("edges"))
+    return EdgesProvider(client), counting
+
+
+def sequence(name: str, steps: tuple[Step, ...], *, window: Window | None = None,
+             limits: dict[str, int] | None = None, identities: Iterable[str] = ()) -> Sequence:
+    return Sequence(metadata=Metadata(name), provider="edges", identities=tuple(identities),
+                    steps=steps, window=window, limits=dict(limits or {}),
+                    cooldown=timedelta(days=3), normalized={"bench": name})
+
+
+def setup(store: Store, seq: Sequence) -> CompiledSequence:
+    compiled = compile_sequence(seq)
+    store.put_revision(compiled.revision, seq.name, "Sequence", dict(seq.normalized))
+    store.put_sequence(seq.name, "Sequence", "edges", compiled.revision)
+    return compiled
+
+
+def bulk_enroll(store: Store, compiled: CompiledSequence, seq: Sequence,
+                pairs: list[tuple[str, str]], due: datetime | None, state: str | None = None,
+                data: dict[str, Any] | None = None) -> None:
+    """Insert (profile URL, identity) enrollments with executemany (setup, not measured)."""
+    payload = json.dumps(data or {})
+    with store.transaction() as conn:
+        first = conn.execute(t.leads.insert().returning(t.leads.c.id),
+                             [{"profile_url": u, "data_json": payload} for u, _ in pairs]).all()
+        ids = [r[0] for r in first]
+        conn.execute(t.enrollments.insert(), [
+            {"lead_id": lid, "sequence": seq.name, "revision": compiled.revision,
+             "identity": ident, "state": state or compiled.initial, "next_due_at": due,
+             "attempts": 0, "step_entered_at": due, "paused": False}
+            for lid, (_, ident) in zip(ids, pairs, strict=True)
+        ])
+
+
+# ---- 1 + 2: calls per delivered action, limit utilization ------------------------------------
+
+
+async def campaign(tmp: Path, *, identities: int, leads: int, days: int) -> dict[str, Any]:
+    clock = VirtualClock(START)
+    world = World(clock, seed=5, config=WorldConfig(
+        already_connected_fraction=1.0, writes_first_fraction=0.0, inaccessible_fraction=0.0,
+        reply_probability=0.0))
+    names = [f"ident-{i}" for i in range(identities)]
+    for name in names:
+        world.add_identity(name, provider="edges")
+    profiles = world.populate(leads)
+    sandbox = Sandbox(world)
+    provider, counting = edges_over(sandbox)
+    store = Store.open(None, tmp)
+    window = Window(timezone="Europe/Paris", fallback_timezone="Europe/Paris", days=EVERY_DAY)
+    limits = {"visit_profile": 80, "send_message": 50}
+    seq = sequence("messages", (ActionStep("visit", "visit_profile"),
+                                ActionStep("hello", "send_message",
+                                           with_={"text": "Hello {{ lead.first_name }}"})),
+                   window=window, limits=limits, identities=names)
+    compiled = setup(store, seq)
+    pairs = [(p.url, names[i % identities]) for i, p in enumerate(profiles)]
+    with store.transaction() as conn:
+        for url, ident in pairs:
+            lead = store.upsert_lead(url, {"first_name": "Ada"}, conn=conn)
+            store.enroll(lead, seq.name, compiled.revision, ident, compiled.initial,
+                         clock.now(), conn=conn)
+    runner = Runner(store, {"edges": provider}, clock, compiled={compiled.revision: compiled})
+    started = time.perf_counter()
+    await runner.run_until(START + timedelta(days=days))
+    wall = time.perf_counter() - started
+    delivered = len(world.delivered)
+    calls = sum(counting.requests.values())
+    # utilization over every full rolling 24 h window after the first window opening
+    kinds = {"visit": 80, "message": 50}
+    util, over = [], 0
+    for name in names:
+        for kind, limit in kinds.items():
+            times = sorted(d.at for d in world.delivered if d.identity == name and d.kind == kind)
+            if not times:
+                continue
+            for i, t0 in enumerate(times):
+                n = sum(1 for x in times[i:] if x < t0 + timedelta(hours=24))
+                over = max(over, n - limit)
+            first, last = times[0], times[-1]
+            full_days = int((last - first) / timedelta(hours=24))
+            if full_days >= 1:
+                n_full = sum(1 for x in times if x < first + timedelta(hours=24) * full_days)
+                util.append(n_full / (limit * full_days))
+    return {"calls": calls, "delivered": delivered, "per_endpoint": dict(counting.requests),
+            "calls_per_action": calls / delivered, "utilization": min(util) if util else 0.0,
+            "overshoot": over, "wall_s": wall}
+
+
+async def full_outreach(tmp: Path) -> dict[str, Any]:
+    """The e2e campaign (200 leads, 3 identities, 5 timezones, connection polls): calls/action."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tests import test_e2e_campaign as e2e
+
+    clock = VirtualClock(e2e.START)
+    world = e2e.build_world(clock, 200, faults=FaultConfig())
+    provider, counting = edges_over(Sandbox(world))
+    store = Store.open(None, tmp)
+    seq = e2e.campaign()
+    e2e.enroll_all(store, world, seq, clock.now())
+    compiled = compile_sequence(seq)
+    runner = Runner(store, {"edges": provider}, clock, compiled={compiled.revision: compiled})
+    started = time.perf_counter()
+    await runner.run_until(e2e.START + timedelta(days=30))
+    wall = time.perf_counter() - started
+    calls = sum(counting.requests.values())
+    return {"calls": calls, "delivered": len(world.delivered),
+            "calls_per_action": calls / len(world.delivered), "wall_s": wall,
+            "per_endpoint": dict(counting.requests)}
+
+
+# ---- 3: latency: 20 identities at 50 ms -------------------------------------------------------
+
+
+async def latency(tmp: Path, *, identities: int = 20, per_identity: int = 10,
+                  latency_s: float = 0.05) -> dict[str, Any]:
+    from engine.clock import RealClock
+
+    clock: Clock = RealClock()
+    world = World(clock, seed=9, config=WorldConfig(
+        already_connected_fraction=0.0, writes_first_fraction=0.0, inaccessible_fraction=0.0,
+        faults=FaultConfig(latency_s=latency_s)))
+    names = [f"ident-{i:02d}" for i in range(identities)]
+    for name in names:
+        world.add_identity(name, provider="edges")
+    profiles = world.populate(identities * per_identity)
+    provider, counting = edges_over(Sandbox(world))
+    store = Store.open(None, tmp)
+    seq = sequence("visits", (ActionStep("visit", "visit_profile"),), identities=names)
+    compiled = setup(store, seq)
+    now = clock.now()
+    bulk_enroll(store, compiled, seq,
+                [(p.url, names[i % identities]) for i, p in enumerate(profiles)], now)
+    for name in names:  # `me` cached beforehand, as after the first tick of a daemon
+        store.put_identity(name, "edges", profile_id=str(world.identity(name).profile_id))
+    runner = Runner(store, {"edges": provider}, clock, compiled={compiled.revision: compiled})
+    started = time.perf_counter()
+    await runner.tick()
+    wall = time.perf_counter() - started
+    calls = sum(counting.requests.values())
+    critical = (calls / identities) * latency_s  # every identity makes the same calls
+    return {"wall_s": wall, "critical_path_s": critical, "ratio": wall / critical,
+            "calls": calls}
+
+
+# ---- 4: engine cost per step vs the raw sandbox call ------------------------------------------
+
+
+async def step_cost(tmp: Path, *, identities: int = 10, per_identity: int = 80) -> dict[str, Any]:
+    async def once(k: int) -> tuple[float, float]:
+        clock = VirtualClock(START)
+        world = World(clock, seed=k, config=WorldConfig(
+            already_connected_fraction=0.0, writes_first_fraction=0.0,
+            inaccessible_fraction=0.0))
+        names = [f"ident-{i}" for i in range(identities)]
+        for name in names:
+            world.add_identity(name, provider="edges")
+        n = identities * per_identity
+        raw_profiles = world.populate(n, prefix="raw")
+        run_profiles = world.populate(n, prefix="run")
+        sandbox = Sandbox(world)
+        client = httpx.AsyncClient(transport=SandboxTransport(sandbox.app),
+                                   base_url=sandbox.base_url("edges") + "/",
+                                   headers=sandbox.headers("edges"))
+        provider = EdgesProvider(client)
+        # raw: the in-process sandbox call alone (adapter + transport + app + world)
+        started = time.process_time()
+        for i, p in enumerate(raw_profiles):
+            await provider.perform(names[i % identities], "visit_profile", Lead(p.url), {})
+        raw = (time.process_time() - started) / n
+        world.config.limits["classic"]["visit"] = 10**6
+        for ident in world.identities.values():
+            ident.limits["visit"] = 10**6
+        store = Store.open(None, tmp / f"cost{k}")
+        seq = sequence("visits", (ActionStep("visit", "visit_profile"),), identities=names)
+        compiled = setup(store, seq)
+        bulk_enroll(store, compiled, seq,
+                    [(p.url, names[i % identities]) for i, p in enumerate(run_profiles)],
+                    clock.now())
+        for name in names:
+            store.put_identity(name, "edges", profile_id=str(world.identity(name).profile_id))
+        runner = Runner(store, {"edges": provider}, clock,
+                        compiled={compiled.revision: compiled})
+        started = time.process_time()
+        result = await runner.tick()
+        engine = (time.process_time() - started) / n
+        assert result.actions == n, result.to_json()
+        await client.aclose()
+        store.close()
+        return raw, engine
+
+    runs = [await once(k) for k in range(3)]
+    raw = min(r for r, _ in runs)
+    engine = min(e for _, e in runs)
+    return {"raw_call_ms": raw * 1e3, "engine_step_ms": engine * 1e3, "ratio": engine / raw,
+            "overhead_ratio": (engine - raw) / raw}
+
+
+# ---- 5 + 6: idle enrollments; RSS -------------------------------------------------------------
+
+
+async def idle(tmp: Path, *, idle_n: int = 100_000, due_n: int = 50) -> dict[str, Any]:
+    async def tick_time(n_idle: int, k: int) -> float:
+        clock = VirtualClock(START)
+        world = World(clock, seed=k, config=WorldConfig(
+            already_connected_fraction=0.0, writes_first_fraction=0.0,
+            inaccessible_fraction=0.0))
+        world.add_identity("ident-0", provider="edges")
+        due_profiles = world.populate(due_n, prefix="due")
+        provider = EdgesProvider(Sandbox(world).client("edges"))
+        store = Store.open(None, tmp / f"idle{n_idle}-{k}")
+        seq = sequence("visits", (ActionStep("visit", "visit_profile"),), identities=["ident-0"])
+        compiled = setup(store, seq)
+        if n_idle:
+            later = START + timedelta(days=3)
+            bulk_enroll(store, compiled, seq,
+                        [(f"https://www.linkedin.com/in/idle-{i}", "ident-0")
+                         for i in range(n_idle)], later)
+        bulk_enroll(store, compiled, seq, [(p.url, "ident-0") for p in due_profiles],
+                    clock.now())
+        store.put_identity("ident-0", "edges", profile_id=str(world.identity("ident-0").profile_id))
+        runner = Runner(store, {"edges": provider}, clock, compiled={compiled.revision: compiled})
+        started = time.process_time()
+        result = await runner.tick()
+        elapsed = time.process_time() - started
+        assert result.actions == due_n, result.to_json()
+        store.close()
+        return elapsed
+
+    none = min([await tick_time(0, k) for k in range(3)])
+    many = min([await tick_time(idle_n, k) for k in range(3)])
+    return {"tick_none_ms": none * 1e3, "tick_100k_ms": many * 1e3, "ratio": many / none}
+
+
+async def rss_child(tmp: Path, n: int = 100_000) -> float:
+    clock = VirtualClock(START)
+    world = World(clock, seed=1, config=WorldConfig(already_connected_fraction=0.0,
+                                                    writes_first_fraction=0.0))
+    world.add_identity("ident-0", provider="edges")
+    provider = EdgesProvider(Sandbox(world).client("edges"))
+    store = Store.open(None, tmp)
+    seq = sequence("visits", (ActionStep("visit", "visit_profile"),), identities=["ident-0"])
+    compiled = setup(store, seq)
+    for start in range(0, n, 20_000):
+        bulk_enroll(store, compiled, seq,
+                    [(f"https://www.linkedin.com/in/lead-{i}", "ident-0")
+                     for i in range(start, start + 20_000)], clock.now())
+    runner = Runner(store, {"edges": provider}, clock, compiled={compiled.revision: compiled})
+    await runner.tick()  # 100k due: the smart limit lets 80 through, the rest are postponed
+    await runner.tick()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def rss() -> float:
+    out = subprocess.run([sys.executable, __file__, "--rss-child"], check=True,
+                         capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+async def main(quick: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        figures: dict[str, Any] = {}
+        figures["campaign"] = await campaign(tmp / "c", identities=3,
+                                             leads=300 if quick else 900,
+                                             days=3 if quick else 7)
+        figures["full_outreach"] = await full_outreach(tmp / "f")
+        figures["latency"] = await latency(tmp / "l")
+        figures["step_cost"] = await step_cost(tmp, per_identity=20 if quick else 80)
+        figures["idle"] = await idle(tmp, idle_n=20_000 if quick else 100_000)
+        figures["rss_mb"] = rss()
+    return figures
+
+
+def verdicts(f: dict[str, Any]) -> dict[str, bool]:
+    return {
+        "calls_per_action": f["campaign"]["calls_per_action"] <= BUDGETS["calls_per_action"],
+        "utilization": f["campaign"]["utilization"] >= BUDGETS["utilization"],
+        "overshoot": f["campaign"]["overshoot"] <= BUDGETS["overshoot"],
+        "latency": f["latency"]["ratio"] <= BUDGETS["latency"],
+        "step_cost": f["step_cost"]["ratio"] <= BUDGETS["step_cost"],
+        "idle": f["idle"]["ratio"] <= BUDGETS["idle"],
+        "rss_mb": f["rss_mb"] <= BUDGETS["rss_mb"],
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        with tempfile.TemporaryDirectory() as d:
+            print(asyncio.run(rss_child(Path(d))))
+        sys.exit(0)
+    figures = asyncio.run(main(args.quick))
+    ok = verdicts(figures)
+    if args.json:
+        print(json.dumps({"figures": figures, "budgets": BUDGETS, "ok": ok}, indent=2))
+    else:
+        c, fo = figures["campaign"], figures["full_outreach"]
+        print(f"calls/action      {c['calls_per_action']:.3f} ({c['calls']} calls, "
+              f"{c['delivered']} delivered; budget <= 1.05)")
+        print(f"  full outreach   {fo['calls_per_action']:.3f} ({fo['calls']} calls, "
+              f"{fo['delivered']} delivered, 30 days in {fo['wall_s']:.1f}s)")
+        print(f"utilization       {c['utilization']:.1%} (budget >= 99 %), "
+              f"overshoot {c['overshoot']} (budget 0)")
+        la = figures["latency"]
+        print(f"20 ids @ 50 ms    {la['ratio']:.2f} x critical path ({la['wall_s']:.2f}s / "
+              f"{la['critical_path_s']:.2f}s; budget <= 1.2)")
+        sc = figures["step_cost"]
+        print(f"step cost         {sc['ratio']:.2f} x raw call ({sc['engine_step_ms']:.2f} ms / "
+              f"{sc['raw_call_ms']:.2f} ms CPU; overhead alone {sc['overhead_ratio']:.2f} x; "
+              "budget <= 1.3)")
+        idl = figures["idle"]
+        print(f"100k idle tick    {idl['ratio']:.2f} x empty store ({idl['tick_100k_ms']:.1f} ms / "
+              f"{idl['tick_none_ms']:.1f} ms; budget <= 2)")
+        print(f"RSS at 100k       {figures['rss_mb']:.0f} MB (budget <= 200)")
+        print("all budgets met" if all(ok.values()) else
+              "missed: " + ", ".join(k for k, v in ok.items() if not v))
+    sys.exit(0 if all(ok.values()) else 1)
