@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -97,7 +97,8 @@ def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], lis
         kind = _check_header(doc, problems)
         if kind is None:
             continue
-        if not _check_unique_name(doc, kind, seen_names, problems):
+        naming = _check_unique_name(doc, kind, seen_names, problems)
+        if naming == "copy":
             continue
         schema_problems = _schema_problems(doc, kind)
         if schema_problems:
@@ -109,7 +110,8 @@ def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], lis
         if manifest is None or build_problems:
             continue
         problems.extend(_lint(manifest))
-        manifests.append(manifest)
+        if naming == "new":
+            manifests.append(manifest)
 
     if any(p.severity == "error" for p in problems):
         raise ManifestError(problems)
@@ -211,28 +213,28 @@ def _check_unique_name(
     kind: str,
     seen: dict[tuple[str, str], tuple[Problem, Any]],
     problems: list[Problem],
-) -> bool:
-    """False when ``doc`` repeats an earlier manifest of the same kind and name.
+) -> Literal["new", "copy", "clash"]:
+    """Whether ``doc`` takes a new name, repeats an earlier manifest, or clashes with one.
 
-    A second, different manifest with a taken name is an error; an identical copy (the same
-    example reached through two paths) is loaded once, with a warning.
+    A second, different manifest with a taken name is an error (and is still checked); an
+    identical copy (the same example reached through two paths) is loaded once, with a warning.
     """
     metadata = doc.data.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
     if not isinstance(name, str):
-        return True
+        return "new"
     here = doc.source.problem("$.metadata.name", "")
     first, first_data = seen.setdefault((kind, name), (here, doc.data))
     if first is here:
-        return True
+        return "new"
     where = f"{first.file}:{first.line}"
     if first_data == doc.data:
         message = f"identical copy of {kind} {name!r} from {where}, loaded once"
         problems.append(replace(here, message=message, severity="warning"))
-    else:
-        message = f"duplicate {kind} name {name!r} (first defined at {where})"
-        problems.append(replace(here, message=message))
-    return False
+        return "copy"
+    message = f"duplicate {kind} name {name!r} (first defined at {where})"
+    problems.append(replace(here, message=message))
+    return "clash"
 
 
 def _lint(manifest: Manifest) -> list[Problem]:

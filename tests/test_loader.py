@@ -177,10 +177,12 @@ def test_directories_are_walked_sorted_and_skip_dot_dirs(tmp_path: Path) -> None
 
 def test_names_are_unique_per_kind_across_files(tmp_path: Path) -> None:
     first = write(tmp_path, "a.yaml", SEQUENCE.format(name="same"))
-    second = write(tmp_path, "b.yaml", SEQUENCE.format(name="same").replace("30m", "1h"))
+    second = write(tmp_path, "b.yaml", SEQUENCE.format(name="same").replace("30m", "1 h"))
     assert errors_of(first, second) == [
         f"{second}:4:3: $.metadata.name: duplicate Sequence name 'same' "
-        f"(first defined at {first}:4)"
+        f"(first defined at {first}:4)",
+        f"{second}:39:7: $.spec.steps[5].wait: in step 'pause': '1 h' is not a duration "
+        "(a number and a unit: 30m, 2h, 3d, 1w)",
     ]
 
 
