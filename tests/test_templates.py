@@ -103,3 +103,13 @@ def test_branch_expressions() -> None:
     assert expression_variables("lead.size|int > 10 or lead['title']") == {"size", "title"}
     assert evaluate("lead.size|int > 10", {"size": "42"}) is True
     assert evaluate("lead.missing", {"size": "42"}) is False
+
+
+def test_docstring_examples_hold() -> None:
+    import doctest
+
+    import engine.schemas
+    import engine.templates
+
+    for module in (engine.templates, engine.schemas):
+        assert doctest.testmod(module).failed == 0
