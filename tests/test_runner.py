@@ -71,14 +71,28 @@ def make_seq(
 
 
 class Env:
-    def __init__(self, tmp: Path, seq: Sequence, *, config: WorldConfig | None = None,
-                 identities: tuple[str, ...] = (ID,), **world_identity: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        seq: Sequence,
+        *,
+        config: WorldConfig | None = None,
+        identities: tuple[str, ...] = (ID,),
+        url: str | None = None,
+        **world_identity: Any,
+    ) -> None:
         self.clock = VirtualClock(MONDAY_8)
-        self.world = World(self.clock, seed=3, config=config or WorldConfig(
-            already_connected_fraction=0, writes_first_fraction=0, inaccessible_fraction=0))
+        self.world = World(
+            self.clock,
+            seed=3,
+            config=config
+            or WorldConfig(
+                already_connected_fraction=0, writes_first_fraction=0, inaccessible_fraction=0
+            ),
+        )
         for ident in identities:
             self.world.add_identity(ident, **world_identity)
-        self.store = Store.open(None, tmp)
+        self.store = Store.open(url, tmp)
         self.seq = seq
         self.compiled: CompiledSequence = compile_sequence(seq)
         self.provider = WorldProvider(self.world)
@@ -86,15 +100,26 @@ class Env:
         self.store.put_sequence(seq.name, "Sequence", "edges", self.compiled.revision)
 
     def runner(self, provider: Any = None, **kw: Any) -> Runner:
-        return Runner(self.store, {"edges": provider or self.provider}, self.clock,
-                      compiled={self.compiled.revision: self.compiled}, **kw)
+        return Runner(
+            self.store,
+            {"edges": provider or self.provider},
+            self.clock,
+            compiled={self.compiled.revision: self.compiled},
+            **kw,
+        )
 
     def lead(self, handle: str, identity: str = ID, tz: str = "", **profile: Any) -> int:
         url = f"https://www.linkedin.com/in/{handle}"
         self.world.add_profile(url, first_name=handle.title(), **profile)
         lead_id = self.store.upsert_lead(url, {"first_name": handle.title(), "timezone": tz})
-        eid = self.store.enroll(lead_id, self.seq.name, self.compiled.revision, identity,
-                                self.compiled.initial, self.clock.now())
+        eid = self.store.enroll(
+            lead_id,
+            self.seq.name,
+            self.compiled.revision,
+            identity,
+            self.compiled.initial,
+            self.clock.now(),
+        )
         assert eid is not None
         return eid
 
@@ -114,10 +139,15 @@ async def test_happy_path_walks_the_whole_sequence(tmp_path: Path) -> None:
     assert env.world.invitations[ID] == {}
     texts = [d.text for d in env.world.deliveries(ID, kind="message")]
     assert texts == ["Thanks Ada!", "Follow-up?"]
-    transitions = [(e.from_state, e.to_state, e.trigger) for e in
-                   env.store.events(enrollment_id=eid, kind="transition")]
-    assert transitions[:3] == [("visit", "connect", "ok"), ("connect", "accepted", "ok"),
-                               ("accepted", "intro", "accepted")]
+    transitions = [
+        (e.from_state, e.to_state, e.trigger)
+        for e in env.store.events(enrollment_id=eid, kind="transition")
+    ]
+    assert transitions[:3] == [
+        ("visit", "connect", "ok"),
+        ("connect", "accepted", "ok"),
+        ("accepted", "intro", "accepted"),
+    ]
     assert all(a.status == "done" for a in env.store.actions(enrollment_id=eid))
     assert {a.revision for a in env.store.actions()} == {env.compiled.revision}
 
@@ -159,8 +189,13 @@ async def test_already_connected_skips_the_invitation(tmp_path: Path) -> None:
 
 
 async def test_business_window_in_the_lead_timezone(tmp_path: Path) -> None:
-    window = Window(timezone="lead", fallback_timezone="Europe/Paris",
-                    days=("mon", "tue", "wed", "thu", "fri"), start=time(9), end=time(18))
+    window = Window(
+        timezone="lead",
+        fallback_timezone="Europe/Paris",
+        days=("mon", "tue", "wed", "thu", "fri"),
+        start=time(9),
+        end=time(18),
+    )
     env = Env(tmp_path, make_seq(window=window))
     env.clock.set(datetime(2026, 1, 10, 12, 0, tzinfo=UTC))  # a Saturday
     eid = env.lead("fay", tz="America/New_York")
@@ -169,8 +204,11 @@ async def test_business_window_in_the_lead_timezone(tmp_path: Path) -> None:
     row = env.store.get_enrollment(eid)
     assert row is not None and row.next_due_at == datetime(2026, 1, 12, 14, 0, tzinfo=UTC)
     assert env.world.delivered == []
-    nyc_open = window_opening(window, __import__("zoneinfo").ZoneInfo("America/New_York"),
-                              datetime(2026, 1, 12, 15, 0, tzinfo=UTC))
+    nyc_open = window_opening(
+        window,
+        __import__("zoneinfo").ZoneInfo("America/New_York"),
+        datetime(2026, 1, 12, 15, 0, tzinfo=UTC),
+    )
     assert nyc_open is None
 
 
@@ -186,8 +224,12 @@ async def test_limits_per_identity_rolling_24h_shared_by_sequences(tmp_path: Pat
         url = f"https://www.linkedin.com/in/m{i}"
         lead = env.store.upsert_lead(url, {})
         env.store.enroll(lead, "other", other_c.revision, ID, "connect", env.clock.now())
-    runner = Runner(env.store, {"edges": env.provider}, env.clock,
-                    compiled={env.compiled.revision: env.compiled, other_c.revision: other_c})
+    runner = Runner(
+        env.store,
+        {"edges": env.provider},
+        env.clock,
+        compiled={env.compiled.revision: env.compiled, other_c.revision: other_c},
+    )
     await runner.tick()
     first = env.world.count(ID, "invite")
     assert first == 20  # 10 (outreach's cap) then the other sequence up to its 20
@@ -220,8 +262,10 @@ async def test_profile_not_accessible_is_removed(tmp_path: Path) -> None:
 
 
 async def test_auth_expired_pauses_then_resumes_where_it_was(tmp_path: Path) -> None:
-    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),
-                                        ActionStep("connect", "connect"))))
+    env = Env(
+        tmp_path,
+        make_seq(steps=(ActionStep("visit", "visit_profile"), ActionStep("connect", "connect"))),
+    )
     eids = [env.lead(f"a{i}") for i in range(3)]
     env.world.set_auth(ID, False)
     runner = env.runner()
@@ -242,8 +286,9 @@ async def test_auth_expired_pauses_then_resumes_where_it_was(tmp_path: Path) -> 
 
 async def test_transient_errors_back_off_then_fail_with_reason(tmp_path: Path) -> None:
     class Always429(WorldProvider):
-        async def perform(self, identity: str, action: str, lead: Lead,
-                          params: Mapping[str, Any]) -> ActionResult:
+        async def perform(
+            self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
+        ) -> ActionResult:
             self.calls[action] += 1
             raise ProviderError(base.STATUS_429, "slow down", status=429, retry_after=30)
 
@@ -302,13 +347,16 @@ async def test_recovery_never_resends_a_delivered_message(tmp_path: Path, after:
 
 async def test_timeout_after_delivery_is_reconciled_not_resent(tmp_path: Path) -> None:
     class TimeoutAfter(WorldProvider):
-        async def perform(self, identity: str, action: str, lead: Lead,
-                          params: Mapping[str, Any]) -> ActionResult:
+        async def perform(
+            self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
+        ) -> ActionResult:
             await super().perform(identity, action, lead, params)
             raise ProviderError(base.TIMEOUT, "lost answer")
 
-    steps: tuple[Step, ...] = (ActionStep("intro", "send_message", with_={"text": "Hi"}),
-                               ActionStep("connect", "connect"))
+    steps: tuple[Step, ...] = (
+        ActionStep("intro", "send_message", with_={"text": "Hi"}),
+        ActionStep("connect", "connect"),
+    )
     env = Env(tmp_path, make_seq(steps=steps))
     eid = env.lead("t", already_connected_with=[ID])
     await env.runner(TimeoutAfter(env.world)).tick()
@@ -323,3 +371,31 @@ async def test_kill_switch_stops_everything(tmp_path: Path) -> None:
     env.store.kv_put("runtime", "paused_all", True)
     result = await env.runner().tick()
     assert result.killed and env.world.delivered == []
+
+
+async def test_the_same_runner_code_on_postgresql(tmp_path: Path) -> None:
+    import os
+    import uuid
+
+    import sqlalchemy as sa
+
+    pg = os.environ.get("SEQRUN_TEST_DATABASE_URL")
+    if not pg:
+        pytest.skip("SEQRUN_TEST_DATABASE_URL not set")
+    schema = f"r_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in pg else "?"
+    try:
+        env = Env(tmp_path, make_seq(), url=f"{pg}{sep}options=-csearch_path%3D{schema}")
+        eid = env.lead("ada", accepts=True, replies=False)
+        gone = env.lead("gone", accessible=False)
+        await env.runner().run_until(MONDAY_8 + timedelta(days=10))
+        assert (env.state(eid), env.state(gone)) == ("completed", "removed")
+        assert len(env.world.deliveries(ID, kind="message")) == 2
+        env.store.close()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

@@ -219,3 +219,85 @@ def test_events_caches_identities_dnc(store: Store) -> None:
     assert store.is_do_not_contact("u2") and not store.is_do_not_contact("u1")
     assert store.do_not_contact() == {"u2": "asked"}
     assert store.remove_do_not_contact("u2")
+
+
+def test_batched_intents_and_writes(store: Store) -> None:
+    lead = store.upsert_lead("https://www.linkedin.com/in/a", {})
+    e = store.enroll(lead, "s", "r", "id_a", "visit", T0)
+    assert e is not None
+    base = {
+        "enrollment_id": e,
+        "sequence": "s",
+        "revision": "r",
+        "identity": "id_a",
+        "action": "visit_profile",
+        "at": T0,
+    }
+    keys = store.log_intents(
+        [
+            {**base, "step": "visit"},
+            {**base, "step": "visit"},
+            {**base, "step": "connect", "request": {"note": "hi"}},
+        ]
+    )
+    assert keys == [f"{e}:visit:0", f"{e}:visit:1", f"{e}:connect:0"]
+    assert store.log_intents([{**base, "step": "visit"}]) == [f"{e}:visit:2"]
+    later = T0 + timedelta(hours=1)
+    store.write_batch(
+        outcomes=[
+            {
+                "key": keys[0],
+                "status": "done",
+                "label": "ok",
+                "response": {"x": 1},
+                "finished_at": later,
+            }
+        ],
+        transitions=[
+            {
+                "id": e,
+                "state": "connect",
+                "next_due_at": later,
+                "step_entered_at": later,
+                "attempts": 0,
+                "last_error": None,
+            }
+        ],
+        events=[
+            {
+                "kind": "transition",
+                "subject": "u",
+                "at": later,
+                "enrollment_id": e,
+                "from_state": "visit",
+                "to_state": "connect",
+                "trigger": "ok",
+            }
+        ],
+        conversations=[
+            {
+                "identity": "id_a",
+                "profile_url": "u",
+                "last_sender_is_us": True,
+                "last_activity_at": later,
+                "first_sender_is_us": None,
+            }
+        ],
+        connections=[
+            {"identity": "id_a", "profile_url": "u", "status": "pending", "checked_at": later}
+        ],
+    )
+    store.write_batch(
+        reschedules=[{"id": e, "next_due_at": None, "attempts": 2, "last_error": "x"}]
+    )
+    row = store.get_enrollment(e)
+    assert row is not None and (row.state, row.next_due_at, row.attempts) == ("connect", None, 2)
+    assert [a.status for a in store.actions(enrollment_id=e)] == [
+        "done",
+        "intent",
+        "intent",
+        "intent",
+    ]
+    assert store.connection_statuses("id_a") == {"u": "pending"}
+    assert store.conversations("id_a")["u"].last_sender_is_us
+    assert store.events(enrollment_id=e)[0].to_state == "connect"
