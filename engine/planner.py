@@ -548,23 +548,77 @@ def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> Sequen
             )
         if sp.migrations:
             result.migrated = _migrate(sp, store, now=now, conn=conn)
-        held_back = _stopped_identities(store, conn)
-        for plan in sp.enroll:
-            lead_id = store.upsert_lead(plan.profile_url, plan.data, conn=conn)
-            eid = store.enroll(
-                lead_id, sp.name, sp.revision, plan.identity, sp.initial, now, conn=conn
-            )
-            if eid is None:
-                continue
-            if plan.identity in held_back:
-                store.update_enrollment(eid, paused=True, conn=conn)
-            result.enrolled += 1
-            store.record_event(
-                "enrolled", plan.profile_url, {"sequence": sp.name, "identity": plan.identity},
-                at=now, enrollment_id=eid, to_state=sp.initial, trigger="apply",
-                revision=sp.revision, conn=conn,
-            )
+        result.enrolled = enroll_leads(
+            store, conn, sequence=sp.name, revision=sp.revision, initial=sp.initial,
+            plans=sp.enroll, now=now, trigger="apply",
+        )
     return result
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)  # as engine.store does
+
+
+def enroll_leads(
+    store: Store,
+    conn: sa.Connection,
+    *,
+    sequence: str,
+    revision: str,
+    initial: str,
+    plans: Iterable[EnrollPlan],
+    now: datetime,
+    trigger: str,
+    source: str | None = None,
+) -> int:
+    """Upsert the leads and enroll them (due now, at ``initial``), with one ``enrolled`` event
+    each, in bulk statements on ``conn`` (the caller's transaction, under the apply lock).
+    Leads already enrolled in ``sequence`` are left alone. Returns how many were enrolled."""
+    plans = list(plans)
+    if not plans:
+        return 0
+    held_back = _stopped_identities(store, conn)
+    urls = [p.profile_url for p in plans]
+    existing = _lead_ids(store, urls, conn)
+    fresh = [p for p in plans if p.profile_url not in existing]
+    if fresh:
+        conn.execute(t.leads.insert(),
+                     [{"profile_url": p.profile_url, "data_json": _dumps(dict(p.data))}
+                      for p in fresh])
+    for p in plans:
+        if p.profile_url in existing and p.data:
+            store.upsert_lead(p.profile_url, p.data, conn=conn)  # merges the new columns
+    ids = _lead_ids(store, urls, conn)
+    e = t.enrollments
+    taken: set[int] = set()
+    for i in range(0, len(urls), 500):
+        chunk = [ids[u] for u in urls[i : i + 500]]
+        taken.update(int(r[0]) for r in conn.execute(
+            sa.select(e.c.lead_id).where(e.c.sequence == sequence, e.c.lead_id.in_(chunk))))
+    todo = [p for p in plans if ids[p.profile_url] not in taken]
+    if not todo:
+        return 0
+    conn.execute(e.insert(), [
+        {"lead_id": ids[p.profile_url], "sequence": sequence, "revision": revision,
+         "identity": p.identity, "state": initial, "next_due_at": now, "attempts": 0,
+         "step_entered_at": now, "paused": p.identity in held_back, "last_error": None}
+        for p in todo
+    ])
+    enrollment_of: dict[int, int] = {}
+    lead_ids = [ids[p.profile_url] for p in todo]
+    for i in range(0, len(lead_ids), 500):
+        for r in conn.execute(sa.select(e.c.id, e.c.lead_id).where(
+                e.c.sequence == sequence, e.c.lead_id.in_(lead_ids[i : i + 500]))):
+            enrollment_of[int(r.lead_id)] = int(r.id)
+    conn.execute(t.events.insert(), [
+        {"at": now, "enrollment_id": enrollment_of[ids[p.profile_url]],
+         "subject": p.profile_url, "kind": "enrolled", "from_state": None,
+         "to_state": initial, "trigger": trigger, "revision": revision,
+         "data_json": _dumps({"sequence": sequence, "identity": p.identity,
+                              **({"source": source} if source else {})})}
+        for p in todo
+    ])
+    return len(todo)
 
 
 def _stopped_identities(store: Store, conn: sa.Connection) -> set[str]:
@@ -702,20 +756,9 @@ def import_leads(
             store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn
         )
         result.skipped, result.already_enrolled = skipped, already
-        held_back = _stopped_identities(store, conn)
-        for plan in enroll:
-            lead_id = store.upsert_lead(plan.profile_url, plan.data, conn=conn)
-            eid = store.enroll(lead_id, sequence, current.current_revision, plan.identity,
-                               str(meta["initial"]), now, conn=conn)
-            if eid is None:
-                continue
-            if plan.identity in held_back:
-                store.update_enrollment(eid, paused=True, conn=conn)
-            result.enrolled += 1
-            store.record_event(
-                "enrolled", plan.profile_url,
-                {"sequence": sequence, "identity": plan.identity, "source": str(path)},
-                at=now, enrollment_id=eid, to_state=str(meta["initial"]), trigger="import",
-                revision=current.current_revision, conn=conn,
-            )
+        result.enrolled = enroll_leads(
+            store, conn, sequence=sequence, revision=current.current_revision,
+            initial=str(meta["initial"]), plans=enroll, now=now, trigger="import",
+            source=str(path),
+        )
     return result
