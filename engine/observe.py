@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from engine.errors import SeqrunError, UsageError
 from engine.leads import normalize_profile_url
 from engine.model import TERMINALS
 from engine.planner import KILL_SWITCH, META_NS
 from engine.store import Store
+from engine.store import schema as t
 
 LIMIT_ALIASES: Mapping[str, str] = {
     "visit": "visit_profile",
@@ -136,9 +139,15 @@ def status(store: Store, name: str | None = None, *, now: datetime) -> StatusRep
         funnel += sorted((s, n) for s, n in states.items() if s not in order)
         by_identity: dict[str, dict[str, int]] = defaultdict(dict)
         revisions: Counter[str] = Counter()
-        for e in store.enrollments(sequence=row.name):
-            by_identity[e.identity][e.state] = by_identity[e.identity].get(e.state, 0) + 1
-            revisions[e.revision] += 1
+        e = t.enrollments
+        with store.transaction() as conn:
+            for ident, state, rev, n in conn.execute(
+                sa.select(e.c.identity, e.c.state, e.c.revision, sa.func.count())
+                .where(e.c.sequence == row.name)
+                .group_by(e.c.identity, e.c.state, e.c.revision)
+            ):
+                by_identity[ident][state] = by_identity[ident].get(state, 0) + int(n)
+                revisions[rev] += int(n)
         sequences.append(
             SequenceStatus(row.name, row.provider, row.current_revision, row.paused, funnel,
                            dict(by_identity), dict(revisions))
@@ -161,8 +170,13 @@ def status(store: Store, name: str | None = None, *, now: datetime) -> StatusRep
             action: (len(store.action_times(identity, action, since)), limits.get(action))
             for action in sorted(set(limits) | {"visit_profile", "connect", "send_message"})
         }
-        paused = sum(1 for e in store.enrollments(identity=identity)
-                     if e.paused and e.state not in TERMINALS)
+        e = t.enrollments
+        with store.transaction() as conn:
+            paused = int(conn.execute(
+                sa.select(sa.func.count()).where(
+                    e.c.identity == identity, e.c.paused == sa.true(),
+                    e.c.state.not_in(TERMINALS))
+            ).scalar() or 0)
         identities.append(
             IdentityStatus(
                 identity,
