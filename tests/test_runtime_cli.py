@@ -193,6 +193,8 @@ def test_apply_runs_on_sandbox_then_status_why_pause(
     assert seq["total"] == 3 and seq["funnel"][0]["state"] == "visit"
     used = {i["id"]: i["limits_24h"]["visit_profile"]["used"] for i in status["identities"]}
     assert set(used) == {"ident-alice", "ident-bob"} and sum(used.values()) >= 1
+    limits = {i["id"]: i["limits_24h"]["connect"]["limit"] for i in status["identities"]}
+    assert limits == {"ident-alice": 25, "ident-bob": 25}  # Edges smart limits by default
     code, out, _ = run(capsys, "status")
     assert code == 0 and "founders" in out and "ident-alice" in out
 
