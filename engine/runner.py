@@ -109,6 +109,7 @@ class TickResult:
     resumed_identities: list[str] = field(default_factory=list)
     records: list[StepRecord] = field(default_factory=list)
     killed: bool = False  # the kill switch (`pause --all`) is on
+    errors: list[str] = field(default_factory=list)  # identities whose batch failed (logged)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,6 +123,7 @@ class TickResult:
             "paused_identities": self.paused_identities,
             "resumed_identities": self.resumed_identities,
             "kill_switch": self.killed,
+            "errors": self.errors,
         }
 
 
@@ -139,6 +141,7 @@ class RunSummary:
     recovered: int = 0
     paused_identities: list[str] = field(default_factory=list)
     resumed_identities: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     def add(self, tick: TickResult) -> None:
         self.ticks += 1
@@ -149,6 +152,7 @@ class RunSummary:
         self.recovered += tick.recovered
         self.paused_identities += tick.paused_identities
         self.resumed_identities += tick.resumed_identities
+        self.errors += tick.errors
         self.ended_at = tick.at
 
     def to_json(self) -> dict[str, Any]:
@@ -163,6 +167,7 @@ class RunSummary:
             "recovered": self.recovered,
             "paused_identities": self.paused_identities,
             "resumed_identities": self.resumed_identities,
+            "errors": self.errors,
         }
 
 
@@ -845,9 +850,9 @@ class Runner:
     ) -> None:
         try:
             await self._run_waves(ctx, batch, leads, result, dnc)
-        except Exception:
-            self._flush(ctx)
-            raise
+        except Exception as exc:  # a bug must not stop the other identities (nor the daemon)
+            log.exception("identity %s: tick failed", ctx.identity)
+            result.errors.append(f"{ctx.identity}: {type(exc).__name__}: {exc}")
         self._flush(ctx)  # not on a BaseException (a kill): open intents stay for recover()
 
     def _flush(self, ctx: _IdentityCtx, conn: Connection | None = None) -> None:

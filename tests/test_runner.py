@@ -399,3 +399,19 @@ async def test_the_same_runner_code_on_postgresql(tmp_path: Path) -> None:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+async def test_a_failing_identity_does_not_stop_the_others(tmp_path: Path) -> None:
+    class Broken(WorldProvider):
+        async def sync_conversations(self, identity: str) -> list[Any]:
+            if identity == "ident-bob":
+                raise RuntimeError("adapter bug")
+            return await super().sync_conversations(identity)
+
+    steps: tuple[Step, ...] = (ActionStep("connect", "connect"),)
+    env = Env(tmp_path, make_seq(steps=steps), identities=(ID, "ident-bob"))
+    ok = env.lead("fine")
+    bad = env.lead("stuck", identity="ident-bob")
+    result = await env.runner(Broken(env.world)).tick()
+    assert env.state(ok) == "completed" and env.state(bad) == "connect"
+    assert result.errors and "adapter bug" in result.errors[0]

@@ -458,7 +458,7 @@ def run_cmd(
     else:
         report.render_lines(_run_lines(result))
         report.render_status(funnel)
-    return 0
+    return 1 if result.errors else 0
 
 
 async def _status(rt: _Runtime, status: Callable[..., Any]) -> Any:
@@ -491,6 +491,8 @@ def _run_lines(result: Any) -> list[str]:
         lines.append(f"identity {ident} paused (AUTH_EXPIRED): its leads wait for re-auth")
     for ident in data["resumed_identities"]:
         lines.append(f"identity {ident} healthy again: its leads resumed")
+    for error in data.get("errors", []):
+        lines.append(f"error: {error} (logged; the other identities ran)")
     return lines
 
 
