@@ -261,9 +261,17 @@ def _jsonable(value: Any) -> Any:
 
 def load_manifests(paths: Iterable[str | Path]) -> list[Manifest]:
     """engine.loader.load (validate + lint + model); raises ManifestError."""
-    from engine.loader import load
+    return load_manifests_with_warnings(paths)[0]
 
-    return list(load(paths))
+
+def load_manifests_with_warnings(
+    paths: Iterable[str | Path],
+) -> tuple[list[Manifest], list[Problem]]:
+    """The manifests and the lint warnings (errors raise ManifestError)."""
+    from engine.loader import load_with_warnings
+
+    manifests, warnings = load_with_warnings(paths)
+    return list(manifests), list(warnings)
 
 
 def _compiled(seq: Sequence) -> tuple[str, str]:

@@ -131,9 +131,9 @@ def plan_cmd(
 ) -> int:
     """Show what `seqrun apply` would do: revisions, leads to enroll or skip, migrations."""
     from engine import report
-    from engine.planner import load_manifests, make_plan
+    from engine.planner import make_plan
 
-    manifests = load_manifests(paths)
+    manifests = _load(paths)
 
     async def work(rt: _Runtime) -> Any:
         return await make_plan(manifests, store=rt.store, client_for=rt.client_for,
@@ -146,6 +146,16 @@ def plan_cmd(
     else:
         report.render_plan(plan)
     return 2 if detailed_exitcode and plan.has_changes else 0
+
+
+def _load(paths: tuple[str, ...]) -> list[Any]:
+    """Load the manifests; lint warnings go to stderr (errors raise ManifestError)."""
+    from engine.planner import load_manifests_with_warnings
+
+    manifests, warnings = load_manifests_with_warnings(paths)
+    for problem in warnings:
+        click.echo(str(problem), err=True)
+    return manifests
 
 
 def _approver(auto_approve: bool, output: str) -> Callable[[Any], bool]:
@@ -223,9 +233,9 @@ def apply_cmd(
 ) -> int:
     """Validate, plan, ask, persist the revision, enroll the leads, then run due steps once."""
     from engine import report
-    from engine.planner import apply, load_manifests
+    from engine.planner import apply
 
-    manifests = load_manifests(paths)
+    manifests = _load(paths)
     approve = _approver(auto_approve, output)
 
     async def work(rt: _Runtime) -> Any:
