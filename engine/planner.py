@@ -37,7 +37,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from engine.clock import Clock
 from engine.errors import PlanError, Problem, UsageError
 from engine.leads import URL_COLUMN, LeadImport, read_leads
-from engine.model import TERMINALS, Manifest, Schedule, Sequence, Workflow
+from engine.model import TERMINALS, Manifest, Schedule, Sequence, WaitStep, Workflow
 from engine.store import Store
 from engine.store import schema as t
 
@@ -110,6 +110,8 @@ class SequencePlan:
     migrate: Mapping[str, str] = field(default_factory=dict)
     leads_refused: tuple[Problem, ...] = ()
     manifest: Any = None
+    # seconds from entering a step to its first due time (a wait's duration), None: terminal
+    entry_delay: Mapping[str, float | None] = field(default_factory=dict)
 
     @property
     def action(self) -> str:
@@ -430,7 +432,17 @@ def plan_sequence(
         migrate=dict(seq.migrate),
         leads_refused=tuple(leads.refused) if leads else (),
         manifest=_manifest_json(seq),
+        entry_delay=_entry_delays(seq),
     )
+
+
+def _entry_delays(seq: Sequence) -> dict[str, float | None]:
+    """As the runner schedules a step it enters: a wait is due after its duration, a terminal
+    never, anything else at once (a wait_for polls and times out from its entry time)."""
+    out: dict[str, float | None] = {t: None for t in TERMINALS}
+    for step in seq.steps:
+        out[step.id] = step.duration.total_seconds() if isinstance(step, WaitStep) else 0.0
+    return out
 
 
 def _in_flight(
@@ -643,8 +655,14 @@ def _migrate(sp: SequencePlan, store: Store, *, now: datetime, conn: sa.Connecti
         group = moves.get((row.revision, row.state))
         if group is None:
             continue
-        store.update_enrollment(row.id, revision=group.to_revision, state=group.to_state,
-                                conn=conn)
+        changes: dict[str, Any] = {"revision": group.to_revision, "state": group.to_state}
+        if group.to_state != row.state:  # a new step: entered now, due as the runner would
+            delay = sp.entry_delay.get(group.to_state, 0.0)
+            changes.update(
+                step_entered_at=now, attempts=0, last_error=None,
+                next_due_at=None if delay is None else now + timedelta(seconds=delay),
+            )
+        store.update_enrollment(row.id, conn=conn, **changes)
         if row.lead_id not in urls:
             lead = store.get_lead(row.lead_id, conn=conn)
             urls[row.lead_id] = lead.profile_url if lead else f"lead:{row.lead_id}"

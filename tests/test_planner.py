@@ -237,3 +237,25 @@ async def test_new_leads_on_a_paused_identity_start_paused(store: Store, tmp_pat
     await apply([seq(csv)], store=store, clock=VirtualClock(T0), approve=yes)
     paused = {r.identity: r.paused for r in store.enrollments(sequence="founders")}
     assert paused == {"id_a": False, "id_b": True}
+
+
+async def test_migrated_leads_are_scheduled_for_their_new_step(
+    store: Store, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    csv = write_csv(tmp_path / "leads.csv", ["a", "b"])
+    await apply([seq(csv)], store=store, clock=VirtualClock(T0), approve=yes)
+    rows = store.enrollments(sequence="founders")
+    store.update_enrollment(rows[0].id, state="connect", attempts=2)
+    store.update_enrollment(rows[1].id, state="message")
+    later = VirtualClock(T0 + timedelta(hours=5))
+    changed = seq(csv, steps=("visit", "pause", "message"),
+                  migrate={"connect": "pause", "message": "completed"})
+    await apply([changed], store=store, clock=later, approve=yes)
+    by_id = {r.id: r for r in store.enrollments(sequence="founders")}
+    paused_lead, done_lead = by_id[rows[0].id], by_id[rows[1].id]
+    assert (paused_lead.state, paused_lead.attempts) == ("pause", 0)
+    assert paused_lead.next_due_at == later.now() + timedelta(days=1)
+    assert paused_lead.step_entered_at == later.now()
+    assert (done_lead.state, done_lead.next_due_at) == ("completed", None)
