@@ -71,6 +71,7 @@ OUTREACH = frozenset({"connect", "send_message", "send_inmail", "withdraw_invita
 MESSAGES = frozenset({"send_message", "send_inmail"})
 KILL_SWITCH = ("runtime", "paused_all")  # kv (ns, key) set by `seqrun pause --all`
 MAX_CHAIN = 25  # steps one enrollment may take in one tick (lint rejects cycles without waits)
+MAX_RECORDS = 1000  # StepRecords kept per TickResult (memory stays flat on huge ticks)
 
 Resolver = Callable[[str], CompiledSequence]
 
@@ -110,6 +111,13 @@ class TickResult:
     records: list[StepRecord] = field(default_factory=list)
     killed: bool = False  # the kill switch (`pause --all`) is on
     errors: list[str] = field(default_factory=list)  # identities whose batch failed (logged)
+    records_dropped: int = 0  # beyond MAX_RECORDS (the counters above stay exact)
+
+    def record(self, rec: StepRecord) -> None:
+        if len(self.records) < MAX_RECORDS:
+            self.records.append(rec)
+        else:
+            self.records_dropped += 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -498,7 +506,7 @@ class Runner:
         result.transitions += 1
         if dest == "failed":
             result.failed += 1
-        result.records.append(
+        result.record(
             StepRecord(
                 enr.id,
                 lead.profile_url,
@@ -556,7 +564,7 @@ class Runner:
             )
             ctx.w.events.append(event)
             result.postponed += 1
-            result.records.append(
+            result.record(
                 StepRecord(
                     enr.id,
                     lead.profile_url,
@@ -578,7 +586,7 @@ class Runner:
             self.store.update_enrollment(enr.id, conn=c, **values)
             self.store.record_events([event], conn=c)
         result.postponed += 1
-        result.records.append(
+        result.record(
             StepRecord(
                 enr.id,
                 lead.profile_url,
