@@ -689,7 +689,7 @@ async def apply(
     """Plan under the ``apply`` lock, ask ``approve(plan)``, then persist and run Schedules and
     Workflows. Raises LockError when another apply holds the lock, PlanError when refused."""
     manifests = list(manifests)
-    with store.lock(APPLY_LOCK):
+    with store.lock(APPLY_LOCK) as held:
         plan = await make_plan(manifests, store=store, client_for=client_for, now=clock.now())
         result = ApplyResult(plan)
         if not plan.has_changes:
@@ -699,6 +699,7 @@ async def apply(
             verdict = await verdict
         if not verdict:
             raise PlanError("apply cancelled: the plan was not approved")
+        held.refresh()  # a long prompt must not have let another apply in (LockError if so)
         now = clock.now()
         for sp in plan.sequences:
             result.sequences.append(persist_sequence(sp, store, now=now))

@@ -58,8 +58,14 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
                 out.print(f"        ... and {len(sp.enroll) - 10} more")
         if sp.already_enrolled:
             out.print(f"      {sp.already_enrolled} lead(s) already enrolled")
-        for s in sp.skipped:
+        for s in sp.skipped[:10]:
             out.print(f"    [dim]- skip {s.profile_url}: {s.detail or s.reason}[/]")
+        if len(sp.skipped) > 10:
+            reasons: dict[str, int] = {}
+            for s in sp.skipped:
+                reasons[s.reason] = reasons.get(s.reason, 0) + 1
+            summary = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+            out.print(f"    [dim]- skip {len(sp.skipped)} lead(s) in all ({summary})[/]")
         if sp.migrate:
             mapping = ", ".join(f"{k}: {v}" for k, v in sp.migrate.items())
             out.print(f"    migrate: {{{mapping}}}")
