@@ -274,3 +274,12 @@ async def test_connections_refresh_reads_only_the_newest_pages() -> None:
     assert "https://www.linkedin.com/in/new" in found and calls == [None]
     assert (await p.relationship("i", Lead("https://www.linkedin.com/in/new"))).status == (
         "connected")
+
+
+async def test_connect_answered_connected_is_already_connected() -> None:
+    p = provider(lambda r: httpx.Response(200, json={"connected": True, "pending": False}))
+    with pytest.raises(ProviderError) as info:
+        await p.perform("i", "connect", LEAD, {"note": "Hi"})
+    assert info.value.label == "ALREADY_CONNECTED"
+    ok = provider(lambda r: httpx.Response(200, json={"connected": False, "pending": True}))
+    assert (await ok.perform("i", "connect", LEAD, {})).data["pending"] is True

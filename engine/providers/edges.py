@@ -286,6 +286,10 @@ class EdgesProvider:
             parameters["subject"] = str(params["subject"])
         result = await self.run_live(slug, identity, input, parameters)
         data = result if isinstance(result, dict) else {"result": result}
+        if action == "connect" and data.get("connected") is True and not data.get("pending"):
+            # a 200 saying "connected": no invitation was sent, route like the error label
+            raise ProviderError(base.ALREADY_CONNECTED, "already connected", status=200,
+                                params={"result": data})
         return ActionResult(data)
 
     async def sync_conversations(self, identity: str) -> list[ConversationSummary]:
