@@ -304,3 +304,41 @@ def test_apply_does_not_run_while_a_runner_holds_the_lock(
     result = json.loads(out)
     assert result["sequences"][0]["enrolled"] == 3
     assert "lock" in result["run"]["skipped"]
+
+
+SCHEDULE = """\
+apiVersion: seqrun/v1
+kind: Schedule
+metadata:
+  name: inbox-sync
+spec:
+  provider: edges
+  action: linkedin-extract-messages
+  identities: [ident-alice]
+  cron: "0 8-18/2 * * 1-5"
+  timezone: Europe/Paris
+  parameters:
+    sync_mode: incremental
+    max_results: 500
+  callback:
+    url: https://hooks.example.com/seqrun/edges
+"""
+
+
+def test_schedules_go_through_plan_and_apply(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (work / "sched.yaml").write_text(SCHEDULE, encoding="utf-8")
+    code, out, _ = run(capsys, "plan", "sched.yaml", "seq.yaml", "--sandbox",
+                       "--detailed-exitcode", "-o", "json")
+    assert code == 2
+    data = json.loads(out)
+    assert [r["action"] for r in data["schedules"]["rows"]] == ["create"]
+    assert data["sequences"][0]["action"] == "create"
+    code, out, err = run(capsys, "apply", "sched.yaml", "seq.yaml", "--sandbox",
+                         "--virtual-clock", "--auto-approve", "--no-run", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["schedules"]["created"] == ["inbox-sync"]
+    code, out, _ = run(capsys, "plan", "sched.yaml", "seq.yaml", "--sandbox",
+                       "--detailed-exitcode")
+    assert code == 0, out
