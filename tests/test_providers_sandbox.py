@@ -143,3 +143,26 @@ async def test_connectsafely_flow(cs: ConnectSafelyProvider, world: World) -> No
     with pytest.raises(ProviderError) as info:
         await cs.perform("id-alice", "send_message", lead, {"text": "x"})
     assert info.value.label == "AUTH_EXPIRED"
+
+
+@pytest.mark.parametrize(
+    ("knob", "label"),
+    [("rate_429", "STATUS_429"), ("rate_5xx", "SERVER_ERROR"), ("rate_timeout", "TIMEOUT")],
+)
+@pytest.mark.parametrize("provider_name", ["edges", "connectsafely"])
+async def test_injected_faults_map_to_transient_labels(
+    world: World, knob: str, label: str, provider_name: str
+) -> None:
+    from engine.providers.base import TRANSIENT_LABELS
+    from engine.sandbox import Sandbox
+
+    setattr(world.config.faults, knob, 1.0)
+    box = Sandbox(world)
+    async with make_client(provider_name, sandbox=box, env={}) as c:
+        adapter: EdgesProvider | ConnectSafelyProvider = (
+            EdgesProvider(c) if provider_name == "edges" else ConnectSafelyProvider(c))
+        with pytest.raises(ProviderError) as info:
+            await adapter.perform("id-alice", "connect", Lead(ANA), {"note": "Hi"})
+    assert info.value.label == label and label in TRANSIENT_LABELS
+    if label == "STATUS_429":
+        assert info.value.retry_after == float(world.config.faults.retry_after_s)
