@@ -79,6 +79,7 @@ DEFAULT_ROUTES: Mapping[str, str] = {
 }
 _LABELS: tuple[str, ...] = (*ERROR_LABELS, REPLY)
 _LABEL_SET = frozenset(_LABELS)
+Row = tuple[str, str]  # (trigger, dest)
 WORKFLOW_STATES: tuple[str, ...] = ("pending", "running", "completed", "failed")
 
 
@@ -139,12 +140,12 @@ class _Compiled:
     initial: str
     states: tuple[str, ...]
     terminals: tuple[str, ...]
-    _table: Mapping[tuple[str, str], str] = field(repr=False)  # read back from the machine
+    _table: Mapping[str, Mapping[str, str]] = field(repr=False)  # trigger -> source -> dest
     _rows: Mapping[str, list[tuple[str, str]]] = field(repr=False)  # state -> (trigger, dest)
 
     def next_state(self, state: str, trigger: str) -> str:
         """Where ``trigger`` leads from ``state``; KeyError when there is no such transition."""
-        return self._table[(state, trigger)]
+        return self._table[trigger][state]
 
     def triggers(self, state: str) -> list[str]:
         """The triggers of ``state`` (none for terminals); KeyError for an unknown state."""
@@ -157,7 +158,7 @@ class _Compiled:
         """Every transition as (source, trigger, dest), states in order."""
         for state in self.states:
             for trigger, _ in self._rows[state]:
-                yield state, trigger, self._table[(state, trigger)]
+                yield state, trigger, self._table[trigger][state]
 
     def is_default(self, state: str, trigger: str) -> bool:
         """True when the transition comes from a default route, not from the manifest."""
@@ -183,7 +184,7 @@ class CompiledSequence(_Compiled):
 
     def is_default(self, state: str, trigger: str) -> bool:
         step = self._steps.get(state)
-        if step is None or trigger not in _LABELS or (state, trigger) not in self._table:
+        if step is None or trigger not in _LABEL_SET or state not in self._table.get(trigger, {}):
             return False
         if isinstance(step, ActionStep) and trigger in step.on:
             return False
@@ -229,7 +230,7 @@ class _Builder:
 
     def machine(
         self, initial: str, owners: Mapping[str, Any] | None = None
-    ) -> tuple[Machine, dict[tuple[str, str], str]]:
+    ) -> tuple[Machine, dict[str, dict[str, str]]]:
         # Group sources per (trigger, dest): one add_transition call per group.
         groups: dict[tuple[str, str], list[str]] = {}
         rows = self.rows
@@ -257,12 +258,18 @@ class _Builder:
             send_event=False,
             name=self.name,
         )
+        # The lookup table is the machine's transition table: the same (trigger, dest) groups,
+        # indexed trigger -> {source: dest} (a test checks it against machine.get_transitions).
+        # Per-trigger dicts stay small enough for the CPU cache; reading each Transition object
+        # back would not, and a 5,000-step machine holds about 40,000 of them.
+        table: dict[str, dict[str, str]] = {}
         for (trigger, dest), sources in groups.items():
             machine.add_transition(trigger, cast(Any, sources), dest)
-        table: dict[tuple[str, str], str] = {}
-        for trigger, event in machine.events.items():
-            for src, transitions in event.transitions.items():
-                table[(src, trigger)] = str(transitions[0].dest)
+            by_source = table.get(trigger)
+            if by_source is None:
+                table[trigger] = by_source = {}
+            for src in sources:
+                by_source[src] = dest
         return machine, table
 
 
@@ -275,19 +282,22 @@ def compile_sequence(seq: Sequence) -> CompiledSequence:
         builder.state(terminal)
     routes: dict[str, str] = {**DEFAULT_ROUTES, **seq.on}
     pauses: dict[str, frozenset[str]] = {}
-    no_routes: Mapping[str, str] = {}
 
-    def route(
-        row: list[tuple[str, str]], labels: Iterable[str], local: Mapping[str, str]
-    ) -> frozenset[str]:
+    def route(labels: Iterable[str], local: Mapping[str, str]) -> tuple[list[Row], frozenset[str]]:
+        pairs: list[Row] = []
         paused = []
         for label in labels:
             dest = local.get(label) or routes.get(label) or "failed"
             if dest == PAUSE:
                 paused.append(label)
             else:
-                row.append((label, dest))
-        return frozenset(paused)
+                pairs.append((label, dest))
+        return pairs, frozenset(paused)
+
+    # The label rows of a step without its own `on:` are the same for every step: build them
+    # once and share the tuples (a 5,000-step sequence would otherwise allocate 70,000).
+    action_pairs, action_paused = route(_LABELS, {})
+    reply_pairs, reply_paused = route((REPLY,), {})
 
     count = len(steps)
     for i, step in enumerate(steps):
@@ -296,18 +306,25 @@ def compile_sequence(seq: Sequence) -> CompiledSequence:
         paused: frozenset[str] = frozenset()
         if isinstance(step, ActionStep):
             row.append(("ok", step.next or following))
-            extra = [label for label in step.on if label not in _LABEL_SET]
-            paused = route(row, [*_LABELS, *extra] if extra else _LABELS, step.on)
+            if step.on:
+                extra = [label for label in step.on if label not in _LABEL_SET]
+                pairs, paused = route([*_LABELS, *extra], step.on)
+                row.extend(pairs)
+            else:
+                row.extend(action_pairs)
+                paused = action_paused
         elif isinstance(step, WaitStep):
             row.append(("elapsed", step.next or following))
             row.append(("ok", step.next or following))
-            paused = route(row, (REPLY,), no_routes)
+            row.extend(reply_pairs)
+            paused = reply_paused
         elif isinstance(step, WaitForStep):
             event_trigger = "accepted" if step.event == "connection_accepted" else step.event
             row.append((event_trigger, step.next or following))
             row.append(("timeout", step.on_timeout or "failed"))
             # A wait performs no action: only the sequence-wide routes apply while waiting.
-            paused = route(row, [label for label in routes if label != event_trigger], no_routes)
+            pairs, paused = route([label for label in routes if label != event_trigger], {})
+            row.extend(pairs)
         elif isinstance(step, BranchStep):
             row.extend((f"case_{n}", case.goto) for n, case in enumerate(step.cases))
             row.append(("else", step.else_ or following))

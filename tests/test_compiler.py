@@ -327,3 +327,15 @@ def test_wait_for_only_takes_sequence_routes() -> None:
         "PROFILE_NOT_ACCESSIBLE",
     ]
     assert compiled.pauses("accepted", "AUTH_EXPIRED")
+
+
+def test_lookup_table_is_the_machines_table() -> None:
+    steps = (*FOUNDERS[:6], BranchStep("b", (BranchCase("x", "visit"),), path=P(6)), FOUNDERS[6])
+    for compiled in (compile_sequence(seq(steps)), compile_workflow(workflow())):
+        machine = compiled.machine
+        pairs = {
+            (src, trigger): [t.dest for t in transitions]
+            for trigger, event in machine.events.items()
+            for src, transitions in event.transitions.items()
+        }
+        assert pairs == {(src, trigger): [dest] for src, trigger, dest in compiled.edges()}
