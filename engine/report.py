@@ -113,6 +113,8 @@ def render_apply(result: ApplyResult, out: Console | None = None) -> None:
         out.print(f"Schedules: {json.dumps(_to_json(result.schedules), default=str)}")
     if result.run is not None:
         out.print(f"Run: {_run_summary(result.run)}")
+        for error in getattr(result.run, "errors", None) or []:
+            out.print(f"[red]run error: {error}[/]")
 
 
 def _run_summary(run: Any) -> str:

@@ -250,7 +250,8 @@ def apply_cmd(
         report.print_json(result.to_json())
     else:
         report.render_apply(result)
-    return 0
+    # applied, but the run of the due steps failed for some identity: a failed run (like `run`)
+    return 1 if getattr(result.run, "errors", None) else 0
 
 
 @cli.group("leads")
