@@ -1,4 +1,4 @@
-"""Frozen domain objects. The loader builds them after validation; nothing downstream reads raw dicts.
+"""Frozen domain objects, built by the loader after validation; nothing downstream reads dicts.
 
 Every manifest carries a :class:`SourceMap` so lint and the compiler can point at
 ``file:line:col`` of any JSON path (``$.spec.steps[2].with.note``).

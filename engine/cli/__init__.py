@@ -23,7 +23,9 @@ log = logging.getLogger("engine")
 def cli(verbose: int) -> None:
     """seqrun: LinkedIn outreach sequences as code."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def _register() -> None:

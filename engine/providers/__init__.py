@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from engine.providers.base import REGISTRY, ProviderSpec, register
-
 # Each adapter module calls register(...) at import time.
-from engine.providers import connectsafely, edges, linkedapi  # noqa: E402,F401
+from engine.providers import connectsafely, edges, linkedapi  # noqa: F401
+from engine.providers.base import REGISTRY, ProviderSpec, register
 
 __all__ = ["REGISTRY", "ProviderSpec", "get_spec", "register"]
 
