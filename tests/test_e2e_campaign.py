@@ -156,15 +156,15 @@ def check_ground_truth(store: Store, world: World, seq: Sequence) -> Counter[str
     # the right terminal for each lead
     for url, r in by_url.items():
         profile = world.profiles[url]
-        thread = world.threads[r.identity].get(url)
-        theirs = [m.created_at for m in (thread.messages if thread else []) if not m.from_us]
+        conv = world.threads[r.identity].get(url)
+        theirs = [m.created_at for m in (conv.messages if conv else []) if not m.from_us]
         ended = max(e.at for e in store.events(enrollment_id=r.id, kind="transition"))
         if not profile.accessible:
             assert r.state == "removed", url
         elif theirs and min(theirs) < ended:
             assert r.state == "replied", url
         elif r.state == "completed":
-            ours = [m for m in (thread.messages if thread else []) if m.from_us]
+            ours = [m for m in (conv.messages if conv else []) if m.from_us]
             assert len(ours) == 2 and url in world.network[r.identity], url
         elif r.state == "removed":
             kinds_sent = [d.kind for d in world.deliveries(r.identity, url)]
