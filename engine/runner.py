@@ -690,8 +690,11 @@ class Runner:
             for s in summaries:
                 if s.profile_url != lead.profile_url:
                     continue
-                if s.our_texts and text:
-                    return text in s.our_texts
+                if text and text.strip() in {t.strip() for t in s.our_texts}:
+                    return True
+                # No text to compare (or a provider that reformats it): our message is the
+                # last one and came after the intent. Erring this way can lose a step, never
+                # send it twice.
                 return s.last_sender_is_us and s.last_activity_at >= intent.created_at
             return False
         return False  # check_connection and the like: no side effect, simply ask again
