@@ -87,6 +87,9 @@ class _Transition(Transition):
     """A transition that cannot carry callbacks: its callback lists are empty tuples, so
     ``add_callback`` fails loudly. It is also smaller, which matters at 5,000 steps."""
 
+    # Slots keep the 40,000 transitions of a 5,000-step machine compact (no per-object dict).
+    __slots__ = ("after", "before", "conditions", "dest", "prepare", "source")
+
     def __init__(
         self,
         source: str,
