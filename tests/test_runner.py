@@ -415,3 +415,16 @@ async def test_a_failing_identity_does_not_stop_the_others(tmp_path: Path) -> No
     result = await env.runner(Broken(env.world)).tick()
     assert env.state(ok) == "completed" and env.state(bad) == "connect"
     assert result.errors and "adapter bug" in result.errors[0]
+
+
+async def test_daemon_ticks_until_stopped_and_frees_the_run_lock(tmp_path: Path) -> None:
+    import asyncio
+
+    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),)))
+    env.lead("z")
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.3, stop.set)
+    summary = await env.runner().run_forever(0.05, stop=stop)
+    assert summary.ticks >= 2 and summary.actions == 1
+    with env.store.lock("run"):  # released on the way out
+        pass
