@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from engine.model import Metadata, Workflow, WorkflowNode
 from engine.workflows import workflow_json
+from tests.conftest import SEEDS, SHARED_EXAMPLES
 
-SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
 CHILD = {"actionType": "st.sendMessage", "text": "Hello!"}
 
 
 def _seed_example() -> str:
     """The example body of seed 003, with its `{ ... }` placeholder filled by CHILD."""
+    if not SEEDS.is_dir():
+        pytest.skip("shared seeds are not beside the project")
     (seed,) = SEEDS.glob("003_*.txt")
     text = seed.read_text()
     match = re.search(r"for example:\n(\{.*?\n\})\n", text, re.S)
@@ -86,7 +87,7 @@ def test_single_root_in_a_list_stays_an_array_workflow() -> None:
 
 def test_example_manifest_check_then_message() -> None:
     loader = pytest.importorskip("engine.loader")
-    examples = Path(__file__).resolve().parent.parent.parent / "shared" / "examples"
+    examples = SHARED_EXAMPLES
     manifests = loader.load([examples / "check-then-message.yaml"])
     (wf,) = manifests
     assert workflow_json(wf) == {

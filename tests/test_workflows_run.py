@@ -23,6 +23,7 @@ from engine.workflows import (
     workflow_record,
     workflow_results,
 )
+from tests.conftest import SHARED_EXAMPLES
 
 ADA = "https://www.linkedin.com/in/ada-lovelace-0001"
 BOB = "https://www.linkedin.com/in/bob-friend"
@@ -383,7 +384,7 @@ async def test_with_the_real_store(
 async def test_shared_example_against_the_embedded_sandbox(tmp_path: Path) -> None:
     loader = pytest.importorskip("engine.loader")
     sandbox_mod = pytest.importorskip("engine.sandbox")
-    examples = Path(__file__).resolve().parent.parent.parent / "shared" / "examples"
+    examples = SHARED_EXAMPLES
     (wf,) = loader.load([examples / "check-then-message.yaml"])
     sandbox = sandbox_mod.Sandbox.open(tmp_path / ".seqrun")
     store = MemoryKV()
