@@ -48,6 +48,7 @@ from engine.model import (
     ActionStep,
     BranchStep,
     EndStep,
+    Schedule,
     Sequence,
     Step,
     WaitForStep,
@@ -60,9 +61,12 @@ from engine.providers.base import ERROR_LABELS, PROFILE_NOT_ACCESSIBLE
 __all__ = [
     "DEFAULT_ROUTES",
     "PAUSE",
+    "SCHEDULE_RUN_STATES",
     "WORKFLOW_STATES",
+    "CompiledSchedule",
     "CompiledSequence",
     "CompiledWorkflow",
+    "compile_schedule",
     "compile_sequence",
     "compile_workflow",
     "graph",
@@ -128,7 +132,7 @@ def _canonical(value: Any) -> Any:
     return str(value)
 
 
-def revision_of(manifest: Sequence | Workflow) -> str:
+def revision_of(manifest: Sequence | Workflow | Schedule) -> str:
     """First 12 hex digits of sha256 over the canonical JSON (sorted keys) of ``.normalized``."""
     data = manifest.normalized if manifest.normalized else _canonical(manifest)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -208,6 +212,15 @@ class CompiledWorkflow(_Compiled):
     def node(self, state: str) -> WorkflowNode | None:
         """The workflow node behind ``state`` (``n0``, ``n0.1``); None for the lifecycle states."""
         return self._nodes.get(state)
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledSchedule(_Compiled):
+    """The lifecycle of one run of a Schedule, as Edges reports it (providers.md §1.4): the
+    provider runs the schedule, seqrun only reconciles it, so this machine is for ``graph``
+    and for reading run statuses, not for driving leads."""
+
+    schedule: Schedule | None = None
 
 
 # ---- building ---------------------------------------------------------------------------------
@@ -398,6 +411,47 @@ def compile_workflow(wf: Workflow) -> CompiledWorkflow:
     )
 
 
+# Edges run statuses (lowercased) and what moves a run between them.
+_SCHEDULE_RUN: tuple[tuple[str, str, str], ...] = (
+    ("scheduled", "start", "running"),
+    ("running", "ok", "succeeded"),
+    ("running", "partial", "partial_succeeded"),
+    ("running", "error", "failed"),
+    ("running", "LIMIT_REACHED", "blocked"),
+    ("blocked", "resume", "scheduled"),
+)
+SCHEDULE_RUN_STATES: tuple[str, ...] = (
+    "scheduled",
+    "running",
+    "blocked",
+    "succeeded",
+    "partial_succeeded",
+    "failed",
+)
+
+
+def compile_schedule(sch: Schedule) -> CompiledSchedule:
+    """The run lifecycle of ``sch`` (scheduled -> running -> succeeded | partial_succeeded |
+    failed, with blocked -> scheduled after LIMIT_REACHED)."""
+    builder = _Builder(sch.name, sch.source)
+    for state in SCHEDULE_RUN_STATES:
+        builder.state(state)
+    for src, trigger, dest in _SCHEDULE_RUN:
+        builder.rows[src].append((trigger, dest))
+    machine, table = builder.machine("scheduled")
+    return CompiledSchedule(
+        name=sch.name,
+        revision=revision_of(sch),
+        machine=machine,
+        initial="scheduled",
+        states=tuple(builder.rows),
+        terminals=("succeeded", "partial_succeeded", "failed"),
+        _table=table,
+        _rows=builder.rows,
+        schedule=sch,
+    )
+
+
 # ---- drawing ----------------------------------------------------------------------------------
 
 _MERMAID_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -427,7 +481,8 @@ def dest_is_failed_defaults(
 
 
 def graph(
-    compiled: CompiledSequence | CompiledWorkflow, fmt: Literal["mermaid", "dot"] | str = "mermaid"
+    compiled: CompiledSequence | CompiledWorkflow | CompiledSchedule,
+    fmt: Literal["mermaid", "dot"] | str = "mermaid",
 ) -> str:
     """The machine as mermaid ``stateDiagram-v2`` or graphviz dot text (every state drawn)."""
     labels = _edge_labels(compiled)

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from engine.compiler import compile_sequence, compile_workflow, graph, revision_of
+from engine.compiler import (
+    compile_schedule,
+    compile_sequence,
+    compile_workflow,
+    graph,
+    revision_of,
+)
 from engine.errors import ManifestError, UsageError
 from engine.model import (
     TERMINALS,
@@ -18,6 +24,7 @@ from engine.model import (
     BranchStep,
     EndStep,
     Metadata,
+    Schedule,
     Sequence,
     Step,
     WaitForStep,
@@ -292,7 +299,7 @@ def test_cli_graph_every_example(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("engine.loader")
     from engine.cli import main
 
-    for name in ("founders-outreach", "founders-on-linkedapi", "check-then-message"):
+    for name in ("founders-outreach", "founders-on-linkedapi", "check-then-message", "inbox-sync"):
         assert main(["graph", str(EXAMPLES), "--name", name]) == 0
         out = capsys.readouterr().out
         assert out.startswith("stateDiagram-v2\n") and f"%% {name} revision" in out
@@ -306,7 +313,8 @@ def test_cli_graph_dot_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert '"connect" -> "intro" [label="ALREADY_CONNECTED"];' in capsys.readouterr().out
     assert main(["graph", str(EXAMPLES), "--name", "founders-outreac"]) == 2
     assert "did you mean 'founders-outreach'" in capsys.readouterr().err
-    assert main(["graph", str(EXAMPLES / "inbox-sync.yaml")]) == 2
+    assert main(["graph", str(EXAMPLES / "inbox-sync.yaml")]) == 0
+    assert "running --> blocked : LIMIT_REACHED" in capsys.readouterr().out
     assert main(["graph", str(EXAMPLES), "--format", "svg"]) == 2
 
 
@@ -339,3 +347,15 @@ def test_lookup_table_is_the_machines_table() -> None:
             for src, transitions in event.transitions.items()
         }
         assert pairs == {(src, trigger): [dest] for src, trigger, dest in compiled.edges()}
+
+
+def test_schedule_run_lifecycle() -> None:
+    sch = Schedule(
+        Metadata("inbox-sync"), "edges", "linkedin-extract-messages", ("a",), cron="0 * * * *"
+    )
+    compiled = compile_schedule(sch)
+    assert compiled.initial == "scheduled"
+    assert compiled.next_state("running", "LIMIT_REACHED") == "blocked"
+    assert compiled.next_state("blocked", "resume") == "scheduled"
+    assert compiled.is_terminal("partial_succeeded")
+    assert all(f'"{state}"' in graph(compiled, "dot") for state in compiled.states)

@@ -102,26 +102,33 @@ def _register_graph() -> None:
         show_default=True,
         help="Output format.",
     )
-    @click.option("--name", default=None, help="Only the Sequence or Workflow with this name.")
+    @click.option("--name", default=None, help="Only the manifest with this metadata.name.")
     def graph_command(file: str, fmt: str, name: str | None) -> int:
-        """Print the state machine each Sequence or Workflow in FILE compiles to."""
-        from engine.compiler import compile_sequence, compile_workflow, graph
+        """Print the state machine each manifest in FILE compiles to (a Schedule: its runs)."""
+        from engine.compiler import compile_schedule, compile_sequence, compile_workflow, graph
         from engine.errors import UsageError
         from engine.lint import did_you_mean
         from engine.loader import load
         from engine.model import Sequence, Workflow
 
-        drawable = [m for m in load([file]) if isinstance(m, Sequence | Workflow)]
+        drawable = load([file])
         if name is not None:
             picked = [m for m in drawable if m.name == name]
             if not picked:
                 hint = did_you_mean(name, [m.name for m in drawable])
-                raise UsageError(f"no Sequence or Workflow named {name!r} in {file}{hint}")
+                raise UsageError(f"no manifest named {name!r} in {file}{hint}")
             drawable = picked
         if not drawable:
-            raise UsageError(f"{file} holds no Sequence or Workflow to draw")
+            raise UsageError(f"{file} holds no manifest to draw")
         texts = [
-            graph(compile_sequence(m) if isinstance(m, Sequence) else compile_workflow(m), fmt)
+            graph(
+                compile_sequence(m)
+                if isinstance(m, Sequence)
+                else compile_workflow(m)
+                if isinstance(m, Workflow)
+                else compile_schedule(m),
+                fmt,
+            )
             for m in drawable
         ]
         click.echo("\n".join(texts), nl=False)
