@@ -91,11 +91,42 @@ class IdentityStatus:
 
 
 @dataclass(frozen=True)
+class WorkflowStatus:
+    """One applied Workflow, as ``seqrun status`` lists it (from ``kv "workflows"``)."""
+
+    name: str
+    provider: str
+    state: str  # pending | running | completed | failed
+    workflow_id: str | None
+    submitted_at: str | None
+    finished_at: str | None
+    nodes_ok: int = 0
+    nodes: int = 0
+    error: str | None = None  # the failure's label, for a failed workflow
+    phase: str | None = None  # submitting | queued | unknown | submitted | hook | done
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "provider": self.provider,
+            "state": self.state,
+            "workflow_id": self.workflow_id,
+            "submitted_at": self.submitted_at,
+            "finished_at": self.finished_at,
+            "nodes_ok": self.nodes_ok,
+            "nodes_total": self.nodes,
+            "error": self.error,
+            "phase": self.phase,
+        }
+
+
+@dataclass(frozen=True)
 class StatusReport:
     at: datetime
     paused_all: bool
     sequences: list[SequenceStatus] = field(default_factory=list)
     identities: list[IdentityStatus] = field(default_factory=list)
+    workflows: list[WorkflowStatus] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +134,7 @@ class StatusReport:
             "paused_all": self.paused_all,
             "sequences": [s.to_json() for s in self.sequences],
             "identities": [i.to_json() for i in self.identities],
+            "workflows": [w.to_json() for w in self.workflows],
         }
 
 
@@ -119,13 +151,50 @@ def _limits(manifest: Any, provider: str) -> dict[str, int]:
     return out
 
 
+def _workflow_status(record: Mapping[str, Any]) -> WorkflowStatus:
+    nodes = [n for n in record.get("nodes") or [] if isinstance(n, Mapping)]
+    error = record.get("error")
+    submitted = record.get("submitted_at") or record.get("first_intent_at")
+    finished = record.get("finished_at") if record.get("state") in ("completed", "failed") else None
+    return WorkflowStatus(
+        name=str(record.get("name")),
+        provider=str(record.get("provider") or ""),
+        state=str(record.get("state") or "pending"),
+        workflow_id=record.get("workflow_id"),
+        submitted_at=str(submitted) if submitted else None,
+        finished_at=str(finished) if finished else None,
+        nodes_ok=sum(1 for n in nodes if n.get("status") == "ok"),
+        nodes=len(nodes),
+        error=str(error.get("label")) if isinstance(error, Mapping) else None,
+        phase=record.get("phase"),
+    )
+
+
+def workflow_statuses(store: Store, name: str | None = None) -> list[WorkflowStatus]:
+    """Every applied Workflow (or the one named), sorted by name."""
+    from engine.workflows import workflow_record, workflow_results
+
+    if name is not None:
+        record = workflow_record(store, name)
+        return [] if record is None else [_workflow_status(record)]
+    out: list[WorkflowStatus] = []
+    for result in workflow_results(store):
+        record = workflow_record(store, result.name)
+        if record is not None:
+            out.append(_workflow_status(record))
+    return out
+
+
 def status(store: Store, name: str | None = None, *, now: datetime) -> StatusReport:
-    """The funnel per sequence (per step, terminal and identity) and limits used per identity."""
+    """The funnel per sequence (per step, terminal and identity), limits used per identity,
+    and every applied Workflow. ``name`` narrows to one sequence or one workflow (kubectl's
+    ``get NAME``); NotFoundError when neither exists."""
     rows = store.list_sequences()
+    workflows = workflow_statuses(store, name)
     if name is not None:
         rows = [r for r in rows if r.name == name]
-        if not rows:
-            raise NotFoundError(f"no applied sequence named {name!r}")
+        if not rows and not workflows:
+            raise NotFoundError(f"no applied sequence or workflow named {name!r}")
     counts = store.count_enrollments()
     sequences: list[SequenceStatus] = []
     identity_limits: dict[str, dict[str, int]] = defaultdict(dict)
@@ -187,7 +256,7 @@ def status(store: Store, name: str | None = None, *, now: datetime) -> StatusRep
                 usage,
             )
         )
-    return StatusReport(now, bool(store.kv_get(*KILL_SWITCH)), sequences, identities)
+    return StatusReport(now, bool(store.kv_get(*KILL_SWITCH)), sequences, identities, workflows)
 
 
 # ---- why ------------------------------------------------------------------------------------
@@ -297,6 +366,67 @@ def why(store: Store, lead_url: str) -> WhyReport:
         ],
         entries,
     )
+
+
+@dataclass(frozen=True)
+class WorkflowWhy:
+    """``seqrun why --workflow NAME``: a workflow's state history and each node's result."""
+
+    status: WorkflowStatus
+    result: Any  # engine.workflows.WorkflowResult (its lines() are the completion tree)
+    history: list[dict[str, Any]]
+    identity: str | None = None
+    api: str | None = None
+    revision: str | None = None
+    attempt: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.result.to_json()
+        return {
+            **self.status.to_json(),
+            "identity": self.identity,
+            "api": self.api,
+            "revision": self.revision,
+            "attempt": self.attempt,
+            "reconciled": data.get("reconciled"),
+            "note": data.get("note"),
+            "error": data.get("error"),
+            "history": self.history,
+            "nodes": data.get("nodes"),
+            "completion": data.get("completion"),
+        }
+
+
+def why_workflow(store: Store, name: str) -> WorkflowWhy:
+    """A workflow's transitions (pending -> running -> completed | failed) and node results."""
+    from engine.workflows import WorkflowResult, workflow_record
+
+    record = workflow_record(store, name)
+    if record is None:
+        raise NotFoundError(f"no applied workflow named {name!r}")
+    history = [
+        {"at": h.get("at"), "from": h.get("from"), "to": h.get("to"), "note": h.get("note") or ""}
+        for h in record.get("history") or []
+        if isinstance(h, Mapping)
+    ]
+    return WorkflowWhy(
+        _workflow_status(record),
+        WorkflowResult.from_record(record),
+        history,
+        identity=record.get("identity"),
+        api=record.get("api"),
+        revision=record.get("revision"),
+        attempt=int(record.get("attempt") or 0),
+    )
+
+
+def is_profile_url(text: str) -> bool:
+    """Whether ``text`` names a LinkedIn profile (``seqrun why`` reads it as a lead)."""
+    try:
+        normalize_profile_url(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ---- pause / resume -------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from engine.observe import PauseResult, StatusReport, WhyReport
+    from engine.observe import PauseResult, StatusReport, WhyReport, WorkflowWhy
     from engine.planner import ApplyResult, LeadsImportResult, Plan
 
 
@@ -80,7 +80,8 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
             out.print(f"    [red]! refused row {p}[/]")
     for wp in plan.workflows:
         out.print(f"[green]+[/] Workflow [bold]{wp.name}[/] ({wp.provider}) will run:")
-        out.print("    " + json.dumps(wp.body, sort_keys=False).replace("\n", "\n    "))
+        out.print("    " + json.dumps(wp.body, indent=2, ensure_ascii=False).replace(
+            "\n", "\n    "), markup=False)
     if plan.schedules is not None:
         try:
             from engine.schedules import render_schedule_plan
@@ -89,6 +90,8 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
                 out.print(line, markup=False)
         except ImportError:  # pragma: no cover - schedules module always ships
             out.print(json.dumps(plan.schedules.to_json(), indent=2))
+    if not plan.sequences and not plan.workflows and plan.schedules is not None:
+        return  # the schedule plan's own summary line says it all
     if not plan.has_changes:
         out.print("No changes. The state matches the manifests.")
     else:
@@ -108,9 +111,13 @@ def render_apply(result: ApplyResult, out: Console | None = None) -> None:
         out.print(f"Sequence {s.name}: {created} {s.revision}, enrolled {s.enrolled}, "
                   f"migrated {s.migrated}")
     for name, res in result.workflows.items():
-        out.print(f"Workflow {name}: {json.dumps(_to_json(res), default=str)}")
+        if callable(getattr(res, "lines", None)):
+            render_workflow_result(res, out)  # the completion tree, one node per line
+        else:
+            out.print(f"Workflow {name}: {json.dumps(_to_json(res), default=str)}",
+                      markup=False)
     if result.schedules is not None:
-        out.print(f"Schedules: {json.dumps(_to_json(result.schedules), default=str)}")
+        render_schedule_apply(result.schedules, out)
     if result.run is not None:
         out.print(f"Run: {_run_summary(result.run)}")
         for error in getattr(result.run, "errors", None) or []:
@@ -141,8 +148,8 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
     out = out or console()
     if report.paused_all:
         out.print("[bold red]Kill switch on: every sequence is paused (seqrun resume --all).[/]")
-    if not report.sequences:
-        out.print("No sequences applied yet.")
+    if not report.sequences and not report.workflows:
+        out.print("No sequences or workflows applied yet.")
     for s in report.sequences:
         idents = sorted(s.by_identity)
         table = Table(title=f"{s.name} ({s.provider}, revision {s.revision})"
@@ -175,6 +182,68 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
             status = i.status + (f" ({i.reason})" if i.reason else "")
             table.add_row(i.id, status, *cells, str(i.paused_enrollments))
         out.print(table)
+    if report.workflows:
+        render_workflow_status(report.workflows, out)
+
+
+def _when(value: str | None) -> str:
+    """An ISO time as ``YYYY-MM-DD HH:MM:SS`` (UTC as stored), ``-`` when unset."""
+    if not value:
+        return "-"
+    return value.replace("T", " ")[:19]
+
+
+def render_workflow_status(workflows: Iterable[Any], out: Console | None = None) -> None:
+    """``seqrun status``: one row per Workflow, kubectl-get style (aligned plain columns,
+    never truncated, so it greps and pipes)."""
+    out = out or console()
+    head = ("WORKFLOW", "PROVIDER", "STATE", "WORKFLOW ID", "NODES OK", "SUBMITTED (UTC)",
+            "FINISHED (UTC)")
+    rows: list[tuple[str, ...]] = []
+    for w in workflows:
+        state = w.state + (f" ({w.error})" if w.error else "")
+        if w.state in ("pending", "running") and w.phase in ("queued", "hook", "unknown"):
+            state += f" [{w.phase}]"
+        rows.append((w.name, w.provider, state, w.workflow_id or "-", f"{w.nodes_ok}/{w.nodes}",
+                     _when(w.submitted_at), _when(w.finished_at)))
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for row in [head, *rows]:
+        out.print("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip(),
+                  markup=False)
+
+
+def render_why_workflow(report: WorkflowWhy, out: Console | None = None) -> None:
+    """``seqrun why --workflow NAME``: state transitions, then each node's result."""
+    out = out or console()
+    s = report.status
+    meta = [f"provider {s.provider}"]
+    if report.api:
+        meta.append(f"api {report.api}")
+    if report.identity:
+        meta.append(f"identity {report.identity}")
+    if report.revision:
+        meta.append(f"revision {report.revision}")
+    if report.attempt > 1:
+        meta.append(f"attempt {report.attempt}")
+    out.print(f"workflow {s.name} ({', '.join(meta)})", markup=False)
+    for h in report.history:
+        note = f"  {h['note']}" if h.get("note") else ""
+        out.print(f"{_when(h.get('at'))}  {h.get('from') or '·'} -> {h.get('to')}{note}",
+                  markup=False)
+    render_workflow_result(report.result, out)
+
+
+def render_schedule_apply(result: Any, out: Console | None = None) -> None:
+    """What applying Schedules did (engine.schedules.ScheduleApplyResult)."""
+    out = out or console()
+    for step in getattr(result, "steps", None) or []:
+        out.print(f"  {step}", markup=False)
+    counts = {k: len(getattr(result, k, None) or []) for k in
+              ("created", "replaced", "deleted", "unchanged")}
+    if any(counts.values()):
+        out.print("Schedules: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".")
+    else:
+        out.print(f"Schedules: {json.dumps(_to_json(result), default=str)}", markup=False)
 
 
 def render_why(report: WhyReport, out: Console | None = None) -> None:

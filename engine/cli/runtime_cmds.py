@@ -280,6 +280,15 @@ def leads_import_cmd(file: Path, sequence: str, output: str, state_dir: Path) ->
     return 0
 
 
+def _kind_name(text: str) -> tuple[str | None, str]:
+    """kubectl-style ``workflow/NAME`` or ``sequence/NAME`` -> (kind, NAME); else (None, text)."""
+    kind, sep, rest = text.partition("/")
+    if sep and rest and kind.lower() in ("workflow", "workflows", "wf", "sequence", "sequences",
+                                         "seq"):
+        return ("workflow" if kind.lower().startswith("w") else "sequence"), rest
+    return None, text
+
+
 @cli.command("status")
 @click.argument("name", required=False)
 @click.option("--virtual-clock", is_flag=True,
@@ -287,9 +296,15 @@ def leads_import_cmd(file: Path, sequence: str, output: str, state_dir: Path) ->
 @_output_option
 @_state_dir_option
 def status_cmd(name: str | None, virtual_clock: bool, output: str, state_dir: Path) -> int:
-    """Funnel per step and terminal, per identity, and limits used in the last 24 h."""
+    """Funnel per step and terminal, per identity, limits used in the last 24 h, and workflows.
+
+    NAME (or sequence/NAME, workflow/NAME) narrows to one sequence or workflow.
+    """
     from engine import report
     from engine.observe import status
+
+    if name is not None:
+        name = _kind_name(name)[1]
 
     async def work(rt: _Runtime) -> Any:
         return status(rt.store, name, now=rt.clock.now())
@@ -304,20 +319,41 @@ def status_cmd(name: str | None, virtual_clock: bool, output: str, state_dir: Pa
 
 
 @cli.command("why")
-@click.argument("lead_url")
+@click.argument("target", required=False, metavar="LEAD_URL|WORKFLOW")
+@click.option("--workflow", "workflow", metavar="NAME",
+              help="Show a workflow's state history and each node's result.")
 @_output_option
 @_state_dir_option
-def why_cmd(lead_url: str, output: str, state_dir: Path) -> int:
-    """Every transition of one lead: time, revision, trigger, provider call and label."""
+def why_cmd(target: str | None, workflow: str | None, output: str, state_dir: Path) -> int:
+    """Why a lead or a workflow is where it is.
+
+    A LinkedIn profile URL: every transition of that lead (time, revision, trigger, provider
+    call and label). A workflow (`--workflow NAME`, `workflow/NAME`, or a bare NAME that is
+    not a profile URL): its state history and the completion tree, one node per line.
+    """
     from engine import report
-    from engine.observe import why
+    from engine.observe import is_profile_url, why, why_workflow
+
+    if target is not None and workflow is not None:
+        raise UsageError("give a lead URL or --workflow NAME, not both")
+    if target is None and workflow is None:
+        raise UsageError("seqrun why needs a lead URL or --workflow NAME")
+    if target is not None:
+        kind, rest = _kind_name(target)
+        if kind == "workflow" or (kind is None and not is_profile_url(target)):
+            workflow = rest
 
     async def work(rt: _Runtime) -> Any:
-        return why(rt.store, lead_url)
+        if workflow is not None:
+            return why_workflow(rt.store, workflow)
+        assert target is not None
+        return why(rt.store, target)
 
     result = _arun(state_dir, work)
     if output == "json":
         report.print_json(result.to_json())
+    elif workflow is not None:
+        report.render_why_workflow(result)
     else:
         report.render_why(result)
     return 0
