@@ -49,6 +49,7 @@ from typing import Any, Literal
 from engine.errors import Problem
 from engine.model import (
     CANONICAL_ACTIONS,
+    DAYS,
     TERMINALS,
     ActionStep,
     BranchStep,
@@ -799,7 +800,7 @@ def _check_window(seq: Sequence, report: _Report) -> None:
             "$.spec.window.hours",
             f"hours start {window.start:%H:%M} is not before end {window.end:%H:%M}",
         )
-    unknown = [d for d in window.days if d not in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")]
+    unknown = [d for d in window.days if d not in DAYS]
     for day in unknown:
         report("$.spec.window.days", f"unknown day {day!r}")
     if not window.days:
