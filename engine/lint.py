@@ -22,8 +22,8 @@ Decisions worth knowing (see also README, "Lint"):
   contradict itself on every turn; it is allowed.
 * Acceptance gate: a reachability pass over ``(step, gated)`` pairs. ``gated`` becomes true after a
   ``check_connection`` step, on the ``accepted`` edge of ``wait_for: connection_accepted`` and on
-  an ``ALREADY_CONNECTED`` route; a ``NOT_CONNECTED`` route clears it. A ``send_message`` step
-  reachable with ``gated`` false is an error.
+  an ``ALREADY_CONNECTED`` or ``reply`` route; a ``NOT_CONNECTED`` route clears it. A
+  ``send_message`` step reachable with ``gated`` false is an error.
 * Template variables missing from the leads CSV header are errors, except when *every* use of the
   variable is filtered through ``| default(...)``: that renders fine, so it is a warning (it is
   still likely a misspelt column).
@@ -556,8 +556,8 @@ def _check_acceptance_gate(
             return True
         if edge.kind == "accepted" and _is_accept_wait(src):
             return True
-        if edge.kind == "route" and edge.label == ALREADY_CONNECTED:
-            return True
+        if edge.kind == "route" and edge.label in (ALREADY_CONNECTED, "reply"):
+            return True  # connected already, or the lead wrote to us: a conversation exists
         if edge.kind == "route" and edge.label == NOT_CONNECTED:
             return False
         return gated

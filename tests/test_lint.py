@@ -665,3 +665,11 @@ def test_real_template_errors() -> None:
     s = replace_step(seq(), 3, with_={"text": "{{ lead.first_name "})
     found = [e for e in errors(lint(s)) if e.startswith("$.spec.steps[3].with.text")]
     assert len(found) == 1 and "syntax" in found[0]
+
+
+def test_reply_route_opens_the_gate() -> None:
+    steps = (
+        ActionStep("visit", "visit_profile", next="completed", path=P(0)),
+        ActionStep("answer", "send_message", with_={"text": "Thanks for writing"}, path=P(1)),
+    )
+    assert errors(lint(seq(steps, limits={}, on={"reply": "answer"}))) == []
