@@ -208,12 +208,15 @@ class Plan:
             or bool(self.schedules is not None and self.schedules.has_changes)
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, redacted: bool = True) -> dict[str, Any]:
+        """For display (``-o json``): Schedule callback header values are replaced by digests
+        unless ``redacted=False`` (a saved schedule plan is written by engine.schedules)."""
         return {
             "changes": self.has_changes,
             "sequences": [s.to_json() for s in self.sequences],
             "workflows": [w.to_json() for w in self.workflows],
-            "schedules": None if self.schedules is None else self.schedules.to_json(),
+            "schedules": None if self.schedules is None
+            else self.schedules.to_json(redacted=redacted),
         }
 
 
@@ -498,16 +501,24 @@ def _plan_workflow(wf: Workflow, store: Store) -> WorkflowPlan:
     return WorkflowPlan(wf.name, wf.provider, body, digest, store.kv_get("workflows", wf.name))
 
 
+def _manages_schedules(store: Store) -> bool:
+    from engine.schedules import NS_ASYNC, NS_INTENT, NS_STATE
+
+    return any(store.kv_items(ns) for ns in (NS_STATE, NS_INTENT, NS_ASYNC))
+
+
 async def _plan_schedules(
-    schedules: list[Schedule], store: Store, client_for: ClientFor | None
+    schedules: list[Schedule], store: Store, client_for: ClientFor | None, prune: bool = False
 ) -> Any:
-    if not schedules:
+    # With --prune and no Schedule manifest, the managed schedules are all undeclared: they are
+    # planned for deletion (terraform semantics; the plan shows it before apply asks).
+    if not schedules and not (prune and _manages_schedules(store)):
         return None
     if client_for is None:
         raise UsageError("planning Schedules needs a provider client")
     from engine.schedules import plan_schedules
 
-    return await plan_schedules(schedules, client=client_for("edges"), store=store)
+    return await plan_schedules(schedules, client=client_for("edges"), store=store, prune=prune)
 
 
 async def make_plan(
@@ -516,8 +527,10 @@ async def make_plan(
     store: Store,
     client_for: ClientFor | None = None,
     now: datetime | None = None,
+    prune: bool = False,
 ) -> Plan:
-    """Plan every manifest: Sequences here, Workflows and Schedules through their modules."""
+    """Plan every manifest: Sequences here, Workflows and Schedules through their modules.
+    ``prune`` also plans deleting managed Schedules no manifest declares any more."""
     manifests = list(manifests)
     names = Counter((m.kind, m.name) for m in manifests)
     dupes = sorted(f"{k} {n}" for (k, n), c in names.items() if c > 1)
@@ -534,7 +547,7 @@ async def make_plan(
     sequences = tuple(seq_plans)
     workflows = tuple(_plan_workflow(m, store) for m in manifests if isinstance(m, Workflow))
     schedules = await _plan_schedules(
-        [m for m in manifests if isinstance(m, Schedule)], store, client_for
+        [m for m in manifests if isinstance(m, Schedule)], store, client_for, prune
     )
     return Plan(sequences, workflows, schedules, now)
 
@@ -685,12 +698,15 @@ async def apply(
     clock: Clock,
     approve: Approve,
     client_for: ClientFor | None = None,
+    prune: bool = False,
 ) -> ApplyResult:
     """Plan under the ``apply`` lock, ask ``approve(plan)``, then persist and run Schedules and
-    Workflows. Raises LockError when another apply holds the lock, PlanError when refused."""
+    Workflows. Raises LockError when another apply holds the lock, PlanError when refused.
+    ``prune`` also deletes managed Schedules no manifest declares any more."""
     manifests = list(manifests)
     with store.lock(APPLY_LOCK) as held:
-        plan = await make_plan(manifests, store=store, client_for=client_for, now=clock.now())
+        plan = await make_plan(manifests, store=store, client_for=client_for, now=clock.now(),
+                               prune=prune)
         result = ApplyResult(plan)
         if not plan.has_changes:
             return result
@@ -717,6 +733,26 @@ async def apply(
             result.workflows[wp.name] = await _run_workflow(
                 by_name[wp.name], store, clock, client_for
             )
+        result.applied = True
+    return result
+
+
+async def apply_saved_schedule_plan(
+    saved: Any, *, store: Store, clock: Clock, client_for: ClientFor
+) -> ApplyResult:
+    """Apply a Schedule plan saved by ``seqrun plan -out FILE`` (an
+    engine.schedules.SchedulePlan) under the ``apply`` lock, as it was approved: no new plan,
+    no prompt. engine.schedules refuses it (``PlanError("stale plan: ...")``) when the live
+    schedules or the local state moved since it was made."""
+    from engine.schedules import apply_schedule_plan
+
+    with store.lock(APPLY_LOCK):
+        result = ApplyResult(Plan(schedules=saved, created_at=clock.now()))
+        if not saved.has_changes:
+            return result
+        result.schedules = await apply_schedule_plan(
+            saved, client=client_for("edges"), store=store
+        )
         result.applied = True
     return result
 

@@ -23,6 +23,7 @@ from engine.errors import ConfigError, PlanError, UsageError
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 _STATE_DIR = ".seqrun"
 
 
@@ -119,32 +120,51 @@ def _sandbox_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+_prune_option = click.option(
+    "--prune", is_flag=True,
+    help="Schedules: also delete the managed schedules no manifest declares any more.",
+)
+
+
 @cli.command("plan")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when there are changes (0 none, 1 error).")
+@click.option("-out", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the (Schedule) plan for `seqrun apply FILE`.")
+@_prune_option
 @_output_option
 @_sandbox_option
 @_state_dir_option
 def plan_cmd(
-    paths: tuple[str, ...], detailed_exitcode: bool, output: str, sandbox: bool, state_dir: Path
+    paths: tuple[str, ...], detailed_exitcode: bool, out: Path | None, prune: bool, output: str,
+    sandbox: bool, state_dir: Path,
 ) -> int:
-    """Show what `seqrun apply` would do: revisions, leads to enroll or skip, migrations."""
+    """Show what `seqrun apply` would do: revisions, leads to enroll or skip, migrations,
+    workflows to run, schedules to create, replace or delete."""
     from engine import report
+    from engine.cli.schedule_cmds import save_plan_file
     from engine.planner import make_plan
 
     manifests = _load(paths)
+    if out is not None and any(m.kind != "Schedule" for m in manifests):
+        raise UsageError("-out saves Schedule plans only; plan Sequences and Workflows "
+                         "without it (`seqrun apply` re-plans them)")
 
     async def work(rt: _Runtime) -> Any:
         return await make_plan(manifests, store=rt.store, client_for=rt.client_for,
-                               now=rt.clock.now())
+                               now=rt.clock.now(), prune=prune)
 
     # plan changes nothing: the sandbox (if any) resumes its own clock and is not saved
     plan = _arun(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
     if output == "json":
-        report.print_json(plan.to_json())
+        report.print_json(plan.to_json(redacted=True))  # callback header values never shown
     else:
         report.render_plan(plan)
+    if out is not None and plan.schedules is not None:
+        save_plan_file(plan.schedules, out)
+        if output != "json":
+            click.echo(f"Saved the plan to {out}; apply it with `seqrun apply {out}`.")
     return 2 if detailed_exitcode and plan.has_changes else 0
 
 
@@ -219,6 +239,7 @@ async def _run_due(rt: _Runtime) -> Any:
 @click.option("--no-run", is_flag=True, help="Persist and enroll, but do not run due steps.")
 @click.option("--virtual-clock", is_flag=True,
               help="With --sandbox: use the sandbox's persisted virtual clock.")
+@_prune_option
 @_output_option
 @_sandbox_option
 @_state_dir_option
@@ -227,20 +248,44 @@ def apply_cmd(
     auto_approve: bool,
     no_run: bool,
     virtual_clock: bool,
+    prune: bool,
     output: str,
     sandbox: bool,
     state_dir: Path,
 ) -> int:
-    """Validate, plan, ask, persist the revision, enroll the leads, then run due steps once."""
+    """Validate, plan, ask, persist the revision, enroll the leads, then run due steps once.
+
+    `seqrun apply FILE` applies a plan saved by `seqrun plan -out FILE` as it was approved (no
+    prompt); it is refused when the live schedules moved since ("stale plan").
+    """
     from engine import report
-    from engine.planner import apply
+    from engine.cli.schedule_cmds import read_plan_file
+    from engine.planner import apply, apply_saved_schedule_plan
+
+    saved = read_plan_file(Path(paths[0])) if len(paths) == 1 else None
+    if saved is not None:
+        if prune:
+            raise UsageError("--prune is decided when planning: `seqrun plan --prune -out FILE`")
+        if output == "text":
+            report.render_lines(_schedule_plan_lines(saved))
+
+        async def apply_saved(rt: _Runtime) -> Any:
+            return await apply_saved_schedule_plan(saved, store=rt.store, clock=rt.clock,
+                                                   client_for=rt.client_for)
+
+        result = _arun(state_dir, apply_saved, sandbox=sandbox, virtual_clock=virtual_clock)
+        if output == "json":
+            report.print_json(result.to_json())
+        else:
+            report.render_apply(result)
+        return 0
 
     manifests = _load(paths)
     approve = _approver(auto_approve, output)
 
     async def work(rt: _Runtime) -> Any:
         result = await apply(manifests, store=rt.store, clock=rt.clock, approve=approve,
-                             client_for=rt.client_for)
+                             client_for=rt.client_for, prune=prune)
         if not no_run and any(m.kind == "Sequence" for m in manifests):
             result.run = await _run_due(rt)
         return result
@@ -252,6 +297,12 @@ def apply_cmd(
         report.render_apply(result)
     # applied, but the run of the due steps failed for some identity: a failed run (like `run`)
     return 1 if getattr(result.run, "errors", None) else 0
+
+
+def _schedule_plan_lines(plan: Any) -> list[str]:
+    from engine.schedules import render_schedule_plan
+
+    return list(render_schedule_plan(plan))
 
 
 @cli.group("leads")
@@ -479,8 +530,11 @@ def run_cmd(
         raise UsageError("--virtual-clock needs --until (or --once): simulated time never ends")
     show_progress = output == "text" and sys.stderr.isatty() and not once
 
+    async_runs: list[Any] = []
+
     async def work(rt: _Runtime) -> Any:
-        runner = Runner(rt.store, _runner_providers(rt), rt.clock)
+        runner = _with_async_schedules(Runner, rt, async_runs)(
+            rt.store, _runner_providers(rt), rt.clock)
         end = _parse_until(until, rt.clock.now()) if until else None
         if once or (end is not None and virtual_clock):
             with rt.store.lock("run", ttl=_run_lock_ttl(virtual_clock)):
@@ -501,11 +555,65 @@ def run_cmd(
     funnel = _arun(state_dir, lambda rt: _status(rt, status), sandbox=virtual_clock,
                    virtual_clock=virtual_clock, save=False)
     if output == "json":
-        report.print_json({"run": result.to_json(), "status": funnel.to_json()})
+        report.print_json({"run": result.to_json(), "status": funnel.to_json(),
+                           "async_schedules": _async_json(async_runs)})
     else:
-        report.render_lines(_run_lines(result))
+        report.render_lines(_run_lines(result) + _async_lines(async_runs))
         report.render_status(funnel)
     return 1 if result.errors else 0
+
+
+def _with_async_schedules(runner_cls: type[_R], rt: _Runtime, seen: list[Any]) -> type[_R]:
+    """``runner_cls`` whose every tick (``--once``, ``--until``, the daemon) also advances
+    the registered ``mode: async`` Schedules (engine.schedules.tick_async_schedules: start
+    ``run/async`` once, then ``POST /runs/{uid}/continue`` after each finished run). What they
+    did is appended to ``seen``. Nothing is asked of Edges when no async Schedule is applied."""
+    from engine.errors import LockError, SeqrunError
+    from engine.schedules import NS_ASYNC, tick_async_schedules
+
+    class WithAsyncSchedules(runner_cls):  # type: ignore[valid-type,misc]
+        async def tick(self) -> Any:
+            result = await super().tick()
+            if getattr(result, "killed", False) or not rt.store.kv_items(NS_ASYNC):
+                return result  # the kill switch stops async schedules too
+            try:
+                runs = await tick_async_schedules(client=rt.client_for("edges"), store=rt.store)
+            except LockError as exc:  # another process drives them this tick
+                _log.warning("async schedules not advanced: %s", exc)
+                return result
+            except SeqrunError as exc:  # a provider or configuration error: logged, next tick
+                _log.warning("async schedules: %s", exc)
+                result.errors.append(f"async schedules: {exc}")
+                return result
+            seen.extend(runs)
+            if hasattr(self, "_blocked"):
+                # run_until jumps to the next due enrollment; while async runs go on it steps
+                # through time instead, so each finished run is continued on the way
+                self._blocked = True
+            return result
+
+    return WithAsyncSchedules
+
+
+def _async_json(runs: list[Any]) -> dict[str, Any]:
+    """Per async Schedule: how many runs were started / continued, and the last run."""
+    out: dict[str, Any] = {}
+    for r in runs:
+        entry = out.setdefault(r.name, {"started": 0, "restarted": 0, "continued": 0,
+                                        "ticks": 0, "run_uid": None, "status": None})
+        entry["ticks"] += 1
+        if r.outcome in ("started", "restarted", "continued"):
+            entry[r.outcome] += 1
+        entry["run_uid"], entry["status"] = r.run_uid, r.status
+    return out
+
+
+def _async_lines(runs: list[Any]) -> list[str]:
+    return [
+        f"async schedule {name}: {e['started'] + e['restarted']} run(s) started, "
+        f"{e['continued']} continued; last run {e['run_uid']} {e['status']}"
+        for name, e in _async_json(runs).items()
+    ]
 
 
 async def _status(rt: _Runtime, status: Callable[..., Any]) -> Any:

@@ -33,7 +33,7 @@ from engine.schedules import (
     render_schedule_plan,
 )
 
-__all__ = ["render_schedule_plan", "schedule_context"]
+__all__ = ["read_plan_file", "render_schedule_plan", "save_plan_file", "schedule_context"]
 
 T = TypeVar("T")
 
@@ -107,15 +107,17 @@ def _echo_plan(plan: SchedulePlan, output: str) -> None:
         click.secho(line, fg=style)
 
 
-def _save_plan(plan: SchedulePlan, out: Path) -> None:
+def save_plan_file(plan: SchedulePlan, out: Path) -> None:
+    """Write a plan for a later ``apply FILE`` (owner-only: it holds callback headers)."""
     # A saved plan carries callback headers: owner-only, like terraform plan files.
     text = json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n"
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
 
 
-def _read_plan_file(path: Path) -> SchedulePlan | None:
+def read_plan_file(path: Path) -> SchedulePlan | None:
     """The saved plan at ``path``, or None when ``path`` is not a saved plan."""
     if not path.is_file() or path.suffix in (".yaml", ".yml"):
         return None
@@ -209,7 +211,7 @@ def plan_cmd(
     plan = _run(sandbox, state_dir, work, save=False)  # a plan changes nothing
     _echo_plan(plan, output)
     if out is not None:
-        _save_plan(plan, out)
+        save_plan_file(plan, out)
         if output != "json":
             click.echo(f"Saved the plan to {out}; apply it with `seqrun schedules apply {out}`.")
     return 2 if detailed_exitcode and plan.has_changes else 0
@@ -231,7 +233,7 @@ def apply_cmd(
     state_dir: Path,
 ) -> int:
     """Apply manifests (plan, confirm, apply) or a plan saved by `schedules plan -out FILE`."""
-    saved = _read_plan_file(Path(paths[0])) if len(paths) == 1 else None
+    saved = read_plan_file(Path(paths[0])) if len(paths) == 1 else None
     schedules = None if saved is not None else _load_schedules(paths)
 
     async def work(ctx: ScheduleContext) -> tuple[SchedulePlan, Any]:
