@@ -39,6 +39,7 @@ from engine.providers.base import (
     register,
 )
 from engine.providers.client import json_or_none, parse_retry_after
+from engine.providers.convsync import ConversationSync
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class ConnectSafelyProvider:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+        self._conv_sync = ConversationSync()
 
     async def _call(
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
@@ -183,11 +185,16 @@ class ConnectSafelyProvider:
                                 json={"accountId": identity, "force": force})
         return data if isinstance(data, dict) else {}
 
-    async def sync_conversations(self, identity: str) -> list[ConversationSummary]:
+    async def sync_conversations(
+        self, identity: str, *, full: bool = False
+    ) -> list[ConversationSummary]:
+        """Every conversation of the account. ``GET /conversations`` lists the newest activity
+        first, so after the first sweep paging stops at conversations no newer than the
+        previous sync's high-water mark (see :mod:`engine.providers.convsync`)."""
         synced = await self._sync(identity, force=True)
         if synced.get("success") is False:
             raise ProviderError(base.AUTH_EXPIRED, str(synced.get("error") or "sync failed"))
-        out: list[ConversationSummary] = []
+        sweep = self._conv_sync.begin(identity, full=full)
         offset = 0
         for _ in range(_MAX_PAGES):
             data = await self._call(
@@ -197,13 +204,12 @@ class ConnectSafelyProvider:
             data = data if isinstance(data, dict) else {}
             page = data.get("conversations") or []
             for conv in page:
-                summary = self._summary(conv)
-                if summary is not None:
-                    out.append(summary)
-            if not data.get("hasMore") or not page:
+                raw = conv.get("lastActivityAt") if isinstance(conv, dict) else None
+                sweep.add(self._summary(conv), _parse_time(raw))
+            if not data.get("hasMore") or not page or sweep.done:
                 break
             offset += len(page)
-        return out
+        return sweep.finish()
 
     @staticmethod
     def _summary(conv: Any) -> ConversationSummary | None:

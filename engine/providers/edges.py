@@ -51,6 +51,7 @@ from engine.providers.base import (
     register,
 )
 from engine.providers.client import json_or_none, parse_retry_after
+from engine.providers.convsync import ConversationSync
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class EdgesProvider:
         self._no_sent_invitations = False
         self._connections: dict[str, set[str]] = {}  # identity -> known connections
         self._refreshes: dict[str, int] = {}  # incremental refreshes since the last sweep
+        self._conv_sync = ConversationSync()
 
     # ---- transport ----------------------------------------------------------------------
 
@@ -292,15 +294,24 @@ class EdgesProvider:
                                 params={"result": data})
         return ActionResult(data)
 
-    async def sync_conversations(self, identity: str) -> list[ConversationSummary]:
+    async def sync_conversations(
+        self, identity: str, *, full: bool = False
+    ) -> list[ConversationSummary]:
+        """Every conversation of the identity. The list is newest first, so after the first
+        sweep only its top is read: paging stops at conversations no newer than the previous
+        sync's high-water mark (see :mod:`engine.providers.convsync`; a full sweep every
+        ``FULL_EVERY`` syncs or with ``full=True``)."""
         me = await self.me(identity)
-        out: list[ConversationSummary] = []
-        async for page in self.pages("linkedin-extract-conversations", identity):
-            for conv in page:
-                summary = self._summary(conv, me)
-                if summary is not None:
-                    out.append(summary)
-        return out
+        sweep = self._conv_sync.begin(identity, full=full)
+        async with aclosing(self.pages("linkedin-extract-conversations", identity)) as pages:
+            async for page in pages:
+                for conv in page:
+                    raw = conv.get("last_activity_at") if isinstance(conv, dict) else None
+                    when = _parse_time(raw)
+                    sweep.add(self._summary(conv, me), when)
+                if sweep.done:
+                    break
+        return sweep.finish()
 
     @staticmethod
     def _summary(conv: Any, me: str) -> ConversationSummary | None:
