@@ -126,7 +126,7 @@ def test_saved_plan_applies_once_then_is_stale(
     manifest = with_secret_header(INBOX_SYNC, work / "sync.yaml")
     code, out, err = run(capsys, "plan", str(manifest), "--sandbox", "-out", "plan.json")
     assert code == 0, err
-    assert "Saved the plan to plan.json; apply it with `seqrun apply plan.json`." in out
+    assert "Saved the plan to plan.json; apply it with `seqrun apply plan.json --sandbox`." in out
     saved = work / "plan.json"
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600  # it holds the header to recreate it
     assert live_schedules(work) == {}

@@ -164,7 +164,8 @@ def plan_cmd(
     if out is not None and plan.schedules is not None:
         save_plan_file(plan.schedules, out)
         if output != "json":
-            click.echo(f"Saved the plan to {out}; apply it with `seqrun apply {out}`.")
+            flags = " --sandbox" if sandbox else ""
+            click.echo(f"Saved the plan to {out}; apply it with `seqrun apply {out}{flags}`.")
     return 2 if detailed_exitcode and plan.has_changes else 0
 
 
