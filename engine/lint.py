@@ -34,6 +34,7 @@ Decisions worth knowing (see also README, "Lint"):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import importlib
 import os
@@ -41,7 +42,7 @@ import re
 import zoneinfo
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -69,7 +70,6 @@ from engine.providers.base import ALREADY_CONNECTED, ERROR_LABELS, NOT_CONNECTED
 
 __all__ = [
     "BUILTIN_LEAD_FIELDS",
-    "INCREMENTAL_ACTIONS",
     "LIMIT_ALIASES",
     "LINKEDAPI_ACTION_TYPES",
     "PAUSE",
@@ -98,12 +98,6 @@ LIMIT_ALIASES: Mapping[str, str] = {
 }
 # Labels an `on:` map may route: canonical error labels plus the reply event.
 ROUTE_LABELS: tuple[str, ...] = (*ERROR_LABELS, "reply")
-# Edges actions whose `sync_mode: incremental` parameter exists (providers.md §1.3).
-INCREMENTAL_ACTIONS: tuple[str, ...] = (
-    "linkedin-extract-messages",
-    "linkedin-extract-connections",
-    "linkedin-extract-conversations",
-)
 # LinkedAPI action types (providers.md §2.4) -> whether the action takes `personUrl`.
 LINKEDAPI_ACTION_TYPES: Mapping[str, bool] = {
     "st.checkConnectionStatus": True,
@@ -810,44 +804,23 @@ def _check_window(seq: Sequence, report: _Report) -> None:
 # ---- Schedule ---------------------------------------------------------------------------------
 
 
-def _check_cron(expr: str) -> bool:
-    from croniter import croniter
-
-    try:
-        return bool(croniter.is_valid(expr))
-    except Exception:  # croniter raises a variety of types on odd input
-        return False
-
-
 def _lint_schedule(sch: Schedule, report: _Report) -> None:
-    if sch.mode == "schedule":
-        if not sch.cron:
-            report("$.spec.cron", "a schedule needs cron (or mode: async)")
-        elif not _check_cron(sch.cron):
-            report("$.spec.cron", f"invalid cron expression {sch.cron!r}")
-    message = _timezone_error(sch.timezone)
-    if message:
-        report("$.spec.timezone", message)
-    if sch.parameters.get("sync_mode") == "incremental" and sch.action not in INCREMENTAL_ACTIONS:
-        report(
-            "$.spec.parameters.sync_mode",
-            f"sync_mode: incremental needs action {', '.join(INCREMENTAL_ACTIONS)}, "
-            f"not {sch.action!r}",
-        )
-    if sch.schedule_at is not None:
-        try:
-            datetime.fromisoformat(sch.schedule_at.replace("Z", "+00:00"))
-        except ValueError:
-            report(
-                "$.spec.schedule_at",
-                f"schedule_at {sch.schedule_at!r} is not an ISO 8601 datetime "
-                "(e.g. 2026-01-05T09:00:00+01:00)",
-            )
-    if sch.provider not in REGISTRY:
+    """engine.schedules owns the schedule rules; lint adds did-you-mean hints to two of them."""
+    from engine.schedules import schedule_problems  # lazily: schedules imports the model layer
+
+    unknown_provider = sch.provider not in REGISTRY
+    if unknown_provider:
         report(
             "$.spec.provider",
             f"unknown provider {sch.provider!r}{did_you_mean(sch.provider, REGISTRY)}",
         )
+    for problem in schedule_problems(sch, now=datetime.now(UTC)):
+        if problem.path == "$.spec.provider" and unknown_provider:
+            continue  # the same fault, already reported with its hint
+        if problem.path == "$.spec.timezone" and "did you mean" not in problem.message:
+            hint = did_you_mean(sch.timezone, _all_timezones())
+            problem = dataclasses.replace(problem, message=problem.message + hint)
+        report.problems.append(problem)
 
 
 # ---- Workflow ---------------------------------------------------------------------------------

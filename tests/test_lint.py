@@ -544,16 +544,35 @@ def test_schedule_rules() -> None:
     assert found == [
         "$.spec.cron: invalid cron expression '0 25 * * *'",
         "$.spec.timezone: unknown IANA timezone 'Europe/Pari' (did you mean 'Europe/Paris'?)",
-        "$.spec.parameters.sync_mode: sync_mode: incremental needs action "
-        "linkedin-extract-messages, linkedin-extract-connections, linkedin-extract-conversations, "
-        "not 'linkedin-visit-profile'",
-        "$.spec.schedule_at: schedule_at 'next tuesday' is not an ISO 8601 datetime "
-        "(e.g. 2026-01-05T09:00:00+01:00)",
+        "$.spec.schedule_at: not an ISO 8601 date-time: 'next tuesday'",
+        "$.spec.parameters.sync_mode: linkedin-visit-profile has no incremental mode (only "
+        "linkedin-extract-connections, linkedin-extract-conversations, linkedin-extract-messages)",
     ]
 
 
+def test_schedule_problems_are_reported_once() -> None:
+    """engine.schedules owns the rules: each schedule problem comes once, from there."""
+    found = errors(lint(schedule(cron="not a cron", timezone="Mars/Base", provider="edgs")))
+    assert sorted(found) == [
+        "$.spec.cron: invalid cron expression 'not a cron'",
+        "$.spec.provider: unknown provider 'edgs' (did you mean 'edges'?)",
+        "$.spec.timezone: unknown IANA timezone 'Mars/Base'",
+    ]
+
+
+def test_schedule_on_a_provider_other_than_edges() -> None:
+    assert errors(lint(schedule(provider="linkedapi"))) == [
+        "$.spec.provider: schedules run on Edges only (provider: edges)"
+    ]
+
+
+def test_schedule_at_in_the_past() -> None:
+    found = errors(lint(schedule(mode="async", cron=None, schedule_at="2001-01-01T09:00:00Z")))
+    assert found == ["$.spec.schedule_at: schedule_at 2001-01-01T09:00:00Z is in the past"]
+
+
 def test_schedule_at_accepts_z_suffix() -> None:
-    assert lint(schedule(mode="async", cron=None, schedule_at="2026-01-05T09:00:00Z")) == []
+    assert lint(schedule(mode="async", cron=None, schedule_at="2099-01-05T09:00:00Z")) == []
 
 
 # ---- Workflow ----
