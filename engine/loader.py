@@ -589,7 +589,32 @@ class _Builder:
         )
 
 
+def build(
+    kind: str, data: Mapping[str, Any], source: SourceMap, *, validate: bool = True
+) -> Manifest:
+    """The frozen model of one manifest's parsed ``data`` (``kind``: Sequence, Workflow, Schedule).
+
+    ``data`` is checked against the kind's schema first unless ``validate=False`` (for data
+    that was validated when it was stored, e.g. a revision's manifest). Raises
+    :class:`ManifestError` for an unknown kind, schema errors or build problems (a zero
+    duration). It does not lint: :func:`load` does.
+
+    >>> seq = build("Sequence", row.manifest, SourceMap("<revision r1>"))  # doctest: +SKIP
+    >>> seq.name  # doctest: +SKIP
+    'founders-outreach'
+    """
+    doc = Document(dict(data), source)
+    if kind not in KINDS:
+        raise ManifestError([source.problem("$.kind", f"unknown kind {kind!r}")])
+    problems = _schema_problems(doc, kind) if validate else []
+    manifest = None if problems else _build(kind, doc, problems)
+    if manifest is None or problems:
+        raise ManifestError(problems)
+    return manifest
+
+
 def _build(kind: str, doc: Document, problems: list[Problem]) -> Manifest | None:
+    """Build without raising: problems are appended (kept for engine.runner; prefer build)."""
     builder = _Builder(doc, problems)
     if kind == "Sequence":
         return builder.sequence()

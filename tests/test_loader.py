@@ -17,6 +17,7 @@ from engine.model import (
     EndStep,
     Schedule,
     Sequence,
+    SourceMap,
     WaitForStep,
     WaitStep,
     Workflow,
@@ -292,3 +293,27 @@ def test_a_yaml_problem_does_not_hide_the_next_documents(tmp_path: Path) -> None
         f"{path}:2:1: $.a: duplicate key 'a' (first defined on line 1)",
         f"{path}:9:3: $.spec.provider: unknown provider 'edgs' (did you mean 'edges'?)",
     ]
+
+
+def test_build_makes_the_model_from_stored_data(tmp_path: Path) -> None:
+    path = tmp_path / "seq.yaml"
+    path.write_text(SEQUENCE.format(name="stored"))
+    [loaded] = load([path])
+    rebuilt = loader.build("Sequence", loaded.normalized, SourceMap("<revision r1>"))
+    assert isinstance(rebuilt, Sequence) and isinstance(loaded, Sequence)
+    assert rebuilt.steps == loaded.steps and rebuilt.limits == loaded.limits
+    assert rebuilt.source.file == "<revision r1>"
+    assert loader.build("Sequence", loaded.normalized, rebuilt.source, validate=False) == rebuilt
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "message"),
+    [
+        ("Campaign", {}, "$.kind: unknown kind 'Campaign'"),
+        ("Sequence", {"apiVersion": "seqrun/v1", "kind": "Sequence"}, "missing required key"),
+    ],
+)
+def test_build_raises_one_manifest_error(kind: str, data: dict[str, object], message: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        loader.build(kind, data, SourceMap("<revision r1>"))
+    assert message in str(info.value)
