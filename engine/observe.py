@@ -121,12 +121,69 @@ class WorkflowStatus:
 
 
 @dataclass(frozen=True)
+class ScheduleStatus:
+    """One managed Schedule as last applied (the store; ``seqrun plan`` asks Edges for drift)."""
+
+    name: str
+    mode: str  # schedule (a live Edges schedule) | async (continued by `seqrun run`)
+    action: str
+    uid: str | None = None  # the Edges scheduled run (mode: schedule)
+    cron: str | None = None
+    applied_at: str | None = None
+    run_uid: str | None = None  # mode: async: the current run
+    run_status: str | None = None
+    continues: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "action": self.action,
+            "uid": self.uid,
+            "cron": self.cron,
+            "applied_at": self.applied_at,
+            "run_uid": self.run_uid,
+            "run_status": self.run_status,
+            "continues": self.continues,
+        }
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def schedule_statuses(store: Store, name: str | None = None) -> list[ScheduleStatus]:
+    """Managed Schedules (kv ``schedules``) and registered async ones (kv ``schedule-async``,
+    with their run from kv ``schedule-runs``), sorted by name."""
+    from engine.schedules import NS_ASYNC, NS_RUNS, NS_STATE
+
+    out: list[ScheduleStatus] = []
+    for key, entry in store.kv_items(NS_STATE).items():
+        if isinstance(entry, Mapping) and name in (None, key):
+            config = _mapping(entry.get("config"))
+            out.append(ScheduleStatus(
+                key, "schedule", str(entry.get("action") or config.get("action") or ""),
+                uid=entry.get("uid"), cron=config.get("cron"),
+                applied_at=entry.get("applied_at")))
+    runs = store.kv_items(NS_RUNS)
+    for key, entry in store.kv_items(NS_ASYNC).items():
+        if isinstance(entry, Mapping) and name in (None, key):
+            config, run = _mapping(entry.get("config")), _mapping(runs.get(key))
+            out.append(ScheduleStatus(
+                key, "async", str(config.get("action") or ""),
+                applied_at=entry.get("applied_at"), run_uid=run.get("run_uid"),
+                run_status=run.get("status"), continues=int(run.get("continues") or 0)))
+    return sorted(out, key=lambda s: (s.name, s.mode))
+
+
+@dataclass(frozen=True)
 class StatusReport:
     at: datetime
     paused_all: bool
     sequences: list[SequenceStatus] = field(default_factory=list)
     identities: list[IdentityStatus] = field(default_factory=list)
     workflows: list[WorkflowStatus] = field(default_factory=list)
+    schedules: list[ScheduleStatus] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,6 +192,7 @@ class StatusReport:
             "sequences": [s.to_json() for s in self.sequences],
             "identities": [i.to_json() for i in self.identities],
             "workflows": [w.to_json() for w in self.workflows],
+            "schedules": [s.to_json() for s in self.schedules],
         }
 
 
@@ -187,14 +245,15 @@ def workflow_statuses(store: Store, name: str | None = None) -> list[WorkflowSta
 
 def status(store: Store, name: str | None = None, *, now: datetime) -> StatusReport:
     """The funnel per sequence (per step, terminal and identity), limits used per identity,
-    and every applied Workflow. ``name`` narrows to one sequence or one workflow (kubectl's
-    ``get NAME``); NotFoundError when neither exists."""
+    every applied Workflow and every managed Schedule. ``name`` narrows to one sequence,
+    workflow or schedule (kubectl's ``get NAME``); NotFoundError when none exists."""
     rows = store.list_sequences()
     workflows = workflow_statuses(store, name)
+    schedules = schedule_statuses(store, name)
     if name is not None:
         rows = [r for r in rows if r.name == name]
-        if not rows and not workflows:
-            raise NotFoundError(f"no applied sequence or workflow named {name!r}")
+        if not rows and not workflows and not schedules:
+            raise NotFoundError(f"no applied sequence, workflow or schedule named {name!r}")
     counts = store.count_enrollments()
     sequences: list[SequenceStatus] = []
     identity_limits: dict[str, dict[str, int]] = defaultdict(dict)
@@ -256,7 +315,8 @@ def status(store: Store, name: str | None = None, *, now: datetime) -> StatusRep
                 usage,
             )
         )
-    return StatusReport(now, bool(store.kv_get(*KILL_SWITCH)), sequences, identities, workflows)
+    return StatusReport(now, bool(store.kv_get(*KILL_SWITCH)), sequences, identities, workflows,
+                        schedules)
 
 
 # ---- why ------------------------------------------------------------------------------------

@@ -148,8 +148,8 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
     out = out or console()
     if report.paused_all:
         out.print("[bold red]Kill switch on: every sequence is paused (seqrun resume --all).[/]")
-    if not report.sequences and not report.workflows:
-        out.print("No sequences or workflows applied yet.")
+    if not report.sequences and not report.workflows and not report.schedules:
+        out.print("No sequences, workflows or schedules applied yet.")
     for s in report.sequences:
         idents = sorted(s.by_identity)
         table = Table(title=f"{s.name} ({s.provider}, revision {s.revision})"
@@ -184,6 +184,8 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
         out.print(table)
     if report.workflows:
         render_workflow_status(report.workflows, out)
+    if report.schedules:
+        render_schedule_status(report.schedules, out)
 
 
 def _when(value: str | None) -> str:
@@ -206,10 +208,28 @@ def render_workflow_status(workflows: Iterable[Any], out: Console | None = None)
             state += f" [{w.phase}]"
         rows.append((w.name, w.provider, state, w.workflow_id or "-", f"{w.nodes_ok}/{w.nodes}",
                      _when(w.submitted_at), _when(w.finished_at)))
+    _columns(head, rows, out)
+
+
+def _columns(head: tuple[str, ...], rows: list[tuple[str, ...]], out: Console) -> None:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for row in [head, *rows]:
         out.print("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip(),
                   markup=False)
+
+
+def render_schedule_status(schedules: Iterable[Any], out: Console | None = None) -> None:
+    """``seqrun status``: one row per managed Schedule, as last applied (kubectl get-style)."""
+    out = out or console()
+    head = ("SCHEDULE", "MODE", "ACTION", "EDGES UID / RUN", "CRON / RUN STATUS", "CONTINUES",
+            "APPLIED (UTC)")
+    rows: list[tuple[str, ...]] = [
+        (s.name, s.mode, s.action, (s.uid if s.mode == "schedule" else s.run_uid) or "-",
+         (s.cron if s.mode == "schedule" else s.run_status) or "-",
+         str(s.continues) if s.mode == "async" else "-", _when(s.applied_at))
+        for s in schedules
+    ]
+    _columns(head, rows, out)
 
 
 def render_why_workflow(report: WorkflowWhy, out: Console | None = None) -> None:

@@ -27,7 +27,7 @@ metadata:
   name: inbox-async
 spec:
   provider: edges
-  action: linkedin-extract-messages
+  action: linkedin-extract-conversations
   identities: [ident-alice]
   mode: async
   parameters:
@@ -104,6 +104,14 @@ def test_readme_inbox_sync_plan_apply_noop(work: Path, capsys: pytest.CaptureFix
     assert code == 0
     assert out.splitlines() == [f"= unchanged inbox-sync [{uid}]",
                                 "No changes. 1 schedule(s) up to date."]
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split()[:3] == ["SCHEDULE", "MODE", "ACTION"]
+    assert row.split()[:4] == ["inbox-sync", "schedule", "linkedin-extract-messages", uid]
+    code, out, _ = run(capsys, "status", "inbox-sync", "-o", "json")
+    (sched,) = json.loads(out)["schedules"]
+    assert (sched["uid"], sched["cron"], sched["mode"]) == (uid, "0 8-18/2 * * 1-5", "schedule")
 
 
 def test_plan_json_never_shows_callback_header_values(
@@ -214,6 +222,11 @@ def test_run_drives_async_schedules(work: Path, capsys: pytest.CaptureFixture[st
     assert continued >= 2
     after = edges_get(work, f"runs/{run_uid}")
     assert after["iteration"] == continued + 1  # Edges saw exactly the continues we counted
+    assert after["last_error"] is None and after["outputs_count"] > 0
+    code, out, _ = run(capsys, "status", "-o", "json")
+    (sched,) = json.loads(out)["schedules"]
+    assert (sched["name"], sched["mode"], sched["run_uid"]) == ("inbox-async", "async", run_uid)
+    assert sched["continues"] == continued
 
 
 def test_kill_switch_stops_async_schedules(

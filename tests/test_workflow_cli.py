@@ -103,7 +103,7 @@ def test_status_lists_workflows(work: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_status_without_anything_applied(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "status")
-    assert code == 0 and "No sequences or workflows applied yet." in out
+    assert code == 0 and "No sequences, workflows or schedules applied yet." in out
     assert as_json(capsys, "status")["workflows"] == []
 
 
