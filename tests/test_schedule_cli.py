@@ -251,3 +251,29 @@ def test_run_without_async_schedules_asks_nothing_of_edges(
     code, out, err = run(capsys, "run", "--once", "-o", "json")
     assert code == 0, err
     assert json.loads(out)["async_schedules"] == {}
+
+
+def test_the_daemon_loop_drives_async_schedules_too(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (work / "async.yaml").write_text(ASYNC, encoding="utf-8")
+    assert run(capsys, "apply", "async.yaml", "--sandbox", "--auto-approve")[0] == 0
+    # real clock, not --once: run_forever until the deadline, ticking every 0.2 s
+    code, out, err = run(capsys, "run", "--sandbox", "--until", "+1s", "--poll-interval", "0.2",
+                         "-o", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["run"]["ticks"] >= 2
+    runs = data["async_schedules"]["inbox-async"]
+    assert runs["started"] == 1 and runs["ticks"] == data["run"]["ticks"]  # never started twice
+
+
+def test_async_schedule_without_edges_credentials_is_a_reported_error(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (work / "async.yaml").write_text(ASYNC, encoding="utf-8")
+    assert run(capsys, "apply", "async.yaml", "--sandbox", "--auto-approve")[0] == 0
+    monkeypatch.delenv("EDGES_API_KEY", raising=False)
+    code, out, _ = run(capsys, "run", "--once")  # the real API: no key
+    assert code == 1
+    assert "error: async schedules:" in out and "EDGES_API_KEY" in out
