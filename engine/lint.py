@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import Problem
+from engine.loader import LIMIT_ALIASES
 from engine.model import (
     CANONICAL_ACTIONS,
     DAYS,
@@ -67,6 +68,8 @@ from engine.model import (
 )
 from engine.providers import REGISTRY
 from engine.providers.base import ALREADY_CONNECTED, ERROR_LABELS, NOT_CONNECTED, ProviderSpec
+from engine.providers.linkedapi import ACTION_TYPES
+from engine.yamlio import child_path
 
 __all__ = [
     "BUILTIN_LEAD_FIELDS",
@@ -86,16 +89,6 @@ PAUSE = "pause"  # a routing target that is not a state: the runner pauses the i
 BUILTIN_LEAD_FIELDS: frozenset[str] = frozenset(
     {"linkedin_profile_url", "full_name", "first_name", "last_name", "company_name", "timezone"}
 )
-# `spec.limits` keys: the short names of DESIGN.md or the canonical action names.
-LIMIT_ALIASES: Mapping[str, str] = {
-    "visit": "visit_profile",
-    "connect": "connect",
-    "message": "send_message",
-    "inmail": "send_inmail",
-    "withdraw": "withdraw_invitation",
-    "follow": "follow",
-    "check": "check_connection",
-}
 # Labels an `on:` map may route: canonical error labels plus the reply event.
 ROUTE_LABELS: tuple[str, ...] = (*ERROR_LABELS, "reply")
 # LinkedAPI action types (providers.md §2.4) -> whether the action takes `personUrl`.
@@ -141,18 +134,9 @@ LINKEDAPI_ACTION_TYPES: Mapping[str, bool] = {
     "nv.openPersonPage": False,  # takes personHashedUrl
     "nv.openCompanyPage": False,
 }
-# Canonical actions in a LinkedAPI workflow stand for these action types.
-_CANONICAL_TO_LINKEDAPI: Mapping[str, str] = {
-    "visit_profile": "st.openPersonPage",
-    "connect": "st.sendConnectionRequest",
-    "send_message": "st.sendMessage",
-    "withdraw_invitation": "st.withdrawConnectionRequest",
-    "check_connection": "st.checkConnectionStatus",
-}
 _LINKEDAPI_NOTE_ACTIONS = frozenset({"st.sendConnectionRequest"})
 _LINKEDAPI_TEXT_ACTIONS = frozenset({"st.sendMessage", "nv.sendMessage"})
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")  # same rule as engine.yamlio.child_path
 _STEP_ID_STYLE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
 _JINJA_BLOCK = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _INNER_BRACES = re.compile(r"\{([^{}]*)\}")
@@ -165,15 +149,6 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or ``""``."""
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _child(base: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{base}[{key}]"
-    if _PLAIN_KEY.match(key):
-        return f"{base}.{key}"
-    quoted = key.replace("\\", "\\\\").replace("'", "\\'")
-    return f"{base}['{quoted}']"
 
 
 @lru_cache(maxsize=1)
@@ -274,24 +249,26 @@ def step_edges(steps: tuple[Step, ...], index: int) -> Iterator[_Edge]:
     if isinstance(step, ActionStep | WaitStep | WaitForStep):
         kind = "accepted" if isinstance(step, WaitForStep) else "next"
         if step.next:
-            yield _Edge(step.next, _child(path, "next"), kind)
+            yield _Edge(step.next, child_path(path, "next"), kind)
         else:
             yield _Edge(_following(steps, index), path, kind, explicit=False)
     if isinstance(step, ActionStep):
         for label, dst in step.on.items():
-            yield _Edge(dst, _child(_child(path, "on"), label), "route", label=label)
+            yield _Edge(dst, child_path(child_path(path, "on"), label), "route", label=label)
     elif isinstance(step, WaitForStep):
         if step.on_timeout:
-            yield _Edge(step.on_timeout, _child(path, "on_timeout"), "timeout")
+            yield _Edge(step.on_timeout, child_path(path, "on_timeout"), "timeout")
     elif isinstance(step, BranchStep):
         for i, case in enumerate(step.cases):
-            yield _Edge(case.goto, _child(_child(_child(path, "branch"), i), "goto"), "case")
+            yield _Edge(
+                case.goto, child_path(child_path(child_path(path, "branch"), i), "goto"), "case"
+            )
         if step.else_:
-            yield _Edge(step.else_, _child(path, "else"), "case")
+            yield _Edge(step.else_, child_path(path, "else"), "case")
         else:
             yield _Edge(_following(steps, index), path, "case", explicit=False)
     elif isinstance(step, EndStep):
-        yield _Edge(step.terminal, _child(path, "end"), "end")
+        yield _Edge(step.terminal, child_path(path, "end"), "end")
 
 
 def _lint_sequence(seq: Sequence, report: _Report) -> None:
@@ -301,19 +278,19 @@ def _lint_sequence(seq: Sequence, report: _Report) -> None:
         if step.id in index:
             first = steps[index[step.id]].path
             message = f"duplicate step id {step.id!r} (first used at {first})"
-            report(_child(step.path, "id"), message)
+            report(child_path(step.path, "id"), message)
             continue
         if step.id not in TERMINALS and step.id != PAUSE:
             index[step.id] = i  # a reserved id never shadows the terminal it names
         if step.id in TERMINALS or step.id == PAUSE:
             report(
-                _child(step.path, "id"),
+                child_path(step.path, "id"),
                 f"step id {step.id!r} is reserved (terminals: {', '.join(TERMINALS)}; "
                 f"{PAUSE!r} pauses the identity)",
             )
         elif not _STEP_ID_STYLE.match(step.id):
             report(
-                _child(step.path, "id"),
+                child_path(step.path, "id"),
                 f"step id {step.id!r} is not DNS-label style (lowercase letters, digits, '-', '_')",
                 "warning",
             )
@@ -350,7 +327,7 @@ def _lint_sequence(seq: Sequence, report: _Report) -> None:
 
     seq_routes: list[_Edge] = []
     for label, dst in seq.on.items():
-        path = _child(_child("$.spec", "on"), label)
+        path = child_path(child_path("$.spec", "on"), label)
         _check_label(report, path, label, None)
         if dst == PAUSE:
             continue
@@ -368,7 +345,7 @@ def _lint_sequence(seq: Sequence, report: _Report) -> None:
             )
     migrate_roots: list[str] = []
     for old, new in seq.migrate.items():
-        path = _child(_child("$.spec", "migrate"), old)
+        path = child_path(child_path("$.spec", "migrate"), old)
         if new not in index and new not in TERMINALS:
             report(path, f"undefined step {new!r}{did_you_mean(new, valid_targets)}")
         elif new in index:
@@ -404,12 +381,12 @@ def _check_wait_for(step: WaitForStep, report: _Report) -> None:
     timeout = getattr(step, "timeout", None)
     if timeout is None or timeout.total_seconds() <= 0:
         report(
-            _child(step.path, "timeout"),
+            child_path(step.path, "timeout"),
             f"wait_for step {step.id!r} needs a positive timeout (e.g. timeout: 14d)",
         )
     if not getattr(step, "on_timeout", None):
         report(
-            _child(step.path, "on_timeout"),
+            child_path(step.path, "on_timeout"),
             f"wait_for step {step.id!r} needs on_timeout (the step or terminal to go to)",
         )
 
@@ -605,7 +582,7 @@ def _step_texts(step: Step) -> Iterator[tuple[str, str, str]]:
     if isinstance(step, ActionStep):
         for key, value in step.with_.items():
             if isinstance(value, str):
-                yield _child(_child(step.path, "with"), key), key, value
+                yield child_path(child_path(step.path, "with"), key), key, value
 
 
 def _check_steps_content(seq: Sequence, spec: ProviderSpec | None, report: _Report) -> None:
@@ -642,7 +619,7 @@ def _check_conditions(
     check = getattr(templates, "check_expression", None)
     names_of = getattr(templates, "expression_variables", None)
     for i, case in enumerate(step.cases):
-        path = _child(_child(_child(step.path, "branch"), i), "if")
+        path = child_path(child_path(child_path(step.path, "branch"), i), "if")
         if check is None or names_of is None:
             messages = templates.check("{{ " + case.condition + " }}")
             names = templates.variables("{{ " + case.condition + " }}")
@@ -663,7 +640,7 @@ def _check_conditions(
 
 
 def _check_action(step: ActionStep, spec: ProviderSpec | None, report: _Report) -> None:
-    path = _child(step.path, "action")
+    path = child_path(step.path, "action")
     if step.action not in CANONICAL_ACTIONS:
         report(
             path,
@@ -749,11 +726,11 @@ def _check_variables(
 
 
 def _limit_path(seq: Sequence, key: str) -> str:
-    path = _child(_child("$.spec", "limits"), key)
+    path = child_path(child_path("$.spec", "limits"), key)
     if path in seq.source.positions:
         return path
     for alias, canonical in LIMIT_ALIASES.items():
-        alias_path = _child(_child("$.spec", "limits"), alias)
+        alias_path = child_path(child_path("$.spec", "limits"), alias)
         if canonical == key and alias_path in seq.source.positions:
             return alias_path
     return path
@@ -845,7 +822,7 @@ def _lint_workflow(wf: Workflow, report: _Report) -> None:
         return
     known = [*LINKEDAPI_ACTION_TYPES, *CANONICAL_ACTIONS]
     for node, is_root in _walk(wf.root):
-        apath = _child(node.path, "action")
+        apath = child_path(node.path, "action")
         if spec.name != "linkedapi":
             if node.action in CANONICAL_ACTIONS:
                 if node.action not in spec.capabilities:
@@ -863,7 +840,7 @@ def _lint_workflow(wf: Workflow, report: _Report) -> None:
                     f"{did_you_mean(node.action, sorted(spec.capabilities))}",
                 )
             continue
-        kind = _CANONICAL_TO_LINKEDAPI.get(node.action, node.action)
+        kind = ACTION_TYPES.get(node.action, node.action)
         if node.action in CANONICAL_ACTIONS and node.action not in spec.capabilities:
             report(apath, _unsupported(node.action, spec))
             continue
@@ -873,12 +850,12 @@ def _lint_workflow(wf: Workflow, report: _Report) -> None:
                 f"unknown LinkedAPI action type {node.action!r}{did_you_mean(node.action, known)}",
             )
             continue
-        with_path = _child(node.path, "with")
+        with_path = child_path(node.path, "with")
         if is_root and LINKEDAPI_ACTION_TYPES[kind] and "personUrl" not in node.with_:
             report(with_path, f"{node.action!r} at the root of a workflow needs with.personUrl")
         if not is_root and "personUrl" in node.with_:
             report(
-                _child(with_path, "personUrl"),
+                child_path(with_path, "personUrl"),
                 f"personUrl is only allowed on a root action; {node.action!r} acts on the person "
                 "its parent opened",
             )
@@ -901,6 +878,6 @@ def _check_node_length(
 ) -> None:
     if len(text) > limit:
         report(
-            _child(_child(node.path, "with"), key),
+            child_path(child_path(node.path, "with"), key),
             f"{what} is {len(text)} characters, over the {limit} that {spec.name} accepts",
         )
