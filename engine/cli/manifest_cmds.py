@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import asdict
 
 import click
 
 from engine.cli import cli
-from engine.errors import ManifestError, Problem
+from engine.errors import ManifestError
 
 # ---- seqrun validate / seqrun schema (manifest language owner) --------------------------------
-
-
-def _problem_json(problem: Problem) -> dict[str, Any]:
-    return {
-        "file": problem.file,
-        "line": problem.line,
-        "col": problem.col,
-        "path": problem.path,
-        "message": problem.message,
-        "severity": problem.severity,
-    }
 
 
 def validate(paths: tuple[str, ...], strict: bool, output: str) -> int:
@@ -37,13 +26,13 @@ def validate(paths: tuple[str, ...], strict: bool, output: str) -> int:
         report = {
             "ok": False,
             "manifests": [],
-            "problems": [_problem_json(p) for p in exc.problems],
+            "problems": [asdict(p) for p in exc.problems],
         }
         click.echo(json.dumps(report, indent=2))
         return 1
     if output == "json":
         listed = [{"kind": m.kind, "name": m.name, "file": m.source.file} for m in manifests]
-        report = {"ok": True, "manifests": listed, "problems": [_problem_json(w) for w in warnings]}
+        report = {"ok": True, "manifests": listed, "problems": [asdict(w) for w in warnings]}
         click.echo(json.dumps(report, indent=2))
         return 0
     for warning in warnings:
