@@ -1,0 +1,122 @@
+"""The store's SQLite fast path (driver-level statements for the runner's hot writes and
+reads) stores exactly what the SQLAlchemy path stores, byte for byte."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.errors import StoreError
+from engine.store import Store
+from engine.store import schema as t
+
+T = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
+PARIS = timezone(timedelta(hours=1))
+
+
+def exercise(store: Store) -> None:
+    lead = store.upsert_lead("https://www.linkedin.com/in/ana", {"first_name": "Ana"})
+    other = store.upsert_lead("https://www.linkedin.com/in/bob", {})
+    e1 = store.enroll(lead, "s", "rev", "id-1", "visit", T)
+    e2 = store.enroll(other, "s", "rev", "id-1", "visit", T.replace(microsecond=0))
+    assert e1 is not None and e2 is not None
+    keys = store.log_intents(
+        [
+            {"enrollment_id": e1, "sequence": "s", "revision": "rev", "step": "visit",
+             "identity": "id-1", "action": "visit_profile", "at": T, "request": {}},
+            {"enrollment_id": e2, "sequence": "s", "revision": "rev", "step": "visit",
+             "identity": "id-1", "action": "visit_profile", "at": T.astimezone(PARIS),
+             "request": {"text": "Hi"}},
+        ]
+    )
+    assert keys == [f"{e1}:visit:0", f"{e2}:visit:0"]
+    later = T + timedelta(hours=1)
+    store.write_batch(
+        outcomes=[
+            {"key": keys[0], "status": "done", "label": "ok", "response": {"a": 1},
+             "finished_at": later},
+            {"key": keys[1], "status": "failed", "label": "X", "response": None,
+             "finished_at": later.astimezone(PARIS)},
+        ],
+        transitions=[
+            {"id": e1, "state": "hello", "next_due_at": later, "step_entered_at": later,
+             "attempts": 0, "last_error": None},
+        ],
+        reschedules=[{"id": e2, "next_due_at": None, "attempts": 2, "last_error": "boom"}],
+        events=[
+            {"kind": "transition", "subject": "https://www.linkedin.com/in/ana",
+             "data": {"key": keys[0]}, "at": later, "enrollment_id": e1,
+             "from_state": "visit", "to_state": "hello", "trigger": "ok", "revision": "rev"},
+        ],
+        conversations=[
+            {"identity": "id-1", "profile_url": "https://www.linkedin.com/in/ana",
+             "last_sender_is_us": True, "last_activity_at": later, "first_sender_is_us": None},
+        ],
+        connections=[
+            {"identity": "id-1", "profile_url": "https://www.linkedin.com/in/bob",
+             "status": "pending", "checked_at": later},
+        ],
+    )
+    store.write_batch(  # upserts update in place
+        conversations=[
+            {"identity": "id-1", "profile_url": "https://www.linkedin.com/in/ana",
+             "last_sender_is_us": False, "last_activity_at": later + timedelta(minutes=1),
+             "first_sender_is_us": True},
+        ],
+    )
+    store.record_events([{"kind": "note", "subject": "x", "at": later}])
+
+
+def dump(store: Store) -> dict[str, list[tuple[object, ...]]]:
+    out = {}
+    with store.engine.connect() as c:
+        for table in (t.leads, t.enrollments, t.action_log, t.events, t.conversation_cache,
+                      t.connection_cache):
+            text = sa.text(f"SELECT * FROM {table.name} ORDER BY 1, 2")
+            out[table.name] = [tuple(r) for r in c.execute(text)]
+    return out
+
+
+def test_fast_path_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    fast = Store.open(None, tmp_path / "fast")
+    slow = Store.open(None, tmp_path / "slow")
+    slow.fast = False
+    assert fast.fast
+    exercise(fast)
+    exercise(slow)
+    assert dump(fast) == dump(slow)
+    for s in (fast, slow):
+        due = s.due_enrollments(T + timedelta(days=1))
+        assert [(e.state, e.next_due_at) for e in due] == [("hello", T + timedelta(hours=1))]
+        assert due[0].next_due_at is not None and due[0].next_due_at.tzinfo is UTC
+        assert s.due_enrollments(T + timedelta(minutes=59)) == []
+        assert {lead.profile_url: dict(lead.data) for lead in s.leads_by_ids([1, 2]).values()} == {
+            "https://www.linkedin.com/in/ana": {"first_name": "Ana"},
+            "https://www.linkedin.com/in/bob": {},
+        }
+    assert fast.due_enrollments(T + timedelta(days=1)) == slow.due_enrollments(
+        T + timedelta(days=1)
+    )
+    assert fast.pending_intents() == slow.pending_intents() == []
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_both_paths_refuse_a_reused_key_and_naive_times(tmp_path: Path, fast: bool) -> None:
+    store = Store.open(None, tmp_path)
+    store.fast = fast
+    lead = store.upsert_lead("https://www.linkedin.com/in/ana", {})
+    eid = store.enroll(lead, "s", "rev", "id-1", "visit", T)
+    assert eid is not None
+    row = {"enrollment_id": eid, "sequence": "s", "revision": "rev", "step": "visit",
+           "identity": "id-1", "action": "visit_profile", "at": T}
+    store.log_intents([row])
+    with store.engine.begin() as c:  # a key taken behind the store's back
+        c.execute(t.action_log.update().values(step="moved"))
+    with pytest.raises(StoreError):
+        store.log_intents([row, row])
+    with pytest.raises((ValueError, sa.exc.StatementError)):
+        store.write_batch(reschedules=[{"id": eid, "next_due_at": datetime(2026, 1, 1),
+                                        "attempts": 0, "last_error": None}])
