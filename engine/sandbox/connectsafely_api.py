@@ -141,6 +141,21 @@ class ConnectSafelyAPI:
             return self._error(400, "Body must be a JSON object", "validation_error")
         return body
 
+    async def _open(
+        self, request: Request, op: str
+    ) -> tuple[dict[str, Any], IdentityState] | Response:
+        """A POST's common start: auth and faults, then the JSON body and its account."""
+        denied = await self._begin(request, op)
+        if denied is not None:
+            return denied
+        body = await self._body(request)
+        if isinstance(body, JSON):
+            return body
+        ident = self._account(body.get("accountId"))
+        if ident is None:
+            return self._error(404, "Account not found", "account_not_found")
+        return body, ident
+
     def _target(self, ref: Any) -> Profile:
         """A profile from a public id (handle), numeric id, ``ACo…`` id, URN or URL."""
         if not isinstance(ref, str | int) or ref == "":
@@ -172,15 +187,10 @@ class ConnectSafelyAPI:
         return out
 
     async def sync(self, request: Request) -> Response:
-        denied = await self._begin(request, "sync")
-        if denied is not None:
-            return denied
-        body = await self._body(request)
-        if isinstance(body, JSON):
-            return body
-        ident = self._account(body.get("accountId"))
-        if ident is None:
-            return self._error(404, "Account not found", "account_not_found")
+        opened = await self._open(request, "sync")
+        if isinstance(opened, Response):
+            return opened
+        body, ident = opened
         now = self.world.now
         if not self.world.auth_ok(ident.uid):
             return self._after(request, JSON({
@@ -299,15 +309,10 @@ class ConnectSafelyAPI:
     # ------------------------------------------------------------------------- actions
 
     async def message(self, request: Request) -> Response:
-        denied = await self._begin(request, "message")
-        if denied is not None:
-            return denied
-        body = await self._body(request)
-        if isinstance(body, JSON):
-            return body
-        ident = self._account(body.get("accountId"))
-        if ident is None:
-            return self._error(404, "Account not found", "account_not_found")
+        opened = await self._open(request, "message")
+        if isinstance(opened, Response):
+            return opened
+        body, ident = opened
         text = body.get("message")
         ref = body.get("recipientProfileId") or body.get("recipientProfileUrn")
         if not isinstance(text, str) or not text or not ref:
@@ -334,15 +339,10 @@ class ConnectSafelyAPI:
         }))
 
     async def connect(self, request: Request) -> Response:
-        denied = await self._begin(request, "connect")
-        if denied is not None:
-            return denied
-        body = await self._body(request)
-        if isinstance(body, JSON):
-            return body
-        ident = self._account(body.get("accountId"))
-        if ident is None:
-            return self._error(404, "Account not found", "account_not_found")
+        opened = await self._open(request, "connect")
+        if isinstance(opened, Response):
+            return opened
+        body, ident = opened
         ref = body.get("profileId") or body.get("profileUrn")
         if not ref:
             return self._error(400, "profileId or profileUrn is required", "validation_error")
@@ -365,15 +365,10 @@ class ConnectSafelyAPI:
 
     async def follow(self, request: Request) -> Response:
         """``POST /follow {accountId?, profileId | profileUrn}`` (response shape inferred)."""
-        denied = await self._begin(request, "follow")
-        if denied is not None:
-            return denied
-        body = await self._body(request)
-        if isinstance(body, JSON):
-            return body
-        ident = self._account(body.get("accountId"))
-        if ident is None:
-            return self._error(404, "Account not found", "account_not_found")
+        opened = await self._open(request, "follow")
+        if isinstance(opened, Response):
+            return opened
+        body, ident = opened
         ref = body.get("profileId") or body.get("profileUrn")
         if not ref:
             return self._error(400, "profileId or profileUrn is required", "validation_error")

@@ -1067,37 +1067,34 @@ class EdgesAPI:
                 request.url.include_query_params(offset=offset + limit, limit=limit))
         return JSON([self._run_out(r) for r in runs[offset:offset + limit]], 200, headers)
 
-    def _run(self, request: Request) -> dict[str, Any] | None:
-        run: dict[str, Any] | None = self.state["runs"].get(request.path_params["uid"])
-        return run
-
-    async def get_run(self, request: Request) -> Response:
+    async def _found(self, request: Request, table: str, what: str) -> dict[str, Any] | Response:
+        """After the prelude, the ``runs`` or ``schedules`` row the path's uid names, or 404."""
         denied = await self._prelude(request)
         if denied is not None:
             return denied
-        run = self._run(request)
-        if run is None:
-            return self._error("NOT_FOUND", "run not found")
+        row: dict[str, Any] | None = self.state[table].get(request.path_params["uid"])
+        if row is None:
+            return self._error("NOT_FOUND", f"{what} not found")
+        return row
+
+    async def get_run(self, request: Request) -> Response:
+        run = await self._found(request, "runs", "run")
+        if isinstance(run, Response):
+            return run
         return JSON(self._run_out(run))
 
     async def get_run_status(self, request: Request) -> Response:
-        denied = await self._prelude(request)
-        if denied is not None:
-            return denied
-        run = self._run(request)
-        if run is None:
-            return self._error("NOT_FOUND", "run not found")
+        run = await self._found(request, "runs", "run")
+        if isinstance(run, Response):
+            return run
         return JSON({"uid": run["uid"], "run_uid": run["uid"], "status": run["status"],
                      "postponed_until": run["postponed_until"],
                      "updated_at": run["updated_at"]})
 
     async def get_run_outputs(self, request: Request) -> Response:
-        denied = await self._prelude(request)
-        if denied is not None:
-            return denied
-        run = self._run(request)
-        if run is None:
-            return self._error("NOT_FOUND", "run not found")
+        run = await self._found(request, "runs", "run")
+        if isinstance(run, Response):
+            return run
         outs = run["outputs"][-len(run["inputs"]):] if run["outputs"] else []
         return JSON(outs)
 
@@ -1121,12 +1118,9 @@ class EdgesAPI:
     async def continue_run(self, request: Request) -> Response:
         """Incremental continuation: run the same inputs again, fetching only what is new
         since the previous iteration started."""
-        denied = await self._prelude(request)
-        if denied is not None:
-            return denied
-        run = self._run(request)
-        if run is None:
-            return self._error("NOT_FOUND", "run not found")
+        run = await self._found(request, "runs", "run")
+        if isinstance(run, Response):
+            return run
         if run["status"] not in FINAL:
             return self._error("BAD_PARAMETERS", f"run is {run['status']}, not finished",
                                status=409)
@@ -1170,21 +1164,15 @@ class EdgesAPI:
         return JSON([self._schedule_out(s) for s in items[offset:offset + limit]], 200, headers)
 
     async def get_schedule(self, request: Request) -> Response:
-        denied = await self._prelude(request)
-        if denied is not None:
-            return denied
-        s = self.state["schedules"].get(request.path_params["uid"])
-        if s is None:
-            return self._error("NOT_FOUND", "schedule not found")
+        s = await self._found(request, "schedules", "schedule")
+        if isinstance(s, Response):
+            return s
         return JSON(self._schedule_out(s))
 
     async def cancel_schedule(self, request: Request) -> Response:
-        denied = await self._prelude(request)
-        if denied is not None:
-            return denied
-        s = self.state["schedules"].get(request.path_params["uid"])
-        if s is None:
-            return self._error("NOT_FOUND", "schedule not found")
+        s = await self._found(request, "schedules", "schedule")
+        if isinstance(s, Response):
+            return s
         s["status"] = "CANCELLED"
         s["next_run_at"] = None
         s["updated_at"] = iso(self.world.now)

@@ -29,7 +29,14 @@ from starlette.routing import BaseRoute, Route
 from engine.clock import VirtualClock
 from engine.sandbox.common import JSON, iso, parse_iso, read_json
 from engine.sandbox.edges_api import EdgesAPI
-from engine.sandbox.world import Delivery, FaultConfig, World, WorldError
+from engine.sandbox.world import (
+    Delivery,
+    FaultConfig,
+    IdentityState,
+    Profile,
+    World,
+    WorldError,
+)
 
 
 def _delivery(d: Delivery) -> dict[str, Any]:
@@ -50,6 +57,26 @@ def routes(world: World, edges: EdgesAPI | None = None) -> list[BaseRoute]:
         except ValueError:
             return {}
         return body if isinstance(body, dict) else {}
+
+    async def keyed_body(
+        request: Request, key: str, allowed: set[str]
+    ) -> tuple[str, dict[str, Any]] | Response:
+        """The body's string ``key`` and its other (allowed) keys, or a 400."""
+        body = await body_of(request)
+        if not isinstance(body.get(key), str) or set(body) - allowed:
+            return _bad(f"body: {key} required; allowed keys {sorted(allowed)}")
+        return body[key], {k: v for k, v in body.items() if k != key}
+
+    def pair_of(request: Request) -> tuple[IdentityState, Profile] | Response:
+        """The ``?identity=&profile=`` of a ground-truth query, or a 400."""
+        q = request.query_params
+        ident = world.find_identity(q.get("identity", ""))
+        if ident is None or not q.get("profile"):
+            return _bad("identity and profile are required")
+        try:
+            return ident, world.profile(q["profile"])
+        except WorldError as exc:
+            return _bad(exc.message)
 
     def filtered(request: Request) -> list[Delivery]:
         q = request.query_params
@@ -175,54 +202,45 @@ def routes(world: World, edges: EdgesAPI | None = None) -> list[BaseRoute]:
         return JSON({"runs_started": started, "now": iso(world.now)})
 
     async def add_profile(request: Request) -> Response:
-        body = await body_of(request)
-        allowed = {"url", "first_name", "full_name", "company", "job_title", "location",
-                   "accessible", "already_connected_with", "writes_first_to", "accepts",
-                   "replies"}
-        if not isinstance(body.get("url"), str) or set(body) - allowed:
-            return _bad(f"body: url required; allowed keys {sorted(allowed)}")
-        args = {k: v for k, v in body.items() if k != "url"}
+        given = await keyed_body(request, "url", {
+            "url", "first_name", "full_name", "company", "job_title", "location", "accessible",
+            "already_connected_with", "writes_first_to", "accepts", "replies"})
+        if isinstance(given, Response):
+            return given
+        url, args = given
         try:
-            p = world.add_profile(body["url"], **args)
+            p = world.add_profile(url, **args)
         except (WorldError, TypeError) as exc:
             return _bad(str(exc))
         return JSON({"url": p.url, "profile_id": p.profile_id, "full_name": p.full_name}, 201)
 
     async def add_identity(request: Request) -> Response:
-        body = await body_of(request)
-        allowed = {"uid", "name", "kind", "type", "aliases", "provider", "limits", "profile_id"}
-        if not isinstance(body.get("uid"), str) or set(body) - allowed:
-            return _bad(f"body: uid required; allowed keys {sorted(allowed)}")
-        args = {k: v for k, v in body.items() if k != "uid"}
+        given = await keyed_body(request, "uid", {
+            "uid", "name", "kind", "type", "aliases", "provider", "limits", "profile_id"})
+        if isinstance(given, Response):
+            return given
+        uid, args = given
         try:
-            i = world.add_identity(body["uid"], **args)
+            i = world.add_identity(uid, **args)
         except (ValueError, TypeError) as exc:
             return _bad(str(exc))
         return JSON({"uid": i.uid, "profile_id": i.profile_id, "profile_url": i.profile_url}, 201)
 
     async def relationship(request: Request) -> Response:
-        q = request.query_params
-        ident = world.find_identity(q.get("identity", ""))
-        if ident is None or not q.get("profile"):
-            return _bad("identity and profile are required")
-        try:
-            p = world.profile(q["profile"])
-        except WorldError as exc:
-            return _bad(exc.message)
+        pair = pair_of(request)
+        if isinstance(pair, Response):
+            return pair
+        ident, p = pair
         rel = ("connected" if p.url in world.network[ident.uid] else
                "pending" if p.url in world.invitations[ident.uid] else "none")
         return JSON({"identity": ident.uid, "profile_url": p.url, "relationship": rel,
                      "accessible": p.accessible})
 
     async def conversation(request: Request) -> Response:
-        q = request.query_params
-        ident = world.find_identity(q.get("identity", ""))
-        if ident is None or not q.get("profile"):
-            return _bad("identity and profile are required")
-        try:
-            p = world.profile(q["profile"])
-        except WorldError as exc:
-            return _bad(exc.message)
+        pair = pair_of(request)
+        if isinstance(pair, Response):
+            return pair
+        ident, p = pair
         t = world.threads[ident.uid].get(p.url)
         if t is None:
             return JSON(None)
