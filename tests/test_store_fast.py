@@ -101,6 +101,18 @@ def test_fast_path_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
         T + timedelta(days=1)
     )
     assert fast.pending_intents() == slow.pending_intents() == []
+    since = T - timedelta(days=1)
+    assert fast.action_times("id-1", "visit_profile", since) == slow.action_times(
+        "id-1", "visit_profile", since
+    ) == [T + timedelta(hours=1)]
+    assert fast.conversations("id-1") == slow.conversations("id-1")
+    assert fast.conversations("id-1")["https://www.linkedin.com/in/ana"].first_sender_is_us
+    # attempt numbers continue from what is logged, on both paths
+    for s in (fast, slow):
+        again = s.log_intents([{"enrollment_id": 1, "sequence": "s", "revision": "rev",
+                                "step": "visit", "identity": "id-1", "action": "visit_profile",
+                                "at": T}])
+        assert again == ["1:visit:1"]
 
 
 @pytest.mark.parametrize("fast", [True, False])

@@ -877,6 +877,16 @@ class Store:
             ids = sorted({int(r["enrollment_id"]) for r in rows})
             last: dict[tuple[int, str], int] = {}
             for i in range(0, len(ids), 500):
+                if self.fast:
+                    chunk = ids[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for eid, step, attempt in self._driver(c).execute(
+                        "SELECT enrollment_id, step, max(attempt) FROM action_log "
+                        f"WHERE enrollment_id IN ({marks}) GROUP BY enrollment_id, step",
+                        chunk,
+                    ):
+                        last[(int(eid), str(step))] = int(attempt)
+                    continue
                 q = (
                     sa.select(
                         t.action_log.c.enrollment_id,
@@ -1254,6 +1264,14 @@ class Store:
             )
             .order_by(t.action_log.c.finished_at)
         )
+        if self.fast:
+            with self.tx(conn) as c:
+                rows = self._driver(c).execute(
+                    "SELECT finished_at FROM action_log WHERE identity = ? AND action = ? "
+                    "AND finished_at > ? AND status = 'done' ORDER BY finished_at",
+                    (identity, action, _db_time(since)),
+                )
+                return [datetime.fromisoformat(r[0]).replace(tzinfo=UTC) for r in rows]
         with self.tx(conn) as c:
             return [r[0] for r in c.execute(q)]
 
@@ -1370,6 +1388,23 @@ class Store:
     def conversations(
         self, identity: str, *, conn: Connection | None = None
     ) -> dict[str, ConversationRow]:
+        if self.fast:
+            with self.tx(conn) as c:
+                rows = self._driver(c).execute(
+                    "SELECT profile_url, last_sender_is_us, last_activity_at, first_sender_is_us "
+                    "FROM conversation_cache WHERE identity = ?",
+                    (identity,),
+                )
+                return {
+                    url: ConversationRow(
+                        identity,
+                        url,
+                        bool(us),
+                        datetime.fromisoformat(at).replace(tzinfo=UTC),
+                        None if first is None else bool(first),
+                    )
+                    for url, us, at, first in rows
+                }
         q = sa.select(t.conversation_cache).where(t.conversation_cache.c.identity == identity)
         with self.tx(conn) as c:
             return {
