@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,35 +27,13 @@ from engine.model import (
     Sequence,
     Step,
     WaitForStep,
-    WaitStep,
     Workflow,
     WorkflowNode,
 )
+from tests._founders import P, founders_steps
+from tests.conftest import SHARED_EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "examples"
-
-
-def P(i: int) -> str:
-    return f"$.spec.steps[{i}]"
-
-
-FOUNDERS: tuple[Step, ...] = (
-    ActionStep("visit", "visit_profile", path=P(0)),
-    ActionStep(
-        "connect",
-        "connect",
-        with_={"note": "Hi {{ lead.first_name }}"},
-        on={"ALREADY_CONNECTED": "intro", "INVITATION_PENDING": "accepted"},
-        path=P(1),
-    ),
-    WaitForStep("accepted", "connection_accepted", timedelta(days=14), "withdraw", path=P(2)),
-    ActionStep(
-        "intro", "send_message", with_={"text": "hi"}, on={"NOT_CONNECTED": "connect"}, path=P(3)
-    ),
-    WaitStep("breather", timedelta(days=3), path=P(4)),
-    ActionStep("follow_up", "send_message", with_={"text": "again"}, next="completed", path=P(5)),
-    ActionStep("withdraw", "withdraw_invitation", next="removed", path=P(6)),
-)
+FOUNDERS: tuple[Step, ...] = founders_steps()
 
 
 def seq(steps: tuple[Step, ...] = FOUNDERS, **kw: Any) -> Sequence:
@@ -281,14 +258,14 @@ def test_unknown_graph_format() -> None:
 
 def test_shared_examples_compile() -> None:
     loader = pytest.importorskip("engine.loader")
-    manifests = loader.load([EXAMPLES])
+    manifests = loader.load([SHARED_EXAMPLES])
     compiled = {m.name: compile_sequence(m) for m in manifests if isinstance(m, Sequence)}
     founders = compiled["founders-outreach"]
     assert founders.next_state("connect", "ALREADY_CONNECTED") == "intro"
     assert founders.next_state("accepted", "timeout") == "withdraw"
     assert founders.next_state("intro", "NOT_CONNECTED") == "connect"
     assert founders.next_state("follow_up", "ok") == "completed"
-    again = loader.load([EXAMPLES / "founders-outreach.yaml"])[0]
+    again = loader.load([SHARED_EXAMPLES / "founders-outreach.yaml"])[0]
     assert compile_sequence(again).revision == founders.revision
 
 
@@ -300,7 +277,7 @@ def test_cli_graph_every_example(capsys: pytest.CaptureFixture[str]) -> None:
     from engine.cli import main
 
     for name in ("founders-outreach", "founders-on-linkedapi", "check-then-message", "inbox-sync"):
-        assert main(["graph", str(EXAMPLES), "--name", name]) == 0
+        assert main(["graph", str(SHARED_EXAMPLES), "--name", name]) == 0
         out = capsys.readouterr().out
         assert out.startswith("stateDiagram-v2\n") and f"%% {name} revision" in out
 
@@ -309,13 +286,13 @@ def test_cli_graph_dot_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("engine.loader")
     from engine.cli import main
 
-    assert main(["graph", str(EXAMPLES / "founders-outreach.yaml"), "--format", "dot"]) == 0
+    assert main(["graph", str(SHARED_EXAMPLES / "founders-outreach.yaml"), "--format", "dot"]) == 0
     assert '"connect" -> "intro" [label="ALREADY_CONNECTED"];' in capsys.readouterr().out
-    assert main(["graph", str(EXAMPLES), "--name", "founders-outreac"]) == 2
+    assert main(["graph", str(SHARED_EXAMPLES), "--name", "founders-outreac"]) == 2
     assert "did you mean 'founders-outreach'" in capsys.readouterr().err
-    assert main(["graph", str(EXAMPLES / "inbox-sync.yaml")]) == 0
+    assert main(["graph", str(SHARED_EXAMPLES / "inbox-sync.yaml")]) == 0
     assert "running --> blocked : LIMIT_REACHED" in capsys.readouterr().out
-    assert main(["graph", str(EXAMPLES), "--format", "svg"]) == 2
+    assert main(["graph", str(SHARED_EXAMPLES), "--format", "svg"]) == 2
 
 
 def test_callbacks_cannot_be_attached() -> None:
