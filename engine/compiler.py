@@ -71,6 +71,7 @@ __all__ = [
     "compile_workflow",
     "graph",
     "revision_of",
+    "workflow_state_ids",
 ]
 
 PAUSE = "pause"
