@@ -21,7 +21,7 @@ import os
 import socket
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -74,6 +74,9 @@ def _loads(text: str | None) -> Any:
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
+
+# SQLite fast path: statement name -> (SQL text, parameter names in order).
+_COMPILED: dict[str, tuple[str, tuple[str, ...]]] = {}
 
 # The due enrollments on the SQLite fast path (the SQLAlchemy query in due_enrollments).
 _DUE_SQL = (
@@ -288,19 +291,22 @@ class Store:
         # transitions and events) go straight to the driver with SQL compiled once, which
         # halves their cost; other databases take the SQLAlchemy path.
         self.fast = engine.dialect.name == "sqlite"
-        self._sql: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     def _compiled(
-        self, name: str, stmt: sa.sql.ClauseElement, keys: Iterable[str] | None = None
+        self,
+        name: str,
+        build: Callable[[], sa.sql.ClauseElement],
+        keys: Iterable[str] | None = None,
     ) -> tuple[str, tuple[str, ...]]:
-        """(SQL text, parameter names in order) of ``stmt``, compiled once per store."""
-        hit = self._sql.get(name)
+        """(SQL text, parameter names in order) of the statement ``build()`` makes, compiled
+        once per process (the statements are static; the text depends on the dialect only)."""
+        hit = _COMPILED.get(name)
         if hit is None:
-            compiled = stmt.compile(
+            compiled = build().compile(
                 dialect=self.engine.dialect, column_keys=None if keys is None else list(keys)
             )
             names = getattr(compiled, "positiontup", None) or ()
-            hit = self._sql[name] = (str(compiled), tuple(names))
+            hit = _COMPILED[name] = (str(compiled), tuple(names))
         return hit
 
     @staticmethod
@@ -926,7 +932,7 @@ class Store:
                 )
             try:
                 if self.fast:
-                    sql, names = self._compiled("intents", t.action_log.insert(), values[0])
+                    sql, names = self._compiled("intents", t.action_log.insert, values[0])
                     self._driver(c).executemany(
                         sql,
                         [
@@ -1080,7 +1086,7 @@ class Store:
         if out:
             sql, names = self._compiled(
                 "outcomes",
-                a.update()
+                lambda: a.update()
                 .where(a.c.idempotency_key == sa.bindparam("k"))
                 .values(
                     status=sa.bindparam("b_status"),
@@ -1104,7 +1110,7 @@ class Store:
         if trans:
             sql, names = self._compiled(
                 "transitions",
-                e.update()
+                lambda: e.update()
                 .where(e.c.id == sa.bindparam("eid"))
                 .values(
                     state=sa.bindparam("b_state"),
@@ -1127,7 +1133,7 @@ class Store:
         if resch:
             sql, names = self._compiled(
                 "reschedules",
-                e.update()
+                lambda: e.update()
                 .where(e.c.id == sa.bindparam("eid"))
                 .values(
                     next_due_at=sa.bindparam("b_due"),
@@ -1160,12 +1166,17 @@ class Store:
                 continue
             from sqlalchemy.dialects import sqlite
 
-            cols = keys + update
-            stmt = sqlite.insert(table).values({k: sa.bindparam(k) for k in cols})
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(keys), set_={k: stmt.excluded[k] for k in update}
-            )
-            sql, names = self._compiled(f"upsert-{name}", stmt)
+            def upsert(
+                table: sa.Table = table,
+                keys: tuple[str, ...] = keys,
+                update: tuple[str, ...] = update,
+            ) -> sa.sql.ClauseElement:
+                stmt = sqlite.insert(table).values({k: sa.bindparam(k) for k in keys + update})
+                return stmt.on_conflict_do_update(
+                    index_elements=list(keys), set_={k: stmt.excluded[k] for k in update}
+                )
+
+            sql, names = self._compiled(f"upsert-{name}", upsert)
             db.executemany(
                 sql,
                 [tuple(_db_time(r[n]) if n in times else r[n] for n in names) for r in rows],
@@ -1199,7 +1210,7 @@ class Store:
             for r in rows
         ]
         if values:
-            sql, names = self._compiled("events", t.events.insert(), self._EVENT_COLS)
+            sql, names = self._compiled("events", t.events.insert, self._EVENT_COLS)
             if names != self._EVENT_COLS:  # pragma: no cover - an insert keeps the key order
                 raise StoreError(f"unexpected event insert parameters {names}")
             self._driver(c).executemany(sql, values)
