@@ -27,6 +27,8 @@ Decisions worth knowing (see also README, "Lint"):
 * Template variables missing from the leads CSV header are errors, except when *every* use of the
   variable is filtered through ``| default(...)``: that renders fine, so it is a warning (it is
   still likely a misspelt column).
+* Schedule rules live in :func:`engine.schedules.schedule_problems`; lint reports them once,
+  adding a did-you-mean to an unknown provider or timezone.
 * Length checks measure the fixed text: template expressions removed, the shortest spintax
   alternative kept. That is a lower bound, so a report is never a false alarm.
 """
