@@ -369,6 +369,7 @@ class Runner:
         self._zones: dict[str, ZoneInfo] = {}
         self._known_identities: set[str] = set()
         self._last_sync: dict[str, datetime] = {}
+        self._identity_rows: dict[str, IdentityRow] = {}  # as read at the start of the tick
         self._blocked = False  # something waits on the provider (see run_until)
         self.visit_sync_age = visit_sync_age
         self.due_batch = due_batch
@@ -803,6 +804,7 @@ class Runner:
         self._blocked = bool(unresolved) or any(i.status == "auth_expired" for i in identities)
         now = self.clock.now()
         statuses = {i.id: i.status for i in identities}
+        self._identity_rows = {i.id: i for i in identities}
         seen: set[int] = set()
         while True:  # in batches of `due_batch`, so memory stays flat however many are due
             with self.store.transaction() as conn:
@@ -844,7 +846,8 @@ class Runner:
                 log.error("no provider %r for identity %s", pname, identity)
                 continue
             if identity not in self._known_identities:
-                self.store.put_identity(identity, pname)
+                if identity not in self._identity_rows:  # registered already: nothing to write
+                    self.store.put_identity(identity, pname)
                 self._known_identities.add(identity)
             ctx = _IdentityCtx(identity, pname, provider)
             tasks.append(asyncio.ensure_future(self._run_identity(ctx, batch, leads, result, dnc)))
@@ -952,7 +955,9 @@ class Runner:
             return
         cache = ctx.conv if ctx.conv is not None else self.store.conversations(ctx.identity)
         try:
-            ident = self.store.get_identity(ctx.identity)
+            ident = self._identity_rows.get(ctx.identity)  # read at the start of the tick
+            if ident is None or ident.profile_id is None:
+                ident = self.store.get_identity(ctx.identity)
             if ident is None or ident.profile_id is None:
                 me = await ctx.provider.me(ctx.identity)
                 self.store.put_identity(ctx.identity, ctx.provider_name, profile_id=me)

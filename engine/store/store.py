@@ -56,11 +56,19 @@ def _db_time(value: datetime | None) -> str | None:
     SQLAlchemy's SQLite DATETIME (``YYYY-MM-DD HH:MM:SS.ffffff``) so both paths compare."""
     if value is None:
         return None
+    hit = _DB_TIMES.get(value)  # a tick writes the same few instants many times
+    if hit is not None:
+        return hit
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store; use aware UTC")
-    if value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if len(_DB_TIMES) >= 4096:
+        _DB_TIMES.clear()
+    _DB_TIMES[value] = text  # equal instants (whatever their zone) store the same text
+    return text
+
+
+_DB_TIMES: dict[datetime, str] = {}
 
 
 def _py_time(value: str | None) -> datetime | None:
