@@ -72,7 +72,17 @@ _DB_TIMES: dict[datetime, str] = {}
 
 
 def _py_time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+    if value is None:
+        return None
+    hit = _PY_TIMES.get(value)
+    if hit is None:
+        if len(_PY_TIMES) >= 4096:
+            _PY_TIMES.clear()
+        hit = _PY_TIMES[value] = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return hit
+
+
+_PY_TIMES: dict[str, datetime] = {}
 
 
 def _loads(text: str | None) -> Any:
@@ -706,16 +716,6 @@ class Store:
     ) -> list[EnrollmentRow]:
         """Enrollments due at ``now`` (by the ``next_due_at`` index): not paused, sequence not
         paused. Terminal enrollments carry ``next_due_at = NULL`` so they never show up."""
-        paused_seqs = sa.select(t.sequences.c.name).where(t.sequences.c.paused == sa.true())
-        q = (
-            sa.select(t.enrollments)
-            .where(
-                t.enrollments.c.next_due_at <= now,
-                t.enrollments.c.paused == sa.false(),
-                t.enrollments.c.sequence.not_in(paused_seqs),
-            )
-            .order_by(t.enrollments.c.next_due_at, t.enrollments.c.id)
-        )
         if self.fast:
             sql = _DUE_SQL + ("" if limit is None else f" LIMIT {int(limit)}")
             with self.tx(conn) as c:
@@ -727,6 +727,16 @@ class Store:
                 )
                 for r in rows
             ]
+        paused_seqs = sa.select(t.sequences.c.name).where(t.sequences.c.paused == sa.true())
+        q = (
+            sa.select(t.enrollments)
+            .where(
+                t.enrollments.c.next_due_at <= now,
+                t.enrollments.c.paused == sa.false(),
+                t.enrollments.c.sequence.not_in(paused_seqs),
+            )
+            .order_by(t.enrollments.c.next_due_at, t.enrollments.c.id)
+        )
         if limit is not None:
             q = q.limit(limit)
         with self.tx(conn) as c:
@@ -1273,6 +1283,14 @@ class Store:
     ) -> list[datetime]:
         """When each ``done`` action of this identity finished after ``since``, oldest first
         (the rolling-24-h limit usage)."""
+        if self.fast:
+            with self.tx(conn) as c:
+                rows = self._driver(c).execute(
+                    "SELECT finished_at FROM action_log WHERE identity = ? AND action = ? "
+                    "AND finished_at > ? AND status = 'done' ORDER BY finished_at",
+                    (identity, action, _db_time(since)),
+                )
+                return [_py_time(r[0]) or since for r in rows]
         q = (
             sa.select(t.action_log.c.finished_at)
             .where(
@@ -1283,14 +1301,6 @@ class Store:
             )
             .order_by(t.action_log.c.finished_at)
         )
-        if self.fast:
-            with self.tx(conn) as c:
-                rows = self._driver(c).execute(
-                    "SELECT finished_at FROM action_log WHERE identity = ? AND action = ? "
-                    "AND finished_at > ? AND status = 'done' ORDER BY finished_at",
-                    (identity, action, _db_time(since)),
-                )
-                return [datetime.fromisoformat(r[0]).replace(tzinfo=UTC) for r in rows]
         with self.tx(conn) as c:
             return [r[0] for r in c.execute(q)]
 
