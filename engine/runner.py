@@ -961,6 +961,12 @@ class Runner:
             if ident is None or ident.profile_id is None:
                 me = await ctx.provider.me(ctx.identity)
                 self.store.put_identity(ctx.identity, ctx.provider_name, profile_id=me)
+            elif ident.provider == ctx.provider_name:
+                # the id was read from this provider before: an adapter that can take it
+                # skips its own `me` call (optional, not part of the Provider protocol)
+                prime = getattr(ctx.provider, "prime_me", None)
+                if prime is not None:
+                    prime(ctx.identity, ident.profile_id)
             summaries = await ctx.provider.sync_conversations(ctx.identity)
         except ProviderError as exc:
             if exc.label == base.AUTH_EXPIRED:

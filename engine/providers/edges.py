@@ -268,6 +268,11 @@ class EdgesProvider:
             self._me[identity] = str(pid)
         return self._me[identity]
 
+    def prime_me(self, identity: str, profile_id: str) -> None:
+        """Take the identity's profile id from an earlier :meth:`me` (the runner keeps it in
+        its store), so that the first sync of a process does not ask again."""
+        self._me.setdefault(identity, str(profile_id))
+
     async def perform(
         self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
     ) -> ActionResult:
