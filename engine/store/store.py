@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -951,16 +952,11 @@ class Store:
             try:
                 if self.fast:
                     sql, names = self._compiled("intents", t.action_log.insert, values[0])
-                    self._driver(c).executemany(
-                        sql,
-                        [
-                            tuple(
-                                _db_time(v[n]) if n in ("created_at", "finished_at") else v[n]
-                                for n in names
-                            )
-                            for v in values
-                        ],
-                    )
+                    if names != tuple(values[0]):  # pragma: no cover - inserts keep key order
+                        raise StoreError(f"unexpected intent insert parameters {names}")
+                    for v in values:
+                        v["created_at"] = _db_time(v["created_at"])
+                    self._driver(c).executemany(sql, [tuple(v.values()) for v in values])
                 else:
                     c.execute(t.action_log.insert(), values)
             except (sa.exc.IntegrityError, sqlite3.IntegrityError) as exc:
@@ -1113,7 +1109,7 @@ class Store:
                     finished_at=sa.bindparam("b_finished"),
                 ),
             )
-            db.executemany(sql, [tuple(r[n] for n in names) for r in out])
+            db.executemany(sql, list(map(itemgetter(*names), out)))
         trans = [
             {
                 "eid": r["id"],
@@ -1138,7 +1134,7 @@ class Store:
                     last_error=sa.bindparam("b_error"),
                 ),
             )
-            db.executemany(sql, [tuple(r[n] for n in names) for r in trans])
+            db.executemany(sql, list(map(itemgetter(*names), trans)))
         resch = [
             {
                 "eid": r["id"],
@@ -1159,7 +1155,7 @@ class Store:
                     last_error=sa.bindparam("b_error"),
                 ),
             )
-            db.executemany(sql, [tuple(r[n] for n in names) for r in resch])
+            db.executemany(sql, list(map(itemgetter(*names), resch)))
         self._events_fast(c, events)
         for name, table, rows, keys, update, times in (
             (
