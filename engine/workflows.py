@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 import httpx
 
 from engine.clock import Clock
+from engine.compiler import workflow_state_ids
 from engine.errors import PlanError, ProviderError
 from engine.model import Workflow, WorkflowNode
 from engine.providers import REGISTRY
@@ -98,12 +100,29 @@ def workflow_json(wf: Workflow) -> Any:
 NAMESPACE = "workflows"
 UNFINISHED_STATES = frozenset({"pending", "running"})
 PROBE_ATTEMPTS = 6
+RECONCILE_AFTER = 3600.0  # seconds between a lost submission and looking for its effects
+RECONCILE_ENV = "SEQRUN_LINKEDAPI_RECONCILE_AFTER"
 MAX_SUBMISSIONS = 5  # lost submissions (each reconciled as "nothing happened") before giving up
 _SHOWN_KEYS = frozenset({"name", "connectionStatus", "publicUrl"})
 # Actions with an effect on LinkedIn: the ones a blind resubmission could duplicate.
 EFFECTFUL = frozenset(
     {"st.sendConnectionRequest", "st.sendMessage", "st.withdrawConnectionRequest"}
 )
+
+
+def reconcile_delay(env: Mapping[str, str]) -> float:
+    """Seconds to wait after a lost submission before checking the world: ``RECONCILE_ENV``
+    when set to a non-negative number, else :data:`RECONCILE_AFTER`."""
+    raw = env.get(RECONCILE_ENV)
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise PlanError(f"{RECONCILE_ENV}={raw!r}: not a number of seconds") from None
+        if value >= 0:
+            return value
+        raise PlanError(f"{RECONCILE_ENV}={raw!r}: must be >= 0")
+    return RECONCILE_AFTER
 
 
 class KV(Protocol):
@@ -348,7 +367,7 @@ class _Run:
             if completion is not None
             else [
                 NodeResult(sid, action_type(node.action), node.label, "skipped")
-                for sid, node in _state_ids(self.wf.root)
+                for sid, node in workflow_state_ids(self.wf.root)
             ]
         )
         err = None
@@ -496,21 +515,64 @@ class _Run:
 
     async def reconcile(self) -> WorkflowResult | None:
         """The POST was lost: wait as long as the workflow could take, then ask the world
-        whether its effects happened. None means nothing happened: submit again."""
-        await self.clock.sleep(self.reconcile_after)
+        whether its effects happened. None means nothing happened: submit again.
+
+        LinkedAPI has no endpoint listing an account's workflows (``../shared/providers.md``
+        §2.2), so a lost submission cannot be looked up: it may sit ``pending`` behind the
+        account's 10 unfinished workflows for a long time. The guard is the wait, counted from
+        the last submission attempt (``reconcile_after``, default 1 h,
+        ``SEQRUN_LINKEDAPI_RECONCILE_AFTER`` seconds): no resubmission before it has passed,
+        so a run interrupted and resumed later waits only what is left. Then:
+
+        * every effect observed -> ``completed`` (reconciled);
+        * none observed -> None (submit again; a read-only workflow resubmits at once);
+        * some but not all -> the record is ``running`` (phase ``unknown``) and is never
+          resubmitted: the workflow ran, or is running, and a second one could duplicate the
+          effects already seen; the note names what was and was not observed, and the next
+          run checks again.
+        """
         effects = _effects(self.body)
         if not effects:
             return None  # read-only: a second run duplicates nothing
+        intent = _parse(self.record.get("intent_at")) or _parse(self.record.get("first_intent_at"))
+        if intent is not None:
+            remaining = self.reconcile_after - (self.clock.now() - intent).total_seconds()
+        else:
+            remaining = self.reconcile_after
+        if remaining > 0:
+            wake = self.clock.now() + timedelta(seconds=remaining)
+            self.save(
+                phase="unknown",
+                note="submission answer lost; the world is checked at "
+                f"{wake.isoformat(timespec='seconds')} (the workflow may be queued at LinkedAPI)",
+            )
+            await self.clock.sleep(remaining)
         since = _parse(self.record.get("first_intent_at"))
         if since is not None:
             since -= timedelta(minutes=5)  # tolerate clock skew between us and LinkedAPI
-        observed = []
+        observed: list[str] = []
+        missing: list[str] = []
         for kind, url, node in effects:
             if await self._probe(kind, url, node, since):
                 observed.append(f"{kind} {url}")
+            else:
+                missing.append(f"{kind} {url}")
         if not observed:
             self.save(note="no effect observed in the world: submitting again")
             return None
+        if missing:
+            note = (
+                "the submission's answer was lost; observed in the world: "
+                + "; ".join(observed)
+                + "; not (yet) observed: "
+                + "; ".join(missing)
+                + ". Not resubmitted (it would duplicate what was observed); state unknown,"
+                " checked again on the next run"
+            )
+            self.save(state="running", phase="unknown", reconciled=False, note=note)
+            self.result.state = "running"
+            self.result.note = note
+            return self.result
         self.save(reconciled=True)
         return self.finish(
             "completed",
@@ -543,7 +605,7 @@ class _Run:
                     at = _parse(msg.get("time"))
                     if (
                         msg.get("sender") == "us"
-                        and msg.get("text") == node.get("text")
+                        and normalize_text(msg.get("text")) == normalize_text(node.get("text"))
                         and (since is None or at is None or at >= since)
                     ):
                         return True
@@ -560,14 +622,10 @@ class _Run:
         return status is not None and status != "pending"  # withdraw
 
 
-def _state_ids(roots: tuple[WorkflowNode, ...]) -> list[tuple[str, WorkflowNode]]:
-    out: list[tuple[str, WorkflowNode]] = []
-    stack = [(f"n{i}", n) for i, n in reversed(list(enumerate(roots)))]
-    while stack:
-        sid, node = stack.pop()
-        out.append((sid, node))
-        stack.extend((f"{sid}.{j}", c) for j, c in reversed(list(enumerate(node.then))))
-    return out
+def normalize_text(value: Any) -> str:
+    """A message text as LinkedIn may give it back: runs of whitespace (newlines, tabs,
+    non-breaking spaces) collapsed to one space, ends trimmed."""
+    return " ".join(str(value or "").split())
 
 
 def _parse(value: Any) -> datetime | None:
@@ -587,7 +645,7 @@ async def run_workflow(
     clock: Clock,
     env: Mapping[str, str] | None = None,
     poll_interval: float = 2.0,
-    reconcile_after: float = 300.0,
+    reconcile_after: float | None = None,
     queue_timeout: float = 24 * 3600.0,
 ) -> WorkflowResult:
     """Submit ``wf`` to LinkedAPI once and follow it to the end; its state is persisted in
@@ -595,9 +653,12 @@ async def run_workflow(
 
     Never a duplicate: the intent is saved before the POST; a run left unfinished (crash,
     timeout) is resumed by its workflow id, or, when the id never came back, settled by asking
-    the world (connection status, conversation) after ``reconcile_after`` seconds; only when
-    none of its effects happened is it submitted again. The 10-unfinished-workflows cap
-    queues (waits and retries) for up to ``queue_timeout`` seconds. ``hook`` returns as
+    the world (connection status, conversation) ``reconcile_after`` seconds after the last
+    attempt (default :data:`RECONCILE_AFTER`, 1 h, or ``SEQRUN_LINKEDAPI_RECONCILE_AFTER``:
+    a workflow can sit queued behind the account's cap); only when none of its effects
+    happened is it submitted again, and only when all did is it ``completed``. The
+    10-unfinished-workflows cap queues (waits and retries) for up to ``queue_timeout``
+    seconds. ``hook`` returns as
     ``running``; :func:`complete_from_hook` settles it.
 
     Example::
@@ -606,6 +667,8 @@ async def run_workflow(
                                     clock=RealClock())
         result.state, [(n.id, n.status) for n in result.nodes]
     """
+    if reconcile_after is None:
+        reconcile_after = reconcile_delay(os.environ if env is None else env)
     if wf.provider != "linkedapi":
         spec = REGISTRY.get(wf.provider)
         if spec is None or spec.factory is None:
@@ -805,7 +868,8 @@ class _NodeRun(_Run):
                 if conv.profile_url.rstrip("/") != lead.profile_url.rstrip("/"):
                     continue
                 if conv.our_texts:
-                    return text in conv.our_texts
+                    wanted = normalize_text(text)
+                    return any(normalize_text(t) == wanted for t in conv.our_texts)
                 return conv.last_sender_is_us and (
                     since is None or conv.last_activity_at >= since - timedelta(minutes=5)
                 )
