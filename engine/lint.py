@@ -822,6 +822,13 @@ def _lint_workflow(wf: Workflow, report: _Report) -> None:
             f"unknown provider {wf.provider!r}{did_you_mean(wf.provider, REGISTRY)}",
         )
         return
+    if wf.result_handling == "hook":
+        report(
+            "$.spec.result_handling",
+            "result_handling: hook needs a receiver for the webhook; seqrun status shows it "
+            "running until then",
+            "warning",
+        )
     known = [*LINKEDAPI_ACTION_TYPES, *CANONICAL_ACTIONS]
     for node, is_root in _walk(wf.root):
         apath = child_path(node.path, "action")

@@ -125,6 +125,12 @@ def reconcile_delay(env: Mapping[str, str]) -> float:
     return RECONCILE_AFTER
 
 
+HOOK_NOTE = (
+    "the result will arrive at the webhook; seqrun has no receiver for it yet, so the workflow "
+    "stays `running` in `seqrun status` until one settles it"
+)
+
+
 class KV(Protocol):
     """The part of :class:`engine.store.Store` workflows use."""
 
@@ -413,6 +419,7 @@ class _Run:
             return await self.follow(str(self.record["workflow_id"]))
         if self.record.get("phase") == "hook":
             self.result.state = "running"
+            self.result.note = HOOK_NOTE
             return self.result
         # An intent without an id: the POST may or may not have reached LinkedAPI.
         return await self.reconcile()
@@ -485,7 +492,7 @@ class _Run:
         if self.wf.result_handling == "hook":
             self.save(phase="hook")
             self.result.state = "running"
-            self.result.note = "the result will be delivered to the webhook"
+            self.result.note = HOOK_NOTE
             return self.result
         if answer.workflow_id is None:
             return self.finish(
