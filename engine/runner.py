@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 
 from engine.clock import Clock
 from engine.compiler import CompiledSequence, compile_sequence
-from engine.errors import ProviderError, StoreError
+from engine.errors import ProviderError, SeqrunError, StoreError
 from engine.model import (
     DAYS,
     ActionStep,
@@ -351,6 +351,7 @@ class Runner:
         accept_poll: timedelta = timedelta(hours=8),
         visit_sync_age: timedelta = timedelta(hours=1),
         due_batch: int = 2000,
+        settle_after: timedelta = timedelta(minutes=5),
     ) -> None:
         self.store = store
         self.providers = providers
@@ -373,6 +374,9 @@ class Runner:
         self._blocked = False  # something waits on the provider (see run_until)
         self.visit_sync_age = visit_sync_age
         self.due_batch = due_batch
+        # A provider's longest execution time: an attempt whose outcome is unknown (a TIMEOUT,
+        # a crash) may still land that long after it; no next attempt goes out before.
+        self.settle_after = settle_after
 
     # ---- lookups --------------------------------------------------------------------------
 
@@ -658,9 +662,29 @@ class Runner:
                     self._pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
                     statuses = {i.id: i for i in self.store.list_identities()}
                 continue
+            if not done and self._keep_open(intent, enr, lead, result):
+                unresolved.add(enr.id)
+                continue
             self._settle(intent, enr, lead, done, result)
             result.recovered += 1
         return unresolved
+
+    def _keep_open(
+        self, intent: ActionRow, enr: EnrollmentRow, lead: LeadRow, result: TickResult
+    ) -> bool:
+        """An attempt the provider does not show (yet). It may still be executing: the intent
+        stays open, and its lead waits, until `settle_after` has passed since the attempt's
+        outcome became unknown (a TIMEOUT postpones the lead that long; after a crash the
+        window starts at this first look). Asked again when the lead is due, right before its
+        next attempt; False: settle it as not done now."""
+        if enr.state != intent.step or self.compiled(enr.revision).is_terminal(enr.state):
+            return False  # the lead moved on: no next attempt of this step follows
+        now = self.clock.now()
+        due = enr.next_due_at
+        if due is not None and due > intent.created_at:
+            return due > now  # postponed after the attempt: wait for the end of that window
+        self._postpone(enr, lead, now + self.settle_after, "outcome unknown: settling", result)
+        return True
 
     async def _reconcile(
         self,
@@ -864,6 +888,14 @@ class Runner:
     ) -> None:
         try:
             await self._run_waves(ctx, batch, leads, result, dnc)
+        except SeqrunError as exc:  # a refused key, a lost lock...: one line, no traceback
+            log.error(
+                "identity %s: tick failed: %s",
+                ctx.identity,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            result.errors.append(f"{ctx.identity}: {type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug must not stop the other identities (nor the daemon)
             log.exception("identity %s: tick failed", ctx.identity)
             result.errors.append(f"{ctx.identity}: {type(exc).__name__}: {exc}")
@@ -1430,6 +1462,7 @@ class Runner:
                 # Cannot tell yet: the intent stays open (recover() asks again next tick)
                 # and the lead waits; resending now could duplicate.
                 until = now + self._backoff(enr.attempts + 1, rexc.retry_after)
+                until = max(until, now + self.settle_after)
                 self._postpone(
                     enr,
                     lead,
@@ -1445,6 +1478,9 @@ class Runner:
                 return None
             if done:
                 return self._succeeded(ctx, p, key, None, {"reconciled": True}, result)
+            # Not there (yet): the provider may still be executing it. The intent stays open
+            # (no outcome): recover() asks again before any next attempt, and the lead waits
+            # at least `settle_after` (see _settle_open).
         self._release(ctx, p)
         if label == base.AUTH_EXPIRED and compiled.pauses(enr.state, label):
             outcome("failed")
@@ -1460,9 +1496,12 @@ class Runner:
             return None
         if label in base.TRANSIENT_LABELS:
             attempts = enr.attempts + 1
-            outcome("unknown" if label == base.TIMEOUT else "failed")
+            if label != base.TIMEOUT:
+                outcome("failed")
             if attempts <= self.retry_cap:
                 until = now + self._backoff(attempts, exc.retry_after)
+                if label == base.TIMEOUT:
+                    until = max(until, now + self.settle_after)
                 self._postpone(
                     enr,
                     lead,
