@@ -377,6 +377,8 @@ class Runner:
         # A provider's longest execution time: an attempt whose outcome is unknown (a TIMEOUT,
         # a crash) may still land that long after it; no next attempt goes out before.
         self.settle_after = settle_after
+        # idempotency key -> why _reconcile said "done" without evidence (popped when settled)
+        self._unverified: dict[str, str] = {}
 
     # ---- lookups --------------------------------------------------------------------------
 
@@ -697,12 +699,18 @@ class Runner:
         action = intent.action
         target = Lead(lead.profile_url)
         if action in ("visit_profile", "follow"):
-            return True  # harmless if repeated, and nothing to look at
+            # harmless if repeated, and nothing to look at: counted done, and said so
+            self._unverified[intent.idempotency_key] = f"{action} leaves nothing to check"
+            return True
         if action == "connect":
             rel = await provider.relationship(intent.identity, target)
             return rel.status in ("pending", "connected")
         if action == "withdraw_invitation":
             rel = await provider.relationship(intent.identity, target)
+            if rel.status == "none" and not rel.verified:
+                self._unverified[intent.idempotency_key] = (
+                    "no pending invitation seen, but the provider cannot list sent invitations"
+                )
             return rel.status == "none"
         if action in MESSAGES:
             summaries = convs.get(intent.identity)
@@ -728,6 +736,7 @@ class Runner:
         self, intent: ActionRow, enr: EnrollmentRow, lead: LeadRow, done: bool, result: TickResult
     ) -> None:
         now = self.clock.now()
+        unverified = self._unverified_event(intent.idempotency_key, intent.action, enr, lead)
         with self.store.transaction() as conn:
             if done:
                 self.store.log_outcome(
@@ -735,9 +744,11 @@ class Runner:
                     "done",
                     at=now,
                     label="ok",
-                    response={"reconciled": True},
+                    response={"reconciled": True, "unverified": unverified is not None},
                     conn=conn,
                 )
+                if unverified is not None:
+                    self.store.record_events([unverified], conn=conn)
                 if enr.state == intent.step and not self.compiled(enr.revision).is_terminal(
                     enr.state
                 ):
@@ -773,6 +784,24 @@ class Runner:
                     revision=enr.revision,
                     conn=conn,
                 )
+
+    def _unverified_event(
+        self, key: str, action: str, enr: EnrollmentRow, lead: LeadRow
+    ) -> dict[str, Any] | None:
+        """The ``reconciled-unverified`` event (shown by `seqrun why`) when _reconcile counted
+        ``key`` done without evidence; None when it looked."""
+        reason = self._unverified.pop(key, None)
+        if reason is None:
+            return None
+        return {
+            "kind": "reconciled-unverified",
+            "subject": lead.profile_url,
+            "data": {"action": action, "key": key, "reason": reason},
+            "at": self.clock.now(),
+            "enrollment_id": enr.id,
+            "from_state": enr.state,
+            "revision": enr.revision,
+        }
 
     def _provider_name(self, enr: EnrollmentRow) -> str:
         return self._sequence(enr.revision).provider
@@ -1476,8 +1505,12 @@ class Runner:
                 if rexc.label == base.AUTH_EXPIRED:
                     self._pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
                 return None
+            unverified = self._unverified_event(key, step.action, enr, lead)
             if done:
-                return self._succeeded(ctx, p, key, None, {"reconciled": True}, result)
+                if unverified is not None:
+                    ctx.w.events.append(unverified)
+                data = {"reconciled": True, "unverified": unverified is not None}
+                return self._succeeded(ctx, p, key, None, data, result)
             # Not there (yet): the provider may still be executing it. The intent stays open
             # (no outcome): recover() asks again before any next attempt, and the lead waits
             # at least `settle_after` (see _settle_open).

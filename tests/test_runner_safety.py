@@ -196,3 +196,46 @@ async def test_a_refused_api_key_logs_one_line_without_traceback(
     assert failures and not any(r.exc_info for r in failures)
     assert "EDGES_API_KEY" in failures[0].getMessage()
     assert "wrong-key" not in caplog.text
+
+
+# ---- 5. a reconciliation that cannot look is never silent ------------------------------------
+
+
+class NoSentInvitations(httpx.AsyncBaseTransport):
+    """The sandbox, minus ``linkedin-extract-sent-invitations`` (an API that lacks it)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/actions/linkedin-extract-sent-invitations/run/live"):
+            return httpx.Response(404, json={"message": "no such action"}, request=request)
+        return await self.inner.handle_async_request(request)
+
+
+def unverified(env: Env) -> list[Any]:
+    from engine.observe import why
+
+    entries = why(env.store, URL).to_json()["history"]
+    return [e for e in entries if e.get("kind") == "reconciled-unverified"]
+
+
+async def test_a_visit_counted_done_without_evidence_says_so_in_why(tmp_path: Path) -> None:
+    env = Env(tmp_path, (ActionStep("visit", "visit_profile"),))
+    late = LateTransport(env.sandbox.transport, env.clock, "linkedin-visit-profile")
+    await env.runner(late).tick()
+    assert env.state() == "completed"
+    (entry,) = unverified(env)
+    assert "visit_profile" in str(entry)
+
+
+async def test_a_withdraw_that_cannot_be_checked_says_so_in_why(tmp_path: Path) -> None:
+    env = Env(tmp_path, (ActionStep("withdraw", "withdraw_invitation"),))
+    env.world.connect(ID, URL)  # an invitation is pending
+    late = LateTransport(
+        NoSentInvitations(env.sandbox.transport), env.clock, "linkedin-withdraw-invitation"
+    )
+    await env.runner(late).tick()
+    assert env.state() == "completed"
+    (entry,) = unverified(env)
+    assert "sent invitations" in str(entry)

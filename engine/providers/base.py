@@ -80,6 +80,9 @@ class ConversationSummary:
 @dataclass(frozen=True)
 class Relationship:
     status: str  # connected | pending | none
+    # False when the adapter could not look everywhere (e.g. no list of sent invitations:
+    # a pending invitation then reads as "none")
+    verified: bool = True
 
 
 class Provider(Protocol):

@@ -390,7 +390,8 @@ class EdgesProvider:
             return Relationship("connected")
         if await self._invitation_pending(identity, target):
             return Relationship("pending")
-        return Relationship("none")
+        # without extract-sent-invitations a pending invitation would read as "none" too
+        return Relationship("none", verified=not self._no_sent_invitations)
 
     async def _invitation_pending(self, identity: str, target: str) -> bool:
         if self._no_sent_invitations:
