@@ -416,6 +416,12 @@ def _explain(error: ValidationError, doc: Document) -> list[Problem]:
     return [at(path, error.message)]
 
 
+def explain_schema_error(error: ValidationError, doc: Document) -> list[Problem]:
+    """One jsonschema error of any YAML document (a manifest, a sandbox scenario) as
+    positioned, readable problems, as ``seqrun validate`` reports them."""
+    return _explain(error, doc)
+
+
 # ---- model building ---------------------------------------------------------------------------
 
 

@@ -61,14 +61,14 @@ def test_scenario_sets_limits_faults_and_csv(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "path", "fragment"),
     [
-        ("seed: x\n", "$.seed", "is not of type 'integer'"),
+        ("seed: x\n", "$.seed", "expected an integer, got a string ('x')"),
         ("behaviour: {reply_probability: 2}\n", "$.behaviour.reply_probability",
-         "greater than the maximum"),
-        ("faults: {rate_42: 0.1}\n", "$.faults", "Additional properties"),
+         "above the maximum"),
+        ("faults: {rate_42: 0.1}\n", "$.faults.rate_42", "did you mean 'rate_429'?"),
         ("profiles: {items: [{url: 'https://example.com/x'}]}\n", "$.profiles.items[0].url",
          "does not match"),
-        ("identities: [{name: x}]\n", "$.identities[0]", "'uid' is a required property"),
-        ("limits: {classic: {dance: 3}}\n", "$.limits.classic", "is not one of"),
+        ("identities: [{name: x}]\n", "$.identities[0]", "missing required key 'uid'"),
+        ("limits: {classic: {dance: 3}}\n", "$.limits.classic.dance", "is not allowed"),
     ],
 )
 def test_invalid_scenarios(tmp_path: Path, text: str, path: str, fragment: str) -> None:
@@ -78,6 +78,50 @@ def test_invalid_scenarios(tmp_path: Path, text: str, path: str, fragment: str) 
         load_scenario(f)
     (problem,) = info.value.problems
     assert problem.path == path and fragment in problem.message, problem
+
+
+def test_scenario_errors_point_at_the_offending_key(tmp_path: Path) -> None:
+    f = tmp_path / "world.yaml"
+    f.write_text(
+        "seed: 7\n"
+        "behaviour:\n"
+        "  accept_probability: 0.5\n"
+        "  reply_probability: 3\n"
+        "faults:\n"
+        "  rate_42: 0.1\n"
+    )
+    with pytest.raises(ManifestError) as info:
+        load_scenario(f)
+    assert [str(p) for p in info.value.problems] == [
+        f"{f}:4:3: $.behaviour.reply_probability: 3 is above the maximum of 1",
+        f"{f}:6:3: $.faults.rate_42: unknown key 'rate_42' (did you mean 'rate_429'?)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "fragment"),
+    [
+        ("seed: 1\nprofiles: {count: [1\n", "3:1", "YAML syntax error: expected ',' or ']'"),
+        ("seed: 1\nseed: 2\n", "2:1", "duplicate key 'seed' (first defined on line 1)"),
+    ],
+)
+def test_invalid_yaml_is_positioned_not_dumped(
+    tmp_path: Path, text: str, where: str, fragment: str
+) -> None:
+    f = tmp_path / "world.yaml"
+    f.write_text(text)
+    with pytest.raises(ManifestError) as info:
+        load_scenario(f)
+    (problem,) = info.value.problems
+    assert str(problem).startswith(f"{f}:{where}: $")
+    assert fragment in problem.message
+    assert "problem_mark" not in str(problem) and "in \"<unicode string>\"" not in str(problem)
+
+
+def test_empty_scenario_is_the_default_world(tmp_path: Path) -> None:
+    f = tmp_path / "world.yaml"
+    f.write_text("# nothing yet\n")
+    assert load_scenario(f) == {}
 
 
 def test_serve_refuses_an_invalid_scenario(tmp_path: Path,

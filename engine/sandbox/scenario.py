@@ -19,13 +19,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 from engine.clock import Clock
 from engine.errors import ManifestError, Problem
+from engine.loader import explain_schema_error
 from engine.sandbox.common import add_default_identities, parse_iso
 from engine.sandbox.world import DEFAULT_LIMITS, FaultConfig, World, WorldConfig
+from engine.yamlio import read_documents
 
 __all__ = ["load_scenario", "scenario_schema", "scenario_start", "world_from_scenario"]
 
@@ -70,19 +71,29 @@ def validate_scenario(data: Any, source: str = "<scenario>") -> dict[str, Any]:
 
 
 def load_scenario(path: str | Path) -> dict[str, Any]:
-    """Read and validate a scenario file (YAML or JSON). ``profiles.csv`` is made absolute."""
+    """Read and validate a scenario file (YAML or JSON). ``profiles.csv`` is made absolute.
+
+    Read by :mod:`engine.yamlio` like manifests (JSON-shaped YAML, timestamps stay strings)
+    and explained like them: every problem is ``file:line:col: $.path: message`` at the
+    offending key or value. An empty file is the default world."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ManifestError([Problem(str(p), 1, 1, "$", f"cannot read: {exc.strerror}")]) from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise ManifestError([Problem(str(p), line, col, "$", f"invalid YAML: {exc}")]) from exc
-    data = validate_scenario(raw, str(p))
+    if not p.exists():
+        raise ManifestError([Problem(str(p), 1, 1, "$", "no such file or directory")])
+    documents, problems = read_documents(p)
+    if not documents and [q.message for q in problems] == ["empty document"]:
+        return validate_scenario({}, str(p))
+    if problems:
+        raise ManifestError(problems)
+    if len(documents) > 1:
+        raise ManifestError(
+            [documents[1].source.problem("$", "a scenario file holds one YAML document")]
+        )
+    (doc,) = documents
+    errors = _validator().iter_errors(doc.data)
+    found = sorted({q for e in errors for q in explain_schema_error(e, doc)})
+    if found:
+        raise ManifestError(found)
+    data = validate_scenario(doc.data, str(p))
     csv_path = data.get("profiles", {}).get("csv")
     if csv_path and not Path(csv_path).is_absolute():
         data["profiles"]["csv"] = str((p.parent / csv_path).resolve())
