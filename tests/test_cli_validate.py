@@ -68,9 +68,34 @@ def test_validate_json(
     assert report["manifests"] == [{"kind": "Schedule", "name": "inbox-sync", "file": str(good)}]
 
 
-def test_validate_missing_path_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", "no/such/dir"]) == 2
-    assert "does not exist" in capsys.readouterr().err
+def test_validate_missing_path_is_reported_by_the_loader(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["validate", "no/such/dir"]) == 1
+    assert "no/such/dir:1:1: $: no such file or directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "nofile.yaml"],
+        ["graph", "nofile.yaml"],
+        ["sandbox", "serve", "--scenario", "nofile.yaml"],
+        ["plan", "nofile.yaml"],
+    ],
+)
+def test_a_missing_file_is_the_same_error_everywhere(
+    argv: list[str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQRUN_DATABASE_URL", raising=False)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "nofile.yaml:1:1: $: no such file or directory" in err
+    assert "Usage:" not in err
 
 
 def test_schema_prints_one_kind_or_all(capsys: pytest.CaptureFixture[str]) -> None:

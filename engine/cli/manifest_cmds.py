@@ -53,7 +53,7 @@ def schema(kind: str | None) -> int:
 
 
 @cli.command("validate")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--strict", is_flag=True, help="Warnings fail the validation too.")
 @click.option(
     "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
@@ -82,7 +82,7 @@ def _register_graph() -> None:
     from engine.cli import cli as group
 
     @group.command("graph")
-    @click.argument("file", type=click.Path(exists=True, path_type=str))
+    @click.argument("file", type=click.Path(path_type=str))
     @click.option(
         "--format",
         "fmt",

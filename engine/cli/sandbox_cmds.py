@@ -20,7 +20,7 @@ def sandbox_group() -> None:
 @sandbox_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
               help="A scenario file (schemas/scenario.json) describing the world.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Load the world from here and save it back on exit.")
