@@ -30,7 +30,7 @@ def cli(verbose: int) -> None:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `cli`.
-    from engine.cli import manifest_cmds, runtime_cmds, sandbox_cmds, schedule_cmds  # noqa: F401
+    from engine.cli import dnc_cmds, manifest_cmds, runtime_cmds, sandbox_cmds, schedule_cmds  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> int:

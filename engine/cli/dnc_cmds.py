@@ -1,0 +1,129 @@
+"""``seqrun dnc add|remove|list``: the do-not-contact list in the store.
+
+A lead on the list is skipped by ``plan``/``apply`` (never enrolled) and an enrollment already
+in flight is moved to ``stopped`` by the runner before its next action. URLs are normalized
+like the leads CSV (``engine.leads.normalize_profile_url``), so any spelling of a profile
+matches. Commands return an int exit code; errors are raised from engine.errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engine.cli import cli
+from engine.errors import LeadsError
+
+_STATE_DIR = ".seqrun"
+
+
+def normalize_urls(urls: Iterable[str]) -> list[str]:
+    """The normalized profile URLs, in order, without repeats; :class:`LeadsError` naming
+    every bad one (nothing is changed then)."""
+    from engine.leads import normalize_profile_url
+
+    out: list[str] = []
+    bad: list[str] = []
+    for url in urls:
+        try:
+            norm = normalize_profile_url(url)
+        except ValueError as exc:
+            bad.append(f"  {url!r}: {exc}")
+            continue
+        if norm not in out:
+            out.append(norm)
+    if bad:
+        raise LeadsError(
+            f"{len(bad)} bad LinkedIn profile URL(s), nothing changed:\n" + "\n".join(bad)
+        )
+    return out
+
+
+def _open(state_dir: Path) -> Any:
+    from engine.store import Store
+
+    return Store.open(None, state_dir)
+
+
+def _state_dir_option(f: Any) -> Any:
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=_STATE_DIR,
+        show_default=True,
+        help="Where the store lives.",
+    )(f)
+
+
+@cli.group("dnc")
+def dnc_group() -> None:
+    """The do-not-contact list: leads never enrolled, and stopped if already in flight."""
+
+
+@dnc_group.command("add")
+@click.argument("urls", nargs=-1, required=True, metavar="URL...")
+@click.option("--reason", default=None, help="Why (shown by plan and list).")
+@_state_dir_option
+def add_cmd(urls: tuple[str, ...], reason: str | None, state_dir: Path) -> int:
+    """Put profiles on the do-not-contact list (an entry already there gets the new reason)."""
+    wanted = normalize_urls(urls)
+    store = _open(state_dir)
+    try:
+        known = store.do_not_contact()
+        with store.tx() as conn:
+            for url in wanted:
+                store.add_do_not_contact(url, reason, conn=conn)
+    finally:
+        store.close()
+    for url in wanted:
+        verb = "updated" if url in known else "added"
+        click.echo(f"{verb} {url}" + (f" ({reason})" if reason else ""))
+    return 0
+
+
+@dnc_group.command("remove")
+@click.argument("urls", nargs=-1, required=True, metavar="URL...")
+@_state_dir_option
+def remove_cmd(urls: tuple[str, ...], state_dir: Path) -> int:
+    """Take profiles off the do-not-contact list (stopped enrollments stay stopped)."""
+    wanted = normalize_urls(urls)
+    store = _open(state_dir)
+    try:
+        with store.tx() as conn:
+            removed = {url: store.remove_do_not_contact(url, conn=conn) for url in wanted}
+    finally:
+        store.close()
+    for url, done in removed.items():
+        click.echo(f"removed {url}" if done else f"not on the list: {url}")
+    return 0
+
+
+@dnc_group.command("list")
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="text or json.",
+)
+@_state_dir_option
+def list_cmd(output: str, state_dir: Path) -> int:
+    """Every profile on the do-not-contact list, with its reason."""
+    from engine import report
+
+    store = _open(state_dir)
+    try:
+        entries = sorted(store.do_not_contact().items())
+    finally:
+        store.close()
+    if output == "json":
+        report.print_json([{"profile_url": u, "reason": r} for u, r in entries])
+        return 0
+    if not entries:
+        click.echo("The do-not-contact list is empty.")
+        return 0
+    width = max(len(u) for u, _ in entries)
+    click.echo(f"{'PROFILE URL'.ljust(width)}   REASON")
+    for url, reason in entries:
+        click.echo(f"{url.ljust(width)}   {reason or '-'}".rstrip())
+    return 0
