@@ -32,7 +32,7 @@ import random
 import re
 import signal
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 
 from engine.clock import Clock
 from engine.compiler import CompiledSequence, compile_sequence
-from engine.errors import ProviderError, SeqrunError, StoreError
+from engine.errors import LockError, ProviderError, SeqrunError, StoreError
 from engine.model import (
     DAYS,
     ActionStep,
@@ -61,6 +61,7 @@ from engine.store import (
     EnrollmentRow,
     IdentityRow,
     LeadRow,
+    LockHandle,
     Store,
 )
 
@@ -72,6 +73,7 @@ MESSAGES = frozenset({"send_message", "send_inmail"})
 KILL_SWITCH = ("runtime", "paused_all")  # kv (ns, key) set by `seqrun pause --all`
 MAX_CHAIN = 25  # steps one enrollment may take in one tick (lint rejects cycles without waits)
 MAX_RECORDS = 1000  # StepRecords kept per TickResult (memory stays flat on huge ticks)
+RUN_LOCK = "run"  # one runner at a time (hold_run_lock)
 
 Resolver = Callable[[str], CompiledSequence]
 
@@ -379,6 +381,8 @@ class Runner:
         self.settle_after = settle_after
         # idempotency key -> why _reconcile said "done" without evidence (popped when settled)
         self._unverified: dict[str, str] = {}
+        self.holder: str | None = None  # the `run` lock holder while hold_run_lock() is on
+        self._lock_lost: str | None = None
 
     # ---- lookups --------------------------------------------------------------------------
 
@@ -624,6 +628,45 @@ class Runner:
         result.paused_identities.append(ctx.identity)
         log.warning("identity %s paused: %s", ctx.identity, reason)
 
+    # ---- the run lock -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def hold_run_lock(
+        self, ttl: timedelta = timedelta(minutes=2)
+    ) -> AsyncIterator[LockHandle]:
+        """Hold the ``run`` lock (:class:`LockError` if another runner has it) while the block
+        runs: refreshed in the background every ``ttl / 4`` so a long tick never outlives it.
+        The intents written meanwhile carry its holder, so another runner's recover() leaves
+        them alone while this lock lives; a lost lock (expired and taken over) stops this
+        runner before its next provider call (the tick raises :class:`LockError`)."""
+        with self.store.lock(RUN_LOCK, ttl=ttl) as held:
+            self.holder, self._lock_lost = held.holder, None
+            keeper = asyncio.ensure_future(self._keep_lock(held))
+            try:
+                yield held
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+                self.holder = None
+
+    async def _keep_lock(self, held: LockHandle) -> None:
+        period = max(held.ttl.total_seconds() / 4, 0.01)
+        while True:
+            await asyncio.sleep(period)  # wall time: the lock expires on the wall clock
+            try:
+                held.refresh()
+            except LockError as exc:
+                self._lock_lost = str(exc)
+                log.error("stopping: %s", exc)
+                return
+            except Exception as exc:  # the store is briefly unreachable: try again soon
+                log.warning("could not refresh the run lock: %s", exc)
+
+    def _check_lock(self) -> None:
+        if self._lock_lost is not None:
+            raise LockError(self._lock_lost)
+
     # ---- recovery ---------------------------------------------------------------------------
 
     async def recover(
@@ -639,7 +682,13 @@ class Runner:
             return unresolved
         statuses = {i.id: i for i in self.store.list_identities()}
         convs: dict[str, list[ConversationSummary] | None] = {}
+        live = self.store.live_lock_holder(RUN_LOCK)
         for intent in pending:
+            holder = intent.response.get("holder") if isinstance(intent.response, dict) else None
+            if holder is not None and holder != self.holder and holder == live:
+                # another runner, alive, still has this call in flight: not ours to settle
+                unresolved.add(intent.enrollment_id)
+                continue
             ident = statuses.get(intent.identity)
             if ident is not None and ident.status != "active":
                 unresolved.add(intent.enrollment_id)
@@ -841,6 +890,7 @@ class Runner:
 
     async def tick(self) -> TickResult:
         """Recover, resume healthy identities, then run every due enrollment once."""
+        self._check_lock()
         result = TickResult(self.clock.now())
         with self.store.transaction() as conn:  # the tick's reads, one short transaction
             killed = self.store.kv_get(*KILL_SWITCH, conn=conn)
@@ -874,6 +924,7 @@ class Runner:
             statuses = {i.id: i.status for i in self.store.list_identities()}
         if result.paused_identities:
             self._blocked = True
+        self._check_lock()
         return result
 
     async def _run_due(
@@ -979,6 +1030,7 @@ class Runner:
                     planned.append(p)
             if ctx.stopped or not planned:
                 return
+            self._check_lock()
             with self.store.transaction() as conn:
                 self._flush(ctx, conn)
                 keys = self.store.log_intents(
@@ -991,6 +1043,7 @@ class Runner:
                             "identity": ctx.identity,
                             "action": p.step.action,
                             "at": p.at,
+                            "holder": self.holder,
                             "request": {
                                 k: v
                                 for k, v in p.params.items()
@@ -1359,6 +1412,7 @@ class Runner:
                     p.enr, p.lead, saturated, "LIMIT_REACHED (provider)", result, ctx=ctx
                 )
             return None
+        self._check_lock()  # a lost lock: not one more call (its intent stays for recover)
         try:
             outcome = await ctx.provider.perform(
                 ctx.identity, p.step.action, self._lead_for_provider(p.enr, p.lead, key), p.params
@@ -1618,7 +1672,8 @@ class Runner:
                 installed.append(sig)
         summary = RunSummary(self.clock.now(), self.clock.now())
         try:
-            with self.store.lock("run", ttl=timedelta(seconds=max(120, poll_interval * 4))) as held:
+            ttl = timedelta(seconds=max(120, poll_interval * 4))
+            async with self.hold_run_lock(ttl) as held:
                 while not stop.is_set():
                     tick = await self.tick()
                     summary.add(tick)

@@ -239,3 +239,90 @@ async def test_a_withdraw_that_cannot_be_checked_says_so_in_why(tmp_path: Path) 
     assert env.state() == "completed"
     (entry,) = unverified(env)
     assert "sent invitations" in str(entry)
+
+
+# ---- 2. the run lock lives as long as its runner, and guards its calls in flight -------------
+
+
+class Gate(httpx.AsyncBaseTransport):
+    """Forwards to the sandbox; the first call of ``slug`` waits until ``opened`` is set."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, slug: str) -> None:
+        import asyncio
+
+        self.inner, self.slug = inner, slug
+        self.entered, self.opened = asyncio.Event(), asyncio.Event()
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(f"/actions/{self.slug}/run/live"):
+            self.calls += 1
+            if self.calls == 1:
+                self.entered.set()
+                await self.opened.wait()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_second_runner_cannot_act_on_the_first_runners_calls_in_flight(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from engine.errors import LockError
+
+    env = Env(tmp_path, message_steps(), already_connected_with=[ID])
+    gate = Gate(env.sandbox.transport, MESSAGE)
+    first, second = env.runner(gate), env.runner()
+
+    async def run_first() -> None:
+        async with first.hold_run_lock(timedelta(seconds=0.2)):
+            await first.tick()
+
+    task = asyncio.ensure_future(run_first())
+    await asyncio.wait_for(gate.entered.wait(), 5)  # the first runner's call is in flight
+    await asyncio.sleep(0.6)  # three times the lock's TTL: it was refreshed meanwhile
+    with pytest.raises(LockError):
+        async with second.hold_run_lock(timedelta(seconds=0.2)):
+            pass
+    env.clock.advance(timedelta(hours=1))  # even long after the intent
+    result = await second.tick()  # a runner that ignores the lock: still hands off
+    assert (result.recovered, result.postponed, result.actions) == (0, 0, 0)
+    (intent,) = env.store.pending_intents()
+    assert intent.status == "intent"
+    gate.opened.set()
+    await asyncio.wait_for(task, 5)
+    assert len(env.world.messages_to(ID, URL)) == 1 and gate.calls == 1
+    assert env.state() == "completed" and env.store.pending_intents() == []
+
+
+async def test_a_runner_that_lost_its_lock_makes_no_further_call(tmp_path: Path) -> None:
+    import asyncio
+
+    from engine.errors import LockError
+    from engine.store import schema
+
+    env = Env(tmp_path, message_steps(), already_connected_with=[ID])
+    other = "https://www.linkedin.com/in/other-lead"
+    env.world.add_profile(other, first_name="Other", replies=False, already_connected_with=[ID])
+    lead = env.store.upsert_lead(other, {"first_name": "Other"})
+    env.store.enroll(lead, "safety", env.compiled.revision, ID, "intro", env.clock.now())
+    gate = Gate(env.sandbox.transport, MESSAGE)
+    first = env.runner(gate)
+
+    async def run_first() -> None:
+        async with first.hold_run_lock(timedelta(seconds=0.2)):
+            await first.tick()
+
+    task = asyncio.ensure_future(run_first())
+    await asyncio.wait_for(gate.entered.wait(), 5)
+    with env.store.transaction() as conn:  # the lock expired and another runner took it
+        conn.execute(schema.locks.delete())
+    with env.store.lock("run", ttl=timedelta(minutes=5)):
+        await asyncio.sleep(0.3)  # the first runner's refresh finds it gone
+        gate.opened.set()
+        with pytest.raises(LockError):
+            await asyncio.wait_for(task, 5)
+    assert gate.calls == 1  # the call in flight finished; the next one was never made
+    assert len(env.world.deliveries(ID, kind="message")) == 1
+    (left,) = env.store.pending_intents()  # for the new holder's recover()
+    assert left.status == "intent"

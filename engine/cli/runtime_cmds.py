@@ -227,7 +227,8 @@ async def _run_due(rt: _Runtime) -> Any:
     from engine.errors import LockError
 
     try:
-        with rt.store.lock("run"):  # the same lock as `seqrun run`: never two runners at once
+        # the same lock as `seqrun run` (never two runners at once), refreshed while it ticks
+        async with runner.hold_run_lock(_run_lock_ttl(False)):
             return await runner.tick()
     except LockError as exc:
         _log.warning("due steps not run: %s (the running runner will take them)", exc)
@@ -538,7 +539,7 @@ def run_cmd(
             rt.store, _runner_providers(rt), rt.clock)
         end = _parse_until(until, rt.clock.now()) if until else None
         if once or (end is not None and virtual_clock):
-            with rt.store.lock("run", ttl=_run_lock_ttl(virtual_clock)):
+            async with runner.hold_run_lock(_run_lock_ttl(virtual_clock)):
                 if once:
                     return await runner.tick()
                 assert end is not None
@@ -624,7 +625,8 @@ async def _status(rt: _Runtime, status: Callable[..., Any]) -> Any:
 def _run_lock_ttl(virtual_clock: bool) -> Any:
     from datetime import timedelta
 
-    # The lock expires on the wall clock: a crashed run frees it after this long.
+    # The lock expires on the wall clock: a crashed run frees it after this long (a live one
+    # refreshes it in the background, see Runner.hold_run_lock).
     return timedelta(minutes=30 if virtual_clock else 10)
 
 

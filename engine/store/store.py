@@ -493,6 +493,15 @@ class Store:
                     t.locks.delete().where(t.locks.c.name == name, t.locks.c.holder == holder)
                 )
 
+    def live_lock_holder(self, name: str, *, conn: Connection | None = None) -> str | None:
+        """Who holds the named lock now (None: free or expired)."""
+        q = sa.select(t.locks.c.holder).where(
+            t.locks.c.name == name, t.locks.c.expires_at >= _utcnow()
+        )
+        with self.tx(conn) as c:
+            holder = c.execute(q).scalar()
+        return None if holder is None else str(holder)
+
     # ---- revisions and sequences --------------------------------------------------------
 
     def put_revision(
@@ -894,7 +903,8 @@ class Store:
     ) -> list[str]:
         """Write many intent rows at once (the runner commits them before its calls), each
         with the next unused attempt number of its (enrollment, step). ``rows`` carry the
-        keyword arguments of :meth:`log_intent` except ``attempt``. Returns the keys."""
+        keyword arguments of :meth:`log_intent` except ``attempt``, plus an optional ``holder``
+        (the run lock holder, kept beside the request). Returns the keys."""
         rows = list(rows)
         if not rows:
             return []
@@ -932,6 +942,9 @@ class Store:
                 key = f"{pair[0]}:{pair[1]}:{attempt}"
                 keys.append(key)
                 request = r.get("request")
+                stored = {} if request is None else {"request": request}
+                if r.get("holder"):  # the run lock holder that makes the call (see recover)
+                    stored["holder"] = r["holder"]
                 values.append(
                     {
                         "idempotency_key": key,
@@ -944,7 +957,7 @@ class Store:
                         "action": r["action"],
                         "status": "intent",
                         "label": None,
-                        "response_json": None if request is None else _dumps({"request": request}),
+                        "response_json": _dumps(stored) if stored else None,
                         "created_at": r["at"],
                         "finished_at": None,
                     }
