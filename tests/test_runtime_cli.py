@@ -342,3 +342,16 @@ def test_schedules_go_through_plan_and_apply(
     code, out, _ = run(capsys, "plan", "sched.yaml", "seq.yaml", "--sandbox",
                        "--detailed-exitcode")
     assert code == 0, out
+
+
+def test_apply_without_credentials_fails_before_persisting(
+    work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EDGES_API_KEY", raising=False)
+    code, _, err = run(capsys, "apply", "seq.yaml", "--auto-approve")
+    assert code == 1 and "EDGES_API_KEY" in err
+    s = store(work)
+    assert s.get_sequence("founders") is None and s.enrollments() == []
+    s.close()
+    # --no-run needs no provider: it persists
+    assert run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")[0] == 0

@@ -286,6 +286,11 @@ def apply_cmd(
     approve = _approver(auto_approve, output)
 
     async def work(rt: _Runtime) -> Any:
+        if not no_run:
+            # the run after the apply needs each sequence's provider: a missing credential is
+            # an error now (ConfigError names the variable), before anything is persisted
+            for provider in sorted({m.provider for m in manifests if m.kind == "Sequence"}):
+                rt.client_for(provider)
         result = await apply(manifests, store=rt.store, clock=rt.clock, approve=approve,
                              client_for=rt.client_for, prune=prune)
         if not no_run and any(m.kind == "Sequence" for m in manifests):
