@@ -4,7 +4,8 @@ Live runs answer with the action's result JSON; async runs and schedules keep ru
 objects in ``world.api_state["edges"]`` (so they persist with the world) and are processed
 lazily: at the start of every Edges request and on :meth:`EdgesAPI.tick`. Where the docs
 disagree the sandbox accepts and emits both (run objects carry ``uid`` and ``run_uid``).
-Shapes not found in the docs are marked *inferred* below.
+Shapes not found in the docs are marked *inferred* below (among them: an async or schedule
+run of ``linkedin-extract-messages`` with no thread input is an inbox sync, see ``_list_raw``).
 
 Example::
 
@@ -401,16 +402,24 @@ class EdgesAPI:
                 "linkedin_profile_url": p.url, "connection_sent_date": iso(inv.sent_at)}
 
     def _list(self, action: str, ident: IdentityState | None, input: dict[str, Any],
-              params: dict[str, Any], since: datetime | None) -> list[dict[str, Any]]:
+              params: dict[str, Any], since: datetime | None, *, inbox: bool = False,
+              ) -> list[dict[str, Any]]:
         """Every item of a list action (newest first), only those after ``since`` if given."""
-        raw, render = self._list_raw(action, ident, input, params, since)
+        raw, render = self._list_raw(action, ident, input, params, since, inbox=inbox)
         return [render(x) for x in raw]
 
     def _list_raw(self, action: str, ident: IdentityState | None, input: dict[str, Any],
-                  params: dict[str, Any], since: datetime | None,
+                  params: dict[str, Any], since: datetime | None, *, inbox: bool = False,
                   ) -> tuple[list[Any], Callable[[Any], dict[str, Any]]]:
         """The items of a list action unrendered, and how to render one (so that a live page
-        renders only its own 20 or 40 items)."""
+        renders only its own 20 or 40 items).
+
+        ``inbox`` (async and schedule runs): ``linkedin-extract-messages`` without a thread
+        reference is an inbox sync, the identity's messages across all its conversations,
+        newest first, only those after ``since`` (the incremental watermark) if given.
+        *Inferred*: the docs show the action with a thread input only, yet a Schedule of it
+        with no ``inputs`` (``../shared/examples/inbox-sync.yaml``, seed 000's inbox sync) is
+        the documented use; a live run without a thread stays ``BAD_INPUT``."""
         w = self.world
         if action == "linkedin-search-people":
             url = input.get("linkedin_people_search_url")
@@ -455,6 +464,12 @@ class EdgesAPI:
         if action == "linkedin-extract-messages":
             ref = (input.get("linkedin_thread_url") or input.get("linkedin_conversation_url")
                    or input.get("linkedin_thread_id") or input.get("conversation_id"))
+            if not ref and inbox:
+                mail = [(t, i, m) for t in w.conversations(ident.uid)
+                        for i, m in enumerate(t.messages)
+                        if since is None or m.created_at > since]
+                mail.sort(key=lambda tim: (tim[2].created_at, tim[2].message_id), reverse=True)
+                return mail, lambda tim: self._message_out(ident, tim[0], tim[2], tim[1])
             if not isinstance(ref, str) or not ref:
                 raise EdgesError("BAD_INPUT",
                                  "input must have required property 'linkedin_thread_url'")
@@ -905,7 +920,7 @@ class EdgesAPI:
             output: dict[str, Any] = {"index": i, "custom_data": custom, "input": item}
             try:
                 if action in LIST_ACTIONS:
-                    data: Any = self._list(action, ident, item, params, since)
+                    data: Any = self._list(action, ident, item, params, since, inbox=True)
                     if isinstance(cap, int) and cap > 0:
                         data = data[:cap]
                 else:
