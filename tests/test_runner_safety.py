@@ -275,12 +275,12 @@ async def test_a_second_runner_cannot_act_on_the_first_runners_calls_in_flight(
     first, second = env.runner(gate), env.runner()
 
     async def run_first() -> None:
-        async with first.hold_run_lock(timedelta(seconds=0.2)):
+        async with first.hold_run_lock(timedelta(seconds=1)):
             await first.tick()
 
     task = asyncio.ensure_future(run_first())
     await asyncio.wait_for(gate.entered.wait(), 5)  # the first runner's call is in flight
-    await asyncio.sleep(0.6)  # three times the lock's TTL: it was refreshed meanwhile
+    await asyncio.sleep(1.6)  # past the lock's TTL: it was refreshed meanwhile
     with pytest.raises(LockError):
         async with second.hold_run_lock(timedelta(seconds=0.2)):
             pass
@@ -318,7 +318,10 @@ async def test_a_runner_that_lost_its_lock_makes_no_further_call(tmp_path: Path)
     with env.store.transaction() as conn:  # the lock expired and another runner took it
         conn.execute(schema.locks.delete())
     with env.store.lock("run", ttl=timedelta(minutes=5)):
-        await asyncio.sleep(0.3)  # the first runner's refresh finds it gone
+        for _ in range(100):  # the first runner's refresh finds it gone
+            await asyncio.sleep(0.05)
+            if first._lock_lost:
+                break
         gate.opened.set()
         with pytest.raises(LockError):
             await asyncio.wait_for(task, 5)
