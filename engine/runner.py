@@ -728,6 +728,8 @@ class Runner:
         outcome became unknown (a TIMEOUT postpones the lead that long; after a crash the
         window starts at this first look). Asked again when the lead is due, right before its
         next attempt; False: settle it as not done now."""
+        if intent.action not in OUTREACH:
+            return False  # nothing to duplicate (a connection check): simply ask again
         if enr.state != intent.step or self.compiled(enr.revision).is_terminal(enr.state):
             return False  # the lead moved on: no next attempt of this step follows
         now = self.clock.now()
