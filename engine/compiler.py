@@ -6,6 +6,14 @@ machine's own transition table, so no ``transitions`` model is ever built per le
 from YAML becomes a callback: the machine has no callbacks at all (transitions resolves
 dotted strings to imports, so a name from a manifest would be code execution).
 
+The machine holds the explicit edges of each step (``ok``, ``elapsed``, ``accepted``,
+``timeout``, ``case_<n>``, ``else``, a step's own ``on:`` routes). A label that only follows
+the sequence-wide routing (sequence ``on:`` or the defaults below) is not a transition object
+per state: it resolves from one shared table, label -> destination, for the states where it
+applies (:meth:`CompiledSequence.sequence_route`). A 5,000-step machine would otherwise hold
+~40,000 transitions, most of them ``-> failed``. (A ``'*'`` source would not help:
+``transitions`` expands it into one transition per state.)
+
 Example::
 
     >>> compiled = compile_sequence(seq)
@@ -40,7 +48,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from transitions import Machine, Transition
+from transitions import Machine, State, Transition
 
 from engine.errors import ManifestError, Problem, UsageError
 from engine.model import (
@@ -85,6 +93,10 @@ DEFAULT_ROUTES: Mapping[str, str] = {
 _LABELS: tuple[str, ...] = (*ERROR_LABELS, REPLY)
 _LABEL_SET = frozenset(_LABELS)
 Row = tuple[str, str]  # (trigger, dest)
+_NONE: frozenset[str] = frozenset()
+# A step's triggers in order, its explicit label rows, the labels it leaves to the shared
+# sequence-wide table, and the labels that pause.
+_Profile = tuple[tuple[str, ...], tuple[Row, ...], frozenset[str], frozenset[str]]
 WORKFLOW_STATES: tuple[str, ...] = ("pending", "running", "completed", "failed")
 
 
@@ -112,8 +124,31 @@ class _Transition(Transition):
         self.prepare = self.before = self.after = self.conditions = ()  # type: ignore[assignment]
 
 
+class _State(State):
+    """A state that cannot carry callbacks either (``on_enter``/``on_exit`` are empty tuples),
+    slotted: a 5,000-step machine has 5,000 of them."""
+
+    __slots__ = ("_name", "final", "ignore_invalid_triggers", "on_enter", "on_exit")
+
+    def __init__(
+        self,
+        name: str,
+        on_enter: Any = None,
+        on_exit: Any = None,
+        ignore_invalid_triggers: Any = None,
+        final: bool = False,
+    ) -> None:
+        if on_enter or on_exit:
+            raise TypeError("seqrun machines take no callbacks")
+        self._name = name
+        self.final = final
+        self.ignore_invalid_triggers = ignore_invalid_triggers
+        self.on_enter = self.on_exit = ()  # type: ignore[assignment]
+
+
 class _Machine(Machine):
     transition_cls = _Transition
+    state_cls = _State
 
 
 def _canonical(value: Any) -> Any:
@@ -150,23 +185,46 @@ class _Compiled:
     terminals: tuple[str, ...]
     _table: Mapping[str, Mapping[str, str]] = field(repr=False)  # trigger -> source -> dest
     _rows: Mapping[str, list[tuple[str, str]]] = field(repr=False)  # state -> (trigger, dest)
+    # state -> every trigger in order; the tuples are shared between states that have the same
+    _order: Mapping[str, tuple[str, ...]] = field(repr=False)
+    # state -> the labels that resolve from _shared (absent: none); the sets are shared too
+    _fallback: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _shared: Mapping[str, str] = field(default_factory=dict, repr=False)  # label -> dest
 
     def next_state(self, state: str, trigger: str) -> str:
         """Where ``trigger`` leads from ``state``; KeyError when there is no such transition."""
-        return self._table[trigger][state]
+        try:
+            return self._table[trigger][state]
+        except KeyError:
+            if trigger in self._fallback.get(state, _NONE):
+                return self._shared[trigger]
+            raise
+
+    def sequence_route(self, state: str, trigger: str) -> str | None:
+        """The destination when ``trigger`` from ``state`` follows the sequence-wide routing
+        (shared table, no transition in the machine); None for a machine transition or none."""
+        if trigger in self._fallback.get(state, _NONE):
+            return self._shared[trigger]
+        return None
 
     def triggers(self, state: str) -> list[str]:
         """The triggers of ``state`` (none for terminals); KeyError for an unknown state."""
-        return [trigger for trigger, _ in self._rows[state]]
+        return list(self._order[state])
 
     def is_terminal(self, state: str) -> bool:
         return state in self.terminals
 
     def edges(self) -> Iterator[tuple[str, str, str]]:
-        """Every transition as (source, trigger, dest), states in order."""
+        """Every transition as (source, trigger, dest), states in order, shared routes included."""
         for state in self.states:
-            for trigger, _ in self._rows[state]:
-                yield state, trigger, self._table[trigger][state]
+            for trigger in self._order[state]:
+                yield state, trigger, self.next_state(state, trigger)
+
+    def machine_edges(self) -> Iterator[tuple[str, str, str]]:
+        """The transitions the machine holds (``edges`` without the shared routes)."""
+        for state in self.states:
+            for trigger, dest in self._rows[state]:
+                yield state, trigger, dest
 
     def is_default(self, state: str, trigger: str) -> bool:
         """True when the transition comes from a default route, not from the manifest."""
@@ -192,7 +250,10 @@ class CompiledSequence(_Compiled):
 
     def is_default(self, state: str, trigger: str) -> bool:
         step = self._steps.get(state)
-        if step is None or trigger not in _LABEL_SET or state not in self._table.get(trigger, {}):
+        if step is None or trigger not in _LABEL_SET:
+            return False
+        in_machine = state in self._table.get(trigger, _NONE)
+        if not in_machine and self.sequence_route(state, trigger) is None:
             return False
         if isinstance(step, ActionStep) and trigger in step.on:
             return False
@@ -234,6 +295,9 @@ class _Builder:
         self.name = name
         self.source = source
         self.rows: dict[str, list[tuple[str, str]]] = {}
+        self.order: dict[str, tuple[str, ...]] = {}  # set by compile_sequence (else from rows)
+        self.fallback: dict[str, frozenset[str]] = {}
+        self.shared: dict[str, str] = {}
         self.problems: list[Problem] = []
 
     def state(self, name: str, owner: Any = None) -> list[tuple[str, str]]:
@@ -245,28 +309,39 @@ class _Builder:
             self.rows[name] = []
         return self.rows[name]
 
-    def machine(
-        self, initial: str, owners: Mapping[str, Any] | None = None
-    ) -> tuple[Machine, dict[str, dict[str, str]]]:
-        # Group sources per (trigger, dest): one add_transition call per group.
-        groups: dict[tuple[str, str], list[str]] = {}
-        rows = self.rows
-        for src, row in rows.items():
-            for trigger, dest in row:
-                if dest not in rows:
+    def order_of(self, state: str) -> tuple[str, ...]:
+        order = self.order.get(state)
+        if order is None:
+            order = tuple(trigger for trigger, _ in self.rows[state])
+        return order
+
+    def dest_of(self, state: str, trigger: str) -> str:
+        if trigger in self.fallback.get(state, _NONE):
+            return self.shared[trigger]
+        return next(dest for t, dest in self.rows[state] if t == trigger)
+
+    def undefined(self, owners: Mapping[str, Any]) -> None:
+        """A problem per transition (shared routes included) to a state that does not exist,
+        in state and trigger order."""
+        for src in self.rows:
+            for trigger in self.order_of(src):
+                dest = self.dest_of(src, trigger)
+                if dest not in self.rows:
                     self.problems.append(
                         self.source.problem(
-                            getattr((owners or {}).get(src), "path", "$"),
+                            getattr(owners.get(src), "path", "$"),
                             f"{src!r} --{trigger}--> undefined state {dest!r}",
                         )
                     )
-                sources = groups.get((trigger, dest))
-                if sources is None:
-                    groups[(trigger, dest)] = [src]
-                else:
-                    sources.append(src)
-        if self.problems:
-            raise ManifestError(self.problems)
+
+    def orders(self) -> dict[str, tuple[str, ...]]:
+        return {state: self.order_of(state) for state in self.rows}
+
+    def machine(
+        self, initial: str, owners: Mapping[str, Any] | None = None
+    ) -> tuple[Machine, dict[str, dict[str, str]]]:
+        rows = self.rows
+        undefined = any(dest not in rows for dest in self.shared.values())
         machine = _Machine(
             model=None,
             states=list(rows),
@@ -275,18 +350,26 @@ class _Builder:
             send_event=False,
             name=self.name,
         )
-        # The lookup table is the machine's transition table: the same (trigger, dest) groups,
-        # indexed trigger -> {source: dest} (a test checks it against machine.get_transitions).
-        # Per-trigger dicts stay small enough for the CPU cache; reading each Transition object
-        # back would not, and a 5,000-step machine holds about 40,000 of them.
+        # One pass over the rows fills the machine and the lookup table, trigger -> {source:
+        # dest} (a test checks it against machine.get_transitions). Each trigger's event is
+        # registered once through add_transition with no source; its transitions are then added
+        # to the event directly (add_transition per row costs ~2 us of argument handling).
+        events = machine.events
         table: dict[str, dict[str, str]] = {}
-        for (trigger, dest), sources in groups.items():
-            machine.add_transition(trigger, cast(Any, sources), dest)
-            by_source = table.get(trigger)
-            if by_source is None:
-                table[trigger] = by_source = {}
-            for src in sources:
+        for src, row in rows.items():
+            for trigger, dest in row:
+                if dest not in rows:
+                    undefined = True
+                by_source = table.get(trigger)
+                if by_source is None:
+                    table[trigger] = by_source = {}
+                    machine.add_transition(trigger, cast(Any, []), dest)
                 by_source[src] = dest
+                events[trigger].add_transition(_Transition(src, dest))
+        if undefined:
+            self.undefined(owners or {})
+        if self.problems:
+            raise ManifestError(self.problems)
         return machine, table
 
 
@@ -294,63 +377,94 @@ def compile_sequence(seq: Sequence) -> CompiledSequence:
     """Compile ``seq`` (already linted) into its state machine; ManifestError on a bad reference."""
     steps = seq.steps
     builder = _Builder(seq.name, seq.source)
-    rows = [builder.state(step.id, step) for step in steps]
-    for terminal in TERMINALS:
-        builder.state(terminal)
     routes: dict[str, str] = {**DEFAULT_ROUTES, **seq.on}
     pauses: dict[str, frozenset[str]] = {}
+    # The sequence-wide routing, one table for every state: label -> dest (pause: absent).
+    shared = builder.shared
+    for label in (*_LABELS, *routes):
+        dest = routes.get(label) or "failed"
+        if dest != PAUSE:
+            shared[label] = dest
+    order_of, fallback_of = builder.order, builder.fallback
+    # Profiles, computed once per kind of step and step `on:`, shared by the steps that have it.
+    profiles: dict[Any, _Profile] = {}
 
-    def route(labels: Iterable[str], local: Mapping[str, str]) -> tuple[list[Row], frozenset[str]]:
-        pairs: list[Row] = []
-        paused = []
+    def profile(head: tuple[str, ...], labels: Iterable[str], local: Mapping[str, str]) -> _Profile:
+        order: list[str] = list(head)
+        explicit: list[Row] = []
+        fallback: list[str] = []
+        paused: list[str] = []
         for label in labels:
-            dest = local.get(label) or routes.get(label) or "failed"
+            mine = local.get(label)
+            dest = mine or routes.get(label) or "failed"
             if dest == PAUSE:
                 paused.append(label)
+                continue
+            order.append(label)
+            if mine:
+                explicit.append((label, dest))
             else:
-                pairs.append((label, dest))
-        return pairs, frozenset(paused)
+                fallback.append(label)
+                shared.setdefault(label, dest)
+        return tuple(order), tuple(explicit), frozenset(fallback), frozenset(paused)
 
-    # The label rows of a step without its own `on:` are the same for every step: build them
-    # once and share the tuples (a 5,000-step sequence would otherwise allocate 70,000).
-    action_pairs, action_paused = route(_LABELS, {})
-    reply_pairs, reply_paused = route((REPLY,), {})
-
+    # One pass over the steps (at 5,000 steps they no longer sit in the CPU cache by the time
+    # a second pass would come back to them).
+    steps_by_id: dict[str, Step] = {}
     count = len(steps)
     for i, step in enumerate(steps):
-        row = rows[i]
+        sid = step.id
+        row = builder.state(sid, step)
+        steps_by_id[sid] = step
         following = steps[i + 1].id if i + 1 < count else "completed"
-        paused: frozenset[str] = frozenset()
+        prof: _Profile | None = None
         if isinstance(step, ActionStep):
             row.append(("ok", step.next or following))
-            if step.on:
-                extra = [label for label in step.on if label not in _LABEL_SET]
-                pairs, paused = route([*_LABELS, *extra], step.on)
-                row.extend(pairs)
-            else:
-                row.extend(action_pairs)
-                paused = action_paused
+            local = step.on
+            key: Any = ("action", *local.items()) if local else "action"
+            prof = profiles.get(key)
+            if prof is None:
+                extra = [label for label in local if label not in _LABEL_SET]
+                prof = profiles[key] = profile(("ok",), [*_LABELS, *extra], local)
         elif isinstance(step, WaitStep):
             row.append(("elapsed", step.next or following))
             row.append(("ok", step.next or following))
-            row.extend(reply_pairs)
-            paused = reply_paused
+            prof = profiles.get("wait")
+            if prof is None:
+                prof = profiles["wait"] = profile(("elapsed", "ok"), (REPLY,), {})
         elif isinstance(step, WaitForStep):
             event_trigger = "accepted" if step.event == "connection_accepted" else step.event
             row.append((event_trigger, step.next or following))
             row.append(("timeout", step.on_timeout or "failed"))
             # A wait performs no action: only the sequence-wide routes apply while waiting.
-            pairs, paused = route([label for label in routes if label != event_trigger], {})
-            row.extend(pairs)
+            key = ("wait_for", event_trigger)
+            prof = profiles.get(key)
+            if prof is None:
+                labels = [label for label in routes if label != event_trigger]
+                prof = profiles[key] = profile((event_trigger, "timeout"), labels, {})
         elif isinstance(step, BranchStep):
             row.extend((f"case_{n}", case.goto) for n, case in enumerate(step.cases))
             row.append(("else", step.else_ or following))
+            key = ("branch", len(step.cases))
+            prof = profiles.get(key)
+            if prof is None:
+                prof = profiles[key] = profile(tuple(t for t, _ in row), (), {})
         elif isinstance(step, EndStep):
             row.append(("ok", step.terminal))
-        if paused:
-            pauses[step.id] = paused
+            order_of[sid] = ("ok",)
+        if prof is not None:
+            order, explicit, fallback, paused = prof
+            order_of[sid] = order
+            if explicit:
+                row.extend(explicit)
+            if fallback:
+                fallback_of[sid] = fallback
+            if paused:
+                pauses[sid] = paused
+    for terminal in TERMINALS:
+        builder.state(terminal)
+        builder.order[terminal] = ()
     initial = steps[0].id if steps else "completed"
-    steps_by_id = {s.id: s for s in steps}
     machine, table = builder.machine(initial, steps_by_id)
     return CompiledSequence(
         name=seq.name,
@@ -361,6 +475,9 @@ def compile_sequence(seq: Sequence) -> CompiledSequence:
         terminals=TERMINALS,
         _table=table,
         _rows=builder.rows,
+        _order=builder.order if len(builder.order) == len(builder.rows) else builder.orders(),
+        _fallback=builder.fallback,
+        _shared=shared,
         sequence=seq,
         sequence_routes=routes,
         _steps=steps_by_id,
@@ -407,6 +524,7 @@ def compile_workflow(wf: Workflow) -> CompiledWorkflow:
         terminals=("completed", "failed"),
         _table=table,
         _rows=builder.rows,
+        _order=builder.orders(),
         workflow=wf,
         _nodes=machine_nodes,
     )
@@ -449,6 +567,7 @@ def compile_schedule(sch: Schedule) -> CompiledSchedule:
         terminals=("succeeded", "partial_succeeded", "failed"),
         _table=table,
         _rows=builder.rows,
+        _order=builder.orders(),
         schedule=sch,
     )
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.compiler import (
+    CompiledSequence,
     compile_schedule,
     compile_sequence,
     compile_workflow,
@@ -16,6 +19,7 @@ from engine.compiler import (
     revision_of,
 )
 from engine.errors import ManifestError, UsageError
+from engine.lint import ROUTE_LABELS as _ROUTE_LABELS
 from engine.model import (
     TERMINALS,
     ActionStep,
@@ -27,6 +31,7 @@ from engine.model import (
     Sequence,
     Step,
     WaitForStep,
+    WaitStep,
     Workflow,
     WorkflowNode,
 )
@@ -34,6 +39,11 @@ from tests._founders import P, founders_steps
 from tests.conftest import SHARED_EXAMPLES
 
 FOUNDERS: tuple[Step, ...] = founders_steps()
+# state -> "trigger>dest ... | pausing labels | default labels" per case of table_cases(),
+# captured from the compiler that still made every label a transition of the machine
+EXPECTED_TABLES: dict[str, dict[str, str]] = json.loads(
+    (Path(__file__).parent / "compiler_tables.json").read_text(encoding="utf-8")
+)
 
 
 def seq(steps: tuple[Step, ...] = FOUNDERS, **kw: Any) -> Sequence:
@@ -73,8 +83,14 @@ def seq(steps: tuple[Step, ...] = FOUNDERS, **kw: Any) -> Sequence:
 def test_founders_transition_table(state: str, trigger: str, dest: str) -> None:
     compiled = compile_sequence(seq())
     assert compiled.next_state(state, trigger) == dest
-    # the precomputed table is the machine's own table
-    assert [t.dest for t in compiled.machine.get_transitions(trigger, state)] == [dest]
+    assert trigger in compiled.triggers(state)
+    # an explicit edge is a transition of the machine; a label that only follows the
+    # sequence-wide routing resolves from the shared table and has none
+    in_machine = [t.dest for t in compiled.machine.get_transitions(trigger, state)]
+    if compiled.sequence_route(state, trigger) is None:
+        assert in_machine == [dest]
+    else:
+        assert in_machine == [] and compiled.sequence_route(state, trigger) == dest
 
 
 def test_pause_is_not_a_state() -> None:
@@ -130,7 +146,9 @@ def test_auto_transitions_off_no_model_no_callbacks() -> None:
     assert not any(name.startswith("to_") for name in machine.events)
     assert machine.models == []  # enrollments are rows, not transitions models
     for state in machine.states.values():
-        assert state.on_enter == [] and state.on_exit == []
+        assert not state.on_enter and not state.on_exit
+        with pytest.raises(AttributeError):
+            state.add_callback("enter", "os.system")
     for event in machine.events.values():
         for transitions in event.transitions.values():
             for t in transitions:
@@ -314,16 +332,60 @@ def test_wait_for_only_takes_sequence_routes() -> None:
     assert compiled.pauses("accepted", "AUTH_EXPIRED")
 
 
-def test_lookup_table_is_the_machines_table() -> None:
+def test_lookup_table_is_the_machines_table_plus_shared_routes() -> None:
     steps = (*FOUNDERS[:6], BranchStep("b", (BranchCase("x", "visit"),), path=P(6)), FOUNDERS[6])
-    for compiled in (compile_sequence(seq(steps)), compile_workflow(workflow())):
+    cases = (seq(steps), seq(generated_steps(), on=table_cases()["generated-200-on"].on))
+    for compiled in (*map(compile_sequence, cases), compile_workflow(workflow())):
         machine = compiled.machine
         pairs = {
             (src, trigger): [t.dest for t in transitions]
             for trigger, event in machine.events.items()
             for src, transitions in event.transitions.items()
+            if transitions
         }
-        assert pairs == {(src, trigger): [dest] for src, trigger, dest in compiled.edges()}
+        explicit = {(src, trigger): [dest] for src, trigger, dest in compiled.machine_edges()}
+        assert pairs == explicit
+        # every transition is either the machine's or a sequence-wide route, never both
+        shared: dict[tuple[str, str], str] = {}
+        for src, trigger, dest in compiled.edges():
+            if (src, trigger) not in explicit:
+                shared[(src, trigger)] = dest
+                assert compiled.sequence_route(src, trigger) == dest
+            else:
+                assert compiled.sequence_route(src, trigger) is None
+        assert len(explicit) + len(shared) == sum(1 for _ in compiled.edges())
+        if isinstance(compiled, CompiledSequence):
+            assert shared and len(explicit) < len(shared)
+
+
+def test_default_routes_are_not_machine_transitions() -> None:
+    compiled = compile_sequence(seq(on={}))
+    assert compiled.machine.get_transitions("SERVER_ERROR", "visit") == []
+    assert compiled.machine.get_transitions("reply", "breather") == []
+    assert compiled.next_state("visit", "SERVER_ERROR") == "failed"
+    assert compiled.next_state("breather", "reply") == "replied"
+    # step `on:` routes stay explicit edges of the machine
+    assert [t.dest for t in compiled.machine.get_transitions("ALREADY_CONNECTED", "connect")] == [
+        "intro"
+    ]
+    assert compiled.sequence_route("connect", "ALREADY_CONNECTED") is None
+    # a 200-step machine holds about 2 transitions a step, not 9
+    big = compile_sequence(seq(generated_steps(), on={}))
+    held = sum(1 for _ in big.machine_edges())
+    assert held < 3 * len(big.states) < sum(1 for _ in big.edges())
+    with pytest.raises(KeyError):
+        big.next_state("completed", "SERVER_ERROR")  # terminals have no triggers
+    with pytest.raises(KeyError):
+        big.next_state("s8", "SERVER_ERROR")  # an end step: only ok
+
+
+def test_undefined_sequence_route_is_named_per_state() -> None:
+    with pytest.raises(ManifestError) as info:
+        compile_sequence(seq(on={"SERVER_ERROR": "gone"}))
+    text = str(info.value)
+    assert "$.spec.steps[0]: 'visit' --SERVER_ERROR--> undefined state 'gone'" in text
+    assert "'withdraw' --SERVER_ERROR--> undefined state 'gone'" in text
+    assert "'breather' --SERVER_ERROR" not in text  # a wait only takes reply
 
 
 def test_schedule_run_lifecycle() -> None:
@@ -336,3 +398,100 @@ def test_schedule_run_lifecycle() -> None:
     assert compiled.next_state("blocked", "resume") == "scheduled"
     assert compiled.is_terminal("partial_succeeded")
     assert all(f'"{state}"' in graph(compiled, "dot") for state in compiled.states)
+
+
+# ---- the transition table, pinned to the one captured before default routes left the machine ----
+
+
+def generated_steps(n: int = 200) -> tuple[Step, ...]:
+    """``n`` steps of every kind: actions with and without step ``on:`` (routes to steps, to
+    terminals, to ``pause``, a label routed where the default goes anyway, an unknown label),
+    waits, both ``wait_for`` events, branches of 1-3 cases with and without ``else``, ends."""
+    overrides: tuple[dict[str, str], ...] = (
+        {},
+        {"NOT_CONNECTED": "s0"},
+        {"AUTH_EXPIRED": "stopped", "reply": "s3"},
+        {"LIMIT_REACHED": "pause", "SERVER_ERROR": "s1"},
+        {"TIMEOUT": "failed", "PROFILE_NOT_ACCESSIBLE": "s2", "CUSTOM_LABEL": "s4"},
+    )
+    steps: list[Step] = []
+    for k in range(n):
+        sid, kind = f"s{k}", k % 9
+        after = f"s{min(k + 3, n - 1)}"
+        if kind in (0, 2, 5):
+            on = overrides[(k // 9 + kind) % len(overrides)]
+            nxt = after if k % 4 == 0 else None
+            steps.append(ActionStep(sid, "send_message", on=dict(on), next=nxt, path=P(k)))
+        elif kind == 1:
+            steps.append(WaitStep(sid, timedelta(days=1), next=after if k % 2 else None, path=P(k)))
+        elif kind == 3:
+            event = "connection_accepted" if k % 2 else "reply"
+            timeout_to = ("removed", "failed", f"s{k // 2}")[k % 3]
+            steps.append(WaitForStep(sid, event, timedelta(days=3), timeout_to, path=P(k)))
+        elif kind in (4, 6):
+            goto = (f"s{(k * 7 + j) % n}" for j in range(k % 3 + 1))
+            cases = tuple(BranchCase(f"lead.x == {j}", to) for j, to in enumerate(goto))
+            steps.append(BranchStep(sid, cases, else_=after if k % 2 else None, path=P(k)))
+        elif kind == 7:
+            steps.append(ActionStep(sid, "visit_profile", path=P(k)))
+        else:
+            steps.append(EndStep(sid, TERMINALS[k % len(TERMINALS)], path=P(k)))
+    return tuple(steps)
+
+
+def table_cases() -> dict[str, Sequence]:
+    """The sequences whose full transition table tests/compiler_tables.json holds."""
+    gen = generated_steps()
+    overrides = {
+        "reply": "s7",
+        "AUTH_EXPIRED": "stopped",
+        "LIMIT_REACHED": "pause",
+        "SERVER_ERROR": "s1",
+        "PROFILE_NOT_ACCESSIBLE": "removed",
+        "SEQ_LABEL": "completed",
+    }
+    return {
+        "founders": seq(),
+        "founders-defaults": seq(on={}),
+        "generated-200": seq(gen, on={}),
+        "generated-200-on": seq(gen, on=overrides),
+        "shared-founders-outreach": _shared_founders(),
+    }
+
+
+def _shared_founders() -> Sequence:
+    from engine.loader import load
+
+    found = load([SHARED_EXAMPLES / "founders-outreach.yaml"])[0]
+    assert isinstance(found, Sequence)
+    return found
+
+
+def table_of(compiled: Any) -> dict[str, str]:
+    """Per state, one line: its triggers in order with their destinations
+    (``trigger>dest ...``), then ``|`` the labels that pause, then ``|`` the default ones."""
+    universe = sorted({*_ROUTE_LABELS, "ok", "elapsed", "accepted", "timeout", "else", "case_0"})
+    out: dict[str, str] = {}
+    for state in compiled.states:
+        triggers = compiled.triggers(state)
+        rows = " ".join(f"{t}>{compiled.next_state(state, t)}" for t in triggers)
+        pauses = " ".join(label for label in universe if compiled.pauses(state, label))
+        defaults = " ".join(t for t in triggers if compiled.is_default(state, t))
+        out[state] = f"{rows} | {pauses} | {defaults}"
+    return out
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_TABLES))
+def test_transition_table_is_unchanged(name: str) -> None:
+    """next_state, triggers, pauses and is_default give, for every state and trigger, what
+    they gave when every label was a transition of the machine (captured then)."""
+    compiled = compile_sequence(table_cases()[name])
+    expected = EXPECTED_TABLES[name]
+    assert table_of(compiled) == expected
+    universe = {*_ROUTE_LABELS, "ok", "elapsed", "accepted", "timeout", "else", "bogus"}
+    universe |= {f"case_{n}" for n in range(4)}
+    for state, line in expected.items():
+        listed = {row.split(">")[0] for row in line.split(" | ")[0].split()}
+        for trigger in universe - listed:
+            with pytest.raises(KeyError):
+                compiled.next_state(state, trigger)
