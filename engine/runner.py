@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -491,11 +492,26 @@ class Runner:
                 detail = detail or f"no transition for {trigger!r} from {enr.state!r}"
         due = self._entry_due(compiled, dest, now)
         last_error = detail if dest == "failed" else None
-        values = dict(
-            state=dest, next_due_at=due, step_entered_at=now, attempts=0, last_error=last_error
-        )
-        payload = {"action": action, "label": label, "detail": detail, **(data or {})}
-        payload = {k: v for k, v in payload.items() if v is not None}
+        values: dict[str, Any] = {
+            "state": dest,
+            "next_due_at": due,
+            "step_entered_at": now,
+            "attempts": 0,
+            "last_error": last_error,
+        }
+        payload: dict[str, Any] = {}
+        if action is not None:
+            payload["action"] = action
+        if label is not None:
+            payload["label"] = label
+        if detail is not None:
+            payload["detail"] = detail
+        if data:
+            for k, v in data.items():
+                if v is not None:
+                    payload[k] = v
+                else:
+                    payload.pop(k, None)
         event = {
             "kind": "transition",
             "subject": lead.profile_url,
@@ -508,7 +524,8 @@ class Runner:
             "revision": enr.revision,
         }
         if ctx is not None and conn is None:
-            ctx.w.transition({"id": enr.id, **values})
+            values["id"] = enr.id  # the wave's writes own this dict (no copy)
+            ctx.w.transition(values)
             ctx.w.events.append(event)
         else:
             with self.store.tx(conn) as c:
@@ -1698,9 +1715,11 @@ class Runner:
 def _small(data: Mapping[str, Any]) -> dict[str, Any]:
     """A bounded, JSON-safe copy of a provider answer for the action log."""
     out: dict[str, Any] = {}
-    for k, v in list(data.items())[:20]:
-        if isinstance(v, str | int | float | bool) or v is None:
-            out[str(k)] = v if not isinstance(v, str) else v[:500]
+    for k, v in islice(data.items(), 20):
+        if isinstance(v, str):
+            out[str(k)] = v[:500]
+        elif v is None or isinstance(v, int | float | bool):
+            out[str(k)] = v
         else:
             out[str(k)] = str(v)[:500]
     return out
