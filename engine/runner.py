@@ -591,28 +591,15 @@ class Runner:
                 enr.last_error if last_error is None else last_error,
             )
             ctx.w.events.append(event)
-            result.postponed += 1
-            result.record(
-                StepRecord(
-                    enr.id,
-                    lead.profile_url,
-                    enr.sequence,
-                    enr.state,
-                    None,
-                    None,
-                    detail=reason,
-                    until=until,
-                )
-            )
-            return
-        values: dict[str, Any] = {"next_due_at": until}
-        if attempts is not None:
-            values["attempts"] = attempts
-        if last_error is not None:
-            values["last_error"] = last_error
-        with self.store.tx(conn) as c:
-            self.store.update_enrollment(enr.id, conn=c, **values)
-            self.store.record_events([event], conn=c)
+        else:
+            values: dict[str, Any] = {"next_due_at": until}
+            if attempts is not None:
+                values["attempts"] = attempts
+            if last_error is not None:
+                values["last_error"] = last_error
+            with self.store.tx(conn) as c:
+                self.store.update_enrollment(enr.id, conn=c, **values)
+                self.store.record_events([event], conn=c)
         result.postponed += 1
         result.record(
             StepRecord(
