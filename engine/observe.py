@@ -20,18 +20,12 @@ import sqlalchemy as sa
 
 from engine.errors import SeqrunError, UsageError
 from engine.leads import normalize_profile_url
+from engine.loader import LIMIT_ALIASES
 from engine.model import TERMINALS
 from engine.planner import KILL_SWITCH, META_NS
 from engine.store import Store
 from engine.store import schema as t
 
-LIMIT_ALIASES: Mapping[str, str] = {
-    "visit": "visit_profile",
-    "message": "send_message",
-    "inmail": "send_inmail",
-    "withdraw": "withdraw_invitation",
-    "check": "check_connection",
-}
 WINDOW = timedelta(hours=24)
 
 
