@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # Start a local PostgreSQL server for the store tests and print the URL to use.
 # Installs the server with apt-get when the machine lacks it.
+#
+# The server outlives this script. Anything that may start it (apt-get's postinst included)
+# runs with stdin, stdout and stderr on /dev/null or a log file and fd 3 closed: a daemon that
+# inherits the caller's pipe keeps it open, and the caller's $(...) then waits for EOF forever.
 set -euo pipefail
-# Only the URL goes to stdout; everything the tools say goes to stderr.
+# Only the URL goes to stdout (kept on fd 3); everything the tools say goes to stderr.
 exec 3>&1 1>&2
-if ! command -v pg_lsclusters >/dev/null 2>&1 || [ -z "$(ls /usr/lib/postgresql 2>/dev/null)" ]; then
+log=$(mktemp -t seqrun-postgres.XXXXXX)
+quiet() { "$@" </dev/null >>"$log" 2>&1 3>&- || { cat "$log" >&2; return 1; }; }
+
+# The client alone (psql) also lives under /usr/lib/postgresql: look for the server binary.
+if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq postgresql >/dev/null
+  quiet apt-get update -qq
+  quiet apt-get install -y -qq postgresql
 fi
-ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
+ver=$(basename "$(dirname "$(dirname "$(ls -d /usr/lib/postgresql/*/bin/postgres | sort -V | tail -1)")")")
 if ! pg_lsclusters -h | grep -q "^$ver main"; then
-  pg_createcluster "$ver" main >/dev/null
+  quiet pg_createcluster "$ver" main
 fi
-pg_ctlcluster "$ver" main start 2>/dev/null || true
+pg_ctlcluster "$ver" main status >/dev/null 2>&1 </dev/null 3>&- || quiet pg_ctlcluster "$ver" main start
 for _ in $(seq 1 30); do
-  su postgres -c "pg_isready -q -h 127.0.0.1" && break
+  su postgres -c "pg_isready -q -h 127.0.0.1" </dev/null 3>&- && break
   sleep 1
 done
-su postgres -c "psql -q -c \"DO \\\$\\\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='seqrun') THEN CREATE ROLE seqrun LOGIN SUPERUSER PASSWORD 'seqrun'; END IF; END \\\$\\\$;\"" >/dev/null
-su postgres -c "psql -q -tc \"SELECT 1 FROM pg_database WHERE datname='seqrun_test'\" | grep -q 1 || createdb -O seqrun seqrun_test"
+quiet su postgres -c "psql -q -c \"DO \\\$\\\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='seqrun') THEN CREATE ROLE seqrun LOGIN SUPERUSER PASSWORD 'seqrun'; END IF; END \\\$\\\$;\""
+quiet su postgres -c "psql -q -tc \"SELECT 1 FROM pg_database WHERE datname='seqrun_test'\" | grep -q 1 || createdb -O seqrun seqrun_test"
+rm -f "$log"
 echo "postgresql+psycopg://seqrun:seqrun@127.0.0.1:5432/seqrun_test" >&3
