@@ -371,6 +371,7 @@ class Runner:
         else:
             self._resolve = compiled
         self._zones: dict[str, ZoneInfo] = {}
+        self._limits: dict[tuple[int, int, str], tuple[Sequence, Provider, int | None]] = {}
         self._known_identities: set[str] = set()
         self._last_sync: dict[str, datetime] = {}
         self._identity_rows: dict[str, IdentityRow] = {}  # as read at the start of the tick
@@ -425,12 +426,19 @@ class Runner:
         return self._zone(window.timezone, window.fallback_timezone)
 
     def _limit(self, seq: Sequence, provider: Provider, action: str) -> int | None:
+        """The lower of the sequence's limit and the provider's smart limit (None: neither)."""
+        key = (id(seq), id(provider), action)
+        hit = self._limits.get(key)
+        if hit is not None and hit[0] is seq and hit[1] is provider:  # not a reused id
+            return hit[2]
         limits = [
             v
             for v in (seq.limits.get(action), provider.spec.smart_limits.get(action))
             if v is not None
         ]
-        return min(limits) if limits else None
+        limit = min(limits) if limits else None
+        self._limits[key] = (seq, provider, limit)  # holding both keeps their ids unique
+        return limit
 
     def _entry_due(self, compiled: CompiledSequence, state: str, now: datetime) -> datetime | None:
         """When a state just entered becomes due (None for terminals)."""
@@ -1176,7 +1184,12 @@ class Runner:
                 return None
             step = compiled.step(enr.state)
             entered = enr.step_entered_at or now
-            if isinstance(step, WaitStep):
+            if isinstance(step, ActionStep):  # the common case first
+                planned = await self._plan_action(ctx, enr, lead, step, result, dnc)
+                if not isinstance(planned, EnrollmentRow):
+                    return planned
+                enr = planned
+            elif isinstance(step, WaitStep):
                 if now < entered + step.duration:
                     ctx.w.reschedule(enr.id, entered + step.duration, enr.attempts, enr.last_error)
                     return None
@@ -1190,11 +1203,6 @@ class Runner:
                 enr = self._transition(enr, lead, self._branch(step, lead), result, ctx=ctx)
             elif isinstance(step, EndStep):
                 enr = self._transition(enr, lead, "ok", result, ctx=ctx)
-            elif isinstance(step, ActionStep):
-                planned = await self._plan_action(ctx, enr, lead, step, result, dnc)
-                if not isinstance(planned, EnrollmentRow):
-                    return planned
-                enr = planned
             else:  # pragma: no cover - the model has no other step kinds
                 return None
         return None
@@ -1337,7 +1345,11 @@ class Runner:
                 self._postpone(enr, lead, until, "cooldown", result, ctx=ctx)
                 return None
         # 5. business window in the lead's timezone
-        opening = window_opening(seq.window, self._lead_zone(seq, lead), now)
+        opening = (
+            None
+            if seq.window is None
+            else window_opening(seq.window, self._lead_zone(seq, lead), now)
+        )
         if opening is not None:
             self._postpone(enr, lead, opening, "outside the sending window", result, ctx=ctx)
             return None
@@ -1429,7 +1441,7 @@ class Runner:
             log.exception("provider %s failed on %s", ctx.provider_name, key)
             err = ProviderError(base.TIMEOUT, f"{type(exc).__name__}: {exc}")
             return await self._on_error(ctx, p, key, err, result)
-        return self._succeeded(ctx, p, key, outcome.status, dict(outcome.data), result)
+        return self._succeeded(ctx, p, key, outcome.status, outcome.data, result)
 
     def _usage(self, ctx: _IdentityCtx, action: str, now: datetime) -> deque[datetime]:
         usage = ctx.usage.get(action)

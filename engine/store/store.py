@@ -89,6 +89,12 @@ def _py_time(value: str | None) -> datetime | None:
 _PY_TIMES: dict[str, datetime] = {}
 
 
+def _expect(names: tuple[str, ...], order: tuple[str, ...]) -> None:
+    """The fast path binds tuples in ``order``: the compiled statement must agree."""
+    if names != order:  # pragma: no cover - fixed by the statements above
+        raise StoreError(f"unexpected statement parameters {names}, expected {order}")
+
+
 def _loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
@@ -107,6 +113,23 @@ _DUE_SQL = (
     "WHERE next_due_at <= ? AND paused = 0 "
     "AND sequence NOT IN (SELECT name FROM sequences WHERE paused = 1) "
     "ORDER BY next_due_at, id"
+)
+
+# The columns of an intent row, in the order the runner's batched insert binds them.
+_INTENT_COLS = (
+    "idempotency_key",
+    "enrollment_id",
+    "sequence",
+    "revision",
+    "step",
+    "attempt",
+    "identity",
+    "action",
+    "status",
+    "label",
+    "response_json",
+    "created_at",
+    "finished_at",
 )
 
 # ---- rows -----------------------------------------------------------------------------------
@@ -735,8 +758,17 @@ class Store:
                 rows = self._driver(c).execute(sql, (_db_time(now),)).fetchall()
             return [
                 EnrollmentRow(
-                    r[0], r[1], r[2], r[3], r[4], r[5], _py_time(r[6]), r[7], _py_time(r[8]),
-                    bool(r[9]), r[10],
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    _py_time(r[6]),
+                    r[7],
+                    _py_time(r[8]),
+                    bool(r[9]),
+                    r[10],
                 )
                 for r in rows
             ]
@@ -937,44 +969,53 @@ class Store:
                 for eid, step, attempt in c.execute(q):
                     last[(int(eid), str(step))] = int(attempt)
             keys: list[str] = []
-            values = []
+            values: list[tuple[Any, ...]] = []
+            empty: dict[str | None, str] = {}  # the stored JSON of requests without parameters
             for r in rows:
                 pair = (int(r["enrollment_id"]), str(r["step"]))
                 attempt = last.get(pair, -1) + 1
                 last[pair] = attempt
                 key = f"{pair[0]}:{pair[1]}:{attempt}"
                 keys.append(key)
-                request = r.get("request")
-                stored = {} if request is None else {"request": request}
-                if r.get("holder"):  # the run lock holder that makes the call (see recover)
-                    stored["holder"] = r["holder"]
+                request, holder = r.get("request"), r.get("holder") or None
+                if not request and request is not None and holder in empty:
+                    stored_json: str | None = empty[holder]
+                else:
+                    stored = {} if request is None else {"request": request}
+                    if holder:  # the run lock holder that makes the call (see recover)
+                        stored["holder"] = holder
+                    stored_json = _dumps(stored) if stored else None
+                    if not request and request is not None and stored_json is not None:
+                        empty[holder] = stored_json
                 values.append(
-                    {
-                        "idempotency_key": key,
-                        "enrollment_id": pair[0],
-                        "sequence": r["sequence"],
-                        "revision": r["revision"],
-                        "step": pair[1],
-                        "attempt": attempt,
-                        "identity": r["identity"],
-                        "action": r["action"],
-                        "status": "intent",
-                        "label": None,
-                        "response_json": _dumps(stored) if stored else None,
-                        "created_at": r["at"],
-                        "finished_at": None,
-                    }
+                    (
+                        key,
+                        pair[0],
+                        r["sequence"],
+                        r["revision"],
+                        pair[1],
+                        attempt,
+                        r["identity"],
+                        r["action"],
+                        "intent",
+                        None,
+                        stored_json,
+                        r["at"],
+                        None,
+                    )
                 )
             try:
                 if self.fast:
-                    sql, names = self._compiled("intents", t.action_log.insert, values[0])
-                    if names != tuple(values[0]):  # pragma: no cover - inserts keep key order
-                        raise StoreError(f"unexpected intent insert parameters {names}")
-                    for v in values:
-                        v["created_at"] = _db_time(v["created_at"])
-                    self._driver(c).executemany(sql, [tuple(v.values()) for v in values])
+                    sql, names = self._compiled("intents", t.action_log.insert, _INTENT_COLS)
+                    _expect(names, _INTENT_COLS)
+                    self._driver(c).executemany(
+                        sql, [(*v[:11], _db_time(v[11]), None) for v in values]
+                    )
                 else:
-                    c.execute(t.action_log.insert(), values)
+                    c.execute(
+                        t.action_log.insert(),
+                        [dict(zip(_INTENT_COLS, v, strict=True)) for v in values],
+                    )
             except (sa.exc.IntegrityError, sqlite3.IntegrityError) as exc:
                 raise StoreError("an action was already attempted under one of these keys") from exc
         return keys
@@ -1104,53 +1145,59 @@ class Store:
         db = self._driver(c)
         e, a = t.enrollments, t.action_log
         out = [
-            {
-                "k": o["key"],
-                "b_status": o["status"],
-                "b_label": o.get("label"),
-                "b_response": None if o.get("response") is None else _dumps(o["response"]),
-                "b_finished": _db_time(o["finished_at"]),
-            }
+            (
+                o["status"],
+                o.get("label"),
+                None if o.get("response") is None else _dumps(o["response"]),
+                _db_time(o["finished_at"]),
+                o["key"],
+            )
             for o in outcomes
         ]
         if out:
             sql, names = self._compiled(
                 "outcomes",
-                lambda: a.update()
-                .where(a.c.idempotency_key == sa.bindparam("k"))
-                .values(
-                    status=sa.bindparam("b_status"),
-                    label=sa.bindparam("b_label"),
-                    response_json=sa.bindparam("b_response"),
-                    finished_at=sa.bindparam("b_finished"),
+                lambda: (
+                    a.update()
+                    .where(a.c.idempotency_key == sa.bindparam("k"))
+                    .values(
+                        status=sa.bindparam("b_status"),
+                        label=sa.bindparam("b_label"),
+                        response_json=sa.bindparam("b_response"),
+                        finished_at=sa.bindparam("b_finished"),
+                    )
                 ),
             )
-            db.executemany(sql, list(map(itemgetter(*names), out)))
+            _expect(names, ("b_status", "b_label", "b_response", "b_finished", "k"))
+            db.executemany(sql, out)
         trans = [
-            {
-                "eid": r["id"],
-                "b_state": r["state"],
-                "b_due": _db_time(r["next_due_at"]),
-                "b_entered": _db_time(r["step_entered_at"]),
-                "b_attempts": r["attempts"],
-                "b_error": r["last_error"],
-            }
+            (
+                r["state"],
+                _db_time(r["next_due_at"]),
+                r["attempts"],
+                _db_time(r["step_entered_at"]),
+                r["last_error"],
+                r["id"],
+            )
             for r in transitions
         ]
         if trans:
             sql, names = self._compiled(
                 "transitions",
-                lambda: e.update()
-                .where(e.c.id == sa.bindparam("eid"))
-                .values(
-                    state=sa.bindparam("b_state"),
-                    next_due_at=sa.bindparam("b_due"),
-                    step_entered_at=sa.bindparam("b_entered"),
-                    attempts=sa.bindparam("b_attempts"),
-                    last_error=sa.bindparam("b_error"),
+                lambda: (
+                    e.update()
+                    .where(e.c.id == sa.bindparam("eid"))
+                    .values(
+                        state=sa.bindparam("b_state"),
+                        next_due_at=sa.bindparam("b_due"),
+                        step_entered_at=sa.bindparam("b_entered"),
+                        attempts=sa.bindparam("b_attempts"),
+                        last_error=sa.bindparam("b_error"),
+                    )
                 ),
             )
-            db.executemany(sql, list(map(itemgetter(*names), trans)))
+            _expect(names, ("b_state", "b_due", "b_attempts", "b_entered", "b_error", "eid"))
+            db.executemany(sql, trans)
         resch = [
             {
                 "eid": r["id"],
@@ -1163,12 +1210,14 @@ class Store:
         if resch:
             sql, names = self._compiled(
                 "reschedules",
-                lambda: e.update()
-                .where(e.c.id == sa.bindparam("eid"))
-                .values(
-                    next_due_at=sa.bindparam("b_due"),
-                    attempts=sa.bindparam("b_attempts"),
-                    last_error=sa.bindparam("b_error"),
+                lambda: (
+                    e.update()
+                    .where(e.c.id == sa.bindparam("eid"))
+                    .values(
+                        next_due_at=sa.bindparam("b_due"),
+                        attempts=sa.bindparam("b_attempts"),
+                        last_error=sa.bindparam("b_error"),
+                    )
                 ),
             )
             db.executemany(sql, list(map(itemgetter(*names), resch)))
