@@ -374,7 +374,7 @@ def why(store: Store, lead_url: str) -> WhyReport:
     enrollments = store.enrollments(lead_id=lead.id)
     by_id = {e.id: e for e in enrollments}
     seen: set[int] = set()
-    rows = list(store.events(url))
+    rows = list(store.events(url, unlinked=True))  # the lead's other events come next
     for e in enrollments:
         rows.extend(store.events(enrollment_id=e.id))
     events: list[tuple[int, WhyEntry]] = []

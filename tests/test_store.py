@@ -301,3 +301,62 @@ def test_batched_intents_and_writes(store: Store) -> None:
     assert store.connection_statuses("id_a") == {"u": "pending"}
     assert store.conversations("id_a")["u"].last_sender_is_us
     assert store.events(enrollment_id=e)[0].to_state == "connect"
+
+
+def test_upgrade_from_0001_keeps_open_intents_and_events(tmp_path: Path) -> None:
+    """A store made before the partial indexes migrates in place and loses nothing."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    engine = sa.create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(sa.text(
+            "INSERT INTO action_log (idempotency_key, enrollment_id, sequence, revision, step, "
+            "attempt, identity, action, status, created_at) VALUES "
+            "('7:visit:0', 7, 's', 'r', 'visit', 0, 'id-1', 'visit_profile', 'intent', "
+            "'2026-01-05 09:00:00.000000')"))
+        conn.execute(sa.text(
+            "INSERT INTO events (at, enrollment_id, subject, kind) VALUES "
+            "('2026-01-05 09:00:00.000000', NULL, 'identity:id-1', 'identity_paused')"))
+    engine.dispose()
+    s = Store.open(url)
+    try:
+        assert [a.idempotency_key for a in s.pending_intents()] == ["7:visit:0"]
+        assert [e.kind for e in s.events("identity:id-1", unlinked=True)] == ["identity_paused"]
+        with s.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == HEAD
+    finally:
+        s.close()
+
+
+def test_recover_and_why_read_through_the_partial_indexes(tmp_path: Path) -> None:
+    """The queries recover and `why` run are served by the partial indexes (query plans)."""
+    s = Store.open(None, tmp_path)
+    seen: list[tuple[str, object]] = []
+
+    def capture(_conn: object, _cur: object, statement: str, params: object, *_: object) -> None:
+        if "action_log" in statement or "FROM events" in statement:
+            seen.append((statement, params))
+
+    sa.event.listen(s.engine, "before_cursor_execute", capture)
+    try:
+        key = s.log_intent(enrollment_id=1, sequence="seq", revision="rev", step="visit",
+                           attempt=None, identity="id-1", action="visit_profile", at=T0)
+        seen.clear()
+        assert [a.idempotency_key for a in s.pending_intents()] == [key]
+        s.events("identity:id-1", unlinked=True)
+        sa.event.remove(s.engine, "before_cursor_execute", capture)
+        with s.engine.connect() as conn:
+            db = conn.connection.driver_connection
+            plans = [" ".join(str(r) for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+                     for sql, params in seen]
+        assert "ix_action_log_open_intents" in plans[0]
+        assert "ix_events_unlinked_subject" in plans[1]
+        s.log_outcome(key, status="done", label="ok", response={}, at=T0)
+        assert s.pending_intents() == []  # it left the partial index with its outcome
+    finally:
+        s.close()

@@ -109,7 +109,14 @@ action_log = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Index(None, "identity", "action", "finished_at"),
-    sa.Index(None, "status"),
+    # Only the open intents (what recover reads): an intent leaves the index when its outcome
+    # is written, so the index stays as small as the work in flight.
+    sa.Index(
+        "ix_action_log_open_intents",
+        "status",
+        sqlite_where=sa.text("status = 'intent'"),
+        postgresql_where=sa.text("status = 'intent'"),
+    ),
 )
 
 events = sa.Table(
@@ -118,13 +125,21 @@ events = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("enrollment_id", sa.Integer, nullable=True, index=True),
-    sa.Column("subject", sa.String(500), nullable=False, index=True),
+    sa.Column("subject", sa.String(500), nullable=False),
     sa.Column("kind", sa.String(60), nullable=False),
     sa.Column("from_state", sa.String(100), nullable=True),
     sa.Column("to_state", sa.String(100), nullable=True),
     sa.Column("trigger", sa.String(60), nullable=True),
     sa.Column("revision", sa.String(64), nullable=True),
     sa.Column("data_json", sa.Text, nullable=True),
+    # Events of an enrollment are found through it (ix_events_enrollment_id); the subject
+    # index holds only the others (identities, workflows, webhooks), not a row per step.
+    sa.Index(
+        "ix_events_unlinked_subject",
+        "subject",
+        sqlite_where=sa.text("enrollment_id IS NULL"),
+        postgresql_where=sa.text("enrollment_id IS NULL"),
+    ),
 )
 
 conversation_cache = sa.Table(

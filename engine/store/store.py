@@ -37,7 +37,7 @@ from engine.store import schema as t
 
 log = logging.getLogger(__name__)
 
-HEAD = "0001"  # the newest migration in engine/store/migrations/versions (a test checks it)
+HEAD = "0002"  # the newest migration in engine/store/migrations/versions (a test checks it)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ENV_URL = "SEQRUN_DATABASE_URL"
 
@@ -1320,7 +1320,8 @@ class Store:
 
     def pending_intents(self, *, conn: Connection | None = None) -> list[ActionRow]:
         """Intents with no recorded outcome (a crash or a lost answer after the intent)."""
-        q = sa.select(t.action_log).where(t.action_log.c.status == "intent")
+        # a literal, not a parameter: the partial index only serves `status = 'intent'`
+        q = sa.select(t.action_log).where(t.action_log.c.status == sa.literal_column("'intent'"))
         with self.tx(conn) as c:
             return [_action(r) for r in c.execute(q.order_by(t.action_log.c.id))]
 
@@ -1434,11 +1435,16 @@ class Store:
         enrollment_id: int | None = None,
         kind: str | None = None,
         limit: int | None = None,
+        unlinked: bool = False,
         conn: Connection | None = None,
     ) -> list[EventRow]:
+        """Events in order. ``unlinked``: only those of no enrollment (the events of an
+        enrollment are found by ``enrollment_id``; only unlinked ones are indexed by subject)."""
         q = sa.select(t.events).order_by(t.events.c.id)
         if subject is not None:
             q = q.where(t.events.c.subject == subject)
+        if unlinked:
+            q = q.where(t.events.c.enrollment_id.is_(None))
         if enrollment_id is not None:
             q = q.where(t.events.c.enrollment_id == enrollment_id)
         if kind is not None:

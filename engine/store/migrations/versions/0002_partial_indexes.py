@@ -1,0 +1,54 @@
+"""partial indexes: open intents only; event subjects only for events of no enrollment
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-23
+
+The runner writes an intent, its outcome and a transition event for every step. A full index
+on ``action_log.status`` was updated twice a step for a query (recover) that only wants the
+open intents, and a full index on ``events.subject`` took a row per step although the events
+of an enrollment are found through ``enrollment_id``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+OPEN = "status = 'intent'"
+UNLINKED = "enrollment_id IS NULL"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("action_log", schema=None) as batch_op:
+        batch_op.drop_index("ix_action_log_status")
+        batch_op.create_index(
+            "ix_action_log_open_intents",
+            ["status"],
+            unique=False,
+            sqlite_where=sa.text(OPEN),
+            postgresql_where=sa.text(OPEN),
+        )
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_subject")
+        batch_op.create_index(
+            "ix_events_unlinked_subject",
+            ["subject"],
+            unique=False,
+            sqlite_where=sa.text(UNLINKED),
+            postgresql_where=sa.text(UNLINKED),
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_unlinked_subject")
+        batch_op.create_index("ix_events_subject", ["subject"], unique=False)
+    with op.batch_alter_table("action_log", schema=None) as batch_op:
+        batch_op.drop_index("ix_action_log_open_intents")
+        batch_op.create_index("ix_action_log_status", ["status"], unique=False)
