@@ -104,7 +104,7 @@ def test_fast_path_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
     since = T - timedelta(days=1)
     assert fast.action_times("id-1", "visit_profile", since) == slow.action_times(
         "id-1", "visit_profile", since
-    ) == [T + timedelta(hours=1)]
+    ) == [T]  # started (the intent) at T, finished an hour later: counted when started
     assert fast.conversations("id-1") == slow.conversations("id-1")
     assert fast.conversations("id-1")["https://www.linkedin.com/in/ana"].first_sender_is_us
     # attempt numbers continue from what is logged, on both paths
@@ -132,3 +132,33 @@ def test_both_paths_refuse_a_reused_key_and_naive_times(tmp_path: Path, fast: bo
     with pytest.raises((ValueError, sa.exc.StatementError)):
         store.write_batch(reschedules=[{"id": eid, "next_due_at": datetime(2026, 1, 1),
                                         "attempts": 0, "last_error": None}])
+
+
+def test_grouped_updates_store_what_one_update_a_row_stores(tmp_path: Path) -> None:
+    """A wave's transitions and reschedules with equal values go out as one UPDATE ... IN
+    (padded to a power of two); the rows end up exactly as the SQLAlchemy path leaves them."""
+    stores = {name: Store.open(None, tmp_path / name) for name in ("fast", "slow")}
+    stores["slow"].fast = False
+    later = T + timedelta(hours=1)
+    for s in stores.values():
+        ids = []
+        for i in range(11):
+            lead = s.upsert_lead(f"https://www.linkedin.com/in/p{i}", {})
+            eid = s.enroll(lead, "s", "rev", "id-1", "visit", T)
+            assert eid is not None
+            ids.append(eid)
+        done = {"state": "completed", "next_due_at": None, "step_entered_at": later,
+                "attempts": 0, "last_error": None}
+        s.write_batch(
+            transitions=[{"id": e, **done} for e in ids[:5]]  # a group of 5 (padded to 8)
+            + [{"id": ids[5], **done, "state": "failed", "last_error": "x"}],  # a single
+            reschedules=[{"id": e, "next_due_at": later, "attempts": 1, "last_error": "wait"}
+                         for e in ids[6:9]]  # a group of 3 (padded to 4)
+            + [{"id": e, "next_due_at": later + timedelta(minutes=e), "attempts": 0,
+                "last_error": None} for e in ids[9:]],  # all different
+        )
+    assert dump(stores["fast"]) == dump(stores["slow"])
+    states = [e.state for e in stores["fast"].enrollments()]
+    assert states == ["completed"] * 5 + ["failed"] + ["visit"] * 5
+    for s in stores.values():
+        s.close()

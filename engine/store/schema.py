@@ -108,7 +108,9 @@ action_log = sa.Table(
     sa.Column("response_json", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
-    sa.Index(None, "identity", "action", "finished_at"),
+    # The rolling-24-h limit usage counts actions by when they were started (the intent):
+    # a column written once, so an outcome does not move the row in this index.
+    sa.Index(None, "identity", "action", "created_at"),
     # Only the open intents (what recover reads): an intent leaves the index when its outcome
     # is written, so the index stays as small as the work in flight.
     sa.Index(

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +92,30 @@ def _expect(names: tuple[str, ...], order: tuple[str, ...]) -> None:
     """The fast path binds tuples in ``order``: the compiled statement must agree."""
     if names != order:  # pragma: no cover - fixed by the statements above
         raise StoreError(f"unexpected statement parameters {names}, expected {order}")
+
+
+def _update_grouped(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Run ``sql`` (an UPDATE ending ``WHERE <table>.id = ?``) for ``rows`` (values..., id):
+    rows with the same values (a wave's leads leaving one step together) in one statement
+    with ``id IN (...)``, the rest as executemany. The IN lists are padded to a power of two
+    with a repeated id, so only a few statement texts reach the driver's statement cache."""
+    if not sql.endswith(" = ?"):  # pragma: no cover - fixed by the statements above
+        raise StoreError(f"cannot group {sql!r}")
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        groups.setdefault(row[:-1], []).append(row[-1])
+    single: list[tuple[Any, ...]] = []
+    for values, ids in groups.items():
+        if len(ids) == 1:
+            single.append((*values, ids[0]))
+            continue
+        for i in range(0, len(ids), 512):
+            chunk = ids[i : i + 512]
+            size = 1 << (len(chunk) - 1).bit_length()
+            chunk += [chunk[-1]] * (size - len(chunk))
+            db.execute(f"{sql[:-4]} IN ({','.join('?' * size)})", (*values, *chunk))
+    if single:
+        db.executemany(sql, single)
 
 
 def _loads(text: str | None) -> Any:
@@ -1197,14 +1220,9 @@ class Store:
                 ),
             )
             _expect(names, ("b_state", "b_due", "b_attempts", "b_entered", "b_error", "eid"))
-            db.executemany(sql, trans)
+            _update_grouped(db, sql, trans)
         resch = [
-            {
-                "eid": r["id"],
-                "b_due": _db_time(r["next_due_at"]),
-                "b_attempts": r["attempts"],
-                "b_error": r["last_error"],
-            }
+            (_db_time(r["next_due_at"]), r["attempts"], r["last_error"], r["id"])
             for r in reschedules
         ]
         if resch:
@@ -1220,7 +1238,8 @@ class Store:
                     )
                 ),
             )
-            db.executemany(sql, list(map(itemgetter(*names), resch)))
+            _expect(names, ("b_due", "b_attempts", "b_error", "eid"))
+            _update_grouped(db, sql, resch)
         self._events_fast(c, events)
         for name, table, rows, keys, update, times in (
             (
@@ -1343,25 +1362,26 @@ class Store:
     def action_times(
         self, identity: str, action: str, since: datetime, *, conn: Connection | None = None
     ) -> list[datetime]:
-        """When each ``done`` action of this identity finished after ``since``, oldest first
-        (the rolling-24-h limit usage)."""
+        """When each ``done`` action of this identity was started (its intent) after
+        ``since``, oldest first: the rolling-24-h limit usage, counted as the runner counts
+        an action it plans (a failed one gives its slot back, so only ``done`` count)."""
         if self.fast:
             with self.tx(conn) as c:
                 rows = self._driver(c).execute(
-                    "SELECT finished_at FROM action_log WHERE identity = ? AND action = ? "
-                    "AND finished_at > ? AND status = 'done' ORDER BY finished_at",
+                    "SELECT created_at FROM action_log WHERE identity = ? AND action = ? "
+                    "AND created_at > ? AND status = 'done' ORDER BY created_at",
                     (identity, action, _db_time(since)),
                 )
                 return [_py_time(r[0]) or since for r in rows]
         q = (
-            sa.select(t.action_log.c.finished_at)
+            sa.select(t.action_log.c.created_at)
             .where(
                 t.action_log.c.identity == identity,
                 t.action_log.c.action == action,
-                t.action_log.c.finished_at > since,
+                t.action_log.c.created_at > since,
                 t.action_log.c.status == "done",
             )
-            .order_by(t.action_log.c.finished_at)
+            .order_by(t.action_log.c.created_at)
         )
         with self.tx(conn) as c:
             return [r[0] for r in c.execute(q)]

@@ -1,4 +1,5 @@
-"""partial indexes: open intents only; event subjects only for events of no enrollment
+"""lighter indexes for the runner's writes: open intents only; event subjects only for
+events of no enrollment; limit usage by start time
 
 Revision ID: 0002
 Revises: 0001
@@ -6,8 +7,10 @@ Create Date: 2026-11-23
 
 The runner writes an intent, its outcome and a transition event for every step. A full index
 on ``action_log.status`` was updated twice a step for a query (recover) that only wants the
-open intents, and a full index on ``events.subject`` took a row per step although the events
-of an enrollment are found through ``enrollment_id``.
+open intents, a full index on ``events.subject`` took a row per step although the events
+of an enrollment are found through ``enrollment_id``, and the limit usage index on
+``finished_at`` was rewritten by every outcome (``created_at``, the intent's time, is written
+once and is the time the runner's own usage count keeps).
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ UNLINKED = "enrollment_id IS NULL"
 
 def upgrade() -> None:
     with op.batch_alter_table("action_log", schema=None) as batch_op:
+        batch_op.drop_index("ix_action_log_identity_action_finished_at")
+        batch_op.create_index(
+            "ix_action_log_identity_action_created_at",
+            ["identity", "action", "created_at"],
+            unique=False,
+        )
         batch_op.drop_index("ix_action_log_status")
         batch_op.create_index(
             "ix_action_log_open_intents",
@@ -52,3 +61,9 @@ def downgrade() -> None:
     with op.batch_alter_table("action_log", schema=None) as batch_op:
         batch_op.drop_index("ix_action_log_open_intents")
         batch_op.create_index("ix_action_log_status", ["status"], unique=False)
+        batch_op.drop_index("ix_action_log_identity_action_created_at")
+        batch_op.create_index(
+            "ix_action_log_identity_action_finished_at",
+            ["identity", "action", "finished_at"],
+            unique=False,
+        )
