@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import Connection
@@ -82,8 +82,7 @@ Resolver = Callable[[str], CompiledSequence]
 # ---- results --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StepRecord:
+class StepRecord(NamedTuple):  # one a step: a NamedTuple is cheaper than a frozen dataclass
     """One thing that happened to one enrollment in a tick."""
 
     enrollment_id: int
@@ -304,8 +303,7 @@ class _Writes:
         )
 
 
-@dataclass(frozen=True)
-class _Planned:
+class _Planned(NamedTuple):
     """An action that passed every rule and waits for its intent and its call."""
 
     enr: EnrollmentRow

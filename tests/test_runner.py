@@ -424,8 +424,16 @@ async def test_daemon_ticks_until_stopped_and_frees_the_run_lock(tmp_path: Path)
     env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),)))
     env.lead("z")
     stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(0.3, stop.set)
-    summary = await env.runner().run_forever(0.05, stop=stop)
-    assert summary.ticks >= 2 and summary.actions == 1
+    ticks: list[int] = []
+
+    def on_tick(tick: object) -> None:  # stop after the third tick, however slow the box
+        ticks.append(1)
+        if len(ticks) == 3:
+            stop.set()
+
+    summary = await asyncio.wait_for(
+        env.runner().run_forever(0.05, stop=stop, on_tick=on_tick), timeout=60
+    )
+    assert summary.ticks == 3 and summary.actions == 1
     with env.store.lock("run"):  # released on the way out
         pass

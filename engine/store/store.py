@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -176,15 +176,15 @@ class SequenceRow:
     paused: bool
 
 
-@dataclass(frozen=True)
-class LeadRow:
+# The two rows the runner reads (and makes) for every step are NamedTuples: as immutable as
+# a frozen dataclass, and four times cheaper to build (no object.__setattr__ per field).
+class LeadRow(NamedTuple):
     id: int
     profile_url: str
     data: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class EnrollmentRow:
+class EnrollmentRow(NamedTuple):
     id: int
     lead_id: int
     sequence: str
