@@ -9,6 +9,7 @@ set -euo pipefail
 # Only the URL goes to stdout (kept on fd 3); everything the tools say goes to stderr.
 exec 3>&1 1>&2
 log=$(mktemp -t seqrun-postgres.XXXXXX)
+trap 'rm -f "$log"' EXIT
 quiet() { "$@" </dev/null >>"$log" 2>&1 3>&- || { cat "$log" >&2; return 1; }; }
 
 # The client alone (psql) also lives under /usr/lib/postgresql: look for the server binary.
@@ -18,7 +19,8 @@ if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/
   quiet apt-get install -y -qq postgresql
 fi
 ver=$(basename "$(dirname "$(dirname "$(ls -d /usr/lib/postgresql/*/bin/postgres | sort -V | tail -1)")")")
-if ! pg_lsclusters -h | grep -q "^$ver main"; then
+clusters=$(pg_lsclusters -h </dev/null 3>&-)  # read whole: grep -q would close the pipe early
+if ! grep -q "^$ver main" <<<"$clusters"; then
   quiet pg_createcluster "$ver" main
 fi
 pg_ctlcluster "$ver" main status >/dev/null 2>&1 </dev/null 3>&- || quiet pg_ctlcluster "$ver" main start
@@ -28,5 +30,4 @@ for _ in $(seq 1 30); do
 done
 quiet su postgres -c "psql -q -c \"DO \\\$\\\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='seqrun') THEN CREATE ROLE seqrun LOGIN SUPERUSER PASSWORD 'seqrun'; END IF; END \\\$\\\$;\""
 quiet su postgres -c "psql -q -tc \"SELECT 1 FROM pg_database WHERE datname='seqrun_test'\" | grep -q 1 || createdb -O seqrun seqrun_test"
-rm -f "$log"
 echo "postgresql+psycopg://seqrun:seqrun@127.0.0.1:5432/seqrun_test" >&3

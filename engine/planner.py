@@ -589,7 +589,7 @@ def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> Sequen
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)  # as engine.store does
+    return json.dumps(value, separators=(",", ":"), default=str)  # compact, as the store writes
 
 
 def enroll_leads(

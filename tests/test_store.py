@@ -167,9 +167,8 @@ def test_action_log_intent_then_outcome(store: Store) -> None:
     assert store.pending_intents() == []
     (row,) = store.actions(enrollment_id=7)
     assert (row.status, row.label, row.response) == ("done", "ok", {"a": 1})
-    # limit usage counts an action when it was started (its intent), as the runner does
-    assert store.action_times("id_a", "send_message", T0 - timedelta(seconds=1)) == [T0]
-    assert store.action_times("id_a", "send_message", T0) == []
+    assert store.action_times("id_a", "send_message", T0) == [T0 + timedelta(minutes=1)]
+    assert store.action_times("id_a", "send_message", T0 + timedelta(minutes=1)) == []
 
 
 def test_outcome_and_transition_commit_together(store: Store) -> None:

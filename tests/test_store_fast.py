@@ -104,7 +104,7 @@ def test_fast_path_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
     since = T - timedelta(days=1)
     assert fast.action_times("id-1", "visit_profile", since) == slow.action_times(
         "id-1", "visit_profile", since
-    ) == [T]  # started (the intent) at T, finished an hour later: counted when started
+    ) == [T + timedelta(hours=1)]
     assert fast.conversations("id-1") == slow.conversations("id-1")
     assert fast.conversations("id-1")["https://www.linkedin.com/in/ana"].first_sender_is_us
     # attempt numbers continue from what is logged, on both paths
@@ -161,4 +161,20 @@ def test_grouped_updates_store_what_one_update_a_row_stores(tmp_path: Path) -> N
     states = [e.state for e in stores["fast"].enrollments()]
     assert states == ["completed"] * 5 + ["failed"] + ["visit"] * 5
     for s in stores.values():
+        s.close()
+
+
+def test_json_columns_read_what_the_stdlib_wrote_and_write_what_orjson_refuses(
+    tmp_path: Path,
+) -> None:
+    s = Store.open(None, tmp_path)
+    try:
+        s.kv_put("ns", "big", {"n": 2**70, "ok": [1, 2]})  # beyond orjson's 64-bit integers
+        assert s.kv_get("ns", "big") == {"n": 2**70, "ok": [1, 2]}
+        with s.engine.begin() as conn:  # a row the standard encoder wrote: NaN and Infinity
+            conn.execute(sa.text("UPDATE kv SET value_json = :v WHERE key = 'big'"),
+                         {"v": '{"x": NaN, "y": Infinity}'})
+        value = s.kv_get("ns", "big")
+        assert value["y"] == float("inf") and value["x"] != value["x"]
+    finally:
         s.close()

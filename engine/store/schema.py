@@ -108,8 +108,8 @@ action_log = sa.Table(
     sa.Column("response_json", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
-    # The rolling-24-h limit usage counts actions by when they were started (the intent):
-    # a column written once, so an outcome does not move the row in this index.
+    # The rolling-24-h limit usage scans actions by their start (the intent's time): a column
+    # written once, so an outcome does not move the row in this index (see action_times).
     sa.Index(None, "identity", "action", "created_at"),
     # Only the open intents (what recover reads): an intent leaves the index when its outcome
     # is written, so the index stays as small as the work in flight.

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -51,7 +52,10 @@ _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
+    try:
+        return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
+    except TypeError:  # what orjson refuses (an integer beyond 64 bits...): the stdlib's text
+        return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def _db_time(value: datetime | None) -> str | None:
@@ -101,8 +105,9 @@ def _update_grouped(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]
     with a repeated id, so only a few statement texts reach the driver's statement cache."""
     if not sql.endswith(" = ?"):  # pragma: no cover - fixed by the statements above
         raise StoreError(f"cannot group {sql!r}")
+    last = {row[-1]: row for row in rows}  # an id given twice: the last row wins, as in order
     groups: dict[tuple[Any, ...], list[Any]] = {}
-    for row in rows:
+    for row in last.values():
         groups.setdefault(row[:-1], []).append(row[-1])
     single: list[tuple[Any, ...]] = []
     for values, ids in groups.items():
@@ -119,7 +124,12 @@ def _update_grouped(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]
 
 
 def _loads(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN/Infinity, which the stdlib writes and orjson refuses
+        return json.loads(text)
 
 
 def _utcnow() -> datetime:
@@ -1001,14 +1011,15 @@ class Store:
                 key = f"{pair[0]}:{pair[1]}:{attempt}"
                 keys.append(key)
                 request, holder = r.get("request"), r.get("holder") or None
-                if not request and request is not None and holder in empty:
+                no_params = isinstance(request, dict) and not request
+                if no_params and holder in empty:
                     stored_json: str | None = empty[holder]
                 else:
                     stored = {} if request is None else {"request": request}
                     if holder:  # the run lock holder that makes the call (see recover)
                         stored["holder"] = holder
                     stored_json = _dumps(stored) if stored else None
-                    if not request and request is not None and stored_json is not None:
+                    if no_params and stored_json is not None:
                         empty[holder] = stored_json
                 values.append(
                     (
@@ -1362,26 +1373,30 @@ class Store:
     def action_times(
         self, identity: str, action: str, since: datetime, *, conn: Connection | None = None
     ) -> list[datetime]:
-        """When each ``done`` action of this identity was started (its intent) after
-        ``since``, oldest first: the rolling-24-h limit usage, counted as the runner counts
-        an action it plans (a failed one gives its slot back, so only ``done`` count)."""
+        """When each ``done`` action of this identity finished after ``since``, oldest first
+        (the rolling-24-h limit usage). The scan runs on the index of the actions' start
+        (written once, so outcomes do not rewrite it), from a day before ``since``: an
+        action finishes within a day of its intent (recover settles older ones)."""
+        start = since - timedelta(days=1)
         if self.fast:
             with self.tx(conn) as c:
                 rows = self._driver(c).execute(
-                    "SELECT created_at FROM action_log WHERE identity = ? AND action = ? "
-                    "AND created_at > ? AND status = 'done' ORDER BY created_at",
-                    (identity, action, _db_time(since)),
+                    "SELECT finished_at FROM action_log WHERE identity = ? AND action = ? "
+                    "AND created_at > ? AND finished_at > ? AND status = 'done' "
+                    "ORDER BY finished_at",
+                    (identity, action, _db_time(start), _db_time(since)),
                 )
                 return [_py_time(r[0]) or since for r in rows]
         q = (
-            sa.select(t.action_log.c.created_at)
+            sa.select(t.action_log.c.finished_at)
             .where(
                 t.action_log.c.identity == identity,
                 t.action_log.c.action == action,
-                t.action_log.c.created_at > since,
+                t.action_log.c.created_at > start,
+                t.action_log.c.finished_at > since,
                 t.action_log.c.status == "done",
             )
-            .order_by(t.action_log.c.created_at)
+            .order_by(t.action_log.c.finished_at)
         )
         with self.tx(conn) as c:
             return [r[0] for r in c.execute(q)]

@@ -1,5 +1,5 @@
 """lighter indexes for the runner's writes: open intents only; event subjects only for
-events of no enrollment; limit usage by start time
+events of no enrollment; the limit usage index on start time
 
 Revision ID: 0002
 Revises: 0001
@@ -9,8 +9,8 @@ The runner writes an intent, its outcome and a transition event for every step. 
 on ``action_log.status`` was updated twice a step for a query (recover) that only wants the
 open intents, a full index on ``events.subject`` took a row per step although the events
 of an enrollment are found through ``enrollment_id``, and the limit usage index on
-``finished_at`` was rewritten by every outcome (``created_at``, the intent's time, is written
-once and is the time the runner's own usage count keeps).
+``finished_at`` was rewritten by every outcome (the usage scan now runs on ``created_at``,
+the intent's time, written once, and still counts by ``finished_at``).
 """
 
 from __future__ import annotations
