@@ -487,9 +487,11 @@ class Runner:
         data: Mapping[str, Any] | None = None,
         dest: str | None = None,
         ctx: _IdentityCtx | None = None,
+        now: datetime | None = None,
     ) -> EnrollmentRow:
         compiled = self.compiled(enr.revision)
-        now = self.clock.now()
+        if now is None:  # else the caller's instant: its outcome and this entry share it
+            now = self.clock.now()
         if dest is None:
             try:
                 dest = compiled.next_state(enr.state, trigger)
@@ -1509,6 +1511,7 @@ class Runner:
             label=status or "ok",
             data={"key": key},
             ctx=ctx,
+            now=now,
         )
 
     async def _on_error(

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.errors import StoreError
 from engine.store import Store
 from engine.store import schema as t
+from engine.store.store import _db_time
 
 T = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
@@ -178,3 +181,13 @@ def test_json_columns_read_what_the_stdlib_wrote_and_write_what_orjson_refuses(
         assert value["y"] == float("inf") and value["x"] != value["x"]
     finally:
         s.close()
+
+
+@given(st.datetimes(timezones=st.sampled_from([UTC, PARIS, timezone(timedelta(hours=-7))])))
+def test_fast_time_text_is_sqlalchemys(value: datetime) -> None:
+    """The fast path's time text is exactly what the SQLAlchemy path stores (naive UTC)."""
+    try:
+        expected = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    except OverflowError:  # pragma: no cover - a time at the edge of the calendar
+        return
+    assert _db_time(value) == expected

@@ -66,15 +66,25 @@ def _db_time(value: datetime | None) -> str | None:
     hit = _DB_TIMES.get(value)  # a tick writes the same few instants many times
     if hit is not None:
         return hit
-    if value.tzinfo is None:
+    if value.tzinfo is UTC:  # the clocks' own times: the fields are UTC already
+        minute = (value.year, value.month, value.day, value.hour, value.minute)
+        prefix = _DB_MINUTES.get(minute)
+        if prefix is None:
+            if len(_DB_MINUTES) >= 4096:
+                _DB_MINUTES.clear()
+            prefix = _DB_MINUTES[minute] = "{:04d}-{:02d}-{:02d} {:02d}:{:02d}:".format(*minute)
+        text = f"{prefix}{value.second:02d}.{value.microsecond:06d}"
+    elif value.tzinfo is None:
         raise ValueError("naive datetime given to the store; use aware UTC")
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    else:
+        text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     if len(_DB_TIMES) >= 4096:
         _DB_TIMES.clear()
     _DB_TIMES[value] = text  # equal instants (whatever their zone) store the same text
     return text
 
 
+_DB_MINUTES: dict[tuple[int, int, int, int, int], str] = {}
 _DB_TIMES: dict[datetime, str] = {}
 
 
