@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from engine.errors import StoreError
 from engine.store import Store
 from engine.store import schema as t
-from engine.store.store import _db_time
+from engine.store.store import _db_time, _py_time
 
 T = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
@@ -191,3 +191,5 @@ def test_fast_time_text_is_sqlalchemys(value: datetime) -> None:
     except OverflowError:  # pragma: no cover - a time at the edge of the calendar
         return
     assert _db_time(value) == expected
+    back = _py_time(expected)
+    assert back == value and back is not None and back.tzinfo is UTC  # and back, aware UTC
