@@ -112,6 +112,49 @@ def _expect(names: tuple[str, ...], order: tuple[str, ...]) -> None:
         raise StoreError(f"unexpected statement parameters {names}, expected {order}")
 
 
+# The runner's batched UPDATEs, one builder each for both paths (bound by name, b_*).
+def _outcome_update() -> sa.Update:
+    a = t.action_log
+    return (
+        a.update()
+        .where(a.c.idempotency_key == sa.bindparam("k"))
+        .values(
+            status=sa.bindparam("b_status"),
+            label=sa.bindparam("b_label"),
+            response_json=sa.bindparam("b_response"),
+            finished_at=sa.bindparam("b_finished"),
+        )
+    )
+
+
+def _transition_update() -> sa.Update:
+    e = t.enrollments
+    return (
+        e.update()
+        .where(e.c.id == sa.bindparam("eid"))
+        .values(
+            state=sa.bindparam("b_state"),
+            next_due_at=sa.bindparam("b_due"),
+            step_entered_at=sa.bindparam("b_entered"),
+            attempts=sa.bindparam("b_attempts"),
+            last_error=sa.bindparam("b_error"),
+        )
+    )
+
+
+def _reschedule_update() -> sa.Update:
+    e = t.enrollments
+    return (
+        e.update()
+        .where(e.c.id == sa.bindparam("eid"))
+        .values(
+            next_due_at=sa.bindparam("b_due"),
+            attempts=sa.bindparam("b_attempts"),
+            last_error=sa.bindparam("b_error"),
+        )
+    )
+
+
 def _update_grouped(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
     """Run ``sql`` (an UPDATE ending ``WHERE <table>.id = ?``) for ``rows`` (values..., id):
     rows with the same values (a wave's leads leaving one step together) in one statement
@@ -1123,44 +1166,13 @@ class Store:
             for r in reschedules
         ]
         convs, links = list(conversations), list(connections)
-        e = t.enrollments
         with self.tx(conn) as c:
             if out:
-                c.execute(
-                    t.action_log.update()
-                    .where(t.action_log.c.idempotency_key == sa.bindparam("k"))
-                    .values(
-                        status=sa.bindparam("b_status"),
-                        label=sa.bindparam("b_label"),
-                        response_json=sa.bindparam("b_response"),
-                        finished_at=sa.bindparam("b_finished"),
-                    ),
-                    out,
-                )
+                c.execute(_outcome_update(), out)
             if trans:
-                c.execute(
-                    e.update()
-                    .where(e.c.id == sa.bindparam("eid"))
-                    .values(
-                        state=sa.bindparam("b_state"),
-                        next_due_at=sa.bindparam("b_due"),
-                        step_entered_at=sa.bindparam("b_entered"),
-                        attempts=sa.bindparam("b_attempts"),
-                        last_error=sa.bindparam("b_error"),
-                    ),
-                    trans,
-                )
+                c.execute(_transition_update(), trans)
             if resch:
-                c.execute(
-                    e.update()
-                    .where(e.c.id == sa.bindparam("eid"))
-                    .values(
-                        next_due_at=sa.bindparam("b_due"),
-                        attempts=sa.bindparam("b_attempts"),
-                        last_error=sa.bindparam("b_error"),
-                    ),
-                    resch,
-                )
+                c.execute(_reschedule_update(), resch)
             self.record_events(events, conn=c)
             for row in convs:
                 self._upsert(
@@ -1191,7 +1203,6 @@ class Store:
     ) -> None:
         """:meth:`write_batch` on SQLite: the same statements, straight to the driver."""
         db = self._driver(c)
-        e, a = t.enrollments, t.action_log
         out = [
             (
                 o["status"],
@@ -1203,19 +1214,7 @@ class Store:
             for o in outcomes
         ]
         if out:
-            sql, names = self._compiled(
-                "outcomes",
-                lambda: (
-                    a.update()
-                    .where(a.c.idempotency_key == sa.bindparam("k"))
-                    .values(
-                        status=sa.bindparam("b_status"),
-                        label=sa.bindparam("b_label"),
-                        response_json=sa.bindparam("b_response"),
-                        finished_at=sa.bindparam("b_finished"),
-                    )
-                ),
-            )
+            sql, names = self._compiled("outcomes", _outcome_update)
             _expect(names, ("b_status", "b_label", "b_response", "b_finished", "k"))
             db.executemany(sql, out)
         trans = [
@@ -1230,20 +1229,7 @@ class Store:
             for r in transitions
         ]
         if trans:
-            sql, names = self._compiled(
-                "transitions",
-                lambda: (
-                    e.update()
-                    .where(e.c.id == sa.bindparam("eid"))
-                    .values(
-                        state=sa.bindparam("b_state"),
-                        next_due_at=sa.bindparam("b_due"),
-                        step_entered_at=sa.bindparam("b_entered"),
-                        attempts=sa.bindparam("b_attempts"),
-                        last_error=sa.bindparam("b_error"),
-                    )
-                ),
-            )
+            sql, names = self._compiled("transitions", _transition_update)
             _expect(names, ("b_state", "b_due", "b_attempts", "b_entered", "b_error", "eid"))
             _update_grouped(db, sql, trans)
         resch = [
@@ -1251,18 +1237,7 @@ class Store:
             for r in reschedules
         ]
         if resch:
-            sql, names = self._compiled(
-                "reschedules",
-                lambda: (
-                    e.update()
-                    .where(e.c.id == sa.bindparam("eid"))
-                    .values(
-                        next_due_at=sa.bindparam("b_due"),
-                        attempts=sa.bindparam("b_attempts"),
-                        last_error=sa.bindparam("b_error"),
-                    )
-                ),
-            )
+            sql, names = self._compiled("reschedules", _reschedule_update)
             _expect(names, ("b_due", "b_attempts", "b_error", "eid"))
             _update_grouped(db, sql, resch)
         self._events_fast(c, events)
