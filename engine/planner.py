@@ -71,6 +71,15 @@ class EnrollPlan:
 
 
 @dataclass(frozen=True)
+class LeadUpdate:
+    """A lead already enrolled whose CSV row changed: its data is updated in place (the
+    steps still to come render with it; nothing sent is touched)."""
+
+    profile_url: str
+    changes: Mapping[str, tuple[Any, Any]]  # column -> (stored, from the file)
+
+
+@dataclass(frozen=True)
 class SkipPlan:
     profile_url: str
     reason: str  # do_not_contact | held
@@ -106,6 +115,7 @@ class SequencePlan:
     enroll: tuple[EnrollPlan, ...] = ()
     skipped: tuple[SkipPlan, ...] = ()
     already_enrolled: int = 0
+    update: tuple[LeadUpdate, ...] = ()
     in_flight: tuple[InFlightGroup, ...] = ()
     migrate: Mapping[str, str] = field(default_factory=dict)
     leads_refused: tuple[Problem, ...] = ()
@@ -125,7 +135,12 @@ class SequencePlan:
 
     @property
     def has_changes(self) -> bool:
-        return self.action != "unchanged" or bool(self.enroll) or bool(self.migrations)
+        return (
+            self.action != "unchanged"
+            or bool(self.enroll)
+            or bool(self.migrations)
+            or bool(self.update)
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -145,6 +160,11 @@ class SequencePlan:
                 for s in self.skipped
             ],
             "already_enrolled": self.already_enrolled,
+            "update": [
+                {"profile_url": u.profile_url,
+                 "changes": {k: list(v) for k, v in u.changes.items()}}
+                for u in self.update
+            ],
             "in_flight": [
                 {
                     "revision": g.revision,
@@ -227,11 +247,12 @@ class SequenceApplyResult:
     revision_created: bool = False
     enrolled: int = 0
     migrated: int = 0
+    updated: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "revision": self.revision,
                 "revision_created": self.revision_created, "enrolled": self.enrolled,
-                "migrated": self.migrated}
+                "migrated": self.migrated, "updated": self.updated}
 
 
 @dataclass
@@ -395,6 +416,50 @@ def plan_enrollments(
     return enroll, skipped, already
 
 
+def plan_lead_updates(
+    store: Store, *, sequence: str, rows: Iterable[Mapping[str, str]], conn: sa.Connection
+) -> list[LeadUpdate]:
+    """Leads of ``rows`` already enrolled in ``sequence`` whose file data differs from the
+    stored data (a column the file has and the store lacks, or another value)."""
+    data = {r[URL_COLUMN]: _lead_data(r) for r in rows}
+    ids = _lead_ids(store, list(data), conn)
+    if not ids:
+        return []
+    enrolled: set[int] = set()
+    e = t.enrollments
+    id_list = list(ids.values())
+    for i in range(0, len(id_list), 500):
+        enrolled.update(int(r[0]) for r in conn.execute(
+            sa.select(e.c.lead_id).where(e.c.sequence == sequence,
+                                         e.c.lead_id.in_(id_list[i : i + 500]))))
+    stored = store.leads_by_ids(enrolled, conn=conn)
+    out: list[LeadUpdate] = []
+    for url, new in data.items():
+        lead_id = ids.get(url)
+        if lead_id not in enrolled:
+            continue
+        old = stored[lead_id].data if lead_id in stored else {}
+        changes = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+        if changes:
+            out.append(LeadUpdate(url, changes))
+    return out
+
+
+def update_leads(
+    store: Store, conn: sa.Connection, updates: Iterable[LeadUpdate], *, now: datetime,
+    trigger: str,
+) -> int:
+    """Merge the changed columns into the stored leads, with one ``lead_updated`` event each
+    (the columns, not their values: `why` tells that the data changed and when)."""
+    n = 0
+    for u in updates:
+        store.upsert_lead(u.profile_url, {k: new for k, (_, new) in u.changes.items()}, conn=conn)
+        store.record_event("lead_updated", u.profile_url, {"columns": sorted(u.changes)},
+                           at=now, trigger=trigger, conn=conn)
+        n += 1
+    return n
+
+
 def plan_sequence(
     seq: Sequence,
     store: Store,
@@ -419,6 +484,9 @@ def plan_sequence(
             conn=conn,
             pending=pending,
         )
+        update = plan_lead_updates(
+            store, sequence=seq.name, rows=leads.rows if leads else (), conn=conn
+        )
         in_flight = _in_flight(seq, store, revision, steps, conn)
     return SequencePlan(
         name=seq.name,
@@ -431,6 +499,7 @@ def plan_sequence(
         enroll=tuple(enroll),
         skipped=tuple(skipped),
         already_enrolled=already,
+        update=tuple(update),
         in_flight=tuple(in_flight),
         migrate=dict(seq.migrate),
         leads_refused=tuple(leads.refused) if leads else (),
@@ -585,6 +654,7 @@ def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> Sequen
             store, conn, sequence=sp.name, revision=sp.revision, initial=sp.initial,
             plans=sp.enroll, now=now, trigger="apply",
         )
+        result.updated = update_leads(store, conn, sp.update, now=now, trigger="apply")
     return result
 
 
@@ -781,6 +851,7 @@ class LeadsImportResult:
     refused: list[Problem]
     enrolled: int = 0
     already_enrolled: int = 0
+    updated: int = 0
     skipped: list[SkipPlan] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -792,6 +863,7 @@ class LeadsImportResult:
             "problems": [str(p) for p in self.refused],
             "enrolled": self.enrolled,
             "already_enrolled": self.already_enrolled,
+            "updated": self.updated,
             "skipped": [
                 {"profile_url": s.profile_url, "reason": s.reason, "detail": s.detail}
                 for s in self.skipped
@@ -819,6 +891,8 @@ def import_leads(
             store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn
         )
         result.skipped, result.already_enrolled = skipped, already
+        updates = plan_lead_updates(store, sequence=sequence, rows=leads.rows, conn=conn)
+        result.updated = update_leads(store, conn, updates, now=now, trigger="import")
         result.enrolled = enroll_leads(
             store, conn, sequence=sequence, revision=current.current_revision,
             initial=str(meta["initial"]), plans=enroll, now=now, trigger="import",

@@ -58,6 +58,16 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
                 out.print(f"        ... and {len(sp.enroll) - 10} more")
         if sp.already_enrolled:
             out.print(f"      {sp.already_enrolled} lead(s) already enrolled")
+        if sp.update:
+            out.print(f"    [yellow]~ update {len(sp.update)} enrolled lead(s)' data[/] "
+                      "(the steps still to come use it)")
+            for u in sp.update[:10]:
+                diff = ", ".join(f"{k}: {old!r} -> {new!r}"
+                                 for k, (old, new) in list(u.changes.items())[:3])
+                more = f" (+{len(u.changes) - 3} more)" if len(u.changes) > 3 else ""
+                out.print(f"        ~ {u.profile_url}: {diff}{more}", markup=False)
+            if len(sp.update) > 10:
+                out.print(f"        ... and {len(sp.update) - 10} more")
         for s in sp.skipped[:10]:
             out.print(f"    [dim]- skip {s.profile_url}: {s.detail or s.reason}[/]")
         if len(sp.skipped) > 10:
@@ -98,8 +108,10 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
         enroll = sum(len(s.enroll) for s in plan.sequences)
         revs = sum(1 for s in plan.sequences if s.action != "unchanged")
         moves = sum(g.count for s in plan.sequences for g in s.migrations)
+        updates = sum(len(s.update) for s in plan.sequences)
         out.print(f"Plan: {revs} sequence revision(s), {enroll} lead(s) to enroll, "
-                  f"{moves} lead(s) to migrate, {len(plan.workflows)} workflow(s) to run.")
+                  f"{moves} lead(s) to migrate, {updates} lead(s) to update, "
+                  f"{len(plan.workflows)} workflow(s) to run.")
 
 
 def render_apply(result: ApplyResult, out: Console | None = None) -> None:
@@ -109,7 +121,7 @@ def render_apply(result: ApplyResult, out: Console | None = None) -> None:
     for s in result.sequences:
         created = "new revision" if s.revision_created else "revision"
         out.print(f"Sequence {s.name}: {created} {s.revision}, enrolled {s.enrolled}, "
-                  f"migrated {s.migrated}")
+                  f"migrated {s.migrated}" + (f", updated {s.updated}" if s.updated else ""))
     for name, res in result.workflows.items():
         if callable(getattr(res, "lines", None)):
             render_workflow_result(res, out)  # the completion tree, one node per line
@@ -140,7 +152,7 @@ def render_import(result: LeadsImportResult, out: Console | None = None) -> None
     out.print(
         f"{result.path}: {result.taken} row(s) taken, {len(result.refused)} refused; "
         f"{result.enrolled} enrolled in {result.sequence}, {result.already_enrolled} already "
-        f"enrolled, {len(result.skipped)} skipped"
+        f"enrolled ({result.updated} with data updated), {len(result.skipped)} skipped"
     )
 
 

@@ -259,3 +259,45 @@ async def test_migrated_leads_are_scheduled_for_their_new_step(
     assert paused_lead.next_due_at == later.now() + timedelta(days=1)
     assert paused_lead.step_entered_at == later.now()
     assert (done_lead.state, done_lead.next_due_at) == ("completed", None)
+
+
+async def test_a_changed_csv_row_updates_the_enrolled_leads_data(
+    store: Store, tmp_path: Path
+) -> None:
+    csv = write_csv(tmp_path / "leads.csv", ["a", "b"])
+    await apply([seq(csv)], store=store, clock=VirtualClock(T0), approve=yes)
+    csv.write_text("linkedin_profile_url,full_name,company\n"
+                   "https://www.linkedin.com/in/a,Alma Person,Acme\n"
+                   "https://www.linkedin.com/in/b,B Person,\n", encoding="utf-8")
+    plan = await make_plan([seq(csv)], store=store, now=T0)
+    (sp,) = plan.sequences
+    assert plan.has_changes and sp.action == "unchanged" and not sp.enroll
+    changes = {u.profile_url.rsplit("/", 1)[1]: dict(u.changes) for u in sp.update}
+    assert changes == {
+        "a": {"full_name": ("A Person", "Alma Person"), "first_name": ("A", "Alma"),
+              "company": (None, "Acme")},
+    }  # b: an empty cell is no value, so nothing changed
+    assert plan.to_json()["sequences"][0]["update"][0]["changes"]["first_name"] == ["A", "Alma"]
+
+    result = await apply([seq(csv)], store=store, clock=VirtualClock(T0), approve=yes)
+    assert result.sequences[0].updated == 1 and result.sequences[0].enrolled == 0
+    lead = store.lead_by_url("https://www.linkedin.com/in/a")
+    assert lead is not None and lead.data["first_name"] == "Alma" and lead.data["company"] == "Acme"
+    (event,) = store.events("https://www.linkedin.com/in/a", kind="lead_updated")
+    assert event.data == {"columns": ["company", "first_name", "full_name"]}
+    again = await make_plan([seq(csv)], store=store, now=T0)
+    assert not again.has_changes  # applied: nothing left to update
+
+
+async def test_leads_import_updates_the_data_of_leads_already_enrolled(
+    store: Store, tmp_path: Path
+) -> None:
+    csv = write_csv(tmp_path / "leads.csv", ["a"])
+    await apply([seq(csv)], store=store, clock=VirtualClock(T0), approve=yes)
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text("linkedin_profile_url,first_name\nhttps://www.linkedin.com/in/a,Ann\n",
+                     encoding="utf-8")
+    result = import_leads(fixed, "founders", store=store, now=T0)
+    assert (result.enrolled, result.already_enrolled, result.updated) == (0, 1, 1)
+    lead = store.lead_by_url("https://www.linkedin.com/in/a")
+    assert lead is not None and lead.data["first_name"] == "Ann"

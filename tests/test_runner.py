@@ -437,3 +437,21 @@ async def test_daemon_ticks_until_stopped_and_frees_the_run_lock(tmp_path: Path)
     assert summary.ticks == 3 and summary.actions == 1
     with env.store.lock("run"):  # released on the way out
         pass
+
+
+async def test_a_lead_updated_mid_sequence_gets_its_new_data_in_the_next_message(
+    tmp_path: Path,
+) -> None:
+    """The runner renders each step with the lead's data as stored at that tick: a CSV fix
+    applied between the invitation and the message shows in the message."""
+    env = Env(tmp_path, make_seq())
+    eid = env.lead("ada", accepts=True, replies=False)
+    runner = env.runner()
+    await runner.run_until(MONDAY_8 + timedelta(minutes=1))
+    assert env.state(eid) == "accepted"  # visited, invited: waiting for the acceptance
+    env.store.upsert_lead("https://www.linkedin.com/in/ada", {"first_name": "Adeline"})
+    await runner.run_until(MONDAY_8 + timedelta(days=10))
+    texts = [d.text for d in env.world.deliveries(ID, kind="message")]
+    assert texts[0] == "Thanks Adeline!"
+    notes = [d.text for d in env.world.deliveries(ID, kind="invite")]
+    assert notes == ["Hi Ada"]  # what was sent stays as it was

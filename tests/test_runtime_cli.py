@@ -355,3 +355,20 @@ def test_apply_without_credentials_fails_before_persisting(
     s.close()
     # --no-run needs no provider: it persists
     assert run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")[0] == 0
+
+
+def test_plan_shows_and_apply_makes_lead_data_updates(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")[0] == 0
+    text = (work / "leads.csv").read_text(encoding="utf-8")
+    (work / "leads.csv").write_text(text.replace("Ada Lead", "Adeline Lead"), encoding="utf-8")
+    code, out, _ = run(capsys, "plan", "seq.yaml", "--detailed-exitcode")
+    assert code == 2
+    assert "~ update 1 enrolled lead(s)' data" in out
+    assert "first_name: 'Ada' -> 'Adeline'" in out and "1 lead(s) to update" in out
+    code, out, err = run(capsys, "apply", "seq.yaml", "--auto-approve", "--no-run")
+    assert code == 0, err
+    assert "updated 1" in out
+    code, out, _ = run(capsys, "plan", "seq.yaml", "--detailed-exitcode")
+    assert code == 0 and "No changes" in out
