@@ -15,9 +15,8 @@ from typing import Any
 import click
 
 from engine.cli import cli
+from engine.cli.runtime_cmds import _state_dir_option
 from engine.errors import LeadsError
-
-_STATE_DIR = ".seqrun"
 
 
 def normalize_urls(urls: Iterable[str]) -> list[str]:
@@ -46,16 +45,6 @@ def _open(state_dir: Path) -> Any:
     from engine.store import Store
 
     return Store.open(None, state_dir)
-
-
-def _state_dir_option(f: Any) -> Any:
-    return click.option(
-        "--state-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=_STATE_DIR,
-        show_default=True,
-        help="Where the store lives.",
-    )(f)
 
 
 @cli.group("dnc")
