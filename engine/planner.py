@@ -48,7 +48,7 @@ from engine.clock import Clock
 from engine.errors import PlanError, Problem, UsageError
 from engine.leads import URL_COLUMN, LeadImport, read_leads
 from engine.model import TERMINALS, Manifest, Schedule, Sequence, WaitStep, Workflow
-from engine.store import Store
+from engine.store import Store, dump_json
 from engine.store import schema as t
 
 log = logging.getLogger(__name__)
@@ -658,10 +658,6 @@ def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> Sequen
     return result
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)  # compact, as the store writes
-
-
 def enroll_leads(
     store: Store,
     conn: sa.Connection,
@@ -686,7 +682,7 @@ def enroll_leads(
     fresh = [p for p in plans if p.profile_url not in existing]
     if fresh:
         conn.execute(t.leads.insert(),
-                     [{"profile_url": p.profile_url, "data_json": _dumps(dict(p.data))}
+                     [{"profile_url": p.profile_url, "data_json": dump_json(dict(p.data))}
                       for p in fresh])
     for p in plans:
         if p.profile_url in existing and p.data:
@@ -717,7 +713,7 @@ def enroll_leads(
         {"at": now, "enrollment_id": enrollment_of[ids[p.profile_url]],
          "subject": p.profile_url, "kind": "enrolled", "from_state": None,
          "to_state": initial, "trigger": trigger, "revision": revision,
-         "data_json": _dumps({"sequence": sequence, "identity": p.identity,
+         "data_json": dump_json({"sequence": sequence, "identity": p.identity,
                               **({"source": source} if source else {})})}
         for p in todo
     ])

@@ -14,6 +14,7 @@ from engine.store.store import (
     RevisionRow,
     SequenceRow,
     Store,
+    dump_json,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "RevisionRow",
     "SequenceRow",
     "Store",
+    "dump_json",
 ]

@@ -51,7 +51,8 @@ IDENTITY_STATUSES = ("active", "paused", "auth_expired")
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def _dumps(value: Any) -> str:
+def dump_json(value: Any) -> str:
+    """The text of a JSON column (the store's and the planner's bulk writes alike)."""
     try:
         return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
     except TypeError:  # what orjson refuses (an integer beyond 64 bits...): the stdlib's text
@@ -557,7 +558,7 @@ class Store:
             self._upsert(
                 c,
                 t.kv,
-                {"ns": ns, "key": key, "value_json": _dumps(value), "updated_at": _utcnow()},
+                {"ns": ns, "key": key, "value_json": dump_json(value), "updated_at": _utcnow()},
                 ("ns", "key"),
                 ("value_json", "updated_at"),
             )
@@ -639,7 +640,7 @@ class Store:
                     hash=hash,
                     sequence=sequence,
                     kind=kind,
-                    manifest_json=_dumps(manifest),
+                    manifest_json=dump_json(manifest),
                     created_at=at or _utcnow(),
                 )
             )
@@ -731,11 +732,15 @@ class Store:
             ).first()
             if r is None:
                 res = c.execute(
-                    t.leads.insert().values(profile_url=profile_url, data_json=_dumps(dict(data)))
+                    t.leads.insert().values(
+                        profile_url=profile_url, data_json=dump_json(dict(data))
+                    )
                 )
                 return int(res.inserted_primary_key[0])  # type: ignore[index]
             merged = {**(_loads(r.data_json) or {}), **dict(data)}
-            c.execute(t.leads.update().where(t.leads.c.id == r.id).values(data_json=_dumps(merged)))
+            c.execute(
+                t.leads.update().where(t.leads.c.id == r.id).values(data_json=dump_json(merged))
+            )
             return int(r.id)
 
     def get_lead(self, lead_id: int, *, conn: Connection | None = None) -> LeadRow | None:
@@ -1003,7 +1008,7 @@ class Store:
                         identity=identity,
                         action=action,
                         status="intent",
-                        response_json=None if request is None else _dumps({"request": request}),
+                        response_json=None if request is None else dump_json({"request": request}),
                         created_at=at,
                     )
                 )
@@ -1075,7 +1080,7 @@ class Store:
                     stored = {} if request is None else {"request": request}
                     if holder:  # the run lock holder that makes the call (see recover)
                         stored["holder"] = holder
-                    stored_json = _dumps(stored) if stored else None
+                    stored_json = dump_json(stored) if stored else None
                     if no_params and stored_json is not None:
                         empty[holder] = stored_json
                 values.append(
@@ -1140,7 +1145,7 @@ class Store:
                 "k": o["key"],
                 "b_status": o["status"],
                 "b_label": o.get("label"),
-                "b_response": None if o.get("response") is None else _dumps(o["response"]),
+                "b_response": None if o.get("response") is None else dump_json(o["response"]),
                 "b_finished": o["finished_at"],
             }
             for o in outcomes
@@ -1207,7 +1212,7 @@ class Store:
             (
                 o["status"],
                 o.get("label"),
-                None if o.get("response") is None else _dumps(o["response"]),
+                None if o.get("response") is None else dump_json(o["response"]),
                 _db_time(o["finished_at"]),
                 o["key"],
             )
@@ -1303,7 +1308,7 @@ class Store:
                 r.get("to_state"),
                 r.get("trigger"),
                 r.get("revision"),
-                None if r.get("data") is None else _dumps(r["data"]),
+                None if r.get("data") is None else dump_json(r["data"]),
             )
             for r in rows
         ]
@@ -1332,7 +1337,7 @@ class Store:
                 .values(
                     status=status,
                     label=label,
-                    response_json=None if response is None else _dumps(response),
+                    response_json=None if response is None else dump_json(response),
                     finished_at=at,
                 )
             )
@@ -1418,7 +1423,7 @@ class Store:
                     to_state=to_state,
                     trigger=trigger,
                     revision=revision,
-                    data_json=None if data is None else _dumps(data),
+                    data_json=None if data is None else dump_json(data),
                 )
             )
             return int(res.inserted_primary_key[0])  # type: ignore[index]
@@ -1444,7 +1449,7 @@ class Store:
                 "to_state": r.get("to_state"),
                 "trigger": r.get("trigger"),
                 "revision": r.get("revision"),
-                "data_json": None if r.get("data") is None else _dumps(r["data"]),
+                "data_json": None if r.get("data") is None else dump_json(r["data"]),
             }
             for r in rows
         ]
