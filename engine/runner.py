@@ -369,7 +369,7 @@ class Runner:
         else:
             self._resolve = compiled
         self._zones: dict[str, ZoneInfo] = {}
-        self._limits: dict[tuple[int, int, str], tuple[Sequence, Provider, int | None]] = {}
+        self._limits: dict[tuple[str, str, str], int | None] = {}
         self._known_identities: set[str] = set()
         self._last_sync: dict[str, datetime] = {}
         self._identity_rows: dict[str, IdentityRow] = {}  # as read at the start of the tick
@@ -423,20 +423,18 @@ class Runner:
             return self._zone(str(tz) if tz else None, window.fallback_timezone)
         return self._zone(window.timezone, window.fallback_timezone)
 
-    def _limit(self, seq: Sequence, provider: Provider, action: str) -> int | None:
+    def _limit(self, revision: str, ctx: _IdentityCtx, action: str) -> int | None:
         """The lower of the sequence's limit and the provider's smart limit (None: neither)."""
-        key = (id(seq), id(provider), action)
-        hit = self._limits.get(key)
-        if hit is not None and hit[0] is seq and hit[1] is provider:  # not a reused id
-            return hit[2]
-        limits = [
-            v
-            for v in (seq.limits.get(action), provider.spec.smart_limits.get(action))
-            if v is not None
-        ]
-        limit = min(limits) if limits else None
-        self._limits[key] = (seq, provider, limit)  # holding both keeps their ids unique
-        return limit
+        key = (revision, ctx.provider_name, action)
+        if key not in self._limits:
+            seq = self._sequence(revision)
+            limits = [
+                v
+                for v in (seq.limits.get(action), ctx.provider.spec.smart_limits.get(action))
+                if v is not None
+            ]
+            self._limits[key] = min(limits) if limits else None
+        return self._limits[key]
 
     def _entry_due(self, compiled: CompiledSequence, state: str, now: datetime) -> datetime | None:
         """When a state just entered becomes due (None for terminals)."""
@@ -1355,7 +1353,7 @@ class Runner:
             return None
         # 6. limits per identity per rolling 24 h, shared by every sequence (a planned action
         # counts at once; a failed one gives its slot back)
-        limit = self._limit(seq, ctx.provider, action)
+        limit = self._limit(enr.revision, ctx, action)
         usage = self._usage(ctx, action, now)
         saturated = ctx.saturated.get(action)
         if saturated is not None and saturated > now:
