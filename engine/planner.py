@@ -364,8 +364,9 @@ def plan_enrollments(
     rows: Iterable[Mapping[str, str]],
     conn: sa.Connection,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
-) -> tuple[list[EnrollPlan], list[SkipPlan], int]:
-    """Which rows to enroll (and on which identity), skip, or leave (already enrolled).
+) -> tuple[list[EnrollPlan], list[SkipPlan], dict[str, int]]:
+    """Which rows to enroll (and on which identity), skip, or leave: those already enrolled,
+    by URL, with their lead id (for :func:`plan_lead_updates`).
 
     ``pending`` adds holders not yet in the store (url -> [(sequence, identity, state)]): the
     enrollments planned for the sequences before this one in the same plan.
@@ -387,14 +388,15 @@ def plan_enrollments(
     order = {ident: n for n, ident in enumerate(identities)}
     enroll: list[EnrollPlan] = []
     skipped: list[SkipPlan] = []
-    already = 0
+    already: dict[str, int] = {}
     for row in rows:
         url = row[URL_COLUMN]
         lead_id = ids.get(url)
         held = list(holders.get(lead_id, [])) if lead_id is not None else []
         held.extend((pending or {}).get(url, ()))
         if any(seq == sequence for seq, _, _ in held):
-            already += 1
+            if lead_id is not None:
+                already[url] = lead_id
             continue
         if url in dnc:
             reason = dnc[url] or "on the do-not-contact list"
@@ -417,28 +419,21 @@ def plan_enrollments(
 
 
 def plan_lead_updates(
-    store: Store, *, sequence: str, rows: Iterable[Mapping[str, str]], conn: sa.Connection
+    store: Store, *, rows: Iterable[Mapping[str, str]], enrolled: Mapping[str, int],
+    conn: sa.Connection,
 ) -> list[LeadUpdate]:
-    """Leads of ``rows`` already enrolled in ``sequence`` whose file data differs from the
-    stored data (a column the file has and the store lacks, or another value)."""
-    data = {r[URL_COLUMN]: _lead_data(r) for r in rows}
-    ids = _lead_ids(store, list(data), conn)
-    if not ids:
-        return []
-    enrolled: set[int] = set()
-    e = t.enrollments
-    id_list = list(ids.values())
-    for i in range(0, len(id_list), 500):
-        enrolled.update(int(r[0]) for r in conn.execute(
-            sa.select(e.c.lead_id).where(e.c.sequence == sequence,
-                                         e.c.lead_id.in_(id_list[i : i + 500]))))
-    stored = store.leads_by_ids(enrolled, conn=conn)
+    """Leads of ``rows`` already enrolled (``enrolled``: URL -> lead id, as
+    :func:`plan_enrollments` returns them) whose file data differs from the stored data (a
+    column the file has and the store lacks, or another value)."""
+    stored = store.leads_by_ids(enrolled.values(), conn=conn)
     out: list[LeadUpdate] = []
-    for url, new in data.items():
-        lead_id = ids.get(url)
-        if lead_id not in enrolled:
+    for row in rows:
+        url = row[URL_COLUMN]
+        if url not in enrolled:
             continue
-        old = stored[lead_id].data if lead_id in stored else {}
+        lead = stored.get(enrolled[url])
+        old = lead.data if lead is not None else {}
+        new = _lead_data(row)
         changes = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
         if changes:
             out.append(LeadUpdate(url, changes))
@@ -485,7 +480,7 @@ def plan_sequence(
             pending=pending,
         )
         update = plan_lead_updates(
-            store, sequence=seq.name, rows=leads.rows if leads else (), conn=conn
+            store, rows=leads.rows if leads else (), enrolled=already, conn=conn
         )
         in_flight = _in_flight(seq, store, revision, steps, conn)
     return SequencePlan(
@@ -498,7 +493,7 @@ def plan_sequence(
         steps=steps,
         enroll=tuple(enroll),
         skipped=tuple(skipped),
-        already_enrolled=already,
+        already_enrolled=len(already),
         update=tuple(update),
         in_flight=tuple(in_flight),
         migrate=dict(seq.migrate),
@@ -886,8 +881,8 @@ def import_leads(
         enroll, skipped, already = plan_enrollments(
             store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn
         )
-        result.skipped, result.already_enrolled = skipped, already
-        updates = plan_lead_updates(store, sequence=sequence, rows=leads.rows, conn=conn)
+        result.skipped, result.already_enrolled = skipped, len(already)
+        updates = plan_lead_updates(store, rows=leads.rows, enrolled=already, conn=conn)
         result.updated = update_leads(store, conn, updates, now=now, trigger="import")
         result.enrolled = enroll_leads(
             store, conn, sequence=sequence, revision=current.current_revision,
