@@ -229,10 +229,11 @@ async def latency(tmp: Path, *, identities: int = 20, per_identity: int = 10,
 # of N due visits (10 identities x 80, the Edges daily visit limit; each identity's sync
 # before its wave is the engine's). Measured two ways, side by side:
 # * instructions (valgrind's callgrind, when installed): exact and repeatable whatever the
-#   load of the box, the budget's verdict. Each side runs inside its own C marker function
+#   load of the box. Each side runs inside its own C marker function
 #   (operator.methodcaller for the raw calls, functools.reduce for the tick) and callgrind
 #   collects only inside those, so the counts hold nothing but the two timed sections.
 # * CPU time (process_time), best of 3 processes: what a user's box sees, noisy when shared.
+# Each is a verdict of its own (see verdicts).
 
 STEP_IDS, STEP_PER_ID = 10, 80
 
