@@ -35,7 +35,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from itertools import islice
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,6 +63,7 @@ from engine.store import (
     LeadRow,
     LockHandle,
     Store,
+    bounded,
 )
 
 log = logging.getLogger(__name__)
@@ -928,7 +928,8 @@ class Runner:
                 if not fresh:
                     break
                 leads = self.store.leads_by_ids({e.lead_id for e in fresh}, conn=conn)
-                dnc = set(self.store.do_not_contact(conn=conn))
+                urls = (lead.profile_url for lead in leads.values())
+                dnc = set(self.store.do_not_contact(urls, conn=conn))
             seen.update(e.id for e in fresh)
             await self._run_due(fresh, leads, dnc, unresolved, statuses, result)
             if len(due) < self.due_batch:
@@ -1066,14 +1067,14 @@ class Runner:
                     ),
                     conn=conn,
                 )
-            following: list[tuple[EnrollmentRow, LeadRow]] = []
+            moved: list[tuple[datetime, tuple[EnrollmentRow, LeadRow]]] = []
             for p, key in zip(planned, keys, strict=True):
                 new = await self._call(ctx, p, key, result)
-                due = new.next_due_at if new is not None else None
-                if new is not None and due is not None and due <= self.clock.now():
-                    following.append((new, p.lead))
+                if new is not None and new.next_due_at is not None:
+                    moved.append((new.next_due_at, (new, p.lead)))
             self._flush(ctx)
-            current = following
+            now = self.clock.now()  # the leads whose next step is due by now go on at once
+            current = [pair for due, pair in moved if due <= now]
 
     async def _ensure_synced(self, ctx: _IdentityCtx, result: TickResult) -> None:
         """Once per identity per tick: its own id (cached) and its conversations."""
@@ -1183,7 +1184,7 @@ class Runner:
             step = compiled.step(enr.state)
             entered = enr.step_entered_at or now
             if isinstance(step, ActionStep):  # the common case first
-                planned = await self._plan_action(ctx, enr, lead, step, result, dnc)
+                planned = await self._plan_action(ctx, enr, lead, step, compiled, now, result, dnc)
                 if not isinstance(planned, EnrollmentRow):
                     return planned
                 enr = planned
@@ -1280,19 +1281,24 @@ class Runner:
         enr: EnrollmentRow,
         lead: LeadRow,
         step: ActionStep,
+        compiled: CompiledSequence,
+        now: datetime,
         result: TickResult,
         dnc: set[str],
     ) -> _Planned | EnrollmentRow | None:
-        """The seed guide's rules before an action, in order. Returns the planned action, the
-        enrollment moved without a call (reply, already connected...), or None (postponed)."""
-        compiled = self.compiled(enr.revision)
+        """The seed guide's rules before an action, in order, at ``now`` (the caller's
+        reading, read again after a sync). Returns the planned action, the enrollment moved
+        without a call (reply, already connected...), or None (postponed)."""
         seq = self._sequence(enr.revision)
         action = step.action
         # 1. sync before send; a lead who wrote (first or back) is a human's now. A visit or
         # a connection check sends nothing: a sync younger than `visit_sync_age` will do.
         last = self._last_sync.get(ctx.identity)
-        if action in OUTREACH or last is None or self.clock.now() - last > self.visit_sync_age:
+        if not ctx.synced and (
+            action in OUTREACH or last is None or now - last > self.visit_sync_age
+        ):
             await self._ensure_synced(ctx, result)
+            now = self.clock.now()  # the sync took its time
         if enr.id in ctx.replied:
             return None  # the sync moved it (reply)
         if ctx.conv is None:
@@ -1317,7 +1323,6 @@ class Runner:
                 detail="on the do-not-contact list",
                 ctx=ctx,
             )
-        now = self.clock.now()
         # 3. already connected: no invitation to send
         if action == "connect":
             if ctx.links is None:
@@ -1474,7 +1479,7 @@ class Runner:
                 "key": key,
                 "status": "done",
                 "label": status or "ok",
-                "response": _small(data),
+                "response": data if isinstance(data, dict) else dict(data),  # bounded by the store
                 "finished_at": now,
             }
         )
@@ -1523,7 +1528,7 @@ class Runner:
             "label": label,
             "message": exc.message,
             "status": exc.status,
-            "params": _small(dict(exc.params)),
+            "params": bounded(exc.params),
         }
 
         def outcome(status: str) -> None:
@@ -1708,19 +1713,6 @@ class Runner:
             for sig in installed:
                 loop.remove_signal_handler(sig)
         return summary
-
-
-def _small(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A bounded, JSON-safe copy of a provider answer for the action log."""
-    out: dict[str, Any] = {}
-    for k, v in islice(data.items(), 20):
-        if isinstance(v, str):
-            out[str(k)] = v[:500]
-        elif v is None or isinstance(v, int | float | bool):
-            out[str(k)] = v
-        else:
-            out[str(k)] = str(v)[:500]
-    return out
 
 
 async def _all_or_cancel(tasks: list[asyncio.Future[None]]) -> None:

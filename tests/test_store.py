@@ -171,6 +171,21 @@ def test_action_log_intent_then_outcome(store: Store) -> None:
     assert store.action_times("id_a", "send_message", T0 + timedelta(minutes=1)) == []
 
 
+def test_action_log_bounds_a_large_provider_answer(store: Store) -> None:
+    common = dict(sequence="s", revision="r", identity="id_a", action="visit_profile")
+    small = store.log_intent(enrollment_id=1, step="v", attempt=0, at=T0, **common)  # type: ignore[arg-type]
+    large = store.log_intent(enrollment_id=2, step="v", attempt=0, at=T0, **common)  # type: ignore[arg-type]
+    answer = {"id": 7, "nested": {"a": [1, 2]}, "text": "é" * 20}
+    store.write_batch(outcomes=[
+        {"key": small, "status": "done", "label": "ok", "response": answer, "finished_at": T0},
+        {"key": large, "status": "done", "label": "ok", "finished_at": T0,
+         "response": {f"k{i}": "x" * 1000 for i in range(40)}},
+    ])
+    kept = {a.idempotency_key: a.response for a in store.actions()}
+    assert kept[small] == answer  # small answers are kept as they came
+    assert len(kept[large]) == 20 and all(len(v) == 500 for v in kept[large].values())
+
+
 def test_outcome_and_transition_commit_together(store: Store) -> None:
     lead = store.upsert_lead("https://www.linkedin.com/in/a", {})
     e = store.enroll(lead, "s", "r", "id_a", "visit", T0)
@@ -222,6 +237,9 @@ def test_events_caches_identities_dnc(store: Store) -> None:
     store.add_do_not_contact("u2", "asked")
     assert store.is_do_not_contact("u2") and not store.is_do_not_contact("u1")
     assert store.do_not_contact() == {"u2": "asked"}
+    # a tick asks only for its due leads (chunked past 500 URLs)
+    assert store.do_not_contact([f"u{i}" for i in range(1200)]) == {"u2": "asked"}
+    assert store.do_not_contact(["u1", "u3"]) == {}
     assert store.remove_do_not_contact("u2")
 
 

@@ -14,6 +14,7 @@ from engine.store.store import (
     RevisionRow,
     SequenceRow,
     Store,
+    bounded,
     dump_json,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "RevisionRow",
     "SequenceRow",
     "Store",
+    "bounded",
     "dump_json",
 ]

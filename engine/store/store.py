@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -57,6 +58,36 @@ def dump_json(value: Any) -> str:
         return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
     except TypeError:  # what orjson refuses (an integer beyond 64 bits...): the stdlib's text
         return json.dumps(value, separators=(",", ":"), default=str)
+
+
+RESPONSE_MAX = 8192  # characters of a provider answer the action log keeps as it came
+
+
+def response_json(value: Any) -> str | None:
+    """The action log's text of a provider answer: as it came when it is small (nearly
+    always), else a bounded copy of it."""
+    if value is None:
+        return None
+    text = dump_json(value)
+    if len(text) <= RESPONSE_MAX:
+        return text
+    if isinstance(value, Mapping):
+        return dump_json(bounded(value))
+    return dump_json(text[:RESPONSE_MAX])  # a long list or text: its JSON, cut
+
+
+def bounded(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A bounded, JSON-safe copy of a mapping: 20 keys, scalars kept, strings and anything
+    else cut to 500 characters."""
+    out: dict[str, Any] = {}
+    for k, v in islice(data.items(), 20):
+        if isinstance(v, str):
+            out[str(k)] = v[:500]
+        elif v is None or isinstance(v, int | float | bool):
+            out[str(k)] = v
+        else:
+            out[str(k)] = str(v)[:500]
+    return out
 
 
 def _db_time(value: datetime | None) -> str | None:
@@ -1096,7 +1127,7 @@ class Store:
                         "intent",
                         None,
                         stored_json,
-                        r["at"],
+                        _db_time(r["at"]) if self.fast else r["at"],
                         None,
                     )
                 )
@@ -1104,9 +1135,7 @@ class Store:
                 if self.fast:
                     sql, names = self._compiled("intents", t.action_log.insert, _INTENT_COLS)
                     _expect(names, _INTENT_COLS)
-                    self._driver(c).executemany(
-                        sql, [(*v[:11], _db_time(v[11]), None) for v in values]
-                    )
+                    self._driver(c).executemany(sql, values)
                 else:
                     c.execute(
                         t.action_log.insert(),
@@ -1145,7 +1174,7 @@ class Store:
                 "k": o["key"],
                 "b_status": o["status"],
                 "b_label": o.get("label"),
-                "b_response": None if o.get("response") is None else dump_json(o["response"]),
+                "b_response": response_json(o.get("response")),
                 "b_finished": o["finished_at"],
             }
             for o in outcomes
@@ -1212,7 +1241,7 @@ class Store:
             (
                 o["status"],
                 o.get("label"),
-                None if o.get("response") is None else dump_json(o["response"]),
+                response_json(o.get("response")),
                 _db_time(o["finished_at"]),
                 o["key"],
             )
@@ -1337,7 +1366,7 @@ class Store:
                 .values(
                     status=status,
                     label=label,
-                    response_json=None if response is None else dump_json(response),
+                    response_json=response_json(response),
                     finished_at=at,
                 )
             )
@@ -1688,6 +1717,19 @@ class Store:
                 is not None
             )
 
-    def do_not_contact(self, *, conn: Connection | None = None) -> dict[str, str | None]:
+    def do_not_contact(
+        self, among: Iterable[str] | None = None, *, conn: Connection | None = None
+    ) -> dict[str, str | None]:
+        """The do-not-contact list (URL -> reason), or only its entries ``among`` the given
+        URLs (a tick asks for its due leads, whatever the size of the list)."""
+        q = sa.select(t.do_not_contact.c.profile_url, t.do_not_contact.c.reason)
         with self.tx(conn) as c:
-            return {r.profile_url: r.reason for r in c.execute(sa.select(t.do_not_contact))}
+            if among is None:
+                return {url: reason for url, reason in c.execute(q)}
+            urls = list(among)
+            out: dict[str, str | None] = {}
+            for i in range(0, len(urls), 500):
+                chunk = urls[i : i + 500]
+                rows = c.execute(q.where(t.do_not_contact.c.profile_url.in_(chunk)))
+                out.update({url: reason for url, reason in rows})
+            return out
