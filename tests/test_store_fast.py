@@ -71,6 +71,13 @@ def exercise(store: Store) -> None:
         ],
     )
     store.record_events([{"kind": "note", "subject": "x", "at": later}])
+    store.log_intents([{"enrollment_id": e1, "sequence": "s", "revision": "rev",  # left open
+                        "step": "hello", "identity": "id-1", "action": "send_message",
+                        "at": later.astimezone(PARIS), "request": {"text": "Hi"}}])
+    store.put_identity("id-1", "edges", profile_id="me-1")
+    store.put_identity("id-2", "edges")
+    store.kv_put("runtime", "paused_all", {"by": "ops"})
+    store.add_do_not_contact("https://www.linkedin.com/in/bob", "asked")
 
 
 def dump(store: Store) -> dict[str, list[tuple[object, ...]]]:
@@ -103,7 +110,25 @@ def test_fast_path_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
     assert fast.due_enrollments(T + timedelta(days=1)) == slow.due_enrollments(
         T + timedelta(days=1)
     )
-    assert fast.pending_intents() == slow.pending_intents() == []
+    (pending,) = fast.pending_intents()
+    assert pending == slow.pending_intents()[0]
+    assert (pending.step, pending.created_at) == ("hello", T + timedelta(hours=1))
+    assert pending.created_at.tzinfo is UTC
+    def identities(store: Store) -> list[tuple[object, ...]]:
+        return [(i.id, i.provider, i.profile_id, i.status, i.updated_at is not None)
+                for i in store.list_identities()]
+
+    assert identities(fast) == identities(slow) == [
+        ("id-1", "edges", "me-1", "active", True), ("id-2", "edges", None, "active", True)]
+    one = fast.get_identity("id-1")
+    assert one == fast.list_identities()[0] and one.updated_at is not None
+    assert one.updated_at.tzinfo is UTC
+    assert fast.get_identity("nobody") is None
+    assert fast.kv_get("runtime", "paused_all") == slow.kv_get("runtime", "paused_all") == {
+        "by": "ops"}
+    assert fast.kv_get("runtime", "nothing") is None
+    urls = ["https://www.linkedin.com/in/ana", "https://www.linkedin.com/in/bob"]
+    assert fast.do_not_contact(urls) == slow.do_not_contact(urls) == {urls[1]: "asked"}
     since = T - timedelta(days=1)
     assert fast.action_times("id-1", "visit_profile", since) == slow.action_times(
         "id-1", "visit_profile", since

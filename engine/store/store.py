@@ -21,6 +21,7 @@ import os
 import socket
 import sqlite3
 import uuid
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -174,6 +175,26 @@ def _transition_update() -> sa.Update:
     )
 
 
+def _kv_select() -> sa.Select[Any]:
+    return sa.select(t.kv.c.value_json).where(
+        t.kv.c.ns == sa.bindparam("ns"), t.kv.c.key == sa.bindparam("key")
+    )
+
+
+def _identity_select() -> sa.Select[Any]:
+    return sa.select(t.identities).where(t.identities.c.id == sa.bindparam("id"))
+
+
+def _identities_select() -> sa.Select[Any]:
+    return sa.select(t.identities).order_by(t.identities.c.id)
+
+
+def _pending_select() -> sa.Select[Any]:
+    # a literal, not a parameter: the partial index only serves `status = 'intent'`
+    a = t.action_log
+    return sa.select(a).where(a.c.status == sa.literal_column("'intent'")).order_by(a.c.id)
+
+
 def _reschedule_update() -> sa.Update:
     e = t.enrollments
     return (
@@ -227,6 +248,8 @@ def _utcnow() -> datetime:
 
 # SQLite fast path: statement name -> (SQL text, parameter names in order).
 _COMPILED: dict[str, tuple[str, tuple[str, ...]]] = {}
+# Store._select: name -> (SQL text, parameter names, row type, indexes of the time columns)
+_SELECTS: dict[str, tuple[str, tuple[str, ...], Any, tuple[int, ...]]] = {}
 
 # The due enrollments on the SQLite fast path (the SQLAlchemy query in due_enrollments).
 _DUE_SQL = (
@@ -480,6 +503,37 @@ class Store:
     def _driver(conn: Connection) -> Any:
         return conn.connection.driver_connection
 
+    def _select(
+        self, c: Connection, name: str, build: Callable[[], sa.Select[Any]], **params: Any
+    ) -> list[Any]:
+        """The rows of a static SELECT (parameters as ``sa.bindparam`` by name). On SQLite
+        straight from the driver, compiled once, with its time columns parsed as
+        :class:`~engine.store.schema.UTCDateTime` does; elsewhere through SQLAlchemy. The
+        rows have the columns as attributes either way."""
+        if not self.fast:
+            return list(c.execute(build(), params))
+        spec = _SELECTS.get(name)
+        if spec is None:
+            stmt = build()
+            sql, names = self._compiled(f"select-{name}", lambda: stmt)
+            columns = list(stmt.selected_columns)
+            times = tuple(
+                i for i, col in enumerate(columns) if isinstance(col.type, t.UTCDateTime)
+            )
+            row_type = namedtuple(f"{name}_row", [col.key for col in columns])  # type: ignore[misc]
+            spec = _SELECTS[name] = (sql, names, row_type, times)
+        sql, names, row, times = spec
+        rows = self._driver(c).execute(sql, [params[n] for n in names]).fetchall()
+        if not times:
+            return [row._make(r) for r in rows]
+        out = []
+        for r in rows:
+            values = list(r)
+            for i in times:
+                values[i] = _py_time(values[i])
+            out.append(row._make(values))
+        return out
+
     # ---- lifecycle ----------------------------------------------------------------------
 
     @classmethod
@@ -579,10 +633,8 @@ class Store:
 
     def kv_get(self, ns: str, key: str, *, conn: Connection | None = None) -> Any | None:
         with self.tx(conn) as c:
-            text = c.execute(
-                sa.select(t.kv.c.value_json).where(t.kv.c.ns == ns, t.kv.c.key == key)
-            ).scalar()
-        return _loads(text)
+            rows = self._select(c, "kv", _kv_select, ns=ns, key=key)
+        return _loads(rows[0].value_json) if rows else None
 
     def kv_put(self, ns: str, key: str, value: Any, *, conn: Connection | None = None) -> None:
         with self.tx(conn) as c:
@@ -1373,10 +1425,8 @@ class Store:
 
     def pending_intents(self, *, conn: Connection | None = None) -> list[ActionRow]:
         """Intents with no recorded outcome (a crash or a lost answer after the intent)."""
-        # a literal, not a parameter: the partial index only serves `status = 'intent'`
-        q = sa.select(t.action_log).where(t.action_log.c.status == sa.literal_column("'intent'"))
         with self.tx(conn) as c:
-            return [_action(r) for r in c.execute(q.order_by(t.action_log.c.id))]
+            return [_action(r) for r in self._select(c, "pending", _pending_select)]
 
     def actions(
         self,
@@ -1622,12 +1672,12 @@ class Store:
 
     def get_identity(self, identity: str, *, conn: Connection | None = None) -> IdentityRow | None:
         with self.tx(conn) as c:
-            r = c.execute(sa.select(t.identities).where(t.identities.c.id == identity)).first()
-        return None if r is None else _identity(r)
+            rows = self._select(c, "identity", _identity_select, id=identity)
+        return _identity(rows[0]) if rows else None
 
     def list_identities(self, *, conn: Connection | None = None) -> list[IdentityRow]:
         with self.tx(conn) as c:
-            return [_identity(r) for r in c.execute(sa.select(t.identities).order_by("id"))]
+            return [_identity(r) for r in self._select(c, "identities", _identities_select)]
 
     def put_identity(
         self,
@@ -1730,6 +1780,14 @@ class Store:
             out: dict[str, str | None] = {}
             for i in range(0, len(urls), 500):
                 chunk = urls[i : i + 500]
-                rows = c.execute(q.where(t.do_not_contact.c.profile_url.in_(chunk)))
+                if self.fast:  # an expanding IN re-renders its SQL at every call
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._driver(c).execute(
+                        "SELECT profile_url, reason FROM do_not_contact "
+                        f"WHERE profile_url IN ({marks})",
+                        chunk,
+                    )
+                else:
+                    rows = c.execute(q.where(t.do_not_contact.c.profile_url.in_(chunk)))
                 out.update({url: reason for url, reason in rows})
             return out
