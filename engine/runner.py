@@ -311,6 +311,7 @@ class _Planned(NamedTuple):
     step: ActionStep
     params: Mapping[str, Any]
     at: datetime
+    compiled: CompiledSequence  # the enrollment's revision's machine
 
 
 @dataclass
@@ -486,8 +487,10 @@ class Runner:
         dest: str | None = None,
         ctx: _IdentityCtx | None = None,
         now: datetime | None = None,
+        compiled: CompiledSequence | None = None,
     ) -> EnrollmentRow:
-        compiled = self.compiled(enr.revision)
+        if compiled is None:  # else the caller's, looked up once for the enrollment
+            compiled = self.compiled(enr.revision)
         if now is None:  # else the caller's instant: its outcome and this entry share it
             now = self.clock.now()
         if dest is None:
@@ -1192,16 +1195,17 @@ class Runner:
                 if now < entered + step.duration:
                     ctx.w.reschedule(enr.id, entered + step.duration, enr.attempts, enr.last_error)
                     return None
-                enr = self._transition(enr, lead, "elapsed", result, ctx=ctx)
+                enr = self._transition(enr, lead, "elapsed", result, ctx=ctx, compiled=compiled)
             elif isinstance(step, WaitForStep):
                 nxt = await self._wait_for(ctx, enr, lead, step, entered, result)
                 if nxt is None:
                     return None
                 enr = nxt
             elif isinstance(step, BranchStep):
-                enr = self._transition(enr, lead, self._branch(step, lead), result, ctx=ctx)
+                branch = self._branch(step, lead)
+                enr = self._transition(enr, lead, branch, result, ctx=ctx, compiled=compiled)
             elif isinstance(step, EndStep):
-                enr = self._transition(enr, lead, "ok", result, ctx=ctx)
+                enr = self._transition(enr, lead, "ok", result, ctx=ctx, compiled=compiled)
             else:  # pragma: no cover - the model has no other step kinds
                 return None
         return None
@@ -1389,7 +1393,7 @@ class Runner:
             )
         if action != "check_connection":
             usage.append(now)
-        return _Planned(enr, lead, step, params, now)
+        return _Planned(enr, lead, step, params, now, compiled)
 
     def _release(self, ctx: _IdentityCtx, p: _Planned) -> None:
         """Give back the limit slot a planned action took (it did not happen)."""
@@ -1515,6 +1519,7 @@ class Runner:
             data={"key": key},
             ctx=ctx,
             now=now,
+            compiled=p.compiled,
         )
 
     async def _on_error(

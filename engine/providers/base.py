@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 
@@ -49,12 +50,11 @@ ERROR_LABELS: tuple[str, ...] = (
 TRANSIENT_LABELS: frozenset[str] = frozenset({STATUS_429, SERVER_ERROR, TIMEOUT})
 
 
-@dataclass(frozen=True)
-class Lead:
-    """What an adapter needs to act on a lead."""
+class Lead(NamedTuple):
+    """What an adapter needs to act on a lead (a NamedTuple: the runner makes one a call)."""
 
     profile_url: str  # normalized https://www.linkedin.com/in/<handle>
-    custom_data: Mapping[str, Any] = field(default_factory=dict)
+    custom_data: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
