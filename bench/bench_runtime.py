@@ -15,7 +15,7 @@ measurements do not inflate it):
 * step cost: the cost of a visit step run by the engine (the call included) / that of the raw
   in-process sandbox call it wraps, the same request (budget <= 1.3), after a warm-up tick,
   one identity's raw calls and tick after the other, in instructions (valgrind's callgrind:
-  exact whatever the load; skipped without valgrind) and in CPU time (median of 3
+  exact whatever the load; skipped without valgrind) and in CPU time (median of 5
   processes). Each is a verdict.
 * idle: CPU time of one tick with 100k idle enrollments / one tick with none (the same 50
   due visits in both; budget <= 2).
@@ -236,7 +236,7 @@ async def latency(tmp: Path, *, identities: int = 20, per_identity: int = 10,
 #   (operator.methodcaller for the raw calls, functools.reduce for the ticks) and callgrind
 #   collects only inside those, so the counts hold nothing but the timed sections.
 # * CPU time (process_time): a process's ratio is its engine time over its raw time, summed
-#   over its interleaved rounds; the figure is the median of 3 processes.
+#   over its interleaved rounds; the figure is the median of 5 processes.
 # Each is a verdict of its own (see verdicts).
 
 STEP_IDS, STEP_PER_ID = 10, 80
@@ -378,7 +378,7 @@ def step_cost_instructions(tmp: Path) -> dict[str, Any] | None:
             "ratio": engine / raw, "steps": steps}
 
 
-def step_cost_time(runs: int = 3) -> dict[str, Any]:
+def step_cost_time(runs: int = 5) -> dict[str, Any]:
     """CPU time per step on both sides in ``runs`` fresh processes; the ratio is the median
     of the processes' ratios (each over its interleaved rounds)."""
     import statistics
@@ -495,7 +495,7 @@ def verdicts(f: dict[str, Any]) -> dict[str, bool]:
         "utilization": f["campaign"]["utilization"] >= BUDGETS["utilization"],
         "overshoot": f["campaign"]["overshoot"] <= BUDGETS["overshoot"],
         "latency": f["latency"]["ratio"] <= BUDGETS["latency"],
-        # both measures are verdicts: CPU time (median of 3 processes), instructions (exact)
+        # both measures are verdicts: CPU time (median of 5 processes), instructions (exact)
         "step_cost_cpu_time": f["step_cost"]["time"]["ratio"] <= BUDGETS["step_cost"],
         "idle": f["idle"]["ratio"] <= BUDGETS["idle"],
         "rss_mb": f["rss_mb"] <= BUDGETS["rss_mb"],
@@ -545,7 +545,7 @@ if __name__ == "__main__":
         else:
             print("step cost         (no valgrind: instructions not counted)")
         print(f"  in CPU time     {st['ratio']:.2f} x ({st['engine_step_ms']:.3f} ms / "
-              f"{st['raw_call_ms']:.3f} ms a step; median of 3 processes "
+              f"{st['raw_call_ms']:.3f} ms a step; median of 5 processes "
               f"{'/'.join(f'{r:.2f}' for r in st['ratios'])}; budget <= 1.3)")
         idl = figures["idle"]
         print(f"100k idle tick    {idl['ratio']:.2f} x empty store ({idl['tick_100k_ms']:.1f} ms / "
