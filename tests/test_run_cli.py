@@ -68,3 +68,39 @@ def test_bad_until_is_a_usage_error(tmp_path: Path) -> None:
         ["run", "--sandbox", "--virtual-clock", "--until", "soon", "--state-dir", str(tmp_path)]
     )
     assert rc == 2
+
+
+def test_simulate_plays_a_campaign_in_a_throwaway_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc = main(["simulate", str(EXAMPLE), "--until", "+30d", "-o", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["apply"]["sequences"][0]["enrolled"] > 0 and out["run"]["actions"] > 0
+    (seq,) = out["status"]["sequences"]
+    live = [f for f in seq["funnel"] if f["state"] not in TERMINALS and f["count"]]
+    assert seq["total"] > 0 and live == []
+    assert out["state_dir"] is None and list(tmp_path.iterdir()) == []  # no .seqrun made
+
+
+def test_simulate_keeps_its_state_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kept = tmp_path / "sim"
+    rc = main(["simulate", str(EXAMPLE), "--until", "+10d", "--keep", str(kept), "-o", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["state_dir"] == str(kept)
+    rc = main(["status", "--state-dir", str(kept), "--virtual-clock", "-o", "json"])
+    status = json.loads(capsys.readouterr().out)
+    assert rc == 0 and status["sequences"] == out["status"]["sequences"]
+    # a directory that holds something already is refused, and left as it is
+    before = sorted(p.name for p in kept.iterdir())
+    rc = main(["simulate", str(EXAMPLE), "--keep", str(kept)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--keep" in err and "not empty" in err
+    assert sorted(p.name for p in kept.iterdir()) == before
+    rc = main(["simulate", str(EXAMPLE), "--until", "tomorrow", "--keep", str(tmp_path / "b")])
+    captured = capsys.readouterr()
+    assert rc == 2 and "--until 'tomorrow'" in captured.err and captured.out == ""
+    assert not (tmp_path / "b").exists()

@@ -262,7 +262,7 @@ def apply_cmd(
     """
     from engine import report
     from engine.cli.schedule_cmds import read_plan_file
-    from engine.planner import apply, apply_saved_schedule_plan
+    from engine.planner import apply_saved_schedule_plan
 
     saved = read_plan_file(Path(paths[0])) if len(paths) == 1 else None
     if saved is not None:
@@ -282,6 +282,31 @@ def apply_cmd(
             report.render_apply(result)
         return 0
 
+    result = _apply_manifests(paths, auto_approve=auto_approve, no_run=no_run, prune=prune,
+                              output=output, sandbox=sandbox, virtual_clock=virtual_clock,
+                              state_dir=state_dir)
+    if output == "json":
+        report.print_json(result.to_json())
+    else:
+        report.render_apply(result)
+    # applied, but the run of the due steps failed for some identity: a failed run (like `run`)
+    return 1 if getattr(result.run, "errors", None) else 0
+
+
+def _apply_manifests(
+    paths: tuple[str, ...],
+    *,
+    auto_approve: bool,
+    no_run: bool,
+    prune: bool,
+    output: str,
+    sandbox: bool,
+    virtual_clock: bool,
+    state_dir: Path,
+) -> Any:
+    """`apply` of manifest files (validate, plan, ask, persist, enroll, run the due steps)."""
+    from engine.planner import apply
+
     manifests = _load(paths)
     approve = _approver(auto_approve, output)
 
@@ -297,13 +322,7 @@ def apply_cmd(
             result.run = await _run_due(rt)
         return result
 
-    result = _arun(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)
-    if output == "json":
-        report.print_json(result.to_json())
-    else:
-        report.render_apply(result)
-    # applied, but the run of the due steps failed for some identity: a failed run (like `run`)
-    return 1 if getattr(result.run, "errors", None) else 0
+    return _arun(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)
 
 
 def _schedule_plan_lines(plan: Any) -> list[str]:
@@ -530,13 +549,37 @@ def run_cmd(
     embedded sandbox in seconds, then prints the funnel.
     """
     from engine import report
-    from engine.observe import status
-    from engine.runner import Runner
 
     if virtual_clock and not (once or until):
         raise UsageError("--virtual-clock needs --until (or --once): simulated time never ends")
-    show_progress = output == "text" and sys.stderr.isatty() and not once
+    result, funnel, async_runs = _run_runner(once=once, sandbox=sandbox,
+                                             virtual_clock=virtual_clock, until=until,
+                                             poll_interval=poll_interval, output=output,
+                                             state_dir=state_dir)
+    if output == "json":
+        report.print_json({"run": result.to_json(), "status": funnel.to_json(),
+                           "async_schedules": _async_json(async_runs)})
+    else:
+        report.render_lines(_run_lines(result) + _async_lines(async_runs))
+        report.render_status(funnel)
+    return 1 if result.errors else 0
 
+
+def _run_runner(
+    *,
+    once: bool,
+    sandbox: bool,
+    virtual_clock: bool,
+    until: str | None,
+    poll_interval: float,
+    output: str,
+    state_dir: Path,
+) -> tuple[Any, Any, list[Any]]:
+    """`run`: the runner's result, the funnel after it, and what async Schedules did."""
+    from engine.observe import status
+    from engine.runner import Runner
+
+    show_progress = output == "text" and sys.stderr.isatty() and not once
     async_runs: list[Any] = []
 
     async def work(rt: _Runtime) -> Any:
@@ -561,13 +604,53 @@ def run_cmd(
     result = _arun(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)
     funnel = _arun(state_dir, lambda rt: _status(rt, status), sandbox=virtual_clock,
                    virtual_clock=virtual_clock, save=False)
+    return result, funnel, async_runs
+
+
+@cli.command("simulate")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--until", "until", default="+30d", show_default=True, metavar="+30d|ISO",
+              help="How far to play simulated time (+duration from the start, or ISO).")
+@click.option("--keep", "keep", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the simulation's state in this new directory (then `seqrun status` "
+                   "or `why --state-dir DIR`).")
+@_output_option
+def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, output: str) -> int:
+    """Play manifests over simulated time against a fresh embedded sandbox.
+
+    What `seqrun apply --sandbox --virtual-clock` then `seqrun run --sandbox --virtual-clock
+    --until` do, in a throwaway state directory: nothing is read from or written to .seqrun,
+    no provider is called, no prompt is asked. Prints the plan, the run and the funnel.
+    """
+    import tempfile
+    from datetime import UTC, datetime
+
+    from engine import report
+
+    _parse_until(until, datetime.now(UTC))  # a bad --until is refused before anything runs
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise UsageError(f"--keep {keep}: the directory is not empty (give a new one)")
+    with tempfile.TemporaryDirectory(prefix="seqrun-simulate-") as scratch:
+        state_dir = keep if keep is not None else Path(scratch)
+        applied = _apply_manifests(paths, auto_approve=True, no_run=False, prune=False,
+                                   output=output, sandbox=True, virtual_clock=True,
+                                   state_dir=state_dir)
+        result, funnel, async_runs = _run_runner(once=False, sandbox=True, virtual_clock=True,
+                                                 until=until, poll_interval=30.0,
+                                                 output=output, state_dir=state_dir)
     if output == "json":
-        report.print_json({"run": result.to_json(), "status": funnel.to_json(),
-                           "async_schedules": _async_json(async_runs)})
+        report.print_json({"apply": applied.to_json(), "run": result.to_json(),
+                           "status": funnel.to_json(),
+                           "async_schedules": _async_json(async_runs),
+                           "state_dir": None if keep is None else str(keep)})
     else:
+        report.render_apply(applied)
         report.render_lines(_run_lines(result) + _async_lines(async_runs))
         report.render_status(funnel)
-    return 1 if result.errors else 0
+        if keep is not None:
+            report.render_lines([f"state kept in {keep}: `seqrun status --state-dir {keep}`"])
+    failed_run = getattr(applied.run, "errors", None) or result.errors
+    return 1 if failed_run else 0
 
 
 def _with_async_schedules(runner_cls: type[_R], rt: _Runtime, seen: list[Any]) -> type[_R]:
