@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -162,3 +162,88 @@ async def test_follow(client: httpx.AsyncClient, world: World) -> None:
     assert (await client.get("relationship/ada")).json()["following"] is True
     error_of(await client.post("follow", json={}), 400)
     error_of(await client.post("follow", json={"profileId": "gone"}), 404)
+
+
+async def test_weekly_connect_cap_puts_the_account_on_a_24h_hold(
+    client: httpx.AsyncClient, world: World, clock: VirtualClock
+) -> None:
+    """ConnectSafely: 90 connection requests a calendar week (reset Monday 00:00 UTC); going
+    over puts the account on a 24 h hold (429). Here a cap of 2, on a Monday."""
+    from engine.errors import ProviderError
+    from engine.providers.base import LIMIT_REACHED, Lead
+    from engine.providers.connectsafely import ConnectSafelyProvider
+
+    world.add_identity("acc_3", provider="connectsafely", weekly_limits={"connect": 2})
+    for name in ("p1", "p2", "p3", "p4"):
+        world.add_profile(f"https://www.linkedin.com/in/{name}")
+    assert clock.now().weekday() == 0  # Monday 08:00
+    for name in ("p1", "p2"):
+        r = await client.post("connect", json={"accountId": "acc_3", "profileId": name})
+        assert r.json()["success"] is True
+    clock.advance(timedelta(days=1))  # Tuesday: the week's two are spent, rolling 24 h or not
+    r = await client.post("connect", json={"accountId": "acc_3", "profileId": "p3"})
+    body = error_of(r, 429)
+    hold = clock.now() + timedelta(days=1)
+    iso = hold.isoformat().replace("+00:00", "Z")
+    assert body["code"] == "limit_reached" and body["retryAt"] == iso
+    assert r.headers["X-RateLimit-Action"] == "connect" and r.headers["Retry-After"] == "86400"
+    # the adapter reads it as LIMIT_REACHED until the hold ends
+    provider = ConnectSafelyProvider(client)
+    with pytest.raises(ProviderError) as caught:
+        await provider.perform("acc_3", "connect", Lead("https://www.linkedin.com/in/p3"), {})
+    assert caught.value.label == LIMIT_REACHED
+    assert caught.value.params["postponed_until"] == iso
+    # the hold and the week's count survive a save of the world
+    saved = World.from_json(world.to_json(), clock)
+    usage = saved.inspect()["identities"]["acc_3"]["usage_week"]["connect"]
+    assert usage == {"cap": 2, "used": 2, "hold_until": iso}
+    clock.advance(timedelta(hours=25))  # the hold is over, the week is not: a new hold
+    r = await client.post("connect", json={"accountId": "acc_3", "profileId": "p3"})
+    again = (clock.now() + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    assert error_of(r, 429)["retryAt"] == again
+    clock.set(datetime(2026, 1, 12, 9, 0, tzinfo=UTC))  # next Monday, the hold over
+    r = await client.post("connect", json={"accountId": "acc_3", "profileId": "p3"})
+    assert r.json()["success"] is True
+    other = await client.post("connect", json={"accountId": "acc_12345", "profileId": "p4"})
+    assert other.json()["success"] is True  # an account without a weekly cap
+
+
+async def test_the_runner_keeps_to_a_weekly_cap_through_its_holds(
+    tmp_path: Any, world: World, clock: VirtualClock
+) -> None:
+    """60 invitations over a cap of 30 a week: the engine's rolling-24-h limit (12) alone
+    would send 36 in the first three days; the account's holds postpone the rest to the next
+    week, and no week goes over, nobody is lost or invited twice."""
+    from collections import Counter
+
+    from engine.compiler import compile_sequence
+    from engine.model import ActionStep, Metadata, Sequence
+    from engine.providers.connectsafely import ConnectSafelyProvider
+    from engine.runner import Runner
+    from engine.sandbox.world import week_start
+    from engine.store import Store
+
+    world.add_identity("acc_9", provider="connectsafely", weekly_limits={"connect": 30})
+    profiles = world.populate(60, prefix="cs")
+    seq = Sequence(metadata=Metadata("weekly"), provider="connectsafely", identities=("acc_9",),
+                   steps=(ActionStep("connect", "connect"),), normalized={"n": "weekly"})
+    compiled = compile_sequence(seq)
+    store = Store.open(None, tmp_path)
+    store.put_revision(compiled.revision, seq.name, "Sequence", {"n": seq.name})
+    store.put_sequence(seq.name, "Sequence", "connectsafely", compiled.revision)
+    for p in profiles:
+        lead = store.upsert_lead(p.url, {})
+        store.enroll(lead, seq.name, compiled.revision, "acc_9", compiled.initial, clock.now())
+    async with Sandbox(world).client("connectsafely") as c:
+        runner = Runner(store, {"connectsafely": ConnectSafelyProvider(c)}, clock,
+                        compiled={compiled.revision: compiled})
+        await runner.run_until(clock.now() + timedelta(days=14))
+    invites = [d for d in world.delivered if d.identity == "acc_9" and d.kind == "invite"]
+    per_week = Counter(week_start(d.at) for d in invites)
+    assert sorted(per_week.values()) == [30, 30]
+    assert len({d.profile_url for d in invites}) == 60
+    states = Counter(e.state for e in store.enrollments(sequence="weekly"))
+    assert states == {"completed": 60}
+    holds = [a for a in store.actions(identity="acc_9") if a.label == "LIMIT_REACHED"]
+    assert holds and all(a.created_at.weekday() in (2, 3, 4, 5, 6) for a in holds)
+    store.close()

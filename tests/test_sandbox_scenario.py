@@ -43,7 +43,8 @@ def test_scenario_sets_limits_faults_and_csv(tmp_path: Path) -> None:
                                         "https://www.linkedin.com/in/zed,Zed Zulu\n")
     (tmp_path / "w.yaml").write_text(
         "seed: 3\nstart: 2026-02-02T10:00:00Z\n"
-        "identities: [{uid: a, auth_expire_at: '2026-02-02T11:00:00Z', limits: {visit: 2}}]\n"
+        "identities: [{uid: a, auth_expire_at: '2026-02-02T11:00:00Z', limits: {visit: 2},\n"
+        "              weekly_limits: {connect: 90}}]\n"
         "profiles: {csv: leads.csv}\nlimits: {classic: {connect: 5}}\n"
         "behaviour: {accept_delay_hours: [1, 2]}\n")
     sb = Sandbox.open(None, scenario=tmp_path / "w.yaml")
@@ -51,6 +52,7 @@ def test_scenario_sets_limits_faults_and_csv(tmp_path: Path) -> None:
     assert w.now.isoformat() == "2026-02-02T10:00:00+00:00"
     assert w.limit_for("a", "visit") == 2 and w.limit_for("a", "connect") == 5
     assert w.limit_for("a", "message") == 50
+    assert w.identity("a").weekly_limits == {"connect": 90}
     assert w.config.accept_delay_hours == (1.0, 2.0)
     assert w.profiles["https://www.linkedin.com/in/zed"].full_name == "Zed Zulu"
     assert isinstance(w.clock, VirtualClock)
@@ -69,6 +71,8 @@ def test_scenario_sets_limits_faults_and_csv(tmp_path: Path) -> None:
          "does not match"),
         ("identities: [{name: x}]\n", "$.identities[0]", "missing required key 'uid'"),
         ("limits: {classic: {dance: 3}}\n", "$.limits.classic.dance", "is not allowed"),
+        ("identities: [{uid: a, weekly_limits: {connect: -1}}]\n",
+         "$.identities[0].weekly_limits.connect", "below the minimum"),
     ],
 )
 def test_invalid_scenarios(tmp_path: Path, text: str, path: str, fragment: str) -> None:

@@ -83,7 +83,7 @@ def add_default_identities(world: World) -> None:
     world.add_identity("ident-bob", name="Bob Durand", type="standard", provider="edges")
     world.add_identity("acct-alice", name="Alice Martin", provider="linkedapi",
                        aliases=(CREDENTIALS["linkedapi"]["LINKEDAPI_IDENTIFICATION_TOKEN"],))
-    # ConnectSafely documents 100 messages a day per account (its weekly invitation cap of 90
-    # is not modelled: the world's windows are rolling 24 h)
+    # ConnectSafely documents 100 messages a day and 90 connection requests a calendar week
+    # per account (reset Monday 00:00 UTC; going over puts the account on a 24 h hold)
     world.add_identity("acc_12345", name="Carol Smith", provider="connectsafely",
-                       limits={"message": 100})
+                       limits={"message": 100}, weekly_limits={"connect": 90})

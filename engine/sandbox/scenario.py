@@ -138,7 +138,7 @@ def world_from_scenario(scenario: str | Path | Mapping[str, Any], clock: Clock) 
             ident["uid"], name=ident.get("name"), kind=ident.get("kind", "classic"),
             type=ident.get("type", "engagement"), aliases=ident.get("aliases", ()),
             provider=ident.get("provider"), limits=ident.get("limits"),
-            profile_id=ident.get("profile_id"),
+            weekly_limits=ident.get("weekly_limits"), profile_id=ident.get("profile_id"),
         )
     profiles = data.get("profiles", {})
     for item in profiles.get("items", []):

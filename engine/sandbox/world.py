@@ -172,6 +172,9 @@ class IdentityState:
     aliases: tuple[str, ...] = ()
     provider: str | None = None  # edges | linkedapi | connectsafely | None (all)
     limits: dict[str, int] = field(default_factory=dict)  # overrides of the config's
+    # caps per calendar week (Monday 00:00 UTC), beside the rolling 24 h limits: ConnectSafely
+    # documents 90 connection requests a week per account, going over puts it on a 24 h hold
+    weekly_limits: dict[str, int] = field(default_factory=dict)
     auth_history: list[tuple[datetime, bool]] = field(default_factory=list)  # sorted by time
     created_at: datetime | None = None
 
@@ -306,6 +309,12 @@ def _digest(*key: object) -> bytes:
     return hashlib.sha256("\x1f".join(map(str, key)).encode()).digest()
 
 
+def week_start(at: datetime) -> datetime:
+    """Monday 00:00 UTC of the calendar week of ``at`` (when weekly caps reset)."""
+    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday())
+
+
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -339,6 +348,9 @@ class World:
         self._seq = 0
         self._ids = 0
         self._action_times: dict[tuple[str, str], deque[datetime]] = {}
+        # weekly caps: (identity, action) -> [Monday of the week counted, actions that week]
+        self._week_counts: dict[tuple[str, str], list[Any]] = {}
+        self._holds: dict[tuple[str, str], datetime] = {}  # (identity, action) -> hold ends
         self.delivered: list[Delivery] = []
         self.integration_events: list[dict[str, Any]] = []
         self._auth_reported: dict[str, bool] = {}
@@ -391,6 +403,7 @@ class World:
         provider: str | None = None,
         limits: Mapping[str, int] | None = None,
         handle: str | None = None,
+        weekly_limits: Mapping[str, int] | None = None,
     ) -> IdentityState:
         """Add a LinkedIn account. ``aliases`` (e.g. a LinkedAPI identification token or a
         ConnectSafely account id) resolve to it in :meth:`identity`."""
@@ -406,7 +419,8 @@ class World:
         ident = IdentityState(
             uid=uid, profile_id=pid, profile_url=f"https://www.linkedin.com/in/{slug}",
             name=name or uid, kind=kind, type=type, aliases=tuple(aliases), provider=provider,
-            limits=dict(limits or {}), created_at=self.now,
+            limits=dict(limits or {}), weekly_limits=dict(weekly_limits or {}),
+            created_at=self.now,
         )
         self.identities[uid] = ident
         for alias in ident.aliases:
@@ -730,16 +744,33 @@ class World:
 
     def _check_limit(self, ident: IdentityState, action: str) -> None:
         limit = self.limit_for(ident.uid, action)
-        if limit is None:
-            return
-        times = self._window(ident.uid, action)
-        if len(times) >= limit:
+        times = self._window(ident.uid, action) if limit is not None else ()
+        if limit is not None and len(times) >= limit:
             until = times[0] + DAY if times else self.now + DAY
             raise WorldError(
                 "LIMIT_REACHED", f"smart limit of {limit} {action} per 24 h reached",
                 {"postponed_until": _iso(until), "appendix": f"rolling 24h window, {action}",
                  "limit": limit, "action": action},
             )
+        cap = ident.weekly_limits.get(action)
+        if cap is None:
+            return
+        hold = self._holds.get((ident.uid, action))
+        if hold is None or hold <= self.now:
+            if self._week_count(ident.uid, action) < cap:
+                return
+            hold = self._holds[(ident.uid, action)] = self.now + DAY  # going over: a hold
+        raise WorldError(
+            "LIMIT_REACHED", f"weekly cap of {cap} {action} reached: the account is on hold",
+            {"postponed_until": _iso(hold), "limit": cap, "action": action,
+             "appendix": f"calendar week from Monday 00:00 UTC, {action}; 24 h hold"},
+        )
+
+    def _week_count(self, uid: str, action: str) -> int:
+        counted = self._week_counts.get((uid, action))
+        if counted is None or counted[0] != week_start(self.now):
+            return 0
+        return int(counted[1])
 
     def usage(self, identity: str, action: str) -> int:
         """Actions of this kind in the rolling 24 h window."""
@@ -752,6 +783,9 @@ class World:
         self.delivered.append(d)
         if action is not None:
             self._action_times.setdefault((ident.uid, action), deque()).append(self.now)
+            if action in ident.weekly_limits:
+                self._week_counts[(ident.uid, action)] = [
+                    week_start(self.now), self._week_count(ident.uid, action) + 1]
         return d
 
     def visit(self, identity: str, url: str) -> Profile:
@@ -1022,6 +1056,11 @@ class World:
                     "delivered": per.get(uid, {}),
                     "usage_24h": {a: len(self._window(uid, a))
                                   for (u, a) in list(self._action_times) if u == uid},
+                    "usage_week": {
+                        a: {"cap": cap, "used": self._week_count(uid, a),
+                            "hold_until": _iso(h) if (h := self._holds.get((uid, a)))
+                            and h > self.now else None}
+                        for a, cap in i.weekly_limits.items()},
                 }
                 for uid, i in self.identities.items()
             },
@@ -1085,6 +1124,8 @@ class World:
             "ids": self._ids,
             "action_times": [[u, a, [dt(t) for t in ts]]
                              for (u, a), ts in self._action_times.items()],
+            "week_counts": [[u, a, dt(week), n] for (u, a), (week, n) in self._week_counts.items()],
+            "holds": [[u, a, dt(until)] for (u, a), until in self._holds.items()],
             "delivered": [{**asdict(d), "at": dt(d.at)} for d in self.delivered],
             "integration_events": self.integration_events,
             "auth_reported": self._auth_reported,
@@ -1151,6 +1192,9 @@ class World:
         w._ids = int(data["ids"])
         w._action_times = {(u, a): deque(_parse_dt(t) for t in ts)
                            for u, a, ts in data["action_times"]}
+        w._week_counts = {(u, a): [_parse_dt(week), int(n)]
+                          for u, a, week, n in data.get("week_counts", [])}
+        w._holds = {(u, a): _parse_dt(until) for u, a, until in data.get("holds", [])}
         w.delivered = [Delivery(**{**d, "at": _parse_dt(d["at"])}) for d in data["delivered"]]
         w.integration_events = list(data["integration_events"])
         w._auth_reported = dict(data["auth_reported"])
