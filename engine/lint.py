@@ -367,9 +367,34 @@ def _lint_sequence(seq: Sequence, report: _Report) -> None:
             f"(providers: {', '.join(sorted(REGISTRY))})",
         )
     _check_steps_content(seq, spec, report)
+    _check_connection_routes(seq, report)
     if spec is not None:
         _check_limits(seq, spec, report)
     _check_window(seq, report)
+
+
+def _check_connection_routes(seq: Sequence, report: _Report) -> None:
+    """``check_connection`` sends a connected lead down its ok path (``next`` or the
+    following step), a pending invitation down ``INVITATION_PENDING`` and a lead who is not
+    connected down ``NOT_CONNECTED``: without that route the lead ends in ``failed``."""
+    for step in seq.steps:
+        if not (isinstance(step, ActionStep) and step.action == "check_connection"):
+            continue
+        if NOT_CONNECTED not in step.on and NOT_CONNECTED not in seq.on:
+            report(
+                child_path(step.path, "action"),
+                f"in step {step.id!r}: a lead who is not connected has no route and ends in "
+                "'failed': add on: {NOT_CONNECTED: <the step that connects>} (a connected "
+                "lead takes the ok path)",
+                "warning",
+            )
+        if ALREADY_CONNECTED in step.on:
+            report(
+                child_path(child_path(step.path, "on"), ALREADY_CONNECTED),
+                f"in step {step.id!r}: never taken: check_connection sends a connected lead "
+                "down its ok path ('next' or the following step), not ALREADY_CONNECTED",
+                "warning",
+            )
 
 
 def _check_label(report: _Report, path: str, label: str, step_id: str | None) -> None:

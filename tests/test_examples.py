@@ -27,6 +27,28 @@ def test_shared_examples_validate(path: Path, capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().out == "ok: 1 manifest(s)\n"
 
 
+def _sequences(paths: list[Path]) -> list[Path]:
+    return [p for p in paths if "kind: Sequence" in p.read_text(encoding="utf-8")]
+
+
+SEQUENCES = _sequences(OURS + THEIRS)
+
+
+@pytest.mark.parametrize("path", SEQUENCES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_sequence_examples_run_a_month_without_a_failed_lead(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each example sequence, played for 30 simulated days over the sandbox, enrolls its
+    leads and fails none of them (a missing route or a bad template would)."""
+    import json
+
+    assert main(["simulate", str(path), "--until", "+30d", "-o", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (seq,) = out["status"]["sequences"]
+    counts = {f["state"]: f["count"] for f in seq["funnel"]}
+    assert seq["total"] > 0 and counts["failed"] == 0, counts
+
+
 def test_both_folders_validate_together(capsys: pytest.CaptureFixture[str]) -> None:
     if not SHARED.is_dir():
         pytest.skip("shared examples are not present")

@@ -274,6 +274,32 @@ def test_check_connection_is_a_gate() -> None:
     assert errors(lint(seq(steps, limits={}))) == []
 
 
+def test_check_connection_needs_a_not_connected_route() -> None:
+    """A connected lead takes the ok path; without a NOT_CONNECTED route a lead who is not
+    connected ends in `failed`, and an ALREADY_CONNECTED route on the check is never taken."""
+    steps = (
+        ActionStep("check", "check_connection", on={"ALREADY_CONNECTED": "hello"}, path=P(0)),
+        ActionStep("connect", "connect", path=P(1)),
+        WaitForStep("accepted", "connection_accepted", timedelta(days=7), "removed", path=P(2)),
+        ActionStep("hello", "send_message", with_={"text": "hi"}, path=P(3)),
+    )
+    found = warnings(lint(seq(steps, limits={})))
+    assert [f.split(":")[0] for f in found] == [
+        "$.spec.steps[0].action", "$.spec.steps[0].on.ALREADY_CONNECTED"]
+    assert "not connected has no route and ends in 'failed'" in found[0]
+    assert "never taken" in found[1]
+    routed = (
+        ActionStep("check", "check_connection", next="hello",
+                   on={"NOT_CONNECTED": "connect"}, path=P(0)),
+        *steps[1:],
+    )
+    assert warnings(lint(seq(routed, limits={}))) == []
+    # a sequence-wide route counts too
+    everywhere = seq((dataclasses.replace(routed[0], on={}), *steps[1:]), limits={},
+                     on={"NOT_CONNECTED": "connect"})
+    assert warnings(lint(everywhere)) == []
+
+
 def test_already_connected_route_is_a_gate_and_timeout_is_not() -> None:
     steps = (
         ActionStep("connect", "connect", on={"ALREADY_CONNECTED": "hello"}, path=P(0)),
