@@ -374,11 +374,22 @@ def _lint_sequence(seq: Sequence, report: _Report) -> None:
 
 
 def _check_connection_routes(seq: Sequence, report: _Report) -> None:
-    """``check_connection`` sends a connected lead down its ok path (``next`` or the
+    """Routes a lead needs, or it ends in ``failed`` (the default of an unrouted label): a
+    ``connect`` step meets leads already connected (``ALREADY_CONNECTED``); a
+    ``check_connection`` step sends a connected lead down its ok path (``next`` or the
     following step), a pending invitation down ``INVITATION_PENDING`` and a lead who is not
-    connected down ``NOT_CONNECTED``: without that route the lead ends in ``failed``."""
+    connected down ``NOT_CONNECTED``."""
     for step in seq.steps:
-        if not (isinstance(step, ActionStep) and step.action == "check_connection"):
+        if not isinstance(step, ActionStep):
+            continue
+        if step.action == "connect" and ALREADY_CONNECTED not in {**seq.on, **step.on}:
+            report(
+                child_path(step.path, "action"),
+                f"in step {step.id!r}: a lead who is already connected has no route and ends "
+                "in 'failed': add on: {ALREADY_CONNECTED: <the first message step>}",
+                "warning",
+            )
+        if step.action != "check_connection":
             continue
         if NOT_CONNECTED not in step.on and NOT_CONNECTED not in seq.on:
             report(

@@ -279,7 +279,7 @@ def test_check_connection_needs_a_not_connected_route() -> None:
     connected ends in `failed`, and an ALREADY_CONNECTED route on the check is never taken."""
     steps = (
         ActionStep("check", "check_connection", on={"ALREADY_CONNECTED": "hello"}, path=P(0)),
-        ActionStep("connect", "connect", path=P(1)),
+        ActionStep("connect", "connect", on={"ALREADY_CONNECTED": "hello"}, path=P(1)),
         WaitForStep("accepted", "connection_accepted", timedelta(days=7), "removed", path=P(2)),
         ActionStep("hello", "send_message", with_={"text": "hi"}, path=P(3)),
     )
@@ -297,6 +297,19 @@ def test_check_connection_needs_a_not_connected_route() -> None:
     # a sequence-wide route counts too
     everywhere = seq((dataclasses.replace(routed[0], on={}), *steps[1:]), limits={},
                      on={"NOT_CONNECTED": "connect"})
+    assert warnings(lint(everywhere)) == []
+
+
+def test_connect_needs_an_already_connected_route() -> None:
+    steps = (
+        ActionStep("connect", "connect", path=P(0)),
+        WaitForStep("accepted", "connection_accepted", timedelta(days=7), "removed", path=P(1)),
+        ActionStep("hello", "send_message", with_={"text": "hi"}, path=P(2)),
+    )
+    (found,) = warnings(lint(seq(steps, limits={})))
+    assert found.startswith("$.spec.steps[0].action: in step 'connect': a lead who is already "
+                            "connected has no route and ends in 'failed'")
+    everywhere = seq(steps, limits={}, on={"ALREADY_CONNECTED": "hello"})
     assert warnings(lint(everywhere)) == []
 
 
