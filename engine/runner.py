@@ -373,6 +373,7 @@ class Runner:
         self._limits: dict[tuple[str, str, str], int | None] = {}
         self._known_identities: set[str] = set()
         self._last_sync: dict[str, datetime] = {}
+        self._sync_failures: dict[str, int] = {}  # identity -> syncs failed in a row (backoff)
         self._identity_rows: dict[str, IdentityRow] = {}  # as read at the start of the tick
         self._blocked = False  # something waits on the provider (see run_until)
         self.visit_sync_age = visit_sync_age
@@ -623,11 +624,29 @@ class Runner:
             )
         )
 
-    def _pause_identity(self, ctx: _IdentityCtx, reason: str, result: TickResult) -> None:
+    def _sync_refused(self, ctx: _IdentityCtx, exc: ProviderError, result: TickResult) -> None:
+        """The provider refused the identity's sync for good: the identity is paused (its
+        leads stay where they are) until `seqrun resume --identity` after a fix."""
+        reason = (
+            f"{ctx.provider_name} refused the conversation sync: {exc.label}"
+            f"{': ' + exc.message if exc.message else ''}"
+        )
+        self._pause_identity(ctx, reason, result, status="paused")
+        result.errors.append(
+            f"{ctx.identity}: {reason} (identity paused; `seqrun resume --identity "
+            f"{ctx.identity}` once it is fixed)"
+        )
+
+    def _pause_identity(
+        self, ctx: _IdentityCtx, reason: str, result: TickResult, status: str = "auth_expired"
+    ) -> None:
+        """Pause the identity and all its enrollments where they are. ``auth_expired``
+        resumes by itself once the provider reports the identity healthy; ``paused`` waits
+        for `seqrun resume --identity`."""
         now = self.clock.now()
         with self.store.transaction() as conn:
             self.store.set_identity_status(
-                ctx.identity, "auth_expired", reason, provider=ctx.provider_name, conn=conn
+                ctx.identity, status, reason, provider=ctx.provider_name, conn=conn
             )
             paused = self.store.set_enrollments_paused(True, identity=ctx.identity, conn=conn)
             self.store.record_event(
@@ -1034,9 +1053,17 @@ class Runner:
                 except _Stop:
                     break
                 except ProviderError as exc:
-                    # A sync or connections call failed: nothing is sent blind. The leads
-                    # not yet looked at retry after a backoff.
-                    until = self.clock.now() + self._backoff(1, exc.retry_after)
+                    # The sync failed: nothing is sent blind.
+                    if exc.label not in base.TRANSIENT_LABELS and exc.label != base.LIMIT_REACHED:
+                        # not an outage (an identity the provider does not know, refused
+                        # parameters): retrying cannot help, a human has to look
+                        self._sync_refused(ctx, exc, result)
+                        break
+                    # an outage: the leads not yet looked at retry after a backoff that grows
+                    # with the identity's failed syncs in a row
+                    failures = self._sync_failures.get(ctx.identity, 0) + 1
+                    self._sync_failures[ctx.identity] = failures
+                    until = self.clock.now() + self._backoff(failures, exc.retry_after)
                     for other, other_lead in current[i:]:
                         self._postpone(
                             other, other_lead, until, f"sync failed: {exc.label}", result, ctx=ctx
@@ -1137,6 +1164,7 @@ class Runner:
         ctx.conv = cache
         ctx.synced = True
         self._last_sync[ctx.identity] = now
+        self._sync_failures.pop(ctx.identity, None)
 
     def _replies(
         self, ctx: _IdentityCtx, urls: Iterable[str], now: datetime, result: TickResult

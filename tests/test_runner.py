@@ -455,3 +455,75 @@ async def test_a_lead_updated_mid_sequence_gets_its_new_data_in_the_next_message
     assert texts[0] == "Thanks Adeline!"
     notes = [d.text for d in env.world.deliveries(ID, kind="invite")]
     assert notes == ["Hi Ada"]  # what was sent stays as it was
+
+
+class SyncFails(WorldProvider):
+    """The world's provider whose conversation sync fails with ``label`` while ``failing``."""
+
+    def __init__(self, world: World, label: str) -> None:
+        super().__init__(world)
+        self.label, self.failing, self.sync_calls = label, True, 0
+
+    async def sync_conversations(self, identity: str) -> list[Any]:
+        self.sync_calls += 1
+        if self.failing:
+            raise ProviderError(self.label, f"identity {identity!r} not found in workspace")
+        return await super().sync_conversations(identity)
+
+
+async def test_a_refused_sync_pauses_the_identity_until_resumed(tmp_path: Path) -> None:
+    from engine.observe import set_paused
+
+    env = Env(tmp_path, make_seq())
+    eid = env.lead("ada", accepts=True)
+    provider = SyncFails(env.world, base.INVALID_INPUT)
+    runner = env.runner(provider)
+    result = await runner.tick()
+    assert result.paused_identities == [ID] and result.postponed == 0
+    assert "refused the conversation sync: INVALID_INPUT" in result.errors[0]
+    assert f"seqrun resume --identity {ID}" in result.errors[0]
+    ident = env.store.get_identity(ID)
+    assert ident is not None and ident.status == "paused"
+    assert ident.reason is not None and "not found in workspace" in ident.reason
+    row = env.store.get_enrollment(eid)
+    assert row is not None and row.paused and row.state == "visit"
+    # it stays paused: later ticks ask the provider nothing (no retry every minute)
+    env.clock.advance(timedelta(hours=1))
+    await runner.tick()
+    assert provider.sync_calls == 1 and env.world.deliveries(ID) == []
+    # fixed, then resumed by hand: the lead goes on where it was
+    provider.failing = False
+    set_paused(env.store, False, identity=ID, now=env.clock.now())
+    result = await runner.tick()
+    assert result.actions >= 1 and result.errors == []
+    assert [d.kind for d in env.world.deliveries(ID)][:1] == ["visit"]
+
+
+async def test_an_outage_of_the_sync_backs_off_more_at_each_failure(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq())
+    eid = env.lead("ada", accepts=True)
+    provider = SyncFails(env.world, base.SERVER_ERROR)
+    runner = env.runner(provider)
+    delays = []
+    for _ in range(3):
+        started = env.clock.now()
+        result = await runner.tick()
+        assert result.postponed == 1 and result.paused_identities == []
+        row = env.store.get_enrollment(eid)
+        assert row is not None and row.next_due_at is not None and row.state == "visit"
+        delays.append(row.next_due_at - started)
+        env.clock.set(row.next_due_at)
+    # 1 min, then 2, then 4 (x 0.5-1.5 jitter): the third wait is longer than any first one
+    assert delays[0] <= timedelta(seconds=90) < timedelta(seconds=120) <= delays[2]
+    provider.failing = False
+    result = await runner.tick()
+    assert result.actions >= 1  # the sync works again: the visit (and the invitation) go out
+    provider.failing = True  # a new outage starts again from the shortest wait
+    env.clock.advance(timedelta(days=1))
+    env.lead("bob", accepts=True)
+    await runner.tick()
+    bob_lead = env.store.lead_by_url("https://www.linkedin.com/in/bob")
+    assert bob_lead is not None
+    bob = env.store.enrollments(lead_id=bob_lead.id)
+    assert bob[0].state == "visit" and bob[0].next_due_at is not None
+    assert bob[0].next_due_at - env.clock.now() <= timedelta(seconds=90)
