@@ -614,8 +614,14 @@ def _run_runner(
 @click.option("--keep", "keep", type=click.Path(file_okay=False, path_type=Path),
               help="Keep the simulation's state in this new directory (then `seqrun status` "
                    "or `why --state-dir DIR`).")
+@click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
+              help="The simulated LinkedIn: a scenario file (schemas/scenario.json) instead of "
+                   "the default world.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="The default world's seed (acceptances, replies, edge cases).")
 @_output_option
-def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, output: str) -> int:
+def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, scenario: Path | None,
+                 seed: int, output: str) -> int:
     """Play manifests over simulated time against a fresh embedded sandbox.
 
     What `seqrun apply --sandbox --virtual-clock` then `seqrun run --sandbox --virtual-clock
@@ -630,8 +636,15 @@ def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, output: 
     _parse_until(until, datetime.now(UTC))  # a bad --until is refused before anything runs
     if keep is not None and keep.exists() and any(keep.iterdir()):
         raise UsageError(f"--keep {keep}: the directory is not empty (give a new one)")
+    if scenario is not None:
+        from engine.sandbox.scenario import load_scenario
+
+        load_scenario(scenario)  # every problem of the file, before anything runs
     with tempfile.TemporaryDirectory(prefix="seqrun-simulate-") as scratch:
         state_dir = keep if keep is not None else Path(scratch)
+        from engine.sandbox import Sandbox  # type: ignore[attr-defined,unused-ignore]
+
+        Sandbox.open(state_dir, scenario=scenario, seed=seed).save()  # the world to play on
         applied = _apply_manifests(paths, auto_approve=True, no_run=False, prune=False,
                                    output=output, sandbox=True, virtual_clock=True,
                                    state_dir=state_dir)
