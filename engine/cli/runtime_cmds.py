@@ -661,7 +661,8 @@ def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, scenario
         report.render_lines(_run_lines(result) + _async_lines(async_runs))
         report.render_status(funnel)
         if keep is not None:
-            report.render_lines([f"state kept in {keep}: `seqrun status --state-dir {keep}`"])
+            report.render_lines([f"state kept in {keep}: `seqrun status --state-dir {keep} "
+                                 f"--virtual-clock`, `seqrun why LEAD --state-dir {keep}`"])
     failed_run = getattr(applied.run, "errors", None) or result.errors
     return 1 if failed_run else 0
 
