@@ -534,6 +534,25 @@ class Store:
             out.append(row._make(values))
         return out
 
+    def _rows_in(
+        self,
+        c: Connection,
+        values: list[Any],
+        fast_sql: str,
+        build: Callable[[list[Any]], sa.Select[Any]],
+    ) -> Iterator[Any]:
+        """The rows of one query over many values, 500 at a time (an IN list every database
+        takes whole): on SQLite ``fast_sql`` (``{marks}`` stands for the placeholders) on the
+        driver, which spares SQLAlchemy re-rendering an expanding IN at every call; elsewhere
+        ``build(chunk)``. Both select the same columns in the same order."""
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            if self.fast:
+                marks = ",".join("?" * len(chunk))
+                yield from self._driver(c).execute(fast_sql.format(marks=marks), chunk)
+            else:
+                yield from c.execute(build(chunk))
+
     # ---- lifecycle ----------------------------------------------------------------------
 
     @classmethod
@@ -839,24 +858,17 @@ class Store:
     def leads_by_ids(
         self, ids: Iterable[int], *, conn: Connection | None = None
     ) -> dict[int, LeadRow]:
-        ids = list(set(ids))
-        out: dict[int, LeadRow] = {}
-        if self.fast:
-            with self.tx(conn) as c:
-                db = self._driver(c)
-                for i in range(0, len(ids), 500):
-                    chunk = ids[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
-                    sql = f"SELECT id, profile_url, data_json FROM leads WHERE id IN ({marks})"
-                    for lid, url, data in db.execute(sql, chunk):
-                        out[lid] = LeadRow(lid, url, _loads(data))
-            return out
+        ls = t.leads
         with self.tx(conn) as c:
-            for i in range(0, len(ids), 500):
-                rows = c.execute(sa.select(t.leads).where(t.leads.c.id.in_(ids[i : i + 500])))
-                for r in rows:
-                    out[r.id] = LeadRow(r.id, r.profile_url, _loads(r.data_json))
-        return out
+            rows = self._rows_in(
+                c,
+                list(set(ids)),
+                "SELECT id, profile_url, data_json FROM leads WHERE id IN ({marks})",
+                lambda chunk: sa.select(ls.c.id, ls.c.profile_url, ls.c.data_json).where(
+                    ls.c.id.in_(chunk)
+                ),
+            )
+            return {lid: LeadRow(lid, url, _loads(data)) for lid, url, data in rows}
 
     # ---- enrollments --------------------------------------------------------------------
 
@@ -1123,29 +1135,17 @@ class Store:
             return []
         with self.tx(conn) as c:
             ids = sorted({int(r["enrollment_id"]) for r in rows})
-            last: dict[tuple[int, str], int] = {}
-            for i in range(0, len(ids), 500):
-                if self.fast:
-                    chunk = ids[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
-                    for eid, step, attempt in self._driver(c).execute(
-                        "SELECT enrollment_id, step, max(attempt) FROM action_log "
-                        f"WHERE enrollment_id IN ({marks}) GROUP BY enrollment_id, step",
-                        chunk,
-                    ):
-                        last[(int(eid), str(step))] = int(attempt)
-                    continue
-                q = (
-                    sa.select(
-                        t.action_log.c.enrollment_id,
-                        t.action_log.c.step,
-                        sa.func.max(t.action_log.c.attempt),
-                    )
-                    .where(t.action_log.c.enrollment_id.in_(ids[i : i + 500]))
-                    .group_by(t.action_log.c.enrollment_id, t.action_log.c.step)
-                )
-                for eid, step, attempt in c.execute(q):
-                    last[(int(eid), str(step))] = int(attempt)
+            a = t.action_log
+            attempts = self._rows_in(
+                c,
+                ids,
+                "SELECT enrollment_id, step, max(attempt) FROM action_log "
+                "WHERE enrollment_id IN ({marks}) GROUP BY enrollment_id, step",
+                lambda chunk: sa.select(a.c.enrollment_id, a.c.step, sa.func.max(a.c.attempt))
+                .where(a.c.enrollment_id.in_(chunk))
+                .group_by(a.c.enrollment_id, a.c.step),
+            )
+            last = {(int(eid), str(step)): int(attempt) for eid, step, attempt in attempts}
             keys: list[str] = []
             values: list[tuple[Any, ...]] = []
             empty: dict[str | None, str] = {}  # the stored JSON of requests without parameters
@@ -1772,22 +1772,15 @@ class Store:
     ) -> dict[str, str | None]:
         """The do-not-contact list (URL -> reason), or only its entries ``among`` the given
         URLs (a tick asks for its due leads, whatever the size of the list)."""
-        q = sa.select(t.do_not_contact.c.profile_url, t.do_not_contact.c.reason)
+        d = t.do_not_contact
+        q = sa.select(d.c.profile_url, d.c.reason)
         with self.tx(conn) as c:
             if among is None:
                 return {url: reason for url, reason in c.execute(q)}
-            urls = list(among)
-            out: dict[str, str | None] = {}
-            for i in range(0, len(urls), 500):
-                chunk = urls[i : i + 500]
-                if self.fast:  # an expanding IN re-renders its SQL at every call
-                    marks = ",".join("?" * len(chunk))
-                    rows = self._driver(c).execute(
-                        "SELECT profile_url, reason FROM do_not_contact "
-                        f"WHERE profile_url IN ({marks})",
-                        chunk,
-                    )
-                else:
-                    rows = c.execute(q.where(t.do_not_contact.c.profile_url.in_(chunk)))
-                out.update({url: reason for url, reason in rows})
-            return out
+            rows = self._rows_in(
+                c,
+                list(among),
+                "SELECT profile_url, reason FROM do_not_contact WHERE profile_url IN ({marks})",
+                lambda chunk: q.where(d.c.profile_url.in_(chunk)),
+            )
+            return {url: reason for url, reason in rows}
