@@ -382,7 +382,8 @@ def _check_connection_routes(seq: Sequence, report: _Report) -> None:
     for step in seq.steps:
         if not isinstance(step, ActionStep):
             continue
-        if step.action == "connect" and ALREADY_CONNECTED not in {**seq.on, **step.on}:
+        routed = step.on.keys() | seq.on.keys()
+        if step.action == "connect" and ALREADY_CONNECTED not in routed:
             report(
                 child_path(step.path, "action"),
                 f"in step {step.id!r}: a lead who is already connected has no route and ends "
@@ -391,7 +392,7 @@ def _check_connection_routes(seq: Sequence, report: _Report) -> None:
             )
         if step.action != "check_connection":
             continue
-        if NOT_CONNECTED not in step.on and NOT_CONNECTED not in seq.on:
+        if NOT_CONNECTED not in routed:
             report(
                 child_path(step.path, "action"),
                 f"in step {step.id!r}: a lead who is not connected has no route and ends in "

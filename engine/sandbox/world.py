@@ -744,14 +744,15 @@ class World:
 
     def _check_limit(self, ident: IdentityState, action: str) -> None:
         limit = self.limit_for(ident.uid, action)
-        times = self._window(ident.uid, action) if limit is not None else ()
-        if limit is not None and len(times) >= limit:
-            until = times[0] + DAY if times else self.now + DAY
-            raise WorldError(
-                "LIMIT_REACHED", f"smart limit of {limit} {action} per 24 h reached",
-                {"postponed_until": _iso(until), "appendix": f"rolling 24h window, {action}",
-                 "limit": limit, "action": action},
-            )
+        if limit is not None:
+            times = self._window(ident.uid, action)
+            if len(times) >= limit:
+                until = times[0] + DAY if times else self.now + DAY
+                raise WorldError(
+                    "LIMIT_REACHED", f"smart limit of {limit} {action} per 24 h reached",
+                    {"postponed_until": _iso(until), "appendix": f"rolling 24h window, {action}",
+                     "limit": limit, "action": action},
+                )
         cap = ident.weekly_limits.get(action)
         if cap is None:
             return
