@@ -256,7 +256,7 @@ RAW_MARKER, ENGINE_MARKER = "methodcaller_call", "functools_reduce"
 
 
 def step_cost_child(identities: int = STEP_IDS, per_identity: int = STEP_PER_ID
-                    ) -> dict[str, Any]:
+                    ) -> dict[str, float]:
     """One measurement (run in its own process, possibly under callgrind): one round per
     identity, each its raw calls and the tick that runs its leads, side by side."""
     import functools
@@ -311,7 +311,6 @@ def step_cost_child(identities: int = STEP_IDS, per_identity: int = STEP_PER_ID
         return took
 
     raw_s = engine_s = 0.0
-    rounds: list[float] = []
     for r, name in enumerate(names):
         # the raw side sends the very request the runner sends: its custom_data (enrollment
         # id, sequence, idempotency key) included, built before the clock starts
@@ -329,12 +328,10 @@ def step_cost_child(identities: int = STEP_IDS, per_identity: int = STEP_PER_ID
             engine, raw = engine_side(), raw_side(name, raw_leads)
         raw_s += raw
         engine_s += engine
-        rounds.append(engine / raw)
     loop.run_until_complete(client.aclose())
     store.close()
     loop.close()
-    return {"steps": identities * per_identity, "raw_s": raw_s, "engine_s": engine_s,
-            "rounds": rounds}
+    return {"steps": identities * per_identity, "raw_s": raw_s, "engine_s": engine_s}
 
 
 def _child(*prefix: str) -> list[str]:
