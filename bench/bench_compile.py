@@ -29,9 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.compiler import compile_sequence, compile_workflow  # noqa: E402
-from engine.lint import lint  # noqa: E402
-from engine.loader import load  # noqa: E402
+from engine.compile.machine import compile_sequence, compile_workflow  # noqa: E402
+from engine.manifest.lint import lint  # noqa: E402
+from engine.manifest.loader import load  # noqa: E402
 from engine.model import Sequence, Workflow  # noqa: E402
 
 RATIO_BUDGET = 12.0

@@ -48,15 +48,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.clock import Clock, VirtualClock  # noqa: E402
-from engine.compiler import CompiledSequence, compile_sequence  # noqa: E402
+from engine.compile.machine import CompiledSequence, compile_sequence  # noqa: E402
 from engine.model import ActionStep, Metadata, Sequence, Step, Window  # noqa: E402
 from engine.providers.base import Lead  # noqa: E402
-from engine.providers.edges import EdgesProvider  # noqa: E402
-from engine.runner import Runner  # noqa: E402
+from engine.providers.edges.actions import EdgesProvider  # noqa: E402
+from engine.run.runner import Runner  # noqa: E402
 from engine.sandbox import Sandbox, SandboxTransport  # noqa: E402
 from engine.sandbox.world import FaultConfig, World, WorldConfig  # noqa: E402
 from engine.store import Store  # noqa: E402
-from engine.store import schema as t  # noqa: E402
+from engine.store import tables as t  # noqa: E402
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 # CI clones the project with shared/ beside it; elsewhere the byte-identical copies in
-# sequences/ stand in (tests/test_examples.py checks that they match when both exist).
+# sequences/ stand in (tests/test_e2e_examples.py checks that they match when both exist).
 SHARED_EXAMPLES = SHARED / "examples" if (SHARED / "examples").is_dir() else ROOT / "sequences"
 SEEDS = SHARED / "seeds"
 

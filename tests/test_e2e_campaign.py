@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.clock import VirtualClock
-from engine.compiler import compile_sequence
+from engine.compile.machine import compile_sequence
 from engine.model import (
     TERMINALS,
     ActionStep,
@@ -26,8 +26,8 @@ from engine.model import (
     WaitStep,
     Window,
 )
-from engine.providers.edges import EdgesProvider
-from engine.runner import Runner, window_opening
+from engine.providers.edges.actions import EdgesProvider
+from engine.run.runner import Runner, window_opening
 from engine.sandbox import Sandbox
 from engine.sandbox.world import FaultConfig, World, WorldConfig
 from engine.store import Store

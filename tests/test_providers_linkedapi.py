@@ -13,7 +13,7 @@ from engine.clock import VirtualClock
 from engine.errors import ConfigError, ProviderError
 from engine.providers import REGISTRY
 from engine.providers.base import Lead
-from engine.providers.linkedapi import (
+from engine.providers.linkedapi.actions import (
     LinkedApiProvider,
     headers_from_env,
     identity_env_var,

@@ -216,10 +216,10 @@ async def test_the_runner_keeps_to_a_weekly_cap_through_its_holds(
     week, and no week goes over, nobody is lost or invited twice."""
     from collections import Counter
 
-    from engine.compiler import compile_sequence
+    from engine.compile.machine import compile_sequence
     from engine.model import ActionStep, Metadata, Sequence
     from engine.providers.connectsafely import ConnectSafelyProvider
-    from engine.runner import Runner
+    from engine.run.runner import Runner
     from engine.sandbox.world import week_start
     from engine.store import Store
 

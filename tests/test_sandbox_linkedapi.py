@@ -15,8 +15,8 @@ from starlette.routing import Mount
 from engine.clock import VirtualClock
 from engine.errors import ProviderError
 from engine.providers.base import Lead
-from engine.providers.linkedapi import LinkedApiProvider
-from engine.sandbox.linkedapi_api import (
+from engine.providers.linkedapi.actions import LinkedApiProvider
+from engine.sandbox.linkedapi.api import (
     SANDBOX_TOKEN,
     routes,
     sandbox_credentials,

@@ -18,8 +18,8 @@ from alembic.script import ScriptDirectory
 
 from engine.errors import LockError, StoreError
 from engine.store import HEAD, Store
-from engine.store.schema import metadata
 from engine.store.store import MIGRATIONS
+from engine.store.tables import metadata
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 PG_URL = os.environ.get("SEQRUN_TEST_DATABASE_URL")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from engine.errors import StoreError
 from engine.store import Store
-from engine.store import schema as t
+from engine.store import tables as t
 from engine.store.store import _db_time, _py_time
 
 T = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 A lead on the list is skipped by ``plan``/``apply`` (never enrolled) and an enrollment already
 in flight is moved to ``stopped`` by the runner before its next action. URLs are normalized
-like the leads CSV (``engine.leads.normalize_profile_url``), so any spelling of a profile
+like the leads CSV (``engine.manifest.leads.normalize_profile_url``), so any spelling of a profile
 matches. Commands return an int exit code; errors are raised from engine.errors.
 """
 
@@ -22,7 +22,7 @@ from engine.errors import LeadsError
 def normalize_urls(urls: Iterable[str]) -> list[str]:
     """The normalized profile URLs, in order, without repeats; :class:`LeadsError` naming
     every bad one (nothing is changed then)."""
-    from engine.leads import normalize_profile_url
+    from engine.manifest.leads import normalize_profile_url
 
     out: list[str] = []
     bad: list[str] = []
@@ -98,7 +98,7 @@ def remove_cmd(urls: tuple[str, ...], state_dir: Path) -> int:
 @_state_dir_option
 def list_cmd(output: str, state_dir: Path) -> int:
     """Every profile on the do-not-contact list, with its reason."""
-    from engine import report
+    from engine.cli import render as report
 
     store = _open(state_dir)
     try:

@@ -15,7 +15,7 @@ from engine.errors import ManifestError
 
 def validate(paths: tuple[str, ...], strict: bool, output: str) -> int:
     """Load every manifest under ``paths``; 0 when all are valid, 1 otherwise."""
-    from engine import loader
+    from engine.manifest import loader
 
     try:
         manifests = loader.load(paths, strict=strict)
@@ -43,7 +43,7 @@ def validate(paths: tuple[str, ...], strict: bool, output: str) -> int:
 
 def schema(kind: str | None) -> int:
     """Print the JSON Schema of ``kind``, or of every kind as one JSON object."""
-    from engine.schemas import KINDS, schema_for, schema_text
+    from engine.manifest.schemas import KINDS, schema_for, schema_text
 
     if kind is not None:
         click.echo(schema_text(kind), nl=False)
@@ -94,10 +94,15 @@ def _register_graph() -> None:
     @click.option("--name", default=None, help="Only the manifest with this metadata.name.")
     def graph_command(file: str, fmt: str, name: str | None) -> int:
         """Print the state machine each manifest in FILE compiles to (a Schedule: its runs)."""
-        from engine.compiler import compile_schedule, compile_sequence, compile_workflow, graph
+        from engine.compile.machine import (
+            compile_schedule,
+            compile_sequence,
+            compile_workflow,
+            graph,
+        )
         from engine.errors import UsageError
-        from engine.lint import did_you_mean
-        from engine.loader import load
+        from engine.manifest.lint import did_you_mean
+        from engine.manifest.loader import load
         from engine.model import Sequence, Workflow
 
         drawable = load([file])

@@ -38,7 +38,7 @@ class _Runtime:
 
     def client_for(self, provider: str) -> httpx.AsyncClient:
         if provider not in self.clients:
-            from engine.providers.client import make_client
+            from engine.providers.http import make_client
 
             self.clients[provider] = make_client(provider, sandbox=self.sandbox, env=os.environ)
         return self.clients[provider]
@@ -142,9 +142,9 @@ def plan_cmd(
 ) -> int:
     """Show what `seqrun apply` would do: revisions, leads to enroll or skip, migrations,
     workflows to run, schedules to create, replace or delete."""
-    from engine import report
+    from engine.apply.plan import make_plan
+    from engine.cli import render as report
     from engine.cli.schedule_cmds import save_plan_file
-    from engine.planner import make_plan
 
     manifests = _load(paths)
     if out is not None and any(m.kind != "Schedule" for m in manifests):
@@ -171,7 +171,7 @@ def plan_cmd(
 
 def _load(paths: tuple[str, ...]) -> list[Any]:
     """Load the manifests; lint warnings go to stderr (errors raise ManifestError)."""
-    from engine.planner import load_manifests_with_warnings
+    from engine.apply.plan import load_manifests_with_warnings
 
     manifests, warnings = load_manifests_with_warnings(paths)
     for problem in warnings:
@@ -180,7 +180,7 @@ def _load(paths: tuple[str, ...]) -> list[Any]:
 
 
 def _approver(auto_approve: bool, output: str) -> Callable[[Any], bool]:
-    from engine import report
+    from engine.cli import render as report
 
     def approve(plan: Any) -> bool:
         if output == "text":
@@ -206,7 +206,7 @@ def _approver(auto_approve: bool, output: str) -> Callable[[Any], bool]:
 async def _run_due(rt: _Runtime) -> Any:
     """One runner tick over every applied sequence's provider."""
     from engine.providers import REGISTRY
-    from engine.runner import Runner
+    from engine.run.runner import Runner
 
     providers: dict[str, Any] = {}
     for row in rt.store.list_sequences():
@@ -260,9 +260,9 @@ def apply_cmd(
     `seqrun apply FILE` applies a plan saved by `seqrun plan -out FILE` as it was approved (no
     prompt); it is refused when the live schedules moved since ("stale plan").
     """
-    from engine import report
+    from engine.apply.plan import apply_saved_schedule_plan
+    from engine.cli import render as report
     from engine.cli.schedule_cmds import read_plan_file
-    from engine.planner import apply_saved_schedule_plan
 
     saved = read_plan_file(Path(paths[0])) if len(paths) == 1 else None
     if saved is not None:
@@ -305,7 +305,7 @@ def _apply_manifests(
     state_dir: Path,
 ) -> Any:
     """`apply` of manifest files (validate, plan, ask, persist, enroll, run the due steps)."""
-    from engine.planner import apply
+    from engine.apply.plan import apply
 
     manifests = _load(paths)
     approve = _approver(auto_approve, output)
@@ -326,7 +326,7 @@ def _apply_manifests(
 
 
 def _schedule_plan_lines(plan: Any) -> list[str]:
-    from engine.schedules import render_schedule_plan
+    from engine.apply.schedules import render_schedule_plan
 
     return list(render_schedule_plan(plan))
 
@@ -343,8 +343,8 @@ def leads_group() -> None:
 @_state_dir_option
 def leads_import_cmd(file: Path, sequence: str, output: str, state_dir: Path) -> int:
     """Import a leads CSV into an applied sequence; bad rows are reported and skipped."""
-    from engine import report
-    from engine.planner import import_leads
+    from engine.apply.plan import import_leads
+    from engine.cli import render as report
 
     async def work(rt: _Runtime) -> Any:
         return import_leads(file, sequence, store=rt.store, now=rt.clock.now())
@@ -377,8 +377,8 @@ def status_cmd(name: str | None, virtual_clock: bool, output: str, state_dir: Pa
 
     NAME (or sequence/NAME, workflow/NAME) narrows to one sequence or workflow.
     """
-    from engine import report
-    from engine.observe import status
+    from engine.cli import render as report
+    from engine.views.status import status
 
     if name is not None:
         name = _kind_name(name)[1]
@@ -408,8 +408,8 @@ def why_cmd(target: str | None, workflow: str | None, output: str, state_dir: Pa
     call and label). A workflow (`--workflow NAME`, `workflow/NAME`, or a bare NAME that is
     not a profile URL): its state history and the completion tree, one node per line.
     """
-    from engine import report
-    from engine.observe import is_profile_url, why, why_workflow
+    from engine.cli import render as report
+    from engine.views.status import is_profile_url, why, why_workflow
 
     if target is not None and workflow is not None:
         raise UsageError("give a lead URL or --workflow NAME, not both")
@@ -440,8 +440,8 @@ def _pause_resume(
     paused: bool, name: str | None, identity: str | None, everything: bool, output: str,
     state_dir: Path,
 ) -> int:
-    from engine import report
-    from engine.observe import set_paused
+    from engine.cli import render as report
+    from engine.views.status import set_paused
 
     async def work(rt: _Runtime) -> Any:
         return set_paused(rt.store, paused, sequence=name, identity=identity,
@@ -508,7 +508,7 @@ def _parse_until(text: str, now: Any) -> Any:
     """``+30d`` / ``+12h`` (from the clock's now) or an ISO date-time (UTC when naive)."""
     from datetime import UTC, datetime
 
-    from engine.loader import parse_duration
+    from engine.manifest.loader import parse_duration
 
     text = text.strip()
     if text.startswith("+"):
@@ -548,7 +548,7 @@ def run_cmd(
     `seqrun run --sandbox --virtual-clock --until +30d` plays a whole campaign against the
     embedded sandbox in seconds, then prints the funnel.
     """
-    from engine import report
+    from engine.cli import render as report
 
     if virtual_clock and not (once or until):
         raise UsageError("--virtual-clock needs --until (or --once): simulated time never ends")
@@ -576,8 +576,8 @@ def _run_runner(
     state_dir: Path,
 ) -> tuple[Any, Any, list[Any]]:
     """`run`: the runner's result, the funnel after it, and what async Schedules did."""
-    from engine.observe import status
-    from engine.runner import Runner
+    from engine.run.runner import Runner
+    from engine.views.status import status
 
     show_progress = output == "text" and sys.stderr.isatty() and not once
     async_runs: list[Any] = []
@@ -631,7 +631,7 @@ def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, scenario
     import tempfile
     from datetime import UTC, datetime
 
-    from engine import report
+    from engine.cli import render as report
 
     _parse_until(until, datetime.now(UTC))  # a bad --until is refused before anything runs
     if keep is not None and keep.exists() and any(keep.iterdir()):
@@ -669,11 +669,11 @@ def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, scenario
 
 def _with_async_schedules(runner_cls: type[_R], rt: _Runtime, seen: list[Any]) -> type[_R]:
     """``runner_cls`` whose every tick (``--once``, ``--until``, the daemon) also advances
-    the registered ``mode: async`` Schedules (engine.schedules.tick_async_schedules: start
+    the registered ``mode: async`` Schedules (engine.apply.schedules.tick_async_schedules: start
     ``run/async`` once, then ``POST /runs/{uid}/continue`` after each finished run). What they
     did is appended to ``seen``. Nothing is asked of Edges when no async Schedule is applied."""
+    from engine.apply.schedules import NS_ASYNC, tick_async_schedules
     from engine.errors import LockError, SeqrunError
-    from engine.schedules import NS_ASYNC, tick_async_schedules
 
     class WithAsyncSchedules(runner_cls):  # type: ignore[valid-type,misc]
         async def tick(self) -> Any:
@@ -762,7 +762,7 @@ class _Progress:
     def __init__(self, start: Any, end: Any) -> None:
         from rich.progress import BarColumn, Progress, TextColumn
 
-        from engine import report
+        from engine.cli import render as report
 
         self.start, self.end = start, end
         self.total = max(1.0, (end - start).total_seconds())

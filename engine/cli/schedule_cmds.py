@@ -1,7 +1,7 @@
 """Schedule commands: ``seqrun import schedule NAME UID`` and ``seqrun schedules plan|apply``.
 
 ``seqrun schedules plan/apply`` make the feature reachable on their own; ``seqrun plan/apply``
-(runtime_cmds) call the same library functions (engine.schedules) for Schedule manifests.
+(runtime_cmds) call the same library functions (engine.apply.schedules) for Schedule manifests.
 Commands return an int exit code; errors are raised from engine.errors.
 """
 
@@ -20,10 +20,7 @@ from typing import Any, TypeVar
 import click
 import httpx
 
-from engine.cli import cli
-from engine.errors import ConfigError, PlanError, UsageError
-from engine.model import Schedule
-from engine.schedules import (
+from engine.apply.schedules import (
     PLAN_FORMAT,
     SchedulePlan,
     ScheduleStore,
@@ -32,6 +29,9 @@ from engine.schedules import (
     plan_schedules,
     render_schedule_plan,
 )
+from engine.cli import cli
+from engine.errors import ConfigError, PlanError, UsageError
+from engine.model import Schedule
 
 __all__ = ["read_plan_file", "render_schedule_plan", "save_plan_file", "schedule_context"]
 
@@ -63,7 +63,7 @@ async def schedule_context(
             except ImportError as exc:
                 raise ConfigError("the embedded sandbox is not available in this build") from exc
             box = Sandbox.open(state_dir)
-        from engine.providers.client import make_client
+        from engine.providers.http import make_client
 
         async with make_client("edges", sandbox=box, env=os.environ) as client:
             yield ScheduleContext(client, store)
@@ -88,7 +88,7 @@ def _run(
 
 
 def _load_schedules(paths: tuple[str, ...]) -> list[Schedule]:
-    from engine.loader import load
+    from engine.manifest.loader import load
 
     schedules = [m for m in load(paths) if isinstance(m, Schedule)]
     if not schedules:

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import httpx
 
 from engine.errors import ConfigError, ProviderError
-from engine.leads import normalize_profile_url, profile_handle
+from engine.manifest.leads import normalize_profile_url, profile_handle
 from engine.providers import base
 from engine.providers.base import (
     ActionResult,
@@ -38,8 +38,8 @@ from engine.providers.base import (
     Relationship,
     register,
 )
-from engine.providers.client import json_or_none, parse_retry_after
 from engine.providers.convsync import ConversationSync
+from engine.providers.http import json_or_none, parse_retry_after
 
 log = logging.getLogger(__name__)
 

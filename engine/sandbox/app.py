@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from engine.sandbox import inspect_api
+from engine.sandbox import inspect as inspect_api
 from engine.sandbox.common import JSON
-from engine.sandbox.connectsafely_api import ConnectSafelyAPI
-from engine.sandbox.edges_api import EdgesAPI
+from engine.sandbox.connectsafely import ConnectSafelyAPI
+from engine.sandbox.edges.api import EdgesAPI
 from engine.sandbox.world import World
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,11 @@ log = logging.getLogger(__name__)
 
 def _linkedapi_routes(world: World, callback_client: httpx.AsyncClient | None,
                       ) -> list[BaseRoute] | None:
-    """The LinkedAPI routes from ``engine.sandbox.linkedapi_api.routes(world)``, if written."""
+    """The LinkedAPI routes from ``engine.sandbox.linkedapi.api.routes(world)``, if written."""
     try:
-        module = importlib.import_module("engine.sandbox.linkedapi_api")
+        module = importlib.import_module("engine.sandbox.linkedapi.api")
     except ImportError:
-        log.debug("engine.sandbox.linkedapi_api not available; /linkedapi not mounted")
+        log.debug("engine.sandbox.linkedapi.api not available; /linkedapi not mounted")
         return None
     factory = getattr(module, "routes", None)
     if factory is None:

@@ -23,16 +23,16 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from engine.clock import Clock
 from engine.errors import ManifestError, Problem
-from engine.loader import explain_schema_error
+from engine.manifest.loader import explain_schema_error
+from engine.manifest.yamlio import read_documents
 from engine.sandbox.common import add_default_identities, parse_iso
 from engine.sandbox.world import DEFAULT_LIMITS, FaultConfig, World, WorldConfig
-from engine.yamlio import read_documents
 
 __all__ = ["load_scenario", "scenario_schema", "scenario_start", "world_from_scenario"]
 
 
 def _schema_path() -> Path:
-    from engine.schemas import schema_dir
+    from engine.manifest.schemas import schema_dir
 
     return schema_dir() / "scenario.json"
 
@@ -73,7 +73,7 @@ def validate_scenario(data: Any, source: str = "<scenario>") -> dict[str, Any]:
 def load_scenario(path: str | Path) -> dict[str, Any]:
     """Read and validate a scenario file (YAML or JSON). ``profiles.csv`` is made absolute.
 
-    Read by :mod:`engine.yamlio` like manifests (JSON-shaped YAML, timestamps stay strings)
+    Read by :mod:`engine.manifest.yamlio` like manifests (JSON-shaped YAML, timestamps stay strings)
     and explained like them: every problem is ``file:line:col: $.path: message`` at the
     offending key or value. An empty file is the default world."""
     p = Path(path)

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from engine.errors import LockError, StoreError
-from engine.store import schema as t
+from engine.store import tables as t
 
 log = logging.getLogger(__name__)
 
@@ -508,7 +508,7 @@ class Store:
     ) -> list[Any]:
         """The rows of a static SELECT (parameters as ``sa.bindparam`` by name). On SQLite
         straight from the driver, compiled once, with its time columns parsed as
-        :class:`~engine.store.schema.UTCDateTime` does; elsewhere through SQLAlchemy. The
+        :class:`~engine.store.tables.UTCDateTime` does; elsewhere through SQLAlchemy. The
         rows have the columns as attributes either way."""
         if not self.fast:
             return list(c.execute(build(), params))

@@ -9,7 +9,7 @@ import os
 import sqlalchemy as sa
 from alembic import context
 
-from engine.store.schema import metadata
+from engine.store.tables import metadata
 
 config = context.config
 

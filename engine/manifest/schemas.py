@@ -1,0 +1,62 @@
+"""The JSON Schemas (draft 2020-12) of the three manifest kinds.
+
+The files live in ``schemas/`` at the repository root and ship inside the wheel as
+``engine/schemas/`` (pyproject force-include). Editors use them through
+``# yaml-language-server: $schema=...``; ``seqrun schema [KIND]`` prints them.
+
+>>> schema_for("Sequence")["$id"]
+'https://seqrun.dev/schemas/v1/sequence.json'
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from engine.errors import UsageError
+
+KINDS: tuple[str, ...] = ("Sequence", "Workflow", "Schedule")
+
+
+def schema_dir() -> Path:
+    """The installed ``engine/schemas/``, or the repository's ``schemas/`` in a source checkout."""
+    engine_dir = Path(__file__).resolve().parent.parent
+    for candidate in (engine_dir / "schemas", engine_dir.parent / "schemas"):
+        if (candidate / "sequence.json").is_file():
+            return candidate
+    raise FileNotFoundError("seqrun's JSON schemas are missing from this installation")
+
+
+def _canonical_kind(kind: str) -> str:
+    for known in KINDS:
+        if known.lower() == kind.lower():
+            return known
+    raise UsageError(f"unknown kind {kind!r} (expected one of: {', '.join(KINDS)})")
+
+
+def schema_text(kind: str) -> str:
+    """The schema file of ``kind`` (``Sequence``, ``Workflow``, ``Schedule``; any case), as text."""
+    name = _canonical_kind(kind).lower()
+    return (schema_dir() / f"{name}.json").read_text(encoding="utf-8")
+
+
+@cache
+def _schema(kind: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(schema_text(kind))
+    return data
+
+
+def schema_for(kind: str) -> dict[str, Any]:
+    """The parsed schema of ``kind`` (a fresh copy: callers may not mutate the cache)."""
+    data: dict[str, Any] = json.loads(json.dumps(_schema(_canonical_kind(kind))))
+    return data
+
+
+@cache
+def validator_for(kind: str) -> Draft202012Validator:
+    """A ready validator for ``kind`` (cached; validators are stateless)."""
+    return Draft202012Validator(_schema(_canonical_kind(kind)))

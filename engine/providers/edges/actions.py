@@ -1,0 +1,487 @@
+"""Edges adapter (live mode): canonical actions to ``POST /actions/{slug}/run/live``.
+
+The client (see :func:`engine.providers.http.make_client`) carries the base URL (ending in
+``/v1``) and the ``X-API-Key`` header; this module never sees the key.
+
+Mapping:
+
+=====================  ===============================  =========================
+canonical action       Edges action                     ``parameters``
+=====================  ===============================  =========================
+visit_profile          linkedin-visit-profile           -
+connect                linkedin-connect-profile         ``message`` (the note)
+send_message           linkedin-message-profile         ``message``
+send_inmail            linkedin-inmail-profile          ``message``, ``subject``
+withdraw_invitation    linkedin-withdraw-invitation     -
+check_connection       (no Edges action: see below)     -
+=====================  ===============================  =========================
+
+``check_connection`` is answered without any outreach call: the identity's connections
+(``linkedin-extract-connections``, paginated, read until the lead is found) say
+``connected``; otherwise the sent invitations (``linkedin-extract-sent-invitations``, when
+the API offers it) say ``pending``; otherwise ``not_connected``. It never sends an
+invitation, so it is safe to repeat (reconciliation relies on that).
+
+Errors: the Edges body ``{error_label, status_code, params{postponed_until}}`` becomes
+``ProviderError(label, message, status, params, retry_after)`` with a canonical label;
+5xx -> SERVER_ERROR, a timeout -> TIMEOUT, 401 -> ConfigError (the key is never quoted).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from engine.errors import ConfigError, ProviderError
+from engine.manifest.leads import normalize_profile_url
+from engine.providers import base
+from engine.providers.base import (
+    ActionResult,
+    ConversationSummary,
+    Lead,
+    ProviderSpec,
+    Relationship,
+    register,
+)
+from engine.providers.convsync import ConversationSync
+from engine.providers.http import json_or_none, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+ACTION_SLUGS: dict[str, str] = {
+    "visit_profile": "linkedin-visit-profile",
+    "connect": "linkedin-connect-profile",
+    "send_message": "linkedin-message-profile",
+    "send_inmail": "linkedin-inmail-profile",
+    "withdraw_invitation": "linkedin-withdraw-invitation",
+}
+
+# Edges error labels -> canonical labels (engine.providers.base). Unknown labels fall back
+# on the HTTP status (5xx -> SERVER_ERROR, 429 -> STATUS_429, else INVALID_INPUT).
+LABELS: dict[str, str] = {
+    "LIMIT_REACHED": base.LIMIT_REACHED,
+    "STATUS_429": base.STATUS_429,
+    "NOT_CONNECTED": base.NOT_CONNECTED,
+    "ALREADY_CONNECTED": base.ALREADY_CONNECTED,
+    "INVITATION_PENDING": base.INVITATION_PENDING,
+    "NOT_PENDING": base.NOT_PENDING,
+    "INVITATION_NOT_FOUND": base.NOT_PENDING,
+    "PROFILE_NOT_ACCESSIBLE": base.PROFILE_NOT_ACCESSIBLE,
+    "STATUS_404": base.PROFILE_NOT_ACCESSIBLE,
+    "STATUS_403": base.PROFILE_NOT_ACCESSIBLE,
+    "AUTH_EXPIRED": base.AUTH_EXPIRED,
+    "NO_VALID_ACCOUNT_CONFIGURED": base.AUTH_EXPIRED,
+    "INTEGRATION_ERROR": base.AUTH_EXPIRED,
+    "INVALID_INPUT": base.INVALID_INPUT,
+    "BAD_INPUT": base.INVALID_INPUT,
+    "BAD_PARAMETERS": base.INVALID_INPUT,
+    "MISSING_PARAMETER": base.INVALID_INPUT,
+    "LK_INMAIL_CANNOT_RESEND": base.MESSAGING_NOT_ALLOWED,
+    "LK_INMAIL_NOT_ENOUGH_CREDIT": base.MESSAGING_NOT_ALLOWED,
+    "SN_OUT_OF_NETWORK": base.MESSAGING_NOT_ALLOWED,
+    "MESSAGING_NOT_ALLOWED": base.MESSAGING_NOT_ALLOWED,
+    "NOTE_TOO_LONG": base.NOTE_TOO_LONG,
+    "LK_ERROR": base.SERVER_ERROR,
+    "LK_524": base.SERVER_ERROR,
+    "GENERIC_ERROR": base.SERVER_ERROR,
+    "NO_DATA_LOADED": base.SERVER_ERROR,
+    "PROXY_ERROR": base.SERVER_ERROR,
+    "SERVER_ERROR": base.SERVER_ERROR,
+    "TIMEOUT": base.TIMEOUT,
+}
+
+_MAX_PAGES = 500  # a runaway cursor must not loop forever
+_FULL_EVERY = 100  # incremental connection refreshes between two full sweeps
+# Account statuses that mean "this identity cannot act"; anything else counts as healthy so that
+# an unfamiliar status name does not keep an identity paused forever (a real failure comes
+# back as AUTH_EXPIRED on the next call anyway).
+_UNHEALTHY = frozenset(
+    {"AUTH_EXPIRED", "EXPIRED", "DISCONNECTED", "INVALID", "ERROR", "FAILED", "REVOKED",
+     "DELETED", "SIGNED_OUT", "RECONNECTION_REQUIRED", "FROZEN", "BLOCKED", "UNAUTHORIZED"}
+)
+
+
+def map_error(response: httpx.Response, provider: str = "edges") -> ProviderError | ConfigError:
+    """The exception for a non-2xx Edges response."""
+    body = json_or_none(response)
+    body = body if isinstance(body, dict) else {}
+    raw_label = str(body.get("error_label") or body.get("label") or "")
+    raw_params = body.get("params")
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+    message = str(body.get("message") or body.get("error") or response.reason_phrase or "")
+    status = response.status_code
+    label = LABELS.get(raw_label)
+    if status == 401 and label != base.AUTH_EXPIRED:
+        var = "EDGES_API_KEY" if provider == "edges" else f"{provider.upper()}_API_KEY"
+        return ConfigError(f"{provider}: the API key was refused (HTTP 401); check {var}")
+    if label is None:
+        if status >= 500:
+            label = base.SERVER_ERROR
+        elif status == 429:
+            label = base.STATUS_429
+        else:
+            label = base.INVALID_INPUT
+    merged: dict[str, Any] = dict(params)
+    if raw_label and raw_label != label:
+        merged.setdefault("provider_label", raw_label)
+    if "postponed_until" in body and "postponed_until" not in merged:
+        merged["postponed_until"] = body["postponed_until"]
+    return ProviderError(
+        label,
+        message[:500],
+        status=status,
+        params=merged,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+def _next_cursor(response: httpx.Response, body: Any) -> str | None:
+    nxt = response.headers.get("X-Pagination-Next")
+    if nxt:
+        query = parse_qs(urlsplit(nxt).query)
+        if query.get("cursor"):
+            return str(query["cursor"][0])
+        return str(nxt)  # a bare cursor
+    if isinstance(body, dict):
+        for key in ("next_cursor", "cursor"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def _items(body: Any) -> list[Any]:
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        for key in ("data", "results", "items", "outputs"):
+            value = body.get(key)
+            if isinstance(value, list):
+                return value
+    return []
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+class EdgesProvider:
+    """The Edges API in live mode, bound to one ``httpx.AsyncClient``.
+
+    >>> # provider = EdgesProvider(make_client("edges"))
+    >>> # await provider.perform("id-uuid", "connect", Lead(url), {"note": "Hi"})
+    """
+
+    spec: ProviderSpec
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self._me: dict[str, str] = {}
+        self._no_sent_invitations = False
+        self._connections: dict[str, set[str]] = {}  # identity -> known connections
+        self._refreshes: dict[str, int] = {}  # incremental refreshes since the last sweep
+        self._conv_sync = ConversationSync()
+
+    # ---- transport ----------------------------------------------------------------------
+
+    async def _post(
+        self, slug: str, body: Mapping[str, Any], cursor: str | None = None
+    ) -> httpx.Response:
+        try:
+            response = await self.client.post(
+                f"actions/{slug}/run/live",
+                json=dict(body),
+                params={"cursor": cursor} if cursor else None,
+            )
+        except httpx.TimeoutException as exc:
+            raise ProviderError(base.TIMEOUT, f"{slug}: no answer in time") from exc
+        except httpx.TransportError as exc:
+            raise ProviderError(base.SERVER_ERROR, f"{slug}: {type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            raise map_error(response)
+        return response
+
+    async def run_live(
+        self,
+        slug: str,
+        identity: str | None,
+        input: Mapping[str, Any] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """One live run; returns the decoded result JSON."""
+        response = await self._post(slug, self._body(identity, input, parameters))
+        return json_or_none(response)
+
+    async def pages(
+        self,
+        slug: str,
+        identity: str,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> AsyncGenerator[list[Any], None]:
+        """The pages of a list action, following ``X-Pagination-Next`` / ``cursor``."""
+        body = self._body(identity, {}, parameters)
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            response = await self._post(slug, body, cursor)
+            payload = json_or_none(response)
+            yield _items(payload)
+            cursor = _next_cursor(response, payload)
+            if not cursor:
+                return
+        log.warning("%s: stopped after %d pages", slug, _MAX_PAGES)
+
+    @staticmethod
+    def _body(
+        identity: str | None,
+        input: Mapping[str, Any] | None,
+        parameters: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"input": dict(input or {})}
+        if parameters:
+            body["parameters"] = dict(parameters)
+        if identity is not None:
+            body["identity_ids"] = [identity]
+        return body
+
+    # ---- Provider protocol ----------------------------------------------------------------
+
+    async def me(self, identity: str) -> str:
+        if identity not in self._me:
+            result = await self.run_live("linkedin-me", identity, {})
+            item = result[0] if isinstance(result, list) and result else result
+            pid = item.get("linkedin_profile_id") if isinstance(item, dict) else None
+            if pid is None:
+                raise ProviderError(base.SERVER_ERROR, "linkedin-me: no linkedin_profile_id")
+            self._me[identity] = str(pid)
+        return self._me[identity]
+
+    def prime_me(self, identity: str, profile_id: str) -> None:
+        """Take the identity's profile id from an earlier :meth:`me` (the runner keeps it in
+        its store), so that the first sync of a process does not ask again."""
+        self._me.setdefault(identity, str(profile_id))
+
+    async def perform(
+        self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
+    ) -> ActionResult:
+        if action == "check_connection":
+            rel = await self.relationship(identity, lead)
+            status = {"connected": "connected", "pending": "pending"}.get(rel.status)
+            return ActionResult({"relationship": rel.status}, status=status or "not_connected")
+        slug = ACTION_SLUGS.get(action)
+        if slug is None:
+            raise ProviderError(base.INVALID_INPUT, f"edges cannot perform {action!r}")
+        input = {"linkedin_profile_url": lead.profile_url, "custom_data": dict(lead.custom_data)}
+        parameters: dict[str, Any] = {}
+        text = params.get("note") if action == "connect" else params.get("text")
+        text = text if text is not None else params.get("message")
+        if text:
+            parameters["message"] = str(text)
+        if action == "send_inmail" and params.get("subject"):
+            parameters["subject"] = str(params["subject"])
+        result = await self.run_live(slug, identity, input, parameters)
+        data = result if isinstance(result, dict) else {"result": result}
+        if action == "connect" and data.get("connected") is True and not data.get("pending"):
+            # a 200 saying "connected": no invitation was sent, route like the error label
+            raise ProviderError(base.ALREADY_CONNECTED, "already connected", status=200,
+                                params={"result": data})
+        return ActionResult(data)
+
+    async def sync_conversations(
+        self, identity: str, *, full: bool = False
+    ) -> list[ConversationSummary]:
+        """Every conversation of the identity. The list is newest first, so after the first
+        sweep only its top is read: paging stops at conversations no newer than the previous
+        sync's high-water mark (see :mod:`engine.providers.convsync`; a full sweep every
+        ``FULL_EVERY`` syncs or with ``full=True``)."""
+        me = await self.me(identity)
+        sweep = self._conv_sync.begin(identity, full=full)
+        async with aclosing(self.pages("linkedin-extract-conversations", identity)) as pages:
+            async for page in pages:
+                for conv in page:
+                    raw = conv.get("last_activity_at") if isinstance(conv, dict) else None
+                    when = _parse_time(raw)
+                    sweep.add(self._summary(conv, me), when)
+                if sweep.done:
+                    break
+        return sweep.finish()
+
+    @staticmethod
+    def _summary(conv: Any, me: str) -> ConversationSummary | None:
+        if not isinstance(conv, dict):
+            return None
+        others = [
+            p
+            for p in conv.get("participants") or []
+            if isinstance(p, dict) and str(p.get("linkedin_profile_id")) != me
+        ]
+        url = next((p.get("linkedin_profile_url") for p in others if p.get("linkedin_profile_url")),
+                   None)
+        if not url:
+            return None
+        try:
+            profile_url = normalize_profile_url(str(url))
+        except ValueError:
+            return None
+        raw_last = conv.get("last_message")
+        last: dict[str, Any] = raw_last if isinstance(raw_last, dict) else {}
+        last_is_us = str(last.get("linkedin_profile_id")) == me
+        when = (
+            _parse_time(conv.get("last_activity_at"))
+            or _parse_time(last.get("delivered_at"))
+            or _parse_time(last.get("created_at"))
+            or datetime.fromtimestamp(0, UTC)
+        )
+        first = conv.get("first_message")
+        first_is_us: bool | None = None
+        if isinstance(first, dict) and first.get("linkedin_profile_id") is not None:
+            first_is_us = str(first.get("linkedin_profile_id")) == me
+        content = last.get("content") or last.get("message") or last.get("text")
+        return ConversationSummary(
+            profile_url=profile_url,
+            last_sender_is_us=last_is_us,
+            last_activity_at=when,
+            first_sender_is_us=first_is_us,
+            our_texts=(str(content),) if last_is_us and content else (),
+        )
+
+    async def connections(self, identity: str, *, full: bool = False) -> set[str]:
+        """Every connection of the identity, as normalized profile URLs.
+
+        The first call (and every ``_FULL_EVERY``-th, or ``full=True``) sweeps all pages; the
+        others read the newest pages only (extract-connections lists the newest first) and stop
+        at the first page that reaches connections already known, so a tick usually costs one
+        call instead of one per 40 connections.
+        """
+        known = self._connections.get(identity)
+        calls = self._refreshes.get(identity, 0)
+        if known is None or full or calls >= _FULL_EVERY:
+            found: set[str] = set()
+            async for page in self.pages("linkedin-extract-connections", identity):
+                found.update(_urls(page))
+            self._connections[identity] = found
+            self._refreshes[identity] = 0
+            return set(found)
+        self._refreshes[identity] = calls + 1
+        async with aclosing(self.pages("linkedin-extract-connections", identity)) as pages:
+            async for page in pages:
+                urls = _urls(page)
+                fresh = urls - known
+                known |= urls
+                if not fresh or (len(fresh) < len(urls) and _newest_first(page)):
+                    break
+        return set(known)
+
+    async def relationship(self, identity: str, lead: Lead) -> Relationship:
+        target = normalize_profile_url(lead.profile_url)
+        if target in await self.connections(identity):
+            return Relationship("connected")
+        if await self._invitation_pending(identity, target):
+            return Relationship("pending")
+        # without extract-sent-invitations a pending invitation would read as "none" too
+        return Relationship("none", verified=not self._no_sent_invitations)
+
+    async def _invitation_pending(self, identity: str, target: str) -> bool:
+        if self._no_sent_invitations:
+            return False
+        try:
+            async for page in self.pages("linkedin-extract-sent-invitations", identity):
+                if target in _urls(page):
+                    return True
+        except ProviderError as exc:
+            if exc.status in (400, 404, 405, 501) and exc.label == base.INVALID_INPUT:
+                self._no_sent_invitations = True  # this API does not offer it
+                return False
+            raise
+        return False
+
+    async def identity_healthy(self, identity: str) -> bool:
+        page = 1
+        while page <= _MAX_PAGES:
+            try:
+                response = await self.client.get(
+                    "identities", params={"retrieve_accounts": "true", "page": page}
+                )
+            except httpx.TimeoutException as exc:
+                raise ProviderError(base.TIMEOUT, "identities: no answer in time") from exc
+            except httpx.TransportError as exc:
+                raise ProviderError(base.SERVER_ERROR, f"identities: {type(exc).__name__}") from exc
+            if response.status_code >= 400:
+                raise map_error(response)
+            payload = json_or_none(response)
+            items = _items(payload) or (
+                payload.get("identities", []) if isinstance(payload, dict) else []
+            )
+            for ident in items:
+                if isinstance(ident, dict) and identity in (ident.get("uid"), ident.get("id")):
+                    return _identity_ok(ident)
+            if not items or not (
+                response.headers.get("X-Pagination-Next")
+                or (isinstance(payload, dict) and payload.get("has_more"))
+            ):
+                return False
+            page += 1
+        return False
+
+
+def _identity_ok(ident: Mapping[str, Any]) -> bool:
+    accounts = [a for a in ident.get("accounts") or [] if isinstance(a, dict)]
+    linkedin = [a for a in accounts if str(a.get("type", "linkedin")).lower() == "linkedin"]
+    if not linkedin:
+        return str(ident.get("status", "")).upper() not in _UNHEALTHY
+    return any(str(a.get("status", "")).upper() not in _UNHEALTHY for a in linkedin)
+
+
+def _newest_first(page: list[Any]) -> bool:
+    """True when the page's ``connected_at`` values are present and never increase."""
+    times = [_parse_time(i.get("connected_at")) for i in page if isinstance(i, dict)]
+    present = [t for t in times if t is not None]
+    if not present or len(present) != len(times):
+        return False
+    return all(a >= b for a, b in pairwise(present))
+
+
+def _urls(page: list[Any]) -> set[str]:
+    found: set[str] = set()
+    for item in page:
+        if not isinstance(item, dict):
+            continue
+        url = item.get("linkedin_profile_url")
+        if not url and item.get("linkedin_profile_handle"):
+            url = f"https://www.linkedin.com/in/{item['linkedin_profile_handle']}"
+        if url:
+            try:
+                found.add(normalize_profile_url(str(url)))
+            except ValueError:
+                continue
+    return found
+
+
+SPEC = register(
+    ProviderSpec(
+        name="edges",
+        capabilities=frozenset(
+            {"visit_profile", "connect", "send_message", "send_inmail", "withdraw_invitation",
+             "check_connection"}
+        ),
+        smart_limits={"visit_profile": 80, "connect": 25, "send_message": 50},
+        max_note=300,
+        max_message=8000,
+        credentials=("EDGES_API_KEY",),
+        default_base_url="https://api.edges.run/v1",
+        factory=EdgesProvider,
+    )
+)
+EdgesProvider.spec = SPEC

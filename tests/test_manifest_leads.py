@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.errors import LeadsError
+from engine.manifest.leads import normalize_profile_url, profile_handle, read_leads
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://www.linkedin.com/in/jane-doe", "https://www.linkedin.com/in/jane-doe"),
+        ("http://linkedin.com/in/Jane-Doe/", "https://www.linkedin.com/in/jane-doe"),
+        ("linkedin.com/in/jane-doe?trk=abc#x", "https://www.linkedin.com/in/jane-doe"),
+        ("https://fr.linkedin.com/in/jane-doe/details/experience/",
+         "https://www.linkedin.com/in/jane-doe"),
+        ("  HTTPS://WWW.LINKEDIN.COM/IN/JANE-DOE  ", "https://www.linkedin.com/in/jane-doe"),
+        ("https://www.linkedin.com/in/jos%C3%A9", "https://www.linkedin.com/in/jos%C3%A9"),
+        ("https://www.linkedin.com/in/JOS%C3%89", "https://www.linkedin.com/in/jos%C3%A9"),
+        ("https://www.linkedin.com/pub/John-Doe/12/345/678/",
+         "https://www.linkedin.com/pub/john-doe/12/345/678"),
+        ("https://www.linkedin.com/sales/lead/ACwAAAbCdEf123,NAME_SEARCH,x1y2",
+         "https://www.linkedin.com/sales/people/ACwAAAbCdEf123"),
+        ("https://www.linkedin.com/sales/people/ACwAAAbCdEf123/",
+         "https://www.linkedin.com/sales/people/ACwAAAbCdEf123"),
+    ],
+)
+def test_normalize(raw: str, expected: str) -> None:
+    assert normalize_profile_url(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "https://example.com/in/x", "https://www.linkedin.com/company/acme",
+     "https://www.linkedin.com/in/", "ftp://linkedin.com/in/x", "not a url",
+     "https://www.linkedin.com/sales/lead/x,NAME"],
+)
+def test_normalize_refuses(raw: str) -> None:
+    with pytest.raises(ValueError):
+        normalize_profile_url(raw)
+
+
+def test_profile_handle() -> None:
+    assert profile_handle("linkedin.com/in/Jane-Doe/") == "jane-doe"
+
+
+_handles = st.text(
+    alphabet=st.characters(
+        min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="/\\?#<>\"'%"
+    ),
+    min_size=1, max_size=30,
+)
+
+
+@given(
+    handle=_handles,
+    scheme=st.sampled_from(["http://", "https://", ""]),
+    host=st.sampled_from(
+        ["linkedin.com", "www.linkedin.com", "WWW.LinkedIn.com", "de.linkedin.com"]
+    ),
+    kind=st.sampled_from(["in", "IN", "pub"]),
+    tail=st.sampled_from(["", "/", "/?trk=1", "#frag", "/details/"]),
+)
+def test_normalization_idempotent(
+    handle: str, scheme: str, host: str, kind: str, tail: str
+) -> None:
+    raw = f"{scheme}{host}/{kind}/{handle}{tail}"
+    try:
+        once = normalize_profile_url(raw)
+    except ValueError:
+        return
+    assert normalize_profile_url(once) == once
+    assert once.startswith("https://www.linkedin.com/")
+    assert "?" not in once and "#" not in once and not once.endswith("/")
+
+
+def _write(tmp_path: Path, text: str | bytes, name: str = "leads.csv") -> Path:
+    p = tmp_path / name
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_read_leads_reports_bad_rows(tmp_path: Path) -> None:
+    p = _write(
+        tmp_path,
+        "linkedin_profile_url,full_name,timezone\n"
+        "https://www.linkedin.com/in/ana,Ana,Europe/Paris\n"
+        ",Nobody,\n"
+        "https://example.com/in/x,Wrong host,\n"
+        "linkedin.com/in/ANA/,Ana again,\n"
+        "https://www.linkedin.com/in/bob,Bob,Mars/Olympus\n"
+        "\n"
+        "https://www.linkedin.com/in/carl?x=1,Carl,\n",
+    )
+    result = read_leads(p)
+    assert [r["linkedin_profile_url"] for r in result.rows] == [
+        "https://www.linkedin.com/in/ana",
+        "https://www.linkedin.com/in/carl",
+    ]
+    assert result.rows[0] == {
+        "linkedin_profile_url": "https://www.linkedin.com/in/ana",
+        "full_name": "Ana",
+        "timezone": "Europe/Paris",
+    }
+    assert result.taken == 2 and result.refused_count == 4
+    assert [(pr.line, pr.path) for pr in result.refused] == [
+        (3, "linkedin_profile_url"),
+        (4, "linkedin_profile_url"),
+        (5, "linkedin_profile_url"),
+        (6, "timezone"),
+    ]
+    assert str(result.refused[2]).startswith(f"{p}:5:1:")
+    assert "duplicate of line 2" in result.refused[2].message
+
+
+def test_multiline_record_keeps_line_numbers(tmp_path: Path) -> None:
+    p = _write(
+        tmp_path,
+        'linkedin_profile_url,note\nlinkedin.com/in/a,"two\nlines"\n,missing\n',
+    )
+    result = read_leads(p)
+    assert result.taken == 1
+    assert result.refused[0].line == 4
+
+
+def test_bom_and_header_whitespace(tmp_path: Path) -> None:
+    p = _write(tmp_path, "\ufeff linkedin_profile_url , full_name\nlinkedin.com/in/a,A\n")
+    assert read_leads(p).rows == [{"linkedin_profile_url": "https://www.linkedin.com/in/a",
+                                   "full_name": "A"}]
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"", "empty leads file"),
+        (b"full_name\nAna\n", "no 'linkedin_profile_url' column"),
+        (b"linkedin_profile_url\n\xff\xfe bad\n", "not UTF-8"),
+    ],
+)
+def test_unreadable_files_raise(tmp_path: Path, content: bytes, needle: str) -> None:
+    with pytest.raises(LeadsError, match=needle):
+        read_leads(_write(tmp_path, content))
+
+
+def test_missing_file_raises(tmp_path: Path) -> None:
+    with pytest.raises(LeadsError, match="cannot read"):
+        read_leads(tmp_path / "nope.csv")

@@ -1,0 +1,331 @@
+"""Exactly once under slow providers, crashes, lost locks and refused keys: the runner against
+the embedded sandbox through the real Edges adapter (ground truth: ``world.delivered``)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.clock import VirtualClock
+from engine.compile.machine import compile_sequence
+from engine.model import ActionStep, Metadata, Sequence, Step
+from engine.providers.edges.actions import EdgesProvider
+from engine.run.runner import Runner
+from engine.sandbox import Sandbox
+from engine.store import Store
+
+MONDAY_8 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+ID = "ident-alice"
+URL = "https://www.linkedin.com/in/slow-lead"
+MESSAGE = "linkedin-message-profile"
+
+
+class Crash(BaseException):
+    """The process dies (nothing may swallow it)."""
+
+
+class LateTransport(httpx.AsyncBaseTransport):
+    """Forwards to the sandbox, except the first ``times`` calls of ``slug``: those fail at
+    once (a client TIMEOUT, or ``crash``) and reach the sandbox only ``lag`` later, on the
+    first request after that (a provider still executing when the client gave up)."""
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        clock: VirtualClock,
+        slug: str,
+        lag: timedelta = timedelta(minutes=3),
+        *,
+        times: int = 1,
+        crash: bool = False,
+    ) -> None:
+        self.inner, self.clock, self.slug, self.lag = inner, clock, slug, lag
+        self.times, self.crash = times, crash
+        self.held: list[tuple[datetime, httpx.Request]] = []
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self.land()
+        if request.url.path.endswith(f"/actions/{self.slug}/run/live"):
+            self.calls += 1
+            if self.times > 0:
+                self.times -= 1
+                await request.aread()
+                self.held.append((self.clock.now() + self.lag, request))
+                if self.crash:
+                    raise Crash
+                raise httpx.ReadTimeout("the provider is still working", request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def land(self, *, everything: bool = False) -> None:
+        keep: list[tuple[datetime, httpx.Request]] = []
+        for at, request in self.held:
+            if everything or at <= self.clock.now():
+                await self.inner.handle_async_request(request)
+            else:
+                keep.append((at, request))
+        self.held = keep
+
+
+class Env:
+    def __init__(self, tmp: Path, steps: tuple[Step, ...], **profile: Any) -> None:
+        self.clock = VirtualClock(MONDAY_8)
+        self.sandbox = Sandbox.open(None, clock=self.clock, profiles=0)
+        self.world = self.sandbox.world
+        self.world.add_profile(URL, first_name="Slow", replies=False, **profile)
+        self.store = Store.open(None, tmp)
+        seq = Sequence(
+            metadata=Metadata("safety"),
+            provider="edges",
+            identities=(ID,),
+            steps=steps,
+            cooldown=None,
+            normalized={"name": "safety"},
+        )
+        self.compiled = compile_sequence(seq)
+        self.store.put_revision(self.compiled.revision, seq.name, "Sequence", {"n": seq.name})
+        self.store.put_sequence(seq.name, "Sequence", "edges", self.compiled.revision)
+        lead = self.store.upsert_lead(URL, {"first_name": "Slow"})
+        eid = self.store.enroll(
+            lead, seq.name, self.compiled.revision, ID, self.compiled.initial, self.clock.now()
+        )
+        assert eid is not None
+        self.eid = eid
+
+    def client(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        return httpx.AsyncClient(
+            transport=transport or self.sandbox.transport,
+            base_url=self.sandbox.base_url("edges") + "/",
+            headers={**self.sandbox.headers("edges"), **(headers or {})},
+        )
+
+    def runner(self, transport: httpx.AsyncBaseTransport | None = None, **kw: Any) -> Runner:
+        provider = EdgesProvider(self.client(transport))
+        compiled = {self.compiled.revision: self.compiled}
+        return Runner(self.store, {"edges": provider}, self.clock, compiled=compiled, **kw)
+
+    def state(self) -> str:
+        row = self.store.get_enrollment(self.eid)
+        assert row is not None
+        return row.state
+
+
+def message_steps() -> tuple[Step, ...]:
+    return (ActionStep("intro", "send_message", with_={"text": "Hello Slow"}),)
+
+
+# ---- 1. an attempt whose outcome is unknown is never followed by a blind resend --------------
+
+
+async def test_a_slow_but_successful_timeout_is_not_resent(tmp_path: Path) -> None:
+    env = Env(tmp_path, message_steps(), already_connected_with=[ID])
+    late = LateTransport(env.sandbox.transport, env.clock, MESSAGE)
+    await env.runner(late).run_until(MONDAY_8 + timedelta(days=1))
+    await late.land(everything=True)  # whatever is still in flight lands now
+    assert len(env.world.messages_to(ID, URL)) == 1  # ground truth: delivered once
+    assert late.calls == 1
+    assert env.state() == "completed"
+
+
+async def test_a_timeout_that_never_lands_is_retried_after_the_settle_window(
+    tmp_path: Path,
+) -> None:
+    env = Env(tmp_path, message_steps(), already_connected_with=[ID])
+    late = LateTransport(env.sandbox.transport, env.clock, MESSAGE)
+    runner = env.runner(late, settle_after=timedelta(minutes=5))
+    await runner.tick()
+    late.held.clear()  # the first call is lost for good
+    row = env.store.get_enrollment(env.eid)
+    assert row is not None and row.next_due_at is not None
+    assert row.next_due_at >= MONDAY_8 + timedelta(minutes=5)  # no retry inside the window
+    await runner.run_until(MONDAY_8 + timedelta(days=1))
+    assert len(env.world.messages_to(ID, URL)) == 1 and late.calls == 2
+    assert env.state() == "completed"
+    statuses = [a.status for a in env.store.actions(enrollment_id=env.eid)]
+    assert statuses == ["unknown", "done"]
+
+
+async def test_a_call_in_flight_at_a_crash_is_not_resent_by_the_next_process(
+    tmp_path: Path,
+) -> None:
+    env = Env(tmp_path, message_steps(), already_connected_with=[ID])
+    late = LateTransport(env.sandbox.transport, env.clock, MESSAGE, crash=True)
+    with pytest.raises(Crash):
+        await env.runner(late).tick()
+    assert len(env.store.pending_intents()) == 1
+    await env.runner(late).run_until(MONDAY_8 + timedelta(days=1))  # a new process
+    await late.land(everything=True)
+    assert len(env.world.messages_to(ID, URL)) == 1
+    assert env.state() == "completed" and env.store.pending_intents() == []
+
+
+async def test_a_slow_invitation_is_not_sent_twice(tmp_path: Path) -> None:
+    env = Env(tmp_path, (ActionStep("connect", "connect", with_={"note": "Hi"}),))
+    late = LateTransport(env.sandbox.transport, env.clock, "linkedin-connect-profile")
+    await env.runner(late).run_until(MONDAY_8 + timedelta(days=1))
+    await late.land(everything=True)
+    assert env.world.count(ID, "invite") == 1
+    assert env.state() == "completed"
+
+
+# ---- 3. a refused key is one log line, not a traceback ---------------------------------------
+
+
+async def test_a_refused_api_key_logs_one_line_without_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = Env(tmp_path, message_steps(), already_connected_with=[ID])
+    provider = EdgesProvider(env.client(headers={"X-API-Key": "wrong-key"}))
+    runner = Runner(
+        env.store, {"edges": provider}, env.clock, compiled={env.compiled.revision: env.compiled}
+    )
+    caplog.set_level(logging.INFO, logger="engine")
+    result = await runner.tick()
+    assert result.errors and "EDGES_API_KEY" in result.errors[0]
+    assert "Traceback" not in caplog.text
+    failures = [r for r in caplog.records if "tick failed" in r.getMessage()]
+    assert failures and not any(r.exc_info for r in failures)
+    assert "EDGES_API_KEY" in failures[0].getMessage()
+    assert "wrong-key" not in caplog.text
+
+
+# ---- 5. a reconciliation that cannot look is never silent ------------------------------------
+
+
+class NoSentInvitations(httpx.AsyncBaseTransport):
+    """The sandbox, minus ``linkedin-extract-sent-invitations`` (an API that lacks it)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/actions/linkedin-extract-sent-invitations/run/live"):
+            return httpx.Response(404, json={"message": "no such action"}, request=request)
+        return await self.inner.handle_async_request(request)
+
+
+def unverified(env: Env) -> list[Any]:
+    from engine.views.status import why
+
+    entries = why(env.store, URL).to_json()["history"]
+    return [e for e in entries if e.get("kind") == "reconciled-unverified"]
+
+
+async def test_a_visit_counted_done_without_evidence_says_so_in_why(tmp_path: Path) -> None:
+    env = Env(tmp_path, (ActionStep("visit", "visit_profile"),))
+    late = LateTransport(env.sandbox.transport, env.clock, "linkedin-visit-profile")
+    await env.runner(late).tick()
+    assert env.state() == "completed"
+    (entry,) = unverified(env)
+    assert "visit_profile" in str(entry)
+
+
+async def test_a_withdraw_that_cannot_be_checked_says_so_in_why(tmp_path: Path) -> None:
+    env = Env(tmp_path, (ActionStep("withdraw", "withdraw_invitation"),))
+    env.world.connect(ID, URL)  # an invitation is pending
+    late = LateTransport(
+        NoSentInvitations(env.sandbox.transport), env.clock, "linkedin-withdraw-invitation"
+    )
+    await env.runner(late).tick()
+    assert env.state() == "completed"
+    (entry,) = unverified(env)
+    assert "sent invitations" in str(entry)
+
+
+# ---- 2. the run lock lives as long as its runner, and guards its calls in flight -------------
+
+
+class Gate(httpx.AsyncBaseTransport):
+    """Forwards to the sandbox; the first call of ``slug`` waits until ``opened`` is set."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, slug: str) -> None:
+        import asyncio
+
+        self.inner, self.slug = inner, slug
+        self.entered, self.opened = asyncio.Event(), asyncio.Event()
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(f"/actions/{self.slug}/run/live"):
+            self.calls += 1
+            if self.calls == 1:
+                self.entered.set()
+                await self.opened.wait()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_second_runner_cannot_act_on_the_first_runners_calls_in_flight(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from engine.errors import LockError
+
+    env = Env(tmp_path, message_steps(), already_connected_with=[ID])
+    gate = Gate(env.sandbox.transport, MESSAGE)
+    first, second = env.runner(gate), env.runner()
+
+    async def run_first() -> None:
+        async with first.hold_run_lock(timedelta(seconds=1)):
+            await first.tick()
+
+    task = asyncio.ensure_future(run_first())
+    await asyncio.wait_for(gate.entered.wait(), 5)  # the first runner's call is in flight
+    await asyncio.sleep(1.6)  # past the lock's TTL: it was refreshed meanwhile
+    with pytest.raises(LockError):
+        async with second.hold_run_lock(timedelta(seconds=0.2)):
+            pass
+    env.clock.advance(timedelta(hours=1))  # even long after the intent
+    result = await second.tick()  # a runner that ignores the lock: still hands off
+    assert (result.recovered, result.postponed, result.actions) == (0, 0, 0)
+    (intent,) = env.store.pending_intents()
+    assert intent.status == "intent"
+    gate.opened.set()
+    await asyncio.wait_for(task, 5)
+    assert len(env.world.messages_to(ID, URL)) == 1 and gate.calls == 1
+    assert env.state() == "completed" and env.store.pending_intents() == []
+
+
+async def test_a_runner_that_lost_its_lock_makes_no_further_call(tmp_path: Path) -> None:
+    import asyncio
+
+    from engine.errors import LockError
+    from engine.store import tables as schema
+
+    env = Env(tmp_path, message_steps(), already_connected_with=[ID])
+    other = "https://www.linkedin.com/in/other-lead"
+    env.world.add_profile(other, first_name="Other", replies=False, already_connected_with=[ID])
+    lead = env.store.upsert_lead(other, {"first_name": "Other"})
+    env.store.enroll(lead, "safety", env.compiled.revision, ID, "intro", env.clock.now())
+    gate = Gate(env.sandbox.transport, MESSAGE)
+    first = env.runner(gate)
+
+    async def run_first() -> None:
+        async with first.hold_run_lock(timedelta(seconds=0.2)):
+            await first.tick()
+
+    task = asyncio.ensure_future(run_first())
+    await asyncio.wait_for(gate.entered.wait(), 5)
+    with env.store.transaction() as conn:  # the lock expired and another runner took it
+        conn.execute(schema.locks.delete())
+    with env.store.lock("run", ttl=timedelta(minutes=5)):
+        for _ in range(100):  # the first runner's refresh finds it gone
+            await asyncio.sleep(0.05)
+            if first._lock_lost:
+                break
+        gate.opened.set()
+        with pytest.raises(LockError):
+            await asyncio.wait_for(task, 5)
+    assert gate.calls == 1  # the call in flight finished; the next one was never made
+    assert len(env.world.deliveries(ID, kind="message")) == 1
+    (left,) = env.store.pending_intents()  # for the new holder's recover()
+    assert left.status == "intent"
