@@ -28,11 +28,11 @@ from engine.apply.schedules import (
     plan_schedules,
     render_schedule_plan,
     run_async_schedule,
-    schedule_problems,
     tick_async_schedules,
 )
 from engine.clock import VirtualClock
 from engine.errors import PlanError, ProviderError
+from engine.manifest.lint.schedule import schedule_problems
 from engine.manifest.loader import load
 from engine.model import Callback, Metadata, Schedule, SourceMap
 from engine.sandbox import Sandbox

@@ -15,7 +15,7 @@ State (``kv "schedules"``, keyed by manifest name): ``{"uid", "fingerprint", "co
 replaced by digests (never stored in clear). ``mode: async`` schedules have no Edges schedule:
 apply registers them in ``kv "schedule-async"`` and :func:`tick_async_schedules` (the runner)
 starts ``run/async`` once, then continues each finished run; their run is in
-``kv "schedule-runs"``. Lint calls :func:`schedule_problems`.
+``kv "schedule-runs"``. The rules lint checks are in :mod:`engine.manifest.lint.schedule`.
 """
 
 from __future__ import annotations
@@ -23,17 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import zoneinfo
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import httpx
-from croniter import croniter
 
-from engine.errors import PlanError, Problem, ProviderError
+from engine.errors import PlanError, ProviderError
 from engine.model import Schedule
 
 log = logging.getLogger(__name__)
@@ -44,49 +42,6 @@ NS_RUNS = "schedule-runs"
 NS_ASYNC = "schedule-async"  # registered mode: async schedules, for the runner
 LOCK_NAME = "schedules"
 PLAN_FORMAT = "seqrun-schedule-plan/1"
-
-MAX_RESULTS_BOUNDS = (1, 100_000)
-SYNC_MODES = ("full", "incremental")
-
-
-@dataclass(frozen=True)
-class ActionSupport:
-    """What an Edges action allows on the schedule and async paths."""
-
-    schedule: bool
-    incremental: bool = False
-    reason: str = ""
-
-
-# Edges actions by slug. Outreach actions (message, connect, ...) are refused on a schedule:
-# every iteration would resend the same inputs.
-ACTIONS: Mapping[str, ActionSupport] = {
-    "linkedin-extract-messages": ActionSupport(schedule=True, incremental=True),
-    "linkedin-extract-connections": ActionSupport(schedule=True, incremental=True),
-    "linkedin-extract-conversations": ActionSupport(schedule=True, incremental=True),
-    "linkedin-search-people": ActionSupport(schedule=True),
-    "linkedin-visit-profile": ActionSupport(schedule=True),
-    "linkedin-extract-people": ActionSupport(schedule=True),
-    "linkedin-extract-contact": ActionSupport(schedule=True),
-    "linkedin-extract-sent-invitations": ActionSupport(schedule=True),
-    "linkedin-extract-received-invitations": ActionSupport(schedule=True),
-    "linkedin-me": ActionSupport(schedule=True),
-    "linkedin-message-profile": ActionSupport(
-        schedule=False, reason="an outreach action would resend the same message every iteration"
-    ),
-    "linkedin-connect-profile": ActionSupport(
-        schedule=False, reason="an outreach action would resend the same invitation every iteration"
-    ),
-    "linkedin-inmail-profile": ActionSupport(
-        schedule=False, reason="an outreach action would resend the same InMail every iteration"
-    ),
-    "linkedin-withdraw-invitation": ActionSupport(
-        schedule=False, reason="an outreach action; run it from a Sequence"
-    ),
-    "linkedin-accept-invitation": ActionSupport(
-        schedule=False, reason="an outreach action; run it from a Sequence"
-    ),
-}
 
 # Run statuses (Edges uses both casings; compared upper-case).
 RUN_FINISHED = frozenset({"SUCCEEDED", "COMPLETED", "PARTIAL_SUCCEEDED", "FAILED", "INVALID"})
@@ -1149,91 +1104,3 @@ async def tick_async_schedules(
 # ---- validation extras (called by lint) -----------------------------------------------------
 
 
-def _parse_when(value: str, tz: str) -> datetime | None:
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        try:
-            when = when.replace(tzinfo=zoneinfo.ZoneInfo(tz))
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            when = when.replace(tzinfo=UTC)
-    return when
-
-
-def _iter_problems(schedule: Schedule, now: datetime) -> Iterator[Problem]:
-    src = schedule.source
-    if schedule.provider != "edges":
-        yield src.problem("$.spec.provider", "schedules run on Edges only (provider: edges)")
-    support = ACTIONS.get(schedule.action)
-    if support is None:
-        yield src.problem(
-            "$.spec.action",
-            f"unknown Edges action {schedule.action!r} for a schedule; known: "
-            + ", ".join(sorted(a for a, s in ACTIONS.items() if s.schedule)),
-        )
-    elif not support.schedule:
-        yield src.problem(
-            "$.spec.action",
-            f"{schedule.action} does not support schedule mode: {support.reason}",
-        )
-    if schedule.mode == "async":
-        if schedule.cron is not None:
-            yield src.problem("$.spec.cron", "mode: async takes no cron (runs are continued)")
-        if schedule.parameters.get("sync_mode") != "incremental":
-            yield src.problem(
-                "$.spec.parameters.sync_mode",
-                "mode: async continues runs, which needs sync_mode: incremental",
-            )
-    elif schedule.mode == "schedule":
-        if schedule.cron is None and schedule.schedule_at is None:
-            yield src.problem("$.spec.cron", "a schedule needs cron (or mode: async)")
-        elif schedule.cron is not None and not croniter.is_valid(schedule.cron):
-            yield src.problem("$.spec.cron", f"invalid cron expression {schedule.cron!r}")
-    else:
-        yield src.problem("$.spec.mode", f"unknown mode {schedule.mode!r} (schedule | async)")
-    try:
-        zoneinfo.ZoneInfo(schedule.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        yield src.problem("$.spec.timezone", f"unknown IANA timezone {schedule.timezone!r}")
-    if schedule.schedule_at is not None:
-        when = _parse_when(schedule.schedule_at, schedule.timezone)
-        if when is None:
-            yield src.problem(
-                "$.spec.schedule_at", f"not an ISO 8601 date-time: {schedule.schedule_at!r}"
-            )
-        elif when <= now:
-            yield src.problem(
-                "$.spec.schedule_at", f"schedule_at {schedule.schedule_at} is in the past"
-            )
-    max_results = schedule.parameters.get("max_results")
-    if max_results is not None:
-        lo, hi = MAX_RESULTS_BOUNDS
-        if isinstance(max_results, bool) or not isinstance(max_results, int):
-            yield src.problem("$.spec.parameters.max_results", "max_results must be an integer")
-        elif not lo <= max_results <= hi:
-            yield src.problem(
-                "$.spec.parameters.max_results", f"max_results must be between {lo} and {hi}"
-            )
-    sync_mode = schedule.parameters.get("sync_mode")
-    if sync_mode is not None:
-        if sync_mode not in SYNC_MODES:
-            yield src.problem(
-                "$.spec.parameters.sync_mode", f"sync_mode must be one of {', '.join(SYNC_MODES)}"
-            )
-        elif sync_mode == "incremental" and support is not None and not support.incremental:
-            yield src.problem(
-                "$.spec.parameters.sync_mode",
-                f"{schedule.action} has no incremental mode (only "
-                + ", ".join(sorted(a for a, s in ACTIONS.items() if s.incremental)) + ")",
-            )
-    if not schedule.identities:
-        yield src.problem("$.spec.identities", "a schedule needs at least one identity")
-    if schedule.callback is not None and not schedule.callback.url.startswith("https://"):
-        yield src.problem("$.spec.callback.url", "Edges sends callbacks to HTTPS URLs only")
-
-
-def schedule_problems(schedule: Schedule, now: datetime) -> list[Problem]:
-    """Semantic checks of one Schedule for lint (``now`` is an aware datetime)."""
-    return list(_iter_problems(schedule, now))

@@ -27,8 +27,8 @@ Decisions worth knowing (see also README, "Lint"):
 * Template variables missing from the leads CSV header are errors, except when *every* use of the
   variable is filtered through ``| default(...)``: that renders fine, so it is a warning (it is
   still likely a misspelt column).
-* Schedule rules live in :func:`engine.apply.schedules.schedule_problems`; lint reports them once,
-  adding a did-you-mean to an unknown provider or timezone.
+* Schedule rules live in :func:`engine.manifest.lint.schedule.schedule_problems`; lint reports
+  them once, adding a did-you-mean to an unknown provider or timezone.
 * Length checks measure the fixed text: template expressions removed, the shortest spintax
   alternative kept. That is a lower bound, so a report is never a false alarm.
 """
@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import Problem
+from engine.manifest.lint.schedule import schedule_problems
 from engine.manifest.loader import LIMIT_ALIASES
 from engine.manifest.yamlio import child_path
 from engine.model import (
@@ -822,10 +823,6 @@ def _check_window(seq: Sequence, report: _Report) -> None:
 
 def _lint_schedule(sch: Schedule, report: _Report) -> None:
     """engine.apply.schedules owns the schedule rules; lint adds did-you-mean hints to two."""
-    from engine.apply.schedules import (
-        schedule_problems,  # lazily: schedules imports the model layer
-    )
-
     unknown_provider = sch.provider not in REGISTRY
     if unknown_provider:
         report(
