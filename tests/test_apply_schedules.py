@@ -27,14 +27,13 @@ from engine.apply.schedules import (
     import_schedule,
     plan_schedules,
     render_schedule_plan,
-    run_async_schedule,
-    tick_async_schedules,
 )
 from engine.clock import VirtualClock
 from engine.errors import PlanError, ProviderError
 from engine.manifest.lint.schedule import schedule_problems
 from engine.manifest.loader import load
 from engine.model import Callback, Metadata, Schedule, SourceMap
+from engine.run.schedules import run_async_schedule, tick_async_schedules
 from engine.sandbox import Sandbox
 from engine.store import Store
 from tests.conftest import ROOT

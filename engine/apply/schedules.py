@@ -13,8 +13,8 @@ schedules), then the old one is cancelled; each step is recorded in an intent
 State (``kv "schedules"``, keyed by manifest name): ``{"uid", "fingerprint", "config", "action",
 "origin"}`` where ``config`` is the normalized schedule config with callback header values
 replaced by digests (never stored in clear). ``mode: async`` schedules have no Edges schedule:
-apply registers them in ``kv "schedule-async"`` and :func:`tick_async_schedules` (the runner)
-starts ``run/async`` once, then continues each finished run; their run is in
+apply registers them in ``kv "schedule-async"`` and the runner
+(:func:`engine.run.schedules.tick_async_schedules`) starts ``run/async`` once, then continues each finished run; their run is in
 ``kv "schedule-runs"``. The rules lint checks are in :mod:`engine.manifest.lint.schedule`.
 """
 
@@ -574,7 +574,7 @@ async def plan_schedules(
     """Diff Schedule manifests against live Edges schedules and the local state. Read-only.
 
     ``mode: async`` schedules have no live Edges schedule: their rows (``mode="async"``)
-    register them in the store for the runner (:func:`tick_async_schedules`). A name that
+    register them in the store for the runner (:mod:`engine.run.schedules`). A name that
     switches mode gets a delete row for its old form. Raises :class:`PlanError` when an
     incremental schedule uses a non-engagement identity, or when two manifests share a name.
     """
@@ -998,109 +998,3 @@ def render_schedule_plan(plan: SchedulePlan) -> list[str]:
     else:
         lines.append(f"No changes. {c['unchanged']} schedule(s) up to date.")
     return lines
-
-
-# ---- async incremental runs (mode: async) ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AsyncRunResult:
-    name: str
-    outcome: Literal["started", "continued", "running", "restarted"]
-    run_uid: str
-    status: str
-
-
-def _run_body(config: Mapping[str, Any]) -> dict[str, Any]:
-    body = request_body(config)
-    for key in ("cron", "timezone", "schedule_at"):
-        body.pop(key, None)
-    cb = body.get("callback")
-    if isinstance(cb, Mapping):
-        hidden = [k for k, v in (cb.get("headers") or {}).items() if str(v).startswith("sha256:")]
-        if hidden:
-            # Registered configs keep header digests only; pass the manifests to send them.
-            log.warning("async schedule callback headers %s not sent (not stored)", hidden)
-            body["callback"] = {**cb, "headers": {k: v for k, v in cb["headers"].items()
-                                                  if k not in hidden}}
-    return body
-
-
-async def _advance(
-    name: str, config: Mapping[str, Any], *, client: httpx.AsyncClient, store: ScheduleStore
-) -> AsyncRunResult:
-    fp = fingerprint(config)
-    state = store.kv_get(NS_RUNS, name)
-    if not isinstance(state, Mapping) or state.get("fingerprint") != fp:
-        resp = await _call(
-            client, "POST", f"/actions/{config['action']}/run/async", json_body=_run_body(config)
-        )
-        data = resp.json()
-        uid = run_uid(data) if isinstance(data, Mapping) else None
-        if uid is None:
-            raise ProviderError("SERVER_ERROR", "async run started but no run uid returned")
-        status = str(data.get("status") or "CREATED").upper()
-        outcome: Literal["started", "restarted"] = "started" if state is None else "restarted"
-        store.kv_put(NS_RUNS, name, {
-            "run_uid": uid, "fingerprint": fp, "status": status, "continues": 0,
-            "started_at": _now_iso(),
-        })
-        return AsyncRunResult(name, outcome, uid, status)
-
-    uid = str(state["run_uid"])
-    resp = await _call(client, "GET", f"/runs/{uid}")
-    data = resp.json()
-    status = str((data or {}).get("status") or "").upper()
-    if status not in RUN_FINISHED:
-        if status != state.get("status"):
-            store.kv_put(NS_RUNS, name, {**state, "status": status})
-        return AsyncRunResult(name, "running", uid, status)
-    resp = await _call(client, "POST", f"/runs/{uid}/continue")
-    cont = resp.json() if resp.content else {}
-    new_uid = (run_uid(cont) if isinstance(cont, Mapping) else None) or uid
-    new_status = str((cont or {}).get("status") or "CREATED").upper()
-    store.kv_put(NS_RUNS, name, {
-        **state, "run_uid": new_uid, "status": new_status, "previous_status": status,
-        "continues": int(state.get("continues", 0)) + 1, "continued_at": _now_iso(),
-    })
-    return AsyncRunResult(name, "continued", new_uid, new_status)
-
-
-async def run_async_schedule(
-    schedule: Schedule, *, client: httpx.AsyncClient, store: ScheduleStore
-) -> AsyncRunResult:
-    """One step of an async incremental Schedule: start ``run/async`` the first time, then
-    ``POST /runs/{uid}/continue`` each time the previous run has finished; while a run is
-    still going (or blocked), nothing is sent. A changed manifest starts a new run chain.
-    State in ``kv "schedule-runs"``."""
-    return await _advance(schedule.name, desired_config(schedule), client=client, store=store)
-
-
-async def tick_async_schedules(
-    schedules: Iterable[Schedule] | None = None,
-    *,
-    client: httpx.AsyncClient,
-    store: ScheduleStore,
-) -> list[AsyncRunResult]:
-    """Advance every ``mode: async`` Schedule once; for the runner/daemon, once per tick.
-
-    Without ``schedules``, the ones registered by the last apply (``kv "schedule-async"``) are
-    advanced, so the runner needs no manifests. Holds ``store.lock("schedule-runs")``.
-    """
-    work: dict[str, Mapping[str, Any]] = {}
-    if schedules is None:
-        for name, entry in store.kv_items(NS_ASYNC).items():
-            if isinstance(entry, Mapping) and isinstance(entry.get("config"), Mapping):
-                work[name] = entry["config"]
-    else:
-        work = {s.name: desired_config(s) for s in schedules if s.mode == "async"}
-    results = []
-    with store.lock(NS_RUNS):
-        for name in sorted(work):
-            results.append(await _advance(name, work[name], client=client, store=store))
-    return results
-
-
-# ---- validation extras (called by lint) -----------------------------------------------------
-
-

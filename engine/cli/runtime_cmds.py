@@ -23,7 +23,6 @@ from engine.errors import ConfigError, PlanError, UsageError
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-_R = TypeVar("_R")
 _STATE_DIR = ".seqrun"
 
 
@@ -583,8 +582,8 @@ def _run_runner(
     async_runs: list[Any] = []
 
     async def work(rt: _Runtime) -> Any:
-        runner = _with_async_schedules(Runner, rt, async_runs)(
-            rt.store, _runner_providers(rt), rt.clock)
+        runner = Runner(rt.store, _runner_providers(rt), rt.clock,
+                        tick_hooks=[_async_schedules_hook(rt, async_runs)])
         end = _parse_until(until, rt.clock.now()) if until else None
         if once or (end is not None and virtual_clock):
             async with runner.hold_run_lock(_run_lock_ttl(virtual_clock)):
@@ -667,36 +666,33 @@ def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, scenario
     return 1 if failed_run else 0
 
 
-def _with_async_schedules(runner_cls: type[_R], rt: _Runtime, seen: list[Any]) -> type[_R]:
-    """``runner_cls`` whose every tick (``--once``, ``--until``, the daemon) also advances
-    the registered ``mode: async`` Schedules (engine.apply.schedules.tick_async_schedules: start
-    ``run/async`` once, then ``POST /runs/{uid}/continue`` after each finished run). What they
-    did is appended to ``seen``. Nothing is asked of Edges when no async Schedule is applied."""
-    from engine.apply.schedules import NS_ASYNC, tick_async_schedules
+def _async_schedules_hook(rt: _Runtime, seen: list[Any]) -> Callable[[Any], Awaitable[bool]]:
+    """A runner tick hook: every tick (``--once``, ``--until``, the daemon) also advances the
+    registered ``mode: async`` Schedules (start ``run/async`` once, then ``POST
+    /runs/{uid}/continue`` after each finished run). What they did is appended to ``seen``.
+    Nothing is asked of Edges when no async Schedule is applied."""
+    from engine.apply.schedules import NS_ASYNC
     from engine.errors import LockError, SeqrunError
+    from engine.run.schedules import tick_async_schedules
 
-    class WithAsyncSchedules(runner_cls):  # type: ignore[valid-type,misc]
-        async def tick(self) -> Any:
-            result = await super().tick()
-            if getattr(result, "killed", False) or not rt.store.kv_items(NS_ASYNC):
-                return result  # the kill switch stops async schedules too
-            try:
-                runs = await tick_async_schedules(client=rt.client_for("edges"), store=rt.store)
-            except LockError as exc:  # another process drives them this tick
-                _log.warning("async schedules not advanced: %s", exc)
-                return result
-            except SeqrunError as exc:  # a provider or configuration error: logged, next tick
-                _log.warning("async schedules: %s", exc)
-                result.errors.append(f"async schedules: {exc}")
-                return result
-            seen.extend(runs)
-            if hasattr(self, "_blocked"):
-                # run_until jumps to the next due enrollment; while async runs go on it steps
-                # through time instead, so each finished run is continued on the way
-                self._blocked = True
-            return result
+    async def hook(result: Any) -> bool:
+        if not rt.store.kv_items(NS_ASYNC):
+            return False
+        try:
+            runs = await tick_async_schedules(client=rt.client_for("edges"), store=rt.store)
+        except LockError as exc:  # another process drives them this tick
+            _log.warning("async schedules not advanced: %s", exc)
+            return False
+        except SeqrunError as exc:  # a provider or configuration error: logged, next tick
+            _log.warning("async schedules: %s", exc)
+            result.errors.append(f"async schedules: {exc}")
+            return False
+        seen.extend(runs)
+        # while async runs go on, run_until steps through time so each finished run is
+        # continued on the way
+        return True
 
-    return WithAsyncSchedules
+    return hook
 
 
 def _async_json(runs: list[Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import random
 import re
 import signal
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, NamedTuple
@@ -334,6 +334,9 @@ class _Stop(Exception):
     """The identity cannot go on this tick (auth expired)."""
 
 
+TickHook = Callable[["TickResult"], Awaitable[bool]]
+
+
 class Runner:
     """Drives enrollments. ``providers`` maps a provider name (``edges``) to a Provider;
     ``compiled`` maps a revision to its CompiledSequence (or resolves one); by default the
@@ -354,8 +357,12 @@ class Runner:
         visit_sync_age: timedelta = timedelta(hours=1),
         due_batch: int = 2000,
         settle_after: timedelta = timedelta(minutes=5),
+        tick_hooks: Iterable[TickHook] = (),
     ) -> None:
         self.store = store
+        # run after every tick that the kill switch did not stop (async Schedules); a hook
+        # returning True has work in flight, so run_until steps through time instead of jumping
+        self.tick_hooks = tuple(tick_hooks)
         self.providers = providers
         self.clock = clock
         self.retry_cap = retry_cap
@@ -959,6 +966,9 @@ class Runner:
             statuses = {i.id: i.status for i in self.store.list_identities()}
         if result.paused_identities:
             self._blocked = True
+        for hook in self.tick_hooks:
+            if await hook(result):
+                self._blocked = True
         self._check_lock()
         return result
 
