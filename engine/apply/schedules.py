@@ -15,7 +15,8 @@ State (``kv "schedules"``, keyed by manifest name): ``{"uid", "fingerprint", "co
 replaced by digests (never stored in clear). ``mode: async`` schedules have no Edges schedule:
 apply registers them in ``kv "schedule-async"`` and the runner
 (:func:`engine.run.schedules.tick_async_schedules`) starts ``run/async`` once, then continues
-each finished run; their run is in ``kv "schedule-runs"``. The rules lint checks are in :mod:`engine.manifest.lint.schedule`.
+each finished run; their run is in ``kv "schedule-runs"``. The rules lint checks are in
+:mod:`engine.manifest.lint.schedule`.
 """
 
 from __future__ import annotations
