@@ -14,19 +14,6 @@ from typing import Any, Literal
 
 from engine.errors import Problem
 
-TERMINALS: tuple[str, ...] = ("completed", "replied", "removed", "failed", "stopped")
-CANONICAL_ACTIONS: tuple[str, ...] = (
-    "visit_profile",
-    "connect",
-    "send_message",
-    "send_inmail",
-    "withdraw_invitation",
-    "check_connection",
-    "follow",
-)
-WAIT_EVENTS: tuple[str, ...] = ("connection_accepted", "reply")
-DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
 
 @dataclass(frozen=True)
 class SourceMap:

@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from engine import vocab
 from engine.errors import ProviderError
-from engine.providers import base
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
@@ -30,8 +30,8 @@ SPEC = ProviderSpec(
     smart_limits={"visit_profile": 80, "connect": 25, "send_message": 50},
 )
 LABELS = {
-    "NO_VALID_ACCOUNT_CONFIGURED": base.AUTH_EXPIRED,
-    "SN_ACCOUNT_UPGRADE": base.INVALID_INPUT,
+    "NO_VALID_ACCOUNT_CONFIGURED": vocab.AUTH_EXPIRED,
+    "SN_ACCOUNT_UPGRADE": vocab.INVALID_INPUT,
 }
 
 
@@ -55,17 +55,17 @@ class WorldProvider:
             return
         if plan.kind == "429":
             raise ProviderError(
-                base.STATUS_429,
+                vocab.STATUS_429,
                 "rate limited",
                 status=429,
                 retry_after=self.world.config.faults.retry_after_s,
             )
         if plan.kind == "5xx":
-            raise ProviderError(base.SERVER_ERROR, "bad gateway", status=502)
+            raise ProviderError(vocab.SERVER_ERROR, "bad gateway", status=502)
         if plan.after and act is not None:
             with contextlib.suppress(WorldError):
                 act()
-        raise ProviderError(base.TIMEOUT, "no answer in time")
+        raise ProviderError(vocab.TIMEOUT, "no answer in time")
 
     def _call(self, op: str, fn: Callable[[], Any]) -> Any:
         self.calls[op] += 1
@@ -98,7 +98,7 @@ class WorldProvider:
             status = {"connected": "connected", "pending": "pending"}.get(rel, "not_connected")
             return ActionResult({}, status=status)
         else:
-            raise ProviderError(base.INVALID_INPUT, f"unsupported {action}")
+            raise ProviderError(vocab.INVALID_INPUT, f"unsupported {action}")
         return ActionResult({})
 
     async def sync_conversations(self, identity: str) -> list[ConversationSummary]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.model import TERMINALS
+from engine.vocab import TERMINALS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "sequences" / "founders-outreach.yaml"

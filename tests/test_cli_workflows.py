@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from engine.cli import main
-from engine.model import TERMINALS
 from engine.sandbox import Sandbox  # type: ignore[attr-defined,unused-ignore]
+from engine.vocab import TERMINALS
 from tests.conftest import SHARED_EXAMPLES
 
 CHECK = SHARED_EXAMPLES / "check-then-message.yaml"

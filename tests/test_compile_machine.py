@@ -21,7 +21,6 @@ from engine.compile.machine import (
 from engine.errors import ManifestError, UsageError
 from engine.manifest.lint import ROUTE_LABELS as _ROUTE_LABELS
 from engine.model import (
-    TERMINALS,
     ActionStep,
     BranchCase,
     BranchStep,
@@ -35,6 +34,7 @@ from engine.model import (
     Workflow,
     WorkflowNode,
 )
+from engine.vocab import TERMINALS
 from tests._founders import P, founders_steps
 from tests.conftest import SHARED_EXAMPLES
 

@@ -16,21 +16,13 @@ import pytest
 
 from engine.clock import VirtualClock
 from engine.compile.machine import compile_sequence
-from engine.model import (
-    TERMINALS,
-    ActionStep,
-    Metadata,
-    Sequence,
-    Step,
-    WaitForStep,
-    WaitStep,
-    Window,
-)
+from engine.model import ActionStep, Metadata, Sequence, Step, WaitForStep, WaitStep, Window
 from engine.providers.edges.actions import EdgesProvider
 from engine.run.runner import Runner, window_opening
 from engine.sandbox import Sandbox
 from engine.sandbox.world import FaultConfig, World, WorldConfig
 from engine.store import Store
+from engine.vocab import TERMINALS
 from tests._world_provider import Kill, KillAfter, WorldProvider
 
 START = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)  # a Monday

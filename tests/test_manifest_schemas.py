@@ -14,9 +14,8 @@ from jsonschema import Draft202012Validator
 
 from engine.errors import UsageError
 from engine.manifest.schemas import KINDS, schema_dir, schema_for, schema_text, validator_for
-from engine.model import CANONICAL_ACTIONS, DAYS, TERMINALS, WAIT_EVENTS
 from engine.providers import REGISTRY
-from engine.providers.base import ERROR_LABELS
+from engine.vocab import CANONICAL_ACTIONS, DAYS, ERROR_LABELS, TERMINALS, WAIT_EVENTS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -153,8 +153,8 @@ async def test_connectsafely_flow(cs: ConnectSafelyProvider, world: World) -> No
 async def test_injected_faults_map_to_transient_labels(
     world: World, knob: str, label: str, provider_name: str
 ) -> None:
-    from engine.providers.base import TRANSIENT_LABELS
     from engine.sandbox import Sandbox
+    from engine.vocab import TRANSIENT_LABELS
 
     setattr(world.config.faults, knob, 1.0)
     box = Sandbox(world)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from engine import vocab
 from engine.clock import VirtualClock
 from engine.compile.machine import CompiledSequence, compile_sequence
 from engine.errors import ProviderError
@@ -21,7 +22,6 @@ from engine.model import (
     WaitStep,
     Window,
 )
-from engine.providers import base
 from engine.providers.base import ActionResult, Lead
 from engine.run.runner import Runner, window_opening
 from engine.sandbox.world import World, WorldConfig
@@ -290,7 +290,7 @@ async def test_transient_errors_back_off_then_fail_with_reason(tmp_path: Path) -
             self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
         ) -> ActionResult:
             self.calls[action] += 1
-            raise ProviderError(base.STATUS_429, "slow down", status=429, retry_after=30)
+            raise ProviderError(vocab.STATUS_429, "slow down", status=429, retry_after=30)
 
     env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),)))
     eid = env.lead("x")
@@ -352,7 +352,7 @@ async def test_timeout_after_delivery_is_reconciled_not_resent(tmp_path: Path) -
             self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
         ) -> ActionResult:
             await super().perform(identity, action, lead, params)
-            raise ProviderError(base.TIMEOUT, "lost answer")
+            raise ProviderError(vocab.TIMEOUT, "lost answer")
 
     steps: tuple[Step, ...] = (
         ActionStep("intro", "send_message", with_={"text": "Hi"}),
@@ -476,7 +476,7 @@ async def test_a_refused_sync_pauses_the_identity_until_resumed(tmp_path: Path) 
 
     env = Env(tmp_path, make_seq())
     eid = env.lead("ada", accepts=True)
-    provider = SyncFails(env.world, base.INVALID_INPUT)
+    provider = SyncFails(env.world, vocab.INVALID_INPUT)
     runner = env.runner(provider)
     result = await runner.tick()
     assert result.paused_identities == [ID] and result.postponed == 0
@@ -502,7 +502,7 @@ async def test_a_refused_sync_pauses_the_identity_until_resumed(tmp_path: Path) 
 async def test_an_outage_of_the_sync_backs_off_more_at_each_failure(tmp_path: Path) -> None:
     env = Env(tmp_path, make_seq())
     eid = env.lead("ada", accepts=True)
-    provider = SyncFails(env.world, base.SERVER_ERROR)
+    provider = SyncFails(env.world, vocab.SERVER_ERROR)
     runner = env.runner(provider)
     delays = []
     for _ in range(3):

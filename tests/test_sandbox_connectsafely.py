@@ -170,8 +170,9 @@ async def test_weekly_connect_cap_puts_the_account_on_a_24h_hold(
     """ConnectSafely: 90 connection requests a calendar week (reset Monday 00:00 UTC); going
     over puts the account on a 24 h hold (429). Here a cap of 2, on a Monday."""
     from engine.errors import ProviderError
-    from engine.providers.base import LIMIT_REACHED, Lead
+    from engine.providers.base import Lead
     from engine.providers.connectsafely import ConnectSafelyProvider
+    from engine.vocab import LIMIT_REACHED
 
     world.add_identity("acc_3", provider="connectsafely", weekly_limits={"connect": 2})
     for name in ("p1", "p2", "p3", "p4"):

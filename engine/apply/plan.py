@@ -47,15 +47,15 @@ import sqlalchemy as sa
 from engine.clock import Clock
 from engine.errors import PlanError, Problem, UsageError
 from engine.manifest.leads import URL_COLUMN, LeadImport, read_leads
-from engine.model import TERMINALS, Manifest, Schedule, Sequence, WaitStep, Workflow
+from engine.model import Manifest, Schedule, Sequence, WaitStep, Workflow
 from engine.store import Store, dump_json
 from engine.store import tables as t
+from engine.vocab import KILL_SWITCH, TERMINALS
 
 log = logging.getLogger(__name__)
 
 APPLY_LOCK = "apply"
 META_NS = "sequence_meta"  # kv: name -> {revision, provider, identities, initial, steps}
-KILL_SWITCH = ("runtime", "paused_all")  # kv (ns, key): set by `seqrun pause --all`
 
 ClientFor = Callable[[str], httpx.AsyncClient]
 

@@ -32,22 +32,21 @@ from engine.compile.machine import workflow_state_ids
 from engine.errors import PlanError, ProviderError
 from engine.model import Workflow, WorkflowNode
 from engine.providers import REGISTRY
-from engine.providers.base import (
-    AUTH_EXPIRED,
-    INVALID_INPUT,
-    SERVER_ERROR,
-    STATUS_429,
-    TIMEOUT,
-    TRANSIENT_LABELS,
-    Lead,
-    Provider,
-)
+from engine.providers.base import Lead, Provider
 from engine.providers.linkedapi.actions import (
-    ACTION_TYPES,
     LinkedApiProvider,
     WorkflowState,
     action_error,
     request_error,
+)
+from engine.vocab import (
+    AUTH_EXPIRED,
+    INVALID_INPUT,
+    LINKEDAPI_ACTIONS,
+    SERVER_ERROR,
+    STATUS_429,
+    TIMEOUT,
+    TRANSIENT_LABELS,
 )
 
 # Parameter spellings of canonical actions (as in Sequences) -> LinkedAPI's.
@@ -60,11 +59,11 @@ _MESSAGE_ALIASES: Mapping[str, str] = {"message": "text"}
 
 def action_type(action: str) -> str:
     """The LinkedAPI action type of a node's action (canonical names are translated)."""
-    return ACTION_TYPES.get(action, action)
+    return LINKEDAPI_ACTIONS.get(action, action)
 
 
 def _params(node: WorkflowNode) -> dict[str, Any]:
-    if node.action not in ACTION_TYPES:
+    if node.action not in LINKEDAPI_ACTIONS:
         return dict(node.with_)
     out: dict[str, Any] = {}
     for key, value in node.with_.items():
@@ -694,7 +693,7 @@ async def run_workflow(
 
 # ---- node by node, on providers without workflows -----------------------------------------------
 
-_CANONICAL: Mapping[str, str] = {v: k for k, v in ACTION_TYPES.items()}
+_CANONICAL: Mapping[str, str] = {v: k for k, v in LINKEDAPI_ACTIONS.items()}
 NODE_ATTEMPTS = 6
 
 

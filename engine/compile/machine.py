@@ -52,7 +52,6 @@ from transitions import Machine, State, Transition
 
 from engine.errors import ManifestError, Problem, UsageError
 from engine.model import (
-    TERMINALS,
     ActionStep,
     BranchStep,
     EndStep,
@@ -64,7 +63,7 @@ from engine.model import (
     Workflow,
     WorkflowNode,
 )
-from engine.providers.base import ERROR_LABELS, PROFILE_NOT_ACCESSIBLE
+from engine.vocab import ERROR_LABELS, PROFILE_NOT_ACCESSIBLE, TERMINALS
 
 __all__ = [
     "DEFAULT_ROUTES",

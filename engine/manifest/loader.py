@@ -46,18 +46,12 @@ from engine.model import (
     WorkflowNode,
 )
 from engine.model import Sequence as SequenceManifest
+from engine.vocab import LIMIT_ALIASES
 
 API_VERSION = "seqrun/v1"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 # Short limit names accepted in `spec.limits`, mapped to canonical actions.
-LIMIT_ALIASES: Mapping[str, str] = {
-    "visit": "visit_profile",
-    "message": "send_message",
-    "inmail": "send_inmail",
-    "withdraw": "withdraw_invitation",
-    "check": "check_connection",
-}
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 

@@ -15,40 +15,6 @@ from typing import Any, NamedTuple, Protocol
 
 import httpx
 
-# Canonical outcome labels. Provider adapters map their own errors onto these, so a
-# manifest's `on:` routing is the same whatever the provider.
-LIMIT_REACHED = "LIMIT_REACHED"
-NOT_CONNECTED = "NOT_CONNECTED"
-ALREADY_CONNECTED = "ALREADY_CONNECTED"
-INVITATION_PENDING = "INVITATION_PENDING"
-NOT_PENDING = "NOT_PENDING"
-PROFILE_NOT_ACCESSIBLE = "PROFILE_NOT_ACCESSIBLE"
-AUTH_EXPIRED = "AUTH_EXPIRED"
-INVALID_INPUT = "INVALID_INPUT"
-STATUS_429 = "STATUS_429"
-SERVER_ERROR = "SERVER_ERROR"  # 5xx
-TIMEOUT = "TIMEOUT"  # no answer: the call may or may not have happened
-MESSAGING_NOT_ALLOWED = "MESSAGING_NOT_ALLOWED"
-NOTE_TOO_LONG = "NOTE_TOO_LONG"
-
-ERROR_LABELS: tuple[str, ...] = (
-    LIMIT_REACHED,
-    NOT_CONNECTED,
-    ALREADY_CONNECTED,
-    INVITATION_PENDING,
-    NOT_PENDING,
-    PROFILE_NOT_ACCESSIBLE,
-    AUTH_EXPIRED,
-    INVALID_INPUT,
-    STATUS_429,
-    SERVER_ERROR,
-    TIMEOUT,
-    MESSAGING_NOT_ALLOWED,
-    NOTE_TOO_LONG,
-)
-# Labels worth retrying with backoff; everything else is routed or terminal.
-TRANSIENT_LABELS: frozenset[str] = frozenset({STATUS_429, SERVER_ERROR, TIMEOUT})
-
 
 class Lead(NamedTuple):
     """What an adapter needs to act on a lead (a NamedTuple: the runner makes one a call)."""

@@ -27,9 +27,9 @@ from urllib.parse import quote
 
 import httpx
 
+from engine import vocab
 from engine.errors import ConfigError, ProviderError
 from engine.manifest.leads import normalize_profile_url, profile_handle
-from engine.providers import base
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
@@ -44,21 +44,21 @@ from engine.providers.http import json_or_none, parse_retry_after
 log = logging.getLogger(__name__)
 
 CODES: dict[str, str] = {
-    "already_connected": base.ALREADY_CONNECTED,
-    "invitation_pending": base.INVITATION_PENDING,
-    "not_connected": base.NOT_CONNECTED,
-    "not_pending": base.NOT_PENDING,
-    "validation_error": base.INVALID_INPUT,
-    "note_too_long": base.NOTE_TOO_LONG,
-    "inmail_not_allowed": base.MESSAGING_NOT_ALLOWED,
-    "messaging_not_allowed": base.MESSAGING_NOT_ALLOWED,
-    "profile_not_found": base.PROFILE_NOT_ACCESSIBLE,
-    "limit_reached": base.LIMIT_REACHED,
-    "account_session_expired": base.AUTH_EXPIRED,
-    "account_not_found": base.AUTH_EXPIRED,  # the identity is unusable: pause, do not fail leads
-    "rate_limited": base.STATUS_429,
-    "server_error": base.SERVER_ERROR,
-    "timeout": base.TIMEOUT,
+    "already_connected": vocab.ALREADY_CONNECTED,
+    "invitation_pending": vocab.INVITATION_PENDING,
+    "not_connected": vocab.NOT_CONNECTED,
+    "not_pending": vocab.NOT_PENDING,
+    "validation_error": vocab.INVALID_INPUT,
+    "note_too_long": vocab.NOTE_TOO_LONG,
+    "inmail_not_allowed": vocab.MESSAGING_NOT_ALLOWED,
+    "messaging_not_allowed": vocab.MESSAGING_NOT_ALLOWED,
+    "profile_not_found": vocab.PROFILE_NOT_ACCESSIBLE,
+    "limit_reached": vocab.LIMIT_REACHED,
+    "account_session_expired": vocab.AUTH_EXPIRED,
+    "account_not_found": vocab.AUTH_EXPIRED,  # the identity is unusable: pause, do not fail leads
+    "rate_limited": vocab.STATUS_429,
+    "server_error": vocab.SERVER_ERROR,
+    "timeout": vocab.TIMEOUT,
 }
 _PAGE = 100
 _MAX_PAGES = 500
@@ -79,27 +79,27 @@ def map_error(response: httpx.Response, now: datetime | None = None) -> Provider
     lowered = message.lower()
     if label is None:
         if status == 504:
-            label = base.TIMEOUT
+            label = vocab.TIMEOUT
         elif status >= 500:
-            label = base.SERVER_ERROR
+            label = vocab.SERVER_ERROR
         elif status == 429:
             action = response.headers.get("X-RateLimit-Action", "")
-            label = base.LIMIT_REACHED if action or "limit" in lowered else base.STATUS_429
+            label = vocab.LIMIT_REACHED if action or "limit" in lowered else vocab.STATUS_429
         elif status == 403:
-            label = base.AUTH_EXPIRED
+            label = vocab.AUTH_EXPIRED
         elif status == 404:
-            label = base.PROFILE_NOT_ACCESSIBLE
+            label = vocab.PROFILE_NOT_ACCESSIBLE
         elif "already connected" in lowered:
-            label = base.ALREADY_CONNECTED
+            label = vocab.ALREADY_CONNECTED
         elif "pending" in lowered:
-            label = base.INVITATION_PENDING
+            label = vocab.INVITATION_PENDING
         else:
-            label = base.INVALID_INPUT
+            label = vocab.INVALID_INPUT
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     params: dict[str, Any] = {}
     if code:
         params["provider_code"] = code
-    if label == base.LIMIT_REACHED:
+    if label == vocab.LIMIT_REACHED:
         until = body.get("retryAt") or body.get("postponed_until")
         if not until and retry_after is not None:
             until = ((now or datetime.now(UTC)) + timedelta(seconds=retry_after)).isoformat()
@@ -134,9 +134,9 @@ class ConnectSafelyProvider:
         try:
             response = await self.client.request(method, path, json=json, params=params)
         except httpx.TimeoutException as exc:
-            raise ProviderError(base.TIMEOUT, f"{path}: no answer in time") from exc
+            raise ProviderError(vocab.TIMEOUT, f"{path}: no answer in time") from exc
         except httpx.TransportError as exc:
-            raise ProviderError(base.SERVER_ERROR, f"{path}: {type(exc).__name__}") from exc
+            raise ProviderError(vocab.SERVER_ERROR, f"{path}: {type(exc).__name__}") from exc
         if response.status_code >= 400:
             raise map_error(response)
         return json_or_none(response)
@@ -162,7 +162,7 @@ class ConnectSafelyProvider:
         elif action in ("send_message", "send_inmail"):
             text = params.get("text") or params.get("message")
             if not text:
-                raise ProviderError(base.INVALID_INPUT, f"{action} needs a text")
+                raise ProviderError(vocab.INVALID_INPUT, f"{action} needs a text")
             body = {"accountId": identity, "recipientProfileId": pid, "message": str(text)}
             if action == "send_inmail":
                 body["messageType"] = "inmail"
@@ -177,7 +177,7 @@ class ConnectSafelyProvider:
             status = {"connected": "connected", "pending": "pending"}.get(rel.status)
             return ActionResult({"relationship": rel.status}, status=status or "not_connected")
         else:
-            raise ProviderError(base.INVALID_INPUT, f"connectsafely cannot perform {action!r}")
+            raise ProviderError(vocab.INVALID_INPUT, f"connectsafely cannot perform {action!r}")
         return ActionResult(data if isinstance(data, dict) else {"result": data})
 
     async def _sync(self, identity: str, force: bool) -> dict[str, Any]:
@@ -193,7 +193,7 @@ class ConnectSafelyProvider:
         previous sync's high-water mark (see :mod:`engine.providers.convsync`)."""
         synced = await self._sync(identity, force=True)
         if synced.get("success") is False:
-            raise ProviderError(base.AUTH_EXPIRED, str(synced.get("error") or "sync failed"))
+            raise ProviderError(vocab.AUTH_EXPIRED, str(synced.get("error") or "sync failed"))
         sweep = self._conv_sync.begin(identity, full=full)
         offset = 0
         for _ in range(_MAX_PAGES):
@@ -251,7 +251,7 @@ class ConnectSafelyProvider:
         try:
             synced = await self._sync(identity, force=False)
         except ProviderError as exc:
-            if exc.label == base.AUTH_EXPIRED:
+            if exc.label == vocab.AUTH_EXPIRED:
                 return False
             raise
         return synced.get("success") is not False

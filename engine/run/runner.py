@@ -40,20 +40,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import Connection
 
+from engine import vocab
 from engine.clock import Clock
 from engine.compile.machine import CompiledSequence, compile_sequence
 from engine.errors import LockError, ProviderError, SeqrunError, StoreError
-from engine.model import (
-    DAYS,
-    ActionStep,
-    BranchStep,
-    EndStep,
-    Sequence,
-    WaitForStep,
-    WaitStep,
-    Window,
-)
-from engine.providers import base
+from engine.model import ActionStep, BranchStep, EndStep, Sequence, WaitForStep, WaitStep, Window
 from engine.providers.base import ConversationSummary, Lead, Provider
 from engine.store import (
     ActionRow,
@@ -65,13 +56,13 @@ from engine.store import (
     Store,
     bounded,
 )
+from engine.vocab import DAYS, KILL_SWITCH
 
 log = logging.getLogger(__name__)
 
 DAY = timedelta(hours=24)
 OUTREACH = frozenset({"connect", "send_message", "send_inmail", "withdraw_invitation"})
 MESSAGES = frozenset({"send_message", "send_inmail"})
-KILL_SWITCH = ("runtime", "paused_all")  # kv (ns, key) set by `seqrun pause --all`
 MAX_CHAIN = 25  # steps one enrollment may take in one tick (lint rejects cycles without waits)
 MAX_RECORDS = 1000  # StepRecords kept per TickResult (memory stays flat on huge ticks)
 RUN_LOCK = "run"  # one runner at a time (hold_run_lock)
@@ -747,7 +738,7 @@ class Runner:
                 done = await self._reconcile(intent, provider, lead, convs)
             except ProviderError as exc:
                 unresolved.add(enr.id)
-                if exc.label == base.AUTH_EXPIRED:
+                if exc.label == vocab.AUTH_EXPIRED:
                     ctx = _IdentityCtx(intent.identity, self._provider_name(enr), provider)
                     self._pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
                     statuses = {i.id: i for i in self.store.list_identities()}
@@ -1064,7 +1055,7 @@ class Runner:
                     break
                 except ProviderError as exc:
                     # The sync failed: nothing is sent blind.
-                    if exc.label not in base.TRANSIENT_LABELS and exc.label != base.LIMIT_REACHED:
+                    if exc.label not in vocab.TRANSIENT_LABELS and exc.label != vocab.LIMIT_REACHED:
                         # not an outage (an identity the provider does not know, refused
                         # parameters): retrying cannot help, a human has to look
                         self._sync_refused(ctx, exc, result)
@@ -1136,7 +1127,7 @@ class Runner:
                     prime(ctx.identity, ident.profile_id)
             summaries = await ctx.provider.sync_conversations(ctx.identity)
         except ProviderError as exc:
-            if exc.label == base.AUTH_EXPIRED:
+            if exc.label == vocab.AUTH_EXPIRED:
                 self._pause_identity(ctx, "AUTH_EXPIRED during the conversation sync", result)
                 raise _Stop from exc
             raise
@@ -1199,7 +1190,7 @@ class Runner:
             try:
                 ctx.connections = set(await lister(ctx.identity))
             except ProviderError as exc:
-                if exc.label == base.AUTH_EXPIRED:
+                if exc.label == vocab.AUTH_EXPIRED:
                     raise
                 return None
         return ctx.connections
@@ -1302,7 +1293,7 @@ class Runner:
                 rel = await ctx.provider.relationship(ctx.identity, Lead(lead.profile_url))
                 status = rel.status
         except ProviderError as exc:
-            if exc.label == base.AUTH_EXPIRED:
+            if exc.label == vocab.AUTH_EXPIRED:
                 self._pause_identity(ctx, "AUTH_EXPIRED while checking a connection", result)
                 raise _Stop from exc
             return False
@@ -1376,10 +1367,10 @@ class Runner:
                 return self._transition(
                     enr,
                     lead,
-                    base.ALREADY_CONNECTED,
+                    vocab.ALREADY_CONNECTED,
                     result,
                     action=action,
-                    label=base.ALREADY_CONNECTED,
+                    label=vocab.ALREADY_CONNECTED,
                     detail="already connected (no call)",
                     ctx=ctx,
                 )
@@ -1422,10 +1413,10 @@ class Runner:
             return self._transition(
                 enr,
                 lead,
-                base.INVALID_INPUT,
+                vocab.INVALID_INPUT,
                 result,
                 action=action,
-                label=base.INVALID_INPUT,
+                label=vocab.INVALID_INPUT,
                 detail=f"template: {exc}",
                 ctx=ctx,
             )
@@ -1484,7 +1475,7 @@ class Runner:
             return await self._on_error(ctx, p, key, exc, result)
         except Exception as exc:  # not translated by the adapter: the call may have happened
             log.exception("provider %s failed on %s", ctx.provider_name, key)
-            err = ProviderError(base.TIMEOUT, f"{type(exc).__name__}: {exc}")
+            err = ProviderError(vocab.TIMEOUT, f"{type(exc).__name__}: {exc}")
             return await self._on_error(ctx, p, key, err, result)
         return self._succeeded(ctx, p, key, outcome.status, outcome.data, result)
 
@@ -1513,8 +1504,8 @@ class Runner:
         if action == "check_connection":
             trigger = {
                 "connected": "ok",
-                "pending": base.INVITATION_PENDING,
-                "not_connected": base.NOT_CONNECTED,
+                "pending": vocab.INVITATION_PENDING,
+                "not_connected": vocab.NOT_CONNECTED,
             }.get(status or "", "ok")
         ctx.w.outcomes.append(
             {
@@ -1585,7 +1576,7 @@ class Runner:
                 }
             )
 
-        if label == base.TIMEOUT:
+        if label == vocab.TIMEOUT:
             # The call may have happened: ask before deciding (never resend blindly).
             request = {k: v for k, v in p.params.items() if isinstance(v, str)}
             intent = ActionRow(
@@ -1621,7 +1612,7 @@ class Runner:
                     last_error=str(exc),
                     ctx=ctx,
                 )
-                if rexc.label == base.AUTH_EXPIRED:
+                if rexc.label == vocab.AUTH_EXPIRED:
                     self._pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
                 return None
             unverified = self._unverified_event(key, step.action, enr, lead)
@@ -1634,11 +1625,11 @@ class Runner:
             # (no outcome): recover() asks again before any next attempt, and the lead waits
             # at least `settle_after` (see _settle_open).
         self._release(ctx, p)
-        if label == base.AUTH_EXPIRED and compiled.pauses(enr.state, label):
+        if label == vocab.AUTH_EXPIRED and compiled.pauses(enr.state, label):
             outcome("failed")
             self._pause_identity(ctx, f"AUTH_EXPIRED on {step.action}", result)
             return None
-        if label == base.LIMIT_REACHED:
+        if label == vocab.LIMIT_REACHED:
             until = _parse_time(exc.params.get("postponed_until")) or now + timedelta(hours=1)
             if until <= now:
                 until = now + timedelta(minutes=5)
@@ -1646,13 +1637,13 @@ class Runner:
             outcome("failed")
             self._postpone(enr, lead, until, "LIMIT_REACHED", result, ctx=ctx)
             return None
-        if label in base.TRANSIENT_LABELS:
+        if label in vocab.TRANSIENT_LABELS:
             attempts = enr.attempts + 1
-            if label != base.TIMEOUT:
+            if label != vocab.TIMEOUT:
                 outcome("failed")
             if attempts <= self.retry_cap:
                 until = now + self._backoff(attempts, exc.retry_after)
-                if label == base.TIMEOUT:
+                if label == vocab.TIMEOUT:
                     until = max(until, now + self.settle_after)
                 self._postpone(
                     enr,
@@ -1670,7 +1661,7 @@ class Runner:
                 enr, lead, label, result, action=step.action, label=label, detail=detail, ctx=ctx
             )
         outcome("failed")
-        if label == base.ALREADY_CONNECTED:
+        if label == vocab.ALREADY_CONNECTED:
             ctx.w.connections.append(
                 {
                     "identity": ctx.identity,

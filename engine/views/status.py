@@ -18,13 +18,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.apply.plan import KILL_SWITCH, META_NS
+from engine.apply.plan import META_NS
 from engine.errors import SeqrunError, UsageError
 from engine.manifest.leads import normalize_profile_url
-from engine.manifest.loader import LIMIT_ALIASES
-from engine.model import TERMINALS
 from engine.store import Store
 from engine.store import tables as t
+from engine.vocab import KILL_SWITCH, LIMIT_ALIASES, TERMINALS
 
 WINDOW = timedelta(hours=24)
 

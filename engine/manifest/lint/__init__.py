@@ -51,12 +51,8 @@ from typing import Any, Literal
 
 from engine.errors import Problem
 from engine.manifest.lint.schedule import schedule_problems
-from engine.manifest.loader import LIMIT_ALIASES
 from engine.manifest.yamlio import child_path
 from engine.model import (
-    CANONICAL_ACTIONS,
-    DAYS,
-    TERMINALS,
     ActionStep,
     BranchStep,
     EndStep,
@@ -71,8 +67,17 @@ from engine.model import (
     WorkflowNode,
 )
 from engine.providers import REGISTRY
-from engine.providers.base import ALREADY_CONNECTED, ERROR_LABELS, NOT_CONNECTED, ProviderSpec
-from engine.providers.linkedapi.actions import ACTION_TYPES
+from engine.providers.base import ProviderSpec
+from engine.vocab import (
+    ALREADY_CONNECTED,
+    CANONICAL_ACTIONS,
+    DAYS,
+    ERROR_LABELS,
+    LIMIT_ALIASES,
+    LINKEDAPI_ACTIONS,
+    NOT_CONNECTED,
+    TERMINALS,
+)
 
 __all__ = [
     "BUILTIN_LEAD_FIELDS",
@@ -885,7 +890,7 @@ def _lint_workflow(wf: Workflow, report: _Report) -> None:
                     f"{did_you_mean(node.action, sorted(spec.capabilities))}",
                 )
             continue
-        kind = ACTION_TYPES.get(node.action, node.action)
+        kind = LINKEDAPI_ACTIONS.get(node.action, node.action)
         if node.action in CANONICAL_ACTIONS and node.action not in spec.capabilities:
             report(apath, _unsupported(node.action, spec))
             continue

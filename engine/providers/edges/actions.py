@@ -39,9 +39,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from engine import vocab
 from engine.errors import ConfigError, ProviderError
 from engine.manifest.leads import normalize_profile_url
-from engine.providers import base
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
@@ -66,35 +66,35 @@ ACTION_SLUGS: dict[str, str] = {
 # Edges error labels -> canonical labels (engine.providers.base). Unknown labels fall back
 # on the HTTP status (5xx -> SERVER_ERROR, 429 -> STATUS_429, else INVALID_INPUT).
 LABELS: dict[str, str] = {
-    "LIMIT_REACHED": base.LIMIT_REACHED,
-    "STATUS_429": base.STATUS_429,
-    "NOT_CONNECTED": base.NOT_CONNECTED,
-    "ALREADY_CONNECTED": base.ALREADY_CONNECTED,
-    "INVITATION_PENDING": base.INVITATION_PENDING,
-    "NOT_PENDING": base.NOT_PENDING,
-    "INVITATION_NOT_FOUND": base.NOT_PENDING,
-    "PROFILE_NOT_ACCESSIBLE": base.PROFILE_NOT_ACCESSIBLE,
-    "STATUS_404": base.PROFILE_NOT_ACCESSIBLE,
-    "STATUS_403": base.PROFILE_NOT_ACCESSIBLE,
-    "AUTH_EXPIRED": base.AUTH_EXPIRED,
-    "NO_VALID_ACCOUNT_CONFIGURED": base.AUTH_EXPIRED,
-    "INTEGRATION_ERROR": base.AUTH_EXPIRED,
-    "INVALID_INPUT": base.INVALID_INPUT,
-    "BAD_INPUT": base.INVALID_INPUT,
-    "BAD_PARAMETERS": base.INVALID_INPUT,
-    "MISSING_PARAMETER": base.INVALID_INPUT,
-    "LK_INMAIL_CANNOT_RESEND": base.MESSAGING_NOT_ALLOWED,
-    "LK_INMAIL_NOT_ENOUGH_CREDIT": base.MESSAGING_NOT_ALLOWED,
-    "SN_OUT_OF_NETWORK": base.MESSAGING_NOT_ALLOWED,
-    "MESSAGING_NOT_ALLOWED": base.MESSAGING_NOT_ALLOWED,
-    "NOTE_TOO_LONG": base.NOTE_TOO_LONG,
-    "LK_ERROR": base.SERVER_ERROR,
-    "LK_524": base.SERVER_ERROR,
-    "GENERIC_ERROR": base.SERVER_ERROR,
-    "NO_DATA_LOADED": base.SERVER_ERROR,
-    "PROXY_ERROR": base.SERVER_ERROR,
-    "SERVER_ERROR": base.SERVER_ERROR,
-    "TIMEOUT": base.TIMEOUT,
+    "LIMIT_REACHED": vocab.LIMIT_REACHED,
+    "STATUS_429": vocab.STATUS_429,
+    "NOT_CONNECTED": vocab.NOT_CONNECTED,
+    "ALREADY_CONNECTED": vocab.ALREADY_CONNECTED,
+    "INVITATION_PENDING": vocab.INVITATION_PENDING,
+    "NOT_PENDING": vocab.NOT_PENDING,
+    "INVITATION_NOT_FOUND": vocab.NOT_PENDING,
+    "PROFILE_NOT_ACCESSIBLE": vocab.PROFILE_NOT_ACCESSIBLE,
+    "STATUS_404": vocab.PROFILE_NOT_ACCESSIBLE,
+    "STATUS_403": vocab.PROFILE_NOT_ACCESSIBLE,
+    "AUTH_EXPIRED": vocab.AUTH_EXPIRED,
+    "NO_VALID_ACCOUNT_CONFIGURED": vocab.AUTH_EXPIRED,
+    "INTEGRATION_ERROR": vocab.AUTH_EXPIRED,
+    "INVALID_INPUT": vocab.INVALID_INPUT,
+    "BAD_INPUT": vocab.INVALID_INPUT,
+    "BAD_PARAMETERS": vocab.INVALID_INPUT,
+    "MISSING_PARAMETER": vocab.INVALID_INPUT,
+    "LK_INMAIL_CANNOT_RESEND": vocab.MESSAGING_NOT_ALLOWED,
+    "LK_INMAIL_NOT_ENOUGH_CREDIT": vocab.MESSAGING_NOT_ALLOWED,
+    "SN_OUT_OF_NETWORK": vocab.MESSAGING_NOT_ALLOWED,
+    "MESSAGING_NOT_ALLOWED": vocab.MESSAGING_NOT_ALLOWED,
+    "NOTE_TOO_LONG": vocab.NOTE_TOO_LONG,
+    "LK_ERROR": vocab.SERVER_ERROR,
+    "LK_524": vocab.SERVER_ERROR,
+    "GENERIC_ERROR": vocab.SERVER_ERROR,
+    "NO_DATA_LOADED": vocab.SERVER_ERROR,
+    "PROXY_ERROR": vocab.SERVER_ERROR,
+    "SERVER_ERROR": vocab.SERVER_ERROR,
+    "TIMEOUT": vocab.TIMEOUT,
 }
 
 _MAX_PAGES = 500  # a runaway cursor must not loop forever
@@ -118,16 +118,16 @@ def map_error(response: httpx.Response, provider: str = "edges") -> ProviderErro
     message = str(body.get("message") or body.get("error") or response.reason_phrase or "")
     status = response.status_code
     label = LABELS.get(raw_label)
-    if status == 401 and label != base.AUTH_EXPIRED:
+    if status == 401 and label != vocab.AUTH_EXPIRED:
         var = "EDGES_API_KEY" if provider == "edges" else f"{provider.upper()}_API_KEY"
         return ConfigError(f"{provider}: the API key was refused (HTTP 401); check {var}")
     if label is None:
         if status >= 500:
-            label = base.SERVER_ERROR
+            label = vocab.SERVER_ERROR
         elif status == 429:
-            label = base.STATUS_429
+            label = vocab.STATUS_429
         else:
-            label = base.INVALID_INPUT
+            label = vocab.INVALID_INPUT
     merged: dict[str, Any] = dict(params)
     if raw_label and raw_label != label:
         merged.setdefault("provider_label", raw_label)
@@ -207,9 +207,9 @@ class EdgesProvider:
                 params={"cursor": cursor} if cursor else None,
             )
         except httpx.TimeoutException as exc:
-            raise ProviderError(base.TIMEOUT, f"{slug}: no answer in time") from exc
+            raise ProviderError(vocab.TIMEOUT, f"{slug}: no answer in time") from exc
         except httpx.TransportError as exc:
-            raise ProviderError(base.SERVER_ERROR, f"{slug}: {type(exc).__name__}") from exc
+            raise ProviderError(vocab.SERVER_ERROR, f"{slug}: {type(exc).__name__}") from exc
         if response.status_code >= 400:
             raise map_error(response)
         return response
@@ -264,7 +264,7 @@ class EdgesProvider:
             item = result[0] if isinstance(result, list) and result else result
             pid = item.get("linkedin_profile_id") if isinstance(item, dict) else None
             if pid is None:
-                raise ProviderError(base.SERVER_ERROR, "linkedin-me: no linkedin_profile_id")
+                raise ProviderError(vocab.SERVER_ERROR, "linkedin-me: no linkedin_profile_id")
             self._me[identity] = str(pid)
         return self._me[identity]
 
@@ -282,7 +282,7 @@ class EdgesProvider:
             return ActionResult({"relationship": rel.status}, status=status or "not_connected")
         slug = ACTION_SLUGS.get(action)
         if slug is None:
-            raise ProviderError(base.INVALID_INPUT, f"edges cannot perform {action!r}")
+            raise ProviderError(vocab.INVALID_INPUT, f"edges cannot perform {action!r}")
         input = {"linkedin_profile_url": lead.profile_url, "custom_data": dict(lead.custom_data)}
         parameters: dict[str, Any] = {}
         text = params.get("note") if action == "connect" else params.get("text")
@@ -295,7 +295,7 @@ class EdgesProvider:
         data = result if isinstance(result, dict) else {"result": result}
         if action == "connect" and data.get("connected") is True and not data.get("pending"):
             # a 200 saying "connected": no invitation was sent, route like the error label
-            raise ProviderError(base.ALREADY_CONNECTED, "already connected", status=200,
+            raise ProviderError(vocab.ALREADY_CONNECTED, "already connected", status=200,
                                 params={"result": data})
         return ActionResult(data)
 
@@ -401,7 +401,7 @@ class EdgesProvider:
                 if target in _urls(page):
                     return True
         except ProviderError as exc:
-            if exc.status in (400, 404, 405, 501) and exc.label == base.INVALID_INPUT:
+            if exc.status in (400, 404, 405, 501) and exc.label == vocab.INVALID_INPUT:
                 self._no_sent_invitations = True  # this API does not offer it
                 return False
             raise
@@ -415,9 +415,11 @@ class EdgesProvider:
                     "identities", params={"retrieve_accounts": "true", "page": page}
                 )
             except httpx.TimeoutException as exc:
-                raise ProviderError(base.TIMEOUT, "identities: no answer in time") from exc
+                raise ProviderError(vocab.TIMEOUT, "identities: no answer in time") from exc
             except httpx.TransportError as exc:
-                raise ProviderError(base.SERVER_ERROR, f"identities: {type(exc).__name__}") from exc
+                raise ProviderError(
+                    vocab.SERVER_ERROR, f"identities: {type(exc).__name__}"
+                ) from exc
             if response.status_code >= 400:
                 raise map_error(response)
             payload = json_or_none(response)

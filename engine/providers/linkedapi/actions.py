@@ -41,11 +41,21 @@ import httpx
 from engine.clock import Clock, RealClock
 from engine.errors import ConfigError, ProviderError
 from engine.providers.base import (
+    ActionResult,
+    ConversationSummary,
+    Lead,
+    Provider,
+    ProviderSpec,
+    Relationship,
+    register,
+)
+from engine.vocab import (
     ALREADY_CONNECTED,
     AUTH_EXPIRED,
     INVALID_INPUT,
     INVITATION_PENDING,
     LIMIT_REACHED,
+    LINKEDAPI_ACTIONS,
     NOT_CONNECTED,
     NOT_PENDING,
     NOTE_TOO_LONG,
@@ -54,13 +64,6 @@ from engine.providers.base import (
     STATUS_429,
     TIMEOUT,
     TRANSIENT_LABELS,
-    ActionResult,
-    ConversationSummary,
-    Lead,
-    Provider,
-    ProviderSpec,
-    Relationship,
-    register,
 )
 
 log = logging.getLogger(__name__)
@@ -73,14 +76,6 @@ APIS: tuple[str, ...] = ("current", "account")
 RESULT_HANDLINGS: tuple[str, ...] = ("long", "reslink", "hook")
 UNFINISHED_CAP = 10  # documented: max 10 uncompleted workflows per LinkedIn account
 
-# Canonical action -> LinkedAPI action type.
-ACTION_TYPES: Mapping[str, str] = {
-    "visit_profile": "st.openPersonPage",
-    "connect": "st.sendConnectionRequest",
-    "send_message": "st.sendMessage",
-    "withdraw_invitation": "st.withdrawConnectionRequest",
-    "check_connection": "st.checkConnectionStatus",
-}
 
 # Errors of one action inside a completion (`{success: false, error: {type, message}}`).
 ACTION_ERRORS: Mapping[str, str] = {
@@ -613,9 +608,9 @@ class LinkedApiProvider:
     @staticmethod
     def action_body(action: str, person_url: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """The one-node workflow for a canonical action."""
-        if action not in ACTION_TYPES:
+        if action not in LINKEDAPI_ACTIONS:
             raise ProviderError(INVALID_INPUT, f"linkedapi cannot {action}")
-        body: dict[str, Any] = {"actionType": ACTION_TYPES[action], "personUrl": person_url}
+        body: dict[str, Any] = {"actionType": LINKEDAPI_ACTIONS[action], "personUrl": person_url}
         if action == "visit_profile":
             body["basicInfo"] = bool(params.get("basicInfo", True))
         elif action == "connect":
