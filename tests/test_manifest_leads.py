@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import LeadsError
-from engine.manifest.leads import normalize_profile_url, profile_handle, read_leads
+from engine.manifest.leads import read_leads
+from engine.urls import normalize_profile_url, profile_handle
 
 
 @pytest.mark.parametrize(

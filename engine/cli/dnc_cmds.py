@@ -22,7 +22,7 @@ from engine.errors import LeadsError
 def normalize_urls(urls: Iterable[str]) -> list[str]:
     """The normalized profile URLs, in order, without repeats; :class:`LeadsError` naming
     every bad one (nothing is changed then)."""
-    from engine.manifest.leads import normalize_profile_url
+    from engine.urls import normalize_profile_url
 
     out: list[str] = []
     bad: list[str] = []

@@ -1,81 +1,22 @@
-"""Lead files: profile-URL normalization and CSV import.
+"""Lead files: CSV import (profile URLs normalized by :mod:`engine.urls`).
 
 A bad row is reported (``file:line``) and skipped; a file that cannot be read at all raises
 :class:`engine.errors.LeadsError` so that nothing is half-written.
 
->>> normalize_profile_url("http://LinkedIn.com/in/Jane-Doe/?trk=x#top")
-'https://www.linkedin.com/in/jane-doe'
 """
 
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.errors import LeadsError, Problem
+from engine.urls import normalize_profile_url
 
 URL_COLUMN = "linkedin_profile_url"
-_HOST = re.compile(r"^(?:[a-z]{2,3}\.|www\.|m\.)?linkedin\.com$")
-# Sales Navigator ids are case-sensitive (ACwAA...); vanity handles are not.
-_SALES_ID = re.compile(r"^[A-Za-z0-9_-]{8,}$")
-_BAD_HANDLE = re.compile(r"[\s/\\?#<>\"']")
-
-
-def normalize_profile_url(url: str) -> str:
-    """The canonical form of a LinkedIn profile URL; raises ``ValueError`` if it is not one.
-
-    - ``/in/<handle>`` (lower-cased, extra path segments dropped),
-    - ``/pub/<name>/<a>/<b>/<c>`` (lower-cased),
-    - ``/sales/people/<id>`` and ``/sales/lead/<id>,NAME_SEARCH,..`` -> ``/sales/people/<id>``
-      (the id keeps its case),
-
-    always ``https://www.linkedin.com``, no trailing slash, no query string, no fragment.
-    Idempotent: ``normalize_profile_url(normalize_profile_url(u)) == normalize_profile_url(u)``.
-    """
-    text = url.strip()
-    if not text:
-        raise ValueError("empty profile URL")
-    if "://" not in text:
-        text = "https://" + text.lstrip("/")
-    parts = urlsplit(text)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    host = (parts.hostname or "").lower()
-    if not _HOST.match(host):
-        raise ValueError(f"not a linkedin.com URL: {url!r}")
-    segments = [s for s in parts.path.split("/") if s]
-    if len(segments) >= 2 and segments[0].lower() == "in":
-        handle = _handle(segments[1], url)
-        return f"https://www.linkedin.com/in/{handle}"
-    if len(segments) >= 2 and segments[0].lower() == "pub":
-        pub = [_handle(s, url) for s in segments[1:5]]
-        return "https://www.linkedin.com/pub/" + "/".join(pub)
-    if len(segments) >= 3 and segments[0].lower() == "sales" and segments[1].lower() in (
-        "people",
-        "lead",
-    ):
-        sales_id = unquote(segments[2]).split(",", 1)[0]
-        if not _SALES_ID.match(sales_id):
-            raise ValueError(f"malformed Sales Navigator profile id in {url!r}")
-        return f"https://www.linkedin.com/sales/people/{sales_id}"
-    raise ValueError(f"not a profile URL (/in/, /pub/ or /sales/people|lead/): {url!r}")
-
-
-def _handle(raw: str, url: str) -> str:
-    decoded = unquote(raw).strip().lower()
-    if not decoded or _BAD_HANDLE.search(decoded):
-        raise ValueError(f"malformed profile handle in {url!r}")
-    return quote(decoded, safe="-_.~")
-
-
-def profile_handle(url: str) -> str:
-    """The last path segment of a normalized profile URL (vanity handle or Sales Navigator id)."""
-    return unquote(normalize_profile_url(url).rsplit("/", 1)[1])
 
 
 @dataclass(frozen=True)

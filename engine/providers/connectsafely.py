@@ -29,7 +29,6 @@ import httpx
 
 from engine import vocab
 from engine.errors import ConfigError, ProviderError
-from engine.manifest.leads import normalize_profile_url, profile_handle
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
@@ -40,6 +39,7 @@ from engine.providers.base import (
 )
 from engine.providers.convsync import ConversationSync
 from engine.providers.http import json_or_none, parse_retry_after
+from engine.urls import normalize_profile_url, profile_handle
 
 log = logging.getLogger(__name__)
 

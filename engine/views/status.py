@@ -20,9 +20,9 @@ import sqlalchemy as sa
 
 from engine.apply.plan import META_NS
 from engine.errors import SeqrunError, UsageError
-from engine.manifest.leads import normalize_profile_url
 from engine.store import Store
 from engine.store import tables as t
+from engine.urls import normalize_profile_url
 from engine.vocab import KILL_SWITCH, LIMIT_ALIASES, TERMINALS
 
 WINDOW = timedelta(hours=24)

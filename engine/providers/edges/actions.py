@@ -41,7 +41,6 @@ import httpx
 
 from engine import vocab
 from engine.errors import ConfigError, ProviderError
-from engine.manifest.leads import normalize_profile_url
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
@@ -52,6 +51,7 @@ from engine.providers.base import (
 )
 from engine.providers.convsync import ConversationSync
 from engine.providers.http import json_or_none, parse_retry_after
+from engine.urls import normalize_profile_url
 
 log = logging.getLogger(__name__)
 
