@@ -2,7 +2,7 @@
 
 A lead on the list is skipped by ``plan``/``apply`` (never enrolled) and an enrollment already
 in flight is moved to ``stopped`` by the runner before its next action. URLs are normalized
-like the leads CSV (``engine.manifest.leads.normalize_profile_url``), so any spelling of a profile
+like the leads CSV (``engine.urls.normalize_profile_url``), so any spelling of a profile
 matches. Commands return an int exit code; errors are raised from engine.errors.
 """
 
@@ -10,20 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from engine.cli import cli
-from engine.cli.runtime_cmds import _state_dir_option
+from engine.cli import render
+from engine.cli.options import output_option, state_dir_option
 from engine.errors import LeadsError
+from engine.urls import normalize_profile_url
+
+# `from engine import runtime` is deferred into the commands below: it loads the store
+# (SQLAlchemy), which `seqrun --help` does not need.
 
 
 def normalize_urls(urls: Iterable[str]) -> list[str]:
     """The normalized profile URLs, in order, without repeats; :class:`LeadsError` naming
     every bad one (nothing is changed then)."""
-    from engine.urls import normalize_profile_url
-
     out: list[str] = []
     bad: list[str] = []
     for url in urls:
@@ -41,13 +42,7 @@ def normalize_urls(urls: Iterable[str]) -> list[str]:
     return out
 
 
-def _open(state_dir: Path) -> Any:
-    from engine.store import Store
-
-    return Store.open(None, state_dir)
-
-
-@cli.group("dnc")
+@click.group("dnc")
 def dnc_group() -> None:
     """The do-not-contact list: leads never enrolled, and stopped if already in flight."""
 
@@ -55,18 +50,17 @@ def dnc_group() -> None:
 @dnc_group.command("add")
 @click.argument("urls", nargs=-1, required=True, metavar="URL...")
 @click.option("--reason", default=None, help="Why (shown by plan and list).")
-@_state_dir_option
+@state_dir_option()
 def add_cmd(urls: tuple[str, ...], reason: str | None, state_dir: Path) -> int:
     """Put profiles on the do-not-contact list (an entry already there gets the new reason)."""
+    from engine import runtime  # deferred: see the module's note
+
     wanted = normalize_urls(urls)
-    store = _open(state_dir)
-    try:
+    with runtime.open_store(state_dir) as store:
         known = store.do_not_contact()
         with store.tx() as conn:
             for url in wanted:
                 store.add_do_not_contact(url, reason, conn=conn)
-    finally:
-        store.close()
     for url in wanted:
         verb = "updated" if url in known else "added"
         click.echo(f"{verb} {url}" + (f" ({reason})" if reason else ""))
@@ -75,38 +69,30 @@ def add_cmd(urls: tuple[str, ...], reason: str | None, state_dir: Path) -> int:
 
 @dnc_group.command("remove")
 @click.argument("urls", nargs=-1, required=True, metavar="URL...")
-@_state_dir_option
+@state_dir_option()
 def remove_cmd(urls: tuple[str, ...], state_dir: Path) -> int:
     """Take profiles off the do-not-contact list (stopped enrollments stay stopped)."""
+    from engine import runtime  # deferred: see the module's note
+
     wanted = normalize_urls(urls)
-    store = _open(state_dir)
-    try:
-        with store.tx() as conn:
-            removed = {url: store.remove_do_not_contact(url, conn=conn) for url in wanted}
-    finally:
-        store.close()
+    with runtime.open_store(state_dir) as store, store.tx() as conn:
+        removed = {url: store.remove_do_not_contact(url, conn=conn) for url in wanted}
     for url, done in removed.items():
         click.echo(f"removed {url}" if done else f"not on the list: {url}")
     return 0
 
 
 @dnc_group.command("list")
-@click.option(
-    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-    help="text or json.",
-)
-@_state_dir_option
+@output_option("text or json.")
+@state_dir_option()
 def list_cmd(output: str, state_dir: Path) -> int:
     """Every profile on the do-not-contact list, with its reason."""
-    from engine.cli import render as report
+    from engine import runtime  # deferred: see the module's note
 
-    store = _open(state_dir)
-    try:
+    with runtime.open_store(state_dir) as store:
         entries = sorted(store.do_not_contact().items())
-    finally:
-        store.close()
     if output == "json":
-        report.print_json([{"profile_url": u, "reason": r} for u, r in entries])
+        render.print_json([{"profile_url": u, "reason": r} for u, r in entries])
         return 0
     if not entries:
         click.echo("The do-not-contact list is empty.")
@@ -116,3 +102,6 @@ def list_cmd(output: str, state_dir: Path) -> int:
     for url, reason in entries:
         click.echo(f"{url.ljust(width)}   {reason or '-'}".rstrip())
     return 0
+
+
+COMMANDS = (dnc_group,)

@@ -1,5 +1,5 @@
-"""Rendering for the CLI: rich on a terminal, JSON with ``-o json``. Shared: add functions here,
-do not rewrite others'. The library never prints; CLI commands call these.
+"""Rendering for the CLI: rich on a terminal, JSON with ``-o json``. The library never prints;
+CLI commands render its results with these.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from engine.apply.schedules import render_schedule_plan
+
 if TYPE_CHECKING:
-    from engine.apply.plan import ApplyResult, LeadsImportResult, Plan
+    from engine.apply.plan import ApplyResult, LeadsImportResult, Plan, SequencePlan
     from engine.views.status import PauseResult, StatusReport, WhyReport, WorkflowWhy
 
 
@@ -33,73 +35,21 @@ def _to_json(value: Any) -> Any:
     return to_json() if callable(to_json) else value
 
 
-# ---- runtime: plan / apply / leads import / status / why / pause (issue 5) --------------------
+# ---- plan / apply / leads import / status / why / pause ----------------------------------------
 
 
 def render_plan(plan: Plan, out: Console | None = None) -> None:
     """terraform-style summary of a Plan."""
     out = out or console()
     for sp in plan.sequences:
-        mark = {"create": "[green]+[/]", "update": "[yellow]~[/]", "unchanged": " "}[sp.action]
-        head = f"{mark} Sequence [bold]{sp.name}[/] ({sp.provider}) revision {sp.revision}"
-        if sp.action == "update":
-            head += f" (was {sp.previous_revision})"
-        out.print(head + ("" if sp.action != "unchanged" else " [dim]unchanged[/]"))
-        if sp.enroll:
-            per: dict[str, int] = {}
-            for e in sp.enroll:
-                per[e.identity] = per.get(e.identity, 0) + 1
-            spread = ", ".join(f"{k}: {v}" for k, v in per.items())
-            out.print(f"    [green]+ enroll {len(sp.enroll)} lead(s)[/] at step "
-                      f"'{sp.initial}' ({spread})")
-            for e in sp.enroll[:10]:
-                out.print(f"        + {e.profile_url} -> {e.identity}")
-            if len(sp.enroll) > 10:
-                out.print(f"        ... and {len(sp.enroll) - 10} more")
-        if sp.already_enrolled:
-            out.print(f"      {sp.already_enrolled} lead(s) already enrolled")
-        if sp.update:
-            out.print(f"    [yellow]~ update {len(sp.update)} enrolled lead(s)' data[/] "
-                      "(the steps still to come use it)")
-            for u in sp.update[:10]:
-                diff = ", ".join(f"{k}: {old!r} -> {new!r}"
-                                 for k, (old, new) in list(u.changes.items())[:3])
-                more = f" (+{len(u.changes) - 3} more)" if len(u.changes) > 3 else ""
-                out.print(f"        ~ {u.profile_url}: {diff}{more}", markup=False)
-            if len(sp.update) > 10:
-                out.print(f"        ... and {len(sp.update) - 10} more")
-        for s in sp.skipped[:10]:
-            out.print(f"    [dim]- skip {s.profile_url}: {s.detail or s.reason}[/]")
-        if len(sp.skipped) > 10:
-            reasons: dict[str, int] = {}
-            for s in sp.skipped:
-                reasons[s.reason] = reasons.get(s.reason, 0) + 1
-            summary = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
-            out.print(f"    [dim]- skip {len(sp.skipped)} lead(s) in all ({summary})[/]")
-        if sp.migrate:
-            mapping = ", ".join(f"{k}: {v}" for k, v in sp.migrate.items())
-            out.print(f"    migrate: {{{mapping}}}")
-        for g in sp.in_flight:
-            if g.moves:
-                out.print(f"    [yellow]~ {g.count} in-flight lead(s) at '{g.state}' "
-                          f"({g.revision}) -> '{g.to_state}' ({g.to_revision})[/]")
-            else:
-                out.print(f"      {g.count} in-flight lead(s) at '{g.state}' keep revision "
-                          f"{g.revision}")
-        for p in sp.leads_refused:
-            out.print(f"    [red]! refused row {p}[/]")
+        _render_sequence_plan(sp, out)
     for wp in plan.workflows:
         out.print(f"[green]+[/] Workflow [bold]{wp.name}[/] ({wp.provider}) will run:")
         out.print("    " + json.dumps(wp.body, indent=2, ensure_ascii=False).replace(
             "\n", "\n    "), markup=False)
     if plan.schedules is not None:
-        try:
-            from engine.apply.schedules import render_schedule_plan
-
-            for line in render_schedule_plan(plan.schedules):
-                out.print(line, markup=False)
-        except ImportError:  # pragma: no cover - schedules module always ships
-            out.print(json.dumps(plan.schedules.to_json(), indent=2))
+        for line in render_schedule_plan(plan.schedules):
+            out.print(line, markup=False)
     if not plan.sequences and not plan.workflows and plan.schedules is not None:
         return  # the schedule plan's own summary line says it all
     if not plan.has_changes:
@@ -112,6 +62,71 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
         out.print(f"Plan: {revs} sequence revision(s), {enroll} lead(s) to enroll, "
                   f"{moves} lead(s) to migrate, {updates} lead(s) to update, "
                   f"{len(plan.workflows)} workflow(s) to run.")
+
+
+def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
+    mark = {"create": "[green]+[/]", "update": "[yellow]~[/]", "unchanged": " "}[sp.action]
+    head = f"{mark} Sequence [bold]{sp.name}[/] ({sp.provider}) revision {sp.revision}"
+    if sp.action == "update":
+        head += f" (was {sp.previous_revision})"
+    out.print(head + ("" if sp.action != "unchanged" else " [dim]unchanged[/]"))
+    _render_enroll(sp, out)
+    if sp.already_enrolled:
+        out.print(f"      {sp.already_enrolled} lead(s) already enrolled")
+    _render_updates(sp, out)
+    _render_skips(sp, out)
+    if sp.migrate:
+        mapping = ", ".join(f"{k}: {v}" for k, v in sp.migrate.items())
+        out.print(f"    migrate: {{{mapping}}}")
+    for g in sp.in_flight:
+        if g.moves:
+            out.print(f"    [yellow]~ {g.count} in-flight lead(s) at '{g.state}' "
+                      f"({g.revision}) -> '{g.to_state}' ({g.to_revision})[/]")
+        else:
+            out.print(f"      {g.count} in-flight lead(s) at '{g.state}' keep revision "
+                      f"{g.revision}")
+    for p in sp.leads_refused:
+        out.print(f"    [red]! refused row {p}[/]")
+
+
+def _render_enroll(sp: SequencePlan, out: Console) -> None:
+    if not sp.enroll:
+        return
+    per: dict[str, int] = {}
+    for e in sp.enroll:
+        per[e.identity] = per.get(e.identity, 0) + 1
+    spread = ", ".join(f"{k}: {v}" for k, v in per.items())
+    out.print(f"    [green]+ enroll {len(sp.enroll)} lead(s)[/] at step "
+              f"'{sp.initial}' ({spread})")
+    for e in sp.enroll[:10]:
+        out.print(f"        + {e.profile_url} -> {e.identity}")
+    if len(sp.enroll) > 10:
+        out.print(f"        ... and {len(sp.enroll) - 10} more")
+
+
+def _render_updates(sp: SequencePlan, out: Console) -> None:
+    if not sp.update:
+        return
+    out.print(f"    [yellow]~ update {len(sp.update)} enrolled lead(s)' data[/] "
+              "(the steps still to come use it)")
+    for u in sp.update[:10]:
+        diff = ", ".join(f"{k}: {old!r} -> {new!r}"
+                         for k, (old, new) in list(u.changes.items())[:3])
+        more = f" (+{len(u.changes) - 3} more)" if len(u.changes) > 3 else ""
+        out.print(f"        ~ {u.profile_url}: {diff}{more}", markup=False)
+    if len(sp.update) > 10:
+        out.print(f"        ... and {len(sp.update) - 10} more")
+
+
+def _render_skips(sp: SequencePlan, out: Console) -> None:
+    for s in sp.skipped[:10]:
+        out.print(f"    [dim]- skip {s.profile_url}: {s.detail or s.reason}[/]")
+    if len(sp.skipped) > 10:
+        reasons: dict[str, int] = {}
+        for s in sp.skipped:
+            reasons[s.reason] = reasons.get(s.reason, 0) + 1
+        summary = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+        out.print(f"    [dim]- skip {len(sp.skipped)} lead(s) in all ({summary})[/]")
 
 
 def render_apply(result: ApplyResult, out: Console | None = None) -> None:
@@ -312,7 +327,7 @@ def render_lines(lines: Iterable[str], out: Console | None = None) -> None:
         out.print(line, markup=False)
 
 
-# ---- workflows (issue 6) ----------------------------------------------------------------------
+# ---- workflows --------------------------------------------------------------------------------
 
 
 def render_workflow_result(result: Any, out: Console | None = None) -> None:

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import click
 
-from engine.cli import cli
 
-
-@cli.group("sandbox")
+@click.group("sandbox")
 def sandbox_group() -> None:
     """The sandbox: Edges, LinkedAPI and ConnectSafely over a simulated LinkedIn."""
 
@@ -33,6 +31,7 @@ def serve_cmd(host: str, port: int, scenario: Path | None, state_dir: Path | Non
     Base URLs: Edges http://HOST:PORT/v1, LinkedAPI http://HOST:PORT/linkedapi,
     ConnectSafely http://HOST:PORT/linkedin; inspection under /_sandbox.
     """
+    # deferred: the sandbox's server (Starlette, uvicorn) and scenario schema (jsonschema)
     from engine.sandbox.scenario import load_scenario
     from engine.sandbox.server import serve_forever
 
@@ -40,3 +39,6 @@ def serve_cmd(host: str, port: int, scenario: Path | None, state_dir: Path | Non
         load_scenario(scenario)  # fail fast with every problem, before binding the port
     serve_forever(host, port, scenario=scenario, state_dir=state_dir, seed=seed)
     return 0
+
+
+COMMANDS = (sandbox_group,)

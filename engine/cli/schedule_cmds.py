@@ -1,93 +1,34 @@
 """Schedule commands: ``seqrun import schedule NAME UID`` and ``seqrun schedules plan|apply``.
 
-``seqrun schedules plan/apply`` make the feature reachable on their own; ``seqrun plan/apply``
-(runtime_cmds) call the same library functions (engine.apply.schedules) for Schedule manifests.
+``seqrun schedules plan/apply`` reconcile Schedule manifests on their own; ``seqrun plan/apply``
+reach the same library functions (engine.apply.schedules) for Schedule manifests.
 Commands return an int exit code; errors are raised from engine.errors.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
-import httpx
 
-from engine.apply.schedules import (
-    PLAN_FORMAT,
-    SchedulePlan,
-    ScheduleStore,
-    apply_schedule_plan,
-    import_schedule,
-    plan_schedules,
-    render_schedule_plan,
-)
-from engine.cli import cli
-from engine.errors import ConfigError, PlanError, UsageError
+from engine.apply.schedules import SchedulePlan, render_schedule_plan
+from engine.cli.inputs import ask_approval
+from engine.cli.options import output_option, prune_option, sandbox_option, state_dir_option
+from engine.cli.planfile import read_plan_file, save_plan_file
+from engine.errors import UsageError
 from engine.model import Schedule
 
-__all__ = ["read_plan_file", "render_schedule_plan", "save_plan_file", "schedule_context"]
+# `from engine import runtime` is deferred into the commands below: it loads the store
+# (SQLAlchemy), the sandbox (Starlette) and the runner, which `seqrun --help` does not need.
 
-T = TypeVar("T")
-
-DEFAULT_STATE_DIR = ".seqrun"
-
-
-@dataclass
-class ScheduleContext:
-    client: httpx.AsyncClient
-    store: ScheduleStore
-
-
-@asynccontextmanager
-async def schedule_context(
-    sandbox: bool, state_dir: Path, save: bool = True
-) -> AsyncIterator[ScheduleContext]:
-    """An Edges client (real, or the embedded sandbox, saved on exit when ``save``) and the
-    store."""
-    from engine.store import Store
-
-    store = Store.open(None, state_dir)
-    box: Any = None
-    try:
-        if sandbox:
-            try:
-                from engine.sandbox import Sandbox  # type: ignore[attr-defined,unused-ignore]
-            except ImportError as exc:
-                raise ConfigError("the embedded sandbox is not available in this build") from exc
-            box = Sandbox.open(state_dir)
-        from engine.providers.http import make_client
-
-        async with make_client("edges", sandbox=box, env=os.environ) as client:
-            yield ScheduleContext(client, store)
-        if save and box is not None and hasattr(box, "save"):
-            box.save()
-    finally:
-        store.close()
-
-
-def _run(
-    sandbox: bool,
-    state_dir: Path,
-    work: Callable[[ScheduleContext], Awaitable[T]],
-    *,
-    save: bool = True,
-) -> T:
-    async def main() -> T:
-        async with schedule_context(sandbox, state_dir, save) as ctx:
-            return await work(ctx)
-
-    return asyncio.run(main())
+_SANDBOX_HELP = "Use the embedded sandbox instead of the real Edges API."
+_STATE_DIR_HELP = "Where the store (and the sandbox world) live."
+_PRUNE_HELP = "Also delete managed schedules no manifest declares."
 
 
 def _load_schedules(paths: tuple[str, ...]) -> list[Schedule]:
+    # deferred: the loader pulls in jsonschema, which `seqrun --help` does not need
     from engine.manifest.loader import load
 
     schedules = [m for m in load(paths) if isinstance(m, Schedule)]
@@ -107,58 +48,7 @@ def _echo_plan(plan: SchedulePlan, output: str) -> None:
         click.secho(line, fg=style)
 
 
-def save_plan_file(plan: SchedulePlan, out: Path) -> None:
-    """Write a plan for a later ``apply FILE`` (owner-only: it holds callback headers)."""
-    # A saved plan carries callback headers: owner-only, like terraform plan files.
-    text = json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n"
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
-def read_plan_file(path: Path) -> SchedulePlan | None:
-    """The saved plan at ``path``, or None when ``path`` is not a saved plan."""
-    if not path.is_file() or path.suffix in (".yaml", ".yml"):
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        return None
-    return SchedulePlan.from_json(data)
-
-
-def _approved() -> bool:
-    if not sys.stdin.isatty():
-        raise PlanError(
-            "apply needs approval: run it in a terminal to answer the prompt, or pass "
-            "--auto-approve (nothing was changed)"
-        )
-    answer = click.prompt(
-        "Do you want to perform these actions? Only 'yes' will be accepted",
-        default="", show_default=False, err=True,
-    )
-    return bool(answer.strip() == "yes")
-
-
-sandbox_option = click.option(
-    "--sandbox", is_flag=True, help="Use the embedded sandbox instead of the real Edges API."
-)
-state_dir_option = click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_STATE_DIR,
-    show_default=True,
-    help="Where the store (and the sandbox world) live.",
-)
-output_option = click.option(
-    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-
-
-@cli.group("import")
+@click.group("import")
 def import_group() -> None:
     """Adopt resources that already exist at a provider."""
 
@@ -166,33 +56,31 @@ def import_group() -> None:
 @import_group.command("schedule")
 @click.argument("name")
 @click.argument("uid")
-@sandbox_option
-@state_dir_option
+@sandbox_option(_SANDBOX_HELP)
+@state_dir_option(_STATE_DIR_HELP)
 def import_schedule_cmd(name: str, uid: str, sandbox: bool, state_dir: Path) -> int:
     """Adopt the live Edges schedule UID as the Schedule manifest NAME."""
+    from engine import runtime  # deferred: see the module's note
 
-    async def work(ctx: ScheduleContext) -> dict[str, Any]:
-        return await import_schedule(name, uid, client=ctx.client, store=ctx.store)
-
-    entry = _run(sandbox, state_dir, work)
+    entry = runtime.import_schedule(name, uid, state_dir=state_dir, sandbox=sandbox)
     click.echo(f"imported schedule {uid} as {name} ({entry['action']})")
     return 0
 
 
-@cli.group("schedules")
+@click.group("schedules")
 def schedules_group() -> None:
     """Reconcile Schedule manifests with live Edges schedules (terraform-style)."""
 
 
 @schedules_group.command("plan")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--prune", is_flag=True, help="Also delete managed schedules no manifest declares.")
+@prune_option(_PRUNE_HELP)
 @click.option("-out", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the plan for `schedules apply FILE`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 no changes, 1 error, 2 changes.")
-@output_option
-@sandbox_option
-@state_dir_option
+@output_option(None)
+@sandbox_option(_SANDBOX_HELP)
+@state_dir_option(_STATE_DIR_HELP)
 def plan_cmd(
     paths: tuple[str, ...],
     prune: bool,
@@ -203,12 +91,10 @@ def plan_cmd(
     state_dir: Path,
 ) -> int:
     """Show what `schedules apply` would create, replace or delete."""
+    from engine import runtime  # deferred: see the module's note
+
     schedules = _load_schedules(paths)
-
-    async def work(ctx: ScheduleContext) -> SchedulePlan:
-        return await plan_schedules(schedules, client=ctx.client, store=ctx.store, prune=prune)
-
-    plan = _run(sandbox, state_dir, work, save=False)  # a plan changes nothing
+    plan = runtime.plan_schedules(schedules, state_dir=state_dir, sandbox=sandbox, prune=prune)
     _echo_plan(plan, output)
     if out is not None:
         save_plan_file(plan, out)
@@ -219,11 +105,11 @@ def plan_cmd(
 
 @schedules_group.command("apply")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--prune", is_flag=True, help="Also delete managed schedules no manifest declares.")
+@prune_option(_PRUNE_HELP)
 @click.option("--auto-approve", is_flag=True, help="Do not ask before applying.")
-@output_option
-@sandbox_option
-@state_dir_option
+@output_option(None)
+@sandbox_option(_SANDBOX_HELP)
+@state_dir_option(_STATE_DIR_HELP)
 def apply_cmd(
     paths: tuple[str, ...],
     prune: bool,
@@ -233,23 +119,18 @@ def apply_cmd(
     state_dir: Path,
 ) -> int:
     """Apply manifests (plan, confirm, apply) or a plan saved by `schedules plan -out FILE`."""
+    from engine import runtime  # deferred: see the module's note
+
     saved = read_plan_file(Path(paths[0])) if len(paths) == 1 else None
-    schedules = None if saved is not None else _load_schedules(paths)
+    plan_or_schedules = saved if saved is not None else _load_schedules(paths)
 
-    async def work(ctx: ScheduleContext) -> tuple[SchedulePlan, Any]:
-        plan = saved
-        if plan is None:
-            assert schedules is not None
-            plan = await plan_schedules(
-                schedules, client=ctx.client, store=ctx.store, prune=prune
-            )
-            if output != "json":
-                _echo_plan(plan, "text")
-            if plan.has_changes and not auto_approve and not _approved():
-                return plan, None
-        return plan, await apply_schedule_plan(plan, client=ctx.client, store=ctx.store)
+    def approve(plan: SchedulePlan) -> bool:
+        if output != "json":
+            _echo_plan(plan, "text")
+        return not plan.has_changes or auto_approve or ask_approval(err=True)
 
-    plan, result = _run(sandbox, state_dir, work)
+    plan, result = runtime.apply_schedules(plan_or_schedules, approve=approve,
+                                           state_dir=state_dir, sandbox=sandbox, prune=prune)
     if result is None:
         click.echo("Apply cancelled.", err=True)
         return 1
@@ -264,3 +145,6 @@ def apply_cmd(
         f"{len(result.deleted)} deleted, {len(result.unchanged)} unchanged."
     )
     return 0
+
+
+COMMANDS = (import_group, schedules_group)

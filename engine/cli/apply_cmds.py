@@ -1,0 +1,146 @@
+"""``seqrun plan`` and ``seqrun apply``: Sequences, Workflows and Schedules, terraform-style."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from engine.apply.schedules import SchedulePlan, render_schedule_plan
+from engine.cli import render
+from engine.cli.inputs import load_manifests, plan_approver
+from engine.cli.options import (
+    check_virtual_clock,
+    output_option,
+    prune_option,
+    sandbox_option,
+    state_dir_option,
+    virtual_clock_option,
+)
+from engine.cli.planfile import read_plan_file, save_plan_file
+from engine.errors import UsageError
+
+if TYPE_CHECKING:
+    from engine.apply.plan import ApplyResult
+
+# `from engine import runtime` is deferred into the commands below: it loads the store
+# (SQLAlchemy), the sandbox (Starlette) and the runner, which `seqrun --help` does not need.
+
+
+@click.command("plan")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when there are changes (0 none, 1 error).")
+@click.option("-out", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the (Schedule) plan for `seqrun apply FILE`.")
+@prune_option()
+@output_option()
+@sandbox_option()
+@state_dir_option()
+def plan_cmd(
+    paths: tuple[str, ...], detailed_exitcode: bool, out: Path | None, prune: bool, output: str,
+    sandbox: bool, state_dir: Path,
+) -> int:
+    """Show what `seqrun apply` would do: revisions, leads to enroll or skip, migrations,
+    workflows to run, schedules to create, replace or delete."""
+    from engine import runtime  # deferred: see the module's note
+
+    manifests = load_manifests(paths)
+    if out is not None and any(m.kind != "Schedule" for m in manifests):
+        raise UsageError("-out saves Schedule plans only; plan Sequences and Workflows "
+                         "without it (`seqrun apply` re-plans them)")
+    plan = runtime.plan(manifests, state_dir=state_dir, sandbox=sandbox, prune=prune)
+    if output == "json":
+        render.print_json(plan.to_json(redacted=True))  # callback header values never shown
+    else:
+        render.render_plan(plan)
+    if out is not None and plan.schedules is not None:
+        save_plan_file(plan.schedules, out)
+        if output != "json":
+            flags = " --sandbox" if sandbox else ""
+            click.echo(f"Saved the plan to {out}; apply it with `seqrun apply {out}{flags}`.")
+    return 2 if detailed_exitcode and plan.has_changes else 0
+
+
+@click.command("apply")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--auto-approve", is_flag=True, help="Skip the prompt (required when not a TTY).")
+@click.option("--no-run", is_flag=True, help="Persist and enroll, but do not run due steps.")
+@virtual_clock_option("With --sandbox: use the sandbox's persisted virtual clock.")
+@prune_option()
+@output_option()
+@sandbox_option()
+@state_dir_option()
+def apply_cmd(
+    paths: tuple[str, ...],
+    auto_approve: bool,
+    no_run: bool,
+    virtual_clock: bool,
+    prune: bool,
+    output: str,
+    sandbox: bool,
+    state_dir: Path,
+) -> int:
+    """Validate, plan, ask, persist the revision, enroll the leads, then run due steps once.
+
+    `seqrun apply FILE` applies a plan saved by `seqrun plan -out FILE` as it was approved (no
+    prompt); it is refused when the live schedules moved since ("stale plan").
+    """
+    saved = read_plan_file(Path(paths[0])) if len(paths) == 1 else None
+    if saved is not None:
+        if prune:
+            raise UsageError("--prune is decided when planning: `seqrun plan --prune -out FILE`")
+        return _apply_saved(saved, output=output, sandbox=sandbox, virtual_clock=virtual_clock,
+                            state_dir=state_dir)
+    result = apply_manifests(paths, auto_approve=auto_approve, no_run=no_run, prune=prune,
+                             output=output, sandbox=sandbox, virtual_clock=virtual_clock,
+                             state_dir=state_dir)
+    _print_apply(result, output)
+    # applied, but the run of the due steps failed for some identity: a failed run (like `run`)
+    return 1 if getattr(result.run, "errors", None) else 0
+
+
+def _apply_saved(
+    saved: SchedulePlan, *, output: str, sandbox: bool, virtual_clock: bool, state_dir: Path
+) -> int:
+    from engine import runtime  # deferred: see the module's note
+
+    if output == "text":
+        render.render_lines(render_schedule_plan(saved))
+    check_virtual_clock(sandbox, virtual_clock)
+    result = runtime.apply_saved_plan(saved, state_dir=state_dir, sandbox=sandbox,
+                                      virtual_clock=virtual_clock)
+    _print_apply(result, output)
+    return 0
+
+
+def apply_manifests(
+    paths: tuple[str, ...],
+    *,
+    auto_approve: bool,
+    no_run: bool,
+    prune: bool,
+    output: str,
+    sandbox: bool,
+    virtual_clock: bool,
+    state_dir: Path,
+) -> ApplyResult:
+    """`apply` of manifest files (validate, plan, ask, persist, enroll, run the due steps)."""
+    from engine import runtime  # deferred: see the module's note
+
+    manifests = load_manifests(paths)
+    check_virtual_clock(sandbox, virtual_clock)
+    return runtime.apply(manifests, approve=plan_approver(auto_approve, output), run=not no_run,
+                         prune=prune, state_dir=state_dir, sandbox=sandbox,
+                         virtual_clock=virtual_clock)
+
+
+def _print_apply(result: ApplyResult, output: str) -> None:
+    if output == "json":
+        render.print_json(result.to_json())
+    else:
+        render.render_apply(result)
+
+
+COMMANDS = (plan_cmd, apply_cmd)

@@ -1,0 +1,36 @@
+"""``seqrun leads import``: a leads CSV into an applied sequence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from engine.cli import render
+from engine.cli.options import output_option, state_dir_option
+
+
+@click.group("leads")
+def leads_group() -> None:
+    """Lead files."""
+
+
+@leads_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sequence", "sequence", required=True, help="An applied sequence's name.")
+@output_option()
+@state_dir_option()
+def leads_import_cmd(file: Path, sequence: str, output: str, state_dir: Path) -> int:
+    """Import a leads CSV into an applied sequence; bad rows are reported and skipped."""
+    # deferred: the runtime loads the store (SQLAlchemy), which `seqrun --help` does not need
+    from engine import runtime
+
+    result = runtime.import_leads(file, sequence, state_dir=state_dir)
+    if output == "json":
+        render.print_json(result.to_json())
+    else:
+        render.render_import(result)
+    return 0
+
+
+COMMANDS = (leads_group,)

@@ -1,0 +1,471 @@
+"""The runtime of one command: the store, the clock, the embedded sandbox (or none) and the
+providers, wired in one place; then one function per thing the CLI does over them.
+
+A command opens a :class:`Runtime` on a state directory, works, and closes it: the provider
+clients are closed, the store too, and the sandbox (its world and virtual clock) is saved
+unless the command changes nothing. Example::
+
+    report = status(Path(".seqrun"), None, virtual_clock=False)
+
+Nothing here prints: results go back to the caller (engine.cli renders them), problems are
+raised (engine.errors) or logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import httpx
+
+from engine.apply import plan as planner
+from engine.apply import schedules as edges_schedules
+from engine.apply.plan import ApplyResult, LeadsImportResult, Plan
+from engine.apply.schedules import NS_ASYNC, ScheduleApplyResult, SchedulePlan
+from engine.clock import Clock, RealClock
+from engine.errors import ConfigError, LockError, SeqrunError
+from engine.model import Manifest, Schedule, Sequence
+from engine.providers import REGISTRY
+from engine.providers.base import Provider, ProviderSpec
+from engine.providers.http import make_client
+from engine.run.runner import Runner, RunSummary, TickResult
+from engine.run.schedules import AsyncRunResult, tick_async_schedules
+from engine.sandbox import Sandbox
+from engine.store import Store
+from engine.views import status as views
+from engine.views.status import PauseResult, StatusReport, WhyReport, WorkflowWhy
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+#: ``--until`` once parsed: a span from the clock's now, or a moment
+Until = timedelta | datetime
+#: draws progress: called with (start, end), yields the runner's ``on_tick``
+Progress = Callable[[datetime, datetime], AbstractContextManager[Callable[[TickResult], None]]]
+#: asked with the plan before anything is changed; True goes on
+Approve = Callable[[Plan], bool]
+
+
+# ---- wiring --------------------------------------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    """Store, clock and provider clients for one command (sandbox or real)."""
+
+    store: Store
+    clock: Clock
+    sandbox: Sandbox | None = None
+    clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+
+    def client_for(self, provider: str) -> httpx.AsyncClient:
+        """The provider's client, made on first use (ConfigError names a missing credential)."""
+        if provider not in self.clients:
+            self.clients[provider] = make_client(provider, sandbox=self.sandbox, env=os.environ)
+        return self.clients[provider]
+
+
+def open_sandbox(state_dir: Path, virtual_clock: bool) -> tuple[Sandbox, Clock]:
+    """The embedded sandbox saved in ``state_dir`` and the clock to run on: its persisted
+    virtual clock, or the real one."""
+    if virtual_clock:
+        box = Sandbox.open(state_dir)
+        return box, box.world.clock
+    clock = RealClock()
+    return Sandbox.open(state_dir, clock=clock), clock
+
+
+@asynccontextmanager
+async def open_runtime(
+    state_dir: Path, *, sandbox: bool = False, virtual_clock: bool = False, save: bool = True
+) -> AsyncIterator[Runtime]:
+    """The runtime over ``state_dir``; the sandbox is saved on a clean exit when ``save``.
+    ``virtual_clock`` is the sandbox's (so it needs ``sandbox``)."""
+    if virtual_clock and not sandbox:
+        raise ValueError("the virtual clock lives in the sandbox: virtual_clock needs sandbox")
+    store = Store.open(None, state_dir)
+    rt = Runtime(store, RealClock())
+    try:
+        if sandbox:
+            rt.sandbox, rt.clock = open_sandbox(state_dir, virtual_clock)
+        yield rt
+        if save and rt.sandbox is not None:
+            rt.sandbox.save()
+    finally:
+        for client in rt.clients.values():
+            await client.aclose()
+        store.close()
+
+
+def with_runtime(
+    state_dir: Path,
+    work: Callable[[Runtime], Awaitable[_T]],
+    *,
+    sandbox: bool = False,
+    virtual_clock: bool = False,
+    save: bool = True,
+) -> _T:
+    """Run ``work`` on a fresh runtime in its own event loop; its result."""
+
+    async def main() -> _T:
+        async with open_runtime(
+            state_dir, sandbox=sandbox, virtual_clock=virtual_clock, save=save
+        ) as rt:
+            return await work(rt)
+
+    return asyncio.run(main())
+
+
+@contextmanager
+def open_store(state_dir: Path) -> Iterator[Store]:
+    """The store alone, for commands that call no provider (the do-not-contact list)."""
+    store = Store.open(None, state_dir)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
+    """Make (and save) the world a simulation plays on: the scenario's, else the default one."""
+    Sandbox.open(state_dir, scenario=scenario, seed=seed).save()
+
+
+def _make_provider(spec: ProviderSpec, client: httpx.AsyncClient, clock: Clock) -> Provider:
+    factory = spec.factory
+    assert factory is not None
+    # Adapters that poll (LinkedAPI) take the clock they sleep on: a virtual clock only moves
+    # when slept on, so they must share the command's.
+    if "clock" in inspect.signature(factory).parameters:
+        return cast(Callable[..., Provider], factory)(client, clock=clock)
+    return factory(client)
+
+
+def build_providers(rt: Runtime, *, skip_unconfigured: bool = False) -> dict[str, Provider]:
+    """One adapter per provider an applied sequence uses, on the runtime's clients and clock.
+
+    A missing credential raises ConfigError; with ``skip_unconfigured`` that provider is left
+    out (logged) and the sequences of the others still run."""
+    providers: dict[str, Provider] = {}
+    for row in rt.store.list_sequences():
+        spec = REGISTRY.get(row.provider)
+        if spec is None or spec.factory is None or row.provider in providers:
+            continue
+        try:
+            providers[row.provider] = _make_provider(spec, rt.client_for(row.provider), rt.clock)
+        except ConfigError as exc:
+            if not skip_unconfigured:
+                raise
+            _log.warning("not running %s sequences: %s", row.provider, exc)
+    return providers
+
+
+def run_lock_ttl(virtual_clock: bool) -> timedelta:
+    """How long the ``run`` lock lives without a refresh.
+
+    It expires on the wall clock: a crashed run frees it after this long (a live one refreshes
+    it in the background, see Runner.hold_run_lock)."""
+    return timedelta(minutes=30 if virtual_clock else 10)
+
+
+# ---- plan / apply / leads ------------------------------------------------------------------
+
+
+def plan(manifests: list[Manifest], *, state_dir: Path, sandbox: bool, prune: bool) -> Plan:
+    """What applying ``manifests`` would do. It changes nothing: the sandbox (if any) resumes
+    its own clock and is not saved."""
+
+    async def work(rt: Runtime) -> Plan:
+        return await planner.make_plan(manifests, store=rt.store, client_for=rt.client_for,
+                                       now=rt.clock.now(), prune=prune)
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
+
+
+async def run_due(rt: Runtime) -> TickResult | dict[str, str]:
+    """One runner tick over every applied sequence, under the run lock; ``{"skipped": why}``
+    when another runner holds it (that one will take the due steps)."""
+    runner = Runner(rt.store, build_providers(rt, skip_unconfigured=True), rt.clock)
+    try:
+        # the same lock as `seqrun run` (never two runners at once), refreshed while it ticks
+        async with runner.hold_run_lock(run_lock_ttl(False)):
+            return await runner.tick()
+    except LockError as exc:
+        _log.warning("due steps not run: %s (the running runner will take them)", exc)
+        return {"skipped": str(exc)}
+
+
+def apply(
+    manifests: list[Manifest],
+    *,
+    approve: Approve,
+    run: bool,
+    prune: bool,
+    state_dir: Path,
+    sandbox: bool,
+    virtual_clock: bool,
+) -> ApplyResult:
+    """Plan, ask ``approve``, persist and enroll; with ``run`` then run the due steps once."""
+    sequences = [m for m in manifests if isinstance(m, Sequence)]
+
+    async def work(rt: Runtime) -> ApplyResult:
+        if run:
+            # the run after the apply needs each sequence's provider: a missing credential is
+            # an error now (ConfigError names the variable), before anything is persisted
+            for provider in sorted({m.provider for m in sequences}):
+                rt.client_for(provider)
+        result = await planner.apply(manifests, store=rt.store, clock=rt.clock, approve=approve,
+                                     client_for=rt.client_for, prune=prune)
+        if run and sequences:
+            result.run = await run_due(rt)
+        return result
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)
+
+
+def apply_saved_plan(
+    saved: SchedulePlan, *, state_dir: Path, sandbox: bool, virtual_clock: bool
+) -> ApplyResult:
+    """Apply a Schedule plan saved by ``seqrun plan -out FILE``, as it was approved."""
+
+    async def work(rt: Runtime) -> ApplyResult:
+        return await planner.apply_saved_schedule_plan(saved, store=rt.store, clock=rt.clock,
+                                                       client_for=rt.client_for)
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)
+
+
+def import_leads(file: Path, sequence: str, *, state_dir: Path) -> LeadsImportResult:
+    """Enroll a leads CSV's rows into an applied sequence."""
+
+    async def work(rt: Runtime) -> LeadsImportResult:
+        return planner.import_leads(file, sequence, store=rt.store, now=rt.clock.now())
+
+    return with_runtime(state_dir, work)
+
+
+# ---- views ---------------------------------------------------------------------------------
+
+
+def status(state_dir: Path, name: str | None, *, virtual_clock: bool) -> StatusReport:
+    """The funnel, identities, workflows and schedules; the last 24 h counted on the
+    sandbox's virtual clock when ``virtual_clock``."""
+
+    async def work(rt: Runtime) -> StatusReport:
+        return views.status(rt.store, name, now=rt.clock.now())
+
+    return with_runtime(state_dir, work, sandbox=virtual_clock, virtual_clock=virtual_clock,
+                        save=False)
+
+
+def why(state_dir: Path, lead_url: str) -> WhyReport:
+    """Every transition and provider call of one lead."""
+
+    async def work(rt: Runtime) -> WhyReport:
+        return views.why(rt.store, lead_url)
+
+    return with_runtime(state_dir, work)
+
+
+def why_workflow(state_dir: Path, name: str) -> WorkflowWhy:
+    """A workflow's state history and node results."""
+
+    async def work(rt: Runtime) -> WorkflowWhy:
+        return views.why_workflow(rt.store, name)
+
+    return with_runtime(state_dir, work)
+
+
+def set_paused(
+    state_dir: Path, paused: bool, *, sequence: str | None, identity: str | None,
+    everything: bool,
+) -> PauseResult:
+    """Pause or resume a sequence, an identity or everything (the kill switch)."""
+
+    async def work(rt: Runtime) -> PauseResult:
+        return views.set_paused(rt.store, paused, sequence=sequence, identity=identity,
+                                everything=everything, now=rt.clock.now())
+
+    return with_runtime(state_dir, work)
+
+
+# ---- run -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How long to run: one tick, until a moment (``until``), or as a daemon."""
+
+    once: bool = False
+    until: Until | None = None
+    virtual_clock: bool = False
+    poll_interval: float = 30.0
+    progress: Progress | None = None
+
+
+@dataclass
+class RunOutcome:
+    """What a run did, the funnel after it, and what the async Schedules did meanwhile."""
+
+    result: TickResult | RunSummary
+    funnel: StatusReport
+    async_runs: list[AsyncRunResult]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.result.to_json(), "status": self.funnel.to_json(),
+                "async_schedules": summarize_async_runs(self.async_runs)}
+
+
+def summarize_async_runs(runs: Iterable[AsyncRunResult]) -> dict[str, dict[str, Any]]:
+    """Per async Schedule: how many runs were started / continued, and the last run."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        entry = out.setdefault(r.name, {"started": 0, "restarted": 0, "continued": 0,
+                                        "ticks": 0, "run_uid": None, "status": None})
+        entry["ticks"] += 1
+        if r.outcome in ("started", "restarted", "continued"):
+            entry[r.outcome] += 1
+        entry["run_uid"], entry["status"] = r.run_uid, r.status
+    return out
+
+
+def async_schedules_hook(
+    rt: Runtime, seen: list[AsyncRunResult]
+) -> Callable[[TickResult], Awaitable[bool]]:
+    """A runner tick hook: every tick (``--once``, ``--until``, the daemon) also advances the
+    registered ``mode: async`` Schedules (start ``run/async`` once, then ``POST
+    /runs/{uid}/continue`` after each finished run). What they did is appended to ``seen``.
+    Nothing is asked of Edges when no async Schedule is applied."""
+
+    async def hook(result: TickResult) -> bool:
+        if not rt.store.kv_items(NS_ASYNC):
+            return False
+        try:
+            runs = await tick_async_schedules(client=rt.client_for("edges"), store=rt.store)
+        except LockError as exc:  # another process drives them this tick
+            _log.warning("async schedules not advanced: %s", exc)
+            return False
+        except SeqrunError as exc:  # a provider or configuration error: logged, next tick
+            _log.warning("async schedules: %s", exc)
+            result.errors.append(f"async schedules: {exc}")
+            return False
+        seen.extend(runs)
+        # while async runs go on, run_until steps through time so each finished run is
+        # continued on the way
+        return True
+
+    return hook
+
+
+def _deadline(until: Until | None, now: datetime) -> datetime | None:
+    return now + until if isinstance(until, timedelta) else until
+
+
+async def drive(
+    rt: Runtime, opts: RunOptions, seen: list[AsyncRunResult]
+) -> TickResult | RunSummary:
+    """Run the runner over every applied sequence as ``opts`` says."""
+    runner = Runner(rt.store, build_providers(rt), rt.clock,
+                    tick_hooks=[async_schedules_hook(rt, seen)])
+    end = _deadline(opts.until, rt.clock.now())
+    if opts.once or (end is not None and opts.virtual_clock):
+        async with runner.hold_run_lock(run_lock_ttl(opts.virtual_clock)):
+            if opts.once:
+                return await runner.tick()
+            assert end is not None
+            if opts.progress is None:
+                return await runner.run_until(end)
+            with opts.progress(rt.clock.now(), end) as on_tick:
+                return await runner.run_until(end, on_tick=on_tick)
+    stop = asyncio.Event()
+    if end is not None:
+        delay = max(0.0, (end - rt.clock.now()).total_seconds())
+        asyncio.get_running_loop().call_later(delay, stop.set)
+    return await runner.run_forever(opts.poll_interval, stop=stop)
+
+
+def run(state_dir: Path, opts: RunOptions, *, sandbox: bool) -> RunOutcome:
+    """Run the due steps (see :class:`RunOptions`), then read the funnel."""
+    seen: list[AsyncRunResult] = []
+
+    async def work(rt: Runtime) -> TickResult | RunSummary:
+        return await drive(rt, opts, seen)
+
+    result = with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=opts.virtual_clock)
+    funnel = status(state_dir, None, virtual_clock=opts.virtual_clock)
+    return RunOutcome(result, funnel, seen)
+
+
+@dataclass
+class Simulation:
+    """``seqrun simulate``: the apply, the run over simulated time, where the state was kept."""
+
+    applied: ApplyResult
+    outcome: RunOutcome
+    kept: Path | None
+
+    @property
+    def failed(self) -> bool:
+        return bool(getattr(self.applied.run, "errors", None) or self.outcome.result.errors)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"apply": self.applied.to_json(), **self.outcome.to_json(),
+                "state_dir": None if self.kept is None else str(self.kept)}
+
+
+# ---- Schedules (Edges) ---------------------------------------------------------------------
+
+
+def import_schedule(name: str, uid: str, *, state_dir: Path, sandbox: bool) -> dict[str, Any]:
+    """Adopt the live Edges schedule ``uid`` as the Schedule manifest ``name``."""
+
+    async def work(rt: Runtime) -> dict[str, Any]:
+        return await edges_schedules.import_schedule(name, uid, client=rt.client_for("edges"),
+                                                     store=rt.store)
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox)
+
+
+def plan_schedules(
+    schedules: list[Schedule], *, state_dir: Path, sandbox: bool, prune: bool
+) -> SchedulePlan:
+    """What applying ``schedules`` would create, replace or delete (a plan changes nothing)."""
+
+    async def work(rt: Runtime) -> SchedulePlan:
+        return await edges_schedules.plan_schedules(schedules, client=rt.client_for("edges"),
+                                                    store=rt.store, prune=prune)
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
+
+
+def apply_schedules(
+    plan_or_schedules: SchedulePlan | list[Schedule],
+    *,
+    approve: Callable[[SchedulePlan], bool],
+    state_dir: Path,
+    sandbox: bool,
+    prune: bool,
+) -> tuple[SchedulePlan, ScheduleApplyResult | None]:
+    """Apply a saved plan as it is, or plan ``schedules``, ask ``approve`` and apply; the
+    result is None when not approved."""
+
+    async def work(rt: Runtime) -> tuple[SchedulePlan, ScheduleApplyResult | None]:
+        client = rt.client_for("edges")
+        plan = plan_or_schedules
+        if not isinstance(plan, SchedulePlan):
+            plan = await edges_schedules.plan_schedules(plan, client=client, store=rt.store,
+                                                        prune=prune)
+            if not approve(plan):
+                return plan, None
+        return plan, await edges_schedules.apply_schedule_plan(plan, client=client,
+                                                               store=rt.store)
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox)
