@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from engine.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -29,3 +33,20 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     yield
+
+
+def invoke(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``seqrun ARGV...`` in this process: its exit code, stdout and stderr."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def cli_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch working directory for CLI tests: the default store (``.seqrun`` here, not
+    ``$SEQRUN_DATABASE_URL``) and a stdin that is not a terminal (no prompt is answered)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEQRUN_DATABASE_URL", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    return tmp_path

@@ -3,17 +3,15 @@ plan (skipped) and by the runner (an in-flight lead is stopped, nothing is sent 
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.cli import main
 from engine.sandbox import Sandbox  # type: ignore[attr-defined,unused-ignore]
 from engine.store import Store
+from tests.conftest import invoke
 
 SEQ = """\
 apiVersion: seqrun/v1
@@ -37,51 +35,42 @@ BOB = "https://www.linkedin.com/in/bob-lead"
 
 
 @pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SEQRUN_DATABASE_URL", raising=False)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    (tmp_path / "leads.csv").write_text(
+def work(cli_dir: Path) -> Path:
+    (cli_dir / "leads.csv").write_text(
         f"linkedin_profile_url,full_name\n{ADA},Ada Lead\n{BOB},Bob Lead\n", encoding="utf-8"
     )
-    (tmp_path / "seq.yaml").write_text(SEQ, encoding="utf-8")
-    return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+    (cli_dir / "seq.yaml").write_text(SEQ, encoding="utf-8")
+    return cli_dir
 
 
 def dnc_list(capsys: pytest.CaptureFixture[str]) -> Any:
-    code, out, err = run(capsys, "dnc", "list", "-o", "json")
+    code, out, err = invoke(capsys, "dnc", "list", "-o", "json")
     assert code == 0, err
     return json.loads(out)
 
 
 def test_add_normalizes_list_and_remove(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(
+    code, out, _ = invoke(
         capsys, "dnc", "add", "HTTP://linkedin.com/in/Bob-Lead/?trk=x", "--reason", "unsubscribed"
     )
     assert code == 0 and f"added {BOB} (unsubscribed)" in out
     assert dnc_list(capsys) == [{"profile_url": BOB, "reason": "unsubscribed"}]
-    code, out, _ = run(capsys, "dnc", "list")
+    code, out, _ = invoke(capsys, "dnc", "list")
     assert code == 0 and BOB in out and "unsubscribed" in out
-    code, out, _ = run(capsys, "dnc", "add", BOB, "--reason", "asked twice")
+    code, out, _ = invoke(capsys, "dnc", "add", BOB, "--reason", "asked twice")
     assert code == 0 and f"updated {BOB}" in out
     assert dnc_list(capsys) == [{"profile_url": BOB, "reason": "asked twice"}]
-    code, out, _ = run(capsys, "dnc", "remove", "www.linkedin.com/in/bob-lead", ADA)
+    code, out, _ = invoke(capsys, "dnc", "remove", "www.linkedin.com/in/bob-lead", ADA)
     assert code == 0 and f"removed {BOB}" in out and f"not on the list: {ADA}" in out
     assert dnc_list(capsys) == []
-    code, out, _ = run(capsys, "dnc", "list")
+    code, out, _ = invoke(capsys, "dnc", "list")
     assert "empty" in out
 
 
 def test_bad_urls_are_reported_and_nothing_is_added(
     work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(capsys, "dnc", "add", ADA, "https://example.com/in/x", "not a url")
+    code, _, err = invoke(capsys, "dnc", "add", ADA, "https://example.com/in/x", "not a url")
     assert code == 1
     assert "2 bad LinkedIn profile URL(s), nothing changed" in err
     assert "'https://example.com/in/x'" in err and "'not a url'" in err
@@ -89,8 +78,8 @@ def test_bad_urls_are_reported_and_nothing_is_added(
 
 
 def test_plan_skips_a_lead_on_the_list(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "dnc", "add", BOB, "--reason", "unsubscribed")[0] == 0
-    code, out, err = run(capsys, "plan", "seq.yaml", "-o", "json")
+    assert invoke(capsys, "dnc", "add", BOB, "--reason", "unsubscribed")[0] == 0
+    code, out, err = invoke(capsys, "plan", "seq.yaml", "-o", "json")
     assert code == 0, err
     (seq,) = json.loads(out)["sequences"]
     assert seq["skipped"] == [
@@ -103,10 +92,10 @@ def test_runner_stops_an_in_flight_lead_added_to_the_list(
     work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sandbox_args = ("--sandbox", "--virtual-clock")
-    code, _, err = run(capsys, "apply", "seq.yaml", *sandbox_args, "--auto-approve", "--no-run")
+    code, _, err = invoke(capsys, "apply", "seq.yaml", *sandbox_args, "--auto-approve", "--no-run")
     assert code == 0, err
-    assert run(capsys, "dnc", "add", BOB, "--reason", "asked us to stop")[0] == 0
-    code, _, err = run(capsys, "run", *sandbox_args, "--until", "+3d")
+    assert invoke(capsys, "dnc", "add", BOB, "--reason", "asked us to stop")[0] == 0
+    code, _, err = invoke(capsys, "run", *sandbox_args, "--until", "+3d")
     assert code == 0, err
     store = Store.open(None, work / ".seqrun")
     try:

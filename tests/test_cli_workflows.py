@@ -4,18 +4,15 @@ LinkedAPI examples run against the embedded sandbox as the README shows."""
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.cli import main
 from engine.sandbox import Sandbox  # type: ignore[attr-defined,unused-ignore]
 from engine.vocab import TERMINALS
-from tests.conftest import SHARED_EXAMPLES
+from tests.conftest import SHARED_EXAMPLES, invoke
 
 CHECK = SHARED_EXAMPLES / "check-then-message.yaml"
 FOUNDERS = SHARED_EXAMPLES / "founders-on-linkedapi.yaml"
@@ -23,27 +20,18 @@ ADA = "https://www.linkedin.com/in/ada-lovelace-0001"
 
 
 @pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SEQRUN_DATABASE_URL", raising=False)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # non-interactive
-    return tmp_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+def work(cli_dir: Path) -> Path:
+    return cli_dir
 
 
 def as_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, out, err = run(capsys, *argv, "-o", "json")
+    code, out, err = invoke(capsys, *argv, "-o", "json")
     assert code == 0, err
     return json.loads(out)
 
 
 def apply_check(capsys: pytest.CaptureFixture[str]) -> str:
-    code, out, err = run(capsys, "apply", str(CHECK), "--sandbox", "--virtual-clock",
+    code, out, err = invoke(capsys, "apply", str(CHECK), "--sandbox", "--virtual-clock",
                          "--auto-approve")
     assert code == 0, err
     return out
@@ -77,7 +65,7 @@ def test_apply_json_keeps_the_machine_result(
 
 def test_status_lists_workflows(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     apply_check(capsys)
-    code, out, _ = run(capsys, "status")
+    code, out, _ = invoke(capsys, "status")
     assert code == 0
     header, row = out.splitlines()[-2:]
     assert header.split()[:3] == ["WORKFLOW", "PROVIDER", "STATE"]
@@ -97,12 +85,12 @@ def test_status_lists_workflows(work: Path, capsys: pytest.CaptureFixture[str]) 
     # NAME narrows to the workflow, kubectl-style kind/NAME too
     assert as_json(capsys, "status", "workflow/check-then-message")["workflows"] == [wf]
     assert as_json(capsys, "status", "check-then-message")["sequences"] == []
-    code, _, err = run(capsys, "status", "nope")
+    code, _, err = invoke(capsys, "status", "nope")
     assert code != 0 and "nope" in err
 
 
 def test_status_without_anything_applied(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "status")
+    code, out, _ = invoke(capsys, "status")
     assert code == 0 and "No sequences, workflows or schedules applied yet." in out
     assert as_json(capsys, "status")["workflows"] == []
 
@@ -113,7 +101,7 @@ def test_why_shows_a_workflows_history_and_node_results(
     apply_check(capsys)
     for argv in (["--workflow", "check-then-message"], ["workflow/check-then-message"],
                  ["check-then-message"]):  # a bare NAME that is not a profile URL
-        code, out, err = run(capsys, "why", *argv)
+        code, out, err = invoke(capsys, "why", *argv)
         assert code == 0, err
         lines = out.splitlines()
         assert lines[0].startswith("workflow check-then-message (provider linkedapi")
@@ -129,13 +117,13 @@ def test_why_shows_a_workflows_history_and_node_results(
 
 
 def test_why_errors(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "why", "--workflow", "nope")
+    code, _, err = invoke(capsys, "why", "--workflow", "nope")
     assert code != 0 and "no applied workflow named 'nope'" in err
-    code, _, err = run(capsys, "why", ADA, "--workflow", "x")
+    code, _, err = invoke(capsys, "why", ADA, "--workflow", "x")
     assert code == 2 and "not both" in err
-    code, _, err = run(capsys, "why")
+    code, _, err = invoke(capsys, "why")
     assert code == 2
-    code, _, err = run(capsys, "why", ADA)  # a profile URL is still read as a lead
+    code, _, err = invoke(capsys, "why", ADA)  # a profile URL is still read as a lead
     assert code != 0 and "no lead" in err
 
 
@@ -146,7 +134,7 @@ def test_a_failed_workflow_shows_its_node_errors(
     again = work / "again.yaml"
     again.write_text(CHECK.read_text(encoding="utf-8").replace(
         "name: check-then-message", "name: invite-again"), encoding="utf-8")
-    code, out, err = run(capsys, "apply", str(again), "--sandbox", "--virtual-clock",
+    code, out, err = invoke(capsys, "apply", str(again), "--sandbox", "--virtual-clock",
                          "--auto-approve")
     assert code == 0, err
     invite = next(line for line in out.splitlines() if " invite " in line)
@@ -160,11 +148,11 @@ def test_a_failed_workflow_shows_its_node_errors(
 def test_founders_on_linkedapi_from_the_readme(
     work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(capsys, "apply", str(FOUNDERS), "--sandbox", "--virtual-clock",
+    code, out, err = invoke(capsys, "apply", str(FOUNDERS), "--sandbox", "--virtual-clock",
                          "--auto-approve")
     assert code == 0, err
     assert "Sequence founders-on-linkedapi: new revision" in out
-    code, out, err = run(capsys, "run", "--sandbox", "--virtual-clock", "--until", "+30d")
+    code, out, err = invoke(capsys, "run", "--sandbox", "--virtual-clock", "--until", "+30d")
     assert code == 0, err
     assert out.startswith("ran ") and "founders-on-linkedapi (linkedapi" in out
     data = as_json(capsys, "status")
