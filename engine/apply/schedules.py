@@ -21,7 +21,6 @@ each finished run; their run is in ``kv "schedule-runs"``. The rules lint checks
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,6 +33,26 @@ import httpx
 
 from engine.errors import PlanError, ProviderError
 from engine.model import Schedule
+from engine.providers.edges.schedule_config import (
+    ALL_FIELDS,
+    FieldChange,
+    desired_config,
+    diff_configs,
+    digest,
+    fingerprint,
+    known_fields,
+    live_config,
+    redact,
+)
+from engine.providers.edges.schedules import (
+    cancel_schedule,
+    create_schedule,
+    get_schedule,
+    is_active,
+    list_active_schedules,
+    list_identities,
+    schedule_uid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +62,6 @@ NS_RUNS = "schedule-runs"
 NS_ASYNC = "schedule-async"  # registered mode: async schedules, for the runner
 LOCK_NAME = "schedules"
 PLAN_FORMAT = "seqrun-schedule-plan/1"
-
-# Run statuses (Edges uses both casings; compared upper-case).
-RUN_FINISHED = frozenset({"SUCCEEDED", "COMPLETED", "PARTIAL_SUCCEEDED", "FAILED", "INVALID"})
-
 
 class ScheduleStore(Protocol):
     """The part of ``engine.store.Store`` this module uses."""
@@ -62,124 +77,9 @@ class ScheduleStore(Protocol):
     def lock(self, name: str) -> AbstractContextManager[Any]: ...
 
 
-# ---- config normalization -----------------------------------------------------------------------
-
-_FIELDS = ("action", "identity_ids", "cron", "timezone", "schedule_at", "inputs", "parameters",
-           "callback")
-
-
-def desired_config(schedule: Schedule) -> dict[str, Any]:
-    """The normalized config a manifest asks for (the same shape as :func:`live_config`)."""
-    callback = None
-    if schedule.callback is not None:
-        callback = {
-            "url": schedule.callback.url,
-            "headers": dict(schedule.callback.headers),
-            "on": schedule.callback.on,
-        }
-    return {
-        "action": schedule.action,
-        "identity_ids": list(schedule.identities),
-        "cron": schedule.cron,
-        "timezone": schedule.timezone,
-        "schedule_at": schedule.schedule_at,
-        "inputs": [dict(i) for i in schedule.inputs if i],
-        "parameters": dict(schedule.parameters),
-        "callback": callback,
-    }
-
-
-def live_config(detail: Mapping[str, Any], action: str | None = None) -> dict[str, Any]:
-    """Normalize a ``GET /schedules/{uid}`` body. Fields Edges did not return are left out,
-    so they are not compared (:func:`_known_fields`)."""
-    params = dict(detail.get("parameters") or {})
-    if detail.get("max_results") is not None and "max_results" not in params:
-        params["max_results"] = detail["max_results"]
-    raw_cb = detail.get("callback")
-    callback = None
-    if isinstance(raw_cb, Mapping) and raw_cb.get("url"):
-        callback = {
-            "url": raw_cb["url"],
-            "headers": dict(raw_cb.get("headers") or {}),
-            "on": raw_cb.get("on") or "all",
-        }
-    return {
-        "action": detail.get("action_name") or detail.get("action") or action,
-        "identity_ids": list(detail.get("identity_ids") or []),
-        "cron": detail.get("cron"),
-        "timezone": detail.get("timezone") or "UTC",
-        "schedule_at": detail.get("schedule_at"),
-        "inputs": [dict(i) for i in detail.get("inputs") or [] if i],
-        "parameters": params,
-        "callback": callback,
-    }
-
-
-def _known_fields(detail: Mapping[str, Any]) -> frozenset[str]:
-    known = {"action", "identity_ids", "cron", "timezone", "parameters"}
-    for key in ("schedule_at", "inputs", "callback"):
-        if key in detail:
-            known.add(key)
-    callback = detail.get("callback")
-    if not isinstance(callback, Mapping) or "headers" in callback:
-        known.add("callback.headers")  # some APIs hide header values: then not compared
-    return frozenset(known)
-
-
-def _digest(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def redact(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Replace callback header values by digests: safe to store, still comparable."""
-    out = dict(config)
-    cb = out.get("callback")
-    if isinstance(cb, Mapping):
-        headers = cb.get("headers") or {}
-        out["callback"] = {
-            **cb,
-            "headers": {
-                k: v if str(v).startswith("sha256:") else "sha256:" + _digest(v)[:16]
-                for k, v in headers.items()
-            },
-        }
-    return out
-
-
-def fingerprint(config: Mapping[str, Any]) -> str:
-    """16 hex digits identifying a (redacted) config."""
-    return _digest(redact(config))[:16]
-
-
-def request_body(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``POST /actions/{action}/run/schedule`` body for a config."""
-    body: dict[str, Any] = {
-        "inputs": list(config.get("inputs") or []) or [{}],
-        "identity_ids": list(config["identity_ids"]),
-        "cron": config.get("cron"),
-        "timezone": config.get("timezone") or "UTC",
-        "parameters": dict(config.get("parameters") or {}),
-    }
-    if config.get("schedule_at"):
-        body["schedule_at"] = config["schedule_at"]
-    if config.get("callback"):
-        body["callback"] = dict(config["callback"])
-    if body["cron"] is None:
-        del body["cron"]
-    return body
-
-
 # ---- plan model -----------------------------------------------------------------------------
 
 RowAction = Literal["create", "unchanged", "replace", "delete"]
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    field: str  # dotted: cron, parameters.sync_mode, callback.url
-    old: Any
-    new: Any
 
 
 @dataclass(frozen=True)
@@ -310,208 +210,7 @@ class ScheduleApplyResult:
         }
 
 
-# ---- Edges calls (translated to ProviderError at this boundary) -----------------------------
-
-
-def _items(data: Any) -> list[dict[str, Any]]:
-    if isinstance(data, list):
-        return [d for d in data if isinstance(d, dict)]
-    if isinstance(data, Mapping):
-        for key in ("data", "items", "results", "schedules", "identities"):
-            if isinstance(data.get(key), list):
-                return [d for d in data[key] if isinstance(d, dict)]
-    return []
-
-
-def schedule_uid(obj: Mapping[str, Any]) -> str | None:
-    for key in ("scheduled_run_uid", "uid", "id"):
-        if obj.get(key):
-            return str(obj[key])
-    return None
-
-
-def run_uid(obj: Mapping[str, Any]) -> str | None:
-    for key in ("run_uid", "uid", "id"):
-        if obj.get(key):
-            return str(obj[key])
-    return None
-
-
-async def _call(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    params: Mapping[str, Any] | None = None,
-    json_body: Any = None,
-    allow: tuple[int, ...] = (),
-) -> httpx.Response:
-    try:
-        resp = await client.request(method, url, params=params, json=json_body)
-    except httpx.TimeoutException as exc:
-        raise ProviderError("TIMEOUT", f"{method} {url}: no answer") from exc
-    except httpx.TransportError as exc:
-        raise ProviderError("SERVER_ERROR", f"{method} {url}: {type(exc).__name__}") from exc
-    if resp.status_code < 400 or resp.status_code in allow:
-        return resp
-    label, message = f"STATUS_{resp.status_code}", ""
-    try:
-        body = resp.json()
-        if isinstance(body, Mapping):
-            label = str(body.get("error_label") or label)
-            message = str(body.get("message") or "")
-    except ValueError:
-        pass
-    if resp.status_code >= 500:
-        label = "SERVER_ERROR"
-    retry = resp.headers.get("Retry-After")
-    raise ProviderError(
-        label,
-        f"{method} {url}: {message}" if message else f"{method} {url}",
-        status=resp.status_code,
-        retry_after=float(retry) if retry and retry.replace(".", "", 1).isdigit() else None,
-    )
-
-
-async def _paginate(
-    client: httpx.AsyncClient, url: str, params: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    query: dict[str, Any] = dict(params)
-    seen: set[str] = set()
-    next_url: str | None = url
-    while next_url is not None:
-        resp = await _call(client, "GET", next_url, params=query or None)
-        out.extend(_items(resp.json()))
-        nxt = resp.headers.get("X-Pagination-Next")
-        if not nxt or nxt in seen:
-            break
-        seen.add(nxt)
-        if nxt.startswith(("http://", "https://", "/")):
-            # A full next URL: httpx keeps the base URL's path when given a relative one.
-            next_url, query = _relative_to_base(client, nxt), {}
-        else:  # a bare cursor
-            next_url, query = url, {**dict(params), "cursor": nxt}
-    return out
-
-
-def _relative_to_base(client: httpx.AsyncClient, nxt: str) -> str:
-    base = str(client.base_url).rstrip("/")
-    if nxt.startswith(base):
-        return nxt[len(base):] or "/"
-    base_path = client.base_url.path.rstrip("/")
-    target = httpx.URL(nxt)
-    path = target.path if nxt.startswith("http") else nxt.split("?", 1)[0]
-    query = target.query.decode() if nxt.startswith("http") else nxt.partition("?")[2]
-    if base_path and path.startswith(base_path):
-        path = path[len(base_path):]
-    return path + (f"?{query}" if query else "")
-
-
-async def list_active_schedules(client: httpx.AsyncClient, action: str) -> list[dict[str, Any]]:
-    """Every ACTIVE schedule of one action (all pages)."""
-    return await _paginate(
-        client, "/schedules", {"action_name": action, "status": "ACTIVE", "limit": 100}
-    )
-
-
-async def get_schedule(client: httpx.AsyncClient, uid: str) -> dict[str, Any] | None:
-    """Details of one schedule, ``None`` when Edges no longer knows it."""
-    resp = await _call(client, "GET", f"/schedules/{uid}", allow=(404,))
-    if resp.status_code == 404:
-        return None
-    data = resp.json()
-    if isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
-        data = data["data"]
-    return dict(data) if isinstance(data, Mapping) else None
-
-
-def _is_active(detail: Mapping[str, Any] | None) -> bool:
-    return detail is not None and str(detail.get("status") or "ACTIVE").upper() == "ACTIVE"
-
-
-async def create_schedule(client: httpx.AsyncClient, config: Mapping[str, Any]) -> str:
-    resp = await _call(
-        client, "POST", f"/actions/{config['action']}/run/schedule", json_body=request_body(config)
-    )
-    data = resp.json()
-    if isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
-        data = data["data"]
-    uid = schedule_uid(data) if isinstance(data, Mapping) else None
-    if uid is None:
-        raise ProviderError("SERVER_ERROR", "schedule created but no scheduled_run_uid returned")
-    return uid
-
-
-async def cancel_schedule(client: httpx.AsyncClient, uid: str) -> bool:
-    """Cancel, idempotently (unknown or already cancelled is fine). True if it was live."""
-    detail = await get_schedule(client, uid)
-    if not _is_active(detail):
-        return False
-    await _call(client, "POST", f"/schedules/{uid}/cancel", allow=(404, 409))
-    return True
-
-
-async def list_identities(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
-    items = await _paginate(client, "/identities", {"limit": 100})
-    return {str(i.get("uid") or i.get("id")): i for i in items if i.get("uid") or i.get("id")}
-
-
 # ---- planning -------------------------------------------------------------------------------
-
-
-def _flatten(config: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    if "callback.headers" in known and "callback" not in known:
-        flat["callback.headers"] = (config.get("callback") or {}).get("headers") or {}
-    for key in _FIELDS:
-        if key not in known:
-            continue
-        value = config.get(key)
-        if key == "parameters":
-            for pk, pv in (value or {}).items():
-                flat[f"parameters.{pk}"] = pv
-        elif key == "callback":
-            if value is None:
-                flat["callback"] = None
-            else:
-                flat["callback.url"] = value.get("url")
-                flat["callback.on"] = value.get("on")
-                if "callback.headers" in known:
-                    flat["callback.headers"] = value.get("headers") or {}
-        elif key == "identity_ids":
-            flat["identities"] = value
-        else:
-            flat[key] = value
-    return flat
-
-
-_ALL_FIELDS = frozenset(_FIELDS) | {"callback.headers"}
-
-
-def diff_configs(
-    old: Mapping[str, Any], new: Mapping[str, Any], known: frozenset[str] = _ALL_FIELDS
-) -> tuple[FieldChange, ...]:
-    """Field-level changes from ``old`` to ``new`` (both redacted), only over ``known`` fields."""
-    a, b = _flatten(redact(old), known), _flatten(redact(new), known)
-    # None vs a callback: report it as one change rather than three.
-    if "callback" in known and (a.get("callback", 0) is None) != (b.get("callback", 0) is None):
-        a = {k: v for k, v in a.items() if not k.startswith("callback")}
-        b = {k: v for k, v in b.items() if not k.startswith("callback")}
-        a["callback"] = (old.get("callback") or {}).get("url")
-        b["callback"] = (new.get("callback") or {}).get("url")
-    changes = []
-    for key in sorted(set(a) | set(b), key=_field_order):
-        if a.get(key) != b.get(key):
-            changes.append(FieldChange(key, a.get(key), b.get(key)))
-    return tuple(changes)
-
-
-def _field_order(key: str) -> tuple[int, str]:
-    head = key.split(".", 1)[0]
-    order = {"identity_ids": "identities"}
-    names = [order.get(f, f) for f in _FIELDS]
-    return (names.index(head) if head in names else len(names), key)
 
 
 def _now_iso() -> str:
@@ -539,7 +238,7 @@ async def _snapshot(
         "intents": {n: store.kv_get(NS_INTENT, n) for n in names},
         "async": {n: store.kv_get(NS_ASYNC, n) for n in names},
     }
-    return _digest({"live": live, "local": local})[:16], details
+    return digest({"live": live, "local": local})[:16], details
 
 
 async def _check_engagement(
@@ -628,7 +327,7 @@ async def plan_schedules(
         resume_note = ("finishes an interrupted apply",) if intent else ()
         old_uid = entry["uid"] if entry else None
         detail = details.get(old_uid) if old_uid else None
-        alive = old_uid is not None and old_uid in active and _is_active(detail)
+        alive = old_uid is not None and old_uid in active and is_active(detail)
         schedule = by_name.get(name)
 
         if schedule is None:  # managed but no longer declared: prune
@@ -670,11 +369,11 @@ async def plan_schedules(
             continue
         assert detail is not None and old_uid is not None
         live = live_config(detail, schedule.action)
-        known = _known_fields(detail)
+        known = known_fields(detail)
         changes = diff_configs(live, desired, known)
         if isinstance(entry.get("config"), Mapping):
             # What Edges does not show (e.g. callback headers) is compared with what we applied.
-            hidden = _ALL_FIELDS
+            hidden = ALL_FIELDS
             seen = {c.field for c in changes}
             changes += tuple(
                 c for c in diff_configs(entry["config"], desired, hidden - known)
@@ -796,9 +495,9 @@ async def _find_orphan(
         if not uid or uid in tracked:
             continue
         detail = await get_schedule(client, uid)
-        if _is_active(detail) and detail is not None:
+        if is_active(detail) and detail is not None:
             live = live_config(detail, str(config["action"]))
-            if not diff_configs(live, config, _known_fields(detail)):
+            if not diff_configs(live, config, known_fields(detail)):
                 return uid
     return None
 
@@ -832,7 +531,7 @@ async def _converge(
     old_uids = [u for u in (row.old_uid, intent.get("old_uid")) if u]
 
     new_uid = intent.get("new_uid")
-    if new_uid and not _is_active(await get_schedule(client, str(new_uid))):
+    if new_uid and not is_active(await get_schedule(client, str(new_uid))):
         new_uid = None
     if not new_uid and resumed:
         new_uid = await _find_orphan(client, store, config)
@@ -940,7 +639,7 @@ async def import_schedule(
     """
     with store.lock(LOCK_NAME):
         detail = await get_schedule(client, uid)
-        if not _is_active(detail) or detail is None:
+        if not is_active(detail) or detail is None:
             raise PlanError(f"cannot import schedule {uid}: it is not an active Edges schedule")
         for other, entry in store.kv_items(NS_STATE).items():
             if isinstance(entry, Mapping) and entry.get("uid") == uid and other != name:

@@ -10,20 +10,17 @@ from typing import Any, Literal
 
 import httpx
 
-from engine.apply.schedules import (
-    NS_ASYNC,
-    NS_RUNS,
-    RUN_FINISHED,
-    ScheduleStore,
-    _call,
-    _now_iso,
-    desired_config,
-    fingerprint,
-    request_body,
-    run_uid,
-)
+from engine.apply.schedules import NS_ASYNC, NS_RUNS, ScheduleStore, _now_iso
 from engine.errors import ProviderError
 from engine.model import Schedule
+from engine.providers.edges.runs import (
+    RUN_FINISHED,
+    continue_run,
+    get_run,
+    run_uid,
+    start_async_run,
+)
+from engine.providers.edges.schedule_config import desired_config, fingerprint, request_body
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +54,7 @@ async def _advance(
     fp = fingerprint(config)
     state = store.kv_get(NS_RUNS, name)
     if not isinstance(state, Mapping) or state.get("fingerprint") != fp:
-        resp = await _call(
-            client, "POST", f"/actions/{config['action']}/run/async", json_body=_run_body(config)
-        )
-        data = resp.json()
+        data = await start_async_run(client, str(config["action"]), _run_body(config))
         uid = run_uid(data) if isinstance(data, Mapping) else None
         if uid is None:
             raise ProviderError("SERVER_ERROR", "async run started but no run uid returned")
@@ -73,15 +67,13 @@ async def _advance(
         return AsyncRunResult(name, outcome, uid, status)
 
     uid = str(state["run_uid"])
-    resp = await _call(client, "GET", f"/runs/{uid}")
-    data = resp.json()
+    data = await get_run(client, uid)
     status = str((data or {}).get("status") or "").upper()
     if status not in RUN_FINISHED:
         if status != state.get("status"):
             store.kv_put(NS_RUNS, name, {**state, "status": status})
         return AsyncRunResult(name, "running", uid, status)
-    resp = await _call(client, "POST", f"/runs/{uid}/continue")
-    cont = resp.json() if resp.content else {}
+    cont = await continue_run(client, uid)
     new_uid = (run_uid(cont) if isinstance(cont, Mapping) else None) or uid
     new_status = str((cont or {}).get("status") or "CREATED").upper()
     store.kv_put(NS_RUNS, name, {
