@@ -24,10 +24,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import httpx
 
@@ -53,29 +51,13 @@ from engine.providers.edges.schedules import (
     list_identities,
     schedule_uid,
 )
+from engine.store import Store
+from engine.store import schedules as schedule_db
 
 log = logging.getLogger(__name__)
 
-NS_STATE = "schedules"
-NS_INTENT = "schedules-intent"
-NS_RUNS = "schedule-runs"
-NS_ASYNC = "schedule-async"  # registered mode: async schedules, for the runner
 LOCK_NAME = "schedules"
 PLAN_FORMAT = "seqrun-schedule-plan/1"
-
-class ScheduleStore(Protocol):
-    """The part of ``engine.store.Store`` this module uses."""
-
-    def kv_get(self, ns: str, key: str) -> Any | None: ...
-
-    def kv_put(self, ns: str, key: str, value: Any) -> None: ...
-
-    def kv_delete(self, ns: str, key: str) -> Any: ...
-
-    def kv_items(self, ns: str) -> Mapping[str, Any]: ...
-
-    def lock(self, name: str) -> AbstractContextManager[Any]: ...
-
 
 # ---- plan model -----------------------------------------------------------------------------
 
@@ -213,12 +195,8 @@ class ScheduleApplyResult:
 # ---- planning -------------------------------------------------------------------------------
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
 async def _snapshot(
-    client: httpx.AsyncClient, store: ScheduleStore, names: Iterable[str], uids: Iterable[str]
+    client: httpx.AsyncClient, store: Store, names: Iterable[str], uids: Iterable[str]
 ) -> tuple[str, dict[str, dict[str, Any] | None]]:
     """Fetch the details of ``uids`` and hash them with the local state of ``names``."""
     details: dict[str, dict[str, Any] | None] = {}
@@ -234,9 +212,9 @@ async def _snapshot(
     }
     names = sorted(set(names))
     local = {
-        "state": {n: store.kv_get(NS_STATE, n) for n in names},
-        "intents": {n: store.kv_get(NS_INTENT, n) for n in names},
-        "async": {n: store.kv_get(NS_ASYNC, n) for n in names},
+        "state": {n: schedule_db.get(store, schedule_db.MANAGED, n) for n in names},
+        "intents": {n: schedule_db.get(store, schedule_db.INTENTS, n) for n in names},
+        "async": {n: schedule_db.get(store, schedule_db.ASYNC, n) for n in names},
     }
     return digest({"live": live, "local": local})[:16], details
 
@@ -268,7 +246,7 @@ async def plan_schedules(
     schedules: Sequence[Schedule],
     *,
     client: httpx.AsyncClient,
-    store: ScheduleStore,
+    store: Store,
     prune: bool = False,
 ) -> SchedulePlan:
     """Diff Schedule manifests against live Edges schedules and the local state. Read-only.
@@ -287,9 +265,9 @@ async def plan_schedules(
     wanted = list(by_name.values())
     await _check_engagement(list(schedules), client)
 
-    state = dict(store.kv_items(NS_STATE))
-    intents = dict(store.kv_items(NS_INTENT))
-    registered = dict(store.kv_items(NS_ASYNC))
+    state = dict(schedule_db.items(store, schedule_db.MANAGED))
+    intents = dict(schedule_db.items(store, schedule_db.INTENTS))
+    registered = dict(schedule_db.items(store, schedule_db.ASYNC))
     names = set(by_name) | {n for n in state if n in async_by_name}
     if prune:
         names |= set(state)
@@ -411,7 +389,7 @@ async def plan_schedules(
         names=tuple(sorted(names)),
         uids=tuple(sorted(uids)),
         prune=prune,
-        created_at=_now_iso(),
+        created_at=schedule_db.now_iso(),
     )
 
 
@@ -470,26 +448,24 @@ def _async_rows(
 # ---- applying -------------------------------------------------------------------------------
 
 
-def _apply_async(row: PlanRow, store: ScheduleStore) -> None:
+def _apply_async(row: PlanRow, store: Store) -> None:
     if row.action == "delete":
-        store.kv_delete(NS_ASYNC, row.name)
-        store.kv_delete(NS_RUNS, row.name)
+        schedule_db.delete(store, schedule_db.ASYNC, row.name)
+        schedule_db.delete(store, schedule_db.RUNS, row.name)
     elif row.action in ("create", "replace"):
         assert row.config is not None
-        store.kv_put(NS_ASYNC, row.name, {
+        schedule_db.put(store, schedule_db.ASYNC, row.name, {
             "config": redact(row.config), "fingerprint": row.fingerprint,
-            "applied_at": _now_iso(),
+            "applied_at": schedule_db.now_iso(),
         })
 
 
 async def _find_orphan(
-    client: httpx.AsyncClient, store: ScheduleStore, config: Mapping[str, Any]
+    client: httpx.AsyncClient, store: Store, config: Mapping[str, Any]
 ) -> str | None:
     """An ACTIVE schedule with exactly this config that no state entry tracks (a create whose
     answer was lost before the intent recorded it)."""
-    tracked = {
-        e.get("uid") for e in store.kv_items(NS_STATE).values() if isinstance(e, Mapping)
-    }
+    tracked = {e.get("uid") for e in schedule_db.items(store, schedule_db.MANAGED).values()}
     for item in await list_active_schedules(client, str(config["action"])):
         uid = schedule_uid(item)
         if not uid or uid in tracked:
@@ -503,12 +479,12 @@ async def _find_orphan(
 
 
 async def _converge(
-    row: PlanRow, *, client: httpx.AsyncClient, store: ScheduleStore, result: ScheduleApplyResult
+    row: PlanRow, *, client: httpx.AsyncClient, store: Store, result: ScheduleApplyResult
 ) -> str:
     """Make ``row.name`` be exactly one live schedule with ``row.config``; every step idempotent."""
     assert row.config is not None and row.fingerprint is not None
     name, config, fp = row.name, row.config, row.fingerprint
-    intent = store.kv_get(NS_INTENT, name)
+    intent = schedule_db.get(store, schedule_db.INTENTS, name)
     resumed = isinstance(intent, Mapping) and intent.get("fingerprint") == fp
     if not resumed:
         # An interrupted apply may have created a schedule for a config nobody wants any more.
@@ -521,9 +497,9 @@ async def _converge(
             "fingerprint": fp,
             "new_uid": None,
             "old_cancelled": False,
-            "started_at": _now_iso(),
+            "started_at": schedule_db.now_iso(),
         }
-        store.kv_put(NS_INTENT, name, intent)
+        schedule_db.put(store, schedule_db.INTENTS, name, intent)
     else:
         result.steps.append(f"resume interrupted apply of {name}")
     assert isinstance(intent, Mapping)
@@ -549,17 +525,18 @@ async def _converge(
                 if await cancel_schedule(client, str(uid)):
                     result.steps.append(f"cancel {uid} (no concurrent schedules)")
             intent["old_cancelled"] = True
-            store.kv_put(NS_INTENT, name, intent)
+            schedule_db.put(store, schedule_db.INTENTS, name, intent)
             new_uid = await create_schedule(client, config)
         result.steps.append(f"create {name} -> {new_uid}")
         intent["new_uid"] = new_uid
-        store.kv_put(NS_INTENT, name, intent)
+        schedule_db.put(store, schedule_db.INTENTS, name, intent)
 
     for uid in old_uids:
         if uid != new_uid and await cancel_schedule(client, str(uid)):
             result.steps.append(f"cancel {uid}")
-    store.kv_put(
-        NS_STATE,
+    schedule_db.put(
+        store,
+        schedule_db.MANAGED,
         name,
         {
             "uid": new_uid,
@@ -567,31 +544,31 @@ async def _converge(
             "config": redact(config),
             "action": config["action"],
             "origin": "created",
-            "applied_at": _now_iso(),
+            "applied_at": schedule_db.now_iso(),
         },
     )
-    store.kv_delete(NS_INTENT, name)
+    schedule_db.delete(store, schedule_db.INTENTS, name)
     return str(new_uid)
 
 
 async def _delete(
-    row: PlanRow, *, client: httpx.AsyncClient, store: ScheduleStore, result: ScheduleApplyResult
+    row: PlanRow, *, client: httpx.AsyncClient, store: Store, result: ScheduleApplyResult
 ) -> None:
-    intent = store.kv_get(NS_INTENT, row.name)
+    intent = schedule_db.get(store, schedule_db.INTENTS, row.name)
     uids = [row.old_uid]
     if isinstance(intent, Mapping):
         uids += [intent.get("old_uid"), intent.get("new_uid")]
-    store.kv_put(NS_INTENT, row.name, {"op": "delete", "old_uid": row.old_uid,
-                                       "fingerprint": None, "started_at": _now_iso()})
+    schedule_db.put(store, schedule_db.INTENTS, row.name, {"op": "delete", "old_uid": row.old_uid,
+                                       "fingerprint": None, "started_at": schedule_db.now_iso()})
     for uid in dict.fromkeys(u for u in uids if u):
         if await cancel_schedule(client, str(uid)):
             result.steps.append(f"cancel {uid}")
-    store.kv_delete(NS_STATE, row.name)
-    store.kv_delete(NS_INTENT, row.name)
+    schedule_db.delete(store, schedule_db.MANAGED, row.name)
+    schedule_db.delete(store, schedule_db.INTENTS, row.name)
 
 
 async def apply_schedule_plan(
-    plan: SchedulePlan, *, client: httpx.AsyncClient, store: ScheduleStore
+    plan: SchedulePlan, *, client: httpx.AsyncClient, store: Store
 ) -> ScheduleApplyResult:
     """Apply a plan under ``store.lock("schedules")``.
 
@@ -630,7 +607,7 @@ async def apply_schedule_plan(
 
 
 async def import_schedule(
-    name: str, uid: str, *, client: httpx.AsyncClient, store: ScheduleStore
+    name: str, uid: str, *, client: httpx.AsyncClient, store: Store
 ) -> dict[str, Any]:
     """Adopt a live schedule under manifest name ``name``; returns the recorded state entry.
 
@@ -641,10 +618,10 @@ async def import_schedule(
         detail = await get_schedule(client, uid)
         if not is_active(detail) or detail is None:
             raise PlanError(f"cannot import schedule {uid}: it is not an active Edges schedule")
-        for other, entry in store.kv_items(NS_STATE).items():
+        for other, entry in schedule_db.items(store, schedule_db.MANAGED).items():
             if isinstance(entry, Mapping) and entry.get("uid") == uid and other != name:
                 raise PlanError(f"schedule {uid} is already managed as {other!r}")
-        current = store.kv_get(NS_STATE, name)
+        current = schedule_db.get(store, schedule_db.MANAGED, name)
         if isinstance(current, Mapping) and current.get("uid") not in (None, uid):
             raise PlanError(
                 f"{name!r} already manages schedule {current['uid']}; remove it from the "
@@ -657,9 +634,9 @@ async def import_schedule(
             "config": redact(config),
             "action": config["action"],
             "origin": "imported",
-            "applied_at": _now_iso(),
+            "applied_at": schedule_db.now_iso(),
         }
-        store.kv_put(NS_STATE, name, entry)
+        schedule_db.put(store, schedule_db.MANAGED, name, entry)
         return entry
 
 

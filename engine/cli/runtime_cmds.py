@@ -671,12 +671,12 @@ def _async_schedules_hook(rt: _Runtime, seen: list[Any]) -> Callable[[Any], Awai
     registered ``mode: async`` Schedules (start ``run/async`` once, then ``POST
     /runs/{uid}/continue`` after each finished run). What they did is appended to ``seen``.
     Nothing is asked of Edges when no async Schedule is applied."""
-    from engine.apply.schedules import NS_ASYNC
     from engine.errors import LockError, SeqrunError
     from engine.run.schedules import tick_async_schedules
+    from engine.store import schedules as schedule_db
 
     async def hook(result: Any) -> bool:
-        if not rt.store.kv_items(NS_ASYNC):
+        if not schedule_db.exists(rt.store, schedule_db.ASYNC):
             return False
         try:
             runs = await tick_async_schedules(client=rt.client_for("edges"), store=rt.store)

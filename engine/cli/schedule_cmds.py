@@ -23,7 +23,6 @@ import httpx
 from engine.apply.schedules import (
     PLAN_FORMAT,
     SchedulePlan,
-    ScheduleStore,
     apply_schedule_plan,
     import_schedule,
     plan_schedules,
@@ -32,6 +31,7 @@ from engine.apply.schedules import (
 from engine.cli import cli
 from engine.errors import ConfigError, PlanError, UsageError
 from engine.model import Schedule
+from engine.store import Store as ScheduleStore
 
 __all__ = ["read_plan_file", "render_schedule_plan", "save_plan_file", "schedule_context"]
 

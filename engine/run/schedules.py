@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 import httpx
 
-from engine.apply.schedules import NS_ASYNC, NS_RUNS, ScheduleStore, _now_iso
 from engine.errors import ProviderError
 from engine.model import Schedule
 from engine.providers.edges.runs import (
@@ -21,8 +20,12 @@ from engine.providers.edges.runs import (
     start_async_run,
 )
 from engine.providers.edges.schedule_config import desired_config, fingerprint, request_body
+from engine.store import Store
+from engine.store import schedules as schedule_db
 
 log = logging.getLogger(__name__)
+
+RUNS_LOCK = "schedule-runs"  # held while advancing the async Schedules
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,10 @@ def _run_body(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _advance(
-    name: str, config: Mapping[str, Any], *, client: httpx.AsyncClient, store: ScheduleStore
+    name: str, config: Mapping[str, Any], *, client: httpx.AsyncClient, store: Store
 ) -> AsyncRunResult:
     fp = fingerprint(config)
-    state = store.kv_get(NS_RUNS, name)
+    state = schedule_db.get(store, schedule_db.RUNS, name)
     if not isinstance(state, Mapping) or state.get("fingerprint") != fp:
         data = await start_async_run(client, str(config["action"]), _run_body(config))
         uid = run_uid(data) if isinstance(data, Mapping) else None
@@ -60,9 +63,9 @@ async def _advance(
             raise ProviderError("SERVER_ERROR", "async run started but no run uid returned")
         status = str(data.get("status") or "CREATED").upper()
         outcome: Literal["started", "restarted"] = "started" if state is None else "restarted"
-        store.kv_put(NS_RUNS, name, {
+        schedule_db.put(store, schedule_db.RUNS, name, {
             "run_uid": uid, "fingerprint": fp, "status": status, "continues": 0,
-            "started_at": _now_iso(),
+            "started_at": schedule_db.now_iso(),
         })
         return AsyncRunResult(name, outcome, uid, status)
 
@@ -71,25 +74,25 @@ async def _advance(
     status = str((data or {}).get("status") or "").upper()
     if status not in RUN_FINISHED:
         if status != state.get("status"):
-            store.kv_put(NS_RUNS, name, {**state, "status": status})
+            schedule_db.put(store, schedule_db.RUNS, name, {**state, "status": status})
         return AsyncRunResult(name, "running", uid, status)
     cont = await continue_run(client, uid)
     new_uid = (run_uid(cont) if isinstance(cont, Mapping) else None) or uid
     new_status = str((cont or {}).get("status") or "CREATED").upper()
-    store.kv_put(NS_RUNS, name, {
+    schedule_db.put(store, schedule_db.RUNS, name, {
         **state, "run_uid": new_uid, "status": new_status, "previous_status": status,
-        "continues": int(state.get("continues", 0)) + 1, "continued_at": _now_iso(),
+        "continues": int(state.get("continues", 0)) + 1, "continued_at": schedule_db.now_iso(),
     })
     return AsyncRunResult(name, "continued", new_uid, new_status)
 
 
 async def run_async_schedule(
-    schedule: Schedule, *, client: httpx.AsyncClient, store: ScheduleStore
+    schedule: Schedule, *, client: httpx.AsyncClient, store: Store
 ) -> AsyncRunResult:
     """One step of an async incremental Schedule: start ``run/async`` the first time, then
     ``POST /runs/{uid}/continue`` each time the previous run has finished; while a run is
     still going (or blocked), nothing is sent. A changed manifest starts a new run chain.
-    State in ``kv "schedule-runs"``."""
+    State in :data:`engine.store.schedules.RUNS`."""
     return await _advance(schedule.name, desired_config(schedule), client=client, store=store)
 
 
@@ -97,22 +100,22 @@ async def tick_async_schedules(
     schedules: Iterable[Schedule] | None = None,
     *,
     client: httpx.AsyncClient,
-    store: ScheduleStore,
+    store: Store,
 ) -> list[AsyncRunResult]:
     """Advance every ``mode: async`` Schedule once; for the runner/daemon, once per tick.
 
-    Without ``schedules``, the ones registered by the last apply (``kv "schedule-async"``) are
+    Without ``schedules``, the ones registered by the last apply (``schedule_db.ASYNC``) are
     advanced, so the runner needs no manifests. Holds ``store.lock("schedule-runs")``.
     """
     work: dict[str, Mapping[str, Any]] = {}
     if schedules is None:
-        for name, entry in store.kv_items(NS_ASYNC).items():
+        for name, entry in schedule_db.items(store, schedule_db.ASYNC).items():
             if isinstance(entry, Mapping) and isinstance(entry.get("config"), Mapping):
                 work[name] = entry["config"]
     else:
         work = {s.name: desired_config(s) for s in schedules if s.mode == "async"}
     results = []
-    with store.lock(NS_RUNS):
+    with store.lock(RUNS_LOCK):
         for name in sorted(work):
             results.append(await _advance(name, work[name], client=client, store=store))
     return results
