@@ -24,13 +24,14 @@ from engine.apply.schedules import (
     apply_schedule_plan,
     import_schedule,
     plan_schedules,
-    render_schedule_plan,
 )
+from engine.cli.render_schedules import render_schedule_plan
 from engine.clock import VirtualClock
 from engine.errors import PlanError, ProviderError
 from engine.manifest.lint.schedule import schedule_problems
 from engine.manifest.loader import load
 from engine.model import Callback, Metadata, Schedule, SourceMap
+from engine.providers.edges.schedules import list_active_schedules
 from engine.run.schedules import run_async_schedule, tick_async_schedules
 from engine.sandbox import Sandbox
 from engine.store import Store
@@ -326,8 +327,6 @@ async def test_incremental_needs_engagement_identity(client: httpx.AsyncClient,
 @pytest.mark.parametrize("next_as_url", [False, True])
 async def test_list_follows_pagination(edges: FakeEdges, client: httpx.AsyncClient,
                                        next_as_url: bool) -> None:
-    from engine.apply.schedules import list_active_schedules
-
     edges.next_as_url = next_as_url
     uids = {edges.add("linkedin-extract-messages", cron="0 9 * * *") for _ in range(5)}
     edges.add("linkedin-extract-connections", cron="0 9 * * *")

@@ -94,7 +94,7 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
             "\n", "\n    "), markup=False)
     if plan.schedules is not None:
         try:
-            from engine.apply.schedules import render_schedule_plan
+            from engine.cli.render_schedules import render_schedule_plan
 
             for line in render_schedule_plan(plan.schedules):
                 out.print(line, markup=False)

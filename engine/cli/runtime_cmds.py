@@ -325,7 +325,7 @@ def _apply_manifests(
 
 
 def _schedule_plan_lines(plan: Any) -> list[str]:
-    from engine.apply.schedules import render_schedule_plan
+    from engine.cli.render_schedules import render_schedule_plan
 
     return list(render_schedule_plan(plan))
 

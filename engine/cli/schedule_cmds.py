@@ -26,9 +26,9 @@ from engine.apply.schedules import (
     apply_schedule_plan,
     import_schedule,
     plan_schedules,
-    render_schedule_plan,
 )
 from engine.cli import cli
+from engine.cli.render_schedules import render_schedule_plan
 from engine.errors import ConfigError, PlanError, UsageError
 from engine.model import Schedule
 from engine.store import Store as ScheduleStore
