@@ -1,6 +1,6 @@
-"""Schedules as code (issue 7): plan/apply against a fake of the Edges schedule endpoints.
+"""Schedules as code: plan/apply against a fake of the Edges schedule endpoints.
 
-The fake (``FakeEdges``) serves exactly the endpoints engine.apply.schedules uses, through
+The fake (``FakeEdges``) serves exactly the endpoints engine.providers.edges uses, through
 ``httpx.MockTransport``; faults are injected per call to exercise crash recovery.
 """
 
@@ -25,9 +25,10 @@ from engine.apply.schedules import (
     import_schedule,
     plan_schedules,
 )
+from engine.cli import main
 from engine.cli.render_schedules import render_schedule_plan
 from engine.clock import VirtualClock
-from engine.errors import PlanError, ProviderError
+from engine.errors import LockError, PlanError, ProviderError
 from engine.manifest.lint.schedule import schedule_problems
 from engine.manifest.loader import load
 from engine.model import Callback, Metadata, Schedule, SourceMap
@@ -506,8 +507,6 @@ async def test_lost_create_answer_adopts_instead_of_duplicating(
 
 
 async def test_apply_holds_the_lock(client: httpx.AsyncClient, store: Store) -> None:
-    from engine.errors import LockError
-
     plan = await plan_schedules([make_schedule("inbox-sync")], client=client, store=store)
     with store.lock("schedules"), pytest.raises(LockError):
         await apply_schedule_plan(plan, client=client, store=store)
@@ -882,8 +881,6 @@ async def test_sandbox_standard_identity_refused(sbclient: httpx.AsyncClient,
 
 
 def run_cli(*args: str) -> int:
-    from engine.cli import main
-
     return main(list(args))
 
 

@@ -1,4 +1,4 @@
-"""Issue 7 from the command line: `seqrun plan/apply` on Schedules (the README's inbox-sync
+"""Schedules from the command line: `seqrun plan/apply` on Schedules (the README's inbox-sync
 example, `-out FILE` / `apply FILE` with stale-plan refusal, `--prune`, redacted `-o json`)
 and `seqrun run` driving `mode: async` schedules, all against the embedded sandbox."""
 
