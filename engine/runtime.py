@@ -29,7 +29,7 @@ import httpx
 from engine.apply import plan as planner
 from engine.apply import schedules as edges_schedules
 from engine.apply.plan import ApplyResult, LeadsImportResult, Plan
-from engine.apply.schedules import NS_ASYNC, ScheduleApplyResult, SchedulePlan
+from engine.apply.schedules import ScheduleApplyResult, SchedulePlan
 from engine.clock import Clock, RealClock
 from engine.errors import ConfigError, LockError, SeqrunError
 from engine.model import Manifest, Schedule, Sequence
@@ -40,6 +40,7 @@ from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.sandbox import Sandbox
 from engine.store import Store
+from engine.store import schedules as schedule_db
 from engine.views import status as views
 from engine.views.status import PauseResult, StatusReport, WhyReport, WorkflowWhy
 
@@ -346,7 +347,7 @@ def async_schedules_hook(
     Nothing is asked of Edges when no async Schedule is applied."""
 
     async def hook(result: TickResult) -> bool:
-        if not rt.store.kv_items(NS_ASYNC):
+        if not schedule_db.exists(rt.store, schedule_db.ASYNC):
             return False
         try:
             runs = await tick_async_schedules(client=rt.client_for("edges"), store=rt.store)

@@ -1,6 +1,6 @@
-"""Schedules as code (issue 7): plan/apply against a fake of the Edges schedule endpoints.
+"""Schedules as code: plan/apply against a fake of the Edges schedule endpoints.
 
-The fake (``FakeEdges``) serves exactly the endpoints engine.apply.schedules uses, through
+The fake (``FakeEdges``) serves exactly the endpoints engine.providers.edges uses, through
 ``httpx.MockTransport``; faults are injected per call to exercise crash recovery.
 """
 
@@ -20,22 +20,23 @@ import httpx
 import pytest
 
 from engine.apply.schedules import (
-    NS_INTENT,
-    NS_STATE,
     SchedulePlan,
     apply_schedule_plan,
     import_schedule,
     plan_schedules,
-    render_schedule_plan,
 )
+from engine.cli import main
+from engine.cli.render_schedules import render_schedule_plan
 from engine.clock import VirtualClock
-from engine.errors import PlanError, ProviderError
+from engine.errors import LockError, PlanError, ProviderError
 from engine.manifest.lint.schedule import schedule_problems
 from engine.manifest.loader import load
 from engine.model import Callback, Metadata, Schedule, SourceMap
+from engine.providers.edges.schedules import list_active_schedules
 from engine.run.schedules import run_async_schedule, tick_async_schedules
 from engine.sandbox import Sandbox
 from engine.store import Store
+from engine.store import schedules as schedule_db
 from tests.conftest import ROOT
 
 BASE = "https://api.edges.run/v1/"
@@ -194,14 +195,14 @@ def store(tmp_path: Path) -> Store:
     return Store.open(None, tmp_path / ".seqrun")
 
 
-def kv(store: Store, ns: str, key: str) -> dict[str, Any]:
-    value = store.kv_get(ns, key)
-    assert isinstance(value, dict), f"no {ns}/{key}"
+def entry(store: Store, kind: schedule_db.Kind, name: str) -> dict[str, Any]:
+    value = schedule_db.get(store, kind, name)
+    assert isinstance(value, dict), f"no {kind.table.name}/{name}"
     return value
 
 
 def state(store: Store, name: str) -> dict[str, Any]:
-    return kv(store, NS_STATE, name)
+    return entry(store, schedule_db.MANAGED, name)
 
 
 async def converge(schedules: list[Schedule], client: httpx.AsyncClient, store: Store,
@@ -260,7 +261,7 @@ async def test_change_cron_is_replace(edges: FakeEdges, client: httpx.AsyncClien
     cancel_at = max(i for i, c in enumerate(edges.calls) if c.endswith("/cancel"))
     assert create_at < cancel_at
     assert state(store, "inbox-sync")["uid"] == new["scheduled_run_uid"]
-    assert store.kv_items(NS_INTENT) == {}
+    assert schedule_db.items(store, schedule_db.INTENTS) == {}
 
 
 # ---- migration of full-mode schedules to incremental (seed 000) ----------------------------
@@ -327,8 +328,6 @@ async def test_incremental_needs_engagement_identity(client: httpx.AsyncClient,
 @pytest.mark.parametrize("next_as_url", [False, True])
 async def test_list_follows_pagination(edges: FakeEdges, client: httpx.AsyncClient,
                                        next_as_url: bool) -> None:
-    from engine.apply.schedules import list_active_schedules
-
     edges.next_as_url = next_as_url
     uids = {edges.add("linkedin-extract-messages", cron="0 9 * * *") for _ in range(5)}
     edges.add("linkedin-extract-connections", cron="0 9 * * *")
@@ -357,7 +356,7 @@ async def test_prune_deletes_only_managed_undeclared(edges: FakeEdges, client: h
     assert result.deleted == ["gone"]
     assert edges.schedules[gone_uid]["status"] == "CANCELLED"
     assert edges.schedules[foreign]["status"] == "ACTIVE"
-    assert store.kv_get(NS_STATE, "gone") is None
+    assert schedule_db.get(store, schedule_db.MANAGED, "gone") is None
 
 
 async def test_drift_cancelled_outside(edges: FakeEdges, client: httpx.AsyncClient,
@@ -455,7 +454,7 @@ async def test_failed_create_keeps_old_and_resumes(edges: FakeEdges, client: htt
     with pytest.raises(ProviderError):
         await converge([changed], client, store)
     assert [s["scheduled_run_uid"] for s in edges.active()] == [old]  # never left with none
-    assert store.kv_get(NS_INTENT, "inbox-sync") is not None
+    assert schedule_db.get(store, schedule_db.INTENTS, "inbox-sync") is not None
 
     plan = await plan_schedules([changed], client=client, store=store)
     assert plan.rows[0].action == "replace"
@@ -463,7 +462,7 @@ async def test_failed_create_keeps_old_and_resumes(edges: FakeEdges, client: htt
     await apply_schedule_plan(plan, client=client, store=store)
     [live] = edges.active()
     assert live["cron"] == "0 12 * * *"
-    assert store.kv_items(NS_INTENT) == {}
+    assert schedule_db.items(store, schedule_db.INTENTS) == {}
 
 
 async def test_crash_between_cancel_and_create_recovered(
@@ -479,7 +478,7 @@ async def test_crash_between_cancel_and_create_recovered(
         await converge([changed], client, store)
     assert edges.schedules[old]["status"] == "CANCELLED"
     assert edges.active() == []
-    assert kv(store, NS_INTENT, "inbox-sync")["old_cancelled"] is True
+    assert entry(store, schedule_db.INTENTS, "inbox-sync")["old_cancelled"] is True
 
     plan = await plan_schedules([changed], client=client, store=store)
     [row] = plan.rows
@@ -489,7 +488,7 @@ async def test_crash_between_cancel_and_create_recovered(
     [live] = edges.active()
     assert live["parameters"] == {"max_results": 1000}
     assert state(store, "inbox-sync")["uid"] == live["scheduled_run_uid"]
-    assert store.kv_items(NS_INTENT) == {}
+    assert schedule_db.items(store, schedule_db.INTENTS) == {}
 
 
 async def test_lost_create_answer_adopts_instead_of_duplicating(
@@ -508,8 +507,6 @@ async def test_lost_create_answer_adopts_instead_of_duplicating(
 
 
 async def test_apply_holds_the_lock(client: httpx.AsyncClient, store: Store) -> None:
-    from engine.errors import LockError
-
     plan = await plan_schedules([make_schedule("inbox-sync")], client=client, store=store)
     with store.lock("schedules"), pytest.raises(LockError):
         await apply_schedule_plan(plan, client=client, store=store)
@@ -550,7 +547,7 @@ async def test_async_continue_flow(edges: FakeEdges, client: httpx.AsyncClient,
     [cont] = await tick_async_schedules([s, make_schedule("cron-one")], client=client, store=store)
     assert cont.outcome == "continued"
     assert edges.runs[cont.run_uid]["continued_from"] == first.run_uid
-    assert kv(store, "schedule-runs", "inbox-async")["continues"] == 1
+    assert entry(store, schedule_db.RUNS, "inbox-async")["continues"] == 1
 
     edges.runs[cont.run_uid]["status"] = "succeeded"  # lower-case statuses are accepted too
     again = await run_async_schedule(s, client=client, store=store)
@@ -762,7 +759,7 @@ async def test_sandbox_prune_and_drift(sbclient: httpx.AsyncClient, store: Store
     await apply_schedule_plan(plan, client=sbclient, store=store)
     [only] = await live(sbclient)
     assert only["identity_ids"] == ["ident-alice"] and only["scheduled_run_uid"] != a_uid
-    assert store.kv_get(NS_STATE, "b") is None
+    assert schedule_db.get(store, schedule_db.MANAGED, "b") is None
 
 
 async def test_sandbox_stale_plan_refused(sbclient: httpx.AsyncClient, store: Store) -> None:
@@ -816,7 +813,7 @@ async def test_sandbox_crash_between_cancel_and_create_recovered(
     [now] = await live(sbclient)
     assert now["cron"] == "0 11 * * *"
     assert state(store, "inbox-sync")["uid"] == now["scheduled_run_uid"]
-    assert store.kv_items(NS_INTENT) == {}
+    assert schedule_db.items(store, schedule_db.INTENTS) == {}
 
 
 async def test_sandbox_failed_create_never_leaves_none(
@@ -884,8 +881,6 @@ async def test_sandbox_standard_identity_refused(sbclient: httpx.AsyncClient,
 
 
 def run_cli(*args: str) -> int:
-    from engine.cli import main
-
     return main(list(args))
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -11,6 +11,8 @@ from engine.errors import ConfigError, ProviderError
 from engine.providers import REGISTRY
 from engine.providers.base import Lead
 from engine.providers.edges.actions import EdgesProvider
+from engine.providers.edges.runs import get_run
+from engine.providers.edges.schedules import create_schedule, get_schedule, list_active_schedules
 
 ME = "1001"
 LEAD = Lead("https://www.linkedin.com/in/ana", {"enrollment_id": 7})
@@ -283,3 +285,38 @@ async def test_connect_answered_connected_is_already_connected() -> None:
     assert info.value.label == "ALREADY_CONNECTED"
     ok = provider(lambda r: httpx.Response(200, json={"connected": False, "pending": True}))
     assert (await ok.perform("i", "connect", LEAD, {})).data["pending"] is True
+
+
+SCHEDULE_CONFIG = {"action": "linkedin-extract-messages", "identity_ids": ["id-1"],
+                   "cron": "0 9 * * *", "timezone": "UTC"}
+
+
+async def test_a_401_is_the_same_config_error_from_an_action_and_a_schedule_call() -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"message": f"bad key {SECRET}"})
+
+    with pytest.raises(ConfigError) as from_action:
+        await provider(refused).perform("id-1", "visit_profile", LEAD, {})
+    client = provider(refused).client
+    calls: list[Callable[[], Awaitable[Any]]] = [
+        lambda: get_schedule(client, "sch-1"),
+        lambda: list_active_schedules(client, "linkedin-extract-messages"),
+        lambda: create_schedule(client, SCHEDULE_CONFIG),
+        lambda: get_run(client, "run-1"),
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError) as from_schedules:
+            await call()
+        assert str(from_schedules.value) == str(from_action.value)
+        assert SECRET not in str(from_schedules.value)
+
+
+async def test_schedule_calls_map_labels_and_an_http_date_retry_after() -> None:
+    resp = error(429, "STATUS_429")
+    resp.headers["Retry-After"] = "Wed, 21 Oct 2015 07:28:00 GMT"  # in the past: retry now
+    with pytest.raises(ProviderError) as info:
+        await create_schedule(provider(lambda r: resp).client, SCHEDULE_CONFIG)
+    assert info.value.label == "STATUS_429" and info.value.status == 429
+    assert info.value.retry_after == 0.0
+    assert str(info.value.message).startswith(
+        "POST /actions/linkedin-extract-messages/run/schedule: ")

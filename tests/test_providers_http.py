@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -52,6 +53,18 @@ def test_sandbox_mode_uses_the_sandbox_client() -> None:
                                                 ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)])
 def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
     assert parse_retry_after(value) == seconds
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("120", 120.0),
+    ("1.5", 1.5),
+    ("-3", 0.0),
+    ("Wed, 21 Oct 2015 07:30:00 GMT", 120.0),  # HTTP-date form
+    ("Wed, 21 Oct 2015 07:30:00 +0000", 120.0),
+])
+def test_parse_retry_after_delta_seconds_and_http_date(value: str, seconds: float) -> None:
+    now = datetime(2015, 10, 21, 7, 28, tzinfo=UTC)
+    assert parse_retry_after(value, now=now) == seconds
 
 
 async def test_secret_never_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:

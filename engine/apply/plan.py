@@ -566,9 +566,9 @@ def _plan_workflow(wf: Workflow, store: Store) -> WorkflowPlan:
 
 
 def _manages_schedules(store: Store) -> bool:
-    from engine.apply.schedules import NS_ASYNC, NS_INTENT, NS_STATE
+    from engine.store import schedules as schedule_db
 
-    return any(store.kv_items(ns) for ns in (NS_STATE, NS_INTENT, NS_ASYNC))
+    return schedule_db.exists(store, schedule_db.MANAGED, schedule_db.INTENTS, schedule_db.ASYNC)
 
 
 async def _plan_schedules(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from engine.apply.schedules import SchedulePlan, render_schedule_plan
+from engine.apply.schedules import SchedulePlan
 from engine.cli import render
 from engine.cli.inputs import load_manifests, plan_approver
 from engine.cli.options import (
@@ -19,6 +19,7 @@ from engine.cli.options import (
     virtual_clock_option,
 )
 from engine.cli.planfile import read_plan_file, save_plan_file
+from engine.cli.render_schedules import render_schedule_plan
 from engine.errors import UsageError
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from engine.apply.schedules import render_schedule_plan
+from engine.cli.render_schedules import render_schedule_plan
 
 if TYPE_CHECKING:
     from engine.apply.plan import ApplyResult, LeadsImportResult, Plan, SequencePlan

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import click
 
-from engine.apply.schedules import SchedulePlan, render_schedule_plan
+from engine.apply.schedules import SchedulePlan
 from engine.cli.inputs import ask_approval
 from engine.cli.options import output_option, prune_option, sandbox_option, state_dir_option
 from engine.cli.planfile import read_plan_file, save_plan_file
+from engine.cli.render_schedules import render_schedule_plan
 from engine.errors import UsageError
 from engine.model import Schedule
 

@@ -20,6 +20,9 @@ from typing import Any, Protocol
 
 import httpx
 
+# The package imports every adapter, which registers it (the adapters import this module too:
+# by the time a client is made, the package has finished loading).
+import engine.providers  # noqa: F401
 from engine.errors import ConfigError
 from engine.providers.base import REGISTRY, ProviderSpec
 
@@ -33,8 +36,6 @@ class SandboxLike(Protocol):
 
 
 def _spec(provider: str) -> ProviderSpec:
-    import engine.providers  # noqa: F401  (registers every adapter)
-
     try:
         return REGISTRY[provider]
     except KeyError:

@@ -10,22 +10,22 @@ from typing import Any, Literal
 
 import httpx
 
-from engine.apply.schedules import (
-    NS_ASYNC,
-    NS_RUNS,
-    RUN_FINISHED,
-    ScheduleStore,
-    _call,
-    _now_iso,
-    desired_config,
-    fingerprint,
-    request_body,
-    run_uid,
-)
 from engine.errors import ProviderError
 from engine.model import Schedule
+from engine.providers.edges.runs import (
+    RUN_FINISHED,
+    continue_run,
+    get_run,
+    run_uid,
+    start_async_run,
+)
+from engine.providers.edges.schedule_config import desired_config, fingerprint, request_body
+from engine.store import Store
+from engine.store import schedules as schedule_db
 
 log = logging.getLogger(__name__)
+
+RUNS_LOCK = "schedule-runs"  # held while advancing the async Schedules
 
 
 @dataclass(frozen=True)
@@ -52,52 +52,47 @@ def _run_body(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _advance(
-    name: str, config: Mapping[str, Any], *, client: httpx.AsyncClient, store: ScheduleStore
+    name: str, config: Mapping[str, Any], *, client: httpx.AsyncClient, store: Store
 ) -> AsyncRunResult:
     fp = fingerprint(config)
-    state = store.kv_get(NS_RUNS, name)
+    state = schedule_db.get(store, schedule_db.RUNS, name)
     if not isinstance(state, Mapping) or state.get("fingerprint") != fp:
-        resp = await _call(
-            client, "POST", f"/actions/{config['action']}/run/async", json_body=_run_body(config)
-        )
-        data = resp.json()
+        data = await start_async_run(client, str(config["action"]), _run_body(config))
         uid = run_uid(data) if isinstance(data, Mapping) else None
         if uid is None:
             raise ProviderError("SERVER_ERROR", "async run started but no run uid returned")
         status = str(data.get("status") or "CREATED").upper()
         outcome: Literal["started", "restarted"] = "started" if state is None else "restarted"
-        store.kv_put(NS_RUNS, name, {
+        schedule_db.put(store, schedule_db.RUNS, name, {
             "run_uid": uid, "fingerprint": fp, "status": status, "continues": 0,
-            "started_at": _now_iso(),
+            "started_at": schedule_db.now_iso(),
         })
         return AsyncRunResult(name, outcome, uid, status)
 
     uid = str(state["run_uid"])
-    resp = await _call(client, "GET", f"/runs/{uid}")
-    data = resp.json()
+    data = await get_run(client, uid)
     status = str((data or {}).get("status") or "").upper()
     if status not in RUN_FINISHED:
         if status != state.get("status"):
-            store.kv_put(NS_RUNS, name, {**state, "status": status})
+            schedule_db.put(store, schedule_db.RUNS, name, {**state, "status": status})
         return AsyncRunResult(name, "running", uid, status)
-    resp = await _call(client, "POST", f"/runs/{uid}/continue")
-    cont = resp.json() if resp.content else {}
+    cont = await continue_run(client, uid)
     new_uid = (run_uid(cont) if isinstance(cont, Mapping) else None) or uid
     new_status = str((cont or {}).get("status") or "CREATED").upper()
-    store.kv_put(NS_RUNS, name, {
+    schedule_db.put(store, schedule_db.RUNS, name, {
         **state, "run_uid": new_uid, "status": new_status, "previous_status": status,
-        "continues": int(state.get("continues", 0)) + 1, "continued_at": _now_iso(),
+        "continues": int(state.get("continues", 0)) + 1, "continued_at": schedule_db.now_iso(),
     })
     return AsyncRunResult(name, "continued", new_uid, new_status)
 
 
 async def run_async_schedule(
-    schedule: Schedule, *, client: httpx.AsyncClient, store: ScheduleStore
+    schedule: Schedule, *, client: httpx.AsyncClient, store: Store
 ) -> AsyncRunResult:
     """One step of an async incremental Schedule: start ``run/async`` the first time, then
     ``POST /runs/{uid}/continue`` each time the previous run has finished; while a run is
     still going (or blocked), nothing is sent. A changed manifest starts a new run chain.
-    State in ``kv "schedule-runs"``."""
+    State in :data:`engine.store.schedules.RUNS`."""
     return await _advance(schedule.name, desired_config(schedule), client=client, store=store)
 
 
@@ -105,22 +100,22 @@ async def tick_async_schedules(
     schedules: Iterable[Schedule] | None = None,
     *,
     client: httpx.AsyncClient,
-    store: ScheduleStore,
+    store: Store,
 ) -> list[AsyncRunResult]:
     """Advance every ``mode: async`` Schedule once; for the runner/daemon, once per tick.
 
-    Without ``schedules``, the ones registered by the last apply (``kv "schedule-async"``) are
+    Without ``schedules``, the ones registered by the last apply (``schedule_db.ASYNC``) are
     advanced, so the runner needs no manifests. Holds ``store.lock("schedule-runs")``.
     """
     work: dict[str, Mapping[str, Any]] = {}
     if schedules is None:
-        for name, entry in store.kv_items(NS_ASYNC).items():
+        for name, entry in schedule_db.items(store, schedule_db.ASYNC).items():
             if isinstance(entry, Mapping) and isinstance(entry.get("config"), Mapping):
                 work[name] = entry["config"]
     else:
         work = {s.name: desired_config(s) for s in schedules if s.mode == "async"}
     results = []
-    with store.lock(NS_RUNS):
+    with store.lock(RUNS_LOCK):
         for name in sorted(work):
             results.append(await _advance(name, work[name], client=client, store=store))
     return results

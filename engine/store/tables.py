@@ -198,3 +198,57 @@ locks = sa.Table(
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
 )
+
+# ---- Edges Schedules (engine.store.schedules reads and writes them) --------------------------
+
+# A managed Edges schedule, by manifest name; ``config_json`` is the applied config with
+# callback header values replaced by digests.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("uid", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(200), nullable=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("origin", sa.String(20), nullable=False),  # created | imported
+    sa.Column("config_json", sa.Text, nullable=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+# An apply in progress for one schedule (create the new one, cancel the old one): what a crash
+# leaves behind, so the next apply resumes instead of duplicating.
+schedule_intents = sa.Table(
+    "schedule_intents",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("op", sa.String(20), nullable=False),  # create | replace | delete
+    sa.Column("old_uid", sa.String(200), nullable=True),
+    sa.Column("new_uid", sa.String(200), nullable=True),
+    sa.Column("fingerprint", sa.String(64), nullable=True),
+    sa.Column("old_cancelled", sa.Boolean, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+)
+
+# A ``mode: async`` Schedule registered by apply, for the runner.
+async_schedules = sa.Table(
+    "async_schedules",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=True),
+    sa.Column("config_json", sa.Text, nullable=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+# The current run of an async Schedule and how many times its chain was continued.
+schedule_runs = sa.Table(
+    "schedule_runs",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("run_uid", sa.String(200), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(40), nullable=False),
+    sa.Column("previous_status", sa.String(40), nullable=True),
+    sa.Column("continues", sa.Integer, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("continued_at", UTCDateTime, nullable=True),
+)

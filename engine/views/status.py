@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from engine.apply.plan import META_NS
 from engine.errors import SeqrunError, UsageError
 from engine.store import Store
+from engine.store import schedules as schedule_db
 from engine.store import tables as t
 from engine.urls import normalize_profile_url
 from engine.vocab import KILL_SWITCH, LIMIT_ALIASES, TERMINALS
@@ -146,20 +147,17 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def schedule_statuses(store: Store, name: str | None = None) -> list[ScheduleStatus]:
-    """Managed Schedules (kv ``schedules``) and registered async ones (kv ``schedule-async``,
-    with their run from kv ``schedule-runs``), sorted by name."""
-    from engine.apply.schedules import NS_ASYNC, NS_RUNS, NS_STATE
-
+    """Managed Schedules and registered async ones (with their current run), sorted by name."""
     out: list[ScheduleStatus] = []
-    for key, entry in store.kv_items(NS_STATE).items():
+    for key, entry in schedule_db.items(store, schedule_db.MANAGED).items():
         if isinstance(entry, Mapping) and name in (None, key):
             config = _mapping(entry.get("config"))
             out.append(ScheduleStatus(
                 key, "schedule", str(entry.get("action") or config.get("action") or ""),
                 uid=entry.get("uid"), cron=config.get("cron"),
                 applied_at=entry.get("applied_at")))
-    runs = store.kv_items(NS_RUNS)
-    for key, entry in store.kv_items(NS_ASYNC).items():
+    runs = schedule_db.items(store, schedule_db.RUNS)
+    for key, entry in schedule_db.items(store, schedule_db.ASYNC).items():
         if isinstance(entry, Mapping) and name in (None, key):
             config, run = _mapping(entry.get("config")), _mapping(runs.get(key))
             out.append(ScheduleStatus(

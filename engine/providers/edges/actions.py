@@ -22,9 +22,8 @@ check_connection       (no Edges action: see below)     -
 the API offers it) say ``pending``; otherwise ``not_connected``. It never sends an
 invitation, so it is safe to repeat (reconciliation relies on that).
 
-Errors: the Edges body ``{error_label, status_code, params{postponed_until}}`` becomes
-``ProviderError(label, message, status, params, retry_after)`` with a canonical label;
-5xx -> SERVER_ERROR, a timeout -> TIMEOUT, 401 -> ConfigError (the key is never quoted).
+Errors are mapped by :mod:`engine.providers.edges.http`, the one Edges request function
+(shared with the schedule and run endpoints).
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from engine import vocab
-from engine.errors import ConfigError, ProviderError
+from engine.errors import ProviderError
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
@@ -50,7 +49,8 @@ from engine.providers.base import (
     register,
 )
 from engine.providers.convsync import ConversationSync
-from engine.providers.http import json_or_none, parse_retry_after
+from engine.providers.edges.http import request
+from engine.providers.http import json_or_none
 from engine.urls import normalize_profile_url
 
 log = logging.getLogger(__name__)
@@ -63,40 +63,6 @@ ACTION_SLUGS: dict[str, str] = {
     "withdraw_invitation": "linkedin-withdraw-invitation",
 }
 
-# Edges error labels -> canonical labels (engine.providers.base). Unknown labels fall back
-# on the HTTP status (5xx -> SERVER_ERROR, 429 -> STATUS_429, else INVALID_INPUT).
-LABELS: dict[str, str] = {
-    "LIMIT_REACHED": vocab.LIMIT_REACHED,
-    "STATUS_429": vocab.STATUS_429,
-    "NOT_CONNECTED": vocab.NOT_CONNECTED,
-    "ALREADY_CONNECTED": vocab.ALREADY_CONNECTED,
-    "INVITATION_PENDING": vocab.INVITATION_PENDING,
-    "NOT_PENDING": vocab.NOT_PENDING,
-    "INVITATION_NOT_FOUND": vocab.NOT_PENDING,
-    "PROFILE_NOT_ACCESSIBLE": vocab.PROFILE_NOT_ACCESSIBLE,
-    "STATUS_404": vocab.PROFILE_NOT_ACCESSIBLE,
-    "STATUS_403": vocab.PROFILE_NOT_ACCESSIBLE,
-    "AUTH_EXPIRED": vocab.AUTH_EXPIRED,
-    "NO_VALID_ACCOUNT_CONFIGURED": vocab.AUTH_EXPIRED,
-    "INTEGRATION_ERROR": vocab.AUTH_EXPIRED,
-    "INVALID_INPUT": vocab.INVALID_INPUT,
-    "BAD_INPUT": vocab.INVALID_INPUT,
-    "BAD_PARAMETERS": vocab.INVALID_INPUT,
-    "MISSING_PARAMETER": vocab.INVALID_INPUT,
-    "LK_INMAIL_CANNOT_RESEND": vocab.MESSAGING_NOT_ALLOWED,
-    "LK_INMAIL_NOT_ENOUGH_CREDIT": vocab.MESSAGING_NOT_ALLOWED,
-    "SN_OUT_OF_NETWORK": vocab.MESSAGING_NOT_ALLOWED,
-    "MESSAGING_NOT_ALLOWED": vocab.MESSAGING_NOT_ALLOWED,
-    "NOTE_TOO_LONG": vocab.NOTE_TOO_LONG,
-    "LK_ERROR": vocab.SERVER_ERROR,
-    "LK_524": vocab.SERVER_ERROR,
-    "GENERIC_ERROR": vocab.SERVER_ERROR,
-    "NO_DATA_LOADED": vocab.SERVER_ERROR,
-    "PROXY_ERROR": vocab.SERVER_ERROR,
-    "SERVER_ERROR": vocab.SERVER_ERROR,
-    "TIMEOUT": vocab.TIMEOUT,
-}
-
 _MAX_PAGES = 500  # a runaway cursor must not loop forever
 _FULL_EVERY = 100  # incremental connection refreshes between two full sweeps
 # Account statuses that mean "this identity cannot act"; anything else counts as healthy so that
@@ -106,40 +72,6 @@ _UNHEALTHY = frozenset(
     {"AUTH_EXPIRED", "EXPIRED", "DISCONNECTED", "INVALID", "ERROR", "FAILED", "REVOKED",
      "DELETED", "SIGNED_OUT", "RECONNECTION_REQUIRED", "FROZEN", "BLOCKED", "UNAUTHORIZED"}
 )
-
-
-def map_error(response: httpx.Response, provider: str = "edges") -> ProviderError | ConfigError:
-    """The exception for a non-2xx Edges response."""
-    body = json_or_none(response)
-    body = body if isinstance(body, dict) else {}
-    raw_label = str(body.get("error_label") or body.get("label") or "")
-    raw_params = body.get("params")
-    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
-    message = str(body.get("message") or body.get("error") or response.reason_phrase or "")
-    status = response.status_code
-    label = LABELS.get(raw_label)
-    if status == 401 and label != vocab.AUTH_EXPIRED:
-        var = "EDGES_API_KEY" if provider == "edges" else f"{provider.upper()}_API_KEY"
-        return ConfigError(f"{provider}: the API key was refused (HTTP 401); check {var}")
-    if label is None:
-        if status >= 500:
-            label = vocab.SERVER_ERROR
-        elif status == 429:
-            label = vocab.STATUS_429
-        else:
-            label = vocab.INVALID_INPUT
-    merged: dict[str, Any] = dict(params)
-    if raw_label and raw_label != label:
-        merged.setdefault("provider_label", raw_label)
-    if "postponed_until" in body and "postponed_until" not in merged:
-        merged["postponed_until"] = body["postponed_until"]
-    return ProviderError(
-        label,
-        message[:500],
-        status=status,
-        params=merged,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
-    )
 
 
 def _next_cursor(response: httpx.Response, body: Any) -> str | None:
@@ -200,19 +132,14 @@ class EdgesProvider:
     async def _post(
         self, slug: str, body: Mapping[str, Any], cursor: str | None = None
     ) -> httpx.Response:
-        try:
-            response = await self.client.post(
-                f"actions/{slug}/run/live",
-                json=dict(body),
-                params={"cursor": cursor} if cursor else None,
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderError(vocab.TIMEOUT, f"{slug}: no answer in time") from exc
-        except httpx.TransportError as exc:
-            raise ProviderError(vocab.SERVER_ERROR, f"{slug}: {type(exc).__name__}") from exc
-        if response.status_code >= 400:
-            raise map_error(response)
-        return response
+        return await request(
+            self.client,
+            "POST",
+            f"actions/{slug}/run/live",
+            json=dict(body),
+            params={"cursor": cursor} if cursor else None,
+            call=slug,
+        )
 
     async def run_live(
         self,
@@ -410,18 +337,13 @@ class EdgesProvider:
     async def identity_healthy(self, identity: str) -> bool:
         page = 1
         while page <= _MAX_PAGES:
-            try:
-                response = await self.client.get(
-                    "identities", params={"retrieve_accounts": "true", "page": page}
-                )
-            except httpx.TimeoutException as exc:
-                raise ProviderError(vocab.TIMEOUT, "identities: no answer in time") from exc
-            except httpx.TransportError as exc:
-                raise ProviderError(
-                    vocab.SERVER_ERROR, f"identities: {type(exc).__name__}"
-                ) from exc
-            if response.status_code >= 400:
-                raise map_error(response)
+            response = await request(
+                self.client,
+                "GET",
+                "identities",
+                params={"retrieve_accounts": "true", "page": page},
+                call="identities",
+            )
             payload = json_or_none(response)
             items = _items(payload) or (
                 payload.get("identities", []) if isinstance(payload, dict) else []

@@ -1,0 +1,122 @@
+"""The one way seqrun talks HTTP to Edges: every Edges call (the adapter's live actions, the
+schedule and run endpoints) goes through :func:`request`, so an Edges error means the same
+thing wherever it happens.
+
+Errors: the Edges body ``{error_label, status_code, params{postponed_until}}`` becomes
+``ProviderError(label, message, status, params, retry_after)`` with a canonical label;
+5xx -> SERVER_ERROR, a timeout -> TIMEOUT, 401 -> ConfigError (the key is never quoted).
+
+    >>> # response = await request(client, "GET", "/schedules/sch-1", allow=(404,))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from engine import vocab
+from engine.errors import ConfigError, ProviderError
+from engine.providers.http import json_or_none, parse_retry_after
+
+# Edges error labels -> canonical labels (engine.vocab). Unknown labels fall back on the
+# HTTP status (5xx -> SERVER_ERROR, 429 -> STATUS_429, else INVALID_INPUT).
+LABELS: dict[str, str] = {
+    "LIMIT_REACHED": vocab.LIMIT_REACHED,
+    "STATUS_429": vocab.STATUS_429,
+    "NOT_CONNECTED": vocab.NOT_CONNECTED,
+    "ALREADY_CONNECTED": vocab.ALREADY_CONNECTED,
+    "INVITATION_PENDING": vocab.INVITATION_PENDING,
+    "NOT_PENDING": vocab.NOT_PENDING,
+    "INVITATION_NOT_FOUND": vocab.NOT_PENDING,
+    "PROFILE_NOT_ACCESSIBLE": vocab.PROFILE_NOT_ACCESSIBLE,
+    "STATUS_404": vocab.PROFILE_NOT_ACCESSIBLE,
+    "STATUS_403": vocab.PROFILE_NOT_ACCESSIBLE,
+    "AUTH_EXPIRED": vocab.AUTH_EXPIRED,
+    "NO_VALID_ACCOUNT_CONFIGURED": vocab.AUTH_EXPIRED,
+    "INTEGRATION_ERROR": vocab.AUTH_EXPIRED,
+    "INVALID_INPUT": vocab.INVALID_INPUT,
+    "BAD_INPUT": vocab.INVALID_INPUT,
+    "BAD_PARAMETERS": vocab.INVALID_INPUT,
+    "MISSING_PARAMETER": vocab.INVALID_INPUT,
+    "LK_INMAIL_CANNOT_RESEND": vocab.MESSAGING_NOT_ALLOWED,
+    "LK_INMAIL_NOT_ENOUGH_CREDIT": vocab.MESSAGING_NOT_ALLOWED,
+    "SN_OUT_OF_NETWORK": vocab.MESSAGING_NOT_ALLOWED,
+    "MESSAGING_NOT_ALLOWED": vocab.MESSAGING_NOT_ALLOWED,
+    "NOTE_TOO_LONG": vocab.NOTE_TOO_LONG,
+    "LK_ERROR": vocab.SERVER_ERROR,
+    "LK_524": vocab.SERVER_ERROR,
+    "GENERIC_ERROR": vocab.SERVER_ERROR,
+    "NO_DATA_LOADED": vocab.SERVER_ERROR,
+    "PROXY_ERROR": vocab.SERVER_ERROR,
+    "SERVER_ERROR": vocab.SERVER_ERROR,
+    "TIMEOUT": vocab.TIMEOUT,
+}
+
+
+def map_error(
+    response: httpx.Response, provider: str = "edges", context: str | None = None
+) -> ProviderError | ConfigError:
+    """The exception for a non-2xx Edges response; ``context`` (e.g. ``"GET /schedules"``)
+    prefixes the message when given."""
+    body = json_or_none(response)
+    body = body if isinstance(body, dict) else {}
+    raw_label = str(body.get("error_label") or body.get("label") or "")
+    raw_params = body.get("params")
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+    message = str(body.get("message") or body.get("error") or response.reason_phrase or "")
+    status = response.status_code
+    label = LABELS.get(raw_label)
+    if status == 401 and label != vocab.AUTH_EXPIRED:
+        var = "EDGES_API_KEY" if provider == "edges" else f"{provider.upper()}_API_KEY"
+        return ConfigError(f"{provider}: the API key was refused (HTTP 401); check {var}")
+    if label is None:
+        if status >= 500:
+            label = vocab.SERVER_ERROR
+        elif status == 429:
+            label = vocab.STATUS_429
+        else:
+            label = vocab.INVALID_INPUT
+    merged: dict[str, Any] = dict(params)
+    if raw_label and raw_label != label:
+        merged.setdefault("provider_label", raw_label)
+    if "postponed_until" in body and "postponed_until" not in merged:
+        merged["postponed_until"] = body["postponed_until"]
+    if context:
+        message = f"{context}: {message}" if message else context
+    return ProviderError(
+        label,
+        message[:500],
+        status=status,
+        params=merged,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    json: Any = None,
+    allow: tuple[int, ...] = (),
+    call: str | None = None,
+) -> httpx.Response:
+    """Send one Edges request; a non-2xx answer (except the ``allow`` statuses, returned as
+    they are) raises through :func:`map_error`, a transport failure raises ProviderError.
+
+    ``call`` names the call in messages (the adapter passes the action slug and keeps the
+    provider's message bare); without it, messages start with ``"METHOD url"``.
+    """
+    name = call or f"{method} {url}"
+    try:
+        response = await client.request(method, url, params=params, json=json)
+    except httpx.TimeoutException as exc:
+        raise ProviderError(vocab.TIMEOUT, f"{name}: no answer in time") from exc
+    except httpx.TransportError as exc:
+        raise ProviderError(vocab.SERVER_ERROR, f"{name}: {type(exc).__name__}") from exc
+    if response.status_code >= 400 and response.status_code not in allow:
+        raise map_error(response, context=None if call else name)
+    return response
