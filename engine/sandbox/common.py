@@ -8,14 +8,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from engine.sandbox.world import FaultPlan, World
+from engine.sandbox.world import FaultPlan, World, iso, parse_iso
+
+__all__ = [
+    "CREDENTIALS",
+    "FAULT_HEADER",
+    "JSON",
+    "add_default_identities",
+    "inject",
+    "iso",
+    "parse_iso",
+    "read_json",
+]
 
 #: provider -> environment variable -> the sandbox's value (see Sandbox.credentials)
 CREDENTIALS: dict[str, dict[str, str]] = {
@@ -30,17 +39,6 @@ CREDENTIALS: dict[str, dict[str, str]] = {
 #: header a sandbox response carries when it simulates a timeout; the in-process transport
 #: turns such a response into ``httpx.ReadTimeout``
 FAULT_HEADER = "x-sandbox-fault"
-
-
-@lru_cache(maxsize=65536)
-def iso(dt: datetime) -> str:
-    """``2026-01-05T08:00:00Z``."""
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class JSON(Response):
