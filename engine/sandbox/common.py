@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,18 +21,23 @@ __all__ = [
     "FAULT_HEADER",
     "JSON",
     "add_default_identities",
+    "identification_env_var",
     "inject",
     "iso",
     "parse_iso",
     "read_json",
 ]
 
+#: the variable a LinkedAPI client reads the identification token from; one identity's own
+#: token is in ``<this>__<UID>`` (see :func:`identification_env_var`)
+IDENTIFICATION_ENV = "LINKEDAPI_IDENTIFICATION_TOKEN"
+
 #: provider -> environment variable -> the sandbox's value (see Sandbox.credentials)
 CREDENTIALS: dict[str, dict[str, str]] = {
     "edges": {"EDGES_API_KEY": "sbx-edges-key"},
     "linkedapi": {
         "LINKEDAPI_TOKEN": "sbx-linkedapi-token",
-        "LINKEDAPI_IDENTIFICATION_TOKEN": "sbx-idt-acct-alice",
+        IDENTIFICATION_ENV: "sbx-idt-acct-alice",
     },
     "connectsafely": {"CONNECTSAFELY_API_KEY": "sbx-connectsafely-key"},
 }
@@ -52,6 +58,11 @@ class JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def identification_env_var(uid: str) -> str:
+    """``LINKEDAPI_IDENTIFICATION_TOKEN__<UID>``: upper-cased, non-alphanumerics -> ``_``."""
+    return f"{IDENTIFICATION_ENV}__{re.sub(r'[^A-Z0-9]', '_', uid.upper())}"
 
 
 async def read_json(request: Request) -> Any:
@@ -80,7 +91,7 @@ def add_default_identities(world: World) -> None:
     world.add_identity("ident-alice", name="Alice Martin", type="engagement", provider="edges")
     world.add_identity("ident-bob", name="Bob Durand", type="standard", provider="edges")
     world.add_identity("acct-alice", name="Alice Martin", provider="linkedapi",
-                       aliases=(CREDENTIALS["linkedapi"]["LINKEDAPI_IDENTIFICATION_TOKEN"],))
+                       aliases=(CREDENTIALS["linkedapi"][IDENTIFICATION_ENV],))
     # ConnectSafely documents 100 messages a day and 90 connection requests a calendar week
     # per account (reset Monday 00:00 UTC; going over puts the account on a 24 h hold)
     world.add_identity("acc_12345", name="Carol Smith", provider="connectsafely",
