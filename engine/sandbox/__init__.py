@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +26,16 @@ import httpx
 from starlette.applications import Starlette
 
 from engine.clock import Clock, VirtualClock
-from engine.sandbox.common import CREDENTIALS, FAULT_HEADER, add_default_identities, iso, parse_iso
+from engine.sandbox.app import build_app
+from engine.sandbox.common import (
+    CREDENTIALS,
+    FAULT_HEADER,
+    add_default_identities,
+    identification_env_var,
+    iso,
+    parse_iso,
+)
+from engine.sandbox.scenario import scenario_start, world_from_scenario
 from engine.sandbox.world import World, WorldConfig
 
 __all__ = ["BASE_URLS", "Sandbox", "SandboxTransport", "default_world"]
@@ -39,7 +47,8 @@ SANDBOX_HOST = "http://sandbox"
 PREFIXES = {"edges": "/v1", "linkedapi": "/linkedapi", "connectsafely": "/linkedin",
             "inspect": "/_sandbox"}
 BASE_URLS = {name: SANDBOX_HOST + prefix for name, prefix in PREFIXES.items()}
-DEFAULT_LEADS = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "leads.csv"
+#: the project's example leads (absent from an installed wheel: then only generated profiles)
+DEFAULT_LEADS = Path(__file__).resolve().parents[2] / "sequences" / "leads.csv"
 
 
 class SandboxTransport(httpx.AsyncBaseTransport):
@@ -112,8 +121,6 @@ class Sandbox:
 
     def __init__(self, world: World, state_dir: Path | None = None, *,
                  callback_client: httpx.AsyncClient | None = None) -> None:
-        from engine.sandbox.app import build_app
-
         self.world = world
         self.state_dir = state_dir
         self.app: Starlette = build_app(world, callback_client=callback_client)
@@ -133,15 +140,11 @@ class Sandbox:
         if clock is None:
             start = parse_iso(saved["clock"]) if saved and saved.get("clock") else None
             if saved is None and scenario is not None:
-                from engine.sandbox.scenario import scenario_start
-
                 start = scenario_start(scenario)
             clock = VirtualClock(start)
         if saved is not None:
             world = World.from_json(saved["world"], clock)
         elif scenario is not None:
-            from engine.sandbox.scenario import world_from_scenario
-
             world = world_from_scenario(scenario, clock)
         else:
             world = default_world(clock, seed, leads=leads or DEFAULT_LEADS, profiles=profiles)
@@ -172,8 +175,7 @@ class Sandbox:
         if provider == "linkedapi":
             for ident in self.world.identities.values():
                 if ident.provider == "linkedapi" and ident.aliases:
-                    var = re.sub(r"[^A-Z0-9]", "_", ident.uid.upper())
-                    creds[f"LINKEDAPI_IDENTIFICATION_TOKEN__{var}"] = ident.aliases[0]
+                    creds[identification_env_var(ident.uid)] = ident.aliases[0]
         return creds
 
     def headers(self, provider: str) -> dict[str, str]:

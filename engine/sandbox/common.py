@@ -7,22 +7,37 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from engine.sandbox.world import FaultPlan, World
+from engine.sandbox.world import FaultPlan, World, iso, parse_iso
+
+__all__ = [
+    "CREDENTIALS",
+    "FAULT_HEADER",
+    "JSON",
+    "add_default_identities",
+    "identification_env_var",
+    "inject",
+    "iso",
+    "parse_iso",
+    "read_json",
+]
+
+#: the variable a LinkedAPI client reads the identification token from; one identity's own
+#: token is in ``<this>__<UID>`` (see :func:`identification_env_var`)
+IDENTIFICATION_ENV = "LINKEDAPI_IDENTIFICATION_TOKEN"
 
 #: provider -> environment variable -> the sandbox's value (see Sandbox.credentials)
 CREDENTIALS: dict[str, dict[str, str]] = {
     "edges": {"EDGES_API_KEY": "sbx-edges-key"},
     "linkedapi": {
         "LINKEDAPI_TOKEN": "sbx-linkedapi-token",
-        "LINKEDAPI_IDENTIFICATION_TOKEN": "sbx-idt-acct-alice",
+        IDENTIFICATION_ENV: "sbx-idt-acct-alice",
     },
     "connectsafely": {"CONNECTSAFELY_API_KEY": "sbx-connectsafely-key"},
 }
@@ -30,17 +45,6 @@ CREDENTIALS: dict[str, dict[str, str]] = {
 #: header a sandbox response carries when it simulates a timeout; the in-process transport
 #: turns such a response into ``httpx.ReadTimeout``
 FAULT_HEADER = "x-sandbox-fault"
-
-
-@lru_cache(maxsize=65536)
-def iso(dt: datetime) -> str:
-    """``2026-01-05T08:00:00Z``."""
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class JSON(Response):
@@ -54,6 +58,11 @@ class JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def identification_env_var(uid: str) -> str:
+    """``LINKEDAPI_IDENTIFICATION_TOKEN__<UID>``: upper-cased, non-alphanumerics -> ``_``."""
+    return f"{IDENTIFICATION_ENV}__{re.sub(r'[^A-Z0-9]', '_', uid.upper())}"
 
 
 async def read_json(request: Request) -> Any:
@@ -82,7 +91,7 @@ def add_default_identities(world: World) -> None:
     world.add_identity("ident-alice", name="Alice Martin", type="engagement", provider="edges")
     world.add_identity("ident-bob", name="Bob Durand", type="standard", provider="edges")
     world.add_identity("acct-alice", name="Alice Martin", provider="linkedapi",
-                       aliases=(CREDENTIALS["linkedapi"]["LINKEDAPI_IDENTIFICATION_TOKEN"],))
+                       aliases=(CREDENTIALS["linkedapi"][IDENTIFICATION_ENV],))
     # ConnectSafely documents 100 messages a day and 90 connection requests a calendar week
     # per account (reset Monday 00:00 UTC; going over puts the account on a 24 h hold)
     world.add_identity("acc_12345", name="Carol Smith", provider="connectsafely",

@@ -48,53 +48,60 @@ def _bad(message: str, status: int = 400) -> JSON:
     return JSON({"error": message}, status)
 
 
-def routes(world: World, edges: EdgesAPI | None = None) -> list[BaseRoute]:
-    """The inspection routes over ``world`` (and the Edges API for its callbacks and tick)."""
+class _Base:
+    """The world (and the Edges API, for its callbacks and tick) and request helpers."""
 
-    async def body_of(request: Request) -> dict[str, Any]:
+    def __init__(self, world: World, edges: EdgesAPI | None = None) -> None:
+        self.world = world
+        self.edges = edges
+
+    async def body_of(self, request: Request) -> dict[str, Any]:
         try:
             body = await read_json(request)
         except ValueError:
             return {}
         return body if isinstance(body, dict) else {}
 
-    async def keyed_body(
-        request: Request, key: str, allowed: set[str]
-    ) -> tuple[str, dict[str, Any]] | Response:
+    async def keyed_body(self, request: Request, key: str, allowed: set[str],
+                         ) -> tuple[str, dict[str, Any]] | Response:
         """The body's string ``key`` and its other (allowed) keys, or a 400."""
-        body = await body_of(request)
+        body = await self.body_of(request)
         if not isinstance(body.get(key), str) or set(body) - allowed:
             return _bad(f"body: {key} required; allowed keys {sorted(allowed)}")
         return body[key], {k: v for k, v in body.items() if k != key}
 
-    def pair_of(request: Request) -> tuple[IdentityState, Profile] | Response:
+    def pair_of(self, request: Request) -> tuple[IdentityState, Profile] | Response:
         """The ``?identity=&profile=`` of a ground-truth query, or a 400."""
         q = request.query_params
-        ident = world.find_identity(q.get("identity", ""))
+        ident = self.world.find_identity(q.get("identity", ""))
         if ident is None or not q.get("profile"):
             return _bad("identity and profile are required")
         try:
-            return ident, world.profile(q["profile"])
+            return ident, self.world.profile(q["profile"])
         except WorldError as exc:
             return _bad(exc.message)
 
-    def filtered(request: Request) -> list[Delivery]:
+    def filtered(self, request: Request) -> list[Delivery]:
         q = request.query_params
-        return world.deliveries(q.get("identity") or None, q.get("profile") or None,
-                                q.get("kind") or None)
+        return self.world.deliveries(q.get("identity") or None, q.get("profile") or None,
+                                     q.get("kind") or None)
 
-    async def summary(request: Request) -> Response:
-        return JSON(world.inspect())
 
-    async def deliveries(request: Request) -> Response:
+class _GroundTruth(_Base):
+    """What really happened: the summary, deliveries, counts, duplicates, relationships."""
+
+    async def summary(self, request: Request) -> Response:
+        return JSON(self.world.inspect())
+
+    async def deliveries(self, request: Request) -> Response:
         try:
-            return JSON([_delivery(d) for d in filtered(request)])
+            return JSON([_delivery(d) for d in self.filtered(request)])
         except (KeyError, WorldError) as exc:
             return _bad(str(exc))
 
-    async def by_pair(request: Request) -> Response:
+    async def by_pair(self, request: Request) -> Response:
         try:
-            items = filtered(request)
+            items = self.filtered(request)
         except (KeyError, WorldError) as exc:
             return _bad(str(exc))
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -103,56 +110,82 @@ def routes(world: World, edges: EdgesAPI | None = None) -> list[BaseRoute]:
         return JSON([{"identity": i, "profile_url": p, "deliveries": ds}
                      for (i, p), ds in sorted(groups.items())])
 
-    async def counts(request: Request) -> Response:
+    async def counts(self, request: Request) -> Response:
         q = request.query_params
         try:
             since = parse_iso(q["since"]) if q.get("since") else None
-            n = world.count(q.get("identity") or None, q.get("kind") or None, since)
+            n = self.world.count(q.get("identity") or None, q.get("kind") or None, since)
         except (KeyError, ValueError) as exc:
             return _bad(str(exc))
         return JSON({"count": n})
 
-    async def duplicates(request: Request) -> Response:
+    async def duplicates(self, request: Request) -> Response:
         kind = request.query_params.get("kind", "message")
         return JSON([{"identity": i, "profile_url": p, "text": t, "count": n}
-                     for i, p, t, n in world.duplicates(kind)])
+                     for i, p, t, n in self.world.duplicates(kind)])
 
-    async def clock(request: Request) -> Response:
-        return JSON({"now": iso(world.now), "virtual": isinstance(world.clock, VirtualClock)})
+    async def relationship(self, request: Request) -> Response:
+        pair = self.pair_of(request)
+        if isinstance(pair, Response):
+            return pair
+        ident, p = pair
+        rel = ("connected" if p.url in self.world.network[ident.uid] else
+               "pending" if p.url in self.world.invitations[ident.uid] else "none")
+        return JSON({"identity": ident.uid, "profile_url": p.url, "relationship": rel,
+                     "accessible": p.accessible})
 
-    async def advance(request: Request) -> Response:
-        if not isinstance(world.clock, VirtualClock):
+    async def conversation(self, request: Request) -> Response:
+        pair = self.pair_of(request)
+        if isinstance(pair, Response):
+            return pair
+        ident, p = pair
+        t = self.world.threads[ident.uid].get(p.url)
+        if t is None:
+            return JSON(None)
+        return JSON({"thread_id": t.thread_id, "messages": [
+            {"from_us": m.from_us, "text": m.text, "at": iso(m.created_at)} for m in t.messages]})
+
+
+class _Knobs(_Base):
+    """What tests change: the virtual clock, faults, auth, profiles and identities."""
+
+    async def clock(self, request: Request) -> Response:
+        return JSON({"now": iso(self.world.now),
+                     "virtual": isinstance(self.world.clock, VirtualClock)})
+
+    async def advance(self, request: Request) -> Response:
+        if not isinstance(self.world.clock, VirtualClock):
             return _bad("the sandbox runs on the real clock", 409)
-        body = await body_of(request)
+        body = await self.body_of(request)
         try:
             if body.get("to"):
-                world.clock.set(parse_iso(str(body["to"])))
+                self.world.clock.set(parse_iso(str(body["to"])))
             else:
                 delta = timedelta(
                     seconds=float(body.get("seconds", 0)), minutes=float(body.get("minutes", 0)),
                     hours=float(body.get("hours", 0)), days=float(body.get("days", 0)))
-                world.clock.advance(delta)
+                self.world.clock.advance(delta)
         except (TypeError, ValueError) as exc:
             return _bad(str(exc))
-        if edges is not None:
-            await edges.tick()
-        return JSON({"now": iso(world.now), "virtual": True})
+        if self.edges is not None:
+            await self.edges.tick()
+        return JSON({"now": iso(self.world.now), "virtual": True})
 
-    def faults_out() -> dict[str, Any]:
-        f = world.config.faults
+    def faults_out(self) -> dict[str, Any]:
+        f = self.world.config.faults
         return {"latency_s": f.latency_s, "rate_429": f.rate_429, "rate_5xx": f.rate_5xx,
                 "rate_timeout": f.rate_timeout, "retry_after_s": f.retry_after_s,
                 "timeout_hang_s": f.timeout_hang_s,
                 "auth_expire_at": {k: iso(v) for k, v in f.auth_expire_at.items()},
                 "reauth_at": {k: iso(v) for k, v in f.reauth_at.items()},
-                "injected": dict(world.faults_injected)}
+                "injected": dict(self.world.faults_injected)}
 
-    async def get_faults(request: Request) -> Response:
-        return JSON(faults_out())
+    async def get_faults(self, request: Request) -> Response:
+        return JSON(self.faults_out())
 
-    async def set_faults(request: Request) -> Response:
-        body = await body_of(request)
-        f = world.config.faults
+    async def set_faults(self, request: Request) -> Response:
+        body = await self.body_of(request)
+        f = self.world.config.faults
         numeric = {fl.name for fl in fields(FaultConfig)} - {"auth_expire_at", "reauth_at"}
         for key, value in body.items():
             if key not in numeric:
@@ -161,109 +194,104 @@ def routes(world: World, edges: EdgesAPI | None = None) -> list[BaseRoute]:
                 setattr(f, key, type(getattr(f, key))(value))
             except (TypeError, ValueError):
                 return _bad(f"{key} must be a number")
-        return JSON(faults_out())
+        return JSON(self.faults_out())
 
-    async def set_auth(request: Request) -> Response:
-        body = await body_of(request)
+    async def set_auth(self, request: Request) -> Response:
+        body = await self.body_of(request)
         ident = body.get("identity")
-        if not isinstance(ident, str) or world.find_identity(ident) is None:
+        if not isinstance(ident, str) or self.world.find_identity(ident) is None:
             return _bad("identity: an existing identity uid or alias is required", 404)
         try:
             at = parse_iso(str(body["at"])) if body.get("at") else None
         except ValueError as exc:
             return _bad(str(exc))
-        world.set_auth(ident, bool(body.get("ok", False)), at)
-        return JSON({"identity": world.identity(ident).uid, "auth_ok": world.auth_ok(ident)})
+        self.world.set_auth(ident, bool(body.get("ok", False)), at)
+        return JSON({"identity": self.world.identity(ident).uid,
+                     "auth_ok": self.world.auth_ok(ident)})
 
-    async def integration_events(request: Request) -> Response:
-        world.inspect()  # applies due auth changes
-        return JSON(world.integration_events)
-
-    async def callbacks(request: Request) -> Response:
-        out: list[Any] = []
-        for name, st in sorted(world.api_state.items()):
-            if isinstance(st, dict):
-                for cb in st.get("callbacks", []):
-                    out.append({"api": name, **cb})
-        return JSON(out)
-
-    async def add_webhook(request: Request) -> Response:
-        body = await body_of(request)
-        if edges is None or not isinstance(body.get("url"), str):
-            return _bad("body: url required")
-        headers = body.get("headers") or {}
-        if not isinstance(headers, dict):
-            return _bad("headers must be an object")
-        edges.add_integration_webhook(body["url"], {str(k): str(v) for k, v in headers.items()})
-        return JSON({"url": body["url"]}, 201)
-
-    async def tick(request: Request) -> Response:
-        started = await edges.tick() if edges is not None else 0
-        return JSON({"runs_started": started, "now": iso(world.now)})
-
-    async def add_profile(request: Request) -> Response:
-        given = await keyed_body(request, "url", {
+    async def add_profile(self, request: Request) -> Response:
+        given = await self.keyed_body(request, "url", {
             "url", "first_name", "full_name", "company", "job_title", "location", "accessible",
             "already_connected_with", "writes_first_to", "accepts", "replies"})
         if isinstance(given, Response):
             return given
         url, args = given
         try:
-            p = world.add_profile(url, **args)
+            p = self.world.add_profile(url, **args)
         except (WorldError, TypeError) as exc:
             return _bad(str(exc))
         return JSON({"url": p.url, "profile_id": p.profile_id, "full_name": p.full_name}, 201)
 
-    async def add_identity(request: Request) -> Response:
-        given = await keyed_body(request, "uid", {
+    async def add_identity(self, request: Request) -> Response:
+        given = await self.keyed_body(request, "uid", {
             "uid", "name", "kind", "type", "aliases", "provider", "limits", "profile_id"})
         if isinstance(given, Response):
             return given
         uid, args = given
         try:
-            i = world.add_identity(uid, **args)
+            i = self.world.add_identity(uid, **args)
         except (ValueError, TypeError) as exc:
             return _bad(str(exc))
         return JSON({"uid": i.uid, "profile_id": i.profile_id, "profile_url": i.profile_url}, 201)
 
-    async def relationship(request: Request) -> Response:
-        pair = pair_of(request)
-        if isinstance(pair, Response):
-            return pair
-        ident, p = pair
-        rel = ("connected" if p.url in world.network[ident.uid] else
-               "pending" if p.url in world.invitations[ident.uid] else "none")
-        return JSON({"identity": ident.uid, "profile_url": p.url, "relationship": rel,
-                     "accessible": p.accessible})
 
-    async def conversation(request: Request) -> Response:
-        pair = pair_of(request)
-        if isinstance(pair, Response):
-            return pair
-        ident, p = pair
-        t = world.threads[ident.uid].get(p.url)
-        if t is None:
-            return JSON(None)
-        return JSON({"thread_id": t.thread_id, "messages": [
-            {"from_us": m.from_us, "text": m.text, "at": iso(m.created_at)} for m in t.messages]})
+class _EdgesHooks(_Base):
+    """The Edges side: integration events and webhooks, run callbacks, tick."""
 
-    return [
-        Route("/world", summary, methods=["GET"]),
-        Route("/deliveries", deliveries, methods=["GET"]),
-        Route("/deliveries/by-pair", by_pair, methods=["GET"]),
-        Route("/counts", counts, methods=["GET"]),
-        Route("/duplicates", duplicates, methods=["GET"]),
-        Route("/clock", clock, methods=["GET"]),
-        Route("/clock/advance", advance, methods=["POST"]),
-        Route("/faults", get_faults, methods=["GET"]),
-        Route("/faults", set_faults, methods=["POST"]),
-        Route("/auth", set_auth, methods=["POST"]),
-        Route("/integration-events", integration_events, methods=["GET"]),
-        Route("/callbacks", callbacks, methods=["GET"]),
-        Route("/integration-webhooks", add_webhook, methods=["POST"]),
-        Route("/tick", tick, methods=["POST"]),
-        Route("/profiles", add_profile, methods=["POST"]),
-        Route("/identities", add_identity, methods=["POST"]),
-        Route("/relationship", relationship, methods=["GET"]),
-        Route("/conversation", conversation, methods=["GET"]),
-    ]
+    async def integration_events(self, request: Request) -> Response:
+        self.world.inspect()  # applies due auth changes
+        return JSON(self.world.integration_events)
+
+    async def callbacks(self, request: Request) -> Response:
+        out: list[Any] = []
+        for name, st in sorted(self.world.api_state.items()):
+            if isinstance(st, dict):
+                for cb in st.get("callbacks", []):
+                    out.append({"api": name, **cb})
+        return JSON(out)
+
+    async def add_webhook(self, request: Request) -> Response:
+        body = await self.body_of(request)
+        if self.edges is None or not isinstance(body.get("url"), str):
+            return _bad("body: url required")
+        headers = body.get("headers") or {}
+        if not isinstance(headers, dict):
+            return _bad("headers must be an object")
+        self.edges.add_integration_webhook(body["url"],
+                                           {str(k): str(v) for k, v in headers.items()})
+        return JSON({"url": body["url"]}, 201)
+
+    async def tick(self, request: Request) -> Response:
+        started = await self.edges.tick() if self.edges is not None else 0
+        return JSON({"runs_started": started, "now": iso(self.world.now)})
+
+
+class _Inspection(_GroundTruth, _Knobs, _EdgesHooks):
+    """The whole inspection API: its handlers by path."""
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/world", self.summary, methods=["GET"]),
+            Route("/deliveries", self.deliveries, methods=["GET"]),
+            Route("/deliveries/by-pair", self.by_pair, methods=["GET"]),
+            Route("/counts", self.counts, methods=["GET"]),
+            Route("/duplicates", self.duplicates, methods=["GET"]),
+            Route("/clock", self.clock, methods=["GET"]),
+            Route("/clock/advance", self.advance, methods=["POST"]),
+            Route("/faults", self.get_faults, methods=["GET"]),
+            Route("/faults", self.set_faults, methods=["POST"]),
+            Route("/auth", self.set_auth, methods=["POST"]),
+            Route("/integration-events", self.integration_events, methods=["GET"]),
+            Route("/callbacks", self.callbacks, methods=["GET"]),
+            Route("/integration-webhooks", self.add_webhook, methods=["POST"]),
+            Route("/tick", self.tick, methods=["POST"]),
+            Route("/profiles", self.add_profile, methods=["POST"]),
+            Route("/identities", self.add_identity, methods=["POST"]),
+            Route("/relationship", self.relationship, methods=["GET"]),
+            Route("/conversation", self.conversation, methods=["GET"]),
+        ]
+
+
+def routes(world: World, edges: EdgesAPI | None = None) -> list[BaseRoute]:
+    """The inspection routes over ``world`` (and the Edges API for its callbacks and tick)."""
+    return _Inspection(world, edges).routes()

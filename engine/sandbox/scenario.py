@@ -24,6 +24,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from engine.clock import Clock
 from engine.errors import ManifestError, Problem
 from engine.manifest.loader import explain_schema_error
+from engine.manifest.schemas import schema_dir
 from engine.manifest.yamlio import read_documents
 from engine.sandbox.common import add_default_identities, parse_iso
 from engine.sandbox.world import DEFAULT_LIMITS, FaultConfig, World, WorldConfig
@@ -32,8 +33,6 @@ __all__ = ["load_scenario", "scenario_schema", "scenario_start", "world_from_sce
 
 
 def _schema_path() -> Path:
-    from engine.manifest.schemas import schema_dir
-
     return schema_dir() / "scenario.json"
 
 

@@ -1,0 +1,50 @@
+"""How leads behave, how strict LinkedIn is and which failures are injected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: Smart limits per identity per rolling 24 h, by subscription kind.
+DEFAULT_LIMITS: dict[str, dict[str, int]] = {
+    "classic": {"visit": 80, "connect": 25, "message": 50, "inmail": 20, "search": 2000},
+    "sales_navigator": {"visit": 500, "connect": 30, "message": 250, "inmail": 50, "search": 2000},
+}
+
+
+@dataclass
+class FaultConfig:
+    """Injected failures. Rates are probabilities per API call, drawn from the seeded RNG."""
+
+    latency_s: float = 0.0
+    rate_429: float = 0.0
+    rate_5xx: float = 0.0
+    rate_timeout: float = 0.0
+    retry_after_s: int = 30
+    #: real seconds a served sandbox hangs before answering a "timeout" (0 = answer at once)
+    timeout_hang_s: float = 0.0
+    auth_expire_at: dict[str, datetime] = field(default_factory=dict)
+    reauth_at: dict[str, datetime] = field(default_factory=dict)
+
+
+@dataclass
+class WorldConfig:
+    """How leads behave and how strict LinkedIn is. Delay ranges are (min, max) hours."""
+
+    accept_probability: float = 0.6
+    accept_delay_hours: tuple[float, float] = (2.0, 72.0)
+    reply_probability: float = 0.3
+    reply_delay_hours: tuple[float, float] = (1.0, 48.0)
+    already_connected_fraction: float = 0.1
+    writes_first_fraction: float = 0.05
+    writes_first_delay_hours: tuple[float, float] = (0.0, 72.0)
+    inaccessible_fraction: float = 0.03
+    limits: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_LIMITS.items()}
+    )
+    #: unknown but well-formed profile URLs become generated profiles (else PROFILE_NOT_ACCESSIBLE)
+    auto_create_profiles: bool = True
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    def limit(self, kind: str, action: str) -> int | None:
+        return self.limits.get(kind, {}).get(action)

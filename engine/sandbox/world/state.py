@@ -1,0 +1,80 @@
+"""The world's tables and its seeded draws: the base every layer of :class:`World` builds on."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+from engine.clock import Clock
+from engine.sandbox.world.config import WorldConfig
+from engine.sandbox.world.model import Delivery, Event, IdentityState, Invitation, Profile, Thread
+
+
+def digest(*key: object) -> bytes:
+    """The hash every seeded draw starts from: the same key gives the same bytes."""
+    return hashlib.sha256("\x1f".join(map(str, key)).encode()).digest()
+
+
+class WorldState:
+    """The tables of the simulated LinkedIn and the seeded RNG every decision is drawn from."""
+
+    def __init__(self, clock: Clock, seed: int = 0, config: WorldConfig | None = None) -> None:
+        self.clock = clock
+        self.seed = seed
+        self.config = config or WorldConfig()
+        self.started_at = clock.now()
+        self.identities: dict[str, IdentityState] = {}
+        self._alias: dict[str, str] = {}
+        self.profiles: dict[str, Profile] = {}
+        self._by_profile_id: dict[int, str] = {}
+        #: identity uid -> profile url -> connected_at
+        self.network: dict[str, dict[str, datetime]] = {}
+        self.invitations: dict[str, dict[str, Invitation]] = {}
+        self.threads: dict[str, dict[str, Thread]] = {}
+        self._thread_index: dict[str, tuple[str, str]] = {}
+        self._events: list[Event] = []
+        self._seq = 0
+        self._ids = 0
+        self._action_times: dict[tuple[str, str], deque[datetime]] = {}
+        # weekly caps: (identity, action) -> [Monday of the week counted, actions that week]
+        self._week_counts: dict[tuple[str, str], list[Any]] = {}
+        self._holds: dict[tuple[str, str], datetime] = {}  # (identity, action) -> hold ends
+        self.delivered: list[Delivery] = []
+        self.integration_events: list[dict[str, Any]] = []
+        self._auth_reported: dict[str, bool] = {}
+        self._fault_counts: dict[str, int] = {}
+        self.faults_injected: dict[str, int] = {"429": 0, "5xx": 0, "timeout": 0}
+        self.call_count = 0
+        self._pending_replies: set[tuple[str, str]] = set()
+        self._invite_counts: dict[tuple[str, str], int] = {}
+        self._by_sn: dict[str, Profile] = {}
+        self.follows: dict[str, list[str]] = {}  # identity uid -> followed profile urls
+        self._thread_versions: dict[str, int] = {}  # bumped on every message: sort cache key
+        self._sorted_threads: dict[str, tuple[int, list[Thread]]] = {}
+        #: JSON-ready state of each provider API (runs, schedules, workflows...), persisted
+        #: with the world; each API owns its key ("edges", "linkedapi", "connectsafely")
+        self.api_state: dict[str, Any] = {}
+
+    def _uniform(self, *key: object) -> float:
+        """One seeded draw in [0, 1) keyed like :meth:`_rng`, without building a Random."""
+        return int.from_bytes(digest(self.seed, *key)[:7], "big") / float(1 << 56)
+
+    def _rng(self, *key: object) -> random.Random:
+        return random.Random(int.from_bytes(digest(self.seed, *key)[:8], "big"))
+
+    def _next_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}-{self._ids:08d}"
+
+    def _schedule(self, at: datetime, kind: str, identity: str, url: str = "",
+                  **data: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, Event(at, self._seq, kind, identity, url, data))
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
