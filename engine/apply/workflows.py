@@ -33,12 +33,11 @@ from engine.errors import PlanError, ProviderError
 from engine.model import Workflow, WorkflowNode
 from engine.providers import REGISTRY
 from engine.providers.base import Lead, Provider
-from engine.providers.linkedapi.actions import (
-    LinkedApiProvider,
-    WorkflowState,
-    action_error,
-    request_error,
-)
+from engine.providers.linkedapi.actions import LinkedApiProvider
+from engine.providers.linkedapi.client import WorkflowState
+from engine.providers.linkedapi.errors import action_error, request_error
+from engine.providers.linkedapi.workflows import action_type
+from engine.providers.linkedapi.workflows import workflow_json as workflow_json  # planner uses it
 from engine.vocab import (
     AUTH_EXPIRED,
     INVALID_INPUT,
@@ -48,51 +47,6 @@ from engine.vocab import (
     TIMEOUT,
     TRANSIENT_LABELS,
 )
-
-# Parameter spellings of canonical actions (as in Sequences) -> LinkedAPI's.
-_PARAM_ALIASES: Mapping[str, str] = {
-    "profile_url": "personUrl",
-    "linkedin_profile_url": "personUrl",
-}
-_MESSAGE_ALIASES: Mapping[str, str] = {"message": "text"}
-
-
-def action_type(action: str) -> str:
-    """The LinkedAPI action type of a node's action (canonical names are translated)."""
-    return LINKEDAPI_ACTIONS.get(action, action)
-
-
-def _params(node: WorkflowNode) -> dict[str, Any]:
-    if node.action not in LINKEDAPI_ACTIONS:
-        return dict(node.with_)
-    out: dict[str, Any] = {}
-    for key, value in node.with_.items():
-        key = _PARAM_ALIASES.get(key, key)
-        if node.action == "send_message":
-            key = _MESSAGE_ALIASES.get(key, key)
-        out[key] = value
-    return out
-
-
-def node_json(node: WorkflowNode) -> dict[str, Any]:
-    """One node (and its subtree) as LinkedAPI JSON, keys in LinkedAPI's documented order."""
-    body: dict[str, Any] = {"actionType": action_type(node.action)}
-    body.update(_params(node))
-    if node.label is not None:
-        body["label"] = node.label
-    if node.then:
-        children = [node_json(child) for child in node.then]
-        body["then"] = children if (node.then_is_list or len(children) > 1) else children[0]
-    return body
-
-
-def workflow_json(wf: Workflow) -> Any:
-    """The exact LinkedAPI workflow body for ``wf``: an object, or an array workflow."""
-    nodes = [node_json(node) for node in wf.root]
-    if wf.root_is_list or len(nodes) != 1:
-        return nodes
-    return nodes[0]
-
 
 # ---- running a workflow -----------------------------------------------------------------------
 
@@ -442,7 +396,7 @@ class _Run:
 
     async def submit(self) -> WorkflowResult:
         started = self.clock.now()
-        delay = self.provider.poll_interval
+        delay = self.provider.workflows.poll_interval
         while True:
             # The intent is durable before the request leaves: a crash from here on is
             # recovered by resume(), never by a blind second POST.
@@ -464,7 +418,7 @@ class _Run:
                         return self.finish("failed", error=exc, note="still queued, gave up")
                     self.save(phase="queued", note=exc.message)
                     await self.clock.sleep(max(delay, exc.retry_after or 0.0))
-                    delay = min(self.provider.max_poll_interval, delay * 1.5)
+                    delay = min(self.provider.workflows.max_poll_interval, delay * 1.5)
                     continue
                 if exc.label in (TIMEOUT, SERVER_ERROR):
                     self.save(phase="unknown", note=f"submission outcome unknown: {exc.label}")
@@ -590,7 +544,7 @@ class _Run:
     ) -> bool:
         """:meth:`_observed`, retrying transient failures; a lasting one propagates and the
         record stays pending (the next run reconciles again, still without resubmitting)."""
-        delay = self.provider.poll_interval
+        delay = self.provider.workflows.poll_interval
         for attempt in range(PROBE_ATTEMPTS):
             try:
                 return await self._observed(kind, url, node, since)
@@ -598,7 +552,7 @@ class _Run:
                 if exc.label not in TRANSIENT_LABELS or attempt == PROBE_ATTEMPTS - 1:
                     raise
                 await self.clock.sleep(max(delay, exc.retry_after or 0.0))
-                delay = min(self.provider.max_poll_interval, delay * 2)
+                delay = min(self.provider.workflows.max_poll_interval, delay * 2)
         raise AssertionError("unreachable")
 
     async def _observed(
