@@ -18,6 +18,7 @@ from engine.apply.workflows import (
     workflow_record,
     workflow_results,
 )
+from engine.cli.render_workflows import workflow_lines
 from engine.clock import VirtualClock
 from engine.errors import PlanError
 from engine.model import Metadata, Workflow, WorkflowNode
@@ -452,7 +453,7 @@ async def test_result_lines_show_the_tree(
         result = await run_workflow(
             check_then_invite(), client=client, store=MemoryKV(), clock=clock
         )
-    lines = result.lines()
+    lines = workflow_lines(result)
     assert lines[0] == f"Workflow check-then-invite: completed ({result.workflow_id})"
     assert lines[1].startswith("  n0 open st.openPersonPage: ok name=Ada Lovelace")
     assert lines[2] == "    n0.0 check st.checkConnectionStatus: ok connectionStatus=notConnected"

@@ -56,7 +56,6 @@ PROBE_ATTEMPTS = 6
 RECONCILE_AFTER = 3600.0  # seconds between a lost submission and looking for its effects
 RECONCILE_ENV = "SEQRUN_LINKEDAPI_RECONCILE_AFTER"
 MAX_SUBMISSIONS = 5  # lost submissions (each reconciled as "nothing happened") before giving up
-_SHOWN_KEYS = frozenset({"name", "connectionStatus", "publicUrl"})
 # Actions with an effect on LinkedIn: the ones a blind resubmission could duplicate.
 EFFECTFUL = frozenset(
     {"st.sendConnectionRequest", "st.sendMessage", "st.withdrawConnectionRequest"}
@@ -149,35 +148,6 @@ class WorkflowResult:
             "reconciled": self.reconciled,
             "note": self.note,
         }
-
-    def lines(self) -> list[str]:
-        """The completion tree as text, one node per line, indented by depth (for the CLI)::
-
-        Workflow check-then-message: completed (wf-ef134f2a180ba05d)
-          n0 open st.openPersonPage: ok name=Ada Lovelace
-            n0.0 check st.checkConnectionStatus: ok connectionStatus=notConnected
-        """
-        head = f"Workflow {self.name}: {self.state}"
-        if self.workflow_id:
-            head += f" ({self.workflow_id})"
-        out = [head]
-        if self.error:
-            out.append(f"  error {self.error.get('label')}: {self.error.get('message')}")
-        if self.note:
-            out.append(f"  note: {self.note}")
-        for node in self.nodes:
-            depth = node.id.count(".")
-            label = f" {node.label}" if node.label else ""
-            text = f"{'  ' * (depth + 1)}{node.id}{label} {node.action_type}: {node.status}"
-            if node.error:
-                text += f" {node.error.get('label')} ({node.error.get('type')})"
-            elif isinstance(node.data, Mapping):
-                shown = [f"{k}={v}" for k, v in node.data.items() if k in _SHOWN_KEYS]
-                text += (" " + " ".join(shown)) if shown else ""
-            elif isinstance(node.data, list):
-                text += f" {len(node.data)} item(s)"
-            out.append(text)
-        return out
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> WorkflowResult:

@@ -13,6 +13,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from engine.apply.workflows import WorkflowResult
+from engine.cli.render_workflows import workflow_lines
+
 if TYPE_CHECKING:
     from engine.apply.plan import ApplyResult, LeadsImportResult, Plan
     from engine.views.status import PauseResult, StatusReport, WhyReport, WorkflowWhy
@@ -123,7 +126,7 @@ def render_apply(result: ApplyResult, out: Console | None = None) -> None:
         out.print(f"Sequence {s.name}: {created} {s.revision}, enrolled {s.enrolled}, "
                   f"migrated {s.migrated}" + (f", updated {s.updated}" if s.updated else ""))
     for name, res in result.workflows.items():
-        if callable(getattr(res, "lines", None)):
+        if isinstance(res, WorkflowResult):
             render_workflow_result(res, out)  # the completion tree, one node per line
         else:
             out.print(f"Workflow {name}: {json.dumps(_to_json(res), default=str)}",
@@ -318,5 +321,5 @@ def render_lines(lines: Iterable[str], out: Console | None = None) -> None:
 def render_workflow_result(result: Any, out: Console | None = None) -> None:
     """A workflow run (engine.apply.workflows.WorkflowResult): state, then its completion tree."""
     out = out or console()
-    for line in result.lines():
+    for line in workflow_lines(result):
         out.print(line, markup=False)
