@@ -13,8 +13,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from engine.apply.workflows import WorkflowResult
 from engine.cli.render_workflows import workflow_lines
+from engine.run.workflow_results import WorkflowResult
 
 if TYPE_CHECKING:
     from engine.apply.plan import ApplyResult, LeadsImportResult, Plan

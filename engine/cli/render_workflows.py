@@ -2,7 +2,7 @@
 
 Example::
 
-    >>> from engine.apply.workflows import NodeResult, WorkflowResult
+    >>> from engine.run.workflow_results import NodeResult, WorkflowResult
     >>> node = NodeResult("n0", "st.checkConnectionStatus", "check", "ok", {"name": "Ada"})
     >>> workflow_lines(WorkflowResult("w", "completed", "wf-1", nodes=[node]))
     ['Workflow w: completed (wf-1)', '  n0 check st.checkConnectionStatus: ok name=Ada']
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from engine.apply.workflows import WorkflowResult
+from engine.run.workflow_results import WorkflowResult
 
 # The keys of a node's data worth a glance; the rest is in `-o json`.
 _SHOWN_KEYS = frozenset({"name", "connectionStatus", "publicUrl"})
