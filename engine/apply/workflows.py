@@ -34,15 +34,16 @@ from engine.providers.linkedapi.client import WorkflowState
 from engine.providers.linkedapi.errors import request_error
 from engine.providers.linkedapi.workflows import workflow_json
 from engine.run.workflow_nodes import run_nodes
-from engine.run.workflow_record import (
-    KV,
-    NAMESPACE,
-    UNFINISHED_STATES,
-    RunRecord,
-    body_revision,
-)
+from engine.run.workflow_record import UNFINISHED_STATES, RunRecord, body_revision
 from engine.run.workflow_results import NodeResult, WorkflowResult, node_results
 from engine.run.workflows import reconcile
+from engine.store import Store
+from engine.store.workflows import (
+    put_workflow_run,
+    workflow_run,
+    workflow_run_by_id,
+    workflow_runs,
+)
 from engine.vocab import SERVER_ERROR, STATUS_429, TIMEOUT
 
 # Names the planner, the views, the CLI and the tests import from here.
@@ -91,7 +92,7 @@ async def run_workflow(
     wf: Workflow,
     *,
     client: httpx.AsyncClient,
-    store: KV,
+    store: Store,
     clock: Clock,
     env: Mapping[str, str] | None = None,
     poll_interval: float = 2.0,
@@ -264,19 +265,19 @@ def _settle(run: RunRecord, state: WorkflowState) -> WorkflowResult:
 # ---- reading and settling records --------------------------------------------------------------
 
 
-def workflow_results(store: KV) -> list[WorkflowResult]:
+def workflow_results(store: Store) -> list[WorkflowResult]:
     """Every workflow the store knows, for ``seqrun status``."""
-    return [WorkflowResult.from_record(r) for _, r in sorted(store.kv_items(NAMESPACE).items())]
+    return [WorkflowResult.from_record(r) for _, r in sorted(workflow_runs(store).items())]
 
 
-def workflow_record(store: KV, name: str) -> Mapping[str, Any] | None:
+def workflow_record(store: Store, name: str) -> Mapping[str, Any] | None:
     """The persisted record of one workflow (history, nodes, body), for ``seqrun why``."""
-    record = store.kv_get(NAMESPACE, name)
+    record = workflow_run(store, name)
     return record if isinstance(record, Mapping) else None
 
 
 def complete_from_hook(
-    store: KV,
+    store: Store,
     payload: Mapping[str, Any],
     *,
     name: str | None = None,
@@ -290,9 +291,8 @@ def complete_from_hook(
     record: Mapping[str, Any] | None = None
     if data is not None:
         wid = data.get("workflowId")
-        for candidate in store.kv_items(NAMESPACE).values():
-            if isinstance(candidate, Mapping) and candidate.get("workflow_id") == wid:
-                record = candidate
+        candidate = workflow_run_by_id(store, wid) if wid is None or isinstance(wid, str) else None
+        record = candidate if isinstance(candidate, Mapping) else None
         body: Mapping[str, Any] = {"status": data.get("status"), "completion": data.get("result")}
     else:
         record = workflow_record(store, name) if name else None
@@ -300,7 +300,7 @@ def complete_from_hook(
     if record is None or record.get("state") not in UNFINISHED_STATES:
         return None
     updated = _settled_by_hook(record, body, wf)
-    store.kv_put(NAMESPACE, str(record.get("name")), updated)
+    put_workflow_run(store, str(record.get("name")), updated)
     return WorkflowResult.from_record(updated)
 
 

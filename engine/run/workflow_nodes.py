@@ -24,15 +24,10 @@ from engine.errors import ProviderError
 from engine.model import Workflow, WorkflowNode
 from engine.providers.base import Lead, Provider
 from engine.providers.linkedapi.workflows import action_type, workflow_json
-from engine.run.workflow_record import (
-    KV,
-    UNFINISHED_STATES,
-    RunRecord,
-    body_revision,
-    parse_time,
-)
+from engine.run.workflow_record import UNFINISHED_STATES, RunRecord, body_revision, parse_time
 from engine.run.workflow_results import WorkflowResult
 from engine.run.workflows import normalize_text
+from engine.store import Store
 from engine.vocab import AUTH_EXPIRED, INVALID_INPUT, LINKEDAPI_ACTIONS, TIMEOUT, TRANSIENT_LABELS
 
 _CANONICAL: Mapping[str, str] = {v: k for k, v in LINKEDAPI_ACTIONS.items()}
@@ -65,7 +60,7 @@ def _error(label: str, message: str) -> dict[str, Any]:
 
 
 async def run_nodes(
-    wf: Workflow, provider: Provider, store: KV, clock: Clock, reconcile_after: float
+    wf: Workflow, provider: Provider, store: Store, clock: Clock, reconcile_after: float
 ) -> WorkflowResult:
     """Run ``wf`` node by node on ``provider``, resuming a run of the same body left
     unfinished; the record is persisted as for a LinkedAPI run, with ``mode: nodes``."""

@@ -1,5 +1,6 @@
-"""The persisted record of one workflow run: saved at every step so that a crash never leads
-to a second submission of a workflow that may still be running.
+"""The persisted record of one workflow run: saved (:mod:`engine.store.workflows`) at every
+step so that a crash never leads to a second submission of a workflow that may still be
+running.
 
 A record is a JSON object: ``name``, ``provider``, ``identity``, ``revision`` and ``body`` of
 what was run, its ``state`` (pending -> running -> completed | failed) with a ``history`` of
@@ -21,7 +22,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from engine.clock import Clock
 from engine.compile.machine import workflow_state_ids
@@ -29,19 +30,10 @@ from engine.errors import ProviderError
 from engine.model import Workflow
 from engine.providers.linkedapi.workflows import action_type
 from engine.run.workflow_results import NodeResult, WorkflowResult, node_results
+from engine.store import Store
+from engine.store.workflows import put_workflow_run, workflow_run
 
-NAMESPACE = "workflows"
 UNFINISHED_STATES = frozenset({"pending", "running"})
-
-
-class KV(Protocol):
-    """The part of :class:`engine.store.Store` workflows use."""
-
-    def kv_get(self, ns: str, key: str) -> Any | None: ...
-
-    def kv_put(self, ns: str, key: str, value: Any) -> None: ...
-
-    def kv_items(self, ns: str) -> dict[str, Any]: ...
 
 
 def body_revision(body: Any) -> str:
@@ -66,7 +58,7 @@ class RunRecord:
     """One workflow's record while a run works on it, and the result it becomes."""
 
     wf: Workflow
-    store: KV
+    store: Store
     clock: Clock
     record: dict[str, Any] = field(default_factory=dict)
     result: WorkflowResult = field(init=False)
@@ -82,7 +74,7 @@ class RunRecord:
 
     def previous(self) -> Any | None:
         """The record an earlier run left for this workflow, if any."""
-        return self.store.kv_get(NAMESPACE, self.wf.name)
+        return workflow_run(self.store, self.wf.name)
 
     def save(self, **changes: Any) -> None:
         """Apply ``changes`` to the record (a state change joins the history) and persist it."""
@@ -99,7 +91,7 @@ class RunRecord:
             )
         self.record.update(changes)
         self.record["updated_at"] = now
-        self.store.kv_put(NAMESPACE, self.wf.name, self.record)
+        put_workflow_run(self.store, self.wf.name, self.record)
 
     def running(self, note: str) -> WorkflowResult:
         """The result of a run that is not over: followed, or checked again, next time."""
