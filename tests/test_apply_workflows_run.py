@@ -20,10 +20,11 @@ from engine.apply.workflows import (
 )
 from engine.cli.render_workflows import workflow_lines
 from engine.clock import VirtualClock
-from engine.errors import PlanError
+from engine.errors import PlanError, ProviderError
 from engine.model import Metadata, Workflow, WorkflowNode
+from engine.sandbox import SandboxTransport
 from engine.sandbox.linkedapi.api import SANDBOX_TOKEN, routes, state
-from engine.sandbox.world import World
+from engine.sandbox.world import FaultConfig, World, WorldConfig
 from engine.store import Store
 from tests.conftest import SHARED_EXAMPLES
 
@@ -399,9 +400,6 @@ async def test_shared_example_against_the_embedded_sandbox(tmp_path: Path) -> No
 async def test_chaos_never_duplicates(clock: VirtualClock) -> None:
     """429s, 5xx and timeouts (before and after the action) on every LinkedAPI call: each
     invitation and message is delivered exactly once."""
-    from engine.errors import ProviderError
-    from engine.sandbox.world import FaultConfig, WorldConfig
-
     faults = FaultConfig(rate_429=0.1, rate_5xx=0.1, rate_timeout=0.2, retry_after_s=5)
     world = World(clock, seed=5, config=WorldConfig(faults=faults, accept_probability=0.0))
     world.add_identity("acct-alice", name="Alice", provider="linkedapi")
@@ -410,8 +408,6 @@ async def test_chaos_never_duplicates(clock: VirtualClock) -> None:
         world.add_profile(url, already_connected_with=[], replies=False)
     world.add_profile(BOB, already_connected_with=["acct-alice"], replies=False)
     app = Starlette(routes=[Mount("/linkedapi", routes=routes(world))])
-    from engine.sandbox import SandboxTransport
-
     store = memory_store()
     async with client_for(SandboxTransport(app)) as client:
         for i, url in enumerate(people):

@@ -1,4 +1,4 @@
-"""Issue 6 from the command line: `seqrun apply` a Workflow prints its completion tree,
+"""Workflows from the command line: `seqrun apply` a Workflow prints its completion tree,
 `seqrun status` lists workflows, `seqrun why` shows a workflow's node results, and the shared
 LinkedAPI examples run against the embedded sandbox as the README shows."""
 
