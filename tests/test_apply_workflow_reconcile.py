@@ -21,11 +21,11 @@ from tests.test_apply_workflows_run import (
     ADA,
     BOB,
     FlakyTransport,
-    MemoryKV,
     check_then_invite,
     client_for,
     invites,
     is_post,
+    memory_store,
 )
 
 GHOST = "https://www.linkedin.com/in/ghost-profile"
@@ -70,7 +70,7 @@ async def test_a_slow_queued_workflow_is_waited_for_not_resubmitted(
     asgi: httpx.AsyncBaseTransport, clock: VirtualClock, world: World
 ) -> None:
     state(world).base_seconds = 1200.0  # sits 20 min at LinkedAPI: longer than the old 5 min
-    store = MemoryKV()
+    store = memory_store()
     start = clock.now()
     async with client_for(FlakyTransport(asgi, lose_first_answer)) as client:
         result = await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
@@ -84,7 +84,7 @@ async def test_a_slow_queued_workflow_is_waited_for_not_resubmitted(
 async def test_the_wait_is_configurable_from_the_environment(
     asgi: httpx.AsyncBaseTransport, clock: VirtualClock, world: World
 ) -> None:
-    store = MemoryKV()
+    store = memory_store()
     start = clock.now()
     env = {"SEQRUN_LINKEDAPI_RECONCILE_AFTER": "600"}
     async with client_for(FlakyTransport(asgi, lose_first_answer)) as client:
@@ -111,7 +111,7 @@ def two_invites() -> Workflow:
 async def test_one_effect_of_two_is_not_completed_and_not_resubmitted(
     asgi: httpx.AsyncBaseTransport, clock: VirtualClock, world: World
 ) -> None:
-    store = MemoryKV()
+    store = memory_store()
     async with client_for(FlakyTransport(asgi, lose_first_answer)) as client:
         result = await run_workflow(two_invites(), client=client, store=store, clock=clock)
     assert result.state == "running"
@@ -154,7 +154,7 @@ async def test_a_message_found_with_different_whitespace_is_not_sent_again(
         (WorkflowNode("send_message", {"personUrl": BOB, "text": "Hello  Bob,\n\nsee you "}),),
         identities=("acct-alice",),
     )
-    store = MemoryKV()
+    store = memory_store()
     transport = FlakyTransport(ReformattingTransport(asgi), lose_first_answer)
     async with client_for(transport) as client:
         result = await run_workflow(wf, client=client, store=store, clock=clock)

@@ -18,11 +18,14 @@ from engine.apply.workflows import (
     workflow_record,
     workflow_results,
 )
+from engine.cli.render_workflows import workflow_lines
 from engine.clock import VirtualClock
-from engine.errors import PlanError
+from engine.errors import PlanError, ProviderError
 from engine.model import Metadata, Workflow, WorkflowNode
+from engine.sandbox import SandboxTransport
 from engine.sandbox.linkedapi.api import SANDBOX_TOKEN, routes, state
-from engine.sandbox.world import World
+from engine.sandbox.world import FaultConfig, World, WorldConfig
+from engine.store import Store
 from tests.conftest import SHARED_EXAMPLES
 
 ADA = "https://www.linkedin.com/in/ada-lovelace-0001"
@@ -30,25 +33,9 @@ BOB = "https://www.linkedin.com/in/bob-friend"
 HEADERS = {"linked-api-token": SANDBOX_TOKEN, "identification-token": "sbx-idt-acct-alice"}
 
 
-class MemoryKV:
-    """A test double of the store's kv interface."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-        self.puts: list[tuple[str, Any]] = []
-
-    def kv_get(self, ns: str, key: str) -> Any | None:
-        return self.data.get(ns, {}).get(key)
-
-    def kv_put(self, ns: str, key: str, value: Any) -> None:
-        import json
-
-        value = json.loads(json.dumps(value))  # what a real store keeps: JSON
-        self.data.setdefault(ns, {})[key] = value
-        self.puts.append((key, value))
-
-    def kv_items(self, ns: str) -> dict[str, Any]:
-        return dict(self.data.get(ns, {}))
+def memory_store() -> Store:
+    """A real store in an in-memory SQLite database, migrated to head."""
+    return Store.open("sqlite://")
 
 
 class Crash(Exception):
@@ -150,9 +137,16 @@ def is_post(request: httpx.Request) -> bool:
 async def test_current_api_submits_follows_and_persists(
     asgi: httpx.AsyncBaseTransport, clock: VirtualClock, world: World
 ) -> None:
-    store = MemoryKV()
+    store = memory_store()
+    at_post: list[Any] = []
+
+    def look(request: httpx.Request, n: int) -> tuple[str, BaseException] | None:
+        if is_post(request):
+            at_post.append(workflow_record(store, "check-then-invite"))
+        return None
+
     start = clock.now()
-    async with client_for(asgi) as client:
+    async with client_for(FlakyTransport(asgi, look)) as client:
         result = await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
     assert result.state == "completed" and result.ok
     assert result.submissions == 1
@@ -169,8 +163,8 @@ async def test_current_api_submits_follows_and_persists(
     assert record is not None
     assert [h["to"] for h in record["history"]] == ["pending", "running", "completed"]
     assert record["workflow_id"] == result.workflow_id
-    # the intent was saved before the POST: the first put is pending, without an id
-    first = store.puts[0][1]
+    # the intent was saved before the POST: as it leaves, the record is pending, without an id
+    first = at_post[0]
     assert first["state"] == "pending" and first["workflow_id"] is None
     assert [r.name for r in workflow_results(store)] == ["check-then-invite"]
     assert result.to_json()["nodes"][2]["status"] == "ok"
@@ -179,7 +173,7 @@ async def test_current_api_submits_follows_and_persists(
 async def test_action_error_is_a_node_result(
     asgi: httpx.AsyncBaseTransport, clock: VirtualClock, world: World
 ) -> None:
-    store = MemoryKV()
+    store = memory_store()
     async with client_for(asgi) as client:
         await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
         again = await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
@@ -194,7 +188,7 @@ async def test_action_error_is_a_node_result(
 async def test_account_api(
     asgi: httpx.AsyncBaseTransport, clock: VirtualClock, world: World, handling: str
 ) -> None:
-    store = MemoryKV()
+    store = memory_store()
     wf = check_then_invite(api="account", result_handling=handling)
     async with client_for(asgi) as client:
         result = await run_workflow(wf, client=client, store=store, clock=clock)
@@ -207,7 +201,7 @@ async def test_account_api(
 async def test_account_hook_is_settled_by_the_delivery(
     asgi: httpx.AsyncBaseTransport, clock: VirtualClock, world: World
 ) -> None:
-    store = MemoryKV()
+    store = memory_store()
     wf = check_then_invite(
         api="account", result_handling="hook", webhook="https://hooks.example/seqrun"
     )
@@ -228,7 +222,7 @@ async def test_account_hook_is_settled_by_the_delivery(
 
 
 async def test_invalid_workflow_fails(asgi: httpx.AsyncBaseTransport, clock: VirtualClock) -> None:
-    store = MemoryKV()
+    store = memory_store()
     wf = Workflow(Metadata("bad"), "linkedapi", (WorkflowNode("st.fly", {"personUrl": ADA}),))
     async with client_for(asgi) as client:
         result = await run_workflow(wf, client=client, store=store, clock=clock)
@@ -244,13 +238,13 @@ async def test_unknown_provider_and_missing_identity(clock: VirtualClock) -> Non
         await run_workflow(
             Workflow(Metadata("x"), "nosuch", node),
             client=httpx.AsyncClient(),
-            store=MemoryKV(),
+            store=memory_store(),
             clock=clock,
         )
     result = await run_workflow(
         Workflow(Metadata("x"), "edges", node),
         client=httpx.AsyncClient(),
-        store=MemoryKV(),
+        store=memory_store(),
         clock=clock,
     )
     assert result.state == "failed"
@@ -268,7 +262,7 @@ async def test_lost_answer_does_not_duplicate_the_invitation(
             return "after", httpx.ReadTimeout("lost", request=request)
         return None
 
-    store = MemoryKV()
+    store = memory_store()
     async with client_for(FlakyTransport(asgi, fail)) as client:
         result = await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
     assert invites(world) == 1
@@ -284,7 +278,7 @@ async def test_crash_between_submission_and_answer_then_rerun(
     def fail(request: httpx.Request, n: int) -> tuple[str, BaseException] | None:
         return ("after", Crash()) if is_post(request) else None
 
-    store = MemoryKV()
+    store = memory_store()
     async with client_for(FlakyTransport(asgi, fail)) as client:
         with pytest.raises(Crash):
             await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
@@ -304,7 +298,7 @@ async def test_crash_after_the_id_came_back_resumes_by_id(
     def fail(request: httpx.Request, n: int) -> tuple[str, BaseException] | None:
         return ("before", Crash()) if request.method == "GET" else None
 
-    store = MemoryKV()
+    store = memory_store()
     async with client_for(FlakyTransport(asgi, fail)) as client:
         with pytest.raises(Crash):
             await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
@@ -326,7 +320,7 @@ async def test_request_that_never_arrived_is_submitted_again(
             return "before", httpx.ReadTimeout("lost", request=request)
         return None
 
-    store = MemoryKV()
+    store = memory_store()
     async with client_for(FlakyTransport(asgi, fail)) as client:
         result = await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
     assert result.submissions == 2
@@ -342,7 +336,7 @@ async def test_lost_message_answer_is_found_in_the_conversation(
             return "after", httpx.ReadTimeout("lost", request=request)
         return None
 
-    store = MemoryKV()
+    store = memory_store()
     async with client_for(FlakyTransport(asgi, fail)) as client:
         result = await run_workflow(message_bob(), client=client, store=store, clock=clock)
     assert result.reconciled
@@ -353,7 +347,7 @@ async def test_lost_message_answer_is_found_in_the_conversation(
 async def test_the_cap_of_ten_queues_instead_of_failing(
     asgi: httpx.AsyncBaseTransport, clock: VirtualClock, world: World
 ) -> None:
-    store = MemoryKV()
+    store = memory_store()
     async with client_for(asgi) as client:
         for _ in range(10):
             r = await client.post("/workflows", json={"actionType": "st.retrieveConnections"})
@@ -378,7 +372,8 @@ async def test_with_the_real_store(
     async with client_for(asgi) as client:
         result = await run_workflow(check_then_invite(), client=client, store=store, clock=clock)
     assert result.state == "completed"
-    assert store.kv_get("workflows", "check-then-invite")["state"] == "completed"
+    record = workflow_record(store, "check-then-invite")
+    assert record is not None and record["state"] == "completed"
 
 
 async def test_shared_example_against_the_embedded_sandbox(tmp_path: Path) -> None:
@@ -387,7 +382,7 @@ async def test_shared_example_against_the_embedded_sandbox(tmp_path: Path) -> No
     examples = SHARED_EXAMPLES
     (wf,) = loader.load([examples / "check-then-message.yaml"])
     sandbox = sandbox_mod.Sandbox.open(tmp_path / ".seqrun")
-    store = MemoryKV()
+    store = memory_store()
     async with sandbox.client("linkedapi") as client:
         result = await run_workflow(wf, client=client, store=store, clock=sandbox.world.clock)
     assert result.state == "completed", result.to_json()
@@ -405,9 +400,6 @@ async def test_shared_example_against_the_embedded_sandbox(tmp_path: Path) -> No
 async def test_chaos_never_duplicates(clock: VirtualClock) -> None:
     """429s, 5xx and timeouts (before and after the action) on every LinkedAPI call: each
     invitation and message is delivered exactly once."""
-    from engine.errors import ProviderError
-    from engine.sandbox.world import FaultConfig, WorldConfig
-
     faults = FaultConfig(rate_429=0.1, rate_5xx=0.1, rate_timeout=0.2, retry_after_s=5)
     world = World(clock, seed=5, config=WorldConfig(faults=faults, accept_probability=0.0))
     world.add_identity("acct-alice", name="Alice", provider="linkedapi")
@@ -416,9 +408,7 @@ async def test_chaos_never_duplicates(clock: VirtualClock) -> None:
         world.add_profile(url, already_connected_with=[], replies=False)
     world.add_profile(BOB, already_connected_with=["acct-alice"], replies=False)
     app = Starlette(routes=[Mount("/linkedapi", routes=routes(world))])
-    from engine.sandbox import SandboxTransport
-
-    store = MemoryKV()
+    store = memory_store()
     async with client_for(SandboxTransport(app)) as client:
         for i, url in enumerate(people):
             wf = Workflow(
@@ -450,9 +440,9 @@ async def test_result_lines_show_the_tree(
 ) -> None:
     async with client_for(asgi) as client:
         result = await run_workflow(
-            check_then_invite(), client=client, store=MemoryKV(), clock=clock
+            check_then_invite(), client=client, store=memory_store(), clock=clock
         )
-    lines = result.lines()
+    lines = workflow_lines(result)
     assert lines[0] == f"Workflow check-then-invite: completed ({result.workflow_id})"
     assert lines[1].startswith("  n0 open st.openPersonPage: ok name=Ada Lovelace")
     assert lines[2] == "    n0.0 check st.checkConnectionStatus: ok connectionStatus=notConnected"
@@ -489,7 +479,7 @@ async def test_edges_workflow_runs_node_by_node() -> None:
     world.add_profile(
         "https://www.linkedin.com/in/grace-node", accepts=False, already_connected_with=[]
     )
-    store = MemoryKV()
+    store = memory_store()
     async with sandbox.client("edges") as client:
         result = await run_workflow(edges_workflow(), client=client, store=store, clock=world.clock)
         assert result.state == "completed", result.to_json()
@@ -519,7 +509,7 @@ async def test_edges_node_left_sent_by_a_crash_is_reconciled() -> None:
             return "after", Crash()
         return None
 
-    store = MemoryKV()
+    store = memory_store()
     flaky = FlakyTransport(sandbox.transport, fail)
     async with httpx.AsyncClient(
         transport=flaky, base_url=sandbox.base_url("edges") + "/", headers=sandbox.headers("edges")
@@ -541,7 +531,7 @@ async def test_a_new_revision_waits_for_the_old_one_still_running(
     def fail(request: httpx.Request, n: int) -> tuple[str, BaseException] | None:
         return ("before", Crash()) if request.method == "GET" else None
 
-    store = MemoryKV()
+    store = memory_store()
     async with client_for(FlakyTransport(asgi, fail)) as client:
         with pytest.raises(Crash):
             await run_workflow(check_then_invite(), client=client, store=store, clock=clock)

@@ -13,11 +13,8 @@ from engine.clock import VirtualClock
 from engine.errors import ConfigError, ProviderError
 from engine.providers import REGISTRY
 from engine.providers.base import Lead
-from engine.providers.linkedapi.actions import (
-    LinkedApiProvider,
-    headers_from_env,
-    identity_env_var,
-)
+from engine.providers.linkedapi.actions import LinkedApiProvider
+from engine.providers.linkedapi.credentials import headers_from_env, identity_env_var
 
 URL = "https://www.linkedin.com/in/person1"
 BASE = "https://api.linkedapi.io"

@@ -562,7 +562,8 @@ def _plan_workflow(wf: Workflow, store: Store) -> WorkflowPlan:
         digest = hashlib.sha256(
             json.dumps(body, sort_keys=True, default=str).encode("utf-8")
         ).hexdigest()[:12]
-    return WorkflowPlan(wf.name, wf.provider, body, digest, store.kv_get("workflows", wf.name))
+    last_run = workflows.workflow_record(store, wf.name)
+    return WorkflowPlan(wf.name, wf.provider, body, digest, last_run)
 
 
 def _manages_schedules(store: Store) -> bool:

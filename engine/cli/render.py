@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.cli.render_schedules import render_schedule_plan
+from engine.cli.render_workflows import workflow_lines
+from engine.run.workflow_results import WorkflowResult
 
 if TYPE_CHECKING:
     from engine.apply.plan import ApplyResult, LeadsImportResult, Plan, SequencePlan
@@ -138,7 +140,7 @@ def render_apply(result: ApplyResult, out: Console | None = None) -> None:
         out.print(f"Sequence {s.name}: {created} {s.revision}, enrolled {s.enrolled}, "
                   f"migrated {s.migrated}" + (f", updated {s.updated}" if s.updated else ""))
     for name, res in result.workflows.items():
-        if callable(getattr(res, "lines", None)):
+        if isinstance(res, WorkflowResult):
             render_workflow_result(res, out)  # the completion tree, one node per line
         else:
             out.print(f"Workflow {name}: {json.dumps(_to_json(res), default=str)}",
@@ -333,5 +335,5 @@ def render_lines(lines: Iterable[str], out: Console | None = None) -> None:
 def render_workflow_result(result: Any, out: Console | None = None) -> None:
     """A workflow run (engine.apply.workflows.WorkflowResult): state, then its completion tree."""
     out = out or console()
-    for line in result.lines():
+    for line in workflow_lines(result):
         out.print(line, markup=False)

@@ -252,3 +252,18 @@ schedule_runs = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("continued_at", UTCDateTime, nullable=True),
 )
+
+# One row per applied Workflow: the record of its latest run (``record_json``, what runs and
+# views read). The other columns copy fields of the record, for listing workflows and for
+# finding the one a delivered result names by its provider's workflow id.
+workflow_runs = sa.Table(
+    "workflow_runs",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("provider", sa.String(40), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # pending | running | completed | failed
+    sa.Column("workflow_id", sa.String(200), nullable=True, index=True),
+    sa.Column("revision", sa.String(64), nullable=True),
+    sa.Column("record_json", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from engine.apply.workflows import workflow_json
 from engine.model import Metadata, Workflow, WorkflowNode
+from engine.providers.linkedapi.workflows import workflow_json
 from tests.conftest import SEEDS, SHARED_EXAMPLES
 
 CHILD = {"actionType": "st.sendMessage", "text": "Hello!"}
