@@ -37,19 +37,19 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import difflib
 import importlib
 import os
 import re
 import zoneinfo
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import Problem
+from engine.manifest.explain import did_you_mean
 from engine.manifest.lint.schedule import schedule_problems
 from engine.manifest.yamlio import child_path
 from engine.model import (
@@ -151,12 +151,6 @@ _INNER_BRACES = re.compile(r"\{([^{}]*)\}")
 
 
 # ---- small helpers ----------------------------------------------------------------------------
-
-
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest candidate, or ``""``."""
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @lru_cache(maxsize=1)
