@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
+import re
 import types
 from collections.abc import Iterator
 from datetime import time, timedelta
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from engine.errors import Problem
-from engine.manifest.lint import lint
+from engine.manifest.lint import content, lint
 from engine.model import (
     ActionStep,
     BranchCase,
@@ -68,9 +68,8 @@ def replace_step(s: Sequence, i: int, **changes: Any) -> Sequence:
 
 @pytest.fixture
 def fake_templates(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
-    """A stand-in for engine.manifest.templates honouring its contract (variables/check)."""
-    import re
-
+    """A stand-in for engine.manifest.templates honouring its contract (variables/check, and
+    the branch-condition pair check_expression/expression_variables over the same)."""
     mod = types.ModuleType("engine.manifest.templates")
 
     def variables(text: str) -> set[str]:
@@ -86,7 +85,9 @@ def fake_templates(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType
 
     mod.variables = variables  # type: ignore[attr-defined]
     mod.check = check  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "engine.manifest.templates", mod)
+    mod.check_expression = lambda e: check("{{ " + e + " }}")  # type: ignore[attr-defined]
+    mod.expression_variables = lambda e: variables("{{ " + e + " }}")  # type: ignore[attr-defined]
+    monkeypatch.setattr(content, "templates", mod)
     yield mod
 
 
