@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from engine.compile.graph import graph
 from engine.compile.machine import (
     CompiledSequence,
     compile_schedule,
     compile_sequence,
     compile_workflow,
-    graph,
     revision_of,
 )
 from engine.errors import ManifestError, UsageError

@@ -94,11 +94,11 @@ def _register_graph() -> None:
     @click.option("--name", default=None, help="Only the manifest with this metadata.name.")
     def graph_command(file: str, fmt: str, name: str | None) -> int:
         """Print the state machine each manifest in FILE compiles to (a Schedule: its runs)."""
+        from engine.compile.graph import graph
         from engine.compile.machine import (
             compile_schedule,
             compile_sequence,
             compile_workflow,
-            graph,
         )
         from engine.errors import UsageError
         from engine.manifest.lint import did_you_mean

@@ -161,7 +161,8 @@ def _parameters(schedule: Schedule, support: ActionSupport | None) -> Iterator[P
             yield src.problem(
                 "$.spec.parameters.sync_mode",
                 f"{schedule.action} has no incremental mode (only "
-                + ", ".join(sorted(a for a, s in ACTIONS.items() if s.incremental)) + ")",
+                + ", ".join(sorted(a for a, s in ACTIONS.items() if s.incremental))
+                + ")",
             )
 
 

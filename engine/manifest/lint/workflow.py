@@ -107,8 +107,7 @@ def _check_canonical_node(node: WorkflowNode, spec: ProviderSpec, report: Report
     else:
         report(
             apath,
-            f"unknown action {node.action!r}"
-            f"{did_you_mean(node.action, sorted(spec.capabilities))}",
+            f"unknown action {node.action!r}{did_you_mean(node.action, sorted(spec.capabilities))}",
         )
 
 
