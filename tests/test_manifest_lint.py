@@ -422,7 +422,6 @@ def test_template_errors_are_reported_at_the_field(fake_templates: types.ModuleT
 
 
 def test_real_templates_module_when_present(tmp_path: Path) -> None:
-    pytest.importorskip("engine.manifest.templates")
     csv = tmp_path / "leads.csv"
     csv.write_text("linkedin_profile_url,first_name\n")
     s = replace_step(seq(leads=LeadsSource(csv)), 1, with_={"note": "Hi {{ lead.titel }}"})
@@ -662,7 +661,6 @@ def test_workflow_on_other_provider_needs_canonical_actions() -> None:
 
 
 def test_branch_conditions_with_real_templates(tmp_path: Path) -> None:
-    pytest.importorskip("engine.manifest.templates")
     csv = tmp_path / "leads.csv"
     csv.write_text("linkedin_profile_url,seniority\n")
     steps = (
@@ -688,7 +686,6 @@ def test_branch_conditions_with_real_templates(tmp_path: Path) -> None:
 
 
 def test_real_template_errors() -> None:
-    pytest.importorskip("engine.manifest.templates")
     s = replace_step(seq(), 3, with_={"text": "{{ lead.first_name "})
     found = [e for e in errors(lint(s)) if e.startswith("$.spec.steps[3].with.text")]
     assert len(found) == 1 and "syntax" in found[0]
