@@ -10,16 +10,18 @@ from typing import Any
 
 import pytest
 
+from engine.cli import main
+from engine.compile.graph import graph
 from engine.compile.machine import (
     CompiledSequence,
     compile_schedule,
     compile_sequence,
     compile_workflow,
-    graph,
     revision_of,
 )
 from engine.errors import ManifestError, UsageError
 from engine.manifest.lint import ROUTE_LABELS as _ROUTE_LABELS
+from engine.manifest.loader import load
 from engine.model import (
     ActionStep,
     BranchCase,
@@ -275,15 +277,14 @@ def test_unknown_graph_format() -> None:
 
 
 def test_shared_examples_compile() -> None:
-    loader = pytest.importorskip("engine.manifest.loader")
-    manifests = loader.load([SHARED_EXAMPLES])
+    manifests = load([SHARED_EXAMPLES])
     compiled = {m.name: compile_sequence(m) for m in manifests if isinstance(m, Sequence)}
     founders = compiled["founders-outreach"]
     assert founders.next_state("connect", "ALREADY_CONNECTED") == "intro"
     assert founders.next_state("accepted", "timeout") == "withdraw"
     assert founders.next_state("intro", "NOT_CONNECTED") == "connect"
     assert founders.next_state("follow_up", "ok") == "completed"
-    again = loader.load([SHARED_EXAMPLES / "founders-outreach.yaml"])[0]
+    again = load([SHARED_EXAMPLES / "founders-outreach.yaml"])[0]
     assert compile_sequence(again).revision == founders.revision
 
 
@@ -291,9 +292,6 @@ def test_shared_examples_compile() -> None:
 
 
 def test_cli_graph_every_example(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("engine.manifest.loader")
-    from engine.cli import main
-
     for name in ("founders-outreach", "founders-on-linkedapi", "check-then-message", "inbox-sync"):
         assert main(["graph", str(SHARED_EXAMPLES), "--name", name]) == 0
         out = capsys.readouterr().out
@@ -301,9 +299,6 @@ def test_cli_graph_every_example(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_graph_dot_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("engine.manifest.loader")
-    from engine.cli import main
-
     assert main(["graph", str(SHARED_EXAMPLES / "founders-outreach.yaml"), "--format", "dot"]) == 0
     assert '"connect" -> "intro" [label="ALREADY_CONNECTED"];' in capsys.readouterr().out
     assert main(["graph", str(SHARED_EXAMPLES), "--name", "founders-outreac"]) == 2
@@ -460,8 +455,6 @@ def table_cases() -> dict[str, Sequence]:
 
 
 def _shared_founders() -> Sequence:
-    from engine.manifest.loader import load
-
     found = load([SHARED_EXAMPLES / "founders-outreach.yaml"])[0]
     assert isinstance(found, Sequence)
     return found

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
+import re
 import types
 from collections.abc import Iterator
 from datetime import time, timedelta
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from engine.errors import Problem
-from engine.manifest.lint import lint
+from engine.manifest.lint import content, lint
 from engine.model import (
     ActionStep,
     BranchCase,
@@ -68,9 +68,8 @@ def replace_step(s: Sequence, i: int, **changes: Any) -> Sequence:
 
 @pytest.fixture
 def fake_templates(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
-    """A stand-in for engine.manifest.templates honouring its contract (variables/check)."""
-    import re
-
+    """A stand-in for engine.manifest.templates honouring its contract (variables/check, and
+    the branch-condition pair check_expression/expression_variables over the same)."""
     mod = types.ModuleType("engine.manifest.templates")
 
     def variables(text: str) -> set[str]:
@@ -86,7 +85,9 @@ def fake_templates(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType
 
     mod.variables = variables  # type: ignore[attr-defined]
     mod.check = check  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "engine.manifest.templates", mod)
+    mod.check_expression = lambda e: check("{{ " + e + " }}")  # type: ignore[attr-defined]
+    mod.expression_variables = lambda e: variables("{{ " + e + " }}")  # type: ignore[attr-defined]
+    monkeypatch.setattr(content, "templates", mod)
     yield mod
 
 
@@ -421,7 +422,6 @@ def test_template_errors_are_reported_at_the_field(fake_templates: types.ModuleT
 
 
 def test_real_templates_module_when_present(tmp_path: Path) -> None:
-    pytest.importorskip("engine.manifest.templates")
     csv = tmp_path / "leads.csv"
     csv.write_text("linkedin_profile_url,first_name\n")
     s = replace_step(seq(leads=LeadsSource(csv)), 1, with_={"note": "Hi {{ lead.titel }}"})
@@ -661,7 +661,6 @@ def test_workflow_on_other_provider_needs_canonical_actions() -> None:
 
 
 def test_branch_conditions_with_real_templates(tmp_path: Path) -> None:
-    pytest.importorskip("engine.manifest.templates")
     csv = tmp_path / "leads.csv"
     csv.write_text("linkedin_profile_url,seniority\n")
     steps = (
@@ -687,7 +686,6 @@ def test_branch_conditions_with_real_templates(tmp_path: Path) -> None:
 
 
 def test_real_template_errors() -> None:
-    pytest.importorskip("engine.manifest.templates")
     s = replace_step(seq(), 3, with_={"text": "{{ lead.first_name "})
     found = [e for e in errors(lint(s)) if e.startswith("$.spec.steps[3].with.text")]
     assert len(found) == 1 and "syntax" in found[0]

@@ -84,7 +84,7 @@ def errors_of(*paths: Path | str) -> list[str]:
 @pytest.fixture(autouse=True)
 def _no_lint(monkeypatch: pytest.MonkeyPatch) -> None:
     # Lint is another module's job (and tested there); these tests pin the loader alone.
-    monkeypatch.setattr(loader, "_lint", lambda manifest: [])
+    monkeypatch.setattr(loader, "lint", lambda manifest: [])
 
 
 def test_builds_a_frozen_sequence(tmp_path: Path) -> None:
@@ -246,7 +246,7 @@ def test_warnings_ride_along_and_fail_only_when_strict(
     def fake_lint(manifest: Sequence) -> list[Problem]:
         return [manifest.source.problem("$.spec.cooldown", "long cooldown", "warning")]
 
-    monkeypatch.setattr(loader, "_lint", fake_lint)
+    monkeypatch.setattr(loader, "lint", fake_lint)
     manifests, warnings = load_with_warnings([path])
     assert len(manifests) == 1
     assert [str(w) for w in warnings] == [f"{path}:15:3: $.spec.cooldown: warning: long cooldown"]
@@ -263,7 +263,7 @@ def errors_of_strict(path: Path) -> list[str]:
 def test_lint_errors_fail_the_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, "x.yaml", SEQUENCE.format(name="x"))
     monkeypatch.setattr(
-        loader, "_lint", lambda m: [m.source.problem("$.spec.steps[4]", "no acceptance gate")]
+        loader, "lint", lambda m: [m.source.problem("$.spec.steps[4]", "no acceptance gate")]
     )
     assert errors_of(path) == [f"{path}:35:7: $.spec.steps[4]: no acceptance gate"]
 

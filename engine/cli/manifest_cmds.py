@@ -55,7 +55,8 @@ def graph(file: str, fmt: str, name: str | None) -> int:
     """Print the state machine each manifest in ``file`` compiles to."""
     # deferred: the loader (jsonschema), the lint (croniter) and the compiler (transitions)
     from engine.compile import machine
-    from engine.manifest.lint import did_you_mean
+    from engine.compile.graph import graph as draw
+    from engine.manifest.explain import did_you_mean
     from engine.manifest.loader import load
 
     drawable = load([file])
@@ -68,7 +69,7 @@ def graph(file: str, fmt: str, name: str | None) -> int:
     if not drawable:
         raise UsageError(f"{file} holds no manifest to draw")
     texts = [
-        machine.graph(
+        draw(
             machine.compile_sequence(m)
             if isinstance(m, Sequence)
             else machine.compile_workflow(m)

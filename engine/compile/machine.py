@@ -1,8 +1,9 @@
 """Compile a Sequence or Workflow into one ``transitions`` state machine per revision.
 
-Enrollments are plain rows (state, revision); the runner asks the compiled object where a
-trigger leads with :meth:`CompiledSequence.next_state`, a dict lookup precomputed from the
-machine's own transition table, so no ``transitions`` model is ever built per lead. Nothing
+Enrollments are plain rows (state, revision); the runner asks the compiled object
+(:mod:`engine.compile.compiled`) where a trigger leads with :meth:`CompiledSequence.next_state`,
+a dict lookup precomputed from the machine's own transition table, so no ``transitions`` model
+is ever built per lead. Nothing
 from YAML becomes a callback: the machine has no callbacks at all (transitions resolves
 dotted strings to imports, so a name from a manifest would be code execution).
 
@@ -21,7 +22,7 @@ Example::
     '3f9a0c1b2d4e'
     >>> compiled.next_state("connect", "ALREADY_CONNECTED")
     'intro'
-    >>> print(graph(compiled, "mermaid"))
+    >>> print(graph(compiled, "mermaid"))  # engine.compile.graph
     stateDiagram-v2
     ...
 
@@ -43,14 +44,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 from transitions import Machine, State, Transition
 
-from engine.errors import ManifestError, Problem, UsageError
+from engine.compile.compiled import (
+    LABELS,
+    REPLY,
+    CompiledSchedule,
+    CompiledSequence,
+    CompiledWorkflow,
+)
+from engine.errors import ManifestError, Problem
 from engine.model import (
     ActionStep,
     BranchStep,
@@ -63,7 +69,7 @@ from engine.model import (
     Workflow,
     WorkflowNode,
 )
-from engine.vocab import ERROR_LABELS, PROFILE_NOT_ACCESSIBLE, TERMINALS
+from engine.vocab import PROFILE_NOT_ACCESSIBLE, TERMINALS
 
 __all__ = [
     "DEFAULT_ROUTES",
@@ -76,23 +82,21 @@ __all__ = [
     "compile_schedule",
     "compile_sequence",
     "compile_workflow",
-    "graph",
     "revision_of",
     "workflow_state_ids",
 ]
 
 PAUSE = "pause"
-REPLY = "reply"
 # Sequence-wide routing when the manifest says nothing (DESIGN.md §1).
 DEFAULT_ROUTES: Mapping[str, str] = {
     REPLY: "replied",
     "AUTH_EXPIRED": PAUSE,
     PROFILE_NOT_ACCESSIBLE: "removed",
 }
-_LABELS: tuple[str, ...] = (*ERROR_LABELS, REPLY)
-_LABEL_SET = frozenset(_LABELS)
+_LABEL_SET = frozenset(LABELS)
 Row = tuple[str, str]  # (trigger, dest)
 _NONE: frozenset[str] = frozenset()
+_END_ORDER: tuple[str, ...] = ("ok",)
 # A step's triggers in order, its explicit label rows, the labels it leaves to the shared
 # sequence-wide table, and the labels that pause.
 _Profile = tuple[tuple[str, ...], tuple[Row, ...], frozenset[str], frozenset[str]]
@@ -172,116 +176,6 @@ def revision_of(manifest: Sequence | Workflow | Schedule) -> str:
     data = manifest.normalized if manifest.normalized else _canonical(manifest)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
-@dataclass(frozen=True, eq=False)
-class _Compiled:
-    name: str
-    revision: str
-    machine: Machine
-    initial: str
-    states: tuple[str, ...]
-    terminals: tuple[str, ...]
-    _table: Mapping[str, Mapping[str, str]] = field(repr=False)  # trigger -> source -> dest
-    _rows: Mapping[str, list[tuple[str, str]]] = field(repr=False)  # state -> (trigger, dest)
-    # state -> every trigger in order; the tuples are shared between states that have the same
-    _order: Mapping[str, tuple[str, ...]] = field(repr=False)
-    # state -> the labels that resolve from _shared (absent: none); the sets are shared too
-    _fallback: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False)
-    _shared: Mapping[str, str] = field(default_factory=dict, repr=False)  # label -> dest
-
-    def next_state(self, state: str, trigger: str) -> str:
-        """Where ``trigger`` leads from ``state``; KeyError when there is no such transition."""
-        try:
-            return self._table[trigger][state]
-        except KeyError:
-            if trigger in self._fallback.get(state, _NONE):
-                return self._shared[trigger]
-            raise
-
-    def sequence_route(self, state: str, trigger: str) -> str | None:
-        """The destination when ``trigger`` from ``state`` follows the sequence-wide routing
-        (shared table, no transition in the machine); None for a machine transition or none."""
-        if trigger in self._fallback.get(state, _NONE):
-            return self._shared[trigger]
-        return None
-
-    def triggers(self, state: str) -> list[str]:
-        """The triggers of ``state`` (none for terminals); KeyError for an unknown state."""
-        return list(self._order[state])
-
-    def is_terminal(self, state: str) -> bool:
-        return state in self.terminals
-
-    def edges(self) -> Iterator[tuple[str, str, str]]:
-        """Every transition as (source, trigger, dest), states in order, shared routes included."""
-        for state in self.states:
-            for trigger in self._order[state]:
-                yield state, trigger, self.next_state(state, trigger)
-
-    def machine_edges(self) -> Iterator[tuple[str, str, str]]:
-        """The transitions the machine holds (``edges`` without the shared routes)."""
-        for state in self.states:
-            for trigger, dest in self._rows[state]:
-                yield state, trigger, dest
-
-    def is_default(self, state: str, trigger: str) -> bool:
-        """True when the transition comes from a default route, not from the manifest."""
-        return False
-
-
-@dataclass(frozen=True, eq=False)
-class CompiledSequence(_Compiled):
-    """One compiled sequence revision. Immutable; share it between all leads of the revision."""
-
-    sequence: Sequence | None = None
-    sequence_routes: Mapping[str, str] = field(default_factory=dict)
-    _steps: Mapping[str, Step] = field(default_factory=dict, repr=False)
-    _pauses: Mapping[str, frozenset[str]] = field(default_factory=dict, repr=False)
-
-    def step(self, state: str) -> Step | None:
-        """The step behind ``state``; None for terminals; KeyError for an unknown state."""
-        if state in self._steps:
-            return self._steps[state]
-        if state in self.terminals:
-            return None
-        raise KeyError(state)
-
-    def is_default(self, state: str, trigger: str) -> bool:
-        step = self._steps.get(state)
-        if step is None or trigger not in _LABEL_SET:
-            return False
-        in_machine = state in self._table.get(trigger, _NONE)
-        if not in_machine and self.sequence_route(state, trigger) is None:
-            return False
-        if isinstance(step, ActionStep) and trigger in step.on:
-            return False
-        return self.sequence is None or trigger not in self.sequence.on
-
-    def pauses(self, state: str, trigger: str) -> bool:
-        """True when ``trigger`` in ``state`` routes to ``pause`` (identity paused, lead stays)."""
-        return trigger in self._pauses.get(state, frozenset())
-
-
-@dataclass(frozen=True, eq=False)
-class CompiledWorkflow(_Compiled):
-    """A compiled workflow: pending -> (running | node states) -> completed | failed."""
-
-    workflow: Workflow | None = None
-    _nodes: Mapping[str, WorkflowNode] = field(default_factory=dict, repr=False)
-
-    def node(self, state: str) -> WorkflowNode | None:
-        """The workflow node behind ``state`` (``n0``, ``n0.1``); None for the lifecycle states."""
-        return self._nodes.get(state)
-
-
-@dataclass(frozen=True, eq=False)
-class CompiledSchedule(_Compiled):
-    """The lifecycle of one run of a Schedule, as Edges reports it (providers.md §1.4): the
-    provider runs the schedule, seqrun only reconciles it, so this machine is for ``graph``
-    and for reading run statuses, not for driving leads."""
-
-    schedule: Schedule | None = None
 
 
 # ---- building ---------------------------------------------------------------------------------
@@ -372,30 +266,29 @@ class _Builder:
         return machine, table
 
 
-def compile_sequence(seq: Sequence) -> CompiledSequence:
-    """Compile ``seq`` (already linted) into its state machine; ManifestError on a bad reference."""
-    steps = seq.steps
-    builder = _Builder(seq.name, seq.source)
-    routes: dict[str, str] = {**DEFAULT_ROUTES, **seq.on}
-    pauses: dict[str, frozenset[str]] = {}
-    # The sequence-wide routing, one table for every state: label -> dest (pause: absent).
-    shared = builder.shared
-    for label in (*_LABELS, *routes):
-        dest = routes.get(label) or "failed"
-        if dest != PAUSE:
-            shared[label] = dest
-    order_of, fallback_of = builder.order, builder.fallback
-    # Profiles, computed once per kind of step and step `on:`, shared by the steps that have it.
-    profiles: dict[Any, _Profile] = {}
+class _Profiles:
+    """The routing of each kind of step (and step ``on:``), computed once and shared by the
+    steps that have it; fills the sequence-wide table, label -> dest, as it goes."""
 
-    def profile(head: tuple[str, ...], labels: Iterable[str], local: Mapping[str, str]) -> _Profile:
+    def __init__(self, routes: Mapping[str, str], shared: dict[str, str]) -> None:
+        self.routes = routes
+        self.shared = shared
+        self.cache: dict[Any, _Profile] = {}
+        for label in (*LABELS, *routes):
+            dest = routes.get(label) or "failed"
+            if dest != PAUSE:
+                shared[label] = dest
+
+    def make(
+        self, head: tuple[str, ...], labels: Iterable[str], local: Mapping[str, str]
+    ) -> _Profile:
         order: list[str] = list(head)
         explicit: list[Row] = []
         fallback: list[str] = []
         paused: list[str] = []
         for label in labels:
             mine = local.get(label)
-            dest = mine or routes.get(label) or "failed"
+            dest = mine or self.routes.get(label) or "failed"
             if dest == PAUSE:
                 paused.append(label)
                 continue
@@ -404,9 +297,61 @@ def compile_sequence(seq: Sequence) -> CompiledSequence:
                 explicit.append((label, dest))
             else:
                 fallback.append(label)
-                shared.setdefault(label, dest)
+                self.shared.setdefault(label, dest)
         return tuple(order), tuple(explicit), frozenset(fallback), frozenset(paused)
 
+
+def _step_rows(step: Step, following: str, row: list[Row], profiles: _Profiles) -> _Profile | None:
+    """Append the explicit rows of ``step`` to ``row``; its profile (None for an end step)."""
+    cache = profiles.cache
+    if isinstance(step, ActionStep):
+        row.append(("ok", step.next or following))
+        local = step.on
+        key: Any = ("action", *local.items()) if local else "action"
+        prof = cache.get(key)
+        if prof is None:
+            extra = [label for label in local if label not in _LABEL_SET]
+            prof = cache[key] = profiles.make(("ok",), [*LABELS, *extra], local)
+        return prof
+    if isinstance(step, WaitStep):
+        row.append(("elapsed", step.next or following))
+        row.append(("ok", step.next or following))
+        prof = cache.get("wait")
+        if prof is None:
+            prof = cache["wait"] = profiles.make(("elapsed", "ok"), (REPLY,), {})
+        return prof
+    if isinstance(step, WaitForStep):
+        event_trigger = "accepted" if step.event == "connection_accepted" else step.event
+        row.append((event_trigger, step.next or following))
+        row.append(("timeout", step.on_timeout or "failed"))
+        # A wait performs no action: only the sequence-wide routes apply while waiting.
+        key = ("wait_for", event_trigger)
+        prof = cache.get(key)
+        if prof is None:
+            labels = [label for label in profiles.routes if label != event_trigger]
+            prof = cache[key] = profiles.make((event_trigger, "timeout"), labels, {})
+        return prof
+    if isinstance(step, BranchStep):
+        row.extend((f"case_{n}", case.goto) for n, case in enumerate(step.cases))
+        row.append(("else", step.else_ or following))
+        key = ("branch", len(step.cases))
+        prof = cache.get(key)
+        if prof is None:
+            prof = cache[key] = profiles.make(tuple(t for t, _ in row), (), {})
+        return prof
+    if isinstance(step, EndStep):
+        row.append(("ok", step.terminal))
+    return None
+
+
+def compile_sequence(seq: Sequence) -> CompiledSequence:
+    """Compile ``seq`` (already linted) into its state machine; ManifestError on a bad reference."""
+    steps = seq.steps
+    builder = _Builder(seq.name, seq.source)
+    routes: dict[str, str] = {**DEFAULT_ROUTES, **seq.on}
+    profiles = _Profiles(routes, builder.shared)
+    order_of, fallback_of = builder.order, builder.fallback
+    pauses: dict[str, frozenset[str]] = {}
     # One pass over the steps (at 5,000 steps they no longer sit in the CPU cache by the time
     # a second pass would come back to them).
     steps_by_id: dict[str, Step] = {}
@@ -416,50 +361,19 @@ def compile_sequence(seq: Sequence) -> CompiledSequence:
         row = builder.state(sid, step)
         steps_by_id[sid] = step
         following = steps[i + 1].id if i + 1 < count else "completed"
-        prof: _Profile | None = None
-        if isinstance(step, ActionStep):
-            row.append(("ok", step.next or following))
-            local = step.on
-            key: Any = ("action", *local.items()) if local else "action"
-            prof = profiles.get(key)
-            if prof is None:
-                extra = [label for label in local if label not in _LABEL_SET]
-                prof = profiles[key] = profile(("ok",), [*_LABELS, *extra], local)
-        elif isinstance(step, WaitStep):
-            row.append(("elapsed", step.next or following))
-            row.append(("ok", step.next or following))
-            prof = profiles.get("wait")
-            if prof is None:
-                prof = profiles["wait"] = profile(("elapsed", "ok"), (REPLY,), {})
-        elif isinstance(step, WaitForStep):
-            event_trigger = "accepted" if step.event == "connection_accepted" else step.event
-            row.append((event_trigger, step.next or following))
-            row.append(("timeout", step.on_timeout or "failed"))
-            # A wait performs no action: only the sequence-wide routes apply while waiting.
-            key = ("wait_for", event_trigger)
-            prof = profiles.get(key)
-            if prof is None:
-                labels = [label for label in routes if label != event_trigger]
-                prof = profiles[key] = profile((event_trigger, "timeout"), labels, {})
-        elif isinstance(step, BranchStep):
-            row.extend((f"case_{n}", case.goto) for n, case in enumerate(step.cases))
-            row.append(("else", step.else_ or following))
-            key = ("branch", len(step.cases))
-            prof = profiles.get(key)
-            if prof is None:
-                prof = profiles[key] = profile(tuple(t for t, _ in row), (), {})
-        elif isinstance(step, EndStep):
-            row.append(("ok", step.terminal))
-            order_of[sid] = ("ok",)
-        if prof is not None:
-            order, explicit, fallback, paused = prof
-            order_of[sid] = order
-            if explicit:
-                row.extend(explicit)
-            if fallback:
-                fallback_of[sid] = fallback
-            if paused:
-                pauses[sid] = paused
+        prof = _step_rows(step, following, row, profiles)
+        if prof is None:
+            if isinstance(step, EndStep):
+                order_of[sid] = _END_ORDER
+            continue
+        order, explicit, fallback, paused = prof
+        order_of[sid] = order
+        if explicit:
+            row.extend(explicit)
+        if fallback:
+            fallback_of[sid] = fallback
+        if paused:
+            pauses[sid] = paused
     for terminal in TERMINALS:
         builder.state(terminal)
         builder.order[terminal] = ()
@@ -476,7 +390,7 @@ def compile_sequence(seq: Sequence) -> CompiledSequence:
         _rows=builder.rows,
         _order=builder.order if len(builder.order) == len(builder.rows) else builder.orders(),
         _fallback=builder.fallback,
-        _shared=shared,
+        _shared=profiles.shared,
         sequence=seq,
         sequence_routes=routes,
         _steps=steps_by_id,
@@ -569,78 +483,3 @@ def compile_schedule(sch: Schedule) -> CompiledSchedule:
         _order=builder.orders(),
         schedule=sch,
     )
-
-
-# ---- drawing ----------------------------------------------------------------------------------
-
-_MERMAID_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_MERMAID_RESERVED = frozenset({"state", "end", "note", "direction", "class", "classDef"})
-
-
-def _edge_labels(compiled: _Compiled) -> dict[tuple[str, str], str]:
-    grouped: dict[tuple[str, str], list[str]] = {}
-    defaults: dict[tuple[str, str], int] = {}
-    for src, trigger, dest in compiled.edges():
-        grouped.setdefault((src, dest), []).append(trigger)
-        if compiled.is_default(src, trigger):
-            defaults[(src, dest)] = defaults.get((src, dest), 0) + 1
-    labels: dict[tuple[str, str], str] = {}
-    for key, triggers in grouped.items():
-        if dest_is_failed_defaults(key, triggers, defaults):
-            labels[key] = "other errors"
-        else:
-            labels[key] = ", ".join(triggers)
-    return labels
-
-
-def dest_is_failed_defaults(
-    key: tuple[str, str], triggers: list[str], defaults: Mapping[tuple[str, str], int]
-) -> bool:
-    return key[1] == "failed" and len(triggers) > 2 and defaults.get(key, 0) == len(triggers)
-
-
-def graph(
-    compiled: CompiledSequence | CompiledWorkflow | CompiledSchedule,
-    fmt: Literal["mermaid", "dot"] | str = "mermaid",
-) -> str:
-    """The machine as mermaid ``stateDiagram-v2`` or graphviz dot text (every state drawn)."""
-    labels = _edge_labels(compiled)
-    if fmt == "mermaid":
-        ids: dict[str, str] = {}
-        used: set[str] = set()
-        for k, state in enumerate(compiled.states):
-            alias = re.sub(r"\W", "_", state)
-            if not _MERMAID_ID.match(alias) or alias in _MERMAID_RESERVED or alias in used:
-                alias = f"s{k}"
-                while alias in used:
-                    alias += "_"
-            ids[state] = alias
-            used.add(alias)
-        lines = ["stateDiagram-v2", f"    %% {compiled.name} revision {compiled.revision}"]
-        lines += [f'    state "{s}" as {ids[s]}' for s in compiled.states]
-        lines.append(f"    [*] --> {ids[compiled.initial]}")
-        for (src, dest), label in labels.items():
-            lines.append(f"    {ids[src]} --> {ids[dest]} : {label}")
-        lines += [f"    {ids[t]} --> [*]" for t in compiled.terminals]
-        return "\n".join(lines) + "\n"
-    if fmt == "dot":
-
-        def q(text: str) -> str:
-            return json.dumps(text)
-
-        lines = [
-            f"digraph {q(compiled.name)} {{",
-            "    rankdir=LR;",
-            f"    label={q(f'{compiled.name} revision {compiled.revision}')};",
-            "    node [shape=box, style=rounded];",
-            '    "__start__" [shape=point, label=""];',
-        ]
-        for state in compiled.states:
-            shape = ", shape=doublecircle" if compiled.is_terminal(state) else ""
-            lines.append(f"    {q(state)} [label={q(state)}{shape}];")
-        lines.append(f'    "__start__" -> {q(compiled.initial)};')
-        for (src, dest), label in labels.items():
-            lines.append(f"    {q(src)} -> {q(dest)} [label={q(label)}];")
-        lines.append("}")
-        return "\n".join(lines) + "\n"
-    raise UsageError(f"unknown graph format {fmt!r} (mermaid, dot)")

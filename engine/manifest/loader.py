@@ -12,21 +12,19 @@ position. Warnings (from lint) ride along: on :data:`last_warnings`, or returned
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from jsonschema.exceptions import ValidationError, best_match
-
 from engine.errors import ManifestError, Problem
+from engine.manifest.explain import closest, explain_schema_error
+from engine.manifest.lint import lint
 from engine.manifest.schemas import KINDS, validator_for
-from engine.manifest.yamlio import Document, child_path, json_path, read_documents
+from engine.manifest.yamlio import Document, read_documents
 from engine.model import (
     ActionStep,
     BranchCase,
@@ -48,10 +46,21 @@ from engine.model import (
 from engine.model import Sequence as SequenceManifest
 from engine.vocab import LIMIT_ALIASES
 
+__all__ = [
+    "API_VERSION",
+    "MANIFEST_SUFFIXES",
+    "build",
+    "explain_schema_error",
+    "last_warnings",
+    "load",
+    "load_with_warnings",
+    "manifest_files",
+    "parse_duration",
+    "parse_hours",
+]
+
 API_VERSION = "seqrun/v1"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
-
-# Short limit names accepted in `spec.limits`, mapped to canonical actions.
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -103,7 +112,7 @@ def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], lis
         problems.extend(build_problems)
         if manifest is None or build_problems:
             continue
-        problems.extend(_lint(manifest))
+        problems.extend(lint(manifest))
         if naming == "new":
             manifests.append(manifest)
 
@@ -160,17 +169,7 @@ def parse_hours(text: str) -> tuple[time, time]:
     return start, end
 
 
-def suggest(word: str, candidates: Iterable[str]) -> str | None:
-    """The closest candidate to a misspelt ``word``, if one is close enough."""
-    options = list(candidates)
-    lowered = {c.lower(): c for c in options}
-    if word.lower() in lowered:
-        return lowered[word.lower()]
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-# ---- header, names, lint ----------------------------------------------------------------------
+# ---- header, names ----------------------------------------------------------------------------
 
 
 def _check_header(doc: Document, problems: list[Problem]) -> str | None:
@@ -195,7 +194,7 @@ def _check_header(doc: Document, problems: list[Problem]) -> str | None:
         problems.append(src.problem("$", f"missing kind (expected one of: {', '.join(KINDS)})"))
         return None
     if kind not in KINDS:
-        hint = suggest(kind, KINDS) if isinstance(kind, str) else None
+        hint = closest(kind, KINDS, ignore_case=True) if isinstance(kind, str) else None
         tail = f"did you mean {hint!r}?" if hint else f"expected one of: {', '.join(KINDS)}"
         problems.append(src.problem("$.kind", f"unknown kind {kind!r} ({tail})"))
         return None
@@ -231,16 +230,6 @@ def _check_unique_name(
     return "clash"
 
 
-def _lint(manifest: Manifest) -> list[Problem]:
-    try:
-        module = importlib.import_module("engine.manifest.lint")
-    except ModuleNotFoundError as exc:
-        if exc.name == "engine.manifest.lint":
-            return []
-        raise
-    return list(module.lint(manifest))
-
-
 # ---- schema errors -> problems ----------------------------------------------------------------
 
 _NOT_ALLOWED = " is not allowed in "
@@ -253,7 +242,8 @@ def _schema_problems(doc: Document, kind: str) -> list[Problem]:
     An unknown key is also "not allowed" for the step kind, and a step with two kinds has
     keys "not allowed" for each: only the more telling problem is kept.
     """
-    found = {p for e in validator_for(kind).iter_errors(doc.data) for p in _explain(e, doc)}
+    errors = validator_for(kind).iter_errors(doc.data)
+    found = {p for e in errors for p in explain_schema_error(e, doc)}
     unknown = {p.path for p in found if "unknown key" in p.message}
     confused = {p.path for p in found if _ONE_KIND in p.message}
     kept = [
@@ -263,157 +253,6 @@ def _schema_problems(doc: Document, kind: str) -> list[Problem]:
         or (p.path not in unknown and not any(p.path.startswith(c + ".") for c in confused))
     ]
     return sorted(kept)
-
-
-_TYPE_NAMES = {
-    "object": "a mapping",
-    "array": "a list",
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "true or false",
-    "null": "null",
-}
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int):
-        return f"an integer ({value})"
-    if isinstance(value, float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return "null"
-
-
-def _step_context(doc: Document, parts: Sequence[str | int]) -> str:
-    if len(parts) >= 3 and parts[0] == "spec" and parts[1] == "steps" and isinstance(parts[2], int):
-        spec = doc.data.get("spec")
-        steps = spec.get("steps") if isinstance(spec, dict) else None
-        if isinstance(steps, list) and parts[2] < len(steps):
-            step = steps[parts[2]]
-            if isinstance(step, dict) and isinstance(step.get("id"), str):
-                return f"in step {step['id']!r}: "
-    return ""
-
-
-def _hint(word: Any, allowed: Sequence[Any], *, listing: bool = True) -> str:
-    names = [a for a in allowed if isinstance(a, str)]
-    close = suggest(word, names) if isinstance(word, str) else None
-    if close:
-        return f" (did you mean {close!r}?)"
-    if listing and names:
-        return f" (expected one of: {', '.join(names)})"
-    return ""
-
-
-def _explain(error: ValidationError, doc: Document) -> list[Problem]:
-    """One jsonschema error as positioned, readable problems."""
-    parts: list[str | int] = list(error.absolute_path)
-    path = json_path(parts)
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    instance = error.instance
-    value = error.validator_value
-    where = _step_context(doc, parts)
-    src = doc.source
-
-    def at(sub: str, message: str) -> Problem:
-        return src.problem(sub, where + message)
-
-    kind = error.validator
-    if kind == "additionalProperties" and isinstance(instance, dict):
-        allowed = list(schema.get("properties", {}))
-        patterns = list(schema.get("patternProperties", {}))
-        extras = [
-            k for k in instance if k not in allowed and not any(re.search(p, k) for p in patterns)
-        ]
-        unknown: list[Problem] = []
-        for k in extras:
-            tail = _hint(k, allowed) if allowed or patterns else " (nothing is allowed here)"
-            unknown.append(at(child_path(path, k), f"unknown key {k!r}{tail}"))
-        return unknown
-    if (
-        kind == "enum"
-        and "propertyNames" in error.relative_schema_path
-        and isinstance(instance, str)
-    ):
-        title = schema.get("title", "this mapping")
-        permitted = ", ".join(str(v) for v in value)
-        message = f"{instance!r} is not allowed in {title} (allowed: {permitted})"
-        return [at(child_path(path, instance), message)]
-    if kind == "required" and isinstance(instance, dict):
-        missing = [k for k in value if k not in instance]
-        return [at(path, f"missing required key {k!r}") for k in missing]
-    if kind in ("oneOf", "anyOf"):
-        custom = schema.get("errorMessage")
-        if custom and isinstance(instance, dict):
-            found = [
-                k
-                for sub in value
-                if isinstance(sub, dict)
-                for k in sub.get("required", [])
-                if k in instance
-            ]
-            extra = f" (found: {', '.join(found)})" if len(found) > 1 else ""
-            return [at(path, f"{custom}{extra}")]
-        if custom:
-            hint = ""
-            for sub in value:
-                if isinstance(sub, dict) and "enum" in sub:
-                    hint = _hint(instance, sub["enum"], listing=False)
-            return [at(path, f"{instance!r} {custom}{hint}")]
-        best = best_match(error.context or [])
-        if best is not None:
-            return _explain(best, doc)
-        return [at(path, error.message)]
-    if kind == "not":
-        key = parts[-1] if parts else "$"
-        return [at(path, f"{key!r} {schema.get('errorMessage', 'is not allowed here')}")]
-    if kind == "enum":
-        what = schema.get("title") or (parts[-1] if parts and isinstance(parts[-1], str) else "")
-        if isinstance(instance, str):
-            hint = _hint(instance, value, listing=False)
-            if hint:
-                return [at(path, f"unknown {what} {instance!r}{hint}")]
-            options = ", ".join(str(v) for v in value)
-            return [at(path, f"{what} {instance!r} is not one of: {options}")]
-        options = ", ".join(str(v) for v in value)
-        return [at(path, f"expected one of: {options}; got {_json_type(instance)}")]
-    if kind == "const":
-        return [at(path, f"expected {value!r}, got {instance!r}")]
-    if kind == "type":
-        wanted = value if isinstance(value, list) else [value]
-        names = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in wanted)
-        return [at(path, f"expected {names}, got {_json_type(instance)}")]
-    if kind == "pattern":
-        custom = schema.get("errorMessage")
-        if custom:
-            return [at(path, f"{instance!r} {custom}")]
-        return [at(path, f"{instance!r} does not match {value}")]
-    if kind == "minItems":
-        return [at(path, f"expected at least {value} item(s)")]
-    if kind == "uniqueItems" and isinstance(instance, list):
-        dupes = sorted({repr(x) for i, x in enumerate(instance) if x in instance[:i]})
-        return [at(path, f"duplicate item(s): {', '.join(dupes)}")]
-    if kind == "minLength":
-        return [at(path, "must not be empty" if value == 1 else f"shorter than {value} characters")]
-    if kind == "minimum":
-        return [at(path, f"{instance} is below the minimum of {value}")]
-    if kind == "maximum":
-        return [at(path, f"{instance} is above the maximum of {value}")]
-    return [at(path, error.message)]
-
-
-def explain_schema_error(error: ValidationError, doc: Document) -> list[Problem]:
-    """One jsonschema error of any YAML document (a manifest, a sandbox scenario) as
-    positioned, readable problems, as ``seqrun validate`` reports them."""
-    return _explain(error, doc)
 
 
 # ---- model building ---------------------------------------------------------------------------

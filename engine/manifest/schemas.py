@@ -1,4 +1,12 @@
-"""The JSON Schemas (draft 2020-12) of the three manifest kinds.
+"""Manifest schemas: the JSON Schemas (draft 2020-12) of the three manifest kinds, Sequence,
+Workflow and Schedule, that the loader validates every document against.
+
+"Schema" means three things in seqrun; this module is the first:
+
+* manifest schemas (here): ``schemas/{sequence,workflow,schedule}.json``;
+* the store's tables (SQL), :mod:`engine.store.tables` and its migrations;
+* the sandbox scenario schema, ``schemas/scenario.json``, read by :mod:`engine.sandbox.scenario`
+  (it sits in the same folder, found through :func:`schema_dir`, but is not a manifest kind).
 
 The files live in ``schemas/`` at the repository root and ship inside the wheel as
 ``engine/schemas/`` (pyproject force-include). Editors use them through
@@ -19,11 +27,13 @@ from jsonschema import Draft202012Validator
 
 from engine.errors import UsageError
 
+# The manifest kinds, one schema file each.
 KINDS: tuple[str, ...] = ("Sequence", "Workflow", "Schedule")
 
 
 def schema_dir() -> Path:
-    """The installed ``engine/schemas/``, or the repository's ``schemas/`` in a source checkout."""
+    """The folder of the JSON Schema files (the manifest kinds' and the sandbox scenario's): the
+    installed ``engine/schemas/``, or the repository's ``schemas/`` in a source checkout."""
     engine_dir = Path(__file__).resolve().parent.parent
     for candidate in (engine_dir / "schemas", engine_dir.parent / "schemas"):
         if (candidate / "sequence.json").is_file():
@@ -39,7 +49,8 @@ def _canonical_kind(kind: str) -> str:
 
 
 def schema_text(kind: str) -> str:
-    """The schema file of ``kind`` (``Sequence``, ``Workflow``, ``Schedule``; any case), as text."""
+    """The manifest schema file of ``kind`` (``Sequence``, ``Workflow``, ``Schedule``; any
+    case), as text."""
     name = _canonical_kind(kind).lower()
     return (schema_dir() / f"{name}.json").read_text(encoding="utf-8")
 
@@ -51,12 +62,14 @@ def _schema(kind: str) -> dict[str, Any]:
 
 
 def schema_for(kind: str) -> dict[str, Any]:
-    """The parsed schema of ``kind`` (a fresh copy: callers may not mutate the cache)."""
+    """The parsed manifest schema of ``kind`` (a fresh copy: callers may not mutate the
+    cache)."""
     data: dict[str, Any] = json.loads(json.dumps(_schema(_canonical_kind(kind))))
     return data
 
 
 @cache
 def validator_for(kind: str) -> Draft202012Validator:
-    """A ready validator for ``kind`` (cached; validators are stateless)."""
+    """A ready validator of the manifest schema of ``kind`` (cached; validators are
+    stateless)."""
     return Draft202012Validator(_schema(_canonical_kind(kind)))

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from croniter import croniter
 
 from engine.errors import Problem
+from engine.manifest.explain import did_you_mean
+from engine.manifest.lint.common import Report, all_timezones
 from engine.model import Schedule
+from engine.providers import REGISTRY
 
 MAX_RESULTS_BOUNDS = (1, 100_000)
 SYNC_MODES = ("full", "incremental")
@@ -71,10 +74,22 @@ def _parse_when(value: str, tz: str) -> datetime | None:
 
 
 def _iter_problems(schedule: Schedule, now: datetime) -> Iterator[Problem]:
+    support = ACTIONS.get(schedule.action)
+    yield from _provider_and_action(schedule, support)
+    yield from _mode(schedule)
+    yield from _timing(schedule, now)
+    yield from _parameters(schedule, support)
+    src = schedule.source
+    if not schedule.identities:
+        yield src.problem("$.spec.identities", "a schedule needs at least one identity")
+    if schedule.callback is not None and not schedule.callback.url.startswith("https://"):
+        yield src.problem("$.spec.callback.url", "Edges sends callbacks to HTTPS URLs only")
+
+
+def _provider_and_action(schedule: Schedule, support: ActionSupport | None) -> Iterator[Problem]:
     src = schedule.source
     if schedule.provider != "edges":
         yield src.problem("$.spec.provider", "schedules run on Edges only (provider: edges)")
-    support = ACTIONS.get(schedule.action)
     if support is None:
         yield src.problem(
             "$.spec.action",
@@ -86,6 +101,10 @@ def _iter_problems(schedule: Schedule, now: datetime) -> Iterator[Problem]:
             "$.spec.action",
             f"{schedule.action} does not support schedule mode: {support.reason}",
         )
+
+
+def _mode(schedule: Schedule) -> Iterator[Problem]:
+    src = schedule.source
     if schedule.mode == "async":
         if schedule.cron is not None:
             yield src.problem("$.spec.cron", "mode: async takes no cron (runs are continued)")
@@ -101,6 +120,10 @@ def _iter_problems(schedule: Schedule, now: datetime) -> Iterator[Problem]:
             yield src.problem("$.spec.cron", f"invalid cron expression {schedule.cron!r}")
     else:
         yield src.problem("$.spec.mode", f"unknown mode {schedule.mode!r} (schedule | async)")
+
+
+def _timing(schedule: Schedule, now: datetime) -> Iterator[Problem]:
+    src = schedule.source
     try:
         zoneinfo.ZoneInfo(schedule.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -115,6 +138,10 @@ def _iter_problems(schedule: Schedule, now: datetime) -> Iterator[Problem]:
             yield src.problem(
                 "$.spec.schedule_at", f"schedule_at {schedule.schedule_at} is in the past"
             )
+
+
+def _parameters(schedule: Schedule, support: ActionSupport | None) -> Iterator[Problem]:
+    src = schedule.source
     max_results = schedule.parameters.get("max_results")
     if max_results is not None:
         lo, hi = MAX_RESULTS_BOUNDS
@@ -134,14 +161,29 @@ def _iter_problems(schedule: Schedule, now: datetime) -> Iterator[Problem]:
             yield src.problem(
                 "$.spec.parameters.sync_mode",
                 f"{schedule.action} has no incremental mode (only "
-                + ", ".join(sorted(a for a, s in ACTIONS.items() if s.incremental)) + ")",
+                + ", ".join(sorted(a for a, s in ACTIONS.items() if s.incremental))
+                + ")",
             )
-    if not schedule.identities:
-        yield src.problem("$.spec.identities", "a schedule needs at least one identity")
-    if schedule.callback is not None and not schedule.callback.url.startswith("https://"):
-        yield src.problem("$.spec.callback.url", "Edges sends callbacks to HTTPS URLs only")
 
 
 def schedule_problems(schedule: Schedule, now: datetime) -> list[Problem]:
     """Semantic checks of one Schedule for lint (``now`` is an aware datetime)."""
     return list(_iter_problems(schedule, now))
+
+
+def lint_schedule(sch: Schedule, report: Report) -> None:
+    """The schedule rules, reported once, with did-you-mean hints on an unknown provider or
+    timezone."""
+    unknown_provider = sch.provider not in REGISTRY
+    if unknown_provider:
+        report(
+            "$.spec.provider",
+            f"unknown provider {sch.provider!r}{did_you_mean(sch.provider, REGISTRY)}",
+        )
+    for problem in schedule_problems(sch, now=datetime.now(UTC)):
+        if problem.path == "$.spec.provider" and unknown_provider:
+            continue  # the same fault, already reported with its hint
+        if problem.path == "$.spec.timezone" and "did you mean" not in problem.message:
+            hint = did_you_mean(sch.timezone, all_timezones())
+            problem = replace(problem, message=problem.message + hint)
+        report.problems.append(problem)
