@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import random
-import re
 import signal
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -38,13 +36,26 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.engine import Connection
 
 from engine import vocab
 from engine.clock import Clock
 from engine.compile.machine import CompiledSequence, compile_sequence
 from engine.errors import LockError, ProviderError, SeqrunError, StoreError
-from engine.model import ActionStep, BranchStep, EndStep, Sequence, WaitForStep, WaitStep, Window
+from engine.manifest import loader
+from engine.manifest.templates import render
+from engine.manifest.yamlio import Document
+from engine.model import (
+    ActionStep,
+    BranchStep,
+    EndStep,
+    Sequence,
+    SourceMap,
+    WaitForStep,
+    WaitStep,
+    Window,
+)
 from engine.providers.base import ConversationSummary, Lead, Provider
 from engine.store import (
     ActionRow,
@@ -197,32 +208,6 @@ def window_opening(window: Window | None, tz: ZoneInfo, now: datetime) -> dateti
     return None  # pragma: no cover - a non-empty day set always opens within 8 days
 
 
-_SPINTAX = re.compile(r"\{([^{}|]*\|[^{}]*)\}")
-
-
-def _fallback_render(text: str, lead: Mapping[str, Any], seed_key: str) -> str:
-    """Used only while engine.manifest.templates is missing: sandboxed Jinja2 plus spintax."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
-
-    def pick(m: re.Match[str]) -> str:
-        options = m.group(1).split("|")
-        h = hashlib.sha256(f"{seed_key}:{m.start()}".encode()).digest()
-        return options[h[0] % len(options)]
-
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-    rendered = env.from_string(text).render(lead=dict(lead))
-    return _SPINTAX.sub(pick, rendered)
-
-
-def _render(text: str, lead: Mapping[str, Any], seed_key: str) -> str:
-    try:
-        from engine.manifest.templates import render
-    except ImportError:  # pragma: no cover - until the templates module lands
-        return _fallback_render(text, lead, seed_key)
-    return render(text, lead, seed_key)
-
-
 def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -237,9 +222,6 @@ def _parse_time(value: Any) -> datetime | None:
 
 def compiled_from_store(store: Store) -> Resolver:
     """A resolver that rebuilds a revision's Sequence from its stored manifest and compiles it."""
-    from engine.manifest import loader
-    from engine.manifest.yamlio import Document
-    from engine.model import SourceMap
 
     def resolve(revision: str) -> CompiledSequence:
         row = store.get_revision(revision)
@@ -1240,8 +1222,6 @@ class Runner:
         return None
 
     def _branch(self, step: BranchStep, lead: LeadRow) -> str:
-        from jinja2.sandbox import SandboxedEnvironment
-
         env = SandboxedEnvironment()
         data = {**lead.data, "linkedin_profile_url": lead.profile_url}
         for n, case in enumerate(step.cases):
@@ -1404,7 +1384,7 @@ class Runner:
         # 7. render
         try:
             params = {
-                k: _render(v, {**lead.data, "linkedin_profile_url": lead.profile_url}, str(enr.id))
+                k: render(v, {**lead.data, "linkedin_profile_url": lead.profile_url}, str(enr.id))
                 if isinstance(v, str)
                 else v
                 for k, v in step.with_.items()
