@@ -1,0 +1,237 @@
+"""Exactly once: an intent row (key ``enrollment:step:attempt``) is committed before each
+call, its outcome with the transition after it. An intent left without outcome (a crash, a
+lost answer) is reconciled against the provider before anything is resent: the provider is
+asked whether the action happened, never asked to do it again."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from engine import vocab
+from engine.errors import ProviderError
+from engine.providers.base import ConversationSummary, Lead, Provider
+from engine.run.locks import RUN_LOCK
+from engine.run.moves import Move, Moves
+from engine.run.results import TickResult
+from engine.run.state import MESSAGES, OUTREACH, IdentityTick, RunState
+from engine.run.sync import Sync
+from engine.store import ActionRow, EnrollmentRow, IdentityRow, LeadRow
+
+log = logging.getLogger(__name__)
+
+
+class Recovery:
+    """Settles intents that have no outcome; remembers which "done" had no evidence."""
+
+    def __init__(self, state: RunState, moves: Moves, sync: Sync) -> None:
+        self.state = state
+        self.store = state.store
+        self.clock = state.clock
+        self.moves = moves
+        self.sync = sync
+        # idempotency key -> why reconcile said "done" without evidence (popped when settled)
+        self._unverified: dict[str, str] = {}
+
+    async def recover(
+        self, result: TickResult | None = None, pending: list[ActionRow] | None = None
+    ) -> set[int]:
+        """Reconcile intents that have no outcome. Returns the enrollments whose intent could
+        not be settled yet (they must not act until it is)."""
+        result = result or TickResult(self.clock.now())
+        unresolved: set[int] = set()
+        if pending is None:
+            pending = self.store.pending_intents()
+        if not pending:
+            return unresolved
+        statuses = {i.id: i for i in self.store.list_identities()}
+        convs: dict[str, list[ConversationSummary] | None] = {}
+        live = self.store.live_lock_holder(RUN_LOCK)
+        for intent in pending:
+            if self._not_now(intent, statuses, live):
+                unresolved.add(intent.enrollment_id)
+                continue
+            enr = self.store.get_enrollment(intent.enrollment_id)
+            if enr is None:
+                self.store.log_outcome(
+                    intent.idempotency_key, "unknown", at=self.clock.now(), label="ORPHAN"
+                )
+                continue
+            provider = self.state.provider_for(enr)
+            lead = self.store.get_lead(enr.lead_id)
+            if provider is None or lead is None:
+                unresolved.add(enr.id)
+                continue
+            try:
+                done = await self.reconcile(intent, provider, lead, convs)
+            except ProviderError as exc:
+                unresolved.add(enr.id)
+                if exc.label == vocab.AUTH_EXPIRED:
+                    ctx = IdentityTick(intent.identity, self.state.provider_name(enr), provider)
+                    self.sync.pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
+                    statuses = {i.id: i for i in self.store.list_identities()}
+                continue
+            if not done and self.keep_open(intent, enr, lead, result):
+                unresolved.add(enr.id)
+                continue
+            self._settle(intent, enr, lead, done, result)
+            result.recovered += 1
+        return unresolved
+
+    def _not_now(
+        self, intent: ActionRow, statuses: dict[str, IdentityRow], live: str | None
+    ) -> bool:
+        """Another runner, alive, still has this call in flight (not ours to settle), or its
+        identity is paused (the provider would not answer)."""
+        holder = intent.response.get("holder") if isinstance(intent.response, dict) else None
+        if holder is not None and holder != self.state.holder and holder == live:
+            return True
+        ident = statuses.get(intent.identity)
+        return ident is not None and ident.status != "active"
+
+    def keep_open(
+        self, intent: ActionRow, enr: EnrollmentRow, lead: LeadRow, result: TickResult
+    ) -> bool:
+        """An attempt the provider does not show (yet). It may still be executing: the intent
+        stays open, and its lead waits, until `settle_after` has passed since the attempt's
+        outcome became unknown (a TIMEOUT postpones the lead that long; after a crash the
+        window starts at this first look). Asked again when the lead is due, right before its
+        next attempt; False: settle it as not done now."""
+        if intent.action not in OUTREACH:
+            return False  # nothing to duplicate (a connection check): simply ask again
+        if enr.state != intent.step or self.state.compiled(enr.revision).is_terminal(enr.state):
+            return False  # the lead moved on: no next attempt of this step follows
+        now = self.clock.now()
+        due = enr.next_due_at
+        if due is not None and due > intent.created_at:
+            return due > now  # postponed after the attempt: wait for the end of that window
+        until = now + self.state.settings.settle_after
+        self.moves.postpone(enr, lead, until, "outcome unknown: settling", result)
+        return True
+
+    async def reconcile(
+        self,
+        intent: ActionRow,
+        provider: Provider,
+        lead: LeadRow,
+        convs: dict[str, list[ConversationSummary] | None],
+    ) -> bool:
+        """Did the action of ``intent`` happen? Asks the provider, never resends."""
+        action = intent.action
+        target = Lead(lead.profile_url)
+        if action in ("visit_profile", "follow"):
+            # harmless if repeated, and nothing to look at: counted done, and said so
+            self._unverified[intent.idempotency_key] = f"{action} leaves nothing to check"
+            return True
+        if action == "connect":
+            rel = await provider.relationship(intent.identity, target)
+            return rel.status in ("pending", "connected")
+        if action == "withdraw_invitation":
+            rel = await provider.relationship(intent.identity, target)
+            if rel.status == "none" and not rel.verified:
+                self._unverified[intent.idempotency_key] = (
+                    "no pending invitation seen, but the provider cannot list sent invitations"
+                )
+            return rel.status == "none"
+        if action in MESSAGES:
+            summaries = convs.get(intent.identity)
+            if summaries is None:
+                summaries = convs[intent.identity] = await provider.sync_conversations(
+                    intent.identity
+                )
+            return _message_seen(intent, lead, summaries)
+        return False  # check_connection and the like: no side effect, simply ask again
+
+    def _settle(
+        self, intent: ActionRow, enr: EnrollmentRow, lead: LeadRow, done: bool, result: TickResult
+    ) -> None:
+        now = self.clock.now()
+        unverified = self.unverified_event(intent.idempotency_key, intent.action, enr, lead)
+        with self.store.transaction() as conn:
+            if done:
+                self._settle_done(intent, enr, lead, unverified, now, result, conn)
+            else:
+                self.store.log_outcome(
+                    intent.idempotency_key, "unknown", at=now, label="NOT_DONE", conn=conn
+                )
+                self.store.record_event(
+                    "reconciled",
+                    lead.profile_url,
+                    {"action": intent.action, "done": False},
+                    at=now,
+                    enrollment_id=enr.id,
+                    from_state=enr.state,
+                    revision=enr.revision,
+                    conn=conn,
+                )
+
+    def _settle_done(
+        self,
+        intent: ActionRow,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        unverified: dict[str, Any] | None,
+        now: datetime,
+        result: TickResult,
+        conn: Connection,
+    ) -> None:
+        """The action happened: its outcome, and its transition unless the lead moved on."""
+        self.store.log_outcome(
+            intent.idempotency_key,
+            "done",
+            at=now,
+            label="ok",
+            response={"reconciled": True, "unverified": unverified is not None},
+            conn=conn,
+        )
+        if unverified is not None:
+            self.store.record_events([unverified], conn=conn)
+        if enr.state != intent.step or self.state.compiled(enr.revision).is_terminal(enr.state):
+            return
+        if intent.action in MESSAGES:
+            self.store.put_conversation(
+                enr.identity,
+                lead.profile_url,
+                last_sender_is_us=True,
+                last_activity_at=now,
+                conn=conn,
+            )
+        move = Move("ok", action=intent.action, label="ok", detail="reconciled after a lost answer")
+        self.moves.transition(enr, lead, move, result, conn=conn)
+
+    def unverified_event(
+        self, key: str, action: str, enr: EnrollmentRow, lead: LeadRow
+    ) -> dict[str, Any] | None:
+        """The ``reconciled-unverified`` event (shown by `seqrun why`) when reconcile counted
+        ``key`` done without evidence; None when it looked."""
+        reason = self._unverified.pop(key, None)
+        if reason is None:
+            return None
+        return {
+            "kind": "reconciled-unverified",
+            "subject": lead.profile_url,
+            "data": {"action": action, "key": key, "reason": reason},
+            "at": self.clock.now(),
+            "enrollment_id": enr.id,
+            "from_state": enr.state,
+            "revision": enr.revision,
+        }
+
+
+def _message_seen(intent: ActionRow, lead: LeadRow, summaries: list[ConversationSummary]) -> bool:
+    """Is the message of ``intent`` in the lead's conversation?"""
+    request = (intent.response or {}).get("request") or {}
+    text = request.get("text") if isinstance(request, dict) else None
+    for s in summaries:
+        if s.profile_url != lead.profile_url:
+            continue
+        if text and text.strip() in {t.strip() for t in s.our_texts}:
+            return True
+        # No text to compare (or a provider that reformats it): our message is the
+        # last one and came after the intent. Erring this way can lose a step, never
+        # send it twice.
+        return s.last_sender_is_us and s.last_activity_at >= intent.created_at
+    return False

@@ -1,0 +1,174 @@
+"""What the runner's parts share: the settings, the store, the clock, the providers, the
+compiled revisions, and the state of one identity during one tick (its buffered writes)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from engine.clock import Clock
+from engine.compile.machine import CompiledSequence, compile_sequence
+from engine.errors import StoreError
+from engine.manifest import loader
+from engine.manifest.yamlio import Document
+from engine.model import ActionStep, Sequence, SourceMap
+from engine.providers.base import Provider
+from engine.store import ConversationRow, EnrollmentRow, IdentityRow, LeadRow, Store
+
+DAY = timedelta(hours=24)
+OUTREACH = frozenset({"connect", "send_message", "send_inmail", "withdraw_invitation"})
+MESSAGES = frozenset({"send_message", "send_inmail"})
+MAX_CHAIN = 25  # steps one enrollment may take in one tick (lint rejects cycles without waits)
+
+Resolver = Callable[[str], CompiledSequence]
+
+
+def compiled_from_store(store: Store) -> Resolver:
+    """A resolver that rebuilds a revision's Sequence from its stored manifest and compiles it."""
+
+    def resolve(revision: str) -> CompiledSequence:
+        row = store.get_revision(revision)
+        if row is None:
+            raise StoreError(f"revision {revision} is not in the store")
+        problems: list[Any] = []
+        doc = Document(row.manifest, SourceMap(f"<revision {revision}>"))
+        seq = loader._build("Sequence", doc, problems)
+        if not isinstance(seq, Sequence):
+            raise StoreError(f"revision {revision} is not a Sequence")
+        return compile_sequence(seq)
+
+    return resolve
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The runner's knobs (see :class:`engine.run.runner.Runner`)."""
+
+    retry_cap: int
+    backoff_base: timedelta
+    backoff_max: timedelta
+    accept_poll: timedelta
+    visit_sync_age: timedelta
+    due_batch: int
+    # A provider's longest execution time: an attempt whose outcome is unknown (a TIMEOUT,
+    # a crash) may still land that long after it; no next attempt goes out before.
+    settle_after: timedelta
+
+
+class RunState:
+    """The state every part of one runner reads (one object, shared, never copied)."""
+
+    def __init__(
+        self,
+        store: Store,
+        providers: Mapping[str, Provider],
+        clock: Clock,
+        settings: Settings,
+        compiled: Mapping[str, CompiledSequence] | Resolver | None,
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.clock = clock
+        self.settings = settings
+        self._cache: dict[str, CompiledSequence] = {}
+        if isinstance(compiled, Mapping):
+            self._cache.update(compiled)
+            self._resolve: Resolver | None = None
+        else:
+            self._resolve = compiled
+        self.last_sync: dict[str, datetime] = {}
+        self.sync_failures: dict[str, int] = {}  # identity -> syncs failed in a row (backoff)
+        self.identity_rows: dict[str, IdentityRow] = {}  # as read at the start of the tick
+        self.holder: str | None = None  # the `run` lock holder while the lock is held
+
+    def compiled(self, revision: str) -> CompiledSequence:
+        found = self._cache.get(revision)
+        if found is None:
+            if self._resolve is None:
+                self._resolve = compiled_from_store(self.store)
+            found = self._cache[revision] = self._resolve(revision)
+        return found
+
+    def sequence(self, revision: str) -> Sequence:
+        seq = self.compiled(revision).sequence
+        if seq is None:
+            raise StoreError(f"revision {revision} has no sequence model")
+        return seq
+
+    def provider_name(self, enr: EnrollmentRow) -> str:
+        return self.sequence(enr.revision).provider
+
+    def provider_for(self, enr: EnrollmentRow) -> Provider | None:
+        return self.providers.get(self.provider_name(enr))
+
+
+@dataclass
+class Writes:
+    """Writes buffered during one wave of an identity, committed in one transaction (after
+    the calls: an outcome lost in a crash leaves its intent open for recover())."""
+
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    transitions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reschedules: dict[int, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    conversations: list[dict[str, Any]] = field(default_factory=list)
+    connections: list[dict[str, Any]] = field(default_factory=list)
+
+    def transition(self, values: dict[str, Any]) -> None:
+        self.reschedules.pop(values["id"], None)
+        self.transitions[values["id"]] = values
+
+    def reschedule(
+        self, eid: int, due: datetime | None, attempts: int, last_error: str | None
+    ) -> None:
+        values = {"id": eid, "next_due_at": due, "attempts": attempts, "last_error": last_error}
+        if eid in self.transitions:
+            self.transitions[eid].update(values)
+        else:
+            self.reschedules[eid] = values
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.outcomes
+            or self.transitions
+            or self.reschedules
+            or self.events
+            or self.conversations
+            or self.connections
+        )
+
+
+class Planned(NamedTuple):
+    """An action that passed every rule and waits for its intent and its call."""
+
+    enr: EnrollmentRow
+    lead: LeadRow
+    step: ActionStep
+    params: Mapping[str, Any]
+    at: datetime
+    compiled: CompiledSequence  # the enrollment's revision's machine
+
+
+@dataclass
+class IdentityTick:
+    """One identity during one tick: its provider, what it learned, what it will write."""
+
+    identity: str
+    provider_name: str
+    provider: Provider
+    conv: dict[str, ConversationRow] | None = None
+    synced: bool = False
+    connections: set[str] | None = None
+    usage: dict[str, deque[datetime]] = field(default_factory=dict)
+    saturated: dict[str, datetime] = field(default_factory=dict)
+    stopped: bool = False
+    replied: set[int] = field(default_factory=set)  # enrollments the sync moved to `reply`
+    links: dict[str, str] | None = None  # connection cache of this identity
+    w: Writes = field(default_factory=Writes)
+
+
+class Stop(Exception):
+    """The identity cannot go on this tick (auth expired)."""

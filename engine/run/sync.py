@@ -1,0 +1,220 @@
+"""What the runner learns from the provider before it sends: the identity's conversations
+(once per identity per tick: a conversation whose last sender is not us is a reply), its
+connections, and whether an identity can go on at all (paused on a refused sync or an
+expired session, resumed once the provider reports it healthy)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from engine import vocab
+from engine.errors import ProviderError
+from engine.providers.base import ConversationSummary, Lead
+from engine.run.moves import Move, Moves
+from engine.run.results import TickResult
+from engine.run.state import IdentityTick, RunState, Stop
+from engine.store import ConversationRow, EnrollmentRow, IdentityRow, LeadRow
+
+log = logging.getLogger(__name__)
+
+_REPLY = Move("reply", detail="the lead wrote to us")
+
+
+class Sync:
+    """Conversation sync, connection checks and the pausing of identities."""
+
+    def __init__(self, state: RunState, moves: Moves) -> None:
+        self.state = state
+        self.store = state.store
+        self.clock = state.clock
+        self.moves = moves
+
+    async def ensure_synced(self, ctx: IdentityTick, result: TickResult) -> None:
+        """Once per identity per tick: its own id (cached) and its conversations."""
+        if ctx.synced:
+            return
+        cache = ctx.conv if ctx.conv is not None else self.store.conversations(ctx.identity)
+        try:
+            await self._know_me(ctx)
+            summaries = await ctx.provider.sync_conversations(ctx.identity)
+        except ProviderError as exc:
+            if exc.label == vocab.AUTH_EXPIRED:
+                self.pause_identity(ctx, "AUTH_EXPIRED during the conversation sync", result)
+                raise Stop from exc
+            raise
+        changed = [
+            s
+            for s in summaries
+            if (old := cache.get(s.profile_url)) is None
+            or old.last_sender_is_us != s.last_sender_is_us
+            or old.last_activity_at != s.last_activity_at
+        ]
+        now = self.clock.now()
+        if changed:
+            self._store_changed(ctx, changed, cache)
+            replied = [s.profile_url for s in changed if not s.last_sender_is_us]
+            if replied:
+                self.replies(ctx, replied, now, result)
+        ctx.conv = cache
+        ctx.synced = True
+        self.state.last_sync[ctx.identity] = now
+        self.state.sync_failures.pop(ctx.identity, None)
+
+    async def _know_me(self, ctx: IdentityTick) -> None:
+        """The identity's own profile id, asked of the provider only once ever."""
+        ident = self.state.identity_rows.get(ctx.identity)  # read at the start of the tick
+        if ident is None or ident.profile_id is None:
+            ident = self.store.get_identity(ctx.identity)
+        if ident is None or ident.profile_id is None:
+            me = await ctx.provider.me(ctx.identity)
+            self.store.put_identity(ctx.identity, ctx.provider_name, profile_id=me)
+        elif ident.provider == ctx.provider_name:
+            # the id was read from this provider before: an adapter that can take it
+            # skips its own `me` call (optional, not part of the Provider protocol)
+            prime = getattr(ctx.provider, "prime_me", None)
+            if prime is not None:
+                prime(ctx.identity, ident.profile_id)
+
+    def _store_changed(
+        self,
+        ctx: IdentityTick,
+        changed: list[ConversationSummary],
+        cache: dict[str, ConversationRow],
+    ) -> None:
+        with self.store.transaction() as conn:
+            for s in changed:
+                self.store.put_conversation(
+                    ctx.identity,
+                    s.profile_url,
+                    last_sender_is_us=s.last_sender_is_us,
+                    last_activity_at=s.last_activity_at,
+                    first_sender_is_us=s.first_sender_is_us,
+                    conn=conn,
+                )
+                cache[s.profile_url] = ConversationRow(
+                    ctx.identity,
+                    s.profile_url,
+                    s.last_sender_is_us,
+                    s.last_activity_at,
+                    s.first_sender_is_us,
+                )
+
+    def replies(
+        self, ctx: IdentityTick, urls: Iterable[str], now: datetime, result: TickResult
+    ) -> None:
+        """The lead wrote: every live enrollment of that lead on this identity gets ``reply``."""
+        urls = list(urls)
+        for i in range(0, len(urls), 500):
+            chunk = urls[i : i + 500]
+            for enr, lead in self.store.live_enrollments_for_profiles(ctx.identity, chunk):
+                compiled = self.state.compiled(enr.revision)
+                if "reply" not in compiled.triggers(enr.state):
+                    continue
+                self.moves.transition(enr, lead, _REPLY, result, ctx=ctx)
+                ctx.replied.add(enr.id)
+
+    async def ensure_connections(self, ctx: IdentityTick) -> set[str] | None:
+        """The identity's connections, once per tick, when the adapter can list them."""
+        if ctx.connections is None:
+            lister = getattr(ctx.provider, "connections", None)
+            if lister is None:
+                return None
+            try:
+                ctx.connections = set(await lister(ctx.identity))
+            except ProviderError as exc:
+                if exc.label == vocab.AUTH_EXPIRED:
+                    raise
+                return None
+        return ctx.connections
+
+    async def is_connected(
+        self, ctx: IdentityTick, enr: EnrollmentRow, lead: LeadRow, result: TickResult
+    ) -> bool:
+        try:
+            conns = await self.ensure_connections(ctx)
+            if conns is not None:
+                status = "connected" if lead.profile_url in conns else "unknown"
+            else:
+                rel = await ctx.provider.relationship(ctx.identity, Lead(lead.profile_url))
+                status = rel.status
+        except ProviderError as exc:
+            if exc.label == vocab.AUTH_EXPIRED:
+                self.pause_identity(ctx, "AUTH_EXPIRED while checking a connection", result)
+                raise Stop from exc
+            return False
+        if status == "connected":
+            ctx.w.connections.append(
+                {
+                    "identity": ctx.identity,
+                    "profile_url": lead.profile_url,
+                    "status": "connected",
+                    "checked_at": self.clock.now(),
+                }
+            )
+        return status == "connected"
+
+    def sync_refused(self, ctx: IdentityTick, exc: ProviderError, result: TickResult) -> None:
+        """The provider refused the identity's sync for good: the identity is paused (its
+        leads stay where they are) until `seqrun resume --identity` after a fix."""
+        reason = (
+            f"{ctx.provider_name} refused the conversation sync: {exc.label}"
+            f"{': ' + exc.message if exc.message else ''}"
+        )
+        self.pause_identity(ctx, reason, result, status="paused")
+        result.errors.append(
+            f"{ctx.identity}: {reason} (identity paused; `seqrun resume --identity "
+            f"{ctx.identity}` once it is fixed)"
+        )
+
+    def pause_identity(
+        self, ctx: IdentityTick, reason: str, result: TickResult, status: str = "auth_expired"
+    ) -> None:
+        """Pause the identity and all its enrollments where they are. ``auth_expired``
+        resumes by itself once the provider reports the identity healthy; ``paused`` waits
+        for `seqrun resume --identity`."""
+        now = self.clock.now()
+        with self.store.transaction() as conn:
+            self.store.set_identity_status(
+                ctx.identity, status, reason, provider=ctx.provider_name, conn=conn
+            )
+            paused = self.store.set_enrollments_paused(True, identity=ctx.identity, conn=conn)
+            self.store.record_event(
+                "identity_paused",
+                ctx.identity,
+                {"reason": reason, "enrollments": paused},
+                at=now,
+                conn=conn,
+            )
+        ctx.stopped = True
+        result.paused_identities.append(ctx.identity)
+        log.warning("identity %s paused: %s", ctx.identity, reason)
+
+    async def resume_healthy(
+        self, result: TickResult, identities: list[IdentityRow] | None = None
+    ) -> None:
+        """Resume the identities paused on an expired session that the provider reports
+        healthy again (with all their enrollments)."""
+        for ident in identities if identities is not None else self.store.list_identities():
+            if ident.status != "auth_expired":
+                continue
+            provider = self.state.providers.get(ident.provider)
+            if provider is None:
+                continue
+            try:
+                healthy = await provider.identity_healthy(ident.id)
+            except ProviderError as exc:
+                log.info("health check of %s failed: %s", ident.id, exc.label)
+                continue
+            if not healthy:
+                continue
+            now = self.clock.now()
+            with self.store.transaction() as conn:
+                self.store.set_identity_status(ident.id, "active", None, conn=conn)
+                resumed = self.store.set_enrollments_paused(False, identity=ident.id, conn=conn)
+                self.store.record_event(
+                    "identity_resumed", ident.id, {"enrollments": resumed}, at=now, conn=conn
+                )
+            result.resumed_identities.append(ident.id)
+            log.warning("identity %s healthy again: %d enrollments resumed", ident.id, resumed)
