@@ -9,6 +9,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# Control characters (but tab) and Unicode line breaks, shown escaped so that a user's text
+# (a YAML key, a CSV header) cannot split a report line or forge another `file:line:col` line.
+_ESCAPES = {
+    c: chr(c).encode("unicode_escape").decode("ascii")
+    for c in [*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+}
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters and line breaks escaped (``a\\nb`` for a newline)."""
+    return text.translate(_ESCAPES)
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
