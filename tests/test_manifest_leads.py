@@ -46,6 +46,25 @@ def test_normalize_refuses(raw: str) -> None:
         normalize_profile_url(raw)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "linkedin.com/in/..",
+        "https://www.linkedin.com/in/../",
+        "https://www.linkedin.com/in/%2e%2e",
+        "https://www.linkedin.com/in/%2E%2E/x",
+        "https://www.linkedin.com/in/.",
+        "https://www.linkedin.com/in/%2e",
+        "https://www.linkedin.com/pub/../12/345/678",
+        "https://www.linkedin.com/pub/john/%2e%2e/345/678",
+        "https://www.linkedin.com/in/a%00b",
+    ],
+)
+def test_dot_segments_are_not_profile_handles(raw: str) -> None:
+    with pytest.raises(ValueError, match="malformed profile handle"):
+        normalize_profile_url(raw)
+
+
 def test_profile_handle() -> None:
     assert profile_handle("linkedin.com/in/Jane-Doe/") == "jane-doe"
 
