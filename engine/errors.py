@@ -24,7 +24,8 @@ def one_line(text: str) -> str:
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One finding about a manifest, rendered as ``file:line:col: path: message``."""
+    """One finding about a manifest, rendered as ``file:line:col: path: message`` on one line
+    (control characters in the path or message are shown escaped)."""
 
     file: str
     line: int
@@ -35,7 +36,7 @@ class Problem:
 
     def __str__(self) -> str:
         tag = "" if self.severity == "error" else "warning: "
-        return f"{self.file}:{self.line}:{self.col}: {self.path}: {tag}{self.message}"
+        return one_line(f"{self.file}:{self.line}:{self.col}: {self.path}: {tag}{self.message}")
 
 
 class SeqrunError(Exception):
