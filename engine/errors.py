@@ -9,10 +9,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# Control characters (but tab) and Unicode line breaks, shown escaped so that a user's text
+# (a YAML key, a CSV header) cannot split a report line or forge another `file:line:col` line.
+_ESCAPES = {
+    c: chr(c).encode("unicode_escape").decode("ascii")
+    for c in [*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+}
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters and line breaks escaped (``a\\nb`` for a newline)."""
+    return text.translate(_ESCAPES)
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One finding about a manifest, rendered as ``file:line:col: path: message``."""
+    """One finding about a manifest, rendered as ``file:line:col: path: message`` on one line
+    (control characters in the path or message are shown escaped)."""
 
     file: str
     line: int
@@ -23,7 +36,7 @@ class Problem:
 
     def __str__(self) -> str:
         tag = "" if self.severity == "error" else "warning: "
-        return f"{self.file}:{self.line}:{self.col}: {self.path}: {tag}{self.message}"
+        return one_line(f"{self.file}:{self.line}:{self.col}: {self.path}: {tag}{self.message}")
 
 
 class SeqrunError(Exception):

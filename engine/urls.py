@@ -13,7 +13,9 @@ from urllib.parse import quote, unquote, urlsplit
 _HOST = re.compile(r"^(?:[a-z]{2,3}\.|www\.|m\.)?linkedin\.com$")
 # Sales Navigator ids are case-sensitive (ACwAA...); vanity handles are not.
 _SALES_ID = re.compile(r"^[A-Za-z0-9_-]{8,}$")
-_BAD_HANDLE = re.compile(r"[\s/\\?#<>\"']")
+_BAD_HANDLE = re.compile(r"[\s/\\?#<>\"'\x00-\x1f\x7f]")
+# A dot segment (also percent-encoded) would walk up the path of any URL built from it.
+_DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def normalize_profile_url(url: str) -> str:
@@ -24,7 +26,8 @@ def normalize_profile_url(url: str) -> str:
     - ``/sales/people/<id>`` and ``/sales/lead/<id>,NAME_SEARCH,..`` -> ``/sales/people/<id>``
       (the id keeps its case),
 
-    always ``https://www.linkedin.com``, no trailing slash, no query string, no fragment.
+    always ``https://www.linkedin.com``, no trailing slash, no query string, no fragment; a
+    handle of ``.`` or ``..`` (even percent-encoded) or with control characters is refused.
     Idempotent: ``normalize_profile_url(normalize_profile_url(u)) == normalize_profile_url(u)``.
     """
     text = url.strip()
@@ -58,7 +61,7 @@ def normalize_profile_url(url: str) -> str:
 
 def _handle(raw: str, url: str) -> str:
     decoded = unquote(raw).strip().lower()
-    if not decoded or _BAD_HANDLE.search(decoded):
+    if not decoded or decoded in _DOT_SEGMENTS or _BAD_HANDLE.search(decoded):
         raise ValueError(f"malformed profile handle in {url!r}")
     return quote(decoded, safe="-_.~")
 

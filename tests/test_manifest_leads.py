@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,25 @@ def test_normalize(raw: str, expected: str) -> None:
 )
 def test_normalize_refuses(raw: str) -> None:
     with pytest.raises(ValueError):
+        normalize_profile_url(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "linkedin.com/in/..",
+        "https://www.linkedin.com/in/../",
+        "https://www.linkedin.com/in/%2e%2e",
+        "https://www.linkedin.com/in/%2E%2E/x",
+        "https://www.linkedin.com/in/.",
+        "https://www.linkedin.com/in/%2e",
+        "https://www.linkedin.com/pub/../12/345/678",
+        "https://www.linkedin.com/pub/john/%2e%2e/345/678",
+        "https://www.linkedin.com/in/a%00b",
+    ],
+)
+def test_dot_segments_are_not_profile_handles(raw: str) -> None:
+    with pytest.raises(ValueError, match="malformed profile handle"):
         normalize_profile_url(raw)
 
 
@@ -153,3 +173,78 @@ def test_unreadable_files_raise(tmp_path: Path, content: bytes, needle: str) -> 
 def test_missing_file_raises(tmp_path: Path) -> None:
     with pytest.raises(LeadsError, match="cannot read"):
         read_leads(tmp_path / "nope.csv")
+
+
+def test_unclosed_quote_is_refused_at_the_line_it_opened(tmp_path: Path) -> None:
+    # Python's csv takes an unclosed quote at end of file: the rest of the file would become
+    # one cell (and be sent inside a note).
+    p = _write(
+        tmp_path,
+        "linkedin_profile_url,full_name,note\n"
+        "linkedin.com/in/ana,Ana,fine\n"
+        'linkedin.com/in/bob,Bob,"I follow what Bobco\n'
+        "linkedin.com/in/cy,Cy,hello\n"
+        "linkedin.com/in/di,Di,hi\n",
+    )
+    with pytest.raises(LeadsError, match=rf"^{re.escape(str(p))}:3: unclosed quote"):
+        read_leads(p)
+
+
+def test_unclosed_quote_in_the_header_is_refused(tmp_path: Path) -> None:
+    p = _write(tmp_path, 'linkedin_profile_url,"note\nlinkedin.com/in/ana,x\n')
+    with pytest.raises(LeadsError, match=rf"^{re.escape(str(p))}:1: unclosed quote"):
+        read_leads(p)
+
+
+def test_closed_quotes_spanning_lines_are_fine(tmp_path: Path) -> None:
+    p = _write(tmp_path, 'linkedin_profile_url,note\nlinkedin.com/in/a,"x ""y""\nz"\n')
+    assert read_leads(p).rows[0]["note"] == 'x "y"\nz'
+
+
+@pytest.mark.parametrize(
+    "brk", ["\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e"]
+)
+def test_unicode_line_breaks_stay_inside_cells(tmp_path: Path, brk: str) -> None:
+    # Only \n (and \r\n) end a row, as in an editor; the line numbers are the editor's.
+    p = _write(
+        tmp_path,
+        "linkedin_profile_url,first_name,last_name\n"
+        f"linkedin.com/in/jo,Jo{brk}anna,Doe\n"
+        f"linkedin.com/in/x{brk}y,X,Y\n"
+        ",missing,\n",
+    )
+    result = read_leads(p)
+    assert [r["first_name"] for r in result.rows] == [f"Jo{brk}anna"]
+    assert [(pr.line, pr.path) for pr in result.refused] == [
+        (3, "linkedin_profile_url"),
+        (4, "linkedin_profile_url"),
+    ]
+
+
+def test_a_lone_carriage_return_does_not_end_a_row(tmp_path: Path) -> None:
+    p = _write(
+        tmp_path,
+        "linkedin_profile_url,first_name\r\n"
+        "linkedin.com/in/jo,Jo\rlinkedin.com/in/evil\r\n"
+        'linkedin.com/in/ann,"A\rnn"\r\n'
+        ",missing\n",
+    )
+    result = read_leads(p)
+    assert [r["first_name"] for r in result.rows] == ["A\rnn"]
+    assert [pr.line for pr in result.refused] == [2, 4]
+    assert "carriage return" in result.refused[0].message
+
+
+@pytest.mark.parametrize(
+    "tz", ["Europe", "America", "../x", "x" * 300, "/etc/passwd", "Europe/", "zone.tab"]
+)
+def test_impossible_timezone_keys_are_unknown_timezones(tmp_path: Path, tz: str) -> None:
+    p = _write(
+        tmp_path,
+        f"linkedin_profile_url,timezone\nlinkedin.com/in/a,{tz}\nlinkedin.com/in/b,UTC\n",
+    )
+    result = read_leads(p)
+    assert [r["timezone"] for r in result.rows] == ["UTC"]
+    (problem,) = result.refused
+    assert (problem.line, problem.path) == (2, "timezone")
+    assert problem.message.startswith("unknown IANA timezone")

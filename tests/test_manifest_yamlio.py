@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import ManifestError
+from engine.errors import ManifestError, Problem
 from engine.manifest.yamlio import (
     MAX_BYTES,
     child_path,
@@ -201,3 +201,45 @@ def test_unescaped_json_text_reads_back_as_the_same_data(data: dict[str, object]
     text = json.dumps(data, ensure_ascii=False, indent=2)
     (doc,) = parse_text(text, "f.json")
     assert doc.data == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: b\x00c\n", "f.yaml:1:5: $: character U+0000 is not allowed in YAML"),
+        ("a: 1\nb: x\x01\n", "f.yaml:2:5: $: character U+0001 is not allowed in YAML"),
+        ("a: 1\n\nb: \x1b[31mred\n", "f.yaml:3:4: $: character U+001B is not allowed in YAML"),
+        ("\x7f: 1\n", "f.yaml:1:1: $: character U+007F is not allowed in YAML"),
+        ("a: '\ufffe'\n", "f.yaml:1:5: $: character U+FFFE is not allowed in YAML"),
+    ],
+)
+def test_control_characters_are_located(text: str, expected: str) -> None:
+    assert problems_of(text) == [expected]
+    documents, problems = scan_text(text, "f.yaml")
+    assert documents == [] and [str(p) for p in problems] == [expected]
+
+
+def test_control_characters_in_a_file_are_located(tmp_path: Path) -> None:
+    path = tmp_path / "ctl.yaml"
+    path.write_bytes(b"a: 1\nb: \x00\n")
+    with pytest.raises(ManifestError) as info:
+        load_documents(path)
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}:2:4: $: character U+0000 is not allowed in YAML"
+    ]
+
+
+def test_a_key_with_a_newline_cannot_forge_a_problem_line() -> None:
+    key = "x\\nf.yaml:9:9: $: forged"
+    problems = problems_of(f'"{key}": 1\n"{key}": 2\n')
+    assert problems == [
+        "f.yaml:2:1: $['x\\nf.yaml:9:9: $: forged']: duplicate key 'x\\nf.yaml:9:9: $: forged'"
+        " (first defined on line 1)"
+    ]
+    assert child_path("$", "a\u2028b\rc\x1bd") == "$['a\\u2028b\\rc\\x1bd']"
+    assert child_path("$", "back\\slash n") == "$['back\\\\slash n']"
+
+
+def test_a_problem_is_always_one_line() -> None:
+    problem = Problem("f.yaml", 1, 2, "$['a\nb']", "value 'x\r\ny' and\u2028more")
+    assert str(problem) == "f.yaml:1:2: $['a\\nb']: value 'x\\r\\ny' and\\u2028more"

@@ -1,19 +1,20 @@
 """Lead files: CSV import (profile URLs normalized by :mod:`engine.urls`).
 
 A bad row is reported (``file:line``) and skipped; a file that cannot be read at all raises
-:class:`engine.errors.LeadsError` so that nothing is half-written.
+:class:`engine.errors.LeadsError` so that nothing is half-written. Only ``\n`` (or ``\r\n``)
+ends a row, so line numbers are an editor's and Unicode line breaks stay inside their cell.
 
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.errors import LeadsError, Problem
+from engine.errors import LeadsError, Problem, one_line
 from engine.urls import normalize_profile_url
 
 URL_COLUMN = "linkedin_profile_url"
@@ -51,41 +52,78 @@ def read_leads(path: str | Path) -> LeadImport:
         raise LeadsError(f"{p}: cannot read leads file: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise LeadsError(f"{p}: leads file is not UTF-8 (byte {exc.start})") from exc
-    return parse_leads(text.splitlines(keepends=True), str(p))
+    return parse_leads(split_lines(text), str(p))
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` cut after each ``\n`` only (``str.splitlines`` also cuts at U+2028, form
+    feeds, a lone CR...), ends kept."""
+    lines = text.split("\n")
+    last = lines.pop()
+    return [line + "\n" for line in lines] + ([last] if last else [])
+
+
+class _Lines:
+    """The lines fed to the CSV reader: those of the record being read, and whether the reader
+    asked for a line past the end of the file while reading it."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self.record: list[str] = []
+        self.ended = False
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = next(self._lines)
+        except StopIteration:
+            self.ended = True
+            raise
+        self.record.append(line)
+        return line
 
 
 def parse_leads(lines: Iterable[str], filename: str) -> LeadImport:
     """:func:`read_leads` over already-decoded lines (``filename`` is used in problems)."""
-    reader = csv.reader(iter(lines))
+    feed = _Lines(lines)
+    reader = csv.reader(feed)
     try:
         header = next(reader)
     except StopIteration:
         raise LeadsError(f"{filename}: empty leads file (a header row is required)") from None
     except csv.Error as exc:
-        raise LeadsError(f"{filename}:1: unreadable CSV header: {exc}") from exc
+        raise LeadsError(f"{filename}:1: unreadable CSV header: {_csv_error(exc)}") from exc
+    _check_quotes(feed, filename, 1)
     columns = [c.strip() for c in header]
     if URL_COLUMN not in columns:
         raise LeadsError(
             f"{filename}:1: no '{URL_COLUMN}' column in the header (found: "
-            f"{', '.join(c for c in columns if c) or 'nothing'})"
+            f"{one_line(', '.join(c for c in columns if c)) or 'nothing'})"
         )
     if len(set(columns)) != len(columns):
         dupes = sorted({c for c in columns if columns.count(c) > 1})
-        raise LeadsError(f"{filename}:1: duplicate column(s) in header: {', '.join(dupes)}")
+        raise LeadsError(
+            f"{filename}:1: duplicate column(s) in header: {one_line(', '.join(dupes))}"
+        )
     result = LeadImport(filename)
     seen: dict[str, int] = {}
     last_end = reader.line_num
     while True:
+        feed.record = []
         try:
             record = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
             line = last_end + 1
-            result.refused.append(Problem(filename, line, 1, "$", f"unreadable CSV row: {exc}"))
+            message = f"unreadable CSV row: {_csv_error(exc)}"
+            result.refused.append(Problem(filename, line, 1, "$", message))
             last_end = reader.line_num
             continue
         line, last_end = last_end + 1, reader.line_num
+        _check_quotes(feed, filename, line)
         if not any(cell.strip() for cell in record):
             continue
         if len(record) > len(columns):
@@ -116,10 +154,58 @@ def _check_row(
     if url in seen:
         return Problem(filename, line, 1, URL_COLUMN, f"duplicate of line {seen[url]} ({url})")
     tz = row.get("timezone")
-    if tz:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            return Problem(filename, line, 1, "timezone", f"unknown IANA timezone {tz!r}")
+    if tz and not known_timezone(tz):
+        return Problem(filename, line, 1, "timezone", f"unknown IANA timezone {tz!r}")
     row[URL_COLUMN] = url
     return None
+
+
+def known_timezone(name: str) -> bool:
+    """Whether ``name`` is an IANA timezone key. Never raises: ``Europe`` (a directory of the
+    database), ``../x`` or a 300-character name are simply unknown."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def _csv_error(exc: csv.Error) -> str:
+    if "new-line character" in str(exc):
+        # Only \n ends a row: a lone \r is allowed inside quotes only.
+        return "a carriage return inside an unquoted cell (quote the cell)"
+    return str(exc)
+
+
+def _check_quotes(feed: _Lines, filename: str, line: int) -> None:
+    """Refuse a record that still had a quoted cell open at the end of the file.
+
+    Python's csv reader accepts that and returns the rest of the file as one cell. Only then
+    does it ask for a line past the end of the file within a record.
+    """
+    if feed.ended and feed.record:
+        at = line + (_unclosed_quote("".join(feed.record)) or 0)
+        raise LeadsError(
+            f"{filename}:{at}: unclosed quote: the rest of the file (from line {at}) "
+            "would be read as one cell"
+        )
+
+
+def _unclosed_quote(text: str) -> int | None:
+    """The line offset (0-based) of the opening quote of an unclosed quoted cell in ``text``
+    (one CSV record, default dialect), or ``None``."""
+    quoted, at_start, opened = False, True, 0
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if quoted:
+            if char == '"':
+                if text.startswith('"', i + 1):
+                    i += 1  # an escaped quote
+                else:
+                    quoted = False
+        elif char == '"' and at_start:
+            quoted, opened = True, i
+        at_start = not quoted and char in ",\r\n"
+        i += 1
+    return text.count("\n", 0, opened) if quoted else None

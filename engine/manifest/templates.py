@@ -1,9 +1,15 @@
 """Message templates: sandboxed Jinja2 with undefined variables as errors, plus spintax.
 
-Templates see one variable, ``lead`` (its CSV columns: ``lead.first_name``...). Spintax
-``{Hi|Hello}`` (nested allowed: ``{Hi|{Hey|Hello}}``) picks one variant per lead,
-deterministically from a seed key, so re-rendering for the same lead gives the same text.
-Jinja's own ``{{ }}``, ``{% %}`` and ``{# #}`` are never read as spintax.
+Templates see one variable, ``lead`` (its CSV columns: ``lead.first_name``...): Jinja's globals
+(``range``, ``lipsum``, ``self``...) are gone. Spintax ``{Hi|Hello}`` (nested allowed:
+``{Hi|{Hey|Hello}}``) picks one variant per lead, deterministically from a seed key, so
+re-rendering for the same lead gives the same text. Jinja's own ``{{ }}``, ``{% %}`` and
+``{# #}`` are never read as spintax.
+
+A template is untrusted input (a pull request to a manifest): checking it never evaluates it,
+and rendering it is bounded (:mod:`engine.manifest.template_sandbox`): no value or output
+longer than ``MAX_OUTPUT`` characters, at most ``MAX_STEPS`` loop iterations and calls, and
+any failure is a :class:`TemplateRenderError`, never another exception.
 
 >>> render("{Hi|Hello} {{ lead.first_name }}", {"first_name": "Ada"}, seed_key="lead-1")
 'Hello Ada'
@@ -16,16 +22,39 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    Undefined,
+    nodes,
+)
+from jinja2.environment import TemplateExpression
+from jinja2.exceptions import SecurityError
 from jinja2.meta import find_undeclared_variables
-from jinja2.sandbox import SandboxedEnvironment
 
 from engine.errors import SeqrunError
+from engine.manifest.template_sandbox import (
+    BUDGET,
+    MAX_OUTPUT,
+    Budget,
+    SandboxedTemplates,
+    too_big,
+)
 
 CONTEXT_NAMES = frozenset({"lead"})
+_REFUSED_STATEMENTS: dict[type[nodes.Node], str] = {
+    nodes.Include: "{% include %}",
+    nodes.Extends: "{% extends %}",
+    nodes.Import: "{% import %}",
+    nodes.FromImport: "{% import %}",
+    nodes.ScopedEvalContextModifier: "{% autoescape %}",
+    nodes.EvalContextModifier: "{% autoescape %}",
+}
 
 
 class TemplateRenderError(SeqrunError):
@@ -33,11 +62,15 @@ class TemplateRenderError(SeqrunError):
 
 
 @cache
-def environment() -> SandboxedEnvironment:
-    """The one sandboxed environment (undefined variables raise)."""
-    return SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
+def environment() -> SandboxedTemplates:
+    """The one sandboxed environment for messages (undefined variables raise)."""
+    return SandboxedTemplates(StrictUndefined)
+
+
+@cache
+def _conditions() -> SandboxedTemplates:
+    # Lenient: `lead.x` of a lead without x is falsy in a branch condition.
+    return SandboxedTemplates(Undefined)
 
 
 # ---- spintax ----------------------------------------------------------------------------------
@@ -134,6 +167,29 @@ def expand_spintax(text: str, seed_key: str) -> str:
 # ---- Jinja ------------------------------------------------------------------------------------
 
 
+def _parse(text: str) -> nodes.Template:
+    """The syntax tree of ``text``; every failure is a ``TemplateSyntaxError``."""
+    try:
+        return environment().parse(text)
+    except RecursionError:
+        raise TemplateSyntaxError("nested too deeply", 1) from None
+    except ValueError as exc:  # a number literal of thousands of digits
+        raise TemplateSyntaxError(str(exc), 1) from None
+
+
+def _undeclared(tree: nodes.Template) -> set[str]:
+    """The names a template reads from its context (``self`` included: Jinja declares it)."""
+    try:
+        names = set(find_undeclared_variables(tree))
+    except RecursionError:
+        raise TemplateSyntaxError("nested too deeply", 1) from None
+    return names | ({"self"} if _uses_self(tree) else set())
+
+
+def _uses_self(tree: nodes.Template) -> bool:
+    return any(n.name == "self" and n.ctx == "load" for n in tree.find_all(nodes.Name))
+
+
 def _lead_attributes(tree: nodes.Node) -> set[str]:
     found: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
@@ -168,29 +224,40 @@ def _unsafe(tree: nodes.Node) -> list[str]:
             name = node.name
         if name is not None and "__" in name:
             errors.append(f"line {node.lineno}: access to {name!r} is not allowed")
-    return errors
+    return errors + _refused_statements(tree)
+
+
+def _refused_statements(tree: nodes.Node) -> list[str]:
+    return [
+        f"line {statement.lineno}: {_REFUSED_STATEMENTS[type(statement)]} is not allowed"
+        for statement in tree.find_all(tuple(_REFUSED_STATEMENTS))
+    ]
 
 
 def variables(text: str) -> set[str]:
     """The ``lead.<column>`` names a template uses (empty when it does not parse)."""
     try:
-        tree = environment().parse(text)
+        tree = _parse(text)
     except TemplateError:
         return set()
     return _lead_attributes(tree)
 
 
 def check(text: str) -> list[str]:
-    """Every problem of a template: syntax, ``__`` access, unknown names, unbalanced spintax."""
+    """Every problem of a template: syntax, ``__`` access, unknown names, unbalanced spintax.
+
+    Nothing of the template is evaluated.
+    """
     errors: list[str] = []
     try:
-        tree = environment().parse(text)
+        tree = _parse(text)
+        unsafe = _unsafe(tree)
+        unknown = sorted(_undeclared(tree) - CONTEXT_NAMES)
     except TemplateError as exc:
         line = getattr(exc, "lineno", None)
         errors.append(f"template syntax error{f' on line {line}' if line else ''}: {exc}")
     else:
-        errors.extend(_unsafe(tree))
-        unknown = sorted(find_undeclared_variables(tree) - CONTEXT_NAMES)
+        errors.extend(unsafe)
         errors.extend(
             f"unknown variable {name!r} (templates see `lead`, e.g. lead.{name})"
             for name in unknown
@@ -204,33 +271,56 @@ def check(text: str) -> list[str]:
 
 def _context(lead: Mapping[str, Any]) -> dict[str, Any]:
     # An empty CSV cell is a missing value: `default('there')` applies, a bare use fails.
-    return {"lead": {k: v for k, v in lead.items() if v is not None and v != ""}}
+    return {
+        "lead": {k: v for k, v in lead.items() if v is not None and v != ""},
+        BUDGET: Budget(),
+    }
+
+
+@lru_cache(maxsize=256)
+def _compiled(text: str) -> Template:
+    # Compiling costs milliseconds and a sequence renders the same few texts for every lead.
+    tree = _parse(text)
+    # `__` access is refused by the sandbox itself while rendering.
+    refused = _refused_statements(tree) + ["unknown variable 'self'"] * _uses_self(tree)
+    if refused:
+        raise SecurityError(refused[0])
+    return environment().from_string(tree)
 
 
 def render(text: str, lead: Mapping[str, Any], seed_key: str) -> str:
     """Render ``text`` for ``lead``; raise :class:`TemplateRenderError` when it cannot.
 
     Spintax is expanded on the template before Jinja runs, so braces inside lead values
-    are never taken for spintax.
+    are never taken for spintax. The text is at most :data:`MAX_OUTPUT` characters.
     """
     chosen = expand_spintax(text, seed_key)
     try:
-        return environment().from_string(chosen).render(_context(lead))
-    except TemplateError as exc:
+        out: list[str] = []
+        size = 0
+        for chunk in _compiled(chosen).generate(_context(lead)):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise too_big("output")
+            out.append(chunk)
+    except RecursionError:
+        raise TemplateRenderError("template error: nested or recursing too deeply") from None
+    except Exception as exc:  # any failure of an untrusted template is the template's
         raise TemplateRenderError(f"template error: {exc}") from None
+    return "".join(out)
 
 
 # ---- branch conditions -----------------------------------------------------------------------
 
 
 def check_expression(expression: str) -> list[str]:
-    """Problems of a branch condition (a Jinja expression over ``lead``)."""
+    """Problems of a branch condition (a Jinja expression over ``lead``); never evaluates it."""
     try:
-        tree = environment().parse("{{ (" + expression + ") }}")
+        tree = _parse("{{ (" + expression + ") }}")
+        errors = _unsafe(tree)
+        unknown = sorted(_undeclared(tree) - CONTEXT_NAMES)
     except TemplateError as exc:
         return [f"expression syntax error: {exc}"]
-    errors = _unsafe(tree)
-    unknown = sorted(find_undeclared_variables(tree) - CONTEXT_NAMES)
     errors.extend(f"unknown variable {name!r} (expressions see `lead`)" for name in unknown)
     return errors
 
@@ -240,10 +330,18 @@ def expression_variables(expression: str) -> set[str]:
     return variables("{{ (" + expression + ") }}")
 
 
+@lru_cache(maxsize=256)
+def _compiled_expression(expression: str) -> TemplateExpression:
+    if "self" in expression and _uses_self(_parse("{{ (" + expression + ") }}")):
+        raise SecurityError("unknown variable 'self'")
+    return _conditions().compile_expression(expression)
+
+
 def evaluate(expression: str, lead: Mapping[str, Any]) -> bool:
     """Truth of a branch condition for ``lead``; a missing column is false, not an error."""
-    env = SandboxedEnvironment(autoescape=False)  # lenient: `lead.x` of a lead without x is falsy
     try:
-        return bool(env.compile_expression(expression)(**_context(lead)))
-    except TemplateError as exc:
+        return bool(_compiled_expression(expression)(**_context(lead)))
+    except RecursionError:
+        raise TemplateRenderError("expression error: nested too deeply") from None
+    except Exception as exc:  # any failure of an untrusted expression is the expression's
         raise TemplateRenderError(f"expression error: {exc}") from None

@@ -26,7 +26,7 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from engine.errors import ManifestError, Problem
+from engine.errors import ManifestError, Problem, one_line
 from engine.model import SourceMap
 
 MAX_BYTES = 1024 * 1024
@@ -66,7 +66,8 @@ def child_path(base: str, key: str | int) -> str:
         return f"{base}[{key}]"
     if _PLAIN_KEY.match(key):
         return f"{base}.{key}"
-    quoted = key.replace("\\", "\\\\").replace("'", "\\'")
+    # A path is one line of a report: a newline in a key must not start another one.
+    quoted = one_line(key.replace("\\", "\\\\").replace("'", "\\'"))
     return f"{base}['{quoted}']"
 
 
@@ -256,7 +257,10 @@ def scan_text(text: str, file: str) -> tuple[list[Document], list[Problem]]:
     """
     problems: list[Problem] = []
     documents: list[Document] = []
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader checks every character of the text up front
+    except yaml.reader.ReaderError as exc:
+        return [], [_unprintable(text, exc, file)]
     try:
         index = 0
         while loader.check_node():
@@ -297,6 +301,14 @@ def scan_text(text: str, file: str) -> tuple[list[Document], list[Problem]]:
     finally:
         loader.dispose()
     return documents, problems
+
+
+def _unprintable(text: str, exc: yaml.reader.ReaderError, file: str) -> Problem:
+    """A control character (NUL, ESC, DEL...) at its line and column (lines end at ``\n``)."""
+    index = exc.position
+    line = text.count("\n", 0, index) + 1
+    col = index - (text.rfind("\n", 0, index) + 1) + 1
+    return Problem(file, line, col, "$", f"character U+{exc.character:04X} is not allowed in YAML")
 
 
 def decode(raw: bytes, file: str) -> str:

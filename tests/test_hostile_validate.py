@@ -1,0 +1,59 @@
+"""`seqrun validate` on hostile manifests: one located line per problem, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+
+FORGING = """\
+apiVersion: seqrun/v1
+kind: Sequence
+metadata: {name: bad}
+spec:
+  provider: edges
+  identities: [a]
+  steps:
+    - id: v
+      action: visit_profile
+      "x\\nbad.yaml:97:1: $: forged": 1
+"""
+
+
+def _validate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    content: bytes,
+) -> tuple[int, list[str]]:
+    (tmp_path / "bad.yaml").write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    code = main(["validate", "bad.yaml"])
+    return code, capsys.readouterr().err.splitlines()
+
+
+def test_a_key_with_a_newline_cannot_forge_a_located_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines = _validate(tmp_path, monkeypatch, capsys, FORGING.encode())
+    assert code == 1
+    assert lines == [
+        "bad.yaml:10:7: $.spec.steps[0]['x\\nbad.yaml:97:1: $: forged']: in step 'v': unknown"
+        " key 'x\\nbad.yaml:97:1: $: forged' (expected one of: id, action, with, on, next,"
+        " wait, wait_for, timeout, on_timeout, branch, else, end)",
+        "1 error(s)",
+    ]
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1b", "\x7f", "\x9b"])
+def test_control_characters_are_a_located_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    char: str,
+) -> None:
+    content = FORGING.replace("visit_profile", f"visit{char}profile", 1).encode()
+    code, lines = _validate(tmp_path, monkeypatch, capsys, content)
+    assert code == 1
+    assert lines == [
+        f"bad.yaml:9:20: $: character U+{ord(char):04X} is not allowed in YAML",
+        "1 error(s)",
+    ]
