@@ -329,3 +329,28 @@ async def test_a_runner_that_lost_its_lock_makes_no_further_call(tmp_path: Path)
     assert len(env.world.deliveries(ID, kind="message")) == 1
     (left,) = env.store.pending_intents()  # for the new holder's recover()
     assert left.status == "intent"
+
+
+# ---- 6. reconciling a connect tells "our invitation was accepted" from "connected before" -----
+
+
+async def test_a_connect_killed_in_flight_to_a_connected_lead_takes_the_already_connected_route(
+    tmp_path: Path,
+) -> None:
+    steps = (
+        ActionStep("connect", "connect", with_={"note": "Hi"},
+                   on={"ALREADY_CONNECTED": "hello"}, next="completed"),
+        ActionStep("hello", "send_message", with_={"text": "Hello again"}, next="completed"),
+    )
+    env = Env(tmp_path, steps, already_connected_with=[ID])
+    late = LateTransport(env.sandbox.transport, env.clock, "linkedin-connect-profile", crash=True)
+    with pytest.raises(Crash):
+        await env.runner(late).tick()
+    await late.land(everything=True)  # the provider answered ALREADY_CONNECTED to the dead one
+    env.clock.advance(timedelta(minutes=1))
+    await env.runner(late).run_until(MONDAY_8 + timedelta(days=1))  # a new process
+    assert env.world.count(ID, "invite") == 0
+    assert len(env.world.messages_to(ID, URL)) == 1  # the manifest's ALREADY_CONNECTED route
+    assert env.state() == "completed"
+    connect = [a for a in env.store.actions(enrollment_id=env.eid) if a.action == "connect"]
+    assert [(a.status, a.label) for a in connect] == [("failed", "ALREADY_CONNECTED")]

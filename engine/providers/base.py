@@ -49,6 +49,9 @@ class Relationship:
     # False when the adapter could not look everywhere (e.g. no list of sent invitations:
     # a pending invitation then reads as "none")
     verified: bool = True
+    # when the connection was made, where the provider says (Edges: connected_at); it tells
+    # "our invitation was accepted" from "connected before we asked"
+    since: datetime | None = None
 
 
 class Provider(Protocol):

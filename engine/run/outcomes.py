@@ -213,7 +213,7 @@ class Outcomes:
             None,
         )
         try:
-            done = await self.recovery.reconcile(intent, ctx.provider, lead, {})
+            found = await self.recovery.reconcile(intent, ctx.provider, lead, {})
         except ProviderError as rexc:
             # Cannot tell yet: the intent stays open (recover() asks again next tick)
             # and the lead waits; resending now could duplicate.
@@ -233,8 +233,15 @@ class Outcomes:
                 self.sync.pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
             return True, None
         unverified = self.recovery.unverified_event(key, step.action, enr, lead)
-        if not done:
+        if found is None:
             return False, None
+        if found != "ok":  # the provider would have refused it: routed as that answer
+            self.rules.release(ctx, p)
+            refused = ProviderError(found, "reconciled: connected before the invitation")
+            _failed(ctx, key, refused, now)
+            _note_connection(ctx, lead.profile_url, "connected", now)
+            move = Move(found, action=step.action, label=found, detail=refused.message)
+            return True, self.moves.transition(enr, lead, move, result, ctx=ctx)
         if unverified is not None:
             ctx.w.events.append(unverified)
         data = {"reconciled": True, "unverified": unverified is not None}

@@ -66,7 +66,7 @@ class Recovery:
                 unresolved.add(enr.id)
                 continue
             try:
-                done = await self.reconcile(intent, provider, lead, convs)
+                label = await self.reconcile(intent, provider, lead, convs)
             except ProviderError as exc:
                 unresolved.add(enr.id)
                 if exc.label == vocab.AUTH_EXPIRED:
@@ -74,10 +74,10 @@ class Recovery:
                     self.sync.pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
                     statuses = {i.id: i for i in self.store.list_identities()}
                 continue
-            if not done and self.keep_open(intent, enr, lead, result):
+            if label is None and self.keep_open(intent, enr, lead, result):
                 unresolved.add(enr.id)
                 continue
-            self._settle(intent, enr, lead, done, result)
+            self._settle(intent, enr, lead, label, result)
             result.recovered += 1
         return unresolved
 
@@ -118,41 +118,54 @@ class Recovery:
         provider: Provider,
         lead: LeadRow,
         convs: dict[str, list[ConversationSummary] | None],
-    ) -> bool:
-        """Did the action of ``intent`` happen? Asks the provider, never resends."""
+    ) -> str | None:
+        """What became of the action of ``intent``: ``"ok"`` (it happened), the label the
+        provider would have answered (a connect to someone connected before it was asked:
+        ALREADY_CONNECTED), or None (it did not happen). Asks the provider, never resends."""
         action = intent.action
         target = Lead(lead.profile_url)
         if action in ("visit_profile", "follow"):
             # harmless if repeated, and nothing to look at: counted done, and said so
             self._unverified[intent.idempotency_key] = f"{action} leaves nothing to check"
-            return True
+            return "ok"
         if action == "connect":
             rel = await provider.relationship(intent.identity, target)
-            return rel.status in ("pending", "connected")
+            if rel.status == "connected" and rel.since is not None and rel.since < (
+                intent.created_at
+            ):
+                return vocab.ALREADY_CONNECTED  # connected before: no invitation went out
+            return "ok" if rel.status in ("pending", "connected") else None
         if action == "withdraw_invitation":
             rel = await provider.relationship(intent.identity, target)
             if rel.status == "none" and not rel.verified:
                 self._unverified[intent.idempotency_key] = (
                     "no pending invitation seen, but the provider cannot list sent invitations"
                 )
-            return rel.status == "none"
+            return "ok" if rel.status == "none" else None
         if action in MESSAGES:
             summaries = convs.get(intent.identity)
             if summaries is None:
                 summaries = convs[intent.identity] = await provider.sync_conversations(
                     intent.identity
                 )
-            return _message_seen(intent, lead, summaries)
-        return False  # check_connection and the like: no side effect, simply ask again
+            return "ok" if _message_seen(intent, lead, summaries) else None
+        return None  # check_connection and the like: no side effect, simply ask again
 
     def _settle(
-        self, intent: ActionRow, enr: EnrollmentRow, lead: LeadRow, done: bool, result: TickResult
+        self,
+        intent: ActionRow,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        label: str | None,
+        result: TickResult,
     ) -> None:
         now = self.clock.now()
         unverified = self.unverified_event(intent.idempotency_key, intent.action, enr, lead)
         with self.store.transaction() as conn:
-            if done:
+            if label == "ok":
                 self._settle_done(intent, enr, lead, unverified, now, result, conn)
+            elif label is not None:
+                self._settle_refused(intent, enr, lead, label, now, result, conn)
             else:
                 self.store.log_outcome(
                     intent.idempotency_key, "unknown", at=now, label="NOT_DONE", conn=conn
@@ -200,6 +213,32 @@ class Recovery:
                 conn=conn,
             )
         move = Move("ok", action=intent.action, label="ok", detail="reconciled after a lost answer")
+        self.moves.transition(enr, lead, move, result, conn=conn)
+
+    def _settle_refused(
+        self,
+        intent: ActionRow,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        label: str,
+        now: datetime,
+        result: TickResult,
+        conn: Connection,
+    ) -> None:
+        """The provider would have refused the call (it had no effect): recorded as the error
+        it would have answered, and routed by that label, as a live answer would be."""
+        detail = "reconciled: connected before the invitation, none was sent"
+        self.store.log_outcome(
+            intent.idempotency_key,
+            "failed",
+            at=now,
+            label=label,
+            response={"reconciled": True, "label": label, "message": detail},
+            conn=conn,
+        )
+        if enr.state != intent.step or self.state.compiled(enr.revision).is_terminal(enr.state):
+            return
+        move = Move(label, action=intent.action, label=label, detail=detail)
         self.moves.transition(enr, lead, move, result, conn=conn)
 
     def unverified_event(

@@ -124,6 +124,7 @@ class EdgesProvider:
         self._me: dict[str, str] = {}
         self._no_sent_invitations = False
         self._connections: dict[str, set[str]] = {}  # identity -> known connections
+        self._since: dict[str, dict[str, datetime]] = {}  # identity -> url -> connected_at
         self._refreshes: dict[str, int] = {}  # incremental refreshes since the last sweep
         self._conv_sync = ConversationSync()
 
@@ -297,24 +298,34 @@ class EdgesProvider:
         if known is None or full or calls >= _FULL_EVERY:
             found: set[str] = set()
             async for page in self.pages("linkedin-extract-connections", identity):
-                found.update(_urls(page))
+                found.update(self._note_since(identity, page))
             self._connections[identity] = found
             self._refreshes[identity] = 0
             return set(found)
         self._refreshes[identity] = calls + 1
         async with aclosing(self.pages("linkedin-extract-connections", identity)) as pages:
             async for page in pages:
-                urls = _urls(page)
+                urls = self._note_since(identity, page)
                 fresh = urls - known
                 known |= urls
                 if not fresh or (len(fresh) < len(urls) and _newest_first(page)):
                     break
         return set(known)
 
+    def _note_since(self, identity: str, page: list[Any]) -> set[str]:
+        """The page's connections; their connected_at kept for :meth:`relationship`."""
+        since = self._since.setdefault(identity, {})
+        for item in page:
+            when = _parse_time(item.get("connected_at")) if isinstance(item, dict) else None
+            if when is not None:
+                for url in _urls([item]):
+                    since[url] = when
+        return _urls(page)
+
     async def relationship(self, identity: str, lead: Lead) -> Relationship:
         target = normalize_profile_url(lead.profile_url)
         if target in await self.connections(identity):
-            return Relationship("connected")
+            return Relationship("connected", since=self._since.get(identity, {}).get(target))
         if await self._invitation_pending(identity, target):
             return Relationship("pending")
         # without extract-sent-invitations a pending invitation would read as "none" too
