@@ -354,3 +354,55 @@ async def test_a_connect_killed_in_flight_to_a_connected_lead_takes_the_already_
     assert env.state() == "completed"
     connect = [a for a in env.store.actions(enrollment_id=env.eid) if a.action == "connect"]
     assert [(a.status, a.label) for a in connect] == [("failed", "ALREADY_CONNECTED")]
+
+
+# ---- 7. a loop of routes makes progress or stops the lead with the loop as its reason --------
+
+
+def _loop_steps() -> tuple[Step, ...]:
+    return (
+        ActionStep("connect", "connect", with_={"note": "Hi"},
+                   on={"ALREADY_CONNECTED": "intro"}, next="completed"),
+        ActionStep("intro", "send_message", with_={"text": "Hello"},
+                   on={"NOT_CONNECTED": "connect"}, next="completed"),
+    )
+
+
+class RefuseMessages(httpx.AsyncBaseTransport):
+    """The sandbox, but every message is refused NOT_CONNECTED (a provider whose connection
+    list and messaging disagree)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.messages = inner, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(f"/actions/{MESSAGE}/run/live"):
+            self.messages += 1
+            return httpx.Response(400, json={"error_label": "NOT_CONNECTED",
+                                             "message": "not connected"})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_removed_connection_is_invited_again_not_messaged_in_a_loop(
+    tmp_path: Path,
+) -> None:
+    env = Env(tmp_path, _loop_steps())
+    # the cache still says connected: the lead accepted once, then removed the connection
+    env.store.put_connection(ID, URL, "connected", at=MONDAY_8 - timedelta(days=30))
+    await env.runner().tick()
+    assert env.world.count(ID, "invite") == 1  # invited again after the refused message
+    assert len(env.world.messages_to(ID, URL)) == 0
+    assert env.state() == "completed"
+
+
+async def test_a_loop_of_refusals_ends_in_failed_with_the_loop_as_reason(tmp_path: Path) -> None:
+    env = Env(tmp_path, _loop_steps(), already_connected_with=[ID])
+    refusing = RefuseMessages(env.sandbox.transport)
+    await env.runner(refusing).run_until(MONDAY_8 + timedelta(days=2))
+    assert refusing.messages == 1  # not 25 a tick, every tick (connect answered twice)
+    row = env.store.get_enrollment(env.eid)
+    assert row is not None and row.state == "failed"
+    assert row.last_error is not None and "routing loop without progress" in row.last_error
+    assert row.last_error.endswith(
+        "connect -ALREADY_CONNECTED-> intro -NOT_CONNECTED-> connect -ALREADY_CONNECTED-> intro"
+    )

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection
 
+from engine import vocab
 from engine.compile.machine import CompiledSequence
 from engine.model import WaitForStep, WaitStep
 from engine.run.results import StepRecord, TickResult
@@ -85,6 +86,8 @@ class Moves:
             except KeyError:
                 dest = "failed"
                 detail = detail or f"no transition for {move.trigger!r} from {enr.state!r}"
+        if ctx is not None:
+            dest, detail = _stop_loop(ctx, enr, move.trigger, dest, detail)
         due = self.entry_due(compiled, dest, now)
         last_error = detail if dest == "failed" else None
         values: dict[str, Any] = {
@@ -219,3 +222,23 @@ def _step_record(
         move.label,
         detail,
     )
+
+
+def _stop_loop(
+    ctx: IdentityTick, enr: EnrollmentRow, trigger: str, dest: str, detail: str | None
+) -> tuple[str, str | None]:
+    """A lead routed by error labels along the same edge twice since its last progress (no
+    call succeeded in between) would go round every tick for ever: it ends in ``failed``
+    with the loop as the reason instead. Coming back once is allowed: what the first round
+    learned (a connection found gone) may change the second."""
+    if trigger not in vocab.ERROR_LABELS:
+        ctx.routed.pop(enr.id, None)  # progress: an answer, a wait over, a reply...
+        return dest, detail
+    edge = f"{enr.state} -{trigger}->"
+    path = ctx.routed.setdefault(enr.id, [])
+    repeated = edge in path
+    path.append(edge)
+    if not repeated:
+        return dest, detail
+    ctx.routed.pop(enr.id, None)
+    return "failed", "routing loop without progress: " + " ".join(path) + f" {dest}"

@@ -180,6 +180,13 @@ class Outcomes:
         _failed(ctx, key, exc, now)
         if label == vocab.ALREADY_CONNECTED:
             _note_connection(ctx, lead.profile_url, "connected", now)
+        elif label == vocab.NOT_CONNECTED and step.action in MESSAGES:
+            # the connection was removed: a cached "connected" would skip the next invitation
+            if ctx.connections is not None:
+                ctx.connections.discard(lead.profile_url)
+            if ctx.links is not None:
+                ctx.links[lead.profile_url] = "not_connected"
+            _note_connection(ctx, lead.profile_url, "not_connected", now)
         move = Move(label, action=step.action, label=label, detail=exc.message or label)
         return self.moves.transition(enr, lead, move, result, ctx=ctx)
 

@@ -167,6 +167,8 @@ class IdentityTick:
     stopped: bool = False
     replied: set[int] = field(default_factory=set)  # enrollments the sync moved to `reply`
     links: dict[str, str] | None = None  # connection cache of this identity
+    # enrollment -> the edges it was routed along by error labels since its last progress
+    routed: dict[int, list[str]] = field(default_factory=dict)
     w: Writes = field(default_factory=Writes)
 
 
