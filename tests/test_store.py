@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 
 from engine.errors import LockError, StoreError
 from engine.store import HEAD, Store
-from engine.store.store import MIGRATIONS
+from engine.store.db import MIGRATIONS
 from engine.store.tables import metadata
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -92,6 +92,29 @@ def test_env_url_overrides_the_default(tmp_path: Path, monkeypatch: pytest.Monke
 def test_bad_url_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         Store.open("nosuchdialect://x", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgres://u:secret@db.example/seqrun", "psycopg"),
+        ("postgres+psycopg://u:secret@db.example/seqrun", "psycopg"),
+        ("postgresql://u:secret@db.example/seqrun", "psycopg"),
+    ],
+)
+def test_postgres_urls_open_like_postgresql_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, driver: str
+) -> None:
+    """SQLAlchemy refuses ``postgres://`` (what many hosts hand out); the store reads it as
+    ``postgresql://``. No server: the migration (the first connection) is left out."""
+    monkeypatch.setattr(Store, "migrate", lambda self: None)
+    s = Store.open(url, tmp_path)
+    try:
+        assert (s.engine.dialect.name, s.engine.dialect.driver) == ("postgresql", driver)
+        assert s.url.startswith("postgresql") and "secret" not in s.url
+        assert s.fast is None  # the SQLAlchemy path
+    finally:
+        s.close()
 
 
 def test_kv_roundtrip(store: Store) -> None:
