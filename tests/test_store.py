@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -69,8 +70,6 @@ def test_migrations_match_the_metadata_and_head_constant(store: Store) -> None:
 
 
 def test_reopen_is_a_no_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from alembic import command
-
     Store.open(None, tmp_path).close()
 
     def upgrade(*_: object) -> None:
@@ -350,8 +349,6 @@ def test_batched_intents_and_writes(store: Store) -> None:
 
 def test_upgrade_from_0001_keeps_open_intents_and_events(tmp_path: Path) -> None:
     """A store made before the partial indexes migrates in place and loses nothing."""
-    from alembic import command
-
     url = f"sqlite:///{tmp_path / 'state.db'}"
     engine = sa.create_engine(url)
     cfg = Config()

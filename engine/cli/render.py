@@ -14,8 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from engine.apply.plan import ApplyResult, LeadsImportResult, Plan
-    from engine.views.status import PauseResult, StatusReport, WhyReport, WorkflowWhy
+    from engine.apply.leads import LeadsImportResult
+    from engine.apply.plan import Plan
+    from engine.apply.sequences import ApplyResult
+    from engine.views.control import PauseResult
+    from engine.views.status import StatusReport
+    from engine.views.why import WhyReport, WorkflowWhy
 
 
 def console(*, stderr: bool = False) -> Console:

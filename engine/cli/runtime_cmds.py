@@ -259,7 +259,7 @@ def apply_cmd(
     `seqrun apply FILE` applies a plan saved by `seqrun plan -out FILE` as it was approved (no
     prompt); it is refused when the live schedules moved since ("stale plan").
     """
-    from engine.apply.plan import apply_saved_schedule_plan
+    from engine.apply.sequences import apply_saved_schedule_plan
     from engine.cli import render as report
     from engine.cli.schedule_cmds import read_plan_file
 
@@ -304,7 +304,7 @@ def _apply_manifests(
     state_dir: Path,
 ) -> Any:
     """`apply` of manifest files (validate, plan, ask, persist, enroll, run the due steps)."""
-    from engine.apply.plan import apply
+    from engine.apply.sequences import apply
 
     manifests = _load(paths)
     approve = _approver(auto_approve, output)
@@ -342,7 +342,7 @@ def leads_group() -> None:
 @_state_dir_option
 def leads_import_cmd(file: Path, sequence: str, output: str, state_dir: Path) -> int:
     """Import a leads CSV into an applied sequence; bad rows are reported and skipped."""
-    from engine.apply.plan import import_leads
+    from engine.apply.leads import import_leads
     from engine.cli import render as report
 
     async def work(rt: _Runtime) -> Any:
@@ -408,7 +408,7 @@ def why_cmd(target: str | None, workflow: str | None, output: str, state_dir: Pa
     not a profile URL): its state history and the completion tree, one node per line.
     """
     from engine.cli import render as report
-    from engine.views.status import is_profile_url, why, why_workflow
+    from engine.views.why import is_profile_url, why, why_workflow
 
     if target is not None and workflow is not None:
         raise UsageError("give a lead URL or --workflow NAME, not both")
@@ -440,7 +440,7 @@ def _pause_resume(
     state_dir: Path,
 ) -> int:
     from engine.cli import render as report
-    from engine.views.status import set_paused
+    from engine.views.control import set_paused
 
     async def work(rt: _Runtime) -> Any:
         return set_paused(rt.store, paused, sequence=name, identity=identity,
