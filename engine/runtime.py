@@ -26,10 +26,14 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
+from engine.apply import leads as lead_apply
 from engine.apply import plan as planner
 from engine.apply import schedules as edges_schedules
-from engine.apply.plan import ApplyResult, LeadsImportResult, Plan
+from engine.apply import sequences as sequence_apply
+from engine.apply.leads import LeadsImportResult
+from engine.apply.plan import Plan
 from engine.apply.schedules import ScheduleApplyResult, SchedulePlan
+from engine.apply.sequences import ApplyResult
 from engine.clock import Clock, RealClock
 from engine.errors import ConfigError, LockError, SeqrunError
 from engine.model import Manifest, Schedule, Sequence
@@ -41,8 +45,12 @@ from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.sandbox import Sandbox
 from engine.store import Store
 from engine.store import schedules as schedule_db
+from engine.views import control
 from engine.views import status as views
-from engine.views.status import PauseResult, StatusReport, WhyReport, WorkflowWhy
+from engine.views import why as why_views
+from engine.views.control import PauseResult
+from engine.views.status import StatusReport
+from engine.views.why import WhyReport, WorkflowWhy
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -223,8 +231,9 @@ def apply(
             # an error now (ConfigError names the variable), before anything is persisted
             for provider in sorted({m.provider for m in sequences}):
                 rt.client_for(provider)
-        result = await planner.apply(manifests, store=rt.store, clock=rt.clock, approve=approve,
-                                     client_for=rt.client_for, prune=prune)
+        result = await sequence_apply.apply(manifests, store=rt.store, clock=rt.clock,
+                                            approve=approve, client_for=rt.client_for,
+                                            prune=prune)
         if run and sequences:
             result.run = await run_due(rt)
         return result
@@ -238,7 +247,7 @@ def apply_saved_plan(
     """Apply a Schedule plan saved by ``seqrun plan -out FILE``, as it was approved."""
 
     async def work(rt: Runtime) -> ApplyResult:
-        return await planner.apply_saved_schedule_plan(saved, store=rt.store, clock=rt.clock,
+        return await sequence_apply.apply_saved_schedule_plan(saved, store=rt.store, clock=rt.clock,
                                                        client_for=rt.client_for)
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)
@@ -248,7 +257,7 @@ def import_leads(file: Path, sequence: str, *, state_dir: Path) -> LeadsImportRe
     """Enroll a leads CSV's rows into an applied sequence."""
 
     async def work(rt: Runtime) -> LeadsImportResult:
-        return planner.import_leads(file, sequence, store=rt.store, now=rt.clock.now())
+        return lead_apply.import_leads(file, sequence, store=rt.store, now=rt.clock.now())
 
     return with_runtime(state_dir, work)
 
@@ -271,7 +280,7 @@ def why(state_dir: Path, lead_url: str) -> WhyReport:
     """Every transition and provider call of one lead."""
 
     async def work(rt: Runtime) -> WhyReport:
-        return views.why(rt.store, lead_url)
+        return why_views.why(rt.store, lead_url)
 
     return with_runtime(state_dir, work)
 
@@ -280,7 +289,7 @@ def why_workflow(state_dir: Path, name: str) -> WorkflowWhy:
     """A workflow's state history and node results."""
 
     async def work(rt: Runtime) -> WorkflowWhy:
-        return views.why_workflow(rt.store, name)
+        return why_views.why_workflow(rt.store, name)
 
     return with_runtime(state_dir, work)
 
@@ -292,7 +301,7 @@ def set_paused(
     """Pause or resume a sequence, an identity or everything (the kill switch)."""
 
     async def work(rt: Runtime) -> PauseResult:
-        return views.set_paused(rt.store, paused, sequence=sequence, identity=identity,
+        return control.set_paused(rt.store, paused, sequence=sequence, identity=identity,
                                 everything=everything, now=rt.clock.now())
 
     return with_runtime(state_dir, work)

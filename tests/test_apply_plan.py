@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.apply.plan import apply, import_leads, make_plan
+from engine.apply.leads import import_leads
+from engine.apply.plan import make_plan
+from engine.apply.sequences import apply
 from engine.clock import VirtualClock
 from engine.errors import LockError, PlanError
 from engine.model import ActionStep, LeadsSource, Metadata, Sequence, WaitStep
@@ -30,8 +32,6 @@ def seq(
     built: list[Any] = []
     for s in steps:
         if s == "pause":
-            from datetime import timedelta
-
             built.append(WaitStep(s, timedelta(days=1)))
         else:
             built.append(ActionStep(s, actions.get(s, "visit_profile")))
@@ -242,8 +242,6 @@ async def test_new_leads_on_a_paused_identity_start_paused(store: Store, tmp_pat
 async def test_migrated_leads_are_scheduled_for_their_new_step(
     store: Store, tmp_path: Path
 ) -> None:
-    from datetime import timedelta
-
     csv = write_csv(tmp_path / "leads.csv", ["a", "b"])
     await apply([seq(csv)], store=store, clock=VirtualClock(T0), approve=yes)
     rows = store.enrollments(sequence="founders")

@@ -472,7 +472,7 @@ class SyncFails(WorldProvider):
 
 
 async def test_a_refused_sync_pauses_the_identity_until_resumed(tmp_path: Path) -> None:
-    from engine.views.status import set_paused
+    from engine.views.control import set_paused
 
     env = Env(tmp_path, make_seq())
     eid = env.lead("ada", accepts=True)

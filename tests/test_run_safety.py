@@ -214,7 +214,7 @@ class NoSentInvitations(httpx.AsyncBaseTransport):
 
 
 def unverified(env: Env) -> list[Any]:
-    from engine.views.status import why
+    from engine.views.why import why
 
     entries = why(env.store, URL).to_json()["history"]
     return [e for e in entries if e.get("kind") == "reconciled-unverified"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -18,7 +19,7 @@ from alembic.script import ScriptDirectory
 
 from engine.errors import LockError, StoreError
 from engine.store import HEAD, Store
-from engine.store.store import MIGRATIONS
+from engine.store.db import MIGRATIONS
 from engine.store.tables import metadata
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -69,8 +70,6 @@ def test_migrations_match_the_metadata_and_head_constant(store: Store) -> None:
 
 
 def test_reopen_is_a_no_op(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from alembic import command
-
     Store.open(None, tmp_path).close()
 
     def upgrade(*_: object) -> None:
@@ -92,6 +91,29 @@ def test_env_url_overrides_the_default(tmp_path: Path, monkeypatch: pytest.Monke
 def test_bad_url_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         Store.open("nosuchdialect://x", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgres://u:secret@db.example/seqrun", "psycopg"),
+        ("postgres+psycopg://u:secret@db.example/seqrun", "psycopg"),
+        ("postgresql://u:secret@db.example/seqrun", "psycopg"),
+    ],
+)
+def test_postgres_urls_open_like_postgresql_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, driver: str
+) -> None:
+    """SQLAlchemy refuses ``postgres://`` (what many hosts hand out); the store reads it as
+    ``postgresql://``. No server: the migration (the first connection) is left out."""
+    monkeypatch.setattr(Store, "migrate", lambda self: None)
+    s = Store.open(url, tmp_path)
+    try:
+        assert (s.engine.dialect.name, s.engine.dialect.driver) == ("postgresql", driver)
+        assert s.url.startswith("postgresql") and "secret" not in s.url
+        assert s.fast is None  # the SQLAlchemy path
+    finally:
+        s.close()
 
 
 def test_kv_roundtrip(store: Store) -> None:
@@ -327,8 +349,6 @@ def test_batched_intents_and_writes(store: Store) -> None:
 
 def test_upgrade_from_0001_keeps_open_intents_and_events(tmp_path: Path) -> None:
     """A store made before the partial indexes migrates in place and loses nothing."""
-    from alembic import command
-
     url = f"sqlite:///{tmp_path / 'state.db'}"
     engine = sa.create_engine(url)
     cfg = Config()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from engine.errors import StoreError
 from engine.store import Store
 from engine.store import tables as t
-from engine.store.store import _db_time, _py_time
+from engine.store.codecs import db_time, py_time
 
 T = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
@@ -93,7 +93,7 @@ def dump(store: Store) -> dict[str, list[tuple[object, ...]]]:
 def test_fast_path_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
     fast = Store.open(None, tmp_path / "fast")
     slow = Store.open(None, tmp_path / "slow")
-    slow.fast = False
+    slow.fast = None  # the SQLAlchemy path
     assert fast.fast
     exercise(fast)
     exercise(slow)
@@ -146,7 +146,8 @@ def test_fast_path_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fast", [True, False])
 def test_both_paths_refuse_a_reused_key_and_naive_times(tmp_path: Path, fast: bool) -> None:
     store = Store.open(None, tmp_path)
-    store.fast = fast
+    if not fast:
+        store.fast = None  # the SQLAlchemy path
     lead = store.upsert_lead("https://www.linkedin.com/in/ana", {})
     eid = store.enroll(lead, "s", "rev", "id-1", "visit", T)
     assert eid is not None
@@ -166,7 +167,7 @@ def test_grouped_updates_store_what_one_update_a_row_stores(tmp_path: Path) -> N
     """A wave's transitions and reschedules with equal values go out as one UPDATE ... IN
     (padded to a power of two); the rows end up exactly as the SQLAlchemy path leaves them."""
     stores = {name: Store.open(None, tmp_path / name) for name in ("fast", "slow")}
-    stores["slow"].fast = False
+    stores["slow"].fast = None  # the SQLAlchemy path
     later = T + timedelta(hours=1)
     for s in stores.values():
         ids = []
@@ -215,6 +216,6 @@ def test_fast_time_text_is_sqlalchemys(value: datetime) -> None:
         expected = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     except OverflowError:  # pragma: no cover - a time at the edge of the calendar
         return
-    assert _db_time(value) == expected
-    back = _py_time(expected)
+    assert db_time(value) == expected
+    back = py_time(expected)
     assert back == value and back is not None and back.tzinfo is UTC  # and back, aware UTC

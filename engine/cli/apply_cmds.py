@@ -23,7 +23,7 @@ from engine.cli.render_schedules import render_schedule_plan
 from engine.errors import UsageError
 
 if TYPE_CHECKING:
-    from engine.apply.plan import ApplyResult
+    from engine.apply.sequences import ApplyResult
 
 # `from engine import runtime` is deferred into the commands below: it loads the store
 # (SQLAlchemy), the sandbox (Starlette) and the runner, which `seqrun --help` does not need.

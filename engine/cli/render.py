@@ -18,8 +18,12 @@ from engine.cli.render_workflows import workflow_lines
 from engine.run.workflow_results import WorkflowResult
 
 if TYPE_CHECKING:
-    from engine.apply.plan import ApplyResult, LeadsImportResult, Plan, SequencePlan
-    from engine.views.status import PauseResult, StatusReport, WhyReport, WorkflowWhy
+    from engine.apply.leads import LeadsImportResult
+    from engine.apply.plan import Plan, SequencePlan
+    from engine.apply.sequences import ApplyResult
+    from engine.views.control import PauseResult
+    from engine.views.status import StatusReport
+    from engine.views.why import WhyReport, WorkflowWhy
 
 
 def console(*, stderr: bool = False) -> Console:

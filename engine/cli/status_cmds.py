@@ -59,7 +59,7 @@ def why_cmd(target: str | None, workflow: str | None, output: str, state_dir: Pa
     not a profile URL): its state history and the completion tree, one node per line.
     """
     from engine import runtime  # deferred: see the module's note
-    from engine.views.status import is_profile_url  # deferred with it: the store
+    from engine.views.why import is_profile_url  # deferred with it: the store
 
     if target is not None and workflow is not None:
         raise UsageError("give a lead URL or --workflow NAME, not both")

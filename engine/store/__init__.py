@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from engine.store.store import (
-    HEAD,
+from engine.store.codecs import bounded, dump_json
+from engine.store.db import HEAD
+from engine.store.locks import LockHandle
+from engine.store.rows import (
     ActionRow,
     ConversationRow,
     EnrollmentRow,
     EventRow,
     IdentityRow,
     LeadRow,
-    LockHandle,
     RevisionRow,
     SequenceRow,
-    Store,
-    bounded,
-    dump_json,
 )
+from engine.store.store import Store
 
 __all__ = [
     "HEAD",

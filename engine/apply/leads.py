@@ -1,0 +1,309 @@
+"""Leads in a plan and in the store: which rows of a leads file to enroll (and on which
+identity), skip or update, enrolling them in bulk, merging changed data into stored leads,
+and ``seqrun leads import`` (a file into an applied sequence, under the ``apply`` lock).
+
+A lead is skipped when it is on the do-not-contact list, or when another sequence holds it
+on one of this sequence's identities: an enrollment there, in flight or finished (one
+conversation per lead and identity). New leads are spread over the identities
+deterministically: each goes to the identity with the fewest enrollments in this sequence,
+ties broken by the manifest's order (round-robin from an even start).
+
+Example::
+
+    result = import_leads("more.csv", "founders", store=store, now=clock.now())
+    print(result.enrolled, len(result.skipped))
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.apply import APPLY_LOCK, META_NS
+from engine.errors import PlanError, Problem
+from engine.manifest.leads import URL_COLUMN, read_leads
+from engine.store import Store
+
+# ---- plan objects ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnrollPlan:
+    profile_url: str
+    identity: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LeadUpdate:
+    """A lead already enrolled whose CSV row changed: its data is updated in place (the
+    steps still to come render with it; nothing sent is touched)."""
+
+    profile_url: str
+    changes: Mapping[str, tuple[Any, Any]]  # column -> (stored, from the file)
+
+
+@dataclass(frozen=True)
+class SkipPlan:
+    profile_url: str
+    reason: str  # do_not_contact | held
+    detail: str = ""
+    sequence: str | None = None  # the holder, for reason == held
+    identity: str | None = None
+
+
+
+# ---- planning -------------------------------------------------------------------------------
+
+
+def lead_data(row: Mapping[str, str]) -> dict[str, Any]:
+    """A leads-file row as stored lead data (``full_name`` also split into first and last)."""
+    data: dict[str, Any] = {k: v for k, v in row.items() if k != URL_COLUMN}
+    full = data.get("full_name", "")
+    if full and "first_name" not in data:
+        first, _, last = full.partition(" ")
+        data["first_name"] = first
+        if last and "last_name" not in data:
+            data["last_name"] = last
+    return data
+
+
+def _skip(
+    url: str,
+    held: list[tuple[str, str, str]],
+    dnc: Mapping[str, str | None],
+    order: Mapping[str, int],
+) -> SkipPlan | None:
+    """Why a lead not yet in this sequence is skipped (do-not-contact, or held by another
+    sequence on one of this sequence's identities), or None."""
+    if url in dnc:
+        reason = dnc[url] or "on the do-not-contact list"
+        return SkipPlan(url, "do_not_contact", reason)
+    holder = next(((s, i, st) for s, i, st in held if i in order), None)
+    if holder is None:
+        return None
+    s, i, st = holder
+    return SkipPlan(
+        url, "held", f"held by sequence {s!r} on identity {i!r} (state {st})",
+        sequence=s, identity=i,
+    )
+
+
+def plan_enrollments(
+    store: Store,
+    *,
+    sequence: str,
+    identities: tuple[str, ...],
+    rows: Iterable[Mapping[str, str]],
+    conn: sa.Connection,
+    pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
+) -> tuple[list[EnrollPlan], list[SkipPlan], dict[str, int]]:
+    """Which rows to enroll (and on which identity), skip, or leave: those already enrolled,
+    by URL, with their lead id (for :func:`plan_lead_updates`).
+
+    ``pending`` adds holders not yet in the store (url -> [(sequence, identity, state)]): the
+    enrollments planned for the sequences before this one in the same plan.
+    """
+    rows = list(rows)
+    ids = store.lead_ids([r[URL_COLUMN] for r in rows], conn=conn)
+    holders = store.enrollments_of_leads(ids.values(), conn=conn)
+    dnc = store.do_not_contact(conn=conn)
+    load: Counter[str] = Counter({i: 0 for i in identities})
+    for identity, count in store.count_by_identity(sequence, conn=conn).items():
+        if identity in load:
+            load[identity] = count
+    order = {ident: n for n, ident in enumerate(identities)}
+    enroll: list[EnrollPlan] = []
+    skipped: list[SkipPlan] = []
+    already: dict[str, int] = {}
+    for row in rows:
+        url = row[URL_COLUMN]
+        lead_id = ids.get(url)
+        held = list(holders.get(lead_id, [])) if lead_id is not None else []
+        held.extend((pending or {}).get(url, ()))
+        if any(seq == sequence for seq, _, _ in held):
+            if lead_id is not None:
+                already[url] = lead_id
+            continue
+        skip = _skip(url, held, dnc, order)
+        if skip is not None:
+            skipped.append(skip)
+            continue
+        if not identities:
+            raise PlanError(f"sequence {sequence!r} has no identities to enroll leads on")
+        identity = min(identities, key=lambda i: (load[i], order[i]))
+        load[identity] += 1
+        enroll.append(EnrollPlan(url, identity, lead_data(row)))
+    return enroll, skipped, already
+
+
+def plan_lead_updates(
+    store: Store, *, rows: Iterable[Mapping[str, str]], enrolled: Mapping[str, int],
+    conn: sa.Connection,
+) -> list[LeadUpdate]:
+    """Leads of ``rows`` already enrolled (``enrolled``: URL -> lead id, as
+    :func:`plan_enrollments` returns them) whose file data differs from the stored data (a
+    column the file has and the store lacks, or another value)."""
+    stored = store.leads_by_ids(enrolled.values(), conn=conn)
+    out: list[LeadUpdate] = []
+    for row in rows:
+        url = row[URL_COLUMN]
+        if url not in enrolled:
+            continue
+        lead = stored.get(enrolled[url])
+        old = lead.data if lead is not None else {}
+        new = lead_data(row)
+        changes = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+        if changes:
+            out.append(LeadUpdate(url, changes))
+    return out
+
+
+
+def update_leads(
+    store: Store, conn: sa.Connection, updates: Iterable[LeadUpdate], *, now: datetime,
+    trigger: str,
+) -> int:
+    """Merge the changed columns into the stored leads, with one ``lead_updated`` event each
+    (the columns, not their values: `why` tells that the data changed and when)."""
+    n = 0
+    for u in updates:
+        store.upsert_lead(u.profile_url, {k: new for k, (_, new) in u.changes.items()}, conn=conn)
+        store.record_event("lead_updated", u.profile_url, {"columns": sorted(u.changes)},
+                           at=now, trigger=trigger, conn=conn)
+        n += 1
+    return n
+
+
+
+# ---- writing --------------------------------------------------------------------------------
+
+
+def _stored_lead_ids(store: Store, conn: sa.Connection, plans: list[EnrollPlan]) -> dict[str, int]:
+    """Insert the new leads of ``plans`` in bulk, merge the new columns into the others,
+    and return URL -> lead id of them all."""
+    urls = [p.profile_url for p in plans]
+    existing = store.lead_ids(urls, conn=conn)
+    store.insert_leads(
+        [(p.profile_url, p.data) for p in plans if p.profile_url not in existing], conn=conn
+    )
+    for p in plans:
+        if p.profile_url in existing and p.data:
+            store.upsert_lead(p.profile_url, p.data, conn=conn)  # merges the new columns
+    return store.lead_ids(urls, conn=conn)
+
+
+def enroll_leads(
+    store: Store,
+    conn: sa.Connection,
+    *,
+    sequence: str,
+    revision: str,
+    initial: str,
+    plans: Iterable[EnrollPlan],
+    now: datetime,
+    trigger: str,
+    source: str | None = None,
+) -> int:
+    """Upsert the leads and enroll them (due now, at ``initial``), with one ``enrolled`` event
+    each, in bulk statements on ``conn`` (the caller's transaction, under the apply lock).
+    Leads already enrolled in ``sequence`` are left alone. Returns how many were enrolled."""
+    plans = list(plans)
+    if not plans:
+        return 0
+    held_back = _stopped_identities(store, conn)
+    ids = _stored_lead_ids(store, conn, plans)
+    taken = store.enrollment_ids(sequence, [ids[p.profile_url] for p in plans], conn=conn)
+    todo = [p for p in plans if ids[p.profile_url] not in taken]
+    if not todo:
+        return 0
+    store.insert_enrollments([
+        {"lead_id": ids[p.profile_url], "sequence": sequence, "revision": revision,
+         "identity": p.identity, "state": initial, "next_due_at": now, "attempts": 0,
+         "step_entered_at": now, "paused": p.identity in held_back, "last_error": None}
+        for p in todo
+    ], conn=conn)
+    enrollment_of = store.enrollment_ids(sequence, [ids[p.profile_url] for p in todo], conn=conn)
+    store.record_events([
+        {"at": now, "enrollment_id": enrollment_of[ids[p.profile_url]],
+         "subject": p.profile_url, "kind": "enrolled", "from_state": None,
+         "to_state": initial, "trigger": trigger, "revision": revision,
+         "data": {"sequence": sequence, "identity": p.identity,
+                  **({"source": source} if source else {})}}
+        for p in todo
+    ], conn=conn)
+    return len(todo)
+
+
+def _stopped_identities(store: Store, conn: sa.Connection) -> set[str]:
+    """Identities paused by the user or by AUTH_EXPIRED: new enrollments on them start paused
+    (resuming the identity resumes them with the others)."""
+    return {i.id for i in store.list_identities(conn=conn) if i.status != "active"}
+
+
+
+# ---- leads import ---------------------------------------------------------------------------
+
+
+@dataclass
+class LeadsImportResult:
+    sequence: str
+    path: str
+    taken: int
+    refused: list[Problem]
+    enrolled: int = 0
+    already_enrolled: int = 0
+    updated: int = 0
+    skipped: list[SkipPlan] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence,
+            "file": self.path,
+            "taken": self.taken,
+            "refused": len(self.refused),
+            "problems": [str(p) for p in self.refused],
+            "enrolled": self.enrolled,
+            "already_enrolled": self.already_enrolled,
+            "updated": self.updated,
+            "skipped": [
+                {"profile_url": s.profile_url, "reason": s.reason, "detail": s.detail}
+                for s in self.skipped
+            ],
+        }
+
+
+def import_leads(
+    path: str | Path, sequence: str, *, store: Store, now: datetime
+) -> LeadsImportResult:
+    """Read a leads CSV and enroll its rows into an applied sequence (same rules as plan).
+
+    The file is read completely first (LeadsError: nothing written); the enrollments are
+    written in one transaction under the ``apply`` lock.
+    """
+    leads = read_leads(path)
+    meta = store.kv_get(META_NS, sequence)
+    current = store.get_sequence(sequence)
+    if current is None or not isinstance(meta, dict):
+        raise PlanError(f"no applied sequence named {sequence!r}; run `seqrun apply` first")
+    result = LeadsImportResult(sequence, str(path), leads.taken, list(leads.refused))
+    identities = tuple(meta.get("identities") or ())
+    with store.lock(APPLY_LOCK), store.transaction() as conn:
+        enroll, skipped, already = plan_enrollments(
+            store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn
+        )
+        result.skipped, result.already_enrolled = skipped, len(already)
+        updates = plan_lead_updates(store, rows=leads.rows, enrolled=already, conn=conn)
+        result.updated = update_leads(store, conn, updates, now=now, trigger="import")
+        result.enrolled = enroll_leads(
+            store, conn, sequence=sequence, revision=current.current_revision,
+            initial=str(meta["initial"]), plans=enroll, now=now, trigger="import",
+            source=str(path),
+        )
+    return result

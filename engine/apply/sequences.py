@@ -1,0 +1,214 @@
+"""apply: persisting a plan. Each sequence is written in one transaction (its revision,
+the sequence row, migrations of in-flight leads, new enrollments, lead updates) under the
+store's ``apply`` lock; Schedules and Workflows are applied through their modules.
+
+``apply`` recomputes the plan under the lock, asks for approval through a callback (the
+library never prompts), then persists.
+
+Example::
+
+    result = await apply(manifests, store=store, clock=clock, approve=lambda p: True)
+    print([s.enrolled for s in result.sequences])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.apply import APPLY_LOCK, META_NS
+from engine.apply import schedules as schedule_plans
+from engine.apply import workflows as workflow_apply
+from engine.apply.leads import enroll_leads, update_leads
+from engine.apply.plan import ClientFor, Plan, SequencePlan, make_plan
+from engine.clock import Clock
+from engine.errors import PlanError, UsageError
+from engine.model import Manifest, Workflow
+from engine.store import Store
+from engine.vocab import KILL_SWITCH
+
+
+@dataclass
+class SequenceApplyResult:
+    name: str
+    revision: str
+    revision_created: bool = False
+    enrolled: int = 0
+    migrated: int = 0
+    updated: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "revision": self.revision,
+                "revision_created": self.revision_created, "enrolled": self.enrolled,
+                "migrated": self.migrated, "updated": self.updated}
+
+
+@dataclass
+class ApplyResult:
+    plan: Plan
+    applied: bool = False
+    sequences: list[SequenceApplyResult] = field(default_factory=list)
+    schedules: Any = None
+    workflows: dict[str, Any] = field(default_factory=dict)
+    run: Any = None  # what the runner's tick returned, when apply ran due steps
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "plan": self.plan.to_json(),
+            "sequences": [s.to_json() for s in self.sequences],
+            "schedules": None if self.schedules is None else _jsonable(self.schedules),
+            "workflows": {k: _jsonable(v) for k, v in self.workflows.items()},
+            "run": None if self.run is None else _jsonable(self.run),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        return to_json()
+    return json.loads(json.dumps(value, default=str))
+
+
+def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> SequenceApplyResult:
+    """Write one sequence plan in one transaction: revision, sequence, migrations, enrollments."""
+    result = SequenceApplyResult(sp.name, sp.revision)
+    with store.transaction() as conn:
+        result.revision_created = store.put_revision(
+            sp.revision, sp.name, "Sequence", sp.manifest, at=now, conn=conn
+        )
+        store.put_sequence(sp.name, "Sequence", sp.provider, sp.revision, conn=conn)
+        if sp.previous_revision is None and store.kv_get(*KILL_SWITCH, conn=conn):
+            store.set_sequence_paused(sp.name, True, conn=conn)
+        store.kv_put(
+            META_NS,
+            sp.name,
+            {"revision": sp.revision, "provider": sp.provider,
+             "identities": list(sp.identities), "initial": sp.initial, "steps": list(sp.steps)},
+            conn=conn,
+        )
+        for identity in sp.identities:
+            store.put_identity(identity, sp.provider, conn=conn)
+        if sp.action != "unchanged":
+            store.record_event(
+                "revision", sp.name, {"previous": sp.previous_revision}, at=now,
+                revision=sp.revision, trigger="apply", conn=conn,
+            )
+        if sp.migrations:
+            result.migrated = _migrate(sp, store, now=now, conn=conn)
+        result.enrolled = enroll_leads(
+            store, conn, sequence=sp.name, revision=sp.revision, initial=sp.initial,
+            plans=sp.enroll, now=now, trigger="apply",
+        )
+        result.updated = update_leads(store, conn, sp.update, now=now, trigger="apply")
+    return result
+
+
+def _migrate(sp: SequencePlan, store: Store, *, now: datetime, conn: sa.Connection) -> int:
+    moves = {(g.revision, g.state): g for g in sp.migrations}
+    urls = {}
+    moved = 0
+    for row in store.enrollments(sequence=sp.name, conn=conn):
+        group = moves.get((row.revision, row.state))
+        if group is None:
+            continue
+        changes: dict[str, Any] = {"revision": group.to_revision, "state": group.to_state}
+        if group.to_state != row.state:  # a new step: entered now, due as the runner would
+            delay = sp.entry_delay.get(group.to_state, 0.0)
+            changes.update(
+                step_entered_at=now, attempts=0, last_error=None,
+                next_due_at=None if delay is None else now + timedelta(seconds=delay),
+            )
+        store.update_enrollment(row.id, conn=conn, **changes)
+        if row.lead_id not in urls:
+            lead = store.get_lead(row.lead_id, conn=conn)
+            urls[row.lead_id] = lead.profile_url if lead else f"lead:{row.lead_id}"
+        store.record_event(
+            "migrated", urls[row.lead_id], {"sequence": sp.name, "from_revision": row.revision},
+            at=now, enrollment_id=row.id, from_state=row.state, to_state=group.to_state,
+            trigger="migrate", revision=group.to_revision, conn=conn,
+        )
+        moved += 1
+    return moved
+
+
+Approve = Callable[[Plan], bool | Awaitable[bool]]
+
+
+async def apply(
+    manifests: Iterable[Manifest],
+    *,
+    store: Store,
+    clock: Clock,
+    approve: Approve,
+    client_for: ClientFor | None = None,
+    prune: bool = False,
+) -> ApplyResult:
+    """Plan under the ``apply`` lock, ask ``approve(plan)``, then persist and run Schedules and
+    Workflows. Raises LockError when another apply holds the lock, PlanError when refused.
+    ``prune`` also deletes managed Schedules no manifest declares any more."""
+    manifests = list(manifests)
+    with store.lock(APPLY_LOCK) as held:
+        plan = await make_plan(manifests, store=store, client_for=client_for, now=clock.now(),
+                               prune=prune)
+        result = ApplyResult(plan)
+        if not plan.has_changes:
+            return result
+        verdict = approve(plan)
+        if not isinstance(verdict, bool):
+            verdict = await verdict
+        if not verdict:
+            raise PlanError("apply cancelled: the plan was not approved")
+        held.refresh()  # a long prompt must not have let another apply in (LockError if so)
+        now = clock.now()
+        for sp in plan.sequences:
+            result.sequences.append(persist_sequence(sp, store, now=now))
+        if plan.schedules is not None and plan.schedules.has_changes:
+            assert client_for is not None
+            result.schedules = await schedule_plans.apply_schedule_plan(
+                plan.schedules, client=client_for("edges"), store=store
+            )
+        by_name = {m.name: m for m in manifests if isinstance(m, Workflow)}
+        for wp in plan.workflows:
+            if not wp.has_changes:
+                continue
+            result.workflows[wp.name] = await _run_workflow(
+                by_name[wp.name], store, clock, client_for
+            )
+        result.applied = True
+    return result
+
+
+async def apply_saved_schedule_plan(
+    saved: Any, *, store: Store, clock: Clock, client_for: ClientFor
+) -> ApplyResult:
+    """Apply a Schedule plan saved by ``seqrun plan -out FILE`` (an
+    engine.apply.schedules.SchedulePlan) under the ``apply`` lock, as it was approved: no new plan,
+    no prompt. engine.apply.schedules refuses it (``PlanError("stale plan: ...")``) when the live
+    schedules or the local state moved since it was made."""
+    with store.lock(APPLY_LOCK):
+        result = ApplyResult(Plan(schedules=saved, created_at=clock.now()))
+        if not saved.has_changes:
+            return result
+        result.schedules = await schedule_plans.apply_schedule_plan(
+            saved, client=client_for("edges"), store=store
+        )
+        result.applied = True
+    return result
+
+
+async def _run_workflow(
+    wf: Workflow, store: Store, clock: Clock, client_for: ClientFor | None
+) -> Any:
+    if client_for is None:
+        raise UsageError("running a Workflow needs a provider client")
+    return await workflow_apply.run_workflow(
+        wf, client=client_for(wf.provider), store=store, clock=clock
+    )
+
+

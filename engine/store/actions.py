@@ -1,0 +1,244 @@
+"""The action log: an intent row written before every provider call, its outcome after,
+and the limit usage read from it (``done`` actions in a rolling window)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.errors import StoreError
+from engine.store import statements as st
+from engine.store import tables as t
+from engine.store.codecs import dump_json, response_json
+from engine.store.db import StoreBase
+from engine.store.rows import ActionRow, action_row
+
+ACTION_STATUSES = ("intent", "done", "failed", "unknown")
+
+
+def _pending_select() -> sa.Select[Any]:
+    # a literal, not a parameter: the partial index only serves `status = 'intent'`
+    a = t.action_log
+    return sa.select(a).where(a.c.status == sa.literal_column("'intent'")).order_by(a.c.id)
+
+
+def _last_attempts_query(chunk: list[Any]) -> sa.Select[Any]:
+    a = t.action_log
+    return (
+        sa.select(a.c.enrollment_id, a.c.step, sa.func.max(a.c.attempt))
+        .where(a.c.enrollment_id.in_(chunk))
+        .group_by(a.c.enrollment_id, a.c.step)
+    )
+
+
+class _StoredRequests:
+    """The stored JSON of intents' requests; the one of requests without parameters is
+    built once per holder (nearly every visit of a wave)."""
+
+    def __init__(self) -> None:
+        self.empty: dict[str | None, str] = {}
+
+    def json(self, request: Any, holder: str | None) -> str | None:
+        no_params = isinstance(request, dict) and not request
+        if no_params and holder in self.empty:
+            return self.empty[holder]
+        stored = {} if request is None else {"request": request}
+        if holder:  # the run lock holder that makes the call (see recover)
+            stored["holder"] = holder
+        text = dump_json(stored) if stored else None
+        if no_params and text is not None:
+            self.empty[holder] = text
+        return text
+
+
+def _intent_values(
+    rows: list[Mapping[str, Any]], last: dict[tuple[int, str], int]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The keys and the insert tuples (:data:`~engine.store.statements.INTENT_COLS`) of
+    ``rows``, each with the next attempt number of its (enrollment, step) after ``last``."""
+    keys: list[str] = []
+    values: list[tuple[Any, ...]] = []
+    requests = _StoredRequests()
+    for r in rows:
+        pair = (int(r["enrollment_id"]), str(r["step"]))
+        attempt = last.get(pair, -1) + 1
+        last[pair] = attempt
+        key = f"{pair[0]}:{pair[1]}:{attempt}"
+        keys.append(key)
+        stored_json = requests.json(r.get("request"), r.get("holder") or None)
+        values.append(
+            (
+                key,
+                pair[0],
+                r["sequence"],
+                r["revision"],
+                pair[1],
+                attempt,
+                r["identity"],
+                r["action"],
+                "intent",
+                None,
+                stored_json,
+                r["at"],
+                None,
+            )
+        )
+    return keys, values
+
+
+class Actions(StoreBase):
+    def log_intent(
+        self,
+        *,
+        enrollment_id: int,
+        sequence: str,
+        revision: str,
+        step: str,
+        attempt: int | None,
+        identity: str,
+        action: str,
+        at: datetime,
+        request: Any = None,
+        conn: Connection | None = None,
+    ) -> str:
+        """Write (and, without ``conn``, commit) the intent row before a provider call.
+
+        Returns the idempotency key ``"<enrollment>:<step>:<attempt>"`` (``attempt=None``: the
+        next unused number, computed in the same transaction); a second intent with the same
+        key raises :class:`StoreError`.
+        """
+        try:
+            with self.tx(conn) as c:
+                if attempt is None:
+                    attempt = self.next_attempt(enrollment_id, step, conn=c)
+                key = f"{enrollment_id}:{step}:{attempt}"
+                c.execute(
+                    t.action_log.insert().values(
+                        idempotency_key=key,
+                        enrollment_id=enrollment_id,
+                        sequence=sequence,
+                        revision=revision,
+                        step=step,
+                        attempt=attempt,
+                        identity=identity,
+                        action=action,
+                        status="intent",
+                        response_json=None if request is None else dump_json({"request": request}),
+                        created_at=at,
+                    )
+                )
+        except sa.exc.IntegrityError as exc:
+            raise StoreError(
+                f"action {enrollment_id}:{step}:{attempt} was already attempted"
+            ) from exc
+        return key
+
+    def next_attempt(self, enrollment_id: int, step: str, *, conn: Connection | None = None) -> int:
+        """The attempt number for the next call of ``step`` (keys are never reused, even when
+        a step is entered again)."""
+        q = sa.select(sa.func.max(t.action_log.c.attempt)).where(
+            t.action_log.c.enrollment_id == enrollment_id, t.action_log.c.step == step
+        )
+        with self.tx(conn) as c:
+            last = c.execute(q).scalar()
+        return 0 if last is None else int(last) + 1
+
+    def log_intents(
+        self, rows: Iterable[Mapping[str, Any]], *, conn: Connection | None = None
+    ) -> list[str]:
+        """Write many intent rows at once (the runner commits them before its calls), each
+        with the next unused attempt number of its (enrollment, step). ``rows`` carry the
+        keyword arguments of :meth:`log_intent` except ``attempt``, plus an optional ``holder``
+        (the run lock holder, kept beside the request). Returns the keys."""
+        rows = list(rows)
+        if not rows:
+            return []
+        with self.tx(conn) as c:
+            ids = sorted({int(r["enrollment_id"]) for r in rows})
+            attempts = self._rows_in(c, "last_attempts", ids, _last_attempts_query)
+            last = {(int(eid), str(step)): int(attempt) for eid, step, attempt in attempts}
+            keys, values = _intent_values(rows, last)
+            if self.fast is not None:
+                self.fast.insert_intents(c, values)
+                return keys
+            try:
+                c.execute(
+                    t.action_log.insert(),
+                    [dict(zip(st.INTENT_COLS, v, strict=True)) for v in values],
+                )
+            except sa.exc.IntegrityError as exc:
+                raise StoreError(st.INTENT_TAKEN) from exc
+        return keys
+
+    def log_outcome(
+        self,
+        key: str,
+        status: str,
+        *,
+        at: datetime,
+        label: str | None = None,
+        response: Any = None,
+        conn: Connection | None = None,
+    ) -> None:
+        if status not in ACTION_STATUSES[1:]:
+            raise StoreError(f"bad action status {status!r}")
+        with self.tx(conn) as c:
+            c.execute(
+                t.action_log.update()
+                .where(t.action_log.c.idempotency_key == key)
+                .values(
+                    status=status,
+                    label=label,
+                    response_json=response_json(response),
+                    finished_at=at,
+                )
+            )
+
+    def pending_intents(self, *, conn: Connection | None = None) -> list[ActionRow]:
+        """Intents with no recorded outcome (a crash or a lost answer after the intent)."""
+        with self.tx(conn) as c:
+            return [action_row(r) for r in self._select(c, "pending", _pending_select)]
+
+    def actions(
+        self,
+        *,
+        enrollment_id: int | None = None,
+        identity: str | None = None,
+        conn: Connection | None = None,
+    ) -> list[ActionRow]:
+        q = sa.select(t.action_log).order_by(t.action_log.c.id)
+        if enrollment_id is not None:
+            q = q.where(t.action_log.c.enrollment_id == enrollment_id)
+        if identity is not None:
+            q = q.where(t.action_log.c.identity == identity)
+        with self.tx(conn) as c:
+            return [action_row(r) for r in c.execute(q)]
+
+    def action_times(
+        self, identity: str, action: str, since: datetime, *, conn: Connection | None = None
+    ) -> list[datetime]:
+        """When each ``done`` action of this identity finished after ``since``, oldest first
+        (the rolling-24-h limit usage). The scan runs on the index of the actions' start
+        (written once, so outcomes do not rewrite it), from a day before ``since``: an
+        action finishes within a day of its intent (recover settles older ones)."""
+        start = since - timedelta(days=1)
+        if self.fast is not None:
+            with self.tx(conn) as c:
+                return self.fast.action_times(c, identity, action, start, since)
+        q = (
+            sa.select(t.action_log.c.finished_at)
+            .where(
+                t.action_log.c.identity == identity,
+                t.action_log.c.action == action,
+                t.action_log.c.created_at > start,
+                t.action_log.c.finished_at > since,
+                t.action_log.c.status == "done",
+            )
+            .order_by(t.action_log.c.finished_at)
+        )
+        with self.tx(conn) as c:
+            return [r[0] for r in c.execute(q)]

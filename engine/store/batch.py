@@ -1,0 +1,96 @@
+"""The runner's batched writes: a wave's outcomes, transitions, reschedules, events and
+cache rows in one transaction, one executemany per kind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from engine.store import statements as st
+from engine.store import tables as t
+from engine.store.codecs import response_json
+from engine.store.events import Events
+
+
+def _outcome_params(outcomes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "k": o["key"],
+            "b_status": o["status"],
+            "b_label": o.get("label"),
+            "b_response": response_json(o.get("response")),
+            "b_finished": o["finished_at"],
+        }
+        for o in outcomes
+    ]
+
+
+def _transition_params(transitions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "eid": r["id"],
+            "b_state": r["state"],
+            "b_due": r["next_due_at"],
+            "b_entered": r["step_entered_at"],
+            "b_attempts": r["attempts"],
+            "b_error": r["last_error"],
+        }
+        for r in transitions
+    ]
+
+
+def _reschedule_params(reschedules: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "eid": r["id"],
+            "b_due": r["next_due_at"],
+            "b_attempts": r["attempts"],
+            "b_error": r["last_error"],
+        }
+        for r in reschedules
+    ]
+
+
+class Batch(Events):
+    def write_batch(
+        self,
+        *,
+        outcomes: Iterable[Mapping[str, Any]] = (),
+        transitions: Iterable[Mapping[str, Any]] = (),
+        reschedules: Iterable[Mapping[str, Any]] = (),
+        events: Iterable[Mapping[str, Any]] = (),
+        conversations: Iterable[Mapping[str, Any]] = (),
+        connections: Iterable[Mapping[str, Any]] = (),
+        conn: Connection | None = None,
+    ) -> None:
+        """Many runner writes in one transaction, one executemany per kind.
+
+        ``outcomes``: key, status, label, response, finished_at. ``transitions``: id, state,
+        next_due_at, step_entered_at, attempts, last_error. ``reschedules``: id, next_due_at,
+        attempts, last_error. ``events``: as :meth:`record_events`. ``conversations`` and
+        ``connections``: rows of those caches (upserted).
+        """
+        if self.fast is not None:
+            with self.tx(conn) as c:
+                self.fast.write_batch(
+                    c, outcomes, transitions, reschedules, events, conversations, connections
+                )
+            return
+        out = _outcome_params(outcomes)
+        trans = _transition_params(transitions)
+        resch = _reschedule_params(reschedules)
+        convs, links = list(conversations), list(connections)
+        with self.tx(conn) as c:
+            if out:
+                c.execute(st.outcome_update(), out)
+            if trans:
+                c.execute(st.transition_update(), trans)
+            if resch:
+                c.execute(st.reschedule_update(), resch)
+            self.record_events(events, conn=c)
+            for row in convs:
+                self._upsert(c, t.conversation_cache, row, *st.CONVERSATION_UPSERT)
+            for row in links:
+                self._upsert(c, t.connection_cache, row, *st.CONNECTION_UPSERT)

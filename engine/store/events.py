@@ -1,0 +1,104 @@
+"""Events: the append-only history ``seqrun why`` reads (transitions, enrollments,
+pauses...), by subject (a lead URL, a sequence...) or by enrollment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.store import tables as t
+from engine.store.codecs import dump_json, utcnow
+from engine.store.db import StoreBase
+from engine.store.rows import EventRow, event_row
+
+
+class Events(StoreBase):
+    def record_event(
+        self,
+        kind: str,
+        subject: str,
+        data: Any = None,
+        *,
+        at: datetime | None = None,
+        enrollment_id: int | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        trigger: str | None = None,
+        revision: str | None = None,
+        conn: Connection | None = None,
+    ) -> int:
+        """Append an event; ``subject`` is what ``why`` looks up (a lead URL, a sequence...)."""
+        with self.tx(conn) as c:
+            res = c.execute(
+                t.events.insert().values(
+                    at=at or utcnow(),
+                    enrollment_id=enrollment_id,
+                    subject=subject,
+                    kind=kind,
+                    from_state=from_state,
+                    to_state=to_state,
+                    trigger=trigger,
+                    revision=revision,
+                    data_json=None if data is None else dump_json(data),
+                )
+            )
+            return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    def record_events(
+        self, rows: Iterable[Mapping[str, Any]], *, conn: Connection | None = None
+    ) -> None:
+        """Append many events at once; each row has the keyword arguments of
+        :meth:`record_event` (``kind``, ``subject``, ``data``, ``at``, ...)."""
+        if self.fast is not None:
+            rows = list(rows)
+            if rows:
+                with self.tx(conn) as c:
+                    self.fast.insert_events(c, rows)
+            return
+        values = [
+            {
+                "at": r.get("at") or utcnow(),
+                "enrollment_id": r.get("enrollment_id"),
+                "subject": r["subject"],
+                "kind": r["kind"],
+                "from_state": r.get("from_state"),
+                "to_state": r.get("to_state"),
+                "trigger": r.get("trigger"),
+                "revision": r.get("revision"),
+                "data_json": None if r.get("data") is None else dump_json(r["data"]),
+            }
+            for r in rows
+        ]
+        if values:
+            with self.tx(conn) as c:
+                c.execute(t.events.insert(), values)
+
+    def events(
+        self,
+        subject: str | None = None,
+        *,
+        enrollment_id: int | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+        unlinked: bool = False,
+        conn: Connection | None = None,
+    ) -> list[EventRow]:
+        """Events in order. ``unlinked``: only those of no enrollment (the events of an
+        enrollment are found by ``enrollment_id``; only unlinked ones are indexed by subject)."""
+        q = sa.select(t.events).order_by(t.events.c.id)
+        if subject is not None:
+            q = q.where(t.events.c.subject == subject)
+        if unlinked:
+            q = q.where(t.events.c.enrollment_id.is_(None))
+        if enrollment_id is not None:
+            q = q.where(t.events.c.enrollment_id == enrollment_id)
+        if kind is not None:
+            q = q.where(t.events.c.kind == kind)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.tx(conn) as c:
+            return [event_row(r) for r in c.execute(q)]

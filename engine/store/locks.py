@@ -1,0 +1,85 @@
+"""Named locks with a time to live (``apply``, ``run``...): a holder that died leaves a
+lock that expires."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.errors import LockError
+from engine.store import tables as t
+from engine.store.codecs import utcnow
+from engine.store.db import StoreBase
+
+
+@dataclass
+class LockHandle:
+    """A held lock; ``refresh()`` extends it (a daemon calls it every poll)."""
+
+    store: StoreBase
+    name: str
+    holder: str
+    ttl: timedelta
+
+    def refresh(self) -> None:
+        now = utcnow()
+        with self.store.transaction() as conn:
+            res = conn.execute(
+                t.locks.update()
+                .where(t.locks.c.name == self.name, t.locks.c.holder == self.holder)
+                .values(expires_at=now + self.ttl)
+            )
+            if res.rowcount != 1:
+                raise LockError(f"lock {self.name!r} was lost (expired and taken over)")
+
+
+class Locks(StoreBase):
+    @contextmanager
+    def lock(
+        self, name: str, *, ttl: timedelta = timedelta(minutes=10), holder: str | None = None
+    ) -> Iterator[LockHandle]:
+        """Hold the named lock for the block; :class:`LockError` if someone else holds it.
+
+        A holder that died leaves a lock that expires after ``ttl``.
+        """
+        holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        now = utcnow()
+        try:
+            with self.transaction() as conn:
+                conn.execute(
+                    t.locks.delete().where(t.locks.c.name == name, t.locks.c.expires_at < now)
+                )
+                conn.execute(
+                    t.locks.insert().values(
+                        name=name, holder=holder, acquired_at=now, expires_at=now + ttl
+                    )
+                )
+        except sa.exc.IntegrityError:
+            with self.transaction() as conn:
+                row = conn.execute(sa.select(t.locks).where(t.locks.c.name == name)).first()
+            who = f" by {row.holder} since {row.acquired_at:%Y-%m-%d %H:%M:%S}Z" if row else ""
+            raise LockError(f"the {name!r} lock is held{who}") from None
+        try:
+            yield LockHandle(self, name, holder, ttl)
+        finally:
+            with self.transaction() as conn:
+                conn.execute(
+                    t.locks.delete().where(t.locks.c.name == name, t.locks.c.holder == holder)
+                )
+
+    def live_lock_holder(self, name: str, *, conn: Connection | None = None) -> str | None:
+        """Who holds the named lock now (None: free or expired)."""
+        q = sa.select(t.locks.c.holder).where(
+            t.locks.c.name == name, t.locks.c.expires_at >= utcnow()
+        )
+        with self.tx(conn) as c:
+            holder = c.execute(q).scalar()
+        return None if holder is None else str(holder)
