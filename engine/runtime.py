@@ -39,7 +39,7 @@ from engine.errors import ConfigError, LockError, SeqrunError
 from engine.model import Manifest, Schedule, Sequence
 from engine.providers import REGISTRY
 from engine.providers.base import Provider, ProviderSpec
-from engine.providers.http import make_client
+from engine.providers.clients import make_client
 from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.sandbox import Sandbox

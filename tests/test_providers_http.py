@@ -8,8 +8,9 @@ import pytest
 
 from engine.errors import ConfigError, ProviderError
 from engine.providers.base import Lead
+from engine.providers.clients import make_client
 from engine.providers.edges.actions import EdgesProvider
-from engine.providers.http import make_client, parse_retry_after
+from engine.providers.http import parse_retry_after
 
 SECRET = "sk-live-0123456789abcdef"
 

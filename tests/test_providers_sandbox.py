@@ -11,9 +11,9 @@ import pytest
 from engine.clock import VirtualClock
 from engine.errors import ConfigError, ProviderError
 from engine.providers.base import Lead
+from engine.providers.clients import make_client
 from engine.providers.connectsafely import ConnectSafelyProvider
 from engine.providers.edges.actions import EdgesProvider
-from engine.providers.http import make_client
 from engine.sandbox.app import build_app
 from engine.sandbox.common import CREDENTIALS
 from engine.sandbox.world import World, WorldConfig

@@ -79,15 +79,7 @@ class Moves:
         now = move.now
         if now is None:
             now = self.clock.now()
-        dest, detail = move.dest, move.detail
-        if dest is None:
-            try:
-                dest = compiled.next_state(enr.state, move.trigger)
-            except KeyError:
-                dest = "failed"
-                detail = detail or f"no transition for {move.trigger!r} from {enr.state!r}"
-        if ctx is not None:
-            dest, detail = _stop_loop(ctx, enr, move.trigger, dest, detail)
+        dest, detail = _destination(compiled, enr, move, ctx)
         due = self.entry_due(compiled, dest, now)
         last_error = detail if dest == "failed" else None
         values: dict[str, Any] = {
@@ -242,3 +234,21 @@ def _stop_loop(
         return dest, detail
     ctx.routed.pop(enr.id, None)
     return "failed", "routing loop without progress: " + " ".join(path) + f" {dest}"
+
+
+def _destination(
+    compiled: CompiledSequence, enr: EnrollmentRow, move: Move, ctx: IdentityTick | None
+) -> tuple[str, str | None]:
+    """Where ``move`` takes ``enr`` and why: ``failed`` when its state has no such trigger or
+    the move closes a loop without progress."""
+    dest, detail = move.dest, move.detail
+    if dest is None:
+        try:
+            dest = compiled.next_state(enr.state, move.trigger)
+        except KeyError:
+            dest = "failed"
+            detail = detail or f"no transition for {move.trigger!r} from {enr.state!r}"
+    if ctx is not None:
+        dest, detail = _stop_loop(ctx, enr, move.trigger, dest, detail)
+    return dest, detail
+

@@ -243,16 +243,23 @@ class Outcomes:
         if found is None:
             return False, None
         if found != "ok":  # the provider would have refused it: routed as that answer
-            self.rules.release(ctx, p)
-            refused = ProviderError(found, "reconciled: connected before the invitation")
-            _failed(ctx, key, refused, now)
-            _note_connection(ctx, lead.profile_url, "connected", now)
-            move = Move(found, action=step.action, label=found, detail=refused.message)
-            return True, self.moves.transition(enr, lead, move, result, ctx=ctx)
+            return True, self._refused(ctx, p, key, found, now, result)
         if unverified is not None:
             ctx.w.events.append(unverified)
         data = {"reconciled": True, "unverified": unverified is not None}
         return True, self.succeeded(ctx, p, key, None, data, result)
+
+    def _refused(
+        self, ctx: IdentityTick, p: Planned, key: str, label: str, now: datetime,
+        result: TickResult,
+    ) -> EnrollmentRow:
+        """A timed-out connect that reconciliation shows had no effect (connected before)."""
+        self.rules.release(ctx, p)
+        refused = ProviderError(label, "reconciled: connected before the invitation")
+        _failed(ctx, key, refused, now)
+        _note_connection(ctx, p.lead.profile_url, "connected", now)
+        move = Move(label, action=p.step.action, label=label, detail=refused.message)
+        return self.moves.transition(p.enr, p.lead, move, result, ctx=ctx)
 
     def _retry(
         self,

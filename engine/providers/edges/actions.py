@@ -1,6 +1,6 @@
 """Edges adapter (live mode): canonical actions to ``POST /actions/{slug}/run/live``.
 
-The client (see :func:`engine.providers.http.make_client`) carries the base URL (ending in
+The client (see :func:`engine.providers.clients.make_client`) carries the base URL (ending in
 ``/v1``) and the ``X-API-Key`` header; this module never sees the key.
 
 Mapping:

@@ -1,0 +1,101 @@
+"""HTTP clients for the provider adapters: base URL and credentials from the environment.
+
+Secrets come only from environment variables. They go into request headers and nowhere
+else: errors name the variable, never its value.
+
+>>> client = make_client("edges", env={"EDGES_API_KEY": "k"})
+>>> str(client.base_url)
+'https://api.edges.run/v1/'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Protocol
+
+import httpx
+
+from engine.errors import ConfigError
+from engine.providers import REGISTRY  # the package registers every adapter
+from engine.providers.base import ProviderSpec
+
+log = logging.getLogger(__name__)
+
+
+class SandboxLike(Protocol):
+    """What make_client needs from engine.sandbox.Sandbox."""
+
+    def client(self, provider: str) -> httpx.AsyncClient: ...
+
+
+def _spec(provider: str) -> ProviderSpec:
+    try:
+        return REGISTRY[provider]
+    except KeyError:
+        raise ConfigError(f"unknown provider {provider!r}") from None
+
+
+def base_url_var(provider: str) -> str:
+    """The environment variable that overrides a provider's base URL."""
+    return f"SEQRUN_{provider.upper()}_BASE_URL"
+
+
+def auth_headers(provider: str, env: Mapping[str, str]) -> dict[str, str]:
+    """Request headers carrying the provider's credentials, read from ``env``.
+
+    Raises ConfigError naming the first missing variable (never a value).
+    """
+    spec = _spec(provider)
+    values: dict[str, str] = {}
+    for var in spec.credentials:
+        value = env.get(var, "").strip()
+        if not value:
+            raise ConfigError(
+                f"{provider}: the environment variable {var} is not set "
+                f"(it must hold the {provider} credential); or use --sandbox"
+            )
+        values[var] = value
+    if provider == "edges":
+        return {"X-API-Key": values["EDGES_API_KEY"]}
+    if provider == "connectsafely":
+        return {"Authorization": f"Bearer {values['CONNECTSAFELY_API_KEY']}"}
+    if provider == "linkedapi":
+        headers = {"linked-api-token": values["LINKEDAPI_TOKEN"]}
+        if "LINKEDAPI_IDENTIFICATION_TOKEN" in values:
+            headers["identification-token"] = values["LINKEDAPI_IDENTIFICATION_TOKEN"]
+        return headers
+    raise ConfigError(f"{provider}: no known authentication scheme")
+
+
+def make_client(
+    provider: str,
+    *,
+    sandbox: SandboxLike | None = None,
+    env: Mapping[str, str] = os.environ,
+    timeout: float = 30,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` for ``provider`` with base URL and auth headers.
+
+    With ``sandbox`` the sandbox's own client (in-process transport, sandbox credentials) is
+    returned. Otherwise the base URL is ``SEQRUN_<PROVIDER>_BASE_URL`` or the spec default,
+    and the credentials come from the variables named in the spec (missing -> ConfigError).
+    ``transport`` replaces the network (tests pass an ``httpx.MockTransport``).
+    """
+    spec = _spec(provider)
+    if sandbox is not None:
+        return sandbox.client(provider)
+    base_url = env.get(base_url_var(provider), "").strip() or spec.default_base_url
+    if not base_url:
+        raise ConfigError(f"{provider}: no base URL; set {base_url_var(provider)}")
+    headers = auth_headers(provider, env)
+    log.debug("provider client for %s at %s", provider, base_url)
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/") + "/",
+        headers=headers,
+        timeout=timeout,
+        follow_redirects=False,
+        transport=transport,
+    )
