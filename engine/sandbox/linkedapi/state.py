@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.sandbox.common import identification_env_var
 from engine.sandbox.linkedapi.wire import IDENT_PREFIX, SANDBOX_TOKEN
 from engine.sandbox.world import World, iso, parse_iso
 
@@ -150,13 +151,11 @@ def sandbox_credentials(world: World, identity: str | None = None) -> dict[str, 
     """Environment variables a client needs to talk to this sandbox: the main token, the
     plain identification token for ``identity`` (default: the first identity open to
     LinkedAPI) and a per-identity ``LINKEDAPI_IDENTIFICATION_TOKEN__<ID>`` for every identity."""
-    from engine.providers.linkedapi.actions import identity_env_var
-
     out = {"LINKEDAPI_TOKEN": state(world).api_token}
     for uid, ident in world.identities.items():
         if ident.provider in (None, "linkedapi"):
             identity = identity or uid
-            out[identity_env_var(uid)] = IDENT_PREFIX + uid
+            out[identification_env_var(uid)] = IDENT_PREFIX + uid
     if identity is not None:
         out["LINKEDAPI_IDENTIFICATION_TOKEN"] = IDENT_PREFIX + world.identity(identity).uid
     return out
