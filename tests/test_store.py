@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +22,7 @@ from alembic.script import ScriptDirectory
 
 from engine.errors import LockError, StoreError
 from engine.store import HEAD, Store
+from engine.store import tables as t
 from engine.store.db import MIGRATIONS
 from engine.store.tables import metadata
 
@@ -403,3 +407,36 @@ def test_recover_and_why_read_through_the_partial_indexes(tmp_path: Path) -> Non
         assert s.pending_intents() == []  # it left the partial index with its outcome
     finally:
         s.close()
+
+
+def _held_by(store: Store, holder: str) -> None:
+    now = datetime.now(UTC)
+    with store.transaction() as conn:
+        conn.execute(t.locks.insert().values(name="run", holder=holder, acquired_at=now,
+                                             expires_at=now + timedelta(minutes=30)))
+
+
+def test_a_lock_held_by_a_dead_process_of_this_host_is_free_at_once(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    store = Store.open(None, tmp_path / ".seqrun")
+    _held_by(store, f"{socket.gethostname()}:{gone.pid}:dead0000")
+    assert store.live_lock_holder("run") is None
+    with store.lock("run") as held:  # not "held by HOST:PID" for the TTL's 30 minutes
+        assert held.holder != f"{socket.gethostname()}:{gone.pid}:dead0000"
+    store.close()
+
+
+def test_a_lock_of_a_live_process_or_another_host_waits_for_its_ttl(tmp_path: Path) -> None:
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        for holder in (f"{socket.gethostname()}:{alive.pid}:live0000", "elsewhere:1:far00000"):
+            store = Store.open(None, tmp_path / holder.partition(":")[0])
+            _held_by(store, holder)
+            assert store.live_lock_holder("run") == holder
+            with pytest.raises(LockError, match="held by"), store.lock("run"):
+                pass
+            store.close()
+    finally:
+        alive.kill()
+        alive.wait()

@@ -1,5 +1,6 @@
 """Named locks with a time to live (``apply``, ``run``...): a holder that died leaves a
-lock that expires."""
+lock that expires, and at once when the holder was a process of this host that is gone
+(a SIGKILL, a full disk: the next start need not wait out the TTL)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,28 @@ class Locks(StoreBase):
         A holder that died leaves a lock that expires after ``ttl``.
         """
         holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if not self._take(name, holder, ttl):
+            with self.transaction() as conn:
+                row = conn.execute(sa.select(t.locks).where(t.locks.c.name == name)).first()
+            if row is not None and dead_local_holder(str(row.holder)):
+                with self.transaction() as conn:  # its holder is gone: free it, take it once
+                    conn.execute(t.locks.delete().where(
+                        t.locks.c.name == name, t.locks.c.holder == row.holder))
+                if self._take(name, holder, ttl):
+                    row = None
+            if row is not None:
+                who = f" by {row.holder} since {row.acquired_at:%Y-%m-%d %H:%M:%S}Z"
+                raise LockError(f"the {name!r} lock is held{who}")
+        try:
+            yield LockHandle(self, name, holder, ttl)
+        finally:
+            with self.transaction() as conn:
+                conn.execute(
+                    t.locks.delete().where(t.locks.c.name == name, t.locks.c.holder == holder)
+                )
+
+    def _take(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Insert the lock row (an expired one is removed first); False when it is held."""
         now = utcnow()
         try:
             with self.transaction() as conn:
@@ -63,23 +86,35 @@ class Locks(StoreBase):
                     )
                 )
         except sa.exc.IntegrityError:
-            with self.transaction() as conn:
-                row = conn.execute(sa.select(t.locks).where(t.locks.c.name == name)).first()
-            who = f" by {row.holder} since {row.acquired_at:%Y-%m-%d %H:%M:%S}Z" if row else ""
-            raise LockError(f"the {name!r} lock is held{who}") from None
-        try:
-            yield LockHandle(self, name, holder, ttl)
-        finally:
-            with self.transaction() as conn:
-                conn.execute(
-                    t.locks.delete().where(t.locks.c.name == name, t.locks.c.holder == holder)
-                )
+            return False
+        return True
 
     def live_lock_holder(self, name: str, *, conn: Connection | None = None) -> str | None:
-        """Who holds the named lock now (None: free or expired)."""
+        """Who holds the named lock now (None: free, expired or a dead process of this
+        host)."""
         q = sa.select(t.locks.c.holder).where(
             t.locks.c.name == name, t.locks.c.expires_at >= utcnow()
         )
         with self.tx(conn) as c:
             holder = c.execute(q).scalar()
-        return None if holder is None else str(holder)
+        if holder is None or dead_local_holder(str(holder)):
+            return None
+        return str(holder)
+
+
+def dead_local_holder(holder: str) -> bool:
+    """Is ``holder`` (``HOST:PID:TOKEN``) a process of this host that no longer runs?"""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False  # another host (or a named holder): only its TTL can free the lock
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False
