@@ -17,7 +17,7 @@ import asyncio
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -199,10 +199,28 @@ def plan(manifests: list[Manifest], *, state_dir: Path, sandbox: bool, prune: bo
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
 
 
+SETTLE_ENV = "SEQRUN_SETTLE_AFTER"
+
+
+def settle_after(env: Mapping[str, str] = os.environ) -> timedelta:
+    """How long an attempt whose outcome is unknown may still land (the provider's longest
+    execution time; 5 minutes unless ``SEQRUN_SETTLE_AFTER`` gives seconds): no next attempt
+    of that step goes out before."""
+    raw = env.get(SETTLE_ENV, "").strip()
+    try:
+        seconds = float(raw) if raw else 300.0
+    except ValueError:
+        raise ConfigError(f"{SETTLE_ENV} must be a number of seconds, not {raw!r}") from None
+    if not 0 <= seconds < 86_400:
+        raise ConfigError(f"{SETTLE_ENV} must be between 0 and 86400 seconds, not {raw!r}")
+    return timedelta(seconds=seconds)
+
+
 async def run_due(rt: Runtime) -> TickResult | dict[str, str]:
     """One runner tick over every applied sequence, under the run lock; ``{"skipped": why}``
     when another runner holds it (that one will take the due steps)."""
-    runner = Runner(rt.store, build_providers(rt, skip_unconfigured=True), rt.clock)
+    runner = Runner(rt.store, build_providers(rt, skip_unconfigured=True), rt.clock,
+                    settle_after=settle_after())
     try:
         # the same lock as `seqrun run` (never two runners at once), refreshed while it ticks
         async with runner.hold_run_lock(run_lock_ttl(False)):
@@ -383,7 +401,7 @@ async def drive(
     rt: Runtime, opts: RunOptions, seen: list[AsyncRunResult]
 ) -> TickResult | RunSummary:
     """Run the runner over every applied sequence as ``opts`` says."""
-    runner = Runner(rt.store, build_providers(rt), rt.clock,
+    runner = Runner(rt.store, build_providers(rt), rt.clock, settle_after=settle_after(),
                     tick_hooks=[async_schedules_hook(rt, seen)])
     end = _deadline(opts.until, rt.clock.now())
     if opts.once or (end is not None and opts.virtual_clock):

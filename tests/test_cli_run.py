@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
+from engine.errors import ConfigError
+from engine.runtime import settle_after
 from engine.vocab import TERMINALS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,3 +128,11 @@ def test_simulate_plays_on_a_scenario_or_a_seed(
     (tmp_path / "bad.yaml").write_text("seed: x\n")
     assert main(["simulate", str(EXAMPLE), "--scenario", str(tmp_path / "bad.yaml")]) == 1
     assert "bad.yaml:1:1: $.seed: expected an integer" in capsys.readouterr().err
+
+
+def test_settle_after_comes_from_the_environment_and_refuses_nonsense() -> None:
+    assert settle_after({}).total_seconds() == 300
+    assert settle_after({"SEQRUN_SETTLE_AFTER": "5"}).total_seconds() == 5
+    for bad in ("soon", "-1", "1e9"):
+        with pytest.raises(ConfigError, match="SEQRUN_SETTLE_AFTER"):
+            settle_after({"SEQRUN_SETTLE_AFTER": bad})

@@ -9,7 +9,8 @@ run settles what is left and the store is compared with the sandbox's ground tru
 
 * duplicates: deliveries of the same kind to the same person by the same identity beyond one;
 * lost: leads not in the terminal their world implies (inaccessible -> removed, everyone else
-  -> completed);
+  -> completed), unless they are waiting for a due time ahead (a retry's backoff after a
+  provider error): those are counted as waiting, with their reason;
 * phantom: actions the store records as delivered (status done, an effect kind) that the
   sandbox never received;
 * wrong route: an already-connected lead must be messaged (the ALREADY_CONNECTED route), a
@@ -29,13 +30,18 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from engine.store import Store
+from engine.vocab import TERMINALS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,6 +114,7 @@ class ChaosReport:
     lost: list[str] = field(default_factory=list)
     phantom: list[str] = field(default_factory=list)
     wrong_route: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
     unverified: int = 0
     terminals: dict[str, int] = field(default_factory=dict)
 
@@ -170,14 +177,19 @@ def _env(served: Served, work: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SEQRUN_", "EDGES_", "LINKEDAPI_", "CONNECTSAFELY_"))}
     env.update({"SEQRUN_EDGES_BASE_URL": served.base + "/v1", "EDGES_API_KEY": "sbx-edges-key",
-                "PYTHONPATH": str(ROOT)})
+                "PYTHONPATH": str(ROOT),
+                # the served sandbox answers within its latency: a call lost to a kill has
+                # landed (or never will) after a few seconds, not the default 5 minutes
+                "SEQRUN_SETTLE_AFTER": "5"})
     return env
 
 
 def _seqrun(args: list[str], work: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "engine", *args, "--state-dir",
-                             str(work / "state")], cwd=work, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """`seqrun ARGS` on the state directory; its stderr goes to ``work/stderr.txt``."""
+    with (work / "stderr.txt").open("wb") as err:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "engine", *args, "--state-dir",
+                                 str(work / "state")], cwd=work, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
 
 
 def _kill_after(proc: subprocess.Popen[bytes], delay: float) -> bool:
@@ -191,8 +203,8 @@ def _kill_after(proc: subprocess.Popen[bytes], delay: float) -> bool:
         return True
 
 
-def _refused(proc: subprocess.Popen[bytes]) -> bool:
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+def _refused(proc: subprocess.Popen[bytes], work: Path) -> bool:
+    err = (work / "stderr.txt").read_text(errors="replace")
     return proc.returncode == 1 and "lock is held" in err
 
 
@@ -209,21 +221,21 @@ def drive(work: Path, served: Served, report: ChaosReport, *, kills: int, rng: r
         proc.wait()
         if proc.returncode == 0:
             break
-        if _refused(proc):
+        if _refused(proc, work):
             report.restarts_refused += 1
             time.sleep(1)
             continue
-        raise RuntimeError(f"apply failed: {proc.stderr.read() if proc.stderr else ''!r}")
+        raise RuntimeError(f"apply failed: {(work / 'stderr.txt').read_text()[-2000:]}")
     while report.kills < kills:
         proc = _seqrun(["run", "--poll-interval", "0.5"], work, env)
         if _kill_after(proc, rng.uniform(0.8, 4.0)):  # start-up takes ~1 s
             report.kills += 1
-        elif _refused(proc):
+        elif _refused(proc, work):
             report.restarts_refused += 1
             time.sleep(1)
 
 
-def settle(work: Path, served: Served, *, rounds: int = 60) -> None:
+def settle(work: Path, served: Served, *, rounds: int = 40) -> None:
     """Clean `run --once` ticks until no lead is left in a step (or ``rounds`` ticks)."""
     env = _env(served, work)
     for _ in range(rounds):
@@ -235,9 +247,6 @@ def settle(work: Path, served: Served, *, rounds: int = 60) -> None:
 
 
 def _open_leads(work: Path) -> int:
-    from engine.store import Store
-    from engine.vocab import TERMINALS
-
     store = Store.open(None, work / "state")
     try:
         return sum(1 for e in store.enrollments() if e.state not in TERMINALS)
@@ -246,7 +255,6 @@ def _open_leads(work: Path) -> int:
 
 
 def verify(work: Path, served: Served, report: ChaosReport) -> None:
-    from engine.store import Store
 
     deliveries = served.get("/deliveries")
     report.deliveries = len(deliveries)
@@ -256,11 +264,18 @@ def verify(work: Path, served: Served, report: ChaosReport) -> None:
     store = Store.open(None, work / "state")
     try:
         terminals: Counter[str] = Counter()
+        now = datetime.now(UTC)
         for enr in store.enrollments():
             lead = store.get_lead(enr.lead_id)
             assert lead is not None
             url = lead.profile_url
             terminals[enr.state] += 1
+            if enr.state not in TERMINALS and enr.next_due_at is not None and (
+                enr.next_due_at > now - timedelta(minutes=1)
+            ):
+                report.waiting.append(f"{url} ({enr.identity}): {enr.state} until "
+                                      f"{enr.next_due_at:%H:%M:%S} ({enr.last_error})")
+                continue
             truth = served.get("/relationship", identity=enr.identity, profile=url)
             accessible = truth.get("accessible", True) if isinstance(truth, dict) else True
             expected = "completed" if accessible else "removed"
@@ -313,8 +328,6 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
-    import tempfile
-
     work = args.dir or Path(tempfile.mkdtemp(prefix="seqrun-chaos-"))
     print(f"chaos: seed {args.seed}, state in {work}", file=sys.stderr)
     report = run_chaos(work, leads=args.leads, identities=args.identities, kills=args.kills,
