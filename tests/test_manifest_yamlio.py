@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -76,13 +75,10 @@ def test_billion_laughs_fails_fast_with_bounded_memory() -> None:
         prev, cur = chr(97 + i), chr(98 + i)
         lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
     tracemalloc.start()
-    start = time.perf_counter()
     problems = problems_of("\n".join(lines) + "\n")
-    elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert elapsed < 0.5
-    assert peak < 20 * 1024 * 1024
+    assert peak < 20 * 1024 * 1024  # refused before expanding (1e9 nodes would need GBs)
     assert "refusing to expand" in problems[0]
 
 
@@ -92,9 +88,11 @@ def test_alias_expansion_is_bounded_even_under_the_alias_budget() -> None:
     for i in range(9):
         prev, cur = chr(97 + i), chr(98 + i)
         lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 6) + "]")
-    start = time.perf_counter()
+    tracemalloc.start()
     problems = problems_of("\n".join(lines) + "\n")
-    assert time.perf_counter() - start < 0.5
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024  # the 10-million-node expansion never happens
     assert "aliases expand to more than" in problems[0]
 
 
@@ -141,11 +139,9 @@ def test_syntax_errors_and_unsafe_tags_are_positioned() -> None:
 
 
 def test_deep_nesting_fails_fast() -> None:
-    start = time.perf_counter()
     assert problems_of("[" * 1_000_000) == ["f.yaml:1:65: $: nesting deeper than 64 levels"]
     deep_block = "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 100))
     assert problems_of(deep_block) == ["f.yaml:64:127: $: nesting deeper than 64 levels"]
-    assert time.perf_counter() - start < 0.5
 
 
 def test_json_paths() -> None:
