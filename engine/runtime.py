@@ -45,6 +45,7 @@ from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.sandbox import Sandbox
 from engine.store import Store
 from engine.store import schedules as schedule_db
+from engine.store.db import ENV_URL
 from engine.views import control
 from engine.views import status as views
 from engine.views import why as why_views
@@ -131,6 +132,18 @@ def with_runtime(
             return await work(rt)
 
     return asyncio.run(main())
+
+
+@contextmanager
+def throwaway_store() -> Iterator[None]:
+    """While it lasts, stores open in their state directory whatever
+    ``$SEQRUN_DATABASE_URL`` says: a simulation never writes into the user's database."""
+    saved = os.environ.pop(ENV_URL, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[ENV_URL] = saved
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,15 @@ def test_settle_after_comes_from_the_environment_and_refuses_nonsense() -> None:
     for bad in ("soon", "-1", "1e9"):
         with pytest.raises(ConfigError, match="SEQRUN_SETTLE_AFTER"):
             settle_after({"SEQRUN_SETTLE_AFTER": bad})
+
+
+def test_simulate_never_writes_into_the_users_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = tmp_path / "users.db"
+    monkeypatch.setenv("SEQRUN_DATABASE_URL", f"sqlite:///{users}")
+    monkeypatch.chdir(tmp_path)
+    rc = main(["simulate", str(EXAMPLE), "--until", "+3d", "-o", "json"])
+    assert rc == 0, capsys.readouterr().err
+    assert not users.exists()  # the simulation's store was its own throwaway SQLite
+    assert os.environ["SEQRUN_DATABASE_URL"] == f"sqlite:///{users}"  # and the setting is back

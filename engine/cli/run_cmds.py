@@ -112,7 +112,8 @@ def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, scenario
         raise UsageError(f"--keep {keep}: the directory is not empty (give a new one)")
     if scenario is not None:
         load_scenario(scenario)  # every problem of the file, before anything runs
-    with tempfile.TemporaryDirectory(prefix="seqrun-simulate-") as scratch:
+    with (runtime.throwaway_store(),
+          tempfile.TemporaryDirectory(prefix="seqrun-simulate-") as scratch):
         state_dir = keep if keep is not None else Path(scratch)
         runtime.new_sandbox(state_dir, scenario=scenario, seed=seed)  # the world to play on
         applied = apply_manifests(paths, auto_approve=True, no_run=False, prune=False,
