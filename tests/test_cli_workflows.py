@@ -162,3 +162,15 @@ def test_founders_on_linkedapi_from_the_readme(
     world = Sandbox.open(work / ".seqrun").world
     assert world.duplicates("message") == [] and world.duplicates("invite") == []
     assert world.count("acct-alice", "invite") + world.count("acct-alice", "message") > 0
+
+
+def test_a_workflow_that_ends_failed_fails_apply(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box = Sandbox.open(work / ".seqrun")
+    box.world.set_auth("acct-alice", False)  # the LinkedIn session expired
+    box.save()
+    code, out, err = invoke(capsys, "apply", str(CHECK), "--sandbox", "--virtual-clock",
+                            "--auto-approve")
+    assert "failed" in out
+    assert code == 1, out + err  # not "Workflow ...: failed" and exit 0

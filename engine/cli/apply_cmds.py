@@ -98,8 +98,10 @@ def apply_cmd(
                              output=output, sandbox=sandbox, virtual_clock=virtual_clock,
                              state_dir=state_dir)
     _print_apply(result, output)
-    # applied, but the run of the due steps failed for some identity: a failed run (like `run`)
-    return 1 if getattr(result.run, "errors", None) else 0
+    # applied, but the run of the due steps failed for some identity (a failed run, like
+    # `run`), or a workflow ended failed: the command failed
+    failed_workflow = any(getattr(w, "state", None) == "failed" for w in result.workflows.values())
+    return 1 if getattr(result.run, "errors", None) or failed_workflow else 0
 
 
 def _apply_saved(
