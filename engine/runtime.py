@@ -17,7 +17,7 @@ import asyncio
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,10 +42,10 @@ from engine.providers.base import Provider, ProviderSpec
 from engine.providers.clients import make_client
 from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
+from engine.run.state import settle_after
 from engine.sandbox import Sandbox
 from engine.store import Store
 from engine.store import schedules as schedule_db
-from engine.store.db import ENV_URL
 from engine.views import control
 from engine.views import status as views
 from engine.views import why as why_views
@@ -135,18 +135,6 @@ def with_runtime(
 
 
 @contextmanager
-def throwaway_store() -> Iterator[None]:
-    """While it lasts, stores open in their state directory whatever
-    ``$SEQRUN_DATABASE_URL`` says: a simulation never writes into the user's database."""
-    saved = os.environ.pop(ENV_URL, None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ[ENV_URL] = saved
-
-
-@contextmanager
 def open_store(state_dir: Path) -> Iterator[Store]:
     """The store alone, for commands that call no provider (the do-not-contact list)."""
     store = Store.open(None, state_dir)
@@ -210,23 +198,6 @@ def plan(manifests: list[Manifest], *, state_dir: Path, sandbox: bool, prune: bo
                                        now=rt.clock.now(), prune=prune)
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
-
-
-SETTLE_ENV = "SEQRUN_SETTLE_AFTER"
-
-
-def settle_after(env: Mapping[str, str] = os.environ) -> timedelta:
-    """How long an attempt whose outcome is unknown may still land (the provider's longest
-    execution time; 5 minutes unless ``SEQRUN_SETTLE_AFTER`` gives seconds): no next attempt
-    of that step goes out before."""
-    raw = env.get(SETTLE_ENV, "").strip()
-    try:
-        seconds = float(raw) if raw else 300.0
-    except ValueError:
-        raise ConfigError(f"{SETTLE_ENV} must be a number of seconds, not {raw!r}") from None
-    if not 0 <= seconds < 86_400:
-        raise ConfigError(f"{SETTLE_ENV} must be between 0 and 86400 seconds, not {raw!r}")
-    return timedelta(seconds=seconds)
 
 
 async def run_due(rt: Runtime) -> TickResult | dict[str, str]:

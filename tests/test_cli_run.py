@@ -10,7 +10,7 @@ import pytest
 
 from engine.cli import main
 from engine.errors import ConfigError
-from engine.runtime import settle_after
+from engine.run.state import settle_after
 from engine.vocab import TERMINALS
 
 ROOT = Path(__file__).resolve().parent.parent

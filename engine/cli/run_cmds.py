@@ -106,13 +106,14 @@ def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, scenario
     """
     from engine import runtime  # deferred: see the module's note
     from engine.sandbox.scenario import load_scenario  # deferred: jsonschema and Starlette
+    from engine.store.db import throwaway_store  # deferred with runtime: SQLAlchemy
 
     span = parse_until(until)  # a bad --until is refused before anything runs
     if keep is not None and keep.exists() and any(keep.iterdir()):
         raise UsageError(f"--keep {keep}: the directory is not empty (give a new one)")
     if scenario is not None:
         load_scenario(scenario)  # every problem of the file, before anything runs
-    with (runtime.throwaway_store(),
+    with (throwaway_store(),
           tempfile.TemporaryDirectory(prefix="seqrun-simulate-") as scratch):
         state_dir = keep if keep is not None else Path(scratch)
         runtime.new_sandbox(state_dir, scenario=scenario, seed=seed)  # the world to play on

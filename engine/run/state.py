@@ -3,6 +3,7 @@ compiled revisions, and the state of one identity during one tick (its buffered 
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any, NamedTuple
 
 from engine.clock import Clock
 from engine.compile.machine import CompiledSequence, compile_sequence
-from engine.errors import StoreError
+from engine.errors import ConfigError, StoreError
 from engine.manifest import loader
 from engine.manifest.yamlio import Document
 from engine.model import ActionStep, Sequence, SourceMap
@@ -174,3 +175,20 @@ class IdentityTick:
 
 class Stop(Exception):
     """The identity cannot go on this tick (auth expired)."""
+
+
+SETTLE_ENV = "SEQRUN_SETTLE_AFTER"
+
+
+def settle_after(env: Mapping[str, str] = os.environ) -> timedelta:
+    """How long an attempt whose outcome is unknown may still land (the provider's longest
+    execution time; 5 minutes unless ``SEQRUN_SETTLE_AFTER`` gives seconds): no next attempt
+    of that step goes out before."""
+    raw = env.get(SETTLE_ENV, "").strip()
+    try:
+        seconds = float(raw) if raw else 300.0
+    except ValueError:
+        raise ConfigError(f"{SETTLE_ENV} must be a number of seconds, not {raw!r}") from None
+    if not 0 <= seconds < 86_400:
+        raise ConfigError(f"{SETTLE_ENV} must be between 0 and 86400 seconds, not {raw!r}")
+    return timedelta(seconds=seconds)

@@ -181,3 +181,15 @@ class StoreBase:
         elif conn.execute(sa.select(sa.literal(1)).select_from(table).where(*where)).first():
             return
         conn.execute(table.insert().values(**values))
+
+
+@contextmanager
+def throwaway_store() -> Iterator[None]:
+    """While it lasts, stores open in their state directory whatever
+    ``$SEQRUN_DATABASE_URL`` says: a simulation never writes into the user's database."""
+    saved = os.environ.pop(ENV_URL, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[ENV_URL] = saved
