@@ -57,3 +57,19 @@ def test_control_characters_are_a_located_error(
         f"bad.yaml:9:20: $: character U+{ord(char):04X} is not allowed in YAML",
         "1 error(s)",
     ]
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America", "x" * 300])
+def test_a_schedule_timezone_that_names_a_directory_is_a_located_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    zone: str,
+) -> None:
+    manifest = (
+        "apiVersion: seqrun/v1\nkind: Schedule\nmetadata: {name: s}\nspec:\n"
+        "  provider: edges\n  action: linkedin-extract-conversations\n"
+        f"  identities: [ident-alice]\n  cron: '0 9 * * *'\n  timezone: {zone}\n"
+    )
+    code, lines = _validate(tmp_path, monkeypatch, capsys, manifest.encode())
+    assert code == 1
+    assert any(line.startswith("bad.yaml:9:3: $.spec.timezone: unknown IANA timezone")
+               for line in lines), lines

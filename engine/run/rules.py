@@ -224,7 +224,7 @@ class Rules:
             if zone is None:
                 try:
                     zone = ZoneInfo(candidate)
-                except (ZoneInfoNotFoundError, ValueError):
+                except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe": a directory
                     continue
                 self._zones[candidate] = zone
             return zone

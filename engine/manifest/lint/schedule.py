@@ -68,7 +68,7 @@ def _parse_when(value: str, tz: str) -> datetime | None:
     if when.tzinfo is None:
         try:
             when = when.replace(tzinfo=zoneinfo.ZoneInfo(tz))
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "Europe": a dir
             when = when.replace(tzinfo=UTC)
     return when
 
@@ -126,7 +126,7 @@ def _timing(schedule: Schedule, now: datetime) -> Iterator[Problem]:
     src = schedule.source
     try:
         zoneinfo.ZoneInfo(schedule.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "Europe": a dir
         yield src.problem("$.spec.timezone", f"unknown IANA timezone {schedule.timezone!r}")
     if schedule.schedule_at is not None:
         when = _parse_when(schedule.schedule_at, schedule.timezone)

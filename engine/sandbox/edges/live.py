@@ -136,7 +136,7 @@ class Live(Pump):
                 body.get("schedule_at")
             try:
                 tz = ZoneInfo(str(tz_name))
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe": a directory
                 raise EdgesError("BAD_PARAMETERS", f"unknown timezone {tz_name!r}") from None
             if cron is None and at is None:
                 raise EdgesError("BAD_PARAMETERS",
