@@ -406,3 +406,35 @@ async def test_a_loop_of_refusals_ends_in_failed_with_the_loop_as_reason(tmp_pat
     assert row.last_error.endswith(
         "connect -ALREADY_CONNECTED-> intro -NOT_CONNECTED-> connect -ALREADY_CONNECTED-> intro"
     )
+
+
+class StaleConnections(httpx.AsyncBaseTransport):
+    """The sandbox, but the connection list still shows the lead connected a year ago (a
+    provider's view from before the lead removed the connection)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/actions/linkedin-extract-connections/run/live"):
+            return httpx.Response(200, json=[{"linkedin_profile_url": URL,
+                                              "connected_at": "2025-01-05T08:00:00Z"}])
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_connection_seen_gone_is_not_taken_for_connected_before_the_invitation(
+    tmp_path: Path,
+) -> None:
+    env = Env(tmp_path, _loop_steps())
+    # this runner saw the connection gone (a message refused NOT_CONNECTED) after its date
+    env.store.put_connection(ID, URL, "not_connected", at=MONDAY_8 - timedelta(days=1))
+    late = LateTransport(env.sandbox.transport, env.clock, "linkedin-connect-profile", crash=True)
+    with pytest.raises(Crash):
+        await env.runner(late).tick()
+    await late.land(everything=True)  # the invitation went out
+    env.clock.advance(timedelta(minutes=1))
+    await env.runner(StaleConnections(env.sandbox.transport)).tick()  # a new process
+    assert env.world.count(ID, "invite") == 1
+    connect = [a for a in env.store.actions(enrollment_id=env.eid) if a.action == "connect"]
+    assert [(a.status, a.label) for a in connect] == [("done", "ok")]
+    assert env.state() == "completed"

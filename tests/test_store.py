@@ -24,6 +24,7 @@ from engine.errors import LockError, StoreError
 from engine.store import HEAD, Store
 from engine.store import tables as t
 from engine.store.db import MIGRATIONS
+from engine.store.locks import _pid_ns
 from engine.store.tables import metadata
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -420,18 +421,30 @@ def test_a_lock_held_by_a_dead_process_of_this_host_is_free_at_once(tmp_path: Pa
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # reaped: its pid names no process now
     store = Store.open(None, tmp_path / ".seqrun")
-    _held_by(store, f"{socket.gethostname()}:{gone.pid}:dead0000")
+    dead = f"{socket.gethostname()}:{gone.pid}:dead0000:{_pid_ns()}"
+    _held_by(store, dead)
     assert store.live_lock_holder("run") is None
     with store.lock("run") as held:  # not "held by HOST:PID" for the TTL's 30 minutes
-        assert held.holder != f"{socket.gethostname()}:{gone.pid}:dead0000"
+        assert held.holder != dead
     store.close()
+
+
+def gone_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
 
 
 def test_a_lock_of_a_live_process_or_another_host_waits_for_its_ttl(tmp_path: Path) -> None:
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        for holder in (f"{socket.gethostname()}:{alive.pid}:live0000", "elsewhere:1:far00000"):
-            store = Store.open(None, tmp_path / holder.partition(":")[0])
+        here = socket.gethostname()
+        for holder in (
+            f"{here}:{alive.pid}:live0000:{_pid_ns()}",  # alive
+            "elsewhere:1:far00000:1",  # another host
+            f"{here}:{gone_pid()}:ctr00000:other-namespace",  # same name, another container
+        ):
+            store = Store.open(None, tmp_path / holder.replace(":", "_"))
             _held_by(store, holder)
             assert store.live_lock_holder("run") == holder
             with pytest.raises(LockError, match="held by"), store.lock("run"):

@@ -132,7 +132,7 @@ class Recovery:
             rel = await provider.relationship(intent.identity, target)
             if rel.status == "connected" and rel.since is not None and rel.since < (
                 intent.created_at
-            ):
+            ) and not self._seen_gone(intent, lead, rel.since):
                 return vocab.ALREADY_CONNECTED  # connected before: no invitation went out
             return "ok" if rel.status in ("pending", "connected") else None
         if action == "withdraw_invitation":
@@ -150,6 +150,13 @@ class Recovery:
                 )
             return "ok" if _message_seen(intent, lead, summaries) else None
         return None  # check_connection and the like: no side effect, simply ask again
+
+    def _seen_gone(self, intent: ActionRow, lead: LeadRow, since: datetime) -> bool:
+        """Did this runner see that connection gone after ``since`` (a message refused
+        NOT_CONNECTED)? Then the provider's date is of the old connection, and the invitation
+        of ``intent`` may well have gone out: it is not settled as ALREADY_CONNECTED."""
+        cached = self.store.connection(intent.identity, lead.profile_url)
+        return cached is not None and cached[0] == "not_connected" and cached[1] >= since
 
     def _settle(
         self,

@@ -51,7 +51,8 @@ class Locks(StoreBase):
 
         A holder that died leaves a lock that expires after ``ttl``.
         """
-        holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        host, pid, token = socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8]
+        holder = holder or f"{host}:{pid}:{token}:{_pid_ns()}"
         if not self._take(name, holder, ttl):
             with self.transaction() as conn:
                 row = conn.execute(sa.select(t.locks).where(t.locks.c.name == name)).first()
@@ -102,13 +103,23 @@ class Locks(StoreBase):
         return str(holder)
 
 
+def _pid_ns() -> str:
+    """This process's PID namespace: containers may share a host name, not their PIDs."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
 def dead_local_holder(holder: str) -> bool:
-    """Is ``holder`` (``HOST:PID:TOKEN``) a process of this host that no longer runs?"""
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False  # another host (or a named holder): only its TTL can free the lock
-    pid = int(pid_text)
+    """Is ``holder`` (``HOST:PID:TOKEN:PIDNS``) a process of this host and PID namespace
+    that no longer runs?"""
+    parts = holder.split(":")
+    if len(parts) != 4 or parts[0] != socket.gethostname() or parts[3] != _pid_ns():
+        return False  # another host or container (or a named holder): only its TTL frees it
+    if not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
     if pid == os.getpid():
         return False
     try:

@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -268,40 +268,51 @@ def verify(work: Path, served: Served, report: ChaosReport) -> None:
         for enr in store.enrollments():
             lead = store.get_lead(enr.lead_id)
             assert lead is not None
-            url = lead.profile_url
             terminals[enr.state] += 1
+            _check_phantoms(store, enr, lead.profile_url, got, report)
             if enr.state not in TERMINALS and enr.next_due_at is not None and (
-                enr.next_due_at > now - timedelta(minutes=1)
-            ):
-                report.waiting.append(f"{url} ({enr.identity}): {enr.state} until "
+                enr.next_due_at > now
+            ):  # a retry's backoff ahead: its end is not known yet
+                report.waiting.append(f"{lead.profile_url} ({enr.identity}): {enr.state} until "
                                       f"{enr.next_due_at:%H:%M:%S} ({enr.last_error})")
                 continue
-            truth = served.get("/relationship", identity=enr.identity, profile=url)
-            accessible = truth.get("accessible", True) if isinstance(truth, dict) else True
-            expected = "completed" if accessible else "removed"
-            if enr.state != expected:
-                report.lost.append(f"{url} ({enr.identity}): {enr.state}, expected {expected}")
-            invited = got[(enr.identity, url, "invite")]
-            messaged = got[(enr.identity, url, "message")]
-            # nobody accepts in this world: connected now means connected before us
-            want = (0, 1) if truth.get("relationship") == "connected" else (1, 0)
-            if accessible and (invited, messaged) != want:
-                report.wrong_route.append(
-                    f"{url} ({enr.identity}): {invited} invitation(s), {messaged} message(s), "
-                    f"expected {want[0]} and {want[1]}")
-            for action in store.actions(enrollment_id=enr.id):
-                kind = EFFECT_KIND.get(action.action)
-                if action.status != "done" or kind is None:
-                    continue
-                if isinstance(action.response, dict) and action.response.get("unverified"):
-                    report.unverified += 1
-                    continue
-                if got[(enr.identity, url, kind)] == 0:
-                    report.phantom.append(f"{url} ({enr.identity}): {action.action} recorded "
-                                          f"done ({action.label or 'ok'}), never delivered")
+            _check_end(served, enr, lead.profile_url, got, report)
         report.terminals = dict(terminals)
     finally:
         store.close()
+
+
+def _check_end(served: Served, enr: Any, url: str, got: Counter[tuple[str, str, str]],
+               report: ChaosReport) -> None:
+    """The lead's terminal and what it was sent, against the world's truth."""
+    truth = served.get("/relationship", identity=enr.identity, profile=url)
+    accessible = truth.get("accessible", True) if isinstance(truth, dict) else True
+    expected = "completed" if accessible else "removed"
+    if enr.state != expected:
+        report.lost.append(f"{url} ({enr.identity}): {enr.state}, expected {expected}")
+    invited = got[(enr.identity, url, "invite")]
+    messaged = got[(enr.identity, url, "message")]
+    # nobody accepts in this world: connected now means connected before us
+    want = (0, 1) if truth.get("relationship") == "connected" else (1, 0)
+    if accessible and (invited, messaged) != want:
+        report.wrong_route.append(
+            f"{url} ({enr.identity}): {invited} invitation(s), {messaged} message(s), "
+            f"expected {want[0]} and {want[1]}")
+
+
+def _check_phantoms(store: Store, enr: Any, url: str, got: Counter[tuple[str, str, str]],
+                    report: ChaosReport) -> None:
+    """Every action the store records as delivered was received (unverified: counted)."""
+    for action in store.actions(enrollment_id=enr.id):
+        kind = EFFECT_KIND.get(action.action)
+        if action.status != "done" or kind is None:
+            continue
+        if isinstance(action.response, dict) and action.response.get("unverified"):
+            report.unverified += 1
+            continue
+        if got[(enr.identity, url, kind)] == 0:
+            report.phantom.append(f"{url} ({enr.identity}): {action.action} recorded "
+                                  f"done ({action.label or 'ok'}), never delivered")
 
 
 def run_chaos(work: Path, *, leads: int, identities: int, kills: int, seed: int,
