@@ -13,7 +13,7 @@ from alembic.config import Config
 
 from engine.store import HEAD, Store
 from engine.store import schedules as schedule_db
-from engine.store.store import MIGRATIONS
+from engine.store.db import MIGRATIONS
 from engine.views.status import schedule_statuses
 
 AT = "2026-01-05T09:00:00+00:00"

@@ -12,7 +12,7 @@ from alembic.config import Config
 
 from engine.apply.workflows import workflow_record, workflow_results
 from engine.store import HEAD, Store
-from engine.store.store import MIGRATIONS
+from engine.store.db import MIGRATIONS
 from engine.store.workflows import (
     put_workflow_run,
     workflow_run,

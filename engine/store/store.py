@@ -19,50 +19,16 @@ Example::
 
 from __future__ import annotations
 
-from engine.store.actions import ACTION_STATUSES, Actions
+from engine.store.actions import Actions
 from engine.store.batch import Batch
-from engine.store.codecs import RESPONSE_MAX, bounded, dump_json, response_json
 from engine.store.conversations import Conversations
-from engine.store.db import ENV_URL, HEAD, MIGRATIONS
 from engine.store.dnc import DoNotContact
 from engine.store.enrollments import EnrollmentCounts, Enrollments
-from engine.store.identities import IDENTITY_STATUSES, Identities
+from engine.store.identities import Identities
 from engine.store.kv import KV
 from engine.store.leads import Leads
-from engine.store.locks import LockHandle, Locks
-from engine.store.rows import (
-    ActionRow,
-    ConversationRow,
-    EnrollmentRow,
-    EventRow,
-    IdentityRow,
-    LeadRow,
-    RevisionRow,
-    SequenceRow,
-)
+from engine.store.locks import Locks
 from engine.store.sequences import Sequences
-
-__all__ = [
-    "ACTION_STATUSES",
-    "ENV_URL",
-    "HEAD",
-    "IDENTITY_STATUSES",
-    "MIGRATIONS",
-    "RESPONSE_MAX",
-    "ActionRow",
-    "ConversationRow",
-    "EnrollmentRow",
-    "EventRow",
-    "IdentityRow",
-    "LeadRow",
-    "LockHandle",
-    "RevisionRow",
-    "SequenceRow",
-    "Store",
-    "bounded",
-    "dump_json",
-    "response_json",
-]
 
 
 class Store(
