@@ -14,7 +14,6 @@ raised (engine.errors) or logged.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -22,7 +21,7 @@ from contextlib import AbstractContextManager, asynccontextmanager, contextmanag
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import httpx
 
@@ -150,13 +149,8 @@ def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
 
 
 def _make_provider(spec: ProviderSpec, client: httpx.AsyncClient, clock: Clock) -> Provider:
-    factory = spec.factory
-    assert factory is not None
-    # Adapters that poll (LinkedAPI) take the clock they sleep on: a virtual clock only moves
-    # when slept on, so they must share the command's.
-    if "clock" in inspect.signature(factory).parameters:
-        return cast(Callable[..., Provider], factory)(client, clock=clock)
-    return factory(client)
+    assert spec.factory is not None
+    return spec.factory(client, clock=clock)
 
 
 def build_providers(rt: Runtime, *, skip_unconfigured: bool = False) -> dict[str, Provider]:

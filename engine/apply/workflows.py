@@ -117,7 +117,8 @@ async def run_workflow(
         spec = REGISTRY.get(wf.provider)
         if spec is None or spec.factory is None:
             raise PlanError(f"workflow {wf.name!r}: no adapter for provider {wf.provider!r}")
-        return await run_nodes(wf, spec.factory(client), store, clock, reconcile_after)
+        return await run_nodes(wf, spec.factory(client, clock=clock), store, clock,
+                               reconcile_after)
     provider = LinkedApiProvider(
         client,
         api=wf.api,

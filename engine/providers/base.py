@@ -7,13 +7,15 @@ types. Credentials come from environment variables named in the spec, never the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 import httpx
+
+from engine.clock import Clock
 
 
 class Lead(NamedTuple):
@@ -80,6 +82,14 @@ class Provider(Protocol):
     async def identity_healthy(self, identity: str) -> bool: ...
 
 
+class ProviderFactory(Protocol):
+    """Builds an adapter on a client carrying the base URL and credentials. ``clock`` is what
+    an adapter that polls (LinkedAPI) sleeps on: under a virtual clock it must be the
+    command's, which only moves when slept on."""
+
+    def __call__(self, client: httpx.AsyncClient, *, clock: Clock | None = None) -> Provider: ...
+
+
 @dataclass(frozen=True)
 class ProviderSpec:
     """Static facts about a provider, read by lint and the compiler without instantiating it."""
@@ -91,7 +101,7 @@ class ProviderSpec:
     max_message: int = 8000
     credentials: tuple[str, ...] = ()  # environment variable names
     default_base_url: str = ""
-    factory: Callable[[httpx.AsyncClient], Provider] | None = None
+    factory: ProviderFactory | None = None
 
 
 REGISTRY: dict[str, ProviderSpec] = {}

@@ -28,6 +28,7 @@ from urllib.parse import quote
 import httpx
 
 from engine import vocab
+from engine.clock import Clock
 from engine.errors import ConfigError, ProviderError
 from engine.providers.base import (
     ActionResult,
@@ -257,6 +258,13 @@ class ConnectSafelyProvider:
         return synced.get("success") is not False
 
 
+def make_provider(
+    client: httpx.AsyncClient, *, clock: Clock | None = None
+) -> ConnectSafelyProvider:
+    """The registry's factory (ConnectSafely answers each call at once: no clock to wait on)."""
+    return ConnectSafelyProvider(client)
+
+
 SPEC = register(
     ProviderSpec(
         name="connectsafely",
@@ -269,7 +277,7 @@ SPEC = register(
         max_message=8000,
         credentials=("CONNECTSAFELY_API_KEY",),
         default_base_url="https://api.connectsafely.ai/linkedin",
-        factory=ConnectSafelyProvider,
+        factory=make_provider,
     )
 )
 ConnectSafelyProvider.spec = SPEC

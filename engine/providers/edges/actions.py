@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from engine import vocab
+from engine.clock import Clock
 from engine.errors import ProviderError
 from engine.providers.base import (
     ActionResult,
@@ -404,6 +405,11 @@ def _urls(page: list[Any]) -> set[str]:
     return found
 
 
+def make_provider(client: httpx.AsyncClient, *, clock: Clock | None = None) -> EdgesProvider:
+    """The registry's factory (Edges answers each call at once: no clock to wait on)."""
+    return EdgesProvider(client)
+
+
 SPEC = register(
     ProviderSpec(
         name="edges",
@@ -416,7 +422,7 @@ SPEC = register(
         max_message=8000,
         credentials=("EDGES_API_KEY",),
         default_base_url="https://api.edges.run/v1",
-        factory=EdgesProvider,
+        factory=make_provider,
     )
 )
 EdgesProvider.spec = SPEC

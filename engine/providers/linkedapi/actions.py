@@ -97,15 +97,6 @@ class LinkedApiProvider:
         self.connections_ttl = connections_ttl
         self._connections_cache: dict[str, tuple[datetime, set[str]]] = {}
 
-    @property
-    def clock(self) -> Clock:
-        """The clock the adapter waits on; the runtime sets its own after construction."""
-        return self.workflows.clock
-
-    @clock.setter
-    def clock(self, clock: Clock) -> None:
-        self.workflows.clock = clock
-
     # -- workflows and conversations, as the workflow client and the poller do them --------
 
     async def submit(
@@ -196,7 +187,7 @@ class LinkedApiProvider:
     async def _connections(self, identity: str) -> set[str]:
         """The identity's connections (public URLs), retrieved at most once per
         ``connections_ttl`` seconds: retrieving them is a whole workflow."""
-        now = self.clock.now()
+        now = self.workflows.clock.now()
         cached = self._connections_cache.get(identity)
         if cached is not None and (now - cached[0]).total_seconds() < self.connections_ttl:
             return cached[1]
