@@ -316,12 +316,14 @@ class EdgesProvider:
     def _note_since(self, identity: str, page: list[Any]) -> set[str]:
         """The page's connections; their connected_at kept for :meth:`relationship`."""
         since = self._since.setdefault(identity, {})
+        found: set[str] = set()
         for item in page:
+            urls = _urls([item])  # each URL normalized once
+            found |= urls
             when = _parse_time(item.get("connected_at")) if isinstance(item, dict) else None
             if when is not None:
-                for url in _urls([item]):
-                    since[url] = when
-        return _urls(page)
+                since.update(dict.fromkeys(urls, when))
+        return found
 
     async def relationship(self, identity: str, lead: Lead) -> Relationship:
         target = normalize_profile_url(lead.profile_url)
