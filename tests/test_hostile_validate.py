@@ -73,3 +73,32 @@ def test_a_schedule_timezone_that_names_a_directory_is_a_located_error(
     assert code == 1
     assert any(line.startswith("bad.yaml:9:3: $.spec.timezone: unknown IANA timezone")
                for line in lines), lines
+
+
+def _long_sequence(steps: int) -> str:
+    head = (
+        "apiVersion: seqrun/v1\nkind: Sequence\nmetadata: {name: long}\nspec:\n"
+        "  provider: edges\n  identities: [a]\n  steps:\n"
+    )
+    body = "".join(f"    - id: w{i}\n      wait: 1d\n" for i in range(steps - 1))
+    return head + body + "    - id: last\n      end: completed\n"
+
+
+def test_a_sequence_over_the_step_limit_is_refused_before_the_schema_walks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 10,000 steps cost 10 s of CPU in validate (schema + template checks of each step)
+    code, lines = _validate(tmp_path, monkeypatch, capsys, _long_sequence(10_000).encode())
+    assert code == 1
+    assert lines == [
+        "bad.yaml:7:3: $.spec.steps: 10000 steps: a Sequence holds at most 500 (split the "
+        "campaign into several sequences)",
+        "1 error(s)",
+    ]
+
+
+def test_a_sequence_at_the_step_limit_validates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines = _validate(tmp_path, monkeypatch, capsys, _long_sequence(500).encode())
+    assert code == 0, lines

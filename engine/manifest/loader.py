@@ -23,7 +23,7 @@ from typing import Any, Literal
 from engine.errors import ManifestError, Problem
 from engine.manifest.explain import closest, explain_schema_error
 from engine.manifest.lint import lint
-from engine.manifest.schemas import KINDS, validator_for
+from engine.manifest.schemas import KINDS, max_steps, validator_for
 from engine.manifest.yamlio import Document, read_documents
 from engine.model import (
     ActionStep,
@@ -103,7 +103,7 @@ def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], lis
         naming = _check_unique_name(doc, kind, seen_names, problems)
         if naming == "copy":
             continue
-        schema_problems = _schema_problems(doc, kind)
+        schema_problems = _too_many_steps(doc, kind) or _schema_problems(doc, kind)
         if schema_problems:
             problems.extend(schema_problems)
             continue
@@ -234,6 +234,22 @@ def _check_unique_name(
 
 _NOT_ALLOWED = " is not allowed in "
 _ONE_KIND = "a step needs exactly one of"
+
+
+def _too_many_steps(doc: Document, kind: str) -> list[Problem]:
+    """A Sequence over the schema's ``maxItems`` of steps, refused before the schema walks
+    each of them (thousands of steps cost seconds in the validator and the template checks,
+    and a pre-commit hook must stay fast on any pull request)."""
+    spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
+    steps = spec.get("steps") if isinstance(spec, dict) else None
+    limit = max_steps(kind)
+    if limit is None or not isinstance(steps, list) or len(steps) <= limit:
+        return []
+    message = (
+        f"{len(steps)} steps: a Sequence holds at most {limit} (split the campaign into "
+        "several sequences)"
+    )
+    return [doc.source.problem("$.spec.steps", message)]
 
 
 def _schema_problems(doc: Document, kind: str) -> list[Problem]:

@@ -73,3 +73,11 @@ def validator_for(kind: str) -> Draft202012Validator:
     """A ready validator of the manifest schema of ``kind`` (cached; validators are
     stateless)."""
     return Draft202012Validator(_schema(_canonical_kind(kind)))
+
+
+def max_steps(kind: str) -> int | None:
+    """The schema's limit on the number of steps of a ``kind`` (None: no steps, no limit)."""
+    spec = _schema(_canonical_kind(kind))["$defs"].get("spec", {})
+    steps = spec.get("properties", {}).get("steps", {})
+    limit = steps.get("maxItems")
+    return limit if isinstance(limit, int) else None

@@ -236,11 +236,7 @@ def _refused_statements(tree: nodes.Node) -> list[str]:
 
 def variables(text: str) -> set[str]:
     """The ``lead.<column>`` names a template uses (empty when it does not parse)."""
-    try:
-        tree = _parse(text)
-    except TemplateError:
-        return set()
-    return _lead_attributes(tree)
+    return set(_analysis(text)[1])
 
 
 def check(text: str) -> list[str]:
@@ -248,9 +244,18 @@ def check(text: str) -> list[str]:
 
     Nothing of the template is evaluated.
     """
+    return list(_analysis(text)[0])
+
+
+@lru_cache(maxsize=4096)
+def _analysis(text: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    """A template's problems and the ``lead`` columns it reads, parsed once per text (a
+    manifest repeats its texts; lint asks both questions of each)."""
     errors: list[str] = []
+    attributes: frozenset[str] = frozenset()
     try:
         tree = _parse(text)
+        attributes = frozenset(_lead_attributes(tree))
         unsafe = _unsafe(tree)
         unknown = sorted(_undeclared(tree) - CONTEXT_NAMES)
     except TemplateError as exc:
@@ -266,7 +271,7 @@ def check(text: str) -> list[str]:
         _parse_spintax(text)
     except _Unbalanced as exc:
         errors.append(exc.message)
-    return errors
+    return tuple(errors), attributes
 
 
 def _context(lead: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,8 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.cyaml import CParser  # type: ignore[attr-defined]
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from engine.errors import ManifestError, Problem, one_line
 from engine.model import SourceMap
@@ -88,32 +92,31 @@ class _TooDeep(_TooManyAliases):
     pass
 
 
-class _Loader(yaml.SafeLoader):
-    """A SafeLoader with YAML 1.2 core scalar resolution and an alias budget while composing."""
+class _Loader(Composer, CParser, SafeConstructor, Resolver):  # type: ignore[misc]
+    """libyaml's parser (several times faster than PyYAML's pure-Python scanner on a large
+    manifest) under PyYAML's composer, so the alias budget and the depth limit apply while
+    composing; scalars are resolved by YAML 1.2 core rules."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 (filled below, our own copy)
 
     def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+        CParser.__init__(self, stream)
+        Composer.__init__(self)  # type: ignore[no-untyped-call]
+        SafeConstructor.__init__(self)  # type: ignore[no-untyped-call]
+        Resolver.__init__(self)  # type: ignore[no-untyped-call]
         self.alias_count = 0
         self.depth = 0
-
-    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
-        # Deep flow nesting makes the scanner quadratic: stop it before the parser sees it.
-        if self.flow_level >= MAX_DEPTH:
-            raise _TooDeep(self.get_mark())  # type: ignore[no-untyped-call]
-        super().fetch_flow_collection_start(TokenClass)  # type: ignore[no-untyped-call]
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(AliasEvent):
             self.alias_count += 1
             if self.alias_count > MAX_ALIASES:
-                raise _TooManyAliases(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+                raise _TooManyAliases(self.peek_event().start_mark)  # type: ignore[union-attr]
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
-                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
-            return super().compose_node(parent, index)
+                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[union-attr]
+            return Composer.compose_node(self, parent, index)  # type: ignore[no-untyped-call]
         finally:
             self.depth -= 1
 
@@ -257,10 +260,10 @@ def scan_text(text: str, file: str) -> tuple[list[Document], list[Problem]]:
     """
     problems: list[Problem] = []
     documents: list[Document] = []
-    try:
-        loader = _Loader(text)  # the reader checks every character of the text up front
-    except yaml.reader.ReaderError as exc:
-        return [], [_unprintable(text, exc, file)]
+    unprintable = _NON_PRINTABLE.search(text)  # libyaml would only stop there, unlocated
+    if unprintable is not None:
+        return [], [_unprintable(text, unprintable.start(), file)]
+    loader = _Loader(text)
     try:
         index = 0
         while loader.check_node():
@@ -293,6 +296,8 @@ def scan_text(text: str, file: str) -> tuple[list[Document], list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         what = exc.problem or exc.context or "invalid YAML"
+        if mark is not None and text[mark.index : mark.index + 1] == "\t":
+            what = "a tab character: YAML is indented with spaces, never tabs"
         problems.append(Problem(file, line, col, "$", f"YAML syntax error: {what}"))
     except yaml.YAMLError as exc:  # reader errors (control characters) carry no mark
         problems.append(Problem(file, 1, 1, "$", f"YAML error: {exc}"))
@@ -303,12 +308,16 @@ def scan_text(text: str, file: str) -> tuple[list[Document], list[Problem]]:
     return documents, problems
 
 
-def _unprintable(text: str, exc: yaml.reader.ReaderError, file: str) -> Problem:
+_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
+
+
+def _unprintable(text: str, index: int, file: str) -> Problem:
     """A control character (NUL, ESC, DEL...) at its line and column (lines end at ``\n``)."""
-    index = exc.position
     line = text.count("\n", 0, index) + 1
     col = index - (text.rfind("\n", 0, index) + 1) + 1
-    return Problem(file, line, col, "$", f"character U+{exc.character:04X} is not allowed in YAML")
+    return Problem(
+        file, line, col, "$", f"character U+{ord(text[index]):04X} is not allowed in YAML"
+    )
 
 
 def decode(raw: bytes, file: str) -> str:
