@@ -327,8 +327,9 @@ async def test_a_runner_that_lost_its_lock_makes_no_further_call(tmp_path: Path)
             await asyncio.wait_for(task, 5)
     assert gate.calls == 1  # the call in flight finished; the next one was never made
     assert len(env.world.deliveries(ID, kind="message")) == 1
-    (left,) = env.store.pending_intents()  # for the new holder's recover()
-    assert left.status == "intent"
+    # the call made is recorded; the one not made has no intent (nothing for recover())
+    assert env.store.pending_intents() == []
+    assert [a.status for a in env.store.actions()] == ["done"]
 
 
 # ---- 6. reconciling a connect tells "our invitation was accepted" from "connected before" -----
@@ -438,3 +439,48 @@ async def test_a_connection_seen_gone_is_not_taken_for_connected_before_the_invi
     connect = [a for a in env.store.actions(enrollment_id=env.eid) if a.action == "connect"]
     assert [(a.status, a.label) for a in connect] == [("done", "ok")]
     assert env.state() == "completed"
+
+
+# ---- 8. each call's outcome is committed as it returns: a kill orphans one call, not a wave --
+
+
+class CrashOn(httpx.AsyncBaseTransport):
+    """Forwards to the sandbox; the ``nth`` call of ``slug`` reaches the provider, then the
+    process dies before its answer is read (a SIGKILL mid-wave)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, slug: str, nth: int) -> None:
+        self.inner, self.slug, self.nth, self.calls = inner, slug, nth, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path.endswith(f"/actions/{self.slug}/run/live"):
+            self.calls += 1
+            if self.calls == self.nth:
+                raise Crash
+        return response
+
+
+def _more_leads(env: Env, n: int) -> list[str]:
+    urls = [f"https://www.linkedin.com/in/wave-lead-{i}" for i in range(n)]
+    for url in urls:
+        env.world.add_profile(url, first_name="Wave", replies=False)
+        lead = env.store.upsert_lead(url, {"first_name": "Wave"})
+        env.store.enroll(lead, "safety", env.compiled.revision, ID, "visit", env.clock.now())
+    return urls
+
+
+async def test_a_kill_mid_wave_orphans_only_the_call_in_flight(tmp_path: Path) -> None:
+    env = Env(tmp_path, (ActionStep("visit", "visit_profile"),))
+    _more_leads(env, 5)  # six leads due in one wave of one identity
+    crash = CrashOn(env.sandbox.transport, "linkedin-visit-profile", nth=4)
+    with pytest.raises(Crash):
+        await env.runner(crash).tick()
+    # the three calls that returned are recorded; only the fourth is open; the last two
+    # were never asked for, so no intent of theirs waits either
+    assert [a.status for a in env.store.actions()] == ["done", "done", "done", "intent"]
+    await env.runner().run_until(MONDAY_8 + timedelta(days=1))  # a new process
+    assert env.world.count(ID, "visit") == 6  # each lead visited once, none lost
+    unverified_events = [
+        e for e in env.store.events() if e.kind == "reconciled-unverified"
+    ]
+    assert len(unverified_events) == 1  # only the call in flight is "done without evidence"

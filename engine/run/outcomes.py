@@ -15,7 +15,6 @@ from typing import Any
 from engine import vocab
 from engine.errors import ProviderError
 from engine.providers.base import Lead
-from engine.run.locks import RunLock
 from engine.run.moves import Move, Moves
 from engine.run.recovery import Recovery
 from engine.run.results import TickResult
@@ -44,7 +43,6 @@ class Outcomes:
         sync: Sync,
         rules: Rules,
         recovery: Recovery,
-        lock: RunLock,
         rng: random.Random,
     ) -> None:
         self.state = state
@@ -54,7 +52,6 @@ class Outcomes:
         self.sync = sync
         self.rules = rules
         self.recovery = recovery
-        self.lock = lock
         self._rng = rng
 
     def backoff(self, attempts: int, retry_after: float | None) -> timedelta:
@@ -66,25 +63,28 @@ class Outcomes:
             delay = max(delay, retry_after)
         return timedelta(seconds=delay)
 
+    def skip(self, ctx: IdentityTick, p: Planned, result: TickResult) -> bool:
+        """True when the call of ``p`` must not be made now (a sync later in the wave found
+        the lead's reply, the identity was paused, or the provider said its limit is reached):
+        its rule usage is released and, under a limit, the lead postponed. No intent is
+        written for it."""
+        saturated = ctx.saturated.get(p.step.action)
+        if p.enr.id in ctx.replied:
+            self.rules.release(ctx, p)
+            return True
+        if not ctx.stopped and (saturated is None or saturated <= self.clock.now()):
+            return False
+        self.rules.release(ctx, p)
+        if not ctx.stopped and saturated is not None:
+            reason = "LIMIT_REACHED (provider)"
+            self.moves.postpone(p.enr, p.lead, saturated, reason, result, ctx=ctx)
+        return True
+
     async def call(
         self, ctx: IdentityTick, p: Planned, key: str, result: TickResult
     ) -> EnrollmentRow | None:
-        """One provider call of a wave; its outcome and transition go to the wave's writes."""
-        now = self.clock.now()
-        saturated = ctx.saturated.get(p.step.action)
-        if p.enr.id in ctx.replied:  # a sync later in the wave found the lead's reply
-            _not_called(ctx, key, now)
-            self.rules.release(ctx, p)
-            return None
-        if ctx.stopped or (saturated is not None and saturated > now):
-            # Not called: the identity was paused, or the provider said its limit is reached.
-            _not_called(ctx, key, now)
-            self.rules.release(ctx, p)
-            if not ctx.stopped and saturated is not None:
-                reason = "LIMIT_REACHED (provider)"
-                self.moves.postpone(p.enr, p.lead, saturated, reason, result, ctx=ctx)
-            return None
-        self.lock.check()  # a lost lock: not one more call (its intent stays for recover)
+        """One provider call of a wave (its intent ``key`` committed); its outcome and
+        transition go to the identity's buffered writes."""
         try:
             outcome = await ctx.provider.perform(
                 ctx.identity, p.step.action, _lead_for_provider(p, key), p.params
@@ -302,18 +302,6 @@ def _lead_for_provider(p: Planned, key: str | None) -> Lead:
     if key:
         custom["idempotency_key"] = key
     return Lead(p.lead.profile_url, custom)
-
-
-def _not_called(ctx: IdentityTick, key: str, now: datetime) -> None:
-    ctx.w.outcomes.append(
-        {
-            "key": key,
-            "status": "failed",
-            "label": "NOT_CALLED",
-            "response": None,
-            "finished_at": now,
-        }
-    )
 
 
 def _failed(ctx: IdentityTick, key: str, exc: ProviderError, now: datetime) -> None:

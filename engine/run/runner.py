@@ -9,7 +9,8 @@ the ``last_message`` optimization: a conversation whose last sender is not us is
 (:mod:`engine.run.outcomes`).
 
 Exactly once: the intent row (key ``enrollment:step:attempt``) is committed before the call;
-the outcome and the transition are committed together after it. :meth:`Runner.recover` (run at
+the outcome and the transition are committed together as it returns (with the next call's
+intent, so one commit a call). :meth:`Runner.recover` (run at
 the start of every tick) reconciles intents without outcome against the provider before
 anything is resent; a ``TIMEOUT`` is reconciled the same way (:mod:`engine.run.recovery`).
 
@@ -124,7 +125,7 @@ class Runner:
         rules = Rules(state, moves, sync)
         self._recovery = Recovery(state, moves, sync)
         self._outcomes = Outcomes(
-            state, moves, sync, rules, self._recovery, self._lock, random.Random(seed)
+            state, moves, sync, rules, self._recovery, random.Random(seed)
         )
         self._steps = Steps(state, moves, sync, rules)
         self._known_identities: set[str] = set()
@@ -291,20 +292,22 @@ class Runner:
         result: TickResult,
         dnc: set[str],
     ) -> None:
-        """Waves: walk every due lead up to its next action (rules applied), commit all the
-        intents of the wave at once, call them one by one, commit their outcomes and
-        transitions at once; leads whose next step is due at once go on in the next wave."""
+        """Waves: walk every due lead up to its next action (rules applied), then call them one
+        by one, each call's intent committed before it, in the transaction that commits the
+        previous call's outcome and transition (one commit a call: a kill orphans at most the
+        call in flight); leads whose next step is due at once go on in the next wave."""
         current = [(enr, leads[enr.lead_id]) for enr in batch if enr.lead_id in leads]
-        call = self._outcomes.call
+        skip, call = self._outcomes.skip, self._outcomes.call
         for _ in range(MAX_CHAIN):
             planned = await self._plan_wave(ctx, current, result, dnc)
             if ctx.stopped or not planned:
                 return
-            self._lock.check()
-            keys = self._log_intents(ctx, planned)
             moved: list[tuple[datetime, _Pair]] = []
-            for p, key in zip(planned, keys, strict=True):
-                new = await call(ctx, p, key, result)
+            for p in planned:
+                if skip(ctx, p, result):  # not called (paused, saturated, replied): no intent
+                    continue
+                self._lock.check()  # a lost lock: no intent, no call
+                new = await call(ctx, p, self._log_intent(ctx, p), result)
                 if new is not None and new.next_due_at is not None:
                     moved.append((new.next_due_at, (new, p.lead)))
             self._flush(ctx)
@@ -349,32 +352,25 @@ class Runner:
         for other, other_lead in rest:
             postpone(other, other_lead, until, f"sync failed: {exc.label}", result, ctx=ctx)
 
-    def _log_intents(self, ctx: IdentityTick, planned: list[Planned]) -> list[str]:
-        """Commit the wave's buffered writes and the intents of its calls (before any call)."""
-        holder = self._state.holder
+    def _log_intent(self, ctx: IdentityTick, p: Planned) -> str:
+        """Commit the buffered writes (the previous call's outcome and transition, the wave's
+        moves so far) with the intent of ``p``'s call, before that call."""
+        request = {k: v for k, v in p.params.items() if isinstance(v, str | int | float | bool)}
+        row = {
+            "enrollment_id": p.enr.id,
+            "sequence": p.enr.sequence,
+            "revision": p.enr.revision,
+            "step": p.step.id,
+            "identity": ctx.identity,
+            "action": p.step.action,
+            "at": p.at,
+            "holder": self._state.holder,
+            "request": request,
+        }
         with self.store.transaction() as conn:
             self._flush(ctx, conn)
-            return self.store.log_intents(
-                (
-                    {
-                        "enrollment_id": p.enr.id,
-                        "sequence": p.enr.sequence,
-                        "revision": p.enr.revision,
-                        "step": p.step.id,
-                        "identity": ctx.identity,
-                        "action": p.step.action,
-                        "at": p.at,
-                        "holder": holder,
-                        "request": {
-                            k: v
-                            for k, v in p.params.items()
-                            if isinstance(v, str | int | float | bool)
-                        },
-                    }
-                    for p in planned
-                ),
-                conn=conn,
-            )
+            (key,) = self.store.log_intents((row,), conn=conn)
+        return key
 
     # ---- loops ------------------------------------------------------------------------------
 

@@ -108,8 +108,9 @@ class RunState:
 
 @dataclass
 class Writes:
-    """Writes buffered during one wave of an identity, committed in one transaction (after
-    the calls: an outcome lost in a crash leaves its intent open for recover())."""
+    """Writes buffered by an identity between two commits: committed with the next call's
+    intent, or at the end of the wave (an outcome lost in a crash leaves its intent open for
+    recover())."""
 
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     transitions: dict[int, dict[str, Any]] = field(default_factory=dict)
