@@ -484,3 +484,87 @@ async def test_a_kill_mid_wave_orphans_only_the_call_in_flight(tmp_path: Path) -
         e for e in env.store.events() if e.kind == "reconciled-unverified"
     ]
     assert len(unverified_events) == 1  # only the call in flight is "done without evidence"
+
+
+# ---- 9. recovery asks once per settle window, identities concurrently -----------------------
+
+
+class Counting(httpx.AsyncBaseTransport):
+    """Forwards to the sandbox and counts the requests."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.requests = inner, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return await self.inner.handle_async_request(request)
+
+
+async def test_an_open_intent_is_asked_about_once_per_settle_window_not_every_tick(
+    tmp_path: Path,
+) -> None:
+    env = Env(tmp_path, message_steps(), already_connected_with=[ID])
+    late = LateTransport(env.sandbox.transport, env.clock, MESSAGE, crash=True)
+    with pytest.raises(Crash):
+        await env.runner(late).tick()
+    late.held.clear()  # the call died with the process: it never reached the provider
+    counting = Counting(env.sandbox.transport)
+    runner = env.runner(counting, settle_after=timedelta(minutes=5))  # a new process
+    await runner.tick()  # asks once: not there (yet); the lead waits out the window
+    asked = counting.requests
+    assert asked > 0 and env.store.pending_intents() != []
+    for _ in range(4):  # ticks inside the window: the lead is not due, nobody is asked
+        env.clock.advance(timedelta(minutes=1))
+        await runner.tick()
+    assert counting.requests == asked
+    env.clock.advance(timedelta(minutes=2))
+    await runner.run_until(MONDAY_8 + timedelta(hours=1))  # asked again, settled, resent
+    assert len(env.world.messages_to(ID, URL)) == 1
+    assert [a.status for a in env.store.actions(enrollment_id=env.eid)] == ["unknown", "done"]
+
+
+class Rendezvous(httpx.AsyncBaseTransport):
+    """Forwards to the sandbox; a request of ``slug`` waits until one of ``identities``
+    each has one in flight (serial recovery across identities would never get there)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, slug: str, identities: int) -> None:
+        import asyncio
+
+        self.inner, self.slug, self.identities = inner, slug, identities
+        self.arrived: set[str] = set()
+        self.all_in = asyncio.Event()
+        self.waited_in_vain = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import asyncio
+
+        if request.url.path.endswith(f"/actions/{self.slug}/run/live"):
+            body = await request.aread()
+            self.arrived.add(body.decode())
+            if len(self.arrived) >= self.identities:
+                self.all_in.set()
+            try:
+                await asyncio.wait_for(self.all_in.wait(), 5)  # a guard against a hang
+            except TimeoutError:
+                self.waited_in_vain = True
+        return await self.inner.handle_async_request(request)
+
+
+async def test_recovery_asks_the_identities_concurrently(tmp_path: Path) -> None:
+    env = Env(tmp_path, (ActionStep("connect", "connect", with_={"note": "Hi"}),))
+    other, bob = "https://www.linkedin.com/in/other-lead", "ident-bob"
+    env.world.add_profile(other, first_name="Other", replies=False)
+    lead = env.store.upsert_lead(other, {"first_name": "Other"})
+    env.store.enroll(lead, "safety", env.compiled.revision, bob, "connect", env.clock.now())
+    late = LateTransport(env.sandbox.transport, env.clock, "linkedin-connect-profile",
+                         crash=True, times=2)
+    with pytest.raises(Crash):  # each identity's invitation in flight at a crash
+        await env.runner(late).tick()
+    assert len(env.store.pending_intents()) == 2
+    await late.land(everything=True)  # both landed
+    env.clock.advance(timedelta(minutes=1))
+    meeting = Rendezvous(env.sandbox.transport, "linkedin-extract-connections", 2)
+    result = await env.runner(meeting).tick()  # a new process
+    assert not meeting.waited_in_vain and result.recovered == 2
+    assert env.world.count(ID, "invite") == 1 and env.world.count(bob, "invite") == 1
+    assert env.store.pending_intents() == []

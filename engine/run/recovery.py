@@ -5,9 +5,10 @@ asked whether the action happened, never asked to do it again."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection
 
@@ -17,11 +18,20 @@ from engine.providers.base import ConversationSummary, Lead, Provider
 from engine.run.locks import RUN_LOCK
 from engine.run.moves import Move, Moves
 from engine.run.results import TickResult
-from engine.run.state import MESSAGES, OUTREACH, IdentityTick, RunState
+from engine.run.state import MESSAGES, OUTREACH, IdentityTick, RunState, all_or_cancel
 from engine.run.sync import Sync
 from engine.store import ActionRow, EnrollmentRow, IdentityRow, LeadRow
 
 log = logging.getLogger(__name__)
+
+
+class _Open(NamedTuple):
+    """An open intent it is time to ask about, with what asking needs."""
+
+    intent: ActionRow
+    enr: EnrollmentRow
+    lead: LeadRow
+    provider: Provider
 
 
 class Recovery:
@@ -35,12 +45,18 @@ class Recovery:
         self.sync = sync
         # idempotency key -> why reconcile said "done" without evidence (popped when settled)
         self._unverified: dict[str, str] = {}
+        # idempotency key -> when this process last asked the provider about it (see _ask_now)
+        self._asked: dict[str, datetime] = {}
 
     async def recover(
         self, result: TickResult | None = None, pending: list[ActionRow] | None = None
     ) -> set[int]:
         """Reconcile intents that have no outcome. Returns the enrollments whose intent could
-        not be settled yet (they must not act until it is)."""
+        not be settled yet (they must not act until it is).
+
+        Only the intents it is time to ask about (:meth:`_ask_now`) reach the provider: the
+        identities concurrently, each one's intents in turn, each settled intent committed
+        as soon as it is settled (a crash in recovery keeps what was settled before it)."""
         result = result or TickResult(self.clock.now())
         unresolved: set[int] = set()
         if pending is None:
@@ -48,38 +64,90 @@ class Recovery:
         if not pending:
             return unresolved
         statuses = {i.id: i for i in self.store.list_identities()}
-        convs: dict[str, list[ConversationSummary] | None] = {}
         live = self.store.live_lock_holder(RUN_LOCK)
+        now = self.clock.now()
+        asks: dict[str, list[_Open]] = {}
         for intent in pending:
             if self._not_now(intent, statuses, live):
                 unresolved.add(intent.enrollment_id)
                 continue
             enr = self.store.get_enrollment(intent.enrollment_id)
             if enr is None:
-                self.store.log_outcome(
-                    intent.idempotency_key, "unknown", at=self.clock.now(), label="ORPHAN"
-                )
+                self.store.log_outcome(intent.idempotency_key, "unknown", at=now, label="ORPHAN")
                 continue
             provider = self.state.provider_for(enr)
             lead = self.store.get_lead(enr.lead_id)
-            if provider is None or lead is None:
+            if provider is None or lead is None or not self._ask_now(intent, enr, now):
                 unresolved.add(enr.id)
                 continue
+            asks.setdefault(intent.identity, []).append(_Open(intent, enr, lead, provider))
+        tasks = [
+            asyncio.ensure_future(self._recover_identity(opened, result, unresolved))
+            for opened in asks.values()
+        ]
+        if tasks:
+            await all_or_cancel(tasks)
+        return unresolved
+
+    def _ask_now(self, intent: ActionRow, enr: EnrollmentRow, now: datetime) -> bool:
+        """Is it time to ask the provider about ``intent``? Not while its lead waits out the
+        settle window of the attempt (postponed after it: asked when the lead is due again,
+        right before its next attempt), and not twice within one window in this process
+        (a lead that moved on, a provider that did not answer)."""
+        asked = self._asked.get(intent.idempotency_key)
+        if asked is not None and now - asked < self.state.settings.settle_after:
+            return False
+        due = enr.next_due_at
+        return not (due is not None and due > now and self._at_step(intent, enr))
+
+    def _at_step(self, intent: ActionRow, enr: EnrollmentRow) -> bool:
+        """The lead still waits at the intent's step (a next attempt of it may follow)."""
+        return enr.state == intent.step and not self.state.compiled(enr.revision).is_terminal(
+            enr.state
+        )
+
+    async def _recover_identity(
+        self, opened: list[_Open], result: TickResult, unresolved: set[int]
+    ) -> None:
+        """One identity's intents, in turn (its calls stay serial)."""
+        convs: dict[str, list[ConversationSummary] | None] = {}
+        for i, (intent, enr, lead, provider) in enumerate(opened):
+            self._asked[intent.idempotency_key] = self.clock.now()
             try:
                 label = await self.reconcile(intent, provider, lead, convs)
             except ProviderError as exc:
                 unresolved.add(enr.id)
-                if exc.label == vocab.AUTH_EXPIRED:
+                if exc.label == vocab.AUTH_EXPIRED:  # the rest would get the same answer
                     ctx = IdentityTick(intent.identity, self.state.provider_name(enr), provider)
                     self.sync.pause_identity(ctx, "AUTH_EXPIRED while reconciling", result)
-                    statuses = {i.id: i for i in self.store.list_identities()}
+                    unresolved.update(o.enr.id for o in opened[i + 1 :])
+                    return
+                self._unanswered(intent, enr, lead, exc, result)
                 continue
             if label is None and self.keep_open(intent, enr, lead, result):
                 unresolved.add(enr.id)
                 continue
             self._settle(intent, enr, lead, label, result)
+            self._asked.pop(intent.idempotency_key, None)
             result.recovered += 1
-        return unresolved
+
+    def _unanswered(
+        self,
+        intent: ActionRow,
+        enr: EnrollmentRow,
+        lead: LeadRow,
+        exc: ProviderError,
+        result: TickResult,
+    ) -> None:
+        """The provider did not say: a lead still at the step waits (at least a settle
+        window) before it is asked again, so it is not asked on every tick."""
+        if not self._at_step(intent, enr):
+            return
+        now = self.clock.now()
+        wait = max(self.state.settings.settle_after.total_seconds(), exc.retry_after or 0.0)
+        until = now + timedelta(seconds=wait)
+        reason = f"outcome unknown: the provider did not answer ({exc.label})"
+        self.moves.postpone(enr, lead, until, reason, result)
 
     def _not_now(
         self, intent: ActionRow, statuses: dict[str, IdentityRow], live: str | None
@@ -102,7 +170,7 @@ class Recovery:
         next attempt; False: settle it as not done now."""
         if intent.action not in OUTREACH:
             return False  # nothing to duplicate (a connection check): simply ask again
-        if enr.state != intent.step or self.state.compiled(enr.revision).is_terminal(enr.state):
+        if not self._at_step(intent, enr):
             return False  # the lead moved on: no next attempt of this step follows
         now = self.clock.now()
         due = enr.next_due_at

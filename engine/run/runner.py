@@ -54,6 +54,7 @@ from engine.run.state import (
     Settings,
     Stop,
     Writes,
+    all_or_cancel,
     compiled_from_store,
 )
 from engine.run.steps import Steps
@@ -242,7 +243,7 @@ class Runner:
             ctx = IdentityTick(identity, pname, provider)
             tasks.append(asyncio.ensure_future(self._run_identity(ctx, batch, leads, result, dnc)))
         if tasks:
-            await _all_or_cancel(tasks)
+            await all_or_cancel(tasks)
 
     async def _run_identity(
         self,
@@ -439,19 +440,3 @@ class Runner:
                 loop.remove_signal_handler(sig)
         return summary
 
-
-async def _all_or_cancel(tasks: list[asyncio.Future[None]]) -> None:
-    """Wait for every identity; if one dies (a crash, a kill), cancel the others, wait for
-    them to unwind, and re-raise. Pending intents are left for :meth:`Runner.recover`."""
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    failure: BaseException | None = None
-    for t in done:
-        if not t.cancelled() and t.exception() is not None:
-            failure = t.exception()
-            break
-    if failure is None:
-        return
-    for t in pending:
-        t.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    raise failure

@@ -3,9 +3,10 @@ compiled revisions, and the state of one identity during one tick (its buffered 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -193,3 +194,17 @@ def settle_after(env: Mapping[str, str] = os.environ) -> timedelta:
     if not 0 <= seconds < 86_400:
         raise ConfigError(f"{SETTLE_ENV} must be between 0 and 86400 seconds, not {raw!r}")
     return timedelta(seconds=seconds)
+
+
+async def all_or_cancel(tasks: Iterable[asyncio.Future[None]]) -> None:
+    """Wait for every identity's task; if one dies (a crash, a kill), cancel the others, wait
+    for them to unwind, and re-raise. Pending intents are left for recovery."""
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    failures = [t.exception() for t in done if not t.cancelled()]  # each one retrieved
+    failure = next((f for f in failures if f is not None), None)
+    if failure is None:
+        return
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    raise failure
