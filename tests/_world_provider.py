@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from engine import vocab
@@ -19,6 +20,7 @@ from engine.providers.base import (
     Lead,
     ProviderSpec,
     Relationship,
+    SentMessage,
 )
 from engine.sandbox.world import World, WorldError
 
@@ -118,6 +120,18 @@ class WorldProvider:
         found = self._call("connections", lambda: self.world.connections(identity))
         return {p.url for p, _ in found}
 
+    async def our_messages(
+        self, identity: str, conversation: ConversationSummary, since: datetime
+    ) -> list[SentMessage]:
+        threads = self._call("sync", lambda: self.world.conversations(identity))
+        return [
+            SentMessage(m.text, m.created_at)
+            for t in threads
+            if t.profile_url == conversation.profile_url
+            for m in t.messages
+            if m.from_us and m.created_at >= since
+        ]
+
     async def relationship(self, identity: str, lead: Lead) -> Relationship:
         url = lead.profile_url
         rel = self._call("relationship", lambda: self.world.relationship(identity, url))
@@ -168,6 +182,13 @@ class KillAfter:
 
     async def connections(self, identity: str) -> set[str]:
         return await self._wrap(lambda: self.inner.connections(identity))  # type: ignore[no-any-return]
+
+    async def our_messages(
+        self, identity: str, conversation: ConversationSummary, since: datetime
+    ) -> list[SentMessage]:
+        return await self._wrap(  # type: ignore[no-any-return]
+            lambda: self.inner.our_messages(identity, conversation, since)
+        )
 
     async def relationship(self, identity: str, lead: Lead) -> Relationship:
         return await self._wrap(lambda: self.inner.relationship(identity, lead))  # type: ignore[no-any-return]

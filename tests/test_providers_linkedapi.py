@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from engine.clock import VirtualClock
 from engine.errors import ConfigError, ProviderError
 from engine.providers import REGISTRY
-from engine.providers.base import Lead
+from engine.providers.base import ConversationSummary, Lead
 from engine.providers.linkedapi.actions import LinkedApiProvider
 from engine.providers.linkedapi.credentials import headers_from_env, identity_env_var
 
@@ -471,3 +472,23 @@ async def test_account_oldest_spelling() -> None:
 def test_unknown_api_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         LinkedApiProvider(httpx.AsyncClient(), api="v3")
+
+
+async def test_our_messages_reads_the_whole_polled_thread() -> None:
+    """Our message before the lead's reply, read back from the thread (reconciliation)."""
+    messages = [
+        {"id": "1", "sender": "us", "text": "hello", "time": "2026-01-05T09:00:00Z"},
+        {"id": "2", "sender": "them", "text": "hi!", "time": "2026-01-05T10:00:00Z"},
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/conversations/poll"
+        assert [item["personUrl"] for item in json.loads(request.content)] == [URL]
+        return ok([{"personUrl": URL, "type": "st", "messages": messages}])
+
+    provider, _ = make(handler)
+    summary = ConversationSummary(URL, False, datetime(2026, 1, 5, 10, tzinfo=UTC))
+    found = await provider.our_messages("a", summary, datetime(2026, 1, 5, 8, tzinfo=UTC))
+    assert [m.text for m in found] == ["hello"]
+    later = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    assert await provider.our_messages("a", summary, later) == []

@@ -166,3 +166,21 @@ async def test_injected_faults_map_to_transient_labels(
     assert info.value.label == label and label in TRANSIENT_LABELS
     if label == "STATUS_429":
         assert info.value.retry_after == float(world.config.faults.retry_after_s)
+
+
+@pytest.mark.parametrize("provider_name", ["edges", "connectsafely"])
+async def test_our_messages_reads_the_thread_behind_a_reply(
+    world: World, provider_name: str
+) -> None:
+    """The summary shows the lead's reply only; our message before it is in the thread."""
+    async with client(world, provider_name) as c:
+        p = EdgesProvider(c) if provider_name == "edges" else ConnectSafelyProvider(c)
+        sent_at = world.clock.now()
+        await p.perform("id-alice", "send_message", Lead(BOB), {"text": "Hello Bob"})
+        world.clock.advance(timedelta(days=3))  # type: ignore[attr-defined]
+        convs = {s.profile_url: s for s in await p.sync_conversations("id-alice")}
+        summary = convs[BOB]
+        assert not summary.last_sender_is_us and summary.our_texts == ()
+        found = await p.our_messages("id-alice", summary, sent_at)
+        assert [m.text for m in found] == ["Hello Bob"]
+        assert await p.our_messages("id-alice", summary, sent_at + timedelta(days=1)) == []

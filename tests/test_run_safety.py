@@ -568,3 +568,23 @@ async def test_recovery_asks_the_identities_concurrently(tmp_path: Path) -> None
     assert not meeting.waited_in_vain and result.recovered == 2
     assert env.world.count(ID, "invite") == 1 and env.world.count(bob, "invite") == 1
     assert env.store.pending_intents() == []
+
+
+# ---- 10. a message whose thread got a reply after it is still found after a crash ------------
+
+
+async def test_a_message_killed_in_flight_then_replied_to_is_recorded_as_sent(
+    tmp_path: Path,
+) -> None:
+    env = Env(tmp_path, message_steps(), already_connected_with=[ID])
+    env.world.profiles[URL].replies = True
+    env.world.config.reply_delay_hours = (1.0, 2.0)
+    late = LateTransport(env.sandbox.transport, env.clock, MESSAGE, crash=True)
+    with pytest.raises(Crash):
+        await env.runner(late).tick()
+    await late.land(everything=True)  # the message went out; the process that sent it died
+    env.clock.advance(timedelta(hours=3))  # the lead replied: the thread's last message
+    await env.runner().run_until(MONDAY_8 + timedelta(days=1))  # a new process
+    assert len(env.world.messages_to(ID, URL)) == 1
+    (message,) = env.store.actions(enrollment_id=env.eid)
+    assert (message.status, message.label) == ("done", "ok")  # not "not done"

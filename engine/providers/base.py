@@ -43,6 +43,15 @@ class ConversationSummary:
     last_activity_at: datetime
     first_sender_is_us: bool | None = None  # None when the provider does not say
     our_texts: tuple[str, ...] = ()  # filled by adapters that see message bodies
+    thread: str | None = None  # the provider's reference of the thread (see our_messages)
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """One of our messages in a thread (what reconciling a lost answer looks for)."""
+
+    text: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,14 @@ class Provider(Protocol):
 
     async def relationship(self, identity: str, lead: Lead) -> Relationship:
         """Used to reconcile an intent whose outcome was lost, and for wait_for acceptance."""
+        ...
+
+    async def our_messages(
+        self, identity: str, conversation: ConversationSummary, since: datetime
+    ) -> list[SentMessage]:
+        """Our messages in ``conversation`` (a summary from :meth:`sync_conversations`) sent
+        at or after ``since``, read from the whole thread, not only its last message (a
+        reply after ours hides it there): reconciles a message whose answer was lost."""
         ...
 
     async def identity_healthy(self, identity: str) -> bool: ...

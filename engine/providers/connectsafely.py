@@ -36,6 +36,7 @@ from engine.providers.base import (
     Lead,
     ProviderSpec,
     Relationship,
+    SentMessage,
     register,
 )
 from engine.providers.convsync import ConversationSync
@@ -236,7 +237,26 @@ class ConnectSafelyProvider:
             last_activity_at=when,
             first_sender_is_us=None if first is None else bool(first),
             our_texts=(str(text),) if from_me and text else (),
+            thread=str(conv.get("conversationId") or "") or None,
         )
+
+    async def our_messages(
+        self, identity: str, conversation: ConversationSummary, since: datetime
+    ) -> list[SentMessage]:
+        """``GET /conversations/{id}/messages``: the thread, as of the account's last sync."""
+        if not conversation.thread:
+            return []
+        cid = quote(conversation.thread, safe="")
+        data = await self._call(
+            "GET", f"conversations/{cid}/messages", params={"accountId": identity}
+        )
+        messages = data.get("messages") if isinstance(data, dict) else None
+        found: list[SentMessage] = []
+        for m in messages if isinstance(messages, list) else []:
+            at = _parse_time(m.get("sentAt")) if isinstance(m, dict) else None
+            if at is not None and at >= since and m.get("fromMe"):
+                found.append(SentMessage(str(m.get("text") or ""), at))
+        return found
 
     async def relationship(self, identity: str, lead: Lead) -> Relationship:
         pid = quote(self._profile_id(lead), safe="")

@@ -216,7 +216,7 @@ class Recovery:
                 summaries = convs[intent.identity] = await provider.sync_conversations(
                     intent.identity
                 )
-            return "ok" if _message_seen(intent, lead, summaries) else None
+            return "ok" if await _message_seen(intent, lead, summaries, provider) else None
         return None  # check_connection and the like: no side effect, simply ask again
 
     def _seen_gone(self, intent: ActionRow, lead: LeadRow, since: datetime) -> bool:
@@ -335,17 +335,25 @@ class Recovery:
         }
 
 
-def _message_seen(intent: ActionRow, lead: LeadRow, summaries: list[ConversationSummary]) -> bool:
-    """Is the message of ``intent`` in the lead's conversation?"""
+async def _message_seen(
+    intent: ActionRow, lead: LeadRow, summaries: list[ConversationSummary], provider: Provider
+) -> bool:
+    """Is the message of ``intent`` in the lead's conversation? The summary shows the last
+    message only; when something happened in the thread since the intent (a reply after ours
+    hides ours), the thread itself is read back to the intent."""
     request = (intent.response or {}).get("request") or {}
     text = request.get("text") if isinstance(request, dict) else None
+    wanted = text.strip() if isinstance(text, str) and text.strip() else None
     for s in summaries:
         if s.profile_url != lead.profile_url:
             continue
-        if text and text.strip() in {t.strip() for t in s.our_texts}:
+        if wanted is not None and wanted in {t.strip() for t in s.our_texts}:
             return True
-        # No text to compare (or a provider that reformats it): our message is the
-        # last one and came after the intent. Erring this way can lose a step, never
-        # send it twice.
-        return s.last_sender_is_us and s.last_activity_at >= intent.created_at
+        if s.last_activity_at < intent.created_at:
+            return False  # nothing happened in the thread since the intent
+        # No text to compare (or a provider that reformats it): a message of ours came
+        # after the intent. Erring this way can lose a step, never send it twice.
+        if s.last_sender_is_us:
+            return True
+        return bool(await provider.our_messages(intent.identity, s, intent.created_at))
     return False

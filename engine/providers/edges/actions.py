@@ -47,6 +47,7 @@ from engine.providers.base import (
     Lead,
     ProviderSpec,
     Relationship,
+    SentMessage,
     register,
 )
 from engine.providers.convsync import ConversationSync
@@ -159,9 +160,10 @@ class EdgesProvider:
         slug: str,
         identity: str,
         parameters: Mapping[str, Any] | None = None,
+        input: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[list[Any], None]:
         """The pages of a list action, following ``X-Pagination-Next`` / ``cursor``."""
-        body = self._body(identity, {}, parameters)
+        body = self._body(identity, input, parameters)
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
             response = await self._post(slug, body, cursor)
@@ -284,7 +286,34 @@ class EdgesProvider:
             last_activity_at=when,
             first_sender_is_us=first_is_us,
             our_texts=(str(content),) if last_is_us and content else (),
+            thread=str(conv.get("linkedin_thread_url") or conv.get("linkedin_thread_id") or "")
+            or None,
         )
+
+    async def our_messages(
+        self, identity: str, conversation: ConversationSummary, since: datetime
+    ) -> list[SentMessage]:
+        """``linkedin-extract-messages`` of the thread, newest first: read until a message
+        older than ``since``."""
+        if not conversation.thread:
+            return []
+        me = await self.me(identity)
+        found: list[SentMessage] = []
+        thread = {"linkedin_thread_url": conversation.thread}
+        messages = self.pages("linkedin-extract-messages", identity, input=thread)
+        async with aclosing(messages) as pages:
+            async for page in pages:
+                for m in page:
+                    if not isinstance(m, dict):
+                        continue
+                    at = _parse_time(m.get("created_at")) or _parse_time(m.get("delivered_at"))
+                    if at is None:
+                        continue
+                    if at < since:
+                        return found
+                    if str(m.get("linkedin_profile_id")) == me:
+                        found.append(SentMessage(str(m.get("content") or ""), at))
+        return found
 
     async def connections(self, identity: str, *, full: bool = False) -> set[str]:
         """Every connection of the identity, as normalized profile URLs.

@@ -33,6 +33,7 @@ from engine.providers.base import (
     Provider,
     ProviderSpec,
     Relationship,
+    SentMessage,
     register,
 )
 from engine.providers.linkedapi.client import WorkflowClient, WorkflowState
@@ -224,6 +225,19 @@ class LinkedApiProvider:
                 )
             )
         return out
+
+    async def our_messages(
+        self, identity: str, conversation: ConversationSummary, since: datetime
+    ) -> list[SentMessage]:
+        """The person's conversation polled again (a poll answers whole threads)."""
+        polled = await self.conversations.poll(identity, [conversation.profile_url], since)
+        return [
+            SentMessage(str(m.get("text", "")), at)
+            for conv in polled
+            for m in conv.get("messages") or []
+            if isinstance(m, Mapping) and m.get("sender") == "us"
+            and (at := _parse_time(m.get("time"))) >= since
+        ]
 
 
 def _parse_time(value: Any) -> datetime:
