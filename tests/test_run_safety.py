@@ -588,3 +588,29 @@ async def test_a_message_killed_in_flight_then_replied_to_is_recorded_as_sent(
     assert len(env.world.messages_to(ID, URL)) == 1
     (message,) = env.store.actions(enrollment_id=env.eid)
     assert (message.status, message.label) == ("done", "ok")  # not "not done"
+
+
+async def test_status_counts_visits_done_without_evidence_apart(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from engine.cli.render import render_status
+    from engine.views.status import status
+
+    env = Env(tmp_path, (ActionStep("visit", "visit_profile"),))
+    _more_leads(env, 2)
+    crash = CrashOn(env.sandbox.transport, "linkedin-visit-profile", nth=2)
+    with pytest.raises(Crash):
+        await env.runner(crash).tick()
+    await env.runner().run_until(MONDAY_8 + timedelta(hours=1))  # a new process settles it
+    report = status(env.store, now=env.clock.now())
+    (seq,) = report.sequences
+    assert seq.unverified == {"visit_profile": 1}
+    (ident,) = report.identities
+    assert ident.usage["visit_profile"][0] == 3 and ident.unverified == {"visit_profile": 1}
+    as_json = report.to_json()
+    assert as_json["sequences"][0]["unverified"] == {"visit_profile": 1}
+    assert as_json["identities"][0]["limits_24h"]["visit_profile"]["unverified"] == 1
+    out = Console(record=True, width=200)
+    render_status(report, out)
+    text = out.export_text()
+    assert "visit_profile 1" in text and "(1 unverified)" in text

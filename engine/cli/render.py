@@ -198,6 +198,9 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
             table.add_row(state, str(n), *cells)
         table.add_row("[bold]total[/]", str(s.total),
                       *[str(sum(s.by_identity[i].values())) for i in idents])
+        if s.unverified:  # settled after a crash with nothing to check: not counted as sent
+            table.caption = "done without evidence (unverified, not counted sent): " + ", ".join(
+                f"{a} {n}" for a, n in sorted(s.unverified.items()))
         out.print(table)
     if report.identities:
         table = Table(title="identities (limits used in the last 24 h)")
@@ -211,7 +214,9 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
             cells = []
             for a in actions:
                 used, limit = i.usage.get(a, (0, None))
-                cells.append(f"{used}/{limit}" if limit is not None else str(used))
+                cell = f"{used}/{limit}" if limit is not None else str(used)
+                unverified = i.unverified.get(a, 0)
+                cells.append(cell + (f" ({unverified} unverified)" if unverified else ""))
             status = i.status + (f" ({i.reason})" if i.reason else "")
             table.add_row(i.id, status, *cells, str(i.paused_enrollments))
         out.print(table)

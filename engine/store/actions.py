@@ -18,6 +18,8 @@ from engine.store.db import StoreBase
 from engine.store.rows import ActionRow, action_row
 
 ACTION_STATUSES = ("intent", "done", "failed", "unknown")
+# a done outcome recovery settled without evidence carries {"unverified": true} (its JSON)
+UNVERIFIED_LIKE = '%"unverified":true%'
 
 
 def _pending_select() -> sa.Select[Any]:
@@ -242,3 +244,27 @@ class Actions(StoreBase):
         )
         with self.tx(conn) as c:
             return [r[0] for r in c.execute(q)]
+
+    def count_unverified(
+        self,
+        *,
+        sequence: str | None = None,
+        identity: str | None = None,
+        since: datetime | None = None,
+        conn: Connection | None = None,
+    ) -> dict[str, int]:
+        """Actions counted done without evidence (settled after a crash where the provider
+        keeps nothing to check, e.g. a visit), per action; of ``sequence`` or ``identity``,
+        finished after ``since`` if given. Read by ``seqrun status``, not by the runner."""
+        a = t.action_log
+        q = sa.select(a.c.action, sa.func.count()).where(
+            a.c.status == "done", a.c.response_json.like(UNVERIFIED_LIKE)
+        )
+        if sequence is not None:
+            q = q.where(a.c.sequence == sequence)
+        if identity is not None:
+            q = q.where(a.c.identity == identity)
+        if since is not None:  # on the index of the actions' start, as action_times
+            q = q.where(a.c.created_at > since - timedelta(days=1), a.c.finished_at > since)
+        with self.tx(conn) as c:
+            return {str(action): int(n) for action, n in c.execute(q.group_by(a.c.action))}

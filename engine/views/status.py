@@ -43,6 +43,8 @@ class SequenceStatus:
     funnel: list[tuple[str, int]]  # step order, then terminals, then unknown states
     by_identity: dict[str, dict[str, int]]
     revisions: dict[str, int]  # revision -> enrollments on it
+    # action -> done without evidence (settled after a crash, e.g. a visit): not counted sent
+    unverified: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -59,6 +61,7 @@ class SequenceStatus:
                        for s, n in self.funnel],
             "by_identity": self.by_identity,
             "revisions": self.revisions,
+            "unverified": self.unverified,
         }
 
 
@@ -70,6 +73,9 @@ class IdentityStatus:
     reason: str | None
     paused_enrollments: int
     usage: dict[str, tuple[int, int | None]]  # action -> (used in the last 24 h, limit)
+    # action -> of the used, how many are done without evidence (the limit counts them, as
+    # they may have happened; they are not counted as sent)
+    unverified: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,7 +84,10 @@ class IdentityStatus:
             "status": self.status,
             "reason": self.reason,
             "paused_enrollments": self.paused_enrollments,
-            "limits_24h": {a: {"used": u, "limit": lim} for a, (u, lim) in self.usage.items()},
+            "limits_24h": {
+                a: {"used": u, "limit": lim, "unverified": self.unverified.get(a, 0)}
+                for a, (u, lim) in self.usage.items()
+            },
         }
 
 
@@ -244,7 +253,8 @@ def _sequence_status(
         by_identity[ident][state] = by_identity[ident].get(state, 0) + int(n)
         revisions[rev] += int(n)
     return SequenceStatus(row.name, row.provider, row.current_revision, row.paused, funnel,
-                          dict(by_identity), dict(revisions))
+                          dict(by_identity), dict(revisions),
+                          store.count_unverified(sequence=row.name))
 
 
 def _identity_statuses(
@@ -276,6 +286,7 @@ def _identity_statuses(
                 info.reason if info else None,
                 paused,
                 usage,
+                store.count_unverified(identity=identity, since=since),
             )
         )
     return identities
