@@ -39,7 +39,7 @@ from engine.providers.base import (
     register,
 )
 from engine.providers.convsync import ConversationSync
-from engine.providers.http import json_or_none, parse_retry_after
+from engine.providers.http import json_answer, json_or_none, parse_retry_after
 from engine.urls import normalize_profile_url, profile_handle
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class ConnectSafelyProvider:
             raise ProviderError(vocab.SERVER_ERROR, f"{path}: {type(exc).__name__}") from exc
         if response.status_code >= 400:
             raise map_error(response)
-        return json_or_none(response)
+        return json_answer(response, path, "connectsafely")
 
     @staticmethod
     def _profile_id(lead: Lead) -> str:
