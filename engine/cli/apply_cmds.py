@@ -19,6 +19,7 @@ from engine.cli.options import (
     virtual_clock_option,
 )
 from engine.cli.planfile import read_plan_file, save_plan_file
+from engine.cli.render_run import warn_unreachable
 from engine.cli.render_schedules import render_schedule_plan
 from engine.errors import UsageError
 
@@ -98,6 +99,7 @@ def apply_cmd(
                              output=output, sandbox=sandbox, virtual_clock=virtual_clock,
                              state_dir=state_dir)
     _print_apply(result, output)
+    warn_unreachable(result.run)  # applied, but a provider could not be reached: stderr, exit 3
     # applied, but the run of the due steps failed for some identity (a failed run, like
     # `run`), or a workflow ended failed: the command failed
     failed_workflow = any(getattr(w, "state", None) == "failed" for w in result.workflows.values())
