@@ -34,11 +34,11 @@ from engine.apply.plan import Plan
 from engine.apply.schedules import ScheduleApplyResult, SchedulePlan
 from engine.apply.sequences import ApplyResult
 from engine.clock import Clock, RealClock
-from engine.errors import ConfigError, LockError, SeqrunError
+from engine.errors import ConfigError, LockError, ProviderError, ProviderUnreachable, SeqrunError
 from engine.model import Manifest, Schedule, Sequence
 from engine.providers import REGISTRY
 from engine.providers.base import Provider, ProviderSpec
-from engine.providers.clients import Reachability, make_client
+from engine.providers.clients import Reachability, make_client, unreachable_text
 from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.run.state import settle_after
@@ -135,7 +135,16 @@ def with_runtime(
         async with open_runtime(
             state_dir, sandbox=sandbox, virtual_clock=virtual_clock, save=save
         ) as rt:
-            return await work(rt)
+            try:
+                return await work(rt)
+            except ProviderError as exc:
+                # a provider call failed because its host could not be reached: say so
+                # (which provider, which host) rather than a bare SERVER_ERROR
+                if not rt.reachability.unreachable:
+                    raise
+                lines = [unreachable_text(name, seen)
+                         for name, seen in sorted(rt.reachability.unreachable.items())]
+                raise ProviderUnreachable("; ".join(lines)) from exc
 
     return asyncio.run(main())
 
@@ -241,6 +250,7 @@ def apply(
                                             prune=prune)
         if run and sequences:
             result.run = await run_due(rt)
+        result.unreachable = dict(rt.reachability.unreachable)
         return result
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,9 @@ import pytest
 
 from engine.cli.render_run import warn_unreachable
 from engine.errors import ProviderUnreachable
-from engine.run.results import TickResult
-from tests.conftest import invoke
+from tests.conftest import ROOT, invoke
+
+EXAMPLES = ROOT / "sequences"
 
 KEY = "sk-live-unreachable-0123456789"
 SEQUENCE = """\
@@ -119,12 +119,37 @@ def test_run_once_when_the_host_does_not_resolve_exits_3(
 def test_a_provider_unreachable_while_others_worked_is_a_warning_only(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    tick = TickResult(datetime(2026, 1, 5, tzinfo=UTC), actions=3, postponed=2,
-                      unreachable={"linkedapi": {"host": "api.linkedapi.io",
-                                                 "error": "ConnectError: refused"}})
-    warn_unreachable(tick)  # something was done: no failure
+    seen = {"linkedapi": {"host": "api.linkedapi.io", "error": "ConnectError: refused"}}
+    warn_unreachable(seen, done=True)  # something was done: no failure
     assert "warning: provider linkedapi unreachable at api.linkedapi.io" in capsys.readouterr().err
-    tick.actions = 0
     with pytest.raises(ProviderUnreachable) as caught:
-        warn_unreachable(tick)
+        warn_unreachable(seen, done=False, postponed=2)
     assert caught.value.exit_code == 3
+
+
+def test_a_workflow_apply_with_linkedapi_unreachable_fails_at_once(
+    cli_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The submission never left: nothing to reconcile. It waited `reconcile_after` (1 h of
+    real time) before each of 5 submissions; here that wait is 0 and one submission is made."""
+    for var in PROVIDERS["linkedapi"][1]:
+        monkeypatch.setenv(var, KEY)
+    monkeypatch.setenv("SEQRUN_LINKEDAPI_BASE_URL", f"http://127.0.0.1:{closed_port()}/")
+    monkeypatch.setenv("SEQRUN_LINKEDAPI_RECONCILE_AFTER", "0")
+    code, out, err = invoke(capsys, "apply", str(EXAMPLES / "linkedapi-workflow.yaml"),
+                            "--auto-approve", "-o", "json")
+    assert code == 3, err
+    assert "warning: provider linkedapi unreachable at 127.0.0.1" in err and KEY not in out + err
+    (workflow,) = json.loads(out)["workflows"].values()
+    assert workflow["state"] == "failed" and workflow["submissions"] == 1
+
+
+def test_a_schedule_plan_with_edges_unreachable_names_the_host_and_exits_3(
+    cli_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EDGES_API_KEY", KEY)
+    monkeypatch.setenv("SEQRUN_EDGES_BASE_URL", f"http://127.0.0.1:{closed_port()}/v1")
+    code, out, err = invoke(capsys, "plan", str(EXAMPLES / "edges-incremental-schedule.yaml"))
+    assert code == 3, err
+    assert "provider edges unreachable at 127.0.0.1" in err and "Traceback" not in err
+    assert KEY not in out + err

@@ -42,20 +42,19 @@ def run_lines(result: TickResult | RunSummary) -> list[str]:
     return lines
 
 
-def warn_unreachable(run: Any) -> None:
+def warn_unreachable(unreachable: Mapping[str, Mapping[str, str]], *, done: bool,
+                     postponed: int = 0) -> None:
     """A warning on stderr for each provider whose host could not be reached (the host, never
-    the URL); when nothing could be done at all, the command fails with ProviderUnreachable
-    (exit 3) instead of exiting 0 with its leads silently postponed."""
-    from engine.providers.clients import base_url_var  # deferred: loads every adapter
+    the URL); when nothing could be done (``done`` False), the command fails with
+    ProviderUnreachable (exit 3) instead of exiting 0 with its leads silently postponed."""
+    from engine.providers.clients import unreachable_text  # deferred: loads every adapter
 
-    unreachable: Mapping[str, Mapping[str, str]] = getattr(run, "unreachable", None) or {}
     for name, seen in sorted(unreachable.items()):
-        click.echo(f"warning: provider {name} unreachable at {seen['host']} ({seen['error']}); "
-                   f"check {base_url_var(name)} and the network", err=True)
-    if unreachable and not getattr(run, "actions", 0):
+        click.echo(f"warning: {unreachable_text(name, seen)}", err=True)
+    if unreachable and not done:
         raise ProviderUnreachable(
             f"nothing could be done: {', '.join(sorted(unreachable))} could not be reached; "
-            f"{getattr(run, 'postponed', 0)} lead(s) postponed until it can be")
+            f"{postponed} lead(s) postponed until it can be")
 
 
 def async_lines(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:

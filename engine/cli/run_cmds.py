@@ -67,7 +67,8 @@ def run_cmd(
         render.print_json(outcome.to_json())
     else:
         _render_run(outcome)
-    warn_unreachable(outcome.result)
+    result = outcome.result
+    warn_unreachable(result.unreachable, done=result.actions > 0, postponed=result.postponed)
     return 1 if outcome.result.errors else 0
 
 

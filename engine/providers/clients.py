@@ -40,6 +40,12 @@ class Reachability:
     unreachable: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+def unreachable_text(provider: str, seen: Mapping[str, str]) -> str:
+    """One line about a provider that could not be reached (host only: no URL, no key)."""
+    return (f"provider {provider} unreachable at {seen['host']} ({seen['error']}); "
+            f"check {base_url_var(provider)} and the network")
+
+
 class WatchedTransport(httpx.AsyncBaseTransport):
     """The real transport, noting in a :class:`Reachability` when the provider's host cannot
     be reached (the request never left: nothing happened there). The error goes on to the

@@ -27,6 +27,18 @@ class UnreadableBody(ValueError):
     """A body that is not JSON or nests deeper than :data:`MAX_DEPTH`."""
 
 
+#: ``ProviderError.params`` key set when the request never left (connection refused, no
+#: such host): nothing happened at the provider, so there is nothing to reconcile
+NOT_SENT = "not_sent"
+
+
+def not_sent(call: str, exc: httpx.ConnectError) -> ProviderError:
+    """A request that could not be sent (connection refused, no such host) as a
+    SERVER_ERROR marked :data:`NOT_SENT`: retried like an outage, never reconciled."""
+    return ProviderError(vocab.SERVER_ERROR, f"{call}: cannot connect ({exc})"[:300],
+                         params={NOT_SENT: True})
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
     if not value:

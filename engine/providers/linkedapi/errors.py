@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import httpx
 
 from engine.errors import ProviderError
-from engine.providers.http import json_answer, json_or_none, parse_retry_after
+from engine.providers.http import json_answer, json_or_none, not_sent, parse_retry_after
 from engine.vocab import (
     ALREADY_CONNECTED,
     AUTH_EXPIRED,
@@ -191,7 +191,7 @@ async def call(
     except httpx.TimeoutException as exc:
         raise ProviderError(TIMEOUT, f"{method} {path}: no answer in time") from exc
     except httpx.ConnectError as exc:
-        raise ProviderError(SERVER_ERROR, f"{method} {path}: cannot connect") from exc
+        raise not_sent(f"{method} {path}", exc) from exc
     except httpx.TransportError as exc:  # the request may have been received
         raise ProviderError(TIMEOUT, f"{method} {path}: {type(exc).__name__}") from exc
     return unwrap(response, f"{method} {path}")
