@@ -1,6 +1,7 @@
 """The error tree. The CLI maps these to exit codes in one place (engine/cli/__init__.py).
 
-Exit codes: 0 ok, 1 invalid input or failed run, 2 usage.
+Exit codes: 0 ok, 1 invalid input or failed run, 2 usage, 3 a provider could not be reached
+and nothing could be done (:class:`ProviderUnreachable`), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ class LockError(StoreError):
 
 class PlanError(SeqrunError):
     """A plan that cannot be applied (stale, refused migration, missing approval)."""
+
+
+class ProviderUnreachable(SeqrunError):
+    """A provider's host could not be reached (connection refused, no such host) and the
+    command could do nothing: its leads wait. Its own exit code, so a cron job or a
+    supervisor can tell an outage from a refused manifest."""
+
+    exit_code = 3
 
 
 class ConfigError(SeqrunError):

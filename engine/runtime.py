@@ -34,11 +34,11 @@ from engine.apply.plan import Plan
 from engine.apply.schedules import ScheduleApplyResult, SchedulePlan
 from engine.apply.sequences import ApplyResult
 from engine.clock import Clock, RealClock
-from engine.errors import ConfigError, LockError, SeqrunError
+from engine.errors import ConfigError, LockError, ProviderError, ProviderUnreachable, SeqrunError
 from engine.model import Manifest, Schedule, Sequence
 from engine.providers import REGISTRY
 from engine.providers.base import Provider, ProviderSpec
-from engine.providers.clients import make_client
+from engine.providers.clients import Reachability, make_client, unreachable_text
 from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.run.state import settle_after
@@ -74,12 +74,19 @@ class Runtime:
     clock: Clock
     sandbox: Sandbox | None = None
     clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+    #: the providers this command could not reach (the CLI warns, see ``unreached``)
+    reachability: Reachability = field(default_factory=Reachability)
 
     def client_for(self, provider: str) -> httpx.AsyncClient:
         """The provider's client, made on first use (ConfigError names a missing credential)."""
         if provider not in self.clients:
-            self.clients[provider] = make_client(provider, sandbox=self.sandbox, env=os.environ)
+            self.clients[provider] = make_client(provider, sandbox=self.sandbox, env=os.environ,
+                                                 reachability=self.reachability)
         return self.clients[provider]
+
+    def note_unreached(self, result: TickResult | RunSummary) -> None:
+        """Tell ``result`` (a tick or a run) the providers that could not be reached."""
+        result.unreachable = dict(self.reachability.unreachable)
 
 
 def open_sandbox(state_dir: Path, virtual_clock: bool) -> tuple[Sandbox, Clock]:
@@ -128,7 +135,16 @@ def with_runtime(
         async with open_runtime(
             state_dir, sandbox=sandbox, virtual_clock=virtual_clock, save=save
         ) as rt:
-            return await work(rt)
+            try:
+                return await work(rt)
+            except ProviderError as exc:
+                # a provider call failed because its host could not be reached: say so
+                # (which provider, which host) rather than a bare SERVER_ERROR
+                if not rt.reachability.unreachable:
+                    raise
+                lines = [unreachable_text(name, seen)
+                         for name, seen in sorted(rt.reachability.unreachable.items())]
+                raise ProviderUnreachable("; ".join(lines)) from exc
 
     return asyncio.run(main())
 
@@ -202,7 +218,9 @@ async def run_due(rt: Runtime) -> TickResult | dict[str, str]:
     try:
         # the same lock as `seqrun run` (never two runners at once), refreshed while it ticks
         async with runner.hold_run_lock(run_lock_ttl(False)):
-            return await runner.tick()
+            tick = await runner.tick()
+            rt.note_unreached(tick)
+            return tick
     except LockError as exc:
         _log.warning("due steps not run: %s (the running runner will take them)", exc)
         return {"skipped": str(exc)}
@@ -232,6 +250,7 @@ def apply(
                                             prune=prune)
         if run and sequences:
             result.run = await run_due(rt)
+        result.unreachable = dict(rt.reachability.unreachable)
         return result
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)
@@ -403,7 +422,9 @@ def run(state_dir: Path, opts: RunOptions, *, sandbox: bool) -> RunOutcome:
     seen: list[AsyncRunResult] = []
 
     async def work(rt: Runtime) -> TickResult | RunSummary:
-        return await drive(rt, opts, seen)
+        result = await drive(rt, opts, seen)
+        rt.note_unreached(result)
+        return result
 
     result = with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=opts.virtual_clock)
     funnel = status(state_dir, None, virtual_clock=opts.virtual_clock)

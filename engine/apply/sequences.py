@@ -56,6 +56,8 @@ class ApplyResult:
     schedules: Any = None
     workflows: dict[str, Any] = field(default_factory=dict)
     run: Any = None  # what the runner's tick returned, when apply ran due steps
+    # providers whose host could not be reached: name -> {host, error} (engine.runtime)
+    unreachable: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,7 @@ class ApplyResult:
             "schedules": None if self.schedules is None else _jsonable(self.schedules),
             "workflows": {k: _jsonable(v) for k, v in self.workflows.items()},
             "run": None if self.run is None else _jsonable(self.run),
+            "unreachable": self.unreachable,
         }
 
 

@@ -29,6 +29,7 @@ from engine.clock import Clock
 from engine.errors import PlanError, ProviderError
 from engine.model import Workflow
 from engine.providers import REGISTRY
+from engine.providers.http import NOT_SENT
 from engine.providers.linkedapi.actions import LinkedApiProvider
 from engine.providers.linkedapi.client import WorkflowState
 from engine.providers.linkedapi.errors import request_error
@@ -210,6 +211,9 @@ async def _submit(sub: _Submission, body: Any) -> WorkflowResult:
                 await run.clock.sleep(max(delay, exc.retry_after or 0.0))
                 delay = min(workflows.max_poll_interval, delay * 1.5)
                 continue
+            if exc.params.get(NOT_SENT):  # never left: nothing to reconcile, no 1 h wait
+                return run.finish("failed", error=exc, note="LinkedAPI could not be reached: "
+                                  "nothing was submitted")
             if exc.label in (TIMEOUT, SERVER_ERROR):
                 run.save(phase="unknown", note=f"submission outcome unknown: {exc.label}")
                 outcome = await reconcile(run, sub.provider, body, sub.reconcile_after)

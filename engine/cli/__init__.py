@@ -1,5 +1,10 @@
 """The thin CLI: parse, call the library, map the error tree to exit codes here and only here.
 
+Exit codes: 0 ok; 1 invalid input or a failed run; 2 usage (and `plan --detailed-exitcode`
+with changes); 3 a provider could not be reached and nothing could be done
+(:class:`engine.errors.ProviderUnreachable`); 130 interrupted. The code of an error is its
+class's ``exit_code``.
+
 One module per command group adds its commands (``COMMANDS``) to :data:`cli`. Commands
 return an int exit code and raise from engine.errors. ``main(argv) -> int``.
 
@@ -50,7 +55,7 @@ for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dn
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return its exit code: 0 ok, 1 invalid input or failed run, 2 usage."""
+    """Run the CLI and return its exit code (see the module's docstring)."""
     try:
         result = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Abort:

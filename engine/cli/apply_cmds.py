@@ -19,6 +19,7 @@ from engine.cli.options import (
     virtual_clock_option,
 )
 from engine.cli.planfile import read_plan_file, save_plan_file
+from engine.cli.render_run import warn_unreachable
 from engine.cli.render_schedules import render_schedule_plan
 from engine.errors import UsageError
 
@@ -98,10 +99,20 @@ def apply_cmd(
                              output=output, sandbox=sandbox, virtual_clock=virtual_clock,
                              state_dir=state_dir)
     _print_apply(result, output)
+    # applied, but a provider could not be reached: a warning, exit 3 when nothing was done
+    warn_unreachable(result.unreachable, done=_did_something(result),
+                     postponed=getattr(result.run, "postponed", 0))
     # applied, but the run of the due steps failed for some identity (a failed run, like
     # `run`), or a workflow ended failed: the command failed
     failed_workflow = any(getattr(w, "state", None) == "failed" for w in result.workflows.values())
     return 1 if getattr(result.run, "errors", None) or failed_workflow else 0
+
+
+def _did_something(result: ApplyResult) -> bool:
+    """Did the provider calls of an apply get anywhere (an action, a workflow not failed)?"""
+    acted = getattr(result.run, "actions", 0) > 0
+    return acted or any(getattr(w, "state", "failed") != "failed"
+                        for w in result.workflows.values())
 
 
 def _apply_saved(

@@ -7,9 +7,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import click
 from rich.progress import BarColumn, Progress, TextColumn
 
 from engine.cli.render import console
+from engine.errors import ProviderUnreachable
 
 if TYPE_CHECKING:
     from engine.run.runner import RunSummary, TickResult
@@ -38,6 +40,21 @@ def run_lines(result: TickResult | RunSummary) -> list[str]:
     for error in data.get("errors", []):
         lines.append(f"error: {error} (logged; the other identities ran)")
     return lines
+
+
+def warn_unreachable(unreachable: Mapping[str, Mapping[str, str]], *, done: bool,
+                     postponed: int = 0) -> None:
+    """A warning on stderr for each provider whose host could not be reached (the host, never
+    the URL); when nothing could be done (``done`` False), the command fails with
+    ProviderUnreachable (exit 3) instead of exiting 0 with its leads silently postponed."""
+    from engine.providers.clients import unreachable_text  # deferred: loads every adapter
+
+    for name, seen in sorted(unreachable.items()):
+        click.echo(f"warning: {unreachable_text(name, seen)}", err=True)
+    if unreachable and not done:
+        raise ProviderUnreachable(
+            f"nothing could be done: {', '.join(sorted(unreachable))} could not be reached; "
+            f"{postponed} lead(s) postponed until it can be")
 
 
 def async_lines(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:

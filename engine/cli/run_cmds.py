@@ -20,7 +20,7 @@ from engine.cli.options import (
     state_dir_option,
     virtual_clock_option,
 )
-from engine.cli.render_run import RunProgress, async_lines, run_lines
+from engine.cli.render_run import RunProgress, async_lines, run_lines, warn_unreachable
 from engine.errors import UsageError
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ def run_cmd(
         render.print_json(outcome.to_json())
     else:
         _render_run(outcome)
+    result = outcome.result
+    warn_unreachable(result.unreachable, done=result.actions > 0, postponed=result.postponed)
     return 1 if outcome.result.errors else 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
@@ -28,6 +29,46 @@ class SandboxLike(Protocol):
     """What make_client needs from engine.sandbox.Sandbox."""
 
     def client(self, provider: str) -> httpx.AsyncClient: ...
+
+
+@dataclass
+class Reachability:
+    """The providers a command could not reach (connection refused, no such host, connect
+    timeout): provider -> ``{"host": ..., "error": ...}``. The host only, never the URL (it
+    could carry credentials)."""
+
+    unreachable: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def unreachable_text(provider: str, seen: Mapping[str, str]) -> str:
+    """One line about a provider that could not be reached (host only: no URL, no key)."""
+    return (f"provider {provider} unreachable at {seen['host']} ({seen['error']}); "
+            f"check {base_url_var(provider)} and the network")
+
+
+class WatchedTransport(httpx.AsyncBaseTransport):
+    """The real transport, noting in a :class:`Reachability` when the provider's host cannot
+    be reached (the request never left: nothing happened there). The error goes on to the
+    adapter, which maps it as always."""
+
+    def __init__(
+        self, provider: str, seen: Reachability, inner: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.provider = provider
+        self.seen = seen
+        self.inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self.inner.handle_async_request(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:200]
+            self.seen.unreachable.setdefault(
+                self.provider, {"host": request.url.host, "error": error})
+            raise
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def _spec(provider: str) -> ProviderSpec:
@@ -76,13 +117,15 @@ def make_client(
     env: Mapping[str, str] = os.environ,
     timeout: float = 30,
     transport: httpx.AsyncBaseTransport | None = None,
+    reachability: Reachability | None = None,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` for ``provider`` with base URL and auth headers.
 
     With ``sandbox`` the sandbox's own client (in-process transport, sandbox credentials) is
     returned. Otherwise the base URL is ``SEQRUN_<PROVIDER>_BASE_URL`` or the spec default,
     and the credentials come from the variables named in the spec (missing -> ConfigError).
-    ``transport`` replaces the network (tests pass an ``httpx.MockTransport``).
+    ``transport`` replaces the network (tests pass an ``httpx.MockTransport``); with
+    ``reachability`` a host that cannot be reached is noted there.
     """
     spec = _spec(provider)
     if sandbox is not None:
@@ -92,6 +135,8 @@ def make_client(
         raise ConfigError(f"{provider}: no base URL; set {base_url_var(provider)}")
     headers = auth_headers(provider, env)
     log.debug("provider client for %s at %s", provider, base_url)
+    if reachability is not None:
+        transport = WatchedTransport(provider, reachability, transport)
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/") + "/",
         headers=headers,

@@ -40,7 +40,7 @@ from engine.providers.base import (
     register,
 )
 from engine.providers.convsync import ConversationSync
-from engine.providers.http import json_or_none, parse_retry_after
+from engine.providers.http import json_answer, json_or_none, not_sent, parse_retry_after
 from engine.urls import normalize_profile_url, profile_handle
 
 log = logging.getLogger(__name__)
@@ -137,11 +137,13 @@ class ConnectSafelyProvider:
             response = await self.client.request(method, path, json=json, params=params)
         except httpx.TimeoutException as exc:
             raise ProviderError(vocab.TIMEOUT, f"{path}: no answer in time") from exc
+        except httpx.ConnectError as exc:
+            raise not_sent(path, exc) from exc
         except httpx.TransportError as exc:
             raise ProviderError(vocab.SERVER_ERROR, f"{path}: {type(exc).__name__}") from exc
         if response.status_code >= 400:
             raise map_error(response)
-        return json_or_none(response)
+        return json_answer(response, path, "connectsafely")
 
     @staticmethod
     def _profile_id(lead: Lead) -> str:

@@ -43,6 +43,8 @@ class TickResult:
     killed: bool = False  # the kill switch (`pause --all`) is on
     errors: list[str] = field(default_factory=list)  # identities whose batch failed (logged)
     records_dropped: int = 0  # beyond MAX_RECORDS (the counters above stay exact)
+    # providers that could not be reached: name -> {host, error} (filled by engine.runtime)
+    unreachable: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def record(self, rec: StepRecord) -> None:
         if len(self.records) < MAX_RECORDS:
@@ -63,6 +65,7 @@ class TickResult:
             "resumed_identities": self.resumed_identities,
             "kill_switch": self.killed,
             "errors": self.errors,
+            "unreachable": self.unreachable,
         }
 
 
@@ -81,6 +84,7 @@ class RunSummary:
     paused_identities: list[str] = field(default_factory=list)
     resumed_identities: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    unreachable: dict[str, dict[str, str]] = field(default_factory=dict)  # as in TickResult
 
     def add(self, tick: TickResult) -> None:
         self.ticks += 1
@@ -107,4 +111,5 @@ class RunSummary:
             "paused_identities": self.paused_identities,
             "resumed_identities": self.resumed_identities,
             "errors": self.errors,
+            "unreachable": self.unreachable,
         }

@@ -23,6 +23,7 @@ from engine.clock import Clock
 from engine.errors import ProviderError
 from engine.model import Workflow, WorkflowNode
 from engine.providers.base import Lead, Provider
+from engine.providers.http import NOT_SENT
 from engine.providers.linkedapi.workflows import action_type, workflow_json
 from engine.run.workflow_record import UNFINISHED_STATES, RunRecord, body_revision, parse_time
 from engine.run.workflow_results import WorkflowResult
@@ -170,6 +171,8 @@ async def _attempts(
                     walk.run.record["reconciled"] = True
                     return walk.done(nid, _reconciled())
                 continue
+            if exc.params.get(NOT_SENT):  # the provider cannot be reached: no use waiting
+                return walk.done(nid, _error(exc.label, exc.message))
             if exc.label in TRANSIENT_LABELS and attempt < NODE_ATTEMPTS - 1:
                 await clock.sleep(max(delay, exc.retry_after or 0.0))
                 delay *= 2

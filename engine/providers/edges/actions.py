@@ -52,7 +52,7 @@ from engine.providers.base import (
 )
 from engine.providers.convsync import ConversationSync
 from engine.providers.edges.http import request
-from engine.providers.http import json_or_none
+from engine.providers.http import json_answer
 from engine.urls import normalize_profile_url
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class EdgesProvider:
     ) -> Any:
         """One live run; returns the decoded result JSON."""
         response = await self._post(slug, self._body(identity, input, parameters))
-        return json_or_none(response)
+        return json_answer(response, slug, "edges")
 
     async def pages(
         self,
@@ -167,7 +167,7 @@ class EdgesProvider:
         cursor: str | None = None
         for _ in range(_MAX_PAGES):
             response = await self._post(slug, body, cursor)
-            payload = json_or_none(response)
+            payload = json_answer(response, slug, "edges")
             yield _items(payload)
             cursor = _next_cursor(response, payload)
             if not cursor:
@@ -387,7 +387,7 @@ class EdgesProvider:
                 params={"retrieve_accounts": "true", "page": page},
                 call="identities",
             )
-            payload = json_or_none(response)
+            payload = json_answer(response, "identities", "edges")
             items = _items(payload) or (
                 payload.get("identities", []) if isinstance(payload, dict) else []
             )

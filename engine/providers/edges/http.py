@@ -18,7 +18,7 @@ import httpx
 
 from engine import vocab
 from engine.errors import ConfigError, ProviderError
-from engine.providers.http import json_or_none, parse_retry_after
+from engine.providers.http import json_or_none, not_sent, parse_retry_after
 
 # Edges error labels -> canonical labels (engine.vocab). Unknown labels fall back on the
 # HTTP status (5xx -> SERVER_ERROR, 429 -> STATUS_429, else INVALID_INPUT).
@@ -115,6 +115,8 @@ async def request(
         response = await client.request(method, url, params=params, json=json)
     except httpx.TimeoutException as exc:
         raise ProviderError(vocab.TIMEOUT, f"{name}: no answer in time") from exc
+    except httpx.ConnectError as exc:
+        raise not_sent(name, exc) from exc
     except httpx.TransportError as exc:
         raise ProviderError(vocab.SERVER_ERROR, f"{name}: {type(exc).__name__}") from exc
     if response.status_code >= 400 and response.status_code not in allow:

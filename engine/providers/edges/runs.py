@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from engine.providers.edges.http import request
+from engine.providers.http import json_answer
 
 # Run statuses after which a run can be continued (Edges uses both casings; compared upper-case).
 RUN_FINISHED = frozenset({"SUCCEEDED", "COMPLETED", "PARTIAL_SUCCEEDED", "FAILED", "INVALID"})
@@ -29,17 +30,19 @@ def run_uid(obj: Mapping[str, Any]) -> str | None:
 
 async def start_async_run(client: httpx.AsyncClient, action: str, body: Mapping[str, Any]) -> Any:
     """``POST /actions/{action}/run/async``; the new run."""
+    call = f"POST /actions/{action}/run/async"
     resp = await request(client, "POST", f"/actions/{action}/run/async", json=dict(body))
-    return resp.json()
+    return json_answer(resp, call, "edges")
 
 
 async def get_run(client: httpx.AsyncClient, uid: str) -> Any:
     """``GET /runs/{uid}``."""
     resp = await request(client, "GET", f"/runs/{uid}")
-    return resp.json()
+    return json_answer(resp, f"GET /runs/{uid}", "edges")
 
 
 async def continue_run(client: httpx.AsyncClient, uid: str) -> Any:
     """``POST /runs/{uid}/continue``; the new run, or ``{}`` when Edges answers no body."""
     resp = await request(client, "POST", f"/runs/{uid}/continue")
-    return resp.json() if resp.content else {}
+    data = json_answer(resp, f"POST /runs/{uid}/continue", "edges")
+    return {} if data is None else data

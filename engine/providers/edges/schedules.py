@@ -15,6 +15,7 @@ import httpx
 from engine.errors import ProviderError
 from engine.providers.edges.http import request
 from engine.providers.edges.schedule_config import request_body
+from engine.providers.http import json_answer
 
 
 def _items(data: Any) -> list[dict[str, Any]]:
@@ -45,7 +46,7 @@ async def paginate(
     next_url: str | None = url
     while next_url is not None:
         resp = await request(client, "GET", next_url, params=query or None)
-        out.extend(_items(resp.json()))
+        out.extend(_items(json_answer(resp, f"GET {next_url}", "edges")))
         nxt = resp.headers.get("X-Pagination-Next")
         if not nxt or nxt in seen:
             break
@@ -83,7 +84,7 @@ async def get_schedule(client: httpx.AsyncClient, uid: str) -> dict[str, Any] | 
     resp = await request(client, "GET", f"/schedules/{uid}", allow=(404,))
     if resp.status_code == 404:
         return None
-    data = resp.json()
+    data = json_answer(resp, f"GET /schedules/{uid}", "edges")
     if isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
         data = data["data"]
     return dict(data) if isinstance(data, Mapping) else None
@@ -99,7 +100,7 @@ async def create_schedule(client: httpx.AsyncClient, config: Mapping[str, Any]) 
     resp = await request(
         client, "POST", f"/actions/{config['action']}/run/schedule", json=request_body(config)
     )
-    data = resp.json()
+    data = json_answer(resp, f"POST /actions/{config['action']}/run/schedule", "edges")
     if isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
         data = data["data"]
     uid = schedule_uid(data) if isinstance(data, Mapping) else None

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import httpx
 
 from engine.errors import ProviderError
-from engine.providers.http import json_or_none, parse_retry_after
+from engine.providers.http import json_answer, json_or_none, not_sent, parse_retry_after
 from engine.vocab import (
     ALREADY_CONNECTED,
     AUTH_EXPIRED,
@@ -128,11 +128,16 @@ def status_label(status: int) -> str:
     return INVALID_INPUT
 
 
-def unwrap(response: httpx.Response) -> Any:
+def unwrap(response: httpx.Response, call: str = "linkedapi") -> Any:
     """The ``result`` of a current-API envelope, or raise its error as a ProviderError.
 
-    Account-API bodies (``{status, ...}``) are returned whole when the HTTP status is 2xx."""
-    body = json_or_none(response)
+    Account-API bodies (``{status, ...}``) are returned whole when the HTTP status is 2xx. An
+    unreadable 2xx body is a TIMEOUT (:func:`engine.providers.http.json_answer`), an empty one
+    too (the request was taken: its outcome is unknown)."""
+    if response.is_success:
+        body = json_answer(response, call, "linkedapi")
+    else:
+        body = json_or_none(response)
     retry = parse_retry_after(response.headers.get("retry-after"))
     if isinstance(body, dict) and "success" in body:
         if body.get("success") is True and response.is_success:
@@ -160,7 +165,8 @@ def unwrap(response: httpx.Response) -> Any:
             )
         )
     if body is None:
-        _raise(ProviderError(SERVER_ERROR, "unparsable response", response.status_code))
+        _raise(ProviderError(TIMEOUT, f"{call}: empty answer from linkedapi",
+                             response.status_code))
     return body
 
 
@@ -185,7 +191,7 @@ async def call(
     except httpx.TimeoutException as exc:
         raise ProviderError(TIMEOUT, f"{method} {path}: no answer in time") from exc
     except httpx.ConnectError as exc:
-        raise ProviderError(SERVER_ERROR, f"{method} {path}: cannot connect") from exc
+        raise not_sent(f"{method} {path}", exc) from exc
     except httpx.TransportError as exc:  # the request may have been received
         raise ProviderError(TIMEOUT, f"{method} {path}: {type(exc).__name__}") from exc
-    return unwrap(response)
+    return unwrap(response, f"{method} {path}")
