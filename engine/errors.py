@@ -73,6 +73,10 @@ class PlanError(SeqrunError):
     """A plan that cannot be applied (stale, refused migration, missing approval)."""
 
 
+class OutputError(SeqrunError):
+    """A file seqrun was asked to write (``plan -out FILE``) that cannot be written."""
+
+
 class ConfigError(SeqrunError):
     """Missing credentials or settings (named by variable, never by value)."""
 

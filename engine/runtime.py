@@ -106,6 +106,9 @@ async def open_runtime(
         if sandbox:
             rt.sandbox, rt.clock = open_sandbox(state_dir, virtual_clock)
         yield rt
+        # the store this command worked on must still be the one it opened (deleted or
+        # replaced meanwhile: StoreError, nothing is saved and the command fails)
+        store.verify()
         if save and rt.sandbox is not None:
             rt.sandbox.save()
     finally:
@@ -139,6 +142,7 @@ def open_store(state_dir: Path) -> Iterator[Store]:
     store = Store.open(None, state_dir)
     try:
         yield store
+        store.verify()
     finally:
         store.close()
 
