@@ -227,6 +227,31 @@ def test_a_state_dir_deleted_mid_run_stops_the_run(
     assert not state.exists()  # not recreated empty
 
 
+def test_a_state_dir_deleted_under_the_daemon_stops_it(
+    state: Path, applied: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon (real clock) ticks whether or not anything is due: its store is deleted
+    after its 6th commit (the lock taken, a tick's reads). Before, it went on for the whole
+    --until on a store nobody would ever see again."""
+    commits = 0
+
+    def on_commit(_conn: Any) -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 6:
+            shutil.rmtree(state)
+
+    sa.event.listen(sa.engine.Engine, "commit", on_commit)
+    try:
+        code, _, err = invoke(capsys, "run", "--sandbox", "--until", "+1m", "--poll-interval",
+                              "0.05", "--state-dir", str(state))
+    finally:
+        sa.event.remove(sa.engine.Engine, "commit", on_commit)
+    assert commits >= 6
+    assert code == 1 and "was deleted or replaced" in err
+    assert not state.exists()
+
+
 def test_a_store_replaced_mid_run_stops_the_run(
     state: Path, applied: Path, cli_dir: Path, capsys: pytest.CaptureFixture[str],
     after_calls: Callable[[int, Callable[[], None]], None],
