@@ -45,6 +45,7 @@ from engine.run.state import settle_after
 from engine.sandbox import Sandbox
 from engine.store import Store
 from engine.store import schedules as schedule_db
+from engine.store.sqlite_file import make_state_dir
 from engine.views import control
 from engine.views import status as views
 from engine.views import why as why_views
@@ -149,6 +150,7 @@ def open_store(state_dir: Path) -> Iterator[Store]:
 
 def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
     """Make (and save) the world a simulation plays on: the scenario's, else the default one."""
+    make_state_dir(state_dir)  # owner-only, as the store makes it (the sandbox comes first)
     Sandbox.open(state_dir, scenario=scenario, seed=seed).save()
 
 

@@ -322,6 +322,14 @@ def test_the_state_dir_and_database_are_owner_only(
     assert [p.name for p in state.iterdir() if _mode(p) & 0o077] == []
 
 
+def test_a_kept_simulation_is_owner_only(cli_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keep = cli_dir / "kept"
+    code, _, err = invoke(capsys, "simulate", str(EXAMPLE), "--until", "+1d", "--keep", str(keep))
+    assert code == 0, err
+    assert _mode(keep) == 0o700
+    assert [p.name for p in keep.iterdir() if _mode(p) & 0o077] == []
+
+
 def test_a_store_left_world_readable_is_made_owner_only(
     state: Path, applied: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
