@@ -108,10 +108,14 @@ class StoreBase:
         whole seqrun store."""
         files.make_state_dir(path.parent)
         if not os.path.lexists(path):
-            files.create(path, lambda tmp: cls(files.file_engine(tmp), tmp)
-                                ._started().close())
+            files.create(path, cls._initialize)
         files.check(path)
         return cls(files.file_engine(path), path)._started()
+
+    @classmethod
+    def _initialize(cls, path: Path) -> None:
+        """Migrate and name the new (empty) store file ``path``."""
+        cls(files.file_engine(path), path)._started().close()
 
     def _started(self) -> Self:
         """Migrated, named (a store id in the kv table) and, for a file, its identity noted;
@@ -130,10 +134,11 @@ class StoreBase:
         """This store's id, given on its first open (stores made before ids get one)."""
         with self.transaction() as conn:
             found = conn.execute(_ID_SELECT).scalar()
-            if found is None:
-                found = dump_json(uuid.uuid4().hex)
-                conn.execute(sa.insert(kv).values(ns=STORE_ID[0], key=STORE_ID[1],
-                                                  value_json=found, updated_at=utcnow()))
+            if found is None:  # two first opens at once: the first id written stays
+                new = {"ns": STORE_ID[0], "key": STORE_ID[1],
+                       "value_json": dump_json(uuid.uuid4().hex), "updated_at": utcnow()}
+                self._upsert(conn, kv, new, ("ns", "key"), ())
+                found = conn.execute(_ID_SELECT).scalar()
         return str(found)
 
     def _sqlite_begin(self, conn: Connection) -> None:
