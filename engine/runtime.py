@@ -34,7 +34,7 @@ from engine.apply.plan import Plan
 from engine.apply.schedules import ScheduleApplyResult, SchedulePlan
 from engine.apply.sequences import ApplyResult
 from engine.clock import Clock, RealClock
-from engine.errors import ConfigError, LockError, SeqrunError
+from engine.errors import ConfigError, LockError, SeqrunError, StoreError, one_line
 from engine.model import Manifest, Schedule, Sequence
 from engine.providers import REGISTRY
 from engine.providers.base import Provider, ProviderSpec
@@ -42,7 +42,7 @@ from engine.providers.clients import make_client
 from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.run.state import settle_after
-from engine.sandbox import Sandbox
+from engine.sandbox import STATE_FILE, Sandbox
 from engine.store import Store
 from engine.store import schedules as schedule_db
 from engine.store.sqlite_file import make_state_dir
@@ -86,11 +86,29 @@ class Runtime:
 def open_sandbox(state_dir: Path, virtual_clock: bool) -> tuple[Sandbox, Clock]:
     """The embedded sandbox saved in ``state_dir`` and the clock to run on: its persisted
     virtual clock, or the real one."""
-    if virtual_clock:
-        box = Sandbox.open(state_dir)
-        return box, box.world.clock
-    clock = RealClock()
-    return Sandbox.open(state_dir, clock=clock), clock
+    with sandbox_state(state_dir, "read"):
+        if virtual_clock:
+            box = Sandbox.open(state_dir)
+            return box, box.world.clock
+        clock = RealClock()
+        return Sandbox.open(state_dir, clock=clock), clock
+
+
+@contextmanager
+def sandbox_state(state_dir: Path, doing: str) -> Iterator[None]:
+    """The sandbox's saved world (``sandbox.json`` beside the store) that cannot be read or
+    written as a StoreError naming it and the remedy, not a traceback."""
+    path = state_dir / STATE_FILE
+    try:
+        yield
+    except OSError as exc:  # a full disk, a directory gone or not writable
+        raise StoreError(f"cannot {doing} the sandbox state {path} "
+                         f"({one_line(exc.strerror or str(exc))}): free some space or make "
+                         "the state directory writable, then run again") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not a saved world
+        raise StoreError(f"the sandbox state {path} is damaged ({type(exc).__name__}): "
+                         "restore it from a backup, or delete it to start a new simulated "
+                         "world") from exc
 
 
 @asynccontextmanager
@@ -111,7 +129,8 @@ async def open_runtime(
         # replaced meanwhile: StoreError, nothing is saved and the command fails)
         store.verify()
         if save and rt.sandbox is not None:
-            rt.sandbox.save()
+            with sandbox_state(state_dir, "save"):
+                rt.sandbox.save()
     finally:
         for client in rt.clients.values():
             await client.aclose()
@@ -151,7 +170,9 @@ def open_store(state_dir: Path) -> Iterator[Store]:
 def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
     """Make (and save) the world a simulation plays on: the scenario's, else the default one."""
     make_state_dir(state_dir)  # owner-only, as the store makes it (the sandbox comes first)
-    Sandbox.open(state_dir, scenario=scenario, seed=seed).save()
+    box = Sandbox.open(state_dir, scenario=scenario, seed=seed)
+    with sandbox_state(state_dir, "save"):
+        box.save()
 
 
 def _make_provider(spec: ProviderSpec, client: httpx.AsyncClient, clock: Clock) -> Provider:

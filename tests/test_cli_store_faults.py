@@ -109,6 +109,26 @@ def test_an_empty_store_file_is_not_taken_for_a_new_store(
     assert (state / "state.db").stat().st_size == 0  # not made into a store behind our back
 
 
+@pytest.mark.parametrize("saved", ['{"clock": nul', "{}", "[]", '{"clock": null, "world": 1}'])
+def test_a_damaged_sandbox_state_is_one_error_line(
+    state: Path, applied: Path, capsys: pytest.CaptureFixture[str], saved: str
+) -> None:
+    (state / "sandbox.json").write_text(saved)
+    code, _, err = invoke(capsys, "run", "--once", "--sandbox", "--state-dir", str(state))
+    assert code == 1
+    one_error(err, f"the sandbox state {state / 'sandbox.json'} is damaged", "restore it")
+
+
+def test_a_sandbox_state_that_cannot_be_read(
+    state: Path, applied: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (state / "sandbox.json").unlink()
+    (state / "sandbox.json").mkdir()
+    code, _, err = invoke(capsys, "run", "--once", "--sandbox", "--state-dir", str(state))
+    assert code == 1
+    one_error(err, f"cannot read the sandbox state {state / 'sandbox.json'}")
+
+
 # ---- directories and files that cannot be made ---------------------------------------------
 
 
