@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator
@@ -127,6 +128,21 @@ def test_a_sandbox_state_that_cannot_be_read(
     code, _, err = invoke(capsys, "run", "--once", "--sandbox", "--state-dir", str(state))
     assert code == 1
     one_error(err, f"cannot read the sandbox state {state / 'sandbox.json'}")
+
+
+def test_an_unreachable_database_is_one_error_line_without_its_password(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql+psycopg://seqrun:pw-FAKE-SECRET-99@127.0.0.1:{port}/seqrun"
+    monkeypatch.setenv("SEQRUN_DATABASE_URL", url)
+    code, _, err = invoke(capsys, "status")
+    assert code == 1
+    line = one_error(err, f"postgresql+psycopg://seqrun:***@127.0.0.1:{port}/seqrun",
+                     "check that the database is reachable")
+    assert "FAKE-SECRET" not in line
 
 
 # ---- directories and files that cannot be made ---------------------------------------------
