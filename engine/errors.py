@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.secrets import redact, redact_value
+
 # Control characters (but tab) and Unicode line breaks, shown escaped so that a user's text
 # (a YAML key, a CSV header) cannot split a report line or forge another `file:line:col` line.
 _ESCAPES = {
@@ -82,6 +84,10 @@ class ProviderUnreachable(SeqrunError):
     exit_code = 3
 
 
+class OutputError(SeqrunError):
+    """A file seqrun was asked to write (``plan -out FILE``) that cannot be written."""
+
+
 class ConfigError(SeqrunError):
     """Missing credentials or settings (named by variable, never by value)."""
 
@@ -97,6 +103,10 @@ class ProviderError(SeqrunError):
     retry_after: float | None = None
 
     def __post_init__(self) -> None:
+        # the message and details come from the provider, which may quote the key it was
+        # sent: blanked here, where provider text enters, before it is shown, stored or logged
+        self.message = redact(self.message)
+        self.params = redact_value(self.params)
         super().__init__(f"{self.label}: {self.message}" if self.message else self.label)
 
     def __hash__(self) -> int:  # exceptions must stay hashable for tracebacks/logging

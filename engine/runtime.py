@@ -34,7 +34,15 @@ from engine.apply.plan import Plan
 from engine.apply.schedules import ScheduleApplyResult, SchedulePlan
 from engine.apply.sequences import ApplyResult
 from engine.clock import Clock, RealClock
-from engine.errors import ConfigError, LockError, ProviderError, ProviderUnreachable, SeqrunError
+from engine.errors import (
+    ConfigError,
+    LockError,
+    ProviderError,
+    ProviderUnreachable,
+    SeqrunError,
+    StoreError,
+    one_line,
+)
 from engine.model import Manifest, Schedule, Sequence
 from engine.providers import REGISTRY
 from engine.providers.base import Provider, ProviderSpec
@@ -42,9 +50,10 @@ from engine.providers.clients import Reachability, make_client, unreachable_text
 from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.run.state import settle_after
-from engine.sandbox import Sandbox
+from engine.sandbox import STATE_FILE, Sandbox
 from engine.store import Store
 from engine.store import schedules as schedule_db
+from engine.store.sqlite_file import make_state_dir
 from engine.views import control
 from engine.views import status as views
 from engine.views import why as why_views
@@ -92,11 +101,29 @@ class Runtime:
 def open_sandbox(state_dir: Path, virtual_clock: bool) -> tuple[Sandbox, Clock]:
     """The embedded sandbox saved in ``state_dir`` and the clock to run on: its persisted
     virtual clock, or the real one."""
-    if virtual_clock:
-        box = Sandbox.open(state_dir)
-        return box, box.world.clock
-    clock = RealClock()
-    return Sandbox.open(state_dir, clock=clock), clock
+    with sandbox_state(state_dir, "read"):
+        if virtual_clock:
+            box = Sandbox.open(state_dir)
+            return box, box.world.clock
+        clock = RealClock()
+        return Sandbox.open(state_dir, clock=clock), clock
+
+
+@contextmanager
+def sandbox_state(state_dir: Path, doing: str) -> Iterator[None]:
+    """The sandbox's saved world (``sandbox.json`` beside the store) that cannot be read or
+    written as a StoreError naming it and the remedy, not a traceback."""
+    path = state_dir / STATE_FILE
+    try:
+        yield
+    except OSError as exc:  # a full disk, a directory gone or not writable
+        raise StoreError(f"cannot {doing} the sandbox state {path} "
+                         f"({one_line(exc.strerror or str(exc))}): free some space or make "
+                         "the state directory writable, then run again") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not a saved world
+        raise StoreError(f"the sandbox state {path} is damaged ({type(exc).__name__}): "
+                         "restore it from a backup, or delete it to start a new simulated "
+                         "world") from exc
 
 
 @asynccontextmanager
@@ -113,8 +140,12 @@ async def open_runtime(
         if sandbox:
             rt.sandbox, rt.clock = open_sandbox(state_dir, virtual_clock)
         yield rt
+        # the store this command worked on must still be the one it opened (deleted or
+        # replaced meanwhile: StoreError, nothing is saved and the command fails)
+        store.verify()
         if save and rt.sandbox is not None:
-            rt.sandbox.save()
+            with sandbox_state(state_dir, "save"):
+                rt.sandbox.save()
     finally:
         for client in rt.clients.values():
             await client.aclose()
@@ -155,13 +186,17 @@ def open_store(state_dir: Path) -> Iterator[Store]:
     store = Store.open(None, state_dir)
     try:
         yield store
+        store.verify()
     finally:
         store.close()
 
 
 def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
     """Make (and save) the world a simulation plays on: the scenario's, else the default one."""
-    Sandbox.open(state_dir, scenario=scenario, seed=seed).save()
+    make_state_dir(state_dir)  # owner-only, as the store makes it (the sandbox comes first)
+    box = Sandbox.open(state_dir, scenario=scenario, seed=seed)
+    with sandbox_state(state_dir, "save"):
+        box.save()
 
 
 def _make_provider(spec: ProviderSpec, client: httpx.AsyncClient, clock: Clock) -> Provider:

@@ -110,8 +110,9 @@ def test_postgres_urls_open_like_postgresql_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, driver: str
 ) -> None:
     """SQLAlchemy refuses ``postgres://`` (what many hosts hand out); the store reads it as
-    ``postgresql://``. No server: the migration (the first connection) is left out."""
-    monkeypatch.setattr(Store, "migrate", lambda self: None)
+    ``postgresql://``. No server: the migration and naming (the first connection) are left
+    out."""
+    monkeypatch.setattr(Store, "_started", lambda self: self)
     s = Store.open(url, tmp_path)
     try:
         assert (s.engine.dialect.name, s.engine.dialect.driver) == ("postgresql", driver)

@@ -46,6 +46,10 @@ def cli(verbose: int) -> None:
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # httpcore's DEBUG trace quotes every response header a provider sends (a session
+    # cookie, a key echoed back): secrets must never reach a log, so the wire trace stays off
+    # (httpx's own line per request, method, URL and status, is kept).
+    logging.getLogger("httpcore").setLevel(logging.INFO)
 
 
 for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dnc_cmds,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,13 +16,22 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from engine.errors import StoreError
+from engine.store import sqlite_file as files
+from engine.store.codecs import dump_json, utcnow
+from engine.store.faults import DRIVER_ERRORS, fault, is_fault
 from engine.store.sqlite_fast import SqliteFastPath
+from engine.store.sqlite_file import DB_FILE, FileId
+from engine.store.tables import kv
 
 log = logging.getLogger(__name__)
 
 HEAD = "0004"  # the newest migration in engine/store/migrations/versions (a test checks it)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ENV_URL = "SEQRUN_DATABASE_URL"
+#: the kv row naming a store: a running process checks it is still on the store it opened
+STORE_ID = ("store", "id")
+_ID_SELECT = sa.select(kv.c.value_json).where(kv.c.ns == STORE_ID[0], kv.c.key == STORE_ID[1])
+_ID_SQL = f"SELECT value_json FROM kv WHERE ns = '{STORE_ID[0]}' AND key = '{STORE_ID[1]}'"
 
 
 def normalize_url(url: str) -> str:
@@ -46,52 +56,127 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_begin(conn: Connection) -> None:
-    # IMMEDIATE: take the write lock up front so two processes never deadlock upgrading a
-    # read transaction (busy_timeout then queues them). Sent straight to the driver: this
-    # runs for every transaction, and the full execution path costs more than the BEGIN.
-    conn.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+def sqlite_path(url: str) -> Path | None:
+    """The file of an ``sqlite:///PATH`` URL (None for another database or in memory)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri"):
+        return None
+    name = parsed.database or ""
+    return Path(name) if name and name != ":memory:" else None
 
 
 class StoreBase:
     """The engine and the ways to run statements on it; the table groups build on it."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, path: Path | None = None) -> None:
         self.engine = engine
-        self.url = engine.url.render_as_string(hide_password=True)
+        self.path = path  # the SQLite file, if the store is one
+        self.url = f"sqlite:///{path}" if path else engine.url.render_as_string(hide_password=True)
         # SQLite: the runner's hot statements take the driver-level path (sqlite_fast);
         # other databases take the SQLAlchemy path.
         self.fast = SqliteFastPath(engine.dialect) if engine.dialect.name == "sqlite" else None
+        self.store_id: str | None = None  # this store's name (kv), known once open
+        self._file_id: FileId | None = None  # the file open (SQLite), known once open
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "begin", self._sqlite_begin)
 
     @classmethod
     def open(cls, url: str | None = None, state_dir: Path | str = ".seqrun") -> Self:
         """Open (and migrate to head) the store.
 
         ``url`` wins, then ``$SEQRUN_DATABASE_URL``, then ``sqlite:///<state_dir>/state.db``.
+        Every failure is a :class:`StoreError` naming the store and what to do.
         """
         url = url or os.environ.get(ENV_URL) or None
-        if url is None:
-            state = Path(state_dir)
-            state.mkdir(parents=True, exist_ok=True)
-            url = f"sqlite:///{state / 'state.db'}"
+        try:
+            path = Path(state_dir) / DB_FILE if url is None else sqlite_path(normalize_url(url))
+        except (sa.exc.ArgumentError, ValueError) as exc:
+            raise StoreError(f"cannot open the store: {exc}") from exc
+        if path is not None:
+            return cls._open_file(path)
+        assert url is not None
         try:
             engine = sa.create_engine(normalize_url(url))
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise StoreError(f"cannot open the store: {exc}") from exc
-        if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-            sa.event.listen(engine, "begin", _sqlite_begin)
-        store = cls(engine)
+        return cls(engine)._started()
+
+    @classmethod
+    def _open_file(cls, path: Path) -> Self:
+        """The SQLite store ``path``: made (owner-only) when absent, refused when it is not a
+        whole seqrun store."""
+        files.make_state_dir(path.parent)
+        if not os.path.lexists(path):
+            files.create(path, cls._initialize)
+        files.check(path)
+        return cls(files.file_engine(path), path)._started()
+
+    @classmethod
+    def _initialize(cls, path: Path) -> None:
+        """Migrate and name the new (empty) store file ``path``."""
+        cls(files.file_engine(path), path)._started().close()
+
+    def _started(self) -> Self:
+        """Migrated, named (a store id in the kv table) and, for a file, its identity noted;
+        the engine is disposed of when that fails."""
         try:
-            store.migrate()
-        except sa.exc.OperationalError as exc:
-            engine.dispose()
-            raise StoreError(f"cannot open the store at {store.url}: {exc.orig}") from exc
-        return store
+            self.migrate()
+            self.store_id = self._own_id()
+            if self.path is not None:
+                self._file_id = FileId.of(self.path)
+        except BaseException:
+            self.engine.dispose()
+            raise
+        return self
+
+    def _own_id(self) -> str:
+        """This store's id, given on its first open (stores made before ids get one)."""
+        with self.transaction() as conn:
+            found = conn.execute(_ID_SELECT).scalar()
+            if found is None:  # two first opens at once: the first id written stays
+                new = {"ns": STORE_ID[0], "key": STORE_ID[1],
+                       "value_json": dump_json(uuid.uuid4().hex), "updated_at": utcnow()}
+                self._upsert(conn, kv, new, ("ns", "key"), ())
+                found = conn.execute(_ID_SELECT).scalar()
+        return str(found)
+
+    def _sqlite_begin(self, conn: Connection) -> None:
+        """Every transaction on SQLite: BEGIN IMMEDIATE, on the file and the store this
+        process opened (StoreError when it was deleted or replaced meanwhile).
+
+        IMMEDIATE: take the write lock up front so two processes never deadlock upgrading a
+        read transaction (busy_timeout then queues them). Sent straight to the driver: this
+        runs for every transaction, and the full execution path costs more than the BEGIN.
+        """
+        db = conn.connection.driver_connection
+        assert db is not None
+        path, opened = self.path, self._file_id
+        if path is not None and opened is not None and FileId.of(path) != opened:
+            raise StoreError(self._gone("was deleted or replaced"))
+        db.execute("BEGIN IMMEDIATE")
+        if self.store_id is not None:
+            row = db.execute(_ID_SQL).fetchone()
+            if row is None or row[0] != self.store_id:
+                db.execute("ROLLBACK")
+                raise StoreError(self._gone("was replaced by another store"))
+
+    def _gone(self, what: str) -> str:
+        return (f"the store {self.path or self.url} {what} while this process was using it: "
+                "stopped, nothing more is recorded; restore the state directory from a "
+                "backup (or start again), then run again")
+
+    def verify(self) -> None:
+        """StoreError when the store was deleted or replaced since it was opened (checked at
+        every transaction on SQLite; this one check works on any database)."""
+        with self.transaction() as conn:
+            found = conn.execute(_ID_SELECT).scalar()
+        if self.store_id is not None and found != self.store_id:
+            raise StoreError(self._gone("was replaced by another store"))
 
     def migrate(self) -> None:
         """``alembic upgrade head``; a no-op (one query) when already at head."""
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             current = None
             if sa.inspect(conn).has_table("alembic_version"):
                 current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
@@ -112,9 +197,17 @@ class StoreBase:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One atomic transaction; pass the connection as ``conn=`` to store methods."""
-        with self.engine.begin() as conn:
-            yield conn
+        """One atomic transaction; pass the connection as ``conn=`` to store methods.
+
+        A failure of the database itself (full disk, read-only or damaged file, server
+        gone) is raised as a StoreError saying what to do."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DRIVER_ERRORS as exc:
+            if not is_fault(exc):
+                raise
+            raise fault(exc, str(self.path or self.url)) from exc
 
     @contextmanager
     def tx(self, conn: Connection | None = None) -> Iterator[Connection]:
@@ -122,7 +215,7 @@ class StoreBase:
         if conn is not None:
             yield conn
         else:
-            with self.engine.begin() as own:
+            with self.transaction() as own:
                 yield own
 
     def _select(
