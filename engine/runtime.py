@@ -82,35 +82,37 @@ class Runtime:
         return self.clients[provider]
 
 
-def open_sandbox(state_dir: Path, virtual_clock: bool) -> tuple[Sandbox, Clock]:
+def open_sandbox(state_dir: Path, virtual_clock: bool, *, write: bool = True,
+                 ) -> tuple[Sandbox, Clock]:
     """The embedded sandbox saved in ``state_dir`` and the clock to run on: its persisted
-    virtual clock, or the real one."""
+    virtual clock, or the real one. ``write``: written through (else nothing is written)."""
     if virtual_clock:
-        box = Sandbox.open(state_dir)
+        box = Sandbox.open(state_dir, write=write)
         return box, box.world.clock
     clock = RealClock()
-    return Sandbox.open(state_dir, clock=clock), clock
+    return Sandbox.open(state_dir, clock=clock, write=write), clock
 
 
 @asynccontextmanager
 async def open_runtime(
     state_dir: Path, *, sandbox: bool = False, virtual_clock: bool = False, save: bool = True
 ) -> AsyncIterator[Runtime]:
-    """The runtime over ``state_dir``; the sandbox is saved on a clean exit when ``save``.
-    ``virtual_clock`` is the sandbox's (so it needs ``sandbox``)."""
+    """The runtime over ``state_dir``; the sandbox writes its world through (every answered
+    call) unless ``save`` is False. ``virtual_clock`` is the sandbox's (so it needs
+    ``sandbox``)."""
     if virtual_clock and not sandbox:
         raise ValueError("the virtual clock lives in the sandbox: virtual_clock needs sandbox")
     store = Store.open(None, state_dir)
     rt = Runtime(store, RealClock())
     try:
         if sandbox:
-            rt.sandbox, rt.clock = open_sandbox(state_dir, virtual_clock)
+            rt.sandbox, rt.clock = open_sandbox(state_dir, virtual_clock, write=save)
         yield rt
-        if save and rt.sandbox is not None:
-            rt.sandbox.save()
     finally:
         for client in rt.clients.values():
             await client.aclose()
+        if rt.sandbox is not None:
+            rt.sandbox.close()  # the virtual clock too, where it moved without a call
         store.close()
 
 
@@ -145,7 +147,7 @@ def open_store(state_dir: Path) -> Iterator[Store]:
 
 def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
     """Make (and save) the world a simulation plays on: the scenario's, else the default one."""
-    Sandbox.open(state_dir, scenario=scenario, seed=seed).save()
+    Sandbox.open(state_dir, scenario=scenario, seed=seed).close()
 
 
 def _make_provider(spec: ProviderSpec, client: httpx.AsyncClient, clock: Clock) -> Provider:

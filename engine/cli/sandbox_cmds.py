@@ -21,11 +21,14 @@ def sandbox_group() -> None:
 @click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path),
               help="A scenario file (schemas/scenario.json) describing the world.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Load the world from here and save it back on exit.")
+              help="Keep the world here (sandbox.db, written through before every answer).")
+@click.option("--replace", is_flag=True,
+              help="With --scenario and a --state-dir that holds a world: start over from the "
+                   "scenario (without it that is refused).")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seed when neither scenario nor saved state sets one.")
 def serve_cmd(host: str, port: int, scenario: Path | None, state_dir: Path | None,
-              seed: int) -> int:
+              seed: int, replace: bool) -> int:
     """Serve the sandbox on HTTP (real clock) until interrupted.
 
     Base URLs: Edges http://HOST:PORT/v1, LinkedAPI http://HOST:PORT/linkedapi,
@@ -37,7 +40,8 @@ def serve_cmd(host: str, port: int, scenario: Path | None, state_dir: Path | Non
 
     if scenario is not None:
         load_scenario(scenario)  # fail fast with every problem, before binding the port
-    serve_forever(host, port, scenario=scenario, state_dir=state_dir, seed=seed)
+    serve_forever(host, port, scenario=scenario, state_dir=state_dir, seed=seed,
+                  replace=replace)
     return 0
 
 
