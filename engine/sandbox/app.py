@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -19,6 +20,7 @@ from engine.sandbox import inspect as inspect_api
 from engine.sandbox.common import JSON
 from engine.sandbox.connectsafely import ConnectSafelyAPI
 from engine.sandbox.edges.api import EdgesAPI
+from engine.sandbox.guard import BodyGuard
 from engine.sandbox.linkedapi.api import routes as linkedapi_routes
 from engine.sandbox.world import World
 
@@ -40,7 +42,7 @@ def build_app(world: World, *, callback_client: httpx.AsyncClient | None = None)
         Route("/health", _health, methods=["GET"]),
         Mount("/linkedapi", routes=linkedapi_routes(world, callback_client=callback_client)),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(BodyGuard)])
     app.state.world = world
     app.state.edges = edges
     app.state.connectsafely = connectsafely
