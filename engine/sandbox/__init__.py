@@ -127,12 +127,15 @@ class Sandbox:
 
     def __init__(self, world: World, state_dir: Path | None = None, *,
                  callback_client: httpx.AsyncClient | None = None,
-                 db: WorldDB | None = None, saved: bool = False) -> None:
+                 db: WorldDB | None = None, saved: bool = False,
+                 control_token: str | None = None) -> None:
         """``db``: where to write the world through (``saved``: it already holds this world,
-        else the whole world is written first)."""
+        else the whole world is written first). ``control_token``: what ``/_sandbox``
+        requires (None: loopback clients only)."""
         self.world = world
         self.state_dir = state_dir
-        self.app: Starlette = build_app(world, callback_client=callback_client)
+        self.app: Starlette = build_app(world, callback_client=callback_client,
+                                        control_token=control_token)
         self._db = db
         self._tracker: RowTracker | None = None
         self._clock_saved: str | None = None
@@ -150,7 +153,7 @@ class Sandbox:
              scenario: Path | str | Mapping[str, Any] | None = None, seed: int = 0, *,
              leads: Path | None = None, profiles: int = 50,
              callback_client: httpx.AsyncClient | None = None, write: bool = True,
-             replace: bool = False) -> Sandbox:
+             replace: bool = False, control_token: str | None = None) -> Sandbox:
         """Load the world saved in ``state_dir`` or make one (from ``scenario``, else the
         default world). Without ``clock`` a :class:`VirtualClock` resumes at the saved time.
 
@@ -178,7 +181,8 @@ class Sandbox:
             world = world_from_scenario(scenario, clock)
         else:
             world = default_world(clock, seed, leads=leads or DEFAULT_LEADS, profiles=profiles)
-        return cls(world, folder, callback_client=callback_client, db=db, saved=in_db)
+        return cls(world, folder, callback_client=callback_client, db=db, saved=in_db,
+                   control_token=control_token)
 
     def _clock_iso(self) -> str | None:
         clock = self.world.clock

@@ -1,4 +1,5 @@
-"""The sandbox's front door: request bodies checked once, before any route sees them.
+"""The sandbox's front door: the control API kept to its owner (:class:`ControlGuard`), and
+request bodies checked once, before any route sees them (:class:`BodyGuard`).
 
 A body too large is a 413, a body that is not JSON (by its content type) a 415, malformed
 JSON, invalid UTF-8 or JSON nested deeper than :data:`MAX_DEPTH` a 400: each in the error
@@ -7,11 +8,14 @@ body (:func:`engine.sandbox.common.read_json`).
 
 Example::
 
-    app = Starlette(routes=..., middleware=[Middleware(BodyGuard)])
+    app = Starlette(routes=..., middleware=[Middleware(ControlGuard, token=None),
+                                            Middleware(BodyGuard)])
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -20,7 +24,8 @@ from starlette.responses import Response
 
 from engine.sandbox.common import JSON, PARSED_BODY
 
-__all__ = ["MAX_BODY", "MAX_DEPTH", "BodyGuard", "error_response"]
+__all__ = ["MAX_BODY", "MAX_DEPTH", "TOKEN_ENV", "BodyGuard", "ControlGuard", "error_response",
+           "is_loopback"]
 
 #: the largest body a route reads (bytes); real request bodies are a few KB
 MAX_BODY = 1 << 20
@@ -145,3 +150,70 @@ async def _read(receive: Receive, length: str | None) -> bytes | None:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+# ---- the control API -----------------------------------------------------------------------
+
+#: the variable holding the token of the control API (``/_sandbox``)
+TOKEN_ENV = "SEQRUN_SANDBOX_TOKEN"
+CONTROL_PREFIX = "/_sandbox"
+_LOOPBACK_NAMES = frozenset({"localhost", "testclient"})
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (an address or a name) is this machine's loopback."""
+    if host is None:
+        return False
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ControlGuard:
+    """ASGI middleware keeping ``/_sandbox`` (faults, webhooks, the clock, ground truth) to
+    those allowed to change the world under a client's feet: with a token, every control
+    request carries it (``X-Sandbox-Token: T`` or ``Authorization: Bearer T``, compared in
+    constant time; else 401); without one, only loopback clients (else 403). The provider
+    APIs keep their own credentials."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
+                 token: str | None = None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == CONTROL_PREFIX
+                                        or path.startswith(CONTROL_PREFIX + "/")):
+            refused = self._refused(scope)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _refused(self, scope: Scope) -> Response | None:
+        if self.token is None:
+            client = scope.get("client")
+            if client and is_loopback(client[0]):
+                return None
+            return JSON({"error": "the control API answers loopback clients only (serve with "
+                                  f"{TOKEN_ENV} set to open it to others)"}, 403)
+        given = _presented_token(scope)
+        if given is not None and hmac.compare_digest(given, self.token):
+            return None
+        return JSON({"error": f"the control API needs its token ({TOKEN_ENV}) in "
+                              "X-Sandbox-Token or Authorization: Bearer"}, 401,
+                    {"WWW-Authenticate": "Bearer"})
+
+
+def _presented_token(scope: Scope) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        name = key.lower()
+        if name == b"x-sandbox-token":
+            return bytes(value).strip()
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return bytes(value[7:]).strip()
+    return None

@@ -21,7 +21,9 @@ import httpx
 import uvicorn
 
 from engine.clock import RealClock
+from engine.errors import ConfigError
 from engine.sandbox import Sandbox
+from engine.sandbox.guard import TOKEN_ENV, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +80,21 @@ async def serve(sandbox: Sandbox, host: str, port: int, *, tick_interval: float 
 
 
 def serve_forever(host: str, port: int, *, scenario: Path | None = None,
-                  state_dir: Path | None = None, seed: int = 0, replace: bool = False) -> None:
+                  state_dir: Path | None = None, seed: int = 0, replace: bool = False,
+                  control_token: str | None = None) -> None:
     """Open (or load) the world on the real clock and serve it (``seqrun sandbox serve``).
-    A scenario beside a saved world is a ConfigError unless ``replace``."""
+    A scenario beside a saved world is a ConfigError unless ``replace``. Bound to anything
+    but loopback, the control API (``/_sandbox``) needs ``control_token`` (ConfigError
+    without one): anyone who reaches it can change faults, register webhooks, move time."""
+    if control_token is None and not is_loopback(host):
+        raise ConfigError(f"--host {host}: bound beyond loopback, the control API /_sandbox "
+                          f"needs a token: set {TOKEN_ENV}")
 
     async def main() -> None:
         async with httpx.AsyncClient(timeout=10) as callbacks:
             sandbox = Sandbox.open(state_dir, clock=RealClock(), scenario=scenario, seed=seed,
-                                   callback_client=callbacks, replace=replace)
+                                   callback_client=callbacks, replace=replace,
+                                   control_token=control_token)
             await serve(sandbox, host, port)
 
     asyncio.run(main())
