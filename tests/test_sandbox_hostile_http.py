@@ -59,7 +59,8 @@ def _fill(template: str, values: list[str]) -> str:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+    | st.floats(allow_nan=False, allow_infinity=False),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids,
                                                               max_size=4),
     max_leaves=12)
@@ -165,3 +166,60 @@ def test_a_schedule_with_a_bad_timezone_is_a_400(timezone: Any) -> None:
                              True, "application/json", json.dumps(body).encode()))
     assert resp.status_code == 400, resp.text
     assert resp.json()["error_label"] in ("BAD_INPUT", "BAD_PARAMETERS")
+
+
+PARAM_KEYS = ["max_results", "sync_mode", "read", "message", "subject",
+              "only_extract_unique_profile", "files"]
+ODD_VALUES = st.sampled_from(["abc", "10", "incremental", -1, 0, 1.5, True, False, [], {},
+                             10**12, None])
+RUN_ACTIONS = ["linkedin-search-people", "linkedin-extract-conversations",
+               "linkedin-extract-connections", "linkedin-extract-messages",
+               "linkedin-connect-profile", "linkedin-message-profile", "linkedin-me"]
+
+
+@FUZZ
+@given(action=st.sampled_from(RUN_ACTIONS), mode=st.sampled_from(["live", "async", "schedule"]),
+       params=st.dictionaries(st.sampled_from(PARAM_KEYS), ODD_VALUES | json_values,
+                              max_size=3),
+       input=st.dictionaries(st.sampled_from([*ROUTE_KEYS, "linkedin_people_search_url",
+                                              "linkedin_thread_url"]),
+                             json_values | st.sampled_from(KNOWN), max_size=2))
+def test_an_accepted_edges_run_never_breaks_later_requests(
+        action: str, mode: str, params: dict[str, Any], input: dict[str, Any]) -> None:
+    """A run the sandbox accepts is processed later (the pump, at every Edges request): its
+    parameters must be checked when it is accepted, or every later request fails."""
+    box = Sandbox.open(None, profiles=3)
+    body: dict[str, Any] = {"identity_ids": ["ident-alice"], "parameters": params}
+    if mode == "live":
+        body["input"] = input
+    else:
+        body["inputs"] = [input]
+    if mode == "schedule":
+        body["schedule_at"] = "2026-01-05T08:00:00Z"
+
+    async def go() -> None:
+        async with box.client("edges") as c:
+            _check(await c.post(f"actions/{action}/run/{mode}", json=body))
+            await box.tick()
+            _check(await c.get("runs"))
+            _check(await c.get("schedules"))
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("mode", ["live", "async"])
+@pytest.mark.parametrize("cap", ["abc", 0, -3, 2.5, True, [1], 10**9])
+def test_a_bad_max_results_is_a_400_and_poisons_nothing(mode: str, cap: Any) -> None:
+    box = Sandbox.open(None, profiles=3)
+    key = "input" if mode == "live" else "inputs"
+    search = {"linkedin_people_search_url": "https://www.linkedin.com/search/?keywords=a"}
+    body = {key: search if mode == "live" else [search], "identity_ids": ["ident-alice"],
+            "parameters": {"max_results": cap}}
+
+    async def go() -> None:
+        async with box.client("edges") as c:
+            r = await c.post(f"actions/linkedin-search-people/run/{mode}", json=body)
+            assert r.status_code == 400 and r.json()["error_label"] == "BAD_PARAMETERS"
+            assert (await c.get("runs")).status_code == 200
+
+    asyncio.run(go())
