@@ -100,6 +100,14 @@ def test_a_world_saved_by_an_earlier_version_is_read_then_written_through(
     assert set(box.world.profiles) == set(old.world.profiles)
 
 
+def test_json_orjson_refuses_is_written_all_the_same(tmp_path: Path) -> None:
+    """A client's body may hold an integer past 64 bits (JSON allows it, orjson does not)."""
+    box = Sandbox.open(tmp_path, profiles=0)
+    box.world.api_state["linkedapi"] = {"body": {"n": 10**30}}
+    box.persist()
+    assert Sandbox.open(tmp_path).world.api_state["linkedapi"] == {"body": {"n": 10**30}}
+
+
 def test_a_look_without_write_leaves_no_database(tmp_path: Path) -> None:
     box = Sandbox.open(tmp_path, write=False, profiles=0)
     box.close()

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +39,9 @@ def _routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, li
 
 BOX = Sandbox.open(None, profiles=5)
 ROUTES = sorted(_routes(list(BOX.app.routes)))
+_KEPT = tempfile.TemporaryDirectory(prefix="sandbox-hostile-")
+#: the same, written through to a state directory (what a request writes must be writable)
+KEPT = Sandbox.open(Path(_KEPT.name), profiles=5)
 KNOWN = ["ident-alice", "acct-alice", "acc_12345", "https://www.linkedin.com/in/ada-lovelace-0001",
          "linkedin-connect-profile", "linkedin-me", "linkedin-extract-conversations"]
 
@@ -83,11 +88,11 @@ segments = st.one_of(st.sampled_from(KNOWN), st.text(max_size=30))
 
 
 async def _call(method: str, path: str, provider: str | None, auth: bool,
-                content_type: str | None, body: bytes) -> httpx.Response:
-    headers = dict(BOX.headers(provider)) if provider and auth else {}
+                content_type: str | None, body: bytes, box: Sandbox = BOX) -> httpx.Response:
+    headers = dict(box.headers(provider)) if provider and auth else {}
     if content_type is not None:
         headers["content-type"] = content_type
-    async with httpx.AsyncClient(transport=BOX.transport, base_url="http://sandbox") as c:
+    async with httpx.AsyncClient(transport=box.transport, base_url="http://sandbox") as c:
         return await c.request(method, path, headers=headers, content=body)
 
 
@@ -99,16 +104,17 @@ def _check(resp: httpx.Response) -> None:
 @FUZZ
 @given(route=st.sampled_from(ROUTES), method=st.sampled_from(METHODS),
        values=st.lists(segments, max_size=4), auth=st.booleans(), body=bodies,
-       content_type=content_types, use_route_method=st.booleans())
+       content_type=content_types, use_route_method=st.booleans(), kept=st.booleans())
 def test_every_route_answers_hostile_requests_without_a_5xx(
         route: tuple[str, list[str]], method: str, values: list[str], auth: bool, body: bytes,
-        content_type: str | None, use_route_method: bool) -> None:
+        content_type: str | None, use_route_method: bool, kept: bool) -> None:
     template, methods = route
     if use_route_method:
         method = methods[0]
     provider = next((p for pre, p in PROVIDER_OF.items() if template.startswith(pre)), None)
     path = _fill(template, values)
-    resp = asyncio.run(_call(method, path, provider, auth, content_type, body))
+    resp = asyncio.run(_call(method, path, provider, auth, content_type, body,
+                             KEPT if kept else BOX))
     _check(resp)
 
 
@@ -223,3 +229,4 @@ def test_a_bad_max_results_is_a_400_and_poisons_nothing(mode: str, cap: Any) -> 
             assert (await c.get("runs")).status_code == 200
 
     asyncio.run(go())
+

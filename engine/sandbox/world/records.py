@@ -20,13 +20,17 @@ Example::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
 import orjson
 
 from engine.sandbox.world import World
+from engine.sandbox.world.times import iso
 
 Row = tuple[str, str, bytes | None]
 
@@ -34,7 +38,18 @@ _SEP = "\x1f"  # between the parts of a composite key (never in a uid or a URL)
 
 
 def _dump(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_UTC_Z)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_UTC_Z)
+    except TypeError:  # what orjson refuses and JSON allows: an integer past 64 bits
+        return json.dumps(value, default=_plain, separators=(",", ":")).encode()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"cannot write {type(value).__name__} to the sandbox database")
 
 
 def _pair(uid: str, url: str) -> str:
@@ -82,7 +97,9 @@ def assemble(rows: Iterable[tuple[str, str, bytes]]) -> tuple[str | None, dict[s
     clock: str | None = None
     indexed: dict[str, list[tuple[str, Any]]] = {"delivered": [], "integration_events": []}
     for section, key, body in rows:
-        value = orjson.loads(body)
+        # the API state holds clients' JSON, which may hold integers past 64 bits (orjson
+        # would read them as floats)
+        value = json.loads(body) if section == "api_state" else orjson.loads(body)
         if section == "meta":
             if key == "clock":
                 clock = value
