@@ -107,14 +107,19 @@ class BodyGuard:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
-        raw = await _read(receive, headers.get("content-length"))
+        length = content_type = None
+        for key, value in scope.get("headers", []):
+            name = key.lower()
+            if name == b"content-length":
+                length = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+        raw = await _read(receive, length)
         if raw is None:
             refused: tuple[int, Any] | tuple[None, Any] = (
                 413, f"the body is larger than {MAX_BODY} bytes")
         else:
-            refused = _check(raw, headers.get("content-type"))
+            refused = _check(raw, content_type)
         status, value = refused
         if status is not None:
             await error_response(scope["path"], status, value)(scope, receive, send)
