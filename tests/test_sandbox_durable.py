@@ -108,6 +108,17 @@ def test_json_orjson_refuses_is_written_all_the_same(tmp_path: Path) -> None:
     assert Sandbox.open(tmp_path).world.api_state["linkedapi"] == {"body": {"n": 10**30}}
 
 
+async def test_a_look_without_write_changes_nothing_on_disk(tmp_path: Path) -> None:
+    Sandbox.open(tmp_path, profiles=0).close()
+    look = Sandbox.open(tmp_path, write=False)
+    async with look.client("edges") as client:
+        r = await client.post("actions/linkedin-connect-profile/run/live", json=_connect_body())
+    assert r.status_code == 200
+    look.close()
+    assert _relationship(look) == "pending"
+    assert _relationship(Sandbox.open(tmp_path)) == "none"
+
+
 def test_a_look_without_write_leaves_no_database(tmp_path: Path) -> None:
     box = Sandbox.open(tmp_path, write=False, profiles=0)
     box.close()

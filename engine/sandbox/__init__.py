@@ -163,6 +163,9 @@ class Sandbox:
         folder = Path(state_dir) if state_dir is not None else None
         db = _open_db(folder, write)
         saved_clock, saved, in_db = _load(folder, db)
+        if db is not None and not write:  # read, then let go: a look writes nothing
+            db.close()
+            db = None
         if saved is not None and scenario is not None:
             if not replace:
                 raise ConfigError(
