@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -50,7 +51,8 @@ from engine.providers.clients import Reachability, make_client, unreachable_text
 from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.run.state import settle_after
-from engine.sandbox import STATE_FILE, Sandbox
+from engine.sandbox import LEGACY_FILE, Sandbox
+from engine.sandbox.durable import DB_FILE
 from engine.store import Store
 from engine.store import schedules as schedule_db
 from engine.store.sqlite_file import make_state_dir
@@ -98,57 +100,64 @@ class Runtime:
         result.unreachable = dict(self.reachability.unreachable)
 
 
-def open_sandbox(state_dir: Path, virtual_clock: bool) -> tuple[Sandbox, Clock]:
+def open_sandbox(state_dir: Path, virtual_clock: bool, *, write: bool = True,
+                 ) -> tuple[Sandbox, Clock]:
     """The embedded sandbox saved in ``state_dir`` and the clock to run on: its persisted
-    virtual clock, or the real one."""
+    virtual clock, or the real one. ``write``: written through (else nothing is written)."""
     with sandbox_state(state_dir, "read"):
         if virtual_clock:
-            box = Sandbox.open(state_dir)
+            box = Sandbox.open(state_dir, write=write)
             return box, box.world.clock
         clock = RealClock()
-        return Sandbox.open(state_dir, clock=clock), clock
+        return Sandbox.open(state_dir, clock=clock, write=write), clock
 
 
 @contextmanager
 def sandbox_state(state_dir: Path, doing: str) -> Iterator[None]:
-    """The sandbox's saved world (``sandbox.json`` beside the store) that cannot be read or
-    written as a StoreError naming it and the remedy, not a traceback."""
-    path = state_dir / STATE_FILE
+    """The sandbox's saved world (``sandbox.db`` beside the store, or an older version's
+    ``sandbox.json``) that cannot be read or written as a StoreError naming it and the
+    remedy, not a traceback."""
+    path = state_dir / DB_FILE
+    if not path.exists() and (state_dir / LEGACY_FILE).exists():
+        path = state_dir / LEGACY_FILE
     try:
         yield
     except OSError as exc:  # a full disk, a directory gone or not writable
         raise StoreError(f"cannot {doing} the sandbox state {path} "
                          f"({one_line(exc.strerror or str(exc))}): free some space or make "
                          "the state directory writable, then run again") from exc
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not a saved world
-        raise StoreError(f"the sandbox state {path} is damaged ({type(exc).__name__}): "
-                         "restore it from a backup, or delete it to start a new simulated "
-                         "world") from exc
+    except (ValueError, KeyError, TypeError, AttributeError, sqlite3.DatabaseError) as exc:
+        # not a saved world (sqlite3's OperationalError, e.g. a full disk, is caught above
+        # only when it is an OSError: it is a DatabaseError, named as damage or the cause)
+        raise StoreError(f"the sandbox state {path} is damaged or unwritable "
+                         f"({type(exc).__name__}: {one_line(str(exc))}): restore it from a "
+                         "backup, or delete it to start a new simulated world") from exc
 
 
 @asynccontextmanager
 async def open_runtime(
     state_dir: Path, *, sandbox: bool = False, virtual_clock: bool = False, save: bool = True
 ) -> AsyncIterator[Runtime]:
-    """The runtime over ``state_dir``; the sandbox is saved on a clean exit when ``save``.
-    ``virtual_clock`` is the sandbox's (so it needs ``sandbox``)."""
+    """The runtime over ``state_dir``; the sandbox writes its world through (every answered
+    call) unless ``save`` is False. ``virtual_clock`` is the sandbox's (so it needs
+    ``sandbox``)."""
     if virtual_clock and not sandbox:
         raise ValueError("the virtual clock lives in the sandbox: virtual_clock needs sandbox")
     store = Store.open(None, state_dir)
     rt = Runtime(store, RealClock())
     try:
         if sandbox:
-            rt.sandbox, rt.clock = open_sandbox(state_dir, virtual_clock)
+            rt.sandbox, rt.clock = open_sandbox(state_dir, virtual_clock, write=save)
         yield rt
         # the store this command worked on must still be the one it opened (deleted or
-        # replaced meanwhile: StoreError, nothing is saved and the command fails)
+        # replaced meanwhile: StoreError, and the command fails)
         store.verify()
-        if save and rt.sandbox is not None:
-            with sandbox_state(state_dir, "save"):
-                rt.sandbox.save()
     finally:
         for client in rt.clients.values():
             await client.aclose()
+        if rt.sandbox is not None:
+            with sandbox_state(state_dir, "save"):
+                rt.sandbox.close()  # the virtual clock too, where it moved without a call
         store.close()
 
 
@@ -194,9 +203,8 @@ def open_store(state_dir: Path) -> Iterator[Store]:
 def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
     """Make (and save) the world a simulation plays on: the scenario's, else the default one."""
     make_state_dir(state_dir)  # owner-only, as the store makes it (the sandbox comes first)
-    box = Sandbox.open(state_dir, scenario=scenario, seed=seed)
     with sandbox_state(state_dir, "save"):
-        box.save()
+        Sandbox.open(state_dir, scenario=scenario, seed=seed).close()
 
 
 def _make_provider(spec: ProviderSpec, client: httpx.AsyncClient, clock: Clock) -> Provider:

@@ -174,7 +174,7 @@ def test_apply_runs_on_sandbox_then_status_why_pause(
     result = json.loads(out)
     assert result["applied"] and result["sequences"][0]["enrolled"] == 3
     assert result["run"]["due"] == 3 and result["run"]["actions"] >= 1
-    assert (work / ".seqrun" / "sandbox.json").exists()
+    assert (work / ".seqrun" / "sandbox.db").exists()
 
     code, out, _ = invoke(capsys, "status", "founders", "-o", "json", "--virtual-clock")
     status = json.loads(out)

@@ -110,24 +110,39 @@ def test_an_empty_store_file_is_not_taken_for_a_new_store(
     assert (state / "state.db").stat().st_size == 0  # not made into a store behind our back
 
 
+def _drop_sandbox_db(state: Path) -> Path:
+    for name in ("sandbox.db", "sandbox.db-wal", "sandbox.db-shm"):
+        (state / name).unlink(missing_ok=True)
+    return state / "sandbox.db"
+
+
 @pytest.mark.parametrize("saved", ['{"clock": nul', "{}", "[]", '{"clock": null, "world": 1}'])
-def test_a_damaged_sandbox_state_is_one_error_line(
+def test_a_damaged_older_sandbox_state_is_one_error_line(
     state: Path, applied: Path, capsys: pytest.CaptureFixture[str], saved: str
 ) -> None:
-    (state / "sandbox.json").write_text(saved)
+    _drop_sandbox_db(state)
+    (state / "sandbox.json").write_text(saved)  # an earlier version's saved world
     code, _, err = invoke(capsys, "run", "--once", "--sandbox", "--state-dir", str(state))
     assert code == 1
     one_error(err, f"the sandbox state {state / 'sandbox.json'} is damaged", "restore it")
 
 
+def test_a_damaged_sandbox_database_is_one_error_line(
+    state: Path, applied: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _drop_sandbox_db(state).write_bytes(b"this is not a database " * 200)
+    code, _, err = invoke(capsys, "run", "--once", "--sandbox", "--state-dir", str(state))
+    assert code == 1
+    one_error(err, f"the sandbox state {state / 'sandbox.db'} is damaged", "restore it")
+
+
 def test_a_sandbox_state_that_cannot_be_read(
     state: Path, applied: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (state / "sandbox.json").unlink()
-    (state / "sandbox.json").mkdir()
+    _drop_sandbox_db(state).mkdir()
     code, _, err = invoke(capsys, "run", "--once", "--sandbox", "--state-dir", str(state))
     assert code == 1
-    one_error(err, f"cannot read the sandbox state {state / 'sandbox.json'}")
+    one_error(err, f"the sandbox state {state / 'sandbox.db'}")
 
 
 def test_an_unreachable_database_is_one_error_line_without_its_password(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -16,6 +15,7 @@ from engine.cli import main
 from engine.clock import RealClock, VirtualClock
 from engine.errors import ManifestError
 from engine.sandbox import Sandbox
+from engine.sandbox.durable import DB_FILE, WorldDB
 from engine.sandbox.scenario import load_scenario, scenario_schema, world_from_scenario
 from engine.sandbox.server import make_server
 
@@ -168,5 +168,5 @@ def test_loopback_server(tmp_path: Path) -> None:
         server.should_exit = True
         thread.join(timeout=10)
     assert not thread.is_alive()
-    saved = json.loads((tmp_path / "sandbox.json").read_text())
-    assert saved["clock"] is None  # a real clock is not persisted
+    clock, saved = WorldDB(tmp_path / DB_FILE).load()
+    assert saved is not None and clock is None  # a real clock is not persisted

@@ -42,6 +42,9 @@ CREDENTIALS: dict[str, dict[str, str]] = {
     "connectsafely": {"CONNECTSAFELY_API_KEY": "sbx-connectsafely-key"},
 }
 
+#: the scope key where BodyGuard (engine/sandbox/guard.py) leaves the parsed request body
+PARSED_BODY = "sandbox.json"
+
 #: header a sandbox response carries when it simulates a timeout; the in-process transport
 #: turns such a response into ``httpx.ReadTimeout``
 FAULT_HEADER = "x-sandbox-fault"
@@ -66,11 +69,17 @@ def identification_env_var(uid: str) -> str:
 
 
 async def read_json(request: Request) -> Any:
-    """The decoded body; ``None`` for an empty body; raises ``ValueError`` on bad JSON."""
+    """The decoded body; ``None`` for an empty body; raises ``ValueError`` on bad JSON. Behind
+    the app's BodyGuard (engine/sandbox/guard.py) the body was parsed, and checked, once."""
+    if PARSED_BODY in request.scope:
+        return request.scope[PARSED_BODY]
     raw = await request.body()
     if not raw.strip():
         return None
-    return json.loads(raw)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 async def inject(world: World, api: str, op: str) -> FaultPlan | None:

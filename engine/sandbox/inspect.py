@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from engine.clock import VirtualClock
 from engine.sandbox.common import JSON, iso, parse_iso, read_json
 from engine.sandbox.edges.api import EdgesAPI
+from engine.sandbox.edges.callbacks import callback_url_problem
 from engine.sandbox.world import (
     Delivery,
     FaultConfig,
@@ -254,6 +255,9 @@ class _EdgesHooks(_Base):
         body = await self.body_of(request)
         if self.edges is None or not isinstance(body.get("url"), str):
             return _bad("body: url required")
+        problem = callback_url_problem(body["url"])
+        if problem is not None:
+            return _bad(f"url {problem}")
         headers = body.get("headers") or {}
         if not isinstance(headers, dict):
             return _bad("headers must be an object")

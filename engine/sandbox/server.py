@@ -2,7 +2,8 @@
 
 A background task ticks the Edges API once a second (schedule iterations, queued async runs);
 run callbacks are POSTed for real. With a state directory the world is loaded from it and
-saved back on shutdown.
+written through before every answer and after every tick (engine/sandbox/durable.py), so a
+SIGKILL loses nothing a client was told.
 
 >>> # asyncio.run(serve(Sandbox.open(None, clock=RealClock()), "127.0.0.1", 8765))
 """
@@ -20,7 +21,9 @@ import httpx
 import uvicorn
 
 from engine.clock import RealClock
+from engine.errors import ConfigError
 from engine.sandbox import Sandbox
+from engine.sandbox.guard import TOKEN_ENV, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +50,24 @@ def _with_shutdown(app: Any, on_shutdown: Callable[[], Any]) -> Any:
 
 def make_server(sandbox: Sandbox, host: str, port: int, *, log_level: str = "info",
                 ) -> uvicorn.Server:
-    """A uvicorn server for the sandbox app that saves the world on shutdown."""
-    config = uvicorn.Config(_with_shutdown(sandbox.app, sandbox.save), host=host, port=port,
+    """A uvicorn server for the sandbox app (written through) that closes it on shutdown."""
+    config = uvicorn.Config(_with_shutdown(sandbox.asgi, sandbox.close), host=host, port=port,
                             log_level=log_level, lifespan="on", access_log=False)
     return uvicorn.Server(config)
 
 
-async def _ticker(sandbox: Sandbox, interval: float, save_every: int = 60) -> None:
-    n = 0
+async def _ticker(sandbox: Sandbox, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
-        n += 1
         try:
-            await sandbox.tick()
-            if n % save_every == 0:
-                sandbox.save()
+            await sandbox.tick()  # written through
         except Exception:  # a failing tick must not stop the server
             log.exception("sandbox tick failed")
 
 
 async def serve(sandbox: Sandbox, host: str, port: int, *, tick_interval: float = 1.0,
                 log_level: str = "info") -> None:
-    """Serve until interrupted; save the world when a state directory is set."""
+    """Serve until interrupted (the world written through when a state directory is set)."""
     server = make_server(sandbox, host, port, log_level=log_level)
     ticker = asyncio.create_task(_ticker(sandbox, tick_interval))
     try:
@@ -77,17 +76,25 @@ async def serve(sandbox: Sandbox, host: str, port: int, *, tick_interval: float 
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
-        sandbox.save()
+        sandbox.close()
 
 
 def serve_forever(host: str, port: int, *, scenario: Path | None = None,
-                  state_dir: Path | None = None, seed: int = 0) -> None:
-    """Open (or load) the world on the real clock and serve it (``seqrun sandbox serve``)."""
+                  state_dir: Path | None = None, seed: int = 0, replace: bool = False,
+                  control_token: str | None = None) -> None:
+    """Open (or load) the world on the real clock and serve it (``seqrun sandbox serve``).
+    A scenario beside a saved world is a ConfigError unless ``replace``. Bound to anything
+    but loopback, the control API (``/_sandbox``) needs ``control_token`` (ConfigError
+    without one): anyone who reaches it can change faults, register webhooks, move time."""
+    if control_token is None and not is_loopback(host):
+        raise ConfigError(f"--host {host}: bound beyond loopback, the control API /_sandbox "
+                          f"needs a token: set {TOKEN_ENV}")
 
     async def main() -> None:
         async with httpx.AsyncClient(timeout=10) as callbacks:
             sandbox = Sandbox.open(state_dir, clock=RealClock(), scenario=scenario, seed=seed,
-                                   callback_client=callbacks)
+                                   callback_client=callbacks, replace=replace,
+                                   control_token=control_token)
             await serve(sandbox, host, port)
 
     asyncio.run(main())

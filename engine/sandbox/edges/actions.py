@@ -33,6 +33,11 @@ class Actions(Shapes):
             "linkedin-message-profile": self._message,
             "linkedin-inmail-profile": self._inmail,
             "linkedin-withdraw-invitation": self._withdraw,
+            "linkedin-accept-invitation": self._accept,
+            "linkedin-extract-received-invitations": self._received,
+            "linkedin-extract-people": self._people,
+            "linkedin-extract-contact": self._contact,
+            "linkedin-find-profile-url": self._find_url,
         }
 
     @staticmethod
@@ -129,6 +134,56 @@ class Actions(Shapes):
                 "sales_navigator_profile_id": p.sales_navigator_profile_id,
                 "linkedin_profile_url": p.url, "connection_sent_date": iso(inv.sent_at)}
 
+    # -- simplified: the world models no invitation sent *to* an identity, so none is ever
+    # -- received; profile enrichment and contact details are drawn from the profile
+
+    def _accept(self, ident: IdentityState | None, input: dict[str, Any],
+                params: dict[str, Any]) -> Any:
+        assert ident is not None
+        url = self._url(input)
+        if self.world.relationship(ident.uid, url) == "connected":
+            raise EdgesError("ALREADY_CONNECTED", "already a 1st degree connection")
+        raise EdgesError("NO_RESULT", "no invitation received from this profile")
+
+    def _received(self, ident: IdentityState | None, input: dict[str, Any],
+                  params: dict[str, Any]) -> Any:
+        assert ident is not None
+        self.world.me(ident.uid)  # auth as LinkedIn checks it
+        return []
+
+    def _people(self, ident: IdentityState | None, input: dict[str, Any],
+                params: dict[str, Any]) -> Any:
+        assert ident is not None
+        url = self._url(input)
+        self.world.relationship(ident.uid, url)  # auth, then the profile's access
+        p = self.world.profile(url)
+        return _person(p) | {"headline": p.headline, "location": p.location,
+                             "linkedin_profile_handle": p.handle}
+
+    def _contact(self, ident: IdentityState | None, input: dict[str, Any],
+                 params: dict[str, Any]) -> Any:
+        assert ident is not None
+        url = self._url(input)
+        self.world.relationship(ident.uid, url)
+        p = self.world.profile(url)
+        domain = "".join(c for c in p.company.lower() if c.isalnum()) or "example"
+        local = ".".join(part for part in (p.first_name.lower(), p.last_name.lower()) if part)
+        return {"linkedin_profile_url": p.url, "linkedin_profile_id": p.profile_id,
+                "emails": [f"{local or p.handle}@{domain}.example"], "phones": [],
+                "websites": [], "twitter": None}
+
+    def _find_url(self, ident: IdentityState | None, input: dict[str, Any],
+                  params: dict[str, Any]) -> Any:
+        # takes no identity (providers.md §1.1); the input field names are inferred
+        words = [input.get(k) for k in ("full_name", "first_name", "last_name", "company_name")]
+        query = " ".join(w for w in words if isinstance(w, str) and w.strip())
+        if not query:
+            raise EdgesError("BAD_INPUT", "input must have required property 'full_name'")
+        found = self.world.search_people(query, 1)
+        if not found:
+            raise EdgesError("NO_RESULT", f"no profile found for {query!r}")
+        return _person(found[0])
+
     def _perform(self, action: str, ident: IdentityState | None, input: dict[str, Any],
                  params: dict[str, Any]) -> Any:
         handler = self._actions.get(action)
@@ -138,3 +193,10 @@ class Actions(Shapes):
             return handler(ident, input, params)
         except WorldError as exc:
             raise from_world(exc) from None
+
+
+def _person(p: Any) -> dict[str, Any]:
+    return {"linkedin_profile_url": p.url, "linkedin_profile_id": p.profile_id,
+            "sales_navigator_profile_id": p.sales_navigator_profile_id,
+            "full_name": p.full_name, "first_name": p.first_name, "last_name": p.last_name,
+            "job_title": p.job_title, "company_name": p.company}

@@ -9,7 +9,8 @@ run of ``linkedin-extract-messages`` with no thread input is an inbox sync, see
 ``Lists._messages_raw``).
 
 Built in layers, each using only those below it: base (state, auth, errors, identities),
-shapes, actions, lists, callbacks, runs, schedules, pump, live (the run endpoints), reads.
+shapes, actions, lists, callbacks, runs, schedules, pump, live (the run endpoints), reads,
+manage (identity creation, integration webhooks).
 
 Example::
 
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from engine.sandbox.edges.reads import Reads
+from engine.sandbox.edges.manage import Manage
 
 __all__ = ["EdgesAPI"]
 
 
-class EdgesAPI(Reads):
+class EdgesAPI(Manage):
     """Routes and state of the sandbox's Edges API. ``callback_client`` POSTs run callbacks;
     without one they are queued in ``state["callbacks"]`` (see the inspection API)."""
 
@@ -36,6 +37,11 @@ class EdgesAPI(Reads):
             Route("/actions/{action}/run/async", self.run_async, methods=["POST"]),
             Route("/actions/{action}/run/schedule", self.run_schedule, methods=["POST"]),
             Route("/identities", self.list_identities, methods=["GET"]),
+            Route("/identities", self.create_identity, methods=["POST"]),
+            Route("/integrations/linkedin/webhooks", self.list_integration_webhooks,
+                  methods=["GET"]),
+            Route("/integrations/linkedin/webhooks", self.add_integration_webhook_route,
+                  methods=["POST"]),
             Route("/identities/{uid}/actions/{action}/limits", self.identity_limits,
                   methods=["GET"]),
             Route("/workspaces", self.workspaces, methods=["GET"]),

@@ -13,6 +13,7 @@ from engine.sandbox.common import CREDENTIALS, FAULT_HEADER, JSON
 from engine.sandbox.edges.errors import ERRORS, EdgesError
 from engine.sandbox.edges.wire import (
     LIST_ACTIONS,
+    NO_IDENTITY,
 )
 from engine.sandbox.world import (
     IdentityState,
@@ -85,6 +86,8 @@ class EdgesBase:
         if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str)
                                                                       for i in ids)):
             raise EdgesError("BAD_PARAMETERS", "body/identity_ids must be an array of strings")
+        if action in NO_IDENTITY and not ids:
+            return None
         if action == "linkedin-search-people" and not ids and mode in ("auto", "managed"):
             pool = self._identities()
             return pool[0] if pool else None

@@ -1,17 +1,49 @@
-"""Run callbacks and integration webhooks: queued in the state, POSTed by ``callback_client``."""
+"""Run callbacks and integration webhooks: queued in the state, POSTed by ``callback_client``,
+retried with backoff when the receiver fails.
+
+A callback URL must be HTTPS, as the real API requires (providers.md §1.4); plain ``http://``
+is accepted only to a loopback host, so that tests and a local receiver need no certificate.
+A failed delivery (a transport error or a non-2xx answer) is retried :data:`MAX_RETRIES`
+times, after 30 s, 1, 2, 4 and 8 min, with the same ``callback_ref_uid`` (the receiver's
+dedupe key); its entry is ``PENDING`` meanwhile, ``FAILED`` once the retries are spent.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from engine.sandbox.common import iso
+from engine.sandbox.common import iso, parse_iso
 from engine.sandbox.edges.lists import Lists
 from engine.sandbox.edges.wire import (
     WORKSPACE_UID,
 )
+from engine.sandbox.guard import is_loopback
+
+#: deliveries after the first that failed
+MAX_RETRIES = 5
+#: the wait before retry n (1-based) is RETRY_BASE * 2 ** (n - 1)
+RETRY_BASE = timedelta(seconds=30)
+
+
+def callback_url_problem(url: object) -> str | None:
+    """Why ``url`` cannot receive callbacks, or None: HTTPS, or HTTP to a loopback host."""
+    if not isinstance(url, str) or not url:
+        return "must be a non-empty string"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "must be a URL"
+    if not host:
+        return "must be an absolute URL"
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host)):
+        return None
+    return "must be an HTTPS URL (plain http only to a loopback host)"
 
 
 class Callbacks(Lists):
@@ -20,14 +52,46 @@ class Callbacks(Lists):
     async def _post(self, entry: dict[str, Any]) -> None:
         if self.callback_client is None:
             return
+        entry["status"] = "RUNNING"
         try:
             resp = await self.callback_client.post(entry["callback_url"], json=entry["payload"],
                                                    headers=entry["headers"])
             entry["http_status"] = resp.status_code
-            entry["status"] = "SUCCESS" if resp.status_code < 300 else "FAILED"
+            ok = resp.status_code < 300
+            entry["http_response"] = None if ok else resp.text[:500]
         except httpx.HTTPError as exc:
-            entry["status"] = "FAILED"
+            ok = False
             entry["http_response"] = type(exc).__name__
+        if ok:
+            entry["status"] = "SUCCESS"
+            entry.pop("next_attempt_at", None)
+            return
+        retries = int(entry.get("retry_count") or 0)
+        if retries >= MAX_RETRIES:
+            entry["status"] = "FAILED"
+            entry.pop("next_attempt_at", None)
+            return
+        entry["status"] = "PENDING"
+        entry["next_attempt_at"] = iso(self.world.now + RETRY_BASE * 2 ** retries)
+        self.state.setdefault("callback_retries", []).append(entry["uid"])
+
+    async def _retry_callbacks(self) -> None:
+        """POST again every failed callback whose backoff is over."""
+        st = self.state
+        waiting: list[str] = st.get("callback_retries") or []
+        if not waiting:
+            return
+        now = self.world.now
+        by_uid = {cb["uid"]: cb for cb in st["callbacks"] if cb["uid"] in set(waiting)}
+        due = [u for u in waiting if u in by_uid
+               and parse_iso(by_uid[u]["next_attempt_at"]) <= now]
+        if not due:
+            return
+        st["callback_retries"] = [u for u in waiting if u not in set(due)]
+        for uid in due:
+            entry = by_uid[uid]
+            entry["retry_count"] = int(entry.get("retry_count") or 0) + 1
+            await self._post(entry)
 
     async def _callback(self, run: dict[str, Any], output: dict[str, Any] | None) -> None:
         st = self.state
@@ -64,7 +128,8 @@ class Callbacks(Lists):
         identities at ``url`` (payload inferred: ``{event, identity_uid, integration, at}``)."""
         st = self.state
         st.setdefault("integration_webhooks", []).append({"url": url,
-                                                          "headers": dict(headers or {})})
+                                                          "headers": dict(headers or {}),
+                                                          "created_at": iso(self.world.now)})
         st.setdefault("integration_sent", len(self.world.integration_events))
 
     async def _integration_webhooks(self) -> None:

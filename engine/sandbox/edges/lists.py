@@ -137,6 +137,13 @@ class Lists(Actions):
 
     def _check_sync_mode(self, action: str, ident: IdentityState | None,
                          params: Mapping[str, Any]) -> bool:
+        """Whether the call is incremental; refuses a bad ``sync_mode`` or ``max_results``
+        (every run mode checks its parameters here, before a run is queued)."""
+        cap = params.get("max_results")
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool)
+                                or not 1 <= cap <= 100_000):
+            raise EdgesError("BAD_PARAMETERS",
+                             "parameters/max_results must be an integer from 1 to 100000")
         mode = params.get("sync_mode")
         if mode in (None, "full"):
             return False

@@ -23,10 +23,13 @@ class Pump(Schedules):
         st = self.state
         if self._pumping:
             return 0
-        if not st["active"] and not st["schedules"] and not st.get("integration_webhooks"):
+        if not (st["active"] or st["schedules"] or st.get("integration_webhooks")
+                or st.get("callback_retries")):
             return 0
         self._pumping = True
         try:
+            if st.get("callback_retries"):
+                await self._retry_callbacks()
             if st.get("integration_webhooks"):
                 await self._integration_webhooks()
             started = self._due_schedules()

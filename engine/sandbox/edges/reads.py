@@ -14,6 +14,7 @@ from engine.sandbox.edges.wire import (
     FINAL,
     WORKSPACE_UID,
 )
+from engine.sandbox.world import IdentityState
 
 
 class Reads(Live):
@@ -35,24 +36,24 @@ class Reads(Live):
             page = max(1, int(q.get("page", 1)))
         except ValueError:
             return self._error("BAD_PARAMETERS", "limit and page must be integers")
-        now = self.world.now
         chunk = items[(page - 1) * limit: page * limit]
-        out = []
-        for i in chunk:
-            ok = i.auth_ok(now)
-            out.append({
-                "uid": i.uid, "id": i.uid, "name": i.name, "type": i.type,
-                "is_engagement": i.type == "engagement", "workspace_uid": WORKSPACE_UID,
-                "created_at": iso(i.created_at or self.world.started_at),
-                "accounts": [{"type": "linkedin", "status": "ACTIVE" if ok else "AUTH_EXPIRED",
-                              "linkedin_profile_id": i.profile_id,
-                              "linkedin_profile_url": i.profile_url,
-                              "sales_navigator": i.kind == "sales_navigator"}],
-            })
+        out = [self._identity_out(i) for i in chunk]
         headers = {}
         if page * limit < len(items):
             headers["X-Pagination-Next"] = str(request.url.include_query_params(page=page + 1))
         return JSON(out, 200, headers)
+
+    def _identity_out(self, i: IdentityState) -> dict[str, Any]:
+        ok = i.auth_ok(self.world.now)
+        return {
+            "uid": i.uid, "id": i.uid, "name": i.name, "type": i.type,
+            "is_engagement": i.type == "engagement", "workspace_uid": WORKSPACE_UID,
+            "created_at": iso(i.created_at or self.world.started_at),
+            "accounts": [{"type": "linkedin", "status": "ACTIVE" if ok else "AUTH_EXPIRED",
+                          "linkedin_profile_id": i.profile_id,
+                          "linkedin_profile_url": i.profile_url,
+                          "sales_navigator": i.kind == "sales_navigator"}],
+        }
 
     async def identity_limits(self, request: Request) -> Response:
         # inferred response shape

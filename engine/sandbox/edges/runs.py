@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.sandbox.common import iso, parse_iso
-from engine.sandbox.edges.callbacks import Callbacks
+from engine.sandbox.edges.callbacks import Callbacks, callback_url_problem
 from engine.sandbox.edges.errors import ERRORS, EdgesError, from_world
 from engine.sandbox.edges.wire import (
     FINAL,
@@ -53,10 +53,15 @@ class Runs(Callbacks):
         ident = self._pick_identity(action, body)
         self._check_sync_mode(action, ident, params)
         callback = body.get("callback")
+        if callback == {}:  # what a migrated schedule without one sends (seed 000)
+            callback = None
         if callback is not None:
-            if not isinstance(callback, dict) or not isinstance(callback.get("url"), str):
+            if not isinstance(callback, dict) or "url" not in callback:
                 raise EdgesError("BAD_PARAMETERS", "body/callback must have required property "
                                  "'url'")
+            problem = callback_url_problem(callback["url"])
+            if problem is not None:
+                raise EdgesError("BAD_PARAMETERS", f"body/callback/url {problem}")
             if callback.get("on", "all") not in ("all", "final"):
                 raise EdgesError("BAD_PARAMETERS", "body/callback/on must be 'all' or 'final'")
             if not isinstance(callback.get("headers", {}), dict):

@@ -23,6 +23,9 @@ LIST_ACTIONS = frozenset(PAGE_SIZES)
 INCREMENTAL = frozenset({"linkedin-extract-conversations", "linkedin-extract-messages",
                          "linkedin-extract-connections"})
 
+#: actions that run without an identity (providers.md §1.1)
+NO_IDENTITY = frozenset({"linkedin-find-profile-url"})
+
 LIVE_KEYS = frozenset({"input", "parameters", "identity_ids", "identity_mode", "custom_data"})
 
 ASYNC_KEYS = frozenset({"inputs", "parameters", "identity_ids", "identity_mode", "callback",

@@ -23,6 +23,8 @@ class Timeline(Conversations):
         events = self._events
         while events and events[0].at <= now:
             ev = heapq.heappop(events)
+            if self.event_log is not None:
+                self.event_log.append((False, ev))
             getattr(self, f"_apply_{ev.kind}")(ev)
 
     def _apply_accept(self, ev: Event) -> None:

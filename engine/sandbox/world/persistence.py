@@ -32,10 +32,8 @@ class Persistence(GroundTruth):
     def to_json(self) -> dict[str, Any]:
         """Everything needed to rebuild this world (the clock is saved by its owner)."""
         return {
-            "version": 1,
-            "seed": self.seed,
-            "started_at": iso(self.started_at),
-            "config": self._config_json(),
+            **self.scalars_json(),
+            "config": self.config_json(),
             "identities": [_identity_json(i) for i in self.identities.values()],
             "profiles": [_profile_json(p) for p in self.profiles.values()],
             "connections": {u: {url: iso(a) for url, a in c.items()}
@@ -50,24 +48,33 @@ class Persistence(GroundTruth):
                  "profile_url": e.profile_url, "data": e.data}
                 for e in sorted(self._events)
             ],
-            "seq": self._seq,
-            "ids": self._ids,
             "action_times": [[u, a, [iso(t) for t in ts]]
                              for (u, a), ts in self._action_times.items()],
-            "week_counts": [[u, a, iso(week), n]
-                            for (u, a), (week, n) in self._week_counts.items()],
-            "holds": [[u, a, iso(until)] for (u, a), until in self._holds.items()],
             "delivered": [{**asdict(d), "at": iso(d.at)} for d in self.delivered],
             "integration_events": self.integration_events,
-            "auth_reported": self._auth_reported,
-            "fault_counts": self._fault_counts,
-            "faults_injected": self.faults_injected,
-            "call_count": self.call_count,
             "api_state": self.api_state,
             "follows": self.follows,
         }
 
-    def _config_json(self) -> dict[str, Any]:
+    def scalars_json(self) -> dict[str, Any]:
+        """The counters and small tables of :meth:`to_json` (the rest is per record, or the
+        config; see engine/sandbox/world/records.py, which writes them apart)."""
+        return {
+            "version": 1,
+            "seed": self.seed,
+            "started_at": iso(self.started_at),
+            "seq": self._seq,
+            "ids": self._ids,
+            "week_counts": [[u, a, iso(week), n]
+                            for (u, a), (week, n) in self._week_counts.items()],
+            "holds": [[u, a, iso(until)] for (u, a), until in self._holds.items()],
+            "auth_reported": self._auth_reported,
+            "fault_counts": self._fault_counts,
+            "faults_injected": self.faults_injected,
+            "call_count": self.call_count,
+        }
+
+    def config_json(self) -> dict[str, Any]:
         cfg = asdict(self.config)
         faults = self.config.faults
         cfg["faults"]["auth_expire_at"] = {k: iso(v) for k, v in faults.auth_expire_at.items()}

@@ -58,6 +58,9 @@ class WorldState:
         #: JSON-ready state of each provider API (runs, schedules, workflows...), persisted
         #: with the world; each API owns its key ("edges", "linkedapi", "connectsafely")
         self.api_state: dict[str, Any] = {}
+        #: (scheduled?, event) since its reader last emptied it, when one listens (not None):
+        #: how writing the world through finds the events scheduled and applied (records.py)
+        self.event_log: list[tuple[bool, Event]] | None = None
 
     def _uniform(self, *key: object) -> float:
         """One seeded draw in [0, 1) keyed like :meth:`_rng`, without building a Random."""
@@ -73,7 +76,10 @@ class WorldState:
     def _schedule(self, at: datetime, kind: str, identity: str, url: str = "",
                   **data: Any) -> None:
         self._seq += 1
-        heapq.heappush(self._events, Event(at, self._seq, kind, identity, url, data))
+        event = Event(at, self._seq, kind, identity, url, data)
+        heapq.heappush(self._events, event)
+        if self.event_log is not None:
+            self.event_log.append((True, event))
 
     @property
     def now(self) -> datetime:
