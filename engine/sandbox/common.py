@@ -92,7 +92,6 @@ def add_default_identities(world: World) -> None:
     world.add_identity("ident-bob", name="Bob Durand", type="standard", provider="edges")
     world.add_identity("acct-alice", name="Alice Martin", provider="linkedapi",
                        aliases=(CREDENTIALS["linkedapi"][IDENTIFICATION_ENV],))
-    # ConnectSafely documents 100 messages a day and 90 connection requests a calendar week
-    # per account (reset Monday 00:00 UTC; going over puts the account on a 24 h hold)
-    world.add_identity("acc_12345", name="Carol Smith", provider="connectsafely",
-                       limits={"message": 100}, weekly_limits={"connect": 90})
+    # its limits are ConnectSafely's (world.config.PROVIDER_LIMITS): 100 messages a day, 90
+    # connection requests a calendar week
+    world.add_identity("acc_12345", name="Carol Smith", provider="connectsafely")

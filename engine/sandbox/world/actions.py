@@ -88,6 +88,15 @@ class Actions(Limits):
         self._deliver(ident, profile, "withdraw", None)
         return inv
 
+    def remove_connection(self, identity: str, url: str) -> Profile:
+        """Remove a 1st degree connection (``NOT_CONNECTED`` when there is none)."""
+        ident, profile = self._check(identity, url, None)
+        assert profile is not None
+        if self.network[ident.uid].pop(profile.url, None) is None:
+            raise WorldError("NOT_CONNECTED", "not a 1st degree connection")
+        self._deliver(ident, profile, "disconnect", None)
+        return profile
+
     def message(self, identity: str, url: str, text: str) -> Thread:
         """Send a message: needs a connection or an existing conversation (else NOT_CONNECTED).
         Returns the thread (``thread.thread_id``)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from datetime import datetime
 
+from engine.sandbox.world.config import PROVIDER_LIMITS
 from engine.sandbox.world.identities import Identities
 from engine.sandbox.world.model import Delivery, IdentityState, Profile, WorldError
 from engine.sandbox.world.times import DAY, iso, week_start
@@ -30,10 +31,22 @@ class Limits(Identities):
         return ident, profile
 
     def limit_for(self, identity: str, action: str) -> int | None:
+        """The rolling 24 h limit of ``action``: the identity's own override, else its
+        provider's documented limit for its tier (:data:`PROVIDER_LIMITS`), else Edges'."""
         ident = self.identity(identity)
         if action in ident.limits:
             return ident.limits[action]
+        provider = PROVIDER_LIMITS.get(ident.provider or "")
+        if provider is not None:
+            return provider[ident.kind][0].get(action)
         return self.config.limit(ident.kind, action)
+
+    def weekly_limit_for(self, ident: IdentityState, action: str) -> int | None:
+        """The calendar-week cap of ``action`` (own override, else the provider's)."""
+        if action in ident.weekly_limits:
+            return ident.weekly_limits[action]
+        provider = PROVIDER_LIMITS.get(ident.provider or "")
+        return provider[ident.kind][1].get(action) if provider is not None else None
 
     def _window(self, uid: str, action: str) -> deque[datetime]:
         times = self._action_times.setdefault((uid, action), deque())
@@ -53,7 +66,7 @@ class Limits(Identities):
                     {"postponed_until": iso(until), "appendix": f"rolling 24h window, {action}",
                      "limit": limit, "action": action},
                 )
-        cap = ident.weekly_limits.get(action)
+        cap = self.weekly_limit_for(ident, action)
         if cap is None:
             return
         hold = self._holds.get((ident.uid, action))
@@ -84,7 +97,7 @@ class Limits(Identities):
         self.delivered.append(d)
         if action is not None:
             self._action_times.setdefault((ident.uid, action), deque()).append(self.now)
-            if action in ident.weekly_limits:
+            if self.weekly_limit_for(ident, action) is not None:
                 self._week_counts[(ident.uid, action)] = [
                     week_start(self.now), self._week_count(ident.uid, action) + 1]
         return d
