@@ -74,10 +74,17 @@ class ApiBase:
             return error(
                 "identificationTokenRequired", "identification-token header is required", 401
             )
-        ident = self.world.find_identity(ident_token)
+        st = self.st
+        regenerated = next((u for u, t in st.tokens.items() if t == ident_token), None)
+        ident = self.world.find_identity(regenerated or ident_token)
         if ident is None and ident_token.startswith(IDENT_PREFIX):
             ident = self.world.find_identity(ident_token[len(IDENT_PREFIX) :])
-        if ident is None or ident.provider not in (None, "linkedapi"):
+        if (
+            ident is None
+            or ident.provider not in (None, "linkedapi")
+            or ident.uid in st.disconnected
+            or (ident.uid in st.tokens and regenerated is None)  # its old token
+        ):
             return error("invalidIdentificationToken", "the identification-token is not valid", 401)
         return ident.uid
 

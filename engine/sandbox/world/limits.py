@@ -86,6 +86,13 @@ class Limits(Identities):
             return 0
         return int(counted[1])
 
+    def count_action(self, identity: str, action: str) -> IdentityState:
+        """Check auth and the limit of ``action``, then count one: for actions that leave no
+        delivery (company page views, reactions, comments, posts, Sales Navigator views)."""
+        ident, _ = self._check(identity, None, action)
+        self._action_times.setdefault((ident.uid, action), deque()).append(self.now)
+        return ident
+
     def usage(self, identity: str, action: str) -> int:
         """Actions of this kind in the rolling 24 h window."""
         self._advance()
