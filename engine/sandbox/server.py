@@ -21,6 +21,7 @@ import uvicorn
 
 from engine.clock import RealClock
 from engine.sandbox import Sandbox
+from engine.sandbox.latency import apply_latency
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +82,16 @@ async def serve(sandbox: Sandbox, host: str, port: int, *, tick_interval: float 
 
 
 def serve_forever(host: str, port: int, *, scenario: Path | None = None,
-                  state_dir: Path | None = None, seed: int = 0) -> None:
+                  state_dir: Path | None = None, seed: int = 0,
+                  latency: str | None = None) -> None:
     """Open (or load) the world on the real clock and serve it (``seqrun sandbox serve``)."""
 
     async def main() -> None:
         async with httpx.AsyncClient(timeout=10) as callbacks:
             sandbox = Sandbox.open(state_dir, clock=RealClock(), scenario=scenario, seed=seed,
                                    callback_client=callbacks)
+            if latency is not None:
+                apply_latency(sandbox.world, latency)
             await serve(sandbox, host, port)
 
     asyncio.run(main())

@@ -90,7 +90,11 @@ class ApiBase:
 
     async def _fault(self, op: str, error: ErrorFn) -> tuple[JSONResponse | None, bool]:
         """(response to send instead, whether to perform the call first)."""
-        plan = await inject(self.world, "linkedapi", op)
+        # LinkedAPI documents no request rate limit (only the cap of unfinished workflows,
+        # answered by the endpoints themselves) except on the admin API: elsewhere an injected
+        # fault is a server error or a timeout, never a 429
+        kinds = ("429", "5xx", "timeout") if op == "admin" else ("5xx", "timeout")
+        plan = await inject(self.world, "linkedapi", op, kinds)
         if plan is None:
             return None, False
         faults = self.world.config.faults

@@ -63,6 +63,8 @@ class WorldConfig:
     )
     #: unknown but well-formed profile URLs become generated profiles (else PROFILE_NOT_ACCESSIBLE)
     auto_create_profiles: bool = True
+    #: real | fast | none: how long calls and LinkedAPI workflows take (engine.sandbox.latency)
+    latency: str = "fast"
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def limit(self, kind: str, action: str) -> int | None:
