@@ -251,7 +251,7 @@ def _without_duplicate_errors(out: dict[str, Any]) -> None:
 
 
 def _check(out: dict[str, Any]) -> None:
-    assert SDK_OPERATIONS <= set(out)
+    assert set(out) >= SDK_OPERATIONS
     failures = {op: out[op] for op, ok in CHECKS.items()
                 if "error" in out[op] or not ok(out[op]["result"])}
     assert failures == {}

@@ -7,7 +7,6 @@ from collections.abc import Collection
 from engine.sandbox.world.model import FaultPlan
 from engine.sandbox.world.reads import Reads
 
-
 ALL_FAULTS = ("429", "5xx", "timeout")
 
 
