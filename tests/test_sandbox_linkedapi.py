@@ -460,3 +460,136 @@ async def test_hook_results_are_posted_with_a_callback_client(
     assert url == "https://hooks.example/in"
     assert payload["status"] == "completed"
     assert state(world).outbox == []
+
+
+# ---- the whole SDK surface ----------------------------------------------------------------
+
+
+async def test_filters_apply_to_search_and_connections(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    world.add_profile("https://www.linkedin.com/in/cto-one", full_name="Cy One",
+                      company="Kernel Works", job_title="CTO", location="Paris",
+                      already_connected_with=["acct-alice"])
+    world.add_profile("https://www.linkedin.com/in/ceo-two", full_name="Di Two",
+                      company="Orbital Math", job_title="CEO", location="Berlin",
+                      already_connected_with=["acct-alice"])
+    found = await run(client, clock, {"actionType": "st.searchPeople", "limit": 50,
+                                      "filter": {"position": "CTO", "locations": ["Paris"]}})
+    assert [p["name"] for p in found["completion"]["data"]] == ["Cy One"]
+    found = await run(client, clock, {"actionType": "st.retrieveConnections",
+                                      "filter": {"currentCompanies": ["Orbital"]}})
+    assert [p["name"] for p in found["completion"]["data"]] == ["Di Two"]
+    found = await run(client, clock, {"actionType": "st.retrieveConnections",
+                                      "filter": {"firstName": "Bob"}})
+    assert [p["publicUrl"] for p in found["completion"]["data"]] == [BOB]
+
+
+async def test_remove_connection_and_connection_not_found(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    done = await run(client, clock, {"actionType": "st.removeConnection", "personUrl": BOB})
+    assert done["completion"] == {"actionType": "st.removeConnection", "success": True}
+    assert world.relationship("acct-alice", BOB) == "none"
+    again = await run(client, clock, {"actionType": "st.removeConnection", "personUrl": BOB})
+    assert again["completion"]["error"]["type"] == "connectionNotFound"
+
+
+async def test_sales_navigator_actions_need_a_sales_navigator_account(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    body = {"actionType": "nv.searchPeople", "limit": 2}
+    refused = await run(client, clock, body)
+    assert refused["completion"]["error"]["type"] == "noSalesNavigator"
+    world.identity("acct-alice").kind = "sales_navigator"
+    found = await run(client, clock, body)
+    assert found["completion"]["success"] and all(
+        p["hashedUrl"].startswith("https://www.linkedin.com/sales/lead/")
+        for p in found["completion"]["data"])
+
+
+async def test_do_for_people_runs_its_children_for_each_person_found(
+    client: httpx.AsyncClient, clock: VirtualClock
+) -> None:
+    done = await run(client, clock, {
+        "actionType": "st.searchPeople", "term": "Ada",
+        "then": {"actionType": "st.doForPeople",
+                 "then": {"actionType": "st.openPersonPage", "basicInfo": True,
+                          "then": [{"actionType": "st.retrievePersonExperience"}]}}})
+    each = done["completion"]["then"]["data"]
+    assert [p["data"]["publicUrl"] for p in each] == [ADA]
+    assert each[0]["data"]["then"][0]["data"][0]["companyName"]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ({"actionType": "st.doForPeople"}, "cannot start a workflow"),
+        ({"actionType": "st.retrievePersonSkills"}, "cannot start a workflow"),
+        ({"actionType": "st.openPersonPage", "personUrl": ADA,
+          "then": {"actionType": "st.retrieveCompanyDMs"}}, "cannot run in a person context"),
+        ({"actionType": "st.openCompanyPage"}, "needs companyUrl"),
+        ({"actionType": "nv.sendMessage", "personUrl": ADA, "text": "x"}, "needs a subject"),
+        ({"actionType": "st.reactToPost", "postUrl": "x", "type": "meh"}, "type must be"),
+    ],
+)
+async def test_workflow_constraints_of_the_new_actions(
+    client: httpx.AsyncClient, body: dict[str, Any], why: str
+) -> None:
+    r = await client.post("/workflows", json=body)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalidWorkflow"
+    assert why in r.json()["error"]["message"]
+
+
+async def test_linkedapi_account_limits_are_its_documented_defaults(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    """10 connection requests a day (not Edges' 25): the 11th is refused with the SDK's
+    dailyConnectionAttemptsExceeded; an admin limit is enforced the same way."""
+    people = world.populate(30, prefix="lim")
+    body = [{"actionType": "st.sendConnectionRequest", "personUrl": p.url} for p in people
+            if p.accessible and p.url not in world.network["acct-alice"]][:11]
+    done = await run(client, clock, body)
+    errors = [item.get("error", {}).get("type") for item in done["completion"]]
+    assert errors == [None] * 10 + ["dailyConnectionAttemptsExceeded"]
+    r = await client.post("/admin/limits.set", json={"accountId": "acct-alice", "limits": [
+        {"category": "stMessages", "period": "daily", "maxValue": 1}]})
+    assert r.json() == {"success": True}
+    msg = [{"actionType": "st.sendMessage", "personUrl": BOB, "text": "hi"}] * 2
+    done = await run(client, clock, msg)
+    assert [item["success"] for item in done["completion"]] == [True, False]
+    assert done["completion"][1]["error"]["type"] == "requestNotAllowed"
+    usage = (await client.post("/admin/limits.getUsage", json={"accountId": "acct-alice"})
+             ).json()["result"]["usage"]
+    assert {"category": "stMessages", "period": "daily", "maxValue": 1, "isEnabled": True,
+            "currentUsage": 1} in usage
+
+
+async def test_stats_actions_lists_the_actions_run(
+    client: httpx.AsyncClient, clock: VirtualClock
+) -> None:
+    start = clock.now()
+    await run(client, clock, {"actionType": "st.checkConnectionStatus", "personUrl": GHOST})
+    r = await client.get("/stats/actions", params={
+        "start": start.isoformat(), "end": (clock.now() + timedelta(days=1)).isoformat()})
+    rows = r.json()["result"]
+    assert [(x["actionType"], x["success"]) for x in rows] == [
+        ("st.checkConnectionStatus", False)]
+    r = await client.get("/stats/actions", params={
+        "start": start.isoformat(), "end": (start + timedelta(days=31)).isoformat()})
+    assert r.status_code == 400
+
+
+async def test_no_injected_429_outside_the_admin_api(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """LinkedAPI documents no request rate limit for workflows (only the unfinished cap): a
+    429 draw is no fault there, so the SDK's polling never sees tooManyRequests."""
+    world.config.faults.rate_429 = 1.0
+    r = await client.post("/workflows", json={"actionType": "st.retrievePendingRequests"})
+    assert r.status_code == 200
+    r = await client.get(f"/workflows/{r.json()['result']['workflowId']}")
+    assert r.status_code == 200
+    r = await client.post("/admin/accounts.getAll")
+    assert r.status_code == 429 and r.json()["error"]["type"] == "tooManyRequests"
+    assert world.faults_injected["429"] == 1
