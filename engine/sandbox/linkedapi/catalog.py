@@ -11,6 +11,7 @@ state (:class:`~engine.sandbox.linkedapi.state.LinkedApiState`), not here.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -72,11 +73,31 @@ class Company:
         return f"https://www.linkedin.com/sales/company/{self.number}"
 
 
+def company_named(world: World, name: str) -> Company:
+    key = slug(name)
+    return Company(name, key, 1_000_000 + draw(world, "company", key) % 9_000_000)
+
+
+_TABLES: weakref.WeakKeyDictionary[World, tuple[int, list[Company], list[Profile]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _tables(world: World) -> tuple[int, list[Company], list[Profile]]:
+    """The world's companies and its accessible profiles by URL, rebuilt when profiles are
+    added (a campaign reads them per action: not a scan of every profile each time)."""
+    cached = _TABLES.get(world)
+    if cached is not None and cached[0] == len(world.profiles):
+        return cached
+    names = {p.company for p in world.profiles.values() if p.company} | set(COMPANIES)
+    people = sorted((p for p in world.profiles.values() if p.accessible), key=lambda p: p.url)
+    built = (len(world.profiles), [company_named(world, n) for n in sorted(names)], people)
+    _TABLES[world] = built
+    return built
+
+
 def companies(world: World) -> list[Company]:
     """Every company of the world, by name."""
-    names = {p.company for p in world.profiles.values() if p.company} | set(COMPANIES)
-    return [Company(n, slug(n), 1_000_000 + draw(world, "company", slug(n)) % 9_000_000)
-            for n in sorted(names)]
+    return _tables(world)[1]
 
 
 def company_at(world: World, url: str) -> Company:
@@ -90,8 +111,7 @@ def company_at(world: World, url: str) -> Company:
 
 
 def company_of(world: World, profile: Profile) -> Company | None:
-    key = slug(profile.company)
-    return next((c for c in companies(world) if c.slug == key), None) if key else None
+    return company_named(world, profile.company) if slug(profile.company) else None
 
 
 def employees(world: World, company: Company) -> list[Profile]:
@@ -259,7 +279,7 @@ def derived_post(world: World, url: str) -> dict[str, Any]:
 
 def engagers(world: World, key: str) -> list[Profile]:
     """The people who reacted to and commented on a derived post (up to five)."""
-    people = sorted((p for p in world.profiles.values() if p.accessible), key=lambda p: p.url)
+    people = _tables(world)[2]
     if not people:
         return []
     n = draw(world, "engagers", key) % 6
