@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -593,3 +594,47 @@ async def test_no_injected_429_outside_the_admin_api(
     r = await client.post("/admin/accounts.getAll")
     assert r.status_code == 429 and r.json()["error"]["type"] == "tooManyRequests"
     assert world.faults_injected["429"] == 1
+
+
+async def test_created_posts_admin_limits_and_tokens_survive_a_reopen(tmp_path: Path) -> None:
+    from engine.sandbox import Sandbox
+
+    sandbox = Sandbox.open(tmp_path, clock=VirtualClock(), profiles=0)
+    clock = sandbox.world.clock
+    assert isinstance(clock, VirtualClock)
+    async with sandbox.client("linkedapi") as api:
+        created = await run(api, clock, {"actionType": "st.createPost", "text": "Hello"})
+        url = created["completion"]["data"]["postUrl"]
+        await run(api, clock, {"actionType": "st.reactToPost", "postUrl": url, "type": "love"})
+        await api.post("/admin/limits.set", json={"accountId": "acct-alice", "limits": [
+            {"category": "stConnectionRequests", "period": "daily", "maxValue": 3}]})
+        token = (await api.post("/admin/accounts.regenerateIdentificationToken",
+                                json={"accountId": "acct-alice"})).json()["result"]["token"]
+    sandbox.save()
+    again = Sandbox.open(tmp_path)
+    assert again.world.limit_for("acct-alice", "connect") == 3
+    async with again.client("linkedapi") as api:
+        api.headers["identification-token"] = token
+        clock2 = again.world.clock
+        assert isinstance(clock2, VirtualClock)
+        post = await run(api, clock2, {"actionType": "st.openPost", "postUrl": url,
+                                       "then": {"actionType": "st.retrievePostReactions"}})
+        assert post["completion"]["data"]["text"] == "Hello"
+        assert [r["type"] for r in post["completion"]["data"]["then"]["data"]] == ["love"]
+        assert post["completion"]["data"]["reactionsCount"] == 1
+
+
+async def test_a_derived_post_counts_the_comments_it_lists(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    from engine.sandbox.linkedapi import catalog
+
+    world.populate(40, prefix="post")
+    posts = [x for p in sorted(world.profiles.values(), key=lambda p: p.url)
+             for x in catalog.person_posts(world, p)]
+    for url in [p["url"] for p in posts[:5]]:
+        done = await run(client, clock, {
+            "actionType": "st.openPost", "postUrl": url,
+            "then": {"actionType": "st.retrievePostComments", "limit": 100}})
+        data = done["completion"]["data"]
+        assert data["commentsCount"] == len(data["then"]["data"])

@@ -271,10 +271,19 @@ def _company_posts(world: World, st: LinkedApiState, acct: str, node: Node, c: A
 def find_post(world: World, st: LinkedApiState, url: str) -> dict[str, Any]:
     activity = catalog.activity_of(url)
     created = st.posts.get(catalog.POST_URL.format(activity)) if activity else None
-    if created is not None:
-        return catalog.post_data(world, activity or 0, author=created["account"],
+    if created is not None:  # engaged with by the identities only
+        post = catalog.post_data(world, activity or 0, author=created["account"],
                                  text=created["text"], at=parse_iso(created["time"]))
+        post.update(reactionsCount=len(_own(st, post["url"], "react")),
+                    commentsCount=len(_own(st, post["url"], "comment")), repostsCount=0)
+        return post
     return catalog.derived_post(world, url)
+
+
+def _derived_engagers(world: World, st: LinkedApiState, post_url: str) -> list[Profile]:
+    """The people the post's counts were drawn for (none on an identity's own post)."""
+    return [] if post_url in st.posts else catalog.engagers(
+        world, str(catalog.activity_of(post_url)))
 
 
 def _own(st: LinkedApiState, post_url: str, kind: str) -> list[dict[str, Any]]:
@@ -297,7 +306,8 @@ def _engager(world: World, uid: str) -> Profile:
 def _post_comments(world: World, st: LinkedApiState, acct: str, node: Node, url: Any
                    ) -> Result:
     post = find_post(world, st, url)
-    people = [(p, "Interesting read.", post["time"]) for p in catalog.engagers(world, url)]
+    people = [(p, "Interesting read.", post["time"])
+              for p in _derived_engagers(world, st, post["url"])]
     people += [(_engager(world, e["account"]), e["text"], e["time"])
                for e in _own(st, post["url"], "comment")]
     items = [{"commenterUrl": p.url, "commenterName": p.full_name,
@@ -310,7 +320,7 @@ def _post_comments(world: World, st: LinkedApiState, acct: str, node: Node, url:
 def _post_reactions(world: World, st: LinkedApiState, acct: str, node: Node, url: Any
                     ) -> Result:
     post = find_post(world, st, url)
-    people = [(p, "like") for p in catalog.engagers(world, url)]
+    people = [(p, "like") for p in _derived_engagers(world, st, post["url"])]
     people += [(_engager(world, e["account"]), e["type"]) for e in _own(st, post["url"], "react")]
     items = [{"engagerUrl": p.url, "engagerName": p.full_name, "engagerHeadline": p.headline,
               "engagerType": "person", "type": kind} for p, kind in people]
