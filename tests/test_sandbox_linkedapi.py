@@ -466,6 +466,13 @@ async def test_hook_results_are_posted_with_a_callback_client(
 # ---- the whole SDK surface ----------------------------------------------------------------
 
 
+def test_every_action_type_has_a_handler() -> None:
+    from engine.sandbox.linkedapi.actions import HANDLERS, ITERATORS
+    from engine.sandbox.linkedapi.wire import ACTIONS
+
+    assert set(HANDLERS) | ITERATORS == set(ACTIONS)
+
+
 async def test_filters_apply_to_search_and_connections(
     client: httpx.AsyncClient, clock: VirtualClock, world: World
 ) -> None:

@@ -12,7 +12,7 @@ from engine.sandbox.linkedapi import catalog
 from engine.sandbox.linkedapi.catalog import Company
 from engine.sandbox.linkedapi.filters import company_matches, person_matches, term_matches
 from engine.sandbox.linkedapi.state import LinkedApiState
-from engine.sandbox.world import Profile, World, WorldError, iso, normalize_url, parse_iso
+from engine.sandbox.world import Profile, World, iso, normalize_url, parse_iso
 
 Node = Mapping[str, Any]
 Result = tuple[Any, Any]
@@ -411,6 +411,5 @@ HANDLERS: Mapping[str, Handler] = {
     "nv.retrieveCompanyDMs": _employees(nv=True, dms=True),
 }
 
-
-def no_handler(kind: str) -> WorldError:
-    return WorldError("INVALID_INPUT", f"unsupported action {kind}")
+#: the actions that only run their children for each person or company (execute.py)
+ITERATORS = frozenset({"st.doForPeople", "st.doForCompanies"})

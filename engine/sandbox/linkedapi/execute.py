@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from engine.sandbox.linkedapi import catalog
-from engine.sandbox.linkedapi.actions import HANDLERS, no_handler
+from engine.sandbox.linkedapi.actions import HANDLERS, ITERATORS
 from engine.sandbox.linkedapi.bodies import account_body
 from engine.sandbox.linkedapi.state import LinkedApiState, WorkflowRecord, state
 from engine.sandbox.linkedapi.wire import ACTION_ERRORS, ACTIONS, KEEP_FINISHED, ActionSpec
@@ -51,16 +51,13 @@ def _run_node(world: World, st: LinkedApiState, account: str, node: Mapping[str,
     item: dict[str, Any] = {"actionType": kind}
     if "label" in node:
         item["label"] = node["label"]
-    if kind in ("st.doForPeople", "st.doForCompanies"):
+    if kind in ITERATORS:
         item["success"] = True
         item["data"] = [_children(world, st, account, node, one) for one in context or []]
         return item
     try:
         target = _target(world, account, node, spec, context)
-        handler = HANDLERS.get(kind)
-        if handler is None:
-            raise no_handler(kind)
-        data, child_context = handler(world, st, account, node, target)
+        data, child_context = HANDLERS[kind](world, st, account, node, target)
     except WorldError as exc:
         if exc.label == "AUTH_EXPIRED":
             raise _SignedOut(exc.message) from exc
