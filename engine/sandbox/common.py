@@ -79,7 +79,7 @@ async def inject(world: World, api: str, op: str,
     """Apply the configured latency (real seconds) and draw a fault for this call among
     ``kinds``, the ways this endpoint of the real API can fail."""
     faults = world.config.faults
-    delay = faults.latency_s + call_delay(world, api)
+    delay = faults.latency_s + call_delay(world, api, op)
     if delay > 0:
         await asyncio.sleep(delay)
     plan = world.fault_plan(api, op, kinds)

@@ -41,17 +41,22 @@ REAL_CALLS = {
     "linkedapi": CallLatency(0.25, 0.4),
 }
 
+#: ``real`` mode: a call that only queues work (an Edges async run; LinkedAPI's workflows)
+QUEUED_CALL = CallLatency(0.25, 0.4)
+
 #: (seconds per workflow, seconds per action) by mode
 WORKFLOW_SECONDS = {"real": (15.0, 10.0), "fast": (1.0, 1.0), "none": (0.0, 0.0)}
 
 _RNG = random.Random(0)  # latency is not part of the world: no need to replay it
 
 
-def call_delay(world: World, api: str) -> float:
-    """Real seconds a call to ``api`` takes in the world's latency mode (besides latency_s)."""
+def call_delay(world: World, api: str, op: str = "") -> float:
+    """Real seconds a call to ``api`` (operation ``op``) takes in the world's latency mode,
+    besides ``latency_s``."""
     if world.config.latency != "real" or api not in REAL_CALLS:
         return 0.0
-    return REAL_CALLS[api].draw(_RNG)
+    model = QUEUED_CALL if op.startswith("async:") else REAL_CALLS[api]
+    return model.draw(_RNG)
 
 
 def apply_latency(world: World, mode: str) -> None:
