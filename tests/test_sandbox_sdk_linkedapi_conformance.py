@@ -277,10 +277,10 @@ def test_every_sdk_operation_survives_injected_faults(
     (GET /workflows/{id}) never meets a tooManyRequests it cannot handle."""
     sandbox, base_url, args = served
     faults = sandbox.world.config.faults
-    faults.rate_429, faults.rate_5xx, faults.rate_timeout = 0.2, 0.15, 0.05
+    faults.rate_429, faults.rate_5xx, faults.rate_timeout = 0.2, 0.25, 0.05
     out = _run(base_url, args)
     _without_duplicate_errors(out)
     _check(out)
-    retried = out["retried"]["result"]
-    assert "httpError" in retried
+    # a tooManyRequests outside the admin API is not retried: _check saw none
+    assert any(r["type"] == "httpError" for r in out["retried"]["result"])
     assert sandbox.world.faults_injected["5xx"] > 0

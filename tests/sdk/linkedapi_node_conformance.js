@@ -2,7 +2,7 @@
 // changed only) and prints one JSON line per operation: {"op", "result"} or {"op", "error"}.
 // Usage: node linkedapi_node_conformance.js BASE_URL '{"token", "ident", "friend", ...}'
 // A call the SDK throws httpError for (an injected 5xx or timeout) is retried, as a client
-// must; every retried error type is reported in the last line ({"op": "retried", ...}).
+// must; every retry is reported in the last line ({"op": "retried", "result": [{op, type}]}).
 const { LinkedApi, LinkedApiAdmin, LinkedApiError } = require('@linkedapi/node');
 
 const [baseUrl, argsJson] = process.argv.slice(2);
@@ -15,13 +15,13 @@ const admin = new LinkedApiAdmin(buildAdminHttpClient({ linkedApiToken: a.token 
 const retried = [];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function retry(fn, retryable) {
+async function retry(fn, retryable, op) {
   for (let i = 0; ; i++) {
     try {
       return await fn();
     } catch (e) {
       if (e instanceof LinkedApiError && retryable.includes(e.type) && i < 30) {
-        retried.push(e.type);
+        retried.push({ op, type: e.type });
         await sleep(10);
         continue;
       }
@@ -37,7 +37,7 @@ function out(op, result) {
 async function workflow(name, params) {
   try {
     const op = api[name];
-    const id = await retry(() => op.execute(params), ['httpError']);
+    const id = await retry(() => op.execute(params), ['httpError'], name);
     out(name, await op.result(id, { pollInterval: 20 }));
   } catch (e) {
     console.log(JSON.stringify({ op: name, error: e.type || String(e), message: e.message }));
@@ -46,7 +46,7 @@ async function workflow(name, params) {
 
 async function direct(name, fn, retryable = ['httpError']) {
   try {
-    out(name, await retry(fn, retryable));
+    out(name, await retry(fn, retryable, name));
   } catch (e) {
     console.log(JSON.stringify({ op: name, error: e.type || String(e), message: e.message }));
   }
@@ -95,7 +95,8 @@ async function direct(name, fn, retryable = ['httpError']) {
   await workflow('retrieveSSI', {});
   await workflow('retrievePerformance', {});
   await direct('cancel', async () => {
-    const id = await retry(() => api.checkConnectionStatus.execute({ personUrl: a.stranger }), ['httpError']);
+    const id = await retry(() => api.checkConnectionStatus.execute({ personUrl: a.stranger }),
+      ['httpError'], 'cancel');
     return { cancelled: await api.checkConnectionStatus.cancel(id) };
   });
   await direct('getAccountInfo', () => api.getAccountInfo());
@@ -113,7 +114,8 @@ async function direct(name, fn, retryable = ['httpError']) {
   await direct('admin.limits.delete', () => admin.limits.delete({ ...acct, limits: [
     { category: 'stMessages', period: 'daily' }] }), adminRetry);
   await direct('admin.limits.resetToDefaults', () => admin.limits.resetToDefaults(acct), adminRetry);
-  const session = await retry(() => admin.accounts.createConnectionSession(), adminRetry);
+  const session = await retry(() => admin.accounts.createConnectionSession(), adminRetry,
+    'admin.accounts.createConnectionSession');
   out('admin.accounts.createConnectionSession', session);
   await direct('admin.accounts.getConnectionSession',
     () => admin.accounts.getConnectionSession({ sessionId: session.sessionId }), adminRetry);
