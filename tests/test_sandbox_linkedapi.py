@@ -645,3 +645,21 @@ async def test_a_derived_post_counts_the_comments_it_lists(
             "then": {"actionType": "st.retrievePostComments", "limit": 100}})
         data = done["completion"]["data"]
         assert data["commentsCount"] == len(data["then"]["data"])
+
+
+async def test_a_weekly_admin_limit_counts_and_stops_reactions(
+    client: httpx.AsyncClient, clock: VirtualClock
+) -> None:
+    r = await client.post("/admin/limits.set", json={"accountId": "acct-alice", "limits": [
+        {"category": "stReactions", "period": "weekly", "maxValue": 1}]})
+    assert r.json()["success"]
+    created = await run(client, clock, {"actionType": "st.createPost", "text": "x"})
+    url = created["completion"]["data"]["postUrl"]
+    react = {"actionType": "st.reactToPost", "postUrl": url, "type": "like"}
+    done = await run(client, clock, [react, react])
+    assert [i["success"] for i in done["completion"]] == [True, False]
+    usage = (await client.post("/admin/limits.getUsage", json={"accountId": "acct-alice"})
+             ).json()["result"]["usage"]
+    weekly = [u for u in usage if u["category"] == "stReactions"]
+    assert weekly == [{"category": "stReactions", "period": "weekly", "maxValue": 1,
+                       "isEnabled": True, "currentUsage": 1}]

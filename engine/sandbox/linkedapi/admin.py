@@ -3,7 +3,8 @@
 
 Accounts are the world's identities open to LinkedAPI; their ``accountId`` is the identity
 uid. Limits set here become the identity's limits in the world (daily: rolling 24 h, weekly:
-calendar week); monthly limits are kept and reported but not enforced. The admin API allows
+calendar week); monthly limits are kept and reported (their usage is the rolling 24 h one)
+but not enforced. The admin API allows
 100 requests a minute (``tooManyRequests`` beyond), as documented.
 """
 
@@ -261,7 +262,9 @@ def _usage(api: AdminApi, ident: IdentityState | None, p: Mapping[str, Any]) -> 
     out = []
     for e in _limits_of(api, ident):
         action = LIMIT_CATEGORIES[e["category"]]
-        out.append({**e, "currentUsage": api.world.usage(ident.uid, action)})
+        used = (api.world.week_usage(ident.uid, action) if e["period"] == "weekly"
+                else api.world.usage(ident.uid, action))
+        out.append({**e, "currentUsage": used})
     return {"usage": out}
 
 

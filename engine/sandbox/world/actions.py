@@ -3,7 +3,6 @@ InMail, search."""
 
 from __future__ import annotations
 
-from collections import deque
 from datetime import timedelta
 
 from engine.sandbox.world.limits import Limits
@@ -137,9 +136,7 @@ class Actions(Limits):
                       identity: str | None = None) -> list[Profile]:
         """Accessible profiles whose name, company or headline contains every query word."""
         if identity is not None:
-            self._check(identity, None, "search")
-            ident = self.identity(identity)
-            self._action_times.setdefault((ident.uid, "search"), deque()).append(self.now)
+            self.count_action(identity, "search")
         else:
             self._advance()
         words = query.lower().split()

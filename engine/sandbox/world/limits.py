@@ -90,7 +90,7 @@ class Limits(Identities):
         """Check auth and the limit of ``action``, then count one: for actions that leave no
         delivery (company page views, reactions, comments, posts, Sales Navigator views)."""
         ident, _ = self._check(identity, None, action)
-        self._action_times.setdefault((ident.uid, action), deque()).append(self.now)
+        self._count(ident, action)
         return ident
 
     def usage(self, identity: str, action: str) -> int:
@@ -98,13 +98,22 @@ class Limits(Identities):
         self._advance()
         return len(self._window(self.identity(identity).uid, action))
 
+    def week_usage(self, identity: str, action: str) -> int:
+        """Actions of this kind this calendar week (counted only while a weekly cap is set)."""
+        self._advance()
+        return self._week_count(self.identity(identity).uid, action)
+
     def _deliver(self, ident: IdentityState, profile: Profile, kind: str,
                  action: str | None, text: str | None = None) -> Delivery:
         d = Delivery(ident.uid, profile.url, kind, self.now, text)
         self.delivered.append(d)
         if action is not None:
-            self._action_times.setdefault((ident.uid, action), deque()).append(self.now)
-            if self.weekly_limit_for(ident, action) is not None:
-                self._week_counts[(ident.uid, action)] = [
-                    week_start(self.now), self._week_count(ident.uid, action) + 1]
+            self._count(ident, action)
         return d
+
+    def _count(self, ident: IdentityState, action: str) -> None:
+        """One more ``action`` in its rolling 24 h window (and its week, when capped)."""
+        self._action_times.setdefault((ident.uid, action), deque()).append(self.now)
+        if self.weekly_limit_for(ident, action) is not None:
+            self._week_counts[(ident.uid, action)] = [
+                week_start(self.now), self._week_count(ident.uid, action) + 1]
