@@ -51,3 +51,11 @@ def test_only_real_mode_delays_calls_per_provider() -> None:
     assert all(call_delay(world, api) > 0 for api in REAL_CALLS)
     with pytest.raises(ValueError, match="latency must be one of"):
         apply_latency(world, "slow")
+
+
+def test_serve_names_the_latency_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    assert main(["sandbox", "serve", "--port", "0", "--latency", "slow"]) == 2
+    err = capsys.readouterr().err
+    assert "--latency" in err and "'real', 'fast', 'none'" in err
