@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from engine.clock import VirtualClock
 from engine.sandbox import Sandbox
 from engine.sandbox.latency import REAL_CALLS, apply_latency, call_delay
+from engine.sandbox.linkedapi.state import state
 from engine.sandbox.scenario import world_from_scenario
 
 ADA = "https://www.linkedin.com/in/ada-lovelace-0001"
@@ -59,3 +61,16 @@ def test_serve_names_the_latency_modes(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["sandbox", "serve", "--port", "0", "--latency", "slow"]) == 2
     err = capsys.readouterr().err
     assert "--latency" in err and "'real', 'fast', 'none'" in err
+
+
+async def test_a_latency_mode_is_kept_with_the_world(tmp_path: Path) -> None:
+    sandbox = Sandbox.open(tmp_path, clock=VirtualClock(), profiles=0)
+    async with sandbox.client("linkedapi") as api:  # the LinkedAPI tables exist and are saved
+        await api.get("account")
+    apply_latency(sandbox.world, "none")
+    async with sandbox.client("linkedapi") as api:
+        await api.get("account")
+    sandbox.save()
+    again = Sandbox.open(tmp_path)
+    assert again.world.config.latency == "none"
+    assert (state(again.world).base_seconds, state(again.world).seconds_per_action) == (0, 0)

@@ -113,7 +113,8 @@ def save(world: World) -> None:
 
 
 def _tables(st: LinkedApiState) -> dict[str, Any]:
-    return {"posts": st.posts, "engagements": st.engagements, "stats": st.stats,
+    return {"base_seconds": st.base_seconds, "seconds_per_action": st.seconds_per_action,
+            "posts": st.posts, "engagements": st.engagements, "stats": st.stats,
             "admin_limits": st.admin_limits, "tokens": st.tokens,
             "disconnected": st.disconnected, "sessions": st.sessions}
 
@@ -135,8 +136,6 @@ def dump_state(world: World) -> dict[str, Any]:
         "outbox": st.outbox,
         "seq": st.seq,
         "api_token": st.api_token,
-        "base_seconds": st.base_seconds,
-        "seconds_per_action": st.seconds_per_action,
         **_tables(st),
     }
 
