@@ -398,11 +398,13 @@ async def test_shared_example_against_the_embedded_sandbox(tmp_path: Path) -> No
 
 
 async def test_chaos_never_duplicates(clock: VirtualClock) -> None:
-    """429s, 5xx and timeouts (before and after the action) on every LinkedAPI call: each
-    invitation and message is delivered exactly once."""
+    """5xx and timeouts (before and after the action) on every LinkedAPI call (429 draws are
+    no fault: LinkedAPI has no request rate limit): each invitation and message is delivered
+    exactly once."""
     faults = FaultConfig(rate_429=0.1, rate_5xx=0.1, rate_timeout=0.2, retry_after_s=5)
     world = World(clock, seed=5, config=WorldConfig(faults=faults, accept_probability=0.0))
-    world.add_identity("acct-alice", name="Alice", provider="linkedapi")
+    # 12 invitations in a day: above LinkedAPI's default of 10 (this test is about duplicates)
+    world.add_identity("acct-alice", name="Alice", provider="linkedapi", limits={"connect": 12})
     people = [f"https://www.linkedin.com/in/lead-{i:02d}" for i in range(12)]
     for url in people:
         world.add_profile(url, already_connected_with=[], replies=False)

@@ -135,7 +135,7 @@ async def test_connect_and_relationship(client: httpx.AsyncClient, world: World)
 
 
 async def test_limit_429_and_injected_faults(client: httpx.AsyncClient, world: World) -> None:
-    world.config.limits["classic"]["connect"] = 0
+    world.identity("acc_12345").weekly_limits["connect"] = 0
     r = await client.post("connect", json={"profileId": "ada"})
     assert error_of(r, 429)["code"] == "limit_reached" and r.headers["Retry-After"]
     world.config.faults.rate_429 = 1.0
@@ -144,6 +144,21 @@ async def test_limit_429_and_injected_faults(client: httpx.AsyncClient, world: W
     assert r.headers["Retry-After"] == "30"
     world.config.faults.rate_429, world.config.faults.rate_5xx = 0.0, 1.0
     error_of(await client.get("relationship/bob"), 500)
+
+
+async def test_connectsafely_limits_are_its_own_not_edges(
+        client: httpx.AsyncClient, world: World) -> None:
+    """ConnectSafely documents 90 connection requests a week and no daily cap: 30 in one day
+    go out (Edges' smart limit would stop at 25), and its daily message limit is 100."""
+    world.populate(30, prefix="cs")
+    urls = sorted(u for u in world.profiles if "-cs0" in u)
+    for url in urls:
+        if url not in world.network["acc_12345"]:
+            r = await client.post("connect", json={"profileId": url.rsplit("/", 1)[-1]})
+            assert r.status_code == 200, r.text
+    assert world.limit_for("acc_12345", "connect") is None
+    assert world.weekly_limit_for(world.identity("acc_12345"), "connect") == 90
+    assert world.limit_for("acc_12345", "message") == 100
 
 
 async def test_auth_expired_account(client: httpx.AsyncClient, world: World) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -460,3 +461,205 @@ async def test_hook_results_are_posted_with_a_callback_client(
     assert url == "https://hooks.example/in"
     assert payload["status"] == "completed"
     assert state(world).outbox == []
+
+
+# ---- the whole SDK surface ----------------------------------------------------------------
+
+
+def test_every_action_type_has_a_handler() -> None:
+    from engine.sandbox.linkedapi.actions import HANDLERS, ITERATORS
+    from engine.sandbox.linkedapi.wire import ACTIONS
+
+    assert set(HANDLERS) | ITERATORS == set(ACTIONS)
+
+
+async def test_filters_apply_to_search_and_connections(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    world.add_profile("https://www.linkedin.com/in/cto-one", full_name="Cy One",
+                      company="Kernel Works", job_title="CTO", location="Paris",
+                      already_connected_with=["acct-alice"])
+    world.add_profile("https://www.linkedin.com/in/ceo-two", full_name="Di Two",
+                      company="Orbital Math", job_title="CEO", location="Berlin",
+                      already_connected_with=["acct-alice"])
+    found = await run(client, clock, {"actionType": "st.searchPeople", "limit": 50,
+                                      "filter": {"position": "CTO", "locations": ["Paris"]}})
+    assert [p["name"] for p in found["completion"]["data"]] == ["Cy One"]
+    found = await run(client, clock, {"actionType": "st.retrieveConnections",
+                                      "filter": {"currentCompanies": ["Orbital"]}})
+    assert [p["name"] for p in found["completion"]["data"]] == ["Di Two"]
+    found = await run(client, clock, {"actionType": "st.retrieveConnections",
+                                      "filter": {"firstName": "Bob"}})
+    assert [p["publicUrl"] for p in found["completion"]["data"]] == [BOB]
+
+
+async def test_remove_connection_and_connection_not_found(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    done = await run(client, clock, {"actionType": "st.removeConnection", "personUrl": BOB})
+    assert done["completion"] == {"actionType": "st.removeConnection", "success": True}
+    assert world.relationship("acct-alice", BOB) == "none"
+    again = await run(client, clock, {"actionType": "st.removeConnection", "personUrl": BOB})
+    assert again["completion"]["error"]["type"] == "connectionNotFound"
+
+
+async def test_sales_navigator_actions_need_a_sales_navigator_account(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    body = {"actionType": "nv.searchPeople", "limit": 2}
+    refused = await run(client, clock, body)
+    assert refused["completion"]["error"]["type"] == "noSalesNavigator"
+    world.identity("acct-alice").kind = "sales_navigator"
+    found = await run(client, clock, body)
+    assert found["completion"]["success"] and all(
+        p["hashedUrl"].startswith("https://www.linkedin.com/sales/lead/")
+        for p in found["completion"]["data"])
+
+
+async def test_do_for_people_runs_its_children_for_each_person_found(
+    client: httpx.AsyncClient, clock: VirtualClock
+) -> None:
+    done = await run(client, clock, {
+        "actionType": "st.searchPeople", "term": "Ada",
+        "then": {"actionType": "st.doForPeople",
+                 "then": {"actionType": "st.openPersonPage", "basicInfo": True,
+                          "then": [{"actionType": "st.retrievePersonExperience"}]}}})
+    each = done["completion"]["then"]["data"]
+    assert [p["data"]["publicUrl"] for p in each] == [ADA]
+    assert each[0]["data"]["then"][0]["data"][0]["companyName"]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ({"actionType": "st.doForPeople"}, "cannot start a workflow"),
+        ({"actionType": "st.retrievePersonSkills"}, "cannot start a workflow"),
+        ({"actionType": "st.openPersonPage", "personUrl": ADA,
+          "then": {"actionType": "st.retrieveCompanyDMs"}}, "cannot run in a person context"),
+        ({"actionType": "st.openCompanyPage"}, "needs companyUrl"),
+        ({"actionType": "nv.sendMessage", "personUrl": ADA, "text": "x"}, "needs a subject"),
+        ({"actionType": "st.reactToPost", "postUrl": "x", "type": "meh"}, "type must be"),
+    ],
+)
+async def test_workflow_constraints_of_the_new_actions(
+    client: httpx.AsyncClient, body: dict[str, Any], why: str
+) -> None:
+    r = await client.post("/workflows", json=body)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalidWorkflow"
+    assert why in r.json()["error"]["message"]
+
+
+async def test_linkedapi_account_limits_are_its_documented_defaults(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    """10 connection requests a day (not Edges' 25): the 11th is refused with the SDK's
+    dailyConnectionAttemptsExceeded; an admin limit is enforced the same way."""
+    people = world.populate(30, prefix="lim")
+    body = [{"actionType": "st.sendConnectionRequest", "personUrl": p.url} for p in people
+            if p.accessible and p.url not in world.network["acct-alice"]][:11]
+    done = await run(client, clock, body)
+    errors = [item.get("error", {}).get("type") for item in done["completion"]]
+    assert errors == [None] * 10 + ["dailyConnectionAttemptsExceeded"]
+    r = await client.post("/admin/limits.set", json={"accountId": "acct-alice", "limits": [
+        {"category": "stMessages", "period": "daily", "maxValue": 1}]})
+    assert r.json() == {"success": True}
+    msg = [{"actionType": "st.sendMessage", "personUrl": BOB, "text": "hi"}] * 2
+    done = await run(client, clock, msg)
+    assert [item["success"] for item in done["completion"]] == [True, False]
+    assert done["completion"][1]["error"]["type"] == "requestNotAllowed"
+    usage = (await client.post("/admin/limits.getUsage", json={"accountId": "acct-alice"})
+             ).json()["result"]["usage"]
+    assert {"category": "stMessages", "period": "daily", "maxValue": 1, "isEnabled": True,
+            "currentUsage": 1} in usage
+
+
+async def test_stats_actions_lists_the_actions_run(
+    client: httpx.AsyncClient, clock: VirtualClock
+) -> None:
+    start = clock.now()
+    await run(client, clock, {"actionType": "st.checkConnectionStatus", "personUrl": GHOST})
+    r = await client.get("/stats/actions", params={
+        "start": start.isoformat(), "end": (clock.now() + timedelta(days=1)).isoformat()})
+    rows = r.json()["result"]
+    assert [(x["actionType"], x["success"]) for x in rows] == [
+        ("st.checkConnectionStatus", False)]
+    r = await client.get("/stats/actions", params={
+        "start": start.isoformat(), "end": (start + timedelta(days=31)).isoformat()})
+    assert r.status_code == 400
+
+
+async def test_no_injected_429_outside_the_admin_api(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """LinkedAPI documents no request rate limit for workflows (only the unfinished cap): a
+    429 draw is no fault there, so the SDK's polling never sees tooManyRequests."""
+    world.config.faults.rate_429 = 1.0
+    r = await client.post("/workflows", json={"actionType": "st.retrievePendingRequests"})
+    assert r.status_code == 200
+    r = await client.get(f"/workflows/{r.json()['result']['workflowId']}")
+    assert r.status_code == 200
+    r = await client.post("/admin/accounts.getAll")
+    assert r.status_code == 429 and r.json()["error"]["type"] == "tooManyRequests"
+    assert world.faults_injected["429"] == 1
+
+
+async def test_created_posts_admin_limits_and_tokens_survive_a_reopen(tmp_path: Path) -> None:
+    from engine.sandbox import Sandbox
+
+    sandbox = Sandbox.open(tmp_path, clock=VirtualClock(), profiles=0)
+    clock = sandbox.world.clock
+    assert isinstance(clock, VirtualClock)
+    async with sandbox.client("linkedapi") as api:
+        created = await run(api, clock, {"actionType": "st.createPost", "text": "Hello"})
+        url = created["completion"]["data"]["postUrl"]
+        await run(api, clock, {"actionType": "st.reactToPost", "postUrl": url, "type": "love"})
+        await api.post("/admin/limits.set", json={"accountId": "acct-alice", "limits": [
+            {"category": "stConnectionRequests", "period": "daily", "maxValue": 3}]})
+        token = (await api.post("/admin/accounts.regenerateIdentificationToken",
+                                json={"accountId": "acct-alice"})).json()["result"]["token"]
+    sandbox.save()
+    again = Sandbox.open(tmp_path)
+    assert again.world.limit_for("acct-alice", "connect") == 3
+    async with again.client("linkedapi") as api:
+        api.headers["identification-token"] = token
+        clock2 = again.world.clock
+        assert isinstance(clock2, VirtualClock)
+        post = await run(api, clock2, {"actionType": "st.openPost", "postUrl": url,
+                                       "then": {"actionType": "st.retrievePostReactions"}})
+        assert post["completion"]["data"]["text"] == "Hello"
+        assert [r["type"] for r in post["completion"]["data"]["then"]["data"]] == ["love"]
+        assert post["completion"]["data"]["reactionsCount"] == 1
+
+
+async def test_a_derived_post_counts_the_comments_it_lists(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    from engine.sandbox.linkedapi import catalog
+
+    world.populate(40, prefix="post")
+    posts = [x for p in sorted(world.profiles.values(), key=lambda p: p.url)
+             for x in catalog.person_posts(world, p)]
+    for url in [p["url"] for p in posts[:5]]:
+        done = await run(client, clock, {
+            "actionType": "st.openPost", "postUrl": url,
+            "then": {"actionType": "st.retrievePostComments", "limit": 100}})
+        data = done["completion"]["data"]
+        assert data["commentsCount"] == len(data["then"]["data"])
+
+
+async def test_a_weekly_admin_limit_counts_and_stops_reactions(
+    client: httpx.AsyncClient, clock: VirtualClock
+) -> None:
+    r = await client.post("/admin/limits.set", json={"accountId": "acct-alice", "limits": [
+        {"category": "stReactions", "period": "weekly", "maxValue": 1}]})
+    assert r.json()["success"]
+    created = await run(client, clock, {"actionType": "st.createPost", "text": "x"})
+    url = created["completion"]["data"]["postUrl"]
+    react = {"actionType": "st.reactToPost", "postUrl": url, "type": "like"}
+    done = await run(client, clock, [react, react])
+    assert [i["success"] for i in done["completion"]] == [True, False]
+    usage = (await client.post("/admin/limits.getUsage", json={"accountId": "acct-alice"})
+             ).json()["result"]["usage"]
+    weekly = [u for u in usage if u["category"] == "stReactions"]
+    assert weekly == [{"category": "stReactions", "period": "weekly", "maxValue": 1,
+                       "isEnabled": True, "currentUsage": 1}]

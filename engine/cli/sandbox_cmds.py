@@ -28,8 +28,12 @@ def sandbox_group() -> None:
                    "scenario (without it that is refused).")
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seed when neither scenario nor saved state sets one.")
+@click.option("--latency", type=click.Choice(["real", "fast", "none"]), default=None,
+              help="How long calls and LinkedAPI workflows take: real (per-provider delays, "
+              "workflows of seconds), fast (no call delay, 1 s + 1 s per workflow action) or "
+              "none. Default: the saved world's, else fast.")
 def serve_cmd(host: str, port: int, scenario: Path | None, state_dir: Path | None,
-              seed: int, replace: bool) -> int:
+              seed: int, replace: bool, latency: str | None) -> int:
     """Serve the sandbox on HTTP (real clock) until interrupted.
 
     Base URLs: Edges http://HOST:PORT/v1, LinkedAPI http://HOST:PORT/linkedapi,
@@ -45,7 +49,8 @@ def serve_cmd(host: str, port: int, scenario: Path | None, state_dir: Path | Non
     if scenario is not None:
         load_scenario(scenario)  # fail fast with every problem, before binding the port
     serve_forever(host, port, scenario=scenario, state_dir=state_dir, seed=seed,
-                  replace=replace, control_token=os.environ.get(TOKEN_ENV) or None)
+                  replace=replace, control_token=os.environ.get(TOKEN_ENV) or None,
+                  latency=latency)
     return 0
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from engine.sandbox.latency import call_delay
 from engine.sandbox.world import FaultPlan, World, iso, parse_iso
 
 __all__ = [
@@ -82,12 +83,15 @@ async def read_json(request: Request) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
-async def inject(world: World, api: str, op: str) -> FaultPlan | None:
-    """Apply the configured latency (real seconds) and draw a fault for this call."""
+async def inject(world: World, api: str, op: str,
+                 kinds: Collection[str] = ("429", "5xx", "timeout")) -> FaultPlan | None:
+    """Apply the configured latency (real seconds) and draw a fault for this call among
+    ``kinds``, the ways this endpoint of the real API can fail."""
     faults = world.config.faults
-    if faults.latency_s > 0:
-        await asyncio.sleep(faults.latency_s)
-    plan = world.fault_plan(api, op)
+    delay = faults.latency_s + call_delay(world, api, op)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    plan = world.fault_plan(api, op, kinds)
     if plan is not None and plan.kind == "timeout" and faults.timeout_hang_s > 0:
         await asyncio.sleep(faults.timeout_hang_s)
     return plan
@@ -101,7 +105,6 @@ def add_default_identities(world: World) -> None:
     world.add_identity("ident-bob", name="Bob Durand", type="standard", provider="edges")
     world.add_identity("acct-alice", name="Alice Martin", provider="linkedapi",
                        aliases=(CREDENTIALS["linkedapi"][IDENTIFICATION_ENV],))
-    # ConnectSafely documents 100 messages a day and 90 connection requests a calendar week
-    # per account (reset Monday 00:00 UTC; going over puts the account on a 24 h hold)
-    world.add_identity("acc_12345", name="Carol Smith", provider="connectsafely",
-                       limits={"message": 100}, weekly_limits={"connect": 90})
+    # its limits are ConnectSafely's (world.config.PROVIDER_LIMITS): 100 messages a day, 90
+    # connection requests a calendar week
+    world.add_identity("acc_12345", name="Carol Smith", provider="connectsafely")

@@ -187,12 +187,16 @@ class _Knobs(_Base):
     async def set_faults(self, request: Request) -> Response:
         body = await self.body_of(request)
         f = self.world.config.faults
-        numeric = {fl.name for fl in fields(FaultConfig)} - {"auth_expire_at", "reauth_at"}
+        # each knob's declared type (a scenario's `latency_s: 0` loads an int: converting to
+        # the current value's type truncated 1.7 to 1)
+        numeric = {fl.name: float if fl.type in ("float", float) else int
+                   for fl in fields(FaultConfig)
+                   if fl.name not in ("auth_expire_at", "reauth_at")}
         for key, value in body.items():
             if key not in numeric:
                 return _bad(f"unknown fault knob {key!r}")
             try:
-                setattr(f, key, type(getattr(f, key))(value))
+                setattr(f, key, numeric[key](value))
             except (TypeError, ValueError):
                 return _bad(f"{key} must be a number")
         return JSON(self.faults_out())

@@ -24,6 +24,7 @@ from engine.clock import RealClock
 from engine.errors import ConfigError
 from engine.sandbox import Sandbox
 from engine.sandbox.guard import TOKEN_ENV, is_loopback
+from engine.sandbox.latency import apply_latency
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,12 @@ async def serve(sandbox: Sandbox, host: str, port: int, *, tick_interval: float 
 
 def serve_forever(host: str, port: int, *, scenario: Path | None = None,
                   state_dir: Path | None = None, seed: int = 0, replace: bool = False,
-                  control_token: str | None = None) -> None:
+                  control_token: str | None = None, latency: str | None = None) -> None:
     """Open (or load) the world on the real clock and serve it (``seqrun sandbox serve``).
     A scenario beside a saved world is a ConfigError unless ``replace``. Bound to anything
     but loopback, the control API (``/_sandbox``) needs ``control_token`` (ConfigError
-    without one): anyone who reaches it can change faults, register webhooks, move time."""
+    without one): anyone who reaches it can change faults, register webhooks, move time.
+    ``latency``: the world's latency mode (else the saved world's)."""
     if control_token is None and not is_loopback(host):
         raise ConfigError(f"--host {host}: bound beyond loopback, the control API /_sandbox "
                           f"needs a token: set {TOKEN_ENV}")
@@ -95,6 +97,9 @@ def serve_forever(host: str, port: int, *, scenario: Path | None = None,
             sandbox = Sandbox.open(state_dir, clock=RealClock(), scenario=scenario, seed=seed,
                                    callback_client=callbacks, replace=replace,
                                    control_token=control_token)
+            if latency is not None:
+                apply_latency(sandbox.world, latency)
+                sandbox.save()  # the mode is the world's: kept for the next serve
             await serve(sandbox, host, port)
 
     asyncio.run(main())

@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from engine.sandbox.linkedapi.account import AccountApi
+from engine.sandbox.linkedapi.admin import AdminApi
 from engine.sandbox.linkedapi.current import CurrentApi
 from engine.sandbox.linkedapi.execute import run_due
 from engine.sandbox.linkedapi.state import (
@@ -68,7 +69,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class _Api(CurrentApi, AccountApi):
+class _Api(CurrentApi, AccountApi, AdminApi):
     """Both generations of the API over one world."""
 
 
@@ -117,6 +118,8 @@ def routes(world: World, callback_client: httpx.AsyncClient | None = None) -> li
         ("/workflows/{workflow_id}", api.delete_workflow, "DELETE"),
         ("/conversations/poll", api.poll_conversations, "POST"),
         ("/account", api.get_account, "GET"),
+        ("/stats/actions", api.stats_actions, "GET"),
+        ("/admin/{method}", api.admin, "POST"),
         ("/account/workflow", api.post_account_workflow, "POST"),
         ("/account/results/{result_hash}", api.get_account_result, "GET"),
     ]

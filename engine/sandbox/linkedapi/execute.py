@@ -6,10 +6,14 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from engine.sandbox.linkedapi import catalog
+from engine.sandbox.linkedapi.actions import HANDLERS, ITERATORS
 from engine.sandbox.linkedapi.bodies import account_body
 from engine.sandbox.linkedapi.state import LinkedApiState, WorkflowRecord, state
-from engine.sandbox.linkedapi.wire import ACTION_ERRORS, KEEP_FINISHED, PERSON_ACTIONS
-from engine.sandbox.world import World, WorldError, iso, normalize_url, parse_iso
+from engine.sandbox.linkedapi.wire import ACTION_ERRORS, ACTIONS, KEEP_FINISHED, ActionSpec
+from engine.sandbox.world import World, WorldError, iso, normalize_url
+
+STATS_KEPT = timedelta(days=31)  # /stats/actions answers at most 30 days
 
 
 class _SignedOut(Exception):
@@ -23,138 +27,79 @@ def _execute(world: World, st: LinkedApiState, account: str, body: Any) -> Any:
     return _run_node(world, st, account, body, None)
 
 
-def _person_data(world: World, url: str) -> dict[str, Any]:
-    p = world.profile(url)
-    return {
-        "name": p.full_name,
-        "publicUrl": p.url,
-        "hashedUrl": f"https://www.linkedin.com/in/ACoAA{p.profile_id}",
-        "headline": p.headline,
-        "location": p.location,
-        "countryCode": "us",
-        "position": p.job_title,
-        "about": "",
-        "companyName": p.company,
-        "companyHashedUrl": "",
-        "followersCount": 100 + p.profile_id % 5000,
-    }
+def _target(world: World, account: str, node: Mapping[str, Any], spec: ActionSpec,
+            context: Any) -> Any:
+    """What the action acts on: its target parameter at the root, else the parent's context."""
+    ident = world.identity(account)
+    if spec.nv and ident.kind != "sales_navigator":
+        raise WorldError("SN_ACCOUNT_UPGRADE", "this account has no Sales Navigator")
+    value = node.get(spec.target) if spec.target else None
+    if spec.needs == "person":
+        url = str(value if value is not None else context)
+        if normalize_url(url) == ident.profile_url:
+            raise WorldError("SELF", "this is your own profile")
+        return url
+    if spec.needs == "company" and value is not None:
+        return catalog.company_at(world, str(value))
+    return value if value is not None else context
 
 
-def _run_node(
-    world: World, st: LinkedApiState, account: str, node: Mapping[str, Any], person: str | None
-) -> dict[str, Any]:
+def _run_node(world: World, st: LinkedApiState, account: str, node: Mapping[str, Any],
+              context: Any) -> dict[str, Any]:
     kind = str(node["actionType"])
-    url = str(node.get("personUrl", person or ""))
+    spec = ACTIONS[kind]
     item: dict[str, Any] = {"actionType": kind}
     if "label" in node:
         item["label"] = node["label"]
+    if kind in ITERATORS:
+        item["success"] = True
+        item["data"] = [_children(world, st, account, node, one) for one in context or []]
+        return item
     try:
-        data = _perform(world, st, account, kind, node, url)
+        target = _target(world, account, node, spec, context)
+        data, child_context = HANDLERS[kind](world, st, account, node, target)
     except WorldError as exc:
         if exc.label == "AUTH_EXPIRED":
             raise _SignedOut(exc.message) from exc
+        _log(world, st, account, kind, False)
         item["success"] = False
-        error_type = ACTION_ERRORS.get(exc.label, "unknownError")
-        if exc.label == "LIMIT_REACHED" and kind == "st.sendConnectionRequest":
-            error_type = "dailyConnectionAttemptsExceeded"
-        if exc.label == "ALREADY_CONNECTED" and kind == "st.withdrawConnectionRequest":
-            error_type = "notPending"
-        item["error"] = {"type": error_type, "message": exc.message}
+        item["error"] = {"type": _error_type(kind, exc.label), "message": exc.message}
         return item
+    _log(world, st, account, kind, True)
     item["success"] = True
-    then = node.get("then")
-    if then is not None:
-        children = then if isinstance(then, list) else [then]
-        results = [_run_node(world, st, account, child, url) for child in children]
-        if data is None:
-            data = {}
-        if isinstance(data, dict):
-            data["then"] = results if isinstance(then, list) else results[0]
+    if node.get("then") is not None:
+        results = _children(world, st, account, node, child_context)
+        if isinstance(data, list):
+            item["then"] = results  # [inferred] a list's children (doForPeople) beside it
+        else:
+            data = {**(data or {}), "then": results}
     if data is not None:
         item["data"] = data
     return item
 
 
-def _perform(
-    world: World, st: LinkedApiState, account: str, kind: str, node: Mapping[str, Any], url: str
-) -> Any:
-    if kind in PERSON_ACTIONS:
-        return _perform_on_person(world, st, account, kind, node, url)
-    if kind == "st.retrieveConnections":
-        items = world.connections_of(account)
-        since = node.get("since")
-        if since:
-            cutoff = parse_iso(str(since))
-            items = [(p, at) for p, at in items if at >= cutoff]
-        limit = int(node.get("limit") or len(items) or 1)
-        return [
-            {
-                "name": p.full_name,
-                "publicUrl": p.url,
-                "headline": p.headline,
-                "location": p.location,
-                "connectedAt": iso(at),
-            }
-            for p, at in items[:limit]
-        ]
-    if kind == "st.retrievePendingRequests":
-        out = []
-        for inv in world.pending_invitations(account):
-            p = world.profile(inv.profile_url)
-            out.append(
-                {
-                    "name": p.full_name,
-                    "publicUrl": p.url,
-                    "headline": p.headline,
-                    "sentTime": iso(inv.sent_at),
-                }
-            )
-        return out
-    if kind == "st.searchPeople":
-        found = world.search_people(
-            str(node.get("term", "")), int(node.get("limit") or 10), identity=account
-        )
-        return [
-            {
-                "name": p.full_name,
-                "publicUrl": p.url,
-                "headline": p.headline,
-                "location": p.location,
-            }
-            for p in found
-        ]
-    raise WorldError("INVALID_INPUT", f"unsupported action {kind}")
+def _children(world: World, st: LinkedApiState, account: str, node: Mapping[str, Any],
+              context: Any) -> Any:
+    then = node["then"]
+    children = then if isinstance(then, list) else [then]
+    results = [_run_node(world, st, account, child, context) for child in children]
+    return results if isinstance(then, list) else results[0]
 
 
-def _perform_on_person(
-    world: World, st: LinkedApiState, account: str, kind: str, node: Mapping[str, Any], url: str
-) -> Any:
-    ident = world.identity(account)
-    norm = normalize_url(url)
-    if norm == ident.profile_url:
-        raise WorldError("SELF", "this is your own profile")
-    if kind == "st.openPersonPage":
-        world.visit(account, url)
-        return _person_data(world, url) if node.get("basicInfo", True) else {}
-    if kind == "st.checkConnectionStatus":
-        rel = world.relationship(account, url)
-        return {"connectionStatus": {"none": "notConnected"}.get(rel, rel)}
-    if kind == "st.sendConnectionRequest":
-        note = node.get("note")
-        world.connect(account, url, note=str(note) if note else None)
-        return None
-    if kind == "st.withdrawConnectionRequest":
-        world.withdraw(account, url)
-        return None
-    if kind == "st.sendMessage":
-        world.message(account, url, str(node["text"]))
-        st.synced.add((ident.uid, normalize_url(url)))
-        return None
-    if kind == "st.syncConversation":
-        world.relationship(account, url)  # auth + access checks
-        st.synced.add((ident.uid, normalize_url(url)))
-        return None
-    raise WorldError("INVALID_INPUT", f"unsupported action {kind}")
+def _error_type(kind: str, label: str) -> str:
+    if label == "LIMIT_REACHED" and kind == "st.sendConnectionRequest":
+        return "dailyConnectionAttemptsExceeded"
+    if label == "ALREADY_CONNECTED" and kind == "st.withdrawConnectionRequest":
+        return "notPending"
+    if label == "NOT_CONNECTED" and kind == "st.removeConnection":
+        return "connectionNotFound"
+    return ACTION_ERRORS.get(label, "unknownError")
+
+
+def _log(world: World, st: LinkedApiState, account: str, kind: str, ok: bool) -> None:
+    """One row of ``/stats/actions``."""
+    st.stats.append([world.identity(account).uid, kind, ok, iso(world.now)])
+    st.dirty = True
 
 
 def finish(world: World, st: LinkedApiState, record: WorkflowRecord) -> None:
@@ -194,6 +139,10 @@ def run_due(world: World) -> None:
         for r in st.workflows.values()
         if r.status != "running" and r.finish_at < now - KEEP_FINISHED
     ]
+    cutoff = iso(now - STATS_KEPT)
+    if st.stats and st.stats[0][3] < cutoff:
+        st.stats = [row for row in st.stats if row[3] >= cutoff]
+        st.dirty = True
     for wid in old:
         record = st.workflows.pop(wid)
         if record.result_hash:

@@ -48,6 +48,18 @@ class LinkedApiState:
     changed: set[str] = field(default_factory=set)  # workflow ids to write through
     running: set[str] = field(default_factory=set)  # ids of unfinished workflows
     pruned_at: datetime | None = None
+    # posts identities created: url -> {account, text, time}
+    posts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # reactions and comments identities made: {account, kind, postUrl, time, type | text}
+    engagements: list[dict[str, Any]] = field(default_factory=list)
+    # every action executed, for /stats/actions: [account, actionType, success, time]
+    stats: list[list[Any]] = field(default_factory=list)
+    # admin API: account -> limits set by limits.set ({category, period, maxValue, isEnabled})
+    admin_limits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # account -> regenerated token
+    disconnected: list[str] = field(default_factory=list)  # accounts disconnected by admin
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)  # connection sessions
+    admin_calls: list[datetime] = field(default_factory=list)  # admin rate limit window
 
     def touch(self, record: WorkflowRecord) -> None:
         self.changed.add(record.workflow_id)
@@ -97,7 +109,14 @@ def save(world: World) -> None:
     st.dirty = False
     if len(doc.get("synced", ())) != len(st.synced):
         doc["synced"] = sorted([a, u] for a, u in st.synced)
-    doc.update(results=st.results, outbox=st.outbox, seq=st.seq)
+    doc.update(results=st.results, outbox=st.outbox, seq=st.seq, **_tables(st))
+
+
+def _tables(st: LinkedApiState) -> dict[str, Any]:
+    return {"base_seconds": st.base_seconds, "seconds_per_action": st.seconds_per_action,
+            "posts": st.posts, "engagements": st.engagements, "stats": st.stats,
+            "admin_limits": st.admin_limits, "tokens": st.tokens,
+            "disconnected": st.disconnected, "sessions": st.sessions}
 
 
 def _record_json(r: WorkflowRecord) -> dict[str, Any]:
@@ -117,8 +136,7 @@ def dump_state(world: World) -> dict[str, Any]:
         "outbox": st.outbox,
         "seq": st.seq,
         "api_token": st.api_token,
-        "base_seconds": st.base_seconds,
-        "seconds_per_action": st.seconds_per_action,
+        **_tables(st),
     }
 
 
@@ -144,6 +162,13 @@ def load_state(world: World, data: Mapping[str, Any]) -> LinkedApiState:
     st.api_token = str(data.get("api_token", SANDBOX_TOKEN))
     st.base_seconds = float(data.get("base_seconds", st.base_seconds))
     st.seconds_per_action = float(data.get("seconds_per_action", st.seconds_per_action))
+    st.posts = dict(data.get("posts", {}))
+    st.engagements = list(data.get("engagements", []))
+    st.stats = [list(row) for row in data.get("stats", [])]
+    st.admin_limits = {k: list(v) for k, v in data.get("admin_limits", {}).items()}
+    st.tokens = dict(data.get("tokens", {}))
+    st.disconnected = list(data.get("disconnected", []))
+    st.sessions = dict(data.get("sessions", {}))
     return st
 
 

@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 from engine.sandbox.world.actions import MAX_MESSAGE, MAX_NOTE
-from engine.sandbox.world.config import DEFAULT_LIMITS, FaultConfig, WorldConfig
+from engine.sandbox.world.config import DEFAULT_LIMITS, PROVIDER_LIMITS, FaultConfig, WorldConfig
 from engine.sandbox.world.model import (
     Delivery,
     Event,
@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "MAX_MESSAGE",
     "MAX_NOTE",
+    "PROVIDER_LIMITS",
     "Delivery",
     "Event",
     "FaultConfig",

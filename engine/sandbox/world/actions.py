@@ -3,7 +3,6 @@ InMail, search."""
 
 from __future__ import annotations
 
-from collections import deque
 from datetime import timedelta
 
 from engine.sandbox.world.limits import Limits
@@ -88,6 +87,15 @@ class Actions(Limits):
         self._deliver(ident, profile, "withdraw", None)
         return inv
 
+    def remove_connection(self, identity: str, url: str) -> Profile:
+        """Remove a 1st degree connection (``NOT_CONNECTED`` when there is none)."""
+        ident, profile = self._check(identity, url, None)
+        assert profile is not None
+        if self.network[ident.uid].pop(profile.url, None) is None:
+            raise WorldError("NOT_CONNECTED", "not a 1st degree connection")
+        self._deliver(ident, profile, "disconnect", None)
+        return profile
+
     def message(self, identity: str, url: str, text: str) -> Thread:
         """Send a message: needs a connection or an existing conversation (else NOT_CONNECTED).
         Returns the thread (``thread.thread_id``)."""
@@ -128,9 +136,7 @@ class Actions(Limits):
                       identity: str | None = None) -> list[Profile]:
         """Accessible profiles whose name, company or headline contains every query word."""
         if identity is not None:
-            self._check(identity, None, "search")
-            ident = self.identity(identity)
-            self._action_times.setdefault((ident.uid, "search"), deque()).append(self.now)
+            self.count_action(identity, "search")
         else:
             self._advance()
         words = query.lower().split()

@@ -5,10 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-#: Smart limits per identity per rolling 24 h, by subscription kind.
+#: Edges' smart limits per identity per rolling 24 h, by subscription tier (an identity's
+#: ``kind``): what an Edges identity (or one open to every provider) gets unless overridden.
 DEFAULT_LIMITS: dict[str, dict[str, int]] = {
     "classic": {"visit": 80, "connect": 25, "message": 50, "inmail": 20, "search": 2000},
     "sales_navigator": {"visit": 500, "connect": 30, "message": 250, "inmail": 50, "search": 2000},
+}
+
+#: The limits the other providers document, per tier, replacing Edges' table for their
+#: identities: ``(rolling 24 h limits, calendar-week caps)``. Actions absent are not limited by
+#: the provider (LinkedIn's own refusals are the world's other checks).
+#: * LinkedAPI: the admin API's default account limits (``limits.getDefaults``: stMessages 50 a
+#:   day, stConnectionRequests 10 a day); Sales Navigator messages (nvMessages) have no default.
+#: * ConnectSafely: 100 messages a day, 90 connection requests a calendar week (Monday 00:00 UTC;
+#:   going over puts the account on a 24 h hold); no daily connection limit.
+PROVIDER_LIMITS: dict[str, dict[str, tuple[dict[str, int], dict[str, int]]]] = {
+    "linkedapi": {
+        "classic": ({"connect": 10, "message": 50}, {}),
+        "sales_navigator": ({"connect": 10, "message": 50}, {}),
+    },
+    "connectsafely": {
+        "classic": ({"message": 100}, {"connect": 90}),
+        "sales_navigator": ({"message": 100}, {"connect": 90}),
+    },
 }
 
 
@@ -44,6 +63,8 @@ class WorldConfig:
     )
     #: unknown but well-formed profile URLs become generated profiles (else PROFILE_NOT_ACCESSIBLE)
     auto_create_profiles: bool = True
+    #: real | fast | none: how long calls and LinkedAPI workflows take (engine.sandbox.latency)
+    latency: str = "fast"
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def limit(self, kind: str, action: str) -> int | None:

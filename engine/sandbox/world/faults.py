@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from engine.sandbox.world.model import FaultPlan
 from engine.sandbox.world.reads import Reads
+
+ALL_FAULTS = ("429", "5xx", "timeout")
 
 
 class Faults(Reads):
     """Draws the 429s, 5xx and timeouts the provider APIs answer with."""
 
-    def fault_plan(self, api: str, op: str) -> FaultPlan | None:
+    def fault_plan(self, api: str, op: str, kinds: Collection[str] = ALL_FAULTS,
+                   ) -> FaultPlan | None:
         """A seeded draw per (api, op, call number): None, 429, 5xx or timeout (before or after
-        the action; the API layer performs the action first when ``after``)."""
+        the action; the API layer performs the action first when ``after``). A drawn kind not
+        in ``kinds`` (the ways this endpoint of the real API can fail) is no fault."""
         f = self.config.faults
         if not (f.rate_429 or f.rate_5xx or f.rate_timeout):
             return None
@@ -27,6 +33,8 @@ class Faults(Reads):
             plan = FaultPlan("5xx")
         elif x < f.rate_429 + f.rate_5xx + f.rate_timeout:
             plan = FaultPlan("timeout", after=rng.random() < 0.5)
+        if plan is not None and plan.kind not in kinds:
+            return None
         if plan is not None:
             self.faults_injected[plan.kind] += 1
         return plan

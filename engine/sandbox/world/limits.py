@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from datetime import datetime
 
+from engine.sandbox.world.config import PROVIDER_LIMITS
 from engine.sandbox.world.identities import Identities
 from engine.sandbox.world.model import Delivery, IdentityState, Profile, WorldError
 from engine.sandbox.world.times import DAY, iso, week_start
@@ -30,10 +31,22 @@ class Limits(Identities):
         return ident, profile
 
     def limit_for(self, identity: str, action: str) -> int | None:
+        """The rolling 24 h limit of ``action``: the identity's own override, else its
+        provider's documented limit for its tier (:data:`PROVIDER_LIMITS`), else Edges'."""
         ident = self.identity(identity)
         if action in ident.limits:
             return ident.limits[action]
+        provider = PROVIDER_LIMITS.get(ident.provider or "")
+        if provider is not None:
+            return provider[ident.kind][0].get(action)
         return self.config.limit(ident.kind, action)
+
+    def weekly_limit_for(self, ident: IdentityState, action: str) -> int | None:
+        """The calendar-week cap of ``action`` (own override, else the provider's)."""
+        if action in ident.weekly_limits:
+            return ident.weekly_limits[action]
+        provider = PROVIDER_LIMITS.get(ident.provider or "")
+        return provider[ident.kind][1].get(action) if provider is not None else None
 
     def _window(self, uid: str, action: str) -> deque[datetime]:
         times = self._action_times.setdefault((uid, action), deque())
@@ -53,7 +66,7 @@ class Limits(Identities):
                     {"postponed_until": iso(until), "appendix": f"rolling 24h window, {action}",
                      "limit": limit, "action": action},
                 )
-        cap = ident.weekly_limits.get(action)
+        cap = self.weekly_limit_for(ident, action)
         if cap is None:
             return
         hold = self._holds.get((ident.uid, action))
@@ -73,18 +86,34 @@ class Limits(Identities):
             return 0
         return int(counted[1])
 
+    def count_action(self, identity: str, action: str) -> IdentityState:
+        """Check auth and the limit of ``action``, then count one: for actions that leave no
+        delivery (company page views, reactions, comments, posts, Sales Navigator views)."""
+        ident, _ = self._check(identity, None, action)
+        self._count(ident, action)
+        return ident
+
     def usage(self, identity: str, action: str) -> int:
         """Actions of this kind in the rolling 24 h window."""
         self._advance()
         return len(self._window(self.identity(identity).uid, action))
+
+    def week_usage(self, identity: str, action: str) -> int:
+        """Actions of this kind this calendar week (counted only while a weekly cap is set)."""
+        self._advance()
+        return self._week_count(self.identity(identity).uid, action)
 
     def _deliver(self, ident: IdentityState, profile: Profile, kind: str,
                  action: str | None, text: str | None = None) -> Delivery:
         d = Delivery(ident.uid, profile.url, kind, self.now, text)
         self.delivered.append(d)
         if action is not None:
-            self._action_times.setdefault((ident.uid, action), deque()).append(self.now)
-            if action in ident.weekly_limits:
-                self._week_counts[(ident.uid, action)] = [
-                    week_start(self.now), self._week_count(ident.uid, action) + 1]
+            self._count(ident, action)
         return d
+
+    def _count(self, ident: IdentityState, action: str) -> None:
+        """One more ``action`` in its rolling 24 h window (and its week, when capped)."""
+        self._action_times.setdefault((ident.uid, action), deque()).append(self.now)
+        if self.weekly_limit_for(ident, action) is not None:
+            self._week_counts[(ident.uid, action)] = [
+                week_start(self.now), self._week_count(ident.uid, action) + 1]

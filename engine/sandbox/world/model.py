@@ -127,7 +127,7 @@ class Delivery:
 
     identity: str
     profile_url: str
-    kind: str  # visit | invite | withdraw | message | inmail | follow
+    kind: str  # visit | invite | withdraw | disconnect | message | inmail | follow
     at: datetime
     text: str | None = None
 
