@@ -52,7 +52,6 @@ ACTION_ERRORS: Mapping[str, str] = {
     "retrievingNotAllowed": INVALID_INPUT,
     "searchingNotAllowed": INVALID_INPUT,
     "noSalesNavigator": INVALID_INPUT,
-    "limitExceeded": LIMIT_REACHED,  # the sandbox's name for an account action limit
     "dailyConnectionAttemptsExceeded": LIMIT_REACHED,
 }
 
