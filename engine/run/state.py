@@ -123,9 +123,20 @@ class Writes:
         self.transitions[values["id"]] = values
 
     def reschedule(
-        self, eid: int, due: datetime | None, attempts: int, last_error: str | None
+        self,
+        eid: int,
+        due: datetime | None,
+        attempts: int,
+        last_error: str | None,
+        waiting: str | None = None,
     ) -> None:
-        values = {"id": eid, "next_due_at": due, "attempts": attempts, "last_error": last_error}
+        values = {
+            "id": eid,
+            "next_due_at": due,
+            "attempts": attempts,
+            "last_error": last_error,
+            "waiting": waiting,
+        }
         if eid in self.transitions:
             self.transitions[eid].update(values)
         else:
@@ -165,6 +176,8 @@ class IdentityTick:
     connections: set[str] | None = None
     usage: dict[str, deque[datetime]] = field(default_factory=dict)
     saturated: dict[str, datetime] = field(default_factory=dict)
+    # action -> leads found this tick at their promised instant with the limit still full
+    short: dict[str, int] = field(default_factory=dict)
     stopped: bool = False
     replied: set[int] = field(default_factory=set)  # enrollments the sync moved to `reply`
     links: dict[str, str] | None = None  # connection cache of this identity
