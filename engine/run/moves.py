@@ -95,6 +95,7 @@ class Moves:
             values["id"] = enr.id  # the wave's writes own this dict (no copy)
             ctx.w.transition(values)
             ctx.w.events.append(event)
+            ctx.w.entered[enr.id] = event
         else:
             with self.store.tx(conn) as c:
                 self.store.update_enrollment(enr.id, conn=c, **values)
@@ -136,14 +137,21 @@ class Moves:
 
         ``waiting`` (a rule's hold: a limit, the window, a cooldown) is kept on the lead;
         its "postponed" event is written when it starts waiting, not at every
-        re-postponement of a lead already waiting (the column says why it still waits)."""
+        re-postponement of a lead already waiting (the column says why it still waits).
+        A lead that starts waiting at the step it entered in this wave has it recorded on
+        that transition's event (``data.waiting``) instead of an event of its own."""
         events: list[dict[str, Any]] = []
-        if waiting is None or enr.waiting is None:
+        data = {"reason": reason, "until": until.isoformat()}
+        entered = ctx.w.entered.get(enr.id) if ctx is not None and waiting else None
+        if entered is not None and enr.waiting is None:
+            # it waits from the step it just entered: its transition's event says so
+            entered["data"] = {**(entered["data"] or {}), "waiting": data}
+        elif waiting is None or enr.waiting is None:
             events.append(
                 {
                     "kind": "postponed",
                     "subject": lead.profile_url,
-                    "data": {"reason": reason, "until": until.isoformat()},
+                    "data": data,
                     "at": self.clock.now(),
                     "enrollment_id": enr.id,
                     "from_state": enr.state,

@@ -117,6 +117,9 @@ class Writes:
     events: list[dict[str, Any]] = field(default_factory=list)
     conversations: list[dict[str, Any]] = field(default_factory=list)
     connections: list[dict[str, Any]] = field(default_factory=list)
+    # enrollment -> the event of its transition in this wave (a wait that starts at once
+    # is noted on it)
+    entered: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def transition(self, values: dict[str, Any]) -> None:
         self.reschedules.pop(values["id"], None)
