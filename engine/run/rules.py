@@ -137,7 +137,7 @@ class Rules:
         if enr.id in ctx.replied:
             return None  # the sync moved it (reply)
         if ctx.conv is None:
-            ctx.conv = self.store.conversations(ctx.identity)
+            ctx.conv = self.state.conversation_cache(ctx.identity)
         conv = ctx.conv.get(lead.profile_url)
         if conv is not None or action == "connect" or lead.profile_url in dnc:
             # rules 1 to 3 can apply (most leads meet none: they skip the call)

@@ -83,6 +83,9 @@ class RunState:
         self.last_sync: dict[str, datetime] = {}
         self.sync_failures: dict[str, int] = {}  # identity -> syncs failed in a row (backoff)
         self.identity_rows: dict[str, IdentityRow] = {}  # as read at the start of the tick
+        # identity -> its conversation cache, read once and then kept by the runner's own
+        # writes (the sync's, the sent messages'); dropped when recovery wrote behind it
+        self.conversations: dict[str, dict[str, ConversationRow]] = {}
         self.holder: str | None = None  # the `run` lock holder while the lock is held
 
     def compiled(self, revision: str) -> CompiledSequence:
@@ -91,6 +94,13 @@ class RunState:
             if self._resolve is None:
                 self._resolve = compiled_from_store(self.store)
             found = self._cache[revision] = self._resolve(revision)
+        return found
+
+    def conversation_cache(self, identity: str) -> dict[str, ConversationRow]:
+        """``identity``'s conversation cache (profile URL -> row), read from the store once."""
+        found = self.conversations.get(identity)
+        if found is None:
+            found = self.conversations[identity] = self.store.conversations(identity)
         return found
 
     def sequence(self, revision: str) -> Sequence:

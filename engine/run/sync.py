@@ -35,7 +35,7 @@ class Sync:
         """Once per identity per tick: its own id (cached) and its conversations."""
         if ctx.synced:
             return
-        cache = ctx.conv if ctx.conv is not None else self.store.conversations(ctx.identity)
+        cache = ctx.conv if ctx.conv is not None else self.state.conversation_cache(ctx.identity)
         try:
             await self._know_me(ctx)
             summaries = await ctx.provider.sync_conversations(ctx.identity)
