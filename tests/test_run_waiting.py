@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.model import ActionStep, Step, Window
 from engine.store import Store
+from engine.views.status import status
 from tests.test_run_runner import ID, MONDAY_8, Env, make_seq
 
 DAY = timedelta(hours=24)
@@ -25,6 +26,8 @@ async def test_a_lead_held_by_a_limit_is_not_touched_before_its_slot(tmp_path: P
     runner = env.runner()
     first = await runner.tick()
     assert first.actions == 2 and first.postponed == 4
+    counted = status(env.store, now=env.clock.now()).sequences[0]
+    assert counted.waiting == {"limit:visit_profile": 4}  # `seqrun status` counts them
     due = {eid: env.store.get_enrollment(eid).next_due_at for eid in eids[2:]}  # type: ignore[union-attr]
     # two slots free 24 h after the first two visits; the next two a day later (in line)
     assert sorted(due.values()) == [MONDAY_8 + DAY] * 2 + [MONDAY_8 + 2 * DAY] * 2

@@ -285,6 +285,18 @@ class EnrollmentCounts(StoreBase):
         with self.tx(conn) as c:
             return [(ident, state, rev, int(n)) for ident, state, rev, n in c.execute(q)]
 
+    def count_waiting(self, sequence: str, *, conn: Connection | None = None) -> dict[str, int]:
+        """Why the enrollments of ``sequence`` that wait to act wait (a limit, the window, a
+        cooldown) -> how many."""
+        e = t.enrollments
+        q = (
+            sa.select(e.c.waiting, sa.func.count())
+            .where(e.c.sequence == sequence, e.c.waiting.is_not(None))
+            .group_by(e.c.waiting)
+        )
+        with self.tx(conn) as c:
+            return {str(key): int(n) for key, n in c.execute(q)}
+
     def count_paused(self, identity: str, *, conn: Connection | None = None) -> int:
         """How many non-terminal enrollments of ``identity`` are paused."""
         e = t.enrollments

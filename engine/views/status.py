@@ -43,6 +43,8 @@ class SequenceStatus:
     funnel: list[tuple[str, int]]  # step order, then terminals, then unknown states
     by_identity: dict[str, dict[str, int]]
     revisions: dict[str, int]  # revision -> enrollments on it
+    # why leads wait to act ("limit:connect", "window", "cooldown") -> how many
+    waiting: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -59,6 +61,7 @@ class SequenceStatus:
                        for s, n in self.funnel],
             "by_identity": self.by_identity,
             "revisions": self.revisions,
+            "waiting": self.waiting,
         }
 
 
@@ -244,7 +247,7 @@ def _sequence_status(
         by_identity[ident][state] = by_identity[ident].get(state, 0) + int(n)
         revisions[rev] += int(n)
     return SequenceStatus(row.name, row.provider, row.current_revision, row.paused, funnel,
-                          dict(by_identity), dict(revisions))
+                          dict(by_identity), dict(revisions), store.count_waiting(row.name))
 
 
 def _identity_statuses(
