@@ -9,7 +9,9 @@ measurements do not inflate it):
   leads than limits (budget <= 1.05; the seed's naive orchestrator makes about 2). The full
   outreach sequence (connection polls, withdrawals, 5 timezones) is reported too.
 * utilization: delivered / limit over every full rolling 24 h of the same campaign
-  (budget >= 99 %), and the worst overshoot of any rolling 24 h (budget 0).
+  (budget >= 99 %), and the worst overshoot of any rolling 24 h (budget 0); the manifest's
+  limits (60 visits, 35 messages) are under the provider's and the sandbox's own limits are
+  lifted, so only the engine keeps them.
 * latency: 20 identities at 50 ms per call, wall time / critical path (max over identities
   of calls x latency), best of 3 (budget <= 1.2).
 * step cost: the cost of a visit step run by the engine (the call included) / that of the raw
@@ -67,6 +69,9 @@ START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BUDGETS = {"calls_per_action": 1.05, "utilization": 0.99, "overshoot": 0, "latency": 1.2,
            "step_cost": 1.3, "step_cost_message": 2.0, "idle": 2.0, "blocked": 2.0, "rss_mb": 200.0}
+
+
+CAMPAIGN_LIMITS = {"visit": 60, "message": 35}  # the manifest's, under the provider's 80 / 50
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
@@ -129,11 +134,18 @@ async def campaign(tmp: Path, *, identities: int, leads: int, days: int) -> dict
     for name in names:
         world.add_identity(name, provider="edges")
     profiles = world.populate(leads)
+    # the manifest's limits under the provider's (80 visits, 50 messages) and the sandbox's
+    # own limits lifted: only the engine keeps them, so an engine that ignored them would
+    # show an overshoot here
+    for kind in ("visit", "message"):
+        world.config.limits["classic"][kind] = 10**6
+        for ident in world.identities.values():
+            ident.limits[kind] = 10**6
     sandbox = Sandbox(world)
     provider, counting = edges_over(sandbox)
     store = Store.open(None, tmp)
     window = Window(timezone="Europe/Paris", fallback_timezone="Europe/Paris", days=EVERY_DAY)
-    limits = {"visit_profile": 80, "send_message": 50}
+    limits = {"visit_profile": CAMPAIGN_LIMITS["visit"], "send_message": CAMPAIGN_LIMITS["message"]}
     seq = sequence("messages", (ActionStep("visit", "visit_profile"),
                                 ActionStep("hello", "send_message",
                                            with_={"text": "Hello {{ lead.first_name }}"})),
@@ -152,7 +164,7 @@ async def campaign(tmp: Path, *, identities: int, leads: int, days: int) -> dict
     delivered = len(world.delivered)
     calls = sum(counting.requests.values())
     # utilization over every full rolling 24 h window after the first window opening
-    kinds = {"visit": 80, "message": 50}
+    kinds = CAMPAIGN_LIMITS
     util, over = [], 0
     for name in names:
         for kind, limit in kinds.items():
