@@ -100,3 +100,34 @@ async def test_one_event_when_a_lead_starts_waiting_not_per_postponement(
         assert len(events) == 1 and events[0]["reason"] == "outside the sending window"
         done = env.store.get_enrollment(eid)
         assert done is not None and done.waiting is None and done.next_due_at is None
+
+
+async def test_a_slot_its_lead_cannot_use_goes_to_the_next_in_line(tmp_path: Path) -> None:
+    # Monday to Friday 09:00-18:00 UTC, one visit a day; on Friday at 10:00 one lead goes and
+    # three wait in line for Saturday, Sunday and Monday 10:00. On Saturday the first one's
+    # window is closed: the next in line is due at once with its slot (in case its window is
+    # open) and hands over its Sunday instant; held too, it waits for Monday (no swapping
+    # back and forth), and the limit holds throughout.
+    window = Window(timezone="UTC", fallback_timezone="UTC", start=time(9, 0), end=time(18, 0))
+    env = Env(tmp_path, make_seq(steps=VISITS, window=window, limits={"visit_profile": 1}))
+    friday_10 = MONDAY_8 + timedelta(days=4, hours=2)
+    env.clock.advance(friday_10 - env.clock.now())
+    eids = [env.lead(f"w{i}") for i in range(4)]
+    runner = env.runner()
+    assert (await runner.tick()).actions == 1
+
+    def due() -> dict[int, object]:
+        return {e: env.store.get_enrollment(e).next_due_at for e in eids[1:]}  # type: ignore[union-attr]
+
+    first, second, third = sorted(due(), key=lambda e: due()[e])  # type: ignore[arg-type,return-value]
+    assert [due()[e] for e in (first, second, third)] == [friday_10 + k * DAY for k in (1, 2, 3)]
+    env.clock.advance(DAY)  # Saturday 10:00
+    await runner.tick()
+    assert due()[first] == friday_10 + 2 * DAY and due()[second] == env.clock.now()
+    env.clock.advance(timedelta(seconds=1))
+    await runner.tick()
+    monday_9 = MONDAY_8 + timedelta(days=7, hours=1)
+    assert due()[second] == monday_9 and due()[first] == friday_10 + 2 * DAY
+    await runner.run_until(MONDAY_8 + timedelta(days=11))
+    assert env.world.count(ID, "visit") == 4
+    assert env.world.usage(ID, "visit") <= 1

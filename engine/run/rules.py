@@ -24,6 +24,7 @@ from engine.store import ConversationRow, EnrollmentRow, LeadRow
 from engine.vocab import DAYS
 
 LIMIT_KEY = "limit:"  # the waiting key of a lead in line for an identity's action limit
+Promise = tuple[datetime, int]  # an instant promised to a lead in line, and its enrollment
 
 _REPLY = Move("reply", detail="the lead wrote to us")
 _DO_NOT_CONTACT = Move("do_not_contact", dest="stopped", detail="on the do-not-contact list")
@@ -77,14 +78,14 @@ _SHARED_WINDOWS = Windows()
 
 
 def _next_slot(
-    usage: deque[datetime], line: deque[datetime], limit: int, now: datetime
+    usage: deque[datetime], line: deque[Promise], limit: int, now: datetime
 ) -> datetime:
     """The first instant after every promised one at which a ``limit``-per-24-h schedule
     (the ledger's times, then the promised ones) has room for one more."""
-    last = line[-1] if line else (usage[-1] if usage else now)
+    last = line[-1][0] if line else (usage[-1] if usage else now)
     k = limit  # the limit-th time from the end of ledger + line must have left the window
     if k <= len(line):
-        edge: datetime | None = line[-k]
+        edge: datetime | None = line[-k][0]
     else:
         k -= len(line)
         edge = usage[-k] if k <= len(usage) else None
@@ -107,8 +108,9 @@ class Rules:
         self._limits: dict[tuple[str, str, str], int | None] = {}
         # (identity, action, limit) -> instants promised to the leads waiting on that limit,
         # in order; kept by this process (after a restart the ledger alone orders them)
-        self._lines: dict[tuple[str, str, int | None], deque[datetime]] = {}
+        self._lines: dict[tuple[str, str, int | None], deque[Promise]] = {}
         self._windows = Windows()
+        self._pulled: set[int] = set()  # leads due early with a slot another handed them
 
     async def plan_action(
         self,
@@ -211,16 +213,26 @@ class Rules:
         A lead that holds a place in a limit's queue keeps it while a window or a cooldown
         holds it too (it is still in line)."""
         queued = enr.waiting if enr.waiting and enr.waiting.startswith(LIMIT_KEY) else None
+        pulled = enr.id in self._pulled  # given another's slot: held again, it does not swap
+        self._pulled.discard(enr.id)
         # 4. cooldown: the conversation moved recently
         if action in MESSAGES and seq.cooldown and conv is not None:
             until = conv.last_activity_at + seq.cooldown
             if now < until:
-                return until, "cooldown", queued or "cooldown"
+                if queued:
+                    if not pulled:
+                        until = self._swap(ctx, enr, action, until, now)
+                    return until, "cooldown", queued
+                return until, "cooldown", "cooldown"
         # 5. business window in the lead's timezone
         if seq.window is not None:
             opening = self._windows.opening(seq.window, self._lead_zone(seq, lead), now)
             if opening is not None:
-                return opening, "outside the sending window", queued or "window"
+                if queued:
+                    if not pulled:
+                        opening = self._swap(ctx, enr, action, opening, now)
+                    return opening, "outside the sending window", queued
+                return opening, "outside the sending window", "window"
         # 6. limits per identity per rolling 24 h, shared by every sequence
         return self._limit_hold(ctx, enr, action, now, queued is not None)
 
@@ -257,21 +269,38 @@ class Rules:
                 until = usage[idx] + DAY
         if until is None:
             until = _next_slot(usage, line, limit, now)
-            line.append(until)
+            line.append((until, enr.id))
         if saturated is not None and saturated > until:
             return saturated, "LIMIT_REACHED (provider)", key
         return until, f"{action} limit {limit}/24h reached", key
 
-    def _line(self, key: tuple[str, str, int | None], now: datetime) -> deque[datetime]:
+    def _line(self, key: tuple[str, str, int | None], now: datetime) -> deque[Promise]:
         """The instants promised to the leads waiting on an identity's action under one
         limit (sequences with another limit on the same identity form their own line),
         later than ``now``, in order."""
         line = self._lines.get(key)
         if line is None:
             line = self._lines[key] = deque()
-        while line and line[0] <= now:
+        while line and line[0][0] <= now:
             line.popleft()
         return line
+
+    def _swap(
+        self, ctx: IdentityTick, enr: EnrollmentRow, action: str, until: datetime, now: datetime
+    ) -> datetime:
+        """A lead in line, at its instant, that its window or a cooldown holds until
+        ``until``: its slot goes to the next lead in line (due now instead of at its own
+        instant), which hands it its later instant, so the slot is not lost. Returns when
+        the held lead is due (``until`` when nobody later in line can take its slot)."""
+        line = self._line((ctx.identity, action, self._limit(enr.revision, ctx, action)), now)
+        key = enr.waiting or ""
+        while line and line[0][0] < until:
+            instant, other = line.popleft()
+            if other != enr.id and self.store.pull_forward(other, key, instant, now):
+                line.appendleft((instant, enr.id))
+                self._pulled.add(other)
+                return instant
+        return until
 
     def usage(self, ctx: IdentityTick, action: str, now: datetime) -> deque[datetime]:
         """The identity's ``action`` times of the last 24 h (read once, then kept)."""

@@ -193,6 +193,26 @@ class Enrollments(StoreBase):
         with self.tx(conn) as c:
             c.execute(stmt, rows)
 
+    def pull_forward(
+        self,
+        enrollment_id: int,
+        waiting: str,
+        due: datetime,
+        now: datetime,
+        *,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Make an enrollment that waits (``waiting``) until ``due`` due at ``now`` instead;
+        False when it no longer waits so (it moved, or waits for something else)."""
+        e = t.enrollments
+        stmt = (
+            e.update()
+            .where(e.c.id == enrollment_id, e.c.waiting == waiting, e.c.next_due_at == due)
+            .values(next_due_at=now)
+        )
+        with self.tx(conn) as c:
+            return bool(c.execute(stmt).rowcount)
+
     def set_enrollments_paused(
         self,
         paused: bool,
