@@ -4,10 +4,12 @@ waiting, not one per re-postponement. Virtual clock, simulated LinkedIn."""
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import time, timedelta
 from pathlib import Path
 
 from engine.model import ActionStep, Step, Window
+from engine.run.rules import _fits
 from engine.store import Store
 from engine.views.status import status
 from tests.test_run_runner import ID, MONDAY_8, Env, make_seq
@@ -131,3 +133,18 @@ async def test_a_slot_its_lead_cannot_use_goes_to_the_next_in_line(tmp_path: Pat
     await runner.run_until(MONDAY_8 + timedelta(days=11))
     assert env.world.count(ID, "visit") == 4
     assert env.world.usage(ID, "visit") <= 1
+
+
+def test_a_free_slot_is_taken_only_when_no_promised_instant_needs_it() -> None:
+    # limit 2 a day; the ledger holds one action at 09:00; a lead is promised 08:00 the next
+    # day; at 10:00 another lead arrives with one slot free in the ledger
+    t0 = MONDAY_8
+    usage = deque([t0 + timedelta(hours=1)])
+    line = deque([(t0 + DAY, 7)])
+    now = t0 + timedelta(hours=2)
+    # going now would make the promised action the third in its 24 h: it waits in line
+    assert not _fits(usage, line, 2, now)
+    # with room for three, or a promise more than 24 h ahead, or no line, it goes now
+    assert _fits(usage, line, 3, now)
+    assert _fits(usage, deque([(now + DAY, 7)]), 2, now)
+    assert _fits(usage, deque(), 2, now)

@@ -7,6 +7,7 @@ postponed until the oldest counted action leaves the window; then the message is
 from __future__ import annotations
 
 import contextlib
+from bisect import bisect_right
 from collections import deque
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -75,6 +76,24 @@ class Windows:
 
 
 _SHARED_WINDOWS = Windows()
+
+
+def _fits(usage: deque[datetime], line: deque[Promise], limit: int | None, now: datetime) -> bool:
+    """Whether one more action now keeps every instant promised in ``line`` within ``limit``
+    (then a lead arriving while others wait may use a slot nobody came for: a lead in line
+    that moved without a call, or left)."""
+    if not line:
+        return True
+    if limit is None:
+        return False
+    times = list(usage)
+    for j, (instant, _) in enumerate(line):
+        if instant >= now + DAY:
+            break
+        # the 24 h up to this instant: the ledger's times in it, this action, promises 0..j
+        if len(times) - bisect_right(times, instant - DAY) + j + 2 > limit:
+            return False
+    return True
 
 
 def _next_slot(
@@ -243,7 +262,8 @@ class Rules:
         behind the leads already waiting on this identity's action (the ledger's times plus
         the instants promised to them): it is touched again then, not polled. A lead coming
         back at its promised instant takes the ledger's capacity; a lead arriving while
-        others wait joins the end of the line (first come, first served)."""
+        others wait joins the end of the line (first come, first served) unless a slot is
+        free that no promised instant needs."""
         limit = self._limit(enr.revision, ctx, action)
         saturated = ctx.saturated.get(action)
         if saturated is not None and saturated <= now:
@@ -254,7 +274,7 @@ class Rules:
         line = self._line((ctx.identity, action, limit), now)
         key = f"{LIMIT_KEY}{action}"
         free = limit is not None and len(usage) < limit
-        if saturated is None and free and (queued or not line):
+        if saturated is None and free and (queued or _fits(usage, line, limit, now)):
             return None
         if limit is None:
             assert saturated is not None
