@@ -97,11 +97,16 @@ class Enrollments(StoreBase):
     def enrollment_ids(
         self, sequence: str, lead_ids: Iterable[int], *, conn: Connection | None = None
     ) -> dict[int, int]:
-        """lead id -> enrollment id of those of ``lead_ids`` enrolled in ``sequence``."""
+        """lead id -> enrollment id of those of ``lead_ids`` enrolled in ``sequence``. Many
+        ids (an import): one pass over the sequence's enrollments, not an IN query per 500."""
         ids = list(lead_ids)
         e = t.enrollments
         out: dict[int, int] = {}
         with self.tx(conn) as c:
+            if len(ids) > 5000:
+                wanted = set(ids)
+                rows = self._select(c, "sequence_enrollment_ids", _sequence_ids, seq=sequence)
+                return {int(r.lead_id): int(r.id) for r in rows if r.lead_id in wanted}
             for i in range(0, len(ids), 500):
                 for r in c.execute(
                     sa.select(e.c.id, e.c.lead_id).where(
@@ -325,3 +330,8 @@ class EnrollmentCounts(StoreBase):
         )
         with self.tx(conn) as c:
             return int(c.execute(q).scalar() or 0)
+
+
+def _sequence_ids() -> sa.Select[Any]:
+    e = t.enrollments
+    return sa.select(e.c.id, e.c.lead_id).where(e.c.sequence == sa.bindparam("seq"))
