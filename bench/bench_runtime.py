@@ -1,6 +1,6 @@
 """Runtime benchmarks (issue 5): the runner over the embedded sandbox (Edges adapter, in-process).
 
-    python bench/bench_runtime.py [--json] [--quick]
+    python bench/bench_runtime.py [--json] [--quick] [--only idle|blocked] [--drop-due-index]
 
 Figures, all measured side by side in one run (RSS in a fresh subprocess so that the other
 measurements do not inflate it):
@@ -9,7 +9,9 @@ measurements do not inflate it):
   leads than limits (budget <= 1.05; the seed's naive orchestrator makes about 2). The full
   outreach sequence (connection polls, withdrawals, 5 timezones) is reported too.
 * utilization: delivered / limit over every full rolling 24 h of the same campaign
-  (budget >= 99 %), and the worst overshoot of any rolling 24 h (budget 0).
+  (budget >= 99 %), and the worst overshoot of any rolling 24 h (budget 0); the manifest's
+  limits (60 visits, 35 messages) are under the provider's and the sandbox's own limits are
+  lifted, so only the engine keeps them.
 * latency: 20 identities at 50 ms per call, wall time / critical path (max over identities
   of calls x latency), best of 3 (budget <= 1.2).
 * step cost: the cost of a visit step run by the engine (the call included) / that of the raw
@@ -17,8 +19,13 @@ measurements do not inflate it):
   one identity's raw calls and tick after the other, in instructions (valgrind's callgrind:
   exact whatever the load; skipped without valgrind) and in CPU time (median of 5
   processes). Each is a verdict.
-* idle: CPU time of one tick with 100k idle enrollments / one tick with none (the same 50
-  due visits in both; budget <= 2).
+* idle: CPU time of one tick with 100k idle enrollments / one tick with none (the same 5
+  due visits in both; budget <= 2). Catches a due query that reads the idle ones (it fails
+  with the `next_due_at` index dropped: `--only idle --drop-due-index`).
+* blocked: CPU time of a tick at the instant the limit frees slots with 100k leads waiting
+  on that identity's limit (the manifest's, under the provider's) / the same tick with only
+  the slots' leads waiting (the same 50 visits in both; budget <= 2). Catches waiting leads
+  polled instead of scheduled (all of them due when the oldest action leaves the window).
 * rss: peak RSS of a process holding 100k enrollments and ticking (budget <= 200 MB).
 
 Exit code 1 when a budget is missed.
@@ -61,7 +68,10 @@ from engine.store import tables as t  # noqa: E402
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BUDGETS = {"calls_per_action": 1.05, "utilization": 0.99, "overshoot": 0, "latency": 1.2,
-           "step_cost": 1.3, "idle": 2.0, "rss_mb": 200.0}
+           "step_cost": 1.3, "step_cost_message": 2.0, "idle": 2.0, "blocked": 2.0, "rss_mb": 200.0}
+
+
+CAMPAIGN_LIMITS = {"visit": 60, "message": 35}  # the manifest's, under the provider's 80 / 50
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
@@ -124,11 +134,18 @@ async def campaign(tmp: Path, *, identities: int, leads: int, days: int) -> dict
     for name in names:
         world.add_identity(name, provider="edges")
     profiles = world.populate(leads)
+    # the manifest's limits under the provider's (80 visits, 50 messages) and the sandbox's
+    # own limits lifted: only the engine keeps them, so an engine that ignored them would
+    # show an overshoot here
+    for kind in ("visit", "message"):
+        world.config.limits["classic"][kind] = 10**6
+        for ident in world.identities.values():
+            ident.limits[kind] = 10**6
     sandbox = Sandbox(world)
     provider, counting = edges_over(sandbox)
     store = Store.open(None, tmp)
     window = Window(timezone="Europe/Paris", fallback_timezone="Europe/Paris", days=EVERY_DAY)
-    limits = {"visit_profile": 80, "send_message": 50}
+    limits = {"visit_profile": CAMPAIGN_LIMITS["visit"], "send_message": CAMPAIGN_LIMITS["message"]}
     seq = sequence("messages", (ActionStep("visit", "visit_profile"),
                                 ActionStep("hello", "send_message",
                                            with_={"text": "Hello {{ lead.first_name }}"})),
@@ -147,7 +164,7 @@ async def campaign(tmp: Path, *, identities: int, leads: int, days: int) -> dict
     delivered = len(world.delivered)
     calls = sum(counting.requests.values())
     # utilization over every full rolling 24 h window after the first window opening
-    kinds = {"visit": 80, "message": 50}
+    kinds = CAMPAIGN_LIMITS
     util, over = [], 0
     for name in names:
         for kind, limit in kinds.items():
@@ -255,46 +272,66 @@ MICROSECOND = timedelta(microseconds=1)
 RAW_MARKER, ENGINE_MARKER = "methodcaller_call", "functools_reduce"
 
 
-def step_cost_child(identities: int = STEP_IDS, per_identity: int = STEP_PER_ID
-                    ) -> dict[str, float]:
+MESSAGE = "Hi {{ lead.first_name }}, {quick|short} question about {{ lead.company_name }}?"
+LEAD_DATA = {"first_name": "Ada", "company_name": "Analytical Engines"}
+
+
+def _step_of(kind: str) -> tuple[ActionStep, str]:
+    """The measured step and its action: a visit, or a templated message (spintax + Jinja)."""
+    if kind == "message":
+        return ActionStep("msg", "send_message", with_={"text": MESSAGE}), "send_message"
+    return ActionStep("visit", "visit_profile"), "visit_profile"
+
+
+def step_cost_child(identities: int = STEP_IDS, per_identity: int = STEP_PER_ID,
+                    kind: str = "visit") -> dict[str, float]:
     """One measurement (run in its own process, possibly under callgrind): one round per
-    identity, each its raw calls and the tick that runs its leads, side by side."""
+    identity, each its raw calls and the tick that runs its leads, side by side. ``kind``
+    message: every lead already connected, the raw side sends the text as rendered for it
+    (rendering is engine work)."""
     import functools
     import operator
 
+    from engine.manifest.templates import render
+
+    if kind == "message":
+        per_identity = min(per_identity, 50)  # the adapter's smart limit for messages
     loop = asyncio.new_event_loop()
     tmp = Path(tempfile.mkdtemp())
     clock = VirtualClock(START)
     world = World(clock, seed=1, config=WorldConfig(
-        already_connected_fraction=0.0, writes_first_fraction=0.0, inaccessible_fraction=0.0))
+        already_connected_fraction=1.0 if kind == "message" else 0.0,
+        writes_first_fraction=0.0, inaccessible_fraction=0.0, reply_probability=0.0))
+    step, action = _step_of(kind)
     names = [f"ident-{i}" for i in range(identities)]
     for name in [*names, "warm-up"]:  # the warm-up tick has an identity of its own: the
         world.add_identity(name, provider="edges")  # timed ones keep their whole daily limit
     warm = world.populate(5, prefix="warm")
-    world.config.limits["classic"]["visit"] = 10**6  # the raw calls use the day's visits too
-    for ident in world.identities.values():
-        ident.limits["visit"] = 10**6
+    for limit in ("visit", "message"):  # the raw calls use the day's limit too
+        world.config.limits["classic"][limit] = 10**6
+        for ident in world.identities.values():
+            ident.limits[limit] = 10**6
     sandbox = Sandbox(world)
     client = httpx.AsyncClient(transport=SandboxTransport(sandbox.app),
                                base_url=sandbox.base_url("edges") + "/",
                                headers=sandbox.headers("edges"))
     provider = EdgesProvider(client)
     store = Store.open(None, tmp / "state")
-    seq = sequence("visits", (ActionStep("visit", "visit_profile"),),
-                   identities=[*names, "warm-up"])
+    seq = sequence("steps", (step,), identities=[*names, "warm-up"])
     compiled = setup(store, seq)
     for name in [*names, "warm-up"]:
         store.put_identity(name, "edges", profile_id=str(world.identity(name).profile_id))
     runner = Runner(store, {"edges": provider}, TickingClock(clock.now()),
                     compiled={compiled.revision: compiled})
-    bulk_enroll(store, compiled, seq, [(p.url, "warm-up") for p in warm], clock.now())
+    bulk_enroll(store, compiled, seq, [(p.url, "warm-up") for p in warm], clock.now(),
+                data=LEAD_DATA)
     loop.run_until_complete(runner.tick())  # warm-up
 
-    async def raw_calls(name: str, leads: list[Lead]) -> None:
-        for lead in leads:
-            await provider.perform(name, "visit_profile", lead, {})
+    async def raw_calls(name: str, calls: list[tuple[Lead, dict[str, Any]]]) -> None:
+        for lead, params in calls:
+            await provider.perform(name, action, lead, params)
 
-    def raw_side(name: str, leads: list[Lead]) -> float:
+    def raw_side(name: str, leads: list[tuple[Lead, dict[str, Any]]]) -> float:
         gc.collect()
         started = time.process_time()
         operator.methodcaller("run_until_complete", raw_calls(name, leads))(loop)  # RAW_MARKER
@@ -314,13 +351,16 @@ def step_cost_child(identities: int = STEP_IDS, per_identity: int = STEP_PER_ID
     for r, name in enumerate(names):
         # the raw side sends the very request the runner sends: its custom_data (enrollment
         # id, sequence, idempotency key) included, built before the clock starts
-        raw_leads = [Lead(p.url, {"enrollment_id": 10**6 + r * per_identity + i,
-                                  "sequence": seq.name,
-                                  "idempotency_key": f"{10**6 + r * per_identity + i}:visit:0"})
-                     for i, p in enumerate(world.populate(per_identity, prefix=f"raw{r}-"))]
+        raw_leads = []
+        for i, p in enumerate(world.populate(per_identity, prefix=f"raw{r}-")):
+            eid = 10**6 + r * per_identity + i
+            params = ({"text": render(MESSAGE, {**LEAD_DATA, "linkedin_profile_url": p.url},
+                                      str(eid))} if kind == "message" else {})
+            raw_leads.append((Lead(p.url, {"enrollment_id": eid, "sequence": seq.name,
+                                           "idempotency_key": f"{eid}:{step.id}:0"}), params))
         bulk_enroll(store, compiled, seq,
                     [(p.url, name) for p in world.populate(per_identity, prefix=f"run{r}-")],
-                    clock.now())
+                    clock.now(), data=LEAD_DATA)
         # alternate which side goes first, so neither always runs on a warmer cache
         if r % 2 == 0:
             raw, engine = raw_side(name, raw_leads), engine_side()
@@ -334,11 +374,12 @@ def step_cost_child(identities: int = STEP_IDS, per_identity: int = STEP_PER_ID
     return {"steps": identities * per_identity, "raw_s": raw_s, "engine_s": engine_s}
 
 
-def _child(*prefix: str) -> list[str]:
-    return [*prefix, sys.executable, str(Path(__file__).resolve()), "--step-cost-child"]
+def _child(*prefix: str, kind: str = "visit") -> list[str]:
+    return [*prefix, sys.executable, str(Path(__file__).resolve()), "--step-cost-child",
+            "--step-kind", kind]
 
 
-def step_cost_instructions(tmp: Path) -> dict[str, Any] | None:
+def step_cost_instructions(tmp: Path, kind: str = "visit") -> dict[str, Any] | None:
     """Instructions per step on both sides, or None without valgrind."""
     import shutil
 
@@ -347,7 +388,7 @@ def step_cost_instructions(tmp: Path) -> dict[str, Any] | None:
     out = tmp / "callgrind.out"
     cmd = _child("valgrind", "--tool=callgrind", "--collect-atstart=no",
                  f"--toggle-collect={RAW_MARKER}", f"--toggle-collect={ENGINE_MARKER}",
-                 f"--callgrind-out-file={out}")
+                 f"--callgrind-out-file={out}", kind=kind)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
                           env={**os.environ, "PYTHONHASHSEED": "0"})
     if done.returncode != 0:
@@ -375,14 +416,15 @@ def step_cost_instructions(tmp: Path) -> dict[str, Any] | None:
             "ratio": engine / raw, "steps": steps}
 
 
-def step_cost_time(runs: int = 5) -> dict[str, Any]:
+def step_cost_time(runs: int = 5, kind: str = "visit") -> dict[str, Any]:
     """CPU time per step on both sides in ``runs`` fresh processes; the ratio is the median
     of the processes' ratios (each over its interleaved rounds)."""
     import statistics
 
     results = []
     for _ in range(runs):
-        done = subprocess.run(_child(), capture_output=True, text=True, check=True, timeout=600)
+        done = subprocess.run(_child(kind=kind), capture_output=True, text=True, check=True,
+                              timeout=600)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     steps = results[0]["steps"]
     ratios = sorted(r["engine_s"] / r["raw_s"] for r in results)
@@ -392,14 +434,18 @@ def step_cost_time(runs: int = 5) -> dict[str, Any]:
             * 1e3, "ratio": median, "ratios": ratios, "steps": steps}
 
 
-async def step_cost(tmp: Path) -> dict[str, Any]:
-    return {"time": step_cost_time(), "instructions": step_cost_instructions(tmp)}
+async def step_cost(tmp: Path, kind: str = "visit") -> dict[str, Any]:
+    return {"time": step_cost_time(kind=kind), "instructions": step_cost_instructions(tmp, kind)}
 
 
 # ---- 5 + 6: idle enrollments; RSS -------------------------------------------------------------
 
 
-async def idle(tmp: Path, *, idle_n: int = 100_000, due_n: int = 50) -> dict[str, Any]:
+async def idle(tmp: Path, *, idle_n: int = 100_000, due_n: int = 5,
+               drop_index: bool = False) -> dict[str, Any]:
+    """A tick's CPU time with `idle_n` enrollments due in 3 days / with none, the same
+    `due_n` visits due in both. Few visits, so that reading the idle ones (a scan without the
+    `next_due_at` index: `--drop-due-index` shows it) is a large part of the tick."""
     async def tick_time(n_idle: int, k: int) -> float:
         clock = VirtualClock(START)
         world = World(clock, seed=k, config=WorldConfig(
@@ -419,7 +465,11 @@ async def idle(tmp: Path, *, idle_n: int = 100_000, due_n: int = 50) -> dict[str
         bulk_enroll(store, compiled, seq, [(p.url, "ident-0") for p in due_profiles],
                     clock.now())
         store.put_identity("ident-0", "edges", profile_id=str(world.identity("ident-0").profile_id))
+        if drop_index:
+            with store.transaction() as conn:
+                conn.exec_driver_sql("DROP INDEX ix_enrollments_next_due_at")
         runner = Runner(store, {"edges": provider}, clock, compiled={compiled.revision: compiled})
+        gc.collect()
         started = time.process_time()
         result = await runner.tick()
         elapsed = time.process_time() - started
@@ -427,9 +477,54 @@ async def idle(tmp: Path, *, idle_n: int = 100_000, due_n: int = 50) -> dict[str
         store.close()
         return elapsed
 
-    none = min([await tick_time(0, k) for k in range(3)])
-    many = min([await tick_time(idle_n, k) for k in range(3)])
+    none = min([await tick_time(0, k) for k in range(5)])
+    many = min([await tick_time(idle_n, k) for k in range(5)])
     return {"tick_none_ms": none * 1e3, "tick_100k_ms": many * 1e3, "ratio": many / none}
+
+
+async def blocked(tmp: Path, *, blocked_n: int = 100_000, cap: int = 50,
+                  rounds: int = 3) -> dict[str, Any]:
+    """Ticks at the instants the limit frees slots, with `blocked_n` leads waiting on one
+    identity's limit / with only the leads of those slots waiting (the same `cap` visits
+    in every measured tick). A first tick (not measured) sends `cap` visits and puts every
+    other lead in line; then each day's tick at START + k days is measured."""
+    async def ticks(n_waiting: int) -> tuple[float, list[int]]:
+        clock = VirtualClock(START)
+        world = World(clock, seed=3, config=WorldConfig(
+            already_connected_fraction=0.0, writes_first_fraction=0.0,
+            inaccessible_fraction=0.0))
+        world.add_identity("ident-0", provider="edges")
+        provider = EdgesProvider(Sandbox(world).client("edges"))
+        store = Store.open(None, tmp / f"blocked{n_waiting}")
+        # the manifest's limit under the provider's 80: only the engine keeps it
+        seq = sequence("visits", (ActionStep("visit", "visit_profile"),),
+                       identities=["ident-0"], limits={"visit_profile": cap})
+        compiled = setup(store, seq)
+        for start in range(0, cap + n_waiting, 20_000):
+            bulk_enroll(store, compiled, seq,
+                        [(f"https://www.linkedin.com/in/lead-{i}", "ident-0")
+                         for i in range(start, min(start + 20_000, cap + n_waiting))],
+                        clock.now())
+        store.put_identity("ident-0", "edges", profile_id=str(world.identity("ident-0").profile_id))
+        runner = Runner(store, {"edges": provider}, clock, compiled={compiled.revision: compiled})
+        first = await runner.tick()
+        assert first.actions == cap, first.to_json()
+        best, due = float("inf"), []
+        for k in range(1, rounds + 1):
+            await clock.sleep((START + timedelta(days=k) - clock.now()).total_seconds())
+            gc.collect()
+            started = time.process_time()
+            result = await runner.tick()
+            best = min(best, time.process_time() - started)
+            assert result.actions == cap, result.to_json()
+            due.append(result.due)
+        store.close()
+        return best, due
+
+    none, due_none = await ticks(cap * rounds)
+    many, due_many = await ticks(blocked_n)
+    return {"tick_none_ms": none * 1e3, "tick_blocked_ms": many * 1e3, "ratio": many / none,
+            "blocked": blocked_n, "due_none": due_none, "due_blocked": due_many}
 
 
 async def rss_child(tmp: Path, n: int = 100_000) -> float:
@@ -469,7 +564,7 @@ def rss() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-async def main(quick: bool) -> dict[str, Any]:
+async def main(quick: bool, drop_index: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         figures: dict[str, Any] = {}
@@ -481,7 +576,10 @@ async def main(quick: bool) -> dict[str, Any]:
         runs = [await latency(tmp / f"l{k}") for k in range(3)]
         figures["latency"] = min(runs, key=lambda r: r["ratio"])  # best of 3: a shared box
         figures["step_cost"] = await step_cost(tmp)
-        figures["idle"] = await idle(tmp, idle_n=20_000 if quick else 100_000)
+        figures["step_cost_message"] = await step_cost(tmp, "message")
+        figures["idle"] = await idle(tmp, idle_n=20_000 if quick else 100_000,
+                                     drop_index=drop_index)
+        figures["blocked"] = await blocked(tmp, blocked_n=20_000 if quick else 100_000)
         figures["rss_mb"] = rss()
     return figures
 
@@ -495,11 +593,17 @@ def verdicts(f: dict[str, Any]) -> dict[str, bool]:
         # both measures are verdicts: CPU time (median of 5 processes), instructions (exact)
         "step_cost_cpu_time": f["step_cost"]["time"]["ratio"] <= BUDGETS["step_cost"],
         "idle": f["idle"]["ratio"] <= BUDGETS["idle"],
+        "blocked": f["blocked"]["ratio"] <= BUDGETS["blocked"],
         "rss_mb": f["rss_mb"] <= BUDGETS["rss_mb"],
     }
     if f["step_cost"]["instructions"] is not None:  # valgrind installed
         ok["step_cost_instructions"] = (
             f["step_cost"]["instructions"]["ratio"] <= BUDGETS["step_cost"])
+    msg = f["step_cost_message"]
+    ok["step_cost_message_cpu_time"] = msg["time"]["ratio"] <= BUDGETS["step_cost_message"]
+    if msg["instructions"] is not None:
+        ok["step_cost_message_instructions"] = (
+            msg["instructions"]["ratio"] <= BUDGETS["step_cost_message"])
     return ok
 
 
@@ -507,17 +611,30 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
+    parser.add_argument("--drop-due-index", action="store_true",
+                        help="drop the next_due_at index in the idle check (it must fail)")
+    parser.add_argument("--only", choices=("idle", "blocked"), default=None,
+                        help="run one check alone")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--step-cost-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--step-kind", default="visit", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step_cost_child:
-        print(json.dumps(step_cost_child()))
+        print(json.dumps(step_cost_child(kind=args.step_kind)))
         sys.exit(0)
     if args.rss_child:
         with tempfile.TemporaryDirectory() as d:
             print(asyncio.run(rss_child(Path(d))))
         sys.exit(0)
-    figures = asyncio.run(main(args.quick))
+    if args.only is not None:
+        with tempfile.TemporaryDirectory() as d:
+            size = 20_000 if args.quick else 100_000
+            one = (idle(Path(d), idle_n=size, drop_index=args.drop_due_index)
+                   if args.only == "idle" else blocked(Path(d), blocked_n=size))
+            alone = asyncio.run(one)
+        print(json.dumps(alone, indent=2))
+        sys.exit(0 if alone["ratio"] <= BUDGETS[args.only] else 1)
+    figures = asyncio.run(main(args.quick, args.drop_due_index))
     ok = verdicts(figures)
     if args.json:
         print(json.dumps({"figures": figures, "budgets": BUDGETS, "ok": ok}, indent=2))
@@ -544,9 +661,19 @@ if __name__ == "__main__":
         print(f"  in CPU time     {st['ratio']:.2f} x ({st['engine_step_ms']:.3f} ms / "
               f"{st['raw_call_ms']:.3f} ms a step; median of 5 processes "
               f"{'/'.join(f'{r:.2f}' for r in st['ratios'])}; budget <= 1.3)")
+        sm = figures["step_cost_message"]
+        smi = (f"{sm['instructions']['ratio']:.3f} x in instructions, "
+               if sm["instructions"] is not None else "")
+        print(f"templated message {smi}{sm['time']['ratio']:.2f} x in CPU time "
+              f"({sm['time']['engine_step_ms']:.3f} ms / {sm['time']['raw_call_ms']:.3f} ms; "
+              "budget <= 2.0)")
         idl = figures["idle"]
         print(f"100k idle tick    {idl['ratio']:.2f} x empty store ({idl['tick_100k_ms']:.1f} ms / "
               f"{idl['tick_none_ms']:.1f} ms; budget <= 2)")
+        bl = figures["blocked"]
+        print(f"{bl['blocked']} blocked tick {bl['ratio']:.2f} x {3 * 50} waiting "
+              f"({bl['tick_blocked_ms']:.1f} ms / {bl['tick_none_ms']:.1f} ms, due "
+              f"{bl['due_blocked']} / {bl['due_none']}; budget <= 2)")
         print(f"RSS at 100k       {figures['rss_mb']:.0f} MB (budget <= 200)")
         print("all budgets met" if all(ok.values()) else
               "missed: " + ", ".join(k for k, v in ok.items() if not v))

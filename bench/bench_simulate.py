@@ -1,12 +1,15 @@
 """`seqrun simulate` of N leads over 30 simulated days, end to end through the CLI.
 
-    python bench/bench_simulate.py [--leads 10000] [--days 30] [--json]
+    python bench/bench_simulate.py [--leads 10000] [--days 30] [--json] [--budget-s S]
+    python bench/bench_simulate.py --linearity 1000,10000 [--days 30]
 
 Writes a demo-campaign-shaped sequence over 5 Edges identities and N generated leads to a temp
-dir, runs `seqrun simulate` in a subprocess and reports its wall time, its CPU time, the
-actions it delivered and CPU per action. It drives the CLI, so the same script measures any
-layout of the code (the renovation's before/after). Exit 1 when --budget-s is given and the
-CPU time exceeds it.
+dir, runs `seqrun simulate` in a subprocess (its state kept with --keep) and reports its wall
+time, its CPU time, the actions it delivered, CPU per action, the event rows per action and
+the store's size. It drives the CLI, so the same script measures any layout of the code.
+Exit 1 when --budget-s is given and the CPU time exceeds it, or when a run writes more than
+3 event rows per delivered action; with --linearity, when CPU per action at the largest size
+exceeds 1.5x that at the smallest.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ["Europe/Paris", "America/New_York", "Asia/Singapore", "Europe/London", ""]
+EVENTS_PER_ACTION = 3.0  # event rows per delivered action
+LINEARITY = 1.5  # CPU per action, largest size / smallest
 IDENTITIES = ["ident-alice", "ident-bob", "ident-carol", "ident-dave", "ident-erin"]
 
 SEQUENCE = """\
@@ -113,16 +119,25 @@ def run(leads: int, days: int) -> dict[str, float]:
         started = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "engine", "simulate", str(manifest), "--until", f"+{days}d",
-             "--scenario", str(Path(tmp) / "world.yaml"),
+             "--scenario", str(Path(tmp) / "world.yaml"), "--keep", str(Path(tmp) / "kept"),
              "-o", "json"], cwd=tmp, env=env, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"simulate failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        if proc.returncode != 0:
+            raise SystemExit(f"simulate failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        db = Path(tmp) / "kept" / "state.db"
+        with sqlite3.connect(db) as conn:
+            events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            postponed = conn.execute(
+                "SELECT count(*) FROM events WHERE kind = 'postponed'").fetchone()[0]
+        size_mb = db.stat().st_size / 1e6
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     actions = _delivered(json.loads(proc.stdout))
+    per = max(actions, 1)
     return {"leads": leads, "days": days, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-            "actions": actions, "cpu_ms_per_action": round(1000 * cpu / max(actions, 1), 3)}
+            "actions": actions, "cpu_ms_per_action": round(1000 * cpu / per, 3),
+            "events": events, "postponed_events": postponed,
+            "events_per_action": round(events / per, 2), "store_mb": round(size_mb, 1)}
 
 
 def _delivered(document: dict[str, object]) -> int:
@@ -142,14 +157,27 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--budget-s", type=float, default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--linearity", default=None,
+                        help="comma-separated lead counts, smallest first (e.g. 1000,10000)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    figures = run(args.leads, args.days)
+    sizes = [int(n) for n in args.linearity.split(",")] if args.linearity else [args.leads]
+    runs = [run(n, args.days) for n in sizes]
+    ok = all(r["events_per_action"] <= EVENTS_PER_ACTION for r in runs)
+    if args.budget_s is not None:
+        ok = ok and runs[-1]["cpu_s"] <= args.budget_s
+    ratio = runs[-1]["cpu_ms_per_action"] / max(runs[0]["cpu_ms_per_action"], 1e-9)
+    if len(runs) > 1:
+        ok = ok and ratio <= LINEARITY
     if args.json:
-        print(json.dumps(figures))
+        print(json.dumps({"runs": runs, "cpu_per_action_ratio": round(ratio, 2), "ok": ok}))
     else:
-        print(" ".join(f"{k}={v}" for k, v in figures.items()))
-    return 1 if args.budget_s is not None and figures["cpu_s"] > args.budget_s else 0
+        for figures in runs:
+            print(" ".join(f"{k}={v}" for k, v in figures.items()))
+        if len(runs) > 1:
+            print(f"CPU per action {sizes[-1]} / {sizes[0]} leads: {ratio:.2f} x "
+                  f"(budget <= {LINEARITY})")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ leads by its output.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
 _HOST = re.compile(r"^(?:[a-z]{2,3}\.|www\.|m\.)?linkedin\.com$")
@@ -19,6 +20,15 @@ _DOT_SEGMENTS = frozenset({".", ".."})
 
 
 def normalize_profile_url(url: str) -> str:
+    """The canonical form of a LinkedIn profile URL (see :func:`_normalize`); the answers for
+    URLs of ordinary length are kept (a runner sees the same few thousand URLs in every
+    provider answer, every tick)."""
+    if len(url) <= 300:
+        return _normalize_cached(url)
+    return _normalize(url)
+
+
+def _normalize(url: str) -> str:
     """The canonical form of a LinkedIn profile URL; raises ``ValueError`` if it is not one.
 
     - ``/in/<handle>`` (lower-cased, extra path segments dropped),
@@ -57,6 +67,9 @@ def normalize_profile_url(url: str) -> str:
             raise ValueError(f"malformed Sales Navigator profile id in {url!r}")
         return f"https://www.linkedin.com/sales/people/{sales_id}"
     raise ValueError(f"not a profile URL (/in/, /pub/ or /sales/people|lead/): {url!r}")
+
+
+_normalize_cached = lru_cache(maxsize=1 << 16)(_normalize)
 
 
 def _handle(raw: str, url: str) -> str:

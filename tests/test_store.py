@@ -454,3 +454,22 @@ def test_a_lock_of_a_live_process_or_another_host_waits_for_its_ttl(tmp_path: Pa
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_enrollment_ids_of_many_leads_in_one_pass(store: Store) -> None:
+    # more than 5,000 ids (an import) are looked up in one pass over the sequence; the
+    # answer is the same as the IN queries': only the asked leads, only this sequence
+    store.put_sequence("s", "Sequence", "edges", "rev1")
+    store.put_sequence("t", "Sequence", "edges", "rev1")
+    store.insert_leads((f"https://www.linkedin.com/in/m{i}", {}) for i in range(1, 6_003))
+    rows = [{"lead_id": i, "sequence": "s", "revision": "rev1", "identity": "id_a",
+             "state": "visit", "next_due_at": T0, "attempts": 0, "step_entered_at": T0,
+             "paused": False, "last_error": None} for i in range(1, 6_002)]
+    store.insert_enrollments(rows)
+    store.insert_enrollments([{**rows[0], "sequence": "t"}])
+    asked = list(range(2, 6_003))  # 6,002 is not enrolled
+    many = store.enrollment_ids("s", asked)
+    few = store.enrollment_ids("s", asked[:100])
+    assert len(many) == 6_000 and 1 not in many and 6_002 not in many
+    assert all(many[k] == v for k, v in few.items()) and len(few) == 100
+    assert store.enrollment_ids("t", range(1, 6_003)) == {1: 6_002}

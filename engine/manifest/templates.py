@@ -156,12 +156,23 @@ def _expand(parts: list[str | _Group], seed: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=256)
+def _spintax(text: str) -> list[str | _Group] | str:
+    """The parsed groups of ``text`` (once per text; never mutated), or why it cannot be."""
+    try:
+        return _parse_spintax(text)
+    except _Unbalanced as exc:
+        return exc.message
+
+
 def expand_spintax(text: str, seed_key: str) -> str:
     """Pick one variant of every ``{a|b}`` group, the same for the same ``seed_key``."""
-    try:
-        return _expand(_parse_spintax(text), seed_key)
-    except _Unbalanced as exc:
-        raise TemplateRenderError(exc.message) from None
+    if "{" not in text:
+        return text
+    parts = _spintax(text)
+    if isinstance(parts, str):
+        raise TemplateRenderError(parts)
+    return _expand(parts, seed_key)
 
 
 # ---- Jinja ------------------------------------------------------------------------------------

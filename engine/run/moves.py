@@ -88,12 +88,14 @@ class Moves:
             "step_entered_at": now,
             "attempts": 0,
             "last_error": last_error,
+            "waiting": None,
         }
         event = _transition_event(enr, lead, move, dest, detail, now)
         if ctx is not None and conn is None:
             values["id"] = enr.id  # the wave's writes own this dict (no copy)
             ctx.w.transition(values)
             ctx.w.events.append(event)
+            ctx.w.entered[enr.id] = event
         else:
             with self.store.tx(conn) as c:
                 self.store.update_enrollment(enr.id, conn=c, **values)
@@ -114,6 +116,7 @@ class Moves:
             now,
             enr.paused,
             last_error,
+            None,
         )
 
     def postpone(
@@ -128,34 +131,51 @@ class Moves:
         attempts: int | None = None,
         last_error: str | None = None,
         ctx: IdentityTick | None = None,
+        waiting: str | None = None,
     ) -> None:
-        """Make ``enr`` due again at ``until`` (``attempts``/``last_error``: None keeps them)."""
-        event = {
-            "kind": "postponed",
-            "subject": lead.profile_url,
-            "data": {"reason": reason, "until": until.isoformat()},
-            "at": self.clock.now(),
-            "enrollment_id": enr.id,
-            "from_state": enr.state,
-            "revision": enr.revision,
-        }
+        """Make ``enr`` due again at ``until`` (``attempts``/``last_error``: None keeps them).
+
+        ``waiting`` (a rule's hold: a limit, the window, a cooldown) is kept on the lead;
+        its "postponed" event is written when it starts waiting, not at every
+        re-postponement of a lead already waiting (the column says why it still waits).
+        A lead that starts waiting at the step it entered in this wave has it recorded on
+        that transition's event (``data.waiting``) instead of an event of its own."""
+        events: list[dict[str, Any]] = []
+        data = {"reason": reason, "until": until.isoformat()}
+        entered = ctx.w.entered.get(enr.id) if ctx is not None and waiting else None
+        if entered is not None and enr.waiting is None:
+            # it waits from the step it just entered: its transition's event says so
+            entered["data"] = {**(entered["data"] or {}), "waiting": data}
+        elif waiting is None or enr.waiting is None:
+            events.append(
+                {
+                    "kind": "postponed",
+                    "subject": lead.profile_url,
+                    "data": data,
+                    "at": self.clock.now(),
+                    "enrollment_id": enr.id,
+                    "from_state": enr.state,
+                    "revision": enr.revision,
+                }
+            )
         if ctx is not None and conn is None:
             ctx.w.reschedule(
                 enr.id,
                 until,
                 enr.attempts if attempts is None else attempts,
                 enr.last_error if last_error is None else last_error,
+                waiting,
             )
-            ctx.w.events.append(event)
+            ctx.w.events.extend(events)
         else:
-            values: dict[str, Any] = {"next_due_at": until}
+            values: dict[str, Any] = {"next_due_at": until, "waiting": waiting}
             if attempts is not None:
                 values["attempts"] = attempts
             if last_error is not None:
                 values["last_error"] = last_error
             with self.store.tx(conn) as c:
                 self.store.update_enrollment(enr.id, conn=c, **values)
-                self.store.record_events([event], conn=c)
+                self.store.record_events(events, conn=c)
         result.postponed += 1
         result.record(
             StepRecord(

@@ -7,6 +7,7 @@ postponed until the oldest counted action leaves the window; then the message is
 from __future__ import annotations
 
 import contextlib
+from bisect import bisect_right
 from collections import deque
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -23,6 +24,9 @@ from engine.run.sync import Sync
 from engine.store import ConversationRow, EnrollmentRow, LeadRow
 from engine.vocab import DAYS
 
+LIMIT_KEY = "limit:"  # the waiting key of a lead in line for an identity's action limit
+Promise = tuple[datetime, int]  # an instant promised to a lead in line, and its enrollment
+
 _REPLY = Move("reply", detail="the lead wrote to us")
 _DO_NOT_CONTACT = Move("do_not_contact", dest="stopped", detail="on the do-not-contact list")
 _ALREADY_CONNECTED = Move(
@@ -37,22 +41,77 @@ def window_opening(window: Window | None, tz: ZoneInfo, now: datetime) -> dateti
     """None when ``now`` is inside the window, else the next opening (aware UTC)."""
     if window is None:
         return None
-    local = now.astimezone(tz)
-    days = {DAYS.index(d) for d in window.days if d in DAYS}
-    if not days:
-        return None
-    end = window.end if window.end != time(0, 0) else time(23, 59, 59, 999999)
-    for offset in range(8):
-        day = local.date() + timedelta(days=offset)
-        if day.weekday() not in days:
-            continue
-        opens = datetime.combine(day, window.start, tzinfo=tz)
-        closes = datetime.combine(day, end, tzinfo=tz)
-        if offset == 0 and opens <= local < closes:
+    return _SHARED_WINDOWS.opening(window, tz, now)
+
+
+class Windows:
+    """Sending windows' openings, with each window's days and closing time worked out once
+    per (window, zone) and the answer kept per local day (most leads of a tick share one)."""
+
+    def __init__(self) -> None:
+        self._shapes: dict[tuple[Window, str], tuple[frozenset[int], time]] = {}
+
+    def opening(self, window: Window, tz: ZoneInfo, now: datetime) -> datetime | None:
+        """None when ``now`` is inside ``window`` in ``tz``, else its next opening (UTC)."""
+        shape = self._shapes.get((window, tz.key))
+        if shape is None:
+            days = frozenset(DAYS.index(d) for d in window.days if d in DAYS)
+            end = window.end if window.end != time(0, 0) else time(23, 59, 59, 999999)
+            shape = self._shapes[(window, tz.key)] = (days, end)
+        days, end = shape
+        if not days:
             return None
-        if local < opens:
-            return opens.astimezone(UTC)
-    return None  # pragma: no cover - a non-empty day set always opens within 8 days
+        local = now.astimezone(tz)
+        today = local.date()
+        for offset in range(8):
+            day = today + timedelta(days=offset)
+            if day.weekday() not in days:
+                continue
+            opens = datetime.combine(day, window.start, tzinfo=tz)
+            if offset == 0 and opens <= local < datetime.combine(day, end, tzinfo=tz):
+                return None
+            if local < opens:
+                return opens.astimezone(UTC)
+        return None  # pragma: no cover - a non-empty day set always opens within 8 days
+
+
+_SHARED_WINDOWS = Windows()
+
+
+def _fits(usage: deque[datetime], line: deque[Promise], limit: int | None, now: datetime) -> bool:
+    """Whether one more action now keeps every instant promised in ``line`` within ``limit``
+    (then a lead arriving while others wait may use a slot nobody came for: a lead in line
+    that moved without a call, or left)."""
+    if not line:
+        return True
+    if limit is None:
+        return False
+    times = list(usage)
+    for j, (instant, _) in enumerate(line):
+        if instant >= now + DAY:
+            break
+        # the 24 h up to this instant: the ledger's times in it, this action, promises 0..j
+        if len(times) - bisect_right(times, instant - DAY) + j + 2 > limit:
+            return False
+    return True
+
+
+def _next_slot(
+    usage: deque[datetime], line: deque[Promise], limit: int, now: datetime
+) -> datetime:
+    """The first instant after every promised one at which a ``limit``-per-24-h schedule
+    (the ledger's times, then the promised ones) has room for one more."""
+    last = line[-1][0] if line else (usage[-1] if usage else now)
+    k = limit  # the limit-th time from the end of ledger + line must have left the window
+    if k <= len(line):
+        edge: datetime | None = line[-k][0]
+    else:
+        k -= len(line)
+        edge = usage[-k] if k <= len(usage) else None
+    slot = max(now, last)
+    if edge is not None:
+        slot = max(slot, edge + DAY)
+    return slot
 
 
 class Rules:
@@ -66,6 +125,11 @@ class Rules:
         self.sync = sync
         self._zones: dict[str, ZoneInfo] = {}
         self._limits: dict[tuple[str, str, str], int | None] = {}
+        # (identity, action, limit) -> instants promised to the leads waiting on that limit,
+        # in order; kept by this process (after a restart the ledger alone orders them)
+        self._lines: dict[tuple[str, str, int | None], deque[Promise]] = {}
+        self._windows = Windows()
+        self._pulled: set[int] = set()  # leads due early with a slot another handed them
 
     async def plan_action(
         self,
@@ -94,7 +158,7 @@ class Rules:
         if enr.id in ctx.replied:
             return None  # the sync moved it (reply)
         if ctx.conv is None:
-            ctx.conv = self.store.conversations(ctx.identity)
+            ctx.conv = self.state.conversation_cache(ctx.identity)
         conv = ctx.conv.get(lead.profile_url)
         if conv is not None or action == "connect" or lead.profile_url in dnc:
             # rules 1 to 3 can apply (most leads meet none: they skip the call)
@@ -103,7 +167,8 @@ class Rules:
                 return moved
         held = self._held_until(ctx, seq, enr, lead, action, conv, now)
         if held is not None:
-            self.moves.postpone(enr, lead, held[0], held[1], result, ctx=ctx)
+            until, reason, key = held
+            self.moves.postpone(enr, lead, until, reason, result, ctx=ctx, waiting=key)
             return None
         # 7. render
         try:
@@ -162,28 +227,100 @@ class Rules:
         action: str,
         conv: ConversationRow | None,
         now: datetime,
-    ) -> tuple[datetime, str] | None:
-        """Rules 4 to 6: when the action may go (and why not now); None: now."""
+    ) -> tuple[datetime, str, str] | None:
+        """Rules 4 to 6: when the action may go, why not now and the waiting key; None: now.
+        A lead that holds a place in a limit's queue keeps it while a window or a cooldown
+        holds it too (it is still in line)."""
+        queued = enr.waiting if enr.waiting and enr.waiting.startswith(LIMIT_KEY) else None
+        pulled = enr.id in self._pulled  # given another's slot: held again, it does not swap
+        self._pulled.discard(enr.id)
         # 4. cooldown: the conversation moved recently
         if action in MESSAGES and seq.cooldown and conv is not None:
             until = conv.last_activity_at + seq.cooldown
             if now < until:
-                return until, "cooldown"
+                if queued:
+                    if not pulled:
+                        until = self._swap(ctx, enr, action, until, now)
+                    return until, "cooldown", queued
+                return until, "cooldown", "cooldown"
         # 5. business window in the lead's timezone
         if seq.window is not None:
-            opening = window_opening(seq.window, self._lead_zone(seq, lead), now)
+            opening = self._windows.opening(seq.window, self._lead_zone(seq, lead), now)
             if opening is not None:
-                return opening, "outside the sending window"
+                if queued:
+                    if not pulled:
+                        opening = self._swap(ctx, enr, action, opening, now)
+                    return opening, "outside the sending window", queued
+                return opening, "outside the sending window", "window"
         # 6. limits per identity per rolling 24 h, shared by every sequence
+        return self._limit_hold(ctx, enr, action, now, queued is not None)
+
+    def _limit_hold(
+        self, ctx: IdentityTick, enr: EnrollmentRow, action: str, now: datetime, queued: bool
+    ) -> tuple[datetime, str, str] | None:
+        """Rule 6. A lead held by the limit is given the instant a slot frees for it, in line
+        behind the leads already waiting on this identity's action (the ledger's times plus
+        the instants promised to them): it is touched again then, not polled. A lead coming
+        back at its promised instant takes the ledger's capacity; a lead arriving while
+        others wait joins the end of the line (first come, first served) unless a slot is
+        free that no promised instant needs."""
         limit = self._limit(enr.revision, ctx, action)
-        usage = self.usage(ctx, action, now)
         saturated = ctx.saturated.get(action)
-        if saturated is not None and saturated > now:
-            return saturated, "LIMIT_REACHED (provider)"
-        if limit is not None and len(usage) >= limit:
-            until = usage[0] + DAY if usage and limit > 0 else now + DAY
-            return until, f"{action} limit {limit}/24h reached"
-        return None
+        if saturated is not None and saturated <= now:
+            saturated = None
+        usage = self.usage(ctx, action, now)  # read even without a limit: it is counted
+        if limit is None and saturated is None:
+            return None
+        line = self._line((ctx.identity, action, limit), now)
+        key = f"{LIMIT_KEY}{action}"
+        free = limit is not None and len(usage) < limit
+        if saturated is None and free and (queued or _fits(usage, line, limit, now)):
+            return None
+        if limit is None:
+            assert saturated is not None
+            return saturated, "LIMIT_REACHED (provider)", key
+        if limit <= 0:
+            return now + DAY, f"{action} limit {limit}/24h reached", key
+        until = None
+        if queued and saturated is None:  # back at its instant, the ledger still full
+            n = ctx.short[action] = ctx.short.get(action, 0) + 1
+            idx = len(usage) - limit + n - 1
+            if 0 <= idx < len(usage):
+                until = usage[idx] + DAY
+        if until is None:
+            until = _next_slot(usage, line, limit, now)
+            line.append((until, enr.id))
+        if saturated is not None and saturated > until:
+            return saturated, "LIMIT_REACHED (provider)", key
+        return until, f"{action} limit {limit}/24h reached", key
+
+    def _line(self, key: tuple[str, str, int | None], now: datetime) -> deque[Promise]:
+        """The instants promised to the leads waiting on an identity's action under one
+        limit (sequences with another limit on the same identity form their own line),
+        later than ``now``, in order."""
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = deque()
+        while line and line[0][0] <= now:
+            line.popleft()
+        return line
+
+    def _swap(
+        self, ctx: IdentityTick, enr: EnrollmentRow, action: str, until: datetime, now: datetime
+    ) -> datetime:
+        """A lead in line, at its instant, that its window or a cooldown holds until
+        ``until``: its slot goes to the next lead in line (due now instead of at its own
+        instant), which hands it its later instant, so the slot is not lost. Returns when
+        the held lead is due (``until`` when nobody later in line can take its slot)."""
+        line = self._line((ctx.identity, action, self._limit(enr.revision, ctx, action)), now)
+        key = enr.waiting or ""
+        while line and line[0][0] < until:
+            instant, other = line.popleft()
+            if other != enr.id and self.store.pull_forward(other, key, instant, now):
+                line.appendleft((instant, enr.id))
+                self._pulled.add(other)
+                return instant
+        return until
 
     def usage(self, ctx: IdentityTick, action: str, now: datetime) -> deque[datetime]:
         """The identity's ``action`` times of the last 24 h (read once, then kept)."""

@@ -175,6 +175,8 @@ class Runner:
             result.killed = True
             return result
         unresolved = await self.recover(result, pending) if pending else set()
+        if pending:  # recovery writes conversations behind the kept caches
+            self._state.conversations.clear()
         if any(i.status == "auth_expired" for i in identities):
             await self._sync.resume_healthy(result, identities)
         if pending or result.paused_identities or result.resumed_identities:

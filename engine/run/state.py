@@ -84,6 +84,9 @@ class RunState:
         self.last_sync: dict[str, datetime] = {}
         self.sync_failures: dict[str, int] = {}  # identity -> syncs failed in a row (backoff)
         self.identity_rows: dict[str, IdentityRow] = {}  # as read at the start of the tick
+        # identity -> its conversation cache, read once and then kept by the runner's own
+        # writes (the sync's, the sent messages'); dropped when recovery wrote behind it
+        self.conversations: dict[str, dict[str, ConversationRow]] = {}
         self.holder: str | None = None  # the `run` lock holder while the lock is held
 
     def compiled(self, revision: str) -> CompiledSequence:
@@ -92,6 +95,13 @@ class RunState:
             if self._resolve is None:
                 self._resolve = compiled_from_store(self.store)
             found = self._cache[revision] = self._resolve(revision)
+        return found
+
+    def conversation_cache(self, identity: str) -> dict[str, ConversationRow]:
+        """``identity``'s conversation cache (profile URL -> row), read from the store once."""
+        found = self.conversations.get(identity)
+        if found is None:
+            found = self.conversations[identity] = self.store.conversations(identity)
         return found
 
     def sequence(self, revision: str) -> Sequence:
@@ -119,15 +129,29 @@ class Writes:
     events: list[dict[str, Any]] = field(default_factory=list)
     conversations: list[dict[str, Any]] = field(default_factory=list)
     connections: list[dict[str, Any]] = field(default_factory=list)
+    # enrollment -> the event of its transition in this wave (a wait that starts at once
+    # is noted on it)
+    entered: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def transition(self, values: dict[str, Any]) -> None:
         self.reschedules.pop(values["id"], None)
         self.transitions[values["id"]] = values
 
     def reschedule(
-        self, eid: int, due: datetime | None, attempts: int, last_error: str | None
+        self,
+        eid: int,
+        due: datetime | None,
+        attempts: int,
+        last_error: str | None,
+        waiting: str | None = None,
     ) -> None:
-        values = {"id": eid, "next_due_at": due, "attempts": attempts, "last_error": last_error}
+        values = {
+            "id": eid,
+            "next_due_at": due,
+            "attempts": attempts,
+            "last_error": last_error,
+            "waiting": waiting,
+        }
         if eid in self.transitions:
             self.transitions[eid].update(values)
         else:
@@ -167,6 +191,8 @@ class IdentityTick:
     connections: set[str] | None = None
     usage: dict[str, deque[datetime]] = field(default_factory=dict)
     saturated: dict[str, datetime] = field(default_factory=dict)
+    # action -> leads found this tick at their promised instant with the limit still full
+    short: dict[str, int] = field(default_factory=dict)
     stopped: bool = False
     replied: set[int] = field(default_factory=set)  # enrollments the sync moved to `reply`
     links: dict[str, str] | None = None  # connection cache of this identity

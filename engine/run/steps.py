@@ -6,8 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from jinja2.sandbox import SandboxedEnvironment
-
+from engine.manifest.templates import TemplateRenderError, evaluate
 from engine.model import ActionStep, BranchStep, EndStep, WaitForStep, WaitStep
 from engine.run.moves import Move, Moves
 from engine.run.results import TickResult
@@ -112,13 +111,13 @@ class Steps:
 
 
 def _branch(step: BranchStep, lead: LeadRow) -> str:
-    """The trigger of the first case whose condition holds for the lead (else ``else``)."""
-    env = SandboxedEnvironment()
+    """The trigger of the first case whose condition holds for the lead (else ``else``).
+    Each condition is compiled once per process (templates' cache), not once per lead."""
     data = {**lead.data, "linkedin_profile_url": lead.profile_url}
     for n, case in enumerate(step.cases):
         try:
-            if env.compile_expression(case.condition)(lead=data):
+            if evaluate(case.condition, data):
                 return f"case_{n}"
-        except Exception as exc:  # a bad expression is a manifest bug: take else
+        except TemplateRenderError as exc:  # a bad expression is a manifest bug: take else
             log.warning("branch %s: %s", step.id, exc)
     return "else"

@@ -35,7 +35,7 @@ class Sync:
         """Once per identity per tick: its own id (cached) and its conversations."""
         if ctx.synced:
             return
-        cache = ctx.conv if ctx.conv is not None else self.store.conversations(ctx.identity)
+        cache = ctx.conv if ctx.conv is not None else self.state.conversation_cache(ctx.identity)
         try:
             await self._know_me(ctx)
             summaries = await ctx.provider.sync_conversations(ctx.identity)
@@ -83,23 +83,27 @@ class Sync:
         changed: list[ConversationSummary],
         cache: dict[str, ConversationRow],
     ) -> None:
-        with self.store.transaction() as conn:
-            for s in changed:
-                self.store.put_conversation(
-                    ctx.identity,
-                    s.profile_url,
-                    last_sender_is_us=s.last_sender_is_us,
-                    last_activity_at=s.last_activity_at,
-                    first_sender_is_us=s.first_sender_is_us,
-                    conn=conn,
-                )
-                cache[s.profile_url] = ConversationRow(
-                    ctx.identity,
-                    s.profile_url,
-                    s.last_sender_is_us,
-                    s.last_activity_at,
-                    s.first_sender_is_us,
-                )
+        # one executemany (the store's batched cache upsert), not a statement per row
+        self.store.write_batch(
+            conversations=[
+                {
+                    "identity": ctx.identity,
+                    "profile_url": s.profile_url,
+                    "last_sender_is_us": s.last_sender_is_us,
+                    "last_activity_at": s.last_activity_at,
+                    "first_sender_is_us": s.first_sender_is_us,
+                }
+                for s in changed
+            ]
+        )
+        for s in changed:
+            cache[s.profile_url] = ConversationRow(
+                ctx.identity,
+                s.profile_url,
+                s.last_sender_is_us,
+                s.last_activity_at,
+                s.first_sender_is_us,
+            )
 
     def replies(
         self, ctx: IdentityTick, urls: Iterable[str], now: datetime, result: TickResult

@@ -36,6 +36,7 @@ def _transition_params(transitions: Iterable[Mapping[str, Any]]) -> list[dict[st
             "b_entered": r["step_entered_at"],
             "b_attempts": r["attempts"],
             "b_error": r["last_error"],
+            "b_waiting": r.get("waiting"),
         }
         for r in transitions
     ]
@@ -48,6 +49,7 @@ def _reschedule_params(reschedules: Iterable[Mapping[str, Any]]) -> list[dict[st
             "b_due": r["next_due_at"],
             "b_attempts": r["attempts"],
             "b_error": r["last_error"],
+            "b_waiting": r.get("waiting"),
         }
         for r in reschedules
     ]
@@ -68,9 +70,10 @@ class Batch(Events):
         """Many runner writes in one transaction, one executemany per kind.
 
         ``outcomes``: key, status, label, response, finished_at. ``transitions``: id, state,
-        next_due_at, step_entered_at, attempts, last_error. ``reschedules``: id, next_due_at,
-        attempts, last_error. ``events``: as :meth:`record_events`. ``conversations`` and
-        ``connections``: rows of those caches (upserted).
+        next_due_at, step_entered_at, attempts, last_error (and waiting: None when absent).
+        ``reschedules``: id, next_due_at, attempts, last_error, waiting. ``events``: as
+        :meth:`record_events`. ``conversations`` and ``connections``: rows of those caches
+        (upserted).
         """
         if self.fast is not None:
             with self.tx(conn) as c:

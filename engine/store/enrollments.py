@@ -97,11 +97,16 @@ class Enrollments(StoreBase):
     def enrollment_ids(
         self, sequence: str, lead_ids: Iterable[int], *, conn: Connection | None = None
     ) -> dict[int, int]:
-        """lead id -> enrollment id of those of ``lead_ids`` enrolled in ``sequence``."""
+        """lead id -> enrollment id of those of ``lead_ids`` enrolled in ``sequence``. Many
+        ids (an import): one pass over the sequence's enrollments, not an IN query per 500."""
         ids = list(lead_ids)
         e = t.enrollments
         out: dict[int, int] = {}
         with self.tx(conn) as c:
+            if len(ids) > 5000:
+                wanted = set(ids)
+                rows = self._select(c, "sequence_enrollment_ids", _sequence_ids, seq=sequence)
+                return {int(r.lead_id): int(r.id) for r in rows if r.lead_id in wanted}
             for i in range(0, len(ids), 500):
                 for r in c.execute(
                     sa.select(e.c.id, e.c.lead_id).where(
@@ -192,6 +197,26 @@ class Enrollments(StoreBase):
         )
         with self.tx(conn) as c:
             c.execute(stmt, rows)
+
+    def pull_forward(
+        self,
+        enrollment_id: int,
+        waiting: str,
+        due: datetime,
+        now: datetime,
+        *,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Make an enrollment that waits (``waiting``) until ``due`` due at ``now`` instead;
+        False when it no longer waits so (it moved, or waits for something else)."""
+        e = t.enrollments
+        stmt = (
+            e.update()
+            .where(e.c.id == enrollment_id, e.c.waiting == waiting, e.c.next_due_at == due)
+            .values(next_due_at=now)
+        )
+        with self.tx(conn) as c:
+            return bool(c.execute(stmt).rowcount)
 
     def set_enrollments_paused(
         self,
@@ -285,6 +310,18 @@ class EnrollmentCounts(StoreBase):
         with self.tx(conn) as c:
             return [(ident, state, rev, int(n)) for ident, state, rev, n in c.execute(q)]
 
+    def count_waiting(self, sequence: str, *, conn: Connection | None = None) -> dict[str, int]:
+        """Why the enrollments of ``sequence`` that wait to act wait (a limit, the window, a
+        cooldown) -> how many."""
+        e = t.enrollments
+        q = (
+            sa.select(e.c.waiting, sa.func.count())
+            .where(e.c.sequence == sequence, e.c.waiting.is_not(None))
+            .group_by(e.c.waiting)
+        )
+        with self.tx(conn) as c:
+            return {str(key): int(n) for key, n in c.execute(q)}
+
     def count_paused(self, identity: str, *, conn: Connection | None = None) -> int:
         """How many non-terminal enrollments of ``identity`` are paused."""
         e = t.enrollments
@@ -293,3 +330,8 @@ class EnrollmentCounts(StoreBase):
         )
         with self.tx(conn) as c:
             return int(c.execute(q).scalar() or 0)
+
+
+def _sequence_ids() -> sa.Select[Any]:
+    e = t.enrollments
+    return sa.select(e.c.id, e.c.lead_id).where(e.c.sequence == sa.bindparam("seq"))

@@ -49,6 +49,7 @@ class EnrollmentRow(NamedTuple):
     step_entered_at: datetime | None
     paused: bool
     last_error: str | None
+    waiting: str | None = None  # why it waits to act (None: not waiting)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def enrollment_row(r: Any) -> EnrollmentRow:
         step_entered_at=r.step_entered_at,
         paused=bool(r.paused),
         last_error=r.last_error,
+        waiting=r.waiting,
     )
 
 

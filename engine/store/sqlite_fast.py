@@ -33,7 +33,7 @@ _SELECTS: dict[str, tuple[str, tuple[str, ...], Any, tuple[int, ...]]] = {}
 # The due enrollments (the SQLAlchemy query in Enrollments.due_enrollments).
 _DUE_SQL = (
     "SELECT id, lead_id, sequence, revision, identity, state, next_due_at, attempts, "
-    "step_entered_at, paused, last_error FROM enrollments "
+    "step_entered_at, paused, last_error, waiting FROM enrollments "
     "WHERE next_due_at <= ? AND paused = 0 "
     "AND sequence NOT IN (SELECT name FROM sequences WHERE paused = 1) "
     "ORDER BY next_due_at, id"
@@ -183,6 +183,7 @@ class SqliteFastPath:
                 py_time(r[8]),
                 bool(r[9]),
                 r[10],
+                r[11],
             )
             for r in rows
         ]
@@ -289,23 +290,27 @@ class SqliteFastPath:
                 r["attempts"],
                 db_time(r["step_entered_at"]),
                 r["last_error"],
+                r.get("waiting"),
                 r["id"],
             )
             for r in transitions
         ]
         if trans:
             sql, names = self.compiled("transitions", st.transition_update)
-            _expect(names, ("b_state", "b_due", "b_attempts", "b_entered", "b_error", "eid"))
+            _expect(
+                names,
+                ("b_state", "b_due", "b_attempts", "b_entered", "b_error", "b_waiting", "eid"),
+            )
             _update_grouped(_driver(c), sql, trans)
 
     def _reschedules(self, c: Connection, reschedules: Iterable[Mapping[str, Any]]) -> None:
         resch = [
-            (db_time(r["next_due_at"]), r["attempts"], r["last_error"], r["id"])
+            (db_time(r["next_due_at"]), r["attempts"], r["last_error"], r.get("waiting"), r["id"])
             for r in reschedules
         ]
         if resch:
             sql, names = self.compiled("reschedules", st.reschedule_update)
-            _expect(names, ("b_due", "b_attempts", "b_error", "eid"))
+            _expect(names, ("b_due", "b_attempts", "b_error", "b_waiting", "eid"))
             _update_grouped(_driver(c), sql, resch)
 
     def _upsert_cache(

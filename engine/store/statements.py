@@ -59,6 +59,7 @@ def transition_update() -> sa.Update:
             step_entered_at=sa.bindparam("b_entered"),
             attempts=sa.bindparam("b_attempts"),
             last_error=sa.bindparam("b_error"),
+            waiting=sa.bindparam("b_waiting"),
         )
     )
 
@@ -72,5 +73,6 @@ def reschedule_update() -> sa.Update:
             next_due_at=sa.bindparam("b_due"),
             attempts=sa.bindparam("b_attempts"),
             last_error=sa.bindparam("b_error"),
+            waiting=sa.bindparam("b_waiting"),
         )
     )

@@ -87,6 +87,9 @@ enrollments = sa.Table(
     sa.Column("step_entered_at", UTCDateTime, nullable=True),
     sa.Column("paused", sa.Boolean, nullable=False, default=False),
     sa.Column("last_error", sa.Text, nullable=True),
+    # Why a lead waits to act (a limit, the window, a cooldown...): set when it starts
+    # waiting (its one "postponed" event), kept while it waits, cleared when it moves.
+    sa.Column("waiting", sa.String(80), nullable=True),
     sa.UniqueConstraint("lead_id", "sequence"),
     sa.Index(None, "identity", "lead_id"),
 )

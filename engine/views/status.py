@@ -45,6 +45,8 @@ class SequenceStatus:
     revisions: dict[str, int]  # revision -> enrollments on it
     # action -> done without evidence (settled after a crash, e.g. a visit): not counted sent
     unverified: dict[str, int] = field(default_factory=dict)
+    # why leads wait to act ("limit:connect", "window", "cooldown") -> how many
+    waiting: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -62,6 +64,7 @@ class SequenceStatus:
             "by_identity": self.by_identity,
             "revisions": self.revisions,
             "unverified": self.unverified,
+            "waiting": self.waiting,
         }
 
 
@@ -254,7 +257,7 @@ def _sequence_status(
         revisions[rev] += int(n)
     return SequenceStatus(row.name, row.provider, row.current_revision, row.paused, funnel,
                           dict(by_identity), dict(revisions),
-                          store.count_unverified(sequence=row.name))
+                          store.count_unverified(sequence=row.name), store.count_waiting(row.name))
 
 
 def _identity_statuses(

@@ -137,7 +137,7 @@ def why(store: Store, lead_url: str) -> WhyReport:
         [
             {"id": e.id, "sequence": e.sequence, "revision": e.revision, "identity": e.identity,
              "state": e.state, "next_due_at": e.next_due_at.isoformat() if e.next_due_at else None,
-             "paused": e.paused, "last_error": e.last_error}
+             "paused": e.paused, "last_error": e.last_error, "waiting": e.waiting}
             for e in enrollments
         ],
         entries,
