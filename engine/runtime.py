@@ -45,10 +45,13 @@ from engine.run.state import settle_after
 from engine.sandbox import Sandbox
 from engine.store import Store
 from engine.store import schedules as schedule_db
+from engine.store.db import has_state
 from engine.views import control
+from engine.views import leads as lead_views
 from engine.views import status as views
 from engine.views import why as why_views
 from engine.views.control import PauseResult
+from engine.views.leads import LeadStatus
 from engine.views.status import StatusReport
 from engine.views.why import WhyReport, WorkflowWhy
 
@@ -141,6 +144,24 @@ def open_store(state_dir: Path) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def do_not_contact(state_dir: Path) -> list[tuple[str, str | None]]:
+    """The do-not-contact list, sorted (empty, and no state directory made, before any
+    command wrote one)."""
+    if not has_state(state_dir):
+        return []
+    with open_store(state_dir) as store:
+        return sorted(store.do_not_contact().items())
+
+
+def leads(state_dir: Path, *, sequence: str | None, states: Iterable[str] | None
+          ) -> list[LeadStatus]:
+    """``seqrun leads list``: the enrolled leads (see :func:`engine.views.leads.leads`)."""
+    if not has_state(state_dir):
+        return []
+    with open_store(state_dir) as store:
+        return lead_views.leads(store, sequence=sequence, states=states)
 
 
 def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
@@ -263,17 +284,31 @@ def import_leads(file: Path, sequence: str, *, state_dir: Path) -> LeadsImportRe
 
 def status(state_dir: Path, name: str | None, *, virtual_clock: bool) -> StatusReport:
     """The funnel, identities, workflows and schedules; the last 24 h counted on the
-    sandbox's virtual clock when ``virtual_clock``."""
+    sandbox's virtual clock when ``virtual_clock``. Nothing applied yet (no store): an
+    empty report, and no state directory is created."""
+    clock = "virtual" if virtual_clock else "real"
+    if not has_state(state_dir):
+        if name is not None:
+            raise views.NotFoundError(f"no applied sequence, workflow or schedule named "
+                                      f"{name!r} (nothing applied yet in {state_dir})")
+        return StatusReport(RealClock().now(), False, clock=clock)
 
     async def work(rt: Runtime) -> StatusReport:
-        return views.status(rt.store, name, now=rt.clock.now())
+        return views.status(rt.store, name, now=rt.clock.now(), clock=clock)
 
     return with_runtime(state_dir, work, sandbox=virtual_clock, virtual_clock=virtual_clock,
                         save=False)
 
 
+def _require_state(state_dir: Path, what: str) -> None:
+    """NotFoundError (and no state directory made) when nothing was applied here yet."""
+    if not has_state(state_dir):
+        raise views.NotFoundError(f"{what}: nothing applied yet in {state_dir}")
+
+
 def why(state_dir: Path, lead_url: str) -> WhyReport:
     """Every transition and provider call of one lead."""
+    _require_state(state_dir, f"no lead {lead_url}")
 
     async def work(rt: Runtime) -> WhyReport:
         return why_views.why(rt.store, lead_url)
@@ -283,6 +318,7 @@ def why(state_dir: Path, lead_url: str) -> WhyReport:
 
 def why_workflow(state_dir: Path, name: str) -> WorkflowWhy:
     """A workflow's state history and node results."""
+    _require_state(state_dir, f"no applied workflow named {name!r}")
 
     async def work(rt: Runtime) -> WorkflowWhy:
         return why_views.why_workflow(rt.store, name)

@@ -19,6 +19,7 @@ import click
 from engine import __version__
 from engine.cli import (
     apply_cmds,
+    completion_cmds,
     dnc_cmds,
     leads_cmds,
     manifest_cmds,
@@ -44,7 +45,7 @@ def cli(verbose: int) -> None:
 
 
 for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dnc_cmds,
-                schedule_cmds, sandbox_cmds):
+                schedule_cmds, sandbox_cmds, completion_cmds):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

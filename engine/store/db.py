@@ -35,6 +35,13 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def has_state(state_dir: Path | str) -> bool:
+    """Whether a store exists to read: ``$SEQRUN_DATABASE_URL`` names one, or
+    ``<state_dir>/state.db`` exists. Read-only commands ask first, so that they never create
+    a state directory where nothing was applied."""
+    return bool(os.environ.get(ENV_URL)) or (Path(state_dir) / "state.db").is_file()
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Take transaction control from pysqlite so BEGIN IMMEDIATE is ours (see the begin hook).
     dbapi_conn.isolation_level = None

@@ -24,6 +24,8 @@ from engine.errors import SeqrunError
 from engine.providers import REGISTRY  # importing the package registers every adapter
 from engine.store import SequenceRow, Store
 from engine.store import schedules as schedule_db
+from engine.views.funnel import Funnel
+from engine.views.funnel import funnel as conversion
 from engine.vocab import KILL_SWITCH, LIMIT_ALIASES, TERMINALS
 
 WINDOW = timedelta(hours=24)
@@ -43,6 +45,7 @@ class SequenceStatus:
     funnel: list[tuple[str, int]]  # step order, then terminals, then unknown states
     by_identity: dict[str, dict[str, int]]
     revisions: dict[str, int]  # revision -> enrollments on it
+    conversion: Funnel = field(default_factory=Funnel)  # rates, reach per step, end reasons
 
     @property
     def total(self) -> int:
@@ -59,6 +62,7 @@ class SequenceStatus:
                        for s, n in self.funnel],
             "by_identity": self.by_identity,
             "revisions": self.revisions,
+            "conversion": self.conversion.to_json(),
         }
 
 
@@ -70,6 +74,7 @@ class IdentityStatus:
     reason: str | None
     paused_enrollments: int
     usage: dict[str, tuple[int, int | None]]  # action -> (used in the last 24 h, limit)
+    last_action_at: datetime | None = None  # its latest action (the usage may all be older)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +84,8 @@ class IdentityStatus:
             "reason": self.reason,
             "paused_enrollments": self.paused_enrollments,
             "limits_24h": {a: {"used": u, "limit": lim} for a, (u, lim) in self.usage.items()},
+            "last_action_at": None if self.last_action_at is None
+            else self.last_action_at.isoformat(),
         }
 
 
@@ -173,10 +180,13 @@ class StatusReport:
     identities: list[IdentityStatus] = field(default_factory=list)
     workflows: list[WorkflowStatus] = field(default_factory=list)
     schedules: list[ScheduleStatus] = field(default_factory=list)
+    clock: str = "real"  # real | virtual: the clock `at` (and the 24 h of limits) is on
 
     def to_json(self) -> dict[str, Any]:
         return {
             "at": self.at.isoformat(),
+            "clock": self.clock,
+            "limits_window": {"from": (self.at - WINDOW).isoformat(), "to": self.at.isoformat()},
             "paused_all": self.paused_all,
             "sequences": [s.to_json() for s in self.sequences],
             "identities": [i.to_json() for i in self.identities],
@@ -228,8 +238,16 @@ def workflow_statuses(store: Store, name: str | None = None) -> list[WorkflowSta
     return out
 
 
+def _step_actions(manifest: Any) -> dict[str, str]:
+    """Each action step's action in a stored manifest (the funnel's wording)."""
+    steps = manifest.get("spec", {}).get("steps") if isinstance(manifest, dict) else None
+    return {str(s["id"]): str(s["action"]) for s in steps or []
+            if isinstance(s, dict) and "id" in s and "action" in s}
+
+
 def _sequence_status(
-    store: Store, row: SequenceRow, meta: Mapping[str, Any], counts: Mapping[tuple[str, str], int]
+    store: Store, row: SequenceRow, meta: Mapping[str, Any], counts: Mapping[tuple[str, str], int],
+    manifest: Any = None,
 ) -> SequenceStatus:
     """One sequence's funnel (its steps in order, then terminals, then unknown states), its
     enrollments by identity and state, and by revision."""
@@ -243,8 +261,10 @@ def _sequence_status(
     for ident, state, rev, n in store.count_by_identity_state(row.name):
         by_identity[ident][state] = by_identity[ident].get(state, 0) + int(n)
         revisions[rev] += int(n)
+    enrolled = {i: sum(states.values()) for i, states in by_identity.items()}
     return SequenceStatus(row.name, row.provider, row.current_revision, row.paused, funnel,
-                          dict(by_identity), dict(revisions))
+                          dict(by_identity), dict(revisions),
+                          conversion(store, row.name, enrolled, _step_actions(manifest)))
 
 
 def _identity_statuses(
@@ -276,12 +296,15 @@ def _identity_statuses(
                 info.reason if info else None,
                 paused,
                 usage,
+                store.last_action_at(identity),
             )
         )
     return identities
 
 
-def status(store: Store, name: str | None = None, *, now: datetime) -> StatusReport:
+def status(
+    store: Store, name: str | None = None, *, now: datetime, clock: str = "real"
+) -> StatusReport:
     """The funnel per sequence (per step, terminal and identity), limits used per identity,
     every applied Workflow and every managed Schedule. ``name`` narrows to one sequence,
     workflow or schedule (kubectl's ``get NAME``); NotFoundError when none exists."""
@@ -298,8 +321,9 @@ def status(store: Store, name: str | None = None, *, now: datetime) -> StatusRep
     identity_provider: dict[str, str] = {}
     for row in rows:
         meta = store.kv_get(META_NS, row.name) or {}
-        sequences.append(_sequence_status(store, row, meta, counts))
         revision = store.get_revision(row.current_revision)
+        sequences.append(_sequence_status(store, row, meta, counts,
+                                          revision.manifest if revision else None))
         limits = _limits(revision.manifest if revision else None, row.provider)
         for identity in list(meta.get("identities") or []) + list(sequences[-1].by_identity):
             identity_provider.setdefault(identity, row.provider)
@@ -310,4 +334,4 @@ def status(store: Store, name: str | None = None, *, now: datetime) -> StatusRep
     identities = _identity_statuses(store, identity_limits, identity_provider,
                                     every=name is None, now=now)
     return StatusReport(now, bool(store.kv_get(*KILL_SWITCH)), sequences, identities, workflows,
-                        schedules)
+                        schedules, clock)

@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.apply.workflows import WorkflowResult, workflow_record
 from engine.errors import UsageError
-from engine.store import EnrollmentRow, Store
+from engine.store import EnrollmentRow, EventRow, Store
 from engine.urls import normalize_profile_url
 from engine.views.status import NotFoundError, WorkflowStatus, workflow_status
 
@@ -137,11 +137,22 @@ def why(store: Store, lead_url: str) -> WhyReport:
         [
             {"id": e.id, "sequence": e.sequence, "revision": e.revision, "identity": e.identity,
              "state": e.state, "next_due_at": e.next_due_at.isoformat() if e.next_due_at else None,
-             "paused": e.paused, "last_error": e.last_error}
+             "paused": e.paused, "last_error": e.last_error,
+             "route": _route(store.events(enrollment_id=e.id))}
             for e in enrollments
         ],
         entries,
     )
+
+
+def _route(events: list[EventRow]) -> list[dict[str, str | None]]:
+    """The steps an enrollment went through, in order, each with the trigger that brought
+    it there (``enrolled`` for the first): what ``why`` draws as ``visit -> connect ->``."""
+    return [
+        {"state": ev.to_state, "trigger": ev.trigger if ev.kind == "transition" else ev.kind}
+        for ev in events
+        if ev.to_state is not None and ev.kind in ("enrolled", "transition", "migrated")
+    ]
 
 
 @dataclass(frozen=True)
