@@ -453,3 +453,13 @@ def test_a_lock_of_a_live_process_or_another_host_waits_for_its_ttl(tmp_path: Pa
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_a_missing_database_driver_names_the_extra(tmp_path: Path) -> None:
+    """A URL whose driver is not installed says what to install, not a bare ImportError."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is not None:
+        pytest.skip("psycopg2 is installed here")
+    with pytest.raises(StoreError, match=r"pip install 'seqrun\[postgres\]'"):
+        Store.open("postgresql+psycopg2://u@db.example/seqrun", tmp_path)

@@ -53,7 +53,8 @@ for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dn
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 invalid input or failed run, 2 usage."""
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="seqrun",
+                          standalone_mode=False)  # prog_name: _SEQRUN_COMPLETE, `python -m`
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1
