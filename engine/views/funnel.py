@@ -88,6 +88,8 @@ class TerminalReason:
         where = self.from_state or "?"
         if self.trigger == "ok" and self.action in _DONE:
             head = f"{_DONE[self.action]} at {where}"
+        elif self.trigger == "ok" and self.action is None:  # an `end` step
+            head = f"end step {where}"
         elif self.trigger == "reply":
             head = f"the lead replied during {where}"
         elif self.trigger in _TRIGGER:
