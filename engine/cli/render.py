@@ -442,8 +442,6 @@ def pause_line(result: PauseResult) -> str:
     verb = "Paused" if result.paused else "Resumed"
     kind, _, name = result.target.partition(" ")
     if kind == "sequence":
-        if not result.changed:
-            return f"Sequence {name} was already {verb.lower()}."
         if result.paused:
             return (f"Paused sequence {name}: its leads stay where they are "
                     f"(seqrun resume {name} to go on).")
