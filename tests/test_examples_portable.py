@@ -22,6 +22,7 @@ from tests.conftest import ROOT
 SCHEMAS = {p.stem: json.loads(p.read_text(encoding="utf-8"))
            for p in (ROOT / "schemas").glob("*.json")}
 SHIPPED = sorted((ROOT / "sequences").glob("*.yaml"))
+NEXT_REVISIONS = sorted((ROOT / "sequences").glob("*.yaml.next"))  # applied after their file
 UNQUOTED_ON = re.compile(r"^\s*on:", re.M)
 
 
@@ -30,7 +31,8 @@ def schema_for(doc: Any) -> dict[str, Any]:
     return SCHEMAS[str(kind).lower()] if kind else SCHEMAS["scenario"]
 
 
-@pytest.mark.parametrize("path", [*SHIPPED, ROOT / "sandbox" / "example-world.yaml"],
+@pytest.mark.parametrize("path", [*SHIPPED, *NEXT_REVISIONS,
+                                  ROOT / "sandbox" / "example-world.yaml"],
                          ids=lambda p: p.name)
 def test_shipped_manifest_validates_with_plain_pyyaml_and_jsonschema(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
@@ -45,7 +47,10 @@ def test_shipped_manifest_validates_with_plain_pyyaml_and_jsonschema(path: Path)
 
 
 def test_every_shipped_manifest_loads_in_seqrun() -> None:
-    assert len(load(SHIPPED)) == len(SHIPPED)
+    assert len(load(SHIPPED, strict=True)) == len(SHIPPED)
+    assert NEXT_REVISIONS
+    for path in NEXT_REVISIONS:  # alone: it shares its sequence's name with the first file
+        assert len(load([path], strict=True)) == 1
 
 
 def test_seqrun_reads_on_quoted_or_not_the_same(tmp_path: Path) -> None:
