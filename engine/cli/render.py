@@ -282,7 +282,8 @@ def _render_identities(report: StatusReport, out: Console) -> None:
         cells = []
         for a in actions:
             used, limit = i.usage.get(a, (0, None))
-            cells.append(f"{used}/{limit}" if limit is not None else str(used))
+            full = " full" if limit is not None and used >= limit else ""  # the rest waits
+            cells.append(f"{used}/{limit}{full}" if limit is not None else str(used))
         status = i.status + (f": {_short(i.reason)}" if i.reason else "")
         rows.append((i.id, status, *cells, str(i.paused_enrollments)))
     print_table(out, ("identity", "status", *actions, "paused leads"), rows,
