@@ -105,7 +105,8 @@ def test_scenario_errors_point_at_the_offending_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "where", "fragment"),
     [
-        ("seed: 1\nprofiles: {count: [1\n", "3:1", "YAML syntax error: did not find expected ',' or ']'"),
+        ("seed: 1\nprofiles: {count: [1\n", "3:1",
+         "YAML syntax error: did not find expected ',' or ']'"),
         ("seed: 1\nseed: 2\n", "2:1", "duplicate key 'seed' (first defined on line 1)"),
     ],
 )
