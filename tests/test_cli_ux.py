@@ -324,3 +324,23 @@ def test_completion_answers_through_the_entry_point(
         invoke(capsys, "lea")
     assert done.value.code == 0
     assert "plain,leads" in capsys.readouterr().out
+
+
+def test_why_puts_a_call_without_key_before_the_move_it_caused() -> None:
+    """An ALREADY_CONNECTED answer routed without the call's key was listed after the next
+    step's call (by time alone, at the same second)."""
+    from engine.views.why import WhyEntry, _interleave
+
+    at = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    moved = WhyEntry(at, "event", "s", "r", "transition", "connect", "intro", "ALREADY_CONNECTED")
+    left = WhyEntry(at, "event", "s", "r", "transition", "intro", "breather", "ok",
+                    detail={"key": "1:intro:0"})
+    calls = {
+        "1:intro:0": WhyEntry(at, "action", "s", "r", "send_message", "intro", None, "attempt 0",
+                              "done", "ok"),
+        "1:connect:0": WhyEntry(at, "action", "s", "r", "connect", "connect", None, "attempt 0",
+                                "failed", "ALREADY_CONNECTED"),
+    }
+    order = [(e.kind, e.from_state) for e in _interleave([moved, left], calls)]
+    assert order == [("connect", "connect"), ("transition", "connect"),
+                     ("send_message", "intro"), ("transition", "intro")]

@@ -430,8 +430,9 @@ def render_why(report: WhyReport, out: Console | None = None) -> None:
         else:
             line = (f"{when}  {where}  {entry.kind}: {entry.from_state or '·'} -> "
                     f"{entry.to_state or '·'}{' on ' + entry.trigger if entry.trigger else ''}")
-            if isinstance(entry.detail, dict) and entry.detail:
-                line += "  " + json.dumps(entry.detail, default=str, sort_keys=True)
+            extra = _why_detail(entry)
+            if extra:
+                line += "  " + json.dumps(extra, default=str, sort_keys=True)
         out.print(line, markup=False)
         for field_name, text in sent_text(entry).items():
             body = text.rstrip("\n").replace("\n", "\n" + " " * 24)
@@ -455,6 +456,16 @@ def pause_line(result: PauseResult) -> str:
         return (f"Paused everything (kill switch on): {result.changed} sequence(s) paused, "
                 "nothing is sent until seqrun resume --all.")
     return f"Resumed everything (kill switch off): {result.changed} sequence(s) resumed."
+
+
+#: an event's details the line already says (the call above it, its label) or that only
+#: the machine needs (the idempotency key); `-o json` keeps them all
+_SAID = frozenset({"action", "label", "key"})
+
+
+def _why_detail(entry: WhyEntry) -> dict[str, Any]:
+    detail = entry.detail if isinstance(entry.detail, dict) else {}
+    return {k: v for k, v in detail.items() if k not in _SAID}
 
 
 def sent_text(entry: WhyEntry) -> dict[str, str]:

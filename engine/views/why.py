@@ -106,7 +106,8 @@ def _action_entries(store: Store, enrollments: list[EnrollmentRow]) -> dict[str,
 
 def _interleave(events: list[WhyEntry], actions: dict[str, WhyEntry]) -> list[WhyEntry]:
     # Each call goes right before the event it caused (the runner's events carry the action's
-    # idempotency key); calls without one (an intent never settled) go in by time.
+    # idempotency key); calls without one (an intent never settled, an answer routed without
+    # the key) go before the event that left their step, else by time.
     entries: list[WhyEntry] = []
     for entry in events:
         key = entry.detail.get("key") if isinstance(entry.detail, dict) else None
@@ -114,7 +115,12 @@ def _interleave(events: list[WhyEntry], actions: dict[str, WhyEntry]) -> list[Wh
             entries.append(actions.pop(key))
         entries.append(entry)
     for orphan in sorted(actions.values(), key=lambda x: x.at):
-        at = next((i for i, x in enumerate(entries) if x.at > orphan.at), len(entries))
+        # before the event that left its step (an answer routed without the call's key),
+        # else before the first later entry
+        at = next((i for i, x in enumerate(entries) if x.source == "event"
+                   and x.from_state == orphan.from_state and x.at >= orphan.at), None)
+        if at is None:
+            at = next((i for i, x in enumerate(entries) if x.at > orphan.at), len(entries))
         entries.insert(at, orphan)
     return entries
 
