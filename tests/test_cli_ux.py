@@ -245,6 +245,10 @@ def test_leads_list_by_state_and_sequence(
     code, _, err = invoke(capsys, "leads", "list", "--sequence", "nope", "--state-dir",
                           str(demo))
     assert code == 1 and "no applied sequence named 'nope'" in err
+    code, _, err = invoke(capsys, "leads", "list", "--state", "replyed", "--state-dir",
+                          str(demo))
+    assert code == 2 and "--state 'replyed': no such step or terminal in any applied " \
+        "sequence (did you mean 'replied'?)" in err
 
 
 # ---- consistency ----------------------------------------------------------------------------

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from engine.apply import META_NS
 from engine.errors import UsageError
+from engine.manifest.explain import did_you_mean
 from engine.store import Store
 from engine.views.status import NotFoundError
+from engine.vocab import TERMINALS
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,21 @@ def _name(data: Any) -> str:
                             for k in ("first_name", "last_name")).strip()
 
 
+def _check_states(store: Store, sequence: str | None, wanted: list[str]) -> None:
+    """UsageError naming a state no applied sequence (or the one named) has: a typo would
+    otherwise list nothing, as if no lead were there."""
+    names = [sequence] if sequence is not None else [r.name for r in store.list_sequences()]
+    known = set(TERMINALS)
+    for name in names:
+        meta = store.kv_get(META_NS, name) or {}
+        known.update(str(step) for step in meta.get("steps") or [])
+    for state in wanted:
+        if state not in known:
+            where = f"sequence {sequence!r}" if sequence is not None else "any applied sequence"
+            raise UsageError(f"--state {state!r}: no such step or terminal in {where}"
+                             f"{did_you_mean(state, sorted(known))}")
+
+
 def leads(
     store: Store, *, sequence: str | None = None, states: Iterable[str] | None = None
 ) -> list[LeadStatus]:
@@ -56,6 +74,8 @@ def leads(
         raise UsageError("--state needs a step or terminal name")
     if sequence is not None and store.get_sequence(sequence) is None:
         raise NotFoundError(f"no applied sequence named {sequence!r}")
+    if wanted:
+        _check_states(store, sequence, wanted)
     return [
         LeadStatus(r["profile_url"], _name(r["data"]), r["sequence"], r["identity"], r["state"],
                    r["revision"], r["next_due_at"], r["paused"], r["last_error"])
