@@ -348,3 +348,32 @@ def test_why_puts_a_call_without_key_before_the_move_it_caused() -> None:
     order = [(e.kind, e.from_state) for e in _interleave([moved, left], calls)]
     assert order == [("connect", "connect"), ("transition", "connect"),
                      ("send_message", "intro"), ("transition", "intro")]
+
+
+def test_status_shows_a_rollout_until_migrated(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new revision without `migrate` leaves the leads in flight on the old one: status
+    says so; with `migrate` (sequences/migrate-demo-v2.yaml.next) they move and it does not."""
+    for name in ("migrate-demo.yaml", "migrate-demo-v2.yaml.next", "leads.csv"):
+        shutil.copy(ROOT / "sequences" / name, cli_dir / name)
+    v2 = (cli_dir / "migrate-demo-v2.yaml.next").read_text(encoding="utf-8")
+    without = "\n".join(line for line in v2.splitlines()
+                        if not line.startswith(("  migrate:", "    accepted: wait-accept")))
+    (cli_dir / "v2-without-migrate.yaml").write_text(without + "\n", encoding="utf-8")
+    sandbox = ("--sandbox", "--virtual-clock")
+    assert invoke(capsys, "apply", "migrate-demo.yaml", *sandbox, "--auto-approve")[0] == 0
+    assert invoke(capsys, "run", *sandbox, "--until", "+1d")[0] == 0
+    (seq,) = run_json(capsys, "status")["sequences"]
+    old, waiting = seq["revision"], seq["total"]
+    assert not seq["rollout"]
+    assert invoke(capsys, "apply", "v2-without-migrate.yaml", *sandbox, "--auto-approve",
+                  "--no-run")[0] == 0
+    (seq,) = run_json(capsys, "status")["sequences"]
+    assert seq["rollout"] and seq["in_flight_revisions"] == {old: waiting}
+    _, out, _ = invoke(capsys, "status")
+    assert f"[rollout: leads in flight {waiting} on {old}]" in out
+    assert invoke(capsys, "apply", "migrate-demo-v2.yaml.next", *sandbox, "--auto-approve",
+                  "--no-run")[0] == 0
+    (seq,) = run_json(capsys, "status")["sequences"]
+    assert not seq["rollout"] and seq["in_flight_revisions"] == {seq["revision"]: waiting}

@@ -231,10 +231,10 @@ def _sequence_title(s: SequenceStatus) -> str:
     title = f"{s.name} ({s.provider}, revision {s.revision})"
     if s.paused:
         title += " [paused: seqrun resume " + s.name + "]"
-    if len(s.revisions) > 1:  # a rollout: in-flight leads keep their revision
+    if s.rollout:  # in-flight leads keep their revision unless the manifest migrates them
         spread = ", ".join(f"{n} on {rev}" + (" (current)" if rev == s.revision else "")
-                           for rev, n in sorted(s.revisions.items(), key=lambda kv: -kv[1]))
-        title += f" [rollout: {spread}]"
+                           for rev, n in sorted(s.in_flight.items(), key=lambda kv: -kv[1]))
+        title += f" [rollout: leads in flight {spread}]"
     return title
 
 

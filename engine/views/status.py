@@ -46,6 +46,12 @@ class SequenceStatus:
     by_identity: dict[str, dict[str, int]]
     revisions: dict[str, int]  # revision -> enrollments on it
     conversion: Funnel = field(default_factory=Funnel)  # rates, reach per step, end reasons
+    in_flight: dict[str, int] = field(default_factory=dict)  # revision -> leads not yet ended
+
+    @property
+    def rollout(self) -> bool:
+        """Leads still in flight on another revision than the current one."""
+        return any(rev != self.revision and n for rev, n in self.in_flight.items())
 
     @property
     def total(self) -> int:
@@ -63,6 +69,8 @@ class SequenceStatus:
             "by_identity": self.by_identity,
             "revisions": self.revisions,
             "conversion": self.conversion.to_json(),
+            "in_flight_revisions": self.in_flight,
+            "rollout": self.rollout,
         }
 
 
@@ -258,13 +266,17 @@ def _sequence_status(
     funnel += sorted((s, n) for s, n in states.items() if s not in order)
     by_identity: dict[str, dict[str, int]] = defaultdict(dict)
     revisions: Counter[str] = Counter()
+    in_flight: Counter[str] = Counter()
     for ident, state, rev, n in store.count_by_identity_state(row.name):
         by_identity[ident][state] = by_identity[ident].get(state, 0) + int(n)
         revisions[rev] += int(n)
+        if state not in TERMINALS:
+            in_flight[rev] += int(n)
     enrolled = {i: sum(states.values()) for i, states in by_identity.items()}
     return SequenceStatus(row.name, row.provider, row.current_revision, row.paused, funnel,
                           dict(by_identity), dict(revisions),
-                          conversion(store, row.name, enrolled, _step_actions(manifest)))
+                          conversion(store, row.name, enrolled, _step_actions(manifest)),
+                          dict(in_flight))
 
 
 def _identity_statuses(
