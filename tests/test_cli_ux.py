@@ -215,6 +215,8 @@ def test_why_shows_the_route_and_the_text_sent(
     assert sent[1]["text"].startswith(f"Thanks for connecting, {first}!")
     code, out, _ = invoke(capsys, "why", url, "--state-dir", str(demo))
     assert code == 0
+    assert out.splitlines()[0] == f"{url} ({why['lead']['full_name']}, " \
+        f"{why['lead']['company_name']})"
     assert "route: visit -ok-> connect -ok-> accepted" in out and "-reply-> replied" in out
     assert f"note: Hi {first}, I follow what" in out
     assert f"text: Thanks for connecting, {first}!" in out

@@ -411,7 +411,11 @@ def render_schedule_apply(result: Any, out: Console | None = None) -> None:
 def render_why(report: WhyReport, out: Console | None = None) -> None:
     """One line per transition or provider call, oldest first (greppable, never truncated)."""
     out = out or console()
-    out.print(f"[bold]{report.profile_url}[/]")
+    lead = report.lead if isinstance(report.lead, dict) else {}
+    who = str(lead.get("full_name") or lead.get("first_name") or "").strip()
+    company = str(lead.get("company_name") or "").strip()
+    about = ", ".join(x for x in (who, company) if x)
+    out.print(f"[bold]{escape(report.profile_url)}[/]" + (f" ({escape(about)})" if about else ""))
     for e in report.enrollments:
         out.print(f"  {e['sequence']}: state {e['state']} (revision {e['revision']}, identity "
                   f"{e['identity']}{', paused' if e['paused'] else ''})", markup=False)

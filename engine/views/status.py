@@ -272,7 +272,7 @@ def _sequence_status(
         revisions[rev] += int(n)
         if state not in TERMINALS:
             in_flight[rev] += int(n)
-    enrolled = {i: sum(states.values()) for i, states in by_identity.items()}
+    enrolled = {i: sum(per.values()) for i, per in by_identity.items()}
     return SequenceStatus(row.name, row.provider, row.current_revision, row.paused, funnel,
                           dict(by_identity), dict(revisions),
                           conversion(store, row.name, enrolled, _step_actions(manifest)),
