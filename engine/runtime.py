@@ -47,11 +47,9 @@ from engine.store import Store
 from engine.store import schedules as schedule_db
 from engine.store.db import has_state
 from engine.views import control
-from engine.views import leads as lead_views
 from engine.views import status as views
 from engine.views import why as why_views
 from engine.views.control import PauseResult
-from engine.views.leads import LeadStatus
 from engine.views.status import StatusReport
 from engine.views.why import WhyReport, WorkflowWhy
 
@@ -146,22 +144,13 @@ def open_store(state_dir: Path) -> Iterator[Store]:
         store.close()
 
 
-def do_not_contact(state_dir: Path) -> list[tuple[str, str | None]]:
-    """The do-not-contact list, sorted (empty, and no state directory made, before any
-    command wrote one)."""
+def read_store(state_dir: Path, read: Callable[[Store], _T]) -> _T | None:
+    """``read`` over the store alone (``dnc list``, ``leads list``); None, and no state
+    directory made, when nothing was applied there yet."""
     if not has_state(state_dir):
-        return []
+        return None
     with open_store(state_dir) as store:
-        return sorted(store.do_not_contact().items())
-
-
-def leads(state_dir: Path, *, sequence: str | None, states: Iterable[str] | None
-          ) -> list[LeadStatus]:
-    """``seqrun leads list``: the enrolled leads (see :func:`engine.views.leads.leads`)."""
-    if not has_state(state_dir):
-        return []
-    with open_store(state_dir) as store:
-        return lead_views.leads(store, sequence=sequence, states=states)
+        return read(store)
 
 
 def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
@@ -283,14 +272,12 @@ def import_leads(file: Path, sequence: str, *, state_dir: Path) -> LeadsImportRe
 
 
 def status(state_dir: Path, name: str | None, *, virtual_clock: bool) -> StatusReport:
-    """The funnel, identities, workflows and schedules; the last 24 h counted on the
-    sandbox's virtual clock when ``virtual_clock``. Nothing applied yet (no store): an
-    empty report, and no state directory is created."""
+    """The funnel, identities, workflows and schedules (limits on the sandbox's clock when
+    ``virtual_clock``); nothing applied yet: an empty report, no state directory made."""
     clock = "virtual" if virtual_clock else "real"
     if not has_state(state_dir):
         if name is not None:
-            raise views.NotFoundError(f"no applied sequence, workflow or schedule named "
-                                      f"{name!r} (nothing applied yet in {state_dir})")
+            _require_state(state_dir, f"no applied sequence, workflow or schedule named {name!r}")
         return StatusReport(RealClock().now(), False, clock=clock)
 
     async def work(rt: Runtime) -> StatusReport:
@@ -301,8 +288,7 @@ def status(state_dir: Path, name: str | None, *, virtual_clock: bool) -> StatusR
 
 
 def _require_state(state_dir: Path, what: str) -> None:
-    """NotFoundError (and no state directory made) when nothing was applied here yet."""
-    if not has_state(state_dir):
+    if not has_state(state_dir):  # NotFoundError, and no state directory made
         raise views.NotFoundError(f"{what}: nothing applied yet in {state_dir}")
 
 

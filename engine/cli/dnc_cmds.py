@@ -89,7 +89,8 @@ def list_cmd(output: str, state_dir: Path) -> int:
     """Every profile on the do-not-contact list, with its reason."""
     from engine import runtime  # deferred: see the module's note
 
-    entries = runtime.do_not_contact(state_dir)
+    entries = runtime.read_store(state_dir, lambda s: sorted(s.do_not_contact().items()))
+    entries = entries or []
     if output == "json":
         render.print_json([{"profile_url": u, "reason": r} for u, r in entries])
         return 0

@@ -45,8 +45,10 @@ def leads_list_cmd(
 ) -> int:
     """The enrolled leads: sequence, state, identity, next step due (one row per enrollment)."""
     from engine import runtime  # deferred: see leads_import_cmd
+    from engine.views.leads import leads
 
-    rows = runtime.leads(state_dir, sequence=sequence, states=states or None)
+    rows = runtime.read_store(
+        state_dir, lambda s: leads(s, sequence=sequence, states=states or None)) or []
     if output == "json":
         render.print_json([r.to_json() for r in rows])
     else:
