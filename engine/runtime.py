@@ -55,6 +55,7 @@ from engine.sandbox import LEGACY_FILE, Sandbox
 from engine.sandbox.durable import DB_FILE
 from engine.store import Store
 from engine.store import schedules as schedule_db
+from engine.store.db import has_state
 from engine.store.sqlite_file import make_state_dir
 from engine.views import control
 from engine.views import status as views
@@ -200,6 +201,15 @@ def open_store(state_dir: Path) -> Iterator[Store]:
         store.close()
 
 
+def read_store(state_dir: Path, read: Callable[[Store], _T]) -> _T | None:
+    """``read`` over the store alone (``dnc list``, ``leads list``); None, and no state
+    directory made, when nothing was applied there yet."""
+    if not has_state(state_dir):
+        return None
+    with open_store(state_dir) as store:
+        return read(store)
+
+
 def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
     """Make (and save) the world a simulation plays on: the scenario's, else the default one."""
     make_state_dir(state_dir)  # owner-only, as the store makes it (the sandbox comes first)
@@ -324,18 +334,29 @@ def import_leads(file: Path, sequence: str, *, state_dir: Path) -> LeadsImportRe
 
 
 def status(state_dir: Path, name: str | None, *, virtual_clock: bool) -> StatusReport:
-    """The funnel, identities, workflows and schedules; the last 24 h counted on the
-    sandbox's virtual clock when ``virtual_clock``."""
+    """The funnel, identities, workflows and schedules (limits on the sandbox's clock when
+    ``virtual_clock``); nothing applied yet: an empty report, no state directory made."""
+    clock = "virtual" if virtual_clock else "real"
+    if not has_state(state_dir):
+        if name is not None:
+            _require_state(state_dir, f"no applied sequence, workflow or schedule named {name!r}")
+        return StatusReport(RealClock().now(), False, clock=clock)
 
     async def work(rt: Runtime) -> StatusReport:
-        return views.status(rt.store, name, now=rt.clock.now())
+        return views.status(rt.store, name, now=rt.clock.now(), clock=clock)
 
     return with_runtime(state_dir, work, sandbox=virtual_clock, virtual_clock=virtual_clock,
                         save=False)
 
 
+def _require_state(state_dir: Path, what: str) -> None:
+    if not has_state(state_dir):  # NotFoundError, and no state directory made
+        raise views.NotFoundError(f"{what}: nothing applied yet in {state_dir}")
+
+
 def why(state_dir: Path, lead_url: str) -> WhyReport:
     """Every transition and provider call of one lead."""
+    _require_state(state_dir, f"no lead {lead_url}")
 
     async def work(rt: Runtime) -> WhyReport:
         return why_views.why(rt.store, lead_url)
@@ -345,6 +366,7 @@ def why(state_dir: Path, lead_url: str) -> WhyReport:
 
 def why_workflow(state_dir: Path, name: str) -> WorkflowWhy:
     """A workflow's state history and node results."""
+    _require_state(state_dir, f"no applied workflow named {name!r}")
 
     async def work(rt: Runtime) -> WorkflowWhy:
         return why_views.why_workflow(rt.store, name)

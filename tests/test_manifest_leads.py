@@ -248,3 +248,25 @@ def test_impossible_timezone_keys_are_unknown_timezones(tmp_path: Path, tz: str)
     (problem,) = result.refused
     assert (problem.line, problem.path) == (2, "timezone")
     assert problem.message.startswith("unknown IANA timezone")
+
+
+def test_an_excel_semicolon_export_is_read_by_its_delimiter(tmp_path: Path) -> None:
+    """Excel in a comma-decimal locale saves "CSV" with semicolons; the header says so."""
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "first_name;linkedin_profile_url;company_name\n"
+        "Ada;https://www.linkedin.com/in/ada;Analytical; Engines\n"
+        'Grace;"https://www.linkedin.com/in/grace";"Navy; Reserve"\n',
+        encoding="utf-8",
+    )
+    result = read_leads(path)
+    assert [r["first_name"] for r in result.rows] == ["Grace"]
+    assert result.rows[0]["company_name"] == "Navy; Reserve"
+    assert [str(p) for p in result.refused] == [f"{path}:2:1: $: 4 fields, header has 3"]
+
+
+def test_a_header_without_the_url_column_names_the_delimiters(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("first_name;profile\nAda;x\n", encoding="utf-8")
+    with pytest.raises(LeadsError, match="separated by a comma, a semicolon, a tab or a pipe"):
+        read_leads(path)

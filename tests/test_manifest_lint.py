@@ -408,8 +408,21 @@ def test_csv_without_profile_url_column(tmp_path: Path) -> None:
     csv.write_text("linkedin_url,name\n")
     assert errors(lint(seq(leads=LeadsSource(csv)))) == [
         "$.spec.leads.csv: leads file 'leads.csv' has no linkedin_profile_url column "
-        "(did you mean 'linkedin_url'?)"
+        "(did you mean 'linkedin_url'?) (columns may be separated by a comma, a semicolon, a "
+        "tab or a pipe)"
     ]
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_csv_exported_with_another_delimiter_is_read(
+    fake_templates: types.ModuleType, tmp_path: Path, delimiter: str
+) -> None:
+    """An Excel export in a comma-decimal locale is semicolon-separated: the header is
+    sniffed, not reported as one column named 'first_name;linkedin_profile_url'."""
+    csv = tmp_path / "leads.csv"
+    csv.write_text(delimiter.join(["first_name", "linkedin_profile_url", "plan"]) + "\n")
+    s = replace_step(seq(leads=LeadsSource(csv)), 1, with_={"note": "Hi {{ lead.plan }}"})
+    assert errors(lint(s)) == [] and warnings(lint(s)) == []
 
 
 def test_template_errors_are_reported_at_the_field(fake_templates: types.ModuleType) -> None:

@@ -527,3 +527,24 @@ async def test_an_outage_of_the_sync_backs_off_more_at_each_failure(tmp_path: Pa
     bob = env.store.enrollments(lead_id=bob_lead.id)
     assert bob[0].state == "visit" and bob[0].next_due_at is not None
     assert bob[0].next_due_at - env.clock.now() <= timedelta(seconds=90)
+
+
+async def test_a_reply_found_after_a_wait_elapsed_in_the_same_tick_starts_from_the_new_step(
+    tmp_path: Path,
+) -> None:
+    """The wait ends (pause -> nudge), then the sync before nudge's call finds a reply: the
+    reply leaves from nudge, not from the pause the store still held (a stale "from")."""
+    steps: tuple[Step, ...] = (
+        WaitStep("pause-3d", timedelta(days=3)),
+        ActionStep("nudge", "connect", next="completed"),
+    )
+    env = Env(tmp_path, make_seq(steps=steps))
+    eid = env.lead("eve", writes_first_to=[ID], accepts=True)
+    env.clock.advance(timedelta(days=4))
+    await env.runner().tick()
+    transitions = [
+        (e.from_state, e.to_state, e.trigger)
+        for e in env.store.events(enrollment_id=eid, kind="transition")
+    ]
+    assert transitions == [("pause-3d", "nudge", "elapsed"), ("nudge", "replied", "reply")]
+    assert env.state(eid) == "replied"

@@ -473,3 +473,13 @@ def test_enrollment_ids_of_many_leads_in_one_pass(store: Store) -> None:
     assert len(many) == 6_000 and 1 not in many and 6_002 not in many
     assert all(many[k] == v for k, v in few.items()) and len(few) == 100
     assert store.enrollment_ids("t", range(1, 6_003)) == {1: 6_002}
+
+
+def test_a_missing_database_driver_names_the_extra(tmp_path: Path) -> None:
+    """A URL whose driver is not installed says what to install, not a bare ImportError."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is not None:
+        pytest.skip("psycopg2 is installed here")
+    with pytest.raises(StoreError, match=r"pip install 'seqrun\[postgres\]'"):
+        Store.open("postgresql+psycopg2://u@db.example/seqrun", tmp_path)

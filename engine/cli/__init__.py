@@ -24,6 +24,7 @@ import click
 from engine import __version__
 from engine.cli import (
     apply_cmds,
+    completion_cmds,
     dnc_cmds,
     leads_cmds,
     manifest_cmds,
@@ -53,7 +54,7 @@ def cli(verbose: int) -> None:
 
 
 for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dnc_cmds,
-                schedule_cmds, sandbox_cmds):
+                schedule_cmds, sandbox_cmds, completion_cmds):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
@@ -61,7 +62,8 @@ for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dn
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (see the module's docstring)."""
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="seqrun",
+                          standalone_mode=False)  # prog_name: _SEQRUN_COMPLETE, `python -m`
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1

@@ -89,18 +89,17 @@ def list_cmd(output: str, state_dir: Path) -> int:
     """Every profile on the do-not-contact list, with its reason."""
     from engine import runtime  # deferred: see the module's note
 
-    with runtime.open_store(state_dir) as store:
-        entries = sorted(store.do_not_contact().items())
+    entries = runtime.read_store(state_dir, lambda s: sorted(s.do_not_contact().items()))
+    entries = entries or []
     if output == "json":
         render.print_json([{"profile_url": u, "reason": r} for u, r in entries])
         return 0
     if not entries:
         click.echo("The do-not-contact list is empty.")
         return 0
-    width = max(len(u) for u, _ in entries)
-    click.echo(f"{'PROFILE URL'.ljust(width)}   REASON")
-    for url, reason in entries:
-        click.echo(f"{url.ljust(width)}   {reason or '-'}".rstrip())
+    render.print_table(render.console(), ("PROFILE URL", "REASON"),
+                       [(url, reason or "-") for url, reason in entries],
+                       title=f"do-not-contact list ({len(entries)})")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""``seqrun leads import``: a leads CSV into an applied sequence."""
+"""``seqrun leads import``: a leads CSV into an applied sequence; ``seqrun leads list``: the
+enrolled leads, by sequence and state."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from engine.cli.options import output_option, state_dir_option
 
 @click.group("leads")
 def leads_group() -> None:
-    """Lead files."""
+    """Leads: import a CSV into a sequence, list the enrolled ones."""
 
 
 @leads_group.command("import")
@@ -30,6 +31,28 @@ def leads_import_cmd(file: Path, sequence: str, output: str, state_dir: Path) ->
         render.print_json(result.to_json())
     else:
         render.render_import(result)
+    return 0
+
+
+@leads_group.command("list")
+@click.option("--sequence", "sequence", default=None, help="Only this sequence's leads.")
+@click.option("--state", "states", multiple=True, metavar="S",
+              help="Only leads at this step or terminal (repeat for several).")
+@output_option()
+@state_dir_option()
+def leads_list_cmd(
+    sequence: str | None, states: tuple[str, ...], output: str, state_dir: Path
+) -> int:
+    """The enrolled leads: sequence, state, identity, next step due (one row per enrollment)."""
+    from engine import runtime  # deferred: see leads_import_cmd
+    from engine.views.leads import leads
+
+    rows = runtime.read_store(
+        state_dir, lambda s: leads(s, sequence=sequence, states=states or None)) or []
+    if output == "json":
+        render.print_json([r.to_json() for r in rows])
+    else:
+        render.render_leads(rows)
     return 0
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.cli.render_schedules import render_schedule_plan
@@ -22,8 +24,9 @@ if TYPE_CHECKING:
     from engine.apply.plan import Plan, SequencePlan
     from engine.apply.sequences import ApplyResult
     from engine.views.control import PauseResult
-    from engine.views.status import StatusReport
-    from engine.views.why import WhyReport, WorkflowWhy
+    from engine.views.leads import LeadStatus
+    from engine.views.status import SequenceStatus, StatusReport
+    from engine.views.why import WhyEntry, WhyReport, WorkflowWhy
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -158,9 +161,14 @@ def render_apply(result: ApplyResult, out: Console | None = None) -> None:
 
 
 def _run_summary(run: Any) -> str:
+    """The run inside apply, in words (the runner's one-line summary, or why it did not run)."""
+    from engine.cli.render_run import run_lines  # deferred: render_run imports this module
+
     data = _to_json(run)
+    if isinstance(data, dict) and "due" in data:
+        return "; ".join(run_lines(run))
     if isinstance(data, dict):
-        return ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, list | dict))
+        return "; ".join(str(v) for v in data.values())
     return str(data)
 
 
@@ -177,6 +185,142 @@ def render_import(result: LeadsImportResult, out: Console | None = None) -> None
     )
 
 
+REASON_MAX = 60  # an identity's error in the status table; `-o json` has it whole
+
+
+def print_table(
+    out: Console,
+    head: tuple[str, ...],
+    rows: Iterable[tuple[str, ...]],
+    *,
+    title: str | None = None,
+    right: Iterable[int] = (),
+) -> None:
+    """A table: rich on a terminal; aligned plain columns (title on a line of its own) when
+    piped, so it greps and never wraps. ``right``: the columns to right-align (numbers)."""
+    rows = list(rows)
+    aligned = set(right)
+    if out.is_terminal:
+        table = Table(title=escape(title) if title else None)
+        for i, name in enumerate(head):
+            table.add_column(escape(name), justify="right" if i in aligned else "left")
+        for row in rows:
+            table.add_row(*(escape(c) for c in row))
+        out.print(table)
+        return
+    if title:
+        out.print(title, markup=False)
+    _columns(head, rows, out)
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.0f}%"
+
+
+def _short(text: str, limit: int = REASON_MAX) -> str:
+    """One line of at most ``limit`` characters (the full text is in ``-o json``)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _sequence_title(s: SequenceStatus) -> str:
+    title = f"{s.name} ({s.provider}, revision {s.revision})"
+    if s.paused:
+        title += " [paused: seqrun resume " + s.name + "]"
+    if s.rollout:  # in-flight leads keep their revision unless the manifest migrates them
+        spread = ", ".join(f"{n} on {rev}" + (" (current)" if rev == s.revision else "")
+                           for rev, n in sorted(s.in_flight.items(), key=lambda kv: -kv[1]))
+        title += f" [rollout: leads in flight {spread}]"
+    return title
+
+
+def _render_funnel(s: SequenceStatus, out: Console) -> None:
+    idents = sorted(s.by_identity)
+    conv = s.conversion
+    rows: list[tuple[str, ...]] = []
+    for state, n in s.funnel:
+        if n == 0 and state == "stopped" and not conv.reached.get(state):
+            continue
+        reached = conv.reached.get(state, 0)
+        rows.append((state, str(n), str(reached), _pct(conv.reached_rate(state)),
+                     *[str(s.by_identity[i].get(state, 0)) for i in idents]))
+    rows.append(("total", str(s.total), "", "",
+                 *[str(sum(s.by_identity[i].values())) for i in idents]))
+    head = ("step / terminal", "now", "reached", "reached %", *[f"now: {i}" for i in idents])
+    print_table(out, head, rows, title=_sequence_title(s), right=range(1, len(head)))
+    if s.waiting:  # leads due to act but held: by a limit (in line for a slot), a window...
+        out.print("waiting to act: " + ", ".join(f"{n} on {why}" for why, n in
+                                                 sorted(s.waiting.items())), markup=False)
+    if s.unverified:  # settled after a crash with nothing to check: not counted as sent
+        out.print("done without evidence (unverified, not counted as sent): " + ", ".join(
+            f"{a} {n}" for a, n in sorted(s.unverified.items())), markup=False)
+
+
+def _render_conversion(s: SequenceStatus, out: Console) -> None:
+    conv = s.conversion
+    if not conv.overall.enrolled:
+        return
+    rows = [
+        (who, str(r.enrolled), str(r.invited), str(r.accepted), _pct(r.acceptance_rate),
+         str(r.already_connected), str(r.messaged), str(r.replied), _pct(r.reply_rate))
+        for who, r in [*conv.by_identity.items(), ("all", conv.overall)]
+    ]
+    head = ("identity", "leads", "invited", "accepted", "acceptance", "already connected",
+            "messaged", "replied", "reply rate")
+    print_table(out, head, rows, title=f"{s.name}: conversion (acceptance = accepted / "
+                "invited; reply rate = replied / leads)", right=range(1, len(head)))
+    if conv.reasons:
+        print_table(out, ("ended in", "leads", "why"),
+                    [(r.terminal, str(r.count), r.text) for r in conv.reasons],
+                    title=f"{s.name}: how leads ended", right=(1,))
+
+
+def _render_identities(report: StatusReport, out: Console) -> None:
+    actions = sorted({a for i in report.identities for a in i.usage})
+    clock = "the sandbox's virtual clock" if report.clock == "virtual" else "the real clock"
+    start = report.at - timedelta(hours=24)
+    rows: list[tuple[str, ...]] = []
+    for i in report.identities:
+        cells = []
+        for a in actions:
+            used, limit = i.usage.get(a, (0, None))
+            full = " full" if limit is not None and used >= limit else ""  # the rest waits
+            cell = f"{used}/{limit}{full}" if limit is not None else str(used)
+            unverified = i.unverified.get(a, 0)  # counted by the limit, not as sent
+            cells.append(cell + (f" ({unverified} unverified)" if unverified else ""))
+        status = i.status + (f": {_short(i.reason)}" if i.reason else "")
+        rows.append((i.id, status, *cells, str(i.paused_enrollments)))
+    print_table(out, ("identity", "status", *actions, "paused leads"), rows,
+                title=f"identities: limits used from {_utc(start)} to {_utc(report.at)} "
+                f"({clock})", right=range(2, len(actions) + 3))
+    last = max((i.last_action_at for i in report.identities if i.last_action_at), default=None)
+    if last is not None and last < start:
+        hint = (" (after a run on simulated time, add --virtual-clock)"
+                if report.clock == "real" else "")
+        out.print(f"No action in these 24 h: the latest was at {_utc(last)}{hint}.",
+                  markup=False)
+
+
+def render_leads(rows: Iterable[LeadStatus], out: Console | None = None) -> None:
+    """``seqrun leads list``: one row per enrollment."""
+    out = out or console()
+    rows = list(rows)
+    if not rows:
+        out.print("No leads match.")
+        return
+    print_table(out, ("PROFILE URL", "NAME", "SEQUENCE", "STATE", "IDENTITY", "NEXT DUE (UTC)",
+                      "NOTE"),
+                [(r.profile_url, r.name or "-", r.sequence, r.state, r.identity,
+                  r.next_due_at.strftime("%Y-%m-%d %H:%M") if r.next_due_at else "-",
+                  "paused" if r.paused else _short(r.last_error or "", 40) or "-")
+                 for r in rows],
+                title=f"{len(rows)} lead(s)")
+
+
 def render_status(report: StatusReport, out: Console | None = None) -> None:
     out = out or console()
     if report.paused_all:
@@ -184,42 +328,10 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
     if not report.sequences and not report.workflows and not report.schedules:
         out.print("No sequences, workflows or schedules applied yet.")
     for s in report.sequences:
-        idents = sorted(s.by_identity)
-        table = Table(title=f"{s.name} ({s.provider}, revision {s.revision})"
-                      + (" [paused]" if s.paused else ""))
-        table.add_column("step / terminal")
-        table.add_column("leads", justify="right")
-        for ident in idents:
-            table.add_column(ident, justify="right")
-        for state, n in s.funnel:
-            if n == 0 and state in ("stopped",):
-                continue
-            cells = [str(s.by_identity[i].get(state, 0)) for i in idents]
-            table.add_row(state, str(n), *cells)
-        table.add_row("[bold]total[/]", str(s.total),
-                      *[str(sum(s.by_identity[i].values())) for i in idents])
-        if s.unverified:  # settled after a crash with nothing to check: not counted as sent
-            table.caption = "done without evidence (unverified, not counted sent): " + ", ".join(
-                f"{a} {n}" for a, n in sorted(s.unverified.items()))
-        out.print(table)
+        _render_funnel(s, out)
+        _render_conversion(s, out)
     if report.identities:
-        table = Table(title="identities (limits used in the last 24 h)")
-        table.add_column("identity")
-        table.add_column("status")
-        actions = sorted({a for i in report.identities for a in i.usage})
-        for a in actions:
-            table.add_column(a, justify="right")
-        table.add_column("paused leads", justify="right")
-        for i in report.identities:
-            cells = []
-            for a in actions:
-                used, limit = i.usage.get(a, (0, None))
-                cell = f"{used}/{limit}" if limit is not None else str(used)
-                unverified = i.unverified.get(a, 0)
-                cells.append(cell + (f" ({unverified} unverified)" if unverified else ""))
-            status = i.status + (f" ({i.reason})" if i.reason else "")
-            table.add_row(i.id, status, *cells, str(i.paused_enrollments))
-        out.print(table)
+        _render_identities(report, out)
     if report.workflows:
         render_workflow_status(report.workflows, out)
     if report.schedules:
@@ -234,8 +346,7 @@ def _when(value: str | None) -> str:
 
 
 def render_workflow_status(workflows: Iterable[Any], out: Console | None = None) -> None:
-    """``seqrun status``: one row per Workflow, kubectl-get style (aligned plain columns,
-    never truncated, so it greps and pipes)."""
+    """``seqrun status``: one row per Workflow (a table; kubectl-get columns when piped)."""
     out = out or console()
     head = ("WORKFLOW", "PROVIDER", "STATE", "WORKFLOW ID", "NODES OK", "SUBMITTED (UTC)",
             "FINISHED (UTC)")
@@ -246,7 +357,7 @@ def render_workflow_status(workflows: Iterable[Any], out: Console | None = None)
             state += f" [{w.phase}]"
         rows.append((w.name, w.provider, state, w.workflow_id or "-", f"{w.nodes_ok}/{w.nodes}",
                      _when(w.submitted_at), _when(w.finished_at)))
-    _columns(head, rows, out)
+    print_table(out, head, rows, right=(4,))
 
 
 def _columns(head: tuple[str, ...], rows: list[tuple[str, ...]], out: Console) -> None:
@@ -257,7 +368,8 @@ def _columns(head: tuple[str, ...], rows: list[tuple[str, ...]], out: Console) -
 
 
 def render_schedule_status(schedules: Iterable[Any], out: Console | None = None) -> None:
-    """``seqrun status``: one row per managed Schedule, as last applied (kubectl get-style)."""
+    """``seqrun status``: one row per managed Schedule, as last applied (a table; kubectl-get
+    columns when piped)."""
     out = out or console()
     head = ("SCHEDULE", "MODE", "ACTION", "EDGES UID / RUN", "CRON / RUN STATUS", "CONTINUES",
             "APPLIED (UTC)")
@@ -267,7 +379,7 @@ def render_schedule_status(schedules: Iterable[Any], out: Console | None = None)
          str(s.continues) if s.mode == "async" else "-", _when(s.applied_at))
         for s in schedules
     ]
-    _columns(head, rows, out)
+    print_table(out, head, rows, right=(5,))
 
 
 def render_why_workflow(report: WorkflowWhy, out: Console | None = None) -> None:
@@ -307,10 +419,19 @@ def render_schedule_apply(result: Any, out: Console | None = None) -> None:
 def render_why(report: WhyReport, out: Console | None = None) -> None:
     """One line per transition or provider call, oldest first (greppable, never truncated)."""
     out = out or console()
-    out.print(f"[bold]{report.profile_url}[/]")
+    lead = report.lead if isinstance(report.lead, dict) else {}
+    who = str(lead.get("full_name") or lead.get("first_name") or "").strip()
+    company = str(lead.get("company_name") or "").strip()
+    about = ", ".join(x for x in (who, company) if x)
+    out.print(f"[bold]{escape(report.profile_url)}[/]" + (f" ({escape(about)})" if about else ""))
     for e in report.enrollments:
         out.print(f"  {e['sequence']}: state {e['state']} (revision {e['revision']}, identity "
-                  f"{e['identity']}{', paused' if e['paused'] else ''})")
+                  f"{e['identity']}{', paused' if e['paused'] else ''})", markup=False)
+        route = e.get("route") or []
+        if route:
+            hops = [str(route[0]["state"])] + [
+                f"-{hop['trigger']}-> {hop['state']}" for hop in route[1:]]
+            out.print("    route: " + " ".join(hops), markup=False)
     for entry in report.entries:
         when = entry.at.strftime("%Y-%m-%d %H:%M:%S")
         where = f"{entry.sequence or '-'}@{entry.revision or '-'}"
@@ -321,15 +442,56 @@ def render_why(report: WhyReport, out: Console | None = None) -> None:
         else:
             line = (f"{when}  {where}  {entry.kind}: {entry.from_state or '·'} -> "
                     f"{entry.to_state or '·'}{' on ' + entry.trigger if entry.trigger else ''}")
-            if isinstance(entry.detail, dict) and entry.detail:
-                line += "  " + json.dumps(entry.detail, default=str, sort_keys=True)
+            extra = _why_detail(entry)
+            if extra:
+                line += "  " + json.dumps(extra, default=str, sort_keys=True)
         out.print(line, markup=False)
+        for field_name, text in sent_text(entry).items():
+            body = text.rstrip("\n").replace("\n", "\n" + " " * 24)
+            out.print(f"{'':20}{field_name}: {body}", markup=False)
+
+
+def pause_line(result: PauseResult) -> str:
+    """What pause/resume did, in words (``-o json`` keeps the raw count)."""
+    verb = "Paused" if result.paused else "Resumed"
+    kind, _, name = result.target.partition(" ")
+    if kind == "sequence":
+        if result.paused:
+            return (f"Paused sequence {name}: its leads stay where they are "
+                    f"(seqrun resume {name} to go on).")
+        return f"Resumed sequence {name}: its leads go on from where they were."
+    if kind == "identity":
+        held = f"{result.changed} lead(s) " + ("held" if result.paused else "released")
+        undo = f" (seqrun resume --identity {name} to go on)" if result.paused else ""
+        return f"{verb} identity {name}: {held}{undo}."
+    if result.paused:
+        return (f"Paused everything (kill switch on): {result.changed} sequence(s) paused, "
+                "nothing is sent until seqrun resume --all.")
+    return f"Resumed everything (kill switch off): {result.changed} sequence(s) resumed."
+
+
+#: an event's details the line already says (the call above it, its label) or that only
+#: the machine needs (the idempotency key); `-o json` keeps them all
+_SAID = frozenset({"action", "label", "key"})
+
+
+def _why_detail(entry: WhyEntry) -> dict[str, Any]:
+    detail = entry.detail if isinstance(entry.detail, dict) else {}
+    return {k: v for k, v in detail.items() if k not in _SAID}
+
+
+def sent_text(entry: WhyEntry) -> dict[str, str]:
+    """What a call put in front of the lead (its rendered ``note``/``text``), if anything:
+    the runner keeps it with the outcome (``response.sent``)."""
+    detail = entry.detail if isinstance(entry.detail, dict) else {}
+    response = detail.get("response")
+    sent = response.get("sent") if isinstance(response, dict) else None
+    return {str(k): str(v) for k, v in sent.items()} if isinstance(sent, dict) else {}
 
 
 def render_pause(result: PauseResult, out: Console | None = None) -> None:
     out = out or console()
-    verb = "paused" if result.paused else "resumed"
-    out.print(f"{result.target}: {verb} ({result.changed} row(s) changed)")
+    out.print(pause_line(result), markup=False)
 
 
 def render_lines(lines: Iterable[str], out: Console | None = None) -> None:

@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from engine.cli import render
-from engine.cli.options import output_option, state_dir_option, virtual_clock_option
+from engine.cli.options import (
+    output_option,
+    sandbox_option,
+    state_dir_option,
+    virtual_clock_option,
+)
 from engine.errors import UsageError
 
 # `from engine import runtime` is deferred into the commands below: it loads the store
@@ -25,15 +30,22 @@ def kind_name(text: str) -> tuple[str | None, str]:
 
 @click.command("status")
 @click.argument("name", required=False)
+@sandbox_option("Accepted like on the write commands: status reads only the store, so it "
+                "changes nothing (the sandbox's clock comes with --virtual-clock).")
 @virtual_clock_option("Count the last 24 h on the embedded sandbox's virtual clock.")
 @output_option()
 @state_dir_option()
-def status_cmd(name: str | None, virtual_clock: bool, output: str, state_dir: Path) -> int:
-    """Funnel per step and terminal, per identity, limits used in the last 24 h, and workflows.
+def status_cmd(
+    name: str | None, sandbox: bool, virtual_clock: bool, output: str, state_dir: Path
+) -> int:
+    """Funnel per step and terminal with rates, per identity, limits used in the last 24 h,
+    workflows and schedules.
 
     NAME (or sequence/NAME, workflow/NAME) narrows to one sequence or workflow.
     """
     from engine import runtime  # deferred: see the module's note
+
+    del sandbox  # read-only: the store is the same with or without the sandbox
 
     if name is not None:
         name = kind_name(name)[1]

@@ -204,6 +204,12 @@ def _enum(f: _Failure) -> list[Problem]:
 
 
 def _type(f: _Failure) -> list[Problem]:
+    number = f.instance
+    if (f.schema.get("title") == "duration" and isinstance(number, int | float)
+            and not isinstance(number, bool)):  # `timeout: 10`: which unit was meant?
+        n = int(number) if float(number).is_integer() else number
+        return f.at(f.path, f'a duration needs a unit: write "{n}m" (minutes), "{n}h" '
+                            f'(hours) or "{n}d" (days); got the number {n}')
     wanted = f.value if isinstance(f.value, list) else [f.value]
     names = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in wanted)
     return f.at(f.path, f"expected {names}, got {_json_type(f.instance)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -85,10 +86,31 @@ class _Lines:
         return line
 
 
+#: what spreadsheets export "CSV" with: a comma, Excel's semicolon (in locales where the comma
+#: is the decimal mark), a tab, a pipe
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(header: str) -> str:
+    """The delimiter of a leads CSV, read from its header line: the first of
+    :data:`DELIMITERS` that makes a ``linkedin_profile_url`` column, else the comma."""
+    for delimiter in DELIMITERS:
+        try:
+            columns = next(csv.reader([header], delimiter=delimiter), [])
+        except csv.Error:
+            continue
+        if URL_COLUMN in (c.strip() for c in columns):
+            return delimiter
+    return ","
+
+
 def parse_leads(lines: Iterable[str], filename: str) -> LeadImport:
-    """:func:`read_leads` over already-decoded lines (``filename`` is used in problems)."""
-    feed = _Lines(lines)
-    reader = csv.reader(feed)
+    """:func:`read_leads` over already-decoded lines (``filename`` is used in problems).
+    The delimiter is sniffed from the header (:func:`sniff_delimiter`)."""
+    rest = iter(lines)
+    first = next(rest, None)
+    feed = _Lines(rest if first is None else chain([first], rest))
+    reader = csv.reader(feed, delimiter=sniff_delimiter(first or ""))
     try:
         header = next(reader)
     except StopIteration:
@@ -100,7 +122,8 @@ def parse_leads(lines: Iterable[str], filename: str) -> LeadImport:
     if URL_COLUMN not in columns:
         raise LeadsError(
             f"{filename}:1: no '{URL_COLUMN}' column in the header (found: "
-            f"{one_line(', '.join(c for c in columns if c)) or 'nothing'})"
+            f"{one_line(', '.join(c for c in columns if c)) or 'nothing'}; columns may be "
+            "separated by a comma, a semicolon, a tab or a pipe)"
         )
     if len(set(columns)) != len(columns):
         dupes = sorted({c for c in columns if columns.count(c) > 1})

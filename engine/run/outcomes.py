@@ -25,6 +25,9 @@ from engine.store import ActionRow, ConversationRow, EnrollmentRow, bounded
 
 log = logging.getLogger(__name__)
 
+#: the rendered parameters a lead reads, kept with the outcome (``seqrun why`` shows them)
+SENT_TEXT = frozenset({"note", "text", "subject"})
+
 # check_connection's answer -> its trigger (anything else: ok)
 _CONNECTION_TRIGGERS = {
     "connected": "ok",
@@ -113,12 +116,16 @@ class Outcomes:
         trigger = "ok"
         if action == "check_connection":
             trigger = _CONNECTION_TRIGGERS.get(status or "", "ok")
+        response = data if isinstance(data, dict) else dict(data)  # bounded by the store
+        sent = {k: v for k, v in p.params.items() if isinstance(v, str) and k in SENT_TEXT}
+        if sent:  # what the lead read, for `seqrun why` (the intent's request is overwritten)
+            response = {**response, "sent": sent}
         ctx.w.outcomes.append(
             {
                 "key": key,
                 "status": "done",
                 "label": status or "ok",
-                "response": data if isinstance(data, dict) else dict(data),  # bounded by the store
+                "response": response,
                 "finished_at": now,
             }
         )

@@ -22,6 +22,16 @@ log = logging.getLogger(__name__)
 _REPLY = Move("reply", detail="the lead wrote to us")
 
 
+def _as_buffered(ctx: IdentityTick, enr: EnrollmentRow) -> EnrollmentRow:
+    """``enr`` as this wave left it: a transition earlier in the wave (a wait that elapsed)
+    is buffered in ``ctx.w``, not yet in the store, and the reply must leave from there."""
+    pending = ctx.w.transitions.get(enr.id)
+    if pending is None:
+        return enr
+    return enr._replace(state=pending["state"], next_due_at=pending["next_due_at"],
+                        attempts=pending["attempts"], last_error=pending["last_error"])
+
+
 class Sync:
     """Conversation sync, connection checks and the pausing of identities."""
 
@@ -112,7 +122,10 @@ class Sync:
         urls = list(urls)
         for i in range(0, len(urls), 500):
             chunk = urls[i : i + 500]
-            for enr, lead in self.store.live_enrollments_for_profiles(ctx.identity, chunk):
+            for stored, lead in self.store.live_enrollments_for_profiles(ctx.identity, chunk):
+                enr = _as_buffered(ctx, stored)
+                if enr.state in vocab.TERMINALS:
+                    continue
                 compiled = self.state.compiled(enr.revision)
                 if "reply" not in compiled.triggers(enr.state):
                     continue

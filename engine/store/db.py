@@ -35,14 +35,23 @@ _ID_SQL = f"SELECT value_json FROM kv WHERE ns = '{STORE_ID[0]}' AND key = '{STO
 
 
 def normalize_url(url: str) -> str:
-    """``postgres://`` (what Heroku and others hand out) as ``postgresql://``, the scheme
-    SQLAlchemy knows; any other URL as given."""
+    """``postgres://`` (what Heroku and others hand out) and a ``postgresql://`` without a
+    driver as ``postgresql+psycopg://``: SQLAlchemy knows no ``postgres`` scheme, and its
+    default driver (psycopg2) is not the one ``seqrun[postgres]`` installs (psycopg 3).
+    ``postgres+DRIVER://`` keeps its driver; any other URL is as given."""
     scheme, sep, rest = url.partition("://")
-    if sep and scheme.lower() == "postgres":
-        return f"postgresql://{rest}"
+    if sep and scheme.lower() in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
     if sep and scheme.lower().startswith("postgres+"):  # postgres+psycopg://...
         return f"postgresql+{scheme.partition('+')[2]}://{rest}"
     return url
+
+
+def has_state(state_dir: Path | str) -> bool:
+    """Whether a store exists to read: ``$SEQRUN_DATABASE_URL`` names one, or
+    ``<state_dir>/state.db`` exists. Read-only commands ask first, so that they never create
+    a state directory where nothing was applied."""
+    return bool(os.environ.get(ENV_URL)) or (Path(state_dir) / "state.db").is_file()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -98,8 +107,13 @@ class StoreBase:
         assert url is not None
         try:
             engine = sa.create_engine(normalize_url(url))
-        except (sa.exc.ArgumentError, ImportError) as exc:
-            raise StoreError(f"cannot open the store: {exc}") from exc
+        except ImportError as exc:  # the URL's driver is not installed
+            raise StoreError(f"cannot open the store: {exc} (for PostgreSQL: pip install "
+                             "'seqrun[postgres]' and a postgresql+psycopg:// URL)") from exc
+        except sa.exc.ArgumentError as exc:
+            raise StoreError(f"cannot open the store: {exc} (expected a SQLAlchemy URL such as "
+                             "postgresql+psycopg://USER:PASSWORD@HOST/DB or sqlite:///PATH)"
+                             ) from exc
         return cls(engine)._started()
 
     @classmethod

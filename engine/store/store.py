@@ -24,6 +24,7 @@ from engine.store.batch import Batch
 from engine.store.conversations import Conversations
 from engine.store.dnc import DoNotContact
 from engine.store.enrollments import EnrollmentCounts, Enrollments
+from engine.store.funnel import FunnelCounts
 from engine.store.identities import Identities
 from engine.store.kv import KV
 from engine.store.leads import Leads
@@ -38,6 +39,7 @@ class Store(
     Leads,
     Enrollments,
     EnrollmentCounts,
+    FunnelCounts,
     Actions,
     Batch,
     Conversations,

@@ -24,6 +24,8 @@ from engine.errors import SeqrunError
 from engine.providers import REGISTRY  # importing the package registers every adapter
 from engine.store import SequenceRow, Store
 from engine.store import schedules as schedule_db
+from engine.views.funnel import Funnel
+from engine.views.funnel import funnel as conversion
 from engine.vocab import KILL_SWITCH, LIMIT_ALIASES, TERMINALS
 
 WINDOW = timedelta(hours=24)
@@ -43,10 +45,17 @@ class SequenceStatus:
     funnel: list[tuple[str, int]]  # step order, then terminals, then unknown states
     by_identity: dict[str, dict[str, int]]
     revisions: dict[str, int]  # revision -> enrollments on it
+    conversion: Funnel = field(default_factory=Funnel)  # rates, reach per step, end reasons
+    in_flight: dict[str, int] = field(default_factory=dict)  # revision -> leads not yet ended
     # action -> done without evidence (settled after a crash, e.g. a visit): not counted sent
     unverified: dict[str, int] = field(default_factory=dict)
     # why leads wait to act ("limit:connect", "window", "cooldown") -> how many
     waiting: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rollout(self) -> bool:
+        """Leads still in flight on another revision than the current one."""
+        return any(rev != self.revision and n for rev, n in self.in_flight.items())
 
     @property
     def total(self) -> int:
@@ -65,6 +74,9 @@ class SequenceStatus:
             "revisions": self.revisions,
             "unverified": self.unverified,
             "waiting": self.waiting,
+            "conversion": self.conversion.to_json(),
+            "in_flight_revisions": self.in_flight,
+            "rollout": self.rollout,
         }
 
 
@@ -79,6 +91,7 @@ class IdentityStatus:
     # action -> of the used, how many are done without evidence (the limit counts them, as
     # they may have happened; they are not counted as sent)
     unverified: dict[str, int] = field(default_factory=dict)
+    last_action_at: datetime | None = None  # its latest action (the usage may all be older)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +104,8 @@ class IdentityStatus:
                 a: {"used": u, "limit": lim, "unverified": self.unverified.get(a, 0)}
                 for a, (u, lim) in self.usage.items()
             },
+            "last_action_at": None if self.last_action_at is None
+            else self.last_action_at.isoformat(),
         }
 
 
@@ -185,10 +200,13 @@ class StatusReport:
     identities: list[IdentityStatus] = field(default_factory=list)
     workflows: list[WorkflowStatus] = field(default_factory=list)
     schedules: list[ScheduleStatus] = field(default_factory=list)
+    clock: str = "real"  # real | virtual: the clock `at` (and the 24 h of limits) is on
 
     def to_json(self) -> dict[str, Any]:
         return {
             "at": self.at.isoformat(),
+            "clock": self.clock,
+            "limits_window": {"from": (self.at - WINDOW).isoformat(), "to": self.at.isoformat()},
             "paused_all": self.paused_all,
             "sequences": [s.to_json() for s in self.sequences],
             "identities": [i.to_json() for i in self.identities],
@@ -240,8 +258,16 @@ def workflow_statuses(store: Store, name: str | None = None) -> list[WorkflowSta
     return out
 
 
+def _step_actions(manifest: Any) -> dict[str, str]:
+    """Each action step's action in a stored manifest (the funnel's wording)."""
+    steps = manifest.get("spec", {}).get("steps") if isinstance(manifest, dict) else None
+    return {str(s["id"]): str(s["action"]) for s in steps or []
+            if isinstance(s, dict) and "id" in s and "action" in s}
+
+
 def _sequence_status(
-    store: Store, row: SequenceRow, meta: Mapping[str, Any], counts: Mapping[tuple[str, str], int]
+    store: Store, row: SequenceRow, meta: Mapping[str, Any], counts: Mapping[tuple[str, str], int],
+    manifest: Any = None,
 ) -> SequenceStatus:
     """One sequence's funnel (its steps in order, then terminals, then unknown states), its
     enrollments by identity and state, and by revision."""
@@ -252,12 +278,18 @@ def _sequence_status(
     funnel += sorted((s, n) for s, n in states.items() if s not in order)
     by_identity: dict[str, dict[str, int]] = defaultdict(dict)
     revisions: Counter[str] = Counter()
+    in_flight: Counter[str] = Counter()
     for ident, state, rev, n in store.count_by_identity_state(row.name):
         by_identity[ident][state] = by_identity[ident].get(state, 0) + int(n)
         revisions[rev] += int(n)
+        if state not in TERMINALS:
+            in_flight[rev] += int(n)
+    enrolled = {i: sum(per.values()) for i, per in by_identity.items()}
     return SequenceStatus(row.name, row.provider, row.current_revision, row.paused, funnel,
                           dict(by_identity), dict(revisions),
-                          store.count_unverified(sequence=row.name), store.count_waiting(row.name))
+                          conversion(store, row.name, enrolled, _step_actions(manifest)),
+                          dict(in_flight), store.count_unverified(sequence=row.name),
+                          store.count_waiting(row.name))
 
 
 def _identity_statuses(
@@ -290,12 +322,15 @@ def _identity_statuses(
                 paused,
                 usage,
                 store.count_unverified(identity=identity, since=since),
+                store.last_action_at(identity),
             )
         )
     return identities
 
 
-def status(store: Store, name: str | None = None, *, now: datetime) -> StatusReport:
+def status(
+    store: Store, name: str | None = None, *, now: datetime, clock: str = "real"
+) -> StatusReport:
     """The funnel per sequence (per step, terminal and identity), limits used per identity,
     every applied Workflow and every managed Schedule. ``name`` narrows to one sequence,
     workflow or schedule (kubectl's ``get NAME``); NotFoundError when none exists."""
@@ -312,8 +347,9 @@ def status(store: Store, name: str | None = None, *, now: datetime) -> StatusRep
     identity_provider: dict[str, str] = {}
     for row in rows:
         meta = store.kv_get(META_NS, row.name) or {}
-        sequences.append(_sequence_status(store, row, meta, counts))
         revision = store.get_revision(row.current_revision)
+        sequences.append(_sequence_status(store, row, meta, counts,
+                                          revision.manifest if revision else None))
         limits = _limits(revision.manifest if revision else None, row.provider)
         for identity in list(meta.get("identities") or []) + list(sequences[-1].by_identity):
             identity_provider.setdefault(identity, row.provider)
@@ -324,4 +360,4 @@ def status(store: Store, name: str | None = None, *, now: datetime) -> StatusRep
     identities = _identity_statuses(store, identity_limits, identity_provider,
                                     every=name is None, now=now)
     return StatusReport(now, bool(store.kv_get(*KILL_SWITCH)), sequences, identities, workflows,
-                        schedules)
+                        schedules, clock)

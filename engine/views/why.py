@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.apply.workflows import WorkflowResult, workflow_record
 from engine.errors import UsageError
-from engine.store import EnrollmentRow, Store
+from engine.store import EnrollmentRow, EventRow, Store
 from engine.urls import normalize_profile_url
 from engine.views.status import NotFoundError, WorkflowStatus, workflow_status
 
@@ -106,7 +106,8 @@ def _action_entries(store: Store, enrollments: list[EnrollmentRow]) -> dict[str,
 
 def _interleave(events: list[WhyEntry], actions: dict[str, WhyEntry]) -> list[WhyEntry]:
     # Each call goes right before the event it caused (the runner's events carry the action's
-    # idempotency key); calls without one (an intent never settled) go in by time.
+    # idempotency key); calls without one (an intent never settled, an answer routed without
+    # the key) go before the event that left their step, else by time.
     entries: list[WhyEntry] = []
     for entry in events:
         key = entry.detail.get("key") if isinstance(entry.detail, dict) else None
@@ -114,7 +115,12 @@ def _interleave(events: list[WhyEntry], actions: dict[str, WhyEntry]) -> list[Wh
             entries.append(actions.pop(key))
         entries.append(entry)
     for orphan in sorted(actions.values(), key=lambda x: x.at):
-        at = next((i for i, x in enumerate(entries) if x.at > orphan.at), len(entries))
+        # before the event that left its step (an answer routed without the call's key),
+        # else before the first later entry
+        at = next((i for i, x in enumerate(entries) if x.source == "event"
+                   and x.from_state == orphan.from_state and x.at >= orphan.at), None)
+        if at is None:
+            at = next((i for i, x in enumerate(entries) if x.at > orphan.at), len(entries))
         entries.insert(at, orphan)
     return entries
 
@@ -137,11 +143,22 @@ def why(store: Store, lead_url: str) -> WhyReport:
         [
             {"id": e.id, "sequence": e.sequence, "revision": e.revision, "identity": e.identity,
              "state": e.state, "next_due_at": e.next_due_at.isoformat() if e.next_due_at else None,
-             "paused": e.paused, "last_error": e.last_error, "waiting": e.waiting}
+             "paused": e.paused, "last_error": e.last_error, "waiting": e.waiting,
+             "route": _route(store.events(enrollment_id=e.id))}
             for e in enrollments
         ],
         entries,
     )
+
+
+def _route(events: list[EventRow]) -> list[dict[str, str | None]]:
+    """The steps an enrollment went through, in order, each with the trigger that brought
+    it there (``enrolled`` for the first): what ``why`` draws as ``visit -> connect ->``."""
+    return [
+        {"state": ev.to_state, "trigger": ev.trigger if ev.kind == "transition" else ev.kind}
+        for ev in events
+        if ev.to_state is not None and ev.kind in ("enrolled", "transition", "migrated")
+    ]
 
 
 @dataclass(frozen=True)

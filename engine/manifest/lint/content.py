@@ -18,6 +18,7 @@ from pathlib import Path
 
 from engine.manifest import templates
 from engine.manifest.explain import did_you_mean
+from engine.manifest.leads import sniff_delimiter
 from engine.manifest.lint.common import Report, unsupported
 from engine.manifest.yamlio import child_path
 from engine.model import ActionStep, BranchStep, Sequence, Step
@@ -39,7 +40,7 @@ def read_csv_header(path: Path) -> list[str]:
         first = fh.readline()
     if not first.strip():
         raise ValueError("it is empty (no header line)")
-    row = next(csv.reader([first]))
+    row = next(csv.reader([first], delimiter=sniff_delimiter(first)))
     return [c.strip() for c in row]
 
 
@@ -166,7 +167,8 @@ def _leads_columns(seq: Sequence, report: Report) -> frozenset[str] | None:
         report(
             where,
             f"leads file {path.name!r} has no linkedin_profile_url column"
-            f"{did_you_mean('linkedin_profile_url', header)}",
+            f"{did_you_mean('linkedin_profile_url', header)} (columns may be separated by a "
+            "comma, a semicolon, a tab or a pipe)",
         )
     return frozenset(header) | BUILTIN_LEAD_FIELDS
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
+from engine.manifest.leads import sniff_delimiter
 from engine.sandbox.world.events import Timeline
 from engine.sandbox.world.model import IdentityState, Profile, WorldError
 from engine.sandbox.world.names import CITIES, COMPANIES, FIRST_NAMES, LAST_NAMES, OPENERS, TITLES
@@ -107,7 +108,9 @@ class Profiles(Timeline):
         ``first_name``, ``company_name``); traits drawn as for generated profiles."""
         out = []
         with open(path, newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
+            delimiter = sniff_delimiter(fh.readline())  # a semicolon-separated export too
+            fh.seek(0)
+            for row in csv.DictReader(fh, delimiter=delimiter):
                 url = (row.get("linkedin_profile_url") or row.get("profile_url") or "").strip()
                 try:
                     norm = normalize_url(url)

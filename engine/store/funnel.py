@@ -1,0 +1,96 @@
+"""The aggregates ``seqrun status`` turns into rates, ``seqrun leads list`` rows and the
+clock note of the limits table: read-only, grouped in the database (one query each)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.store import tables as t
+from engine.store.codecs import load_json
+from engine.store.db import StoreBase
+
+#: (identity, from_state, to_state, trigger, enrollments)
+Edge = tuple[str, str | None, str | None, str | None, int]
+
+
+class FunnelCounts(StoreBase):
+    def reached_counts(
+        self, sequence: str, *, conn: Connection | None = None
+    ) -> list[tuple[str, str, int]]:
+        """(identity, step or terminal, enrollments that ever entered it) of a sequence."""
+        e, n = t.events, t.enrollments
+        q = (
+            sa.select(n.c.identity, e.c.to_state, sa.func.count(sa.distinct(e.c.enrollment_id)))
+            .select_from(e.join(n, n.c.id == e.c.enrollment_id))
+            .where(n.c.sequence == sequence, e.c.to_state.is_not(None))
+            .group_by(n.c.identity, e.c.to_state)
+        )
+        with self.tx(conn) as c:
+            return [(str(i), str(s), int(k)) for i, s, k in c.execute(q)]
+
+    def edge_counts(self, sequence: str, *, conn: Connection | None = None) -> list[Edge]:
+        """Every (identity, from, to, trigger) a sequence's leads took, with how many did."""
+        e, n = t.events, t.enrollments
+        q = (
+            sa.select(n.c.identity, e.c.from_state, e.c.to_state, e.c.trigger,
+                      sa.func.count(sa.distinct(e.c.enrollment_id)))
+            .select_from(e.join(n, n.c.id == e.c.enrollment_id))
+            .where(n.c.sequence == sequence, e.c.kind == "transition")
+            .group_by(n.c.identity, e.c.from_state, e.c.to_state, e.c.trigger)
+        )
+        with self.tx(conn) as c:
+            return [(str(i), f, to, tr, int(k)) for i, f, to, tr, k in c.execute(q)]
+
+    def done_action_counts(
+        self, sequence: str, *, conn: Connection | None = None
+    ) -> list[tuple[str, str, int]]:
+        """(identity, action, enrollments with at least one such action done)."""
+        a = t.action_log
+        q = (
+            sa.select(a.c.identity, a.c.action, sa.func.count(sa.distinct(a.c.enrollment_id)))
+            .where(a.c.sequence == sequence, a.c.status == "done")
+            .group_by(a.c.identity, a.c.action)
+        )
+        with self.tx(conn) as c:
+            return [(str(i), str(x), int(k)) for i, x, k in c.execute(q)]
+
+    def last_action_at(self, identity: str, *, conn: Connection | None = None) -> datetime | None:
+        """When the identity's latest action started (None: it never acted)."""
+        q = sa.select(sa.func.max(t.action_log.c.created_at)).where(
+            t.action_log.c.identity == identity)
+        with self.tx(conn) as c:
+            value = c.execute(q).scalar()  # MAX keeps the column's type: aware UTC
+        return value if isinstance(value, datetime) else None
+
+    def lead_rows(
+        self,
+        *,
+        sequence: str | None = None,
+        states: Iterable[str] | None = None,
+        conn: Connection | None = None,
+    ) -> list[dict[str, Any]]:
+        """Enrollments joined with their lead (``seqrun leads list``), by sequence then id."""
+        n, ld = t.enrollments, t.leads
+        q = (
+            sa.select(ld.c.profile_url, ld.c.data_json, n.c.sequence, n.c.identity, n.c.state,
+                      n.c.revision, n.c.next_due_at, n.c.paused, n.c.last_error)
+            .select_from(n.join(ld, ld.c.id == n.c.lead_id))
+            .order_by(n.c.sequence, n.c.id)
+        )
+        if sequence is not None:
+            q = q.where(n.c.sequence == sequence)
+        if states is not None:
+            q = q.where(n.c.state.in_(list(states)))
+        with self.tx(conn) as c:
+            return [
+                {"profile_url": r.profile_url, "data": load_json(r.data_json) or {},
+                 "sequence": r.sequence, "identity": r.identity, "state": r.state,
+                 "revision": r.revision, "next_due_at": r.next_due_at, "paused": bool(r.paused),
+                 "last_error": r.last_error}
+                for r in c.execute(q)
+            ]
