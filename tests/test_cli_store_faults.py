@@ -168,7 +168,9 @@ def test_a_state_dir_that_cannot_be_created(
 ) -> None:
     (cli_dir / "a-file").write_text("x")
     bad = cli_dir / "a-file" / "state"
-    code, _, err = invoke(capsys, "status", "--state-dir", str(bad))
+    # a command that writes (status reads, and makes no state directory)
+    code, _, err = invoke(capsys, "dnc", "add", "https://www.linkedin.com/in/ada",
+                          "--state-dir", str(bad))
     assert code == 1
     one_error(err, f"cannot create the state directory {bad}", "Not a directory", "--state-dir")
 
