@@ -19,7 +19,7 @@ from engine.store.sqlite_fast import SqliteFastPath
 
 log = logging.getLogger(__name__)
 
-HEAD = "0004"  # the newest migration in engine/store/migrations/versions (a test checks it)
+HEAD = "0005"  # the newest migration in engine/store/migrations/versions (a test checks it)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ENV_URL = "SEQRUN_DATABASE_URL"
 
