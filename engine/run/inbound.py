@@ -79,6 +79,8 @@ class Inbound:
     def _one(self, row: InboundRow, result: TickResult) -> None:
         payload = row.payload if isinstance(row.payload, Mapping) else {}
         now = self.clock.now()
+        # read before the transaction: the schedule tables have their own
+        ran_by = self._run_config(_mapping(payload.get("run"))) if row.kind == "callback" else None
         with self.store.transaction() as conn:
             if row.kind == "integration":
                 outcome = self._identity_event(
@@ -91,7 +93,7 @@ class Inbound:
                     payload.get("createdAt") or data.get("at"), result, conn,
                 )
             elif row.kind == "callback":
-                outcome = self._callback(row, payload, result, conn)
+                outcome = self._callback(ran_by, payload, result, conn)
             else:
                 outcome = None
             if outcome is not None:
@@ -168,13 +170,15 @@ class Inbound:
     # ---- Edges run callbacks ----------------------------------------------------------------
 
     def _callback(
-        self, row: InboundRow, payload: Mapping[str, Any], result: TickResult, conn: Connection
+        self,
+        ran_by: tuple[str, str] | None,
+        payload: Mapping[str, Any],
+        result: TickResult,
+        conn: Connection,
     ) -> str:
-        run = _mapping(payload.get("run"))
-        found = self._run_config(run)
-        if found is None:
+        if ran_by is None:
             return "ignored: no managed schedule runs this"
-        identity, action = found
+        identity, action = ran_by
         if action not in CONVERSATION_ACTIONS:
             return f"ignored: {action} results are not read"
         ident = self.store.get_identity(identity, conn=conn)

@@ -1,0 +1,197 @@
+"""The runner consumes what `seqrun serve` received: webhooks pause and resume identities
+before their next action, a LinkedAPI hook completes its workflow, an Edges schedule callback
+updates the conversation cache and stops the leads who replied (engine/run/inbound)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from engine.apply.workflows import run_workflow, workflow_record
+from engine.clock import VirtualClock
+from engine.model import ActionStep
+from engine.run.runner import Runner
+from engine.sandbox.linkedapi.api import routes
+from engine.sandbox.world import World
+from engine.serve.app import build_app
+from engine.serve.config import SECRET_HEADER, ServeConfig
+from engine.store import Store
+from engine.store import schedules as schedule_db
+from engine.store.inbound import inbound_events
+from tests.test_apply_workflows_run import ADA, HEADERS, check_then_invite, invites
+from tests.test_run_runner import ID, Env, make_seq
+
+EDGES = "edges-secret-0123456789abcdef"
+LINKEDAPI = "linkedapi-token-0123456789abcdef"
+CONFIG = ServeConfig(EDGES, LINKEDAPI)
+
+
+def receiver(store: Store) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(store, CONFIG)),
+                             base_url="http://receiver")
+
+
+async def integration(store: Store, event: str, at: str, identity: str = ID) -> None:
+    async with receiver(store) as c:
+        r = await c.post("/hooks/edges/integrations", headers={SECRET_HEADER: EDGES},
+                         json={"event": event, "identity_uid": identity,
+                               "integration": "linkedin", "at": at})
+        assert r.status_code == 200
+
+
+async def test_auth_expired_webhook_pauses_an_identity_of_50_enrollments_before_it_acts(
+    tmp_path: Path,
+) -> None:
+    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),)))
+    eids = [env.lead(f"lead{i}") for i in range(50)]
+    env.world.set_auth(ID, False)  # what the provider also says when asked
+    await integration(env.store, "AUTH_EXPIRED", "2026-01-05T07:59:00Z")
+    runner = env.runner()
+    result = await runner.tick()
+    assert result.paused_identities == [ID]
+    assert result.actions == 0 and result.due == 0
+    # no call at all for this identity: no sync, no visit (only the health check asks)
+    assert set(env.provider.calls) <= {"healthy"}
+    ident = env.store.get_identity(ID)
+    assert ident is not None and ident.status == "auth_expired"
+    assert all(env.store.get_enrollment(e).paused for e in eids)  # type: ignore[union-attr]
+    (paused,) = env.store.events(ID, kind="identity_paused")
+    assert paused.data["enrollments"] == 50
+    assert paused.data["source"] == "edges webhook AUTH_EXPIRED"
+    # AUTH_SUCCESS resumes it; a late retry of the old AUTH_EXPIRED changes nothing
+    env.world.set_auth(ID, True)
+    await integration(env.store, "AUTH_SUCCESS", "2026-01-05T08:30:00Z")
+    await integration(env.store, "AUTH_EXPIRED", "2026-01-05T08:00:00Z")
+    env.clock.advance(timedelta(minutes=1))
+    result = await runner.tick()
+    assert result.resumed_identities == [ID]
+    assert result.actions == 50
+    assert {env.state(e) for e in eids} == {"completed"}
+    outcomes = [e.outcome for e in inbound_events(env.store)]
+    assert outcomes[0] == "paused 50 enrollments"
+    assert outcomes[1] == "resumed 50 enrollments"
+    assert outcomes[2] is not None and outcomes[2].startswith("stale")
+
+
+async def test_the_same_webhook_three_times_is_one_transition(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),)))
+    env.lead("lead0")
+    for _ in range(3):
+        await integration(env.store, "AUTH_EXPIRED", "2026-01-05T07:59:00Z")
+    env.world.set_auth(ID, False)
+    await env.runner().tick()
+    assert len(inbound_events(env.store)) == 1
+    assert len(env.store.events(ID, kind="identity_paused")) == 1
+
+
+async def test_a_user_pause_is_not_lifted_by_auth_success(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),)))
+    eid = env.lead("lead0")
+    env.store.set_identity_status(ID, "paused", "paused by the user")
+    env.store.set_enrollments_paused(True, identity=ID)
+    await integration(env.store, "AUTH_SUCCESS", "2026-01-05T07:59:00Z")
+    await env.runner().tick()
+    assert env.store.get_identity(ID).status == "paused"  # type: ignore[union-attr]
+    assert env.state(eid) == "visit"
+    assert inbound_events(env.store)[0].outcome == "ignored: identity is paused"
+
+
+async def test_deleted_identity_is_paused_for_a_human(tmp_path: Path) -> None:
+    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),)))
+    env.lead("lead0")
+    await integration(env.store, "DELETED", "2026-01-05T07:59:00Z")
+    result = await env.runner().tick()
+    assert result.actions == 0
+    assert env.store.get_identity(ID).status == "paused"  # type: ignore[union-attr]
+
+
+# ---- a LinkedAPI hook workflow -----------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def world(clock: VirtualClock) -> World:
+    w = World(clock, seed=11)
+    w.add_identity("acct-alice", name="Alice", provider="linkedapi")
+    w.add_profile(ADA, first_name="Ada", full_name="Ada Lovelace", accepts=False, replies=False)
+    return w
+
+
+async def _hooked_sandbox(
+    store: Store, clock: VirtualClock, world: World
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with receiver(store) as hooks:
+        app = Starlette(routes=[Mount("/linkedapi", routes=routes(world, hooks))])
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://sandbox/linkedapi",
+                                     headers=HEADERS) as client:
+            yield client
+
+
+@pytest.mark.parametrize("deliveries", [1, 3])
+async def test_a_hook_workflow_completes_through_the_receiver(
+    store: Store, clock: VirtualClock, world: World, deliveries: int
+) -> None:
+    url = f"http://receiver/hooks/linkedapi/{LINKEDAPI}/workflows/check-then-invite"
+    wf = check_then_invite(api="account", result_handling="hook", webhook=url)
+    async for client in _hooked_sandbox(store, clock, world):
+        result = await run_workflow(wf, client=client, store=store, clock=clock)
+        assert result.state == "running"
+        clock.advance(timedelta(minutes=2))
+        await client.get("/account")  # the sandbox finishes it and POSTs the result
+    (event,) = inbound_events(store)
+    assert event.kind == "hook" and event.subject == "check-then-invite"
+    async with receiver(store) as again:  # LinkedAPI retrying the same delivery
+        for _ in range(deliveries - 1):
+            r = await again.post(url.removeprefix("http://receiver"), json=event.payload)
+            assert r.json() == {"recorded": False}
+    await Runner(store, {}, clock).tick()
+    record = workflow_record(store, "check-then-invite")
+    assert record is not None and record["state"] == "completed"
+    assert [h["to"] for h in record["history"]].count("completed") == 1
+    assert inbound_events(store)[0].outcome == "workflow check-then-invite completed"
+    assert invites(world) == 1
+
+
+# ---- an Edges schedule callback ----------------------------------------------------------------
+
+
+async def test_a_conversations_callback_updates_the_cache_and_stops_the_replied_lead(
+    tmp_path: Path,
+) -> None:
+    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),
+                                        ActionStep("intro", "send_message",
+                                                   with_={"text": "Hi"}))))
+    eids = [env.lead("ada"), env.lead("bob")]
+    env.store.put_identity(ID, "edges", profile_id="me-1")
+    schedule_db.put(env.store, schedule_db.MANAGED, "inbox", {
+        "uid": "sch-1", "fingerprint": "f", "origin": "created", "action":
+        "linkedin-extract-conversations", "applied_at": "2026-01-05T08:00:00+00:00",
+        "config": {"action": "linkedin-extract-conversations", "identity_ids": [ID]}})
+    ada = "https://www.linkedin.com/in/ada"
+    conv = {"participants": [{"linkedin_profile_id": "p-ada", "linkedin_profile_url": ada},
+                             {"linkedin_profile_id": "me-1"}],
+            "last_message": {"linkedin_profile_id": "p-ada", "content": "hi!"},
+            "last_activity_at": "2026-01-05T07:30:00Z"}
+    body = {"callback_ref_uid": "cbr-9", "run": {"run_uid": "run-9", "schedule_uid": "sch-1",
+                                                 "status": "RUNNING"}, "data": [conv]}
+    async with receiver(env.store) as c:
+        for _ in range(3):
+            await c.post("/hooks/edges/callbacks", json=body, headers={SECRET_HEADER: EDGES})
+    result = await env.runner().tick()
+    assert env.state(eids[0]) == "replied"
+    assert env.state(eids[1]) != "replied"
+    cached = env.store.conversations(ID)[ada]
+    assert cached.last_sender_is_us is False
+    assert inbound_events(env.store)[0].outcome == "1 conversations updated, 1 enrollments replied"
+    assert [r.to_state for r in result.records if r.enrollment_id == eids[0]] == ["replied"]
