@@ -140,10 +140,15 @@ async def _hooked_sandbox(
 
 @pytest.mark.parametrize("deliveries", [1, 3])
 async def test_a_hook_workflow_completes_through_the_receiver(
-    store: Store, clock: VirtualClock, world: World, deliveries: int
+    store: Store, clock: VirtualClock, world: World, deliveries: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    url = f"http://receiver/hooks/linkedapi/{LINKEDAPI}/workflows/check-then-invite"
-    wf = check_then_invite(api="account", result_handling="hook", webhook=url)
+    # the manifest names the secret by its variable, as `seqrun serve` prints the URL
+    monkeypatch.setenv("SEQRUN_LINKEDAPI_WEBHOOK_SECRET", LINKEDAPI)
+    placeholder = ("http://receiver/hooks/linkedapi/$SEQRUN_LINKEDAPI_WEBHOOK_SECRET/"
+                   "workflows/check-then-invite")
+    url = placeholder.replace("$SEQRUN_LINKEDAPI_WEBHOOK_SECRET", LINKEDAPI)
+    wf = check_then_invite(api="account", result_handling="hook", webhook=placeholder)
     async for client in _hooked_sandbox(store, clock, world):
         result = await run_workflow(wf, client=client, store=store, clock=clock)
         assert result.state == "running"
@@ -161,6 +166,9 @@ async def test_a_hook_workflow_completes_through_the_receiver(
     assert [h["to"] for h in record["history"]].count("completed") == 1
     assert inbound_events(store)[0].outcome == "workflow check-then-invite completed"
     assert invites(world) == 1
+    assert record["webhook"] == placeholder
+    dump = "\n".join(store.engine.raw_connection().driver_connection.iterdump())  # type: ignore[union-attr]
+    assert LINKEDAPI not in dump
 
 
 # ---- an Edges schedule callback ----------------------------------------------------------------

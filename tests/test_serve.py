@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -33,13 +32,6 @@ AUTH_EXPIRED = {"event": "AUTH_EXPIRED", "identity_uid": "ident-alice",
                 "integration": "linkedin", "at": "2026-01-05T09:00:00Z"}
 WF_EVENT = {"id": "evt-1", "type": "workflow.completed", "createdAt": "2026-01-05T09:00:00Z",
             "data": {"workflowId": "wf-1", "accountId": "acct-alice", "status": "completed"}}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store.open(None, tmp_path)
-    yield s  # type: ignore[misc]
-    s.close()
 
 
 @pytest.fixture

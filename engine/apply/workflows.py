@@ -36,6 +36,7 @@ from engine.run.workflow_nodes import run_nodes
 from engine.run.workflow_record import UNFINISHED_STATES, RunRecord, body_revision
 from engine.run.workflow_results import NodeResult, WorkflowResult
 from engine.run.workflows import reconcile
+from engine.serve.config import expand_webhook, mask_webhook
 from engine.store import Store
 from engine.store.workflows import (
     workflow_run,
@@ -65,8 +66,8 @@ RECONCILE_ENV = "SEQRUN_LINKEDAPI_RECONCILE_AFTER"
 MAX_SUBMISSIONS = 5  # lost submissions (each reconciled as "nothing happened") before giving up
 
 HOOK_NOTE = (
-    "the result will arrive at the webhook; seqrun has no receiver for it yet, so the workflow "
-    "stays `running` in `seqrun status` until one settles it"
+    "the result will arrive at the webhook; `seqrun serve` receives it and the next `seqrun run` "
+    "tick settles the workflow, which stays `running` in `seqrun status` until then"
 )
 
 
@@ -124,7 +125,7 @@ async def run_workflow(
         env=env,
         poll_interval=poll_interval,
     )
-    sub = _Submission(RunRecord(wf, store, clock), provider, reconcile_after, queue_timeout)
+    sub = _Submission(RunRecord(wf, store, clock), provider, reconcile_after, queue_timeout, env)
     return await _run(sub, workflow_json(wf))
 
 
@@ -139,6 +140,7 @@ class _Submission:
     provider: LinkedApiProvider
     reconcile_after: float
     queue_timeout: float
+    env: Mapping[str, str] | None = None  # None: os.environ (the webhook's secret)
 
 
 async def _run(sub: _Submission, body: Any) -> WorkflowResult:
@@ -196,7 +198,8 @@ async def _submit(sub: _Submission, body: Any) -> WorkflowResult:
         run.result.submissions += 1
         try:
             answer = await workflows.submit(
-                body, run.identity, result_handling=wf.result_handling, webhook=wf.webhook
+                body, run.identity, result_handling=wf.result_handling,
+                webhook=expand_webhook(wf.webhook, sub.env),
             )
         except ProviderError as exc:
             if exc.label == STATUS_429:  # the 10-unfinished cap or a rate limit: queue
@@ -226,7 +229,7 @@ async def _accepted(sub: _Submission, answer: WorkflowState) -> WorkflowResult:
         phase="submitted",
         workflow_id=answer.workflow_id,
         submitted_at=run.clock.now().isoformat(),
-        webhook=answer.webhook,
+        webhook=mask_webhook(answer.webhook, sub.env),  # the store never keeps the secret
     )
     run.result.workflow_id = answer.workflow_id
     if answer.finished:

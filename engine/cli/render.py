@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from engine.cli.render_schedules import render_schedule_plan
@@ -56,6 +57,8 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
     if plan.schedules is not None:
         for line in render_schedule_plan(plan.schedules):
             out.print(line, markup=False)
+    for warning in plan.warnings:
+        out.print("[yellow]Warning:[/] " + escape(warning), highlight=False)
     if not plan.sequences and not plan.workflows and plan.schedules is not None:
         return  # the schedule plan's own summary line says it all
     if not plan.has_changes:

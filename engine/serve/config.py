@@ -16,11 +16,12 @@ Example::
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from engine.errors import ConfigError
+from engine.model import Manifest, Schedule, Workflow
 
 EDGES_SECRET_ENV = "SEQRUN_EDGES_WEBHOOK_SECRET"
 LINKEDAPI_SECRET_ENV = "SEQRUN_LINKEDAPI_WEBHOOK_SECRET"
@@ -122,4 +123,72 @@ def callback_urls(config: ServeConfig, local: str = "http://127.0.0.1:8080") -> 
         out.append(CallbackUrl("linkedapi", "result_handling: hook (a Workflow's webhook)",
                                base + LINKEDAPI_HOOK.format(token=token, name="WORKFLOW_NAME"),
                                "path token"))
+    return out
+
+
+SECRET_PLACEHOLDER = "$" + LINKEDAPI_SECRET_ENV
+
+
+def expand_webhook(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """A Workflow's ``webhook`` as sent to LinkedAPI: the placeholder
+    ``$SEQRUN_LINKEDAPI_WEBHOOK_SECRET`` (what ``seqrun serve`` prints) replaced by the
+    secret, so that the manifest never holds it."""
+    if url is None or SECRET_PLACEHOLDER not in url:
+        return url
+    env = os.environ if env is None else env
+    secret = _secret(env, LINKEDAPI_SECRET_ENV)
+    if secret is None:
+        raise ConfigError(f"the webhook names ${LINKEDAPI_SECRET_ENV}: set it (the receiver's "
+                          "LinkedAPI token)")
+    return url.replace(SECRET_PLACEHOLDER, secret)
+
+
+def mask_webhook(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """``url`` with the LinkedAPI secret put back as its placeholder (what the store keeps)."""
+    env = os.environ if env is None else env
+    secret = env.get(LINKEDAPI_SECRET_ENV)
+    if url is None or not secret:
+        return url
+    return url.replace(secret, SECRET_PLACEHOLDER)
+
+
+def expand_header(value: str, env: Mapping[str, str] | None = None) -> str:
+    """A Schedule's callback header value as sent to Edges: exactly
+    ``$SEQRUN_EDGES_WEBHOOK_SECRET`` becomes the secret (so the manifest never holds it);
+    any other value is sent as written."""
+    if value != "$" + EDGES_SECRET_ENV:
+        return value
+    secret = _secret(os.environ if env is None else env, EDGES_SECRET_ENV)
+    if secret is None:
+        raise ConfigError(f"a callback header names ${EDGES_SECRET_ENV}: set it (the "
+                          "receiver's Edges secret)")
+    return secret
+
+
+def receiver_warnings(
+    manifests: Iterable[Manifest], env: Mapping[str, str] | None = None
+) -> list[str]:
+    """What ``plan`` warns about: a manifest whose results only reach seqrun through
+    ``seqrun serve`` (a ``hook`` Workflow, a Schedule with a callback) while no receiver is
+    configured for it, or whose URL is not the receiver's."""
+    env = os.environ if env is None else env
+    out: list[str] = []
+    for m in manifests:
+        if isinstance(m, Workflow) and m.result_handling == "hook":
+            path = LINKEDAPI_HOOK.format(token=SECRET_PLACEHOLDER, name=m.name)
+            if not env.get(LINKEDAPI_SECRET_ENV):
+                out.append(f"Workflow {m.name}: result_handling: hook needs `seqrun serve` with "
+                           f"{LINKEDAPI_SECRET_ENV} set; until a result arrives it stays running")
+            elif not (m.webhook or "").endswith(path):
+                out.append(f"Workflow {m.name}: its webhook is not the receiver's; use "
+                           f"$SEQRUN_PUBLIC_URL{path} or the result never settles it")
+        elif isinstance(m, Schedule) and m.callback is not None:
+            if not env.get(EDGES_SECRET_ENV):
+                out.append(f"Schedule {m.name}: its callbacks need `seqrun serve` with "
+                           f"{EDGES_SECRET_ENV} set, or the runner never sees its results")
+            elif (not m.callback.url.rstrip("/").endswith(EDGES_CALLBACKS)
+                  or m.callback.headers.get(SECRET_HEADER) != "$" + EDGES_SECRET_ENV):
+                out.append(f"Schedule {m.name}: its callback is not the receiver's; use url "
+                           f"$SEQRUN_PUBLIC_URL{EDGES_CALLBACKS} with header {SECRET_HEADER}: "
+                           f"${EDGES_SECRET_ENV}")
     return out
