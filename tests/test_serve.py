@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -15,9 +16,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
+from engine.cli import main
 from engine.errors import ConfigError
+from engine.model import Callback, Metadata, Schedule, Workflow, WorkflowNode
+from engine.providers.edges.schedule_config import desired_config, redact
 from engine.serve.app import build_app
-from engine.serve.config import SECRET_HEADER, ServeConfig, callback_urls
+from engine.serve.config import (
+    SECRET_HEADER,
+    ServeConfig,
+    callback_urls,
+    expand_webhook,
+    mask_webhook,
+    receiver_warnings,
+)
 from engine.store import Store
 from engine.store.inbound import inbound_events
 from engine.store.workflows import put_workflow_run
@@ -314,3 +325,80 @@ def test_serve_needs_a_secret() -> None:
     with pytest.raises(ConfigError, match="SEQRUN_EDGES_WEBHOOK_SECRET"):
         ServeConfig.from_env({}).require_a_secret()
 
+
+
+# ---- manifests that need the receiver ----------------------------------------------------------
+
+HOOK_URL = ("https://hooks.example.com/hooks/linkedapi/$SEQRUN_LINKEDAPI_WEBHOOK_SECRET/"
+            "workflows/hooked")
+
+
+def _hooked(webhook: str = HOOK_URL) -> Workflow:
+    return Workflow(Metadata("hooked"), "linkedapi",
+                    (WorkflowNode("st.checkConnectionStatus", {"personUrl": "https://x/in/a"}),),
+                    result_handling="hook", api="account", webhook=webhook)
+
+
+def _inbox(url: str = "https://hooks.example.com/hooks/edges/callbacks",
+           header: str = "$SEQRUN_EDGES_WEBHOOK_SECRET") -> Schedule:
+    return Schedule(Metadata("inbox"), "edges", "linkedin-extract-conversations",
+                    ("ident-alice",), cron="0 * * * *",
+                    callback=Callback(url, {SECRET_HEADER: header}))
+
+
+def test_plan_warns_when_a_manifest_needs_a_receiver_that_is_not_configured() -> None:
+    both = {"SEQRUN_EDGES_WEBHOOK_SECRET": EDGES, "SEQRUN_LINKEDAPI_WEBHOOK_SECRET": LINKEDAPI}
+    assert receiver_warnings([_hooked(), _inbox()], both) == []
+    none = receiver_warnings([_hooked(), _inbox()], {})
+    assert [w.split(":")[0] for w in none] == ["Workflow hooked", "Schedule inbox"]
+    assert "SEQRUN_LINKEDAPI_WEBHOOK_SECRET set" in none[0]
+    assert "SEQRUN_EDGES_WEBHOOK_SECRET set" in none[1]
+    elsewhere = receiver_warnings(
+        [_hooked("https://elsewhere.example.com/x"), _inbox(header="literal")], both)
+    assert "its webhook is not the receiver's" in elsewhere[0]
+    assert "its callback is not the receiver's" in elsewhere[1]
+
+
+def test_plan_json_carries_the_warnings(cli_dir: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEQRUN_LINKEDAPI_WEBHOOK_SECRET", raising=False)
+    path = cli_dir / "hooked.yaml"
+    path.write_text(HOOKED_YAML, encoding="utf-8")
+    assert main(["plan", str(path), "--sandbox", "-o", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["warnings"] == [
+        "Workflow hooked: result_handling: hook needs `seqrun serve` with "
+        "SEQRUN_LINKEDAPI_WEBHOOK_SECRET set; until a result arrives it stays running"]
+
+
+HOOKED_YAML = f"""\
+apiVersion: seqrun/v1
+kind: Workflow
+metadata:
+  name: hooked
+spec:
+  provider: linkedapi
+  api: account
+  result_handling: hook
+  webhook: {HOOK_URL}
+  steps:
+    action: st.checkConnectionStatus
+    with:
+      personUrl: https://www.linkedin.com/in/ada-lovelace-0001
+"""
+
+
+def test_placeholders_are_expanded_when_sent_and_never_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SEQRUN_EDGES_WEBHOOK_SECRET", EDGES)
+    config = desired_config(_inbox())
+    assert config["callback"]["headers"] == {SECRET_HEADER: EDGES}  # what Edges gets
+    assert EDGES not in json.dumps(redact(config))  # what the store keeps
+    monkeypatch.setenv("SEQRUN_LINKEDAPI_WEBHOOK_SECRET", LINKEDAPI)
+    sent = expand_webhook(HOOK_URL)
+    assert sent == HOOK_URL.replace("$SEQRUN_LINKEDAPI_WEBHOOK_SECRET", LINKEDAPI)
+    assert mask_webhook(sent) == HOOK_URL
+    monkeypatch.delenv("SEQRUN_EDGES_WEBHOOK_SECRET")
+    with pytest.raises(ConfigError, match=r"names \$SEQRUN_EDGES_WEBHOOK_SECRET"):
+        desired_config(_inbox())
