@@ -134,11 +134,8 @@ class Receiver:
                 if not _json_type(request):
                     raise _Refused(415, "Content-Type must be application/json")
                 body = _decode(await _body(request, self.config.max_body))
-                try:
-                    accepted = await run_in_threadpool(parse, request, body)
-                except ev.BadEvent as exc:
-                    raise _Refused(400, str(exc)) from None
-                recorded = await run_in_threadpool(self._record, accepted)
+                # one hop to a worker thread: the store's calls block (SQLite busy waits)
+                recorded = await run_in_threadpool(self._record, parse, request, body)
             except _Refused as exc:
                 return JSONResponse({"error": exc.message}, status_code=exc.status)
             except sa.exc.OperationalError as exc:  # the store is busy or down: retry later
@@ -149,7 +146,11 @@ class Receiver:
 
         return handle
 
-    def _record(self, accepted: ev.Accepted) -> bool:
+    def _record(self, parse: Parse, request: Request, body: Any) -> bool:
+        try:
+            accepted = parse(request, body)
+        except ev.BadEvent as exc:
+            raise _Refused(400, str(exc)) from None
         recorded = record_inbound(
             self.store,
             source=accepted.source,
