@@ -3,6 +3,10 @@ and side by side with a runner on one SQLite store (WAL) without "database is lo
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engine.cli import main
 from engine.clock import VirtualClock
 from engine.model import ActionStep
 from engine.run.runner import Runner
@@ -106,3 +111,48 @@ async def test_serve_and_run_side_by_side_on_one_sqlite_store(
     assert len(events) == 60
     assert pending_inbound(env.store) == []
     assert all(e.outcome == "ignored: no managed schedule runs this" for e in events)
+
+
+def test_seqrun_serve_prints_the_urls_receives_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "SEQRUN_EDGES_WEBHOOK_SECRET": EDGES,
+           "SEQRUN_LINKEDAPI_WEBHOOK_SECRET": LINKEDAPI,
+           "SEQRUN_PUBLIC_URL": "https://hooks.example.com"}
+    env.pop("SEQRUN_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "--port", str(port), "--state-dir",
+         str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+            while True:
+                assert time.monotonic() < deadline, "seqrun serve did not start"
+                try:
+                    if c.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            r = c.post(f"/hooks/linkedapi/{LINKEDAPI}/events", json={
+                "id": "evt-1", "type": "account.frozen",
+                "data": {"accountId": "acct-alice", "status": "frozen"}})
+            assert r.json() == {"recorded": True}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode in (0, -signal.SIGTERM), err  # uvicorn re-raises the signal
+    assert "https://hooks.example.com/hooks/edges/callbacks" in out
+    assert ("https://hooks.example.com/hooks/linkedapi/$SEQRUN_LINKEDAPI_WEBHOOK_SECRET/events"
+            in out)
+    assert EDGES not in out + err and LINKEDAPI not in out + err
+    store = Store.open(None, tmp_path)
+    assert [e.subject for e in inbound_events(store)] == ["acct-alice"]
+
+
+def test_seqrun_serve_without_a_secret_says_which_variables_to_set(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEQRUN_EDGES_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delenv("SEQRUN_LINKEDAPI_WEBHOOK_SECRET", raising=False)
+    assert main(["serve", "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "SEQRUN_EDGES_WEBHOOK_SECRET" in err and "Traceback" not in err
