@@ -4,12 +4,16 @@ updates the conversation cache and stops the leads who replied (engine/run/inbou
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -21,9 +25,10 @@ from engine.sandbox.linkedapi.api import routes
 from engine.sandbox.world import World
 from engine.serve.app import build_app
 from engine.serve.config import SECRET_HEADER, ServeConfig
-from engine.store import Store
+from engine.store import Store, tables
 from engine.store import schedules as schedule_db
 from engine.store.inbound import inbound_events
+from engine.store.workflows import put_workflow_run
 from tests.test_apply_workflows_run import ADA, HEADERS, check_then_invite, invites
 from tests.test_run_runner import ID, Env, make_seq
 
@@ -203,3 +208,78 @@ async def test_a_conversations_callback_updates_the_cache_and_stops_the_replied_
     assert cached.last_sender_is_us is False
     assert inbound_events(env.store)[0].outcome == "1 conversations updated, 1 enrollments replied"
     assert [r.to_state for r in result.records if r.enrollment_id == eids[0]] == ["replied"]
+
+
+# ---- whatever the receiver accepts, the runner consumes without failing -----------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids,
+                                                               max_size=3),
+    max_leaves=15,
+)
+_conv = st.fixed_dictionaries({}, optional={
+    "participants": _json | st.lists(st.fixed_dictionaries({}, optional={
+        "linkedin_profile_id": _json | st.just("me-1"),
+        "linkedin_profile_url": _json | st.just("https://www.linkedin.com/in/ada")})),
+    "last_message": _json | st.fixed_dictionaries({}, optional={
+        "linkedin_profile_id": _json, "content": _json}),
+    "first_message": _json, "last_activity_at": _json | st.just("2026-01-05T07:30:00Z"),
+})
+_bodies = st.one_of(
+    st.fixed_dictionaries({"callback_ref_uid": st.text(min_size=1, max_size=9)}, optional={
+        "run": st.fixed_dictionaries({}, optional={"schedule_uid": st.just("sch-1") | _json,
+                                                   "run_uid": _json}),
+        "data": st.lists(_conv | _json, max_size=3) | _json,
+        "results": st.lists(st.fixed_dictionaries({}, optional={"data": st.lists(_conv)}))
+        | _json}).map(lambda b: ("/hooks/edges/callbacks", b)),
+    st.fixed_dictionaries({"event": st.sampled_from(["AUTH_EXPIRED", "AUTH_SUCCESS", "DELETED"]),
+                           "identity_uid": st.just(ID) | st.text(min_size=1, max_size=9)},
+                          optional={"at": _json}).map(lambda b: ("/hooks/edges/integrations", b)),
+    st.fixed_dictionaries({"id": st.text(min_size=1, max_size=9), "type": st.sampled_from(
+        ["workflow.completed", "workflow.started", "account.frozen", "account.active",
+         "webhook.test"]), "data": st.fixed_dictionaries({
+             "workflowId": st.just("wf-1"), "accountId": st.just(ID)},
+             optional={"status": _json, "result": _json})}, optional={"createdAt": _json})
+    .map(lambda b: (f"/hooks/linkedapi/{LINKEDAPI}/events", b)),
+    st.fixed_dictionaries({"status": st.sampled_from(["completed", "failed", "complete",
+                                                      "error"])},
+                          optional={"completion": _json, "error": _json})
+    .map(lambda b: (f"/hooks/linkedapi/{LINKEDAPI}/workflows/hooked", b)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(bodies=st.lists(_bodies, min_size=1, max_size=4))
+def test_every_accepted_event_is_consumed_without_an_error(
+    tmp_path_factory: pytest.TempPathFactory, bodies: list[tuple[str, dict[str, Any]]]
+) -> None:
+    if "s" not in _STORES:  # one store for every example: a migration per example is slow
+        _STORES["s"] = Store.open(None, tmp_path_factory.mktemp("consume"))
+    store = _STORES["s"]
+    with store.transaction() as conn:
+        for table in (tables.inbound_events, tables.events, tables.kv, tables.identities):
+            conn.execute(table.delete())
+    store.put_identity(ID, "edges", profile_id="me-1")
+    schedule_db.put(store, schedule_db.MANAGED, "inbox", {
+        "uid": "sch-1", "fingerprint": "f", "origin": "created", "action":
+        "linkedin-extract-conversations", "applied_at": "2026-01-05T08:00:00+00:00",
+        "config": {"action": "linkedin-extract-conversations", "identity_ids": [ID]}})
+    put_workflow_run(store, "hooked", {"name": "hooked", "provider": "linkedapi",
+                                       "state": "running", "workflow_id": "wf-1", "attempt": 1})
+
+    async def go() -> None:
+        async with receiver(store) as c:
+            for path, body in bodies:
+                r = await c.post(path, json=body, headers={SECRET_HEADER: EDGES})
+                assert r.status_code in (200, 400), r.text
+        await Runner(store, {}, VirtualClock()).tick()
+
+    asyncio.run(go())
+    events = inbound_events(store)
+    assert all(e.consumed_at is not None for e in events)
+    assert [e.outcome for e in events if (e.outcome or "").startswith("error")] == []
+
+
+_STORES: dict[str, Store] = {}

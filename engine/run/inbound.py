@@ -29,8 +29,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine.errors import SeqrunError
 from engine.providers.base import ConversationSummary
 from engine.providers.edges.actions import EdgesProvider
 from engine.run.moves import Move, Moves
@@ -71,7 +73,14 @@ class Inbound:
         while True:
             rows = pending_inbound(self.store)
             for row in rows:
-                self._one(row, result)
+                try:
+                    self._one(row, result)
+                except (SeqrunError, sa.exc.OperationalError):
+                    raise  # the store or a lost lock: the tick fails as it would anyway
+                except Exception as exc:  # a payload nobody foresaw: logged, never retried
+                    log.exception("inbound event %s could not be consumed", row.id)
+                    consume_inbound(self.store, row.id, f"error: {type(exc).__name__}",
+                                    at=self.clock.now())
             done += len(rows)
             if len(rows) < 500:
                 return done

@@ -79,7 +79,7 @@ def edges_callback(body: Any) -> Accepted:
 def edges_integration(body: Any) -> Accepted:
     obj = _object(body)
     event = obj.get("event")
-    if event not in INTEGRATION_EVENTS:
+    if not isinstance(event, str) or event not in INTEGRATION_EVENTS:
         raise BadEvent(f"event must be one of {', '.join(sorted(INTEGRATION_EVENTS))}")
     identity = _text(obj.get("identity_uid") or obj.get("identity_id"), "identity_uid")
     wid = obj.get("uid") or obj.get("id") or obj.get("webhook_id")
@@ -106,7 +106,8 @@ def linkedapi_event(body: Any) -> Accepted:
 
 def linkedapi_hook(body: Any, name: str, attempt: int) -> Accepted:
     obj = _object(body)
-    if obj.get("status") not in HOOK_STATUSES:
+    status = obj.get("status")
+    if not isinstance(status, str) or status not in HOOK_STATUSES:
         raise BadEvent("status must be completed or failed")
     _text(name, "the workflow name in the path")
     key = f"linkedapi:hook:{name}:{attempt}:{digest(obj)}"
