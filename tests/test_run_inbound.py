@@ -219,6 +219,7 @@ _json = st.recursive(
                                                                max_size=3),
     max_leaves=15,
 )
+_TIMES = st.sampled_from(["2026-01-05T07:30:00Z", "2026-01-05T07:30:00"])  # aware, naive
 _conv = st.fixed_dictionaries({}, optional={
     "participants": _json | st.lists(st.fixed_dictionaries({}, optional={
         "linkedin_profile_id": _json | st.just("me-1"),
@@ -226,22 +227,29 @@ _conv = st.fixed_dictionaries({}, optional={
     "last_message": _json | st.fixed_dictionaries({}, optional={
         "linkedin_profile_id": _json, "content": _json}),
     "first_message": _json, "last_activity_at": _json | st.just("2026-01-05T07:30:00Z"),
+    # a message of an inbox sync
+    "linkedin_thread_id": _json | st.sampled_from(["t-1", "t-2"]),
+    "linkedin_profile_id": _json | st.just("me-1"),
+    "linkedin_profile_url": _json | st.just("https://www.linkedin.com/in/ada"),
+    "created_at": _json | _TIMES,
 })
 _bodies = st.one_of(
     st.fixed_dictionaries({"callback_ref_uid": st.text(min_size=1, max_size=9)}, optional={
-        "run": st.fixed_dictionaries({}, optional={"schedule_uid": st.just("sch-1") | _json,
+        "run": st.fixed_dictionaries({}, optional={
+            "schedule_uid": st.sampled_from(["sch-1", "sch-2"]) | _json,
                                                    "run_uid": _json}),
         "data": st.lists(_conv | _json, max_size=3) | _json,
         "results": st.lists(st.fixed_dictionaries({}, optional={"data": st.lists(_conv)}))
         | _json}).map(lambda b: ("/hooks/edges/callbacks", b)),
     st.fixed_dictionaries({"event": st.sampled_from(["AUTH_EXPIRED", "AUTH_SUCCESS", "DELETED"]),
                            "identity_uid": st.just(ID) | st.text(min_size=1, max_size=9)},
-                          optional={"at": _json}).map(lambda b: ("/hooks/edges/integrations", b)),
+                          optional={"at": _json | _TIMES}).map(
+        lambda b: ("/hooks/edges/integrations", b)),
     st.fixed_dictionaries({"id": st.text(min_size=1, max_size=9), "type": st.sampled_from(
         ["workflow.completed", "workflow.started", "account.frozen", "account.active",
          "webhook.test"]), "data": st.fixed_dictionaries({
              "workflowId": st.just("wf-1"), "accountId": st.just(ID)},
-             optional={"status": _json, "result": _json})}, optional={"createdAt": _json})
+             optional={"status": _json, "result": _json})}, optional={"createdAt": _json | _TIMES})
     .map(lambda b: (f"/hooks/linkedapi/{LINKEDAPI}/events", b)),
     st.fixed_dictionaries({"status": st.sampled_from(["completed", "failed", "complete",
                                                       "error"])},
@@ -266,6 +274,10 @@ def test_every_accepted_event_is_consumed_without_an_error(
         "uid": "sch-1", "fingerprint": "f", "origin": "created", "action":
         "linkedin-extract-conversations", "applied_at": "2026-01-05T08:00:00+00:00",
         "config": {"action": "linkedin-extract-conversations", "identity_ids": [ID]}})
+    schedule_db.put(store, schedule_db.MANAGED, "inbox-sync", {
+        "uid": "sch-2", "fingerprint": "f", "origin": "created", "action":
+        "linkedin-extract-messages", "applied_at": "2026-01-05T08:00:00+00:00",
+        "config": {"action": "linkedin-extract-messages", "identity_ids": [ID]}})
     put_workflow_run(store, "hooked", {"name": "hooked", "provider": "linkedapi",
                                        "state": "running", "workflow_id": "wf-1", "attempt": 1})
 
@@ -283,3 +295,43 @@ def test_every_accepted_event_is_consumed_without_an_error(
 
 
 _STORES: dict[str, Store] = {}
+
+
+async def test_an_inbox_sync_callback_of_messages_stops_the_lead_who_wrote_last(
+    tmp_path: Path,
+) -> None:
+    env = Env(tmp_path, make_seq(steps=(ActionStep("visit", "visit_profile"),
+                                        ActionStep("intro", "send_message",
+                                                   with_={"text": "Hi"}))))
+    ada, bob, cy = env.lead("ada"), env.lead("bob"), env.lead("cy")
+    env.store.put_identity(ID, "edges", profile_id="me-1")
+    schedule_db.put(env.store, schedule_db.MANAGED, "inbox-sync", {
+        "uid": "sch-2", "fingerprint": "f", "origin": "created", "action":
+        "linkedin-extract-messages", "applied_at": "2026-01-05T08:00:00+00:00",
+        "config": {"action": "linkedin-extract-messages", "identity_ids": [ID]}})
+
+    def msg(thread: str, sender: str, at: str, url: str | None = None) -> dict[str, Any]:
+        m = {"linkedin_thread_id": thread, "linkedin_profile_id": sender, "content": "...",
+             "created_at": at}
+        return m if url is None else {**m, "linkedin_profile_url": url}
+
+    messages = [
+        # ada answered our message: a reply
+        msg("t-ada", "me-1", "2026-01-05T07:00:00Z"),
+        msg("t-ada", "p-ada", "2026-01-05T07:30:00Z", "https://linkedin.com/in/ada/"),
+        # bob wrote, then we did: not a reply any more
+        msg("t-bob", "p-bob", "2026-01-05T06:00:00Z", "https://www.linkedin.com/in/bob"),
+        msg("t-bob", "me-1", "2026-01-05T06:30:00Z"),
+        # cy wrote, but the message does not say who cy is: counted, not guessed
+        msg("t-cy", "p-cy", "2026-01-05T07:45:00Z"),
+    ]
+    body = {"callback_ref_uid": "cbr-m", "data": messages,
+            "run": {"run_uid": "run-m", "schedule_uid": "sch-2", "status": "RUNNING"}}
+    async with receiver(env.store) as c:
+        await c.post("/hooks/edges/callbacks", json=body, headers={SECRET_HEADER: EDGES})
+    await env.runner().tick()
+    assert env.state(ada) == "replied"
+    assert env.state(bob) != "replied" and env.state(cy) != "replied"
+    assert set(env.store.conversations(ID)) >= {"https://www.linkedin.com/in/ada"}
+    assert inbound_events(env.store)[0].outcome == (
+        "1 conversations updated, 1 enrollments replied, 1 threads without a profile URL")

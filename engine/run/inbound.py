@@ -9,9 +9,10 @@ recorded (:mod:`engine.store.inbound`), oldest first, each once.
 * LinkedAPI workflow results (``workflow.completed`` events, ``result_handling: hook``
   bodies) settle the workflow run (:func:`engine.run.workflow_hooks.complete_from_hook`).
 * Edges run callbacks of a managed Schedule (or an async one) of
-  ``linkedin-extract-conversations``: the conversation cache that sync-before-send reads is
-  updated, and a conversation whose last sender is the lead moves that lead's live
-  enrollments on the identity along ``reply``, as the sync would.
+  ``linkedin-extract-conversations`` or ``linkedin-extract-messages`` (the inbox sync): the
+  conversation cache that sync-before-send reads is updated, and a conversation whose last
+  sender is the lead moves that lead's live enrollments on the identity along ``reply``, as
+  the sync would.
 
 An event's effects and its ``consumed`` mark share one transaction where the effects are the
 store's; every effect is idempotent, so an event consumed twice after a crash changes
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,12 +44,14 @@ from engine.run.workflow_hooks import complete_from_hook
 from engine.run.workflow_record import parse_time
 from engine.store import schedules as schedule_db
 from engine.store.inbound import InboundRow, consume_inbound, pending_inbound
+from engine.urls import normalize_profile_url
 
 log = logging.getLogger(__name__)
 
 LAST_AT = "inbound-identity-at"  # kv namespace: the newest event time applied per identity
 _REPLY = Move("reply", detail="the lead wrote to us (seen by an Edges schedule callback)")
-CONVERSATION_ACTIONS = frozenset({"linkedin-extract-conversations"})
+CONVERSATIONS = "linkedin-extract-conversations"
+MESSAGES = "linkedin-extract-messages"
 # LinkedAPI account statuses (§2.6) -> what happens to the identity
 _ACCOUNT = {
     "account.reconnectionRequired": "auth_expired",
@@ -126,8 +129,8 @@ class Inbound:
         identity = row.subject
         if not identity:
             return "ignored: no identity"
-        at = parse_time(raw_at)
-        last = parse_time(self.store.kv_get(LAST_AT, identity, conn=conn))
+        at = _when(raw_at)
+        last = _when(self.store.kv_get(LAST_AT, identity, conn=conn))
         if at is not None and last is not None and at < last:
             return f"stale: an event of {last.isoformat()} was applied already"
         if at is not None:
@@ -188,11 +191,15 @@ class Inbound:
         if ran_by is None:
             return "ignored: no managed schedule runs this"
         identity, action = ran_by
-        if action not in CONVERSATION_ACTIONS:
+        if action not in (CONVERSATIONS, MESSAGES):
             return f"ignored: {action} results are not read"
         ident = self.store.get_identity(identity, conn=conn)
         if ident is None or ident.profile_id is None:
             return "ignored: the identity's own profile id is not known yet"
+        if action == MESSAGES:
+            summaries, unmapped = _from_messages(_items(payload), ident.profile_id)
+            outcome = self._conversations(identity, summaries, result, conn)
+            return f"{outcome}, {unmapped} threads without a profile URL" if unmapped else outcome
         summaries = [
             s for s in (EdgesProvider._summary(c, ident.profile_id) for c in _items(payload))
             if s is not None
@@ -275,3 +282,41 @@ def _items(payload: Mapping[str, Any]) -> list[Any]:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _when(value: Any) -> datetime | None:
+    """An ISO time of a payload, aware (UTC when it names no zone); None when unreadable."""
+    when = parse_time(value) if isinstance(value, str) else None
+    return when if when is None or when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _from_messages(
+    items: list[Any], me: str
+) -> tuple[list[ConversationSummary], int]:
+    """Conversation summaries from an inbox sync's messages (``linkedin-extract-messages``):
+    per thread its newest message; one the lead wrote is a reply, at its time. A message holds
+    its sender's profile id, not a URL: a thread whose newest message names no
+    ``linkedin_profile_url`` is counted, not guessed (our own newest message changes nothing:
+    the runner wrote that conversation when it sent it)."""
+    newest: dict[str, tuple[datetime, Mapping[str, Any]]] = {}
+    for m in items:
+        if not isinstance(m, Mapping):
+            continue
+        thread = m.get("linkedin_thread_id") or m.get("linkedin_thread_url")
+        when = _when(m.get("created_at") or m.get("delivered_at"))
+        if not isinstance(thread, str) or when is None:
+            continue
+        if thread not in newest or when > newest[thread][0]:
+            newest[thread] = (when, m)
+    out: list[ConversationSummary] = []
+    unmapped = 0
+    for when, m in newest.values():
+        if str(m.get("linkedin_profile_id")) == me:
+            continue
+        try:
+            url = normalize_profile_url(str(m.get("linkedin_profile_url") or ""))
+        except ValueError:
+            unmapped += 1
+            continue
+        out.append(ConversationSummary(url, False, when))
+    return out, unmapped
