@@ -200,10 +200,15 @@ async def test_unknown_paths_and_methods(
     assert r.headers["content-type"].startswith("application/json")
 
 
-def test_every_route_is_covered_by_the_fuzz_below(store: Store) -> None:
-    paths = {r.path for r in build_app(store, CONFIG).routes if isinstance(r, Route)}
-    assert paths == {"/healthz", "/hooks/edges/callbacks", "/hooks/edges/integrations",
-                     "/hooks/linkedapi/{token}/events", "/hooks/linkedapi/{token}/workflows/{name}"}
+# The fuzz draws from the app's own routes: a route added later is fuzzed without a change here.
+ROUTES = [r.path for r in build_app(Store.open("sqlite://"), CONFIG).routes
+          if isinstance(r, Route)]
+
+
+def test_the_fuzz_sees_every_endpoint() -> None:
+    assert sorted(ROUTES) == ["/healthz", "/hooks/edges/callbacks", "/hooks/edges/integrations",
+                              "/hooks/linkedapi/{token}/events",
+                              "/hooks/linkedapi/{token}/workflows/{name}"]
 
 
 _json = st.recursive(
@@ -223,7 +228,7 @@ _shaped = st.fixed_dictionaries({}, optional={
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    route=st.sampled_from(["healthz", "callbacks", "integrations", "events", "hook"]),
+    route=st.sampled_from(ROUTES),
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
     auth=st.sampled_from(["good", "bad", "none"]),
     content_type=st.sampled_from(["application/json", "text/plain", "", "application/ld+json"]),
@@ -238,9 +243,7 @@ def test_no_input_gets_a_5xx_and_401s_record_nothing(
 ) -> None:
     store = _fuzz_store(tmp_path_factory)
     token = {"good": LINKEDAPI, "bad": "bad-token-0123456789abcdefg", "none": "-"}[auth]
-    path = {"healthz": "/healthz", "callbacks": "/hooks/edges/callbacks",
-            "integrations": "/hooks/edges/integrations", "events": _linkedapi("events", token),
-            "hook": _linkedapi("workflows/", token) + quote(name, safe="")}[route]
+    path = route.format(token=quote(token, safe=""), name=quote(name, safe=""))
     headers = {"Content-Type": content_type} if content_type else {}
     if auth == "good":
         headers[SECRET_HEADER] = EDGES
@@ -257,7 +260,7 @@ def test_no_input_gets_a_5xx_and_401s_record_nothing(
     assert r.status_code < 500, (r.status_code, r.text)
     if r.status_code != 200:
         assert len(inbound_events(store)) == before
-    if auth != "good" and route != "healthz":
+    if auth != "good" and route != "/healthz":
         assert r.status_code in (401, 404, 405)
 
 
