@@ -169,7 +169,11 @@ async def test_a_hook_workflow_completes_through_the_receiver(
     record = workflow_record(store, "check-then-invite")
     assert record is not None and record["state"] == "completed"
     assert [h["to"] for h in record["history"]].count("completed") == 1
+    assert record["finished_at"] == clock.now().isoformat()  # on the runner's clock
     assert inbound_events(store)[0].outcome == "workflow check-then-invite completed"
+    # the node results, mapped on the submitted body (the receiver has no manifest)
+    assert [(n["id"], n["label"], n["status"]) for n in record["nodes"]] == [
+        ("n0", "open", "ok"), ("n0.0", "check", "ok"), ("n0.1", "invite", "ok")]
     assert invites(world) == 1
     assert record["webhook"] == placeholder
     dump = "\n".join(store.engine.raw_connection().driver_connection.iterdump())  # type: ignore[union-attr]

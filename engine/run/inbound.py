@@ -170,9 +170,10 @@ class Inbound:
             status = {"complete": "completed", "error": "failed"}.get(str(body.get("status")))
             if status is not None:
                 body["status"] = status
-            settled = complete_from_hook(self.store, body, name=row.subject)
+            settled = complete_from_hook(self.store, body, name=row.subject,
+                                         now=self.clock.now())
         elif str(payload.get("type")) == "workflow.completed":
-            settled = complete_from_hook(self.store, payload)
+            settled = complete_from_hook(self.store, payload, now=self.clock.now())
         else:
             return f"ignored: {payload.get('type')}"
         if settled is None:
