@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engine.apply.workflows import run_workflow, workflow_record
 from engine.cli import main
 from engine.clock import VirtualClock
 from engine.model import ActionStep
@@ -26,6 +27,7 @@ from engine.serve.config import SECRET_HEADER, ServeConfig
 from engine.serve.server import make_server
 from engine.store import Store
 from engine.store.inbound import inbound_events, pending_inbound
+from tests.test_apply_workflows_run import check_then_invite
 from tests.test_run_runner import ID, Env, make_seq
 from tests.test_sandbox_scenario import _free_port
 
@@ -156,3 +158,27 @@ def test_seqrun_serve_without_a_secret_says_which_variables_to_set(
     assert main(["serve", "--port", "0"]) == 1
     err = capsys.readouterr().err
     assert "SEQRUN_EDGES_WEBHOOK_SECRET" in err and "Traceback" not in err
+
+
+async def test_a_hook_workflow_completes_through_a_real_receiver(
+    tmp_path: Path, receiver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEQRUN_LINKEDAPI_WEBHOOK_SECRET", LINKEDAPI)
+    store = Store.open(None, tmp_path)
+    clock = VirtualClock()
+    wf = check_then_invite(api="account", result_handling="hook", webhook=(
+        f"{receiver}/hooks/linkedapi/$SEQRUN_LINKEDAPI_WEBHOOK_SECRET/workflows/"
+        "check-then-invite"))
+    async with httpx.AsyncClient(timeout=5) as outbound:
+        sandbox = Sandbox.open(None, clock=clock, callback_client=outbound)
+        async with sandbox.client("linkedapi") as client:
+            result = await run_workflow(wf, client=client, store=store, clock=clock)
+            assert result.state == "running"
+            clock.advance(timedelta(minutes=5))
+            await client.get("account")  # the sandbox finishes it and POSTs the result
+    (event,) = inbound_events(store)
+    assert event.kind == "hook"
+    await Runner(store, {}, clock).tick()
+    record = workflow_record(store, "check-then-invite")
+    assert record is not None and record["state"] == "completed"
+    assert [n["status"] for n in record["nodes"]] == ["ok", "ok", "ok"]
