@@ -113,7 +113,7 @@ class Inbound:
         if outcome is None:  # a workflow result: settled in its own transactions
             outcome = self._workflow(row, payload)
             consume_inbound(self.store, row.id, outcome, at=now)
-        log.info("inbound %s %s %s: %s", row.source, row.kind, row.subject or "-", outcome)
+        log.info("inbound %s %s %r: %s", row.source, row.kind, row.subject or "-", outcome)
 
     # ---- identities -------------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ class Receiver:
             subject=accepted.subject,
             payload=accepted.payload,
         )
-        log.info("%s %s %s: %s", accepted.source, accepted.kind, accepted.subject or "-",
+        log.info("%s %s %r: %s", accepted.source, accepted.kind, accepted.subject or "-",
                  "recorded" if recorded else "duplicate")
         return recorded
 
