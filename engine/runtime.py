@@ -488,4 +488,8 @@ def serve(state_dir: Path, host: str, port: int, config: ServeConfig) -> None:
 
     config.require_a_secret()
     with open_store(state_dir) as store:
-        asyncio.run(serve_forever(store, config, host, port))
+        try:
+            asyncio.run(serve_forever(store, config, host, port))
+        except SystemExit as exc:  # uvicorn exits when it cannot bind (it logged why)
+            if exc.code not in (0, None):
+                raise ConfigError(f"cannot serve on {host}:{port}") from None

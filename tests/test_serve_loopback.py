@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -182,3 +183,16 @@ async def test_a_hook_workflow_completes_through_a_real_receiver(
     record = workflow_record(store, "check-then-invite")
     assert record is not None and record["state"] == "completed"
     assert [n["status"] for n in record["nodes"]] == ["ok", "ok", "ok"]
+
+
+def test_seqrun_serve_on_a_port_in_use_fails_without_a_traceback(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEQRUN_EDGES_WEBHOOK_SECRET", EDGES)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot serve on 127.0.0.1:{port}" in err and "Traceback" not in err
