@@ -38,10 +38,7 @@ from engine.run.workflow_results import NodeResult, WorkflowResult
 from engine.run.workflows import reconcile
 from engine.serve.config import expand_webhook, mask_webhook
 from engine.store import Store
-from engine.store.workflows import (
-    workflow_run,
-    workflow_runs,
-)
+from engine.store.workflows import workflow_run, workflow_runs
 from engine.vocab import SERVER_ERROR, STATUS_429, TIMEOUT
 
 # Names the planner, the views, the CLI and the tests import from here.
