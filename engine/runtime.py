@@ -53,6 +53,7 @@ from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.run.state import settle_after
 from engine.sandbox import LEGACY_FILE, Sandbox
 from engine.sandbox.durable import DB_FILE
+from engine.serve.config import ServeConfig
 from engine.store import Store
 from engine.store import schedules as schedule_db
 from engine.store.db import has_state
@@ -561,3 +562,20 @@ def apply_schedules(
                                                                store=rt.store)
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox)
+
+
+# ---- the receiver (`seqrun serve`) ---------------------------------------------------------
+
+
+def serve(state_dir: Path, host: str, port: int, config: ServeConfig) -> None:
+    """Receive provider callbacks and webhooks into the store until interrupted (the runner,
+    `seqrun run`, consumes them; both may share one SQLite store)."""
+    from engine.serve.server import serve as serve_forever  # deferred: uvicorn
+
+    config.require_a_secret()
+    with open_store(state_dir) as store:
+        try:
+            asyncio.run(serve_forever(store, config, host, port))
+        except SystemExit as exc:  # uvicorn exits when it cannot bind (it logged why)
+            if exc.code not in (0, None):
+                raise ConfigError(f"cannot serve on {host}:{port}") from None

@@ -51,6 +51,7 @@ from engine.errors import PlanError, Problem, UsageError
 from engine.manifest.leads import LeadImport, read_leads
 from engine.manifest.loader import load_with_warnings
 from engine.model import Manifest, Schedule, Sequence, WaitStep, Workflow
+from engine.serve.config import receiver_warnings
 from engine.store import Store
 from engine.store import schedules as schedule_db
 from engine.vocab import TERMINALS
@@ -209,6 +210,7 @@ class Plan:
     workflows: tuple[WorkflowPlan, ...] = ()
     schedules: Any = None  # engine.apply.schedules.SchedulePlan
     created_at: datetime | None = None
+    warnings: tuple[str, ...] = ()  # a manifest needs `seqrun serve` and none is configured
 
     @property
     def has_changes(self) -> bool:
@@ -227,6 +229,7 @@ class Plan:
             "workflows": [w.to_json() for w in self.workflows],
             "schedules": None if self.schedules is None
             else self.schedules.to_json(redacted=redacted),
+            "warnings": list(self.warnings),
         }
 
 
@@ -403,5 +406,5 @@ async def make_plan(
     schedules = await _plan_schedules(
         [m for m in manifests if isinstance(m, Schedule)], store, client_for, prune
     )
-    return Plan(sequences, workflows, schedules, now)
+    return Plan(sequences, workflows, schedules, now, tuple(receiver_warnings(manifests)))
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -32,19 +31,15 @@ from engine.providers import REGISTRY
 from engine.providers.http import NOT_SENT
 from engine.providers.linkedapi.actions import LinkedApiProvider
 from engine.providers.linkedapi.client import WorkflowState
-from engine.providers.linkedapi.errors import request_error
 from engine.providers.linkedapi.workflows import workflow_json
+from engine.run.workflow_hooks import complete_from_hook
 from engine.run.workflow_nodes import run_nodes
 from engine.run.workflow_record import UNFINISHED_STATES, RunRecord, body_revision
-from engine.run.workflow_results import NodeResult, WorkflowResult, node_results
+from engine.run.workflow_results import NodeResult, WorkflowResult
 from engine.run.workflows import reconcile
+from engine.serve.config import expand_webhook, mask_webhook
 from engine.store import Store
-from engine.store.workflows import (
-    put_workflow_run,
-    workflow_run,
-    workflow_run_by_id,
-    workflow_runs,
-)
+from engine.store.workflows import workflow_run, workflow_runs
 from engine.vocab import SERVER_ERROR, STATUS_429, TIMEOUT
 
 # Names the planner, the views, the CLI and the tests import from here.
@@ -69,8 +64,8 @@ RECONCILE_ENV = "SEQRUN_LINKEDAPI_RECONCILE_AFTER"
 MAX_SUBMISSIONS = 5  # lost submissions (each reconciled as "nothing happened") before giving up
 
 HOOK_NOTE = (
-    "the result will arrive at the webhook; seqrun has no receiver for it yet, so the workflow "
-    "stays `running` in `seqrun status` until one settles it"
+    "the result will arrive at the webhook; `seqrun serve` receives it and the next `seqrun run` "
+    "tick settles the workflow, which stays `running` in `seqrun status` until then"
 )
 
 
@@ -128,7 +123,7 @@ async def run_workflow(
         env=env,
         poll_interval=poll_interval,
     )
-    sub = _Submission(RunRecord(wf, store, clock), provider, reconcile_after, queue_timeout)
+    sub = _Submission(RunRecord(wf, store, clock), provider, reconcile_after, queue_timeout, env)
     return await _run(sub, workflow_json(wf))
 
 
@@ -143,6 +138,7 @@ class _Submission:
     provider: LinkedApiProvider
     reconcile_after: float
     queue_timeout: float
+    env: Mapping[str, str] | None = None  # None: os.environ (the webhook's secret)
 
 
 async def _run(sub: _Submission, body: Any) -> WorkflowResult:
@@ -200,7 +196,8 @@ async def _submit(sub: _Submission, body: Any) -> WorkflowResult:
         run.result.submissions += 1
         try:
             answer = await workflows.submit(
-                body, run.identity, result_handling=wf.result_handling, webhook=wf.webhook
+                body, run.identity, result_handling=wf.result_handling,
+                webhook=expand_webhook(wf.webhook, sub.env),
             )
         except ProviderError as exc:
             if exc.label == STATUS_429:  # the 10-unfinished cap or a rate limit: queue
@@ -233,7 +230,7 @@ async def _accepted(sub: _Submission, answer: WorkflowState) -> WorkflowResult:
         phase="submitted",
         workflow_id=answer.workflow_id,
         submitted_at=run.clock.now().isoformat(),
-        webhook=answer.webhook,
+        webhook=mask_webhook(answer.webhook, sub.env),  # the store never keeps the secret
     )
     run.result.workflow_id = answer.workflow_id
     if answer.finished:
@@ -279,55 +276,3 @@ def workflow_record(store: Store, name: str) -> Mapping[str, Any] | None:
     """The persisted record of one workflow (history, nodes, body), for ``seqrun why``."""
     record = workflow_run(store, name)
     return record if isinstance(record, Mapping) else None
-
-
-def complete_from_hook(
-    store: Store,
-    payload: Mapping[str, Any],
-    *,
-    name: str | None = None,
-    wf: Workflow | None = None,
-) -> WorkflowResult | None:
-    """Settle a ``hook`` workflow from a delivered result. Accepts the account API's body
-    (``{status, completion | error}``, with ``name``) and the current API's webhook event
-    (``{type: "workflow.completed", data: {workflowId, status, result?}}``). Idempotent:
-    a finished workflow is left as it is. None when no waiting workflow matches."""
-    data = payload.get("data") if isinstance(payload.get("data"), Mapping) else None
-    record: Mapping[str, Any] | None = None
-    if data is not None:
-        wid = data.get("workflowId")
-        candidate = workflow_run_by_id(store, wid) if wid is None or isinstance(wid, str) else None
-        record = candidate if isinstance(candidate, Mapping) else None
-        body: Mapping[str, Any] = {"status": data.get("status"), "completion": data.get("result")}
-    else:
-        record = workflow_record(store, name) if name else None
-        body = payload
-    if record is None or record.get("state") not in UNFINISHED_STATES:
-        return None
-    updated = _settled_by_hook(record, body, wf)
-    put_workflow_run(store, str(record.get("name")), updated)
-    return WorkflowResult.from_record(updated)
-
-
-def _settled_by_hook(
-    record: Mapping[str, Any], body: Mapping[str, Any], wf: Workflow | None
-) -> dict[str, Any]:
-    status = str(body.get("status"))
-    updated = dict(record)
-    now = datetime.now(UTC).isoformat()
-    updated.setdefault("history", []).append(
-        {"at": now, "from": record.get("state"), "to": status, "note": "webhook"}
-    )
-    if status == "completed":
-        updated.update(state="completed", completion=body.get("completion"), phase="done")
-        if wf is not None:
-            updated["nodes"] = [n.to_json() for n in node_results(wf, body.get("completion"))]
-        return updated
-    err: Mapping[str, Any] = body["error"] if isinstance(body.get("error"), Mapping) else {}
-    mapped = request_error(str(err.get("type") or "unknownError"), str(err.get("message") or ""))
-    updated.update(
-        state="failed",
-        phase="done",
-        error={"label": mapped.label, "type": mapped.params.get("type"), "message": mapped.message},
-    )
-    return updated

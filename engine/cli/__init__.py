@@ -31,6 +31,7 @@ from engine.cli import (
     run_cmds,
     sandbox_cmds,
     schedule_cmds,
+    serve_cmds,
     status_cmds,
 )
 from engine.errors import ManifestError, SeqrunError
@@ -54,7 +55,7 @@ def cli(verbose: int) -> None:
 
 
 for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dnc_cmds,
-                schedule_cmds, sandbox_cmds, completion_cmds):
+                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -59,6 +59,8 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
     if plan.schedules is not None:
         for line in render_schedule_plan(plan.schedules):
             out.print(line, markup=False)
+    for warning in plan.warnings:  # on stderr, as lint warnings: stdout stays the plan
+        click.echo(f"warning: {warning}", err=True)
     if not plan.sequences and not plan.workflows and plan.schedules is not None:
         return  # the schedule plan's own summary line says it all
     if not plan.has_changes:

@@ -38,6 +38,7 @@ from engine.clock import Clock
 from engine.compile.machine import CompiledSequence
 from engine.errors import ProviderError, SeqrunError
 from engine.providers.base import Provider
+from engine.run.inbound import Inbound
 from engine.run.locks import RUN_LOCK, RunLock
 from engine.run.moves import Moves
 from engine.run.outcomes import Outcomes
@@ -129,6 +130,7 @@ class Runner:
             state, moves, sync, rules, self._recovery, random.Random(seed)
         )
         self._steps = Steps(state, moves, sync, rules)
+        self._inbound = Inbound(state, moves)  # what `seqrun serve` received
         self._known_identities: set[str] = set()
         self._blocked = False  # something waits on the provider (see run_until)
 
@@ -167,6 +169,8 @@ class Runner:
         """Recover, resume healthy identities, then run every due enrollment once."""
         self._lock.check()
         result = TickResult(self.clock.now())
+        # first the received webhooks: an AUTH_EXPIRED pauses its identity before it acts
+        self._inbound.drain(result)
         with self.store.transaction() as conn:  # the tick's reads, one short transaction
             killed = self.store.kv_get(*KILL_SWITCH, conn=conn)
             pending = self.store.pending_intents(conn=conn)

@@ -8,6 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from engine import vocab
 from engine.errors import ProviderError
@@ -15,7 +18,7 @@ from engine.providers.base import ConversationSummary, Lead
 from engine.run.moves import Move, Moves
 from engine.run.results import TickResult
 from engine.run.state import IdentityTick, RunState, Stop
-from engine.store import ConversationRow, EnrollmentRow, IdentityRow, LeadRow
+from engine.store import ConversationRow, EnrollmentRow, IdentityRow, LeadRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -191,18 +194,10 @@ class Sync:
         """Pause the identity and all its enrollments where they are. ``auth_expired``
         resumes by itself once the provider reports the identity healthy; ``paused`` waits
         for `seqrun resume --identity`."""
-        now = self.clock.now()
         with self.store.transaction() as conn:
-            self.store.set_identity_status(
-                ctx.identity, status, reason, provider=ctx.provider_name, conn=conn
-            )
-            paused = self.store.set_enrollments_paused(True, identity=ctx.identity, conn=conn)
-            self.store.record_event(
-                "identity_paused",
-                ctx.identity,
-                {"reason": reason, "enrollments": paused},
-                at=now,
-                conn=conn,
+            pause_identity(
+                self.store, ctx.identity, reason, status=status, provider=ctx.provider_name,
+                at=self.clock.now(), conn=conn,
             )
         ctx.stopped = True
         result.paused_identities.append(ctx.identity)
@@ -226,12 +221,43 @@ class Sync:
                 continue
             if not healthy:
                 continue
-            now = self.clock.now()
             with self.store.transaction() as conn:
-                self.store.set_identity_status(ident.id, "active", None, conn=conn)
-                resumed = self.store.set_enrollments_paused(False, identity=ident.id, conn=conn)
-                self.store.record_event(
-                    "identity_resumed", ident.id, {"enrollments": resumed}, at=now, conn=conn
-                )
+                resumed = resume_identity(self.store, ident.id, at=self.clock.now(), conn=conn)
             result.resumed_identities.append(ident.id)
             log.warning("identity %s healthy again: %d enrollments resumed", ident.id, resumed)
+
+
+def pause_identity(
+    store: Store,
+    identity: str,
+    reason: str,
+    *,
+    status: str,
+    provider: str,
+    at: datetime,
+    conn: Connection,
+    source: str | None = None,
+) -> int:
+    """Pause the identity (``status``) and its enrollments where they are, with the
+    ``identity_paused`` event ``why`` shows; the number of enrollments paused."""
+    store.set_identity_status(identity, status, reason, provider=provider, conn=conn)
+    paused = store.set_enrollments_paused(True, identity=identity, conn=conn)
+    data: dict[str, Any] = {"reason": reason, "enrollments": paused}
+    if source is not None:
+        data["source"] = source
+    store.record_event("identity_paused", identity, data, at=at, conn=conn)
+    return paused
+
+
+def resume_identity(
+    store: Store, identity: str, *, at: datetime, conn: Connection, source: str | None = None
+) -> int:
+    """Make the identity active and resume its enrollments, with the ``identity_resumed``
+    event; the number of enrollments resumed."""
+    store.set_identity_status(identity, "active", None, conn=conn)
+    resumed = store.set_enrollments_paused(False, identity=identity, conn=conn)
+    data: dict[str, Any] = {"enrollments": resumed}
+    if source is not None:
+        data["source"] = source
+    store.record_event("identity_resumed", identity, data, at=at, conn=conn)
+    return resumed

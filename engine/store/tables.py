@@ -270,3 +270,27 @@ workflow_runs = sa.Table(
     sa.Column("record_json", sa.Text, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# What `seqrun serve` received (Edges run callbacks and integration webhooks, LinkedAPI
+# workflow webhooks), once per ``dedupe_key`` so a provider's retries are harmless. The
+# runner consumes a row once (``consumed_at``); the secret that authenticated it is never here.
+inbound_events = sa.Table(
+    "inbound_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dedupe_key", sa.String(300), nullable=False, unique=True),
+    sa.Column("source", sa.String(40), nullable=False),  # edges | linkedapi
+    sa.Column("kind", sa.String(40), nullable=False),  # callback | integration | event | hook
+    sa.Column("subject", sa.String(500), nullable=True),  # an identity, a workflow, a run uid
+    sa.Column("payload_json", sa.Text, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("consumed_at", UTCDateTime, nullable=True),
+    sa.Column("outcome", sa.String(300), nullable=True),
+    # only the rows the runner has not consumed yet (what each tick reads)
+    sa.Index(
+        "ix_inbound_events_pending",
+        "id",
+        sqlite_where=sa.text("consumed_at IS NULL"),
+        postgresql_where=sa.text("consumed_at IS NULL"),
+    ),
+)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.model import Schedule
+from engine.serve.config import expand_header
 
 _FIELDS = ("action", "identity_ids", "cron", "timezone", "schedule_at", "inputs", "parameters",
            "callback")
@@ -27,7 +28,8 @@ def desired_config(schedule: Schedule) -> dict[str, Any]:
     if schedule.callback is not None:
         callback = {
             "url": schedule.callback.url,
-            "headers": dict(schedule.callback.headers),
+            # `$SEQRUN_EDGES_WEBHOOK_SECRET` from the environment: a manifest holds no secret
+            "headers": {k: expand_header(v) for k, v in schedule.callback.headers.items()},
             "on": schedule.callback.on,
         }
     return {
