@@ -29,21 +29,29 @@ from engine.sandbox.world import (
 class Live(Pump):
     """``run/live``, ``run/async`` and ``run/schedule``."""
 
-    async def run_live(self, request: Request) -> Response:
-        denied = await self._prelude(request)
-        if denied is not None:
-            return denied
-        action = request.path_params["action"]
+    async def _object_body(self, request: Request, allowed: frozenset[str],
+                           ) -> dict[str, Any] | Response:
+        """The body as a JSON object with only ``allowed`` keys, else the error answer."""
         try:
             body = await read_json(request)
         except ValueError:
             return self._error("BAD_INPUT", "body must be valid JSON")
         if not isinstance(body, dict):
             return self._error("BAD_INPUT", "body must be object")
-        extra = sorted(set(body) - LIVE_KEYS)
+        extra = sorted(set(body) - allowed)
         if extra:
             return self._error("BAD_INPUT",
                                f"body must NOT have additional properties ({extra[0]})")
+        return body
+
+    async def run_live(self, request: Request) -> Response:
+        denied = await self._prelude(request)
+        if denied is not None:
+            return denied
+        action = request.path_params["action"]
+        body = await self._object_body(request, LIVE_KEYS)
+        if isinstance(body, Response):
+            return body
         if action not in self._actions and action not in LIST_ACTIONS:
             return self._error("NOT_FOUND", f"unknown action {action!r}")
         input = body.get("input", {})

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from engine.sandbox.common import JSON, iso, read_json
+from engine.sandbox.common import JSON, iso
 from engine.sandbox.edges.callbacks import callback_url_problem
 from engine.sandbox.edges.reads import Reads
 from engine.sandbox.edges.wire import WORKSPACE_UID
@@ -18,20 +18,6 @@ _IDENTITY_KEYS = frozenset({"name", "is_engagement", "type", "uid"})
 
 class Manage(Reads):
     """``POST /identities`` and ``/integrations/linkedin/webhooks``."""
-
-    async def _object_body(self, request: Request, allowed: frozenset[str],
-                           ) -> dict[str, Any] | Response:
-        try:
-            body = await read_json(request)
-        except ValueError:
-            return self._error("BAD_INPUT", "body must be valid JSON")
-        if not isinstance(body, dict):
-            return self._error("BAD_INPUT", "body must be object")
-        extra = sorted(set(body) - allowed)
-        if extra:
-            return self._error("BAD_INPUT",
-                               f"body must NOT have additional properties ({extra[0]})")
-        return body
 
     async def create_identity(self, request: Request) -> Response:
         """Create an identity (seed 001: ``is_engagement: true``); its LinkedIn account is
