@@ -83,12 +83,12 @@ class VariantFunnel:
     weight: float
     leads: int = 0
     sent: int = 0
-    accepted: int = 0
+    accepted: int | None = 0  # None: not an invitation (a message step)
     replied: int = 0
 
     @property
     def acceptance(self) -> Proportion:
-        return Proportion(self.accepted, self.sent)
+        return Proportion(self.accepted or 0, self.sent)
 
     @property
     def reply(self) -> Proportion:
@@ -100,7 +100,8 @@ class VariantFunnel:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "weight": self.weight, "leads": self.leads,
                 "sent": self.sent, "accepted": self.accepted, "replied": self.replied,
-                "acceptance_rate": self.acceptance.to_json(),
+                "acceptance_rate": None if self.accepted is None
+                else self.acceptance.to_json(),
                 "reply_rate": self.reply.to_json()}
 
 
@@ -281,7 +282,7 @@ def measure(store: Store, sequence: str, steps: Sequence[ActionStep]) -> list[St
     for step in with_variants:
         found = funnels.get(step.id, {})
         variants = [
-            VariantFunnel(v.name, v.weight, *(_counts(found.get(v.name))))
+            _funnel(v.name, v.weight, found.get(v.name), invites=step.action == "connect")
             for v in sorted(step.variants, key=lambda v: v.name)
         ]
         experiment = step.experiment or DEFAULT_EXPERIMENT
@@ -297,7 +298,9 @@ def measure(store: Store, sequence: str, steps: Sequence[ActionStep]) -> list[St
     return out
 
 
-def _counts(funnel: VariantFunnel | None) -> tuple[int, int, int, int]:
-    if funnel is None:
-        return 0, 0, 0, 0
-    return funnel.leads, funnel.sent, funnel.accepted, funnel.replied
+def _funnel(
+    name: str, weight: float, found: VariantFunnel | None, *, invites: bool
+) -> VariantFunnel:
+    found = found or VariantFunnel(name, weight)
+    return VariantFunnel(name, weight, found.leads, found.sent,
+                         found.accepted if invites else None, found.replied)
