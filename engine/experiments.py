@@ -156,12 +156,16 @@ class StepExperiment:
     def summary(self) -> str:
         """One line: the winner, or "no winner yet" with the sample still needed."""
         metric = self.experiment.metric.replace("_", " ")
+        if not self.declared:
+            p = self.verdict.p_value
+            return (f"no `experiment:` declared: no winner is called (best now "
+                    f"{self.verdict.best or '-'}, p {_fmt_p(p)} at a single look)")
         if self.decision and self.decision.get("winner"):
             d = self.decision
             tail = ("promoted: only it is sent now" if d.get("promoted")
                     else "not promoted (auto_promote is off)")
             return (f"winner {d['winner']!r} on {metric} (p={_fmt_p(d.get('p_value'))} at "
-                    f"alpha {d.get('alpha')}, {d.get('sent')} sent per variant): {tail}")
+                    f"alpha {d.get('alpha')}, at least {d.get('sent')} sent each): {tail}")
         smallest = min((v.sent for v in self.variants), default=0)
         need = max(self.verdict.next_look - smallest, 0)
         text = f"no winner yet on {metric}: {need} more sent per variant to the next look"

@@ -99,6 +99,10 @@ def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
                       f"{g.revision}")
     for p in sp.leads_refused:
         out.print(f"    [red]! refused row {p}[/]")
+    for e in sp.experiments:
+        total = sum(v.weight for v in e.variants) or 1
+        split = ", ".join(f"{v.name} {v.weight / total:.0%}" for v in e.variants)
+        out.print(f"    variants at '{e.step}' ({split}): {e.summary}", markup=False)
 
 
 def _render_enroll(sp: SequencePlan, out: Console) -> None:
