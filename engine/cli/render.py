@@ -476,6 +476,9 @@ def render_why(report: WhyReport, out: Console | None = None) -> None:
             label = entry.label or ("ok" if entry.status == "done" else "")
             line = (f"{when}  {where}  call {entry.kind} at '{entry.from_state}' "
                     f"({entry.trigger}): {entry.status}{' ' + label if label else ''}")
+            variant = entry.detail.get("variant") if isinstance(entry.detail, dict) else None
+            if variant:
+                line += f"  variant {variant}"
         else:
             line = (f"{when}  {where}  {entry.kind}: {entry.from_state or '·'} -> "
                     f"{entry.to_state or '·'}{' on ' + entry.trigger if entry.trigger else ''}")
