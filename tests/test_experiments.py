@@ -227,10 +227,10 @@ def test_the_look_schedule_spends_at_most_alpha() -> None:
 IDENTITIES = [f"ident-{i:02d}" for i in range(10)]
 
 
-def _campaign(tmp_path: Path, text_b: str) -> Path:
+def _campaign(tmp_path: Path, text_b: str, leads: int = 2000) -> Path:
     with (tmp_path / "leads.csv").open("w", encoding="utf-8") as fh:
         fh.write("linkedin_profile_url,first_name\n")
-        for i in range(2000):
+        for i in range(leads):
             fh.write(f"https://www.linkedin.com/in/lead-ab-{i:05d},Lead{i}\n")
     seq = tmp_path / "ab.yaml"
     seq.write_text(f"""apiVersion: seqrun/v1
@@ -322,3 +322,42 @@ def test_a_2000_lead_campaign_calls_b_the_winner_and_stops_sending_a(
     assert calls and calls[0]["detail"]["variant"] in ("a", "b")
     assert main(["why", lead, "--state-dir", str(state)]) == 0
     assert f"variant {calls[0]['detail']['variant']}" in capsys.readouterr().out
+
+
+def test_each_lead_keeps_its_variant_after_a_new_revision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Revision 2 rewrites b's text: leads enrolled on either revision get the variant their
+    hash gives, and the new text goes to the b leads of revision 2."""
+    seq = _campaign(tmp_path, B_TEXT, leads=60)
+    state = tmp_path / "state"
+    assert main(["simulate", str(seq), "--scenario", str(tmp_path / "world.yaml"),
+                 "--until", "+1h", "--keep", str(state)]) == 0
+    new_text = "would a short call help?"
+    seq.write_text(seq.read_text(encoding="utf-8").replace(B_TEXT, new_text), encoding="utf-8")
+    with (tmp_path / "leads.csv").open("a", encoding="utf-8") as fh:  # join on revision 2
+        for i in range(60, 90):
+            fh.write(f"https://www.linkedin.com/in/lead-ab-{i:05d},Lead{i}\n")
+    common = ["--sandbox", "--virtual-clock", "--state-dir", str(state)]
+    assert main(["apply", str(seq), "--auto-approve", "--no-run", *common]) == 0
+    assert main(["run", "--until", "+3d", *common]) == 0
+    capsys.readouterr()
+    store = Store.open(None, state)
+    try:
+        enrollments = store.enrollments(sequence="ab-2k")
+        leads = store.leads_by_ids(e.lead_id for e in enrollments)
+        current = store.get_sequence("ab-2k")
+        assert current is not None and len({e.revision for e in enrollments}) == 2
+        step = ActionStep("intro", "send_inmail", variants=(Variant("a"), Variant("b")))
+        sent: Counter[tuple[bool, str]] = Counter()
+        for e in enrollments:
+            for a in store.actions(enrollment_id=e.id):
+                assert a.variant == assign(step, "ab-2k", leads[e.lead_id].profile_url).name
+                if a.status == "done":
+                    revision_2 = a.revision == current.current_revision
+                    assert (new_text in a.response["sent"]["text"]) == (
+                        revision_2 and a.variant == "b")
+                    sent[(revision_2, str(a.variant))] += 1
+        assert set(sent) == {(False, "a"), (False, "b"), (True, "a"), (True, "b")}
+    finally:
+        store.close()
