@@ -36,10 +36,9 @@ class Experiments:
         promoted: dict[tuple[str, str], str] = {}
         decided: list[dict[str, Any]] = []
         for row in store.list_sequences():
-            try:
-                seq = self.state.sequence(row.current_revision)
-            except Exception:  # not a Sequence revision (cannot hold experiments)
+            if row.kind != "Sequence":
                 continue
+            seq = self.state.sequence(row.current_revision)
             steps = [s for s in seq.steps if isinstance(s, ActionStep) and s.experiment]
             for found in measure(store, row.name, steps):
                 decision = found.decision or self._look(found, now)
