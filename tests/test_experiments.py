@@ -314,6 +314,9 @@ def test_a_2000_lead_campaign_calls_b_the_winner_and_stops_sending_a(
     assert main(["status", "--state-dir", str(state), "--virtual-clock"]) == 0
     text = capsys.readouterr().out
     assert "b (promoted)" in text and "winner 'b' on reply rate" in text
+    assert main(["plan", str(seq), "--sandbox", "--state-dir", str(state)]) == 0
+    plan = capsys.readouterr().out
+    assert "variants at 'intro' (a 50%, b 50%): winner 'b'" in plan and "promoted" in plan
     # `why` shows which variant a lead got
     lead = "https://www.linkedin.com/in/lead-ab-00000"
     assert main(["why", lead, "--state-dir", str(state), "-o", "json"]) == 0
