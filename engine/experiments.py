@@ -206,10 +206,15 @@ def look_alpha(alpha: float, look: int) -> float:
 
 
 def decide(
-    counts: Sequence[tuple[str, int, int]], experiment: Experiment, *, look: int | None
+    counts: Sequence[tuple[str, int, int]],
+    experiment: Experiment,
+    *,
+    look: int | None,
+    call: bool = True,
 ) -> Verdict:
     """The verdict between variants given ``(name, trials, successes)`` each, at ``look``
-    (None: below min_sample, only the figures)."""
+    (None: below min_sample, only the figures). ``call=False``: the figures only, never a
+    winner (what status shows between the recorded looks)."""
     from statsmodels.stats.proportion import proportions_ztest  # deferred: ~1 s import
 
     level = look_alpha(experiment.alpha, look if look is not None else 0)
@@ -233,7 +238,7 @@ def decide(
         if float(p) > worst_p:
             worst_p, worst_z = float(p), float(z)
     needed = _needed(best[3], rated[1][3], per_test)
-    winner = best[0] if look is not None and worst_p < per_test else None
+    winner = best[0] if call and look is not None and worst_p < per_test else None
     return Verdict(experiment.metric, level, experiment.min_sample, look, winner, best[0],
                    round(worst_p, 6), round(worst_z, 3), needed, next_look)
 
@@ -293,7 +298,9 @@ def measure(store: Store, sequence: str, steps: Sequence[ActionStep]) -> list[St
         record = store.kv_get(EXPERIMENTS_NS, f"{sequence}/{step.id}") or {}
         counts = [(v.name, v.sent, v.metric(experiment.metric).successes) for v in variants]
         smallest = min(v.sent for v in variants)
-        verdict = decide(counts, experiment, look=look_of(smallest, experiment.min_sample))
+        # figures only: a winner is called at a recorded look (engine.run.experiments)
+        verdict = decide(counts, experiment, look=look_of(smallest, experiment.min_sample),
+                         call=False)
         decision = record.get("decision") if isinstance(record, dict) else None
         looks = int(record.get("looks", 0)) if isinstance(record, dict) else 0
         out.append(StepExperiment(sequence, step.id, step.action, experiment,
