@@ -51,6 +51,26 @@ class Metadata:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One named text of an A/B test on an action step: ``with_`` replaces the step's own
+    ``with`` keys for the leads assigned to it; ``weight`` is its relative share."""
+
+    name: str
+    with_: Mapping[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A declared test between a step's variants (engine.views.experiments decides it)."""
+
+    metric: str  # reply_rate | acceptance_rate
+    min_sample: int = 100  # leads sent each variant before a winner may be called
+    alpha: float = 0.05  # significance level of the two-proportion z-test
+    auto_promote: bool = False  # once significant, only the winner is sent
+
+
+@dataclass(frozen=True)
 class ActionStep:
     id: str
     action: str  # a canonical action (engine.model.CANONICAL_ACTIONS)
@@ -58,6 +78,11 @@ class ActionStep:
     on: Mapping[str, str] = field(default_factory=dict)  # outcome label -> step id or terminal
     next: str | None = None
     path: str = "$"  # JSON path of this step in its manifest
+    variants: tuple[Variant, ...] = ()  # A/B texts; each lead gets one (engine.run.variants)
+    experiment: Experiment | None = None
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
 
 
 @dataclass(frozen=True)

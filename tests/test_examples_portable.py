@@ -32,7 +32,8 @@ def schema_for(doc: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path", [*SHIPPED, *NEXT_REVISIONS,
-                                  ROOT / "sandbox" / "example-world.yaml"],
+                                  ROOT / "sandbox" / "example-world.yaml",
+                                  ROOT / "sandbox" / "ab-test-world.yaml"],
                          ids=lambda p: p.name)
 def test_shipped_manifest_validates_with_plain_pyyaml_and_jsonschema(path: Path) -> None:
     text = path.read_text(encoding="utf-8")

@@ -48,9 +48,10 @@ from engine.apply.leads import (
 )
 from engine.compile.machine import compile_sequence
 from engine.errors import PlanError, Problem, UsageError
+from engine.experiments import StepExperiment, measure
 from engine.manifest.leads import LeadImport, read_leads
 from engine.manifest.loader import load_with_warnings
-from engine.model import Manifest, Schedule, Sequence, WaitStep, Workflow
+from engine.model import ActionStep, Manifest, Schedule, Sequence, WaitStep, Workflow
 from engine.serve.config import receiver_warnings
 from engine.store import Store
 from engine.store import schedules as schedule_db
@@ -113,6 +114,8 @@ class SequencePlan:
     manifest: Any = None
     # seconds from entering a step to its first due time (a wait's duration), None: terminal
     entry_delay: Mapping[str, float | None] = field(default_factory=dict)
+    # each step with A/B variants: its funnel so far and its experiment's verdict
+    experiments: tuple[StepExperiment, ...] = ()
 
     @property
     def action(self) -> str:
@@ -168,6 +171,7 @@ class SequencePlan:
                 for g in self.in_flight
             ],
             "migrate": dict(self.migrate),
+            "experiments": [e.to_json() for e in self.experiments],
             "leads_refused": [str(p) for p in self.leads_refused],
             "changes": self.has_changes,
         }
@@ -291,6 +295,8 @@ def plan_sequence(
             store, rows=leads.rows if leads else (), enrolled=already, conn=conn
         )
         in_flight = _in_flight(seq, store, revision, steps, conn)
+    actions = [s for s in seq.steps if isinstance(s, ActionStep)]
+    experiments = measure(store, seq.name, actions) if any(s.variants for s in actions) else []
     return SequencePlan(
         name=seq.name,
         provider=seq.provider,
@@ -308,6 +314,7 @@ def plan_sequence(
         leads_refused=tuple(leads.refused) if leads else (),
         manifest=_manifest_json(seq),
         entry_delay=_entry_delays(seq),
+        experiments=tuple(experiments),
     )
 
 

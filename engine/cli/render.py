@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from engine.apply.leads import LeadsImportResult
     from engine.apply.plan import Plan, SequencePlan
     from engine.apply.sequences import ApplyResult
+    from engine.experiments import Proportion, StepExperiment
     from engine.views.control import PauseResult
     from engine.views.leads import LeadStatus
     from engine.views.status import SequenceStatus, StatusReport
@@ -98,6 +99,10 @@ def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
                       f"{g.revision}")
     for p in sp.leads_refused:
         out.print(f"    [red]! refused row {p}[/]")
+    for e in sp.experiments:
+        total = sum(v.weight for v in e.variants) or 1
+        split = ", ".join(f"{v.name} {v.weight / total:.0%}" for v in e.variants)
+        out.print(f"    variants at '{e.step}' ({split}): {e.summary}", markup=False)
 
 
 def _render_enroll(sp: SequencePlan, out: Console) -> None:
@@ -281,6 +286,34 @@ def _render_conversion(s: SequenceStatus, out: Console) -> None:
                     title=f"{s.name}: how leads ended", right=(1,))
 
 
+def _ci(p: Proportion) -> str:
+    interval = p.interval
+    if interval is None:
+        return "-"
+    return f"{interval[0] * 100:.1f}-{interval[1] * 100:.1f}%"
+
+
+def render_experiment(e: StepExperiment, out: Console) -> None:
+    """A step's variants: each one's funnel, its rates with 95 % intervals, then the verdict."""
+    invites = e.action == "connect"
+    head = ("variant", "weight", "leads", "sent", *(("accepted", "acceptance", "95% CI")
+            if invites else ()), "replied", "reply rate", "95% CI")
+    rows = [
+        (v.name + (" (promoted)" if e.promoted == v.name else ""), f"{v.weight:g}",
+         str(v.leads), str(v.sent),
+         *((str(v.accepted), _pct(v.acceptance.rate), _ci(v.acceptance)) if invites else ()),
+         str(v.replied), _pct(v.reply.rate), _ci(v.reply))
+        for v in e.variants
+    ]
+    what = "experiment" if e.declared else "variants (no `experiment:` declared)"
+    flags = f", min_sample {e.experiment.min_sample}, alpha {e.experiment.alpha:g}"
+    flags += ", auto_promote" if e.experiment.auto_promote else ""
+    print_table(out, head, rows, right=range(1, len(head)),
+                title=f"{e.sequence}: {what} at {e.step} ({e.experiment.metric}{flags}; rates "
+                "of leads sent the variant)")
+    out.print(f"{e.step}: {e.summary}", markup=False)
+
+
 def _render_identities(report: StatusReport, out: Console) -> None:
     actions = sorted({a for i in report.identities for a in i.usage})
     clock = "the sandbox's virtual clock" if report.clock == "virtual" else "the real clock"
@@ -332,6 +365,8 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
     for s in report.sequences:
         _render_funnel(s, out)
         _render_conversion(s, out)
+        for experiment in s.experiments:
+            render_experiment(experiment, out)
     if report.identities:
         _render_identities(report, out)
     if report.workflows:
@@ -441,6 +476,9 @@ def render_why(report: WhyReport, out: Console | None = None) -> None:
             label = entry.label or ("ok" if entry.status == "done" else "")
             line = (f"{when}  {where}  call {entry.kind} at '{entry.from_state}' "
                     f"({entry.trigger}): {entry.status}{' ' + label if label else ''}")
+            variant = entry.detail.get("variant") if isinstance(entry.detail, dict) else None
+            if variant:
+                line += f"  variant {variant}"
         else:
             line = (f"{when}  {where}  {entry.kind}: {entry.from_state or '·'} -> "
                     f"{entry.to_state or '·'}{' on ' + entry.trigger if entry.trigger else ''}")

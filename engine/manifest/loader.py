@@ -31,12 +31,14 @@ from engine.model import (
     BranchStep,
     Callback,
     EndStep,
+    Experiment,
     LeadsSource,
     Manifest,
     Metadata,
     Schedule,
     SourceMap,
     Step,
+    Variant,
     WaitForStep,
     WaitStep,
     Window,
@@ -357,6 +359,8 @@ class _Builder:
                 on=dict(raw.get("on", {})),
                 next=raw.get("next"),
                 path=path,
+                variants=tuple(_variant(v) for v in raw.get("variants", [])),
+                experiment=_experiment(raw["experiment"]) if "experiment" in raw else None,
             )
         if "wait" in raw:
             return WaitStep(
@@ -442,6 +446,21 @@ class _Builder:
             normalized=data,
             source=self.src,
         )
+
+
+def _variant(raw: Mapping[str, Any]) -> Variant:
+    texts = {k: v for k, v in raw.items() if k not in ("name", "weight")}
+    return Variant(name=raw["name"], with_=texts, weight=float(raw.get("weight", 1)))
+
+
+def _experiment(raw: Mapping[str, Any]) -> Experiment:
+    defaults = Experiment(metric=raw["metric"])
+    return Experiment(
+        metric=raw["metric"],
+        min_sample=int(raw.get("min_sample", defaults.min_sample)),
+        alpha=float(raw.get("alpha", defaults.alpha)),
+        auto_promote=bool(raw.get("auto_promote", defaults.auto_promote)),
+    )
 
 
 def build(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,7 @@ from engine.run.results import TickResult
 from engine.run.state import DAY, MESSAGES, OUTREACH, IdentityTick, Planned, RunState
 from engine.run.sync import Sync
 from engine.store import ConversationRow, EnrollmentRow, LeadRow
+from engine.variants import chosen, texts
 from engine.vocab import DAYS
 
 LIMIT_KEY = "limit:"  # the waiting key of a lead in line for an identity's action limit
@@ -170,9 +172,11 @@ class Rules:
             until, reason, key = held
             self.moves.postpone(enr, lead, until, reason, result, ctx=ctx, waiting=key)
             return None
-        # 7. render
+        # 7. render, with the lead's variant (or the promoted winner) of a step with variants
+        promoted = self.state.promoted.get((enr.sequence, step.id)) if step.variants else None
+        variant = chosen(step, enr.sequence, lead.profile_url, promoted)
         try:
-            params = _render_params(step, enr, lead)
+            params = _render_params(texts(step, variant), enr, lead)
         except Exception as exc:  # an undefined variable or a template error
             invalid = Move(
                 vocab.INVALID_INPUT,
@@ -183,7 +187,8 @@ class Rules:
             return self.moves.transition(enr, lead, invalid, result, ctx=ctx)
         if action != "check_connection":
             ctx.usage[action].append(now)  # counted at once; a failed one gives it back
-        return Planned(enr, lead, step, params, now, compiled)
+        return Planned(enr, lead, step, params, now, compiled,
+                       None if variant is None else variant.name)
 
     def _no_call(
         self,
@@ -377,12 +382,14 @@ class Rules:
         return self._zone(window.timezone, window.fallback_timezone)
 
 
-def _render_params(step: ActionStep, enr: EnrollmentRow, lead: LeadRow) -> dict[str, Any]:
-    """The step's ``with`` parameters, strings rendered for the lead (seeded by enrollment);
-    each template gets its own copy of the lead's data."""
+def _render_params(
+    with_: Mapping[str, Any], enr: EnrollmentRow, lead: LeadRow
+) -> dict[str, Any]:
+    """The step's ``with`` parameters (its variant's texts in place), strings rendered for
+    the lead (seeded by enrollment); each template gets its own copy of the lead's data."""
     return {
         k: render(v, {**lead.data, "linkedin_profile_url": lead.profile_url}, str(enr.id))
         if isinstance(v, str)
         else v
-        for k, v in step.with_.items()
+        for k, v in with_.items()
     }

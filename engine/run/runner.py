@@ -38,6 +38,7 @@ from engine.clock import Clock
 from engine.compile.machine import CompiledSequence
 from engine.errors import ProviderError, SeqrunError
 from engine.providers.base import Provider
+from engine.run.experiments import Experiments
 from engine.run.inbound import Inbound
 from engine.run.locks import RUN_LOCK, RunLock
 from engine.run.moves import Moves
@@ -131,6 +132,7 @@ class Runner:
         )
         self._steps = Steps(state, moves, sync, rules)
         self._inbound = Inbound(state, moves)  # what `seqrun serve` received
+        self._experiments = Experiments(state)  # declared A/B tests: looks, promotions
         self._known_identities: set[str] = set()
         self._blocked = False  # something waits on the provider (see run_until)
 
@@ -187,6 +189,7 @@ class Runner:
             identities = self.store.list_identities()
         self._blocked = bool(unresolved) or any(i.status == "auth_expired" for i in identities)
         self._state.identity_rows = {i.id: i for i in identities}
+        self._experiments.check()  # a promoted winner is what this tick sends
         await self._run_batches(unresolved, {i.id: i.status for i in identities}, result)
         if result.paused_identities:
             self._blocked = True
@@ -373,6 +376,7 @@ class Runner:
             "at": p.at,
             "holder": self._state.holder,
             "request": request,
+            "variant": p.variant,
         }
         with self.store.transaction() as conn:
             self._flush(ctx, conn)

@@ -88,6 +88,8 @@ class RunState:
         # writes (the sync's, the sent messages'); dropped when recovery wrote behind it
         self.conversations: dict[str, dict[str, ConversationRow]] = {}
         self.holder: str | None = None  # the `run` lock holder while the lock is held
+        # (sequence, step) -> the variant a decided experiment promoted (engine.run.experiments)
+        self.promoted: dict[tuple[str, str], str] = {}
 
     def compiled(self, revision: str) -> CompiledSequence:
         found = self._cache.get(revision)
@@ -177,6 +179,7 @@ class Planned(NamedTuple):
     params: Mapping[str, Any]
     at: datetime
     compiled: CompiledSequence  # the enrollment's revision's machine
+    variant: str | None = None  # the A/B variant rendered (a step with `variants:`)
 
 
 @dataclass

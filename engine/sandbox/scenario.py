@@ -28,6 +28,7 @@ from engine.manifest.schemas import schema_dir
 from engine.manifest.yamlio import read_documents
 from engine.sandbox.common import add_default_identities, parse_iso
 from engine.sandbox.world import DEFAULT_LIMITS, FaultConfig, World, WorldConfig
+from engine.sandbox.world.config import TextRule
 
 __all__ = ["load_scenario", "scenario_schema", "scenario_start", "world_from_scenario"]
 
@@ -117,6 +118,7 @@ def world_from_scenario(scenario: str | Path | Mapping[str, Any], clock: Clock) 
     for key in ("accept_delay_hours", "reply_delay_hours", "writes_first_delay_hours"):
         if key in behaviour:
             behaviour[key] = tuple(float(x) for x in behaviour[key])
+    behaviour["by_text"] = tuple(TextRule(**r) for r in behaviour.get("by_text", ()))
     limits = {k: dict(v) for k, v in DEFAULT_LIMITS.items()}
     for kind, values in data.get("limits", {}).items():
         limits[kind].update(values)

@@ -87,6 +87,7 @@ def _intent_values(
                 stored_json,
                 r["at"],
                 None,
+                r.get("variant"),
             )
         )
     return keys, values
@@ -105,6 +106,7 @@ class Actions(StoreBase):
         action: str,
         at: datetime,
         request: Any = None,
+        variant: str | None = None,
         conn: Connection | None = None,
     ) -> str:
         """Write (and, without ``conn``, commit) the intent row before a provider call.
@@ -131,6 +133,7 @@ class Actions(StoreBase):
                         status="intent",
                         response_json=None if request is None else dump_json({"request": request}),
                         created_at=at,
+                        variant=variant,
                     )
                 )
         except sa.exc.IntegrityError as exc:

@@ -59,6 +59,44 @@ class FunnelCounts(StoreBase):
         with self.tx(conn) as c:
             return [(str(i), str(x), int(k)) for i, x, k in c.execute(q)]
 
+    def variant_actions(
+        self, sequence: str, *, conn: Connection | None = None
+    ) -> list[tuple[str, str, int, bool, datetime]]:
+        """(step, variant, enrollment, done, first attempt's start) of every lead a step with
+        variants was attempted for: one row per (step, variant, enrollment)."""
+        a = t.action_log
+        done = sa.func.max(sa.case((a.c.status == "done", 1), else_=0))
+        q = (
+            sa.select(a.c.step, a.c.variant, a.c.enrollment_id, done, sa.func.min(a.c.created_at))
+            .where(a.c.sequence == sequence, a.c.variant.is_not(None))
+            .group_by(a.c.step, a.c.variant, a.c.enrollment_id)
+        )
+        with self.tx(conn) as c:
+            return [(str(s), str(v), int(eid), bool(d), at) for s, v, eid, d, at in c.execute(q)]
+
+    def outcome_times(
+        self, sequence: str, *, conn: Connection | None = None
+    ) -> tuple[dict[int, datetime], dict[int, datetime]]:
+        """When each of a sequence's enrollments was first seen to accept (``accepted``
+        trigger) and to reply (entered ``replied``): two maps enrollment -> time."""
+        e, n = t.events, t.enrollments
+        q = (
+            sa.select(e.c.enrollment_id, e.c.trigger, e.c.to_state, sa.func.min(e.c.at))
+            .select_from(e.join(n, n.c.id == e.c.enrollment_id))
+            .where(n.c.sequence == sequence,
+                   sa.or_(e.c.trigger == "accepted", e.c.to_state == "replied"))
+            .group_by(e.c.enrollment_id, e.c.trigger, e.c.to_state)
+        )
+        accepted: dict[int, datetime] = {}
+        replied: dict[int, datetime] = {}
+        with self.tx(conn) as c:
+            for eid, trigger, to_state, at in c.execute(q):
+                if trigger == "accepted":
+                    accepted[int(eid)] = min(at, accepted.get(int(eid), at))
+                if to_state == "replied":
+                    replied[int(eid)] = min(at, replied.get(int(eid), at))
+        return accepted, replied
+
     def last_action_at(self, identity: str, *, conn: Connection | None = None) -> datetime | None:
         """When the identity's latest action started (None: it never acted)."""
         q = sa.select(sa.func.max(t.action_log.c.created_at)).where(

@@ -68,6 +68,7 @@ class ActionRow:
     response: Any
     created_at: datetime
     finished_at: datetime | None
+    variant: str | None = None  # the A/B variant sent (a step with `variants:`)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def action_row(r: Any) -> ActionRow:
         response=load_json(r.response_json),
         created_at=r.created_at,
         finished_at=r.finished_at,
+        variant=r.variant,
     )
 
 

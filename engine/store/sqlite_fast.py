@@ -214,7 +214,7 @@ class SqliteFastPath:
         sql, names = self.compiled("intents", t.action_log.insert, st.INTENT_COLS)
         _expect(names, st.INTENT_COLS)
         try:
-            _driver(c).executemany(sql, [(*v[:11], db_time(v[11]), v[12]) for v in values])
+            _driver(c).executemany(sql, [(*v[:11], db_time(v[11]), *v[12:]) for v in values])
         except sqlite3.IntegrityError as exc:
             raise StoreError(st.INTENT_TAKEN) from exc
 

@@ -23,6 +23,7 @@ INTENT_COLS = (
     "response_json",
     "created_at",
     "finished_at",
+    "variant",
 )
 INTENT_TAKEN = "an action was already attempted under one of these keys"
 

@@ -111,6 +111,8 @@ action_log = sa.Table(
     sa.Column("response_json", sa.Text, nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
+    # The A/B variant the call sent (a step with `variants:`), written with the intent.
+    sa.Column("variant", sa.String(40), nullable=True),
     # The rolling-24-h limit usage scans actions by their start (the intent's time): a column
     # written once, so an outcome does not move the row in this index (see action_times).
     sa.Index(None, "identity", "action", "created_at"),

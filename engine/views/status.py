@@ -21,6 +21,9 @@ from typing import Any
 from engine.apply import META_NS
 from engine.apply.workflows import workflow_record, workflow_results
 from engine.errors import SeqrunError
+from engine.experiments import StepExperiment, measure
+from engine.manifest.loader import build
+from engine.model import ActionStep, Sequence, SourceMap
 from engine.providers import REGISTRY  # importing the package registers every adapter
 from engine.store import SequenceRow, Store
 from engine.store import schedules as schedule_db
@@ -51,6 +54,8 @@ class SequenceStatus:
     unverified: dict[str, int] = field(default_factory=dict)
     # why leads wait to act ("limit:connect", "window", "cooldown") -> how many
     waiting: dict[str, int] = field(default_factory=dict)
+    # each step with A/B variants: its per-variant funnel and verdict (engine.experiments)
+    experiments: list[StepExperiment] = field(default_factory=list)
 
     @property
     def rollout(self) -> bool:
@@ -77,6 +82,7 @@ class SequenceStatus:
             "conversion": self.conversion.to_json(),
             "in_flight_revisions": self.in_flight,
             "rollout": self.rollout,
+            "experiments": [e.to_json() for e in self.experiments],
         }
 
 
@@ -289,7 +295,21 @@ def _sequence_status(
                           dict(by_identity), dict(revisions),
                           conversion(store, row.name, enrolled, _step_actions(manifest)),
                           dict(in_flight), store.count_unverified(sequence=row.name),
-                          store.count_waiting(row.name))
+                          store.count_waiting(row.name),
+                          experiments_of(store, row.name, row.current_revision, manifest))
+
+
+def experiments_of(
+    store: Store, name: str, revision: str, manifest: Any
+) -> list[StepExperiment]:
+    """The steps with variants of a sequence's current revision, measured (none: [])."""
+    steps = manifest.get("spec", {}).get("steps") if isinstance(manifest, dict) else None
+    if not any(isinstance(s, dict) and "variants" in s for s in steps or []):
+        return []  # most sequences: no model to build
+    seq = build("Sequence", manifest, SourceMap(f"<revision {revision}>"), validate=False)
+    if not isinstance(seq, Sequence):  # pragma: no cover - the kind is Sequence
+        return []
+    return measure(store, name, [s for s in seq.steps if isinstance(s, ActionStep)])
 
 
 def _identity_statuses(

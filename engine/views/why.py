@@ -98,6 +98,7 @@ def _action_entries(store: Store, enrollments: list[EnrollmentRow]) -> dict[str,
                 a.created_at, "action", a.sequence, a.revision, a.action, a.step, None,
                 f"attempt {a.attempt}", a.status, a.label,
                 detail={"identity": a.identity, "key": a.idempotency_key,
+                        **({"variant": a.variant} if a.variant else {}),
                         "finished_at": a.finished_at.isoformat() if a.finished_at else None,
                         "response": a.response},
             )

@@ -70,6 +70,11 @@ def _step_texts(step: Step) -> Iterator[tuple[str, str, str]]:
         for key, value in step.with_.items():
             if isinstance(value, str):
                 yield child_path(child_path(step.path, "with"), key), key, value
+        for i, variant in enumerate(step.variants):
+            base = child_path(child_path(step.path, "variants"), i)
+            for key, value in variant.with_.items():
+                if isinstance(value, str):
+                    yield child_path(base, key), key, value
 
 
 def check_steps_content(seq: Sequence, spec: ProviderSpec | None, report: Report) -> None:

@@ -16,6 +16,7 @@ from engine.manifest.lint.graph import (
     check_wait_cycles,
     resolved_edges,
 )
+from engine.manifest.lint.variants import check_variants
 from engine.manifest.yamlio import child_path
 from engine.model import ActionStep, Sequence, Step, WaitForStep
 from engine.providers import REGISTRY
@@ -56,6 +57,7 @@ def lint_sequence(seq: Sequence, report: Report) -> None:
             f"(providers: {', '.join(sorted(REGISTRY))})",
         )
     check_steps_content(seq, spec, report)
+    check_variants(seq, report)
     _check_connection_routes(seq, report)
     if spec is not None:
         _check_limits(seq, spec, report)

@@ -53,7 +53,7 @@ class Actions(Limits):
         self._invite_counts[(ident.uid, profile.url)] = sent
         rng = self._rng("accept", ident.uid, profile.url, sent)
         accepts = profile.accepts if profile.accepts is not None else (
-            rng.random() < self.config.accept_probability)
+            rng.random() < self.config.accept_for(note))
         lo, hi = self.config.accept_delay_hours
         delay = timedelta(hours=rng.uniform(lo, hi))
         if accepts:

@@ -46,6 +46,17 @@ class FaultConfig:
     reauth_at: dict[str, datetime] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TextRule:
+    """Leads sent a text containing ``contains`` accept (a connection note) or reply (a
+    message or InMail) with these probabilities instead of the world's: how a scenario gives
+    A/B variants a known truth to measure."""
+
+    contains: str
+    accept_probability: float | None = None
+    reply_probability: float | None = None
+
+
 @dataclass
 class WorldConfig:
     """How leads behave and how strict LinkedIn is. Delay ranges are (min, max) hours."""
@@ -66,6 +77,22 @@ class WorldConfig:
     #: real | fast | none: how long calls and LinkedAPI workflows take (engine.sandbox.latency)
     latency: str = "fast"
     faults: FaultConfig = field(default_factory=FaultConfig)
+    #: probabilities by what was sent (the first rule whose text matches wins)
+    by_text: tuple[TextRule, ...] = ()
 
     def limit(self, kind: str, action: str) -> int | None:
         return self.limits.get(kind, {}).get(action)
+
+    def accept_for(self, note: str | None) -> float:
+        """The chance a lead accepts an invitation with ``note``."""
+        for rule in self.by_text:
+            if rule.accept_probability is not None and note and rule.contains in note:
+                return rule.accept_probability
+        return self.accept_probability
+
+    def reply_for(self, texts: list[str]) -> float:
+        """The chance a lead replies to a conversation where we wrote ``texts``."""
+        for rule in self.by_text:
+            if rule.reply_probability is not None and any(rule.contains in t for t in texts):
+                return rule.reply_probability
+        return self.reply_probability

@@ -39,7 +39,7 @@ class Conversations(WorldState):
         ours = sum(1 for m in thread.messages if m.from_us)
         rng = self._rng("reply", ident.uid, profile.url, ours)
         replies = profile.replies if profile.replies is not None else (
-            rng.random() < self.config.reply_probability)
+            rng.random() < self.config.reply_for([m.text for m in thread.messages if m.from_us]))
         if not replies:
             return
         lo, hi = self.config.reply_delay_hours

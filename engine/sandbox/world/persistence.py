@@ -9,7 +9,7 @@ from dataclasses import asdict, fields
 from typing import Any, Self
 
 from engine.clock import Clock
-from engine.sandbox.world.config import FaultConfig, WorldConfig
+from engine.sandbox.world.config import FaultConfig, TextRule, WorldConfig
 from engine.sandbox.world.model import (
     Delivery,
     Event,
@@ -172,6 +172,7 @@ def _config(raw: Mapping[str, Any]) -> WorldConfig:
     fcfg["reauth_at"] = {k: parse_iso(v) for k, v in fcfg["reauth_at"].items()}
     for key in ("accept_delay_hours", "reply_delay_hours", "writes_first_delay_hours"):
         cfg[key] = tuple(cfg[key])
+    cfg["by_text"] = tuple(TextRule(**r) for r in cfg.get("by_text", ()))
     return WorldConfig(**cfg, faults=FaultConfig(**fcfg))
 
 
