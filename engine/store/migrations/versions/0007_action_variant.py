@@ -1,6 +1,6 @@
 """action_log.variant: the A/B variant an action sent
 
-Revision ID: 0013
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
