@@ -17,7 +17,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -211,8 +211,9 @@ def read_store(state_dir: Path, read: Callable[[Store], _T]) -> _T | None:
         return read(store)
 
 
-def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
-    """Make (and save) the world a simulation plays on: the scenario's, else the default one."""
+def new_sandbox(state_dir: Path, *, scenario: Path | Mapping[str, Any] | None, seed: int) -> None:
+    """Make (and save) the world a simulation plays on: the scenario's (a file or its loaded
+    mapping), else the default one."""
     make_state_dir(state_dir)  # owner-only, as the store makes it (the sandbox comes first)
     with sandbox_state(state_dir, "save"):
         Sandbox.open(state_dir, scenario=scenario, seed=seed).close()

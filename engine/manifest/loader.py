@@ -30,13 +30,19 @@ from engine.model import (
     BranchCase,
     BranchStep,
     Callback,
+    CaseExpectation,
+    CaseWorld,
     EndStep,
     LeadsSource,
     Manifest,
     Metadata,
     Schedule,
+    SentExpectation,
+    SequenceCase,
+    SequenceTest,
     SourceMap,
     Step,
+    StepError,
     WaitForStep,
     WaitStep,
     Window,
@@ -444,6 +450,67 @@ class _Builder:
         )
 
 
+    # ---- SequenceTest ----------------------------------------------------------------------
+
+    def sequence_test(self) -> SequenceTest:
+        spec = self.doc.data["spec"]
+        base = Path(self.src.file).absolute().parent
+        target = Path(os.path.normpath(base / spec["sequence"]))
+        if not target.is_file():
+            self.problems.append(self.src.problem(
+                "$.spec.sequence", f"no Sequence manifest at {spec['sequence']!r} (a file "
+                "relative to this test)"))
+        until = self.duration(spec.get("until", "30d"), "$.spec.until")
+        cases = tuple(self.case(raw, f"$.spec.cases[{i}]", until)
+                      for i, raw in enumerate(spec["cases"]))
+        names = [c.name for c in cases]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                self.problems.append(self.src.problem(f"$.spec.cases[{i}].name",
+                                                      f"duplicate case name {name!r}"))
+        return SequenceTest(metadata=self.metadata(), sequence=target, cases=cases,
+                            start=spec.get("start"), normalized=self.doc.data, source=self.src)
+
+    def case(self, raw: dict[str, Any], path: str, until: timedelta) -> SequenceCase:
+        if "until" in raw:
+            until = self.duration(raw["until"], f"{path}.until")
+        return SequenceCase(name=raw["name"], lead=dict(raw.get("lead", {})),
+                            world=self.world(raw.get("world", {}), f"{path}.world"),
+                            expect=self.expectation(raw["expect"]), until=until, path=path)
+
+    def world(self, raw: dict[str, Any], path: str) -> CaseWorld:
+        def span(key: str, where: str) -> timedelta | None:
+            return None if key not in raw else self.duration(raw[key], f"{where}.{key}",
+                                                              allow_zero=True)
+
+        auth = raw.get("auth_expired", {})
+        return CaseWorld(
+            accepts_after=span("accepts_after", path),
+            replies_after=span("replies_after", path),
+            already_connected=bool(raw.get("already_connected", False)),
+            writes_first=span("writes_first", path),
+            inaccessible=bool(raw.get("inaccessible", False)),
+            auth_expired=parse_duration(auth["at"]) if "at" in auth else None,
+            auth_restored=parse_duration(auth["restored"]) if "restored" in auth else None,
+            errors=tuple(StepError(e["step"], e["error"], int(e.get("times", 1)))
+                         for e in raw.get("errors", [])),
+        )
+
+    @staticmethod
+    def expectation(raw: dict[str, Any]) -> CaseExpectation:
+        sent = None
+        if "sent" in raw:
+            sent = tuple(SentExpectation(s["step"], s.get("text"), s.get("contains"))
+                         for s in raw["sent"])
+        return CaseExpectation(
+            path=tuple(raw["path"]) if "path" in raw else None,
+            terminal=raw.get("terminal"),
+            sent=sent,
+            within_window=bool(raw.get("within_window", True)),
+            within_limits=bool(raw.get("within_limits", True)),
+        )
+
+
 def build(
     kind: str, data: Mapping[str, Any], source: SourceMap, *, validate: bool = True
 ) -> Manifest:
@@ -477,4 +544,6 @@ def _build(kind: str, doc: Document, problems: list[Problem]) -> Manifest | None
         return builder.workflow()
     if kind == "Schedule":
         return builder.schedule()
+    if kind == "SequenceTest":
+        return builder.sequence_test()
     return None  # pragma: no cover - _check_header admits only KINDS
