@@ -39,7 +39,7 @@ from engine.model import (
 from engine.run.rules import window_opening
 from engine.sandbox.world.model import Delivery
 
-__all__ = ["CaseResult", "Check", "TestReport", "run_tests"]
+__all__ = ["CaseResult", "Check", "TestReport", "junit_xml", "run_tests"]
 
 #: the virtual clock's default start (a Monday, as the sandbox's own default)
 DEFAULT_START = "2026-01-05T08:00:00+00:00"
@@ -99,6 +99,41 @@ class TestReport:
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.failed == 0, "passed": len(self.cases) - self.failed,
                 "failed": self.failed, "cases": [c.to_json() for c in self.cases]}
+
+
+def junit_xml(report: TestReport) -> str:
+    """The report as JUnit XML (what CI systems read): a ``testsuite`` per SequenceTest, a
+    ``testcase`` per case, a ``failure`` with every failed check and its diff."""
+    import xml.etree.ElementTree as ET  # deferred: only --junit needs it
+
+    root = ET.Element("testsuites", name="seqrun test", tests=str(len(report.cases)),
+                      failures=str(report.failed))
+    suites: dict[str, ET.Element] = {}
+    for case in report.cases:
+        suite = suites.get(case.test)
+        if suite is None:
+            suite = suites[case.test] = ET.SubElement(root, "testsuite", name=case.test)
+        element = ET.SubElement(suite, "testcase", name=case.case, classname=case.test,
+                                file=case.where.rsplit(":", 1)[0])
+        if not case.passed:
+            failure = ET.SubElement(element, "failure",
+                                    message="; ".join(c.message for c in case.failures))
+            failure.text = _failure_text(case)
+    for name, suite in suites.items():
+        cases = [c for c in report.cases if c.test == name]
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(1 for c in cases if not c.passed)))
+        suite.set("errors", "0")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _failure_text(case: CaseResult) -> str:
+    lines = [f"{case.where}: {case.case}"]
+    for c in case.failures:
+        lines.append(f"{c.name}: {c.message}")
+        lines.extend(c.diff)
+    return "\n".join(lines)
 
 
 # ---- running ---------------------------------------------------------------------------------
@@ -178,18 +213,10 @@ def _write_lead(path: Path, row: Mapping[str, str]) -> None:
 
 
 def _unknown_steps(seq: Sequence, case: SequenceCase) -> str:
-    """A message naming the first step a case names that the sequence does not have."""
-    from engine.manifest.explain import did_you_mean
-
-    steps = [s.id for s in seq.steps]
-    named = [*(case.expect.path or ()), *(s.step for s in case.expect.sent or ()),
-             *(e.step for e in case.world.errors)]
-    for step in named:
-        if step not in steps:
-            return f"{seq.name} has no step {step!r}{did_you_mean(step, steps)}"
+    """Why a case cannot run on ``seq`` (the loader checked the step names it uses)."""
     for err in case.world.errors:
-        action = seq.step(err.step)
-        if not isinstance(action, ActionStep) or action.action not in _WORLD_OPS:
+        step = seq.step(err.step)
+        if not isinstance(step, ActionStep) or step.action not in _WORLD_OPS:
             return f"step {err.step!r} calls no provider action an error can be scripted on"
     return ""
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import ManifestError, Problem
-from engine.manifest.explain import closest, explain_schema_error
+from engine.manifest.explain import closest, did_you_mean, explain_schema_error
 from engine.manifest.lint import lint
 from engine.manifest.schemas import KINDS, max_steps, validator_for
 from engine.manifest.yamlio import Document, read_documents
@@ -122,11 +122,45 @@ def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], lis
         if naming == "new":
             manifests.append(manifest)
 
+    problems.extend(_test_references(manifests))
     if any(p.severity == "error" for p in problems):
         raise ManifestError(problems)
     warnings = sorted(problems)
     manifests.sort(key=lambda m: (m.source.file, m.source.locate("$")))
     return manifests, warnings
+
+
+def _test_references(manifests: list[Manifest]) -> list[Problem]:
+    """Every step a SequenceTest names (in a path, a sent text, a scripted error) must be a
+    step of the Sequence it tests (loaded here when it was not among ``manifests``)."""
+    tests = [m for m in manifests if isinstance(m, SequenceTest) and m.sequence.is_file()]
+    if not tests:
+        return []
+    by_file = {Path(m.source.file).resolve(): m for m in manifests
+               if isinstance(m, SequenceManifest)}
+    problems: list[Problem] = []
+    for test in tests:
+        target = by_file.get(test.sequence.resolve())
+        if target is None:
+            try:
+                loaded = load_with_warnings([test.sequence])[0]
+            except ManifestError:
+                loaded = []  # its own problems show when it is validated itself
+            target = next((m for m in loaded if isinstance(m, SequenceManifest)), None)
+        if target is None:
+            problems.append(test.source.problem(
+                "$.spec.sequence", f"{test.sequence} holds no valid Sequence to test"))
+            continue
+        steps = [s.id for s in target.steps]
+        for case in test.cases:
+            named = [(f"{case.path}.expect.path", s) for s in case.expect.path or ()]
+            named += [(f"{case.path}.expect.sent", s.step) for s in case.expect.sent or ()]
+            named += [(f"{case.path}.world.errors", e.step) for e in case.world.errors]
+            for where, step in named:
+                if step not in steps:
+                    problems.append(test.source.problem(where, (
+                        f"{target.name} has no step {step!r}{did_you_mean(step, steps)}")))
+    return problems
 
 
 def manifest_files(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:
