@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,15 @@ def test_cmd(paths: tuple[str, ...], junit: Path | None, output: str) -> int:
     manifests = load_manifests(paths)
     if not any(m.kind == "SequenceTest" for m in manifests):
         raise UsageError(f"no SequenceTest manifest in {', '.join(paths)}")
-    report = seqtest.run_tests(manifests)
+    engine_log = logging.getLogger("engine")
+    quiet = logging.getLogger().level >= logging.WARNING  # no -v: the scripted worlds' own
+    previous = engine_log.level  # warnings (an identity paused by its case) are not news
+    if quiet:
+        engine_log.setLevel(logging.ERROR)
+    try:
+        report = seqtest.run_tests(manifests)
+    finally:
+        engine_log.setLevel(previous)
     if junit is not None:
         try:
             junit.write_text(seqtest.junit_xml(report), encoding="utf-8")
