@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC
 from pathlib import Path
@@ -84,6 +85,8 @@ def test_the_html_chart_is_written_with_the_json_series(
     series = sorted({f"{i}/{a}" for d in fc["days"] for i, per in d["actions"].items()
                      for a in per} | {f"{i}/{a}" for i, per in fc["limits"].items() for a in per})
     assert drawn == [*series, "funnel"]
+    for svg in re.findall(r"<svg.*?</svg>", page, flags=re.S):
+        ET.fromstring(svg)  # each chart is well-formed SVG (XML), or this raises
 
 
 def test_a_png_chart_needs_matplotlib_or_says_so(
