@@ -83,6 +83,9 @@ def render_forecast(fc: Forecast) -> None:
 def render_week(fc: Forecast) -> None:
     """``plan --forecast``: the projected sends per day and identity of a quick simulation."""
     out = render.console()
+    if fc.leads == 0:
+        render.render_lines(["forecast: no Sequence (or no lead) here: nothing to project"], out)
+        return
     series = fc.series
     rows = [(d.day.isoformat(), *(str(d.actions.get(k.split("/", 1)[0], {})
                                       .get(k.split("/", 1)[1], 0)) for k in series),
