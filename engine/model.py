@@ -261,6 +261,7 @@ class SequenceCase:
     expect: CaseExpectation
     until: timedelta
     path: str = "$"  # JSON path of this case in its manifest
+    count: int = 1  # leads alike (the lead's URL numbered): each must meet the expectations
 
 
 @dataclass(frozen=True)

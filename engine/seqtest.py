@@ -30,6 +30,7 @@ from engine.compile.machine import compile_sequence
 from engine.errors import ManifestError, SeqrunError
 from engine.model import (
     ActionStep,
+    CaseExpectation,
     LeadsSource,
     Manifest,
     Sequence,
@@ -178,11 +179,12 @@ def _run_case(test: SequenceTest, seq: Sequence, case: SequenceCase) -> CaseResu
         return result
     with tempfile.TemporaryDirectory(prefix="seqrun-test-") as scratch:
         state_dir = Path(scratch)
-        url = case.lead.get("linkedin_profile_url") or _lead_url(case.name)
+        base = case.lead.get("linkedin_profile_url") or _lead_url(case.name)
+        urls = [base] + [f"{base.rstrip('/')}-{i}" for i in range(2, case.count + 1)]
         leads = state_dir / "leads.csv"
-        _write_lead(leads, {**case.lead, "linkedin_profile_url": url})
+        _write_leads(leads, [{**case.lead, "linkedin_profile_url": u} for u in urls])
         under_test = replace(seq, leads=LeadsSource(csv=leads))
-        runtime.new_sandbox(state_dir, scenario=_scenario(test, seq, case, url), seed=0)
+        runtime.new_sandbox(state_dir, scenario=_scenario(test, seq, case, urls), seed=0)
 
         async def work(rt: runtime.Runtime) -> None:
             await sequence_apply.apply([under_test], store=rt.store, clock=rt.clock,
@@ -190,8 +192,8 @@ def _run_case(test: SequenceTest, seq: Sequence, case: SequenceCase) -> CaseResu
             await runtime.drive(rt, runtime.RunOptions(until=case.until, virtual_clock=True),
                                 [])
             assert rt.sandbox is not None
-            _observe(rt, under_test, url, result)
-            _check(case, under_test, rt.sandbox.world.delivered, result)
+            _check(case, under_test, _observe(rt, under_test), rt.sandbox.world.delivered,
+                   result)
 
         try:
             runtime.with_runtime(state_dir, work, sandbox=True, virtual_clock=True)
@@ -205,11 +207,11 @@ def _lead_url(case: str) -> str:
     return f"https://www.linkedin.com/in/seqrun-test-{slug}"
 
 
-def _write_lead(path: Path, row: Mapping[str, str]) -> None:
+def _write_leads(path: Path, rows: list[dict[str, str]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerow(dict(row))
+        writer.writerows(rows)
 
 
 def _unknown_steps(seq: Sequence, case: SequenceCase) -> str:
@@ -226,12 +228,12 @@ def _hours(span: timedelta | None) -> list[float] | None:
 
 
 def _scenario(test: SequenceTest, seq: Sequence, case: SequenceCase,
-              url: str) -> dict[str, Any]:
-    """The sandbox scenario (schemas/scenario.json) of one case: its lead and its script."""
+              urls: list[str]) -> dict[str, Any]:
+    """The sandbox scenario (schemas/scenario.json) of one case: its leads and its script."""
     w = case.world
     start = datetime.fromisoformat((test.start or DEFAULT_START).replace("Z", "+00:00"))
     profile: dict[str, Any] = {
-        "url": url, "accessible": not w.inaccessible,
+        "accessible": not w.inaccessible,
         "accepts": w.accepts_after is not None, "replies": w.replies_after is not None,
         "already_connected_with": list(seq.identities) if w.already_connected else [],
         "writes_first_to": list(seq.identities) if w.writes_first is not None else [],
@@ -260,35 +262,48 @@ def _scenario(test: SequenceTest, seq: Sequence, case: SequenceCase,
         scripted.setdefault(_WORLD_OPS[step.action], []).extend([err.error] * err.times)
     if scripted:
         faults["scripted"] = scripted
-    return {"seed": 0, "start": start.isoformat(), "profiles": {"items": [profile]},
+    items = [{"url": url, **profile} for url in urls]
+    return {"seed": 0, "start": start.isoformat(), "profiles": {"items": items},
             "behaviour": behaviour, "faults": faults}
 
 
 # ---- what happened -----------------------------------------------------------------------------
 
 
-def _observe(rt: Any, seq: Sequence, url: str, result: CaseResult) -> None:
-    """The lead's path, terminal and sent texts, read back from the store."""
+@dataclass
+class _Lead:
+    """What happened to one lead of a case."""
+
+    url: str
+    path: list[str]
+    terminal: str | None
+    sent: list[dict[str, str]]
+
+
+def _observe(rt: Any, seq: Sequence) -> list[_Lead]:
+    """Each lead's path, terminal and sent texts, read back from the store."""
     store = rt.store
-    enrollments = store.enrollments(sequence=seq.name)
-    if not enrollments:
-        result.checks.append(Check("setup", False, f"the lead {url} was not enrolled"))
-        return
-    enr = enrollments[0]
     terminals = set(compile_sequence(seq).terminals)
-    states: list[str] = []
-    for ev in store.events(enrollment_id=enr.id):
-        if ev.to_state and ev.kind in ("enrolled", "transition") and (
-                not states or states[-1] != ev.to_state):
-            states.append(ev.to_state)
-    result.path = [s for s in states if s not in terminals]
-    result.terminal = enr.state if enr.state in terminals else None
-    for row in store.actions(enrollment_id=enr.id):
-        sent = row.response.get("sent") if isinstance(row.response, dict) else None
-        if row.status == "done" and isinstance(sent, dict):
-            text = sent.get("text") or sent.get("note") or ""
-            result.sent.append({"step": row.step, "action": row.action, "text": str(text),
-                                "at": _iso(row.finished_at or row.created_at)})
+    enrollments = store.enrollments(sequence=seq.name)
+    urls = {i: lead.profile_url
+            for i, lead in store.leads_by_ids(e.lead_id for e in enrollments).items()}
+    out = []
+    for enr in enrollments:
+        states: list[str] = []
+        for ev in store.events(enrollment_id=enr.id):
+            if ev.to_state and ev.kind in ("enrolled", "transition") and (
+                    not states or states[-1] != ev.to_state):
+                states.append(ev.to_state)
+        sent = []
+        for row in store.actions(enrollment_id=enr.id):
+            said = row.response.get("sent") if isinstance(row.response, dict) else None
+            if row.status == "done" and isinstance(said, dict):
+                text = said.get("text") or said.get("note") or ""
+                sent.append({"step": row.step, "action": row.action, "text": str(text),
+                             "at": _iso(row.finished_at or row.created_at)})
+        out.append(_Lead(urls.get(enr.lead_id, "?"), [s for s in states if s not in terminals],
+                         enr.state if enr.state in terminals else None, sent))
+    return out
 
 
 def _iso(at: datetime) -> str:
@@ -298,29 +313,45 @@ def _iso(at: datetime) -> str:
 # ---- checks ------------------------------------------------------------------------------------
 
 
-def _check(case: SequenceCase, seq: Sequence, delivered: Iterable[Delivery],
-           result: CaseResult) -> None:
-    if any(c.name == "setup" for c in result.checks):
+def _check(case: SequenceCase, seq: Sequence, leads: list[_Lead],
+           delivered: Iterable[Delivery], result: CaseResult) -> None:
+    """Every lead against the expectations (a case's leads are alike: each must meet them);
+    the result shows the first lead that does not, else the first lead."""
+    if not leads:
+        result.checks.append(Check("setup", False, "no lead was enrolled"))
         return
-    exp = case.expect
-    if exp.path is not None and list(exp.path) != result.path:
-        diff = tuple(difflib.unified_diff(list(exp.path), result.path, "expected path",
-                                          "actual path", lineterm="", n=len(result.path)))
-        result.checks.append(Check("path", False, "the lead took another path", diff))
-    elif exp.path is not None:
-        result.checks.append(Check("path", True))
-    if exp.terminal is not None:
-        ok = exp.terminal == result.terminal
-        actual = result.terminal or f"still at {result.path[-1] if result.path else '?'}"
-        result.checks.append(Check("terminal", ok, "" if ok else
-                                   f"expected terminal {exp.terminal!r}, got {actual!r}"))
-    if exp.sent is not None:
-        result.checks.append(_check_sent(exp.sent, result.sent))
+    per_lead = [(lead, _lead_checks(case.expect, lead)) for lead in leads]
+    lead, checks = next(((ld, c) for ld, c in per_lead if not all(x.ok for x in c)),
+                        per_lead[0])
+    result.path, result.terminal, result.sent = lead.path, lead.terminal, lead.sent
+    if len(leads) > 1:
+        failing = sum(1 for _, c in per_lead if not all(x.ok for x in c))
+        who = f"{failing} of {len(leads)} leads, the first {lead.url}: "
+        checks = [x if x.ok else replace(x, message=who + x.message) for x in checks]
+    result.checks.extend(checks)
     ours = [d for d in delivered if d.kind in _SENT_KINDS]
-    if exp.within_window and seq.window is not None:
+    if case.expect.within_window and seq.window is not None:
         result.checks.append(_check_window(seq, case, ours))
-    if exp.within_limits:
+    if case.expect.within_limits:
         result.checks.append(_check_limits(seq, delivered))
+
+
+def _lead_checks(exp: CaseExpectation, lead: _Lead) -> list[Check]:
+    checks = []
+    if exp.path is not None and list(exp.path) != lead.path:
+        diff = tuple(difflib.unified_diff(list(exp.path), lead.path, "expected path",
+                                          "actual path", lineterm="", n=len(lead.path)))
+        checks.append(Check("path", False, "the lead took another path", diff))
+    elif exp.path is not None:
+        checks.append(Check("path", True))
+    if exp.terminal is not None:
+        ok = exp.terminal == lead.terminal
+        actual = lead.terminal or f"still at {lead.path[-1] if lead.path else '?'}"
+        checks.append(Check("terminal", ok, "" if ok else
+                            f"expected terminal {exp.terminal!r}, got {actual!r}"))
+    if exp.sent is not None:
+        checks.append(_check_sent(exp.sent, lead.sent))
+    return checks
 
 
 def _check_sent(expected: Iterable[Any], sent: list[dict[str, str]]) -> Check:

@@ -138,3 +138,18 @@ def test_a_scripted_error_fails_the_next_calls_of_its_op_only() -> None:
     assert failed.value.label == "PROFILE_NOT_ACCESSIBLE"
     world.connect("ident-alice", "https://www.linkedin.com/in/ada")  # consumed: it goes
     assert [d.kind for d in world.delivered] == ["visit", "invite"]
+
+
+def test_every_lead_of_a_counted_case_must_meet_the_expectations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "count.yaml"
+    manifest.write_text(WRONG.replace("    - name: never accepts\n",
+                                      "    - name: never accepts\n      count: 3\n"),
+                        encoding="utf-8")
+    code, out, _ = invoke(capsys, "test", str(manifest), "-o", "json")
+    (case,) = json.loads(out)["cases"]
+    assert code == 1 and case["terminal"] == "removed"
+    messages = [f["message"] for f in case["failures"]]
+    assert "3 of 3 leads, the first https://www.linkedin.com/in/seqrun-test-never-accepts: " \
+           "expected terminal 'completed', got 'removed'" in messages

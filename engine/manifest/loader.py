@@ -510,7 +510,8 @@ class _Builder:
             until = self.duration(raw["until"], f"{path}.until")
         return SequenceCase(name=raw["name"], lead=dict(raw.get("lead", {})),
                             world=self.world(raw.get("world", {}), f"{path}.world"),
-                            expect=self.expectation(raw["expect"]), until=until, path=path)
+                            expect=self.expectation(raw["expect"]), until=until, path=path,
+                            count=int(raw.get("count", 1)))
 
     def world(self, raw: dict[str, Any], path: str) -> CaseWorld:
         def span(key: str, where: str) -> timedelta | None:
