@@ -233,4 +233,75 @@ class Schedule:
         return self.metadata.name
 
 
-Manifest = Sequence | Workflow | Schedule
+# ---- SequenceTest (`seqrun test`) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepError:
+    """A provider error scripted on a step: its action fails with ``error`` ``times`` times."""
+
+    step: str
+    error: str
+    times: int = 1
+
+
+@dataclass(frozen=True)
+class CaseWorld:
+    """How the simulated LinkedIn behaves for a case's lead (durations from the start of the
+    case, or from the invitation / message they answer)."""
+
+    accepts_after: timedelta | None = None  # None: never accepts
+    replies_after: timedelta | None = None  # None: never replies
+    already_connected: bool = False
+    writes_first: timedelta | None = None
+    inaccessible: bool = False
+    auth_expired: timedelta | None = None
+    auth_restored: timedelta | None = None
+    errors: tuple[StepError, ...] = ()
+
+
+@dataclass(frozen=True)
+class SentExpectation:
+    step: str
+    text: str | None = None  # the exact text
+    contains: str | None = None  # a part of it
+
+
+@dataclass(frozen=True)
+class CaseExpectation:
+    """What a case checks; None: not checked."""
+
+    path: tuple[str, ...] | None = None
+    terminal: str | None = None
+    sent: tuple[SentExpectation, ...] | None = None
+    within_window: bool = True
+    within_limits: bool = True
+
+
+@dataclass(frozen=True)
+class SequenceCase:
+    name: str
+    lead: Mapping[str, str]
+    world: CaseWorld
+    expect: CaseExpectation
+    until: timedelta
+    path: str = "$"  # JSON path of this case in its manifest
+    count: int = 1  # leads alike (the lead's URL numbered): each must meet the expectations
+
+
+@dataclass(frozen=True)
+class SequenceTest:
+    metadata: Metadata
+    sequence: Path  # the Sequence manifest file, resolved against the test's directory
+    cases: tuple[SequenceCase, ...]
+    start: str | None = None  # ISO 8601: the virtual clock's start
+    normalized: Mapping[str, Any] = field(default_factory=dict)
+    source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
+    kind: Literal["SequenceTest"] = "SequenceTest"
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+Manifest = Sequence | Workflow | Schedule | SequenceTest

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -62,6 +62,8 @@ from engine.views import control
 from engine.views import status as views
 from engine.views import why as why_views
 from engine.views.control import PauseResult
+from engine.views.forecast import Forecast
+from engine.views.forecast import forecast as forecast_view
 from engine.views.status import StatusReport
 from engine.views.why import WhyReport, WorkflowWhy
 
@@ -211,8 +213,9 @@ def read_store(state_dir: Path, read: Callable[[Store], _T]) -> _T | None:
         return read(store)
 
 
-def new_sandbox(state_dir: Path, *, scenario: Path | None, seed: int) -> None:
-    """Make (and save) the world a simulation plays on: the scenario's, else the default one."""
+def new_sandbox(state_dir: Path, *, scenario: Path | Mapping[str, Any] | None, seed: int) -> None:
+    """Make (and save) the world a simulation plays on: the scenario's (a file or its loaded
+    mapping), else the default one."""
     make_state_dir(state_dir)  # owner-only, as the store makes it (the sandbox comes first)
     with sandbox_state(state_dir, "save"):
         Sandbox.open(state_dir, scenario=scenario, seed=seed).close()
@@ -497,13 +500,43 @@ def run(state_dir: Path, opts: RunOptions, *, sandbox: bool) -> RunOutcome:
     return RunOutcome(result, funnel, seen)
 
 
+def forecast(state_dir: Path) -> Forecast:
+    """The day-by-day forecast of the run a simulation left in ``state_dir`` (read back from
+    its store, up to the sandbox's virtual clock)."""
+
+    async def work(rt: Runtime) -> Forecast:
+        return forecast_view(rt.store, now=rt.clock.now())
+
+    return with_runtime(state_dir, work, sandbox=True, virtual_clock=True, save=False)
+
+
+def quick_forecast(manifests: list[Manifest], span: timedelta, *, seed: int = 0) -> Forecast:
+    """What ``seqrun simulate`` would show for ``span`` (``plan --forecast``): the Sequences of
+    ``manifests`` applied and run on a fresh default sandbox, in a throwaway state directory
+    and store; nothing of the user's state is read or written."""
+    import tempfile
+
+    from engine.store.db import throwaway_store
+
+    sequences: list[Manifest] = [m for m in manifests if isinstance(m, Sequence)]
+    with throwaway_store(), tempfile.TemporaryDirectory(prefix="seqrun-forecast-") as scratch:
+        state_dir = Path(scratch)
+        new_sandbox(state_dir, scenario=None, seed=seed)
+        apply(sequences, approve=lambda _plan: True, run=True, prune=False,
+              state_dir=state_dir, sandbox=True, virtual_clock=True)
+        run(state_dir, RunOptions(until=span, virtual_clock=True), sandbox=True)
+        return forecast(state_dir)
+
+
 @dataclass
 class Simulation:
-    """``seqrun simulate``: the apply, the run over simulated time, where the state was kept."""
+    """``seqrun simulate``: the apply, the run over simulated time, where the state was kept,
+    and the forecast read back from it."""
 
     applied: ApplyResult
     outcome: RunOutcome
     kept: Path | None
+    forecast: Forecast | None = None
 
     @property
     def failed(self) -> bool:
@@ -511,7 +544,8 @@ class Simulation:
 
     def to_json(self) -> dict[str, Any]:
         return {"apply": self.applied.to_json(), **self.outcome.to_json(),
-                "state_dir": None if self.kept is None else str(self.kept)}
+                "state_dir": None if self.kept is None else str(self.kept),
+                "forecast": None if self.forecast is None else self.forecast.to_json()}
 
 
 # ---- Schedules (Edges) ---------------------------------------------------------------------

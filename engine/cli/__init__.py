@@ -33,6 +33,7 @@ from engine.cli import (
     schedule_cmds,
     serve_cmds,
     status_cmds,
+    test_cmds,
 )
 from engine.errors import ManifestError, SeqrunError
 
@@ -55,7 +56,7 @@ def cli(verbose: int) -> None:
 
 
 for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dnc_cmds,
-                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds):
+                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds, test_cmds):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

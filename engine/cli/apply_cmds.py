@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from engine.cli.options import (
     virtual_clock_option,
 )
 from engine.cli.planfile import read_plan_file, save_plan_file
+from engine.cli.render_forecast import render_week
 from engine.cli.render_run import warn_unreachable
 from engine.cli.render_schedules import render_schedule_plan
 from engine.errors import UsageError
@@ -36,13 +38,16 @@ if TYPE_CHECKING:
               help="Exit 2 when there are changes (0 none, 1 error).")
 @click.option("-out", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the (Schedule) plan for `seqrun apply FILE`.")
+@click.option("--forecast", "forecast", is_flag=True,
+              help="Also show the first week's projected sends per day and identity, from a "
+                   "quick simulation on the embedded sandbox (as `seqrun simulate --until +7d`).")
 @prune_option()
 @output_option()
 @sandbox_option()
 @state_dir_option()
 def plan_cmd(
     paths: tuple[str, ...], detailed_exitcode: bool, out: Path | None, prune: bool, output: str,
-    sandbox: bool, state_dir: Path,
+    sandbox: bool, state_dir: Path, forecast: bool,
 ) -> int:
     """Show what `seqrun apply` would do: revisions, leads to enroll or skip, migrations,
     workflows to run, schedules to create, replace or delete."""
@@ -53,10 +58,14 @@ def plan_cmd(
         raise UsageError("-out saves Schedule plans only; plan Sequences and Workflows "
                          "without it (`seqrun apply` re-plans them)")
     plan = runtime.plan(manifests, state_dir=state_dir, sandbox=sandbox, prune=prune)
+    week = runtime.quick_forecast(manifests, timedelta(days=7)) if forecast else None
     if output == "json":
-        render.print_json(plan.to_json(redacted=True))  # callback header values never shown
+        data = plan.to_json(redacted=True)  # callback header values never shown
+        render.print_json(data if week is None else {**data, "forecast": week.to_json()})
     else:
         render.render_plan(plan)
+        if week is not None:
+            render_week(week)
     if out is not None and plan.schedules is not None:
         save_plan_file(plan.schedules, out)
         if output != "json":

@@ -20,6 +20,7 @@ from engine.cli.options import (
     state_dir_option,
     virtual_clock_option,
 )
+from engine.cli.render_forecast import check_chart, render_forecast, write_chart
 from engine.cli.render_run import RunProgress, async_lines, run_lines, warn_unreachable
 from engine.errors import UsageError
 
@@ -97,20 +98,27 @@ def _render_run(outcome: RunOutcome) -> None:
                    "the default world.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="The default world's seed (acceptances, replies, edge cases).")
+@click.option("--chart", "chart", type=click.Path(dir_okay=False, path_type=Path),
+              help="Draw the forecast (daily load per action against its limit, the funnel "
+                   "over time) to FILE: .html (self-contained) or .png (needs seqrun[chart]).")
 @output_option()
 def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, scenario: Path | None,
-                 seed: int, output: str) -> int:
+                 seed: int, chart: Path | None, output: str) -> int:
     """Play manifests over simulated time against a fresh embedded sandbox.
 
     What `seqrun apply --sandbox --virtual-clock` then `seqrun run --sandbox --virtual-clock
     --until` do, in a throwaway state directory: nothing is read from or written to .seqrun,
-    no provider is called, no prompt is asked. Prints the plan, the run and the funnel.
+    no provider is called, no prompt is asked. Prints the plan, the run, the funnel and the
+    forecast: per day and identity, the actions against each limit, the day each limit first
+    binds, the backlog, the funnel by step and the finish date.
     """
     from engine import runtime  # deferred: see the module's note
     from engine.sandbox.scenario import load_scenario  # deferred: jsonschema and Starlette
     from engine.store.db import throwaway_store  # deferred with runtime: SQLAlchemy
 
     span = parse_until(until)  # a bad --until is refused before anything runs
+    if chart is not None:
+        check_chart(chart)  # an unknown format or a missing matplotlib, before the run
     if keep is not None and keep.exists() and any(keep.iterdir()):
         raise UsageError(f"--keep {keep}: the directory is not empty (give a new one)")
     if scenario is not None:
@@ -125,12 +133,18 @@ def simulate_cmd(paths: tuple[str, ...], until: str, keep: Path | None, scenario
         opts = runtime.RunOptions(until=span, virtual_clock=True,
                                   progress=_progress(output, once=False))
         outcome = runtime.run(state_dir, opts, sandbox=True)
-    simulation = runtime.Simulation(applied, outcome, keep)
+        forecast = runtime.forecast(state_dir)
+    simulation = runtime.Simulation(applied, outcome, keep, forecast)
+    if chart is not None:
+        write_chart(forecast, chart)
     if output == "json":
         render.print_json(simulation.to_json())
         return 1 if simulation.failed else 0
     render.render_apply(applied)
     _render_run(outcome)
+    render_forecast(forecast)
+    if chart is not None:
+        render.render_lines([f"chart written to {chart}"])
     if keep is not None:
         render.render_lines([f"state kept in {keep}: `seqrun status --state-dir {keep} "
                              f"--virtual-clock`, `seqrun why LEAD --state-dir {keep}`"])

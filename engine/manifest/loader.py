@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import ManifestError, Problem
-from engine.manifest.explain import closest, explain_schema_error
+from engine.manifest.explain import closest, did_you_mean, explain_schema_error
 from engine.manifest.lint import lint
 from engine.manifest.schemas import KINDS, max_steps, validator_for
 from engine.manifest.yamlio import Document, read_documents
@@ -30,14 +30,20 @@ from engine.model import (
     BranchCase,
     BranchStep,
     Callback,
+    CaseExpectation,
+    CaseWorld,
     EndStep,
     Experiment,
     LeadsSource,
     Manifest,
     Metadata,
     Schedule,
+    SentExpectation,
+    SequenceCase,
+    SequenceTest,
     SourceMap,
     Step,
+    StepError,
     Variant,
     WaitForStep,
     WaitStep,
@@ -118,11 +124,45 @@ def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], lis
         if naming == "new":
             manifests.append(manifest)
 
+    problems.extend(_test_references(manifests))
     if any(p.severity == "error" for p in problems):
         raise ManifestError(problems)
     warnings = sorted(problems)
     manifests.sort(key=lambda m: (m.source.file, m.source.locate("$")))
     return manifests, warnings
+
+
+def _test_references(manifests: list[Manifest]) -> list[Problem]:
+    """Every step a SequenceTest names (in a path, a sent text, a scripted error) must be a
+    step of the Sequence it tests (loaded here when it was not among ``manifests``)."""
+    tests = [m for m in manifests if isinstance(m, SequenceTest) and m.sequence.is_file()]
+    if not tests:
+        return []
+    by_file = {Path(m.source.file).resolve(): m for m in manifests
+               if isinstance(m, SequenceManifest)}
+    problems: list[Problem] = []
+    for test in tests:
+        target = by_file.get(test.sequence.resolve())
+        if target is None:
+            try:
+                loaded = load_with_warnings([test.sequence])[0]
+            except ManifestError:
+                loaded = []  # its own problems show when it is validated itself
+            target = next((m for m in loaded if isinstance(m, SequenceManifest)), None)
+        if target is None:
+            problems.append(test.source.problem(
+                "$.spec.sequence", f"{test.sequence} holds no valid Sequence to test"))
+            continue
+        steps = [s.id for s in target.steps]
+        for case in test.cases:
+            named = [(f"{case.path}.expect.path", s) for s in case.expect.path or ()]
+            named += [(f"{case.path}.expect.sent", s.step) for s in case.expect.sent or ()]
+            named += [(f"{case.path}.world.errors", e.step) for e in case.world.errors]
+            for where, step in named:
+                if step not in steps:
+                    problems.append(test.source.problem(where, (
+                        f"{target.name} has no step {step!r}{did_you_mean(step, steps)}")))
+    return problems
 
 
 def manifest_files(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:
@@ -448,6 +488,68 @@ class _Builder:
         )
 
 
+    # ---- SequenceTest ----------------------------------------------------------------------
+
+    def sequence_test(self) -> SequenceTest:
+        spec = self.doc.data["spec"]
+        base = Path(self.src.file).absolute().parent
+        target = Path(os.path.normpath(base / spec["sequence"]))
+        if not target.is_file():
+            self.problems.append(self.src.problem(
+                "$.spec.sequence", f"no Sequence manifest at {spec['sequence']!r} (a file "
+                "relative to this test)"))
+        until = self.duration(spec.get("until", "30d"), "$.spec.until")
+        cases = tuple(self.case(raw, f"$.spec.cases[{i}]", until)
+                      for i, raw in enumerate(spec["cases"]))
+        names = [c.name for c in cases]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                self.problems.append(self.src.problem(f"$.spec.cases[{i}].name",
+                                                      f"duplicate case name {name!r}"))
+        return SequenceTest(metadata=self.metadata(), sequence=target, cases=cases,
+                            start=spec.get("start"), normalized=self.doc.data, source=self.src)
+
+    def case(self, raw: dict[str, Any], path: str, until: timedelta) -> SequenceCase:
+        if "until" in raw:
+            until = self.duration(raw["until"], f"{path}.until")
+        return SequenceCase(name=raw["name"], lead=dict(raw.get("lead", {})),
+                            world=self.world(raw.get("world", {}), f"{path}.world"),
+                            expect=self.expectation(raw["expect"]), until=until, path=path,
+                            count=int(raw.get("count", 1)))
+
+    def world(self, raw: dict[str, Any], path: str) -> CaseWorld:
+        def span(key: str, where: str) -> timedelta | None:
+            return None if key not in raw else self.duration(raw[key], f"{where}.{key}",
+                                                              allow_zero=True)
+
+        auth = raw.get("auth_expired", {})
+        return CaseWorld(
+            accepts_after=span("accepts_after", path),
+            replies_after=span("replies_after", path),
+            already_connected=bool(raw.get("already_connected", False)),
+            writes_first=span("writes_first", path),
+            inaccessible=bool(raw.get("inaccessible", False)),
+            auth_expired=parse_duration(auth["at"]) if "at" in auth else None,
+            auth_restored=parse_duration(auth["restored"]) if "restored" in auth else None,
+            errors=tuple(StepError(e["step"], e["error"], int(e.get("times", 1)))
+                         for e in raw.get("errors", [])),
+        )
+
+    @staticmethod
+    def expectation(raw: dict[str, Any]) -> CaseExpectation:
+        sent = None
+        if "sent" in raw:
+            sent = tuple(SentExpectation(s["step"], s.get("text"), s.get("contains"))
+                         for s in raw["sent"])
+        return CaseExpectation(
+            path=tuple(raw["path"]) if "path" in raw else None,
+            terminal=raw.get("terminal"),
+            sent=sent,
+            within_window=bool(raw.get("within_window", True)),
+            within_limits=bool(raw.get("within_limits", True)),
+        )
+
+
 def _variant(raw: Mapping[str, Any]) -> Variant:
     texts = {k: v for k, v in raw.items() if k not in ("name", "weight")}
     return Variant(name=raw["name"], with_=texts, weight=float(raw.get("weight", 1)))
@@ -496,4 +598,6 @@ def _build(kind: str, doc: Document, problems: list[Problem]) -> Manifest | None
         return builder.workflow()
     if kind == "Schedule":
         return builder.schedule()
+    if kind == "SequenceTest":
+        return builder.sequence_test()
     return None  # pragma: no cover - _check_header admits only KINDS

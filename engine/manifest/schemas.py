@@ -28,7 +28,7 @@ from jsonschema import Draft202012Validator
 from engine.errors import UsageError
 
 # The manifest kinds, one schema file each.
-KINDS: tuple[str, ...] = ("Sequence", "Workflow", "Schedule")
+KINDS: tuple[str, ...] = ("Sequence", "Workflow", "Schedule", "SequenceTest")
 
 
 def schema_dir() -> Path:

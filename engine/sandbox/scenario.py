@@ -125,6 +125,7 @@ def world_from_scenario(scenario: str | Path | Mapping[str, Any], clock: Clock) 
     fraw = dict(data.get("faults", {}))
     for key in ("auth_expire_at", "reauth_at"):
         fraw[key] = {k: parse_iso(v) for k, v in fraw.get(key, {}).items()}
+    fraw["scripted"] = {op: list(labels) for op, labels in fraw.get("scripted", {}).items()}
     idents = data.get("identities")
     for ident in idents or []:
         for key in ("auth_expire_at", "reauth_at"):

@@ -20,6 +20,7 @@ class Actions(Limits):
         """View a profile; returns it."""
         ident, profile = self._check(identity, url, "visit")
         assert profile is not None
+        self._scripted_fault('visit')
         self._deliver(ident, profile, "visit", "visit")
         return profile
 
@@ -41,6 +42,7 @@ class Actions(Limits):
                              {"max_length": MAX_NOTE, "length": len(note)})
         ident, profile = self._check(identity, url, None)
         assert profile is not None
+        self._scripted_fault('connect')
         if profile.url in self.network[ident.uid]:
             raise WorldError("ALREADY_CONNECTED", "already a 1st degree connection")
         if profile.url in self.invitations[ident.uid]:
@@ -65,6 +67,7 @@ class Actions(Limits):
         """Follow a profile (idempotent: following twice delivers once)."""
         ident, profile = self._check(identity, url, None)
         assert profile is not None
+        self._scripted_fault('follow')
         follows = self.follows.setdefault(ident.uid, [])
         if profile.url not in follows:
             follows.append(profile.url)
@@ -79,6 +82,7 @@ class Actions(Limits):
         """Withdraw a pending invitation (``NOT_PENDING`` when there is none)."""
         ident, profile = self._check(identity, url, None)
         assert profile is not None
+        self._scripted_fault('withdraw')
         inv = self.invitations[ident.uid].pop(profile.url, None)
         if inv is None:
             if profile.url in self.network[ident.uid]:
@@ -105,6 +109,7 @@ class Actions(Limits):
             raise WorldError("INVALID_INPUT", f"message longer than {MAX_MESSAGE} characters")
         ident, profile = self._check(identity, url, None)
         assert profile is not None
+        self._scripted_fault('message')
         existing = self.threads[ident.uid].get(profile.url)
         if profile.url not in self.network[ident.uid] and existing is None:
             raise WorldError("NOT_CONNECTED", "you can only message 1st degree connections")
@@ -121,6 +126,7 @@ class Actions(Limits):
             raise WorldError("INVALID_INPUT", "empty message")
         ident, profile = self._check(identity, url, None)
         assert profile is not None
+        self._scripted_fault('inmail')
         if ident.kind != "sales_navigator":
             raise WorldError("SN_ACCOUNT_UPGRADE", "InMail needs a Sales Navigator subscription")
         self._check_limit(ident, "inmail")

@@ -44,6 +44,9 @@ class FaultConfig:
     timeout_hang_s: float = 0.0
     auth_expire_at: dict[str, datetime] = field(default_factory=dict)
     reauth_at: dict[str, datetime] = field(default_factory=dict)
+    #: world op (visit, connect, message, inmail, withdraw, follow) -> the error labels its
+    #: next calls fail with, one per call, in order (`seqrun test`'s scripted provider errors)
+    scripted: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

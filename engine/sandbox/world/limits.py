@@ -30,6 +30,12 @@ class Limits(Identities):
             self._check_limit(ident, action)
         return ident, profile
 
+    def _scripted_fault(self, op: str) -> None:
+        """The next scripted error of ``op`` (``faults.scripted``), consumed as it is raised."""
+        queue = self.config.faults.scripted.get(op)
+        if queue:
+            raise WorldError(queue.pop(0), f"a scripted {op} failure (faults.scripted)")
+
     def limit_for(self, identity: str, action: str) -> int | None:
         """The rolling 24 h limit of ``action``: the identity's own override, else its
         provider's documented limit for its tier (:data:`PROVIDER_LIMITS`), else Edges'."""
