@@ -345,6 +345,7 @@ class _Builder:
             api=spec.get("api", "current"),
             normalized=data,
             source=self.src,
+            execution=spec.get("execution", "live"),
         )
 
     def step(self, raw: dict[str, Any], path: str) -> Step:
@@ -357,6 +358,7 @@ class _Builder:
                 on=dict(raw.get("on", {})),
                 next=raw.get("next"),
                 path=path,
+                execution=raw.get("execution"),
             )
         if "wait" in raw:
             return WaitStep(

@@ -90,7 +90,7 @@ class Outcomes:
         transition go to the identity's buffered writes."""
         try:
             outcome = await ctx.provider.perform(
-                ctx.identity, p.step.action, _lead_for_provider(p, key), p.params
+                ctx.identity, p.step.action, lead_for_provider(p, key), p.params
             )
         except ProviderError as exc:
             return await self.on_error(ctx, p, key, exc, result)
@@ -304,7 +304,7 @@ class Outcomes:
         return self.moves.transition(enr, p.lead, move, result, ctx=ctx)
 
 
-def _lead_for_provider(p: Planned, key: str | None) -> Lead:
+def lead_for_provider(p: Planned, key: str | None) -> Lead:
     custom: dict[str, Any] = {"enrollment_id": p.enr.id, "sequence": p.enr.sequence}
     if key:
         custom["idempotency_key"] = key

@@ -326,9 +326,11 @@ class Rules:
         """The identity's ``action`` times of the last 24 h (read once, then kept)."""
         usage = ctx.usage.get(action)
         if usage is None:
-            usage = ctx.usage[action] = deque(
-                self.store.action_times(ctx.identity, action, now - DAY)
-            )
+            times = self.store.action_times(ctx.identity, action, now - DAY)
+            flying = self.state.in_flight.get((ctx.identity, action))
+            if flying:  # async runs without outcome yet: they may happen any moment
+                times = sorted([*times, *(t for t in flying if t > now - DAY)])
+            usage = ctx.usage[action] = deque(times)
         while usage and usage[0] <= now - DAY:
             usage.popleft()
         return usage
