@@ -203,7 +203,7 @@ class Runner:
         self._blocked = bool(unresolved) or any(i.status == "auth_expired" for i in identities)
         self._state.identity_rows = {i.id: i for i in identities}
         await self._run_batches(unresolved, {i.id: i.status for i in identities}, result)
-        if result.paused_identities:
+        if result.paused_identities or result.submitted:  # async runs wait on the provider
             self._blocked = True
         for hook in self.tick_hooks:
             if await hook(result):
