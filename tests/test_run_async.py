@@ -192,7 +192,9 @@ async def test_callbacks_delivered_twice_and_late_make_one_transition_each(
     outcomes = Counter(kind(e.outcome) for e in inbound_events(store))
     # the second delivery of a result is noted as a duplicate (or comes after it was settled)
     assert outcomes["noted"] == submitted(game.counting)
-    assert outcomes["duplicate"] + outcomes["ignored"] == injected["callback_twice"], outcomes
+    # (a twin POSTed by Edges after the runner's last tick is still pending: "None")
+    twins = outcomes["duplicate"] + outcomes["ignored"] + outcomes["None"]
+    assert twins == injected["callback_twice"], outcomes
     # one transition per action: no step entered twice by the same run
     for enr in store.enrollments():
         kinds = [e.data.get("action") for e in store.events(enrollment_id=enr.id)

@@ -295,11 +295,20 @@ class AsyncRuns:
             if isinstance(answer, ProviderError):
                 await self.outcomes.on_error(ctx, p, key, answer, result)
             else:
-                self.outcomes.succeeded(ctx, p, key, answer.status, answer.data, result)
+                self.outcomes.succeeded(ctx, p, key, answer.status, answer.data, result,
+                                        done_at=self._done_at(intent))
         with self.store.transaction() as conn:
             write_buffered(self.store, ctx.w, conn)
             self.store.kv_delete(NS, key, conn=conn)
         result.async_settled += 1
+
+    def _done_at(self, intent: ActionRow) -> datetime | None:
+        """When the run happened, as far as the limits go: at its submission when its result
+        came within ``async_wait`` (Edges runs a run at once unless a limit BLOCKs it), else
+        when the result came (None)."""
+        if self.clock.now() - intent.created_at <= self.settings.async_wait:
+            return intent.created_at
+        return None
 
     def _outcome_only(
         self, ctx: IdentityTick, key: str, answer: ActionResult | ProviderError

@@ -108,9 +108,12 @@ class Outcomes:
         status: str | None,
         data: Mapping[str, Any],
         result: TickResult,
+        done_at: datetime | None = None,
     ) -> EnrollmentRow:
         """The action happened: its outcome, what it changed (a conversation, a pending
-        invitation) and the step's trigger (``ok``, or check_connection's answer)."""
+        invitation) and the step's trigger (``ok``, or check_connection's answer).
+        ``done_at``: when it happened, if known to be before now (an async run's result
+        read later); the limits count it from then."""
         now = self.clock.now()
         action, url = p.step.action, p.lead.profile_url
         trigger = "ok"
@@ -126,7 +129,7 @@ class Outcomes:
                 "status": "done",
                 "label": status or "ok",
                 "response": response,
-                "finished_at": now,
+                "finished_at": done_at or now,
             }
         )
         if action in MESSAGES:
