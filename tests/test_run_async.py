@@ -34,6 +34,7 @@ from engine.serve.config import (
 )
 from engine.store import Store
 from engine.store.inbound import inbound_events, record_inbound
+from tests import test_fault_matrix as matrix
 from tests.test_fault_matrix import Answers, Fault, FaultTransport, Played, campaign, check
 from tests.test_run_safety import Crash
 
@@ -403,3 +404,19 @@ def test_execution_async_is_validated_and_warned_about(tmp_path: Path) -> None:
     assert receiver_warnings([seq], env=env) == []
     assert CALLBACK == {"url": PUBLIC + EDGES_CALLBACKS, "headers": {SECRET_HEADER: SECRET},
                         "on": "all"}
+
+
+@pytest.mark.parametrize("name", ["timeout", "5xx", "429-retry-after", "limit-storm",
+                                  "auth-expired-reauth", "timeout+limit-storm"])
+async def test_the_fault_matrix_in_async_mode_ends_every_lead_right_and_nothing_twice(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fault matrix's campaign with `execution: async` (polled): submissions time out
+    (before or after Edges created the run), fail, are refused at a limit; runs are BLOCKED
+    by tight smart limits; sessions expire. The same ground-truth checks hold."""
+    monkeypatch.setattr(matrix, "campaign", lambda: replace(campaign(), execution="async"))
+    played = await matrix.play(tmp_path, matrix.fault_named(name))
+    terminals = check(played)
+    assert sum(terminals.values()) == matrix.LEADS and terminals["completed"] > 0, terminals
+    assert played.store.kv_items(NS) == {}
+    played.store.close()
