@@ -149,8 +149,11 @@ class AsyncRuns:
                 continue
             mine.setdefault(intent.identity, []).append(
                 (intent, entry if isinstance(entry, dict) else None))
-        for stale in entries:  # its intent was settled (by recovery, or before a crash)
-            self.store.kv_delete(NS, stale)
+        old = (self.clock.now() - self.settings.settle_after).isoformat()
+        for stale, entry in entries.items():  # its intent was settled (by recovery, or
+            # before a crash); a fresh one may be another process's submission in flight
+            if not isinstance(entry, dict) or str(entry.get("submitted_at") or "") < old:
+                self.store.kv_delete(NS, stale)
         in_flight: set[int] = set()
         self.state.in_flight = {}
         if not mine:
