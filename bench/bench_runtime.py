@@ -45,6 +45,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ from engine.providers.edges.actions import EdgesProvider  # noqa: E402
 from engine.run.runner import Runner  # noqa: E402
 from engine.sandbox import Sandbox, SandboxTransport  # noqa: E402
 from engine.sandbox.world import FaultConfig, World, WorldConfig  # noqa: E402
+from engine.serve.app import build_app  # noqa: E402
+from engine.serve.config import ServeConfig, edges_run_callback  # noqa: E402
 from engine.store import Store  # noqa: E402
 from engine.store import tables as t  # noqa: E402
 
@@ -71,6 +74,8 @@ BUDGETS = {"calls_per_action": 1.05, "utilization": 0.99, "overshoot": 0, "laten
            "step_cost": 1.3, "step_cost_message": 2.0, "idle": 2.0, "blocked": 2.0, "rss_mb": 200.0}
 
 
+ASYNC_SECRET = "bench-edges-secret-0123456789"  # the in-process receiver's (execution: async)
+ASYNC_PUBLIC = "http://127.0.0.1:8080"
 CAMPAIGN_LIMITS = {"visit": 60, "message": 35}  # the manifest's, under the provider's 80 / 50
 
 
@@ -125,7 +130,12 @@ def bulk_enroll(store: Store, compiled: CompiledSequence, seq: Sequence,
 # ---- 1 + 2: calls per delivered action, limit utilization ------------------------------------
 
 
-async def campaign(tmp: Path, *, identities: int, leads: int, days: int) -> dict[str, Any]:
+async def campaign(tmp: Path, *, identities: int, leads: int, days: int,
+                   execution: str = "live", callbacks: bool = True) -> dict[str, Any]:
+    """The visit + message campaign; ``execution="async"`` sends its actions through Edges
+    ``run/async``, results by callback to the receiver (in process, on the same store) or,
+    without ``callbacks``, by polling. Provider calls are counted at the transport (the
+    callbacks Edges POSTs to seqrun are not calls of ours)."""
     clock = VirtualClock(START)
     world = World(clock, seed=5, config=WorldConfig(
         already_connected_fraction=1.0, writes_first_fraction=0.0, inaccessible_fraction=0.0,
@@ -141,15 +151,19 @@ async def campaign(tmp: Path, *, identities: int, leads: int, days: int) -> dict
         world.config.limits["classic"][kind] = 10**6
         for ident in world.identities.values():
             ident.limits[kind] = 10**6
-    sandbox = Sandbox(world)
-    provider, counting = edges_over(sandbox)
     store = Store.open(None, tmp)
+    receiver = httpx.AsyncClient(transport=httpx.ASGITransport(
+        app=build_app(store, ServeConfig(ASYNC_SECRET, None, ASYNC_PUBLIC))),
+        base_url=ASYNC_PUBLIC)
+    sandbox = Sandbox(world, callback_client=receiver)
+    provider, counting = edges_over(sandbox)
     window = Window(timezone="Europe/Paris", fallback_timezone="Europe/Paris", days=EVERY_DAY)
     limits = {"visit_profile": CAMPAIGN_LIMITS["visit"], "send_message": CAMPAIGN_LIMITS["message"]}
     seq = sequence("messages", (ActionStep("visit", "visit_profile"),
                                 ActionStep("hello", "send_message",
                                            with_={"text": "Hello {{ lead.first_name }}"})),
                    window=window, limits=limits, identities=names)
+    seq = replace(seq, execution=execution)
     compiled = setup(store, seq)
     pairs = [(p.url, names[i % identities]) for i, p in enumerate(profiles)]
     with store.transaction() as conn:
@@ -157,10 +171,18 @@ async def campaign(tmp: Path, *, identities: int, leads: int, days: int) -> dict
             lead = store.upsert_lead(url, {"first_name": "Ada"}, conn=conn)
             store.enroll(lead, seq.name, compiled.revision, ident, compiled.initial,
                          clock.now(), conn=conn)
-    runner = Runner(store, {"edges": provider}, clock, compiled={compiled.revision: compiled})
+    async def edges_works(result: Any) -> bool:  # Edges runs queued runs between our calls
+        await sandbox.tick()
+        return False
+
+    callback = edges_run_callback(ServeConfig(ASYNC_SECRET, None, ASYNC_PUBLIC))
+    runner = Runner(store, {"edges": provider}, clock, compiled={compiled.revision: compiled},
+                    async_callback=callback if callbacks else None,
+                    tick_hooks=[edges_works] if execution == "async" else ())
     started = time.perf_counter()
     await runner.run_until(START + timedelta(days=days))
     wall = time.perf_counter() - started
+    await receiver.aclose()
     delivered = len(world.delivered)
     calls = sum(counting.requests.values())
     # utilization over every full rolling 24 h window after the first window opening
@@ -572,6 +594,7 @@ async def main(quick: bool, drop_index: bool = False) -> dict[str, Any]:
                                              leads=300 if quick else 900,
                                              days=3 if quick else 7)
         figures["full_outreach"] = await full_outreach(tmp / "f")
+        figures.update(await async_campaigns(tmp, quick))
         gc.collect()
         runs = [await latency(tmp / f"l{k}") for k in range(3)]
         figures["latency"] = min(runs, key=lambda r: r["ratio"])  # best of 3: a shared box
@@ -584,9 +607,22 @@ async def main(quick: bool, drop_index: bool = False) -> dict[str, Any]:
     return figures
 
 
+async def async_campaigns(tmp: Path, quick: bool) -> dict[str, Any]:
+    """The campaign again in ``execution: async``: results by callback, then by polling."""
+    size = {"identities": 3, "leads": 300 if quick else 900, "days": 3 if quick else 7}
+    return {
+        "async_callbacks": await campaign(tmp / "ac", execution="async", **size),
+        "async_polling": await campaign(tmp / "ap", execution="async", callbacks=False,
+                                        **size),
+    }
+
+
 def verdicts(f: dict[str, Any]) -> dict[str, bool]:
     ok = {
         "calls_per_action": f["campaign"]["calls_per_action"] <= BUDGETS["calls_per_action"],
+        "async_calls_per_action": (f["async_callbacks"]["calls_per_action"]
+                                   <= BUDGETS["calls_per_action"]),
+        "async_overshoot": f["async_callbacks"]["overshoot"] <= BUDGETS["overshoot"],
         "utilization": f["campaign"]["utilization"] >= BUDGETS["utilization"],
         "overshoot": f["campaign"]["overshoot"] <= BUDGETS["overshoot"],
         "latency": f["latency"]["ratio"] <= BUDGETS["latency"],
@@ -613,7 +649,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     parser.add_argument("--drop-due-index", action="store_true",
                         help="drop the next_due_at index in the idle check (it must fail)")
-    parser.add_argument("--only", choices=("idle", "blocked"), default=None,
+    parser.add_argument("--only", choices=("idle", "blocked", "async"), default=None,
                         help="run one check alone")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--step-cost-child", action="store_true", help=argparse.SUPPRESS)
@@ -626,6 +662,13 @@ if __name__ == "__main__":
         with tempfile.TemporaryDirectory() as d:
             print(asyncio.run(rss_child(Path(d))))
         sys.exit(0)
+    if args.only == "async":
+        with tempfile.TemporaryDirectory() as d:
+            found = asyncio.run(async_campaigns(Path(d), args.quick))
+        print(json.dumps({k: {x: y for x, y in v.items() if x != "wall_s"}
+                          for k, v in found.items()}, indent=2))
+        sys.exit(0 if found["async_callbacks"]["calls_per_action"]
+                 <= BUDGETS["calls_per_action"] else 1)
     if args.only is not None:
         with tempfile.TemporaryDirectory() as d:
             size = 20_000 if args.quick else 100_000
@@ -644,6 +687,12 @@ if __name__ == "__main__":
               f"{c['delivered']} delivered; budget <= 1.05)")
         print(f"  full outreach   {fo['calls_per_action']:.3f} ({fo['calls']} calls, "
               f"{fo['delivered']} delivered, 30 days in {fo['wall_s']:.1f}s)")
+        for name, label in (("async_callbacks", "callbacks"), ("async_polling", "polling")):
+            a = figures[name]
+            print(f"  async, {label:9} {a['calls_per_action']:.3f} ({a['calls']} calls, "
+                  f"{a['delivered']} delivered, utilization {a['utilization']:.1%}, "
+                  f"overshoot {a['overshoot']}"
+                  + ("; budget <= 1.05)" if label == "callbacks" else ")"))
         print(f"utilization       {c['utilization']:.1%} (budget >= 99 %), "
               f"overshoot {c['overshoot']} (budget 0)")
         la = figures["latency"]

@@ -78,6 +78,7 @@ class ActionStep:
     on: Mapping[str, str] = field(default_factory=dict)  # outcome label -> step id or terminal
     next: str | None = None
     path: str = "$"  # JSON path of this step in its manifest
+    execution: str | None = None  # live | async (Edges); None: the sequence's
     variants: tuple[Variant, ...] = ()  # A/B texts; each lead gets one (engine.run.variants)
     experiment: Experiment | None = None
 
@@ -157,6 +158,7 @@ class Sequence:
     normalized: Mapping[str, Any] = field(default_factory=dict)  # for the revision hash
     source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
     kind: Literal["Sequence"] = "Sequence"
+    execution: str = "live"  # live | async (Edges run/async, results by callback or poll)
 
     @property
     def name(self) -> str:
@@ -167,6 +169,13 @@ class Sequence:
             if s.id == step_id:
                 return s
         raise KeyError(step_id)
+
+    def is_async(self, step: ActionStep) -> bool:
+        """Does ``step`` go through Edges ``run/async``? (check_connection never does: it
+        only reads.)"""
+        if step.action == "check_connection":
+            return False
+        return (step.execution or self.execution) == "async"
 
 
 # ---- Workflow (LinkedAPI-style tree) ----------------------------------------------------------

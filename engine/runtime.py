@@ -53,7 +53,7 @@ from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.run.state import settle_after
 from engine.sandbox import LEGACY_FILE, Sandbox
 from engine.sandbox.durable import DB_FILE
-from engine.serve.config import ServeConfig
+from engine.serve.config import ServeConfig, edges_run_callback
 from engine.store import Store
 from engine.store import schedules as schedule_db
 from engine.store.db import has_state
@@ -271,7 +271,8 @@ async def run_due(rt: Runtime) -> TickResult | dict[str, str]:
     """One runner tick over every applied sequence, under the run lock; ``{"skipped": why}``
     when another runner holds it (that one will take the due steps)."""
     runner = Runner(rt.store, build_providers(rt, skip_unconfigured=True), rt.clock,
-                    settle_after=settle_after())
+                    settle_after=settle_after(),
+                    async_callback=edges_run_callback(ServeConfig.from_env()))
     try:
         # the same lock as `seqrun run` (never two runners at once), refreshed while it ticks
         async with runner.hold_run_lock(run_lock_ttl(False)):
@@ -468,7 +469,8 @@ async def drive(
 ) -> TickResult | RunSummary:
     """Run the runner over every applied sequence as ``opts`` says."""
     runner = Runner(rt.store, build_providers(rt), rt.clock, settle_after=settle_after(),
-                    tick_hooks=[async_schedules_hook(rt, seen)])
+                    tick_hooks=[async_schedules_hook(rt, seen)],
+                    async_callback=edges_run_callback(ServeConfig.from_env()))
     end = _deadline(opts.until, rt.clock.now())
     if opts.once or (end is not None and opts.virtual_clock):
         async with runner.hold_run_lock(run_lock_ttl(opts.virtual_clock)):

@@ -40,7 +40,8 @@ def test_a_key_with_a_newline_cannot_forge_a_located_line(
     assert lines == [
         "bad.yaml:10:7: $.spec.steps[0]['x\\nbad.yaml:97:1: $: forged']: in step 'v': unknown"
         " key 'x\\nbad.yaml:97:1: $: forged' (expected one of: id, action, with, variants,"
-        " experiment, on, next, wait, wait_for, timeout, on_timeout, branch, else, end)",
+        " experiment, on, next, wait, wait_for, timeout, on_timeout, branch, else, end,"
+        " execution)",
         "1 error(s)",
     ]
 

@@ -387,6 +387,7 @@ class _Builder:
             api=spec.get("api", "current"),
             normalized=data,
             source=self.src,
+            execution=spec.get("execution", "live"),
         )
 
     def step(self, raw: dict[str, Any], path: str) -> Step:
@@ -401,6 +402,7 @@ class _Builder:
                 path=path,
                 variants=tuple(_variant(v) for v in raw.get("variants", [])),
                 experiment=_experiment(raw["experiment"]) if "experiment" in raw else None,
+                execution=raw.get("execution"),
             )
         if "wait" in raw:
             return WaitStep(

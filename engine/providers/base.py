@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import httpx
 
@@ -32,6 +32,39 @@ class ActionResult:
 
     data: Mapping[str, Any] = field(default_factory=dict)
     status: str | None = None
+
+
+@dataclass(frozen=True)
+class AsyncRun:
+    """Where an async run is (``execution: async``): ``running`` (queued or under way),
+    ``blocked`` until ``postponed_until`` (the provider retries it; it is never resent), or
+    ``finished`` with its ``output`` (``{status, data, error}``, as a callback carries it)."""
+
+    state: str
+    postponed_until: datetime | None = None
+    output: Mapping[str, Any] | None = None
+
+
+@runtime_checkable
+class AsyncActions(Protocol):
+    """A provider that can run outreach actions asynchronously (Edges ``run/async``)."""
+
+    async def submit_async(
+        self,
+        identity: str,
+        action: str,
+        lead: Lead,
+        params: Mapping[str, Any],
+        callback: Mapping[str, Any] | None,
+    ) -> str: ...
+
+    async def async_run(self, uid: str) -> AsyncRun: ...
+
+    def output_result(self, action: str, output: Mapping[str, Any]) -> ActionResult: ...
+
+    async def find_async_run(
+        self, identity: str, action: str, key: str, since: datetime
+    ) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 from engine.errors import SeqrunError
 from engine.providers.base import ConversationSummary
 from engine.providers.edges.actions import EdgesProvider
+from engine.run.async_runs import note_callback
 from engine.run.moves import Move, Moves
 from engine.run.results import TickResult
 from engine.run.state import RunState
@@ -189,6 +190,9 @@ class Inbound:
         result: TickResult,
         conn: Connection,
     ) -> str:
+        noted = note_callback(self.store, payload, conn)  # an `execution: async` action's
+        if noted is not None:
+            return noted
         if ran_by is None:
             return "ignored: no managed schedule runs this"
         identity, action = ran_by

@@ -90,7 +90,7 @@ class Outcomes:
         transition go to the identity's buffered writes."""
         try:
             outcome = await ctx.provider.perform(
-                ctx.identity, p.step.action, _lead_for_provider(p, key), p.params
+                ctx.identity, p.step.action, lead_for_provider(p, key), p.params
             )
         except ProviderError as exc:
             return await self.on_error(ctx, p, key, exc, result)
@@ -108,9 +108,12 @@ class Outcomes:
         status: str | None,
         data: Mapping[str, Any],
         result: TickResult,
+        done_at: datetime | None = None,
     ) -> EnrollmentRow:
         """The action happened: its outcome, what it changed (a conversation, a pending
-        invitation) and the step's trigger (``ok``, or check_connection's answer)."""
+        invitation) and the step's trigger (``ok``, or check_connection's answer).
+        ``done_at``: when it happened, if known to be before now (an async run's result
+        read later); the limits count it from then."""
         now = self.clock.now()
         action, url = p.step.action, p.lead.profile_url
         trigger = "ok"
@@ -126,7 +129,7 @@ class Outcomes:
                 "status": "done",
                 "label": status or "ok",
                 "response": response,
-                "finished_at": now,
+                "finished_at": done_at or now,
             }
         )
         if action in MESSAGES:
@@ -304,7 +307,7 @@ class Outcomes:
         return self.moves.transition(enr, p.lead, move, result, ctx=ctx)
 
 
-def _lead_for_provider(p: Planned, key: str | None) -> Lead:
+def lead_for_provider(p: Planned, key: str | None) -> Lead:
     custom: dict[str, Any] = {"enrollment_id": p.enr.id, "sequence": p.enr.sequence}
     if key:
         custom["idempotency_key"] = key

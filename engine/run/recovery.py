@@ -68,7 +68,7 @@ class Recovery:
         now = self.clock.now()
         asks: dict[str, list[_Open]] = {}
         for intent in pending:
-            if self._not_now(intent, statuses, live):
+            if self.not_now(intent, statuses, live):
                 unresolved.add(intent.enrollment_id)
                 continue
             enr = self.store.get_enrollment(intent.enrollment_id)
@@ -149,7 +149,7 @@ class Recovery:
         reason = f"outcome unknown: the provider did not answer ({exc.label})"
         self.moves.postpone(enr, lead, until, reason, result)
 
-    def _not_now(
+    def not_now(
         self, intent: ActionRow, statuses: dict[str, IdentityRow], live: str | None
     ) -> bool:
         """Another runner, alive, still has this call in flight (not ours to settle), or its

@@ -37,6 +37,8 @@ class TickResult:
     postponed: int = 0
     failed: int = 0
     recovered: int = 0
+    submitted: int = 0  # async runs submitted (`execution: async`)
+    async_settled: int = 0  # async runs whose outcome was routed
     paused_identities: list[str] = field(default_factory=list)
     resumed_identities: list[str] = field(default_factory=list)
     records: list[StepRecord] = field(default_factory=list)
@@ -66,6 +68,7 @@ class TickResult:
             "kill_switch": self.killed,
             "errors": self.errors,
             "unreachable": self.unreachable,
+            **_async_counts(self.submitted, self.async_settled),
         }
 
 
@@ -81,6 +84,8 @@ class RunSummary:
     postponed: int = 0
     failed: int = 0
     recovered: int = 0
+    submitted: int = 0
+    async_settled: int = 0
     paused_identities: list[str] = field(default_factory=list)
     resumed_identities: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -93,6 +98,8 @@ class RunSummary:
         self.postponed += tick.postponed
         self.failed += tick.failed
         self.recovered += tick.recovered
+        self.submitted += tick.submitted
+        self.async_settled += tick.async_settled
         self.paused_identities += tick.paused_identities
         self.resumed_identities += tick.resumed_identities
         self.errors += tick.errors
@@ -112,4 +119,13 @@ class RunSummary:
             "resumed_identities": self.resumed_identities,
             "errors": self.errors,
             "unreachable": self.unreachable,
+            **_async_counts(self.submitted, self.async_settled),
         }
+
+
+def _async_counts(submitted: int, settled: int) -> dict[str, int]:
+    """The async counters, shown once a run used ``execution: async`` (other runs' JSON is
+    unchanged)."""
+    if not submitted and not settled:
+        return {}
+    return {"async_submitted": submitted, "async_settled": settled}

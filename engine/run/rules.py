@@ -150,10 +150,14 @@ class Rules:
         seq = self.state.sequence(enr.revision)
         action = step.action
         # 1. sync before send; a lead who wrote (first or back) is a human's now. A visit or
-        # a connection check sends nothing: a sync younger than `visit_sync_age` will do.
+        # a connection check sends nothing: a sync younger than `visit_sync_age` will do. So
+        # will it for an async submission: its run executes later anyway, so a sync at the
+        # submission cannot promise more than that age (a reply found later stops the lead
+        # before its next step)
         last = self.state.last_sync.get(ctx.identity)
+        live_send = action in OUTREACH and not seq.is_async(step)
         if not ctx.synced and (
-            action in OUTREACH or last is None or now - last > self.state.settings.visit_sync_age
+            live_send or last is None or now - last > self.state.settings.visit_sync_age
         ):
             await self.sync.ensure_synced(ctx, result)
             now = self.clock.now()  # the sync took its time
@@ -331,9 +335,11 @@ class Rules:
         """The identity's ``action`` times of the last 24 h (read once, then kept)."""
         usage = ctx.usage.get(action)
         if usage is None:
-            usage = ctx.usage[action] = deque(
-                self.store.action_times(ctx.identity, action, now - DAY)
-            )
+            times = self.store.action_times(ctx.identity, action, now - DAY)
+            flying = self.state.in_flight.get((ctx.identity, action))
+            if flying:  # async runs without outcome yet: they may happen any moment
+                times = sorted([*times, *(t for t in flying if t > now - DAY)])
+            usage = ctx.usage[action] = deque(times)
         while usage and usage[0] <= now - DAY:
             usage.popleft()
         return usage

@@ -30,6 +30,7 @@ import random
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -38,6 +39,7 @@ from engine.clock import Clock
 from engine.compile.machine import CompiledSequence
 from engine.errors import ProviderError, SeqrunError
 from engine.providers.base import Provider
+from engine.run.async_runs import ASYNC, AsyncRuns
 from engine.run.experiments import Experiments
 from engine.run.inbound import Inbound
 from engine.run.locks import RUN_LOCK, RunLock
@@ -58,6 +60,7 @@ from engine.run.state import (
     Writes,
     all_or_cancel,
     compiled_from_store,
+    write_buffered,
 )
 from engine.run.steps import Steps
 from engine.run.sync import Sync
@@ -105,6 +108,9 @@ class Runner:
         due_batch: int = 2000,
         settle_after: timedelta = timedelta(minutes=5),
         tick_hooks: Iterable[TickHook] = (),
+        async_callback: Mapping[str, Any] | None = None,
+        async_poll: timedelta = timedelta(minutes=5),
+        async_wait: timedelta = timedelta(hours=1),
     ) -> None:
         self.store = store
         # run after every tick that the kill switch did not stop (async Schedules); a hook
@@ -120,6 +126,9 @@ class Runner:
             visit_sync_age,
             due_batch,
             settle_after,
+            async_poll,
+            async_wait,
+            async_callback,
         )
         self._state = state = RunState(store, providers, clock, self.settings, compiled)
         self._lock = RunLock(state)
@@ -131,6 +140,7 @@ class Runner:
             state, moves, sync, rules, self._recovery, random.Random(seed)
         )
         self._steps = Steps(state, moves, sync, rules)
+        self._async = AsyncRuns(state, moves, self._outcomes, self._recovery)
         self._inbound = Inbound(state, moves)  # what `seqrun serve` received
         self._experiments = Experiments(state)  # declared A/B tests: looks, promotions
         self._known_identities: set[str] = set()
@@ -180,7 +190,12 @@ class Runner:
         if killed:
             result.killed = True
             return result
+        in_flight: set[int] = set()
+        self._state.in_flight = {}
+        if pending:  # async runs first: settled by their callback or a poll, never resent
+            in_flight, pending = await self._async.settle(pending, result)
         unresolved = await self.recover(result, pending) if pending else set()
+        unresolved |= in_flight
         if pending:  # recovery writes conversations behind the kept caches
             self._state.conversations.clear()
         if any(i.status == "auth_expired" for i in identities):
@@ -191,7 +206,7 @@ class Runner:
         self._state.identity_rows = {i.id: i for i in identities}
         self._experiments.check()  # a promoted winner is what this tick sends
         await self._run_batches(unresolved, {i.id: i.status for i in identities}, result)
-        if result.paused_identities:
+        if result.paused_identities or result.submitted:  # async runs wait on the provider
             self._blocked = True
         for hook in self.tick_hooks:
             if await hook(result):
@@ -278,18 +293,9 @@ class Runner:
         self._flush(ctx)  # not on a BaseException (a kill): open intents stay for recover()
 
     def _flush(self, ctx: IdentityTick, conn: Connection | None = None) -> None:
-        w = ctx.w
-        if not w:
+        if not ctx.w:
             return
-        self.store.write_batch(
-            outcomes=w.outcomes,
-            transitions=list(w.transitions.values()),
-            reschedules=list(w.reschedules.values()),
-            events=w.events,
-            conversations=w.conversations,
-            connections=w.connections,
-            conn=conn,
-        )
+        write_buffered(self.store, ctx.w, conn)
         ctx.w = Writes()
 
     # ---- waves ------------------------------------------------------------------------------
@@ -307,7 +313,7 @@ class Runner:
         previous call's outcome and transition (one commit a call: a kill orphans at most the
         call in flight); leads whose next step is due at once go on in the next wave."""
         current = [(enr, leads[enr.lead_id]) for enr in batch if enr.lead_id in leads]
-        skip, call = self._outcomes.skip, self._outcomes.call
+        skip, call, submit = self._outcomes.skip, self._outcomes.call, self._async.submit
         for _ in range(MAX_CHAIN):
             planned = await self._plan_wave(ctx, current, result, dnc)
             if ctx.stopped or not planned:
@@ -317,7 +323,10 @@ class Runner:
                 if skip(ctx, p, result):  # not called (paused, saturated, replied): no intent
                     continue
                 self._lock.check()  # a lost lock: no intent, no call
-                new = await call(ctx, p, self._log_intent(ctx, p), result)
+                if p.compiled.sequence is not None and p.compiled.sequence.is_async(p.step):
+                    new = await submit(ctx, p, self._log_intent(ctx, p, ASYNC), result)
+                else:
+                    new = await call(ctx, p, self._log_intent(ctx, p), result)
                 if new is not None and new.next_due_at is not None:
                     moved.append((new.next_due_at, (new, p.lead)))
             self._flush(ctx)
@@ -362,10 +371,13 @@ class Runner:
         for other, other_lead in rest:
             postpone(other, other_lead, until, f"sync failed: {exc.label}", result, ctx=ctx)
 
-    def _log_intent(self, ctx: IdentityTick, p: Planned) -> str:
+    def _log_intent(self, ctx: IdentityTick, p: Planned, execution: str | None = None) -> str:
         """Commit the buffered writes (the previous call's outcome and transition, the wave's
-        moves so far) with the intent of ``p``'s call, before that call."""
+        moves so far) with the intent of ``p``'s call, before that call (``execution``:
+        ``async`` marks a run/async submission, looked up by key if its answer is lost)."""
         request = {k: v for k, v in p.params.items() if isinstance(v, str | int | float | bool)}
+        if execution is not None:
+            request["execution"] = execution
         row = {
             "enrollment_id": p.enr.id,
             "sequence": p.enr.sequence,

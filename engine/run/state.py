@@ -58,6 +58,12 @@ class Settings:
     # A provider's longest execution time: an attempt whose outcome is unknown (a TIMEOUT,
     # a crash) may still land that long after it; no next attempt goes out before.
     settle_after: timedelta
+    # `execution: async`: how often a run is polled without a callback URL, and how long a
+    # callback may take before the run is asked about (a callback that never comes)
+    async_poll: timedelta = timedelta(minutes=5)
+    async_wait: timedelta = timedelta(hours=1)
+    # run/async's `callback` ({url, headers, on}); None: runs are polled
+    async_callback: Mapping[str, Any] | None = None
 
 
 class RunState:
@@ -90,6 +96,9 @@ class RunState:
         self.holder: str | None = None  # the `run` lock holder while the lock is held
         # (sequence, step) -> the variant a decided experiment promoted (engine.run.experiments)
         self.promoted: dict[tuple[str, str], str] = {}
+        # (identity, action) -> when its async runs still in flight were submitted: they
+        # count against the identity's limits until their outcome does
+        self.in_flight: dict[tuple[str, str], list[datetime]] = {}
 
     def compiled(self, revision: str) -> CompiledSequence:
         found = self._cache.get(revision)
@@ -168,6 +177,19 @@ class Writes:
             or self.conversations
             or self.connections
         )
+
+
+def write_buffered(store: Store, w: Writes, conn: Any = None) -> None:
+    """Commit an identity's buffered writes (in ``conn``'s transaction when given)."""
+    store.write_batch(
+        outcomes=w.outcomes,
+        transitions=list(w.transitions.values()),
+        reschedules=list(w.reschedules.values()),
+        events=w.events,
+        conversations=w.conversations,
+        connections=w.connections,
+        conn=conn,
+    )
 
 
 class Planned(NamedTuple):

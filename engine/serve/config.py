@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from engine.errors import ConfigError
-from engine.model import Manifest, Schedule, Workflow
+from engine.model import ActionStep, Manifest, Schedule, Sequence, Workflow
 
 EDGES_SECRET_ENV = "SEQRUN_EDGES_WEBHOOK_SECRET"
 LINKEDAPI_SECRET_ENV = "SEQRUN_LINKEDAPI_WEBHOOK_SECRET"
@@ -191,4 +192,23 @@ def receiver_warnings(
                 out.append(f"Schedule {m.name}: its callback is not the receiver's; use url "
                            f"$SEQRUN_PUBLIC_URL{EDGES_CALLBACKS} with header {SECRET_HEADER}: "
                            f"${EDGES_SECRET_ENV}")
+        elif isinstance(m, Sequence) and _uses_async(m) and edges_run_callback(
+                ServeConfig(env.get(EDGES_SECRET_ENV) or None, None,
+                            env.get(PUBLIC_URL_ENV) or None)) is None:
+            out.append(f"Sequence {m.name}: execution: async without {PUBLIC_URL_ENV} and "
+                       f"{EDGES_SECRET_ENV}: its runs are polled (GET /runs/{{uid}}, about 3 "
+                       "calls an action instead of 1); set both and run `seqrun serve`")
     return out
+
+
+def _uses_async(seq: Sequence) -> bool:
+    return any(isinstance(s, ActionStep) and seq.is_async(s) for s in seq.steps)
+
+
+def edges_run_callback(config: ServeConfig) -> dict[str, Any] | None:
+    """The ``callback`` of an ``execution: async`` run: the receiver's URL on the public URL,
+    with the secret header Edges echoes back; None without both (runs are then polled)."""
+    if not config.public_url or not config.edges_secret:
+        return None
+    return {"url": config.public_url + EDGES_CALLBACKS,
+            "headers": {SECRET_HEADER: config.edges_secret}, "on": "all"}

@@ -62,6 +62,7 @@ def lint_sequence(seq: Sequence, report: Report) -> None:
     if spec is not None:
         _check_limits(seq, spec, report)
     _check_window(seq, report)
+    _check_execution(seq, report)
 
 
 def _check_ids(steps: tuple[Step, ...], report: Report) -> dict[str, int]:
@@ -265,3 +266,19 @@ def _check_window(seq: Sequence, report: Report) -> None:
         report("$.spec.window.days", f"unknown day {day!r}")
     if not window.days:
         report("$.spec.window.days", "no sending days: nothing would ever be sent")
+
+
+def _check_execution(seq: Sequence, report: Report) -> None:
+    """``execution: async`` exists on Edges only (``run/async`` with callbacks), and never on
+    a check_connection step (it only reads, and has no Edges action)."""
+    why = "is only valid with provider: edges (the other providers answer live)"
+    if seq.execution == "async" and seq.provider != "edges":
+        report("$.spec.execution", f"execution: async {why}")
+    for step in seq.steps:
+        if not isinstance(step, ActionStep) or step.execution != "async":
+            continue
+        if seq.provider != "edges":
+            report(f"{step.path}.execution", f"in step {step.id!r}: execution: async {why}")
+        elif step.action == "check_connection":
+            report(f"{step.path}.execution", f"in step {step.id!r}: check_connection only "
+                   "reads and always runs live; remove execution: async")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -43,6 +43,7 @@ from engine.clock import Clock
 from engine.errors import ProviderError
 from engine.providers.base import (
     ActionResult,
+    AsyncRun,
     ConversationSummary,
     Lead,
     ProviderSpec,
@@ -51,7 +52,14 @@ from engine.providers.base import (
     register,
 )
 from engine.providers.convsync import ConversationSync
-from engine.providers.edges.http import request
+from engine.providers.edges.http import error_from_body, request
+from engine.providers.edges.runs import (
+    RUN_FINISHED,
+    get_run,
+    run_outputs,
+    run_uid,
+    start_async_run,
+)
 from engine.providers.http import json_answer
 from engine.urls import normalize_profile_url
 
@@ -211,6 +219,15 @@ class EdgesProvider:
             rel = await self.relationship(identity, lead)
             status = {"connected": "connected", "pending": "pending"}.get(rel.status)
             return ActionResult({"relationship": rel.status}, status=status or "not_connected")
+        slug, input, parameters = self._action_call(action, lead, params)
+        result = await self.run_live(slug, identity, input, parameters)
+        return self.action_result(action, result)
+
+    @staticmethod
+    def _action_call(
+        action: str, lead: Lead, params: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(slug, input, parameters) of an outreach action, live or async alike."""
         slug = ACTION_SLUGS.get(action)
         if slug is None:
             raise ProviderError(vocab.INVALID_INPUT, f"edges cannot perform {action!r}")
@@ -222,13 +239,103 @@ class EdgesProvider:
             parameters["message"] = str(text)
         if action == "send_inmail" and params.get("subject"):
             parameters["subject"] = str(params["subject"])
-        result = await self.run_live(slug, identity, input, parameters)
+        return slug, input, parameters
+
+    @staticmethod
+    def action_result(action: str, result: Any) -> ActionResult:
+        """What an action's answer (a live body, or an async run's output data) says."""
         data = result if isinstance(result, dict) else {"result": result}
         if action == "connect" and data.get("connected") is True and not data.get("pending"):
             # a 200 saying "connected": no invitation was sent, route like the error label
             raise ProviderError(vocab.ALREADY_CONNECTED, "already connected", status=200,
                                 params={"result": data})
         return ActionResult(data)
+
+    # ---- async mode (`execution: async`) ---------------------------------------------------
+
+    async def submit_async(
+        self,
+        identity: str,
+        action: str,
+        lead: Lead,
+        params: Mapping[str, Any],
+        callback: Mapping[str, Any] | None,
+    ) -> str:
+        """``POST /actions/{slug}/run/async`` of one action; the run's uid. The lead's
+        ``custom_data`` (the intent's idempotency key) comes back in the callback."""
+        slug, input, parameters = self._action_call(action, lead, params)
+        body: dict[str, Any] = {"inputs": [input], "identity_ids": [identity]}
+        if parameters:
+            body["parameters"] = parameters
+        if callback is not None:
+            body["callback"] = dict(callback)
+        run = await start_async_run(self.client, slug, body)
+        uid = run_uid(run) if isinstance(run, dict) else None
+        if uid is None:
+            raise ProviderError(vocab.TIMEOUT, f"{slug}: run/async answered no run uid")
+        return uid
+
+    async def async_run(self, uid: str) -> AsyncRun:
+        """Where the run ``uid`` is (``GET /runs/{uid}``), with its output once finished
+        (``GET /runs/{uid}/outputs``)."""
+        run = await get_run(self.client, uid)
+        run = run if isinstance(run, dict) else {}
+        status = str(run.get("status") or "").upper()
+        if status == "BLOCKED":
+            return AsyncRun("blocked", _parse_time(run.get("postponed_until")))
+        if status not in RUN_FINISHED:
+            return AsyncRun("running")
+        outputs = await run_outputs(self.client, uid)
+        output = outputs[-1] if isinstance(outputs, list) and outputs else None
+        if not isinstance(output, dict):
+            error = run.get("last_error") if isinstance(run.get("last_error"), dict) else None
+            output = {"status": status, "data": None, "error": error}
+        return AsyncRun("finished", output=output)
+
+    def output_result(self, action: str, output: Mapping[str, Any]) -> ActionResult:
+        """An async run's output (a callback's or ``/outputs``'): the action's result, or the
+        ProviderError its ``error`` maps to (the same mapping as a live answer's)."""
+        error = output.get("error")
+        if isinstance(error, dict) and error:
+            status = error.get("status_code")
+            raise error_from_body(error, status if isinstance(status, int) else 424)
+        if str(output.get("status") or "SUCCEEDED").upper() not in ("SUCCEEDED", "COMPLETED"):
+            raise ProviderError(vocab.SERVER_ERROR, f"async run {output.get('status')}")
+        return self.action_result(action, output.get("data"))
+
+    async def find_async_run(
+        self, identity: str, action: str, key: str, since: datetime
+    ) -> str | None:
+        """The uid of the async run submitted for the intent ``key`` (its ``custom_data``),
+        or None: ``GET /runs`` of the action's async runs, newest first, down to ``since``
+        (a submission whose answer was lost)."""
+        slug = ACTION_SLUGS.get(action)
+        if slug is None:
+            return None
+        offset = 0
+        for _ in range(_MAX_PAGES):
+            response = await request(
+                self.client, "GET", "runs",
+                params={"action_name": slug, "execution_mode": "ASYNC", "limit": 100,
+                        "offset": offset},
+            )
+            runs = _items(json_answer(response, "GET /runs", "edges"))
+            for run in runs:
+                if not isinstance(run, dict):
+                    continue
+                created = _parse_time(run.get("created_at"))
+                if created is not None and created < since - timedelta(minutes=1):
+                    return None
+                if identity in (run.get("identity_ids") or []) and any(
+                    isinstance(i, dict) and isinstance(i.get("custom_data"), dict)
+                    and i["custom_data"].get("idempotency_key") == key
+                    for i in run.get("inputs") or []
+                ):
+                    return run_uid(run)
+            if len(runs) < 100 or not response.headers.get("X-Pagination-Next"):
+                return None
+            offset += 100
+        return None
 
     async def sync_conversations(
         self, identity: str, *, full: bool = False

@@ -62,15 +62,35 @@ def map_error(
     prefixes the message when given."""
     body = json_or_none(response)
     body = body if isinstance(body, dict) else {}
+    status = response.status_code
+    if status == 401 and LABELS.get(str(body.get("error_label") or body.get("label") or "")) \
+            != vocab.AUTH_EXPIRED:
+        var = "EDGES_API_KEY" if provider == "edges" else f"{provider.upper()}_API_KEY"
+        return ConfigError(f"{provider}: the API key was refused (HTTP 401); check {var}")
+    return error_from_body(
+        body,
+        status,
+        reason=response.reason_phrase or "",
+        context=context,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+def error_from_body(
+    body: Mapping[str, Any],
+    status: int,
+    *,
+    reason: str = "",
+    context: str | None = None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """An Edges error body (``{error_label, message, params}``) as a ProviderError: the one
+    mapping for an HTTP answer and for the ``error`` of an async run's output."""
     raw_label = str(body.get("error_label") or body.get("label") or "")
     raw_params = body.get("params")
     params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
-    message = str(body.get("message") or body.get("error") or response.reason_phrase or "")
-    status = response.status_code
+    message = str(body.get("message") or body.get("error") or reason or "")
     label = LABELS.get(raw_label)
-    if status == 401 and label != vocab.AUTH_EXPIRED:
-        var = "EDGES_API_KEY" if provider == "edges" else f"{provider.upper()}_API_KEY"
-        return ConfigError(f"{provider}: the API key was refused (HTTP 401); check {var}")
     if label is None:
         if status >= 500:
             label = vocab.SERVER_ERROR
@@ -85,13 +105,8 @@ def map_error(
         merged["postponed_until"] = body["postponed_until"]
     if context:
         message = f"{context}: {message}" if message else context
-    return ProviderError(
-        label,
-        message[:500],
-        status=status,
-        params=merged,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
-    )
+    return ProviderError(label, message[:500], status=status, params=merged,
+                         retry_after=retry_after)
 
 
 async def request(

@@ -46,3 +46,9 @@ async def continue_run(client: httpx.AsyncClient, uid: str) -> Any:
     resp = await request(client, "POST", f"/runs/{uid}/continue")
     data = json_answer(resp, f"POST /runs/{uid}/continue", "edges")
     return {} if data is None else data
+
+
+async def run_outputs(client: httpx.AsyncClient, uid: str) -> Any:
+    """``GET /runs/{uid}/outputs``: the outputs of a finished run."""
+    resp = await request(client, "GET", f"/runs/{uid}/outputs")
+    return json_answer(resp, f"GET /runs/{uid}/outputs", "edges")

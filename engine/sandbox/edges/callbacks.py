@@ -90,7 +90,8 @@ class Callbacks(Lists):
         st["callback_retries"] = [u for u in waiting if u not in set(due)]
         for uid in due:
             entry = by_uid[uid]
-            entry["retry_count"] = int(entry.get("retry_count") or 0) + 1
+            if not entry.pop("delayed", False):  # a late first delivery is no retry
+                entry["retry_count"] = int(entry.get("retry_count") or 0) + 1
             await self._post(entry)
 
     async def _callback(self, run: dict[str, Any], output: dict[str, Any] | None) -> None:
@@ -120,7 +121,27 @@ class Callbacks(Lists):
             "retry_count": 0, "workspace_uid": WORKSPACE_UID,
         }
         st["callbacks"].append(entry)
-        await self._post(entry)
+        faults = self.world.config.faults
+        if faults.callback_delay_s > 0:  # late on purpose: delivered by _retry_callbacks
+            entry["delayed"] = True
+            entry["next_attempt_at"] = iso(self.world.now
+                                           + timedelta(seconds=faults.callback_delay_s))
+            st.setdefault("callback_retries", []).append(entry["uid"])
+            self._count_fault("callback_late")
+        else:
+            await self._post(entry)
+        if faults.callback_twice > 0 and self.world.rng_for(
+                "callback-twice", ref).random() < faults.callback_twice:
+            twin = {**entry, "uid": self._uid("cb"), "callback_ref_uid": self._uid("cbr"),
+                    "retry_count": 0}
+            twin["payload"] = {**payload, "callback_ref_uid": twin["callback_ref_uid"]}
+            st["callbacks"].append(twin)
+            self._count_fault("callback_twice")
+            await self._post(twin)
+
+    def _count_fault(self, kind: str) -> None:
+        injected = self.world.faults_injected
+        injected[kind] = injected.get(kind, 0) + 1
 
     def add_integration_webhook(self, url: str, headers: Mapping[str, str] | None = None,
                                 ) -> None:

@@ -44,6 +44,11 @@ class FaultConfig:
     timeout_hang_s: float = 0.0
     auth_expire_at: dict[str, datetime] = field(default_factory=dict)
     reauth_at: dict[str, datetime] = field(default_factory=dict)
+    #: share of run callbacks delivered a second time, under a new callback_ref_uid (a
+    #: duplicate the receiver's dedupe cannot catch: the runner must)
+    callback_twice: float = 0.0
+    #: seconds of world time a run callback is held before its first delivery (late)
+    callback_delay_s: float = 0.0
     #: world op (visit, connect, message, inmail, withdraw, follow) -> the error labels its
     #: next calls fail with, one per call, in order (`seqrun test`'s scripted provider errors)
     scripted: dict[str, list[str]] = field(default_factory=dict)

@@ -69,6 +69,10 @@ class WorldState:
     def _rng(self, *key: object) -> random.Random:
         return random.Random(int.from_bytes(digest(self.seed, *key)[:8], "big"))
 
+    def rng_for(self, *key: object) -> random.Random:
+        """A generator seeded by the world's seed and ``key`` (the API layer's draws)."""
+        return self._rng(*key)
+
     def _next_id(self, prefix: str) -> str:
         self._ids += 1
         return f"{prefix}-{self._ids:08d}"
