@@ -44,7 +44,7 @@ from engine.errors import (
     StoreError,
     one_line,
 )
-from engine.model import Manifest, Schedule, Sequence
+from engine.model import Caps, Manifest, Schedule, Sequence
 from engine.providers import REGISTRY
 from engine.providers.base import Provider, ProviderSpec
 from engine.providers.clients import Reachability, make_client, unreachable_text
@@ -253,13 +253,16 @@ def run_lock_ttl(virtual_clock: bool) -> timedelta:
 # ---- plan / apply / leads ------------------------------------------------------------------
 
 
-def plan(manifests: list[Manifest], *, state_dir: Path, sandbox: bool, prune: bool) -> Plan:
+def plan(
+    manifests: list[Manifest], *, state_dir: Path, sandbox: bool, prune: bool,
+    caps: Caps | None = None,
+) -> Plan:
     """What applying ``manifests`` would do. It changes nothing: the sandbox (if any) resumes
     its own clock and is not saved."""
 
     async def work(rt: Runtime) -> Plan:
         return await planner.make_plan(manifests, store=rt.store, client_for=rt.client_for,
-                                       now=rt.clock.now(), prune=prune)
+                                       now=rt.clock.now(), prune=prune, caps=caps)
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
 
@@ -289,8 +292,10 @@ def apply(
     state_dir: Path,
     sandbox: bool,
     virtual_clock: bool,
+    caps: Caps | None = None,
 ) -> ApplyResult:
-    """Plan, ask ``approve``, persist and enroll; with ``run`` then run the due steps once."""
+    """Plan, ask ``approve``, persist and enroll; with ``run`` then run the due steps once.
+    ``caps``: apply's ``--max-enroll`` / ``--max-sends-per-day``."""
     sequences = [m for m in manifests if isinstance(m, Sequence)]
 
     async def work(rt: Runtime) -> ApplyResult:
@@ -301,7 +306,7 @@ def apply(
                 rt.client_for(provider)
         result = await sequence_apply.apply(manifests, store=rt.store, clock=rt.clock,
                                             approve=approve, client_for=rt.client_for,
-                                            prune=prune)
+                                            prune=prune, caps=caps)
         if run and sequences:
             result.run = await run_due(rt)
         result.unreachable = dict(rt.reachability.unreachable)

@@ -28,7 +28,13 @@ import sqlalchemy as sa
 from engine.apply import APPLY_LOCK, META_NS
 from engine.errors import PlanError, Problem
 from engine.manifest.leads import URL_COLUMN, read_leads
+from engine.manifest.policy import blocked_reason
+from engine.model import Policy
 from engine.store import Store
+from engine.vocab import TERMINALS
+
+#: the actions that count as contacting a person (one lead one voice, frequency caps, sends)
+SENDS: tuple[str, ...] = ("connect", "send_message", "send_inmail")
 
 # ---- plan objects ---------------------------------------------------------------------------
 
@@ -52,7 +58,7 @@ class LeadUpdate:
 @dataclass(frozen=True)
 class SkipPlan:
     profile_url: str
-    reason: str  # do_not_contact | held
+    reason: str  # do_not_contact | held | one_voice | cap
     detail: str = ""
     sequence: str | None = None  # the holder, for reason == held
     identity: str | None = None
@@ -95,6 +101,44 @@ def _skip(
     )
 
 
+def _one_voice(
+    url: str,
+    sequence: str,
+    held: list[tuple[str, str, str]],
+    touched: list[tuple[datetime, str, str]],
+    policy: Policy,
+) -> SkipPlan | None:
+    """One lead one voice: in flight in another sequence (any identity), or contacted by
+    any identity within the Policy's lookback."""
+    flight = next(((s, i, st) for s, i, st in held if s != sequence and st not in TERMINALS),
+                  None)
+    if flight is not None:
+        s, i, st = flight
+        detail = f"in flight in sequence {s!r} on identity {i!r} (state {st}): one lead one voice"
+        return SkipPlan(url, "one_voice", detail, sequence=s, identity=i)
+    if touched:
+        at, i, s = touched[-1]
+        assert policy.one_voice is not None
+        days = policy.one_voice.total_seconds() / 86400
+        detail = (
+            f"contacted by identity {i!r} (sequence {s!r}) on {at:%Y-%m-%d}, within the "
+            f"{days:g}d lookback of policy {policy.name!r}: one lead one voice"
+        )
+        return SkipPlan(url, "one_voice", detail, sequence=s, identity=i)
+    return None
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """What holds leads back when they are planned: the Policy (do-not-contact, one lead one
+    voice) and the most new enrollments allowed (``caps.max_enroll``, ``--max-enroll``)."""
+
+    policy: Policy | None = None
+    max_new: int | None = None
+    now: datetime | None = None
+    cap_reason: str = ""
+
+
 def plan_enrollments(
     store: Store,
     *,
@@ -103,16 +147,24 @@ def plan_enrollments(
     rows: Iterable[Mapping[str, str]],
     conn: sa.Connection,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
+    guard: Guardrails | None = None,
 ) -> tuple[list[EnrollPlan], list[SkipPlan], dict[str, int]]:
     """Which rows to enroll (and on which identity), skip, or leave: those already enrolled,
     by URL, with their lead id (for :func:`plan_lead_updates`).
 
     ``pending`` adds holders not yet in the store (url -> [(sequence, identity, state)]): the
-    enrollments planned for the sequences before this one in the same plan.
+    enrollments planned for the sequences before this one in the same plan. ``guard`` adds
+    the Policy's skips and the enrollment cap.
     """
     rows = list(rows)
+    guard = guard or Guardrails()
+    policy = guard.policy
     ids = store.lead_ids([r[URL_COLUMN] for r in rows], conn=conn)
     holders = store.enrollments_of_leads(ids.values(), conn=conn)
+    touches: dict[int, list[tuple[datetime, str, str]]] = {}
+    if policy is not None and policy.one_voice and ids:
+        since = (guard.now or datetime.now().astimezone()) - policy.one_voice
+        touches = store.touches(ids.values(), SENDS, since, conn=conn)
     dnc = store.do_not_contact(conn=conn)
     load: Counter[str] = Counter({i: 0 for i in identities})
     for identity, count in store.count_by_identity(sequence, conn=conn).items():
@@ -132,6 +184,15 @@ def plan_enrollments(
                 already[url] = lead_id
             continue
         skip = _skip(url, held, dnc, order)
+        if skip is None and policy is not None:
+            reason = blocked_reason(policy, url, row)
+            if reason is not None:
+                skip = SkipPlan(url, "do_not_contact", reason)
+            elif policy.one_voice is not None:
+                touched = touches.get(lead_id, []) if lead_id is not None else []
+                skip = _one_voice(url, sequence, held, touched, policy)
+        if skip is None and guard.max_new is not None and len(enroll) >= guard.max_new:
+            skip = SkipPlan(url, "cap", guard.cap_reason)
         if skip is not None:
             skipped.append(skip)
             continue

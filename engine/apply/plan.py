@@ -41,16 +41,24 @@ from engine.apply import schedules as schedule_plans
 from engine.apply import workflows as workflow_apply
 from engine.apply.leads import (
     EnrollPlan,
+    Guardrails,
     LeadUpdate,
     SkipPlan,
     plan_enrollments,
     plan_lead_updates,
 )
+from engine.apply.policy import (
+    PolicyPlan,
+    guardrail_lines,
+    plan_policy,
+    sequence_caps,
+    stored_caps,
+)
 from engine.compile.machine import compile_sequence
 from engine.errors import PlanError, Problem, UsageError
 from engine.manifest.leads import LeadImport, read_leads
 from engine.manifest.loader import load_with_warnings
-from engine.model import Manifest, Schedule, Sequence, WaitStep, Workflow
+from engine.model import Caps, Manifest, Policy, Schedule, Sequence, WaitStep, Workflow
 from engine.serve.config import receiver_warnings
 from engine.store import Store
 from engine.store import schedules as schedule_db
@@ -64,6 +72,7 @@ __all__ = [
     "InFlightGroup",
     "LeadUpdate",
     "Plan",
+    "PolicyPlan",
     "SequencePlan",
     "SkipPlan",
     "WorkflowPlan",
@@ -113,6 +122,9 @@ class SequencePlan:
     manifest: Any = None
     # seconds from entering a step to its first due time (a wait's duration), None: terminal
     entry_delay: Mapping[str, float | None] = field(default_factory=dict)
+    caps: Caps = field(default_factory=Caps)  # the manifest's, tightened by apply's options
+    guardrails: tuple[str, ...] = ()  # every guardrail that will hold leads back, in words
+    caps_changed: bool = False  # other caps than the runner enforces now
 
     @property
     def action(self) -> str:
@@ -131,6 +143,7 @@ class SequencePlan:
             or bool(self.enroll)
             or bool(self.migrations)
             or bool(self.update)
+            or self.caps_changed
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -169,6 +182,9 @@ class SequencePlan:
             ],
             "migrate": dict(self.migrate),
             "leads_refused": [str(p) for p in self.leads_refused],
+            "caps": {"max_enroll": self.caps.max_enroll,
+                     "max_sends_per_day": self.caps.max_sends_per_day},
+            "guardrails": list(self.guardrails),
             "changes": self.has_changes,
         }
 
@@ -211,11 +227,13 @@ class Plan:
     schedules: Any = None  # engine.apply.schedules.SchedulePlan
     created_at: datetime | None = None
     warnings: tuple[str, ...] = ()  # a manifest needs `seqrun serve` and none is configured
+    policy: PolicyPlan | None = None
 
     @property
     def has_changes(self) -> bool:
         return (
-            any(s.has_changes for s in self.sequences)
+            bool(self.policy is not None and self.policy.has_changes)
+            or any(s.has_changes for s in self.sequences)
             or any(w.has_changes for w in self.workflows)
             or bool(self.schedules is not None and self.schedules.has_changes)
         )
@@ -230,6 +248,7 @@ class Plan:
             "schedules": None if self.schedules is None
             else self.schedules.to_json(redacted=redacted),
             "warnings": list(self.warnings),
+            "policy": None if self.policy is None else self.policy.to_json(),
         }
 
 
@@ -269,8 +288,13 @@ def plan_sequence(
     *,
     leads: LeadImport | None = None,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
+    policy: Policy | None = None,
+    caps: Caps | None = None,
+    now: datetime | None = None,
 ) -> SequencePlan:
-    """The plan of one sequence against the store (reads only)."""
+    """The plan of one sequence against the store (reads only). ``policy`` skips leads (its
+    do-not-contact list, one lead one voice); ``caps`` (``apply --max-enroll``,
+    ``--max-sends-per-day``) tightens the manifest's ``caps:``."""
     revision, initial = _compiled(seq)
     if leads is None and seq.leads.csv is not None:
         leads = read_leads(seq.leads.csv)
@@ -279,6 +303,8 @@ def plan_sequence(
         current = store.get_sequence(seq.name, conn=conn)
         if current is not None and current.kind != "Sequence":
             raise PlanError(f"{seq.name!r} already exists as a {current.kind}")
+        effective, max_new, cap_reason = sequence_caps(seq, caps, store, conn)
+        caps_changed = current is not None and stored_caps(store, seq.name, conn) != effective
         enroll, skipped, already = plan_enrollments(
             store,
             sequence=seq.name,
@@ -286,6 +312,7 @@ def plan_sequence(
             rows=leads.rows if leads else (),
             conn=conn,
             pending=pending,
+            guard=Guardrails(policy, max_new, now, cap_reason),
         )
         update = plan_lead_updates(
             store, rows=leads.rows if leads else (), enrolled=already, conn=conn
@@ -308,6 +335,9 @@ def plan_sequence(
         leads_refused=tuple(leads.refused) if leads else (),
         manifest=_manifest_json(seq),
         entry_delay=_entry_delays(seq),
+        caps=effective,
+        caps_changed=caps_changed,
+        guardrails=tuple(guardrail_lines(seq, effective, policy, skipped)),
     )
 
 
@@ -385,9 +415,12 @@ async def make_plan(
     client_for: ClientFor | None = None,
     now: datetime | None = None,
     prune: bool = False,
+    caps: Caps | None = None,
 ) -> Plan:
     """Plan every manifest: Sequences here, Workflows and Schedules through their modules.
-    ``prune`` also plans deleting managed Schedules no manifest declares any more."""
+    ``prune`` also plans deleting managed Schedules no manifest declares any more. The Policy
+    among the manifests (else the one applied before) holds leads back; ``caps`` (apply's
+    ``--max-enroll``, ``--max-sends-per-day``) tightens every Sequence's ``caps:``."""
     manifests = list(manifests)
     names = Counter((m.kind, m.name) for m in manifests)
     dupes = sorted(f"{k} {n}" for (k, n), c in names.items() if c > 1)
@@ -395,9 +428,11 @@ async def make_plan(
         raise PlanError(f"defined more than once: {', '.join(dupes)}")
     pending: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     seq_plans: list[SequencePlan] = []
+    policy_plan = plan_policy([m for m in manifests if isinstance(m, Policy)], store)
+    policy = policy_plan.policy if policy_plan is not None else None
     for m in manifests:
         if isinstance(m, Sequence):
-            sp = plan_sequence(m, store, pending=pending)
+            sp = plan_sequence(m, store, pending=pending, policy=policy, caps=caps, now=now)
             seq_plans.append(sp)
             for e in sp.enroll:
                 pending[e.profile_url].append((sp.name, e.identity, sp.initial))
@@ -406,5 +441,6 @@ async def make_plan(
     schedules = await _plan_schedules(
         [m for m in manifests if isinstance(m, Schedule)], store, client_for, prune
     )
-    return Plan(sequences, workflows, schedules, now, tuple(receiver_warnings(manifests)))
+    return Plan(sequences, workflows, schedules, now, tuple(receiver_warnings(manifests)),
+                policy_plan)
 

@@ -22,6 +22,7 @@ from engine.run.workflow_results import WorkflowResult
 if TYPE_CHECKING:
     from engine.apply.leads import LeadsImportResult
     from engine.apply.plan import Plan, SequencePlan
+    from engine.apply.policy import PolicyPlan
     from engine.apply.sequences import ApplyResult
     from engine.views.control import PauseResult
     from engine.views.leads import LeadStatus
@@ -50,6 +51,8 @@ def _to_json(value: Any) -> Any:
 def render_plan(plan: Plan, out: Console | None = None) -> None:
     """terraform-style summary of a Plan."""
     out = out or console()
+    if plan.policy is not None:
+        _render_policy_plan(plan.policy, out)
     for sp in plan.sequences:
         _render_sequence_plan(sp, out)
     for wp in plan.workflows:
@@ -75,6 +78,24 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
                   f"{len(plan.workflows)} workflow(s) to run.")
 
 
+DRIFT_SHOWN = 10  # URLs of each side of a Policy's drift (-o json has them all)
+
+
+def _render_policy_plan(pp: PolicyPlan, out: Console) -> None:
+    mark = {"create": "[green]+[/]", "update": "[yellow]~[/]"}.get(pp.action, " ")
+    p = pp.policy
+    note = {"unchanged": " [dim]unchanged[/]", "applied": " [dim]applied before[/]"}
+    out.print(f"{mark} Policy [bold]{p.name}[/]{note.get(pp.action, '')}: do-not-contact "
+              f"{len(p.dnc_urls)} URL(s), {len(p.dnc_domains)} domain(s)")
+    for side, urls, where in (("database only", pp.db_only, "`seqrun dnc` list, not the Policy"),
+                              ("Policy only", pp.policy_only, "Policy, not the `seqrun dnc` list")):
+        if urls:
+            shown = ", ".join(urls[:DRIFT_SHOWN])
+            more = f" and {len(urls) - DRIFT_SHOWN} more" if len(urls) > DRIFT_SHOWN else ""
+            out.print(f"    drift ({side}): {len(urls)} URL(s) on the {where}: "
+                      f"{shown}{more}", markup=False)
+
+
 def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
     mark = {"create": "[green]+[/]", "update": "[yellow]~[/]", "unchanged": " "}[sp.action]
     head = f"{mark} Sequence [bold]{sp.name}[/] ({sp.provider}) revision {sp.revision}"
@@ -98,6 +119,8 @@ def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
                       f"{g.revision}")
     for p in sp.leads_refused:
         out.print(f"    [red]! refused row {p}[/]")
+    for line in sp.guardrails:
+        out.print(f"    guardrail: {line}", markup=False)
 
 
 def _render_enroll(sp: SequencePlan, out: Console) -> None:

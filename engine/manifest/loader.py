@@ -26,7 +26,6 @@ from engine.manifest.lint import lint
 from engine.manifest.policy import read_dnc_file
 from engine.manifest.schemas import KINDS, max_steps, validator_for
 from engine.manifest.yamlio import Document, read_documents
-from engine.urls import normalize_profile_url
 from engine.model import (
     ActionStep,
     BranchCase,
@@ -49,6 +48,7 @@ from engine.model import (
     WorkflowNode,
 )
 from engine.model import Sequence as SequenceManifest
+from engine.urls import normalize_profile_url
 from engine.vocab import LIMIT_ALIASES
 
 __all__ = [

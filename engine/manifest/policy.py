@@ -103,10 +103,10 @@ def blocked_reason(policy: Policy | None, url: str, data: Mapping[str, Any]) -> 
     if policy is None:
         return None
     if url in policy.dnc_urls:
-        return f"on policy {policy.name!r}'s do-not-contact list"
+        return f"on the do-not-contact list of policy {policy.name!r}"
     hit = domain_blocked(lead_domains(data), policy.dnc_domains)
     if hit:
-        return f"company domain {hit} is on policy {policy.name!r}'s do-not-contact list"
+        return f"company domain {hit} is on the do-not-contact list of policy {policy.name!r}"
     return None
 
 

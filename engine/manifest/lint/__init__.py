@@ -46,10 +46,10 @@ from engine.errors import Problem
 from engine.manifest.explain import did_you_mean
 from engine.manifest.lint.common import PAUSE, ROUTE_LABELS, Report
 from engine.manifest.lint.content import BUILTIN_LEAD_FIELDS, read_csv_header
+from engine.manifest.lint.policy import lint_policy
 from engine.manifest.lint.schedule import lint_schedule
 from engine.manifest.lint.sequence import lint_sequence
 from engine.manifest.lint.workflow import LINKEDAPI_ACTION_TYPES, lint_workflow
-from engine.manifest.lint.policy import lint_policy
 from engine.model import Manifest, Policy, Schedule, Sequence, Workflow
 from engine.vocab import LIMIT_ALIASES
 
