@@ -31,10 +31,7 @@ from engine.manifest.leads import URL_COLUMN, read_leads
 from engine.manifest.policy import blocked_reason
 from engine.model import Policy
 from engine.store import Store
-from engine.vocab import TERMINALS
-
-#: the actions that count as contacting a person (one lead one voice, frequency caps, sends)
-SENDS: tuple[str, ...] = ("connect", "send_message", "send_inmail")
+from engine.vocab import SENDS, TERMINALS
 
 # ---- plan objects ---------------------------------------------------------------------------
 

@@ -27,8 +27,7 @@ from engine.apply.leads import SkipPlan
 from engine.manifest.policy import policy_from_json, policy_to_json
 from engine.model import Caps, Policy, Sequence
 from engine.store import Store
-
-POLICY_KEY = ("policy", "current")
+from engine.vocab import POLICY_KEY
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from engine.clock import Clock
 from engine.compile.machine import CompiledSequence
 from engine.errors import ProviderError, SeqrunError
 from engine.providers.base import Provider
+from engine.run.guards import Guards
 from engine.run.inbound import Inbound
 from engine.run.locks import RUN_LOCK, RunLock
 from engine.run.moves import Moves
@@ -124,7 +125,8 @@ class Runner:
         self._lock = RunLock(state)
         self._moves = moves = Moves(state)
         self._sync = sync = Sync(state, moves)
-        rules = Rules(state, moves, sync)
+        self._guards = guards = Guards(state)
+        rules = Rules(state, moves, sync, guards)
         self._recovery = Recovery(state, moves, sync)
         self._outcomes = Outcomes(
             state, moves, sync, rules, self._recovery, random.Random(seed)
@@ -175,9 +177,12 @@ class Runner:
             killed = self.store.kv_get(*KILL_SWITCH, conn=conn)
             pending = self.store.pending_intents(conn=conn)
             identities = self.store.list_identities(conn=conn)
+            sequences = self.store.list_sequences(conn=conn)
         if killed:
             result.killed = True
             return result
+        # the guardrails: the Policy, the caps, the rollouts (a failed canary pauses)
+        self._guards.begin(result.at, sequences)
         unresolved = await self.recover(result, pending) if pending else set()
         if pending:  # recovery writes conversations behind the kept caches
             self._state.conversations.clear()
@@ -213,6 +218,7 @@ class Runner:
                 leads = self.store.leads_by_ids({e.lead_id for e in fresh}, conn=conn)
                 urls = (lead.profile_url for lead in leads.values())
                 dnc = set(self.store.do_not_contact(urls, conn=conn))
+            dnc |= self._guards.blocked(leads.values())  # the Policy's URLs and domains
             seen.update(e.id for e in fresh)
             await self._run_due(fresh, leads, dnc, unresolved, statuses, result)
             if len(due) < due_batch:
