@@ -393,6 +393,19 @@ def set_paused(
     return with_runtime(state_dir, work)
 
 
+def set_rollout(
+    state_dir: Path, name: str, stage: str, *, virtual_clock: bool
+) -> control.RolloutResult:
+    """``seqrun promote`` (``stage="promoted"``) or ``seqrun rollback`` of a sequence's
+    rollout, at the sandbox's clock with ``virtual_clock``."""
+
+    async def work(rt: Runtime) -> control.RolloutResult:
+        act = control.promote if stage == "promoted" else control.rollback
+        return act(rt.store, name, now=rt.clock.now())
+
+    return with_runtime(state_dir, work, sandbox=virtual_clock, virtual_clock=virtual_clock)
+
+
 # ---- run -----------------------------------------------------------------------------------
 
 

@@ -355,12 +355,34 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
     for s in report.sequences:
         _render_funnel(s, out)
         _render_conversion(s, out)
+        for line in _guardrail_status(s.guardrails):
+            out.print(line, markup=False)
+    for action, b in report.budgets.items():
+        out.print(f"Organisation budget {action}: {b['used']}/{b['budget']} in the last 24 h",
+                  markup=False)
     if report.identities:
         _render_identities(report, out)
     if report.workflows:
         render_workflow_status(report.workflows, out)
     if report.schedules:
         render_schedule_status(report.schedules, out)
+
+
+def _guardrail_status(g: dict[str, Any]) -> list[str]:
+    """A sequence's rollout stage and caps, in words."""
+    lines = []
+    canary = g.get("canary")
+    if canary:
+        why = f": {canary['reason']}" if canary.get("reason") else ""
+        lines.append(f"  rollout: {canary['stage']} (canary of {canary['size']}){why}")
+    caps = g.get("caps")
+    if caps:
+        if caps.get("max_sends_per_day") is not None:
+            lines.append(f"  sends: {caps['sends_24h']}/{caps['max_sends_per_day']} in the "
+                         "last 24 h (max sends per day)")
+        if caps.get("max_enroll") is not None:
+            lines.append(f"  caps.max_enroll: {caps['max_enroll']}")
+    return lines
 
 
 def _when(value: str | None) -> str:

@@ -241,18 +241,21 @@ def _check_limits(
             tier = policy.tier(identity) if policy is not None else "classic"
             smart = spec.limits_for(tier).get(action)
             if smart is not None and value > smart:
-                report(path, _over_limit(spec, key, value, action, identity, tier, smart))
+                report(path, _over_limit(spec, key, value, action, identity, tier, smart,
+                                         hint=policy is not None))
                 break
 
 
 def _over_limit(
-    spec: ProviderSpec, key: str, value: int, action: str, identity: str, tier: str, smart: int
+    spec: ProviderSpec, key: str, value: int, action: str, identity: str, tier: str, smart: int,
+    *, hint: bool,
 ) -> str:
+    """The message; with a Policy loaded, the identity's tier and the tiers that allow it."""
     message = (
         f"limit {key}: {value} per 24 h is above the {spec.name} smart limit of {smart} "
         f"for {action}"
     )
-    if not spec.tier_limits:
+    if not hint or not spec.tier_limits:
         return message
     roomier = [
         f"{t} allows {limits[action]}"

@@ -1,0 +1,296 @@
+"""Guardrails (issue 15): canary rollout, send caps, one lead one voice, the Policy's
+do-not-contact domains, organisation budgets and identity tiers, on the in-process sandbox
+and the virtual clock (ground truth: the action log of what the sandbox answered)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.apply.sequences import apply
+from engine.cli.render import render_status
+from engine.clock import VirtualClock
+from engine.errors import ManifestError
+from engine.manifest.loader import load
+from engine.model import Caps
+from engine.providers.edges.actions import EdgesProvider
+from engine.run.guards import rollout_state
+from engine.run.runner import Runner
+from engine.sandbox import Sandbox
+from engine.store import Store
+from engine.views.control import promote, rollback
+from engine.views.status import status
+
+MONDAY_8 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def url(n: int, prefix: str = "lead") -> str:
+    return f"https://www.linkedin.com/in/{prefix}-{n:04d}"
+
+
+class World:
+    """A store, a virtual clock and the embedded sandbox with profiles for the leads."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.clock = VirtualClock(MONDAY_8)
+        self.sandbox = Sandbox.open(None, clock=self.clock, profiles=0)
+        self.store = Store.open(None, tmp / ".seqrun")
+
+    def leads(self, name: str, urls: list[str], *, inaccessible: int = 0, **columns: str) -> str:
+        for i, u in enumerate(urls):
+            self.sandbox.world.add_profile(u, first_name="Lead", accessible=i >= inaccessible,
+                                           accepts=False, replies=False)
+        head = ",".join(["linkedin_profile_url", "first_name", *columns])
+        rows = [",".join([u, "Lead", *columns.values()]) for u in urls]
+        (self.tmp / name).write_text("\n".join([head, *rows]) + "\n")
+        return name
+
+    def manifest(self, name: str, text: str) -> Path:
+        path = self.tmp / name
+        path.write_text(text)
+        return path
+
+    async def apply(self, *paths: Path, caps: Caps | None = None) -> Any:
+        return await apply(load(paths), store=self.store, clock=self.clock,
+                           approve=lambda p: True, caps=caps)
+
+    def runner(self) -> Runner:
+        client = httpx.AsyncClient(
+            transport=self.sandbox.transport,
+            base_url=self.sandbox.base_url("edges") + "/",
+            headers=self.sandbox.headers("edges"),
+        )
+        return Runner(self.store, {"edges": EdgesProvider(client)}, self.clock)
+
+    def done(self, *actions: str) -> int:
+        return len(self.store.action_times_across(actions, EPOCH))
+
+    def states(self, sequence: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.store.enrollments(sequence=sequence):
+            out[e.state] = out.get(e.state, 0) + 1
+        return out
+
+
+def sequence(name: str, csv: str, identities: str, action: str, extra: str = "") -> str:
+    return f"""apiVersion: seqrun/v1
+kind: Sequence
+metadata: {{name: {name}}}
+spec:
+  provider: edges
+  identities: [{identities}]
+  leads: {{csv: {csv}}}
+{extra}  steps:
+    - {{id: act, action: {action}}}
+"""
+
+
+ROLLOUT = "  rollout: {canary: 20, hold: 2d, promote_if: {failed_rate_below: 0.05}}\n"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+# ---- rollout ---------------------------------------------------------------------------------
+
+
+async def test_a_healthy_canary_of_20_over_200_leads_is_promoted(world: World) -> None:
+    csv = world.leads("leads.csv", [url(i) for i in range(200)])
+    path = world.manifest("s.yaml", sequence("canary", csv, "ident-alice, ident-bob",
+                                             "visit_profile", ROLLOUT))
+    await world.apply(path)
+    runner = world.runner()
+    await runner.run_until(MONDAY_8 + timedelta(days=1))
+    assert world.done("visit_profile") == 20  # the canary only; the rest wait the hold
+    assert rollout_state(world.store, "canary")["stage"] == "canary"  # type: ignore[index]
+    await runner.run_until(MONDAY_8 + timedelta(days=6))
+    assert rollout_state(world.store, "canary")["stage"] == "promoted"  # type: ignore[index]
+    assert world.states("canary") == {"completed": 200}
+
+
+async def test_a_failing_canary_pauses_the_sequence_with_the_reason(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the sandbox refuses the canary's profiles (PROFILE_NOT_ACCESSIBLE, routed to failed)
+    csv = world.leads("leads.csv", [url(i) for i in range(200)], inaccessible=20)
+    path = world.manifest("s.yaml", sequence(
+        "canary", csv, "ident-alice, ident-bob", "visit_profile",
+        ROLLOUT + '  "on": {PROFILE_NOT_ACCESSIBLE: failed}\n'))
+    await world.apply(path)
+    await world.runner().run_until(MONDAY_8 + timedelta(days=6))
+    state = rollout_state(world.store, "canary")
+    assert state is not None and state["stage"] == "held"
+    assert "failed rate 100% is not below 5%" in state["reason"]
+    row = world.store.get_sequence("canary")
+    assert row is not None and row.paused
+    assert world.states("canary") == {"failed": 20, "act": 180}  # the rest never went
+    # status shows the stage and the reason
+    report = status(world.store, "canary", now=world.clock.now())
+    canary = report.sequences[0].to_json()["guardrails"]["canary"]
+    assert canary["stage"] == "held" and "failed rate 100%" in canary["reason"]
+    render_status(report)
+    assert "rollout: held (canary of 20): canary of 20: failed rate 100%" in capsys.readouterr().out
+
+
+async def test_promote_by_hand_lets_the_rest_go_and_rollback_pauses(world: World) -> None:
+    csv = world.leads("leads.csv", [url(i) for i in range(60)])
+    path = world.manifest("s.yaml", sequence("canary", csv, "ident-alice", "visit_profile",
+                                             ROLLOUT))
+    await world.apply(path)
+    runner = world.runner()
+    await runner.run_until(MONDAY_8 + timedelta(hours=12))
+    assert world.done("visit_profile") == 20
+    result = promote(world.store, "canary", now=world.clock.now())
+    assert result.stage == "promoted" and result.released == 40
+    await runner.run_until(MONDAY_8 + timedelta(hours=20))
+    assert world.states("canary") == {"completed": 60}
+    rolled = rollback(world.store, "canary", now=world.clock.now())
+    assert rolled.stage == "rolled_back"
+    row = world.store.get_sequence("canary")
+    assert row is not None and row.paused
+
+
+# ---- caps and budgets ------------------------------------------------------------------------
+
+
+async def test_a_send_cap_is_honoured_to_the_unit_across_identities(world: World) -> None:
+    csv = world.leads("leads.csv", [url(i) for i in range(40)])
+    path = world.manifest("s.yaml", sequence("capped", csv, "ident-alice, ident-bob", "connect",
+                                             "  caps: {max_sends_per_day: 7}\n"))
+    await world.apply(path)
+    runner = world.runner()
+    await runner.run_until(MONDAY_8 + timedelta(hours=23))
+    assert world.done("connect") == 7
+    await runner.run_until(MONDAY_8 + timedelta(hours=47))
+    assert world.done("connect") == 14
+
+
+async def test_apply_max_sends_per_day_tightens_the_manifest(world: World) -> None:
+    csv = world.leads("leads.csv", [url(i) for i in range(20)])
+    path = world.manifest("s.yaml", sequence("capped", csv, "ident-alice, ident-bob", "connect",
+                                             "  caps: {max_sends_per_day: 7}\n"))
+    await world.apply(path, caps=Caps(max_sends_per_day=3))
+    await world.runner().run_until(MONDAY_8 + timedelta(hours=23))
+    assert world.done("connect") == 3
+
+
+async def test_max_enroll_enrolls_at_most_n_and_plans_the_rest_as_capped(world: World) -> None:
+    csv = world.leads("leads.csv", [url(i) for i in range(10)])
+    path = world.manifest("s.yaml", sequence("capped", csv, "ident-alice", "visit_profile"))
+    result = await world.apply(path, caps=Caps(max_enroll=4))
+    (sp,) = result.plan.sequences
+    assert len(sp.enroll) == 4
+    assert [s.reason for s in sp.skipped] == ["cap"] * 6
+    assert result.sequences[0].enrolled == 4
+
+
+POLICY = """apiVersion: seqrun/v1
+kind: Policy
+metadata: {{name: org}}
+spec:
+{body}"""
+
+
+async def test_the_organisation_budget_binds_across_identities(world: World) -> None:
+    a = world.leads("a.csv", [url(i, "a") for i in range(10)])
+    b = world.leads("b.csv", [url(i, "b") for i in range(10)])
+    policy = world.manifest("policy.yaml", POLICY.format(body="  budgets: {connect: 5}\n"))
+    s1 = world.manifest("s1.yaml", sequence("one", a, "ident-alice", "connect"))
+    s2 = world.manifest("s2.yaml", sequence("two", b, "ident-bob", "connect"))
+    await world.apply(policy, s1, s2)
+    runner = world.runner()
+    await runner.run_until(MONDAY_8 + timedelta(hours=23))
+    assert world.done("connect") == 5  # not 10 + 10, not 5 per identity
+    await runner.run_until(MONDAY_8 + timedelta(hours=47))
+    assert world.done("connect") == 10
+
+
+async def test_two_sequences_with_overlapping_leads_enroll_each_person_once(
+    world: World,
+) -> None:
+    shared = [url(i) for i in range(10)]
+    a = world.leads("a.csv", shared + [url(i, "a") for i in range(5)])
+    b = world.leads("b.csv", shared + [url(i, "b") for i in range(5)])
+    policy = world.manifest(
+        "policy.yaml", POLICY.format(body="  one_lead_one_voice: {lookback: 30d}\n"))
+    s1 = world.manifest("s1.yaml", sequence("one", a, "ident-alice", "connect"))
+    s2 = world.manifest("s2.yaml", sequence("two", b, "ident-bob", "connect"))
+    result = await world.apply(policy, s1, s2)
+    one, two = result.plan.sequences
+    assert len(one.enroll) == 15 and len(two.enroll) == 5
+    assert {s.reason for s in two.skipped} == {"one_voice"}
+    assert "in flight in sequence 'one'" in two.skipped[0].detail
+    await world.runner().run_until(MONDAY_8 + timedelta(days=2))
+    # a later sequence on a third run: the contacted people stay out within the lookback
+    s3 = world.manifest("s3.yaml", sequence("three", a, "ident-bob", "visit_profile"))
+    plan = (await world.apply(s3)).plan  # the applied Policy still holds
+    assert plan.sequences[0].enroll == ()
+    persons = [e.lead_id for e in world.store.enrollments()]
+    assert len(persons) == len(set(persons)) == 20
+
+
+async def test_a_policy_dnc_domain_skips_every_lead_of_that_company(world: World) -> None:
+    acme = world.leads("acme.csv", [url(i, "acme") for i in range(6)],
+                       company_domain="acme.com")
+    other = world.leads("other.csv", [url(i, "other") for i in range(3)],
+                        email="x@other.org")
+    (world.tmp / "acme-subsidiaries.txt").write_text("# lawyers asked\nsub.example.com\n")
+    policy = world.manifest("policy.yaml", POLICY.format(
+        body="  do_not_contact:\n    domains: [acme.com]\n    files: [acme-subsidiaries.txt]\n"))
+    s1 = world.manifest("s1.yaml", sequence("one", acme, "ident-alice", "visit_profile"))
+    s2 = world.manifest("s2.yaml", sequence("two", other, "ident-bob", "visit_profile"))
+    result = await world.apply(policy, s1, s2)
+    one, two = result.plan.sequences
+    assert one.enroll == () and len(one.skipped) == 6
+    assert {s.reason for s in one.skipped} == {"do_not_contact"}
+    assert "company domain acme.com" in one.skipped[0].detail
+    assert len(two.enroll) == 3
+    assert result.plan.policy is not None
+    assert result.plan.policy.policy.dnc_domains == {"acme.com", "sub.example.com"}
+
+
+async def test_plan_shows_the_drift_between_seqrun_dnc_and_the_policy(world: World) -> None:
+    world.store.add_do_not_contact(url(1), "asked by phone")
+    policy = world.manifest("policy.yaml", POLICY.format(
+        body=f"  do_not_contact:\n    urls: [{url(2)}]\n"))
+    result = await world.apply(policy)
+    assert result.plan.policy is not None
+    assert result.plan.policy.db_only == (url(1),)
+    assert result.plan.policy.policy_only == (url(2),)
+
+
+# ---- identity tiers --------------------------------------------------------------------------
+
+
+def test_sales_navigator_capacity_is_accepted_where_the_identity_has_it(tmp_path: Path) -> None:
+    seq = sequence("sn", "x.csv", "ident-alice", "visit_profile",
+                   "  limits: {message: 200, visit: 400}\n").replace("  leads: {csv: x.csv}\n", "")
+    (tmp_path / "s.yaml").write_text(seq)
+    with pytest.raises(ManifestError) as refused:  # no Policy: a classic account
+        load([tmp_path / "s.yaml"])
+    assert "above the edges smart limit of 50" in str(refused.value)
+    (tmp_path / "policy.yaml").write_text(POLICY.format(
+        body="  identities: {ident-alice: sales_navigator}\n"))
+    assert [m.kind for m in load([tmp_path])] == ["Policy", "Sequence"]
+    (tmp_path / "policy.yaml").write_text(POLICY.format(
+        body="  identities: {ident-alice: classic}\n"))
+    with pytest.raises(ManifestError) as classic:
+        load([tmp_path])
+    assert "on identity 'ident-alice' (classic); sales_navigator allows 250" in str(
+        classic.value)
+
+
+def test_a_second_policy_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(POLICY.format(body="  timezone: UTC\n"))
+    (tmp_path / "b.yaml").write_text(
+        POLICY.format(body="  timezone: UTC\n").replace("name: org", "name: other"))
+    with pytest.raises(ManifestError, match="a second Policy"):
+        load([tmp_path])
