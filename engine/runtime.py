@@ -327,11 +327,15 @@ def apply_saved_plan(
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)
 
 
-def import_leads(file: Path, sequence: str, *, state_dir: Path) -> LeadsImportResult:
-    """Enroll a leads CSV's rows into an applied sequence."""
+def import_leads(
+    file: Path, sequence: str, *, state_dir: Path, dry_run: bool = False,
+    max_enroll: int | None = None,
+) -> LeadsImportResult:
+    """Enroll a leads CSV's rows into an applied sequence (``dry_run``: the plan only)."""
 
     async def work(rt: Runtime) -> LeadsImportResult:
-        return lead_apply.import_leads(file, sequence, store=rt.store, now=rt.clock.now())
+        return lead_apply.import_leads(file, sequence, store=rt.store, now=rt.clock.now(),
+                                       dry_run=dry_run, max_enroll=max_enroll)
 
     return with_runtime(state_dir, work)
 

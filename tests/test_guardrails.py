@@ -4,6 +4,7 @@ and the virtual clock (ground truth: the action log of what the sandbox answered
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from engine.sandbox import Sandbox
 from engine.store import Store
 from engine.views.control import promote, rollback
 from engine.views.status import status
+from tests.conftest import invoke
 
 MONDAY_8 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -294,3 +296,99 @@ def test_a_second_policy_is_refused(tmp_path: Path) -> None:
         POLICY.format(body="  timezone: UTC\n").replace("name: org", "name: other"))
     with pytest.raises(ManifestError, match="a second Policy"):
         load([tmp_path])
+
+
+# ---- the runner's other guardrails -------------------------------------------------------------
+
+
+async def test_quiet_days_hold_everything_until_the_next_open_day(world: World) -> None:
+    csv = world.leads("leads.csv", [url(i) for i in range(5)])
+    policy = world.manifest("policy.yaml", POLICY.format(
+        body='  quiet_days: ["2026-01-05", "2026-01-06"]\n  timezone: Europe/Paris\n'))
+    s1 = world.manifest("s1.yaml", sequence("one", csv, "ident-alice", "visit_profile"))
+    await world.apply(policy, s1)
+    runner = world.runner()
+    await runner.run_until(datetime(2026, 1, 6, 22, 59, tzinfo=UTC))  # 23:59 in Paris
+    assert world.done("visit_profile") == 0
+    assert {e.waiting for e in world.store.enrollments(sequence="one")} == {"quiet_day"}
+    await runner.run_until(datetime(2026, 1, 7, 0, 0, tzinfo=UTC))  # Wednesday 01:00 Paris
+    assert world.done("visit_profile") == 5
+
+
+async def test_the_frequency_cap_counts_touches_across_sequences(world: World) -> None:
+    lead = [url(1)]
+    csv = world.leads("leads.csv", lead)
+    policy = world.manifest("policy.yaml", POLICY.format(
+        body="  frequency: {max_touches: 1, per: 3d}\n"))
+    s1 = world.manifest("s1.yaml", sequence("one", csv, "ident-alice", "connect"))
+    s2 = world.manifest("s2.yaml", sequence("two", csv, "ident-bob", "connect"))
+    await world.apply(policy, s1, s2)  # no one-lead-one-voice: both enroll the person
+    runner = world.runner()
+    await runner.run_until(MONDAY_8 + timedelta(days=1))
+    assert world.done("connect") == 1
+    (waiting,) = [e for e in world.store.enrollments() if e.state == "act"]
+    assert waiting.waiting == "frequency"
+    await runner.run_until(MONDAY_8 + timedelta(days=3, hours=1))
+    assert world.done("connect") == 2
+
+
+async def test_a_lead_in_flight_whose_company_joins_the_policy_dnc_is_stopped(
+    world: World,
+) -> None:
+    csv = world.leads("leads.csv", [url(i) for i in range(3)], company_domain="acme.com")
+    s1 = world.manifest("s1.yaml", sequence(
+        "one", csv, "ident-alice", "visit_profile",
+        "  rollout: {canary: 1, hold: 5d}\n"))
+    await world.apply(s1)
+    runner = world.runner()
+    await runner.run_until(MONDAY_8 + timedelta(hours=2))
+    assert world.states("one") == {"completed": 1, "act": 2}
+    policy = world.manifest("policy.yaml", POLICY.format(
+        body="  do_not_contact: {domains: [acme.com]}\n"))
+    await world.apply(policy)
+    promote(world.store, "one", now=world.clock.now())
+    await runner.run_until(MONDAY_8 + timedelta(hours=4))
+    assert world.states("one") == {"completed": 1, "stopped": 2}
+    assert world.done("visit_profile") == 1
+
+
+# ---- the CLI: plan, apply --max-enroll, leads import --dry-run, promote, status --------------
+
+
+def test_the_cli_states_the_guardrails(cli_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [f"{url(i)},Lead,acme.com" if i < 2 else f"{url(i)},Lead,ok.org" for i in range(12)]
+    (cli_dir / "leads.csv").write_text("linkedin_profile_url,first_name,company_domain\n"
+                                       + "\n".join(rows) + "\n")
+    (cli_dir / "more.csv").write_text("linkedin_profile_url,first_name\n"
+                                      + "\n".join(f"{url(i, 'more')},M" for i in range(4)) + "\n")
+    (cli_dir / "policy.yaml").write_text(POLICY.format(
+        body=f"  do_not_contact:\n    domains: [acme.com]\n    urls: [{url(5)}]\n"
+        "  budgets: {visit: 100}\n"))
+    (cli_dir / "s.yaml").write_text(sequence(
+        "cli", "leads.csv", "ident-alice", "visit_profile",
+        "  caps: {max_sends_per_day: 10}\n  rollout: {canary: 2, hold: 1d}\n"))
+    code, out, _ = invoke(capsys, "plan", "policy.yaml", "s.yaml", "--max-enroll", "4")
+    assert code == 0, out
+    assert "+ Policy org: do-not-contact 1 URL(s), 1 domain(s)" in out
+    assert f"drift (Policy only): 1 URL(s) on the Policy, not the `seqrun dnc` list: {url(5)}" \
+        in out
+    assert "over --max-enroll 4: waits for a later apply" in out
+    assert "guardrail: rollout: the first 2 lead(s) go; the rest wait 1d" in out
+    assert "guardrail: policy org: organisation budget visit_profile 100 per 24 h" in out
+    code, out, _ = invoke(capsys, "apply", "policy.yaml", "s.yaml", "--sandbox",
+                          "--virtual-clock", "--auto-approve", "--max-enroll", "4")
+    assert code == 0, out
+    assert "enrolled 4" in out
+    code, out, _ = invoke(capsys, "leads", "import", "more.csv", "--sequence", "cli",
+                          "--dry-run")
+    assert code == 0 and "would enroll 4 in cli" in out and "Nothing changed" in out
+    code, out, _ = invoke(capsys, "status", "cli", "--virtual-clock", "-o", "json")
+    seq = json.loads(out)["sequences"][0]
+    assert seq["total"] == 4
+    assert seq["guardrails"]["canary"]["stage"] == "canary"
+    assert seq["guardrails"]["caps"]["max_sends_per_day"] == 10
+    assert json.loads(out)["budgets"] == {"visit_profile": {"budget": 100, "used": 2}}
+    code, out, _ = invoke(capsys, "promote", "cli", "--virtual-clock")
+    assert code == 0 and "promoted; 2 lead(s) that waited for the canary go now" in out
+    code, _, err = invoke(capsys, "rollback", "nope")
+    assert code != 0 and "no applied sequence named 'nope'" in err

@@ -28,10 +28,10 @@ import sqlalchemy as sa
 from engine.apply import APPLY_LOCK, META_NS
 from engine.errors import PlanError, Problem
 from engine.manifest.leads import URL_COLUMN, read_leads
-from engine.manifest.policy import blocked_reason
+from engine.manifest.policy import blocked_reason, policy_from_json
 from engine.model import Policy
 from engine.store import Store
-from engine.vocab import SENDS, TERMINALS
+from engine.vocab import POLICY_KEY, SENDS, TERMINALS
 
 # ---- plan objects ---------------------------------------------------------------------------
 
@@ -319,10 +319,15 @@ class LeadsImportResult:
     already_enrolled: int = 0
     updated: int = 0
     skipped: list[SkipPlan] = field(default_factory=list)
+    dry_run: bool = False
+    enroll: list[EnrollPlan] = field(default_factory=list)  # planned (enrolled unless dry run)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "sequence": self.sequence,
+            "dry_run": self.dry_run,
+            "enroll": [{"profile_url": e.profile_url, "identity": e.identity}
+                       for e in self.enroll],
             "file": self.path,
             "taken": self.taken,
             "refused": len(self.refused),
@@ -337,27 +342,58 @@ class LeadsImportResult:
         }
 
 
+def import_guardrails(
+    store: Store, sequence: str, meta: Mapping[str, Any], conn: sa.Connection,
+    *, max_enroll: int | None, now: datetime,
+) -> Guardrails:
+    """The guardrails of ``leads import`` into an applied sequence: the applied Policy, its
+    ``caps.max_enroll`` as applied and ``--max-enroll`` (the tighter)."""
+    data = store.kv_get(*POLICY_KEY, conn=conn)
+    policy = policy_from_json(data) if isinstance(data, dict) else None
+    caps = meta.get("caps")
+    ceiling = caps.get("max_enroll") if isinstance(caps, dict) else None
+    max_new, reason = max_enroll, ""
+    if max_enroll is not None:
+        reason = f"over --max-enroll {max_enroll}: waits for a later import"
+    if ceiling is not None:
+        held = sum(store.count_by_identity(sequence, conn=conn).values())
+        room = max(0, int(ceiling) - held)
+        if max_new is None or room < max_new:
+            max_new = room
+            reason = f"over caps.max_enroll {ceiling} (the sequence holds {held})"
+    return Guardrails(policy, max_new, now, reason)
+
+
 def import_leads(
-    path: str | Path, sequence: str, *, store: Store, now: datetime
+    path: str | Path, sequence: str, *, store: Store, now: datetime, dry_run: bool = False,
+    max_enroll: int | None = None,
 ) -> LeadsImportResult:
-    """Read a leads CSV and enroll its rows into an applied sequence (same rules as plan).
+    """Read a leads CSV and enroll its rows into an applied sequence (same rules as plan:
+    the do-not-contact lists, leads held elsewhere, the applied Policy, the enrollment caps).
 
     The file is read completely first (LeadsError: nothing written); the enrollments are
-    written in one transaction under the ``apply`` lock.
+    written in one transaction under the ``apply`` lock. ``dry_run``: the plan only.
     """
     leads = read_leads(path)
     meta = store.kv_get(META_NS, sequence)
     current = store.get_sequence(sequence)
     if current is None or not isinstance(meta, dict):
         raise PlanError(f"no applied sequence named {sequence!r}; run `seqrun apply` first")
-    result = LeadsImportResult(sequence, str(path), leads.taken, list(leads.refused))
+    result = LeadsImportResult(sequence, str(path), leads.taken, list(leads.refused),
+                               dry_run=dry_run)
     identities = tuple(meta.get("identities") or ())
     with store.lock(APPLY_LOCK), store.transaction() as conn:
+        guard = import_guardrails(store, sequence, meta, conn, max_enroll=max_enroll, now=now)
         enroll, skipped, already = plan_enrollments(
-            store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn
+            store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn,
+            guard=guard,
         )
         result.skipped, result.already_enrolled = skipped, len(already)
+        result.enroll = enroll
         updates = plan_lead_updates(store, rows=leads.rows, enrolled=already, conn=conn)
+        if dry_run:
+            result.updated = len(updates)
+            return result
         result.updated = update_leads(store, conn, updates, now=now, trigger="import")
         result.enrolled = enroll_leads(
             store, conn, sequence=sequence, revision=current.current_revision,

@@ -203,6 +203,18 @@ def render_import(result: LeadsImportResult, out: Console | None = None) -> None
         out.print(f"[red]{p}[/]")
     for s in result.skipped:
         out.print(f"[dim]skip {s.profile_url}: {s.detail or s.reason}[/]")
+    if result.dry_run:
+        for e in result.enroll[:10]:
+            out.print(f"+ {e.profile_url} -> {e.identity}", markup=False)
+        if len(result.enroll) > 10:
+            out.print(f"... and {len(result.enroll) - 10} more")
+        out.print(
+            f"{result.path}: {result.taken} row(s) taken, {len(result.refused)} refused; "
+            f"would enroll {len(result.enroll)} in {result.sequence}, "
+            f"{result.already_enrolled} already enrolled ({result.updated} with data to "
+            f"update), {len(result.skipped)} skipped. Nothing changed (--dry-run)."
+        )
+        return
     out.print(
         f"{result.path}: {result.taken} row(s) taken, {len(result.refused)} refused; "
         f"{result.enrolled} enrolled in {result.sequence}, {result.already_enrolled} already "
