@@ -19,30 +19,29 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.apply import META_NS
 from engine.manifest.policy import blocked_reason, policy_from_json
 from engine.model import Policy, Sequence
 from engine.run.state import DAY, RunState
-from engine.store import EnrollmentRow, LeadRow, SequenceRow
+from engine.store import EnrollmentRow, LeadRow, SequenceRow, Store
 from engine.vocab import POLICY_KEY, SENDS
 
 ROLLOUT_NS = "rollout"
 Hold = tuple[datetime, str, str]  # until, reason, waiting key
 
 
-def rollout_state(store: Any, name: str) -> dict[str, Any] | None:
+def rollout_state(store: Store, name: str) -> dict[str, Any] | None:
+    """The rollout of sequence ``name`` (None: no rollout started)."""
     found = store.kv_get(ROLLOUT_NS, name)
     return found if isinstance(found, dict) else None
 
 
-def canary_health(
-    store: Any, name: str, canary: Iterable[int]
-) -> tuple[int, float, float]:
+def canary_health(store: Store, name: str, canary: Iterable[int]) -> tuple[int, float, float]:
     """(canary size, failed rate, reply rate) of a rollout's canary enrollments."""
     ids = set(canary)
     rows = [e for e in store.enrollments(sequence=name) if e.id in ids]
@@ -65,6 +64,7 @@ class Guards:
         self._touches: dict[int, list[datetime]] = {}
         self._rollouts: dict[str, dict[str, Any]] = {}
         self._zone = ZoneInfo("UTC")
+        self._raw: Any = None  # the stored Policy self.policy was built from
 
     # ---- per tick -----------------------------------------------------------------------------
 
@@ -72,10 +72,14 @@ class Guards:
         """Read the Policy and the caps, advance the rollouts; returns the sequences a failed
         canary paused (the reason is in their rollout state and in ``status``)."""
         data = self.store.kv_get(*POLICY_KEY)
-        self.policy = policy_from_json(data) if isinstance(data, dict) else None
-        if self.policy is not None:
-            with contextlib.suppress(Exception):  # lint checked it; a bad zone reads UTC
-                self._zone = ZoneInfo(self.policy.timezone)
+        if data != self._raw:  # rebuilt only when another Policy was applied
+            self._raw = data
+            self.policy = policy_from_json(data) if isinstance(data, dict) else None
+            self._zone = ZoneInfo("UTC")
+            if self.policy is not None:
+                # lint checked the zone; one missing from this machine's tz database: UTC
+                with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+                    self._zone = ZoneInfo(self.policy.timezone)
         self._org.clear()
         self._seq.clear()
         self._touches.clear()
@@ -160,13 +164,13 @@ class Guards:
                     return found
             budget = policy.budgets.get(action)
             if budget is not None:
-                usage = self._usage(self._org, action, lambda: [action], None, now)
+                usage = self._usage(self._org, action, (action,), None, now)
                 if len(usage) >= budget:
                     until = usage[len(usage) - budget] + DAY if budget else now + DAY
                     return until, f"organisation budget {action} {budget}/24h reached", "budget"
         cap = self._caps.get(enr.sequence)
         if cap is not None and action in SENDS:
-            usage = self._usage(self._seq, enr.sequence, lambda: list(SENDS), enr.sequence, now)
+            usage = self._usage(self._seq, enr.sequence, SENDS, enr.sequence, now)
             if len(usage) >= cap:
                 until = usage[len(usage) - cap] + DAY if cap else now + DAY
                 return until, f"max sends per day {cap} reached", "send_cap"
@@ -183,8 +187,9 @@ class Guards:
             with contextlib.suppress(ValueError):
                 ledger.remove(at)
 
-    def _ledgers(self, enr: EnrollmentRow, action: str) -> list[Any]:
-        out: list[Any] = []
+    def _ledgers(self, enr: EnrollmentRow, action: str) -> list[deque[datetime] | list[datetime]]:
+        """The ledgers read this tick that count ``action`` of ``enr``."""
+        out: list[deque[datetime] | list[datetime]] = []
         if action in self._org:
             out.append(self._org[action])
         if action in SENDS:
@@ -198,13 +203,14 @@ class Guards:
         self,
         ledgers: dict[str, deque[datetime]],
         key: str,
-        actions: Any,
+        actions: tuple[str, ...],
         sequence: str | None,
         now: datetime,
     ) -> deque[datetime]:
+        """The ledger of ``key`` over the last 24 h (read once a tick, then kept)."""
         usage = ledgers.get(key)
         if usage is None:
-            times = self.store.action_times_across(actions(), now - DAY, sequence=sequence)
+            times = self.store.action_times_across(actions, now - DAY, sequence=sequence)
             usage = ledgers[key] = deque(times)
         while usage and usage[0] <= now - DAY:
             usage.popleft()
@@ -215,7 +221,9 @@ class Guards:
         if found is None or found["stage"] == "promoted" or enr.id in found["canary"]:
             return None
         if found["stage"] == "canary":
-            until = datetime.fromisoformat(found["started_at"]) + seq.rollout.hold  # type: ignore[union-attr]
+            assert seq.rollout is not None
+            until = datetime.fromisoformat(found["started_at"]) + seq.rollout.hold
+            # due at the end of the hold, when begin() promotes or pauses the sequence
             return max(until, now + timedelta(minutes=1)), "rollout: waits for the canary", \
                 "rollout"
         return now + DAY, f"rollout {found['stage']}: {found.get('reason') or ''}", "rollout"
@@ -243,10 +251,3 @@ class Guards:
         until = recent[len(recent) - policy.max_touches] + policy.touch_window
         reason = f"{policy.max_touches} touch(es) per lead per {policy.touch_window} reached"
         return until, reason, "frequency"
-
-
-def holds_of(state: Mapping[str, Any] | None) -> str:
-    """A rollout's stage in words (status)."""
-    if state is None:
-        return "not started"
-    return str(state["stage"]) + (f": {state['reason']}" if state.get("reason") else "")
