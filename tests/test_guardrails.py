@@ -235,6 +235,9 @@ async def test_two_sequences_with_overlapping_leads_enroll_each_person_once(
     s3 = world.manifest("s3.yaml", sequence("three", a, "ident-bob", "visit_profile"))
     plan = (await world.apply(s3)).plan  # the applied Policy still holds
     assert plan.sequences[0].enroll == ()
+    assert {s.reason for s in plan.sequences[0].skipped} == {"one_voice"}
+    assert "contacted by identity 'ident-alice' (sequence 'one') on 2026-01-05, within the " \
+        "30d lookback of policy 'org'" in plan.sequences[0].skipped[0].detail
     persons = [e.lead_id for e in world.store.enrollments()]
     assert len(persons) == len(set(persons)) == 20
 
