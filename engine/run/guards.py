@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -136,14 +136,21 @@ class Guards:
                                     at=now, trigger="rollout", conn=conn)
         return bool(why)
 
-    def blocked(self, leads: Iterable[LeadRow]) -> set[str]:
-        """The leads' URLs the Policy's do-not-contact list (URLs, domains) holds."""
-        if self.policy is None:
+    def batch(self, leads: Mapping[int, LeadRow], now: datetime) -> set[str]:
+        """Before a due batch: the leads' past touches read in one query (the frequency cap),
+        and the URLs the Policy's do-not-contact list (URLs, domains) holds among them."""
+        policy = self.policy
+        if policy is None:
             return set()
+        if policy.max_touches is not None and policy.touch_window is not None:
+            todo = [i for i in leads if i not in self._touches]
+            found = self.store.touches(todo, SENDS, now - policy.touch_window)
+            for lead_id in todo:
+                self._touches[lead_id] = [at for at, _, _ in found.get(lead_id, ())]
         return {
             lead.profile_url
-            for lead in leads
-            if blocked_reason(self.policy, lead.profile_url, lead.data) is not None
+            for lead in leads.values()
+            if blocked_reason(policy, lead.profile_url, lead.data) is not None
         }
 
     # ---- per action ---------------------------------------------------------------------------

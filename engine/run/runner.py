@@ -218,7 +218,7 @@ class Runner:
                 leads = self.store.leads_by_ids({e.lead_id for e in fresh}, conn=conn)
                 urls = (lead.profile_url for lead in leads.values())
                 dnc = set(self.store.do_not_contact(urls, conn=conn))
-            dnc |= self._guards.blocked(leads.values())  # the Policy's URLs and domains
+            dnc |= self._guards.batch(leads, now)  # the Policy's URLs and domains
             seen.update(e.id for e in fresh)
             await self._run_due(fresh, leads, dnc, unresolved, statuses, result)
             if len(due) < due_batch:
