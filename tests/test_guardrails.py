@@ -395,3 +395,17 @@ def test_the_cli_states_the_guardrails(cli_dir: Path, capsys: pytest.CaptureFixt
     assert code == 0 and "promoted; 2 lead(s) that waited for the canary go now" in out
     code, _, err = invoke(capsys, "rollback", "nope")
     assert code != 0 and "no applied sequence named 'nope'" in err
+
+
+async def test_a_sales_navigator_identity_runs_and_shows_its_tier_limits(world: World) -> None:
+    world.sandbox.world.add_identity("ident-sn", kind="sales_navigator", provider="edges")
+    csv = world.leads("leads.csv", [url(i) for i in range(100)])
+    policy = world.manifest("policy.yaml", POLICY.format(
+        body="  identities: {ident-sn: sales_navigator}\n"))
+    s1 = world.manifest("s1.yaml", sequence("sn", csv, "ident-sn", "visit_profile"))
+    await world.apply(policy, s1)
+    await world.runner().run_until(MONDAY_8 + timedelta(hours=23))
+    assert world.done("visit_profile") == 100  # a classic account stops at Edges' 80
+    report = status(world.store, "sn", now=world.clock.now())
+    (sn,) = report.to_json()["identities"]
+    assert sn["limits_24h"]["visit_profile"] == {"used": 100, "limit": 500, "unverified": 0}

@@ -222,9 +222,11 @@ class StatusReport:
         }
 
 
-def _limits(manifest: Any, provider: str) -> dict[str, int]:
+def _limits(manifest: Any, provider: str, tier: str = "classic") -> dict[str, int]:
+    """The limits shown for an identity of ``tier`` in a sequence: the provider's for the
+    tier, then the manifest's."""
     spec = REGISTRY.get(provider)
-    out: dict[str, int] = dict(spec.smart_limits) if spec else {}
+    out: dict[str, int] = dict(spec.limits_for(tier)) if spec else {}
     raw = manifest.get("spec", {}).get("limits") if isinstance(manifest, dict) else None
     if isinstance(raw, dict):
         for key, value in raw.items():
@@ -352,14 +354,18 @@ def status(
     sequences: list[SequenceStatus] = []
     identity_limits: dict[str, dict[str, int]] = defaultdict(dict)
     identity_provider: dict[str, str] = {}
+    policy = store.kv_get(*POLICY_KEY)
+    tiers = policy.get("tiers") if isinstance(policy, dict) else None
+    tiers = tiers if isinstance(tiers, dict) else {}
     for row in rows:
         meta = store.kv_get(META_NS, row.name) or {}
         revision = store.get_revision(row.current_revision)
         sequences.append(_sequence_status(store, row, meta, counts,
                                           revision.manifest if revision else None))
-        limits = _limits(revision.manifest if revision else None, row.provider)
         for identity in list(meta.get("identities") or []) + list(sequences[-1].by_identity):
             identity_provider.setdefault(identity, row.provider)
+            limits = _limits(revision.manifest if revision else None, row.provider,
+                             str(tiers.get(identity, "classic")))
             for action, value in limits.items():
                 current = identity_limits[identity].get(action)
                 identity_limits[identity][action] = value if current is None else min(
