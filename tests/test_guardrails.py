@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.apply.leads import import_leads
 from engine.apply.sequences import apply
 from engine.cli.render import render_status
 from engine.clock import VirtualClock
@@ -409,3 +410,20 @@ async def test_a_sales_navigator_identity_runs_and_shows_its_tier_limits(world: 
     report = status(world.store, "sn", now=world.clock.now())
     (sn,) = report.to_json()["identities"]
     assert sn["limits_24h"]["visit_profile"] == {"used": 100, "limit": 500, "unverified": 0}
+
+
+async def test_leads_imported_later_fill_the_canary_up_to_its_size(world: World) -> None:
+    csv = world.leads("leads.csv", [url(i) for i in range(5)])
+    more = world.leads("more.csv", [url(i, "more") for i in range(30)])
+    path = world.manifest("s.yaml", sequence("canary", csv, "ident-alice", "visit_profile",
+                                             ROLLOUT))
+    await world.apply(path)
+    runner = world.runner()
+    await runner.run_until(MONDAY_8 + timedelta(hours=1))
+    assert world.done("visit_profile") == 5
+    import_leads(world.tmp / more, "canary", store=world.store, now=world.clock.now())
+    await runner.run_until(MONDAY_8 + timedelta(hours=12))
+    assert world.done("visit_profile") == 20  # the canary filled up; 15 wait the hold
+    state = rollout_state(world.store, "canary")
+    assert state is not None and len(state["canary"]) == 20
+    assert state["started_at"] == MONDAY_8.isoformat()  # the hold counts from the start

@@ -103,15 +103,20 @@ class Guards:
         assert seq.rollout is not None
         r = seq.rollout
         found = rollout_state(self.store, seq.name)
-        if found is None:
+        if found is None or (found["stage"] == "canary" and len(found["canary"]) < r.canary):
+            # the canary is the first `canary` enrollments: leads enrolled later (an import)
+            # join it until it is full
             ids = [e.id for e in self.store.enrollments(sequence=seq.name)][: r.canary]
-            if not ids:
+            if not ids or (found is not None and len(ids) == len(found["canary"])):
+                if found is not None:
+                    self._rollouts[seq.name] = found
                 return False
-            found = {"stage": "canary", "started_at": now.isoformat(), "canary": ids,
-                     "reason": None}
+            if found is None:
+                self.store.record_event("rollout", seq.name, {"stage": "canary"}, at=now,
+                                        trigger="rollout")
+            found = {"stage": "canary", "started_at": now.isoformat(), "reason": None,
+                     **(found or {}), "canary": ids}
             self.store.kv_put(ROLLOUT_NS, seq.name, found)
-            self.store.record_event("rollout", seq.name, {"stage": "canary", "canary": len(ids)},
-                                    at=now, trigger="rollout")
         self._rollouts[seq.name] = found
         if found["stage"] != "canary":
             return False
