@@ -427,3 +427,18 @@ async def test_leads_imported_later_fill_the_canary_up_to_its_size(world: World)
     state = rollout_state(world.store, "canary")
     assert state is not None and len(state["canary"]) == 20
     assert state["started_at"] == MONDAY_8.isoformat()  # the hold counts from the start
+
+
+async def test_caps_max_enroll_bounds_the_sequence_in_all(world: World) -> None:
+    csv = world.leads("leads.csv", [url(i) for i in range(10)])
+    path = world.manifest("s.yaml", sequence("ceiling", csv, "ident-alice", "visit_profile",
+                                             "  caps: {max_enroll: 3}\n"))
+    first = await world.apply(path, caps=Caps(max_enroll=2))  # the tighter of the two
+    assert first.sequences[0].enrolled == 2
+    assert first.plan.sequences[0].skipped[0].detail == (
+        "over --max-enroll 2: waits for a later apply")
+    second = await world.apply(path)
+    assert second.sequences[0].enrolled == 1
+    assert second.plan.sequences[0].skipped[0].detail == (
+        "over caps.max_enroll 3 (the sequence holds 2): waits until the cap is raised")
+    assert len(world.store.enrollments(sequence="ceiling")) == 3

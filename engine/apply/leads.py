@@ -342,26 +342,38 @@ class LeadsImportResult:
         }
 
 
+def enroll_room(
+    store: Store, sequence: str, ceiling: int | None, flag: int | None, conn: sa.Connection,
+    *, later: str,
+) -> tuple[int | None, str]:
+    """How many new leads may be enrolled (None: no cap) and why a lead over it waits: the
+    sequence's ``caps.max_enroll`` (``ceiling``: its enrollments in all) and ``--max-enroll``
+    (``flag``: this apply or import, ``later``), the tighter."""
+    room, reason = flag, ""
+    if flag is not None:
+        reason = f"over --max-enroll {flag}: waits for a later {later}"
+    if ceiling is not None:
+        held = sum(store.count_by_identity(sequence, conn=conn).values())
+        if room is None or max(0, ceiling - held) < room:
+            room = max(0, ceiling - held)
+            reason = (f"over caps.max_enroll {ceiling} (the sequence holds {held}): waits "
+                      "until the cap is raised")
+    return room, reason
+
+
 def import_guardrails(
     store: Store, sequence: str, meta: Mapping[str, Any], conn: sa.Connection,
     *, max_enroll: int | None, now: datetime,
 ) -> Guardrails:
     """The guardrails of ``leads import`` into an applied sequence: the applied Policy, its
-    ``caps.max_enroll`` as applied and ``--max-enroll`` (the tighter)."""
+    ``caps.max_enroll`` as applied and ``--max-enroll``."""
     data = store.kv_get(*POLICY_KEY, conn=conn)
     policy = policy_from_json(data) if isinstance(data, dict) else None
     caps = meta.get("caps")
     ceiling = caps.get("max_enroll") if isinstance(caps, dict) else None
-    max_new, reason = max_enroll, ""
-    if max_enroll is not None:
-        reason = f"over --max-enroll {max_enroll}: waits for a later import"
-    if ceiling is not None:
-        held = sum(store.count_by_identity(sequence, conn=conn).values())
-        room = max(0, int(ceiling) - held)
-        if max_new is None or room < max_new:
-            max_new = room
-            reason = f"over caps.max_enroll {ceiling} (the sequence holds {held})"
-    return Guardrails(policy, max_new, now, reason)
+    room, reason = enroll_room(store, sequence, None if ceiling is None else int(ceiling),
+                               max_enroll, conn, later="import")
+    return Guardrails(policy, room, now, reason)
 
 
 def import_leads(

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.apply import META_NS
-from engine.apply.leads import SkipPlan
+from engine.apply.leads import SkipPlan, enroll_room
 from engine.manifest.policy import policy_from_json, policy_to_json
 from engine.model import Caps, Policy, Sequence
 from engine.store import Store
@@ -111,18 +111,8 @@ def sequence_caps(
         max_enroll=seq.caps.max_enroll,
         max_sends_per_day=_lower(seq.caps.max_sends_per_day, override.max_sends_per_day),
     )
-    max_new, reason = override.max_enroll, ""
-    if override.max_enroll is not None:
-        reason = f"over --max-enroll {override.max_enroll}: waits for a later apply"
-    if seq.caps.max_enroll is not None:
-        held = sum(store.count_by_identity(seq.name, conn=conn).values())
-        room = max(0, seq.caps.max_enroll - held)
-        if max_new is None or room < max_new:
-            max_new = room
-            reason = (
-                f"over caps.max_enroll {seq.caps.max_enroll} (the sequence holds {held}): "
-                "waits until the cap is raised"
-            )
+    max_new, reason = enroll_room(store, seq.name, seq.caps.max_enroll, override.max_enroll,
+                                  conn, later="apply")
     return effective, max_new, reason
 
 
