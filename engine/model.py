@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,6 +143,25 @@ class LeadsSource:
 
 
 @dataclass(frozen=True)
+class Caps:
+    """Brakes on one sequence (``caps:``; ``apply --max-enroll/--max-sends-per-day`` too)."""
+
+    max_enroll: int | None = None  # enrollments in the sequence, in all
+    max_sends_per_day: int | None = None  # connect + message + InMail, rolling 24 h
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A canary: the first ``canary`` enrollments go; the rest wait ``hold``, then go when
+    the canary's outcomes meet ``promote_if`` (else the sequence pauses with the reason)."""
+
+    canary: int
+    hold: timedelta
+    failed_rate_below: float | None = None
+    reply_rate_above: float | None = None
+
+
+@dataclass(frozen=True)
 class Sequence:
     metadata: Metadata
     provider: str
@@ -155,6 +174,8 @@ class Sequence:
     on: Mapping[str, str] = field(default_factory=dict)  # sequence-wide routing
     migrate: Mapping[str, str] = field(default_factory=dict)  # old step id -> new step id
     api: str = "current"  # linkedapi only: current | account
+    caps: Caps = field(default_factory=Caps)
+    rollout: Rollout | None = None
     normalized: Mapping[str, Any] = field(default_factory=dict)  # for the revision hash
     source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
     kind: Literal["Sequence"] = "Sequence"
@@ -313,4 +334,36 @@ class SequenceTest:
         return self.metadata.name
 
 
-Manifest = Sequence | Workflow | Schedule | SequenceTest
+# ---- Policy (organisation-wide guardrails) ---------------------------------------------------
+
+TIERS: tuple[str, ...] = ("classic", "sales_navigator", "recruiter")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Organisation-wide guardrails (one per repository): read by plan (who is skipped and
+    why), lint (identity tiers) and the runner (budgets, quiet days, frequency caps)."""
+
+    metadata: Metadata
+    dnc_urls: frozenset[str] = frozenset()  # normalized profile URLs (entries and files)
+    dnc_domains: frozenset[str] = frozenset()  # company domains (entries and files)
+    one_voice: timedelta | None = None  # lookback; None: one lead one voice is off
+    max_touches: int | None = None  # outreach actions per lead per `touch_window`
+    touch_window: timedelta | None = None
+    budgets: Mapping[str, int] = field(default_factory=dict)  # canonical action -> per 24 h
+    quiet_days: frozenset[date] = frozenset()
+    timezone: str = "UTC"
+    tiers: Mapping[str, str] = field(default_factory=dict)  # identity -> TIERS
+    normalized: Mapping[str, Any] = field(default_factory=dict)
+    source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
+    kind: Literal["Policy"] = "Policy"
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def tier(self, identity: str) -> str:
+        return self.tiers.get(identity, "classic")
+
+
+Manifest = Sequence | Workflow | Schedule | SequenceTest | Policy

@@ -44,7 +44,7 @@ from engine.errors import (
     StoreError,
     one_line,
 )
-from engine.model import Manifest, Schedule, Sequence
+from engine.model import Caps, Manifest, Schedule, Sequence
 from engine.providers import REGISTRY
 from engine.providers.base import Provider, ProviderSpec
 from engine.providers.clients import Reachability, make_client, unreachable_text
@@ -256,13 +256,16 @@ def run_lock_ttl(virtual_clock: bool) -> timedelta:
 # ---- plan / apply / leads ------------------------------------------------------------------
 
 
-def plan(manifests: list[Manifest], *, state_dir: Path, sandbox: bool, prune: bool) -> Plan:
+def plan(
+    manifests: list[Manifest], *, state_dir: Path, sandbox: bool, prune: bool,
+    caps: Caps | None = None,
+) -> Plan:
     """What applying ``manifests`` would do. It changes nothing: the sandbox (if any) resumes
     its own clock and is not saved."""
 
     async def work(rt: Runtime) -> Plan:
         return await planner.make_plan(manifests, store=rt.store, client_for=rt.client_for,
-                                       now=rt.clock.now(), prune=prune)
+                                       now=rt.clock.now(), prune=prune, caps=caps)
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
 
@@ -293,8 +296,10 @@ def apply(
     state_dir: Path,
     sandbox: bool,
     virtual_clock: bool,
+    caps: Caps | None = None,
 ) -> ApplyResult:
-    """Plan, ask ``approve``, persist and enroll; with ``run`` then run the due steps once."""
+    """Plan, ask ``approve``, persist and enroll; with ``run`` then run the due steps once.
+    ``caps``: apply's ``--max-enroll`` / ``--max-sends-per-day``."""
     sequences = [m for m in manifests if isinstance(m, Sequence)]
 
     async def work(rt: Runtime) -> ApplyResult:
@@ -305,7 +310,7 @@ def apply(
                 rt.client_for(provider)
         result = await sequence_apply.apply(manifests, store=rt.store, clock=rt.clock,
                                             approve=approve, client_for=rt.client_for,
-                                            prune=prune)
+                                            prune=prune, caps=caps)
         if run and sequences:
             result.run = await run_due(rt)
         result.unreachable = dict(rt.reachability.unreachable)
@@ -326,11 +331,15 @@ def apply_saved_plan(
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=virtual_clock)
 
 
-def import_leads(file: Path, sequence: str, *, state_dir: Path) -> LeadsImportResult:
-    """Enroll a leads CSV's rows into an applied sequence."""
+def import_leads(
+    file: Path, sequence: str, *, state_dir: Path, dry_run: bool = False,
+    max_enroll: int | None = None,
+) -> LeadsImportResult:
+    """Enroll a leads CSV's rows into an applied sequence (``dry_run``: the plan only)."""
 
     async def work(rt: Runtime) -> LeadsImportResult:
-        return lead_apply.import_leads(file, sequence, store=rt.store, now=rt.clock.now())
+        return lead_apply.import_leads(file, sequence, store=rt.store, now=rt.clock.now(),
+                                       dry_run=dry_run, max_enroll=max_enroll)
 
     return with_runtime(state_dir, work)
 
@@ -390,6 +399,19 @@ def set_paused(
                                 everything=everything, now=rt.clock.now())
 
     return with_runtime(state_dir, work)
+
+
+def set_rollout(
+    state_dir: Path, name: str, stage: str, *, virtual_clock: bool
+) -> control.RolloutResult:
+    """``seqrun promote`` (``stage="promoted"``) or ``seqrun rollback`` of a sequence's
+    rollout, at the sandbox's clock with ``virtual_clock``."""
+
+    async def work(rt: Runtime) -> control.RolloutResult:
+        act = control.promote if stage == "promoted" else control.rollback
+        return act(rt.store, name, now=rt.clock.now())
+
+    return with_runtime(state_dir, work, sandbox=virtual_clock, virtual_clock=virtual_clock)
 
 
 # ---- run -----------------------------------------------------------------------------------

@@ -73,3 +73,8 @@ TRANSIENT_LABELS: frozenset[str] = frozenset({STATUS_429, SERVER_ERROR, TIMEOUT}
 
 #: kv (namespace, key) of the kill switch that `seqrun pause --all` sets
 KILL_SWITCH = ("runtime", "paused_all")
+
+#: kv (namespace, key) of the applied Policy, resolved (engine.apply.policy writes it)
+POLICY_KEY = ("policy", "current")
+#: the actions that contact a person: one lead one voice, frequency caps, send caps
+SENDS: tuple[str, ...] = ("connect", "send_message", "send_inmail")

@@ -104,7 +104,7 @@ def test_schema_prints_one_kind_or_all(capsys: pytest.CaptureFixture[str]) -> No
     assert one["title"] == "seqrun Sequence"
     assert main(["schema"]) == 0
     every = json.loads(capsys.readouterr().out)
-    assert list(every) == ["Sequence", "Workflow", "Schedule", "SequenceTest"]
+    assert list(every) == ["Sequence", "Workflow", "Schedule", "SequenceTest", "Policy"]
     assert every["Sequence"] == one
     assert main(["schema", "Campaign"]) == 2
     assert "unknown kind 'Campaign'" in capsys.readouterr().err

@@ -20,14 +20,14 @@ BLOCKS = re.findall(r"(?:<!-- (\S+) -->\n)?```yaml\n(.*?)```", TEXT, flags=re.S)
 
 def test_the_guide_has_a_block_for_every_kind() -> None:
     kinds = {m for _, body in BLOCKS for m in re.findall(r"^kind: (\w+)$", body, flags=re.M)}
-    assert kinds == {"Sequence", "Workflow", "Schedule"} and len(BLOCKS) >= 10
+    assert kinds == {"Sequence", "Workflow", "Schedule", "Policy"} and len(BLOCKS) >= 10
 
 
 @pytest.mark.parametrize(("source", "body"), BLOCKS,
                          ids=[f"block{i}" for i in range(len(BLOCKS))])
 def test_every_yaml_block_validates(tmp_path: Path, source: str, body: str) -> None:
-    for csv in (ROOT / "sequences").glob("*.csv"):
-        shutil.copy(csv, tmp_path / csv.name)
+    for data in [*(ROOT / "sequences").glob("*.csv"), *(ROOT / "sequences").glob("*.txt")]:
+        shutil.copy(data, tmp_path / data.name)  # leads files, do-not-contact files
     path = tmp_path / "snippet.yaml"
     path.write_text(body, encoding="utf-8")
     manifests = load([path], strict=True)  # ManifestError (the problems) when not

@@ -84,7 +84,7 @@ def errors_of(*paths: Path | str) -> list[str]:
 @pytest.fixture(autouse=True)
 def _no_lint(monkeypatch: pytest.MonkeyPatch) -> None:
     # Lint is another module's job (and tested there); these tests pin the loader alone.
-    monkeypatch.setattr(loader, "lint", lambda manifest: [])
+    monkeypatch.setattr(loader, "lint", lambda manifest, policy=None: [])
 
 
 def test_builds_a_frozen_sequence(tmp_path: Path) -> None:
@@ -243,7 +243,7 @@ def test_warnings_ride_along_and_fail_only_when_strict(
 ) -> None:
     path = write(tmp_path, "x.yaml", SEQUENCE.format(name="x"))
 
-    def fake_lint(manifest: Sequence) -> list[Problem]:
+    def fake_lint(manifest: Sequence, policy: object = None) -> list[Problem]:
         return [manifest.source.problem("$.spec.cooldown", "long cooldown", "warning")]
 
     monkeypatch.setattr(loader, "lint", fake_lint)
@@ -263,7 +263,8 @@ def errors_of_strict(path: Path) -> list[str]:
 def test_lint_errors_fail_the_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, "x.yaml", SEQUENCE.format(name="x"))
     monkeypatch.setattr(
-        loader, "lint", lambda m: [m.source.problem("$.spec.steps[4]", "no acceptance gate")]
+        loader, "lint",
+        lambda m, policy=None: [m.source.problem("$.spec.steps[4]", "no acceptance gate")],
     )
     assert errors_of(path) == [f"{path}:35:7: $.spec.steps[4]: no acceptance gate"]
 

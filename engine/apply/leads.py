@@ -28,7 +28,10 @@ import sqlalchemy as sa
 from engine.apply import APPLY_LOCK, META_NS
 from engine.errors import PlanError, Problem
 from engine.manifest.leads import URL_COLUMN, read_leads
+from engine.manifest.policy import blocked_reason, policy_from_json
+from engine.model import Policy
 from engine.store import Store
+from engine.vocab import POLICY_KEY, SENDS, TERMINALS
 
 # ---- plan objects ---------------------------------------------------------------------------
 
@@ -52,7 +55,7 @@ class LeadUpdate:
 @dataclass(frozen=True)
 class SkipPlan:
     profile_url: str
-    reason: str  # do_not_contact | held
+    reason: str  # do_not_contact | held | one_voice | cap
     detail: str = ""
     sequence: str | None = None  # the holder, for reason == held
     identity: str | None = None
@@ -95,6 +98,44 @@ def _skip(
     )
 
 
+def _one_voice(
+    url: str,
+    sequence: str,
+    held: list[tuple[str, str, str]],
+    touched: list[tuple[datetime, str, str]],
+    policy: Policy,
+) -> SkipPlan | None:
+    """One lead one voice: in flight in another sequence (any identity), or contacted by
+    any identity within the Policy's lookback."""
+    flight = next(((s, i, st) for s, i, st in held if s != sequence and st not in TERMINALS),
+                  None)
+    if flight is not None:
+        s, i, st = flight
+        detail = f"in flight in sequence {s!r} on identity {i!r} (state {st}): one lead one voice"
+        return SkipPlan(url, "one_voice", detail, sequence=s, identity=i)
+    if touched:
+        at, i, s = touched[-1]
+        assert policy.one_voice is not None
+        days = policy.one_voice.total_seconds() / 86400
+        detail = (
+            f"contacted by identity {i!r} (sequence {s!r}) on {at:%Y-%m-%d}, within the "
+            f"{days:g}d lookback of policy {policy.name!r}: one lead one voice"
+        )
+        return SkipPlan(url, "one_voice", detail, sequence=s, identity=i)
+    return None
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """What holds leads back when they are planned: the Policy (do-not-contact, one lead one
+    voice) and the most new enrollments allowed (``caps.max_enroll``, ``--max-enroll``)."""
+
+    policy: Policy | None = None
+    max_new: int | None = None
+    now: datetime | None = None
+    cap_reason: str = ""
+
+
 def plan_enrollments(
     store: Store,
     *,
@@ -103,16 +144,24 @@ def plan_enrollments(
     rows: Iterable[Mapping[str, str]],
     conn: sa.Connection,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
+    guard: Guardrails | None = None,
 ) -> tuple[list[EnrollPlan], list[SkipPlan], dict[str, int]]:
     """Which rows to enroll (and on which identity), skip, or leave: those already enrolled,
     by URL, with their lead id (for :func:`plan_lead_updates`).
 
     ``pending`` adds holders not yet in the store (url -> [(sequence, identity, state)]): the
-    enrollments planned for the sequences before this one in the same plan.
+    enrollments planned for the sequences before this one in the same plan. ``guard`` adds
+    the Policy's skips and the enrollment cap.
     """
     rows = list(rows)
+    guard = guard or Guardrails()
+    policy = guard.policy
     ids = store.lead_ids([r[URL_COLUMN] for r in rows], conn=conn)
     holders = store.enrollments_of_leads(ids.values(), conn=conn)
+    touches: dict[int, list[tuple[datetime, str, str]]] = {}
+    if policy is not None and policy.one_voice and ids:
+        since = (guard.now or datetime.now().astimezone()) - policy.one_voice
+        touches = store.touches(ids.values(), SENDS, since, conn=conn)
     dnc = store.do_not_contact(conn=conn)
     load: Counter[str] = Counter({i: 0 for i in identities})
     for identity, count in store.count_by_identity(sequence, conn=conn).items():
@@ -132,6 +181,15 @@ def plan_enrollments(
                 already[url] = lead_id
             continue
         skip = _skip(url, held, dnc, order)
+        if skip is None and policy is not None:
+            reason = blocked_reason(policy, url, row)
+            if reason is not None:
+                skip = SkipPlan(url, "do_not_contact", reason)
+            elif policy.one_voice is not None:
+                touched = touches.get(lead_id, []) if lead_id is not None else []
+                skip = _one_voice(url, sequence, held, touched, policy)
+        if skip is None and guard.max_new is not None and len(enroll) >= guard.max_new:
+            skip = SkipPlan(url, "cap", guard.cap_reason)
         if skip is not None:
             skipped.append(skip)
             continue
@@ -261,10 +319,15 @@ class LeadsImportResult:
     already_enrolled: int = 0
     updated: int = 0
     skipped: list[SkipPlan] = field(default_factory=list)
+    dry_run: bool = False
+    enroll: list[EnrollPlan] = field(default_factory=list)  # planned (enrolled unless dry run)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "sequence": self.sequence,
+            "dry_run": self.dry_run,
+            "enroll": [{"profile_url": e.profile_url, "identity": e.identity}
+                       for e in self.enroll],
             "file": self.path,
             "taken": self.taken,
             "refused": len(self.refused),
@@ -279,27 +342,70 @@ class LeadsImportResult:
         }
 
 
+def enroll_room(
+    store: Store, sequence: str, ceiling: int | None, flag: int | None, conn: sa.Connection,
+    *, later: str,
+) -> tuple[int | None, str]:
+    """How many new leads may be enrolled (None: no cap) and why a lead over it waits: the
+    sequence's ``caps.max_enroll`` (``ceiling``: its enrollments in all) and ``--max-enroll``
+    (``flag``: this apply or import, ``later``), the tighter."""
+    room, reason = flag, ""
+    if flag is not None:
+        reason = f"over --max-enroll {flag}: waits for a later {later}"
+    if ceiling is not None:
+        held = sum(store.count_by_identity(sequence, conn=conn).values())
+        if room is None or max(0, ceiling - held) < room:
+            room = max(0, ceiling - held)
+            reason = (f"over caps.max_enroll {ceiling} (the sequence holds {held}): waits "
+                      "until the cap is raised")
+    return room, reason
+
+
+def import_guardrails(
+    store: Store, sequence: str, meta: Mapping[str, Any], conn: sa.Connection,
+    *, max_enroll: int | None, now: datetime,
+) -> Guardrails:
+    """The guardrails of ``leads import`` into an applied sequence: the applied Policy, its
+    ``caps.max_enroll`` as applied and ``--max-enroll``."""
+    data = store.kv_get(*POLICY_KEY, conn=conn)
+    policy = policy_from_json(data) if isinstance(data, dict) else None
+    caps = meta.get("caps")
+    ceiling = caps.get("max_enroll") if isinstance(caps, dict) else None
+    room, reason = enroll_room(store, sequence, None if ceiling is None else int(ceiling),
+                               max_enroll, conn, later="import")
+    return Guardrails(policy, room, now, reason)
+
+
 def import_leads(
-    path: str | Path, sequence: str, *, store: Store, now: datetime
+    path: str | Path, sequence: str, *, store: Store, now: datetime, dry_run: bool = False,
+    max_enroll: int | None = None,
 ) -> LeadsImportResult:
-    """Read a leads CSV and enroll its rows into an applied sequence (same rules as plan).
+    """Read a leads CSV and enroll its rows into an applied sequence (same rules as plan:
+    the do-not-contact lists, leads held elsewhere, the applied Policy, the enrollment caps).
 
     The file is read completely first (LeadsError: nothing written); the enrollments are
-    written in one transaction under the ``apply`` lock.
+    written in one transaction under the ``apply`` lock. ``dry_run``: the plan only.
     """
     leads = read_leads(path)
     meta = store.kv_get(META_NS, sequence)
     current = store.get_sequence(sequence)
     if current is None or not isinstance(meta, dict):
         raise PlanError(f"no applied sequence named {sequence!r}; run `seqrun apply` first")
-    result = LeadsImportResult(sequence, str(path), leads.taken, list(leads.refused))
+    result = LeadsImportResult(sequence, str(path), leads.taken, list(leads.refused),
+                               dry_run=dry_run)
     identities = tuple(meta.get("identities") or ())
     with store.lock(APPLY_LOCK), store.transaction() as conn:
+        guard = import_guardrails(store, sequence, meta, conn, max_enroll=max_enroll, now=now)
         enroll, skipped, already = plan_enrollments(
-            store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn
+            store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn,
+            guard=guard,
         )
         result.skipped, result.already_enrolled = skipped, len(already)
+        result.enroll = enroll
         updates = plan_lead_updates(store, rows=leads.rows, enrolled=already, conn=conn)
+        if dry_run:
+            result.updated = len(updates)
+            return result
         result.updated = update_leads(store, conn, updates, now=now, trigger="import")
         result.enrolled = enroll_leads(
             store, conn, sequence=sequence, revision=current.current_revision,

@@ -41,17 +41,34 @@ from engine.apply import schedules as schedule_plans
 from engine.apply import workflows as workflow_apply
 from engine.apply.leads import (
     EnrollPlan,
+    Guardrails,
     LeadUpdate,
     SkipPlan,
     plan_enrollments,
     plan_lead_updates,
+)
+from engine.apply.policy import (
+    PolicyPlan,
+    guardrail_lines,
+    plan_policy,
+    sequence_caps,
+    stored_caps,
 )
 from engine.compile.machine import compile_sequence
 from engine.errors import PlanError, Problem, UsageError
 from engine.experiments import StepExperiment, measure
 from engine.manifest.leads import LeadImport, read_leads
 from engine.manifest.loader import load_with_warnings
-from engine.model import ActionStep, Manifest, Schedule, Sequence, WaitStep, Workflow
+from engine.model import (
+    ActionStep,
+    Caps,
+    Manifest,
+    Policy,
+    Schedule,
+    Sequence,
+    WaitStep,
+    Workflow,
+)
 from engine.serve.config import receiver_warnings
 from engine.store import Store
 from engine.store import schedules as schedule_db
@@ -65,6 +82,7 @@ __all__ = [
     "InFlightGroup",
     "LeadUpdate",
     "Plan",
+    "PolicyPlan",
     "SequencePlan",
     "SkipPlan",
     "WorkflowPlan",
@@ -116,6 +134,9 @@ class SequencePlan:
     entry_delay: Mapping[str, float | None] = field(default_factory=dict)
     # each step with A/B variants: its funnel so far and its experiment's verdict
     experiments: tuple[StepExperiment, ...] = ()
+    caps: Caps = field(default_factory=Caps)  # the manifest's, tightened by apply's options
+    guardrails: tuple[str, ...] = ()  # every guardrail that will hold leads back, in words
+    caps_changed: bool = False  # other caps than the runner enforces now
 
     @property
     def action(self) -> str:
@@ -134,6 +155,7 @@ class SequencePlan:
             or bool(self.enroll)
             or bool(self.migrations)
             or bool(self.update)
+            or self.caps_changed
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -173,6 +195,9 @@ class SequencePlan:
             "migrate": dict(self.migrate),
             "experiments": [e.to_json() for e in self.experiments],
             "leads_refused": [str(p) for p in self.leads_refused],
+            "caps": {"max_enroll": self.caps.max_enroll,
+                     "max_sends_per_day": self.caps.max_sends_per_day},
+            "guardrails": list(self.guardrails),
             "changes": self.has_changes,
         }
 
@@ -215,11 +240,13 @@ class Plan:
     schedules: Any = None  # engine.apply.schedules.SchedulePlan
     created_at: datetime | None = None
     warnings: tuple[str, ...] = ()  # a manifest needs `seqrun serve` and none is configured
+    policy: PolicyPlan | None = None
 
     @property
     def has_changes(self) -> bool:
         return (
-            any(s.has_changes for s in self.sequences)
+            bool(self.policy is not None and self.policy.has_changes)
+            or any(s.has_changes for s in self.sequences)
             or any(w.has_changes for w in self.workflows)
             or bool(self.schedules is not None and self.schedules.has_changes)
         )
@@ -234,6 +261,7 @@ class Plan:
             "schedules": None if self.schedules is None
             else self.schedules.to_json(redacted=redacted),
             "warnings": list(self.warnings),
+            "policy": None if self.policy is None else self.policy.to_json(),
         }
 
 
@@ -273,8 +301,13 @@ def plan_sequence(
     *,
     leads: LeadImport | None = None,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
+    policy: Policy | None = None,
+    caps: Caps | None = None,
+    now: datetime | None = None,
 ) -> SequencePlan:
-    """The plan of one sequence against the store (reads only)."""
+    """The plan of one sequence against the store (reads only). ``policy`` skips leads (its
+    do-not-contact list, one lead one voice); ``caps`` (``apply --max-enroll``,
+    ``--max-sends-per-day``) tightens the manifest's ``caps:``."""
     revision, initial = _compiled(seq)
     if leads is None and seq.leads.csv is not None:
         leads = read_leads(seq.leads.csv)
@@ -283,6 +316,8 @@ def plan_sequence(
         current = store.get_sequence(seq.name, conn=conn)
         if current is not None and current.kind != "Sequence":
             raise PlanError(f"{seq.name!r} already exists as a {current.kind}")
+        effective, max_new, cap_reason = sequence_caps(seq, caps, store, conn)
+        caps_changed = current is not None and stored_caps(store, seq.name, conn) != effective
         enroll, skipped, already = plan_enrollments(
             store,
             sequence=seq.name,
@@ -290,6 +325,7 @@ def plan_sequence(
             rows=leads.rows if leads else (),
             conn=conn,
             pending=pending,
+            guard=Guardrails(policy, max_new, now, cap_reason),
         )
         update = plan_lead_updates(
             store, rows=leads.rows if leads else (), enrolled=already, conn=conn
@@ -315,6 +351,9 @@ def plan_sequence(
         manifest=_manifest_json(seq),
         entry_delay=_entry_delays(seq),
         experiments=tuple(experiments),
+        caps=effective,
+        caps_changed=caps_changed,
+        guardrails=tuple(guardrail_lines(seq, effective, policy, skipped)),
     )
 
 
@@ -392,9 +431,12 @@ async def make_plan(
     client_for: ClientFor | None = None,
     now: datetime | None = None,
     prune: bool = False,
+    caps: Caps | None = None,
 ) -> Plan:
     """Plan every manifest: Sequences here, Workflows and Schedules through their modules.
-    ``prune`` also plans deleting managed Schedules no manifest declares any more."""
+    ``prune`` also plans deleting managed Schedules no manifest declares any more. The Policy
+    among the manifests (else the one applied before) holds leads back; ``caps`` (apply's
+    ``--max-enroll``, ``--max-sends-per-day``) tightens every Sequence's ``caps:``."""
     manifests = list(manifests)
     names = Counter((m.kind, m.name) for m in manifests)
     dupes = sorted(f"{k} {n}" for (k, n), c in names.items() if c > 1)
@@ -402,9 +444,11 @@ async def make_plan(
         raise PlanError(f"defined more than once: {', '.join(dupes)}")
     pending: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     seq_plans: list[SequencePlan] = []
+    policy_plan = plan_policy([m for m in manifests if isinstance(m, Policy)], store)
+    policy = policy_plan.policy if policy_plan is not None else None
     for m in manifests:
         if isinstance(m, Sequence):
-            sp = plan_sequence(m, store, pending=pending)
+            sp = plan_sequence(m, store, pending=pending, policy=policy, caps=caps, now=now)
             seq_plans.append(sp)
             for e in sp.enroll:
                 pending[e.profile_url].append((sp.name, e.identity, sp.initial))
@@ -413,5 +457,6 @@ async def make_plan(
     schedules = await _plan_schedules(
         [m for m in manifests if isinstance(m, Schedule)], store, client_for, prune
     )
-    return Plan(sequences, workflows, schedules, now, tuple(receiver_warnings(manifests)))
+    return Plan(sequences, workflows, schedules, now, tuple(receiver_warnings(manifests)),
+                policy_plan)
 

@@ -26,9 +26,10 @@ from engine.apply import schedules as schedule_plans
 from engine.apply import workflows as workflow_apply
 from engine.apply.leads import enroll_leads, update_leads
 from engine.apply.plan import ClientFor, Plan, SequencePlan, make_plan
+from engine.apply.policy import persist_policy
 from engine.clock import Clock
 from engine.errors import PlanError, UsageError
-from engine.model import Manifest, Workflow
+from engine.model import Caps, Manifest, Workflow
 from engine.store import Store
 from engine.vocab import KILL_SWITCH
 
@@ -92,7 +93,9 @@ def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> Sequen
             META_NS,
             sp.name,
             {"revision": sp.revision, "provider": sp.provider,
-             "identities": list(sp.identities), "initial": sp.initial, "steps": list(sp.steps)},
+             "identities": list(sp.identities), "initial": sp.initial, "steps": list(sp.steps),
+             "caps": {"max_enroll": sp.caps.max_enroll,
+                      "max_sends_per_day": sp.caps.max_sends_per_day}},
             conn=conn,
         )
         for identity in sp.identities:
@@ -151,14 +154,16 @@ async def apply(
     approve: Approve,
     client_for: ClientFor | None = None,
     prune: bool = False,
+    caps: Caps | None = None,
 ) -> ApplyResult:
     """Plan under the ``apply`` lock, ask ``approve(plan)``, then persist and run Schedules and
     Workflows. Raises LockError when another apply holds the lock, PlanError when refused.
-    ``prune`` also deletes managed Schedules no manifest declares any more."""
+    ``prune`` also deletes managed Schedules no manifest declares any more; ``caps``
+    (``--max-enroll``, ``--max-sends-per-day``) tightens every Sequence's ``caps:``."""
     manifests = list(manifests)
     with store.lock(APPLY_LOCK) as held:
         plan = await make_plan(manifests, store=store, client_for=client_for, now=clock.now(),
-                               prune=prune)
+                               prune=prune, caps=caps)
         result = ApplyResult(plan)
         if not plan.has_changes:
             return result
@@ -169,6 +174,8 @@ async def apply(
             raise PlanError("apply cancelled: the plan was not approved")
         held.refresh()  # a long prompt must not have let another apply in (LockError if so)
         now = clock.now()
+        if plan.policy is not None and plan.policy.has_changes:
+            persist_policy(plan.policy, store, now=now)
         for sp in plan.sequences:
             result.sequences.append(persist_sequence(sp, store, now=now))
         if plan.schedules is not None and plan.schedules.has_changes:

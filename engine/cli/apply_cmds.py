@@ -24,9 +24,26 @@ from engine.cli.render_forecast import render_week
 from engine.cli.render_run import warn_unreachable
 from engine.cli.render_schedules import render_schedule_plan
 from engine.errors import UsageError
+from engine.model import Caps
 
 if TYPE_CHECKING:
     from engine.apply.sequences import ApplyResult
+
+def caps_options(f: click.decorators.FC) -> click.decorators.FC:
+    """``--max-enroll N`` and ``--max-sends-per-day N`` (plan and apply)."""
+    f = click.option("--max-sends-per-day", type=click.IntRange(min=0), default=None,
+                     metavar="N", help="At most N sends (connect, message, InMail) per 24 h "
+                     "per sequence across its identities (tightens caps: in the manifest).")(f)
+    return click.option("--max-enroll", type=click.IntRange(min=0), default=None, metavar="N",
+                        help="Enroll at most N new leads per sequence in this apply; the rest "
+                        "wait for a later one (plan shows them).")(f)
+
+
+def caps_of(max_enroll: int | None, max_sends_per_day: int | None) -> Caps | None:
+    if max_enroll is None and max_sends_per_day is None:
+        return None
+    return Caps(max_enroll, max_sends_per_day)
+
 
 # `from engine import runtime` is deferred into the commands below: it loads the store
 # (SQLAlchemy), the sandbox (Starlette) and the runner, which `seqrun --help` does not need.
@@ -42,11 +59,13 @@ if TYPE_CHECKING:
               help="Also show the first week's projected sends per day and identity, from a "
                    "quick simulation on the embedded sandbox (as `seqrun simulate --until +7d`).")
 @prune_option()
+@caps_options
 @output_option()
 @sandbox_option()
 @state_dir_option()
 def plan_cmd(
-    paths: tuple[str, ...], detailed_exitcode: bool, out: Path | None, prune: bool, output: str,
+    paths: tuple[str, ...], detailed_exitcode: bool, out: Path | None, prune: bool,
+    max_enroll: int | None, max_sends_per_day: int | None, output: str,
     sandbox: bool, state_dir: Path, forecast: bool,
 ) -> int:
     """Show what `seqrun apply` would do: revisions, leads to enroll or skip, migrations,
@@ -57,7 +76,8 @@ def plan_cmd(
     if out is not None and any(m.kind != "Schedule" for m in manifests):
         raise UsageError("-out saves Schedule plans only; plan Sequences and Workflows "
                          "without it (`seqrun apply` re-plans them)")
-    plan = runtime.plan(manifests, state_dir=state_dir, sandbox=sandbox, prune=prune)
+    plan = runtime.plan(manifests, state_dir=state_dir, sandbox=sandbox, prune=prune,
+                        caps=caps_of(max_enroll, max_sends_per_day))
     week = runtime.quick_forecast(manifests, timedelta(days=7)) if forecast else None
     if output == "json":
         data = plan.to_json(redacted=True)  # callback header values never shown
@@ -80,6 +100,7 @@ def plan_cmd(
 @click.option("--no-run", is_flag=True, help="Persist and enroll, but do not run due steps.")
 @virtual_clock_option("With --sandbox: use the sandbox's persisted virtual clock.")
 @prune_option()
+@caps_options
 @output_option()
 @sandbox_option()
 @state_dir_option()
@@ -89,6 +110,8 @@ def apply_cmd(
     no_run: bool,
     virtual_clock: bool,
     prune: bool,
+    max_enroll: int | None,
+    max_sends_per_day: int | None,
     output: str,
     sandbox: bool,
     state_dir: Path,
@@ -106,7 +129,7 @@ def apply_cmd(
                             state_dir=state_dir)
     result = apply_manifests(paths, auto_approve=auto_approve, no_run=no_run, prune=prune,
                              output=output, sandbox=sandbox, virtual_clock=virtual_clock,
-                             state_dir=state_dir)
+                             state_dir=state_dir, caps=caps_of(max_enroll, max_sends_per_day))
     _print_apply(result, output)
     # applied, but a provider could not be reached: a warning, exit 3 when nothing was done
     warn_unreachable(result.unreachable, done=_did_something(result),
@@ -148,6 +171,7 @@ def apply_manifests(
     sandbox: bool,
     virtual_clock: bool,
     state_dir: Path,
+    caps: Caps | None = None,
 ) -> ApplyResult:
     """`apply` of manifest files (validate, plan, ask, persist, enroll, run the due steps)."""
     from engine import runtime  # deferred: see the module's note
@@ -156,7 +180,7 @@ def apply_manifests(
     check_virtual_clock(sandbox, virtual_clock)
     return runtime.apply(manifests, approve=plan_approver(auto_approve, output), run=not no_run,
                          prune=prune, state_dir=state_dir, sandbox=sandbox,
-                         virtual_clock=virtual_clock)
+                         virtual_clock=virtual_clock, caps=caps)
 
 
 def _print_apply(result: ApplyResult, output: str) -> None:

@@ -19,14 +19,23 @@ def leads_group() -> None:
 @leads_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--sequence", "sequence", required=True, help="An applied sequence's name.")
+@click.option("--dry-run", is_flag=True,
+              help="Show the plan (who would be enrolled, skipped and why); change nothing.")
+@click.option("--max-enroll", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Enroll at most N new leads; the rest wait for a later import.")
 @output_option()
 @state_dir_option()
-def leads_import_cmd(file: Path, sequence: str, output: str, state_dir: Path) -> int:
-    """Import a leads CSV into an applied sequence; bad rows are reported and skipped."""
+def leads_import_cmd(
+    file: Path, sequence: str, dry_run: bool, max_enroll: int | None, output: str,
+    state_dir: Path,
+) -> int:
+    """Import a leads CSV into an applied sequence; bad rows are reported and skipped. The
+    guardrails of `plan` hold: do-not-contact lists, the applied Policy, the caps."""
     # deferred: the runtime loads the store (SQLAlchemy), which `seqrun --help` does not need
     from engine import runtime
 
-    result = runtime.import_leads(file, sequence, state_dir=state_dir)
+    result = runtime.import_leads(file, sequence, state_dir=state_dir, dry_run=dry_run,
+                                  max_enroll=max_enroll)
     if output == "json":
         render.print_json(result.to_json())
     else:

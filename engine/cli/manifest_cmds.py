@@ -9,7 +9,7 @@ import click
 
 from engine.cli.options import output_option
 from engine.errors import ManifestError, UsageError
-from engine.model import Sequence, SequenceTest, Workflow
+from engine.model import Policy, Sequence, SequenceTest, Workflow
 
 
 def validate(paths: tuple[str, ...], strict: bool, output: str) -> int:
@@ -59,7 +59,8 @@ def graph(file: str, fmt: str, name: str | None) -> int:
     from engine.manifest.explain import did_you_mean
     from engine.manifest.loader import load
 
-    drawable = [m for m in load([file]) if not isinstance(m, SequenceTest)]  # no machine
+    drawable = [m for m in load([file])
+                if not isinstance(m, (SequenceTest, Policy))]  # no machine
     if name is not None:
         picked = [m for m in drawable if m.name == name]
         if not picked:
@@ -95,7 +96,8 @@ def validate_command(paths: tuple[str, ...], strict: bool, output: str) -> int:
 @click.command("schema")
 @click.argument("kind", required=False)
 def schema_command(kind: str | None) -> int:
-    """Print the JSON Schema of KIND (Sequence, Workflow, Schedule, SequenceTest), or all."""
+    """Print the JSON Schema of KIND (Sequence, Workflow, Schedule, SequenceTest, Policy),
+    or all of them."""
     return schema(kind)
 
 

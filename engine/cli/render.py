@@ -22,6 +22,7 @@ from engine.run.workflow_results import WorkflowResult
 if TYPE_CHECKING:
     from engine.apply.leads import LeadsImportResult
     from engine.apply.plan import Plan, SequencePlan
+    from engine.apply.policy import PolicyPlan
     from engine.apply.sequences import ApplyResult
     from engine.experiments import Proportion, StepExperiment
     from engine.views.control import PauseResult
@@ -51,6 +52,8 @@ def _to_json(value: Any) -> Any:
 def render_plan(plan: Plan, out: Console | None = None) -> None:
     """terraform-style summary of a Plan."""
     out = out or console()
+    if plan.policy is not None:
+        _render_policy_plan(plan.policy, out)
     for sp in plan.sequences:
         _render_sequence_plan(sp, out)
     for wp in plan.workflows:
@@ -74,6 +77,24 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
         out.print(f"Plan: {revs} sequence revision(s), {enroll} lead(s) to enroll, "
                   f"{moves} lead(s) to migrate, {updates} lead(s) to update, "
                   f"{len(plan.workflows)} workflow(s) to run.")
+
+
+DRIFT_SHOWN = 10  # URLs of each side of a Policy's drift (-o json has them all)
+
+
+def _render_policy_plan(pp: PolicyPlan, out: Console) -> None:
+    mark = {"create": "[green]+[/]", "update": "[yellow]~[/]"}.get(pp.action, " ")
+    p = pp.policy
+    note = {"unchanged": " [dim]unchanged[/]", "applied": " [dim]applied before[/]"}
+    out.print(f"{mark} Policy [bold]{p.name}[/]{note.get(pp.action, '')}: do-not-contact "
+              f"{len(p.dnc_urls)} URL(s), {len(p.dnc_domains)} domain(s)")
+    for side, urls, where in (("database only", pp.db_only, "`seqrun dnc` list, not the Policy"),
+                              ("Policy only", pp.policy_only, "Policy, not the `seqrun dnc` list")):
+        if urls:
+            shown = ", ".join(urls[:DRIFT_SHOWN])
+            more = f" and {len(urls) - DRIFT_SHOWN} more" if len(urls) > DRIFT_SHOWN else ""
+            out.print(f"    drift ({side}): {len(urls)} URL(s) on the {where}: "
+                      f"{shown}{more}", markup=False)
 
 
 def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
@@ -103,6 +124,8 @@ def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
         total = sum(v.weight for v in e.variants) or 1
         split = ", ".join(f"{v.name} {v.weight / total:.0%}" for v in e.variants)
         out.print(f"    variants at '{e.step}' ({split}): {e.summary}", markup=False)
+    for line in sp.guardrails:
+        out.print(f"    guardrail: {line}", markup=False)
 
 
 def _render_enroll(sp: SequencePlan, out: Console) -> None:
@@ -185,6 +208,18 @@ def render_import(result: LeadsImportResult, out: Console | None = None) -> None
         out.print(f"[red]{p}[/]")
     for s in result.skipped:
         out.print(f"[dim]skip {s.profile_url}: {s.detail or s.reason}[/]")
+    if result.dry_run:
+        for e in result.enroll[:10]:
+            out.print(f"+ {e.profile_url} -> {e.identity}", markup=False)
+        if len(result.enroll) > 10:
+            out.print(f"... and {len(result.enroll) - 10} more")
+        out.print(
+            f"{result.path}: {result.taken} row(s) taken, {len(result.refused)} refused; "
+            f"would enroll {len(result.enroll)} in {result.sequence}, "
+            f"{result.already_enrolled} already enrolled ({result.updated} with data to "
+            f"update), {len(result.skipped)} skipped. Nothing changed (--dry-run)."
+        )
+        return
     out.print(
         f"{result.path}: {result.taken} row(s) taken, {len(result.refused)} refused; "
         f"{result.enrolled} enrolled in {result.sequence}, {result.already_enrolled} already "
@@ -367,12 +402,34 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
         _render_conversion(s, out)
         for experiment in s.experiments:
             render_experiment(experiment, out)
+        for line in _guardrail_status(s.guardrails):
+            out.print(line, markup=False)
+    for action, b in report.budgets.items():
+        out.print(f"Organisation budget {action}: {b['used']}/{b['budget']} in the last 24 h",
+                  markup=False)
     if report.identities:
         _render_identities(report, out)
     if report.workflows:
         render_workflow_status(report.workflows, out)
     if report.schedules:
         render_schedule_status(report.schedules, out)
+
+
+def _guardrail_status(g: dict[str, Any]) -> list[str]:
+    """A sequence's rollout stage and caps, in words."""
+    lines = []
+    canary = g.get("canary")
+    if canary:
+        why = f": {canary['reason']}" if canary.get("reason") else ""
+        lines.append(f"  rollout: {canary['stage']} (canary of {canary['size']}){why}")
+    caps = g.get("caps")
+    if caps:
+        if caps.get("max_sends_per_day") is not None:
+            lines.append(f"  sends: {caps['sends_24h']}/{caps['max_sends_per_day']} in the "
+                         "last 24 h (max sends per day)")
+        if caps.get("max_enroll") is not None:
+            lines.append(f"  caps.max_enroll: {caps['max_enroll']}")
+    return lines
 
 
 def _when(value: str | None) -> str:

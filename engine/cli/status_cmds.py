@@ -138,4 +138,39 @@ def resume_cmd(
     return _pause_resume(False, name, identity, everything, output, state_dir)
 
 
-COMMANDS = (status_cmd, why_cmd, pause_cmd, resume_cmd)
+def _rollout(stage: str, name: str, virtual_clock: bool, output: str, state_dir: Path) -> int:
+    from engine import runtime  # deferred: see the module's note
+
+    result = runtime.set_rollout(state_dir, name, stage, virtual_clock=virtual_clock)
+    if output == "json":
+        render.print_json(result.to_json())
+    elif stage == "promoted":
+        click.echo(f"sequence {name}: promoted; {result.released} lead(s) that waited for the "
+                   "canary go now")
+    else:
+        click.echo(f"sequence {name}: rolled back (paused; the leads beyond the canary wait; "
+                   f"`seqrun promote {name}` undoes it)")
+    return 0
+
+
+@click.command("promote")
+@click.argument("name")
+@virtual_clock_option("On the embedded sandbox's virtual clock.")
+@output_option()
+@state_dir_option()
+def promote_cmd(name: str, virtual_clock: bool, output: str, state_dir: Path) -> int:
+    """Promote a sequence's canary rollout by hand: the rest of its leads go now."""
+    return _rollout("promoted", name, virtual_clock, output, state_dir)
+
+
+@click.command("rollback")
+@click.argument("name")
+@virtual_clock_option("On the embedded sandbox's virtual clock.")
+@output_option()
+@state_dir_option()
+def rollback_cmd(name: str, virtual_clock: bool, output: str, state_dir: Path) -> int:
+    """Roll a sequence's canary back: pause it; the leads beyond the canary never go."""
+    return _rollout("rolled_back", name, virtual_clock, output, state_dir)
+
+
+COMMANDS = (status_cmd, why_cmd, pause_cmd, resume_cmd, promote_cmd, rollback_cmd)

@@ -16,13 +16,14 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from engine.errors import ManifestError, Problem
 from engine.manifest.explain import closest, did_you_mean, explain_schema_error
 from engine.manifest.lint import lint
+from engine.manifest.policy import read_dnc_file
 from engine.manifest.schemas import KINDS, max_steps, validator_for
 from engine.manifest.yamlio import Document, read_documents
 from engine.model import (
@@ -30,6 +31,7 @@ from engine.model import (
     BranchCase,
     BranchStep,
     Callback,
+    Caps,
     CaseExpectation,
     CaseWorld,
     EndStep,
@@ -37,6 +39,8 @@ from engine.model import (
     LeadsSource,
     Manifest,
     Metadata,
+    Policy,
+    Rollout,
     Schedule,
     SentExpectation,
     SequenceCase,
@@ -52,6 +56,7 @@ from engine.model import (
     WorkflowNode,
 )
 from engine.model import Sequence as SequenceManifest
+from engine.urls import normalize_profile_url
 from engine.vocab import LIMIT_ALIASES
 
 __all__ = [
@@ -102,7 +107,7 @@ def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], lis
         documents.extend(clean)
         problems.extend(found)
 
-    manifests: list[Manifest] = []
+    built: list[tuple[Manifest, bool]] = []
     seen_names: dict[tuple[str, str], tuple[Problem, Any]] = {}
     for doc in documents:
         kind = _check_header(doc, problems)
@@ -120,8 +125,13 @@ def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], lis
         problems.extend(build_problems)
         if manifest is None or build_problems:
             continue
-        problems.extend(lint(manifest))
-        if naming == "new":
+        built.append((manifest, naming == "new"))
+
+    policy = _the_policy([m for m, _ in built], problems)
+    manifests: list[Manifest] = []
+    for manifest, new in built:
+        problems.extend(lint(manifest, policy=policy))
+        if new:
             manifests.append(manifest)
 
     problems.extend(_test_references(manifests))
@@ -209,6 +219,20 @@ def parse_hours(text: str) -> tuple[time, time]:
     start = _clock(start_text)
     end = time(23, 59, 59) if end_text == "24:00" else _clock(end_text)
     return start, end
+
+
+def _the_policy(manifests: list[Manifest], problems: list[Problem]) -> Policy | None:
+    """The one Policy among ``manifests`` (lint reads its identity tiers); a second one is
+    an error (one Policy per repository or directory: the guardrails are the organisation's)."""
+    policies = [m for m in manifests if isinstance(m, Policy)]
+    for extra in policies[1:]:
+        first = policies[0].source.problem("$", "")
+        message = (
+            f"a second Policy ({extra.name!r}; the first is {policies[0].name!r} at "
+            f"{first.file}:{first.line}): keep one Policy per repository"
+        )
+        problems.append(extra.source.problem("$.metadata.name", message))
+    return policies[0] if policies else None
 
 
 # ---- header, names ----------------------------------------------------------------------------
@@ -373,6 +397,17 @@ class _Builder:
         if "cooldown" in spec:
             cooldown = self.duration(spec["cooldown"], "$.spec.cooldown", allow_zero=True)
         steps = tuple(self.step(raw, f"$.spec.steps[{i}]") for i, raw in enumerate(spec["steps"]))
+        caps = Caps(**{k: spec.get("caps", {}).get(k) for k in ("max_enroll", "max_sends_per_day")})
+        rollout = None
+        if "rollout" in spec:
+            r = spec["rollout"]
+            promote = r.get("promote_if", {})
+            rollout = Rollout(
+                canary=r["canary"],
+                hold=self.duration(r["hold"], "$.spec.rollout.hold", allow_zero=True),
+                failed_rate_below=promote.get("failed_rate_below"),
+                reply_rate_above=promote.get("reply_rate_above"),
+            )
         return SequenceManifest(
             metadata=self.metadata(),
             provider=spec["provider"],
@@ -385,9 +420,59 @@ class _Builder:
             on=dict(spec.get("on", {})),
             migrate=dict(spec.get("migrate", {})),
             api=spec.get("api", "current"),
+            caps=caps,
+            rollout=rollout,
             normalized=data,
             source=self.src,
             execution=spec.get("execution", "live"),
+        )
+
+    def policy(self) -> Policy:
+        spec = self.doc.data["spec"]
+        dnc = spec.get("do_not_contact", {})
+        urls: set[str] = set()
+        for i, raw in enumerate(dnc.get("urls", [])):
+            try:
+                urls.add(normalize_profile_url(raw))
+            except ValueError as exc:
+                path = f"$.spec.do_not_contact.urls[{i}]"
+                self.problems.append(self.src.problem(path, f"not a profile URL: {exc}"))
+        domains = set(dnc.get("domains", []))
+        base = Path(self.src.file).absolute().parent
+        for raw in dnc.get("files", []):
+            shown = os.path.normpath(Path(self.src.file).parent / raw)
+            found_urls, found_domains = read_dnc_file(
+                Path(os.path.normpath(base / raw)), shown, self.problems
+            )
+            urls |= found_urls
+            domains |= found_domains
+        voice = spec.get("one_lead_one_voice")
+        frequency = spec.get("frequency")
+        quiet: set[date] = set()
+        for i, raw in enumerate(spec.get("quiet_days", [])):
+            try:
+                quiet.add(date.fromisoformat(raw))
+            except ValueError:
+                message = f"{raw!r} is not a calendar date"
+                self.problems.append(self.src.problem(f"$.spec.quiet_days[{i}]", message))
+        return Policy(
+            metadata=self.metadata(),
+            dnc_urls=frozenset(urls),
+            dnc_domains=frozenset(domains),
+            one_voice=None if voice is None else self.duration(
+                voice["lookback"], "$.spec.one_lead_one_voice.lookback",
+                allow_zero=True,
+            ),
+            max_touches=None if frequency is None else frequency["max_touches"],
+            touch_window=None if frequency is None else self.duration(
+                frequency["per"], "$.spec.frequency.per"
+            ),
+            budgets={LIMIT_ALIASES.get(k, k): v for k, v in spec.get("budgets", {}).items()},
+            quiet_days=frozenset(quiet),
+            timezone=spec.get("timezone", "UTC"),
+            tiers=dict(spec.get("identities", {})),
+            normalized=self.doc.data,
+            source=self.src,
         )
 
     def step(self, raw: dict[str, Any], path: str) -> Step:
@@ -570,7 +655,8 @@ def _experiment(raw: Mapping[str, Any]) -> Experiment:
 def build(
     kind: str, data: Mapping[str, Any], source: SourceMap, *, validate: bool = True
 ) -> Manifest:
-    """The frozen model of one manifest's parsed ``data`` (``kind``: Sequence, Workflow, Schedule).
+    """The frozen model of one manifest's parsed ``data`` (``kind``: Sequence, Workflow,
+    Schedule, Policy).
 
     ``data`` is checked against the kind's schema first unless ``validate=False`` (for data
     that was validated when it was stored, e.g. a revision's manifest). Raises
@@ -602,4 +688,6 @@ def _build(kind: str, doc: Document, problems: list[Problem]) -> Manifest | None
         return builder.schedule()
     if kind == "SequenceTest":
         return builder.sequence_test()
+    if kind == "Policy":
+        return builder.policy()
     return None  # pragma: no cover - _check_header admits only KINDS

@@ -1,9 +1,9 @@
-"""Manifest schemas: the JSON Schemas (draft 2020-12) of the three manifest kinds, Sequence,
-Workflow and Schedule, that the loader validates every document against.
+"""Manifest schemas: the JSON Schemas (draft 2020-12) of the manifest kinds, Sequence,
+Workflow, Schedule and Policy, that the loader validates every document against.
 
 "Schema" means three things in seqrun; this module is the first:
 
-* manifest schemas (here): ``schemas/{sequence,workflow,schedule}.json``;
+* manifest schemas (here): ``schemas/{sequence,workflow,schedule,policy}.json``;
 * the store's tables (SQL), :mod:`engine.store.tables` and its migrations;
 * the sandbox scenario schema, ``schemas/scenario.json``, read by :mod:`engine.sandbox.scenario`
   (it sits in the same folder, found through :func:`schema_dir`, but is not a manifest kind).
@@ -28,7 +28,7 @@ from jsonschema import Draft202012Validator
 from engine.errors import UsageError
 
 # The manifest kinds, one schema file each.
-KINDS: tuple[str, ...] = ("Sequence", "Workflow", "Schedule", "SequenceTest")
+KINDS: tuple[str, ...] = ("Sequence", "Workflow", "Schedule", "SequenceTest", "Policy")
 
 
 def schema_dir() -> Path:
@@ -49,8 +49,8 @@ def _canonical_kind(kind: str) -> str:
 
 
 def schema_text(kind: str) -> str:
-    """The manifest schema file of ``kind`` (``Sequence``, ``Workflow``, ``Schedule``; any
-    case), as text."""
+    """The manifest schema file of ``kind`` (``Sequence``, ``Workflow``, ``Schedule``,
+    ``Policy``; any case), as text."""
     name = _canonical_kind(kind).lower()
     return (schema_dir() / f"{name}.json").read_text(encoding="utf-8")
 

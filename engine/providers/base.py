@@ -152,6 +152,13 @@ class ProviderSpec:
     credentials: tuple[str, ...] = ()  # environment variable names
     default_base_url: str = ""
     factory: ProviderFactory | None = None
+    # account tier (sales_navigator, recruiter) -> the documented limits that differ from
+    # smart_limits (a classic account's); a tier not listed has the classic limits
+    tier_limits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def limits_for(self, tier: str) -> Mapping[str, int]:
+        """The provider's limits per identity per 24 h for an account of ``tier``."""
+        return {**self.smart_limits, **self.tier_limits.get(tier, {})}
 
 
 REGISTRY: dict[str, ProviderSpec] = {}

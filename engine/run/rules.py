@@ -18,6 +18,7 @@ from engine import vocab
 from engine.compile.machine import CompiledSequence
 from engine.manifest.templates import render
 from engine.model import ActionStep, Sequence, Window
+from engine.run.guards import Guards
 from engine.run.moves import Move, Moves
 from engine.run.results import TickResult
 from engine.run.state import DAY, MESSAGES, OUTREACH, IdentityTick, Planned, RunState
@@ -119,8 +120,9 @@ def _next_slot(
 class Rules:
     """Decides whether a due action goes out now; keeps the identities' 24-h usage."""
 
-    def __init__(self, state: RunState, moves: Moves, sync: Sync) -> None:
+    def __init__(self, state: RunState, moves: Moves, sync: Sync, guards: Guards) -> None:
         self.state = state
+        self.guards = guards
         self.store = state.store
         self.clock = state.clock
         self.moves = moves
@@ -191,6 +193,7 @@ class Rules:
             return self.moves.transition(enr, lead, invalid, result, ctx=ctx)
         if action != "check_connection":
             ctx.usage[action].append(now)  # counted at once; a failed one gives it back
+        self.guards.count(enr, action, now)
         return Planned(enr, lead, step, params, now, compiled,
                        None if variant is None else variant.name)
 
@@ -261,6 +264,11 @@ class Rules:
                         opening = self._swap(ctx, enr, action, opening, now)
                     return opening, "outside the sending window", queued
                 return opening, "outside the sending window", "window"
+        # 5b. the guardrails: rollout, quiet days, frequency per lead, budgets, send caps
+        # (a lead in a limit's line too: a budget binds whatever the line promised)
+        guarded = self.guards.hold(seq, enr, action, now)
+        if guarded is not None:
+            return guarded
         # 6. limits per identity per rolling 24 h, shared by every sequence
         return self._limit_hold(ctx, enr, action, now, queued is not None)
 
@@ -350,17 +358,18 @@ class Rules:
         if usage is not None and p.step.action != "check_connection":
             with contextlib.suppress(ValueError):
                 usage.remove(p.at)
+        self.guards.release(p.enr, p.step.action, p.at)
 
     def _limit(self, revision: str, ctx: IdentityTick, action: str) -> int | None:
-        """The lower of the sequence's limit and the provider's smart limit (None: neither)."""
-        key = (revision, ctx.provider_name, action)
+        """The lower of the sequence's limit and the provider's smart limit for the identity's
+        tier (the Policy's; classic when none) (None: neither)."""
+        key = (revision, ctx.identity, action)
         if key not in self._limits:
             seq = self.state.sequence(revision)
-            limits = [
-                v
-                for v in (seq.limits.get(action), ctx.provider.spec.smart_limits.get(action))
-                if v is not None
-            ]
+            policy = self.guards.policy
+            tier = policy.tier(ctx.identity) if policy is not None else "classic"
+            smart = ctx.provider.spec.limits_for(tier).get(action)
+            limits = [v for v in (seq.limits.get(action), smart) if v is not None]
             self._limits[key] = min(limits) if limits else None
         return self._limits[key]
 

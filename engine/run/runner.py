@@ -41,6 +41,7 @@ from engine.errors import ProviderError, SeqrunError
 from engine.providers.base import Provider
 from engine.run.async_runs import ASYNC, AsyncRuns
 from engine.run.experiments import Experiments
+from engine.run.guards import Guards
 from engine.run.inbound import Inbound
 from engine.run.locks import RUN_LOCK, RunLock
 from engine.run.moves import Moves
@@ -134,7 +135,8 @@ class Runner:
         self._lock = RunLock(state)
         self._moves = moves = Moves(state)
         self._sync = sync = Sync(state, moves)
-        rules = Rules(state, moves, sync)
+        self._guards = guards = Guards(state)
+        rules = Rules(state, moves, sync, guards)
         self._recovery = Recovery(state, moves, sync)
         self._outcomes = Outcomes(
             state, moves, sync, rules, self._recovery, random.Random(seed)
@@ -187,9 +189,12 @@ class Runner:
             killed = self.store.kv_get(*KILL_SWITCH, conn=conn)
             pending = self.store.pending_intents(conn=conn)
             identities = self.store.list_identities(conn=conn)
+            sequences = self.store.list_sequences(conn=conn)
         if killed:
             result.killed = True
             return result
+        # the guardrails: the Policy, the caps, the rollouts (a failed canary pauses)
+        self._guards.begin(result.at, sequences)
         in_flight: set[int] = set()
         self._state.in_flight = {}
         if pending:  # async runs first: settled by their callback or a poll, never resent
@@ -231,6 +236,7 @@ class Runner:
                 leads = self.store.leads_by_ids({e.lead_id for e in fresh}, conn=conn)
                 urls = (lead.profile_url for lead in leads.values())
                 dnc = set(self.store.do_not_contact(urls, conn=conn))
+            dnc |= self._guards.batch(leads, now)  # the Policy's URLs and domains
             seen.update(e.id for e in fresh)
             await self._run_due(fresh, leads, dnc, unresolved, statuses, result)
             if len(due) < due_batch:

@@ -248,6 +248,60 @@ class Actions(StoreBase):
         with self.tx(conn) as c:
             return [r[0] for r in c.execute(q)]
 
+    def action_times_across(
+        self,
+        actions: Iterable[str],
+        since: datetime,
+        *,
+        sequence: str | None = None,
+        conn: Connection | None = None,
+    ) -> list[datetime]:
+        """When each ``done`` action of ``actions`` finished after ``since``, oldest first,
+        across every identity (the organisation's budgets) or of one ``sequence`` (its send
+        cap). Read once per tick by the runner's guardrails, never per lead."""
+        a = t.action_log
+        q = sa.select(a.c.finished_at).where(
+            a.c.action.in_(list(actions)),
+            a.c.created_at > since - timedelta(days=1),
+            a.c.finished_at > since,
+            a.c.status == "done",
+        )
+        if sequence is not None:
+            q = q.where(a.c.sequence == sequence)
+        with self.tx(conn) as c:
+            return sorted(r[0] for r in c.execute(q))
+
+    def touches(
+        self,
+        lead_ids: Iterable[int],
+        actions: Iterable[str],
+        since: datetime,
+        *,
+        conn: Connection | None = None,
+    ) -> dict[int, list[tuple[datetime, str, str]]]:
+        """lead id -> [(finished at, identity, sequence)] of its ``done`` actions of
+        ``actions`` after ``since``, oldest first, whatever sequence or identity made them
+        (one lead one voice, the frequency cap per lead)."""
+        a, e = t.action_log, t.enrollments
+        ids = sorted(set(lead_ids))
+        out: dict[int, list[tuple[datetime, str, str]]] = {}
+        with self.tx(conn) as c:
+            for i in range(0, len(ids), 500):
+                q = (
+                    sa.select(e.c.lead_id, a.c.finished_at, a.c.identity, a.c.sequence)
+                    .join(e, e.c.id == a.c.enrollment_id)
+                    .where(
+                        e.c.lead_id.in_(ids[i : i + 500]),
+                        a.c.action.in_(list(actions)),
+                        a.c.status == "done",
+                        a.c.finished_at > since,
+                    )
+                    .order_by(a.c.finished_at)
+                )
+                for lead_id, at, identity, seq in c.execute(q):
+                    out.setdefault(int(lead_id), []).append((at, identity, seq))
+        return out
+
     def count_unverified(
         self,
         *,

@@ -94,6 +94,20 @@ class Enrollments(StoreBase):
         with self.tx(conn) as c:
             return [enrollment_row(r) for r in c.execute(q)]
 
+    def release_waiting(
+        self, sequence: str, waiting: str, now: datetime, *, conn: Connection | None = None
+    ) -> int:
+        """Make the enrollments of ``sequence`` held for ``waiting`` (a promoted rollout's)
+        due now; returns how many."""
+        e = t.enrollments
+        q = (
+            e.update()
+            .where(e.c.sequence == sequence, e.c.waiting == waiting, e.c.next_due_at > now)
+            .values(next_due_at=now)
+        )
+        with self.tx(conn) as c:
+            return int(c.execute(q).rowcount or 0)
+
     def enrollment_ids(
         self, sequence: str, lead_ids: Iterable[int], *, conn: Connection | None = None
     ) -> dict[int, int]:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.errors import UsageError
+from engine.run.guards import ROLLOUT_NS, rollout_state
 from engine.store import Store
 from engine.views.status import NotFoundError
 from engine.vocab import KILL_SWITCH
@@ -69,3 +70,53 @@ def set_paused(
         store.record_event(verb, identity, {"scope": "identity"}, at=now, trigger="user",
                            conn=conn)
         return PauseResult(f"identity {identity}", paused, changed)
+
+
+# ---- rollouts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    sequence: str
+    stage: str  # promoted | rolled_back
+    released: int = 0  # leads that waited for the canary and are due now
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sequence": self.sequence, "stage": self.stage, "released": self.released}
+
+
+def _rollout(store: Store, name: str) -> dict[str, Any]:
+    if store.get_sequence(name) is None:
+        raise NotFoundError(f"no applied sequence named {name!r}")
+    found = rollout_state(store, name)
+    if found is None:
+        raise UsageError(f"sequence {name!r} has no rollout under way (no `rollout:` in its "
+                         "manifest, or nothing enrolled yet)")
+    return found
+
+
+def promote(store: Store, name: str, *, now: datetime) -> RolloutResult:
+    """``seqrun promote NAME``: the rest of the leads go now, whatever the canary did; a
+    sequence a held canary paused is resumed."""
+    found = _rollout(store, name)
+    with store.transaction() as conn:
+        store.kv_put(ROLLOUT_NS, name, {**found, "stage": "promoted", "reason": "by hand",
+                                        "decided_at": now.isoformat()}, conn=conn)
+        store.set_sequence_paused(name, False, conn=conn)
+        released = store.release_waiting(name, "rollout", now, conn=conn)
+        store.record_event("rollout", name, {"stage": "promoted", "trigger": "user"}, at=now,
+                           trigger="user", conn=conn)
+    return RolloutResult(name, "promoted", released)
+
+
+def rollback(store: Store, name: str, *, now: datetime) -> RolloutResult:
+    """``seqrun rollback NAME``: the sequence is paused and the leads beyond the canary never
+    go (``seqrun promote`` undoes it)."""
+    found = _rollout(store, name)
+    with store.transaction() as conn:
+        store.kv_put(ROLLOUT_NS, name, {**found, "stage": "rolled_back", "reason": "by hand",
+                                        "decided_at": now.isoformat()}, conn=conn)
+        store.set_sequence_paused(name, True, conn=conn)
+        store.record_event("rollout", name, {"stage": "rolled_back", "trigger": "user"}, at=now,
+                           trigger="user", conn=conn)
+    return RolloutResult(name, "rolled_back")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,11 +25,12 @@ from engine.experiments import StepExperiment, measure
 from engine.manifest.loader import build
 from engine.model import ActionStep, Sequence, SourceMap
 from engine.providers import REGISTRY  # importing the package registers every adapter
+from engine.run.guards import rollout_state
 from engine.store import SequenceRow, Store
 from engine.store import schedules as schedule_db
 from engine.views.funnel import Funnel
 from engine.views.funnel import funnel as conversion
-from engine.vocab import KILL_SWITCH, LIMIT_ALIASES, TERMINALS
+from engine.vocab import KILL_SWITCH, LIMIT_ALIASES, POLICY_KEY, SENDS, TERMINALS
 
 WINDOW = timedelta(hours=24)
 
@@ -56,6 +57,8 @@ class SequenceStatus:
     waiting: dict[str, int] = field(default_factory=dict)
     # each step with A/B variants: its per-variant funnel and verdict (engine.experiments)
     experiments: list[StepExperiment] = field(default_factory=list)
+    # the canary rollout ({stage, reason, canary, started_at}) and the caps with their usage
+    guardrails: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rollout(self) -> bool:
@@ -83,6 +86,7 @@ class SequenceStatus:
             "in_flight_revisions": self.in_flight,
             "rollout": self.rollout,
             "experiments": [e.to_json() for e in self.experiments],
+            "guardrails": self.guardrails,
         }
 
 
@@ -207,11 +211,14 @@ class StatusReport:
     workflows: list[WorkflowStatus] = field(default_factory=list)
     schedules: list[ScheduleStatus] = field(default_factory=list)
     clock: str = "real"  # real | virtual: the clock `at` (and the 24 h of limits) is on
+    # the Policy's organisation budgets: action -> {budget, used} over the last 24 h
+    budgets: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "at": self.at.isoformat(),
             "clock": self.clock,
+            "budgets": self.budgets,
             "limits_window": {"from": (self.at - WINDOW).isoformat(), "to": self.at.isoformat()},
             "paused_all": self.paused_all,
             "sequences": [s.to_json() for s in self.sequences],
@@ -221,9 +228,11 @@ class StatusReport:
         }
 
 
-def _limits(manifest: Any, provider: str) -> dict[str, int]:
+def _limits(manifest: Any, provider: str, tier: str = "classic") -> dict[str, int]:
+    """The limits shown for an identity of ``tier`` in a sequence: the provider's for the
+    tier, then the manifest's."""
     spec = REGISTRY.get(provider)
-    out: dict[str, int] = dict(spec.smart_limits) if spec else {}
+    out: dict[str, int] = dict(spec.limits_for(tier)) if spec else {}
     raw = manifest.get("spec", {}).get("limits") if isinstance(manifest, dict) else None
     if isinstance(raw, dict):
         for key, value in raw.items():
@@ -365,19 +374,52 @@ def status(
     sequences: list[SequenceStatus] = []
     identity_limits: dict[str, dict[str, int]] = defaultdict(dict)
     identity_provider: dict[str, str] = {}
+    policy = store.kv_get(*POLICY_KEY)
+    tiers = policy.get("tiers") if isinstance(policy, dict) else None
+    tiers = tiers if isinstance(tiers, dict) else {}
     for row in rows:
         meta = store.kv_get(META_NS, row.name) or {}
         revision = store.get_revision(row.current_revision)
         sequences.append(_sequence_status(store, row, meta, counts,
                                           revision.manifest if revision else None))
-        limits = _limits(revision.manifest if revision else None, row.provider)
         for identity in list(meta.get("identities") or []) + list(sequences[-1].by_identity):
             identity_provider.setdefault(identity, row.provider)
+            limits = _limits(revision.manifest if revision else None, row.provider,
+                             str(tiers.get(identity, "classic")))
             for action, value in limits.items():
                 current = identity_limits[identity].get(action)
                 identity_limits[identity][action] = value if current is None else min(
                     current, value)
     identities = _identity_statuses(store, identity_limits, identity_provider,
                                     every=name is None, now=now)
+    sequences = [replace(s, guardrails=_guardrails(store, s.name, now)) for s in sequences]
     return StatusReport(now, bool(store.kv_get(*KILL_SWITCH)), sequences, identities, workflows,
-                        schedules, clock)
+                        schedules, clock, _budgets(store, now))
+
+
+def _guardrails(store: Store, name: str, now: datetime) -> dict[str, Any]:
+    """A sequence's canary rollout (stage, reason) and its send cap with its 24-h usage."""
+    out: dict[str, Any] = {}
+    found = rollout_state(store, name)
+    if found is not None:
+        out["canary"] = {"stage": found["stage"], "reason": found.get("reason"),
+                         "size": len(found.get("canary") or ()),
+                         "started_at": found.get("started_at")}
+    meta = store.kv_get(META_NS, name)
+    caps = meta.get("caps") if isinstance(meta, dict) else None
+    if isinstance(caps, dict) and any(v is not None for v in caps.values()):
+        sends = len(store.action_times_across(SENDS, now - WINDOW, sequence=name))
+        out["caps"] = {**caps, "sends_24h": sends}
+    return out
+
+
+def _budgets(store: Store, now: datetime) -> dict[str, dict[str, int]]:
+    data = store.kv_get(*POLICY_KEY)
+    budgets = data.get("budgets") if isinstance(data, dict) else None
+    if not isinstance(budgets, dict):
+        return {}
+    return {
+        action: {"budget": int(n),
+                 "used": len(store.action_times_across([action], now - WINDOW))}
+        for action, n in sorted(budgets.items())
+    }

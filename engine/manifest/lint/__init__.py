@@ -46,10 +46,11 @@ from engine.errors import Problem
 from engine.manifest.explain import did_you_mean
 from engine.manifest.lint.common import PAUSE, ROUTE_LABELS, Report
 from engine.manifest.lint.content import BUILTIN_LEAD_FIELDS, read_csv_header
+from engine.manifest.lint.policy import lint_policy
 from engine.manifest.lint.schedule import lint_schedule
 from engine.manifest.lint.sequence import lint_sequence
 from engine.manifest.lint.workflow import LINKEDAPI_ACTION_TYPES, lint_workflow
-from engine.model import Manifest, Schedule, Sequence, Workflow
+from engine.model import Manifest, Policy, Schedule, Sequence, Workflow
 from engine.vocab import LIMIT_ALIASES
 
 __all__ = [
@@ -64,11 +65,15 @@ __all__ = [
 ]
 
 
-def lint(manifest: Manifest) -> list[Problem]:
-    """Every semantic problem of one manifest (errors and warnings), in no particular order."""
+def lint(manifest: Manifest, *, policy: Policy | None = None) -> list[Problem]:
+    """Every semantic problem of one manifest (errors and warnings), in no particular order.
+    ``policy`` (the Policy loaded with it) gives the identities' tiers: a Sequence's limits
+    are checked against the provider's limits for each identity's tier."""
     report = Report(manifest.source)
     if isinstance(manifest, Sequence):
-        lint_sequence(manifest, report)
+        lint_sequence(manifest, report, policy)
+    elif isinstance(manifest, Policy):
+        lint_policy(manifest, report)
     elif isinstance(manifest, Workflow):
         lint_workflow(manifest, report)
     elif isinstance(manifest, Schedule):

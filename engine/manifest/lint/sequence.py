@@ -18,7 +18,7 @@ from engine.manifest.lint.graph import (
 )
 from engine.manifest.lint.variants import check_variants
 from engine.manifest.yamlio import child_path
-from engine.model import ActionStep, Sequence, Step, WaitForStep
+from engine.model import ActionStep, Policy, Sequence, Step, WaitForStep
 from engine.providers import REGISTRY
 from engine.providers.base import ProviderSpec
 from engine.vocab import (
@@ -33,7 +33,7 @@ from engine.vocab import (
 _STEP_ID_STYLE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
 
 
-def lint_sequence(seq: Sequence, report: Report) -> None:
+def lint_sequence(seq: Sequence, report: Report, policy: Policy | None = None) -> None:
     steps = seq.steps
     index = _check_ids(steps, report)
     valid_targets = [*index, *TERMINALS]
@@ -60,7 +60,7 @@ def lint_sequence(seq: Sequence, report: Report) -> None:
     check_variants(seq, report)
     _check_connection_routes(seq, report)
     if spec is not None:
-        _check_limits(seq, spec, report)
+        _check_limits(seq, spec, report, policy)
     _check_window(seq, report)
     _check_execution(seq, report)
 
@@ -226,7 +226,11 @@ def _limit_path(seq: Sequence, key: str) -> str:
     return path
 
 
-def _check_limits(seq: Sequence, spec: ProviderSpec, report: Report) -> None:
+def _check_limits(
+    seq: Sequence, spec: ProviderSpec, report: Report, policy: Policy | None
+) -> None:
+    """Each limit against the provider's limit for the tier of each identity (classic unless
+    the Policy says otherwise): a Sales Navigator identity may go above a classic one."""
     for key, value in seq.limits.items():
         path = _limit_path(seq, key)
         action = LIMIT_ALIASES.get(key, key)
@@ -236,13 +240,35 @@ def _check_limits(seq: Sequence, spec: ProviderSpec, report: Report) -> None:
                 f"unknown limit {key!r}{did_you_mean(key, [*LIMIT_ALIASES, *CANONICAL_ACTIONS])}",
             )
             continue
-        smart = spec.smart_limits.get(action)
-        if smart is not None and value > smart:
-            report(
-                path,
-                f"limit {key}: {value} per 24 h is above the {spec.name} smart limit of {smart} "
-                f"for {action}",
-            )
+        for identity in seq.identities:
+            tier = policy.tier(identity) if policy is not None else "classic"
+            smart = spec.limits_for(tier).get(action)
+            if smart is not None and value > smart:
+                report(path, _over_limit(spec, key, value, action, identity, tier, smart,
+                                         hint=policy is not None))
+                break
+
+
+def _over_limit(
+    spec: ProviderSpec, key: str, value: int, action: str, identity: str, tier: str, smart: int,
+    *, hint: bool,
+) -> str:
+    """The message; with a Policy loaded, the identity's tier and the tiers that allow it."""
+    message = (
+        f"limit {key}: {value} per 24 h is above the {spec.name} smart limit of {smart} "
+        f"for {action}"
+    )
+    if not hint or not spec.tier_limits:
+        return message
+    roomier = [
+        f"{t} allows {limits[action]}"
+        for t, limits in spec.tier_limits.items()
+        if limits.get(action, 0) >= value
+    ]
+    message += f" on identity {identity!r} ({tier})"
+    if roomier:
+        message += f"; {', '.join(roomier)}: give its tier in the Policy's identities"
+    return message
 
 
 def _check_window(seq: Sequence, report: Report) -> None:

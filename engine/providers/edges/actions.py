@@ -556,6 +556,12 @@ SPEC = register(
              "check_connection"}
         ),
         smart_limits={"visit_profile": 80, "connect": 25, "send_message": 50},
+        # Edges' documented Smart Limits with Sales Navigator (its limits page); Recruiter
+        # is not documented apart: it gets the Sales Navigator figures
+        tier_limits={
+            "sales_navigator": {"visit_profile": 500, "connect": 30, "send_message": 250},
+            "recruiter": {"visit_profile": 500, "connect": 30, "send_message": 250},
+        },
         max_note=300,
         max_message=8000,
         credentials=("EDGES_API_KEY",),
