@@ -42,12 +42,14 @@ from engine.errors import (
     ProviderUnreachable,
     SeqrunError,
     StoreError,
+    UsageError,
     one_line,
 )
 from engine.model import Manifest, Schedule, Sequence
 from engine.providers import REGISTRY
-from engine.providers.base import Provider, ProviderSpec
+from engine.providers.base import NewIdentity, Provider, ProviderSpec
 from engine.providers.clients import Reachability, make_client, unreachable_text
+from engine.providers.edges.identities import create_identity as create_edges_identity
 from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.run.state import settle_after
@@ -59,6 +61,7 @@ from engine.store import schedules as schedule_db
 from engine.store.db import has_state
 from engine.store.sqlite_file import make_state_dir
 from engine.views import control
+from engine.views import identities as identity_views
 from engine.views import status as views
 from engine.views import why as why_views
 from engine.views.control import PauseResult
@@ -386,6 +389,51 @@ def set_paused(
                                 everything=everything, now=rt.clock.now())
 
     return with_runtime(state_dir, work)
+
+
+# ---- identities ----------------------------------------------------------------------------
+
+
+def every_provider(rt: Runtime) -> tuple[dict[str, Provider], dict[str, str]]:
+    """An adapter per registered provider whose credentials are set (all in the sandbox),
+    and the others with why they were left out."""
+    providers: dict[str, Provider] = {}
+    skipped: dict[str, str] = {}
+    for name, spec in sorted(REGISTRY.items()):
+        if spec.factory is None:
+            continue
+        try:
+            providers[name] = _make_provider(spec, rt.client_for(name), rt.clock)
+        except ConfigError as exc:
+            skipped[name] = str(exc)
+    return providers, skipped
+
+
+def identities(state_dir: Path, *, sandbox: bool, check: bool = False,
+               ) -> identity_views.IdentitiesReport:
+    """Every provider's identities joined with the store (``check``: health asked now)."""
+
+    async def work(rt: Runtime) -> identity_views.IdentitiesReport:
+        providers, skipped = every_provider(rt)
+        report = await identity_views.list_identities(rt.store, providers, rt.clock.now(),
+                                                      skipped=skipped)
+        return await identity_views.check_identities(report, providers) if check else report
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
+
+
+def add_identity(state_dir: Path, name: str, *, provider: str, engagement: bool,
+                 sandbox: bool) -> NewIdentity:
+    """Create an identity at a provider that can (Edges); where to connect its LinkedIn."""
+    if provider != "edges":
+        raise UsageError(f"identities add: {provider} identities are connected in its own app; "
+                         "only edges creates identities through its API")
+
+    async def work(rt: Runtime) -> NewIdentity:
+        client = rt.client_for(provider)
+        return await create_edges_identity(client, name, engagement=engagement)
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox)
 
 
 # ---- run -----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from engine.cli import (
     apply_cmds,
     completion_cmds,
     dnc_cmds,
+    identity_cmds,
     leads_cmds,
     manifest_cmds,
     run_cmds,
@@ -55,7 +56,7 @@ def cli(verbose: int) -> None:
 
 
 for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dnc_cmds,
-                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds):
+                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds, identity_cmds):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

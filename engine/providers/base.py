@@ -65,6 +65,33 @@ class Relationship:
     since: datetime | None = None
 
 
+@dataclass(frozen=True)
+class IdentityInfo:
+    """One identity as its provider reports it (``seqrun identities``).
+
+    ``health`` is the provider's word: ``active`` or ``auth_expired`` (a pause is ours, kept
+    in the store). ``limits`` and ``used_24h`` are the provider's own figures per canonical
+    action where it reports them (empty where it does not)."""
+
+    id: str
+    provider: str
+    name: str = ""
+    tier: str = ""  # classic | sales_navigator (empty: the provider does not say)
+    health: str = "active"
+    limits: Mapping[str, int] = field(default_factory=dict)
+    used_24h: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewIdentity:
+    """An identity made by :func:`add_identity`-capable providers (Edges): where its owner
+    connects the LinkedIn account (``link``; None when the provider gives none)."""
+
+    id: str
+    name: str
+    link: str | None = None
+
+
 class Provider(Protocol):
     """One provider API, bound to one httpx.AsyncClient."""
 
@@ -97,6 +124,11 @@ class Provider(Protocol):
         ...
 
     async def identity_healthy(self, identity: str) -> bool: ...
+
+    async def identities(self) -> list[IdentityInfo]:
+        """Every identity the credentials reach, with health, tier and the provider's limits
+        and 24 h usage where it reports them (``seqrun identities``)."""
+        ...
 
 
 class ProviderFactory(Protocol):

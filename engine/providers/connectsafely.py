@@ -33,6 +33,7 @@ from engine.errors import ConfigError, ProviderError
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
+    IdentityInfo,
     Lead,
     ProviderSpec,
     Relationship,
@@ -278,6 +279,21 @@ class ConnectSafelyProvider:
                 return False
             raise
         return synced.get("success") is not False
+
+    async def identities(self) -> list[IdentityInfo]:
+        """The accounts of ``GET /conversations/sync/status``; health by a sync that is not
+        forced (what :meth:`identity_healthy` does). ConnectSafely reports no limits here."""
+        data = await self._call("GET", "conversations/sync/status")
+        accounts = data.get("accounts") if isinstance(data, dict) else None
+        out = []
+        for account in accounts or []:
+            uid = account.get("accountId") if isinstance(account, dict) else None
+            if not uid:
+                continue
+            healthy = await self.identity_healthy(str(uid))
+            out.append(IdentityInfo(id=str(uid), provider="connectsafely",
+                                    health="active" if healthy else "auth_expired"))
+        return out
 
 
 def make_provider(

@@ -29,6 +29,7 @@ from engine.errors import ProviderError
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
+    IdentityInfo,
     Lead,
     Provider,
     ProviderSpec,
@@ -36,6 +37,7 @@ from engine.providers.base import (
     SentMessage,
     register,
 )
+from engine.providers.linkedapi import identities as linkedapi_identities
 from engine.providers.linkedapi.client import WorkflowClient, WorkflowState
 from engine.providers.linkedapi.conversations import ConversationPoller
 from engine.providers.linkedapi.credentials import headers_from_env, identity_env_var
@@ -157,6 +159,9 @@ class LinkedApiProvider:
                 return False
             raise
         return True
+
+    async def identities(self) -> list[IdentityInfo]:
+        return await linkedapi_identities.identity_infos(self.workflows)
 
     async def perform(
         self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
