@@ -116,6 +116,21 @@ class LeadsSource:
     csv: Path | None = None  # resolved against the manifest's directory
 
 
+NOTICE_KINDS: tuple[str, ...] = ("auth_expired", "sequence_paused", "run_error")
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Where a sequence's notices go: a webhook (``url``, the secret header's value read from
+    the environment variable ``secret_env`` when sent) or a ``command`` (JSON on stdin)."""
+
+    url: str | None = None
+    secret_env: str | None = None
+    header: str = "X-Seqrun-Secret"
+    command: tuple[str, ...] = ()
+    events: frozenset[str] = frozenset(NOTICE_KINDS)
+
+
 @dataclass(frozen=True)
 class Sequence:
     metadata: Metadata
@@ -132,6 +147,7 @@ class Sequence:
     normalized: Mapping[str, Any] = field(default_factory=dict)  # for the revision hash
     source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
     kind: Literal["Sequence"] = "Sequence"
+    notify: Notify | None = None
 
     @property
     def name(self) -> str:

@@ -50,6 +50,7 @@ from engine.providers import REGISTRY
 from engine.providers.base import NewIdentity, Provider, ProviderSpec
 from engine.providers.clients import Reachability, make_client, unreachable_text
 from engine.providers.edges.identities import create_identity as create_edges_identity
+from engine.run.notify import Notifier
 from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.run.state import settle_after
@@ -271,7 +272,7 @@ async def run_due(rt: Runtime) -> TickResult | dict[str, str]:
     """One runner tick over every applied sequence, under the run lock; ``{"skipped": why}``
     when another runner holds it (that one will take the due steps)."""
     runner = Runner(rt.store, build_providers(rt, skip_unconfigured=True), rt.clock,
-                    settle_after=settle_after())
+                    settle_after=settle_after(), tick_hooks=[notify_hook(rt)])
     try:
         # the same lock as `seqrun run` (never two runners at once), refreshed while it ticks
         async with runner.hold_run_lock(run_lock_ttl(False)):
@@ -385,8 +386,11 @@ def set_paused(
     """Pause or resume a sequence, an identity or everything (the kill switch)."""
 
     async def work(rt: Runtime) -> PauseResult:
-        return control.set_paused(rt.store, paused, sequence=sequence, identity=identity,
-                                everything=everything, now=rt.clock.now())
+        result = control.set_paused(rt.store, paused, sequence=sequence, identity=identity,
+                                    everything=everything, now=rt.clock.now())
+        if paused:  # the pause's notice now: a kill switch stops the runner's tick hooks
+            await Notifier(rt.store, rt.clock).deliver()
+        return result
 
     return with_runtime(state_dir, work)
 
@@ -504,6 +508,21 @@ def async_schedules_hook(
     return hook
 
 
+def notify_hook(rt: Runtime) -> Callable[[TickResult], Awaitable[bool]]:
+    """A runner tick hook: the tick's errors and the new events become notices, sent to the
+    sequences' ``notify:`` targets (see engine.run.notify). A failure is logged, retried."""
+    notifier = Notifier(rt.store, rt.clock)
+
+    async def hook(result: TickResult) -> bool:
+        try:
+            await notifier.deliver(result.errors)
+        except SeqrunError as exc:
+            _log.warning("notices not sent: %s", exc)
+        return False
+
+    return hook
+
+
 def _deadline(until: Until | None, now: datetime) -> datetime | None:
     return now + until if isinstance(until, timedelta) else until
 
@@ -513,7 +532,7 @@ async def drive(
 ) -> TickResult | RunSummary:
     """Run the runner over every applied sequence as ``opts`` says."""
     runner = Runner(rt.store, build_providers(rt), rt.clock, settle_after=settle_after(),
-                    tick_hooks=[async_schedules_hook(rt, seen)])
+                    tick_hooks=[async_schedules_hook(rt, seen), notify_hook(rt)])
     end = _deadline(opts.until, rt.clock.now())
     if opts.once or (end is not None and opts.virtual_clock):
         async with runner.hold_run_lock(run_lock_ttl(opts.virtual_clock)):

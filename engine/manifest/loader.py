@@ -26,6 +26,7 @@ from engine.manifest.lint import lint
 from engine.manifest.schemas import KINDS, max_steps, validator_for
 from engine.manifest.yamlio import Document, read_documents
 from engine.model import (
+    NOTICE_KINDS,
     ActionStep,
     BranchCase,
     BranchStep,
@@ -34,6 +35,7 @@ from engine.model import (
     LeadsSource,
     Manifest,
     Metadata,
+    Notify,
     Schedule,
     SourceMap,
     Step,
@@ -345,6 +347,7 @@ class _Builder:
             api=spec.get("api", "current"),
             normalized=data,
             source=self.src,
+            notify=_notify(spec.get("notify")),
         )
 
     def step(self, raw: dict[str, Any], path: str) -> Step:
@@ -478,3 +481,12 @@ def _build(kind: str, doc: Document, problems: list[Problem]) -> Manifest | None
     if kind == "Schedule":
         return builder.schedule()
     return None  # pragma: no cover - _check_header admits only KINDS
+
+
+def _notify(raw: dict[str, Any] | None) -> Notify | None:
+    """The Sequence's ``notify:`` (validated by the schema: a url or a command)."""
+    if raw is None:
+        return None
+    return Notify(url=raw.get("url"), secret_env=raw.get("secret_env"),
+                  header=raw.get("header", Notify.header), command=tuple(raw.get("command", ())),
+                  events=frozenset(raw.get("events", NOTICE_KINDS)))
