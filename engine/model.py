@@ -111,9 +111,33 @@ class Window:
     end: time = time(23, 59, 59)
 
 
+SEARCH_FILTERS: tuple[str, ...] = ("keywords", "title", "company", "location", "network")
+NETWORK_DEGREES: tuple[str, ...] = ("1st", "2nd", "3rd")
+
+
+@dataclass(frozen=True)
+class PeopleSearch:
+    """``leads: {search: ...}``: people found by the provider's search, imported as CSV rows
+    are. One shape for every provider; which filters a provider applies is in its spec
+    (``ProviderSpec.search_filters``, checked by lint)."""
+
+    keywords: str | None = None
+    title: str | None = None
+    company: str | None = None
+    location: str | None = None
+    network: tuple[str, ...] = ()  # connection degrees: 1st | 2nd | 3rd
+    max: int = 25
+    identity: str | None = None  # who searches (default: the sequence's first identity)
+
+    def filters(self) -> tuple[str, ...]:
+        """The filters given (the names of SEARCH_FILTERS that are set)."""
+        return tuple(f for f in SEARCH_FILTERS if getattr(self, f))
+
+
 @dataclass(frozen=True)
 class LeadsSource:
     csv: Path | None = None  # resolved against the manifest's directory
+    search: PeopleSearch | None = None
 
 
 NOTICE_KINDS: tuple[str, ...] = ("auth_expired", "sequence_paused", "run_error")

@@ -263,7 +263,7 @@ def plan(manifests: list[Manifest], *, state_dir: Path, sandbox: bool, prune: bo
 
     async def work(rt: Runtime) -> Plan:
         return await planner.make_plan(manifests, store=rt.store, client_for=rt.client_for,
-                                       now=rt.clock.now(), prune=prune)
+                                       now=rt.clock.now(), prune=prune, clock=rt.clock)
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
 

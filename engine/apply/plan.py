@@ -46,6 +46,8 @@ from engine.apply.leads import (
     plan_enrollments,
     plan_lead_updates,
 )
+from engine.apply.search import search_leads
+from engine.clock import Clock
 from engine.compile.machine import compile_sequence
 from engine.errors import PlanError, Problem, UsageError
 from engine.manifest.leads import LeadImport, read_leads
@@ -111,6 +113,7 @@ class SequencePlan:
     migrate: Mapping[str, str] = field(default_factory=dict)
     leads_refused: tuple[Problem, ...] = ()
     manifest: Any = None
+    searched: int | None = None  # people the leads search returned (None: no search)
     # seconds from entering a step to its first due time (a wait's duration), None: terminal
     entry_delay: Mapping[str, float | None] = field(default_factory=dict)
 
@@ -169,6 +172,7 @@ class SequencePlan:
             ],
             "migrate": dict(self.migrate),
             "leads_refused": [str(p) for p in self.leads_refused],
+            "searched": self.searched,
             "changes": self.has_changes,
         }
 
@@ -269,6 +273,7 @@ def plan_sequence(
     *,
     leads: LeadImport | None = None,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
+    searched: int | None = None,
 ) -> SequencePlan:
     """The plan of one sequence against the store (reads only)."""
     revision, initial = _compiled(seq)
@@ -308,6 +313,7 @@ def plan_sequence(
         leads_refused=tuple(leads.refused) if leads else (),
         manifest=_manifest_json(seq),
         entry_delay=_entry_delays(seq),
+        searched=searched,
     )
 
 
@@ -378,6 +384,17 @@ async def _plan_schedules(
     )
 
 
+async def _leads_of(seq: Sequence, client_for: ClientFor | None, clock: Clock | None,
+                    ) -> tuple[LeadImport | None, int | None]:
+    """The sequence's leads: its CSV, and the people its search finds (asked now)."""
+    csv = read_leads(seq.leads.csv) if seq.leads.csv is not None else None
+    if seq.leads.search is None:
+        return csv, None
+    if client_for is None:
+        raise UsageError("planning a leads search needs a provider client")
+    return await search_leads(seq, client_for=client_for, clock=clock, start=csv)
+
+
 async def make_plan(
     manifests: Iterable[Manifest],
     *,
@@ -385,6 +402,7 @@ async def make_plan(
     client_for: ClientFor | None = None,
     now: datetime | None = None,
     prune: bool = False,
+    clock: Clock | None = None,
 ) -> Plan:
     """Plan every manifest: Sequences here, Workflows and Schedules through their modules.
     ``prune`` also plans deleting managed Schedules no manifest declares any more."""
@@ -397,7 +415,8 @@ async def make_plan(
     seq_plans: list[SequencePlan] = []
     for m in manifests:
         if isinstance(m, Sequence):
-            sp = plan_sequence(m, store, pending=pending)
+            leads, searched = await _leads_of(m, client_for, clock)
+            sp = plan_sequence(m, store, pending=pending, leads=leads, searched=searched)
             seq_plans.append(sp)
             for e in sp.enroll:
                 pending[e.profile_url].append((sp.name, e.identity, sp.initial))

@@ -158,7 +158,7 @@ async def apply(
     manifests = list(manifests)
     with store.lock(APPLY_LOCK) as held:
         plan = await make_plan(manifests, store=store, client_for=client_for, now=clock.now(),
-                               prune=prune)
+                               prune=prune, clock=clock)
         result = ApplyResult(plan)
         if not plan.has_changes:
             return result

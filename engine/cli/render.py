@@ -81,6 +81,10 @@ def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
     if sp.action == "update":
         head += f" (was {sp.previous_revision})"
     out.print(head + ("" if sp.action != "unchanged" else " [dim]unchanged[/]"))
+    if sp.searched is not None:
+        out.print(f"    search: {sp.searched} people found, {len(sp.enroll)} new to enroll, "
+                  f"{sp.already_enrolled} already enrolled, {len(sp.skipped)} skipped, "
+                  f"{len(sp.leads_refused)} refused")
     _render_enroll(sp, out)
     if sp.already_enrolled:
         out.print(f"      {sp.already_enrolled} lead(s) already enrolled")

@@ -56,6 +56,26 @@ def read_leads(path: str | Path) -> LeadImport:
     return parse_leads(split_lines(text), str(p))
 
 
+def leads_from_rows(rows: Iterable[Mapping[str, str]], source: str,
+                    *, start: LeadImport | None = None) -> LeadImport:
+    """Rows found elsewhere (a provider's people search) read by the CSV's rules: URL
+    normalized, bad URL or duplicate refused as ``source:N`` (N: the row's rank), empty values
+    dropped. ``start``: rows already taken (a CSV) that these add to (its duplicates are
+    refused, as within a file)."""
+    result = LeadImport(start.path if start else source, list(start.rows) if start else [],
+                        list(start.refused) if start else [])
+    seen = {row[URL_COLUMN]: i for i, row in enumerate(result.rows, 1)}
+    for rank, raw in enumerate(rows, 1):
+        row = {c: str(v).strip() for c, v in raw.items() if c and str(v).strip()}
+        problem = _check_row(row, source, rank, seen)
+        if problem is not None:
+            result.refused.append(problem)
+            continue
+        seen[row[URL_COLUMN]] = rank
+        result.rows.append(row)
+    return result
+
+
 def split_lines(text: str) -> list[str]:
     """``text`` cut after each ``\n`` only (``str.splitlines`` also cuts at U+2028, form
     feeds, a lone CR...), ends kept."""

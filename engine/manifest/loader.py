@@ -36,6 +36,7 @@ from engine.model import (
     Manifest,
     Metadata,
     Notify,
+    PeopleSearch,
     Schedule,
     SourceMap,
     Step,
@@ -308,6 +309,8 @@ class _Builder:
         if "leads" in spec and "csv" in spec["leads"]:
             base = Path(self.src.file).absolute().parent
             leads = LeadsSource(csv=Path(os.path.normpath(base / spec["leads"]["csv"])))
+        if "leads" in spec and "search" in spec["leads"]:
+            leads = LeadsSource(csv=leads.csv, search=_search(spec["leads"]["search"]))
         window = None
         if "window" in spec:
             w = spec["window"]
@@ -490,3 +493,11 @@ def _notify(raw: dict[str, Any] | None) -> Notify | None:
     return Notify(url=raw.get("url"), secret_env=raw.get("secret_env"),
                   header=raw.get("header", Notify.header), command=tuple(raw.get("command", ())),
                   events=frozenset(raw.get("events", NOTICE_KINDS)))
+
+
+def _search(raw: dict[str, Any]) -> PeopleSearch:
+    """``leads.search`` (shape checked by the schema, filters per provider by lint)."""
+    return PeopleSearch(keywords=raw.get("keywords"), title=raw.get("title"),
+                        company=raw.get("company"), location=raw.get("location"),
+                        network=tuple(raw.get("network", ())), max=raw.get("max", 25),
+                        identity=raw.get("identity"))

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol
 import httpx
 
 from engine.clock import Clock
+from engine.model import PeopleSearch
 
 
 class Lead(NamedTuple):
@@ -125,6 +126,11 @@ class Provider(Protocol):
 
     async def identity_healthy(self, identity: str) -> bool: ...
 
+    async def search_people(self, identity: str, search: PeopleSearch) -> list[dict[str, str]]:
+        """People found by the provider's search, as leads CSV rows (``linkedin_profile_url``,
+        ``full_name``, ``first_name``, ``company_name``...), at most ``search.max``."""
+        ...
+
     async def identities(self) -> list[IdentityInfo]:
         """Every identity the credentials reach, with health, tier and the provider's limits
         and 24 h usage where it reports them (``seqrun identities``)."""
@@ -149,6 +155,8 @@ class ProviderSpec:
     max_note: int = 300
     max_message: int = 8000
     credentials: tuple[str, ...] = ()  # environment variable names
+    # the people-search filters it applies (engine.model.SEARCH_FILTERS; empty: no search)
+    search_filters: frozenset[str] = frozenset()
     default_base_url: str = ""
     factory: ProviderFactory | None = None
 

@@ -30,6 +30,7 @@ import httpx
 from engine import vocab
 from engine.clock import Clock
 from engine.errors import ConfigError, ProviderError
+from engine.model import PeopleSearch
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
@@ -279,6 +280,10 @@ class ConnectSafelyProvider:
                 return False
             raise
         return synced.get("success") is not False
+
+    async def search_people(self, identity: str, search: PeopleSearch) -> list[dict[str, str]]:
+        """No people search in this API (``search_filters`` is empty: lint stops it first)."""
+        raise ProviderError(vocab.INVALID_INPUT, "connectsafely has no people search")
 
     async def identities(self) -> list[IdentityInfo]:
         """The accounts of ``GET /conversations/sync/status``; health by a sync that is not

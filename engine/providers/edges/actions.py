@@ -41,6 +41,7 @@ import httpx
 from engine import vocab
 from engine.clock import Clock
 from engine.errors import ProviderError
+from engine.model import PeopleSearch
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
@@ -53,6 +54,7 @@ from engine.providers.base import (
 )
 from engine.providers.convsync import ConversationSync
 from engine.providers.edges import identities as edges_identities
+from engine.providers.edges import search as edges_search
 from engine.providers.edges.http import request
 from engine.providers.http import json_answer
 from engine.urls import normalize_profile_url
@@ -381,6 +383,19 @@ class EdgesProvider:
     async def identities(self) -> list[IdentityInfo]:
         return await edges_identities.identity_infos(self.client)
 
+    async def search_people(self, identity: str, search: PeopleSearch) -> list[dict[str, str]]:
+        rows: list[dict[str, str]] = []
+        pages = self.pages("linkedin-search-people", identity,
+                           parameters={"max_results": search.max},
+                           input={"linkedin_people_search_url": edges_search.search_url(search)})
+        async with aclosing(pages) as found:
+            async for page in found:
+                rows += [r for r in (edges_search.lead_row(i) for i in page if isinstance(i, dict))
+                         if r is not None]
+                if len(rows) >= search.max:
+                    break
+        return rows[: search.max]
+
 
 def _newest_first(page: list[Any]) -> bool:
     """True when the page's ``connected_at`` values are present and never increase."""
@@ -423,6 +438,7 @@ SPEC = register(
         max_note=300,
         max_message=8000,
         credentials=("EDGES_API_KEY",),
+        search_filters=edges_search.FILTERS,
         default_base_url="https://api.edges.run/v1",
         factory=make_provider,
     )
