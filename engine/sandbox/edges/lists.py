@@ -184,8 +184,9 @@ class Lists(Actions):
 
 def _facets_match(p: Profile, facets: Mapping[str, list[str]], first: bool) -> bool:
     """LinkedIn's people-search URL facets beyond ``keywords``: ``titleFreeText`` (each of
-    its words a word of the job title) and ``company`` (contained), any case, and ``network`` (``["F","S","O"]``: 1st, 2nd, 3rd+;
-    the sandbox's people outside the network are all 2nd)."""
+    its words a word of the job title) and ``company`` (contained), any case, and
+    ``network`` (``["F","S","O"]``: 1st, 2nd, 3rd+; the sandbox's people outside the
+    network are all 2nd)."""
     title = facets.get("titleFreeText", [""])[0].lower().split()
     company = facets.get("company", [""])[0].lower()
     if title and not set(title) <= set(p.job_title.lower().split()):
