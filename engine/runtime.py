@@ -29,6 +29,7 @@ import httpx
 from engine.apply import leads as lead_apply
 from engine.apply import plan as planner
 from engine.apply import schedules as edges_schedules
+from engine.apply import search as lead_search
 from engine.apply import sequences as sequence_apply
 from engine.apply.leads import LeadsImportResult
 from engine.apply.plan import Plan
@@ -45,7 +46,8 @@ from engine.errors import (
     UsageError,
     one_line,
 )
-from engine.model import Manifest, Schedule, Sequence
+from engine.manifest.leads import LeadImport, leads_from_rows
+from engine.model import Manifest, PeopleSearch, Schedule, Sequence
 from engine.providers import REGISTRY
 from engine.providers.base import NewIdentity, Provider, ProviderSpec
 from engine.providers.clients import Reachability, make_client, unreachable_text
@@ -393,6 +395,19 @@ def set_paused(
         return result
 
     return with_runtime(state_dir, work)
+
+
+def search_leads(provider: str, identity: str, search: PeopleSearch, *, state_dir: Path,
+                 sandbox: bool) -> tuple[LeadImport, int]:
+    """``seqrun leads search``: the people the provider finds, read by the CSV's rules, and
+    how many it returned (nothing is enrolled)."""
+
+    async def work(rt: Runtime) -> tuple[LeadImport, int]:
+        rows = await lead_search.search_people(provider, identity, search,
+                                               client_for=rt.client_for, clock=rt.clock)
+        return leads_from_rows(rows, f"search({provider}, {identity})"), len(rows)
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox)
 
 
 # ---- identities ----------------------------------------------------------------------------
