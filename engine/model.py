@@ -210,6 +210,8 @@ class Workflow:
     normalized: Mapping[str, Any] = field(default_factory=dict)
     source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
     kind: Literal["Workflow"] = "Workflow"
+    # fan-out: one run per lead of this CSV, `with` values rendered as templates over it
+    for_each: Path | None = None
 
     @property
     def name(self) -> str:

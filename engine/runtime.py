@@ -64,10 +64,12 @@ from engine.store import schedules as schedule_db
 from engine.store.db import has_state
 from engine.store.sqlite_file import make_state_dir
 from engine.views import control
+from engine.views import fanout as fanout_views
 from engine.views import identities as identity_views
 from engine.views import status as views
 from engine.views import why as why_views
 from engine.views.control import PauseResult
+from engine.views.fanout import LeadResult
 from engine.views.status import StatusReport
 from engine.views.why import WhyReport, WorkflowWhy
 
@@ -377,6 +379,16 @@ def why_workflow(state_dir: Path, name: str) -> WorkflowWhy:
 
     async def work(rt: Runtime) -> WorkflowWhy:
         return why_views.why_workflow(rt.store, name)
+
+    return with_runtime(state_dir, work)
+
+
+def fan_out_results(state_dir: Path, name: str) -> list[LeadResult]:
+    """Each lead's run of a ``for_each`` Workflow."""
+    _require_state(state_dir, f"no fan-out workflow {name!r} has run")
+
+    async def work(rt: Runtime) -> list[LeadResult]:
+        return fanout_views.fan_out_results(rt.store, name)
 
     return with_runtime(state_dir, work)
 

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from engine.apply import APPLY_LOCK, META_NS
 from engine.apply import schedules as schedule_plans
 from engine.apply import workflows as workflow_apply
+from engine.apply.fanout import FanOut, expand
 from engine.apply.leads import (
     EnrollPlan,
     LeadUpdate,
@@ -187,6 +188,8 @@ class WorkflowPlan:
     body: Any
     revision: str
     last_run: Any = None
+    parent: str | None = None  # a fan-out child: its Workflow's name (engine.apply.fanout)
+    workflow: Workflow | None = field(default=None, compare=False)  # what apply runs
 
     @property
     def action(self) -> str:
@@ -205,7 +208,8 @@ class WorkflowPlan:
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "Workflow", "name": self.name, "provider": self.provider,
-                "action": self.action, "revision": self.revision, "body": self.body}
+                "action": self.action, "revision": self.revision, "body": self.body,
+                **({"for_each_of": self.parent} if self.parent else {})}
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,7 @@ class Plan:
     schedules: Any = None  # engine.apply.schedules.SchedulePlan
     created_at: datetime | None = None
     warnings: tuple[str, ...] = ()  # a manifest needs `seqrun serve` and none is configured
+    fan_outs: tuple[FanOut, ...] = ()  # Workflows with for_each (their children are above)
 
     @property
     def has_changes(self) -> bool:
@@ -234,6 +239,8 @@ class Plan:
             "schedules": None if self.schedules is None
             else self.schedules.to_json(redacted=redacted),
             "warnings": list(self.warnings),
+            "fan_outs": [{"name": f.parent, "leads": len(f.children),
+                          "refused": [str(p) for p in f.refused]} for f in self.fan_outs],
         }
 
 
@@ -359,11 +366,28 @@ def _in_flight(
 # ---- workflows and schedules ------------------------------------------------------------------
 
 
-def _plan_workflow(wf: Workflow, store: Store) -> WorkflowPlan:
+def _plan_workflow(wf: Workflow, store: Store, parent: str | None = None) -> WorkflowPlan:
     body = workflow_apply.workflow_json(wf)
     digest = str(workflow_apply.body_revision(body))
     return WorkflowPlan(wf.name, wf.provider, body, digest,
-                        workflow_apply.workflow_record(store, wf.name))
+                        workflow_apply.workflow_record(store, wf.name), parent, wf)
+
+
+def _plan_workflows(manifests: list[Manifest], store: Store,
+                    ) -> tuple[tuple[WorkflowPlan, ...], tuple[FanOut, ...]]:
+    """A plan per Workflow; a fan-out's (``for_each``) one per lead, its rows refused kept."""
+    plans: list[WorkflowPlan] = []
+    fan_outs: list[FanOut] = []
+    for m in manifests:
+        if not isinstance(m, Workflow):
+            continue
+        if m.for_each is None:
+            plans.append(_plan_workflow(m, store))
+            continue
+        fan = expand(m)
+        fan_outs.append(fan)
+        plans += [_plan_workflow(c, store, m.name) for c in fan.children]
+    return tuple(plans), tuple(fan_outs)
 
 
 def _manages_schedules(store: Store) -> bool:
@@ -421,9 +445,11 @@ async def make_plan(
             for e in sp.enroll:
                 pending[e.profile_url].append((sp.name, e.identity, sp.initial))
     sequences = tuple(seq_plans)
-    workflows = tuple(_plan_workflow(m, store) for m in manifests if isinstance(m, Workflow))
+    workflows, fan_outs = _plan_workflows(manifests, store)
     schedules = await _plan_schedules(
         [m for m in manifests if isinstance(m, Schedule)], store, client_for, prune
     )
-    return Plan(sequences, workflows, schedules, now, tuple(receiver_warnings(manifests)))
+    refused = [str(p) for f in fan_outs for p in f.refused]
+    return Plan(sequences, workflows, schedules, now,
+                (*receiver_warnings(manifests), *refused), fan_outs)
 

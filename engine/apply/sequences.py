@@ -176,12 +176,12 @@ async def apply(
             result.schedules = await schedule_plans.apply_schedule_plan(
                 plan.schedules, client=client_for("edges"), store=store
             )
-        by_name = {m.name: m for m in manifests if isinstance(m, Workflow)}
         for wp in plan.workflows:
             if not wp.has_changes:
                 continue
+            assert wp.workflow is not None  # the plan was made here, with its Workflow
             result.workflows[wp.name] = await _run_workflow(
-                by_name[wp.name], store, clock, client_for
+                wp.workflow, store, clock, client_for
             )
         result.applied = True
     return result

@@ -34,6 +34,7 @@ from engine.cli import (
     schedule_cmds,
     serve_cmds,
     status_cmds,
+    workflow_cmds,
 )
 from engine.errors import ManifestError, SeqrunError
 
@@ -56,7 +57,8 @@ def cli(verbose: int) -> None:
 
 
 for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dnc_cmds,
-                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds, identity_cmds):
+                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds, identity_cmds,
+                workflow_cmds):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

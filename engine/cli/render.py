@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -53,9 +54,14 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
     for sp in plan.sequences:
         _render_sequence_plan(sp, out)
     for wp in plan.workflows:
+        if wp.parent is not None:
+            continue  # a fan-out's lead: summed up below
         out.print(f"[green]+[/] Workflow [bold]{wp.name}[/] ({wp.provider}) will run:")
         out.print("    " + json.dumps(wp.body, indent=2, ensure_ascii=False).replace(
             "\n", "\n    "), markup=False)
+    for fan in plan.fan_outs:
+        _render_fan_out(fan.parent, [w for w in plan.workflows if w.parent == fan.parent],
+                        len(fan.refused), out)
     if plan.schedules is not None:
         for line in render_schedule_plan(plan.schedules):
             out.print(line, markup=False)
@@ -72,7 +78,21 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
         updates = sum(len(s.update) for s in plan.sequences)
         out.print(f"Plan: {revs} sequence revision(s), {enroll} lead(s) to enroll, "
                   f"{moves} lead(s) to migrate, {updates} lead(s) to update, "
-                  f"{len(plan.workflows)} workflow(s) to run.")
+                  f"{sum(1 for w in plan.workflows if w.has_changes)} workflow(s) to run.")
+
+
+def _render_fan_out(name: str, children: list[Any], refused: int, out: Console) -> None:
+    """A ``for_each`` Workflow: how many leads run, resume or are done, and one lead's body."""
+    actions = Counter(w.action for w in children)
+    counts = ", ".join(f"{actions[a]} to {a}" if a != "unchanged" else f"{actions[a]} done"
+                       for a in ("run", "resume", "unchanged") if actions[a])
+    out.print(f"[green]+[/] Workflow [bold]{name}[/] for each lead: {len(children)} lead(s)"
+              f" ({counts or 'none'}), {refused} row(s) refused")
+    first = next((w for w in children if w.has_changes), None)
+    if first is not None:
+        out.print(f"    {first.name} will run:", markup=False)
+        out.print("    " + json.dumps(first.body, indent=2, ensure_ascii=False).replace(
+            "\n", "\n    "), markup=False)
 
 
 def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:

@@ -28,6 +28,7 @@ class LeadImport:
     path: str
     rows: list[dict[str, str]] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # each taken row's line (or rank)
 
     @property
     def taken(self) -> int:
@@ -63,7 +64,7 @@ def leads_from_rows(rows: Iterable[Mapping[str, str]], source: str,
     dropped. ``start``: rows already taken (a CSV) that these add to (its duplicates are
     refused, as within a file)."""
     result = LeadImport(start.path if start else source, list(start.rows) if start else [],
-                        list(start.refused) if start else [])
+                        list(start.refused) if start else [], list(start.lines) if start else [])
     seen = {row[URL_COLUMN]: i for i, row in enumerate(result.rows, 1)}
     for rank, raw in enumerate(rows, 1):
         row = {c: str(v).strip() for c, v in raw.items() if c and str(v).strip()}
@@ -73,6 +74,7 @@ def leads_from_rows(rows: Iterable[Mapping[str, str]], source: str,
             continue
         seen[row[URL_COLUMN]] = rank
         result.rows.append(row)
+        result.lines.append(rank)
     return result
 
 
@@ -181,6 +183,7 @@ def parse_leads(lines: Iterable[str], filename: str) -> LeadImport:
             continue
         seen[row[URL_COLUMN]] = line
         result.rows.append(row)
+        result.lines.append(line)
     return result
 
 

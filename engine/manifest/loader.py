@@ -405,6 +405,9 @@ class _Builder:
             webhook=spec.get("webhook"),
             normalized=data,
             source=self.src,
+            for_each=(Path(os.path.normpath(Path(self.src.file).absolute().parent
+                                            / spec["for_each"]["csv"]))
+                      if "for_each" in spec else None),
         )
 
     def node(self, raw: dict[str, Any], path: str) -> WorkflowNode:
