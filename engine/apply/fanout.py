@@ -4,7 +4,9 @@ Each lead gets its own Workflow, ``NAME[handle]`` (the profile's handle: stable 
 is edited or reordered), whose ``with`` values are rendered as templates over the lead's row.
 Each child is an ordinary Workflow: planned (``run`` / ``resume`` / ``unchanged``), run with
 the same exactly-once journal (its record is persisted before its submission; a kill mid-run
-resumes it, never submits it twice), shown by ``seqrun why workflow/NAME[handle]``. A bad row
+resumes it, never submits it twice), shown by ``seqrun why workflow/NAME[handle]``. The leads
+run within the identity's provider limits per rolling 24 h (:class:`Budget`); the others wait
+for a later ``apply``. A bad row
 (URL, duplicate) or a template that cannot render for a row is refused, named by
 ``file:line``; the other rows run.
 
@@ -14,15 +16,21 @@ resumes it, never submits it twice), shown by ``seqrun why workflow/NAME[handle]
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.errors import Problem
 from engine.manifest.leads import URL_COLUMN, read_leads
 from engine.manifest.templates import TemplateRenderError, render
 from engine.model import Manifest, Metadata, Workflow, WorkflowNode
+from engine.providers import REGISTRY
+from engine.store import Store
+from engine.store.workflows import workflow_runs
 from engine.urls import normalize_profile_url, profile_handle
+from engine.vocab import CANONICAL_ACTIONS, LINKEDAPI_ACTIONS
 
 PARENT_LABEL = "seqrun/for-each"  # the child's label naming its fan-out Workflow
 
@@ -84,3 +92,65 @@ def runnable(manifests: Iterable[Manifest]) -> list[Workflow]:
         if isinstance(m, Workflow):
             out += list(expand(m).children) if m.for_each is not None else [m]
     return out
+
+
+# ---- limits: a fan-out runs no more per identity per 24 h than a sequence would ----------
+
+_CANONICAL = {v: k for k, v in LINKEDAPI_ACTIONS.items()}  # LinkedAPI type -> canonical
+DAY = timedelta(days=1)
+
+
+def body_actions(body: Any) -> Counter[str]:
+    """The canonical actions a workflow body performs (each node once)."""
+    found: Counter[str] = Counter()
+    nodes = body if isinstance(body, list) else [body]
+    for node in nodes:
+        if not isinstance(node, Mapping):
+            continue
+        kind = str(node.get("actionType") or node.get("action") or "")
+        action = _CANONICAL.get(kind, kind)
+        if action in CANONICAL_ACTIONS and action != "check_connection":
+            found[action] += 1
+        found += body_actions(node.get("then") or [])
+    return found
+
+
+@dataclass
+class Budget:
+    """What each identity may still do in the rolling 24 h: its provider's smart limits, less
+    the actions of the workflows submitted in the last 24 h and of the sequences (the store's
+    action log). A fan-out's lead over it is deferred to a later ``apply``."""
+
+    store: Store
+    now: datetime
+    used: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _loaded: set[str | None] = field(default_factory=set)
+
+    def _load(self, identity: str | None) -> None:
+        if identity in self._loaded:
+            return
+        self._loaded.add(identity)
+        since = (self.now - DAY).isoformat()
+        for record in workflow_runs(self.store).values():
+            if (isinstance(record, Mapping) and record.get("identity") == identity
+                    and str(record.get("first_intent_at") or "") > since):
+                for action, n in body_actions(record.get("body")).items():
+                    self.used[(str(identity), action)] += n
+        if identity is not None:
+            for action in CANONICAL_ACTIONS:
+                self.used[(identity, action)] += len(
+                    self.store.action_times(identity, action, self.now - DAY))
+
+    def take(self, wf: Workflow, body: Any) -> str | None:
+        """None, and the actions counted, when ``body`` fits; else why it waits."""
+        spec = REGISTRY.get(wf.provider)
+        identity = wf.identities[0] if wf.identities else None
+        self._load(identity)
+        wanted = body_actions(body)
+        for action, n in wanted.items():
+            limit = spec.smart_limits.get(action) if spec else None
+            if limit is not None and self.used[(str(identity), action)] + n > limit:
+                return f"{action} limit {limit}/24h reached"
+        for action, n in wanted.items():
+            self.used[(str(identity), action)] += n
+        return None

@@ -178,6 +178,11 @@ def render_apply(result: ApplyResult, out: Console | None = None) -> None:
         else:
             out.print(f"Workflow {name}: {json.dumps(_to_json(res), default=str)}",
                       markup=False)
+    if result.deferred:
+        reasons = Counter(result.deferred.values())
+        why = ", ".join(f"{n}: {r}" for r, n in sorted(reasons.items()))
+        out.print(f"{len(result.deferred)} fan-out lead(s) deferred ({why}): `seqrun apply` "
+                  "again once the 24 h window allows", markup=False)
     if result.schedules is not None:
         render_schedule_apply(result.schedules, out)
     if result.run is not None:
