@@ -4,10 +4,12 @@ command); a failing target is retried, and the secret never reaches the store.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 
 from engine.clock import VirtualClock
 from engine.model import Notify
-from engine.run.notify import Notice, send
+from engine.run.notify import Notice, Notifier, send
 from engine.sandbox import Sandbox  # type: ignore[attr-defined,unused-ignore]
 from engine.store import Store
 from tests.conftest import ROOT, invoke
@@ -163,3 +165,32 @@ async def test_a_command_target_gets_the_notice_on_stdin(tmp_path: Path) -> None
     assert json.loads(out.read_text())["id"] == "7:s"
     failing = Notify(command=(sys.executable, "-c", "raise SystemExit(3)"))
     assert await send(failing, notice, {}) == f"{sys.executable!r} exited 3"
+
+
+def test_a_run_error_is_noticed_once_a_day(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = manifest(cli_dir, "http://hooks.test/notices")
+    path.write_text(path.read_text().replace("    secret_env: SEQRUN_NOTIFY_SECRET\n", ""))
+    code, _, err = invoke(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                          "--auto-approve", "--no-run")
+    assert code == 0, err
+    got: list[Any] = []
+    transport = httpx.MockTransport(
+        lambda r: got.append(json.loads(r.content)) or httpx.Response(200))
+    store = Store.open(None, cli_dir / ".seqrun")
+    clock = VirtualClock()
+    notifier = Notifier(store, clock, transport=transport, env={})
+
+    async def ticks() -> None:
+        for _ in range(3):  # three ticks failing the same way
+            await notifier.deliver(["edges: the provider answered 500"])
+        clock.advance(timedelta(days=1, seconds=1))
+        await notifier.deliver(["edges: the provider answered 500"])
+
+    try:
+        asyncio.run(ticks())
+    finally:
+        store.close()
+    assert [(n["kind"], n["detail"]) for n in got] == [
+        ("run_error", "edges: the provider answered 500")] * 2
