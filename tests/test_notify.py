@@ -194,3 +194,15 @@ def test_a_run_error_is_noticed_once_a_day(
         store.close()
     assert [(n["kind"], n["detail"]) for n in got] == [
         ("run_error", "edges: the provider answered 500")] * 2
+
+
+def test_plan_warns_when_the_secret_variable_is_not_set(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEQRUN_NOTIFY_SECRET", raising=False)
+    code, _, err = invoke(capsys, "plan", str(EXAMPLE), "--sandbox")
+    assert code == 0
+    assert "notify.secret_env SEQRUN_NOTIFY_SECRET is not set" in err
+    monkeypatch.setenv("SEQRUN_NOTIFY_SECRET", SECRET)
+    code, _, err = invoke(capsys, "plan", str(EXAMPLE), "--sandbox")
+    assert code == 0 and "SEQRUN_NOTIFY_SECRET" not in err

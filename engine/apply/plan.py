@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -451,5 +452,15 @@ async def make_plan(
     )
     refused = [str(p) for f in fan_outs for p in f.refused]
     return Plan(sequences, workflows, schedules, now,
-                (*receiver_warnings(manifests), *refused), fan_outs)
+                (*receiver_warnings(manifests), *_notify_warnings(manifests), *refused),
+                fan_outs)
+
+
+def _notify_warnings(manifests: Iterable[Manifest]) -> list[str]:
+    """A ``notify:`` whose secret variable is not set here: its notices would not go out."""
+    return [f"Sequence {m.name}: notify.secret_env {m.notify.secret_env} is not set; "
+            "its notices will not be delivered until it is"
+            for m in manifests
+            if isinstance(m, Sequence) and m.notify is not None and m.notify.secret_env
+            and not os.environ.get(m.notify.secret_env)]
 
