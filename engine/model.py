@@ -198,6 +198,16 @@ class WorkflowNode:
 
 
 @dataclass(frozen=True)
+class ForEach:
+    """Where a fan-out Workflow's leads come from: a CSV, or an applied sequence's leads (at
+    one of its steps or terminals when ``state`` is given)."""
+
+    csv: Path | None = None
+    sequence: str | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True)
 class Workflow:
     metadata: Metadata
     provider: str
@@ -210,8 +220,8 @@ class Workflow:
     normalized: Mapping[str, Any] = field(default_factory=dict)
     source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
     kind: Literal["Workflow"] = "Workflow"
-    # fan-out: one run per lead of this CSV, `with` values rendered as templates over it
-    for_each: Path | None = None
+    # fan-out: one run per lead, `with` values rendered as templates over the lead's row
+    for_each: ForEach | None = None
 
     @property
     def name(self) -> str:

@@ -143,3 +143,29 @@ def test_workflows_results_of_nothing_is_an_error(
 ) -> None:
     code, _, err = invoke(capsys, "workflows", "results", "nothing")
     assert code == 1 and "nothing" in err
+
+
+def test_for_each_over_a_sequence_s_leads_at_a_step(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seq = ROOT / "sequences" / "notify-on-trouble.yaml"
+    code, _, err = invoke(capsys, "apply", str(seq), "--sandbox", "--virtual-clock",
+                          "--auto-approve", "--no-run")
+    assert code == 0, err
+    path = cli_dir / "fan.yaml"
+    text = EXAMPLE.read_text(encoding="utf-8")
+    path.write_text(text.replace("    csv: leads.csv", "    sequence: notify-on-trouble\n"
+                                 "    state: visit"), encoding="utf-8")
+    plan = as_json(capsys, "plan", str(path), "--sandbox")
+    assert plan["fan_outs"] == [{"name": "invite-each-lead", "leads": 4, "refused": []}]
+    code, out, err = invoke(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                            "--auto-approve")
+    assert code == 0, out + err
+    world = Sandbox.open(cli_dir / ".seqrun").world
+    assert world.count("acct-alice", "invite") == 4 and world.duplicates("invite") == []
+    # nobody at `done` yet; a sequence never applied is named
+    path.write_text(path.read_text().replace("state: visit", "state: done"))
+    assert as_json(capsys, "plan", str(path), "--sandbox")["fan_outs"][0]["leads"] == 0
+    path.write_text(path.read_text().replace("sequence: notify-on-trouble", "sequence: nope"))
+    code, _, err = invoke(capsys, "plan", str(path), "--sandbox")
+    assert code == 1 and "for_each.sequence 'nope' is not an applied sequence" in err

@@ -1,4 +1,5 @@
-"""Workflow fan-out: a Workflow with ``for_each: {csv: FILE}`` runs once per lead.
+"""Workflow fan-out: a Workflow with ``for_each: {csv: FILE}`` (or ``{sequence: NAME, state:
+STEP}``: an applied sequence's leads at a step) runs once per lead.
 
 Each lead gets its own Workflow, ``NAME[handle]`` (the profile's handle: stable when the CSV
 is edited or reordered), whose ``with`` values are rendered as templates over the lead's row.
@@ -17,15 +18,15 @@ for a later ``apply``. A bad row
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.errors import Problem
-from engine.manifest.leads import URL_COLUMN, read_leads
+from engine.errors import PlanError, Problem
+from engine.manifest.leads import URL_COLUMN, LeadImport, leads_from_rows, read_leads
 from engine.manifest.templates import TemplateRenderError, render
-from engine.model import Manifest, Metadata, Workflow, WorkflowNode
+from engine.model import Metadata, Workflow, WorkflowNode
 from engine.providers import REGISTRY
 from engine.store import Store
 from engine.store.workflows import workflow_runs
@@ -62,10 +63,29 @@ def _render_node(node: WorkflowNode, row: Mapping[str, str], seed: str) -> Workf
                    then=tuple(_render_node(c, row, seed) for c in node.then))
 
 
-def expand(wf: Workflow) -> FanOut:
-    """The children of ``wf`` (one per taken row); LeadsError when the CSV cannot be read."""
-    assert wf.for_each is not None
-    leads = read_leads(wf.for_each)
+def _leads(wf: Workflow, store: Store) -> LeadImport:
+    """The fan-out's leads: its CSV, or the applied sequence's leads (at ``state``)."""
+    each = wf.for_each
+    assert each is not None
+    if each.csv is not None:
+        return read_leads(each.csv)
+    assert each.sequence is not None
+    if store.get_sequence(each.sequence) is None:
+        raise PlanError(f"workflow {wf.name!r}: for_each.sequence {each.sequence!r} is not "
+                        "an applied sequence")
+    enrolled = store.enrollments(sequence=each.sequence,
+                                 states=[each.state] if each.state else None)
+    leads = store.leads_by_ids(e.lead_id for e in enrolled)
+    rows = [{**leads[e.lead_id].data, URL_COLUMN: leads[e.lead_id].profile_url}
+            for e in enrolled if e.lead_id in leads]
+    where = f"sequence/{each.sequence}" + (f" at {each.state}" if each.state else "")
+    return leads_from_rows(rows, where)
+
+
+def expand(wf: Workflow, store: Store) -> FanOut:
+    """The children of ``wf`` (one per lead taken); LeadsError when the CSV cannot be read,
+    PlanError when the sequence is not applied."""
+    leads = _leads(wf, store)
     children: list[Workflow] = []
     names: dict[str, str] = {}
     lines: dict[str, int] = {}
@@ -83,15 +103,6 @@ def expand(wf: Workflow) -> FanOut:
         names[name] = row[URL_COLUMN]
         lines[name] = line
     return FanOut(wf.name, tuple(children), names, lines, tuple(refused))
-
-
-def runnable(manifests: Iterable[Manifest]) -> list[Workflow]:
-    """The Workflows to plan and run: each fan-out replaced by its children."""
-    out: list[Workflow] = []
-    for m in manifests:
-        if isinstance(m, Workflow):
-            out += list(expand(m).children) if m.for_each is not None else [m]
-    return out
 
 
 # ---- limits: a fan-out runs no more per identity per 24 h than a sequence would ----------

@@ -385,7 +385,7 @@ def _plan_workflows(manifests: list[Manifest], store: Store,
         if m.for_each is None:
             plans.append(_plan_workflow(m, store))
             continue
-        fan = expand(m)
+        fan = expand(m, store)
         fan_outs.append(fan)
         plans += [_plan_workflow(c, store, m.name) for c in fan.children]
     return tuple(plans), tuple(fan_outs)

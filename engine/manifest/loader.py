@@ -32,6 +32,7 @@ from engine.model import (
     BranchStep,
     Callback,
     EndStep,
+    ForEach,
     LeadsSource,
     Manifest,
     Metadata,
@@ -405,10 +406,16 @@ class _Builder:
             webhook=spec.get("webhook"),
             normalized=data,
             source=self.src,
-            for_each=(Path(os.path.normpath(Path(self.src.file).absolute().parent
-                                            / spec["for_each"]["csv"]))
-                      if "for_each" in spec else None),
+            for_each=self.for_each(spec.get("for_each")),
         )
+
+    def for_each(self, raw: dict[str, Any] | None) -> ForEach | None:
+        if raw is None:
+            return None
+        csv = None
+        if "csv" in raw:
+            csv = Path(os.path.normpath(Path(self.src.file).absolute().parent / raw["csv"]))
+        return ForEach(csv=csv, sequence=raw.get("sequence"), state=raw.get("state"))
 
     def node(self, raw: dict[str, Any], path: str) -> WorkflowNode:
         then = raw.get("then")
