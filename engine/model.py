@@ -137,9 +137,48 @@ class Window:
     end: time = time(23, 59, 59)
 
 
+SEARCH_FILTERS: tuple[str, ...] = ("keywords", "title", "company", "location", "network")
+NETWORK_DEGREES: tuple[str, ...] = ("1st", "2nd", "3rd")
+
+
+@dataclass(frozen=True)
+class PeopleSearch:
+    """``leads: {search: ...}``: people found by the provider's search, imported as CSV rows
+    are. One shape for every provider; which filters a provider applies is in its spec
+    (``ProviderSpec.search_filters``, checked by lint)."""
+
+    keywords: str | None = None
+    title: str | None = None
+    company: str | None = None
+    location: str | None = None
+    network: tuple[str, ...] = ()  # connection degrees: 1st | 2nd | 3rd
+    max: int = 25
+    identity: str | None = None  # who searches (default: the sequence's first identity)
+
+    def filters(self) -> tuple[str, ...]:
+        """The filters given (the names of SEARCH_FILTERS that are set)."""
+        return tuple(f for f in SEARCH_FILTERS if getattr(self, f))
+
+
 @dataclass(frozen=True)
 class LeadsSource:
     csv: Path | None = None  # resolved against the manifest's directory
+    search: PeopleSearch | None = None
+
+
+NOTICE_KINDS: tuple[str, ...] = ("auth_expired", "sequence_paused", "run_error")
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Where a sequence's notices go: a webhook (``url``, the secret header's value read from
+    the environment variable ``secret_env`` when sent) or a ``command`` (JSON on stdin)."""
+
+    url: str | None = None
+    secret_env: str | None = None
+    header: str = "X-Seqrun-Secret"
+    command: tuple[str, ...] = ()
+    events: frozenset[str] = frozenset(NOTICE_KINDS)
 
 
 @dataclass(frozen=True)
@@ -180,6 +219,7 @@ class Sequence:
     source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
     kind: Literal["Sequence"] = "Sequence"
     execution: str = "live"  # live | async (Edges run/async, results by callback or poll)
+    notify: Notify | None = None
 
     @property
     def name(self) -> str:
@@ -213,6 +253,16 @@ class WorkflowNode:
 
 
 @dataclass(frozen=True)
+class ForEach:
+    """Where a fan-out Workflow's leads come from: a CSV, or an applied sequence's leads (at
+    one of its steps or terminals when ``state`` is given)."""
+
+    csv: Path | None = None
+    sequence: str | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True)
 class Workflow:
     metadata: Metadata
     provider: str
@@ -225,6 +275,8 @@ class Workflow:
     normalized: Mapping[str, Any] = field(default_factory=dict)
     source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
     kind: Literal["Workflow"] = "Workflow"
+    # fan-out: one run per lead, `with` values rendered as templates over the lead's row
+    for_each: ForEach | None = None
 
     @property
     def name(self) -> str:

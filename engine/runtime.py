@@ -29,6 +29,7 @@ import httpx
 from engine.apply import leads as lead_apply
 from engine.apply import plan as planner
 from engine.apply import schedules as edges_schedules
+from engine.apply import search as lead_search
 from engine.apply import sequences as sequence_apply
 from engine.apply.leads import LeadsImportResult
 from engine.apply.plan import Plan
@@ -42,12 +43,16 @@ from engine.errors import (
     ProviderUnreachable,
     SeqrunError,
     StoreError,
+    UsageError,
     one_line,
 )
-from engine.model import Caps, Manifest, Schedule, Sequence
+from engine.manifest.leads import LeadImport, leads_from_rows
+from engine.model import Caps, Manifest, PeopleSearch, Schedule, Sequence
 from engine.providers import REGISTRY
-from engine.providers.base import Provider, ProviderSpec
+from engine.providers.base import NewIdentity, Provider, ProviderSpec
 from engine.providers.clients import Reachability, make_client, unreachable_text
+from engine.providers.edges.identities import create_identity as create_edges_identity
+from engine.run.notify import Notifier
 from engine.run.runner import Runner, RunSummary, TickResult
 from engine.run.schedules import AsyncRunResult, tick_async_schedules
 from engine.run.state import settle_after
@@ -59,9 +64,12 @@ from engine.store import schedules as schedule_db
 from engine.store.db import has_state
 from engine.store.sqlite_file import make_state_dir
 from engine.views import control
+from engine.views import fanout as fanout_views
+from engine.views import identities as identity_views
 from engine.views import status as views
 from engine.views import why as why_views
 from engine.views.control import PauseResult
+from engine.views.fanout import LeadResult
 from engine.views.forecast import Forecast
 from engine.views.forecast import forecast as forecast_view
 from engine.views.status import StatusReport
@@ -265,7 +273,8 @@ def plan(
 
     async def work(rt: Runtime) -> Plan:
         return await planner.make_plan(manifests, store=rt.store, client_for=rt.client_for,
-                                       now=rt.clock.now(), prune=prune, caps=caps)
+                                       now=rt.clock.now(), prune=prune, caps=caps,
+                                       clock=rt.clock)
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
 
@@ -274,7 +283,7 @@ async def run_due(rt: Runtime) -> TickResult | dict[str, str]:
     """One runner tick over every applied sequence, under the run lock; ``{"skipped": why}``
     when another runner holds it (that one will take the due steps)."""
     runner = Runner(rt.store, build_providers(rt, skip_unconfigured=True), rt.clock,
-                    settle_after=settle_after(),
+                    settle_after=settle_after(), tick_hooks=[notify_hook(rt)],
                     async_callback=edges_run_callback(ServeConfig.from_env()))
     try:
         # the same lock as `seqrun run` (never two runners at once), refreshed while it ticks
@@ -388,6 +397,16 @@ def why_workflow(state_dir: Path, name: str) -> WorkflowWhy:
     return with_runtime(state_dir, work)
 
 
+def fan_out_results(state_dir: Path, name: str) -> list[LeadResult]:
+    """Each lead's run of a ``for_each`` Workflow."""
+    _require_state(state_dir, f"no fan-out workflow {name!r} has run")
+
+    async def work(rt: Runtime) -> list[LeadResult]:
+        return fanout_views.fan_out_results(rt.store, name)
+
+    return with_runtime(state_dir, work)
+
+
 def set_paused(
     state_dir: Path, paused: bool, *, sequence: str | None, identity: str | None,
     everything: bool,
@@ -395,8 +414,11 @@ def set_paused(
     """Pause or resume a sequence, an identity or everything (the kill switch)."""
 
     async def work(rt: Runtime) -> PauseResult:
-        return control.set_paused(rt.store, paused, sequence=sequence, identity=identity,
-                                everything=everything, now=rt.clock.now())
+        result = control.set_paused(rt.store, paused, sequence=sequence, identity=identity,
+                                    everything=everything, now=rt.clock.now())
+        if paused:  # the pause's notice now: a kill switch stops the runner's tick hooks
+            await Notifier(rt.store, rt.clock).deliver()
+        return result
 
     return with_runtime(state_dir, work)
 
@@ -412,6 +434,64 @@ def set_rollout(
         return act(rt.store, name, now=rt.clock.now())
 
     return with_runtime(state_dir, work, sandbox=virtual_clock, virtual_clock=virtual_clock)
+
+
+def search_leads(provider: str, identity: str, search: PeopleSearch, *, state_dir: Path,
+                 sandbox: bool) -> tuple[LeadImport, int]:
+    """``seqrun leads search``: the people the provider finds, read by the CSV's rules, and
+    how many it returned (nothing is enrolled)."""
+
+    async def work(rt: Runtime) -> tuple[LeadImport, int]:
+        rows = await lead_search.search_people(provider, identity, search,
+                                               client_for=rt.client_for, clock=rt.clock)
+        return leads_from_rows(rows, f"search({provider}, {identity})"), len(rows)
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox)
+
+
+# ---- identities ----------------------------------------------------------------------------
+
+
+def every_provider(rt: Runtime) -> tuple[dict[str, Provider], dict[str, str]]:
+    """An adapter per registered provider whose credentials are set (all in the sandbox),
+    and the others with why they were left out."""
+    providers: dict[str, Provider] = {}
+    skipped: dict[str, str] = {}
+    for name, spec in sorted(REGISTRY.items()):
+        if spec.factory is None:
+            continue
+        try:
+            providers[name] = _make_provider(spec, rt.client_for(name), rt.clock)
+        except ConfigError as exc:
+            skipped[name] = str(exc)
+    return providers, skipped
+
+
+def identities(state_dir: Path, *, sandbox: bool, check: bool = False,
+               ) -> identity_views.IdentitiesReport:
+    """Every provider's identities joined with the store (``check``: health asked now)."""
+
+    async def work(rt: Runtime) -> identity_views.IdentitiesReport:
+        providers, skipped = every_provider(rt)
+        report = await identity_views.list_identities(rt.store, providers, rt.clock.now(),
+                                                      skipped=skipped)
+        return await identity_views.check_identities(report, providers) if check else report
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
+
+
+def add_identity(state_dir: Path, name: str, *, provider: str, engagement: bool,
+                 sandbox: bool) -> NewIdentity:
+    """Create an identity at a provider that can (Edges); where to connect its LinkedIn."""
+    if provider != "edges":
+        raise UsageError(f"identities add: {provider} identities are connected in its own app; "
+                         "only edges creates identities through its API")
+
+    async def work(rt: Runtime) -> NewIdentity:
+        client = rt.client_for(provider)
+        return await create_edges_identity(client, name, engagement=engagement)
+
+    return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox)
 
 
 # ---- run -----------------------------------------------------------------------------------
@@ -482,6 +562,21 @@ def async_schedules_hook(
     return hook
 
 
+def notify_hook(rt: Runtime) -> Callable[[TickResult], Awaitable[bool]]:
+    """A runner tick hook: the tick's errors and the new events become notices, sent to the
+    sequences' ``notify:`` targets (see engine.run.notify). A failure is logged, retried."""
+    notifier = Notifier(rt.store, rt.clock)
+
+    async def hook(result: TickResult) -> bool:
+        try:
+            await notifier.deliver(result.errors)
+        except SeqrunError as exc:
+            _log.warning("notices not sent: %s", exc)
+        return False
+
+    return hook
+
+
 def _deadline(until: Until | None, now: datetime) -> datetime | None:
     return now + until if isinstance(until, timedelta) else until
 
@@ -491,7 +586,7 @@ async def drive(
 ) -> TickResult | RunSummary:
     """Run the runner over every applied sequence as ``opts`` says."""
     runner = Runner(rt.store, build_providers(rt), rt.clock, settle_after=settle_after(),
-                    tick_hooks=[async_schedules_hook(rt, seen)],
+                    tick_hooks=[async_schedules_hook(rt, seen), notify_hook(rt)],
                     async_callback=edges_run_callback(ServeConfig.from_env()))
     end = _deadline(opts.until, rt.clock.now())
     if opts.once or (end is not None and opts.virtual_clock):

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ import sqlalchemy as sa
 from engine.apply import APPLY_LOCK, META_NS
 from engine.apply import schedules as schedule_plans
 from engine.apply import workflows as workflow_apply
+from engine.apply.fanout import FanOut, expand
 from engine.apply.leads import (
     EnrollPlan,
     Guardrails,
@@ -54,6 +56,8 @@ from engine.apply.policy import (
     sequence_caps,
     stored_caps,
 )
+from engine.apply.search import search_leads
+from engine.clock import Clock
 from engine.compile.machine import compile_sequence
 from engine.errors import PlanError, Problem, UsageError
 from engine.experiments import StepExperiment, measure
@@ -130,6 +134,7 @@ class SequencePlan:
     migrate: Mapping[str, str] = field(default_factory=dict)
     leads_refused: tuple[Problem, ...] = ()
     manifest: Any = None
+    searched: int | None = None  # people the leads search returned (None: no search)
     # seconds from entering a step to its first due time (a wait's duration), None: terminal
     entry_delay: Mapping[str, float | None] = field(default_factory=dict)
     # each step with A/B variants: its funnel so far and its experiment's verdict
@@ -198,6 +203,7 @@ class SequencePlan:
             "caps": {"max_enroll": self.caps.max_enroll,
                      "max_sends_per_day": self.caps.max_sends_per_day},
             "guardrails": list(self.guardrails),
+            "searched": self.searched,
             "changes": self.has_changes,
         }
 
@@ -212,6 +218,8 @@ class WorkflowPlan:
     body: Any
     revision: str
     last_run: Any = None
+    parent: str | None = None  # a fan-out child: its Workflow's name (engine.apply.fanout)
+    workflow: Workflow | None = field(default=None, compare=False)  # what apply runs
 
     @property
     def action(self) -> str:
@@ -230,7 +238,8 @@ class WorkflowPlan:
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "Workflow", "name": self.name, "provider": self.provider,
-                "action": self.action, "revision": self.revision, "body": self.body}
+                "action": self.action, "revision": self.revision, "body": self.body,
+                **({"for_each_of": self.parent} if self.parent else {})}
 
 
 @dataclass(frozen=True)
@@ -241,6 +250,7 @@ class Plan:
     created_at: datetime | None = None
     warnings: tuple[str, ...] = ()  # a manifest needs `seqrun serve` and none is configured
     policy: PolicyPlan | None = None
+    fan_outs: tuple[FanOut, ...] = ()  # Workflows with for_each (their children are above)
 
     @property
     def has_changes(self) -> bool:
@@ -262,6 +272,8 @@ class Plan:
             else self.schedules.to_json(redacted=redacted),
             "warnings": list(self.warnings),
             "policy": None if self.policy is None else self.policy.to_json(),
+            "fan_outs": [{"name": f.parent, "leads": len(f.children),
+                          "refused": [str(p) for p in f.refused]} for f in self.fan_outs],
         }
 
 
@@ -304,6 +316,7 @@ def plan_sequence(
     policy: Policy | None = None,
     caps: Caps | None = None,
     now: datetime | None = None,
+    searched: int | None = None,
 ) -> SequencePlan:
     """The plan of one sequence against the store (reads only). ``policy`` skips leads (its
     do-not-contact list, one lead one voice); ``caps`` (``apply --max-enroll``,
@@ -354,6 +367,7 @@ def plan_sequence(
         caps=effective,
         caps_changed=caps_changed,
         guardrails=tuple(guardrail_lines(seq, effective, policy, skipped)),
+        searched=searched,
     )
 
 
@@ -399,11 +413,28 @@ def _in_flight(
 # ---- workflows and schedules ------------------------------------------------------------------
 
 
-def _plan_workflow(wf: Workflow, store: Store) -> WorkflowPlan:
+def _plan_workflow(wf: Workflow, store: Store, parent: str | None = None) -> WorkflowPlan:
     body = workflow_apply.workflow_json(wf)
     digest = str(workflow_apply.body_revision(body))
     return WorkflowPlan(wf.name, wf.provider, body, digest,
-                        workflow_apply.workflow_record(store, wf.name))
+                        workflow_apply.workflow_record(store, wf.name), parent, wf)
+
+
+def _plan_workflows(manifests: list[Manifest], store: Store,
+                    ) -> tuple[tuple[WorkflowPlan, ...], tuple[FanOut, ...]]:
+    """A plan per Workflow; a fan-out's (``for_each``) one per lead, its rows refused kept."""
+    plans: list[WorkflowPlan] = []
+    fan_outs: list[FanOut] = []
+    for m in manifests:
+        if not isinstance(m, Workflow):
+            continue
+        if m.for_each is None:
+            plans.append(_plan_workflow(m, store))
+            continue
+        fan = expand(m, store)
+        fan_outs.append(fan)
+        plans += [_plan_workflow(c, store, m.name) for c in fan.children]
+    return tuple(plans), tuple(fan_outs)
 
 
 def _manages_schedules(store: Store) -> bool:
@@ -424,6 +455,17 @@ async def _plan_schedules(
     )
 
 
+async def _leads_of(seq: Sequence, client_for: ClientFor | None, clock: Clock | None,
+                    ) -> tuple[LeadImport | None, int | None]:
+    """The sequence's leads: its CSV, and the people its search finds (asked now)."""
+    csv = read_leads(seq.leads.csv) if seq.leads.csv is not None else None
+    if seq.leads.search is None:
+        return csv, None
+    if client_for is None:
+        raise UsageError("planning a leads search needs a provider client")
+    return await search_leads(seq, client_for=client_for, clock=clock, start=csv)
+
+
 async def make_plan(
     manifests: Iterable[Manifest],
     *,
@@ -432,6 +474,7 @@ async def make_plan(
     now: datetime | None = None,
     prune: bool = False,
     caps: Caps | None = None,
+    clock: Clock | None = None,
 ) -> Plan:
     """Plan every manifest: Sequences here, Workflows and Schedules through their modules.
     ``prune`` also plans deleting managed Schedules no manifest declares any more. The Policy
@@ -448,15 +491,28 @@ async def make_plan(
     policy = policy_plan.policy if policy_plan is not None else None
     for m in manifests:
         if isinstance(m, Sequence):
-            sp = plan_sequence(m, store, pending=pending, policy=policy, caps=caps, now=now)
+            leads, searched = await _leads_of(m, client_for, clock)
+            sp = plan_sequence(m, store, pending=pending, leads=leads, searched=searched,
+                               policy=policy, caps=caps, now=now)
             seq_plans.append(sp)
             for e in sp.enroll:
                 pending[e.profile_url].append((sp.name, e.identity, sp.initial))
     sequences = tuple(seq_plans)
-    workflows = tuple(_plan_workflow(m, store) for m in manifests if isinstance(m, Workflow))
+    workflows, fan_outs = _plan_workflows(manifests, store)
     schedules = await _plan_schedules(
         [m for m in manifests if isinstance(m, Schedule)], store, client_for, prune
     )
-    return Plan(sequences, workflows, schedules, now, tuple(receiver_warnings(manifests)),
-                policy_plan)
+    refused = [str(p) for f in fan_outs for p in f.refused]
+    return Plan(sequences, workflows, schedules, now,
+                (*receiver_warnings(manifests), *_notify_warnings(manifests), *refused),
+                policy=policy_plan, fan_outs=fan_outs)
+
+
+def _notify_warnings(manifests: Iterable[Manifest]) -> list[str]:
+    """A ``notify:`` whose secret variable is not set here: its notices would not go out."""
+    return [f"Sequence {m.name}: notify.secret_env {m.notify.secret_env} is not set; "
+            "its notices will not be delivered until it is"
+            for m in manifests
+            if isinstance(m, Sequence) and m.notify is not None and m.notify.secret_env
+            and not os.environ.get(m.notify.secret_env)]
 

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from engine.apply import APPLY_LOCK, META_NS
 from engine.apply import schedules as schedule_plans
 from engine.apply import workflows as workflow_apply
+from engine.apply.fanout import Budget
 from engine.apply.leads import enroll_leads, update_leads
 from engine.apply.plan import ClientFor, Plan, SequencePlan, make_plan
 from engine.apply.policy import persist_policy
@@ -56,6 +57,8 @@ class ApplyResult:
     sequences: list[SequenceApplyResult] = field(default_factory=list)
     schedules: Any = None
     workflows: dict[str, Any] = field(default_factory=dict)
+    # fan-out leads left for a later apply: workflow name -> why (a limit reached)
+    deferred: dict[str, str] = field(default_factory=dict)
     run: Any = None  # what the runner's tick returned, when apply ran due steps
     # providers whose host could not be reached: name -> {host, error} (engine.runtime)
     unreachable: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -67,6 +70,7 @@ class ApplyResult:
             "sequences": [s.to_json() for s in self.sequences],
             "schedules": None if self.schedules is None else _jsonable(self.schedules),
             "workflows": {k: _jsonable(v) for k, v in self.workflows.items()},
+            "deferred": dict(self.deferred),
             "run": None if self.run is None else _jsonable(self.run),
             "unreachable": self.unreachable,
         }
@@ -163,7 +167,7 @@ async def apply(
     manifests = list(manifests)
     with store.lock(APPLY_LOCK) as held:
         plan = await make_plan(manifests, store=store, client_for=client_for, now=clock.now(),
-                               prune=prune, caps=caps)
+                               prune=prune, caps=caps, clock=clock)
         result = ApplyResult(plan)
         if not plan.has_changes:
             return result
@@ -183,12 +187,18 @@ async def apply(
             result.schedules = await schedule_plans.apply_schedule_plan(
                 plan.schedules, client=client_for("edges"), store=store
             )
-        by_name = {m.name: m for m in manifests if isinstance(m, Workflow)}
+        budget = Budget(store, clock.now())
         for wp in plan.workflows:
             if not wp.has_changes:
                 continue
+            assert wp.workflow is not None  # the plan was made here, with its Workflow
+            if wp.parent is not None and wp.action == "run":  # a resume was counted before
+                wait = budget.take(wp.workflow, wp.body)
+                if wait is not None:
+                    result.deferred[wp.name] = wait
+                    continue
             result.workflows[wp.name] = await _run_workflow(
-                by_name[wp.name], store, clock, client_for
+                wp.workflow, store, clock, client_for
             )
         result.applied = True
     return result

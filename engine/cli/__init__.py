@@ -26,6 +26,7 @@ from engine.cli import (
     apply_cmds,
     completion_cmds,
     dnc_cmds,
+    identity_cmds,
     leads_cmds,
     manifest_cmds,
     run_cmds,
@@ -34,6 +35,7 @@ from engine.cli import (
     serve_cmds,
     status_cmds,
     test_cmds,
+    workflow_cmds,
 )
 from engine.errors import ManifestError, SeqrunError
 
@@ -56,7 +58,8 @@ def cli(verbose: int) -> None:
 
 
 for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dnc_cmds,
-                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds, test_cmds):
+                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds, test_cmds,
+                identity_cmds, workflow_cmds):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

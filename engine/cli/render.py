@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -57,9 +58,14 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
     for sp in plan.sequences:
         _render_sequence_plan(sp, out)
     for wp in plan.workflows:
+        if wp.parent is not None:
+            continue  # a fan-out's lead: summed up below
         out.print(f"[green]+[/] Workflow [bold]{wp.name}[/] ({wp.provider}) will run:")
         out.print("    " + json.dumps(wp.body, indent=2, ensure_ascii=False).replace(
             "\n", "\n    "), markup=False)
+    for fan in plan.fan_outs:
+        _render_fan_out(fan.parent, [w for w in plan.workflows if w.parent == fan.parent],
+                        len(fan.refused), out)
     if plan.schedules is not None:
         for line in render_schedule_plan(plan.schedules):
             out.print(line, markup=False)
@@ -76,7 +82,21 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
         updates = sum(len(s.update) for s in plan.sequences)
         out.print(f"Plan: {revs} sequence revision(s), {enroll} lead(s) to enroll, "
                   f"{moves} lead(s) to migrate, {updates} lead(s) to update, "
-                  f"{len(plan.workflows)} workflow(s) to run.")
+                  f"{sum(1 for w in plan.workflows if w.has_changes)} workflow(s) to run.")
+
+
+def _render_fan_out(name: str, children: list[Any], refused: int, out: Console) -> None:
+    """A ``for_each`` Workflow: how many leads run, resume or are done, and one lead's body."""
+    actions = Counter(w.action for w in children)
+    counts = ", ".join(f"{actions[a]} to {a}" if a != "unchanged" else f"{actions[a]} done"
+                       for a in ("run", "resume", "unchanged") if actions[a])
+    out.print(f"[green]+[/] Workflow [bold]{name}[/] for each lead: {len(children)} lead(s)"
+              f" ({counts or 'none'}), {refused} row(s) refused")
+    first = next((w for w in children if w.has_changes), None)
+    if first is not None:
+        out.print(f"    {first.name} will run:", markup=False)
+        out.print("    " + json.dumps(first.body, indent=2, ensure_ascii=False).replace(
+            "\n", "\n    "), markup=False)
 
 
 DRIFT_SHOWN = 10  # URLs of each side of a Policy's drift (-o json has them all)
@@ -103,6 +123,10 @@ def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
     if sp.action == "update":
         head += f" (was {sp.previous_revision})"
     out.print(head + ("" if sp.action != "unchanged" else " [dim]unchanged[/]"))
+    if sp.searched is not None:
+        out.print(f"    search: {sp.searched} people found, {len(sp.enroll)} new to enroll, "
+                  f"{sp.already_enrolled} already enrolled, {len(sp.skipped)} skipped, "
+                  f"{len(sp.leads_refused)} refused")
     _render_enroll(sp, out)
     if sp.already_enrolled:
         out.print(f"      {sp.already_enrolled} lead(s) already enrolled")
@@ -182,6 +206,11 @@ def render_apply(result: ApplyResult, out: Console | None = None) -> None:
         else:
             out.print(f"Workflow {name}: {json.dumps(_to_json(res), default=str)}",
                       markup=False)
+    if result.deferred:
+        reasons = Counter(result.deferred.values())
+        why = ", ".join(f"{n}: {r}" for r, n in sorted(reasons.items()))
+        out.print(f"{len(result.deferred)} fan-out lead(s) deferred ({why}): `seqrun apply` "
+                  "again once the 24 h window allows", markup=False)
     if result.schedules is not None:
         render_schedule_apply(result.schedules, out)
     if result.run is not None:

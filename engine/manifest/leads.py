@@ -28,6 +28,7 @@ class LeadImport:
     path: str
     rows: list[dict[str, str]] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # each taken row's line (or rank)
 
     @property
     def taken(self) -> int:
@@ -54,6 +55,27 @@ def read_leads(path: str | Path) -> LeadImport:
     except UnicodeDecodeError as exc:
         raise LeadsError(f"{p}: leads file is not UTF-8 (byte {exc.start})") from exc
     return parse_leads(split_lines(text), str(p))
+
+
+def leads_from_rows(rows: Iterable[Mapping[str, str]], source: str,
+                    *, start: LeadImport | None = None) -> LeadImport:
+    """Rows found elsewhere (a provider's people search) read by the CSV's rules: URL
+    normalized, bad URL or duplicate refused as ``source:N`` (N: the row's rank), empty values
+    dropped. ``start``: rows already taken (a CSV) that these add to (its duplicates are
+    refused, as within a file)."""
+    result = LeadImport(start.path if start else source, list(start.rows) if start else [],
+                        list(start.refused) if start else [], list(start.lines) if start else [])
+    seen = {row[URL_COLUMN]: i for i, row in enumerate(result.rows, 1)}
+    for rank, raw in enumerate(rows, 1):
+        row = {c: str(v).strip() for c, v in raw.items() if c and str(v).strip()}
+        problem = _check_row(row, source, rank, seen)
+        if problem is not None:
+            result.refused.append(problem)
+            continue
+        seen[row[URL_COLUMN]] = rank
+        result.rows.append(row)
+        result.lines.append(rank)
+    return result
 
 
 def split_lines(text: str) -> list[str]:
@@ -161,6 +183,7 @@ def parse_leads(lines: Iterable[str], filename: str) -> LeadImport:
             continue
         seen[row[URL_COLUMN]] = line
         result.rows.append(row)
+        result.lines.append(line)
     return result
 
 

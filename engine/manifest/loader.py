@@ -27,6 +27,7 @@ from engine.manifest.policy import read_dnc_file
 from engine.manifest.schemas import KINDS, max_steps, validator_for
 from engine.manifest.yamlio import Document, read_documents
 from engine.model import (
+    NOTICE_KINDS,
     ActionStep,
     BranchCase,
     BranchStep,
@@ -36,9 +37,12 @@ from engine.model import (
     CaseWorld,
     EndStep,
     Experiment,
+    ForEach,
     LeadsSource,
     Manifest,
     Metadata,
+    Notify,
+    PeopleSearch,
     Policy,
     Rollout,
     Schedule,
@@ -372,6 +376,8 @@ class _Builder:
         if "leads" in spec and "csv" in spec["leads"]:
             base = Path(self.src.file).absolute().parent
             leads = LeadsSource(csv=Path(os.path.normpath(base / spec["leads"]["csv"])))
+        if "leads" in spec and "search" in spec["leads"]:
+            leads = LeadsSource(csv=leads.csv, search=_search(spec["leads"]["search"]))
         window = None
         if "window" in spec:
             w = spec["window"]
@@ -425,6 +431,7 @@ class _Builder:
             normalized=data,
             source=self.src,
             execution=spec.get("execution", "live"),
+            notify=_notify(spec.get("notify")),
         )
 
     def policy(self) -> Policy:
@@ -530,7 +537,16 @@ class _Builder:
             webhook=spec.get("webhook"),
             normalized=data,
             source=self.src,
+            for_each=self.for_each(spec.get("for_each")),
         )
+
+    def for_each(self, raw: dict[str, Any] | None) -> ForEach | None:
+        if raw is None:
+            return None
+        csv = None
+        if "csv" in raw:
+            csv = Path(os.path.normpath(Path(self.src.file).absolute().parent / raw["csv"]))
+        return ForEach(csv=csv, sequence=raw.get("sequence"), state=raw.get("state"))
 
     def node(self, raw: dict[str, Any], path: str) -> WorkflowNode:
         then = raw.get("then")
@@ -691,3 +707,20 @@ def _build(kind: str, doc: Document, problems: list[Problem]) -> Manifest | None
     if kind == "Policy":
         return builder.policy()
     return None  # pragma: no cover - _check_header admits only KINDS
+
+
+def _notify(raw: dict[str, Any] | None) -> Notify | None:
+    """The Sequence's ``notify:`` (validated by the schema: a url or a command)."""
+    if raw is None:
+        return None
+    return Notify(url=raw.get("url"), secret_env=raw.get("secret_env"),
+                  header=raw.get("header", Notify.header), command=tuple(raw.get("command", ())),
+                  events=frozenset(raw.get("events", NOTICE_KINDS)))
+
+
+def _search(raw: dict[str, Any]) -> PeopleSearch:
+    """``leads.search`` (shape checked by the schema, filters per provider by lint)."""
+    return PeopleSearch(keywords=raw.get("keywords"), title=raw.get("title"),
+                        company=raw.get("company"), location=raw.get("location"),
+                        network=tuple(raw.get("network", ())), max=raw.get("max", 25),
+                        identity=raw.get("identity"))

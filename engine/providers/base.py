@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import httpx
 
 from engine.clock import Clock
+from engine.model import PeopleSearch
 
 
 class Lead(NamedTuple):
@@ -98,6 +99,33 @@ class Relationship:
     since: datetime | None = None
 
 
+@dataclass(frozen=True)
+class IdentityInfo:
+    """One identity as its provider reports it (``seqrun identities``).
+
+    ``health`` is the provider's word: ``active`` or ``auth_expired`` (a pause is ours, kept
+    in the store). ``limits`` and ``used_24h`` are the provider's own figures per canonical
+    action where it reports them (empty where it does not)."""
+
+    id: str
+    provider: str
+    name: str = ""
+    tier: str = ""  # classic | sales_navigator (empty: the provider does not say)
+    health: str = "active"
+    limits: Mapping[str, int] = field(default_factory=dict)
+    used_24h: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewIdentity:
+    """An identity made by :func:`add_identity`-capable providers (Edges): where its owner
+    connects the LinkedIn account (``link``; None when the provider gives none)."""
+
+    id: str
+    name: str
+    link: str | None = None
+
+
 class Provider(Protocol):
     """One provider API, bound to one httpx.AsyncClient."""
 
@@ -131,6 +159,16 @@ class Provider(Protocol):
 
     async def identity_healthy(self, identity: str) -> bool: ...
 
+    async def search_people(self, identity: str, search: PeopleSearch) -> list[dict[str, str]]:
+        """People found by the provider's search, as leads CSV rows (``linkedin_profile_url``,
+        ``full_name``, ``first_name``, ``company_name``...), at most ``search.max``."""
+        ...
+
+    async def identities(self) -> list[IdentityInfo]:
+        """Every identity the credentials reach, with health, tier and the provider's limits
+        and 24 h usage where it reports them (``seqrun identities``)."""
+        ...
+
 
 class ProviderFactory(Protocol):
     """Builds an adapter on a client carrying the base URL and credentials. ``clock`` is what
@@ -150,6 +188,8 @@ class ProviderSpec:
     max_note: int = 300
     max_message: int = 8000
     credentials: tuple[str, ...] = ()  # environment variable names
+    # the people-search filters it applies (engine.model.SEARCH_FILTERS; empty: no search)
+    search_filters: frozenset[str] = frozenset()
     default_base_url: str = ""
     factory: ProviderFactory | None = None
     # account tier (sales_navigator, recruiter) -> the documented limits that differ from

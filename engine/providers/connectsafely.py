@@ -30,9 +30,11 @@ import httpx
 from engine import vocab
 from engine.clock import Clock
 from engine.errors import ConfigError, ProviderError
+from engine.model import PeopleSearch
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
+    IdentityInfo,
     Lead,
     ProviderSpec,
     Relationship,
@@ -278,6 +280,25 @@ class ConnectSafelyProvider:
                 return False
             raise
         return synced.get("success") is not False
+
+    async def search_people(self, identity: str, search: PeopleSearch) -> list[dict[str, str]]:
+        """No people search in this API (``search_filters`` is empty: lint stops it first)."""
+        raise ProviderError(vocab.INVALID_INPUT, "connectsafely has no people search")
+
+    async def identities(self) -> list[IdentityInfo]:
+        """The accounts of ``GET /conversations/sync/status``; health by a sync that is not
+        forced (what :meth:`identity_healthy` does). ConnectSafely reports no limits here."""
+        data = await self._call("GET", "conversations/sync/status")
+        accounts = data.get("accounts") if isinstance(data, dict) else None
+        out = []
+        for account in accounts or []:
+            uid = account.get("accountId") if isinstance(account, dict) else None
+            if not uid:
+                continue
+            healthy = await self.identity_healthy(str(uid))
+            out.append(IdentityInfo(id=str(uid), provider="connectsafely",
+                                    health="active" if healthy else "auth_expired"))
+        return out
 
 
 def make_provider(

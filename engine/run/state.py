@@ -28,19 +28,24 @@ MAX_CHAIN = 25  # steps one enrollment may take in one tick (lint rejects cycles
 Resolver = Callable[[str], CompiledSequence]
 
 
+def sequence_from_store(store: Store, revision: str) -> Sequence:
+    """A revision's Sequence, rebuilt from its stored manifest by the loader."""
+    row = store.get_revision(revision)
+    if row is None:
+        raise StoreError(f"revision {revision} is not in the store")
+    problems: list[Any] = []
+    doc = Document(row.manifest, SourceMap(f"<revision {revision}>"))
+    seq = loader._build("Sequence", doc, problems)
+    if not isinstance(seq, Sequence):
+        raise StoreError(f"revision {revision} is not a Sequence")
+    return seq
+
+
 def compiled_from_store(store: Store) -> Resolver:
     """A resolver that rebuilds a revision's Sequence from its stored manifest and compiles it."""
 
     def resolve(revision: str) -> CompiledSequence:
-        row = store.get_revision(revision)
-        if row is None:
-            raise StoreError(f"revision {revision} is not in the store")
-        problems: list[Any] = []
-        doc = Document(row.manifest, SourceMap(f"<revision {revision}>"))
-        seq = loader._build("Sequence", doc, problems)
-        if not isinstance(seq, Sequence):
-            raise StoreError(f"revision {revision} is not a Sequence")
-        return compile_sequence(seq)
+        return compile_sequence(sequence_from_store(store, revision))
 
     return resolve
 

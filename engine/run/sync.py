@@ -242,7 +242,7 @@ def pause_identity(
     ``identity_paused`` event ``why`` shows; the number of enrollments paused."""
     store.set_identity_status(identity, status, reason, provider=provider, conn=conn)
     paused = store.set_enrollments_paused(True, identity=identity, conn=conn)
-    data: dict[str, Any] = {"reason": reason, "enrollments": paused}
+    data: dict[str, Any] = {"reason": reason, "enrollments": paused, "status": status}
     if source is not None:
         data["source"] = source
     store.record_event("identity_paused", identity, data, at=at, conn=conn)

@@ -102,3 +102,27 @@ class Events(StoreBase):
             q = q.limit(limit)
         with self.tx(conn) as c:
             return [event_row(r) for r in c.execute(q)]
+
+    def events_after(
+        self, after: int, kinds: Iterable[str], *, limit: int = 500,
+        conn: Connection | None = None,
+    ) -> list[EventRow]:
+        """The events of ``kinds`` with an id above ``after``, in order (notices out read
+        from a cursor: the primary key keeps the scan to the new rows)."""
+        q = (sa.select(t.events).where(t.events.c.id > after, t.events.c.kind.in_(list(kinds)))
+             .order_by(t.events.c.id).limit(limit))
+        with self.tx(conn) as c:
+            return [event_row(r) for r in c.execute(q)]
+
+    def last_event_id(
+        self, kind: str | None = None, subject: str | None = None, *,
+        conn: Connection | None = None,
+    ) -> int:
+        """The id of the newest event (of ``kind`` about ``subject`` if given); 0 for none."""
+        q = sa.select(sa.func.max(t.events.c.id))
+        if kind is not None:
+            q = q.where(t.events.c.kind == kind)
+        if subject is not None:
+            q = q.where(t.events.c.subject == subject)
+        with self.tx(conn) as c:
+            return int(c.execute(q).scalar() or 0)

@@ -61,8 +61,33 @@ def lint_sequence(seq: Sequence, report: Report, policy: Policy | None = None) -
     _check_connection_routes(seq, report)
     if spec is not None:
         _check_limits(seq, spec, report, policy)
+        _check_search(seq, spec, report)
     _check_window(seq, report)
     _check_execution(seq, report)
+
+
+def _check_search(seq: Sequence, spec: ProviderSpec, report: Report) -> None:
+    """``leads.search``: only the filters the provider's search applies (like actions), by
+    one of the sequence's identities."""
+    search = seq.leads.search
+    if search is None:
+        return
+    path = "$.spec.leads.search"
+    if not spec.search_filters:
+        able = sorted(n for n, s in REGISTRY.items() if s.search_filters)
+        report(path, f"provider {spec.name} has no people search (providers with one: "
+                     f"{', '.join(able)}); list the leads in a CSV instead")
+        return
+    for name in search.filters():
+        if name not in spec.search_filters:
+            able = sorted(n for n, s in REGISTRY.items() if name in s.search_filters)
+            report(f"{path}.{name}",
+                   f"{spec.name}'s people search has no {name!r} filter (it applies: "
+                   f"{', '.join(sorted(spec.search_filters))}; {name!r} works on: "
+                   f"{', '.join(able) or 'none'})")
+    if search.identity is not None and search.identity not in seq.identities:
+        report(f"{path}.identity", f"identity {search.identity!r} is not one of the sequence's "
+                                   f"identities ({', '.join(seq.identities)})")
 
 
 def _check_ids(steps: tuple[Step, ...], report: Report) -> dict[str, int]:

@@ -41,10 +41,12 @@ import httpx
 from engine import vocab
 from engine.clock import Clock
 from engine.errors import ProviderError
+from engine.model import PeopleSearch
 from engine.providers.base import (
     ActionResult,
     AsyncRun,
     ConversationSummary,
+    IdentityInfo,
     Lead,
     ProviderSpec,
     Relationship,
@@ -52,6 +54,8 @@ from engine.providers.base import (
     register,
 )
 from engine.providers.convsync import ConversationSync
+from engine.providers.edges import identities as edges_identities
+from engine.providers.edges import search as edges_search
 from engine.providers.edges.http import error_from_body, request
 from engine.providers.edges.runs import (
     RUN_FINISHED,
@@ -75,13 +79,6 @@ ACTION_SLUGS: dict[str, str] = {
 
 _MAX_PAGES = 500  # a runaway cursor must not loop forever
 _FULL_EVERY = 100  # incremental connection refreshes between two full sweeps
-# Account statuses that mean "this identity cannot act"; anything else counts as healthy so that
-# an unfamiliar status name does not keep an identity paused forever (a real failure comes
-# back as AUTH_EXPIRED on the next call anyway).
-_UNHEALTHY = frozenset(
-    {"AUTH_EXPIRED", "EXPIRED", "DISCONNECTED", "INVALID", "ERROR", "FAILED", "REVOKED",
-     "DELETED", "SIGNED_OUT", "RECONNECTION_REQUIRED", "FROZEN", "BLOCKED", "UNAUTHORIZED"}
-)
 
 
 def _next_cursor(response: httpx.Response, body: Any) -> str | None:
@@ -485,37 +482,26 @@ class EdgesProvider:
         return False
 
     async def identity_healthy(self, identity: str) -> bool:
-        page = 1
-        while page <= _MAX_PAGES:
-            response = await request(
-                self.client,
-                "GET",
-                "identities",
-                params={"retrieve_accounts": "true", "page": page},
-                call="identities",
-            )
-            payload = json_answer(response, "identities", "edges")
-            items = _items(payload) or (
-                payload.get("identities", []) if isinstance(payload, dict) else []
-            )
-            for ident in items:
-                if isinstance(ident, dict) and identity in (ident.get("uid"), ident.get("id")):
-                    return _identity_ok(ident)
-            if not items or not (
-                response.headers.get("X-Pagination-Next")
-                or (isinstance(payload, dict) and payload.get("has_more"))
-            ):
-                return False
-            page += 1
+        async for ident in edges_identities.raw_identities(self.client):
+            if identity in (ident.get("uid"), ident.get("id")):
+                return edges_identities.identity_ok(ident)
         return False
 
+    async def identities(self) -> list[IdentityInfo]:
+        return await edges_identities.identity_infos(self.client)
 
-def _identity_ok(ident: Mapping[str, Any]) -> bool:
-    accounts = [a for a in ident.get("accounts") or [] if isinstance(a, dict)]
-    linkedin = [a for a in accounts if str(a.get("type", "linkedin")).lower() == "linkedin"]
-    if not linkedin:
-        return str(ident.get("status", "")).upper() not in _UNHEALTHY
-    return any(str(a.get("status", "")).upper() not in _UNHEALTHY for a in linkedin)
+    async def search_people(self, identity: str, search: PeopleSearch) -> list[dict[str, str]]:
+        rows: list[dict[str, str]] = []
+        pages = self.pages("linkedin-search-people", identity,
+                           parameters={"max_results": search.max},
+                           input={"linkedin_people_search_url": edges_search.search_url(search)})
+        async with aclosing(pages) as found:
+            async for page in found:
+                rows += [r for r in (edges_search.lead_row(i) for i in page if isinstance(i, dict))
+                         if r is not None]
+                if len(rows) >= search.max:
+                    break
+        return rows[: search.max]
 
 
 def _newest_first(page: list[Any]) -> bool:
@@ -565,6 +551,7 @@ SPEC = register(
         max_note=300,
         max_message=8000,
         credentials=("EDGES_API_KEY",),
+        search_filters=edges_search.FILTERS,
         default_base_url="https://api.edges.run/v1",
         factory=make_provider,
     )

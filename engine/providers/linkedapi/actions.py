@@ -26,9 +26,11 @@ import httpx
 
 from engine.clock import Clock
 from engine.errors import ProviderError
+from engine.model import PeopleSearch
 from engine.providers.base import (
     ActionResult,
     ConversationSummary,
+    IdentityInfo,
     Lead,
     Provider,
     ProviderSpec,
@@ -36,6 +38,8 @@ from engine.providers.base import (
     SentMessage,
     register,
 )
+from engine.providers.linkedapi import identities as linkedapi_identities
+from engine.providers.linkedapi import search as linkedapi_search
 from engine.providers.linkedapi.client import WorkflowClient, WorkflowState
 from engine.providers.linkedapi.conversations import ConversationPoller
 from engine.providers.linkedapi.credentials import headers_from_env, identity_env_var
@@ -158,6 +162,21 @@ class LinkedApiProvider:
             raise
         return True
 
+    async def identities(self) -> list[IdentityInfo]:
+        return await linkedapi_identities.identity_infos(self.workflows)
+
+    async def search_people(self, identity: str, search: PeopleSearch) -> list[dict[str, str]]:
+        completion = await self.workflows.execute(linkedapi_search.search_body(search), identity)
+        item = completion[0] if isinstance(completion, list) and completion else completion
+        if not isinstance(item, Mapping):
+            raise ProviderError(SERVER_ERROR, "st.searchPeople completed without a result")
+        if not item.get("success"):
+            raise action_error(item.get("error"))
+        data = item.get("data")
+        people = data if isinstance(data, list) else []
+        rows = [linkedapi_search.lead_row(p) for p in people if isinstance(p, Mapping)]
+        return [r for r in rows if r is not None][: search.max]
+
     async def perform(
         self, identity: str, action: str, lead: Lead, params: Mapping[str, Any]
     ) -> ActionResult:
@@ -267,6 +286,7 @@ SPEC = register(
             {"visit_profile", "connect", "send_message", "withdraw_invitation", "check_connection"}
         ),
         smart_limits={"visit_profile": 80, "connect": 10, "send_message": 50},
+        search_filters=linkedapi_search.FILTERS,
         max_note=300,
         max_message=1900,
         credentials=("LINKEDAPI_TOKEN", "LINKEDAPI_IDENTIFICATION_TOKEN"),

@@ -78,13 +78,15 @@ class Lists(Actions):
         if not isinstance(url, str) or not url:
             raise EdgesError("BAD_INPUT",
                              "input must have required property 'linkedin_people_search_url'")
-        query = parse_qs(urlsplit(url).query).get("keywords", [""])[0]
+        facets = parse_qs(urlsplit(url).query)
+        query = facets.get("keywords", [""])[0]
         limit = int(params.get("max_results") or 1000)
         if ident is not None:
-            found = w.search_people(query, limit, identity=ident.uid)
+            found = w.search_people(query, len(w.profiles) + 1, identity=ident.uid)
         else:
-            found = w.search_people(query, limit)
+            found = w.search_people(query, len(w.profiles) + 1)
         network = w.network[ident.uid] if ident is not None else {}
+        found = [p for p in found if _facets_match(p, facets, p.url in network)][:limit]
 
         def person(p: Profile) -> dict[str, Any]:
             return {**self._profile_out(p),
@@ -178,3 +180,25 @@ class Lists(Actions):
         ref = (input.get("linkedin_thread_url") or input.get("linkedin_conversation_url")
                or input.get("linkedin_thread_id") or input.get("conversation_id") or "")
         return f"{scope}|{uid}|{action}|{ref}"
+
+
+def _facets_match(p: Profile, facets: Mapping[str, list[str]], first: bool) -> bool:
+    """LinkedIn's people-search URL facets beyond ``keywords``: ``titleFreeText`` (each of
+    its words a word of the job title) and ``company`` (contained), any case, and
+    ``network`` (``["F","S","O"]``: 1st, 2nd, 3rd+; the sandbox's people outside the
+    network are all 2nd)."""
+    title = facets.get("titleFreeText", [""])[0].lower().split()
+    company = facets.get("company", [""])[0].lower()
+    if title and not set(title) <= set(p.job_title.lower().split()):
+        return False
+    if company and company not in p.company.lower():
+        return False
+    raw = facets.get("network", [""])[0]
+    if raw:
+        try:
+            degrees = {str(d) for d in json.loads(raw)}
+        except ValueError:
+            degrees = set(raw.replace('"', "").strip("[]").split(","))
+        if ("F" if first else "S") not in degrees:
+            return False
+    return True

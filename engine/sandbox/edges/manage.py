@@ -44,7 +44,10 @@ class Manage(Reads):
         ident = self.world.add_identity(uid, name=name.strip()[:200], type=kind,
                                         provider="edges")
         ident.created_at = self.world.now
-        return JSON(self._identity_out(ident), 201)
+        # the link its owner opens to connect the LinkedIn integration (inferred: the
+        # sandbox connects the account at once; the link leads nowhere)
+        link = f"https://app.edges.run/identities/{uid}/integrations/linkedin?sandbox=1"
+        return JSON({**self._identity_out(ident), "integration_link": link}, 201)
 
     async def add_integration_webhook_route(self, request: Request) -> Response:
         """Receive the LinkedIn integration events (AUTH_EXPIRED, AUTH_SUCCESS) of the

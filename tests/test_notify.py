@@ -1,0 +1,208 @@
+"""Notices out: a Sequence's ``notify:`` target receives an AUTH_EXPIRED made in the sandbox,
+a paused sequence and a run error, each exactly once, on a loopback HTTP server (or a
+command); a failing target is retried, and the secret never reaches the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.clock import VirtualClock
+from engine.model import Notify
+from engine.run.notify import Notice, Notifier, send
+from engine.sandbox import Sandbox  # type: ignore[attr-defined,unused-ignore]
+from engine.store import Store
+from tests.conftest import ROOT, invoke
+
+EXAMPLE = ROOT / "sequences" / "notify-on-trouble.yaml"
+SECRET = "notify-secret-0123456789"
+
+
+class Receiver:
+    """A loopback HTTP server keeping every POST (headers and JSON body)."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[dict[str, str], Any]] = []
+        self.status = 200
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.got.append((dict(self.headers), json.loads(body)))
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/seqrun-notices"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def bodies(self, kind: str | None = None) -> list[Any]:
+        return [b for _, b in self.got if kind is None or b["kind"] == kind]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def manifest(tmp: Path, url: str) -> Path:
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        "http://127.0.0.1:9000/seqrun-notices", url).replace("csv: leads.csv",
+                                                             f"csv: {ROOT / 'sequences'}/leads.csv")
+    path = tmp / "notify.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_auth_expired_in_the_sandbox_reaches_the_target_once(
+    cli_dir: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SEQRUN_NOTIFY_SECRET", SECRET)
+    path = manifest(cli_dir, receiver.url)
+    code, _, err = invoke(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                          "--auto-approve", "--no-run")
+    assert code == 0, err
+    box = Sandbox.open(cli_dir / ".seqrun")
+    box.world.set_auth("ident-alice", False)  # the LinkedIn session expires
+    box.save()
+    box.close()
+    for _ in range(2):  # a second run sends nothing again
+        code, _, err = invoke(capsys, "run", "--sandbox", "--virtual-clock", "--until", "+3d")
+        assert code == 0, err
+    (notice,) = receiver.bodies()
+    headers = receiver.got[0][0]
+    assert notice["kind"] == "auth_expired" and notice["subject"] == "ident-alice"
+    assert notice["sequence"] == "notify-on-trouble"
+    assert headers["X-Seqrun-Secret"] == SECRET
+    assert headers["X-Seqrun-Notice-Id"] == notice["id"]
+    store = Store.open(None, cli_dir / ".seqrun")
+    try:
+        notified = store.events("notify-on-trouble", kind="notified")
+        assert [e.data["notice"] for e in notified] == [notice["id"]]
+    finally:
+        store.close()
+    stored = b"".join(p.read_bytes() for p in (cli_dir / ".seqrun").iterdir() if p.is_file())
+    assert SECRET.encode() not in stored
+
+    # the pause of the sequence is noticed at once, once
+    code, _, err = invoke(capsys, "pause", "notify-on-trouble")
+    assert code == 0, err
+    code, _, err = invoke(capsys, "run", "--sandbox", "--virtual-clock", "--once")
+    assert [b["subject"] for b in receiver.bodies("sequence_paused")] == ["notify-on-trouble"]
+
+
+def test_history_before_the_apply_is_not_sent(
+    cli_dir: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = Store.open(None, cli_dir / ".seqrun")
+    store.record_event("identity_paused", "ident-alice", {"status": "auth_expired"})
+    store.close()
+    path = manifest(cli_dir, receiver.url)
+    path.write_text(path.read_text().replace("    secret_env: SEQRUN_NOTIFY_SECRET\n", ""))
+    code, _, err = invoke(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                          "--auto-approve")
+    assert code == 0, err
+    assert receiver.got == []
+
+
+def test_a_failing_target_is_retried_until_it_takes_the_notice(
+    cli_dir: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SEQRUN_NOTIFY_SECRET", SECRET)
+    code, _, err = invoke(capsys, "apply", str(manifest(cli_dir, receiver.url)), "--sandbox",
+                          "--virtual-clock", "--auto-approve", "--no-run")
+    assert code == 0, err
+    box = Sandbox.open(cli_dir / ".seqrun")
+    box.world.set_auth("ident-alice", False)
+    box.save()
+    box.close()
+    receiver.status = 500
+    for answer in (500, 200, 200):
+        receiver.status = answer
+        code, _, err = invoke(capsys, "run", "--sandbox", "--virtual-clock", "--once")
+        assert code == 0, err
+    ids = [b["id"] for b in receiver.bodies()]
+    assert len(ids) == 2 and len(set(ids)) == 1  # refused once, then taken, then never again
+
+
+async def test_send_names_a_missing_secret_variable_never_a_value() -> None:
+    calls: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda r: calls.append(r) or httpx.Response(204))
+    notice = Notice("1:s", "run_error", "s", "*", VirtualClock().now(), "boom")
+    target = Notify(url="http://hooks.test/n", secret_env="SEQRUN_NOPE")
+    assert await send(target, notice, {}, transport) == (
+        "the environment variable SEQRUN_NOPE is not set")
+    assert calls == []
+    assert await send(target, notice, {"SEQRUN_NOPE": "s3cr3t-value"}, transport) is None
+    assert calls[0].headers["X-Seqrun-Secret"] == "s3cr3t-value"
+
+
+async def test_a_command_target_gets_the_notice_on_stdin(tmp_path: Path) -> None:
+    out = tmp_path / "notices.jsonl"
+    target = Notify(command=(sys.executable, "-c",
+                             f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read())"))
+    notice = Notice("7:s", "sequence_paused", "s", "s", VirtualClock().now(), "sequence")
+    assert await send(target, notice, {}) is None
+    assert json.loads(out.read_text())["id"] == "7:s"
+    failing = Notify(command=(sys.executable, "-c", "raise SystemExit(3)"))
+    assert await send(failing, notice, {}) == f"{sys.executable!r} exited 3"
+
+
+def test_a_run_error_is_noticed_once_a_day(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = manifest(cli_dir, "http://hooks.test/notices")
+    path.write_text(path.read_text().replace("    secret_env: SEQRUN_NOTIFY_SECRET\n", ""))
+    code, _, err = invoke(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                          "--auto-approve", "--no-run")
+    assert code == 0, err
+    got: list[Any] = []
+    transport = httpx.MockTransport(
+        lambda r: got.append(json.loads(r.content)) or httpx.Response(200))
+    store = Store.open(None, cli_dir / ".seqrun")
+    clock = VirtualClock()
+    notifier = Notifier(store, clock, transport=transport, env={})
+
+    async def ticks() -> None:
+        for _ in range(3):  # three ticks failing the same way
+            await notifier.deliver(["edges: the provider answered 500"])
+        clock.advance(timedelta(days=1, seconds=1))
+        await notifier.deliver(["edges: the provider answered 500"])
+
+    try:
+        asyncio.run(ticks())
+    finally:
+        store.close()
+    assert [(n["kind"], n["detail"]) for n in got] == [
+        ("run_error", "edges: the provider answered 500")] * 2
+
+
+def test_plan_warns_when_the_secret_variable_is_not_set(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEQRUN_NOTIFY_SECRET", raising=False)
+    code, _, err = invoke(capsys, "plan", str(EXAMPLE), "--sandbox")
+    assert code == 0
+    assert "notify.secret_env SEQRUN_NOTIFY_SECRET is not set" in err
+    monkeypatch.setenv("SEQRUN_NOTIFY_SECRET", SECRET)
+    code, _, err = invoke(capsys, "plan", str(EXAMPLE), "--sandbox")
+    assert code == 0 and "SEQRUN_NOTIFY_SECRET" not in err
