@@ -242,14 +242,6 @@ def build_providers(rt: Runtime, *, skip_unconfigured: bool = False) -> dict[str
     return providers
 
 
-def run_lock_ttl(virtual_clock: bool) -> timedelta:
-    """How long the ``run`` lock lives without a refresh.
-
-    It expires on the wall clock: a crashed run frees it after this long (a live one refreshes
-    it in the background, see Runner.hold_run_lock)."""
-    return timedelta(minutes=30 if virtual_clock else 10)
-
-
 # ---- plan / apply / leads ------------------------------------------------------------------
 
 
@@ -265,19 +257,15 @@ def plan(manifests: list[Manifest], *, state_dir: Path, sandbox: bool, prune: bo
 
 
 async def run_due(rt: Runtime) -> TickResult | dict[str, str]:
-    """One runner tick over every applied sequence, under the run lock; ``{"skipped": why}``
-    when another runner holds it (that one will take the due steps)."""
+    """One runner tick over every applied sequence, as one more worker: it acts for the
+    identities it can lease (its fair share beside the `seqrun run` workers alive; those
+    take the rest)."""
     runner = Runner(rt.store, build_providers(rt, skip_unconfigured=True), rt.clock,
                     settle_after=settle_after())
-    try:
-        # the same lock as `seqrun run` (never two runners at once), refreshed while it ticks
-        async with runner.hold_run_lock(run_lock_ttl(False)):
-            tick = await runner.tick()
-            rt.note_unreached(tick)
-            return tick
-    except LockError as exc:
-        _log.warning("due steps not run: %s (the running runner will take them)", exc)
-        return {"skipped": str(exc)}
+    async with runner.hold_leases():
+        tick = await runner.tick()
+    rt.note_unreached(tick)
+    return tick
 
 
 def apply(
@@ -468,7 +456,7 @@ async def drive(
                     tick_hooks=[async_schedules_hook(rt, seen)])
     end = _deadline(opts.until, rt.clock.now())
     if opts.once or (end is not None and opts.virtual_clock):
-        async with runner.hold_run_lock(run_lock_ttl(opts.virtual_clock)):
+        async with runner.hold_leases():
             if opts.once:
                 return await runner.tick()
             assert end is not None

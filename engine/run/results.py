@@ -45,6 +45,8 @@ class TickResult:
     records_dropped: int = 0  # beyond MAX_RECORDS (the counters above stay exact)
     # providers that could not be reached: name -> {host, error} (filled by engine.runtime)
     unreachable: dict[str, dict[str, str]] = field(default_factory=dict)
+    # identities this worker claimed from another worker (lease expired or released)
+    taken_over: list[str] = field(default_factory=list)
 
     def record(self, rec: StepRecord) -> None:
         if len(self.records) < MAX_RECORDS:
@@ -66,6 +68,7 @@ class TickResult:
             "kill_switch": self.killed,
             "errors": self.errors,
             "unreachable": self.unreachable,
+            "taken_over": self.taken_over,
         }
 
 
@@ -85,6 +88,7 @@ class RunSummary:
     resumed_identities: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     unreachable: dict[str, dict[str, str]] = field(default_factory=dict)  # as in TickResult
+    taken_over: list[str] = field(default_factory=list)  # as in TickResult
 
     def add(self, tick: TickResult) -> None:
         self.ticks += 1
@@ -96,6 +100,7 @@ class RunSummary:
         self.paused_identities += tick.paused_identities
         self.resumed_identities += tick.resumed_identities
         self.errors += tick.errors
+        self.taken_over += tick.taken_over
         self.ended_at = tick.at
 
     def to_json(self) -> dict[str, Any]:
@@ -112,4 +117,5 @@ class RunSummary:
             "resumed_identities": self.resumed_identities,
             "errors": self.errors,
             "unreachable": self.unreachable,
+            "taken_over": self.taken_over,
         }

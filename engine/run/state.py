@@ -87,7 +87,9 @@ class RunState:
         # identity -> its conversation cache, read once and then kept by the runner's own
         # writes (the sync's, the sent messages'); dropped when recovery wrote behind it
         self.conversations: dict[str, dict[str, ConversationRow]] = {}
-        self.holder: str | None = None  # the `run` lock holder while the lock is held
+        self.holder: str | None = None  # the `run` lock holder (or worker id) meanwhile
+        # the identities this worker holds leases on (engine.run.leases); None: every one
+        self.owned: set[str] | None = None
 
     def compiled(self, revision: str) -> CompiledSequence:
         found = self._cache.get(revision)
