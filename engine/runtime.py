@@ -56,7 +56,7 @@ from engine.sandbox.durable import DB_FILE
 from engine.serve.config import ServeConfig
 from engine.store import Store
 from engine.store import schedules as schedule_db
-from engine.store.db import has_state
+from engine.store.db import HEAD, has_state
 from engine.store.sqlite_file import make_state_dir
 from engine.views import control
 from engine.views import status as views
@@ -200,6 +200,55 @@ def open_store(state_dir: Path) -> Iterator[Store]:
         store.verify()
     finally:
         store.close()
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """``seqrun db upgrade``: the store and its schema revision before and after."""
+
+    store: str
+    was: str | None
+    now: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"store": self.store, "was": self.was, "now": self.now}
+
+
+def db_upgrade(state_dir: Path) -> Upgrade:
+    """Migrate the store (``$SEQRUN_DATABASE_URL`` or the state directory's) to this
+    seqrun's schema; every worker must then run this version (a worker of an older one
+    meets a newer schema and stops, saying so)."""
+    with open_store(state_dir) as store:
+        return Upgrade(str(store.path or store.url), store.migrated_from, HEAD)
+
+
+def run_workers(argv: list[str], count: int, *, capture: bool) -> list[tuple[int, str]]:
+    """``seqrun run --workers N``: ``argv`` (the same command without ``--workers``) as
+    ``count`` processes on this machine, each one worker on the store; SIGINT/SIGTERM are
+    passed on to them. Each one's exit code, and its stdout when ``capture``."""
+    import signal
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-m", "engine", *argv],
+                              stdout=subprocess.PIPE if capture else None, text=True)
+             for _ in range(count)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    saved = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        done: list[tuple[int, str]] = []
+        for p in procs:
+            out, _ = p.communicate()  # reads the pipe as it fills (wait() alone could block)
+            done.append((p.returncode, out or ""))
+        return done
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def read_store(state_dir: Path, read: Callable[[Store], _T]) -> _T | None:

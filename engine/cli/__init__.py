@@ -25,6 +25,7 @@ from engine import __version__
 from engine.cli import (
     apply_cmds,
     completion_cmds,
+    db_cmds,
     dnc_cmds,
     leads_cmds,
     manifest_cmds,
@@ -55,7 +56,7 @@ def cli(verbose: int) -> None:
 
 
 for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dnc_cmds,
-                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds):
+                schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds, db_cmds):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

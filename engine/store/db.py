@@ -107,6 +107,7 @@ class StoreBase:
         # other databases take the SQLAlchemy path.
         self.fast = SqliteFastPath(engine.dialect) if engine.dialect.name == "sqlite" else None
         self.store_id: str | None = None  # this store's name (kv), known once open
+        self.migrated_from: str | None = None  # the schema revision found at open
         self._file_id: FileId | None = None  # the file open (SQLite), known once open
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
@@ -157,7 +158,7 @@ class StoreBase:
         """Migrated, named (a store id in the kv table) and, for a file, its identity noted;
         the engine is disposed of when that fails."""
         try:
-            self.migrate()
+            self.migrated_from = self.migrate()
             self.store_id = self._own_id()
             if self.path is not None:
                 self._file_id = FileId.of(self.path)

@@ -81,6 +81,24 @@ class SequenceStatus:
 
 
 @dataclass(frozen=True)
+class WorkerStatus:
+    """A live `seqrun run` worker (its heartbeat not expired) and the identities it holds."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    identities: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "host": self.host, "pid": self.pid,
+                "started_at": self.started_at.isoformat(),
+                "last_heartbeat": self.heartbeat_at.isoformat(),
+                "identities": list(self.identities)}
+
+
+@dataclass(frozen=True)
 class IdentityStatus:
     id: str
     provider: str
@@ -201,6 +219,7 @@ class StatusReport:
     workflows: list[WorkflowStatus] = field(default_factory=list)
     schedules: list[ScheduleStatus] = field(default_factory=list)
     clock: str = "real"  # real | virtual: the clock `at` (and the 24 h of limits) is on
+    workers: list[WorkerStatus] = field(default_factory=list)  # live `seqrun run` workers
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -212,6 +231,7 @@ class StatusReport:
             "identities": [i.to_json() for i in self.identities],
             "workflows": [w.to_json() for w in self.workflows],
             "schedules": [s.to_json() for s in self.schedules],
+            "workers": [w.to_json() for w in self.workers],
         }
 
 
@@ -359,5 +379,7 @@ def status(
                     current, value)
     identities = _identity_statuses(store, identity_limits, identity_provider,
                                     every=name is None, now=now)
+    workers = [WorkerStatus(w.id, w.host, w.pid, w.started_at, w.heartbeat_at, w.identities)
+               for w in store.live_workers()]
     return StatusReport(now, bool(store.kv_get(*KILL_SWITCH)), sequences, identities, workflows,
-                        schedules, clock)
+                        schedules, clock, workers)
