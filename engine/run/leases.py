@@ -70,6 +70,8 @@ class IdentityLeases:
         self.started_at = utcnow()
         self._renewed = 0.0  # time.monotonic() of the last heartbeat that succeeded
         self._balanced: float | None = None  # time.monotonic() of the last balance
+        # ticks on a virtual clock come many a second: the shares are kept at most this often
+        self.rebalance_every = ttl.total_seconds() / 8
         self.fatal: str | None = None  # a newer schema: the worker stops
 
     @contextlib.asynccontextmanager
@@ -115,9 +117,9 @@ class IdentityLeases:
     def balance(self) -> list[Claimed]:
         """Renew, release the identities above a fair share, claim free ones up to it;
         the identities just claimed (their previous holder is in each). At most every
-        eighth of the lease time (ticks on a virtual clock come many a second)."""
+        ``rebalance_every`` seconds."""
         now = time.monotonic()
-        if self._balanced is not None and now - self._balanced < self.ttl.total_seconds() / 8:
+        if self._balanced is not None and now - self._balanced < self.rebalance_every:
             return []
         self._balanced = now
         self.store.reap_dead_workers()
