@@ -344,3 +344,17 @@ async def test_an_expired_workers_identities_are_taken_over_and_its_intents_reco
             await camp.play([b])
         la.state.owned = set()
     camp.check_ground_truth()  # every message once: the reconciled one was not resent
+
+
+async def test_a_running_worker_stops_when_a_newer_seqrun_migrates_the_store(
+    campaign: Campaign,
+) -> None:
+    camp = campaign
+    runner = camp.runner("a")
+    async with runner.hold_leases(timedelta(minutes=1)) as leases:
+        await runner.tick()
+        with camp.store.transaction() as c:
+            c.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+        leases.rebalance_every = 0.0
+        with pytest.raises(StoreError, match="newer than this seqrun knows"):
+            await runner.tick()
