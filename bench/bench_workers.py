@@ -68,6 +68,15 @@ def _seqrun(args: list[str], work: Path, env: dict[str, str]) -> subprocess.Pope
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process used so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def one_run(workers: int, *, leads: int, identities: int, latency: float,
             database: str | None) -> dict[str, Any]:
     url, schema = _fresh_url(database)
@@ -97,6 +106,8 @@ def one_run(workers: int, *, leads: int, identities: int, latency: float,
                 actions = store.actions()
             finally:
                 store.close()
+            worker_cpu = sum(_cpu(p.pid) for p in procs)
+            sandbox_cpu = _cpu(served.proc.pid)
             for p in procs:
                 p.terminate()
                 p.wait()
@@ -109,7 +120,10 @@ def one_run(workers: int, *, leads: int, identities: int, latency: float,
     end = max(a.finished_at or a.created_at for a in actions)
     span = (end - start).total_seconds()
     return {"workers": workers, "delivered": delivered, "calls": len(actions),
-            "span_s": round(span, 2), "delivered_per_s": round(delivered / span, 1)}
+            "span_s": round(span, 2), "delivered_per_s": round(delivered / span, 1),
+            "workers_cpu_ms_per_call": round(worker_cpu * 1000 / len(actions), 2),
+            "sandbox_cpu_ms_per_call": round(sandbox_cpu * 1000 / len(actions), 2),
+            "load_1min": round(os.getloadavg()[0], 1)}
 
 
 async def _lease_cost(url: str | None, identities: int) -> dict[str, float]:
@@ -162,7 +176,9 @@ def main() -> int:
     base = runs[0]["delivered_per_s"]
     for r in runs:
         print(f"  {r['workers']} worker(s): {r['delivered']} delivered in {r['span_s']} s = "
-              f"{r['delivered_per_s']}/s ({r['delivered_per_s'] / base:.2f} x)")
+              f"{r['delivered_per_s']}/s ({r['delivered_per_s'] / base:.2f} x); CPU a call: "
+              f"workers {r['workers_cpu_ms_per_call']} ms, sandbox "
+              f"{r['sandbox_cpu_ms_per_call']} ms; load {r['load_1min']}")
     print(f"  lease cost: balance {cost['balance_ms']} ms, heartbeat {cost['heartbeat_ms']} ms")
     return 0
 

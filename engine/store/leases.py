@@ -134,14 +134,17 @@ class Leases(StoreBase):
 
     def reap_dead_workers(self) -> list[str]:
         """Retire the workers that were processes of this host that no longer run (a
-        SIGKILL): their identities need not wait out the lease."""
+        SIGKILL): their identities need not wait out the lease. The rows of workers gone
+        for a day (another host's) are deleted on the way."""
+        w = t.workers
         with self.transaction() as c:
-            ids = [str(r.id) for r in c.execute(sa.select(t.workers.c.id))]
-        dead = [w for w in ids if dead_local_holder(w)]
+            c.execute(w.delete().where(w.c.expires_at < utcnow() - timedelta(days=1)))
+            ids = [str(r.id) for r in c.execute(sa.select(w.c.id))]
+        dead = [i for i in ids if dead_local_holder(i)]
         if dead:
             with self.transaction() as c:
-                for w in dead:
-                    self.retire_worker(w, conn=c)
+                for gone in dead:
+                    self.retire_worker(gone, conn=c)
         return dead
 
     def live_workers(self, *, conn: Connection | None = None) -> list[WorkerRow]:
