@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -27,10 +28,12 @@ from engine.model import ActionStep, Metadata, Sequence
 from engine.providers.edges.actions import EdgesProvider
 from engine.run.runner import Runner
 from engine.sandbox import Sandbox
-from engine.store import Store
+from engine.store import HEAD, Store
 from engine.store import tables as t
+from engine.store.db import MIGRATIONS
 from engine.store.locks import _pid_ns
 from engine.vocab import TERMINALS
+from tests.conftest import invoke
 
 PG_URL = os.environ.get("SEQRUN_TEST_DATABASE_URL")
 TTL = timedelta(minutes=5)
@@ -358,3 +361,52 @@ async def test_a_running_worker_stops_when_a_newer_seqrun_migrates_the_store(
         leases.rebalance_every = 0.0
         with pytest.raises(StoreError, match="newer than this seqrun knows"):
             await runner.tick()
+
+
+# ---- the CLI: db upgrade, status, --workers ---------------------------------------------------
+
+
+def test_db_upgrade_migrates_then_has_nothing_to_do(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    s = Store.open(None, cli_dir / ".seqrun")  # a store one migration behind
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with s.transaction() as c:
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "-1")
+        before = c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    s.close()
+    code, out, err = invoke(capsys, "db", "upgrade", "-o", "json")
+    assert code == 0, err
+    assert before != HEAD and json.loads(out) == {**json.loads(out), "was": before, "now": HEAD}
+    code, out, _ = invoke(capsys, "db", "upgrade")
+    assert code == 0 and f"schema at {HEAD}, nothing to do" in out
+
+
+def test_status_shows_the_live_workers_their_identities_and_last_heartbeat(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = Store.open(None, cli_dir / ".seqrun")
+    beat(s, "otherhost:7:cafe:1")
+    s.claim_identities("otherhost:7:cafe:1", IDS[:2], 2, TTL)
+    beat(s, "gone")
+    expire(s, "gone")
+    s.close()
+    code, out, err = invoke(capsys, "status", "-o", "json")
+    assert code == 0, err
+    (worker,) = json.loads(out)["workers"]
+    assert worker["id"] == "otherhost:7:cafe:1" and worker["identities"] == IDS[:2]
+    assert worker["last_heartbeat"]
+    code, out, _ = invoke(capsys, "status")
+    assert code == 0 and "WORKER" in out and "ident-00, ident-01" in out
+
+
+def test_workers_refuse_the_embedded_sandbox(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = invoke(capsys, "run", "--workers", "2", "--sandbox", "--once")
+    assert code == 2 and "seqrun sandbox serve" in err
