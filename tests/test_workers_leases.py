@@ -247,8 +247,8 @@ class Campaign:
         for s in self.stores:
             s.close()
 
-    def runner(self, name: str) -> Runner:
-        client = httpx.AsyncClient(transport=Watch(self.sandbox.transport, name, self.ledger),
+    def runner(self, name: str, watch: type[Watch] = Watch) -> Runner:
+        client = httpx.AsyncClient(transport=watch(self.sandbox.transport, name, self.ledger),
                                    base_url=self.sandbox.base_url("edges") + "/",
                                    headers=self.sandbox.headers("edges"))
         return Runner(self.open(), {"edges": EdgesProvider(client)}, self.clock,
@@ -361,6 +361,46 @@ async def test_a_running_worker_stops_when_a_newer_seqrun_migrates_the_store(
         leases.rebalance_every = 0.0
         with pytest.raises(StoreError, match="newer than this seqrun knows"):
             await runner.tick()
+
+
+async def test_a_worker_losing_a_lease_mid_wave_leaves_its_outcome_to_the_new_holder(
+    campaign: Campaign,
+) -> None:
+    """a's lease of wk-00 expires right after a's first message for it returns: a makes no
+    further call for wk-00 and does not write that outcome (b may be acting already); b takes
+    wk-00 over, reconciles the open intent (the message is in the thread: done) and sends the
+    rest. Every message once."""
+    camp = campaign
+    stolen: list[str] = []
+
+    class Steal(Watch):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await super().handle_async_request(request)
+            body = request.content.decode()
+            if not stolen and "message" in str(request.url) and WIDS[0] in body:
+                with camp.store.transaction() as c:  # the lease ran out meanwhile
+                    c.execute(t.identity_leases.update()
+                              .where(t.identity_leases.c.identity == WIDS[0])
+                              .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+                la._beat()  # a's heartbeat finds it gone
+                stolen.append(WIDS[0])
+            return response
+
+    a, b = camp.runner("a", Steal), camp.runner("b")
+    async with a.hold_leases(timedelta(minutes=1)) as la:
+        await a.tick()  # the visits
+        camp.clock.advance(timedelta(minutes=5))
+        await a.tick()  # the messages: wk-00's first one, then the lease is gone
+        assert stolen and WIDS[0] not in (la.state.owned or set())
+        wk0 = [x for x in camp.store.actions(identity=WIDS[0]) if x.action == "send_message"]
+        assert [x.status for x in wk0] == ["intent"]  # one call, its outcome not written
+        async with b.hold_leases(timedelta(minutes=1)) as lb:
+            la.rebalance_every = lb.rebalance_every = 0.0
+            camp.clock.advance(timedelta(minutes=10))
+            first = await b.tick()
+            assert WIDS[0] in first.taken_over and first.recovered == 1
+            await camp.play([a, b])
+    camp.check_ground_truth()
 
 
 # ---- the CLI: db upgrade, status, --workers ---------------------------------------------------

@@ -320,6 +320,14 @@ class Runner:
         w = ctx.w
         if not w:
             return
+        owned = self._state.owned
+        if owned is not None and ctx.identity not in owned:
+            # the lease was lost: the identity's new holder reconciles the open intents with
+            # the provider; writing these now could overwrite what it has done since
+            log.warning("identity %s: lease lost, its last outcomes are left to its new "
+                        "holder's recovery", ctx.identity)
+            ctx.w = Writes()
+            return
         self.store.write_batch(
             outcomes=w.outcomes,
             transitions=list(w.transitions.values()),
