@@ -450,3 +450,14 @@ def test_workers_refuse_the_embedded_sandbox(
 ) -> None:
     code, _, err = invoke(capsys, "run", "--workers", "2", "--sandbox", "--once")
     assert code == 2 and "seqrun sandbox serve" in err
+
+
+def test_a_run_summary_says_which_identities_were_taken_over() -> None:
+    from engine.cli.render_run import run_lines
+    from engine.run.results import RunSummary, TickResult
+
+    tick = TickResult(NOW, taken_over=["ident-01", "ident-00"])
+    summary = RunSummary(NOW, NOW)
+    summary.add(tick)
+    assert summary.to_json()["taken_over"] == ["ident-01", "ident-00"]
+    assert "took over ident-00, ident-01 from a worker" in "\n".join(run_lines(summary))
