@@ -61,7 +61,7 @@ from engine.sandbox.durable import DB_FILE
 from engine.serve.config import ServeConfig, edges_run_callback
 from engine.store import Store
 from engine.store import schedules as schedule_db
-from engine.store.db import has_state
+from engine.store.db import HEAD, has_state
 from engine.store.sqlite_file import make_state_dir
 from engine.views import control
 from engine.views import fanout as fanout_views
@@ -212,6 +212,55 @@ def open_store(state_dir: Path) -> Iterator[Store]:
         store.close()
 
 
+@dataclass(frozen=True)
+class Upgrade:
+    """``seqrun db upgrade``: the store and its schema revision before and after."""
+
+    store: str
+    was: str | None
+    now: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"store": self.store, "was": self.was, "now": self.now}
+
+
+def db_upgrade(state_dir: Path) -> Upgrade:
+    """Migrate the store (``$SEQRUN_DATABASE_URL`` or the state directory's) to this
+    seqrun's schema; every worker must then run this version (a worker of an older one
+    meets a newer schema and stops, saying so)."""
+    with open_store(state_dir) as store:
+        return Upgrade(str(store.path or store.url), store.migrated_from, HEAD)
+
+
+def run_workers(argv: list[str], count: int, *, capture: bool) -> list[tuple[int, str]]:
+    """``seqrun run --workers N``: ``argv`` (the same command without ``--workers``) as
+    ``count`` processes on this machine, each one worker on the store; SIGINT/SIGTERM are
+    passed on to them. Each one's exit code, and its stdout when ``capture``."""
+    import signal
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-m", "engine", *argv],
+                              stdout=subprocess.PIPE if capture else None, text=True)
+             for _ in range(count)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    saved = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        done: list[tuple[int, str]] = []
+        for p in procs:
+            out, _ = p.communicate()  # reads the pipe as it fills (wait() alone could block)
+            done.append((p.returncode, out or ""))
+        return done
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def read_store(state_dir: Path, read: Callable[[Store], _T]) -> _T | None:
     """``read`` over the store alone (``dnc list``, ``leads list``); None, and no state
     directory made, when nothing was applied there yet."""
@@ -253,14 +302,6 @@ def build_providers(rt: Runtime, *, skip_unconfigured: bool = False) -> dict[str
     return providers
 
 
-def run_lock_ttl(virtual_clock: bool) -> timedelta:
-    """How long the ``run`` lock lives without a refresh.
-
-    It expires on the wall clock: a crashed run frees it after this long (a live one refreshes
-    it in the background, see Runner.hold_run_lock)."""
-    return timedelta(minutes=30 if virtual_clock else 10)
-
-
 # ---- plan / apply / leads ------------------------------------------------------------------
 
 
@@ -280,20 +321,16 @@ def plan(
 
 
 async def run_due(rt: Runtime) -> TickResult | dict[str, str]:
-    """One runner tick over every applied sequence, under the run lock; ``{"skipped": why}``
-    when another runner holds it (that one will take the due steps)."""
+    """One runner tick over every applied sequence, as one more worker: it acts for the
+    identities it can lease (its fair share beside the `seqrun run` workers alive; those
+    take the rest)."""
     runner = Runner(rt.store, build_providers(rt, skip_unconfigured=True), rt.clock,
                     settle_after=settle_after(), tick_hooks=[notify_hook(rt)],
                     async_callback=edges_run_callback(ServeConfig.from_env()))
-    try:
-        # the same lock as `seqrun run` (never two runners at once), refreshed while it ticks
-        async with runner.hold_run_lock(run_lock_ttl(False)):
-            tick = await runner.tick()
-            rt.note_unreached(tick)
-            return tick
-    except LockError as exc:
-        _log.warning("due steps not run: %s (the running runner will take them)", exc)
-        return {"skipped": str(exc)}
+    async with runner.hold_leases():
+        tick = await runner.tick()
+    rt.note_unreached(tick)
+    return tick
 
 
 def apply(
@@ -590,7 +627,7 @@ async def drive(
                     async_callback=edges_run_callback(ServeConfig.from_env()))
     end = _deadline(opts.until, rt.clock.now())
     if opts.once or (end is not None and opts.virtual_clock):
-        async with runner.hold_run_lock(run_lock_ttl(opts.virtual_clock)):
+        async with runner.hold_leases():
             if opts.once:
                 return await runner.tick()
             assert end is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -281,18 +282,26 @@ def test_finished_lead_stays_held(work: Path, capsys: pytest.CaptureFixture[str]
     assert data["enroll"] == [] and {s["reason"] for s in data["skipped"]} == {"held"}
 
 
-def test_apply_does_not_run_while_a_runner_holds_the_lock(
+def test_apply_does_not_act_for_identities_a_running_worker_holds(
     work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """apply's run is one more worker: the identities a live `seqrun run` worker (here on
+    another host) holds leases on are left to it; apply acts for the free one only."""
     s = store(work)
-    with s.lock("run"):
-        code, out, err = invoke(capsys, "apply", "seq.yaml", "--auto-approve", "--sandbox",
-                             "--virtual-clock", "-o", "json")
+    other = "otherhost:1:feedbeef:1"
+    s.heartbeat(other, timedelta(minutes=5), host="otherhost", pid=1, started_at=datetime.now(UTC))
+    assert [c.identity for c in s.claim_identities(other, ["ident-alice"], 1,
+                                                   timedelta(minutes=5))] == ["ident-alice"]
     s.close()
+    code, out, err = invoke(capsys, "apply", "seq.yaml", "--auto-approve", "--sandbox",
+                            "--virtual-clock", "-o", "json")
     assert code == 0, err
     result = json.loads(out)
     assert result["sequences"][0]["enrolled"] == 3
-    assert "lock" in result["run"]["skipped"]
+    s = store(work)
+    acted = {a.identity for a in s.actions()}
+    s.close()
+    assert acted == {"ident-bob"}
 
 
 SCHEDULE = """\

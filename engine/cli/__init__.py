@@ -25,6 +25,7 @@ from engine import __version__
 from engine.cli import (
     apply_cmds,
     completion_cmds,
+    db_cmds,
     dnc_cmds,
     identity_cmds,
     leads_cmds,
@@ -59,7 +60,7 @@ def cli(verbose: int) -> None:
 
 for _module in (manifest_cmds, apply_cmds, run_cmds, status_cmds, leads_cmds, dnc_cmds,
                 schedule_cmds, sandbox_cmds, serve_cmds, completion_cmds, test_cmds,
-                identity_cmds, workflow_cmds):
+                identity_cmds, workflow_cmds, db_cmds):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

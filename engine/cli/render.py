@@ -442,6 +442,17 @@ def render_status(report: StatusReport, out: Console | None = None) -> None:
         render_workflow_status(report.workflows, out)
     if report.schedules:
         render_schedule_status(report.schedules, out)
+    if report.workers:
+        render_workers(report.workers, out)
+
+
+def render_workers(workers: Iterable[Any], out: Console | None = None) -> None:
+    """``seqrun status``: the live `seqrun run` workers, their identities, last heartbeat."""
+    out = out or console()
+    head = ("WORKER", "HOST", "PID", "IDENTITIES", "LAST HEARTBEAT (UTC)")
+    rows = [(w.id, w.host, str(w.pid), ", ".join(w.identities) or "-",
+             _when(w.heartbeat_at.isoformat())) for w in workers]
+    print_table(out, head, rows, right=(2,))
 
 
 def _guardrail_status(g: dict[str, Any]) -> list[str]:

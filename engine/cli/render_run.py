@@ -37,6 +37,9 @@ def run_lines(result: TickResult | RunSummary) -> list[str]:
         lines.append(f"identity {ident} paused (AUTH_EXPIRED): its leads wait for re-auth")
     for ident in data["resumed_identities"]:
         lines.append(f"identity {ident} healthy again: its leads resumed")
+    if data.get("taken_over"):
+        lines.append(f"took over {', '.join(sorted(set(data['taken_over'])))} from a worker "
+                     "gone or stopped (their interrupted actions reconciled first)")
     for error in data.get("errors", []):
         lines.append(f"error: {error} (logged; the other identities ran)")
     return lines

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
               help="Run until this time (+duration from now, or an ISO date-time).")
 @click.option("--poll-interval", type=float, default=30.0, show_default=True,
               help="Daemon: longest sleep between ticks, in seconds.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Start this many worker processes on this machine (each takes a fair "
+                   "share of the identities; at scale run separate `seqrun run` processes "
+                   "on one SEQRUN_DATABASE_URL instead).")
 @output_option()
 @state_dir_option()
 def run_cmd(
@@ -47,6 +51,7 @@ def run_cmd(
     virtual_clock: bool,
     until: str | None,
     poll_interval: float,
+    workers: int,
     output: str,
     state_dir: Path,
 ) -> int:
@@ -60,6 +65,13 @@ def run_cmd(
     if virtual_clock and not (once or until):
         raise UsageError("--virtual-clock needs --until (or --once): simulated time never ends")
     check_virtual_clock(sandbox, virtual_clock)
+    if workers > 1:
+        if sandbox:
+            raise UsageError("--workers needs providers the workers share: the embedded "
+                             "sandbox (--sandbox) lives in one process; serve it "
+                             "(`seqrun sandbox serve`) and point the workers at it")
+        return _run_workers(workers, once=once, until=until, poll_interval=poll_interval,
+                            output=output, state_dir=state_dir)
     opts = runtime.RunOptions(once=once, until=parse_until(until) if until else None,
                               virtual_clock=virtual_clock, poll_interval=poll_interval,
                               progress=_progress(output, once))
@@ -71,6 +83,27 @@ def run_cmd(
     result = outcome.result
     warn_unreachable(result.unreachable, done=result.actions > 0, postponed=result.postponed)
     return 1 if outcome.result.errors else 0
+
+
+def _run_workers(count: int, *, once: bool, until: str | None, poll_interval: float,
+                 output: str, state_dir: Path) -> int:
+    """``count`` processes of this command (without --workers); the worst exit code."""
+    import json
+
+    from engine import runtime  # deferred: see the module's note
+
+    argv = ["run", *(["--once"] if once else []), *(["--until", until] if until else []),
+            "--poll-interval", str(poll_interval), "-o", output, "--state-dir", str(state_dir)]
+    done = runtime.run_workers(argv, count, capture=output == "json")
+    if output == "json":
+        outs = []
+        for code, out in done:
+            try:
+                outs.append({"exit_code": code, **json.loads(out)})
+            except ValueError:
+                outs.append({"exit_code": code})
+        render.print_json({"workers": outs})
+    return max(code for code, _ in done)
 
 
 def _progress(output: str, once: bool) -> type[RunProgress] | None:

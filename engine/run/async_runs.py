@@ -150,8 +150,12 @@ class AsyncRuns:
             mine.setdefault(intent.identity, []).append(
                 (intent, entry if isinstance(entry, dict) else None))
         old = (self.clock.now() - self.settings.settle_after).isoformat()
+        owned = self.state.owned  # a worker: another's runs are its own to settle
         for stale, entry in entries.items():  # its intent was settled (by recovery, or
             # before a crash); a fresh one may be another process's submission in flight
+            if (owned is not None and isinstance(entry, dict)
+                    and entry.get("identity") not in owned):
+                continue
             if not isinstance(entry, dict) or str(entry.get("submitted_at") or "") < old:
                 self.store.kv_delete(NS, stale)
         in_flight: set[int] = set()

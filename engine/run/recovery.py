@@ -61,6 +61,9 @@ class Recovery:
         unresolved: set[int] = set()
         if pending is None:
             pending = self.store.pending_intents()
+        owned = self.state.owned
+        if owned is not None:  # a worker: its own identities' intents only
+            pending = [p for p in pending if p.identity in owned]
         if not pending:
             return unresolved
         statuses = {i.id: i for i in self.store.list_identities()}

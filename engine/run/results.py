@@ -47,6 +47,8 @@ class TickResult:
     records_dropped: int = 0  # beyond MAX_RECORDS (the counters above stay exact)
     # providers that could not be reached: name -> {host, error} (filled by engine.runtime)
     unreachable: dict[str, dict[str, str]] = field(default_factory=dict)
+    # identities this worker claimed from another worker (lease expired or released)
+    taken_over: list[str] = field(default_factory=list)
 
     def record(self, rec: StepRecord) -> None:
         if len(self.records) < MAX_RECORDS:
@@ -69,6 +71,7 @@ class TickResult:
             "errors": self.errors,
             "unreachable": self.unreachable,
             **_async_counts(self.submitted, self.async_settled),
+            "taken_over": self.taken_over,
         }
 
 
@@ -90,6 +93,7 @@ class RunSummary:
     resumed_identities: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     unreachable: dict[str, dict[str, str]] = field(default_factory=dict)  # as in TickResult
+    taken_over: list[str] = field(default_factory=list)  # as in TickResult
 
     def add(self, tick: TickResult) -> None:
         self.ticks += 1
@@ -103,6 +107,7 @@ class RunSummary:
         self.paused_identities += tick.paused_identities
         self.resumed_identities += tick.resumed_identities
         self.errors += tick.errors
+        self.taken_over += tick.taken_over
         self.ended_at = tick.at
 
     def to_json(self) -> dict[str, Any]:
@@ -120,6 +125,7 @@ class RunSummary:
             "errors": self.errors,
             "unreachable": self.unreachable,
             **_async_counts(self.submitted, self.async_settled),
+            "taken_over": self.taken_over,
         }
 
 

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import random
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from engine.run.async_runs import ASYNC, AsyncRuns
 from engine.run.experiments import Experiments
 from engine.run.guards import Guards
 from engine.run.inbound import Inbound
+from engine.run.leases import IdentityLeases, LeaseLost, lease_ttl
 from engine.run.locks import RUN_LOCK, RunLock
 from engine.run.moves import Moves
 from engine.run.outcomes import Outcomes
@@ -65,7 +66,7 @@ from engine.run.state import (
 )
 from engine.run.steps import Steps
 from engine.run.sync import Sync
-from engine.store import ActionRow, EnrollmentRow, LeadRow, LockHandle, Store
+from engine.store import ActionRow, EnrollmentRow, IdentityRow, LeadRow, LockHandle, Store
 from engine.vocab import KILL_SWITCH
 
 __all__ = [
@@ -147,6 +148,7 @@ class Runner:
         self._experiments = Experiments(state)  # declared A/B tests: looks, promotions
         self._known_identities: set[str] = set()
         self._blocked = False  # something waits on the provider (see run_until)
+        self._leases: IdentityLeases | None = None  # a worker among others (hold_leases)
 
     @property
     def holder(self) -> str | None:
@@ -170,6 +172,22 @@ class Runner:
         runner before its next provider call (the tick raises :class:`LockError`)."""
         return self._lock.hold(ttl)
 
+    @contextlib.asynccontextmanager
+    async def hold_leases(self, ttl: timedelta | None = None) -> AsyncIterator[IdentityLeases]:
+        """Run as one worker among any number on this store (``seqrun run`` processes):
+        every tick first keeps a fair share of the identities leased (:mod:`engine.run.leases`)
+        and acts only for those; the leases are renewed in the background every ``ttl / 4``
+        and released at the end. A worker that dies frees its identities after ``ttl`` (at
+        once when it was a process of this host), and the next holder reconciles their open
+        intents before anything of theirs is sent."""
+        leases = IdentityLeases(self._state, ttl or lease_ttl())
+        async with leases.hold():
+            self._leases = leases
+            try:
+                yield leases
+            finally:
+                self._leases = None
+
     async def recover(
         self, result: TickResult | None = None, pending: list[ActionRow] | None = None
     ) -> set[int]:
@@ -185,14 +203,18 @@ class Runner:
         result = TickResult(self.clock.now())
         # first the received webhooks: an AUTH_EXPIRED pauses its identity before it acts
         self._inbound.drain(result)
+        if self._leases is not None:
+            self._take_over(self._leases, result)
         with self.store.transaction() as conn:  # the tick's reads, one short transaction
             killed = self.store.kv_get(*KILL_SWITCH, conn=conn)
             pending = self.store.pending_intents(conn=conn)
-            identities = self.store.list_identities(conn=conn)
+            identities = self._mine(self.store.list_identities(conn=conn))
             sequences = self.store.list_sequences(conn=conn)
         if killed:
             result.killed = True
             return result
+        if self._state.owned is not None:  # a worker: its own identities' intents only
+            pending = [p for p in pending if p.identity in self._state.owned]
         # the guardrails: the Policy, the caps, the rollouts (a failed canary pauses)
         self._guards.begin(result.at, sequences)
         in_flight: set[int] = set()
@@ -206,7 +228,7 @@ class Runner:
         if any(i.status == "auth_expired" for i in identities):
             await self._sync.resume_healthy(result, identities)
         if pending or result.paused_identities or result.resumed_identities:
-            identities = self.store.list_identities()
+            identities = self._mine(self.store.list_identities())
         self._blocked = bool(unresolved) or any(i.status == "auth_expired" for i in identities)
         self._state.identity_rows = {i.id: i for i in identities}
         self._experiments.check()  # a promoted winner is what this tick sends
@@ -219,6 +241,25 @@ class Runner:
         self._lock.check()
         return result
 
+    def _mine(self, identities: list[IdentityRow]) -> list[IdentityRow]:
+        """The identities this runner acts for (a worker: those it holds leases on)."""
+        owned = self._state.owned
+        return identities if owned is None else [i for i in identities if i.id in owned]
+
+    def _take_over(self, leases: IdentityLeases, result: TickResult) -> None:
+        """Keep this worker's fair share of the identities; forget what was cached about the
+        ones just claimed (another worker acted for them meanwhile). Their open intents are
+        reconciled by this tick's recovery before anything of theirs is sent."""
+        for claimed in leases.balance():
+            identity = claimed.identity
+            state = self._state
+            state.conversations.pop(identity, None)
+            state.last_sync.pop(identity, None)
+            state.sync_failures.pop(identity, None)
+            if claimed.previous is not None and claimed.previous != leases.id:
+                result.taken_over.append(identity)
+                log.info("took over identity %s from %s", identity, claimed.previous)
+
     async def _run_batches(
         self, unresolved: set[int], statuses: Mapping[str, str], result: TickResult
     ) -> None:
@@ -229,7 +270,8 @@ class Runner:
         seen: set[int] = set()
         while True:
             with self.store.transaction() as conn:
-                due = self.store.due_enrollments(now, limit=due_batch, conn=conn)
+                due = self.store.due_enrollments(now, limit=due_batch,
+                                                 identities=self._state.owned, conn=conn)
                 fresh = [e for e in due if e.id not in seen]
                 if not fresh:
                     break
@@ -285,6 +327,8 @@ class Runner:
     ) -> None:
         try:
             await self._run_waves(ctx, batch, leads, result, dnc)
+        except LeaseLost as exc:  # another worker holds it now: not an error of this run
+            log.warning("%s: stopped acting for it", exc)
         except SeqrunError as exc:  # a refused key, a lost lock...: one line, no traceback
             log.error(
                 "identity %s: tick failed: %s",
@@ -300,6 +344,14 @@ class Runner:
 
     def _flush(self, ctx: IdentityTick, conn: Connection | None = None) -> None:
         if not ctx.w:
+            return
+        owned = self._state.owned
+        if owned is not None and ctx.identity not in owned:
+            # the lease was lost: the identity's new holder reconciles the open intents with
+            # the provider; writing these now could overwrite what it has done since
+            log.warning("identity %s: lease lost, its last outcomes are left to its new "
+                        "holder's recovery", ctx.identity)
+            ctx.w = Writes()
             return
         write_buffered(self.store, ctx.w, conn)
         ctx.w = Writes()
@@ -329,6 +381,8 @@ class Runner:
                 if skip(ctx, p, result):  # not called (paused, saturated, replied): no intent
                     continue
                 self._lock.check()  # a lost lock: no intent, no call
+                if self._leases is not None:
+                    self._leases.check(ctx.identity)  # a lost lease: no intent, no call
                 if p.compiled.sequence is not None and p.compiled.sequence.is_async(p.step):
                     new = await submit(ctx, p, self._log_intent(ctx, p, ASYNC), result)
                 else:
@@ -425,7 +479,7 @@ class Runner:
             # Jump to the next due time; step in `step`s only while something waits on the
             # provider (a paused identity's health, an intent not yet reconciled).
             target = min(now + step, until) if self._blocked else until
-            nxt = self.store.next_due_at()
+            nxt = self.store.next_due_at(identities=self._state.owned)
             if nxt is not None and nxt < target:
                 target = max(nxt, now + timedelta(seconds=1))
             await self.clock.sleep((target - now).total_seconds())
@@ -436,9 +490,11 @@ class Runner:
         *,
         stop: asyncio.Event | None = None,
         on_tick: Callable[[TickResult], None] | None = None,
+        ttl: timedelta | None = None,
     ) -> RunSummary:
         """The daemon: tick, sleep until the next due time (at most ``poll_interval``), until
-        SIGINT/SIGTERM (or ``stop``). Holds the ``run`` lock so two daemons never race."""
+        SIGINT/SIGTERM (or ``stop``). A worker among any number on the store (hold_leases):
+        it wakes at least every half lease time to keep its fair share of the identities."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
@@ -448,17 +504,16 @@ class Runner:
                 installed.append(sig)
         summary = RunSummary(self.clock.now(), self.clock.now())
         try:
-            ttl = timedelta(seconds=max(120, poll_interval * 4))
-            async with self.hold_run_lock(ttl) as held:
+            async with self.hold_leases(ttl) as leases:
+                longest = min(poll_interval, leases.ttl.total_seconds() / 2)
                 while not stop.is_set():
                     tick = await self.tick()
                     summary.add(tick)
                     if on_tick is not None:
                         on_tick(tick)
-                    held.refresh()
                     now = self.clock.now()
-                    nxt = self.store.next_due_at()
-                    wait = poll_interval
+                    nxt = self.store.next_due_at(identities=self._state.owned)
+                    wait = longest
                     if nxt is not None:
                         wait = min(wait, max(0.0, (nxt - now).total_seconds()))
                     with contextlib.suppress(TimeoutError):
@@ -467,4 +522,3 @@ class Runner:
             for sig in installed:
                 loop.remove_signal_handler(sig)
         return summary
-

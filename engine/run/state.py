@@ -98,12 +98,14 @@ class RunState:
         # identity -> its conversation cache, read once and then kept by the runner's own
         # writes (the sync's, the sent messages'); dropped when recovery wrote behind it
         self.conversations: dict[str, dict[str, ConversationRow]] = {}
-        self.holder: str | None = None  # the `run` lock holder while the lock is held
+        self.holder: str | None = None  # the `run` lock holder (or worker id) meanwhile
         # (sequence, step) -> the variant a decided experiment promoted (engine.run.experiments)
         self.promoted: dict[tuple[str, str], str] = {}
         # (identity, action) -> when its async runs still in flight were submitted: they
         # count against the identity's limits until their outcome does
         self.in_flight: dict[tuple[str, str], list[datetime]] = {}
+        # the identities this worker holds leases on (engine.run.leases); None: every one
+        self.owned: set[str] | None = None
 
     def compiled(self, revision: str) -> CompiledSequence:
         found = self._cache.get(revision)

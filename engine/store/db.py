@@ -25,13 +25,35 @@ from engine.store.tables import kv
 
 log = logging.getLogger(__name__)
 
-HEAD = "0007"  # the newest migration in engine/store/migrations/versions (a test checks it)
+HEAD = "0008"  # the newest migration in engine/store/migrations/versions (a test checks it)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ENV_URL = "SEQRUN_DATABASE_URL"
 #: the kv row naming a store: a running process checks it is still on the store it opened
 STORE_ID = ("store", "id")
 _ID_SELECT = sa.select(kv.c.value_json).where(kv.c.ns == STORE_ID[0], kv.c.key == STORE_ID[1])
 _ID_SQL = f"SELECT value_json FROM kv WHERE ns = '{STORE_ID[0]}' AND key = '{STORE_ID[1]}'"
+
+
+_MIGRATE_KEY = 0x5E9_2D4  # the PostgreSQL advisory lock key of migrations
+
+
+def known_revisions() -> set[str]:
+    """The migration revisions this seqrun knows (the files' numbers)."""
+    return {p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*.py")}
+
+
+def schema_revision(conn: Connection) -> str | None:
+    """The store's schema revision (None: no tables yet)."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    found = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    return None if found is None else str(found)
+
+
+def newer_schema(store: object, revision: str) -> str:
+    return (f"the store {store} has schema revision {revision}, newer than this seqrun knows "
+            f"(its newest is {HEAD}): a newer seqrun migrated it; upgrade seqrun on this "
+            "machine (every worker runs the same version)")
 
 
 def normalize_url(url: str) -> str:
@@ -85,6 +107,7 @@ class StoreBase:
         # other databases take the SQLAlchemy path.
         self.fast = SqliteFastPath(engine.dialect) if engine.dialect.name == "sqlite" else None
         self.store_id: str | None = None  # this store's name (kv), known once open
+        self.migrated_from: str | None = None  # the schema revision found at open
         self._file_id: FileId | None = None  # the file open (SQLite), known once open
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
@@ -135,7 +158,7 @@ class StoreBase:
         """Migrated, named (a store id in the kv table) and, for a file, its identity noted;
         the engine is disposed of when that fails."""
         try:
-            self.migrate()
+            self.migrated_from = self.migrate()
             self.store_id = self._own_id()
             if self.path is not None:
                 self._file_id = FileId.of(self.path)
@@ -188,14 +211,21 @@ class StoreBase:
         if self.store_id is not None and found != self.store_id:
             raise StoreError(self._gone("was replaced by another store"))
 
-    def migrate(self) -> None:
-        """``alembic upgrade head``; a no-op (one query) when already at head."""
+    def migrate(self) -> str | None:
+        """``alembic upgrade head``; a no-op (one query) when already at head. Returns the
+        revision the store was at (None: a new store). A store migrated by a newer seqrun is
+        refused (StoreError): this version does not know its tables.
+
+        On PostgreSQL the check and the upgrade hold a transaction-level advisory lock, so
+        workers starting at once migrate once (SQLite's BEGIN IMMEDIATE does that already)."""
         with self.transaction() as conn:
-            current = None
-            if sa.inspect(conn).has_table("alembic_version"):
-                current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_KEY})
+            current = schema_revision(conn)
             if current == HEAD:
-                return
+                return current
+            if current is not None and current not in known_revisions():
+                raise StoreError(newer_schema(self.path or self.url, current))
             # deferred: alembic is a heavy import that a store already at head never needs
             from alembic import command
             from alembic.config import Config
@@ -205,6 +235,7 @@ class StoreBase:
             cfg.attributes["connection"] = conn
             log.info("migrating the store from %s to %s", current, HEAD)
             command.upgrade(cfg, "head")
+            return current
 
     def close(self) -> None:
         self.engine.dispose()

@@ -4,7 +4,7 @@ moves; terminal states carry ``next_due_at = NULL``)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -149,13 +149,21 @@ class Enrollments(StoreBase):
         return out
 
     def due_enrollments(
-        self, now: datetime, *, limit: int | None = None, conn: Connection | None = None
+        self,
+        now: datetime,
+        *,
+        limit: int | None = None,
+        identities: Collection[str] | None = None,
+        conn: Connection | None = None,
     ) -> list[EnrollmentRow]:
         """Enrollments due at ``now`` (by the ``next_due_at`` index): not paused, sequence not
-        paused. Terminal enrollments carry ``next_due_at = NULL`` so they never show up."""
+        paused; only those of ``identities`` when given (a worker's leases). Terminal
+        enrollments carry ``next_due_at = NULL`` so they never show up."""
+        if identities is not None and not identities:
+            return []
         if self.fast is not None:
             with self.tx(conn) as c:
-                return self.fast.due_enrollments(c, now, limit)
+                return self.fast.due_enrollments(c, now, limit, identities)
         paused_seqs = sa.select(t.sequences.c.name).where(t.sequences.c.paused == sa.true())
         q = (
             sa.select(t.enrollments)
@@ -166,19 +174,25 @@ class Enrollments(StoreBase):
             )
             .order_by(t.enrollments.c.next_due_at, t.enrollments.c.id)
         )
+        if identities is not None:
+            q = q.where(t.enrollments.c.identity.in_(sorted(identities)))
         if limit is not None:
             q = q.limit(limit)
         with self.tx(conn) as c:
             return [enrollment_row(r) for r in c.execute(q)]
 
-    def next_due_at(self, *, conn: Connection | None = None) -> datetime | None:
-        """The earliest ``next_due_at`` among runnable enrollments."""
+    def next_due_at(
+        self, *, identities: Collection[str] | None = None, conn: Connection | None = None
+    ) -> datetime | None:
+        """The earliest ``next_due_at`` among runnable enrollments (of ``identities``)."""
         paused_seqs = sa.select(t.sequences.c.name).where(t.sequences.c.paused == sa.true())
         q = sa.select(sa.func.min(t.enrollments.c.next_due_at)).where(
             t.enrollments.c.next_due_at.is_not(None),
             t.enrollments.c.paused == sa.false(),
             t.enrollments.c.sequence.not_in(paused_seqs),
         )
+        if identities is not None:
+            q = q.where(t.enrollments.c.identity.in_(sorted(identities)))
         with self.tx(conn) as c:
             value = c.execute(q).scalar()
         if value is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ _DUE_SQL = (
     "SELECT id, lead_id, sequence, revision, identity, state, next_due_at, attempts, "
     "step_entered_at, paused, last_error, waiting FROM enrollments "
     "WHERE next_due_at <= ? AND paused = 0 "
-    "AND sequence NOT IN (SELECT name FROM sequences WHERE paused = 1) "
+    "AND sequence NOT IN (SELECT name FROM sequences WHERE paused = 1) {identities}"
     "ORDER BY next_due_at, id"
 )
 _ACTION_TIMES_SQL = (
@@ -166,10 +166,16 @@ class SqliteFastPath:
         yield from _driver(c).execute(_IN_SQL[name].format(marks=marks), chunk)
 
     def due_enrollments(
-        self, c: Connection, now: datetime, limit: int | None
+        self,
+        c: Connection,
+        now: datetime,
+        limit: int | None,
+        identities: Collection[str] | None = None,
     ) -> list[EnrollmentRow]:
-        sql = _DUE_SQL + ("" if limit is None else f" LIMIT {int(limit)}")
-        rows = _driver(c).execute(sql, (db_time(now),)).fetchall()
+        only = sorted(identities) if identities is not None else []
+        where = f"AND identity IN ({','.join('?' * len(only))}) " if only else ""
+        sql = _DUE_SQL.format(identities=where) + ("" if limit is None else f" LIMIT {int(limit)}")
+        rows = _driver(c).execute(sql, (db_time(now), *only)).fetchall()
         return [
             EnrollmentRow(
                 r[0],

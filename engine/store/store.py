@@ -28,6 +28,7 @@ from engine.store.funnel import FunnelCounts
 from engine.store.identities import Identities
 from engine.store.kv import KV
 from engine.store.leads import Leads
+from engine.store.leases import Leases
 from engine.store.locks import Locks
 from engine.store.sequences import Sequences
 
@@ -45,5 +46,6 @@ class Store(
     Conversations,
     Identities,
     DoNotContact,
+    Leases,
 ):
     """The runtime state. Open with :meth:`open`; safe to share within one process."""

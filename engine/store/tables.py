@@ -296,3 +296,29 @@ inbound_events = sa.Table(
         postgresql_where=sa.text("consumed_at IS NULL"),
     ),
 )
+
+# ---- workers and identity leases (engine.store.leases) ---------------------------------------
+
+# A `seqrun run` worker alive on this store: its heartbeat renews ``expires_at``; a row whose
+# ``expires_at`` passed is a worker gone (its leases expire too).
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),  # HOST:PID:TOKEN:PIDNS
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# One row per identity once a worker claimed it: held by ``worker`` until ``expires_at``
+# (renewed by its heartbeat); free when expired or released (``worker`` NULL).
+identity_leases = sa.Table(
+    "identity_leases",
+    metadata,
+    sa.Column("identity", sa.String(200), primary_key=True),
+    sa.Column("worker", sa.String(200), nullable=True),
+    sa.Column("acquired_at", UTCDateTime, nullable=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)

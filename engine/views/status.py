@@ -91,6 +91,24 @@ class SequenceStatus:
 
 
 @dataclass(frozen=True)
+class WorkerStatus:
+    """A live `seqrun run` worker (its heartbeat not expired) and the identities it holds."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    identities: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "host": self.host, "pid": self.pid,
+                "started_at": self.started_at.isoformat(),
+                "last_heartbeat": self.heartbeat_at.isoformat(),
+                "identities": list(self.identities)}
+
+
+@dataclass(frozen=True)
 class IdentityStatus:
     id: str
     provider: str
@@ -213,6 +231,7 @@ class StatusReport:
     clock: str = "real"  # real | virtual: the clock `at` (and the 24 h of limits) is on
     # the Policy's organisation budgets: action -> {budget, used} over the last 24 h
     budgets: dict[str, dict[str, int]] = field(default_factory=dict)
+    workers: list[WorkerStatus] = field(default_factory=list)  # live `seqrun run` workers
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -225,6 +244,7 @@ class StatusReport:
             "identities": [i.to_json() for i in self.identities],
             "workflows": [w.to_json() for w in self.workflows],
             "schedules": [s.to_json() for s in self.schedules],
+            "workers": [w.to_json() for w in self.workers],
         }
 
 
@@ -392,9 +412,11 @@ def status(
                     current, value)
     identities = _identity_statuses(store, identity_limits, identity_provider,
                                     every=name is None, now=now)
+    workers = [WorkerStatus(w.id, w.host, w.pid, w.started_at, w.heartbeat_at, w.identities)
+               for w in store.live_workers()]
     sequences = [replace(s, guardrails=_guardrails(store, s.name, now)) for s in sequences]
     return StatusReport(now, bool(store.kv_get(*KILL_SWITCH)), sequences, identities, workflows,
-                        schedules, clock, _budgets(store, now))
+                        schedules, clock, _budgets(store, now), workers)
 
 
 def _guardrails(store: Store, name: str, now: datetime) -> dict[str, Any]:
