@@ -1,7 +1,7 @@
 """workers and identity_leases: many `seqrun run` workers on one store
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03
 
 A worker's heartbeat row, and one lease row per identity (the worker holding it and until
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
