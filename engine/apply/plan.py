@@ -46,9 +46,15 @@ from engine.apply.leads import (
     plan_enrollments,
     plan_lead_updates,
 )
+from engine.apply.preflight import (
+    ProviderFor,
+    RowChecker,
+    check_identities,
+    refused_failures,
+)
 from engine.compile.machine import compile_sequence
 from engine.errors import PlanError, Problem, UsageError
-from engine.manifest.leads import LeadImport, read_leads
+from engine.manifest.leads import URL_COLUMN, LeadImport, read_leads
 from engine.manifest.loader import load_with_warnings
 from engine.model import Manifest, Schedule, Sequence, WaitStep, Workflow
 from engine.serve.config import receiver_warnings
@@ -110,6 +116,8 @@ class SequencePlan:
     in_flight: tuple[InFlightGroup, ...] = ()
     migrate: Mapping[str, str] = field(default_factory=dict)
     leads_refused: tuple[Problem, ...] = ()
+    # preflight: rows that would fail (a template, a length, a URL), never in `enroll`
+    bad_rows: tuple[Problem, ...] = ()
     manifest: Any = None
     # seconds from entering a step to its first due time (a wait's duration), None: terminal
     entry_delay: Mapping[str, float | None] = field(default_factory=dict)
@@ -169,6 +177,10 @@ class SequencePlan:
             ],
             "migrate": dict(self.migrate),
             "leads_refused": [str(p) for p in self.leads_refused],
+            "bad_rows": [
+                {"file": p.file, "line": p.line, "where": p.path, "message": p.message}
+                for p in self.bad_rows
+            ],
             "changes": self.has_changes,
         }
 
@@ -211,6 +223,26 @@ class Plan:
     schedules: Any = None  # engine.apply.schedules.SchedulePlan
     created_at: datetime | None = None
     warnings: tuple[str, ...] = ()  # a manifest needs `seqrun serve` and none is configured
+    skip_bad_rows: bool = False  # the bad rows are left out (else the plan fails)
+
+    @property
+    def bad_rows(self) -> tuple[Problem, ...]:
+        return tuple(p for s in self.sequences for p in s.bad_rows)
+
+    @property
+    def failed(self) -> bool:
+        """Rows would fail and were not to be skipped: `plan` exits 1, `apply` refuses."""
+        return bool(self.bad_rows) and not self.skip_bad_rows
+
+    def failure(self, *, listed: bool = False) -> PlanError:
+        """The error of a failed plan: its first bad rows (unless the plan shown before
+        ``listed`` them) and what to do."""
+        rows = sorted(self.bad_rows)
+        shown = "" if listed else "".join(f"{p}\n" for p in rows[:20])
+        more = f"... and {len(rows) - 20} more\n" if len(rows) > 20 and not listed else ""
+        lines = len({(p.file, p.line) for p in rows})
+        return PlanError(f"{shown}{more}preflight: {lines} lead row(s) would fail; fix them, "
+                         "or pass --skip-bad-rows to enroll the others (nothing was changed)")
 
     @property
     def has_changes(self) -> bool:
@@ -230,6 +262,8 @@ class Plan:
             "schedules": None if self.schedules is None
             else self.schedules.to_json(redacted=redacted),
             "warnings": list(self.warnings),
+            "bad_rows": len({(p.file, p.line) for p in self.bad_rows}),
+            "skip_bad_rows": self.skip_bad_rows,
         }
 
 
@@ -273,20 +307,25 @@ def plan_sequence(
     """The plan of one sequence against the store (reads only)."""
     revision, initial = _compiled(seq)
     if leads is None and seq.leads.csv is not None:
-        leads = read_leads(seq.leads.csv)
+        leads = read_leads(_shown(seq.leads.csv))
     steps = tuple(s.id for s in seq.steps)
+    rows = leads.rows if leads else []
+    bad: list[Problem] = refused_failures(leads) if leads else []
     with store.transaction() as conn:
         current = store.get_sequence(seq.name, conn=conn)
         if current is not None and current.kind != "Sequence":
             raise PlanError(f"{seq.name!r} already exists as a {current.kind}")
-        enroll, skipped, already = plan_enrollments(
-            store,
-            sequence=seq.name,
-            identities=seq.identities,
-            rows=leads.rows if leads else (),
-            conn=conn,
-            pending=pending,
-        )
+
+        def enrollments(rows: list[dict[str, str]]) -> Any:
+            return plan_enrollments(store, sequence=seq.name, identities=seq.identities,
+                                    rows=rows, conn=conn, pending=pending)
+
+        enroll, skipped, already = enrollments(rows)
+        failing = _preflight(seq, leads, {e.profile_url for e in enroll}) if leads else {}
+        if failing:  # planned again without them: the others are spread over the identities
+            bad.extend(p for problems in failing.values() for p in problems)
+            enroll, skipped, already = enrollments(
+                [r for r in rows if r[URL_COLUMN] not in failing])
         update = plan_lead_updates(
             store, rows=leads.rows if leads else (), enrolled=already, conn=conn
         )
@@ -306,9 +345,32 @@ def plan_sequence(
         in_flight=tuple(in_flight),
         migrate=dict(seq.migrate),
         leads_refused=tuple(leads.refused) if leads else (),
+        bad_rows=tuple(sorted(bad)),
         manifest=_manifest_json(seq),
         entry_delay=_entry_delays(seq),
     )
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it is below it: problems name
+    ``leads.csv:LINE`` as the user would type it."""
+    try:
+        return path.absolute().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _preflight(seq: Sequence, leads: LeadImport, enrolled: set[str]) -> dict[str, list[Problem]]:
+    """The rows to be enrolled that would fail (engine.apply.preflight), by URL."""
+    checker = RowChecker(seq)
+    out: dict[str, list[Problem]] = {}
+    for row, line in zip(leads.rows, leads.lines, strict=True):
+        url = row[URL_COLUMN]
+        if url in enrolled:
+            problems = checker.check_row(row, leads.path, line)
+            if problems:
+                out[url] = problems
+    return out
 
 
 def _entry_delays(seq: Sequence) -> dict[str, float | None]:
@@ -385,14 +447,24 @@ async def make_plan(
     client_for: ClientFor | None = None,
     now: datetime | None = None,
     prune: bool = False,
+    skip_bad_rows: bool = False,
+    provider_for: ProviderFor | None = None,
 ) -> Plan:
     """Plan every manifest: Sequences here, Workflows and Schedules through their modules.
-    ``prune`` also plans deleting managed Schedules no manifest declares any more."""
+    ``prune`` also plans deleting managed Schedules no manifest declares any more.
+
+    Preflight (engine.apply.preflight): lead rows that would fail are left out of the
+    enrollments and listed (``Plan.failed`` unless ``skip_bad_rows``); with ``provider_for``
+    the identities are checked at the provider, and a bad one raises PlanError at its
+    manifest line."""
     manifests = list(manifests)
     names = Counter((m.kind, m.name) for m in manifests)
     dupes = sorted(f"{k} {n}" for (k, n), c in names.items() if c > 1)
     if dupes:
         raise PlanError(f"defined more than once: {', '.join(dupes)}")
+    warnings = list(receiver_warnings(manifests))
+    if provider_for is not None:
+        warnings.extend(await _check_identities(manifests, store, provider_for))
     pending: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     seq_plans: list[SequencePlan] = []
     for m in manifests:
@@ -406,5 +478,17 @@ async def make_plan(
     schedules = await _plan_schedules(
         [m for m in manifests if isinstance(m, Schedule)], store, client_for, prune
     )
-    return Plan(sequences, workflows, schedules, now, tuple(receiver_warnings(manifests)))
+    return Plan(sequences, workflows, schedules, now, tuple(warnings), skip_bad_rows)
+
+
+async def _check_identities(
+    manifests: list[Manifest], store: Store, provider_for: ProviderFor
+) -> list[str]:
+    """Warnings (a provider not checked); PlanError naming each bad identity's line."""
+    stored = {i.id: i.status for i in store.list_identities()}
+    problems, warnings = await check_identities(
+        [m for m in manifests if isinstance(m, Sequence)], provider_for, stored)
+    if problems:
+        raise PlanError("\n".join(str(p) for p in sorted(problems)))
+    return warnings
 

@@ -15,6 +15,7 @@ from engine.cli.options import (
     output_option,
     prune_option,
     sandbox_option,
+    skip_bad_rows_option,
     state_dir_option,
     virtual_clock_option,
 )
@@ -36,27 +37,36 @@ if TYPE_CHECKING:
               help="Exit 2 when there are changes (0 none, 1 error).")
 @click.option("-out", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Save the (Schedule) plan for `seqrun apply FILE`.")
+@skip_bad_rows_option()
 @prune_option()
 @output_option()
 @sandbox_option()
 @state_dir_option()
 def plan_cmd(
-    paths: tuple[str, ...], detailed_exitcode: bool, out: Path | None, prune: bool, output: str,
-    sandbox: bool, state_dir: Path,
+    paths: tuple[str, ...], detailed_exitcode: bool, out: Path | None, skip_bad_rows: bool,
+    prune: bool, output: str, sandbox: bool, state_dir: Path,
 ) -> int:
     """Show what `seqrun apply` would do: revisions, leads to enroll or skip, migrations,
-    workflows to run, schedules to create, replace or delete."""
+    workflows to run, schedules to create, replace or delete.
+
+    Preflight: every template is rendered for every lead to enroll; rows that would fail
+    (an empty value without a default, a text over the provider's maximum, a refused URL) are
+    listed as FILE:LINE and the plan exits 1, unless --skip-bad-rows. The identities are
+    checked at the provider (with --sandbox, or when its credentials are set)."""
     from engine import runtime  # deferred: see the module's note
 
     manifests = load_manifests(paths)
     if out is not None and any(m.kind != "Schedule" for m in manifests):
         raise UsageError("-out saves Schedule plans only; plan Sequences and Workflows "
                          "without it (`seqrun apply` re-plans them)")
-    plan = runtime.plan(manifests, state_dir=state_dir, sandbox=sandbox, prune=prune)
+    plan = runtime.plan(manifests, state_dir=state_dir, sandbox=sandbox, prune=prune,
+                        skip_bad_rows=skip_bad_rows)
     if output == "json":
         render.print_json(plan.to_json(redacted=True))  # callback header values never shown
     else:
         render.render_plan(plan)
+    if plan.failed:
+        raise plan.failure(listed=output != "json")
     if out is not None and plan.schedules is not None:
         save_plan_file(plan.schedules, out)
         if output != "json":
@@ -70,6 +80,7 @@ def plan_cmd(
 @click.option("--auto-approve", is_flag=True, help="Skip the prompt (required when not a TTY).")
 @click.option("--no-run", is_flag=True, help="Persist and enroll, but do not run due steps.")
 @virtual_clock_option("With --sandbox: use the sandbox's persisted virtual clock.")
+@skip_bad_rows_option()
 @prune_option()
 @output_option()
 @sandbox_option()
@@ -79,6 +90,7 @@ def apply_cmd(
     auto_approve: bool,
     no_run: bool,
     virtual_clock: bool,
+    skip_bad_rows: bool,
     prune: bool,
     output: str,
     sandbox: bool,
@@ -97,7 +109,7 @@ def apply_cmd(
                             state_dir=state_dir)
     result = apply_manifests(paths, auto_approve=auto_approve, no_run=no_run, prune=prune,
                              output=output, sandbox=sandbox, virtual_clock=virtual_clock,
-                             state_dir=state_dir)
+                             state_dir=state_dir, skip_bad_rows=skip_bad_rows)
     _print_apply(result, output)
     # applied, but a provider could not be reached: a warning, exit 3 when nothing was done
     warn_unreachable(result.unreachable, done=_did_something(result),
@@ -139,6 +151,7 @@ def apply_manifests(
     sandbox: bool,
     virtual_clock: bool,
     state_dir: Path,
+    skip_bad_rows: bool = False,
 ) -> ApplyResult:
     """`apply` of manifest files (validate, plan, ask, persist, enroll, run the due steps)."""
     from engine import runtime  # deferred: see the module's note
@@ -147,7 +160,7 @@ def apply_manifests(
     check_virtual_clock(sandbox, virtual_clock)
     return runtime.apply(manifests, approve=plan_approver(auto_approve, output), run=not no_run,
                          prune=prune, state_dir=state_dir, sandbox=sandbox,
-                         virtual_clock=virtual_clock)
+                         virtual_clock=virtual_clock, skip_bad_rows=skip_bad_rows)
 
 
 def _print_apply(result: ApplyResult, output: str) -> None:

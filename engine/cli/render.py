@@ -51,7 +51,7 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
     """terraform-style summary of a Plan."""
     out = out or console()
     for sp in plan.sequences:
-        _render_sequence_plan(sp, out)
+        _render_sequence_plan(sp, out, skip_bad_rows=plan.skip_bad_rows)
     for wp in plan.workflows:
         out.print(f"[green]+[/] Workflow [bold]{wp.name}[/] ({wp.provider}) will run:")
         out.print("    " + json.dumps(wp.body, indent=2, ensure_ascii=False).replace(
@@ -75,7 +75,7 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
                   f"{len(plan.workflows)} workflow(s) to run.")
 
 
-def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
+def _render_sequence_plan(sp: SequencePlan, out: Console, *, skip_bad_rows: bool = False) -> None:
     mark = {"create": "[green]+[/]", "update": "[yellow]~[/]", "unchanged": " "}[sp.action]
     head = f"{mark} Sequence [bold]{sp.name}[/] ({sp.provider}) revision {sp.revision}"
     if sp.action == "update":
@@ -96,8 +96,24 @@ def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
         else:
             out.print(f"      {g.count} in-flight lead(s) at '{g.state}' keep revision "
                       f"{g.revision}")
+    bad = {(p.file, p.line, p.path, p.message) for p in sp.bad_rows}
     for p in sp.leads_refused:
-        out.print(f"    [red]! refused row {p}[/]")
+        if (p.file, p.line, p.path, p.message) not in bad:  # a duplicate: a warning
+            out.print(f"    [dim]! refused row {p}[/]", markup=True)
+    _render_bad_rows(sp, out, skip_bad_rows)
+
+
+def _render_bad_rows(sp: SequencePlan, out: Console, skipped: bool) -> None:
+    """Preflight's failing rows, one line each (the first 50; `-o json` has them all)."""
+    if not sp.bad_rows:
+        return
+    rows = len({(p.file, p.line) for p in sp.bad_rows})
+    verdict = "skipped (--skip-bad-rows)" if skipped else "would fail"
+    out.print(f"    [red]! {rows} lead row(s) {verdict}, not enrolled:[/]")
+    for p in sp.bad_rows[:50]:
+        out.print(f"        ! {p}", markup=False, style="red")
+    if len(sp.bad_rows) > 50:
+        out.print(f"        ... and {len(sp.bad_rows) - 50} more problem(s)")
 
 
 def _render_enroll(sp: SequencePlan, out: Console) -> None:

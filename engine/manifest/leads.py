@@ -28,6 +28,7 @@ class LeadImport:
     path: str
     rows: list[dict[str, str]] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the file line of each row of ``rows``
 
     @property
     def taken(self) -> int:
@@ -161,6 +162,7 @@ def parse_leads(lines: Iterable[str], filename: str) -> LeadImport:
             continue
         seen[row[URL_COLUMN]] = line
         result.rows.append(row)
+        result.lines.append(line)
     return result
 
 
@@ -175,7 +177,9 @@ def _check_row(
     except ValueError as exc:
         return Problem(filename, line, 1, URL_COLUMN, str(exc))
     if url in seen:
-        return Problem(filename, line, 1, URL_COLUMN, f"duplicate of line {seen[url]} ({url})")
+        # not a failure: the first row of the lead is taken (preflight does not count it)
+        return Problem(filename, line, 1, URL_COLUMN, f"duplicate of line {seen[url]} ({url})",
+                       "warning")
     tz = row.get("timezone")
     if tz and not known_timezone(tz):
         return Problem(filename, line, 1, "timezone", f"unknown IANA timezone {tz!r}")

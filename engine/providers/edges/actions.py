@@ -378,6 +378,16 @@ class EdgesProvider:
         return False
 
     async def identity_healthy(self, identity: str) -> bool:
+        return await self.identity_status(identity) == "active"
+
+    async def identity_status(self, identity: str) -> str:
+        ident = await self._find_identity(identity)
+        if ident is None:
+            return "unknown"
+        return "active" if _identity_ok(ident) else "auth_expired"
+
+    async def _find_identity(self, identity: str) -> Mapping[str, Any] | None:
+        """The identity's entry in ``GET /identities`` (paged), or None."""
         page = 1
         while page <= _MAX_PAGES:
             response = await request(
@@ -393,14 +403,14 @@ class EdgesProvider:
             )
             for ident in items:
                 if isinstance(ident, dict) and identity in (ident.get("uid"), ident.get("id")):
-                    return _identity_ok(ident)
+                    return ident
             if not items or not (
                 response.headers.get("X-Pagination-Next")
                 or (isinstance(payload, dict) and payload.get("has_more"))
             ):
-                return False
+                return None
             page += 1
-        return False
+        return None
 
 
 def _identity_ok(ident: Mapping[str, Any]) -> bool:
