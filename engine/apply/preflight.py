@@ -146,6 +146,16 @@ class RowChecker:
         return out
 
 
+def check_leads(seqs: Iterable[Sequence], leads: LeadImport) -> list[Problem]:
+    """Every row of ``leads`` that would fail in any of ``seqs`` (``validate --leads``: no
+    store, so every row counts as one to enroll), sorted by line; a row's problems once."""
+    found = set(refused_failures(leads))
+    for seq in seqs:
+        for problems in RowChecker(seq).check_file(leads).values():
+            found.update(problems)
+    return sorted(found)
+
+
 def refused_failures(leads: LeadImport) -> list[Problem]:
     """The rows the reader refused that would fail (bad URL or timezone, unreadable row);
     duplicates are warnings, not failures."""
