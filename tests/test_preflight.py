@@ -4,8 +4,8 @@ enrolled without --skip-bad-rows and the others with it; identities checked at t
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
