@@ -79,5 +79,5 @@ def test_required_examples_are_present() -> None:
 def test_pre_commit_hook_is_declared() -> None:
     (hook,) = load_documents(ROOT / ".pre-commit-hooks.yaml")[0].data
     assert hook["id"] == "seqrun-validate"
-    assert hook["entry"] == "seqrun validate" and hook["language"] == "python"
+    assert hook["entry"] == "seqrun validate --only-seqrun" and hook["language"] == "python"
     assert hook["files"] == r"\.(ya?ml)$"

@@ -14,14 +14,15 @@ from engine.model import Manifest, Sequence, Workflow
 
 
 def validate(
-    paths: tuple[str, ...], strict: bool, output: str, leads: Path | None = None
+    paths: tuple[str, ...], strict: bool, output: str, leads: Path | None = None,
+    only_seqrun: bool = False,
 ) -> int:
     """Load every manifest under ``paths``; 0 when all are valid, 1 otherwise. With ``leads``,
     also preflight its rows against every Sequence (a failing row fails the validation)."""
     from engine.manifest import loader  # deferred: jsonschema
 
     try:
-        manifests = loader.load(paths, strict=strict)
+        manifests = loader.load(paths, strict=strict, only_seqrun=only_seqrun)
         warnings = list(loader.last_warnings)
         if leads is not None:
             rows = _preflight_leads(manifests, leads)
@@ -111,12 +112,15 @@ def graph(file: str, fmt: str, name: str | None) -> int:
 @click.option("--leads", "leads", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Preflight this leads CSV's rows against the Sequences (templates, lengths, "
                    "URLs); a row that would fail is an error at FILE:LINE.")
+@click.option("--only-seqrun", is_flag=True,
+              help="Skip YAML that is not a seqrun manifest (no `apiVersion: seqrun/...`), "
+                   "as the pre-commit hook does.")
 @output_option(None)
 def validate_command(
-    paths: tuple[str, ...], strict: bool, leads: Path | None, output: str
+    paths: tuple[str, ...], strict: bool, leads: Path | None, only_seqrun: bool, output: str
 ) -> int:
     """Validate manifests (files, or directories of *.yaml / *.yml): schema, lint, references."""
-    return validate(paths, strict, output, leads)
+    return validate(paths, strict, output, leads, only_seqrun)
 
 
 @click.command("schema")
