@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -103,12 +103,15 @@ def plan_enrollments(
     rows: Iterable[Mapping[str, str]],
     conn: sa.Connection,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
+    admit: Callable[[int, Mapping[str, str]], bool] | None = None,
 ) -> tuple[list[EnrollPlan], list[SkipPlan], dict[str, int]]:
     """Which rows to enroll (and on which identity), skip, or leave: those already enrolled,
     by URL, with their lead id (for :func:`plan_lead_updates`).
 
     ``pending`` adds holders not yet in the store (url -> [(sequence, identity, state)]): the
-    enrollments planned for the sequences before this one in the same plan.
+    enrollments planned for the sequences before this one in the same plan. ``admit(i, row)``
+    is asked about each row (its index in ``rows``) that would be enrolled: False leaves it
+    out (preflight), before it takes an identity.
     """
     rows = list(rows)
     ids = store.lead_ids([r[URL_COLUMN] for r in rows], conn=conn)
@@ -122,7 +125,7 @@ def plan_enrollments(
     enroll: list[EnrollPlan] = []
     skipped: list[SkipPlan] = []
     already: dict[str, int] = {}
-    for row in rows:
+    for i, row in enumerate(rows):
         url = row[URL_COLUMN]
         lead_id = ids.get(url)
         held = list(holders.get(lead_id, [])) if lead_id is not None else []
@@ -137,6 +140,8 @@ def plan_enrollments(
             continue
         if not identities:
             raise PlanError(f"sequence {sequence!r} has no identities to enroll leads on")
+        if admit is not None and not admit(i, row):
+            continue
         identity = min(identities, key=lambda i: (load[i], order[i]))
         load[identity] += 1
         enroll.append(EnrollPlan(url, identity, lead_data(row)))

@@ -54,7 +54,7 @@ from engine.apply.preflight import (
 )
 from engine.compile.machine import compile_sequence
 from engine.errors import PlanError, Problem, UsageError
-from engine.manifest.leads import URL_COLUMN, LeadImport, read_leads
+from engine.manifest.leads import LeadImport, read_leads
 from engine.manifest.loader import load_with_warnings
 from engine.model import Manifest, Schedule, Sequence, WaitStep, Workflow
 from engine.serve.config import receiver_warnings
@@ -309,23 +309,20 @@ def plan_sequence(
     if leads is None and seq.leads.csv is not None:
         leads = read_leads(_shown(seq.leads.csv))
     steps = tuple(s.id for s in seq.steps)
-    rows = leads.rows if leads else []
     bad: list[Problem] = refused_failures(leads) if leads else []
     with store.transaction() as conn:
         current = store.get_sequence(seq.name, conn=conn)
         if current is not None and current.kind != "Sequence":
             raise PlanError(f"{seq.name!r} already exists as a {current.kind}")
-
-        def enrollments(rows: list[dict[str, str]]) -> Any:
-            return plan_enrollments(store, sequence=seq.name, identities=seq.identities,
-                                    rows=rows, conn=conn, pending=pending)
-
-        enroll, skipped, already = enrollments(rows)
-        failing = _preflight(seq, leads, {e.profile_url for e in enroll}) if leads else {}
-        if failing:  # planned again without them: the others are spread over the identities
-            bad.extend(p for problems in failing.values() for p in problems)
-            enroll, skipped, already = enrollments(
-                [r for r in rows if r[URL_COLUMN] not in failing])
+        enroll, skipped, already = plan_enrollments(
+            store,
+            sequence=seq.name,
+            identities=seq.identities,
+            rows=leads.rows if leads else (),
+            conn=conn,
+            pending=pending,
+            admit=_preflight(seq, leads, bad) if leads else None,
+        )
         update = plan_lead_updates(
             store, rows=leads.rows if leads else (), enrolled=already, conn=conn
         )
@@ -360,17 +357,19 @@ def _shown(path: Path) -> Path:
         return path
 
 
-def _preflight(seq: Sequence, leads: LeadImport, enrolled: set[str]) -> dict[str, list[Problem]]:
-    """The rows to be enrolled that would fail (engine.apply.preflight), by URL."""
+def _preflight(
+    seq: Sequence, leads: LeadImport, bad: list[Problem]
+) -> Callable[[int, Mapping[str, str]], bool]:
+    """Whether a row to be enrolled passes preflight (engine.apply.preflight); the problems
+    of one that does not go to ``bad``."""
     checker = RowChecker(seq)
-    out: dict[str, list[Problem]] = {}
-    for row, line in zip(leads.rows, leads.lines, strict=True):
-        url = row[URL_COLUMN]
-        if url in enrolled:
-            problems = checker.check_row(row, leads.path, line)
-            if problems:
-                out[url] = problems
-    return out
+
+    def admit(i: int, row: Mapping[str, str]) -> bool:
+        problems = checker.check_row(row, leads.path, leads.lines[i])
+        bad.extend(problems)
+        return not problems
+
+    return admit
 
 
 def _entry_delays(seq: Sequence) -> dict[str, float | None]:
