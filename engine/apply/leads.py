@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from engine.apply import APPLY_LOCK, META_NS
 from engine.errors import PlanError, Problem
-from engine.manifest.leads import URL_COLUMN, read_leads
+from engine.manifest.leads import URL_COLUMN, read_lead_chunks
 from engine.store import Store
 
 # ---- plan objects ---------------------------------------------------------------------------
@@ -104,6 +104,8 @@ def plan_enrollments(
     conn: sa.Connection,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
     admit: Callable[[int, Mapping[str, str]], bool] | None = None,
+    dnc: Mapping[str, str | None] | None = None,
+    load: Counter[str] | None = None,
 ) -> tuple[list[EnrollPlan], list[SkipPlan], dict[str, int]]:
     """Which rows to enroll (and on which identity), skip, or leave: those already enrolled,
     by URL, with their lead id (for :func:`plan_lead_updates`).
@@ -111,16 +113,17 @@ def plan_enrollments(
     ``pending`` adds holders not yet in the store (url -> [(sequence, identity, state)]): the
     enrollments planned for the sequences before this one in the same plan. ``admit(i, row)``
     is asked about each row (its index in ``rows``) that would be enrolled: False leaves it
-    out (preflight), before it takes an identity.
+    out (preflight), before it takes an identity. ``dnc``: the do-not-contact list when the
+    caller already read it (an import in chunks), else it is read here; ``load``: the
+    enrollments per identity so far, counted here when None, else taken (and kept up to
+    date) from the caller, so that chunks of one import do not count the table again.
     """
     rows = list(rows)
     ids = store.lead_ids([r[URL_COLUMN] for r in rows], conn=conn)
     holders = store.enrollments_of_leads(ids.values(), conn=conn)
-    dnc = store.do_not_contact(conn=conn)
-    load: Counter[str] = Counter({i: 0 for i in identities})
-    for identity, count in store.count_by_identity(sequence, conn=conn).items():
-        if identity in load:
-            load[identity] = count
+    dnc = store.do_not_contact(conn=conn) if dnc is None else dnc
+    if load is None:
+        load = identity_load(store, sequence, identities, conn)
     order = {ident: n for n, ident in enumerate(identities)}
     enroll: list[EnrollPlan] = []
     skipped: list[SkipPlan] = []
@@ -146,6 +149,17 @@ def plan_enrollments(
         load[identity] += 1
         enroll.append(EnrollPlan(url, identity, lead_data(row)))
     return enroll, skipped, already
+
+
+def identity_load(
+    store: Store, sequence: str, identities: tuple[str, ...], conn: sa.Connection
+) -> Counter[str]:
+    """How many enrollments of ``sequence`` each of ``identities`` holds."""
+    load: Counter[str] = Counter({i: 0 for i in identities})
+    for identity, count in store.count_by_identity(sequence, conn=conn).items():
+        if identity in load:
+            load[identity] = count
+    return load
 
 
 def plan_lead_updates(
@@ -289,26 +303,34 @@ def import_leads(
 ) -> LeadsImportResult:
     """Read a leads CSV and enroll its rows into an applied sequence (same rules as plan).
 
-    The file is read completely first (LeadsError: nothing written); the enrollments are
-    written in one transaction under the ``apply`` lock.
+    The file is streamed in chunks (:func:`read_lead_chunks`), each planned and written in
+    bulk, all in one transaction under the ``apply`` lock: memory stays bounded whatever the
+    file's size, and a file that turns out unreadable (LeadsError) writes nothing. Rows are
+    spread over the identities as one pass would (each chunk sees the ones before it).
     """
-    leads = read_leads(path)
     meta = store.kv_get(META_NS, sequence)
     current = store.get_sequence(sequence)
     if current is None or not isinstance(meta, dict):
         raise PlanError(f"no applied sequence named {sequence!r}; run `seqrun apply` first")
-    result = LeadsImportResult(sequence, str(path), leads.taken, list(leads.refused))
+    result = LeadsImportResult(sequence, str(path), 0, [])
     identities = tuple(meta.get("identities") or ())
     with store.lock(APPLY_LOCK), store.transaction() as conn:
-        enroll, skipped, already = plan_enrollments(
-            store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn
-        )
-        result.skipped, result.already_enrolled = skipped, len(already)
-        updates = plan_lead_updates(store, rows=leads.rows, enrolled=already, conn=conn)
-        result.updated = update_leads(store, conn, updates, now=now, trigger="import")
-        result.enrolled = enroll_leads(
-            store, conn, sequence=sequence, revision=current.current_revision,
-            initial=str(meta["initial"]), plans=enroll, now=now, trigger="import",
-            source=str(path),
-        )
+        dnc = store.do_not_contact(conn=conn)
+        load = identity_load(store, sequence, identities, conn)
+        for leads in read_lead_chunks(path):
+            result.taken += leads.taken
+            result.refused.extend(leads.refused)
+            enroll, skipped, already = plan_enrollments(
+                store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn,
+                dnc=dnc, load=load,
+            )
+            result.skipped.extend(skipped)
+            result.already_enrolled += len(already)
+            updates = plan_lead_updates(store, rows=leads.rows, enrolled=already, conn=conn)
+            result.updated += update_leads(store, conn, updates, now=now, trigger="import")
+            result.enrolled += enroll_leads(
+                store, conn, sequence=sequence, revision=current.current_revision,
+                initial=str(meta["initial"]), plans=enroll, now=now, trigger="import",
+                source=str(path),
+            )
     return result
