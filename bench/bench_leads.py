@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the manifests are written as a user writes them)
 """Benchmark: ``seqrun leads import`` and ``seqrun plan`` of big leads files (issue 14, "Speed").
 
 Run: ``python bench/bench_leads.py [--rows 100000,1000000] [--json]``. For each size it writes a

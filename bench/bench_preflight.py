@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the manifests are written as a user writes them)
 """Benchmark: preflight of a leads file (issue 14, "Speed").
 
 Run: ``python bench/bench_preflight.py [--rows 100000] [--json]``. It writes a sequence with 4

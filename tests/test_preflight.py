@@ -3,11 +3,13 @@ enrolled without --skip-bad-rows and the others with it; identities checked at t
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -246,3 +248,63 @@ def test_without_credentials_identities_are_not_checked(
            "EDGES_API_KEY is not set" in capsys.readouterr().err
     assert main(["plan", "seq.yaml", "--skip-bad-rows", "--sandbox"]) == 1
     assert "identity 'ident-alcie' is unknown to edges" in capsys.readouterr().err
+
+
+# ---- streaming: the same rules whatever the chunk size ------------------------------------------
+
+
+def big_csv(path: Path) -> Path:
+    rows = ["linkedin_profile_url,first_name,company_name,pain_point"]
+    for i in range(23):
+        rows.append(f"https://www.linkedin.com/in/Lead-{i}/?trk=x,N{i},C{i},p")
+        if i % 5 == 4:  # a duplicate in another form, further down (often in another chunk)
+            rows.append(f"linkedin.com/in/lead-{i - 3}#top,N,C,p")
+    rows.append("https://example.com/x,N,C,p")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def import_with_chunks(tmp_path: Path, name: str, size: int,
+                       monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[tuple[str, str]]]:
+    from engine.apply.leads import import_leads
+    from engine.manifest import leads as lead_files
+
+    monkeypatch.setattr(lead_files, "CHUNK_ROWS", size)
+    store = Store.open(None, tmp_path / name)
+    try:
+        seq = sequence(tmp_path)
+        asyncio.run(apply([replace(seq, leads=replace(seq.leads, csv=None))], store=store,
+                          clock=VirtualClock(T0), approve=lambda p: True))
+        store.add_do_not_contact("https://www.linkedin.com/in/lead-7", "asked")
+        result = import_leads(big_csv(tmp_path / "big.csv"), "pf", store=store, now=T0)
+        spread = sorted((store.get_lead(e.lead_id).profile_url, e.identity)  # type: ignore[union-attr]
+                        for e in store.enrollments())
+        return result, spread
+    finally:
+        store.close()
+
+
+def test_import_in_chunks_keeps_dedupe_dnc_and_spread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole, spread = import_with_chunks(tmp_path, "one", 10_000, monkeypatch)
+    chunked, spread_chunked = import_with_chunks(tmp_path, "many", 3, monkeypatch)
+    assert chunked.to_json() == whole.to_json()
+    assert spread_chunked == spread
+    assert (whole.taken, whole.enrolled, len(whole.skipped)) == (23, 22, 1)
+    assert [p.line for p in whole.refused] == [7, 13, 19, 25, 29]  # 4 duplicates, 1 bad URL
+    assert {i for _, i in spread} == {"ident-alice", "ident-bob"}
+    assert sum(i == "ident-alice" for _, i in spread) == 11
+
+
+async def test_plan_in_chunks_equals_one_pass(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.manifest import leads as lead_files
+
+    seq = sequence(tmp_path)
+    big_csv(tmp_path / "leads.csv")
+    whole = (await make_plan([seq], store=store, now=T0)).to_json()
+    monkeypatch.setattr(lead_files, "CHUNK_ROWS", 4)
+    assert (await make_plan([seq], store=store, now=T0)).to_json() == whole
+    assert len(whole["sequences"][0]["enroll"]) == 23

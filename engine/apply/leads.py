@@ -33,7 +33,7 @@ from engine.store import Store
 # ---- plan objects ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a plan of a million leads holds a million of them
 class EnrollPlan:
     profile_url: str
     identity: str

@@ -43,6 +43,7 @@ from engine.apply.leads import (
     EnrollPlan,
     LeadUpdate,
     SkipPlan,
+    identity_load,
     plan_enrollments,
     plan_lead_updates,
 )
@@ -54,7 +55,7 @@ from engine.apply.preflight import (
 )
 from engine.compile.machine import compile_sequence
 from engine.errors import PlanError, Problem, UsageError
-from engine.manifest.leads import LeadImport, read_leads
+from engine.manifest.leads import LeadImport, read_lead_chunks
 from engine.manifest.loader import load_with_warnings
 from engine.model import Manifest, Schedule, Sequence, WaitStep, Workflow
 from engine.serve.config import receiver_warnings
@@ -304,28 +305,40 @@ def plan_sequence(
     leads: LeadImport | None = None,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
 ) -> SequencePlan:
-    """The plan of one sequence against the store (reads only)."""
+    """The plan of one sequence against the store (reads only). The leads file is streamed
+    in chunks (engine.manifest.leads.read_lead_chunks): only what the plan keeps of a row
+    stays in memory."""
     revision, initial = _compiled(seq)
-    if leads is None and seq.leads.csv is not None:
-        leads = read_leads(_shown(seq.leads.csv))
+    chunks: Iterable[LeadImport] = (
+        [leads] if leads is not None
+        else read_lead_chunks(_shown(seq.leads.csv)) if seq.leads.csv is not None
+        else [])
     steps = tuple(s.id for s in seq.steps)
-    bad: list[Problem] = refused_failures(leads) if leads else []
+    checker = RowChecker(seq)
+    bad: list[Problem] = []
+    refused: list[Problem] = []
+    enroll: list[EnrollPlan] = []
+    skipped: list[SkipPlan] = []
+    update: list[LeadUpdate] = []
+    already = 0
     with store.transaction() as conn:
         current = store.get_sequence(seq.name, conn=conn)
         if current is not None and current.kind != "Sequence":
             raise PlanError(f"{seq.name!r} already exists as a {current.kind}")
-        enroll, skipped, already = plan_enrollments(
-            store,
-            sequence=seq.name,
-            identities=seq.identities,
-            rows=leads.rows if leads else (),
-            conn=conn,
-            pending=pending,
-            admit=_preflight(seq, leads, bad) if leads else None,
-        )
-        update = plan_lead_updates(
-            store, rows=leads.rows if leads else (), enrolled=already, conn=conn
-        )
+        dnc = store.do_not_contact(conn=conn)
+        load = identity_load(store, seq.name, seq.identities, conn)
+        for chunk in chunks:
+            refused.extend(chunk.refused)
+            bad.extend(refused_failures(chunk))
+            e, s, a = plan_enrollments(
+                store, sequence=seq.name, identities=seq.identities, rows=chunk.rows,
+                conn=conn, pending=pending, admit=_preflight(checker, chunk, bad), dnc=dnc,
+                load=load,
+            )
+            enroll.extend(e)
+            skipped.extend(s)
+            already += len(a)
+            update.extend(plan_lead_updates(store, rows=chunk.rows, enrolled=a, conn=conn))
         in_flight = _in_flight(seq, store, revision, steps, conn)
     return SequencePlan(
         name=seq.name,
@@ -337,11 +350,11 @@ def plan_sequence(
         steps=steps,
         enroll=tuple(enroll),
         skipped=tuple(skipped),
-        already_enrolled=len(already),
+        already_enrolled=already,
         update=tuple(update),
         in_flight=tuple(in_flight),
         migrate=dict(seq.migrate),
-        leads_refused=tuple(leads.refused) if leads else (),
+        leads_refused=tuple(refused),
         bad_rows=tuple(sorted(bad)),
         manifest=_manifest_json(seq),
         entry_delay=_entry_delays(seq),
@@ -358,11 +371,10 @@ def _shown(path: Path) -> Path:
 
 
 def _preflight(
-    seq: Sequence, leads: LeadImport, bad: list[Problem]
+    checker: RowChecker, leads: LeadImport, bad: list[Problem]
 ) -> Callable[[int, Mapping[str, str]], bool]:
     """Whether a row to be enrolled passes preflight (engine.apply.preflight); the problems
     of one that does not go to ``bad``."""
-    checker = RowChecker(seq)
 
     def admit(i: int, row: Mapping[str, str]) -> bool:
         problems = checker.check_row(row, leads.path, leads.lines[i])
@@ -466,10 +478,11 @@ async def make_plan(
         warnings.extend(await _check_identities(manifests, store, provider_for))
     pending: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     seq_plans: list[SequencePlan] = []
-    for m in manifests:
-        if isinstance(m, Sequence):
-            sp = plan_sequence(m, store, pending=pending)
-            seq_plans.append(sp)
+    to_plan = [m for m in manifests if isinstance(m, Sequence)]
+    for n, m in enumerate(to_plan):
+        sp = plan_sequence(m, store, pending=pending)
+        seq_plans.append(sp)
+        if n + 1 < len(to_plan):  # the sequences after this one see its enrollments
             for e in sp.enroll:
                 pending[e.profile_url].append((sp.name, e.identity, sp.initial))
     sequences = tuple(seq_plans)

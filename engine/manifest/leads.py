@@ -56,12 +56,13 @@ def read_leads(path: str | Path) -> LeadImport:
 CHUNK_ROWS = 5000
 
 
-def read_lead_chunks(path: str | Path, size: int = CHUNK_ROWS) -> Iterator[LeadImport]:
+def read_lead_chunks(path: str | Path, size: int | None = None) -> Iterator[LeadImport]:
     """:func:`read_leads` as a stream of chunks of at most ``size`` rows (refused rows go with
     the chunk they were met in); the file is read line by line. A file that cannot be read
     raises ``LeadsError`` when the chunk that meets it is asked for (a caller writing the
     chunks in one transaction then writes nothing)."""
     p = Path(path)
+    size = size or CHUNK_ROWS
     try:
         fh = p.open("rb")
     except OSError as exc:
