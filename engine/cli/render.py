@@ -190,12 +190,20 @@ def _run_summary(run: Any) -> str:
     return str(data)
 
 
+IMPORT_SHOWN = 50  # refused and skipped rows listed by `leads import` (-o json: all)
+
+
 def render_import(result: LeadsImportResult, out: Console | None = None) -> None:
     out = out or console()
-    for p in result.refused:
+    # the first rows of each list: a million-row file can refuse thousands (-o json: all)
+    for p in result.refused[:IMPORT_SHOWN]:
         out.print(f"[red]{p}[/]")
-    for s in result.skipped:
+    if len(result.refused) > IMPORT_SHOWN:
+        out.print(f"[red]... and {len(result.refused) - IMPORT_SHOWN} more refused row(s)[/]")
+    for s in result.skipped[:IMPORT_SHOWN]:
         out.print(f"[dim]skip {s.profile_url}: {s.detail or s.reason}[/]")
+    if len(result.skipped) > IMPORT_SHOWN:
+        out.print(f"[dim]... and {len(result.skipped) - IMPORT_SHOWN} more skipped[/]")
     out.print(
         f"{result.path}: {result.taken} row(s) taken, {len(result.refused)} refused; "
         f"{result.enrolled} enrolled in {result.sequence}, {result.already_enrolled} already "
