@@ -39,10 +39,16 @@ class Leads(StoreBase):
             return int(r.id)
 
     def insert_leads(
-        self, leads: Iterable[tuple[str, Mapping[str, Any]]], *, conn: Connection | None = None
+        self, leads: Iterable[tuple[str, Mapping[str, Any] | str]], *,
+        conn: Connection | None = None,
     ) -> None:
-        """Insert new leads, (profile URL, data) each, in one bulk statement."""
-        values = [{"profile_url": url, "data_json": dump_json(dict(data))} for url, data in leads]
+        """Insert new leads, (profile URL, data) each, in one bulk statement; the data may
+        be its JSON text already (a plan's EnrollPlan.data_json)."""
+        values = [
+            {"profile_url": url,
+             "data_json": data if isinstance(data, str) else dump_json(dict(data))}
+            for url, data in leads
+        ]
         if values:
             with self.tx(conn) as c:
                 if self.fast is not None:
