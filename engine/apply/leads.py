@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from engine.apply import APPLY_LOCK, META_NS
 from engine.errors import PlanError, Problem
-from engine.manifest.leads import URL_COLUMN, read_lead_chunks
+from engine.manifest.leads import CHUNK_ROWS, URL_COLUMN, read_lead_chunks
 from engine.store import Store
 from engine.store.codecs import dump_json, load_json
 
@@ -241,11 +241,24 @@ def enroll_leads(
 ) -> int:
     """Upsert the leads and enroll them (due now, at ``initial``), with one ``enrolled`` event
     each, in bulk statements on ``conn`` (the caller's transaction, under the apply lock).
-    Leads already enrolled in ``sequence`` are left alone. Returns how many were enrolled."""
+    Leads already enrolled in ``sequence`` are left alone. Returns how many were enrolled.
+    The statements go by slices of :data:`CHUNK_ROWS` plans (an apply of a million leads
+    builds no million-row parameter lists)."""
     plans = list(plans)
-    if not plans:
-        return 0
-    held_back = _stopped_identities(store, conn)
+    held_back = _stopped_identities(store, conn) if plans else set()
+    return sum(
+        _enroll_slice(store, conn, sequence=sequence, revision=revision, initial=initial,
+                      plans=plans[i : i + CHUNK_ROWS], now=now, trigger=trigger, source=source,
+                      held_back=held_back)
+        for i in range(0, len(plans), CHUNK_ROWS)
+    )
+
+
+def _enroll_slice(
+    store: Store, conn: sa.Connection, *, sequence: str, revision: str, initial: str,
+    plans: list[EnrollPlan], now: datetime, trigger: str, source: str | None,
+    held_back: set[str],
+) -> int:
     ids = _stored_lead_ids(store, conn, plans)
     taken = store.enrollment_ids(sequence, [ids[p.profile_url] for p in plans], conn=conn)
     todo = [p for p in plans if ids[p.profile_url] not in taken]
