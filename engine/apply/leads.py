@@ -140,12 +140,14 @@ def plan_enrollments(
         url = row[URL_COLUMN]
         lead_id = ids.get(url)
         held = list(holders.get(lead_id, [])) if lead_id is not None else []
-        held.extend((pending or {}).get(url, ()))
-        if any(seq == sequence for seq, _, _ in held):
+        if pending:
+            held.extend(pending.get(url, ()))
+        if held and any(seq == sequence for seq, _, _ in held):
             if lead_id is not None:
                 already[url] = lead_id
             continue
-        skip = _skip(url, held, dnc, order)
+        # a new lead on no list (most rows of an import) needs no further look
+        skip = _skip(url, held, dnc, order) if held or url in dnc else None
         if skip is not None:
             skipped.append(skip)
             continue

@@ -206,7 +206,7 @@ def parse_lead_chunks(
                 Problem(filename, line, 1, "$", f"{len(record)} fields, header has {len(columns)}")
             )
             continue
-        row = {c: v.strip() for c, v in zip(columns, record, strict=False) if c and v.strip()}
+        row = {c: v for c, v in zip(columns, map(str.strip, record), strict=False) if c and v}
         problem = _check_row(row, filename, line, seen)
         if problem is not None:
             result.refused.append(problem)
