@@ -323,8 +323,7 @@ def apply(
                 rt.client_for(provider)
         result = await sequence_apply.apply(manifests, store=rt.store, clock=rt.clock,
                                             approve=approve, client_for=rt.client_for,
-                                            prune=prune, skip_bad_rows=skip_bad_rows,
-                                            provider_for=provider_for(rt))
+                                            prune=prune, skip_bad_rows=skip_bad_rows)
         if run and sequences:
             result.run = await run_due(rt)
         result.unreachable = dict(rt.reachability.unreachable)

@@ -200,6 +200,9 @@ async def check_identities(
             verdict = verdicts.get((seq.provider, identity))
             if verdict is None:
                 verdict = verdicts[(seq.provider, identity)] = await _status(provider, identity)
+            if verdict.startswith("unchecked"):
+                warnings.append(f"{seq.provider} identity {identity!r} not checked: "
+                                f"{verdict.removeprefix('unchecked: ')}")
             message = _IDENTITY_MESSAGES.get(verdict)
             if message is not None:
                 problems.append(seq.source.problem(
@@ -218,5 +221,5 @@ async def _status(provider: Provider, identity: str) -> str:
     try:
         return await provider.identity_status(identity)
     except ProviderError as exc:
-        # the provider could not answer: not a verdict on the identity (the runner retries)
+        # the provider could not answer (down, unreachable): no verdict on the identity
         return f"unchecked: {exc.label}"
