@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from engine.apply.plan import make_plan
@@ -308,3 +309,19 @@ async def test_plan_in_chunks_equals_one_pass(
     monkeypatch.setattr(lead_files, "CHUNK_ROWS", 4)
     assert (await make_plan([seq], store=store, now=T0)).to_json() == whole
     assert len(whole["sequences"][0]["enroll"]) == 23
+
+
+async def test_a_provider_that_does_not_answer_is_a_warning(
+    store: Store, tmp_path: Path
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client = httpx.AsyncClient(base_url="http://edges.test/v1/",
+                               transport=httpx.MockTransport(refuse))
+    edges = REGISTRY["edges"].factory(client)  # type: ignore[misc]
+    plan = await make_plan([sequence(tmp_path)], store=store, now=T0, skip_bad_rows=True,
+                           provider_for=lambda name: edges)
+    assert [w.split(":")[0] for w in plan.warnings] == [
+        "edges identity 'ident-alice' not checked", "edges identity 'ident-bob' not checked"]
+    await client.aclose()
