@@ -305,9 +305,25 @@ def build_providers(rt: Runtime, *, skip_unconfigured: bool = False) -> dict[str
 # ---- plan / apply / leads ------------------------------------------------------------------
 
 
+def provider_for(rt: Runtime) -> Callable[[str], Provider]:
+    """An adapter by provider name on the runtime's clients (ConfigError without credentials:
+    preflight then leaves that provider's identities unchecked)."""
+    made: dict[str, Provider] = {}
+
+    def get(name: str) -> Provider:
+        if name not in made:
+            spec = REGISTRY.get(name)
+            if spec is None or spec.factory is None:
+                raise ConfigError(f"unknown provider {name!r}")
+            made[name] = _make_provider(spec, rt.client_for(name), rt.clock)
+        return made[name]
+
+    return get
+
+
 def plan(
     manifests: list[Manifest], *, state_dir: Path, sandbox: bool, prune: bool,
-    caps: Caps | None = None,
+    caps: Caps | None = None, skip_bad_rows: bool = False,
 ) -> Plan:
     """What applying ``manifests`` would do. It changes nothing: the sandbox (if any) resumes
     its own clock and is not saved."""
@@ -315,7 +331,8 @@ def plan(
     async def work(rt: Runtime) -> Plan:
         return await planner.make_plan(manifests, store=rt.store, client_for=rt.client_for,
                                        now=rt.clock.now(), prune=prune, caps=caps,
-                                       clock=rt.clock)
+                                       clock=rt.clock, skip_bad_rows=skip_bad_rows,
+                                       provider_for=provider_for(rt))
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
 
@@ -343,6 +360,7 @@ def apply(
     sandbox: bool,
     virtual_clock: bool,
     caps: Caps | None = None,
+    skip_bad_rows: bool = False,
 ) -> ApplyResult:
     """Plan, ask ``approve``, persist and enroll; with ``run`` then run the due steps once.
     ``caps``: apply's ``--max-enroll`` / ``--max-sends-per-day``."""
@@ -356,7 +374,8 @@ def apply(
                 rt.client_for(provider)
         result = await sequence_apply.apply(manifests, store=rt.store, clock=rt.clock,
                                             approve=approve, client_for=rt.client_for,
-                                            prune=prune, caps=caps)
+                                            prune=prune, caps=caps,
+                                            skip_bad_rows=skip_bad_rows)
         if run and sequences:
             result.run = await run_due(rt)
         result.unreachable = dict(rt.reachability.unreachable)

@@ -141,6 +141,11 @@ class WorldProvider:
         self.calls["healthy"] += 1
         return self.world.auth_ok(identity)
 
+    async def identity_status(self, identity: str) -> str:
+        if self.world.find_identity(identity) is None:
+            return "unknown"
+        return "active" if self.world.auth_ok(identity) else "auth_expired"
+
 
 class KillAfter:
     """Wraps a provider and raises :class:`Kill` on the n-th call (of ``method`` only, when
@@ -195,3 +200,6 @@ class KillAfter:
 
     async def identity_healthy(self, identity: str) -> bool:
         return await self._wrap(lambda: self.inner.identity_healthy(identity))  # type: ignore[no-any-return]
+
+    async def identity_status(self, identity: str) -> str:
+        return await self._wrap(lambda: self.inner.identity_status(identity))  # type: ignore[no-any-return]

@@ -80,7 +80,7 @@ def test_required_examples_are_present() -> None:
 def test_pre_commit_hook_is_declared() -> None:
     hooks = {h["id"]: h for h in load_documents(ROOT / ".pre-commit-hooks.yaml")[0].data}
     hook = hooks["seqrun-validate"]
-    assert hook["entry"] == "seqrun validate" and hook["language"] == "python"
+    assert hook["entry"] == "seqrun validate --only-seqrun" and hook["language"] == "python"
     assert hook["files"] == r"\.(ya?ml)$"
     tests = hooks["seqrun-test"]  # the shipped SequenceTests, on a manifest or CSV change
     assert tests["entry"] == "seqrun test" and tests["args"] == ["sequences/"]

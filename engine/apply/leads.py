@@ -17,8 +17,8 @@ Example::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,20 +27,28 @@ import sqlalchemy as sa
 
 from engine.apply import APPLY_LOCK, META_NS
 from engine.errors import PlanError, Problem
-from engine.manifest.leads import URL_COLUMN, read_leads
+from engine.manifest.leads import CHUNK_ROWS, URL_COLUMN, read_lead_chunks
 from engine.manifest.policy import blocked_reason, policy_from_json
 from engine.model import Policy
 from engine.store import Store
+from engine.store.codecs import dump_json, load_json
 from engine.vocab import POLICY_KEY, SENDS, TERMINALS
 
 # ---- plan objects ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a plan of a million leads holds a million of them
 class EnrollPlan:
+    """A lead to enroll; its data kept as the JSON text the store writes (a plan of a million
+    leads held a million dicts: 800 MB, where the texts take a third)."""
+
     profile_url: str
     identity: str
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data_json: str = "{}"
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        return dict(load_json(self.data_json))
 
 
 @dataclass(frozen=True)
@@ -145,13 +153,21 @@ def plan_enrollments(
     conn: sa.Connection,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
     guard: Guardrails | None = None,
+    admit: Callable[[int, Mapping[str, str]], bool] | None = None,
+    dnc: Mapping[str, str | None] | None = None,
+    load: Counter[str] | None = None,
 ) -> tuple[list[EnrollPlan], list[SkipPlan], dict[str, int]]:
     """Which rows to enroll (and on which identity), skip, or leave: those already enrolled,
     by URL, with their lead id (for :func:`plan_lead_updates`).
 
     ``pending`` adds holders not yet in the store (url -> [(sequence, identity, state)]): the
     enrollments planned for the sequences before this one in the same plan. ``guard`` adds
-    the Policy's skips and the enrollment cap.
+    the Policy's skips and the enrollment cap. ``admit(i, row)`` is asked about each row (its
+    index in ``rows``) that would be enrolled: False leaves it out (preflight), before it
+    takes an identity. ``dnc``: the do-not-contact list when the caller already read it (an
+    import in chunks), else it is read here; ``load``: the enrollments per identity so far,
+    counted here when None, else taken (and kept up to date) from the caller, so that chunks
+    of one import do not count the table again.
     """
     rows = list(rows)
     guard = guard or Guardrails()
@@ -162,25 +178,25 @@ def plan_enrollments(
     if policy is not None and policy.one_voice and ids:
         since = (guard.now or datetime.now().astimezone()) - policy.one_voice
         touches = store.touches(ids.values(), SENDS, since, conn=conn)
-    dnc = store.do_not_contact(conn=conn)
-    load: Counter[str] = Counter({i: 0 for i in identities})
-    for identity, count in store.count_by_identity(sequence, conn=conn).items():
-        if identity in load:
-            load[identity] = count
+    dnc = store.do_not_contact(conn=conn) if dnc is None else dnc
+    if load is None:
+        load = identity_load(store, sequence, identities, conn)
     order = {ident: n for n, ident in enumerate(identities)}
     enroll: list[EnrollPlan] = []
     skipped: list[SkipPlan] = []
     already: dict[str, int] = {}
-    for row in rows:
+    for i, row in enumerate(rows):
         url = row[URL_COLUMN]
         lead_id = ids.get(url)
         held = list(holders.get(lead_id, [])) if lead_id is not None else []
-        held.extend((pending or {}).get(url, ()))
-        if any(seq == sequence for seq, _, _ in held):
+        if pending:
+            held.extend(pending.get(url, ()))
+        if held and any(seq == sequence for seq, _, _ in held):
             if lead_id is not None:
                 already[url] = lead_id
             continue
-        skip = _skip(url, held, dnc, order)
+        # a new lead on no list (most rows of an import) needs no further look
+        skip = _skip(url, held, dnc, order) if held or url in dnc else None
         if skip is None and policy is not None:
             reason = blocked_reason(policy, url, row)
             if reason is not None:
@@ -195,10 +211,23 @@ def plan_enrollments(
             continue
         if not identities:
             raise PlanError(f"sequence {sequence!r} has no identities to enroll leads on")
+        if admit is not None and not admit(i, row):
+            continue
         identity = min(identities, key=lambda i: (load[i], order[i]))
         load[identity] += 1
-        enroll.append(EnrollPlan(url, identity, lead_data(row)))
+        enroll.append(EnrollPlan(url, identity, dump_json(lead_data(row))))
     return enroll, skipped, already
+
+
+def identity_load(
+    store: Store, sequence: str, identities: tuple[str, ...], conn: sa.Connection
+) -> Counter[str]:
+    """How many enrollments of ``sequence`` each of ``identities`` holds."""
+    load: Counter[str] = Counter({i: 0 for i in identities})
+    for identity, count in store.count_by_identity(sequence, conn=conn).items():
+        if identity in load:
+            load[identity] = count
+    return load
 
 
 def plan_lead_updates(
@@ -249,7 +278,8 @@ def _stored_lead_ids(store: Store, conn: sa.Connection, plans: list[EnrollPlan])
     urls = [p.profile_url for p in plans]
     existing = store.lead_ids(urls, conn=conn)
     store.insert_leads(
-        [(p.profile_url, p.data) for p in plans if p.profile_url not in existing], conn=conn
+        [(p.profile_url, p.data_json) for p in plans if p.profile_url not in existing],
+        conn=conn,
     )
     for p in plans:
         if p.profile_url in existing and p.data:
@@ -271,11 +301,24 @@ def enroll_leads(
 ) -> int:
     """Upsert the leads and enroll them (due now, at ``initial``), with one ``enrolled`` event
     each, in bulk statements on ``conn`` (the caller's transaction, under the apply lock).
-    Leads already enrolled in ``sequence`` are left alone. Returns how many were enrolled."""
+    Leads already enrolled in ``sequence`` are left alone. Returns how many were enrolled.
+    The statements go by slices of :data:`CHUNK_ROWS` plans (an apply of a million leads
+    builds no million-row parameter lists)."""
     plans = list(plans)
-    if not plans:
-        return 0
-    held_back = _stopped_identities(store, conn)
+    held_back = _stopped_identities(store, conn) if plans else set()
+    return sum(
+        _enroll_slice(store, conn, sequence=sequence, revision=revision, initial=initial,
+                      plans=plans[i : i + CHUNK_ROWS], now=now, trigger=trigger, source=source,
+                      held_back=held_back)
+        for i in range(0, len(plans), CHUNK_ROWS)
+    )
+
+
+def _enroll_slice(
+    store: Store, conn: sa.Connection, *, sequence: str, revision: str, initial: str,
+    plans: list[EnrollPlan], now: datetime, trigger: str, source: str | None,
+    held_back: set[str],
+) -> int:
     ids = _stored_lead_ids(store, conn, plans)
     taken = store.enrollment_ids(sequence, [ids[p.profile_url] for p in plans], conn=conn)
     todo = [p for p in plans if ids[p.profile_url] not in taken]
@@ -320,7 +363,7 @@ class LeadsImportResult:
     updated: int = 0
     skipped: list[SkipPlan] = field(default_factory=list)
     dry_run: bool = False
-    enroll: list[EnrollPlan] = field(default_factory=list)  # planned (enrolled unless dry run)
+    enroll: list[EnrollPlan] = field(default_factory=list)  # the plan of a dry run
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -383,33 +426,42 @@ def import_leads(
     """Read a leads CSV and enroll its rows into an applied sequence (same rules as plan:
     the do-not-contact lists, leads held elsewhere, the applied Policy, the enrollment caps).
 
-    The file is read completely first (LeadsError: nothing written); the enrollments are
-    written in one transaction under the ``apply`` lock. ``dry_run``: the plan only.
+    The file is streamed in chunks (:func:`read_lead_chunks`), each planned and written in
+    bulk, all in one transaction under the ``apply`` lock: memory stays bounded whatever the
+    file's size, and a file that turns out unreadable (LeadsError) writes nothing. Rows are
+    spread over the identities as one pass would (each chunk sees the ones before it).
+    ``dry_run``: the plan only (nothing written).
     """
-    leads = read_leads(path)
     meta = store.kv_get(META_NS, sequence)
     current = store.get_sequence(sequence)
     if current is None or not isinstance(meta, dict):
         raise PlanError(f"no applied sequence named {sequence!r}; run `seqrun apply` first")
-    result = LeadsImportResult(sequence, str(path), leads.taken, list(leads.refused),
-                               dry_run=dry_run)
+    result = LeadsImportResult(sequence, str(path), 0, [], dry_run=dry_run)
     identities = tuple(meta.get("identities") or ())
     with store.lock(APPLY_LOCK), store.transaction() as conn:
         guard = import_guardrails(store, sequence, meta, conn, max_enroll=max_enroll, now=now)
-        enroll, skipped, already = plan_enrollments(
-            store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn,
-            guard=guard,
-        )
-        result.skipped, result.already_enrolled = skipped, len(already)
-        result.enroll = enroll
-        updates = plan_lead_updates(store, rows=leads.rows, enrolled=already, conn=conn)
-        if dry_run:
-            result.updated = len(updates)
-            return result
-        result.updated = update_leads(store, conn, updates, now=now, trigger="import")
-        result.enrolled = enroll_leads(
-            store, conn, sequence=sequence, revision=current.current_revision,
-            initial=str(meta["initial"]), plans=enroll, now=now, trigger="import",
-            source=str(path),
-        )
+        dnc = store.do_not_contact(conn=conn)
+        load = identity_load(store, sequence, identities, conn)
+        for leads in read_lead_chunks(path):
+            result.taken += leads.taken
+            result.refused.extend(leads.refused)
+            enroll, skipped, already = plan_enrollments(
+                store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn,
+                guard=guard, dnc=dnc, load=load,
+            )
+            if guard.max_new is not None:  # the cap is the import's, over every chunk
+                guard = replace(guard, max_new=guard.max_new - len(enroll))
+            result.skipped.extend(skipped)
+            result.already_enrolled += len(already)
+            updates = plan_lead_updates(store, rows=leads.rows, enrolled=already, conn=conn)
+            if dry_run:  # the plan is the answer (kept only then: memory stays bounded)
+                result.enroll.extend(enroll)
+                result.updated += len(updates)
+                continue
+            result.updated += update_leads(store, conn, updates, now=now, trigger="import")
+            result.enrolled += enroll_leads(
+                store, conn, sequence=sequence, revision=current.current_revision,
+                initial=str(meta["initial"]), plans=enroll, now=now, trigger="import",
+                source=str(path),
+            )
     return result

@@ -29,7 +29,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from engine.apply.leads import (
     Guardrails,
     LeadUpdate,
     SkipPlan,
+    identity_load,
     plan_enrollments,
     plan_lead_updates,
 )
@@ -56,12 +57,18 @@ from engine.apply.policy import (
     sequence_caps,
     stored_caps,
 )
+from engine.apply.preflight import (
+    ProviderFor,
+    RowChecker,
+    check_identities,
+    refused_failures,
+)
 from engine.apply.search import search_leads
 from engine.clock import Clock
 from engine.compile.machine import compile_sequence
 from engine.errors import PlanError, Problem, UsageError
 from engine.experiments import StepExperiment, measure
-from engine.manifest.leads import LeadImport, read_leads
+from engine.manifest.leads import LeadImport, read_lead_chunks, read_leads
 from engine.manifest.loader import load_with_warnings
 from engine.model import (
     ActionStep,
@@ -133,6 +140,8 @@ class SequencePlan:
     in_flight: tuple[InFlightGroup, ...] = ()
     migrate: Mapping[str, str] = field(default_factory=dict)
     leads_refused: tuple[Problem, ...] = ()
+    # preflight: rows that would fail (a template, a length, a URL), never in `enroll`
+    bad_rows: tuple[Problem, ...] = ()
     manifest: Any = None
     searched: int | None = None  # people the leads search returned (None: no search)
     # seconds from entering a step to its first due time (a wait's duration), None: terminal
@@ -204,6 +213,10 @@ class SequencePlan:
                      "max_sends_per_day": self.caps.max_sends_per_day},
             "guardrails": list(self.guardrails),
             "searched": self.searched,
+            "bad_rows": [
+                {"file": p.file, "line": p.line, "where": p.path, "message": p.message}
+                for p in self.bad_rows
+            ],
             "changes": self.has_changes,
         }
 
@@ -251,6 +264,26 @@ class Plan:
     warnings: tuple[str, ...] = ()  # a manifest needs `seqrun serve` and none is configured
     policy: PolicyPlan | None = None
     fan_outs: tuple[FanOut, ...] = ()  # Workflows with for_each (their children are above)
+    skip_bad_rows: bool = False  # the bad rows are left out (else the plan fails)
+
+    @property
+    def bad_rows(self) -> tuple[Problem, ...]:
+        return tuple(p for s in self.sequences for p in s.bad_rows)
+
+    @property
+    def failed(self) -> bool:
+        """Rows would fail and were not to be skipped: `plan` exits 1, `apply` refuses."""
+        return bool(self.bad_rows) and not self.skip_bad_rows
+
+    def failure(self, *, listed: bool = False) -> PlanError:
+        """The error of a failed plan: its first bad rows (unless the plan shown before
+        ``listed`` them) and what to do."""
+        rows = sorted(self.bad_rows)
+        shown = "" if listed else "".join(f"{p}\n" for p in rows[:20])
+        more = f"... and {len(rows) - 20} more\n" if len(rows) > 20 and not listed else ""
+        lines = len({(p.file, p.line) for p in rows})
+        return PlanError(f"{shown}{more}preflight: {lines} lead row(s) would fail; fix them, "
+                         "or pass --skip-bad-rows to enroll the others (nothing was changed)")
 
     @property
     def has_changes(self) -> bool:
@@ -274,6 +307,8 @@ class Plan:
             "policy": None if self.policy is None else self.policy.to_json(),
             "fan_outs": [{"name": f.parent, "leads": len(f.children),
                           "refused": [str(p) for p in f.refused]} for f in self.fan_outs],
+            "bad_rows": len({(p.file, p.line) for p in self.bad_rows}),
+            "skip_bad_rows": self.skip_bad_rows,
         }
 
 
@@ -320,29 +355,45 @@ def plan_sequence(
 ) -> SequencePlan:
     """The plan of one sequence against the store (reads only). ``policy`` skips leads (its
     do-not-contact list, one lead one voice); ``caps`` (``apply --max-enroll``,
-    ``--max-sends-per-day``) tightens the manifest's ``caps:``."""
+    ``--max-sends-per-day``) tightens the manifest's ``caps:``. The leads file is streamed
+    in chunks (engine.manifest.leads.read_lead_chunks): only what the plan keeps of a row
+    stays in memory."""
     revision, initial = _compiled(seq)
-    if leads is None and seq.leads.csv is not None:
-        leads = read_leads(seq.leads.csv)
+    chunks: Iterable[LeadImport] = (
+        [leads] if leads is not None
+        else read_lead_chunks(_shown(seq.leads.csv)) if seq.leads.csv is not None
+        else [])
     steps = tuple(s.id for s in seq.steps)
+    checker = RowChecker(seq)
+    bad: list[Problem] = []
+    refused: list[Problem] = []
+    enroll: list[EnrollPlan] = []
+    skipped: list[SkipPlan] = []
+    update: list[LeadUpdate] = []
+    already = 0
     with store.transaction() as conn:
         current = store.get_sequence(seq.name, conn=conn)
         if current is not None and current.kind != "Sequence":
             raise PlanError(f"{seq.name!r} already exists as a {current.kind}")
         effective, max_new, cap_reason = sequence_caps(seq, caps, store, conn)
         caps_changed = current is not None and stored_caps(store, seq.name, conn) != effective
-        enroll, skipped, already = plan_enrollments(
-            store,
-            sequence=seq.name,
-            identities=seq.identities,
-            rows=leads.rows if leads else (),
-            conn=conn,
-            pending=pending,
-            guard=Guardrails(policy, max_new, now, cap_reason),
-        )
-        update = plan_lead_updates(
-            store, rows=leads.rows if leads else (), enrolled=already, conn=conn
-        )
+        guard = Guardrails(policy, max_new, now, cap_reason)
+        dnc = store.do_not_contact(conn=conn)
+        load = identity_load(store, seq.name, seq.identities, conn)
+        for chunk in chunks:
+            refused.extend(chunk.refused)
+            bad.extend(refused_failures(chunk))
+            e, s, a = plan_enrollments(
+                store, sequence=seq.name, identities=seq.identities, rows=chunk.rows,
+                conn=conn, pending=pending, admit=_preflight(checker, chunk, bad), dnc=dnc,
+                load=load, guard=guard,
+            )
+            if guard.max_new is not None:  # the cap is the sequence's, over every chunk
+                guard = replace(guard, max_new=guard.max_new - len(e))
+            enroll.extend(e)
+            skipped.extend(s)
+            already += len(a)
+            update.extend(plan_lead_updates(store, rows=chunk.rows, enrolled=a, conn=conn))
         in_flight = _in_flight(seq, store, revision, steps, conn)
     actions = [s for s in seq.steps if isinstance(s, ActionStep)]
     experiments = measure(store, seq.name, actions) if any(s.variants for s in actions) else []
@@ -356,11 +407,12 @@ def plan_sequence(
         steps=steps,
         enroll=tuple(enroll),
         skipped=tuple(skipped),
-        already_enrolled=len(already),
+        already_enrolled=already,
         update=tuple(update),
         in_flight=tuple(in_flight),
         migrate=dict(seq.migrate),
-        leads_refused=tuple(leads.refused) if leads else (),
+        leads_refused=tuple(refused),
+        bad_rows=tuple(sorted(bad)),
         manifest=_manifest_json(seq),
         entry_delay=_entry_delays(seq),
         experiments=tuple(experiments),
@@ -369,6 +421,29 @@ def plan_sequence(
         guardrails=tuple(guardrail_lines(seq, effective, policy, skipped)),
         searched=searched,
     )
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it is below it: problems name
+    ``leads.csv:LINE`` as the user would type it."""
+    try:
+        return path.absolute().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _preflight(
+    checker: RowChecker, leads: LeadImport, bad: list[Problem]
+) -> Callable[[int, Mapping[str, str]], bool]:
+    """Whether a row to be enrolled passes preflight (engine.apply.preflight); the problems
+    of one that does not go to ``bad``."""
+
+    def admit(i: int, row: Mapping[str, str]) -> bool:
+        problems = checker.check_row(row, leads.path, leads.lines[i])
+        bad.extend(problems)
+        return not problems
+
+    return admit
 
 
 def _entry_delays(seq: Sequence) -> dict[str, float | None]:
@@ -457,10 +532,11 @@ async def _plan_schedules(
 
 async def _leads_of(seq: Sequence, client_for: ClientFor | None, clock: Clock | None,
                     ) -> tuple[LeadImport | None, int | None]:
-    """The sequence's leads: its CSV, and the people its search finds (asked now)."""
-    csv = read_leads(seq.leads.csv) if seq.leads.csv is not None else None
+    """The people the sequence's search finds (asked now), after its CSV's rows; None
+    without a search (plan_sequence then streams the CSV itself)."""
     if seq.leads.search is None:
-        return csv, None
+        return None, None
+    csv = read_leads(seq.leads.csv) if seq.leads.csv is not None else None
     if client_for is None:
         raise UsageError("planning a leads search needs a provider client")
     return await search_leads(seq, client_for=client_for, clock=clock, start=csv)
@@ -475,26 +551,37 @@ async def make_plan(
     prune: bool = False,
     caps: Caps | None = None,
     clock: Clock | None = None,
+    skip_bad_rows: bool = False,
+    provider_for: ProviderFor | None = None,
 ) -> Plan:
     """Plan every manifest: Sequences here, Workflows and Schedules through their modules.
     ``prune`` also plans deleting managed Schedules no manifest declares any more. The Policy
     among the manifests (else the one applied before) holds leads back; ``caps`` (apply's
-    ``--max-enroll``, ``--max-sends-per-day``) tightens every Sequence's ``caps:``."""
+    ``--max-enroll``, ``--max-sends-per-day``) tightens every Sequence's ``caps:``.
+
+    Preflight (engine.apply.preflight): lead rows that would fail are left out of the
+    enrollments and listed (``Plan.failed`` unless ``skip_bad_rows``); with ``provider_for``
+    the identities are checked at the provider, and a bad one raises PlanError at its
+    manifest line."""
     manifests = list(manifests)
     names = Counter((m.kind, m.name) for m in manifests)
     dupes = sorted(f"{k} {n}" for (k, n), c in names.items() if c > 1)
     if dupes:
         raise PlanError(f"defined more than once: {', '.join(dupes)}")
+    warnings = list(receiver_warnings(manifests))
+    if provider_for is not None:
+        warnings.extend(await _check_identities(manifests, store, provider_for))
     pending: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     seq_plans: list[SequencePlan] = []
     policy_plan = plan_policy([m for m in manifests if isinstance(m, Policy)], store)
     policy = policy_plan.policy if policy_plan is not None else None
-    for m in manifests:
-        if isinstance(m, Sequence):
-            leads, searched = await _leads_of(m, client_for, clock)
-            sp = plan_sequence(m, store, pending=pending, leads=leads, searched=searched,
-                               policy=policy, caps=caps, now=now)
-            seq_plans.append(sp)
+    to_plan = [m for m in manifests if isinstance(m, Sequence)]
+    for n, m in enumerate(to_plan):
+        leads, searched = await _leads_of(m, client_for, clock)
+        sp = plan_sequence(m, store, pending=pending, leads=leads, searched=searched,
+                           policy=policy, caps=caps, now=now)
+        seq_plans.append(sp)
+        if n + 1 < len(to_plan):  # the sequences after this one see its enrollments
             for e in sp.enroll:
                 pending[e.profile_url].append((sp.name, e.identity, sp.initial))
     sequences = tuple(seq_plans)
@@ -504,8 +591,8 @@ async def make_plan(
     )
     refused = [str(p) for f in fan_outs for p in f.refused]
     return Plan(sequences, workflows, schedules, now,
-                (*receiver_warnings(manifests), *_notify_warnings(manifests), *refused),
-                policy=policy_plan, fan_outs=fan_outs)
+                (*warnings, *_notify_warnings(manifests), *refused),
+                policy=policy_plan, fan_outs=fan_outs, skip_bad_rows=skip_bad_rows)
 
 
 def _notify_warnings(manifests: Iterable[Manifest]) -> list[str]:
@@ -515,4 +602,16 @@ def _notify_warnings(manifests: Iterable[Manifest]) -> list[str]:
             for m in manifests
             if isinstance(m, Sequence) and m.notify is not None and m.notify.secret_env
             and not os.environ.get(m.notify.secret_env)]
+
+
+async def _check_identities(
+    manifests: list[Manifest], store: Store, provider_for: ProviderFor
+) -> list[str]:
+    """Warnings (a provider not checked); PlanError naming each bad identity's line."""
+    stored = {i.id: i.status for i in store.list_identities()}
+    problems, warnings = await check_identities(
+        [m for m in manifests if isinstance(m, Sequence)], provider_for, stored)
+    if problems:
+        raise PlanError("\n".join(str(p) for p in sorted(problems)))
+    return warnings
 

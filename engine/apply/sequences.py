@@ -28,6 +28,7 @@ from engine.apply.fanout import Budget
 from engine.apply.leads import enroll_leads, update_leads
 from engine.apply.plan import ClientFor, Plan, SequencePlan, make_plan
 from engine.apply.policy import persist_policy
+from engine.apply.preflight import ProviderFor
 from engine.clock import Clock
 from engine.errors import PlanError, UsageError
 from engine.model import Caps, Manifest, Workflow
@@ -159,15 +160,21 @@ async def apply(
     client_for: ClientFor | None = None,
     prune: bool = False,
     caps: Caps | None = None,
+    skip_bad_rows: bool = False,
+    provider_for: ProviderFor | None = None,
 ) -> ApplyResult:
     """Plan under the ``apply`` lock, ask ``approve(plan)``, then persist and run Schedules and
-    Workflows. Raises LockError when another apply holds the lock, PlanError when refused.
+    Workflows. Raises LockError when another apply holds the lock, PlanError when refused
+    (lead rows that would fail, unless ``skip_bad_rows``: then they are not enrolled).
     ``prune`` also deletes managed Schedules no manifest declares any more; ``caps``
     (``--max-enroll``, ``--max-sends-per-day``) tightens every Sequence's ``caps:``."""
     manifests = list(manifests)
     with store.lock(APPLY_LOCK) as held:
         plan = await make_plan(manifests, store=store, client_for=client_for, now=clock.now(),
-                               prune=prune, caps=caps, clock=clock)
+                               prune=prune, caps=caps, clock=clock,
+                               skip_bad_rows=skip_bad_rows, provider_for=provider_for)
+        if plan.failed:
+            raise plan.failure()
         result = ApplyResult(plan)
         if not plan.has_changes:
             return result

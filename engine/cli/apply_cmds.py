@@ -16,6 +16,7 @@ from engine.cli.options import (
     output_option,
     prune_option,
     sandbox_option,
+    skip_bad_rows_option,
     state_dir_option,
     virtual_clock_option,
 )
@@ -58,18 +59,24 @@ def caps_of(max_enroll: int | None, max_sends_per_day: int | None) -> Caps | Non
 @click.option("--forecast", "forecast", is_flag=True,
               help="Also show the first week's projected sends per day and identity, from a "
                    "quick simulation on the embedded sandbox (as `seqrun simulate --until +7d`).")
+@skip_bad_rows_option()
 @prune_option()
 @caps_options
 @output_option()
 @sandbox_option()
 @state_dir_option()
 def plan_cmd(
-    paths: tuple[str, ...], detailed_exitcode: bool, out: Path | None, prune: bool,
-    max_enroll: int | None, max_sends_per_day: int | None, output: str,
+    paths: tuple[str, ...], detailed_exitcode: bool, out: Path | None, skip_bad_rows: bool,
+    prune: bool, max_enroll: int | None, max_sends_per_day: int | None, output: str,
     sandbox: bool, state_dir: Path, forecast: bool,
 ) -> int:
     """Show what `seqrun apply` would do: revisions, leads to enroll or skip, migrations,
-    workflows to run, schedules to create, replace or delete."""
+    workflows to run, schedules to create, replace or delete.
+
+    Preflight: every template is rendered for every lead to enroll; rows that would fail
+    (an empty value without a default, a text over the provider's maximum, a refused URL) are
+    listed as FILE:LINE and the plan exits 1, unless --skip-bad-rows. The identities are
+    checked at the provider (with --sandbox, or when its credentials are set)."""
     from engine import runtime  # deferred: see the module's note
 
     manifests = load_manifests(paths)
@@ -77,7 +84,7 @@ def plan_cmd(
         raise UsageError("-out saves Schedule plans only; plan Sequences and Workflows "
                          "without it (`seqrun apply` re-plans them)")
     plan = runtime.plan(manifests, state_dir=state_dir, sandbox=sandbox, prune=prune,
-                        caps=caps_of(max_enroll, max_sends_per_day))
+                        caps=caps_of(max_enroll, max_sends_per_day), skip_bad_rows=skip_bad_rows)
     week = runtime.quick_forecast(manifests, timedelta(days=7)) if forecast else None
     if output == "json":
         data = plan.to_json(redacted=True)  # callback header values never shown
@@ -86,6 +93,8 @@ def plan_cmd(
         render.render_plan(plan)
         if week is not None:
             render_week(week)
+    if plan.failed:
+        raise plan.failure(listed=output != "json")
     if out is not None and plan.schedules is not None:
         save_plan_file(plan.schedules, out)
         if output != "json":
@@ -99,6 +108,7 @@ def plan_cmd(
 @click.option("--auto-approve", is_flag=True, help="Skip the prompt (required when not a TTY).")
 @click.option("--no-run", is_flag=True, help="Persist and enroll, but do not run due steps.")
 @virtual_clock_option("With --sandbox: use the sandbox's persisted virtual clock.")
+@skip_bad_rows_option()
 @prune_option()
 @caps_options
 @output_option()
@@ -109,6 +119,7 @@ def apply_cmd(
     auto_approve: bool,
     no_run: bool,
     virtual_clock: bool,
+    skip_bad_rows: bool,
     prune: bool,
     max_enroll: int | None,
     max_sends_per_day: int | None,
@@ -129,7 +140,8 @@ def apply_cmd(
                             state_dir=state_dir)
     result = apply_manifests(paths, auto_approve=auto_approve, no_run=no_run, prune=prune,
                              output=output, sandbox=sandbox, virtual_clock=virtual_clock,
-                             state_dir=state_dir, caps=caps_of(max_enroll, max_sends_per_day))
+                             state_dir=state_dir, caps=caps_of(max_enroll, max_sends_per_day),
+                             skip_bad_rows=skip_bad_rows)
     _print_apply(result, output)
     # applied, but a provider could not be reached: a warning, exit 3 when nothing was done
     warn_unreachable(result.unreachable, done=_did_something(result),
@@ -172,6 +184,7 @@ def apply_manifests(
     virtual_clock: bool,
     state_dir: Path,
     caps: Caps | None = None,
+    skip_bad_rows: bool = False,
 ) -> ApplyResult:
     """`apply` of manifest files (validate, plan, ask, persist, enroll, run the due steps)."""
     from engine import runtime  # deferred: see the module's note
@@ -180,7 +193,7 @@ def apply_manifests(
     check_virtual_clock(sandbox, virtual_clock)
     return runtime.apply(manifests, approve=plan_approver(auto_approve, output), run=not no_run,
                          prune=prune, state_dir=state_dir, sandbox=sandbox,
-                         virtual_clock=virtual_clock, caps=caps)
+                         virtual_clock=virtual_clock, caps=caps, skip_bad_rows=skip_bad_rows)
 
 
 def _print_apply(result: ApplyResult, output: str) -> None:

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
 from engine.cli.options import output_option
-from engine.errors import ManifestError, UsageError
-from engine.model import Policy, Sequence, SequenceTest, Workflow
+from engine.errors import ManifestError, Problem, UsageError
+from engine.model import Manifest, Policy, Sequence, SequenceTest, Workflow
 
 
-def validate(paths: tuple[str, ...], strict: bool, output: str) -> int:
-    """Load every manifest under ``paths``; 0 when all are valid, 1 otherwise."""
+def validate(
+    paths: tuple[str, ...], strict: bool, output: str, leads: Path | None = None,
+    only_seqrun: bool = False,
+) -> int:
+    """Load every manifest under ``paths``; 0 when all are valid, 1 otherwise. With ``leads``,
+    also preflight its rows against every Sequence (a failing row fails the validation)."""
     from engine.manifest import loader  # deferred: jsonschema
 
     try:
-        manifests = loader.load(paths, strict=strict)
-        warnings = loader.last_warnings
+        manifests = loader.load(paths, strict=strict, only_seqrun=only_seqrun)
+        warnings = list(loader.last_warnings)
+        if leads is not None:
+            rows = _preflight_leads(manifests, leads)
+            if any(p.severity == "error" for p in rows):
+                raise ManifestError([*rows, *warnings])
+            warnings.extend(rows)
     except ManifestError as exc:
         if output != "json":
             raise
@@ -38,6 +48,19 @@ def validate(paths: tuple[str, ...], strict: bool, output: str) -> int:
         click.echo(str(warning), err=True)
     click.echo(f"ok: {len(manifests)} manifest(s)")
     return 0
+
+
+def _preflight_leads(manifests: list[Manifest], leads: Path) -> list[Problem]:
+    """The rows of ``leads`` that would fail in the Sequences (duplicates as warnings)."""
+    from engine.apply.preflight import check_leads  # deferred: the providers (httpx)
+    from engine.manifest.leads import read_leads
+
+    sequences = [m for m in manifests if isinstance(m, Sequence)]
+    if not sequences:
+        raise UsageError("--leads needs a Sequence among the manifests to check the rows with")
+    read = read_leads(leads)
+    duplicates = [p for p in read.refused if p.severity == "warning"]
+    return sorted([*check_leads(sequences, read), *duplicates])
 
 
 def schema(kind: str | None) -> int:
@@ -87,10 +110,18 @@ def graph(file: str, fmt: str, name: str | None) -> int:
 @click.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--strict", is_flag=True, help="Warnings fail the validation too.")
+@click.option("--leads", "leads", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Preflight this leads CSV's rows against the Sequences (templates, lengths, "
+                   "URLs); a row that would fail is an error at FILE:LINE.")
+@click.option("--only-seqrun", is_flag=True,
+              help="Skip YAML that is not a seqrun manifest (no `apiVersion: seqrun/...`), "
+                   "as the pre-commit hook does.")
 @output_option(None)
-def validate_command(paths: tuple[str, ...], strict: bool, output: str) -> int:
+def validate_command(
+    paths: tuple[str, ...], strict: bool, leads: Path | None, only_seqrun: bool, output: str
+) -> int:
     """Validate manifests (files, or directories of *.yaml / *.yml): schema, lint, references."""
-    return validate(paths, strict, output)
+    return validate(paths, strict, output, leads, only_seqrun)
 
 
 @click.command("schema")

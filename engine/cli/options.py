@@ -53,6 +53,13 @@ def prune_option(text: str = _PRUNE_HELP) -> Callable[[F], F]:
     return click.option("--prune", is_flag=True, help=text)
 
 
+def skip_bad_rows_option() -> Callable[[F], F]:
+    return click.option(
+        "--skip-bad-rows", is_flag=True,
+        help="Enroll the lead rows that pass preflight and list the ones left out (without "
+             "it, a row that would fail fails the plan).")
+
+
 def check_virtual_clock(sandbox: bool, virtual_clock: bool) -> None:
     """UsageError for ``--virtual-clock`` without ``--sandbox``."""
     if virtual_clock and not sandbox:

@@ -56,7 +56,7 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
     if plan.policy is not None:
         _render_policy_plan(plan.policy, out)
     for sp in plan.sequences:
-        _render_sequence_plan(sp, out)
+        _render_sequence_plan(sp, out, skip_bad_rows=plan.skip_bad_rows)
     for wp in plan.workflows:
         if wp.parent is not None:
             continue  # a fan-out's lead: summed up below
@@ -117,7 +117,7 @@ def _render_policy_plan(pp: PolicyPlan, out: Console) -> None:
                       f"{shown}{more}", markup=False)
 
 
-def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
+def _render_sequence_plan(sp: SequencePlan, out: Console, *, skip_bad_rows: bool = False) -> None:
     mark = {"create": "[green]+[/]", "update": "[yellow]~[/]", "unchanged": " "}[sp.action]
     head = f"{mark} Sequence [bold]{sp.name}[/] ({sp.provider}) revision {sp.revision}"
     if sp.action == "update":
@@ -142,14 +142,30 @@ def _render_sequence_plan(sp: SequencePlan, out: Console) -> None:
         else:
             out.print(f"      {g.count} in-flight lead(s) at '{g.state}' keep revision "
                       f"{g.revision}")
+    bad = {(p.file, p.line, p.path, p.message) for p in sp.bad_rows}
     for p in sp.leads_refused:
-        out.print(f"    [red]! refused row {p}[/]")
+        if (p.file, p.line, p.path, p.message) not in bad:  # a duplicate: a warning
+            out.print(f"    [dim]! refused row {p}[/]", markup=True)
+    _render_bad_rows(sp, out, skip_bad_rows)
     for e in sp.experiments:
         total = sum(v.weight for v in e.variants) or 1
         split = ", ".join(f"{v.name} {v.weight / total:.0%}" for v in e.variants)
         out.print(f"    variants at '{e.step}' ({split}): {e.summary}", markup=False)
     for line in sp.guardrails:
         out.print(f"    guardrail: {line}", markup=False)
+
+
+def _render_bad_rows(sp: SequencePlan, out: Console, skipped: bool) -> None:
+    """Preflight's failing rows, one line each (the first 50; `-o json` has them all)."""
+    if not sp.bad_rows:
+        return
+    rows = len({(p.file, p.line) for p in sp.bad_rows})
+    verdict = "skipped (--skip-bad-rows)" if skipped else "would fail"
+    out.print(f"    [red]! {rows} lead row(s) {verdict}, not enrolled:[/]")
+    for p in sp.bad_rows[:50]:
+        out.print(f"        ! {p}", markup=False, style="red")
+    if len(sp.bad_rows) > 50:
+        out.print(f"        ... and {len(sp.bad_rows) - 50} more problem(s)")
 
 
 def _render_enroll(sp: SequencePlan, out: Console) -> None:
@@ -231,12 +247,20 @@ def _run_summary(run: Any) -> str:
     return str(data)
 
 
+IMPORT_SHOWN = 50  # refused and skipped rows listed by `leads import` (-o json: all)
+
+
 def render_import(result: LeadsImportResult, out: Console | None = None) -> None:
     out = out or console()
-    for p in result.refused:
+    # the first rows of each list: a million-row file can refuse thousands (-o json: all)
+    for p in result.refused[:IMPORT_SHOWN]:
         out.print(f"[red]{p}[/]")
-    for s in result.skipped:
+    if len(result.refused) > IMPORT_SHOWN:
+        out.print(f"[red]... and {len(result.refused) - IMPORT_SHOWN} more refused row(s)[/]")
+    for s in result.skipped[:IMPORT_SHOWN]:
         out.print(f"[dim]skip {s.profile_url}: {s.detail or s.reason}[/]")
+    if len(result.skipped) > IMPORT_SHOWN:
+        out.print(f"[dim]... and {len(result.skipped) - IMPORT_SHOWN} more skipped[/]")
     if result.dry_run:
         for e in result.enroll[:10]:
             out.print(f"+ {e.profile_url} -> {e.identity}", markup=False)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.errors import LeadsError, Problem, one_line
@@ -28,7 +29,7 @@ class LeadImport:
     path: str
     rows: list[dict[str, str]] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)  # each taken row's line (or rank)
+    lines: list[int] = field(default_factory=list)  # each row's file line (or search rank)
 
     @property
     def taken(self) -> int:
@@ -47,14 +48,54 @@ def read_leads(path: str | Path) -> LeadImport:
     duplicate after normalization) lands in ``refused`` as a ``Problem`` at its ``file:line``.
     Raises ``LeadsError`` for an unreadable, non-UTF-8 or headerless file.
     """
+    return _merged(read_lead_chunks(path), str(path))
+
+
+#: rows per chunk of a streamed leads file: big enough for bulk statements, small enough that
+#: a million-row file never sits in memory
+CHUNK_ROWS = 5000
+
+
+def read_lead_chunks(path: str | Path, size: int | None = None) -> Iterator[LeadImport]:
+    """:func:`read_leads` as a stream of chunks of at most ``size`` rows (refused rows go with
+    the chunk they were met in); the file is read line by line. A file that cannot be read
+    raises ``LeadsError`` when the chunk that meets it is asked for (a caller writing the
+    chunks in one transaction then writes nothing)."""
     p = Path(path)
+    size = size or CHUNK_ROWS
     try:
-        text = p.read_bytes().decode("utf-8-sig")
+        fh = p.open("rb")
     except OSError as exc:
         raise LeadsError(f"{p}: cannot read leads file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise LeadsError(f"{p}: leads file is not UTF-8 (byte {exc.start})") from exc
-    return parse_leads(split_lines(text), str(p))
+    with fh:
+        yield from parse_lead_chunks(_decoded_lines(fh, str(p)), str(p), size)
+
+
+def _decoded_lines(fh: BinaryIO, filename: str) -> Iterator[str]:
+    """The lines of a UTF-8 file (a leading BOM dropped), cut after each ``\n`` only: a binary
+    file's lines end there, and ``\n`` is never inside a multi-byte UTF-8 character."""
+    offset = 0
+    try:
+        for raw in fh:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise LeadsError(
+                    f"{filename}: leads file is not UTF-8 (byte {offset + exc.start})"
+                ) from exc
+            yield line.removeprefix("\ufeff") if offset == 0 else line
+            offset += len(raw)
+    except OSError as exc:
+        raise LeadsError(f"{filename}: cannot read leads file: {exc.strerror or exc}") from exc
+
+
+def _merged(chunks: Iterable[LeadImport], filename: str) -> LeadImport:
+    result = LeadImport(filename)
+    for chunk in chunks:
+        result.rows.extend(chunk.rows)
+        result.refused.extend(chunk.refused)
+        result.lines.extend(chunk.lines)
+    return result
 
 
 def leads_from_rows(rows: Iterable[Mapping[str, str]], source: str,
@@ -129,6 +170,13 @@ def sniff_delimiter(header: str) -> str:
 def parse_leads(lines: Iterable[str], filename: str) -> LeadImport:
     """:func:`read_leads` over already-decoded lines (``filename`` is used in problems).
     The delimiter is sniffed from the header (:func:`sniff_delimiter`)."""
+    return _merged(parse_lead_chunks(lines, filename, CHUNK_ROWS), filename)
+
+
+def parse_lead_chunks(
+    lines: Iterable[str], filename: str, size: int
+) -> Iterator[LeadImport]:
+    """:func:`parse_leads` in chunks of at most ``size`` rows (the last one possibly empty)."""
     rest = iter(lines)
     first = next(rest, None)
     feed = _Lines(rest if first is None else chain([first], rest))
@@ -156,6 +204,9 @@ def parse_leads(lines: Iterable[str], filename: str) -> LeadImport:
     seen: dict[str, int] = {}
     last_end = reader.line_num
     while True:
+        if len(result.rows) >= size:
+            yield result
+            result = LeadImport(filename)
         feed.record = []
         try:
             record = next(reader)
@@ -176,7 +227,7 @@ def parse_leads(lines: Iterable[str], filename: str) -> LeadImport:
                 Problem(filename, line, 1, "$", f"{len(record)} fields, header has {len(columns)}")
             )
             continue
-        row = {c: v.strip() for c, v in zip(columns, record, strict=False) if c and v.strip()}
+        row = {c: v for c, v in zip(columns, map(str.strip, record), strict=False) if c and v}
         problem = _check_row(row, filename, line, seen)
         if problem is not None:
             result.refused.append(problem)
@@ -184,7 +235,7 @@ def parse_leads(lines: Iterable[str], filename: str) -> LeadImport:
         seen[row[URL_COLUMN]] = line
         result.rows.append(row)
         result.lines.append(line)
-    return result
+    yield result
 
 
 def _check_row(
@@ -198,7 +249,9 @@ def _check_row(
     except ValueError as exc:
         return Problem(filename, line, 1, URL_COLUMN, str(exc))
     if url in seen:
-        return Problem(filename, line, 1, URL_COLUMN, f"duplicate of line {seen[url]} ({url})")
+        # not a failure: the first row of the lead is taken (preflight does not count it)
+        return Problem(filename, line, 1, URL_COLUMN, f"duplicate of line {seen[url]} ({url})",
+                       "warning")
     tz = row.get("timezone")
     if tz and not known_timezone(tz):
         return Problem(filename, line, 1, "timezone", f"unknown IANA timezone {tz!r}")

@@ -25,7 +25,7 @@ from engine.manifest.explain import closest, did_you_mean, explain_schema_error
 from engine.manifest.lint import lint
 from engine.manifest.policy import read_dnc_file
 from engine.manifest.schemas import KINDS, max_steps, validator_for
-from engine.manifest.yamlio import Document, read_documents
+from engine.manifest.yamlio import MAX_BYTES, Document, read_documents
 from engine.model import (
     NOTICE_KINDS,
     ActionStep,
@@ -87,27 +87,36 @@ last_warnings: list[Problem] = []
 # ---- public API -------------------------------------------------------------------------------
 
 
-def load(paths: Iterable[str | Path], *, strict: bool = False) -> list[Manifest]:
+def load(
+    paths: Iterable[str | Path], *, strict: bool = False, only_seqrun: bool = False
+) -> list[Manifest]:
     """Load every manifest under ``paths`` (files or directories), or raise ``ManifestError``.
 
-    With ``strict=True`` warnings count as errors. Warnings of the last call are kept in
-    :data:`last_warnings`.
+    With ``strict=True`` warnings count as errors; with ``only_seqrun=True`` YAML that is not
+    a seqrun manifest is skipped (:func:`is_seqrun_yaml`). Warnings of the last call are kept
+    in :data:`last_warnings`.
     """
     global last_warnings
     last_warnings = []
-    manifests, warnings = load_with_warnings(paths)
+    manifests, warnings = load_with_warnings(paths, only_seqrun=only_seqrun)
     last_warnings = warnings
     if strict and warnings:
         raise ManifestError(replace(w, severity="error") for w in warnings)
     return manifests
 
 
-def load_with_warnings(paths: Iterable[str | Path]) -> tuple[list[Manifest], list[Problem]]:
+def load_with_warnings(
+    paths: Iterable[str | Path], *, only_seqrun: bool = False
+) -> tuple[list[Manifest], list[Problem]]:
     """Like :func:`load` but returns ``(manifests, warnings)``; raises only for errors."""
     problems: list[Problem] = []
     documents: list[Document] = []
     for file in manifest_files(paths, problems):
+        if only_seqrun and not is_seqrun_yaml(file):
+            continue
         clean, found = read_documents(file)
+        if only_seqrun:  # a CI config beside a manifest in one multi-document file
+            clean = [d for d in clean if not _foreign(d.data)]
         documents.extend(clean)
         problems.extend(found)
 
@@ -177,6 +186,26 @@ def _test_references(manifests: list[Manifest]) -> list[Problem]:
                     problems.append(test.source.problem(where, (
                         f"{target.name} has no step {step!r}{did_you_mean(step, steps)}")))
     return problems
+_SEQRUN_API = re.compile(rb"""apiVersion['"]?\s*:\s*['"]?seqrun/""")
+
+
+def is_seqrun_yaml(path: Path) -> bool:
+    """Whether a YAML file says ``apiVersion: seqrun/...`` somewhere (a broken manifest still
+    does: it is validated and its problems shown); an unreadable file is kept (the loader
+    reports it). What the pre-commit hook validates of the YAML a commit touches."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(MAX_BYTES)
+    except OSError:
+        return True
+    return _SEQRUN_API.search(head) is not None
+
+
+def _foreign(data: Any) -> bool:
+    """A document that is another tool's (its apiVersion is not seqrun's); one without an
+    apiVersion is kept, and reported."""
+    api = data.get("apiVersion") if isinstance(data, dict) else None
+    return isinstance(api, str) and not api.startswith("seqrun/")
 
 
 def manifest_files(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:

@@ -165,6 +165,62 @@ def _spintax(text: str) -> list[str | _Group] | str:
         return exc.message
 
 
+def _variants(parts: list[str | _Group], limit: int) -> list[str]:
+    """Every text ``parts`` can expand to, up to ``limit`` of them (duplicates dropped)."""
+    out = [""]
+    for part in parts:
+        if isinstance(part, str):
+            out = [o + part for o in out]
+            continue
+        options = list(dict.fromkeys(v for opt in part.options for v in _variants(opt, limit)))
+        out = list(dict.fromkeys(o + v for o in out for v in options))[:limit]
+    return out
+
+
+def _widest(parts: list[str | _Group]) -> str:
+    """The expansion taking, in every group, the option whose fixed text is longest."""
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+        else:
+            out.append(max((_widest(o) for o in part.options), key=len))
+    return "".join(out)
+
+
+def _nth(parts: list[str | _Group], n: int) -> str:
+    """The expansion taking option ``n`` (or the last) of every group."""
+    return "".join(
+        part if isinstance(part, str) else _nth(part.options[min(n, len(part.options) - 1)], n)
+        for part in parts
+    )
+
+
+def _most_options(parts: list[str | _Group]) -> int:
+    groups = [p for p in parts if isinstance(p, _Group)]
+    return max((max(len(g.options), *(_most_options(o) for o in g.options)) for g in groups),
+               default=1)
+
+
+@lru_cache(maxsize=1024)
+def spintax_variants(text: str, limit: int = 64) -> tuple[str, ...]:
+    """The texts ``text``'s spintax can expand to, whatever the seed: all of them when there
+    are at most ``limit``; else the first ``limit``, those taking option n of every group
+    (every option appears once) and the one taking the longest option of every group (the
+    longest text is still checked).
+    Raises :class:`TemplateRenderError` on unbalanced braces."""
+    if "{" not in text:
+        return (text,)
+    parts = _spintax(text)
+    if isinstance(parts, str):
+        raise TemplateRenderError(parts)
+    found = _variants(parts, limit + 1)
+    if len(found) <= limit:
+        return tuple(found)
+    nth = [_nth(parts, n) for n in range(_most_options(parts))]
+    return tuple(dict.fromkeys([*found[:limit], *nth, _widest(parts)]))
+
+
 def expand_spintax(text: str, seed_key: str) -> str:
     """Pick one variant of every ``{a|b}`` group, the same for the same ``seed_key``."""
     if "{" not in text:
@@ -245,6 +301,31 @@ def _refused_statements(tree: nodes.Node) -> list[str]:
     ]
 
 
+@lru_cache(maxsize=1024)
+def lead_columns(text: str) -> frozenset[str] | None:
+    """The ``lead`` columns a template's output depends on, or None when it reads ``lead``
+    in another way than ``lead.name`` / ``lead['name']`` (``lead.get(x)``, ``lead[x]``, the
+    whole ``lead``): then all of it. Raises ``TemplateSyntaxError`` when it does not parse."""
+    tree = _parse(text)
+    keyed: set[int] = set()
+    columns: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+        if not _is_lead(node.node):
+            continue
+        name = node.attr if isinstance(node, nodes.Getattr) else _const_str(node.arg)
+        if name is None:
+            return None
+        keyed.add(id(node.node))
+        columns.add(name)
+    called = any(
+        isinstance(call.node, nodes.Getattr) and _is_lead(call.node.node)
+        for call in tree.find_all(nodes.Call)
+    )
+    loose = any(_is_lead(n) and id(n) not in keyed for n in tree.find_all(nodes.Name))
+    return None if called or loose else frozenset(columns)
+
+
 def variables(text: str) -> set[str]:
     """The ``lead.<column>`` names a template uses (empty when it does not parse)."""
     return set(_analysis(text)[1])
@@ -293,7 +374,7 @@ def _context(lead: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=2048)
 def _compiled(text: str) -> Template:
     # Compiling costs milliseconds and a sequence renders the same few texts for every lead.
     tree = _parse(text)
@@ -310,7 +391,12 @@ def render(text: str, lead: Mapping[str, Any], seed_key: str) -> str:
     Spintax is expanded on the template before Jinja runs, so braces inside lead values
     are never taken for spintax. The text is at most :data:`MAX_OUTPUT` characters.
     """
-    chosen = expand_spintax(text, seed_key)
+    return render_variant(expand_spintax(text, seed_key), lead)
+
+
+def render_variant(chosen: str, lead: Mapping[str, Any]) -> str:
+    """Render one spintax variant (:func:`spintax_variants`) of a template for ``lead``
+    (what :func:`render` does after picking the variant)."""
     try:
         out: list[str] = []
         size = 0

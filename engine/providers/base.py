@@ -169,6 +169,11 @@ class Provider(Protocol):
         and 24 h usage where it reports them (``seqrun identities``)."""
         ...
 
+    async def identity_status(self, identity: str) -> str:
+        """``active``, ``unknown`` (the provider has no such identity) or ``auth_expired``
+        (it cannot act: session expired, disconnected); what plan's preflight reports."""
+        ...
+
 
 class ProviderFactory(Protocol):
     """Builds an adapter on a client carrying the base URL and credentials. ``clock`` is what

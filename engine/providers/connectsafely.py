@@ -273,13 +273,18 @@ class ConnectSafelyProvider:
         return Relationship("none")
 
     async def identity_healthy(self, identity: str) -> bool:
+        return await self.identity_status(identity) == "active"
+
+    async def identity_status(self, identity: str) -> str:
         try:
             synced = await self._sync(identity, force=False)
         except ProviderError as exc:
+            if exc.params.get("provider_code") == "account_not_found":
+                return "unknown"
             if exc.label == vocab.AUTH_EXPIRED:
-                return False
+                return "auth_expired"
             raise
-        return synced.get("success") is not False
+        return "active" if synced.get("success") is not False else "auth_expired"
 
     async def search_people(self, identity: str, search: PeopleSearch) -> list[dict[str, str]]:
         """No people search in this API (``search_filters`` is empty: lint stops it first)."""

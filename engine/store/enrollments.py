@@ -4,7 +4,7 @@ moves; terminal states carry ``next_due_at = NULL``)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +62,10 @@ class Enrollments(StoreBase):
         values = list(rows)
         if values:
             with self.tx(conn) as c:
-                c.execute(t.enrollments.insert(), values)
+                if self.fast is not None:
+                    self.fast.insert_rows(c, t.enrollments, values)
+                else:
+                    c.execute(t.enrollments.insert(), values)
 
     def get_enrollment(
         self, enrollment_id: int, *, conn: Connection | None = None
@@ -114,21 +117,25 @@ class Enrollments(StoreBase):
         """lead id -> enrollment id of those of ``lead_ids`` enrolled in ``sequence``. Many
         ids (an import): one pass over the sequence's enrollments, not an IN query per 500."""
         ids = list(lead_ids)
-        e = t.enrollments
         out: dict[int, int] = {}
         with self.tx(conn) as c:
             if len(ids) > 5000:
                 wanted = set(ids)
                 rows = self._select(c, "sequence_enrollment_ids", _sequence_ids, seq=sequence)
                 return {int(r.lead_id): int(r.id) for r in rows if r.lead_id in wanted}
-            for i in range(0, len(ids), 500):
-                for r in c.execute(
-                    sa.select(e.c.id, e.c.lead_id).where(
-                        e.c.sequence == sequence, e.c.lead_id.in_(ids[i : i + 500])
-                    )
-                ):
-                    out[int(r.lead_id)] = int(r.id)
+            for lead_id, enrollment_id, seq, _, _ in self._of_leads(c, ids):
+                if seq == sequence:
+                    out[int(lead_id)] = int(enrollment_id)
         return out
+
+    def _of_leads(self, c: Connection, ids: list[int]) -> Iterator[Any]:
+        """(lead id, enrollment id, sequence, identity, state) of the leads' enrollments."""
+        e = t.enrollments
+        return self._rows_in(
+            c, "enrollments_of_leads", ids,
+            lambda chunk: sa.select(e.c.lead_id, e.c.id, e.c.sequence, e.c.identity, e.c.state)
+            .where(e.c.lead_id.in_(chunk)),
+        )
 
     def enrollments_of_leads(
         self, lead_ids: Iterable[int], *, conn: Connection | None = None
@@ -136,16 +143,9 @@ class Enrollments(StoreBase):
         """lead id -> [(sequence, identity, state)] of its enrollments."""
         ids = list(set(lead_ids))
         out: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
-        e = t.enrollments
         with self.tx(conn) as c:
-            for i in range(0, len(ids), 500):
-                rows = c.execute(
-                    sa.select(e.c.lead_id, e.c.sequence, e.c.identity, e.c.state).where(
-                        e.c.lead_id.in_(ids[i : i + 500])
-                    )
-                )
-                for r in rows:
-                    out[int(r.lead_id)].append((r.sequence, r.identity, r.state))
+            for lead_id, _, sequence, identity, state in self._of_leads(c, ids):
+                out[int(lead_id)].append((sequence, identity, state))
         return out
 
     def due_enrollments(

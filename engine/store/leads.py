@@ -39,13 +39,22 @@ class Leads(StoreBase):
             return int(r.id)
 
     def insert_leads(
-        self, leads: Iterable[tuple[str, Mapping[str, Any]]], *, conn: Connection | None = None
+        self, leads: Iterable[tuple[str, Mapping[str, Any] | str]], *,
+        conn: Connection | None = None,
     ) -> None:
-        """Insert new leads, (profile URL, data) each, in one bulk statement."""
-        values = [{"profile_url": url, "data_json": dump_json(dict(data))} for url, data in leads]
+        """Insert new leads, (profile URL, data) each, in one bulk statement; the data may
+        be its JSON text already (a plan's EnrollPlan.data_json)."""
+        values = [
+            {"profile_url": url,
+             "data_json": data if isinstance(data, str) else dump_json(dict(data))}
+            for url, data in leads
+        ]
         if values:
             with self.tx(conn) as c:
-                c.execute(t.leads.insert(), values)
+                if self.fast is not None:
+                    self.fast.insert_rows(c, t.leads, values)
+                else:
+                    c.execute(t.leads.insert(), values)
 
     def get_lead(self, lead_id: int, *, conn: Connection | None = None) -> LeadRow | None:
         with self.tx(conn) as c:
@@ -61,18 +70,14 @@ class Leads(StoreBase):
         self, profile_urls: Iterable[str], *, conn: Connection | None = None
     ) -> dict[str, int]:
         """profile URL -> lead id of the stored leads among ``profile_urls``."""
-        urls = list(profile_urls)
-        out: dict[str, int] = {}
+        ls = t.leads
         with self.tx(conn) as c:
-            for i in range(0, len(urls), 500):
-                chunk = urls[i : i + 500]
-                for row in c.execute(
-                    sa.select(t.leads.c.id, t.leads.c.profile_url).where(
-                        t.leads.c.profile_url.in_(chunk)
-                    )
-                ):
-                    out[row.profile_url] = int(row.id)
-        return out
+            rows = self._rows_in(
+                c, "lead_ids", list(profile_urls),
+                lambda chunk: sa.select(ls.c.profile_url, ls.c.id).where(
+                    ls.c.profile_url.in_(chunk)),
+            )
+            return {url: int(lead_id) for url, lead_id in rows}
 
     def leads_by_ids(
         self, ids: Iterable[int], *, conn: Connection | None = None

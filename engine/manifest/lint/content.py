@@ -93,10 +93,19 @@ def check_steps_content(seq: Sequence, spec: ProviderSpec | None, report: Report
                 _check_variables(step.id, path, text, columns, seq, report)
             if spec is None or not isinstance(step, ActionStep):
                 continue
-            if step.action == "connect" and key == "note":
-                _check_length(step.id, path, "connection note", text, spec.max_note, spec, report)
-            elif step.action in ("send_message", "send_inmail") and key in ("text", "message"):
-                _check_length(step.id, path, "message", text, spec.max_message, spec, report)
+            bound = text_limit(step.action, key, spec)
+            if bound is not None:
+                _check_length(step.id, path, bound[0], text, bound[1], spec, report)
+
+
+def text_limit(action: str, key: str, spec: ProviderSpec) -> tuple[str, int] | None:
+    """What the ``with.<key>`` text of ``action`` is called and the most characters ``spec``'s
+    provider accepts in it; None when it has no maximum."""
+    if action == "connect" and key == "note":
+        return "connection note", spec.max_note
+    if action in ("send_message", "send_inmail") and key in ("text", "message"):
+        return "message", spec.max_message
+    return None
 
 
 def _check_conditions(

@@ -482,10 +482,13 @@ class EdgesProvider:
         return False
 
     async def identity_healthy(self, identity: str) -> bool:
+        return await self.identity_status(identity) == "active"
+
+    async def identity_status(self, identity: str) -> str:
         async for ident in edges_identities.raw_identities(self.client):
             if identity in (ident.get("uid"), ident.get("id")):
-                return edges_identities.identity_ok(ident)
-        return False
+                return "active" if edges_identities.identity_ok(ident) else "auth_expired"
+        return "unknown"
 
     async def identities(self) -> list[IdentityInfo]:
         return await edges_identities.identity_infos(self.client)

@@ -154,13 +154,18 @@ class LinkedApiProvider:
         return str(result["url"])
 
     async def identity_healthy(self, identity: str) -> bool:
+        return await self.identity_status(identity) == "active"
+
+    async def identity_status(self, identity: str) -> str:
+        # the identity is a local name for an identification token: LinkedAPI knows the
+        # token's account only, so a refused token is all it can say ("auth_expired")
         try:
             await self.workflows.request("GET", "/account", identity)
         except ProviderError as exc:
             if exc.label == AUTH_EXPIRED:
-                return False
+                return "auth_expired"
             raise
-        return True
+        return "active"
 
     async def identities(self) -> list[IdentityInfo]:
         return await linkedapi_identities.identity_infos(self.workflows)
