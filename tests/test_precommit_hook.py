@@ -33,7 +33,8 @@ spec:
 
 def run_hook(files: list[str]) -> int:
     """What pre-commit runs: the hook's entry with the staged files its `files:` matches."""
-    (hook,) = load_documents(ROOT / ".pre-commit-hooks.yaml")[0].data
+    hooks = {h["id"]: h for h in load_documents(ROOT / ".pre-commit-hooks.yaml")[0].data}
+    hook = hooks["seqrun-validate"]
     staged = [f for f in files if re.search(hook["files"], f)]
     return main([*shlex.split(hook["entry"])[1:], *staged])
 
