@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.store import statements as st
@@ -55,6 +56,21 @@ def _reschedule_params(reschedules: Iterable[Mapping[str, Any]]) -> list[dict[st
     ]
 
 
+def _upsert_rows(
+    c: Connection,
+    table: sa.Table,
+    rows: list[Mapping[str, Any]],
+    shape: tuple[tuple[str, ...], tuple[str, ...]],
+) -> None:
+    """One executemany upsert of cache rows; a key given twice keeps its last row (one
+    multi-row ``ON CONFLICT DO UPDATE`` may not touch a row twice on PostgreSQL)."""
+    if not rows:
+        return
+    keys, update = shape
+    last = {tuple(r[k] for k in keys): r for r in rows}
+    c.execute(st.cache_upsert(c.dialect.name, table, keys, update), list(last.values()))
+
+
 class Batch(Events):
     def write_batch(
         self,
@@ -85,7 +101,7 @@ class Batch(Events):
         trans = _transition_params(transitions)
         resch = _reschedule_params(reschedules)
         convs, links = list(conversations), list(connections)
-        with self.tx(conn) as c:
+        with self.tx(conn) as c, self._pipelined(c):  # one round trip on PostgreSQL
             if out:
                 c.execute(st.outcome_update(), out)
             if trans:
@@ -93,7 +109,5 @@ class Batch(Events):
             if resch:
                 c.execute(st.reschedule_update(), resch)
             self.record_events(events, conn=c)
-            for row in convs:
-                self._upsert(c, t.conversation_cache, row, *st.CONVERSATION_UPSERT)
-            for row in links:
-                self._upsert(c, t.connection_cache, row, *st.CONNECTION_UPSERT)
+            _upsert_rows(c, t.conversation_cache, convs, st.CONVERSATION_UPSERT)
+            _upsert_rows(c, t.connection_cache, links, st.CONNECTION_UPSERT)

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from engine.errors import StoreError
@@ -102,13 +101,6 @@ def _update_grouped(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]
             db.execute(f"{sql[:-4]} IN ({','.join('?' * size)})", (*values, *chunk))
     if single:
         db.executemany(sql, single)
-
-
-def _cache_upsert(table: sa.Table, keys: tuple[str, ...], update: tuple[str, ...]) -> Any:
-    stmt = sqlite.insert(table).values({k: sa.bindparam(k) for k in keys + update})
-    return stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={k: stmt.excluded[k] for k in update}
-    )
 
 
 class SqliteFastPath:
@@ -326,7 +318,9 @@ class SqliteFastPath:
         if not rows:
             return
         keys, update = shape
-        sql, names = self.compiled(f"upsert-{name}", lambda: _cache_upsert(table, keys, update))
+        sql, names = self.compiled(
+            f"upsert-{name}", lambda: st.cache_upsert("sqlite", table, keys, update)
+        )
         _driver(c).executemany(
             sql, [tuple(db_time(r[n]) if n in times else r[n] for n in names) for r in rows]
         )

@@ -4,7 +4,10 @@ intent insert, and the keys of the two cache upserts."""
 
 from __future__ import annotations
 
+from functools import cache
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.store import tables as t
 
@@ -34,6 +37,7 @@ CONVERSATION_UPSERT = (
 CONNECTION_UPSERT = (("identity", "profile_url"), ("status", "checked_at"))
 
 
+@cache  # built once: SQLAlchemy's path then skips rebuilding and its cache key
 def outcome_update() -> sa.Update:
     a = t.action_log
     return (
@@ -48,6 +52,7 @@ def outcome_update() -> sa.Update:
     )
 
 
+@cache
 def transition_update() -> sa.Update:
     e = t.enrollments
     return (
@@ -64,6 +69,7 @@ def transition_update() -> sa.Update:
     )
 
 
+@cache
 def reschedule_update() -> sa.Update:
     e = t.enrollments
     return (
@@ -75,4 +81,16 @@ def reschedule_update() -> sa.Update:
             last_error=sa.bindparam("b_error"),
             waiting=sa.bindparam("b_waiting"),
         )
+    )
+
+
+@cache
+def cache_upsert(dialect: str, table: sa.Table, keys: tuple[str, ...],
+                 update: tuple[str, ...]) -> sa.Insert:
+    """The upsert of one cache row by name (``keys`` and ``update``'s columns bound by
+    their names), for executemany on SQLite or PostgreSQL (``ON CONFLICT DO UPDATE``)."""
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    stmt = insert(table).values({k: sa.bindparam(k) for k in keys + update})
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={k: stmt.excluded[k] for k in update}
     )
