@@ -483,3 +483,26 @@ def test_a_missing_database_driver_names_the_extra(tmp_path: Path) -> None:
         pytest.skip("psycopg2 is installed here")
     with pytest.raises(StoreError, match=r"pip install 'seqrun\[postgres\]'"):
         Store.open("postgresql+psycopg2://u@db.example/seqrun", tmp_path)
+
+
+def test_noted_events_get_their_data_rewritten_in_place(store: Store) -> None:
+    """write_batch(notes=...): an event written before, found by enrollment, kind, time and
+    destination, gets the data given (the runner notes a wait on a transition's event);
+    the other events of the lead keep theirs, and no row is added."""
+    lead = store.upsert_lead("https://www.linkedin.com/in/n", {})
+    eid = store.enroll(lead, "s", "rev1", "id_a", "visit", T0)
+    assert eid is not None
+    moved = {"kind": "transition", "subject": "https://www.linkedin.com/in/n", "at": T0,
+             "enrollment_id": eid, "from_state": "visit", "to_state": "connect",
+             "trigger": "done", "revision": "rev1", "data": {"action": "visit_profile"}}
+    other = {**moved, "at": T0 + timedelta(seconds=1), "from_state": "connect",
+             "to_state": "accepted", "data": None}
+    store.write_batch(events=[moved, other])
+    before = len(store.events(enrollment_id=eid))
+    noted = {**moved, "data": {"action": "visit_profile", "waiting": {"reason": "limit"}}}
+    store.write_batch(notes=[noted])
+    events = store.events(enrollment_id=eid)
+    assert len(events) == before
+    by_state = {e.to_state: e.data for e in events if e.kind == "transition"}
+    assert by_state["connect"] == {"action": "visit_profile", "waiting": {"reason": "limit"}}
+    assert by_state["accepted"] is None

@@ -142,10 +142,19 @@ class Moves:
         that transition's event (``data.waiting``) instead of an event of its own."""
         events: list[dict[str, Any]] = []
         data = {"reason": reason, "until": until.isoformat()}
-        entered = ctx.w.entered.get(enr.id) if ctx is not None and waiting else None
-        if entered is not None and enr.waiting is None:
+        entered = committed = None
+        if ctx is not None and waiting and enr.waiting is None:
+            entered = ctx.w.entered.get(enr.id)
+            if entered is None:
+                committed = ctx.committed_entered.pop(enr.id, None)
+        if entered is not None:
             # it waits from the step it just entered: its transition's event says so
             entered["data"] = {**(entered["data"] or {}), "waiting": data}
+        elif committed is not None and ctx is not None and committed["to_state"] == enr.state:
+            # the same, for the transition its call made, already committed with the next
+            # call's intent: that event's data is rewritten (one row, not two)
+            committed["data"] = {**(committed["data"] or {}), "waiting": data}
+            ctx.w.notes.append(committed)
         elif waiting is None or enr.waiting is None:
             events.append(
                 {

@@ -285,8 +285,10 @@ class Runner:
             events=w.events,
             conversations=w.conversations,
             connections=w.connections,
+            notes=w.notes,
             conn=conn,
         )
+        ctx.committed_entered.update(w.entered)
         ctx.w = Writes()
 
     # ---- waves ------------------------------------------------------------------------------

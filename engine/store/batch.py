@@ -81,6 +81,7 @@ class Batch(Events):
         events: Iterable[Mapping[str, Any]] = (),
         conversations: Iterable[Mapping[str, Any]] = (),
         connections: Iterable[Mapping[str, Any]] = (),
+        notes: Iterable[Mapping[str, Any]] = (),
         conn: Connection | None = None,
     ) -> None:
         """Many runner writes in one transaction, one executemany per kind.
@@ -89,18 +90,21 @@ class Batch(Events):
         next_due_at, step_entered_at, attempts, last_error (and waiting: None when absent).
         ``reschedules``: id, next_due_at, attempts, last_error, waiting. ``events``: as
         :meth:`record_events`. ``conversations`` and ``connections``: rows of those caches
-        (upserted).
+        (upserted). ``notes``: events written before (as given to :meth:`record_events`),
+        their ``data`` rewritten.
         """
         if self.fast is not None:
             with self.tx(conn) as c:
                 self.fast.write_batch(
                     c, outcomes, transitions, reschedules, events, conversations, connections
                 )
+                self.fast.note_events(c, notes)
             return
         out = _outcome_params(outcomes)
         trans = _transition_params(transitions)
         resch = _reschedule_params(reschedules)
         convs, links = list(conversations), list(connections)
+        noted = st.event_note_params(notes)
         with self.tx(conn) as c, self._pipelined(c):  # one round trip on PostgreSQL
             if out:
                 c.execute(st.outcome_update(), out)
@@ -109,5 +113,7 @@ class Batch(Events):
             if resch:
                 c.execute(st.reschedule_update(), resch)
             self.record_events(events, conn=c)
+            if noted:
+                c.execute(st.event_data_update(), noted)
             _upsert_rows(c, t.conversation_cache, convs, st.CONVERSATION_UPSERT)
             _upsert_rows(c, t.connection_cache, links, st.CONNECTION_UPSERT)

@@ -231,6 +231,14 @@ class SqliteFastPath:
                 raise StoreError(f"unexpected event insert parameters {names}")
             _driver(c).executemany(sql, values)
 
+    def note_events(self, c: Connection, notes: Iterable[Mapping[str, Any]]) -> None:
+        """``Store.write_batch``'s ``notes``: events' data rewritten."""
+        params = st.event_note_params(notes)
+        if params:
+            sql, names = self.compiled("event-notes", st.event_data_update)
+            _driver(c).executemany(sql, [
+                tuple(db_time(p[n]) if n == "b_at" else p[n] for n in names) for p in params])
+
     def write_batch(
         self,
         c: Connection,
