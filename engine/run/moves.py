@@ -138,8 +138,10 @@ class Moves:
         ``waiting`` (a rule's hold: a limit, the window, a cooldown) is kept on the lead;
         its "postponed" event is written when it starts waiting, not at every
         re-postponement of a lead already waiting (the column says why it still waits).
-        A lead that starts waiting at the step it entered in this wave has it recorded on
-        that transition's event (``data.waiting``) instead of an event of its own."""
+        A lead that starts waiting at the step it entered in this tick has it recorded on
+        that transition's event (``data.waiting``) instead of an event of its own: in the
+        buffered event, or, when that event was already committed (with the next call's
+        intent), by rewriting its data in the next batch (``Writes.notes``)."""
         events: list[dict[str, Any]] = []
         data = {"reason": reason, "until": until.isoformat()}
         entered = committed = None

@@ -262,10 +262,11 @@ class StoreBase:
     @contextmanager
     def _pipelined(self, c: Connection) -> Iterator[None]:
         """Statements that return nothing (DML), sent without waiting for each answer: on
-        psycopg one round trip at the end of the block (its pipeline mode; the BEGIN of a
-        transaction not yet started goes with them) instead of one a statement, which is
-        what a call's commit on PostgreSQL spent its time on. A SELECT inside would read no
-        rows. An error surfaces at the end of the block, raised as SQLAlchemy raises it."""
+        psycopg one round trip at the end of the block (its pipeline mode; psycopg syncs once
+        more for the BEGIN of a transaction not yet started) instead of one a statement,
+        which is what a call's commit on PostgreSQL spent its time on. A SELECT inside would
+        read no rows. An error surfaces at the end of the block, raised as SQLAlchemy raises
+        it."""
         if c.dialect.driver != "psycopg":
             yield
             return
