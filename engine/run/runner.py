@@ -288,7 +288,6 @@ class Runner:
             notes=w.notes,
             conn=conn,
         )
-        ctx.committed_entered.update(w.entered)
         ctx.w = Writes()
 
     # ---- waves ------------------------------------------------------------------------------

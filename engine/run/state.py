@@ -132,7 +132,7 @@ class Writes:
     # enrollment -> the event of its transition in this wave (a wait that starts at once
     # is noted on it)
     entered: dict[int, dict[str, Any]] = field(default_factory=dict)
-    # data of transition events already committed, rewritten (a wait noted on them)
+    # waits to note on the (committed) event that put a lead at its step
     notes: list[dict[str, Any]] = field(default_factory=list)
 
     def transition(self, values: dict[str, Any]) -> None:
@@ -202,10 +202,6 @@ class IdentityTick:
     # enrollment -> the edges it was routed along by error labels since its last progress
     routed: dict[int, list[str]] = field(default_factory=dict)
     w: Writes = field(default_factory=Writes)
-    # enrollment -> its transition event committed this tick (Writes.entered once written):
-    # a lead that starts waiting at the step its call just moved it to has the wait noted on
-    # that event, not an event of its own
-    committed_entered: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class Stop(Exception):

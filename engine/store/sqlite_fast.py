@@ -54,6 +54,8 @@ _IN_SQL = {
     "WHERE profile_url IN ({marks})",
     "last_attempts": "SELECT enrollment_id, step, max(attempt) FROM action_log "
     "WHERE enrollment_id IN ({marks}) GROUP BY enrollment_id, step",
+    "entering_events": "SELECT id, enrollment_id, at, to_state, data_json FROM events "
+    "WHERE enrollment_id IN ({marks}) AND kind IN ('enrolled', 'transition')",
 }
 _EVENT_COLS = (
     "at",
@@ -231,13 +233,11 @@ class SqliteFastPath:
                 raise StoreError(f"unexpected event insert parameters {names}")
             _driver(c).executemany(sql, values)
 
-    def note_events(self, c: Connection, notes: Iterable[Mapping[str, Any]]) -> None:
-        """``Store.write_batch``'s ``notes``: events' data rewritten."""
-        params = st.event_note_params(notes)
-        if params:
-            sql, names = self.compiled("event-notes", st.event_data_update)
-            _driver(c).executemany(sql, [
-                tuple(db_time(p[n]) if n == "b_at" else p[n] for n in names) for p in params])
+    def rewrite_events(self, c: Connection, updates: list[dict[str, Any]]) -> None:
+        """Events' data rewritten by id (``b_id``, ``b_data``)."""
+        if updates:
+            sql, names = self.compiled("event-data", st.event_data_by_id)
+            _driver(c).executemany(sql, [tuple(u[n] for n in names) for u in updates])
 
     def write_batch(
         self,

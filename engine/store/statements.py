@@ -4,7 +4,6 @@ intent insert, and the keys of the two cache upserts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -12,7 +11,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.store import tables as t
-from engine.store.codecs import dump_json
 
 # The columns of an intent row, in the order the runner's batched insert binds them.
 INTENT_COLS = (
@@ -88,34 +86,19 @@ def reschedule_update() -> sa.Update:
 
 
 @cache
-def event_data_update() -> sa.Update:
-    """Rewrite the data of one event, found by what the runner knows of it (enrollment,
-    kind, time, destination): a wait noted on the transition that led to it."""
+def event_data_by_id() -> sa.Update:
+    """Rewrite the data of one event (a wait noted on the event that entered its step)."""
     e = t.events
-    return (
-        e.update()
-        .where(
-            e.c.enrollment_id == sa.bindparam("eid"),
-            e.c.kind == sa.bindparam("b_kind"),
-            e.c.at == sa.bindparam("b_at"),
-            e.c.to_state == sa.bindparam("b_to"),
-        )
-        .values(data_json=sa.bindparam("b_data"))
-    )
+    return e.update().where(e.c.id == sa.bindparam("b_id")).values(
+        data_json=sa.bindparam("b_data"))
 
 
-def event_note_params(notes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The parameters of :func:`event_data_update` for events as the runner made them."""
-    return [
-        {
-            "eid": n["enrollment_id"],
-            "b_kind": n["kind"],
-            "b_at": n["at"],
-            "b_to": n["to_state"],
-            "b_data": None if n.get("data") is None else dump_json(n["data"]),
-        }
-        for n in notes
-    ]
+def entering_events_query(chunk: list[Any]) -> sa.Select[Any]:
+    """The events that put enrollments at a step (enrolled, transition) of ``chunk``'s
+    enrollments: id, enrollment, time, destination, data."""
+    e = t.events
+    return sa.select(e.c.id, e.c.enrollment_id, e.c.at, e.c.to_state, e.c.data_json).where(
+        e.c.enrollment_id.in_(chunk), e.c.kind.in_(("enrolled", "transition")))
 
 
 @cache
