@@ -2,6 +2,7 @@
 
     python bench/bench_simulate.py [--leads 10000] [--days 30] [--json] [--budget-s S]
     python bench/bench_simulate.py --linearity 1000,10000 [--days 30]
+    python bench/bench_simulate.py --postgres URL [--leads 10000] [--days 30]
 
 Writes a demo-campaign-shaped sequence over 5 Edges identities and N generated leads to a temp
 dir, runs `seqrun simulate` in a subprocess (its state kept with --keep) and reports its wall
@@ -10,6 +11,15 @@ the store's size. It drives the CLI, so the same script measures any layout of t
 Exit 1 when --budget-s is given and the CPU time exceeds it, or when a run writes more than
 3 event rows per delivered action; with --linearity, when CPU per action at the largest size
 exceeds 1.5x that at the smallest.
+
+With --postgres URL (a PostgreSQL database the script may empty, e.g. the one
+`bash .ci/postgres.sh` prints): the same campaign on SQLite and on PostgreSQL side by side,
+each as the commands `simulate` stands for (`apply --sandbox --virtual-clock`, then
+`run --sandbox --virtual-clock --until`: `simulate` itself always plays on a throwaway SQLite
+store), the PostgreSQL one with $SEQRUN_DATABASE_URL set. Wall time is the one figure
+comparable across the two (PostgreSQL's work is in its server's processes; their CPU is
+reported as server_cpu_s, read from the postmaster's reaped children when run as the same
+host). Exit 1 when PostgreSQL's wall time exceeds 1.3x SQLite's.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ZONES = ["Europe/Paris", "America/New_York", "Asia/Singapore", "Europe/London", ""]
 EVENTS_PER_ACTION = 3.0  # event rows per delivered action
 LINEARITY = 1.5  # CPU per action, largest size / smallest
+POSTGRES_RATIO = 1.3  # PostgreSQL's wall time / SQLite's, one worker
 IDENTITIES = ["ident-alice", "ident-bob", "ident-carol", "ident-dave", "ident-erin"]
 
 SEQUENCE = """\
@@ -140,6 +151,105 @@ def run(leads: int, days: int) -> dict[str, float]:
             "events_per_action": round(events / per, 2), "store_mb": round(size_mb, 1)}
 
 
+NEW_WORLD = ("import sys; from pathlib import Path; from engine import runtime; "
+             "runtime.new_sandbox(Path(sys.argv[1]), scenario=Path(sys.argv[2]), seed=0)")
+
+
+def run_commands(leads: int, days: int, url: str | None) -> dict[str, float]:
+    """The campaign as `apply --sandbox --virtual-clock` then `run --until`, on the store
+    ``url`` names (emptied first) or, without one, SQLite in the state dir."""
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = write_inputs(Path(tmp), leads)
+        state = str(Path(tmp) / "state")
+        env = {k: v for k, v in os.environ.items() if k != "SEQRUN_DATABASE_URL"}
+        if url is not None:
+            _empty(url)
+            env["SEQRUN_DATABASE_URL"] = url
+        _cli(env, tmp, "-c", NEW_WORLD, state, str(Path(tmp) / "world.yaml"))
+        server_before = _server_cpu()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        _cli(env, tmp, "-m", "engine", "apply", str(manifest), "--auto-approve", "--no-run",
+             "--sandbox", "--virtual-clock", "--state-dir", state)
+        out = _cli(env, tmp, "-m", "engine", "run", "--sandbox", "--virtual-clock", "--until",
+                   f"+{days}d", "--state-dir", state, "-o", "json")
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server = _server_cpu() - server_before if url is not None else 0.0
+        events, postponed = _count_events(url or f"sqlite:///{state}/state.db")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    document = json.loads(out)
+    actions = _delivered(document)
+    per = max(actions, 1)
+    return {"store": "postgresql" if url else "sqlite", "leads": leads, "days": days,
+            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "server_cpu_s": round(server, 2), "actions": actions,
+            "wall_ms_per_action": round(1000 * wall / per, 3),
+            "events": events, "postponed_events": postponed,
+            "events_per_action": round(events / per, 2)}
+
+
+def _cli(env: dict[str, str], cwd: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{args[:3]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def _empty(url: str) -> None:
+    """Drop every table of the PostgreSQL database ``url`` (a fresh store for each run)."""
+    import sqlalchemy as sa
+
+    from engine.store.db import normalize_url
+
+    engine = sa.create_engine(normalize_url(url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def _count_events(url: str) -> tuple[int, int]:
+    import sqlalchemy as sa
+
+    from engine.store.db import normalize_url
+
+    engine = sa.create_engine(normalize_url(url))
+    with engine.connect() as conn:
+        events = conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
+        postponed = conn.execute(
+            sa.text("SELECT count(*) FROM events WHERE kind = 'postponed'")).scalar_one()
+    engine.dispose()
+    return int(events), int(postponed)
+
+
+def _server_cpu() -> float:
+    """CPU seconds of the local PostgreSQL server's processes, the exited backends included
+    (the postmaster's reaped children); 0 when no server runs here."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pidfile in Path("/var/run/postgresql").glob("*.pid"):
+        try:
+            pid = pidfile.read_text().split()[0]
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except (OSError, IndexError):
+            continue
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick  # utime stime cu cs
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            try:
+                cf = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            total += (int(cf[11]) + int(cf[12])) / tick
+    return total
+
+
+def compare_postgres(leads: int, days: int, url: str) -> tuple[list[dict[str, float]], float]:
+    """SQLite, then PostgreSQL, on the same campaign; PostgreSQL's wall / SQLite's."""
+    runs = [run_commands(leads, days, None), run_commands(leads, days, url)]
+    return runs, runs[1]["wall_s"] / max(runs[0]["wall_s"], 1e-9)
+
+
 def _delivered(document: dict[str, object]) -> int:
     """Actions the run delivered, read from the simulate document."""
     run_part = document.get("run")
@@ -159,8 +269,12 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--linearity", default=None,
                         help="comma-separated lead counts, smallest first (e.g. 1000,10000)")
+    parser.add_argument("--postgres", default=None, metavar="URL",
+                        help="compare with PostgreSQL at URL (a database it may empty)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.postgres:
+        return _main_postgres(args.leads, args.days, args.postgres, args.json)
     sizes = [int(n) for n in args.linearity.split(",")] if args.linearity else [args.leads]
     runs = [run(n, args.days) for n in sizes]
     ok = all(r["events_per_action"] <= EVENTS_PER_ACTION for r in runs)
@@ -177,6 +291,18 @@ def main() -> int:
         if len(runs) > 1:
             print(f"CPU per action {sizes[-1]} / {sizes[0]} leads: {ratio:.2f} x "
                   f"(budget <= {LINEARITY})")
+    return 0 if ok else 1
+
+
+def _main_postgres(leads: int, days: int, url: str, as_json: bool) -> int:
+    runs, ratio = compare_postgres(leads, days, url)
+    ok = ratio <= POSTGRES_RATIO
+    if as_json:
+        print(json.dumps({"runs": runs, "postgres_wall_ratio": round(ratio, 2), "ok": ok}))
+    else:
+        for figures in runs:
+            print(" ".join(f"{k}={v}" for k, v in figures.items()))
+        print(f"PostgreSQL / SQLite wall time: {ratio:.2f} x (budget <= {POSTGRES_RATIO})")
     return 0 if ok else 1
 
 

@@ -148,3 +148,54 @@ def test_a_free_slot_is_taken_only_when_no_promised_instant_needs_it() -> None:
     assert _fits(usage, line, 3, now)
     assert _fits(usage, deque([(now + DAY, 7)]), 2, now)
     assert _fits(usage, deque(), 2, now)
+
+
+async def test_a_wait_right_after_a_call_is_noted_on_that_calls_transition(
+    tmp_path: Path,
+) -> None:
+    """Two visits, then one connect a day: the lead whose connect waits for the limit right
+    after its visit has no "postponed" row; the wait (reason, until) is on the event of the
+    transition its visit made (committed with the next call, then rewritten), and `status`
+    still counts it waiting."""
+    steps: tuple[Step, ...] = (ActionStep("visit", "visit_profile"),
+                               ActionStep("connect", "connect"))
+    env = Env(tmp_path, make_seq(steps=steps, limits={"visit_profile": 2, "connect": 1}))
+    eids = [env.lead("a"), env.lead("b")]
+    result = await env.runner().tick()
+    assert (result.actions, result.postponed) == (3, 1)
+    held = [e for e in eids if env.store.get_enrollment(e).waiting]  # type: ignore[union-attr]
+    assert len(held) == 1
+    assert _postponed_events(env.store, held[0]) == []
+    entered = [e for e in env.store.events(enrollment_id=held[0])
+               if e.kind == "transition" and e.to_state == "connect"]
+    assert len(entered) == 1 and entered[0].data is not None
+    assert entered[0].data["action"] == "visit_profile"  # what it said before stays
+    wait = entered[0].data["waiting"]
+    assert "limit" in wait["reason"] and wait["until"] == (MONDAY_8 + DAY).isoformat()
+    counted = status(env.store, now=env.clock.now()).sequences[0]
+    assert counted.waiting == {"limit:connect": 1}
+
+
+async def test_a_wait_from_enrolment_is_noted_on_the_enrolled_event(tmp_path: Path) -> None:
+    """A lead held by the limit at the step it was enrolled at has the wait (reason, until)
+    on its "enrolled" event (its data kept), not a "postponed" row; `status` counts it."""
+    env = Env(tmp_path, make_seq(steps=VISITS, limits={"visit_profile": 1}))
+    eids = [env.lead("a"), env.lead("b")]
+    env.store.record_events([
+        {"kind": "enrolled", "subject": f"https://www.linkedin.com/in/{h}", "at": MONDAY_8,
+         "enrollment_id": eid, "to_state": "visit", "revision": env.compiled.revision,
+         "data": {"sequence": env.seq.name, "source": "leads.csv"}}
+        for h, eid in zip("ab", eids, strict=True)])
+    env.clock.advance(timedelta(minutes=5))  # the first tick comes after the apply
+    result = await env.runner().tick()
+    assert (result.actions, result.postponed) == (1, 1)
+    held = [e for e in eids if env.store.get_enrollment(e).waiting]  # type: ignore[union-attr]
+    assert len(held) == 1 and _postponed_events(env.store, held[0]) == []
+    (enrolled,) = [e for e in env.store.events(enrollment_id=held[0]) if e.kind == "enrolled"]
+    assert enrolled.data is not None and enrolled.data["source"] == "leads.csv"
+    wait = enrolled.data["waiting"]
+    first_tick = MONDAY_8 + timedelta(minutes=5)
+    assert "limit" in wait["reason"] and wait["until"] == (first_tick + DAY).isoformat()
+    assert wait["since"] == first_tick.isoformat()
+    counted = status(env.store, now=env.clock.now()).sequences[0]
+    assert counted.waiting == {"limit:visit_profile": 1}

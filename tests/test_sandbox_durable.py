@@ -188,3 +188,25 @@ def test_sigkill_of_sandbox_serve_right_after_an_acknowledged_invitation(
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_new_state_directory_is_owner_only(tmp_path: Path) -> None:
+    """`sandbox serve --state-dir` (Sandbox.open) makes the directory 0700, as the store
+    makes its own: the world holds message texts."""
+    folder = tmp_path / "new" / "world"
+    Sandbox.open(folder, profiles=0).close()
+    assert (folder / DB_FILE).exists()
+    assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_monthly_counts_survive_a_reopen(tmp_path: Path) -> None:
+    box = Sandbox.open(tmp_path, profiles=0)
+    world = box.world
+    uid = next(iter(world.identities))
+    world.identity(uid).monthly_limits["message"] = 5
+    world._count(world.identity(uid), "message")
+    box.save()
+    box.close()
+    again = Sandbox.open(tmp_path)
+    assert again.world.month_usage(uid, "message") == 1
+    again.close()

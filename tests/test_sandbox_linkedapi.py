@@ -663,3 +663,77 @@ async def test_a_weekly_admin_limit_counts_and_stops_reactions(
     weekly = [u for u in usage if u["category"] == "stReactions"]
     assert weekly == [{"category": "stReactions", "period": "weekly", "maxValue": 1,
                        "isEnabled": True, "currentUsage": 1}]
+
+
+async def test_a_monthly_admin_limit_stops_messages_until_the_next_month(
+    client: httpx.AsyncClient, clock: VirtualClock
+) -> None:
+    """Monthly limits set through the admin API are enforced (they were only reported):
+    the third message of the month is refused, getUsage counts the month, and the 1st of
+    the next month frees the account again."""
+    r = await client.post("/admin/limits.set", json={"accountId": "acct-alice", "limits": [
+        {"category": "stMessages", "period": "monthly", "maxValue": 2}]})
+    assert r.json() == {"success": True}
+    msg = {"actionType": "st.sendMessage", "personUrl": BOB, "text": "hi"}
+    done = await run(client, clock, [msg, msg, msg])
+    assert [item["success"] for item in done["completion"]] == [True, True, False]
+    assert done["completion"][2]["error"]["type"] == "requestNotAllowed"
+    usage = (await client.post("/admin/limits.getUsage", json={"accountId": "acct-alice"})
+             ).json()["result"]["usage"]
+    assert {"category": "stMessages", "period": "monthly", "maxValue": 2, "isEnabled": True,
+            "currentUsage": 2} in usage
+    now = clock.now()
+    first = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=1)
+    clock.advance(first - now)
+    done = await run(client, clock, msg)
+    assert done["completion"]["success"] is True
+
+
+async def test_a_disabled_monthly_limit_caps_nothing(
+    client: httpx.AsyncClient, clock: VirtualClock
+) -> None:
+    await client.post("/admin/limits.set", json={"accountId": "acct-alice", "limits": [
+        {"category": "stMessages", "period": "monthly", "maxValue": 1, "isEnabled": False}]})
+    msg = {"actionType": "st.sendMessage", "personUrl": BOB, "text": "hi"}
+    done = await run(client, clock, [msg, msg])
+    assert [item["success"] for item in done["completion"]] == [True, True]
+
+
+async def test_a_connection_session_completes_and_connects_an_account(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    """A LinkedIn user signing in through the session's link connects a new account: the
+    session reads success, accounts.getAll lists the account, its token runs workflows."""
+    created = (await client.post("/admin/accounts.createConnectionSession")).json()["result"]
+    sid, link = created["sessionId"], created["connectionLink"]
+    assert link == f"http://sandbox/linkedapi/connect/{sid}"
+    pending = (await client.post("/admin/accounts.getAll")).json()["result"]
+    assert {"sessionId": sid, "status": "pending"} in pending["pendingConnectionSessions"]
+    r = await client.post(link, json={"name": "Carol"})
+    assert r.status_code == 200 and r.json()["result"]["session"]["status"] == "success"
+    got = (await client.post("/admin/accounts.getConnectionSession", json={"sessionId": sid})
+           ).json()["result"]["session"]
+    assert got["status"] == "success" and got["type"] == "connection"
+    listing = (await client.post("/admin/accounts.getAll")).json()["result"]
+    assert listing["pendingConnectionSessions"] == []
+    account = next(a for a in listing["accounts"] if a["id"] == got["accountId"])
+    assert account["name"] == "Carol" and account["status"] == "active"
+    client.headers["identification-token"] = account["identificationToken"]
+    done = await run(client, clock, {"actionType": "st.checkConnectionStatus",
+                                     "personUrl": ADA})
+    assert done["completion"]["success"] is True
+    again = await client.post(link)  # a link serves one sign-in
+    assert again.status_code == 409
+
+
+async def test_a_cancelled_or_unknown_connection_session_connects_nothing(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    created = (await client.post("/admin/accounts.createConnectionSession")).json()["result"]
+    await client.post("/admin/accounts.cancelConnectionSession",
+                      json={"sessionId": created["sessionId"]})
+    before = set(world.identities)
+    assert (await client.post(created["connectionLink"])).status_code == 409
+    r = await client.post("/connect/sess-nope")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "sessionNotFound"
+    assert set(world.identities) == before

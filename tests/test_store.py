@@ -483,3 +483,35 @@ def test_a_missing_database_driver_names_the_extra(tmp_path: Path) -> None:
         pytest.skip("psycopg2 is installed here")
     with pytest.raises(StoreError, match=r"pip install 'seqrun\[postgres\]'"):
         Store.open("postgresql+psycopg2://u@db.example/seqrun", tmp_path)
+
+
+def test_noted_waits_rewrite_the_entering_event_or_fall_back(store: Store) -> None:
+    """write_batch(notes=...): a wait is noted on the event that put the enrollment at its
+    step (found by enrollment, time and destination; its other data kept), no row added;
+    a note whose event is not there writes its fallback event instead (nothing lost)."""
+    lead = store.upsert_lead("https://www.linkedin.com/in/n", {})
+    eid = store.enroll(lead, "s", "rev1", "id_a", "visit", T0)
+    assert eid is not None
+    moved = {"kind": "transition", "subject": "https://www.linkedin.com/in/n", "at": T0,
+             "enrollment_id": eid, "from_state": "visit", "to_state": "connect",
+             "trigger": "done", "revision": "rev1", "data": {"action": "visit_profile"}}
+    other = {**moved, "at": T0 + timedelta(seconds=1), "from_state": "connect",
+             "to_state": "accepted", "data": None}
+    store.write_batch(events=[moved, other])
+    before = len(store.events(enrollment_id=eid))
+    fallback = {"kind": "postponed", "subject": "https://www.linkedin.com/in/n",
+                "at": T0 + timedelta(hours=1), "enrollment_id": eid, "from_state": "x",
+                "data": {"reason": "limit"}}
+    store.write_batch(notes=[
+        {"enrollment_id": eid, "at": T0, "to_state": "connect",
+         "waiting": {"reason": "limit"}, "fallback": fallback}])
+    events = store.events(enrollment_id=eid)
+    assert len(events) == before
+    by_state = {e.to_state: e.data for e in events if e.kind == "transition"}
+    assert by_state["connect"] == {"action": "visit_profile", "waiting": {"reason": "limit"}}
+    assert by_state["accepted"] is None
+    store.write_batch(notes=[  # no event entered "x" at that time: the fallback is written
+        {"enrollment_id": eid, "at": T0, "to_state": "x", "waiting": {"reason": "limit"},
+         "fallback": fallback}])
+    assert [e.data for e in store.events(enrollment_id=eid) if e.kind == "postponed"] == [
+        {"reason": "limit"}]

@@ -138,26 +138,39 @@ class Moves:
         ``waiting`` (a rule's hold: a limit, the window, a cooldown) is kept on the lead;
         its "postponed" event is written when it starts waiting, not at every
         re-postponement of a lead already waiting (the column says why it still waits).
-        A lead that starts waiting at the step it entered in this wave has it recorded on
-        that transition's event (``data.waiting``) instead of an event of its own."""
+        A lead that starts waiting at the step it entered in this tick has it recorded on
+        that transition's event (``data.waiting``) instead of an event of its own; one that
+        starts waiting at a step entered before (its enrolment, a transition committed with
+        the next call's intent or in an earlier tick) has it noted on the event that put it
+        there, rewritten in the next batch (``Writes.notes``; ``since`` when it is later)."""
         events: list[dict[str, Any]] = []
-        data = {"reason": reason, "until": until.isoformat()}
-        entered = ctx.w.entered.get(enr.id) if ctx is not None and waiting else None
-        if entered is not None and enr.waiting is None:
+        data: dict[str, Any] = {"reason": reason, "until": until.isoformat()}
+        now = self.clock.now()
+        postponed = {
+            "kind": "postponed",
+            "subject": lead.profile_url,
+            "data": data,
+            "at": now,
+            "enrollment_id": enr.id,
+            "from_state": enr.state,
+            "revision": enr.revision,
+        }
+        starts = ctx is not None and bool(waiting) and enr.waiting is None and conn is None
+        entered = ctx.w.entered.get(enr.id) if ctx is not None and starts else None
+        if entered is not None:
             # it waits from the step it just entered: its transition's event says so
             entered["data"] = {**(entered["data"] or {}), "waiting": data}
+        elif ctx is not None and starts and enr.step_entered_at is not None:
+            # the event that put it at this step (enrolled, or a transition committed
+            # before) gets the wait in its data, rewritten in the next batch; the
+            # "postponed" event is written only when that event is not found
+            if enr.step_entered_at != now:
+                data["since"] = now.isoformat()
+            ctx.w.notes.append({"enrollment_id": enr.id, "at": enr.step_entered_at,
+                                "to_state": enr.state, "waiting": data,
+                                "fallback": postponed})
         elif waiting is None or enr.waiting is None:
-            events.append(
-                {
-                    "kind": "postponed",
-                    "subject": lead.profile_url,
-                    "data": data,
-                    "at": self.clock.now(),
-                    "enrollment_id": enr.id,
-                    "from_state": enr.state,
-                    "revision": enr.revision,
-                }
-            )
+            events.append(postponed)
         if ctx is not None and conn is None:
             ctx.w.reschedule(
                 enr.id,

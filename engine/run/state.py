@@ -150,6 +150,8 @@ class Writes:
     # enrollment -> the event of its transition in this wave (a wait that starts at once
     # is noted on it)
     entered: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # waits to note on the (committed) event that put a lead at its step
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
     def transition(self, values: dict[str, Any]) -> None:
         self.reschedules.pop(values["id"], None)
@@ -183,6 +185,7 @@ class Writes:
             or self.events
             or self.conversations
             or self.connections
+            or self.notes
         )
 
 
@@ -195,6 +198,7 @@ def write_buffered(store: Store, w: Writes, conn: Any = None) -> None:
         events=w.events,
         conversations=w.conversations,
         connections=w.connections,
+        notes=w.notes,
         conn=conn,
     )
 

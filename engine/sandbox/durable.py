@@ -51,8 +51,10 @@ class WorldDB:
     """One sandbox database: the rows of one world and its virtual clock."""
 
     def __init__(self, path: Path) -> None:
+        from engine.store.sqlite_file import make_state_dir  # deferred: the store's imports
+
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_state_dir(path.parent)  # owner-only, as the store's: the world holds messages
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout = 10000")
         self._db.execute("PRAGMA journal_mode = WAL")

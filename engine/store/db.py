@@ -290,6 +290,25 @@ class StoreBase:
             else:
                 yield from c.execute(build(chunk))
 
+    @contextmanager
+    def _pipelined(self, c: Connection) -> Iterator[None]:
+        """Statements that return nothing (DML), sent without waiting for each answer: on
+        psycopg one round trip at the end of the block (its pipeline mode; psycopg syncs once
+        more for the BEGIN of a transaction not yet started) instead of one a statement,
+        which is what a call's commit on PostgreSQL spent its time on. A SELECT inside would
+        read no rows. An error surfaces at the end of the block, raised as SQLAlchemy raises
+        it."""
+        if c.dialect.driver != "psycopg":
+            yield
+            return
+        driver = c.connection.driver_connection
+        dbapi = c.dialect.loaded_dbapi
+        try:
+            with driver.pipeline():  # type: ignore[union-attr]
+                yield
+        except dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(None, None, exc, dbapi.Error) from exc
+
     def _upsert(
         self,
         conn: Connection,

@@ -75,7 +75,9 @@ class Events(StoreBase):
         ]
         if values:
             with self.tx(conn) as c:
-                c.execute(t.events.insert(), values)
+                # inline: no RETURNING of the new ids (none is wanted), so the insert can go in
+                # a pipeline (Store._pipelined) even when it is one row
+                c.execute(t.events.insert().inline(), values)
 
     def events(
         self,

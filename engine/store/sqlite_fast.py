@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from engine.errors import StoreError
@@ -58,6 +57,8 @@ _IN_SQL = {
     "WHERE profile_url IN ({marks})",
     "last_attempts": "SELECT enrollment_id, step, max(attempt) FROM action_log "
     "WHERE enrollment_id IN ({marks}) GROUP BY enrollment_id, step",
+    "entering_events": "SELECT id, enrollment_id, at, to_state, data_json FROM events "
+    "WHERE enrollment_id IN ({marks}) AND kind IN ('enrolled', 'transition')",
 }
 _EVENT_COLS = (
     "at",
@@ -105,13 +106,6 @@ def _update_grouped(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]
             db.execute(f"{sql[:-4]} IN ({','.join('?' * size)})", (*values, *chunk))
     if single:
         db.executemany(sql, single)
-
-
-def _cache_upsert(table: sa.Table, keys: tuple[str, ...], update: tuple[str, ...]) -> Any:
-    stmt = sqlite.insert(table).values({k: sa.bindparam(k) for k in keys + update})
-    return stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={k: stmt.excluded[k] for k in update}
-    )
 
 
 class SqliteFastPath:
@@ -260,6 +254,12 @@ class SqliteFastPath:
                 raise StoreError(f"unexpected event insert parameters {names}")
             _driver(c).executemany(sql, values)
 
+    def rewrite_events(self, c: Connection, updates: list[dict[str, Any]]) -> None:
+        """Events' data rewritten by id (``b_id``, ``b_data``)."""
+        if updates:
+            sql, names = self.compiled("event-data", st.event_data_by_id)
+            _driver(c).executemany(sql, [tuple(u[n] for n in names) for u in updates])
+
     def write_batch(
         self,
         c: Connection,
@@ -347,7 +347,9 @@ class SqliteFastPath:
         if not rows:
             return
         keys, update = shape
-        sql, names = self.compiled(f"upsert-{name}", lambda: _cache_upsert(table, keys, update))
+        sql, names = self.compiled(
+            f"upsert-{name}", lambda: st.cache_upsert("sqlite", table, keys, update)
+        )
         _driver(c).executemany(
             sql, [tuple(db_time(r[n]) if n in times else r[n] for n in names) for r in rows]
         )

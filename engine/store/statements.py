@@ -4,7 +4,11 @@ intent insert, and the keys of the two cache upserts."""
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.store import tables as t
 
@@ -35,6 +39,7 @@ CONVERSATION_UPSERT = (
 CONNECTION_UPSERT = (("identity", "profile_url"), ("status", "checked_at"))
 
 
+@cache  # built once: SQLAlchemy's path then skips rebuilding and its cache key
 def outcome_update() -> sa.Update:
     a = t.action_log
     return (
@@ -49,6 +54,7 @@ def outcome_update() -> sa.Update:
     )
 
 
+@cache
 def transition_update() -> sa.Update:
     e = t.enrollments
     return (
@@ -65,6 +71,7 @@ def transition_update() -> sa.Update:
     )
 
 
+@cache
 def reschedule_update() -> sa.Update:
     e = t.enrollments
     return (
@@ -76,4 +83,32 @@ def reschedule_update() -> sa.Update:
             last_error=sa.bindparam("b_error"),
             waiting=sa.bindparam("b_waiting"),
         )
+    )
+
+
+@cache
+def event_data_by_id() -> sa.Update:
+    """Rewrite the data of one event (a wait noted on the event that entered its step)."""
+    e = t.events
+    return e.update().where(e.c.id == sa.bindparam("b_id")).values(
+        data_json=sa.bindparam("b_data"))
+
+
+def entering_events_query(chunk: list[Any]) -> sa.Select[Any]:
+    """The events that put enrollments at a step (enrolled, transition) of ``chunk``'s
+    enrollments: id, enrollment, time, destination, data."""
+    e = t.events
+    return sa.select(e.c.id, e.c.enrollment_id, e.c.at, e.c.to_state, e.c.data_json).where(
+        e.c.enrollment_id.in_(chunk), e.c.kind.in_(("enrolled", "transition")))
+
+
+@cache
+def cache_upsert(dialect: str, table: sa.Table, keys: tuple[str, ...],
+                 update: tuple[str, ...]) -> sa.Insert:
+    """The upsert of one cache row by name (``keys`` and ``update``'s columns bound by
+    their names), for executemany on SQLite or PostgreSQL (``ON CONFLICT DO UPDATE``)."""
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    stmt = insert(table).values({k: sa.bindparam(k) for k in keys + update})
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={k: stmt.excluded[k] for k in update}
     )

@@ -3,8 +3,8 @@
 
 Accounts are the world's identities open to LinkedAPI; their ``accountId`` is the identity
 uid. Limits set here become the identity's limits in the world (daily: rolling 24 h, weekly:
-calendar week); monthly limits are kept and reported (their usage is the rolling 24 h one)
-but not enforced. The admin API allows
+calendar week, monthly: calendar month; each refuses the action once used up). The admin
+API allows
 100 requests a minute (``tooManyRequests`` beyond), as documented.
 """
 
@@ -52,6 +52,30 @@ def _ok(result: Any = None) -> JSONResponse:
 class AdminApi(ApiBase):
     """Admin endpoints and the usage statistics."""
 
+    link_base = "https://app.linkedapi.io"  # the sandbox's mount URL once a request came
+
+    async def connect_session(self, request: Request) -> JSONResponse:
+        """``POST /connect/{sessionId}`` (the session's ``connectionLink``; sandbox only): the
+        LinkedIn user signs in through the link. A pending session succeeds and a new
+        account (body ``{"name"}``, optional) is connected: ``accounts.getAll`` lists it and
+        its identification token works for workflows from then on."""
+        sid = request.path_params["session_id"]
+        session = self.st.sessions.get(sid)
+        if session is None:
+            return envelope_error("sessionNotFound", "no such session", 404)
+        if session["status"] != "pending":
+            return envelope_error("invalidRequestPayload",
+                                  f"the session is {session['status']}, not pending", 409)
+        body = await self._body(request)
+        name = body.get("name") if isinstance(body, Mapping) else None
+        uid = f"acct-{sid}"
+        self.world.add_identity(uid, name=str(name or f"Account {sid}")[:200],
+                                aliases=(IDENT_PREFIX + uid,), provider="linkedapi")
+        self.world.identity(uid).created_at = self.world.now
+        session.update(status="success", accountId=uid)
+        self.st.dirty = True
+        return _ok({"session": {"sessionId": sid, **session}})
+
     async def admin(self, request: Request) -> JSONResponse:
         token = request.headers.get("linked-api-token")
         if not token:
@@ -65,6 +89,7 @@ class AdminApi(ApiBase):
         fault, _ = await self._fault("admin", envelope_error)
         if fault is not None:
             return fault
+        self.link_base = str(request.url).split("/admin/", 1)[0]
         method = ADMIN_METHODS.get(request.path_params["method"])
         if method is None:
             return envelope_error("invalidRequestPayload", "no such admin method", 404)
@@ -172,7 +197,8 @@ def _create_session(api: AdminApi, ident: IdentityState | None, p: Mapping[str, 
     sid = f"sess-{api.st.seq:06d}"
     api.st.sessions[sid] = {"status": "pending", "type": "connection"}
     api.st.dirty = True
-    return {"sessionId": sid, "connectionLink": f"https://app.linkedapi.io/connect/{sid}"}
+    # the link a LinkedIn user opens to sign in: here the sandbox's own (see connect_session)
+    return {"sessionId": sid, "connectionLink": f"{api.link_base}/connect/{sid}"}
 
 
 def _session(api: AdminApi, p: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -209,6 +235,7 @@ def _apply(api: AdminApi, ident: IdentityState, entries: list[dict[str, Any]]) -
     for action in LIMIT_CATEGORIES.values():
         ident.limits.pop(action, None)
         ident.weekly_limits.pop(action, None)
+        ident.monthly_limits.pop(action, None)
     for e in entries:
         action = LIMIT_CATEGORIES[e["category"]]
         value = int(e["maxValue"]) if e.get("isEnabled", True) else NO_LIMIT
@@ -216,6 +243,8 @@ def _apply(api: AdminApi, ident: IdentityState, entries: list[dict[str, Any]]) -
             ident.limits[action] = value
         elif e["period"] == "weekly":
             ident.weekly_limits[action] = value
+        elif value != NO_LIMIT:  # monthly (a disabled one is no cap at all)
+            ident.monthly_limits[action] = value
 
 
 def _entries(p: Mapping[str, Any], *, with_value: bool) -> list[dict[str, Any]]:
@@ -262,8 +291,8 @@ def _usage(api: AdminApi, ident: IdentityState | None, p: Mapping[str, Any]) -> 
     out = []
     for e in _limits_of(api, ident):
         action = LIMIT_CATEGORIES[e["category"]]
-        used = (api.world.week_usage(ident.uid, action) if e["period"] == "weekly"
-                else api.world.usage(ident.uid, action))
+        used = {"weekly": api.world.week_usage, "monthly": api.world.month_usage}.get(
+            e["period"], api.world.usage)(ident.uid, action)
         out.append({**e, "currentUsage": used})
     return {"usage": out}
 

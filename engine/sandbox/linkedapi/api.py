@@ -120,6 +120,7 @@ def routes(world: World, callback_client: httpx.AsyncClient | None = None) -> li
         ("/account", api.get_account, "GET"),
         ("/stats/actions", api.stats_actions, "GET"),
         ("/admin/{method}", api.admin, "POST"),
+        ("/connect/{session_id}", api.connect_session, "POST"),
         ("/account/workflow", api.post_account_workflow, "POST"),
         ("/account/results/{result_hash}", api.get_account_result, "GET"),
     ]

@@ -8,7 +8,7 @@ from datetime import datetime
 from engine.sandbox.world.config import PROVIDER_LIMITS
 from engine.sandbox.world.identities import Identities
 from engine.sandbox.world.model import Delivery, IdentityState, Profile, WorldError
-from engine.sandbox.world.times import DAY, iso, week_start
+from engine.sandbox.world.times import DAY, iso, month_start, next_month, week_start
 
 
 class Limits(Identities):
@@ -72,6 +72,7 @@ class Limits(Identities):
                     {"postponed_until": iso(until), "appendix": f"rolling 24h window, {action}",
                      "limit": limit, "action": action},
                 )
+        self._check_month(ident, action)
         cap = self.weekly_limit_for(ident, action)
         if cap is None:
             return
@@ -85,6 +86,28 @@ class Limits(Identities):
             {"postponed_until": iso(hold), "limit": cap, "action": action,
              "appendix": f"calendar week from Monday 00:00 UTC, {action}; 24 h hold"},
         )
+
+    def _check_month(self, ident: IdentityState, action: str) -> None:
+        """A monthly cap (set through LinkedAPI's admin API) reached: refused until the 1st."""
+        cap = ident.monthly_limits.get(action)
+        if cap is None or self._month_count(ident.uid, action) < cap:
+            return
+        raise WorldError(
+            "LIMIT_REACHED", f"monthly limit of {cap} {action} reached",
+            {"postponed_until": iso(next_month(self.now)), "limit": cap, "action": action,
+             "appendix": f"calendar month from the 1st 00:00 UTC, {action}"},
+        )
+
+    def _month_count(self, uid: str, action: str) -> int:
+        counted = self._month_counts.get((uid, action))
+        if counted is None or counted[0] != month_start(self.now):
+            return 0
+        return int(counted[1])
+
+    def month_usage(self, identity: str, action: str) -> int:
+        """Actions of this kind this calendar month (counted only while a monthly cap is set)."""
+        self._advance()
+        return self._month_count(self.identity(identity).uid, action)
 
     def _week_count(self, uid: str, action: str) -> int:
         counted = self._week_counts.get((uid, action))
@@ -123,3 +146,6 @@ class Limits(Identities):
         if self.weekly_limit_for(ident, action) is not None:
             self._week_counts[(ident.uid, action)] = [
                 week_start(self.now), self._week_count(ident.uid, action) + 1]
+        if action in ident.monthly_limits:
+            self._month_counts[(ident.uid, action)] = [
+                month_start(self.now), self._month_count(ident.uid, action) + 1]

@@ -54,6 +54,9 @@ class IdentityState:
     # caps per calendar week (Monday 00:00 UTC), beside the rolling 24 h limits: ConnectSafely
     # documents 90 connection requests a week per account, going over puts it on a 24 h hold
     weekly_limits: dict[str, int] = field(default_factory=dict)
+    # caps per calendar month (the 1st, 00:00 UTC): LinkedAPI's admin `limits.set` with
+    # period "monthly"; going over refuses the action until the next month
+    monthly_limits: dict[str, int] = field(default_factory=dict)
     auth_history: list[tuple[datetime, bool]] = field(default_factory=list)  # sorted by time
     created_at: datetime | None = None
 

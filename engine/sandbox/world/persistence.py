@@ -68,6 +68,8 @@ class Persistence(GroundTruth):
             "week_counts": [[u, a, iso(week), n]
                             for (u, a), (week, n) in self._week_counts.items()],
             "holds": [[u, a, iso(until)] for (u, a), until in self._holds.items()],
+            "month_counts": [[u, a, iso(month), n]
+                             for (u, a), (month, n) in self._month_counts.items()],
             "auth_reported": self._auth_reported,
             "fault_counts": self._fault_counts,
             "faults_injected": self.faults_injected,
@@ -150,6 +152,8 @@ class Persistence(GroundTruth):
         self._week_counts = {(u, a): [parse_iso(week), int(n)]
                              for u, a, week, n in data.get("week_counts", [])}
         self._holds = {(u, a): parse_iso(until) for u, a, until in data.get("holds", [])}
+        self._month_counts = {(u, a): [parse_iso(month), int(n)]
+                              for u, a, month, n in data.get("month_counts", [])}
         self._auth_reported = dict(data["auth_reported"])
         self._fault_counts = dict(data["fault_counts"])
         self.faults_injected = dict(data["faults_injected"])

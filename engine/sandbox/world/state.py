@@ -43,6 +43,8 @@ class WorldState:
         # weekly caps: (identity, action) -> [Monday of the week counted, actions that week]
         self._week_counts: dict[tuple[str, str], list[Any]] = {}
         self._holds: dict[tuple[str, str], datetime] = {}  # (identity, action) -> hold ends
+        # monthly caps: (identity, action) -> [1st of the month counted, actions that month]
+        self._month_counts: dict[tuple[str, str], list[Any]] = {}
         self.delivered: list[Delivery] = []
         self.integration_events: list[dict[str, Any]] = []
         self._auth_reported: dict[str, bool] = {}

@@ -15,6 +15,18 @@ def week_start(at: datetime) -> datetime:
     return day - timedelta(days=day.weekday())
 
 
+def month_start(at: datetime) -> datetime:
+    """The 1st 00:00 UTC of the calendar month of ``at`` (when monthly limits reset)."""
+    return at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month(at: datetime) -> datetime:
+    """The 1st 00:00 UTC of the month after ``at``'s."""
+    start = month_start(at)
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(
+        month=start.month + 1)
+
+
 @lru_cache(maxsize=65536)
 def iso(dt: datetime) -> str:
     """``2026-01-05T08:00:00Z``."""
