@@ -109,14 +109,20 @@ def leads_from_rows(rows: Iterable[Mapping[str, str]], source: str,
     seen = {row[URL_COLUMN]: i for i, row in enumerate(result.rows, 1)}
     for rank, raw in enumerate(rows, 1):
         row = {c: str(v).strip() for c, v in raw.items() if c and str(v).strip()}
-        problem = _check_row(row, source, rank, seen)
-        if problem is not None:
-            result.refused.append(problem)
-            continue
-        seen[row[URL_COLUMN]] = rank
-        result.rows.append(row)
-        result.lines.append(rank)
+        _take(result, row, source, rank, seen)
     return result
+
+
+def _take(result: LeadImport, row: dict[str, str], source: str, line: int,
+          seen: dict[str, int]) -> None:
+    """``row`` into ``result``: taken (URL normalized), or refused at ``source:line``."""
+    problem = _check_row(row, source, line, seen)
+    if problem is not None:
+        result.refused.append(problem)
+        return
+    seen[row[URL_COLUMN]] = line
+    result.rows.append(row)
+    result.lines.append(line)
 
 
 def split_lines(text: str) -> list[str]:
@@ -228,13 +234,7 @@ def parse_lead_chunks(
             )
             continue
         row = {c: v for c, v in zip(columns, map(str.strip, record), strict=False) if c and v}
-        problem = _check_row(row, filename, line, seen)
-        if problem is not None:
-            result.refused.append(problem)
-            continue
-        seen[row[URL_COLUMN]] = line
-        result.rows.append(row)
-        result.lines.append(line)
+        _take(result, row, filename, line, seen)
     yield result
 
 

@@ -56,7 +56,7 @@ from engine.providers.base import (
 from engine.providers.convsync import ConversationSync
 from engine.providers.edges import identities as edges_identities
 from engine.providers.edges import search as edges_search
-from engine.providers.edges.http import error_from_body, request
+from engine.providers.edges.http import error_from_body, list_items, request
 from engine.providers.edges.runs import (
     RUN_FINISHED,
     get_run,
@@ -95,16 +95,6 @@ def _next_cursor(response: httpx.Response, body: Any) -> str | None:
                 return value
     return None
 
-
-def _items(body: Any) -> list[Any]:
-    if isinstance(body, list):
-        return body
-    if isinstance(body, dict):
-        for key in ("data", "results", "items", "outputs"):
-            value = body.get(key)
-            if isinstance(value, list):
-                return value
-    return []
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -173,7 +163,7 @@ class EdgesProvider:
         for _ in range(_MAX_PAGES):
             response = await self._post(slug, body, cursor)
             payload = json_answer(response, slug, "edges")
-            yield _items(payload)
+            yield list_items(payload)
             cursor = _next_cursor(response, payload)
             if not cursor:
                 return
@@ -316,7 +306,7 @@ class EdgesProvider:
                 params={"action_name": slug, "execution_mode": "ASYNC", "limit": 100,
                         "offset": offset},
             )
-            runs = _items(json_answer(response, "GET /runs", "edges"))
+            runs = list_items(json_answer(response, "GET /runs", "edges"))
             for run in runs:
                 if not isinstance(run, dict):
                     continue

@@ -55,6 +55,20 @@ LABELS: dict[str, str] = {
 }
 
 
+def list_items(body: Any) -> list[Any]:
+    """The list in an Edges answer: the body itself, or the first list under one of the keys
+    its endpoints use (``data``, ``results``, ``items``, ``outputs``, ``schedules``,
+    ``identities``); [] when there is none."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        for key in ("data", "results", "items", "outputs", "schedules", "identities"):
+            value = body.get(key)
+            if isinstance(value, list):
+                return value
+    return []
+
+
 def map_error(
     response: httpx.Response, provider: str = "edges", context: str | None = None
 ) -> ProviderError | ConfigError:

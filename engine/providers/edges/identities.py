@@ -15,7 +15,7 @@ import httpx
 from engine import vocab
 from engine.errors import ProviderError
 from engine.providers.base import IdentityInfo, NewIdentity
-from engine.providers.edges.http import request
+from engine.providers.edges.http import list_items, request
 from engine.providers.http import json_answer
 
 _MAX_PAGES = 500  # a runaway cursor must not loop forever
@@ -34,16 +34,6 @@ LIMITED: Mapping[str, str] = {
 }
 
 
-def _items(payload: Any) -> list[Any]:
-    if isinstance(payload, list):
-        return payload
-    if isinstance(payload, dict):
-        for key in ("data", "results", "items", "identities"):
-            value = payload.get(key)
-            if isinstance(value, list):
-                return value
-    return []
-
 
 async def raw_identities(client: httpx.AsyncClient) -> AsyncIterator[Mapping[str, Any]]:
     """Every identity object of the workspace, page by page."""
@@ -53,7 +43,7 @@ async def raw_identities(client: httpx.AsyncClient) -> AsyncIterator[Mapping[str
                                  params={"retrieve_accounts": "true", "page": page},
                                  call="identities")
         payload = json_answer(response, "identities", "edges")
-        items = _items(payload)
+        items = list_items(payload)
         for ident in items:
             if isinstance(ident, dict):
                 yield ident

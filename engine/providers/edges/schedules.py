@@ -13,19 +13,9 @@ from typing import Any
 import httpx
 
 from engine.errors import ProviderError
-from engine.providers.edges.http import request
+from engine.providers.edges.http import list_items, request
 from engine.providers.edges.schedule_config import request_body
 from engine.providers.http import json_answer
-
-
-def _items(data: Any) -> list[dict[str, Any]]:
-    if isinstance(data, list):
-        return [d for d in data if isinstance(d, dict)]
-    if isinstance(data, Mapping):
-        for key in ("data", "items", "results", "schedules", "identities"):
-            if isinstance(data.get(key), list):
-                return [d for d in data[key] if isinstance(d, dict)]
-    return []
 
 
 def schedule_uid(obj: Mapping[str, Any]) -> str | None:
@@ -46,7 +36,8 @@ async def paginate(
     next_url: str | None = url
     while next_url is not None:
         resp = await request(client, "GET", next_url, params=query or None)
-        out.extend(_items(json_answer(resp, f"GET {next_url}", "edges")))
+        out.extend(d for d in list_items(json_answer(resp, f"GET {next_url}", "edges"))
+                   if isinstance(d, dict))
         nxt = resp.headers.get("X-Pagination-Next")
         if not nxt or nxt in seen:
             break
