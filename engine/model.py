@@ -347,6 +347,7 @@ class SentExpectation:
     step: str
     text: str | None = None  # the exact text
     contains: str | None = None  # a part of it
+    variant: str | None = None  # the A/B variant of the step the lead got
 
 
 @dataclass(frozen=True)
@@ -369,6 +370,8 @@ class SequenceCase:
     until: timedelta
     path: str = "$"  # JSON path of this case in its manifest
     count: int = 1  # leads alike (the lead's URL numbered): each must meet the expectations
+    # step -> the A/B variant its leads get (a `variant:<step>` lead column, engine.variants)
+    variants: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from engine.model import (
 )
 from engine.run.rules import window_opening
 from engine.sandbox.world.model import Delivery
+from engine.variants import FORCE_PREFIX
 
 __all__ = ["CaseResult", "Check", "TestReport", "junit_xml", "run_tests"]
 
@@ -182,7 +183,9 @@ def _run_case(test: SequenceTest, seq: Sequence, case: SequenceCase) -> CaseResu
         base = case.lead.get("linkedin_profile_url") or _lead_url(case.name)
         urls = [base] + [f"{base.rstrip('/')}-{i}" for i in range(2, case.count + 1)]
         leads = state_dir / "leads.csv"
-        _write_leads(leads, [{**case.lead, "linkedin_profile_url": u} for u in urls])
+        # a forced variant is a lead column the runner's assignment honours (engine.variants)
+        forced = {FORCE_PREFIX + step: name for step, name in case.variants.items()}
+        _write_leads(leads, [{**case.lead, **forced, "linkedin_profile_url": u} for u in urls])
         under_test = replace(seq, leads=LeadsSource(csv=leads))
         runtime.new_sandbox(state_dir, scenario=_scenario(test, seq, case, urls), seed=0)
 
@@ -300,7 +303,8 @@ def _observe(rt: Any, seq: Sequence) -> list[_Lead]:
             if row.status == "done" and isinstance(said, dict):
                 text = said.get("text") or said.get("note") or ""
                 sent.append({"step": row.step, "action": row.action, "text": str(text),
-                             "at": _iso(row.finished_at or row.created_at)})
+                             "at": _iso(row.finished_at or row.created_at),
+                             **({"variant": row.variant} if row.variant else {})})
         out.append(_Lead(urls.get(enr.lead_id, "?"), [s for s in states if s not in terminals],
                          enr.state if enr.state in terminals else None, sent))
     return out
@@ -356,18 +360,28 @@ def _lead_checks(exp: CaseExpectation, lead: _Lead) -> list[Check]:
 
 def _check_sent(expected: Iterable[Any], sent: list[dict[str, str]]) -> Check:
     want = list(expected)
-    lines = [f"{s.step}: {s.text if s.text is not None else '…' + (s.contains or '') + '…'}"
+    # a variant shows beside its step on both sides where the case expects one (and on an
+    # unexpected text), so a wrong variant is a line of the diff
+    shown = [w.variant is not None for w in want]
+    lines = [f"{_sent_step(s.step, s.variant)}: "
+             f"{s.text if s.text is not None else '…' + (s.contains or '') + '…'}"
              for s in want]
-    got = [f"{s['step']}: {s['text']}" for s in sent]
+    got = [f"{_sent_step(s['step'], s.get('variant') if i >= len(want) or shown[i] else None)}"
+           f": {s['text']}" for i, s in enumerate(sent)]
     ok = len(want) == len(sent) and all(
         w.step == s["step"] and (w.text is None or w.text == s["text"])
         and (w.contains is None or w.contains in s["text"])
+        and (w.variant is None or w.variant == s.get("variant"))
         for w, s in zip(want, sent, strict=False))
     if ok:
         return Check("sent", True)
     diff = tuple(difflib.unified_diff(lines, got, "expected sent", "actual sent", lineterm="",
                                       n=max(len(lines), len(got))))
     return Check("sent", False, "other notes or messages were sent", diff)
+
+
+def _sent_step(step: str, variant: str | None) -> str:
+    return step if variant is None else f"{step} [variant {variant}]"
 
 
 def _zone(name: str | None, fallback: str) -> ZoneInfo:

@@ -1,7 +1,9 @@
 """Which A/B variant of a step a lead gets: a hash of its profile URL, the sequence and the
 step id, so the choice is the same on every re-run and in every revision of the sequence
 (a new text or a reordered list of variants keeps each lead's name; changed weights move
-only the leads whose hash crosses a boundary).
+only the leads whose hash crosses a boundary). A lead row may name its variant of a step in a
+``variant:<step id>`` column (:func:`forced`): how ``seqrun test`` tests each variant's route,
+through the same assignment and recording as any lead's.
 
 >>> from engine.model import ActionStep, Variant
 >>> step = ActionStep("intro", "send_message", variants=(Variant("a"), Variant("b")))
@@ -41,18 +43,27 @@ def assign(step: ActionStep, sequence: str, url: str) -> Variant:
     return ordered[-1]  # rounding at the very top of the range
 
 
+#: the lead column that names a lead's variant of a step (``variant:intro``: ``short-call``)
+FORCE_PREFIX = "variant:"
+
+
+def forced(step: ActionStep, data: Mapping[str, Any]) -> Variant | None:
+    """The variant the lead's row names for ``step`` (None: none named, or no such variant)."""
+    name = data.get(FORCE_PREFIX + step.id)
+    return step.variant(str(name)) if name else None
+
+
 def chosen(
-    step: ActionStep, sequence: str, url: str, promoted: str | None = None
+    step: ActionStep, sequence: str, url: str, promoted: str | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Variant | None:
-    """The variant to send: the promoted winner of a decided experiment, else the lead's own
-    (None for a step without variants)."""
+    """The variant to send: the promoted winner of a decided experiment (a losing variant is
+    never sent again, whoever asked for it), else the one the lead's row ``data`` names, else
+    the lead's own by hash (None for a step without variants)."""
     if not step.variants:
         return None
-    if promoted is not None:
-        winner = step.variant(promoted)
-        if winner is not None:
-            return winner
-    return assign(step, sequence, url)
+    winner = step.variant(promoted) if promoted is not None else None
+    return winner or forced(step, data or {}) or assign(step, sequence, url)
 
 
 def texts(step: ActionStep, variant: Variant | None) -> Mapping[str, Any]:

@@ -25,7 +25,7 @@ from engine.manifest.explain import closest, did_you_mean, explain_schema_error
 from engine.manifest.lint import lint
 from engine.manifest.policy import read_dnc_file
 from engine.manifest.schemas import KINDS, max_steps, validator_for
-from engine.manifest.yamlio import MAX_BYTES, Document, read_documents
+from engine.manifest.yamlio import MAX_BYTES, Document, child_path, read_documents
 from engine.model import (
     NOTICE_KINDS,
     ActionStep,
@@ -181,10 +181,32 @@ def _test_references(manifests: list[Manifest]) -> list[Problem]:
             named = [(f"{case.path}.expect.path", s) for s in case.expect.path or ()]
             named += [(f"{case.path}.expect.sent", s.step) for s in case.expect.sent or ()]
             named += [(f"{case.path}.world.errors", e.step) for e in case.world.errors]
+            named += [(f"{case.path}.variant", s) for s in case.variants]
             for where, step in named:
                 if step not in steps:
                     problems.append(test.source.problem(where, (
                         f"{target.name} has no step {step!r}{did_you_mean(step, steps)}")))
+            problems.extend(_test_variants(test, case, target))
+    return problems
+
+
+def _test_variants(test: SequenceTest, case: SequenceCase,
+                   target: SequenceManifest) -> list[Problem]:
+    """Every variant a case forces or expects must be a variant of that step."""
+    named = [(child_path(f"{case.path}.variant", step), step, name)
+             for step, name in case.variants.items()]
+    named += [(f"{case.path}.expect.sent[{i}].variant", s.step, s.variant)
+              for i, s in enumerate(case.expect.sent or ()) if s.variant is not None]
+    problems = []
+    for where, step_id, name in named:
+        step = next((s for s in target.steps if s.id == step_id), None)
+        if step is None:
+            continue  # reported as an unknown step
+        names = [v.name for v in step.variants] if isinstance(step, ActionStep) else []
+        if name not in names:
+            has = f"its variants are {', '.join(names)}" if names else "it has no variants"
+            problems.append(test.source.problem(where, (
+                f"step {step_id!r} of {target.name} has no variant {name!r} ({has})")))
     return problems
 _SEQRUN_API = re.compile(rb"""apiVersion['"]?\s*:\s*['"]?seqrun/""")
 
@@ -647,7 +669,8 @@ class _Builder:
         return SequenceCase(name=raw["name"], lead=dict(raw.get("lead", {})),
                             world=self.world(raw.get("world", {}), f"{path}.world"),
                             expect=self.expectation(raw["expect"]), until=until, path=path,
-                            count=int(raw.get("count", 1)))
+                            count=int(raw.get("count", 1)),
+                            variants=dict(raw.get("variant", {})))
 
     def world(self, raw: dict[str, Any], path: str) -> CaseWorld:
         def span(key: str, where: str) -> timedelta | None:
@@ -671,7 +694,8 @@ class _Builder:
     def expectation(raw: dict[str, Any]) -> CaseExpectation:
         sent = None
         if "sent" in raw:
-            sent = tuple(SentExpectation(s["step"], s.get("text"), s.get("contains"))
+            sent = tuple(SentExpectation(s["step"], s.get("text"), s.get("contains"),
+                                         s.get("variant"))
                          for s in raw["sent"])
         return CaseExpectation(
             path=tuple(raw["path"]) if "path" in raw else None,

@@ -178,9 +178,10 @@ class Rules:
             until, reason, key = held
             self.moves.postpone(enr, lead, until, reason, result, ctx=ctx, waiting=key)
             return None
-        # 7. render, with the lead's variant (or the promoted winner) of a step with variants
+        # 7. render, with the lead's variant (the promoted winner, else the one its row names,
+        # else its hash's) of a step with variants
         promoted = self.state.promoted.get((enr.sequence, step.id)) if step.variants else None
-        variant = chosen(step, enr.sequence, lead.profile_url, promoted)
+        variant = chosen(step, enr.sequence, lead.profile_url, promoted, lead.data)
         try:
             params = _render_params(texts(step, variant), enr, lead)
         except Exception as exc:  # an undefined variable or a template error
