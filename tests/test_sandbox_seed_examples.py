@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -26,6 +27,8 @@ from engine.sandbox.world import World, WorldConfig
 ADA = "https://www.linkedin.com/in/ada"
 BOB = "https://www.linkedin.com/in/bob"
 CAROL = "https://www.linkedin.com/in/carol"
+PERSON1 = "https://www.linkedin.com/in/person1"  # seed 003:8
+GHOST = "https://www.linkedin.com/in/ghost"
 ENGAGEMENT = "ident-alice"  # an Engagement Identity
 STANDARD = "ident-bob"  # a standard identity
 CALLBACK = "https://yourdomain.com/webhooks/edges"  # seed 000:55
@@ -64,6 +67,8 @@ def world(clock: VirtualClock) -> World:
                   replies=False)
     w.add_profile(CAROL, full_name="Carol Quiet", company="Looms", accepts=False,
                   replies=False)
+    w.add_profile(PERSON1, full_name="Person One", already_connected_with=["acct-alice"])
+    w.add_profile(GHOST, accessible=False)
     return w
 
 
@@ -144,6 +149,9 @@ async def test_createIncrementalExtractMessagesSchedule(
     assert schedule["callback"] == {"url": CALLBACK}
     assert schedule["max_results"] == max_results
     assert schedule["status"] == "ACTIVE"
+    # `cron = '0 9 * * *', // daily at 9am` in `timezone = 'Europe/Paris'` (seed 000:22-23)
+    first = datetime.fromisoformat(schedule["next_run_at"]).astimezone(ZoneInfo("Europe/Paris"))
+    assert (first.hour, first.minute) == (9, 0)
 
 
 async def test_createIncrementalExtractMessagesSchedule_refused_reads_err_message(
@@ -408,6 +416,22 @@ async def test_migrateScheduleToIncremental(edges: httpx.AsyncClient, api_key: s
     assert gone["status"] == "CANCELLED"
 
 
+async def test_migrateScheduleToIncremental_one_off_schedule_at(
+        edges: httpx.AsyncClient, api_key: str, world: World) -> None:
+    # seed 000:174-176 `cron: schedule.cron, timezone: schedule.timezone, schedule_at:
+    # schedule.schedule_at`: a one-off schedule comes back with `cron: null` beside its date
+    at = (world.now + timedelta(days=2)).isoformat()
+    r = await edges.post("actions/linkedin-extract-messages/run/schedule",
+                         headers={EDGES_KEY: api_key},
+                         json={"inputs": [{}], "identity_ids": [ENGAGEMENT], "schedule_at": at})
+    assert r.status_code == 201, r.text
+    r = await migrate_schedule_to_incremental(edges, api_key, r.json()["uid"])
+    assert r.is_success, r.text
+    new = r.json()
+    assert new["cron"] is None and new["callback"] is None
+    assert datetime.fromisoformat(new["next_run_at"]) == datetime.fromisoformat(at)
+
+
 async def test_migrateScheduleToIncremental_standard_identity_fails_with_message(
         edges: httpx.AsyncClient, api_key: str) -> None:
     # seed 000:194-196 `throw new Error(err.message ?? ...)`, caught per schedule (:218-221)
@@ -540,6 +564,36 @@ async def test_visit_profile_limit_reached_postponed_until(edges: httpx.AsyncCli
     assert body["params"]["postponed_until"]
 
 
+async def test_error_labels_profile_not_accessible_and_invalid_input(
+        edges: httpx.AsyncClient, api_key: str) -> None:
+    # seed 001:62 "PROFILE_NOT_ACCESSIBLE | All | Profile deleted, blocked, or URL changed";
+    # :64 "INVALID_INPUT | All | Bad parameters (wrong URL format, etc.)"
+    gone = await _live(edges, api_key, "linkedin-visit-profile", {"linkedin_profile_url": GHOST})
+    assert gone.json()["error_label"] == "PROFILE_NOT_ACCESSIBLE"
+    bad = await _live(edges, api_key, "linkedin-visit-profile",
+                      {"linkedin_profile_url": "not a url"})
+    assert bad.status_code == 400
+    assert bad.json()["error_label"] == "INVALID_INPUT"
+
+
+async def test_identity_auth_expired_webhook_and_label(
+        edges: httpx.AsyncClient, api_key: str, world: World, box: Sandbox,
+        receiver: tuple[Receiver, httpx.AsyncClient]) -> None:
+    # seed 001:45 "Identity auth expired | Webhook AUTH_EXPIRED event | PAUSE all leads for
+    # that identity"; :63 "AUTH_EXPIRED | All | Identity LinkedIn session expired". The seed
+    # names no webhook path: docs/sandbox.md, `POST /integrations/linkedin/webhooks` [inferred]
+    hook = "https://yourdomain.com/webhooks/integration"
+    r = await edges.post("integrations/linkedin/webhooks", headers={EDGES_KEY: api_key},
+                         json={"url": hook})
+    assert r.status_code == 201, r.text
+    world.set_auth(ENGAGEMENT, False)
+    await box.tick()
+    events = [b for url, b in receiver[0].posts if url == hook]
+    assert [(e["event"], e["identity_uid"]) for e in events] == [("AUTH_EXPIRED", ENGAGEMENT)]
+    r = await _live(edges, api_key, "linkedin-visit-profile", {"linkedin_profile_url": CAROL})
+    assert r.json()["error_label"] == "AUTH_EXPIRED"
+
+
 async def test_search_people_fields(edges: httpx.AsyncClient, api_key: str) -> None:
     # seed 001:134 "linkedin-search-people | linkedin_profile_url, full_name, headline"
     url = "https://www.linkedin.com/search/results/people/?keywords=Engines"
@@ -589,6 +643,19 @@ async def test_connectsafely_conversations_sync_curl(box: Sandbox, world: World)
     assert isinstance(body["durationMs"], int) and isinstance(body["durationSeconds"], str)
 
 
+async def test_connectsafely_conversations_sync_force(box: Sandbox, world: World) -> None:
+    # seed 002:13 "force | boolean | No | Force sync even if recently synced"
+    async with box.client("connectsafely") as c:
+        await c.post("conversations/sync", json={"accountId": "acc_12345", "force": False})
+        world.message("acc_12345", ADA, "just now")
+        lazy = (await c.post("conversations/sync",
+                             json={"accountId": "acc_12345", "force": False})).json()
+        forced = (await c.post("conversations/sync",
+                               json={"accountId": "acc_12345", "force": True})).json()
+    assert lazy["success"] is True and lazy["messagesProcessed"] == 0  # synced moments ago
+    assert forced["messagesProcessed"] == 1
+
+
 async def test_connectsafely_conversations_sync_401(box: Sandbox) -> None:
     # seed 002:22 "401 | Unauthorized", example `{"error": "example_value"}` (:49-51)
     async with httpx.AsyncClient(transport=box.transport,
@@ -622,7 +689,7 @@ async def test_connectsafely_get_sync_status(box: Sandbox) -> None:
 
 # seed 003 shows no auth headers for the account API; docs/sandbox.md: the sandbox's
 # linked-api-token + identification-token (the ambiguity is the seed's)
-WORKFLOW = {"actionType": "st.checkConnectionStatus", "personUrl": ADA, "label": "person1"}
+WORKFLOW = {"actionType": "st.checkConnectionStatus", "personUrl": PERSON1, "label": "person1"}
 
 
 async def test_account_workflow_with_then(box: Sandbox, world: World) -> None:
@@ -632,8 +699,19 @@ async def test_account_workflow_with_then(box: Sandbox, world: World) -> None:
     async with box.client("linkedapi") as c:
         r = await c.post("account/workflow", json=body)
     assert r.json()["status"] == "completed", r.text
-    (sent,) = world.messages_to("acct-alice", ADA)
+    (sent,) = world.messages_to("acct-alice", PERSON1)
     assert sent.text == "Hello from seed 003"
+
+
+async def test_account_workflow_completed_with_a_failed_action(box: Sandbox) -> None:
+    # seed 003:16-17 "a completed status doesn't mean that individual actions within the
+    # workflow succeeded – specific actions might have failed": the action's own error
+    async with box.client("linkedapi") as c:
+        r = await c.post("account/workflow", json={**WORKFLOW, "personUrl": GHOST})
+    body = r.json()
+    assert body["status"] == "completed"
+    assert body["completion"]["success"] is False
+    assert body["completion"]["error"]["type"] == "personNotFound"
 
 
 @pytest.mark.parametrize("header", [None, "long"])
