@@ -3,6 +3,7 @@ last ``POST /conversations/sync``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,9 @@ from engine.sandbox.connectsafely.base import ConnectSafelyBase
 from engine.sandbox.world import IdentityState, Thread
 
 RECENT_SYNC = timedelta(minutes=1)  # without ``force``, a sync this recent does nothing
+#: a sync record's thread id -> number of its messages synced: counted, not compared by time,
+#: so a message written in the same (virtual) instant as a sync is still new to the next one
+SEEN = "seen"
 
 
 
@@ -25,10 +29,9 @@ class Inbox(ConnectSafelyBase):
         rec = self.state["syncs"].get(ident.uid)
         if rec is None:
             return []
-        at = parse_iso(rec["lastSyncAt"])
         out = []
         for t in self.world.conversations(ident.uid):
-            n = sum(1 for m in t.messages if m.created_at <= at)
+            n = _synced_count(rec, t)
             if n:
                 out.append((t, n))
         out.sort(key=lambda item: item[0].messages[item[1] - 1].created_at, reverse=True)
@@ -47,18 +50,22 @@ class Inbox(ConnectSafelyBase):
                 "error": "LinkedIn session expired; reconnect the account"}))
         rec = self.state["syncs"].get(ident.uid)
         last = parse_iso(rec["lastSyncAt"]) if rec else None
+        threads = self.world.conversations(ident.uid)
+        seen = {t.thread_id: _synced_count(rec, t) for t in threads}
         convs = msgs = 0
         if not (last is not None and not body.get("force") and now - last < RECENT_SYNC):
-            for t in self.world.conversations(ident.uid):
-                new = [m for m in t.messages if last is None or m.created_at > last]
+            for t in threads:
+                new = len(t.messages) - seen[t.thread_id]
                 if new:
                     convs += 1
-                    msgs += len(new)
+                    msgs += new
+                seen[t.thread_id] = len(t.messages)
             last = now
         duration = 120 + 15 * convs + 2 * msgs
         self.state["syncs"][ident.uid] = {
             "accountId": ident.uid, "status": "completed", "lastSyncAt": iso(last or now),
             "conversationsProcessed": convs, "messagesProcessed": msgs, "durationMs": duration,
+            SEEN: {tid: n for tid, n in seen.items() if n},
         }
         return self._after(request, JSON({
             "success": True, "accountId": ident.uid, "conversationsProcessed": convs,
@@ -77,7 +84,7 @@ class Inbox(ConnectSafelyBase):
             if rec is None:
                 return {"accountId": ident.uid, "status": "never_synced", "lastSyncAt": None,
                         "conversationsProcessed": 0, "messagesProcessed": 0}
-            return dict(rec)
+            return {k: v for k, v in rec.items() if k != SEEN}
 
         if account_id:
             ident = self._account(account_id)
@@ -154,6 +161,16 @@ class Inbox(ConnectSafelyBase):
                 }))
         return self._error(404, "Conversation not found", "conversation_not_found")
 
+
+
+def _synced_count(rec: Mapping[str, Any] | None, thread: Thread) -> int:
+    """How many of ``thread``'s messages the sync record ``rec`` took in."""
+    if rec is None:
+        return 0
+    if SEEN in rec:
+        return int(rec[SEEN].get(thread.thread_id, 0))
+    at = parse_iso(rec["lastSyncAt"])  # a record saved before the counts were kept
+    return sum(1 for m in thread.messages if m.created_at <= at)
 
 
 def _trailing_theirs(messages: list[Any]) -> list[Any]:
