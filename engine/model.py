@@ -166,7 +166,7 @@ class LeadsSource:
     search: PeopleSearch | None = None
 
 
-NOTICE_KINDS: tuple[str, ...] = ("auth_expired", "sequence_paused", "run_error")
+NOTICE_KINDS: tuple[str, ...] = ("auth_expired", "sequence_paused", "canary_held", "run_error")
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,38 @@ def test_a_run_error_is_noticed_once_a_day(
         ("run_error", "edges: the provider answered 500")] * 2
 
 
+def test_a_held_canary_is_noticed_once(cli_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the guardrails' runner holds a canary by pausing the sequence and recording a `rollout`
+    # event at stage held (engine.run.guards); a promoted one is no notice
+    path = manifest(cli_dir, "http://hooks.test/notices")
+    path.write_text(path.read_text().replace("    secret_env: SEQRUN_NOTIFY_SECRET\n", ""))
+    code, _, err = invoke(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                          "--auto-approve", "--no-run")
+    assert code == 0, err
+    got: list[Any] = []
+    transport = httpx.MockTransport(
+        lambda r: got.append(json.loads(r.content)) or httpx.Response(200))
+    store = Store.open(None, cli_dir / ".seqrun")
+    clock = VirtualClock()
+    notifier = Notifier(store, clock, transport=transport, env={})
+    name = next(iter(notifier.targets()))
+    store.record_event("rollout", name, {"stage": "promoted", "reason": None}, at=clock.now(),
+                       trigger="rollout")
+    store.record_event("rollout", name, {"stage": "held", "reason": "canary of 20: failed "
+                       "rate 25% is not below 5%"}, at=clock.now(), trigger="rollout")
+
+    async def ticks() -> None:
+        await notifier.deliver()
+        await notifier.deliver()
+
+    try:
+        asyncio.run(ticks())
+    finally:
+        store.close()
+    assert [(n["kind"], n["sequence"], n["detail"]) for n in got] == [
+        ("canary_held", name, "canary of 20: failed rate 25% is not below 5%")]
+
+
 def test_plan_warns_when_the_secret_variable_is_not_set(
     cli_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,8 @@ notice             event
 auth_expired       ``identity_paused`` with status auth_expired, of an identity of the
                    sequence (the runner saw it, or ``seqrun serve`` received it)
 sequence_paused    ``paused`` of the sequence or of everything (``seqrun pause``)
+canary_held        ``rollout`` at stage ``held``: the canary failed ``promote_if`` and the
+                   sequence is paused (engine.run.guards)
 run_error          ``run_error``, recorded here from a tick's errors (the same message
                    at most once a day)
 =================  ==================================================================
@@ -47,14 +49,14 @@ log = logging.getLogger(__name__)
 NS = "notify"
 MAX_ATTEMPTS = 5
 ERROR_REPEAT = timedelta(days=1)  # the same run error is noticed at most once a day
-WATCHED = ("identity_paused", "paused", "sequence_paused", "run_error")
+WATCHED = ("identity_paused", "paused", "sequence_paused", "rollout", "run_error")
 NOTICE_HEADER = "X-Seqrun-Notice-Id"
 
 
 @dataclass(frozen=True)
 class Notice:
     id: str  # "<event id>:<sequence>": the same notice always has the same id
-    kind: str  # auth_expired | sequence_paused | run_error
+    kind: str  # auth_expired | sequence_paused | canary_held | run_error
     sequence: str
     subject: str  # the identity, the sequence or "*"
     at: datetime
@@ -78,6 +80,8 @@ def _kind(ev: EventRow) -> str | None:
         return "auth_expired" if data.get("status") == "auth_expired" else None
     if ev.kind == "paused":
         return "sequence_paused" if data.get("scope") in ("sequence", "all") else None
+    if ev.kind == "rollout":  # a canary that failed `promote_if`: the sequence is paused
+        return "canary_held" if data.get("stage") == "held" else None
     return ev.kind if ev.kind in ("sequence_paused", "run_error") else None
 
 
