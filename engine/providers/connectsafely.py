@@ -231,9 +231,10 @@ class ConnectSafelyProvider:
 
     async def _report(self, identity: str, synced: Mapping[str, Any],
                       forced: bool) -> dict[str, Any]:
-        """The sync's counts (its answer) with the account's last sync time and status as
-        the sync status reports them; that status is not in the docs' reach (its path was
-        not read), so an error reading it leaves those two out instead of failing the sync."""
+        """The account's last sync as the sync status reports it (time, status and counts,
+        which describe the last sync that ran: a recent one unforced is skipped), else the
+        counts of the sync's own answer. The status's path is not in the docs (not read), so
+        an error reading it leaves time and status out instead of failing the sync."""
         report: dict[str, Any] = {
             "force": forced,
             "conversations_processed": _count(synced.get("conversationsProcessed")),
@@ -252,6 +253,11 @@ class ConnectSafelyProvider:
             at = _parse_time(data.get("lastSyncAt"))
             report["last_sync_at"] = at.isoformat() if at else None
             report["sync_status"] = str(data["status"]) if data.get("status") else None
+            for key, name in (("conversations_processed", "conversationsProcessed"),
+                              ("messages_processed", "messagesProcessed"),
+                              ("duration_ms", "durationMs")):
+                if _count(data.get(name)) is not None:
+                    report[key] = data[name]
         return report
 
     def sync_report(self, identity: str) -> dict[str, Any] | None:
