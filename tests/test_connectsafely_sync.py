@@ -16,7 +16,9 @@ import pytest
 
 from engine.clock import VirtualClock
 from engine.manifest.loader import load
+from engine.model import Metadata, Sequence
 from engine.providers.connectsafely import ConnectSafelyProvider
+from engine.run.sync import sync_force
 from engine.sandbox import Sandbox
 from engine.sandbox.world import World, WorldConfig
 from tests.conftest import invoke
@@ -149,3 +151,13 @@ def test_status_shows_the_last_sync_per_identity(
     code, out, err = invoke(capsys, "status", "--virtual-clock")
     assert code == 0, err
     assert "conversation syncs" in out and "completed" in out
+
+
+def test_an_identity_shared_by_sequences_skips_force_only_if_all_say_false() -> None:
+    def seq(force: bool | None) -> Sequence:
+        return Sequence(Metadata("s"), "connectsafely", ("acc_12345",), (), sync_force=force)
+
+    assert sync_force([seq(None), seq(None)]) is None
+    assert sync_force([seq(False), seq(False)]) is False
+    assert sync_force([seq(False), seq(None)]) is True  # unset is the forced default
+    assert sync_force([seq(False), seq(True)]) is True

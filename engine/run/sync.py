@@ -29,12 +29,13 @@ SYNC_REPORTS = "sync_reports"
 
 
 def sync_force(sequences: Iterable[Sequence]) -> bool | None:
-    """The force flag of an identity's sync from its sequences' ``spec.sync.force``: forced if
-    one asks for it, not forced only if every one that says says false, else unset."""
-    said = {s.sync_force for s in sequences} - {None}
-    if not said:
+    """The force flag of an identity's sync from the ``spec.sync.force`` of the sequences it
+    acts for: unset if none sets it, not forced only if every one says false (unset means
+    forced, the adapter's default), else forced."""
+    said = {s.sync_force for s in sequences}
+    if said <= {None}:
         return None
-    return True in said
+    return said != {False}
 
 
 def _as_buffered(ctx: IdentityTick, enr: EnrollmentRow) -> EnrollmentRow:
