@@ -220,6 +220,9 @@ class Sequence:
     kind: Literal["Sequence"] = "Sequence"
     execution: str = "live"  # live | async (Edges run/async, results by callback or poll)
     notify: Notify | None = None
+    # connectsafely only: `spec.sync.force`, the force flag of every conversation sync the
+    # runner makes for this sequence's identities (None: not set, the adapter's default)
+    sync_force: bool | None = None
 
     @property
     def name(self) -> str:

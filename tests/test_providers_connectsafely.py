@@ -97,6 +97,8 @@ async def test_conversations_paged() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/sync"):
             return httpx.Response(200, json={"success": True, "conversationsProcessed": 2})
+        if request.url.path.endswith("/sync/status"):
+            return httpx.Response(404, json={"error": "Not found"})
         offset = int(request.url.params["offset"])
         if offset == 0:
             return httpx.Response(200, json={"conversations": [conv("ana", True)],
@@ -104,9 +106,14 @@ async def test_conversations_paged() -> None:
         return httpx.Response(200, json={"conversations": [conv("bob", False)],
                                          "hasMore": False})
 
-    out = await provider(handler).sync_conversations("acc_1")
+    p = provider(handler)
+    out = await p.sync_conversations("acc_1")
     assert [(c.profile_url, c.last_sender_is_us) for c in out] == [
         ("https://www.linkedin.com/in/ana", True), ("https://www.linkedin.com/in/bob", False)]
+    # the sync status could not be read: the sync still counts, its time and status unknown
+    assert p.sync_report("acc_1") == {
+        "force": True, "conversations_processed": 2, "messages_processed": None,
+        "duration_ms": None, "last_sync_at": None, "sync_status": None}
 
 
 async def test_expired_sync_is_auth_expired() -> None:

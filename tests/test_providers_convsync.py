@@ -195,6 +195,8 @@ class CsInbox(Inbox):
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("conversations/sync"):
             return httpx.Response(200, json={"success": True})
+        if request.url.path.endswith("conversations/sync/status"):
+            return httpx.Response(200, json={"success": True, "status": "completed"})
         assert request.url.path.endswith("/conversations")
         limit = int(request.url.params["limit"])
         offset = int(request.url.params["offset"])

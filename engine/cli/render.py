@@ -420,12 +420,35 @@ def _render_identities(report: StatusReport, out: Console) -> None:
     print_table(out, ("identity", "status", *actions, "paused leads"), rows,
                 title=f"identities: limits used from {_utc(start)} to {_utc(report.at)} "
                 f"({clock})", right=range(2, len(actions) + 3))
+    _render_syncs(report, out)
     last = max((i.last_action_at for i in report.identities if i.last_action_at), default=None)
     if last is not None and last < start:
         hint = (" (after a run on simulated time, add --virtual-clock)"
                 if report.clock == "real" else "")
         out.print(f"No action in these 24 h: the latest was at {_utc(last)}{hint}.",
                   markup=False)
+
+
+def _render_syncs(report: StatusReport, out: Console) -> None:
+    """The last conversation sync of each identity whose provider reports one (ConnectSafely)."""
+    def cell(value: Any) -> str:
+        return "-" if value is None else str(value)
+
+    rows = []
+    for i in report.identities:
+        if not i.sync:
+            continue
+        at = i.sync.get("last_sync_at")
+        when = _utc(datetime.fromisoformat(at)) if isinstance(at, str) else "-"
+        rows.append((i.id, when, cell(i.sync.get("sync_status")),
+                     cell(i.sync.get("conversations_processed")),
+                     cell(i.sync.get("messages_processed")),
+                     "yes" if i.sync.get("force") else "no"))
+    if rows:
+        print_table(out, ("identity", "last sync", "sync status", "conversations", "messages",
+                          "forced"), rows,
+                    title="conversation syncs: the last one, as the provider reports it",
+                    right=range(3, 5))
 
 
 def render_leads(rows: Iterable[LeadStatus], out: Console | None = None) -> None:

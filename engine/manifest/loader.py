@@ -483,6 +483,7 @@ class _Builder:
             source=self.src,
             execution=spec.get("execution", "live"),
             notify=_notify(spec.get("notify")),
+            sync_force=(spec.get("sync") or {}).get("force"),
         )
 
     def policy(self) -> Policy:

@@ -141,8 +141,12 @@ class Provider(Protocol):
         """Run one canonical action; raise ProviderError with a canonical label on failure."""
         ...
 
-    async def sync_conversations(self, identity: str) -> list[ConversationSummary]:
-        """One sync per identity per tick (sync-before-send)."""
+    async def sync_conversations(
+        self, identity: str, *, force: bool | None = None
+    ) -> list[ConversationSummary]:
+        """One sync per identity per tick (sync-before-send). ``force``: a sequence's
+        ``spec.sync.force`` (ConnectSafely's sync flag; lint refuses it elsewhere, where it
+        is ignored); the runner passes it only when set."""
         ...
 
     async def relationship(self, identity: str, lead: Lead) -> Relationship:

@@ -123,6 +123,10 @@ def _parse_time(value: Any) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 class ConnectSafelyProvider:
     """The ConnectSafely API, bound to one ``httpx.AsyncClient`` (base URL ends in /linkedin)."""
 
@@ -131,6 +135,7 @@ class ConnectSafelyProvider:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
         self._conv_sync = ConversationSync()
+        self._sync_reports: dict[str, dict[str, Any]] = {}
 
     async def _call(
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
@@ -192,14 +197,21 @@ class ConnectSafelyProvider:
         return data if isinstance(data, dict) else {}
 
     async def sync_conversations(
-        self, identity: str, *, full: bool = False
+        self, identity: str, *, full: bool = False, force: bool | None = None
     ) -> list[ConversationSummary]:
         """Every conversation of the account. ``GET /conversations`` lists the newest activity
         first, so after the first sweep paging stops at conversations no newer than the
-        previous sync's high-water mark (see :mod:`engine.providers.convsync`)."""
-        synced = await self._sync(identity, force=True)
+        previous sync's high-water mark (see :mod:`engine.providers.convsync`).
+
+        ``force`` goes to ``POST /conversations/sync`` (seed 002: "force sync even if recently
+        synced"); None keeps the runner's default, a forced sync, so each tick reads the
+        replies of the last minute (a sequence's ``spec.sync.force: false`` lets the
+        provider skip a sync it made recently)."""
+        forced = True if force is None else force
+        synced = await self._sync(identity, force=forced)
         if synced.get("success") is False:
             raise ProviderError(vocab.AUTH_EXPIRED, str(synced.get("error") or "sync failed"))
+        self._sync_reports[identity] = await self._report(identity, synced, forced)
         sweep = self._conv_sync.begin(identity, full=full)
         offset = 0
         for _ in range(_MAX_PAGES):
@@ -216,6 +228,42 @@ class ConnectSafelyProvider:
                 break
             offset += len(page)
         return sweep.finish()
+
+    async def _report(self, identity: str, synced: Mapping[str, Any],
+                      forced: bool) -> dict[str, Any]:
+        """The account's last sync as the sync status reports it (time, status and counts,
+        which describe the last sync that ran: a recent one unforced is skipped), else the
+        counts of the sync's own answer. The status's path is not in the docs (not read), so
+        an error reading it leaves time and status out instead of failing the sync."""
+        report: dict[str, Any] = {
+            "force": forced,
+            "conversations_processed": _count(synced.get("conversationsProcessed")),
+            "messages_processed": _count(synced.get("messagesProcessed")),
+            "duration_ms": _count(synced.get("durationMs")),
+            "last_sync_at": None,
+            "sync_status": None,
+        }
+        try:
+            data = await self._call("GET", "conversations/sync/status",
+                                    params={"accountId": identity})
+        except ProviderError as exc:
+            log.info("connectsafely: sync status of %s not read: %s", identity, exc.label)
+            return report
+        if isinstance(data, dict):
+            at = _parse_time(data.get("lastSyncAt"))
+            report["last_sync_at"] = at.isoformat() if at else None
+            report["sync_status"] = str(data["status"]) if data.get("status") else None
+            for key, name in (("conversations_processed", "conversationsProcessed"),
+                              ("messages_processed", "messagesProcessed"),
+                              ("duration_ms", "durationMs")):
+                if _count(data.get(name)) is not None:
+                    report[key] = data[name]
+        return report
+
+    def sync_report(self, identity: str) -> dict[str, Any] | None:
+        """What the last :meth:`sync_conversations` of ``identity`` reported (JSON-ready), for
+        ``seqrun status``; None before any."""
+        return self._sync_reports.get(identity)
 
     @staticmethod
     def _summary(conv: Any) -> ConversationSummary | None:

@@ -65,7 +65,7 @@ from engine.run.state import (
     write_buffered,
 )
 from engine.run.steps import Steps
-from engine.run.sync import Sync
+from engine.run.sync import Sync, sync_force
 from engine.store import ActionRow, EnrollmentRow, IdentityRow, LeadRow, LockHandle, Store
 from engine.vocab import KILL_SWITCH
 
@@ -312,7 +312,8 @@ class Runner:
                 if identity not in self._state.identity_rows:  # registered: nothing to write
                     self.store.put_identity(identity, pname)
                 self._known_identities.add(identity)
-            ctx = IdentityTick(identity, pname, provider)
+            ctx = IdentityTick(identity, pname, provider, sync_force=sync_force(
+                self._state.sequence(e.revision) for e in batch))
             tasks.append(asyncio.ensure_future(self._run_identity(ctx, batch, leads, result, dnc)))
         if tasks:
             await all_or_cancel(tasks)

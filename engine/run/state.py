@@ -235,6 +235,8 @@ class IdentityTick:
     # enrollment -> the edges it was routed along by error labels since its last progress
     routed: dict[int, list[str]] = field(default_factory=dict)
     w: Writes = field(default_factory=Writes)
+    # the force flag of its conversation sync (`spec.sync.force` of its sequences; None: unset)
+    sync_force: bool | None = None
 
 
 class Stop(Exception):

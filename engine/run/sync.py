@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from engine import vocab
 from engine.errors import ProviderError
+from engine.model import Sequence
 from engine.providers.base import ConversationSummary, Lead
 from engine.run.moves import Move, Moves
 from engine.run.results import TickResult
@@ -23,6 +24,18 @@ from engine.store import ConversationRow, EnrollmentRow, IdentityRow, LeadRow, S
 log = logging.getLogger(__name__)
 
 _REPLY = Move("reply", detail="the lead wrote to us")
+#: kv namespace: identity -> the provider's report of its last conversation sync
+SYNC_REPORTS = "sync_reports"
+
+
+def sync_force(sequences: Iterable[Sequence]) -> bool | None:
+    """The force flag of an identity's sync from the ``spec.sync.force`` of the sequences it
+    acts for: unset if none sets it, not forced only if every one says false (unset means
+    forced, the adapter's default), else forced."""
+    said = {s.sync_force for s in sequences}
+    if said <= {None}:
+        return None
+    return said != {False}
 
 
 def _as_buffered(ctx: IdentityTick, enr: EnrollmentRow) -> EnrollmentRow:
@@ -51,7 +64,7 @@ class Sync:
         cache = ctx.conv if ctx.conv is not None else self.state.conversation_cache(ctx.identity)
         try:
             await self._know_me(ctx)
-            summaries = await ctx.provider.sync_conversations(ctx.identity)
+            summaries = await self._sync(ctx)
         except ProviderError as exc:
             if exc.label == vocab.AUTH_EXPIRED:
                 self.pause_identity(ctx, "AUTH_EXPIRED during the conversation sync", result)
@@ -74,6 +87,21 @@ class Sync:
         ctx.synced = True
         self.state.last_sync[ctx.identity] = now
         self.state.sync_failures.pop(ctx.identity, None)
+
+    async def _sync(self, ctx: IdentityTick) -> list[ConversationSummary]:
+        """The provider's sync, with ``spec.sync.force`` when a sequence set it (lint keeps it
+        to ConnectSafely); the adapter's report of it (optional, not part of the Provider
+        protocol) is kept for ``seqrun status``."""
+        if ctx.sync_force is None:
+            summaries = await ctx.provider.sync_conversations(ctx.identity)
+        else:
+            summaries = await ctx.provider.sync_conversations(ctx.identity, force=ctx.sync_force)
+        reporter = getattr(ctx.provider, "sync_report", None)
+        report = reporter(ctx.identity) if reporter is not None else None
+        if report is not None:
+            self.store.kv_put(SYNC_REPORTS, ctx.identity,
+                              {**report, "synced_at": self.clock.now().isoformat()})
+        return summaries
 
     async def _know_me(self, ctx: IdentityTick) -> None:
         """The identity's own profile id, asked of the provider only once ever."""

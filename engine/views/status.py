@@ -26,6 +26,7 @@ from engine.manifest.loader import build
 from engine.model import ActionStep, Sequence, SourceMap
 from engine.providers import REGISTRY  # importing the package registers every adapter
 from engine.run.guards import rollout_state
+from engine.run.sync import SYNC_REPORTS
 from engine.store import SequenceRow, Store
 from engine.store import schedules as schedule_db
 from engine.views.funnel import Funnel
@@ -120,6 +121,9 @@ class IdentityStatus:
     # they may have happened; they are not counted as sent)
     unverified: dict[str, int] = field(default_factory=dict)
     last_action_at: datetime | None = None  # its latest action (the usage may all be older)
+    # the provider's report of its last conversation sync (ConnectSafely: the counts of
+    # POST /conversations/sync, the sync status's last sync time and status, the force flag)
+    sync: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,6 +138,7 @@ class IdentityStatus:
             },
             "last_action_at": None if self.last_action_at is None
             else self.last_action_at.isoformat(),
+            "sync": None if self.sync is None else dict(self.sync),
         }
 
 
@@ -372,6 +377,7 @@ def _identity_statuses(
                 usage,
                 store.count_unverified(identity=identity, since=since),
                 store.last_action_at(identity),
+                _mapping(store.kv_get(SYNC_REPORTS, identity)) or None,
             )
         )
     return identities

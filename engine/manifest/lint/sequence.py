@@ -64,6 +64,7 @@ def lint_sequence(seq: Sequence, report: Report, policy: Policy | None = None) -
         _check_search(seq, spec, report)
     _check_window(seq, report)
     _check_execution(seq, report)
+    _check_sync(seq, report)
 
 
 def _check_search(seq: Sequence, spec: ProviderSpec, report: Report) -> None:
@@ -317,6 +318,14 @@ def _check_window(seq: Sequence, report: Report) -> None:
         report("$.spec.window.days", f"unknown day {day!r}")
     if not window.days:
         report("$.spec.window.days", "no sending days: nothing would ever be sent")
+
+
+def _check_sync(seq: Sequence, report: Report) -> None:
+    """``sync.force`` is the flag of ConnectSafely's ``POST /conversations/sync``; the other
+    providers have no sync call to pass it to."""
+    if seq.sync_force is not None and seq.provider != "connectsafely":
+        report("$.spec.sync.force", "sync.force is only valid with provider: connectsafely "
+               f"(its POST /conversations/sync takes it; {seq.provider} has no such sync)")
 
 
 def _check_execution(seq: Sequence, report: Report) -> None:

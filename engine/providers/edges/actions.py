@@ -325,7 +325,7 @@ class EdgesProvider:
         return None
 
     async def sync_conversations(
-        self, identity: str, *, full: bool = False
+        self, identity: str, *, full: bool = False, force: bool | None = None
     ) -> list[ConversationSummary]:
         """Every conversation of the identity. The list is newest first, so after the first
         sweep only its top is read: paging stops at conversations no newer than the previous

@@ -226,7 +226,9 @@ class LinkedApiProvider:
         self._connections_cache[identity] = (now, urls)
         return urls
 
-    async def sync_conversations(self, identity: str) -> list[ConversationSummary]:
+    async def sync_conversations(
+        self, identity: str, *, force: bool | None = None
+    ) -> list[ConversationSummary]:
         """Poll the conversations of every person we acted on or are connected with."""
         persons = set(self.conversations.persons.get(identity, set()))
         persons.update(await self._connections(identity))

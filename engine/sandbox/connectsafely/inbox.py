@@ -53,20 +53,23 @@ class Inbox(ConnectSafelyBase):
         threads = self.world.conversations(ident.uid)
         seen = {t.thread_id: _synced_count(rec, t) for t in threads}
         convs = msgs = 0
-        if not (last is not None and not body.get("force") and now - last < RECENT_SYNC):
+        # seed 002: `force` syncs "even if recently synced"; a recent sync without it is
+        # skipped (nothing processed, and the sync status keeps the sync that ran)
+        skipped = last is not None and not body.get("force") and now - last < RECENT_SYNC
+        if not skipped:
             for t in threads:
                 new = len(t.messages) - seen[t.thread_id]
                 if new:
                     convs += 1
                     msgs += new
                 seen[t.thread_id] = len(t.messages)
-            last = now
         duration = 120 + 15 * convs + 2 * msgs
-        self.state["syncs"][ident.uid] = {
-            "accountId": ident.uid, "status": "completed", "lastSyncAt": iso(last or now),
-            "conversationsProcessed": convs, "messagesProcessed": msgs, "durationMs": duration,
-            SEEN: {tid: n for tid, n in seen.items() if n},
-        }
+        if not skipped:
+            self.state["syncs"][ident.uid] = {
+                "accountId": ident.uid, "status": "completed", "lastSyncAt": iso(now),
+                "conversationsProcessed": convs, "messagesProcessed": msgs,
+                "durationMs": duration, SEEN: {tid: n for tid, n in seen.items() if n},
+            }
         return self._after(request, JSON({
             "success": True, "accountId": ident.uid, "conversationsProcessed": convs,
             "messagesProcessed": msgs, "durationMs": duration,
