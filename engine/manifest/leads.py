@@ -249,7 +249,8 @@ class _Chunks:
                     self.filename, line, 1, "$", f"{len(record)} fields, header has {self.width}"
                 ))
             return
-        row = {c: v for c, v in zip(self.columns, map(str.strip, record)) if c and v}
+        cells = zip(self.columns, map(str.strip, record), strict=False)
+        row = {c: v for c, v in cells if c and v}
         if not row and not any(cell.strip() for cell in record):
             return  # a blank line
         _take(self.result, row, self.filename, line, self.seen)
