@@ -270,3 +270,42 @@ def test_a_header_without_the_url_column_names_the_delimiters(tmp_path: Path) ->
     path.write_text("first_name;profile\nAda;x\n", encoding="utf-8")
     with pytest.raises(LeadsError, match="separated by a comma, a semicolon, a tab or a pipe"):
         read_leads(path)
+
+
+# ---- a file read in batches of lines (READ_BYTES): nothing changes at a batch's edge ----------
+
+def _big_prefix(rows: int) -> str:
+    """A header and ``rows`` good rows: well past one read batch."""
+    return "linkedin_profile_url,note\n" + "".join(
+        f"linkedin.com/in/lead-{i:06d},hello\n" for i in range(rows))
+
+
+def test_a_file_of_many_batches_keeps_every_row_and_line(tmp_path: Path) -> None:
+    from engine.manifest.leads import READ_BYTES
+
+    rows = 3 * READ_BYTES // 30
+    text = _big_prefix(rows) + 'linkedin.com/in/last,"two\nlines"\n,missing\n'
+    result = read_leads(_write(tmp_path, text))
+    assert result.taken == rows + 1
+    assert result.lines[-1] == rows + 2 and result.rows[-1]["note"] == "two\nlines"
+    assert [p.line for p in result.refused] == [rows + 4]
+
+
+def test_an_unclosed_quote_across_batches_names_its_line(tmp_path: Path) -> None:
+    from engine.manifest.leads import READ_BYTES
+
+    rows = READ_BYTES // 30  # the quote opens in the second batch, the file ends in the third
+    # the rest of the file stays under csv.field_size_limit, past which it is refused as a row
+    text = _big_prefix(rows) + 'linkedin.com/in/x,"open\n' + _big_prefix(rows)[26:]
+    p = _write(tmp_path, text)
+    with pytest.raises(LeadsError, match=rf"^{re.escape(str(p))}:{rows + 2}: unclosed quote"):
+        read_leads(p)
+
+
+def test_a_bad_byte_in_a_later_batch_is_named_by_its_file_offset(tmp_path: Path) -> None:
+    from engine.manifest.leads import READ_BYTES
+
+    head = _big_prefix(2 * READ_BYTES // 30).encode()
+    p = _write(tmp_path, head + b"linkedin.com/in/\xff\n")
+    with pytest.raises(LeadsError, match=rf"not UTF-8 \(byte {len(head) + 16}\)"):
+        read_leads(p)

@@ -68,25 +68,44 @@ def read_lead_chunks(path: str | Path, size: int | None = None) -> Iterator[Lead
     except OSError as exc:
         raise LeadsError(f"{p}: cannot read leads file: {exc.strerror or exc}") from exc
     with fh:
-        yield from parse_lead_chunks(_decoded_lines(fh, str(p)), str(p), size)
+        lines = chain.from_iterable(_decoded_batches(fh, str(p)))
+        yield from parse_lead_chunks(lines, str(p), size)
 
 
-def _decoded_lines(fh: BinaryIO, filename: str) -> Iterator[str]:
-    """The lines of a UTF-8 file (a leading BOM dropped), cut after each ``\n`` only: a binary
-    file's lines end there, and ``\n`` is never inside a multi-byte UTF-8 character."""
+#: bytes of a file read (and decoded) at a time: whole lines, so the CSV reader takes them
+#: through C-level iterators (a Python generator a line cost a tenth of an import)
+READ_BYTES = 1 << 16
+
+
+def _decoded_batches(fh: BinaryIO, filename: str) -> Iterator[list[str]]:
+    """The lines of a UTF-8 file (a leading BOM dropped) in batches, cut after each ``\n``
+    only: a binary file's lines end there, and ``\n`` is never inside a multi-byte UTF-8
+    character."""
     offset = 0
     try:
-        for raw in fh:
+        while batch := fh.readlines(READ_BYTES):
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise LeadsError(
-                    f"{filename}: leads file is not UTF-8 (byte {offset + exc.start})"
-                ) from exc
-            yield line.removeprefix("\ufeff") if offset == 0 else line
-            offset += len(raw)
+                lines = list(map(bytes.decode, batch))
+            except UnicodeDecodeError:
+                raise _not_utf8(batch, offset, filename) from None
+            if offset == 0:
+                lines[0] = lines[0].removeprefix("\ufeff")
+            offset += sum(map(len, batch))
+            yield lines
     except OSError as exc:
         raise LeadsError(f"{filename}: cannot read leads file: {exc.strerror or exc}") from exc
+
+
+def _not_utf8(batch: list[bytes], offset: int, filename: str) -> LeadsError:
+    """The error naming the file offset of the first byte of ``batch`` that is not UTF-8."""
+    for raw in batch:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            offset += exc.start
+            break
+        offset += len(raw)
+    return LeadsError(f"{filename}: leads file is not UTF-8 (byte {offset})")
 
 
 def _merged(chunks: Iterable[LeadImport], filename: str) -> LeadImport:
@@ -133,26 +152,15 @@ def split_lines(text: str) -> list[str]:
     return [line + "\n" for line in lines] + ([last] if last else [])
 
 
-class _Lines:
-    """The lines fed to the CSV reader: those of the record being read, and whether the reader
-    asked for a line past the end of the file while reading it."""
+class _End:
+    """Put after the lines fed to the CSV reader: notes whether the reader asked for a line
+    past the end of the file (``chain`` asks for this iterable's iterator only then)."""
 
-    def __init__(self, lines: Iterable[str]) -> None:
-        self._lines = iter(lines)
-        self.record: list[str] = []
-        self.ended = False
+    reached = False
 
     def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        try:
-            line = next(self._lines)
-        except StopIteration:
-            self.ended = True
-            raise
-        self.record.append(line)
-        return line
+        self.reached = True
+        return iter(())
 
 
 #: what spreadsheets export "CSV" with: a comma, Excel's semicolon (in locales where the comma
@@ -185,15 +193,16 @@ def parse_lead_chunks(
     """:func:`parse_leads` in chunks of at most ``size`` rows (the last one possibly empty)."""
     rest = iter(lines)
     first = next(rest, None)
-    feed = _Lines(rest if first is None else chain([first], rest))
-    reader = csv.reader(feed, delimiter=sniff_delimiter(first or ""))
+    end = _End()
+    reader = csv.reader(chain(() if first is None else (first,), rest, end),
+                        delimiter=sniff_delimiter(first or ""))
     try:
         header = next(reader)
     except StopIteration:
         raise LeadsError(f"{filename}: empty leads file (a header row is required)") from None
     except csv.Error as exc:
         raise LeadsError(f"{filename}:1: unreadable CSV header: {_csv_error(exc)}") from exc
-    _check_quotes(feed, filename, 1)
+    _check_quotes(end, header, reader.line_num, filename)
     columns = [c.strip() for c in header]
     if URL_COLUMN not in columns:
         raise LeadsError(
@@ -206,36 +215,52 @@ def parse_lead_chunks(
         raise LeadsError(
             f"{filename}:1: duplicate column(s) in header: {one_line(', '.join(dupes))}"
         )
-    result = LeadImport(filename)
-    seen: dict[str, int] = {}
-    last_end = reader.line_num
+    chunks = _Chunks(filename, columns, size, reader.line_num)
     while True:
-        if len(result.rows) >= size:
-            yield result
-            result = LeadImport(filename)
-        feed.record = []
         try:
-            record = next(reader)
-        except StopIteration:
-            break
+            for record in reader:  # the common path: C-level iteration, no try a row
+                if end.reached:
+                    _check_quotes(end, record, reader.line_num, filename)
+                yield from chunks.add(record, reader.line_num)
         except csv.Error as exc:
-            line = last_end + 1
-            message = f"unreadable CSV row: {_csv_error(exc)}"
-            result.refused.append(Problem(filename, line, 1, "$", message))
-            last_end = reader.line_num
+            chunks.unreadable(f"unreadable CSV row: {_csv_error(exc)}", reader.line_num)
             continue
-        line, last_end = last_end + 1, reader.line_num
-        _check_quotes(feed, filename, line)
-        if not any(cell.strip() for cell in record):
-            continue
-        if len(record) > len(columns):
-            result.refused.append(
-                Problem(filename, line, 1, "$", f"{len(record)} fields, header has {len(columns)}")
-            )
-            continue
-        row = {c: v for c, v in zip(columns, map(str.strip, record), strict=False) if c and v}
-        _take(result, row, filename, line, seen)
-    yield result
+        break
+    yield chunks.result
+
+
+class _Chunks:
+    """The records of a leads file as they are read: each one taken or refused at its first
+    line, in chunks of ``size`` taken rows."""
+
+    def __init__(self, filename: str, columns: list[str], size: int, line_num: int) -> None:
+        self.filename, self.columns, self.size = filename, columns, size
+        self.width = len(columns)
+        self.result = LeadImport(filename)
+        self.seen: dict[str, int] = {}
+        self.last_end = line_num  # the reader's line number at the end of the last record
+
+    def add(self, record: list[str], line_num: int) -> Iterator[LeadImport]:
+        """Take or refuse ``record`` (ending at line ``line_num``); yields a full chunk."""
+        line, self.last_end = self.last_end + 1, line_num
+        if len(record) > self.width:
+            if any(cell.strip() for cell in record):
+                self.result.refused.append(Problem(
+                    self.filename, line, 1, "$", f"{len(record)} fields, header has {self.width}"
+                ))
+            return
+        cells = zip(self.columns, map(str.strip, record), strict=False)
+        row = {c: v for c, v in cells if c and v}
+        if not row and not any(cell.strip() for cell in record):
+            return  # a blank line
+        _take(self.result, row, self.filename, line, self.seen)
+        if len(self.result.rows) >= self.size:
+            yield self.result
+            self.result = LeadImport(self.filename)
+
+    def unreadable(self, message: str, line_num: int) -> None:
+        self.result.refused.append(Problem(self.filename, self.last_end + 1, 1, "$", message))
+        self.last_end = line_num
 
 
 def _check_row(
@@ -276,35 +301,17 @@ def _csv_error(exc: csv.Error) -> str:
     return str(exc)
 
 
-def _check_quotes(feed: _Lines, filename: str, line: int) -> None:
+def _check_quotes(end: _End, record: list[str], line_num: int, filename: str) -> None:
     """Refuse a record that still had a quoted cell open at the end of the file.
 
-    Python's csv reader accepts that and returns the rest of the file as one cell. Only then
-    does it ask for a line past the end of the file within a record.
+    Python's csv reader accepts that and returns the rest of the file as one cell, its last;
+    only then does it ask for a line past the end of the file within a record. The quote
+    opened on the last line less the line ends in that cell.
     """
-    if feed.ended and feed.record:
-        at = line + (_unclosed_quote("".join(feed.record)) or 0)
+    if end.reached:
+        cell = record[-1] if record else ""
+        at = line_num - cell.count("\n") + cell.endswith("\n")
         raise LeadsError(
             f"{filename}:{at}: unclosed quote: the rest of the file (from line {at}) "
             "would be read as one cell"
         )
-
-
-def _unclosed_quote(text: str) -> int | None:
-    """The line offset (0-based) of the opening quote of an unclosed quoted cell in ``text``
-    (one CSV record, default dialect), or ``None``."""
-    quoted, at_start, opened = False, True, 0
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quoted:
-            if char == '"':
-                if text.startswith('"', i + 1):
-                    i += 1  # an escaped quote
-                else:
-                    quoted = False
-        elif char == '"' and at_start:
-            quoted, opened = True, i
-        at_start = not quoted and char in ",\r\n"
-        i += 1
-    return text.count("\n", 0, opened) if quoted else None

@@ -27,6 +27,12 @@ def dump_json(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), default=str)
 
 
+def data_json(data: Any) -> str | None:
+    """An event's data as a bulk insert stores it: ``None``, its JSON text already (a writer
+    of many rows sharing their data encodes it once), or a value to encode."""
+    return data if data is None or isinstance(data, str) else dump_json(data)
+
+
 def load_json(text: str | None) -> Any:
     """The value of a JSON column (None for NULL)."""
     if text is None:

@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any, Self
 
@@ -283,12 +284,11 @@ class StoreBase:
         """The rows of one query over many values, 500 at a time (an IN list every database
         takes whole): ``build(chunk)``, or on SQLite the fast path's query of that ``name``
         (the same columns in the same order)."""
-        for i in range(0, len(values), 500):
-            chunk = values[i : i + 500]
-            if self.fast is not None:
-                yield from self.fast.rows_in(c, name, chunk)
-            else:
-                yield from c.execute(build(chunk))
+        chunks = (values[i : i + 500] for i in range(0, len(values), 500))
+        fast = self.fast
+        if fast is not None:  # the rows straight from the driver's cursors (an import: millions)
+            return chain.from_iterable(fast.rows_in(c, name, chunk) for chunk in chunks)
+        return chain.from_iterable(c.execute(build(chunk)) for chunk in chunks)
 
     @contextmanager
     def _pipelined(self, c: Connection) -> Iterator[None]:

@@ -123,9 +123,9 @@ class Enrollments(StoreBase):
                 wanted = set(ids)
                 rows = self._select(c, "sequence_enrollment_ids", _sequence_ids, seq=sequence)
                 return {int(r.lead_id): int(r.id) for r in rows if r.lead_id in wanted}
-            for lead_id, enrollment_id, seq, _, _ in self._of_leads(c, ids):
-                if seq == sequence:
-                    out[int(lead_id)] = int(enrollment_id)
+            out = {int(lead_id): int(enrollment_id)
+                   for lead_id, enrollment_id, seq, _, _ in self._of_leads(c, ids)
+                   if seq == sequence}
         return out
 
     def _of_leads(self, c: Connection, ids: list[int]) -> Iterator[Any]:

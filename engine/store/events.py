@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.store import tables as t
-from engine.store.codecs import dump_json, utcnow
+from engine.store.codecs import data_json, dump_json, utcnow
 from engine.store.db import StoreBase
 from engine.store.rows import EventRow, event_row
 
@@ -69,7 +69,7 @@ class Events(StoreBase):
                 "to_state": r.get("to_state"),
                 "trigger": r.get("trigger"),
                 "revision": r.get("revision"),
-                "data_json": None if r.get("data") is None else dump_json(r["data"]),
+                "data_json": data_json(r.get("data")),
             }
             for r in rows
         ]
