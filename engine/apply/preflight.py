@@ -38,6 +38,9 @@ from engine.providers import REGISTRY
 from engine.providers.base import Provider
 
 Key = tuple[Any, ...]
+#: renderings kept per text: rows often repeat a text's inputs (a company, a title); rows
+#: that never do (a first name) would otherwise keep one entry each, a million in all
+SEEN_MAX = 20_000
 
 
 @dataclass
@@ -62,9 +65,12 @@ class _Text:
             key: Key = tuple(sorted((k, str(v)) for k, v in context.items()))
         else:
             key = tuple(context.get(c) for c in self.columns)
-        if key not in self.seen:
-            self.seen[key] = self._render(context)
-        return self.seen[key]
+        if key in self.seen:
+            return self.seen[key]
+        if len(self.seen) >= SEEN_MAX:  # bounded: a million distinct rows stay cheap
+            self.seen.clear()
+        found = self.seen[key] = self._render(context)
+        return found
 
     def _render(self, context: Mapping[str, Any]) -> str | None:
         longest = 0
