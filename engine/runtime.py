@@ -99,6 +99,17 @@ class Runtime:
     clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
     #: the providers this command could not reach (the CLI warns, see ``unreached``)
     reachability: Reachability = field(default_factory=Reachability)
+    providers: dict[str, Provider] = field(default_factory=dict)  # adapters made so far
+
+    def provider(self, name: str) -> Provider:
+        """The adapter of provider ``name`` on this runtime's client and clock, made once
+        (ConfigError: an unknown provider, or its credential missing)."""
+        if name not in self.providers:
+            spec = REGISTRY.get(name)
+            if spec is None or spec.factory is None:
+                raise ConfigError(f"unknown provider {name!r}")
+            self.providers[name] = _make_provider(spec, self.client_for(name), self.clock)
+        return self.providers[name]
 
     def client_for(self, provider: str) -> httpx.AsyncClient:
         """The provider's client, made on first use (ConfigError names a missing credential)."""
@@ -294,7 +305,7 @@ def build_providers(rt: Runtime, *, skip_unconfigured: bool = False) -> dict[str
         if spec is None or spec.factory is None or row.provider in providers:
             continue
         try:
-            providers[row.provider] = _make_provider(spec, rt.client_for(row.provider), rt.clock)
+            providers[row.provider] = rt.provider(row.provider)
         except ConfigError as exc:
             if not skip_unconfigured:
                 raise
@@ -303,22 +314,6 @@ def build_providers(rt: Runtime, *, skip_unconfigured: bool = False) -> dict[str
 
 
 # ---- plan / apply / leads ------------------------------------------------------------------
-
-
-def provider_for(rt: Runtime) -> Callable[[str], Provider]:
-    """An adapter by provider name on the runtime's clients (ConfigError without credentials:
-    preflight then leaves that provider's identities unchecked)."""
-    made: dict[str, Provider] = {}
-
-    def get(name: str) -> Provider:
-        if name not in made:
-            spec = REGISTRY.get(name)
-            if spec is None or spec.factory is None:
-                raise ConfigError(f"unknown provider {name!r}")
-            made[name] = _make_provider(spec, rt.client_for(name), rt.clock)
-        return made[name]
-
-    return get
 
 
 def plan(
@@ -332,7 +327,7 @@ def plan(
         return await planner.make_plan(manifests, store=rt.store, client_for=rt.client_for,
                                        now=rt.clock.now(), prune=prune, caps=caps,
                                        clock=rt.clock, skip_bad_rows=skip_bad_rows,
-                                       provider_for=provider_for(rt))
+                                       provider_for=rt.provider)
 
     return with_runtime(state_dir, work, sandbox=sandbox, virtual_clock=sandbox, save=False)
 
@@ -517,7 +512,7 @@ def every_provider(rt: Runtime) -> tuple[dict[str, Provider], dict[str, str]]:
         if spec.factory is None:
             continue
         try:
-            providers[name] = _make_provider(spec, rt.client_for(name), rt.clock)
+            providers[name] = rt.provider(name)
         except ConfigError as exc:
             skipped[name] = str(exc)
     return providers, skipped
