@@ -405,3 +405,13 @@ def test_placeholders_are_expanded_when_sent_and_never_kept(
     monkeypatch.delenv("SEQRUN_EDGES_WEBHOOK_SECRET")
     with pytest.raises(ConfigError, match=r"names \$SEQRUN_EDGES_WEBHOOK_SECRET"):
         desired_config(_inbox())
+
+
+@pytest.mark.parametrize("field,value", [("results", 1), ("results", {"data": []}),
+                                         ("data", "text"), ("data", {"a": 1})])
+async def test_a_callback_whose_lists_are_not_lists_is_400_and_not_recorded(
+    client: httpx.AsyncClient, store: Store, field: str, value: object
+) -> None:
+    r = await client.post("/hooks/edges/callbacks", json={**CALLBACK, field: value}, headers=GOOD)
+    assert r.status_code == 400 and f"{field} must be a list" in r.text
+    assert inbound_events(store) == []

@@ -279,7 +279,8 @@ def _items(payload: Mapping[str, Any]) -> list[Any]:
     data = payload.get("data")
     if isinstance(data, list):
         out.extend(data)
-    for res in payload.get("results") or []:
+    results = payload.get("results")
+    for res in results if isinstance(results, list) else []:  # recorded before the check
         if isinstance(res, Mapping) and isinstance(res.get("data"), list):
             out.extend(res["data"])
     return out
