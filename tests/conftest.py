@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from engine.cli import main
 from engine.store import Store
@@ -20,6 +21,11 @@ SHARED = ROOT.parent / "shared"
 # sequences/ stand in (tests/test_e2e_examples.py checks that they match when both exist).
 SHARED_EXAMPLES = SHARED / "examples" if (SHARED / "examples").is_dir() else ROOT / "sequences"
 SEEDS = SHARED / "seeds"
+
+# The suite (and so CI) draws the same examples every run: a fuzz find must not fail a landing
+# at random. `--hypothesis-profile=fuzz` draws new examples on every run, to hunt for more.
+settings.register_profile("default", derandomize=True, print_blob=True)
+settings.register_profile("fuzz", derandomize=False, max_examples=1000, print_blob=True)
 
 
 @pytest.fixture(autouse=True)
