@@ -68,9 +68,10 @@ def edges_callback(body: Any) -> Accepted:
     if run is not None and not isinstance(run, Mapping):
         raise BadEvent("run must be an object")
     run = run or {}
-    for field in ("data", "results"):  # what the runner reads: lists, or absent
-        if obj.get(field) is not None and not isinstance(obj.get(field), list):
-            raise BadEvent(f"{field} must be a list")
+    # `results` (a run's outputs, `on: final`) is read as a list; `data` is one output's, of
+    # any JSON type (an object for a profile visit, a list for an extraction)
+    if obj.get("results") is not None and not isinstance(obj.get("results"), list):
+        raise BadEvent("results must be a list")
     ref = _text(obj.get("callback_ref_uid"), "callback_ref_uid", required=False)
     uid = _text(run.get("run_uid") or run.get("uid"), "run.run_uid", required=False)
     if ref is None and uid is None:
