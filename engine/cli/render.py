@@ -509,6 +509,13 @@ def _guardrail_status(g: dict[str, Any]) -> list[str]:
     if canary:
         why = f": {canary['reason']}" if canary.get("reason") else ""
         lines.append(f"  rollout: {canary['stage']} (canary of {canary['size']}){why}")
+    rev = g.get("revision")
+    if rev:
+        why = f": {rev['reason']}" if rev.get("reason") else ""
+        olds = ", ".join(rev.get("from_revisions") or ())
+        lines.append(f"  revision rollout: {rev['stage']} ({rev['canary']} of {rev['in_flight']} "
+                     f"in-flight lead(s) as the canary, {rev['migrated']} migrated from {olds} "
+                     f"to {rev['to_revision']}){why}")
     caps = g.get("caps")
     if caps:
         if caps.get("max_sends_per_day") is not None:

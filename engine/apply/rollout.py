@@ -1,0 +1,234 @@
+"""Revision rollouts: a new revision of a Sequence with both ``migrate:`` and ``rollout:``
+moves only ``rollout.canary`` of its in-flight leads at apply (the canary); the others stay
+on their revision, which keeps running them, until the hold passes and ``promote_if`` holds
+on the canary's outcomes (the runner then migrates the rest: :func:`promote_rest`), or until
+``seqrun promote`` / ``seqrun rollback`` (the canary moved back: :func:`roll_back`).
+
+One migration path for all of them (:func:`move`, also apply's without a rollout): a lead
+whose call is in flight (an intent without outcome) is never moved mid-call: it waits for
+the next tick (stage ``promoting`` until none is left). Each step is one transaction: the
+moves and the stage are committed together, so a crash leaves either nothing done or all,
+and the runner's next tick resumes; the exactly-once journal (the action log) is untouched.
+
+The state lives in kv (:data:`REVISION_NS`, by sequence name)::
+
+    {stage, to_revision, from_revisions, canary: [enrollment ids], canary_from: {id: rev},
+     in_flight, bound, started_at, decided_at, reason, migrated}
+
+``stage``: ``canary``, ``held`` (the canary failed ``promote_if``: the sequence is paused),
+``promoting`` (promoted; leads with a call in flight left), ``promoted``, ``rolled_back`` or
+``superseded`` (another revision was applied meanwhile). ``bound`` is the highest enrollment
+id at the start: those leads were in flight, so the new-lead canary never holds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.errors import UsageError
+from engine.model import Rollout, Sequence, WaitStep
+from engine.store import EnrollmentRow, Store
+from engine.vocab import TERMINALS
+
+REVISION_NS = "revision_rollout"
+ACTIVE = frozenset({"canary", "held", "promoting"})  # stages the runner or a human decides
+PENDING = ACTIVE | {"rolled_back"}  # stages whose leads a re-apply must leave where they are
+
+Target = Callable[[EnrollmentRow], tuple[str, str] | None]
+
+
+def revision_rollout(store: Store, name: str, conn: sa.Connection | None = None
+                     ) -> dict[str, Any] | None:
+    """The revision rollout of sequence ``name`` (None: never one)."""
+    found = store.kv_get(REVISION_NS, name, conn=conn)
+    return found if isinstance(found, dict) else None
+
+
+def target_state(state: str, migrate: Mapping[str, str], targets: Iterable[str]) -> str | None:
+    """Where a lead at old step ``state`` goes in the new revision: ``migrate``'s mapping, else
+    the step of the same id when it still exists (``targets``); None: nowhere."""
+    if state in migrate:
+        return migrate[state]
+    return state if state in set(targets) else None
+
+
+def entry_delays(seq: Sequence) -> dict[str, float | None]:
+    """As the runner schedules a step it enters: a wait is due after its duration, a terminal
+    never, anything else at once (a wait_for polls and times out from its entry time)."""
+    out: dict[str, float | None] = {t: None for t in TERMINALS}
+    for step in seq.steps:
+        out[step.id] = step.duration.total_seconds() if isinstance(step, WaitStep) else 0.0
+    return out
+
+
+def busy(store: Store, conn: sa.Connection) -> set[int]:
+    """Enrollments with a call in flight (an intent without outcome): never moved mid-call."""
+    return {p.enrollment_id for p in store.pending_intents(conn=conn)}
+
+
+def move(
+    store: Store,
+    sequence: str,
+    rows: Iterable[EnrollmentRow],
+    target: Target,
+    entry_delay: Mapping[str, float | None],
+    *,
+    now: datetime,
+    conn: sa.Connection,
+) -> int:
+    """Move each row to ``target(row)`` (revision, state; None: stays), with a ``migrated``
+    event: the one way leads change revision. A lead moved to a step of another id enters it
+    now (due as the runner would schedule it); one that keeps its step keeps its time."""
+    urls: dict[int, str] = {}
+    moved = 0
+    for row in rows:
+        found = target(row)
+        if found is None or found == (row.revision, row.state):
+            continue
+        to_revision, to_state = found
+        changes: dict[str, Any] = {"revision": to_revision, "state": to_state}
+        if to_state != row.state:
+            delay = entry_delay.get(to_state, 0.0)
+            changes.update(
+                step_entered_at=now, attempts=0, last_error=None, waiting=None,
+                next_due_at=None if delay is None else now + timedelta(seconds=delay),
+            )
+        store.update_enrollment(row.id, conn=conn, **changes)
+        if row.lead_id not in urls:
+            lead = store.get_lead(row.lead_id, conn=conn)
+            urls[row.lead_id] = lead.profile_url if lead else f"lead:{row.lead_id}"
+        store.record_event(
+            "migrated", urls[row.lead_id], {"sequence": sequence, "from_revision": row.revision},
+            at=now, enrollment_id=row.id, from_state=row.state, to_state=to_state,
+            trigger="migrate", revision=to_revision, conn=conn,
+        )
+        moved += 1
+    return moved
+
+
+# ---- the stages -------------------------------------------------------------------------------
+
+
+def start(
+    store: Store,
+    name: str,
+    revision: str,
+    rollout: Rollout,
+    groups: Mapping[tuple[str, str], tuple[str, str]],
+    entry_delay: Mapping[str, float | None],
+    *,
+    now: datetime,
+    conn: sa.Connection,
+) -> int:
+    """At apply: move the first ``rollout.canary`` in-flight leads (by enrollment, none with
+    a call in flight) along ``groups`` ((revision, state) -> (revision, state)); the others
+    wait. Returns how many moved."""
+    rows = [r for r in store.enrollments(sequence=name, conn=conn) if (r.revision, r.state)
+            in groups]
+    flying = busy(store, conn)
+    canary = [r for r in rows if r.id not in flying][: rollout.canary]
+    moved = move(store, name, canary, lambda r: groups[(r.revision, r.state)], entry_delay,
+                 now=now, conn=conn)
+    bound = max((r.id for r in store.enrollments(sequence=name, conn=conn)), default=0)
+    state = {
+        "stage": "canary", "to_revision": revision,
+        "from_revisions": sorted({r.revision for r in rows}),
+        "canary": [r.id for r in canary], "canary_from": {str(r.id): r.revision for r in canary},
+        "in_flight": len(rows), "bound": bound, "started_at": now.isoformat(),
+        "decided_at": None, "reason": None, "migrated": moved,
+    }
+    store.kv_put(REVISION_NS, name, state, conn=conn)
+    store.record_event("rollout", name, {"stage": "canary", "revision": revision,
+                                         "canary": moved, "in_flight": len(rows)},
+                       at=now, revision=revision, trigger="apply", conn=conn)
+    return moved
+
+
+def supersede(store: Store, name: str, revision: str, *, now: datetime,
+              conn: sa.Connection) -> None:
+    """Another revision applied while a revision rollout is under way: it stops (its leads
+    stay where they are, or move with the new revision's ``migrate:``)."""
+    found = revision_rollout(store, name, conn)
+    if found is not None and found["stage"] in PENDING and found["to_revision"] != revision:
+        store.kv_put(REVISION_NS, name, {**found, "stage": "superseded",
+                                         "reason": f"revision {revision} applied",
+                                         "decided_at": now.isoformat()}, conn=conn)
+
+
+def promote_rest(
+    store: Store, name: str, found: Mapping[str, Any], new: Sequence, *, now: datetime,
+    conn: sa.Connection, trigger: str,
+) -> dict[str, Any]:
+    """Move every lead still on the old revision(s) to the new one (``new``'s ``migrate:``,
+    else the step of the same id), but those with a call in flight (stage ``promoting``
+    until none is left) and those at a removed step ``migrate:`` does not map (they finish
+    on their revision). Returns the new state (committed with the moves)."""
+    targets = {s.id for s in new.steps} | set(TERMINALS)
+    olds = set(found["from_revisions"])
+    rows = [r for r in store.enrollments(sequence=name, conn=conn)
+            if r.revision in olds and r.state not in TERMINALS]
+    flying = busy(store, conn)
+    to = found["to_revision"]
+
+    def target(row: EnrollmentRow) -> tuple[str, str] | None:
+        state = target_state(row.state, new.migrate, targets)
+        return None if state is None or row.id in flying else (to, state)
+
+    moved = move(store, name, rows, target, entry_delays(new), now=now, conn=conn)
+    left = sorted({r.state for r in rows if target_state(r.state, new.migrate, targets) is None})
+    stage = "promoting" if any(r.id in flying for r in rows) else "promoted"
+    state = {**found, "stage": stage, "decided_at": now.isoformat(),
+             "reason": f"{len(rows) - moved} lead(s) at unmapped step(s) {', '.join(left)} "
+                       "finish on their revision" if left else found.get("reason"),
+             "migrated": int(found.get("migrated") or 0) + moved}
+    store.kv_put(REVISION_NS, name, state, conn=conn)
+    if found["stage"] != "promoting" or stage == "promoted":
+        store.record_event("rollout", name, {"stage": stage, "revision": to, "migrated": moved},
+                           at=now, revision=to, trigger=trigger, conn=conn)
+    return state
+
+
+def roll_back(
+    store: Store, name: str, found: Mapping[str, Any], new: Sequence,
+    old: Callable[[str], Sequence], *, now: datetime, conn: sa.Connection,
+) -> int:
+    """Move the canary leads back to their old revision: a step that exists there keeps its
+    id, else the inverse of ``new``'s ``migrate:`` (one old step mapped to it); UsageError
+    naming the steps that have neither, or when a canary lead's call is in flight. Leads
+    that finished stay. Returns how many moved (the caller pauses and records the stage)."""
+    ids = set(found["canary"])
+    rows = [r for r in store.enrollments(sequence=name, conn=conn)
+            if r.id in ids and r.revision == found["to_revision"] and r.state not in TERMINALS]
+    if any(r.id in busy(store, conn) for r in rows):
+        raise UsageError(f"sequence {name!r}: a canary lead's call is in flight; roll back "
+                         "once it settled (the next `seqrun run` tick)")
+    sources: dict[str, Sequence] = {}
+    inverse: dict[str, list[str]] = {}
+    for a, b in new.migrate.items():
+        inverse.setdefault(b, []).append(a)
+    moves: dict[int, tuple[str, str]] = {}
+    missing: set[tuple[str, str]] = set()
+    for r in rows:
+        rev = found["canary_from"].get(str(r.id), found["from_revisions"][0])
+        seq = sources.get(rev) or sources.setdefault(rev, old(rev))
+        steps = {s.id for s in seq.steps}
+        back = [s for s in inverse.get(r.state, ()) if s in steps]
+        state = r.state if r.state in steps else back[0] if len(back) == 1 else None
+        if state is None:
+            missing.add((r.state, rev))
+        else:
+            moves[r.id] = (rev, state)
+    if missing:
+        where = ", ".join(f"'{s}' (no such step in revision {rev})" for s, rev in sorted(missing))
+        raise UsageError(
+            f"sequence {name!r}: cannot roll the canary back: lead(s) at step(s) {where}, and "
+            "`migrate:` maps no single old step to them; `seqrun promote` instead, or apply a "
+            "revision whose `migrate:` maps them")
+    delays: dict[str, float | None] = {}
+    for seq in sources.values():
+        delays.update(entry_delays(seq))
+    return move(store, name, rows, lambda r: moves.get(r.id), delays, now=now, conn=conn)
