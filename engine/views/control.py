@@ -120,9 +120,10 @@ def promote(store: Store, name: str, *, now: datetime,
     canary paused is resumed."""
     found, revision = _rollouts(store, name)
     migrated = None
+    resolve = sequence_of or _sequence(store)  # read before the transaction (SQLite: one writer)
+    new = resolve(revision["to_revision"]) if revision is not None else None
     with store.transaction() as conn:
-        if revision is not None:
-            new = (sequence_of or _sequence(store))(revision["to_revision"])
+        if revision is not None and new is not None:
             state = promote_rest(store, name, {**revision, "reason": "by hand"}, new, now=now,
                                  conn=conn, trigger="user")
             migrated = int(state["migrated"]) - int(revision.get("migrated") or 0)
@@ -144,11 +145,14 @@ def rollback(store: Store, name: str, *, now: datetime,
     old revision (UsageError naming the steps that cannot)."""
     found, revision = _rollouts(store, name)
     migrated = None
+    resolve = sequence_of or _sequence(store)  # read before the transaction (SQLite: one writer)
+    back = revision is not None and revision["stage"] in ("canary", "held")
+    revisions = {rev: resolve(rev) for rev in (
+        [revision["to_revision"], *revision["from_revisions"]] if back and revision else [])}
     with store.transaction() as conn:
-        if revision is not None and revision["stage"] in ("canary", "held"):
-            resolve = sequence_of or _sequence(store)
-            migrated = roll_back(store, name, revision, resolve(revision["to_revision"]),
-                                 resolve, now=now, conn=conn)
+        if back and revision is not None:
+            migrated = roll_back(store, name, revision, revisions[revision["to_revision"]],
+                                 revisions.__getitem__, now=now, conn=conn)
             store.kv_put(REVISION_NS, name, {**revision, "stage": "rolled_back",
                                              "reason": "by hand",
                                              "decided_at": now.isoformat()}, conn=conn)
