@@ -191,17 +191,21 @@ async def test_status_shows_the_limit_the_runner_enforces(world: World) -> None:
     csv = world.leads("leads.csv", [url(i) for i in range(3)])
     policy = world.manifest("policy.yaml", POLICY.format(
         body="  identities: {ident-alice: sales_navigator}\n"))
-    s1 = world.manifest("s1.yaml", sequence("low", csv, "ident-alice", "visit_profile",
-                                            "  limits: {visit: 40}\n"))
+    s1 = world.manifest("s1.yaml", sequence("sn", csv, "ident-alice", "visit_profile",
+                                            "  limits: {visit: 400, connect: 10}\n"))
     await world.apply(policy, s1)
-    report = status(world.store, "low", now=world.clock.now()).to_json()
-    limits = report["identities"][0]["limits_24h"]
-    assert limits["visit_profile"]["limit"] == 40  # the manifest's, lower than 500
-    assert limits["connect"]["limit"] == 30  # Edges' Sales Navigator figure
-    bob = world.manifest("s2.yaml", sequence("bob", csv, "ident-bob", "visit_profile"))
-    await world.apply(bob)
-    report = status(world.store, "bob", now=world.clock.now()).to_json()
-    assert report["identities"][0]["limits_24h"]["visit_profile"]["limit"] == 80  # classic
+    limits = status(world.store, "sn", now=world.clock.now()).to_json()["identities"][0][
+        "limits_24h"]
+    assert limits["visit_profile"]["limit"] == 400  # under Sales Navigator's 500
+    assert limits["connect"]["limit"] == 10  # the manifest's, under the provider's 30
+    assert limits["send_message"]["limit"] == 250  # Edges' Sales Navigator figure
+    # the account turns out classic: the runner holds it to Edges' 80 visits, and so does
+    # status (not the manifest's 400)
+    world.manifest("policy.yaml", POLICY.format(body="  identities: {ident-alice: classic}\n"))
+    await world.apply(policy)
+    limits = status(world.store, "sn", now=world.clock.now()).to_json()["identities"][0][
+        "limits_24h"]
+    assert limits["visit_profile"]["limit"] == 80
 
 
 async def test_a_tier_change_is_picked_up_by_the_running_runner(world: World) -> None:
