@@ -221,3 +221,28 @@ async def test_a_tier_change_is_picked_up_by_the_running_runner(world: World) ->
     await world.apply(policy)  # while the same runner goes on
     await runner.run_until(MONDAY_8 + timedelta(hours=3))
     assert world.done("visit_profile") == 150  # its next tick: Sales Navigator's 500
+
+
+async def test_a_lead_whose_call_is_in_flight_is_migrated_once_it_settled(world: World) -> None:
+    await in_flight(world)
+    old_rev = world.store.get_sequence("rev").current_revision  # type: ignore[union-attr]
+    result = await world.apply(world.manifest("rev.yaml", rev2()))
+    new_rev = result.plan.sequences[0].revision
+    rest = [e for e in world.store.enrollments(sequence="rev") if e.revision == old_rev]
+    flying = rest[0]
+    # a crash left an intent without outcome (a call in flight, as far as the store knows)
+    world.store.log_intents(({
+        "enrollment_id": flying.id, "sequence": "rev", "revision": old_rev, "step": "visit",
+        "identity": "ident-alice", "action": "visit_profile", "at": world.clock.now(),
+        "holder": None, "request": {}, "variant": None},))
+    done = promote(world.store, "rev", now=world.clock.now())
+    assert done.migrated == 39  # not the lead mid-call
+    state = revision_rollout(world.store, "rev")
+    assert state is not None and state["stage"] == "promoting"
+    assert revisions(world) == {new_rev: 49, old_rev: 1}
+    # the runner reconciles the intent with the sandbox, then its next tick moves the lead
+    await world.runner().run_until(MONDAY_8 + timedelta(hours=3))
+    assert world.store.pending_intents() == []
+    state = revision_rollout(world.store, "rev")
+    assert state is not None and state["stage"] == "promoted" and state["migrated"] == 50
+    assert revisions(world) == {new_rev: N}
