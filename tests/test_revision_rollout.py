@@ -6,15 +6,18 @@ In-process sandbox, virtual clock; ground truth: what the sandbox received."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from engine.apply.rollout import revision_rollout
 from engine.cli.render import render_plan, render_status
-from engine.errors import UsageError
+from engine.errors import StoreError, UsageError
 from engine.views.control import promote, rollback
 from engine.views.status import status
 from tests.test_guardrails import MONDAY_8, POLICY, World, sequence, url
@@ -246,3 +249,39 @@ async def test_a_lead_whose_call_is_in_flight_is_migrated_once_it_settled(world:
     state = revision_rollout(world.store, "rev")
     assert state is not None and state["stage"] == "promoted" and state["migrated"] == 50
     assert revisions(world) == {new_rev: N}
+
+
+async def test_a_crash_during_the_promotion_leaves_it_undone_and_the_next_tick_does_it(
+    world: World,
+) -> None:
+    await in_flight(world)
+    old_rev = world.store.get_sequence("rev").current_revision  # type: ignore[union-attr]
+    result = await world.apply(world.manifest("rev.yaml", rev2()))
+    new_rev = result.plan.sequences[0].revision
+    runner = world.runner()
+    await runner.run_until(MONDAY_8 + timedelta(days=2))  # the canary is done; the hold is not
+    updates = 0
+
+    def die_mid_promotion(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal updates  # the database goes away after 20 of the 40 moves (a kill, a fault)
+        if statement.startswith("UPDATE enrollments SET revision"):
+            updates += 1
+            if updates > 20:
+                raise sqlite3.OperationalError("disk I/O error")
+
+    sa.event.listen(world.store.engine, "before_cursor_execute", die_mid_promotion)
+    world.clock.set(MONDAY_8 + timedelta(days=2, hours=2))
+    with pytest.raises(StoreError):
+        await runner.tick()
+    sa.event.remove(world.store.engine, "before_cursor_execute", die_mid_promotion)
+    assert updates == 21
+    state = revision_rollout(world.store, "rev")
+    assert state is not None and state["stage"] == "canary"  # nothing half done
+    assert revisions(world) == {new_rev: 10, old_rev: 40}
+    await runner.run_until(MONDAY_8 + timedelta(days=5))
+    state = revision_rollout(world.store, "rev")
+    assert state is not None and state["stage"] == "promoted" and state["migrated"] == N
+    assert revisions(world) == {new_rev: N}
+    sent = messages(world)
+    assert len(sent) == N == len({to for to, _ in sent})
+    assert all(t == "New text for Lead" for _, t in sent)

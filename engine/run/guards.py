@@ -24,8 +24,9 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.apply import META_NS
+from engine.apply import APPLY_LOCK, META_NS
 from engine.apply.rollout import REVISION_NS, promote_rest, revision_rollout
+from engine.errors import LockError
 from engine.manifest.policy import blocked_reason, policy_from_json
 from engine.model import Policy, Rollout, Sequence
 from engine.run.state import DAY, RunState
@@ -184,9 +185,22 @@ class Guards:
             return False
         new = self.state.sequence(found["to_revision"])
         r = new.rollout
-        if found["stage"] == "canary":
-            if r is None or now < datetime.fromisoformat(found["started_at"]) + r.hold:
-                return False
+        if found["stage"] == "canary" and (
+                r is None or now < datetime.fromisoformat(found["started_at"]) + r.hold):
+            return False
+        try:  # apply, `seqrun promote` and the other workers decide under the same lock
+            with self.store.lock(APPLY_LOCK, ttl=timedelta(minutes=2)):
+                return self._decide_revision(name, new, now)
+        except LockError:
+            return False  # someone else is deciding or applying: the next tick looks again
+
+    def _decide_revision(self, name: str, new: Sequence, now: datetime) -> bool:
+        """Under the apply lock, on the state read again: hold or promote (go on promoting)."""
+        found = revision_rollout(self.store, name)
+        if found is None or found["stage"] not in ("canary", "promoting"):
+            return False
+        r = new.rollout
+        if found["stage"] == "canary" and r is not None:
             reason = verdict(self.store, name, found["canary"], r)
             if reason is not None:
                 with self.store.transaction() as conn:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from engine.apply import APPLY_LOCK
 from engine.apply.rollout import (
     PENDING,
     REVISION_NS,
@@ -117,7 +118,14 @@ def promote(store: Store, name: str, *, now: datetime,
             sequence_of: Callable[[str], Sequence] | None = None) -> RolloutResult:
     """``seqrun promote NAME``: the rest of the leads go now, whatever the canary did (a
     revision rollout's rest of in-flight leads move to the new revision); a sequence a held
-    canary paused is resumed."""
+    canary paused is resumed. Under the apply lock (LockError while an apply or the runner
+    decides)."""
+    with store.lock(APPLY_LOCK):
+        return _promote(store, name, now, sequence_of)
+
+
+def _promote(store: Store, name: str, now: datetime,
+             sequence_of: Callable[[str], Sequence] | None) -> RolloutResult:
     found, revision = _rollouts(store, name)
     migrated = None
     resolve = sequence_of or _sequence(store)  # read before the transaction (SQLite: one writer)
@@ -142,7 +150,13 @@ def rollback(store: Store, name: str, *, now: datetime,
              sequence_of: Callable[[str], Sequence] | None = None) -> RolloutResult:
     """``seqrun rollback NAME``: the sequence is paused and the leads beyond the canary never
     go (``seqrun promote`` undoes it); a revision rollout's canary leads move back to their
-    old revision (UsageError naming the steps that cannot)."""
+    old revision (UsageError naming the steps that cannot). Under the apply lock."""
+    with store.lock(APPLY_LOCK):
+        return _rollback(store, name, now, sequence_of)
+
+
+def _rollback(store: Store, name: str, now: datetime,
+              sequence_of: Callable[[str], Sequence] | None) -> RolloutResult:
     found, revision = _rollouts(store, name)
     migrated = None
     resolve = sequence_of or _sequence(store)  # read before the transaction (SQLite: one writer)
