@@ -6,6 +6,7 @@ In-process sandbox, virtual clock; ground truth: what the sandbox received."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from datetime import timedelta
@@ -20,6 +21,7 @@ from engine.cli.render import render_plan, render_status
 from engine.errors import StoreError, UsageError
 from engine.views.control import promote, rollback
 from engine.views.status import status
+from tests.conftest import ROOT, invoke
 from tests.test_guardrails import MONDAY_8, POLICY, World, sequence, url
 
 N = 50
@@ -285,3 +287,36 @@ async def test_a_crash_during_the_promotion_leaves_it_undone_and_the_next_tick_d
     sent = messages(world)
     assert len(sent) == N == len({to for to, _ in sent})
     assert all(t == "New text for Lead" for _, t in sent)
+
+
+# ---- the shipped example on the CLI -------------------------------------------------------
+
+
+def test_the_shipped_revision_rollout_example_on_the_cli(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seqs = cli_dir / "sequences"
+    seqs.mkdir()
+    for name in ("guardrails-canary.yaml", "guardrails-canary-v2.yaml.next", "demo-leads.csv"):
+        (seqs / name).write_bytes((ROOT / "sequences" / name).read_bytes())
+    code, out, _ = invoke(capsys, "apply", "sequences/guardrails-canary.yaml", "--sandbox",
+                          "--virtual-clock", "--auto-approve")
+    assert code == 0, out
+    code, out, _ = invoke(capsys, "run", "--sandbox", "--virtual-clock", "--until", "+5d")
+    assert code == 0, out
+    code, out, _ = invoke(capsys, "plan", "sequences/guardrails-canary-v2.yaml.next",
+                          "--sandbox", "-o", "json")
+    (sp,) = json.loads(out)["sequences"]
+    in_flight = sum(g["count"] for g in sp["in_flight"] if not g["keeps_revision"])
+    assert sp["revision_canary"] == 20 and in_flight > 20
+    code, out, _ = invoke(capsys, "apply", "sequences/guardrails-canary-v2.yaml.next",
+                          "--sandbox", "--virtual-clock", "--auto-approve")
+    assert code == 0 and "migrated 20" in out, out
+    code, out, _ = invoke(capsys, "status", "guardrails-canary", "--virtual-clock")
+    assert f"revision rollout: canary (20 of {in_flight} in-flight lead(s)" in out
+    code, out, _ = invoke(capsys, "promote", "guardrails-canary", "--virtual-clock")
+    assert code == 0, out
+    assert f"{in_flight - 20} in-flight lead(s) migrated to the new revision" in out
+    code, out, _ = invoke(capsys, "status", "guardrails-canary", "--virtual-clock", "-o", "json")
+    revision = json.loads(out)["sequences"][0]["guardrails"]["revision"]
+    assert revision["stage"] == "promoted" and revision["migrated"] == in_flight
