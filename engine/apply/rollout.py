@@ -83,13 +83,14 @@ def move(
     """Move each row to ``target(row)`` (revision, state; None: stays), with a ``migrated``
     event: the one way leads change revision. A lead moved to a step of another id enters it
     now (due as the runner would schedule it); one that keeps its step keeps its time."""
-    urls: dict[int, str] = {}
-    moved = 0
+    moves = []
     for row in rows:
         found = target(row)
-        if found is None or found == (row.revision, row.state):
-            continue
-        to_revision, to_state = found
+        if found is not None and found != (row.revision, row.state):
+            moves.append((row, *found))
+    leads = store.leads_by_ids({row.lead_id for row, _, _ in moves}, conn=conn)
+    events = []
+    for row, to_revision, to_state in moves:
         changes: dict[str, Any] = {"revision": to_revision, "state": to_state}
         if to_state != row.state:
             delay = entry_delay.get(to_state, 0.0)
@@ -98,16 +99,15 @@ def move(
                 next_due_at=None if delay is None else now + timedelta(seconds=delay),
             )
         store.update_enrollment(row.id, conn=conn, **changes)
-        if row.lead_id not in urls:
-            lead = store.get_lead(row.lead_id, conn=conn)
-            urls[row.lead_id] = lead.profile_url if lead else f"lead:{row.lead_id}"
-        store.record_event(
-            "migrated", urls[row.lead_id], {"sequence": sequence, "from_revision": row.revision},
-            at=now, enrollment_id=row.id, from_state=row.state, to_state=to_state,
-            trigger="migrate", revision=to_revision, conn=conn,
-        )
-        moved += 1
-    return moved
+        lead = leads.get(row.lead_id)
+        events.append({
+            "kind": "migrated", "subject": lead.profile_url if lead else f"lead:{row.lead_id}",
+            "data": {"sequence": sequence, "from_revision": row.revision}, "at": now,
+            "enrollment_id": row.id, "from_state": row.state, "to_state": to_state,
+            "trigger": "migrate", "revision": to_revision,
+        })
+    store.record_events(events, conn=conn)  # one insert for every move
+    return len(moves)
 
 
 # ---- the stages -------------------------------------------------------------------------------
