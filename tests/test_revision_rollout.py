@@ -189,6 +189,42 @@ async def test_rollback_without_an_inverse_names_the_steps(world: World) -> None
     assert world.states("rev") == {"wait": 10, "rest": 40}  # nothing moved
 
 
+async def test_by_hand_the_leads_due_now_are_left_to_the_runners_next_tick(
+    world: World,
+) -> None:
+    # enrolled, not run yet: all 50 are due now at `visit` (a runner may be reading them)
+    urls = [url(i) for i in range(N)]
+    for u in urls:
+        world.sandbox.world.add_profile(u, first_name="Lead", accepts=False, replies=False,
+                                        already_connected_with=["ident-alice"])
+    (world.tmp / "leads.csv").write_text(
+        "linkedin_profile_url,first_name\n" + "".join(f"{u},Lead\n" for u in urls))
+    await world.apply(world.manifest("rev.yaml", rev1()))
+    old_rev = world.store.get_sequence("rev").current_revision  # type: ignore[union-attr]
+    result = await world.apply(world.manifest("rev.yaml", rev2()))
+    new_rev = result.plan.sequences[0].revision
+    assert result.sequences[0].migrated == 10  # at apply, under the lock, before any tick
+    back = rollback(world.store, "rev", now=world.clock.now())
+    assert back.migrated == 0  # due now: the runner moves them back, before its waves
+    state = revision_rollout(world.store, "rev")
+    assert state is not None and state["stage"] == "rolling_back"
+    runner = world.runner()
+    await runner.tick()
+    state = revision_rollout(world.store, "rev")
+    assert state is not None and state["stage"] == "rolled_back"
+    assert revisions(world) == {old_rev: N} and world.done("visit_profile") == 0  # paused
+    done = promote(world.store, "rev", now=world.clock.now())
+    assert done.migrated == 0
+    state = revision_rollout(world.store, "rev")
+    assert state is not None and state["stage"] == "promoting"
+    await runner.run_until(MONDAY_8 + timedelta(days=3))
+    state = revision_rollout(world.store, "rev")
+    assert state is not None and state["stage"] == "promoted"
+    assert revisions(world) == {new_rev: N}
+    sent = messages(world)
+    assert len(sent) == N and all(t == "New text for Lead" for _, t in sent)
+
+
 # ---- identity limits: what the runner enforces, and a tier change while running ------------
 
 

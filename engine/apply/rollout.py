@@ -16,8 +16,12 @@ The state lives in kv (:data:`REVISION_NS`, by sequence name)::
      in_flight, bound, started_at, decided_at, reason, migrated}
 
 ``stage``: ``canary``, ``held`` (the canary failed ``promote_if``: the sequence is paused),
-``promoting`` (promoted; leads with a call in flight left), ``promoted``, ``rolled_back`` or
-``superseded`` (another revision was applied meanwhile). ``bound`` is the highest enrollment
+``promoting`` (promoted; leads left for the runner's next tick), ``promoted``,
+``rolling_back`` (by hand; leads left for the runner), ``rolled_back`` or ``superseded``
+(another revision was applied meanwhile). By hand (``seqrun promote``/``rollback``, maybe
+while ``seqrun run`` runs), the leads due now are left to the runner too: it moves them at
+the start of its next tick, before its waves read them, so no wave writes an old-revision
+step onto a moved lead. ``bound`` is the highest enrollment
 id at the start: those leads were in flight, so the new-lead canary never holds them.
 """
 
@@ -35,7 +39,7 @@ from engine.store import EnrollmentRow, Store
 from engine.vocab import TERMINALS
 
 REVISION_NS = "revision_rollout"
-ACTIVE = frozenset({"canary", "held", "promoting"})  # stages the runner or a human decides
+ACTIVE = frozenset({"canary", "held", "promoting", "rolling_back"})  # not decided, or not done
 PENDING = ACTIVE | {"rolled_back"}  # stages whose leads a re-apply must leave where they are
 
 Target = Callable[[EnrollmentRow], tuple[str, str] | None]
@@ -159,28 +163,38 @@ def supersede(store: Store, name: str, revision: str, *, now: datetime,
                                          "decided_at": now.isoformat()}, conn=conn)
 
 
+def _left(store: Store, rows: Iterable[EnrollmentRow], conn: sa.Connection,
+          due_by: datetime | None) -> set[int]:
+    """The rows to leave for the runner's next tick: a call in flight, or (``due_by``: by
+    hand, while a runner may be acting on them) due by then. The runner moves them at the
+    start of its tick, before any of its waves reads them."""
+    flying = busy(store, conn)
+    return {r.id for r in rows if r.id in flying or (
+        due_by is not None and r.next_due_at is not None and r.next_due_at <= due_by)}
+
+
 def promote_rest(
     store: Store, name: str, found: Mapping[str, Any], new: Sequence, *, now: datetime,
-    conn: sa.Connection, trigger: str,
+    conn: sa.Connection, trigger: str, due_by: datetime | None = None,
 ) -> dict[str, Any]:
     """Move every lead still on the old revision(s) to the new one (``new``'s ``migrate:``,
-    else the step of the same id), but those with a call in flight (stage ``promoting``
-    until none is left) and those at a removed step ``migrate:`` does not map (they finish
-    on their revision). Returns the new state (committed with the moves)."""
+    else the step of the same id), but those :func:`_left` for the runner (stage
+    ``promoting`` until none is) and those at a removed step ``migrate:`` does not map (they
+    finish on their revision). Returns the new state (committed with the moves)."""
     targets = {s.id for s in new.steps} | set(TERMINALS)
     olds = set(found["from_revisions"])
     rows = [r for r in store.enrollments(sequence=name, conn=conn)
             if r.revision in olds and r.state not in TERMINALS]
-    flying = busy(store, conn)
+    later = _left(store, rows, conn, due_by)
     to = found["to_revision"]
 
     def target(row: EnrollmentRow) -> tuple[str, str] | None:
         state = target_state(row.state, new.migrate, targets)
-        return None if state is None or row.id in flying else (to, state)
+        return None if state is None or row.id in later else (to, state)
 
     moved = move(store, name, rows, target, entry_delays(new), now=now, conn=conn)
     left = sorted({r.state for r in rows if target_state(r.state, new.migrate, targets) is None})
-    stage = "promoting" if any(r.id in flying for r in rows) else "promoted"
+    stage = "promoting" if later else "promoted"
     state = {**found, "stage": stage, "decided_at": now.isoformat(),
              "reason": f"{len(rows) - moved} lead(s) at unmapped step(s) {', '.join(left)} "
                        "finish on their revision" if left else found.get("reason"),
@@ -195,17 +209,16 @@ def promote_rest(
 def roll_back(
     store: Store, name: str, found: Mapping[str, Any], new: Sequence,
     old: Callable[[str], Sequence], *, now: datetime, conn: sa.Connection,
-) -> int:
+    due_by: datetime | None = None,
+) -> tuple[int, int]:
     """Move the canary leads back to their old revision: a step that exists there keeps its
     id, else the inverse of ``new``'s ``migrate:`` (one old step mapped to it); UsageError
-    naming the steps that have neither, or when a canary lead's call is in flight. Leads
-    that finished stay. Returns how many moved (the caller pauses and records the stage)."""
+    naming the steps that have neither (nothing moved then). Leads that finished stay; those
+    :func:`_left` for the runner move at its next tick (stage ``rolling_back``). Returns
+    (moved, left)."""
     ids = set(found["canary"])
     rows = [r for r in store.enrollments(sequence=name, conn=conn)
             if r.id in ids and r.revision == found["to_revision"] and r.state not in TERMINALS]
-    if any(r.id in busy(store, conn) for r in rows):
-        raise UsageError(f"sequence {name!r}: a canary lead's call is in flight; roll back "
-                         "once it settled (the next `seqrun run` tick)")
     sources: dict[str, Sequence] = {}
     inverse: dict[str, list[str]] = {}
     for a, b in new.migrate.items():
@@ -228,7 +241,10 @@ def roll_back(
             f"sequence {name!r}: cannot roll the canary back: lead(s) at step(s) {where}, and "
             "`migrate:` maps no single old step to them; `seqrun promote` instead, or apply a "
             "revision whose `migrate:` maps them")
+    later = _left(store, rows, conn, due_by)
     delays: dict[str, float | None] = {}
     for seq in sources.values():
         delays.update(entry_delays(seq))
-    return move(store, name, rows, lambda r: moves.get(r.id), delays, now=now, conn=conn)
+    moved = move(store, name, rows, lambda r: None if r.id in later else moves.get(r.id),
+                 delays, now=now, conn=conn)
+    return moved, len(later)

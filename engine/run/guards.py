@@ -25,8 +25,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.apply import APPLY_LOCK, META_NS
-from engine.apply.rollout import REVISION_NS, promote_rest, revision_rollout
-from engine.errors import LockError
+from engine.apply.rollout import REVISION_NS, promote_rest, revision_rollout, roll_back
+from engine.errors import LockError, UsageError
 from engine.manifest.policy import blocked_reason, policy_from_json
 from engine.model import Policy, Rollout, Sequence
 from engine.run.state import DAY, RunState
@@ -35,6 +35,7 @@ from engine.vocab import POLICY_KEY, SENDS
 
 ROLLOUT_NS = "rollout"
 LIMIT_KEY = "limit:"  # the waiting key of a lead in line for an identity's action limit
+_RUNNER_STAGES = ("canary", "promoting", "rolling_back")  # what a tick decides or finishes
 _UNREAD = object()  # the Policy before the first tick read it
 Hold = tuple[datetime, str, str]  # until, reason, waiting key
 
@@ -114,7 +115,10 @@ class Guards:
             meta = self.store.kv_get(META_NS, row.name)
             caps = meta.get("caps") if isinstance(meta, dict) else None
             self._caps[row.name] = caps.get("max_sends_per_day") if isinstance(caps, dict) else None
-            if row.kind != "Sequence" or row.paused:
+            if row.kind != "Sequence":
+                continue
+            if row.paused:  # a rollback by hand goes on (its leads left for this tick)
+                self._advance_revision(row.name, now, paused=True)
                 continue
             if self._advance_revision(row.name, now):
                 paused.append(row.name)
@@ -175,13 +179,15 @@ class Guards:
                                     at=now, trigger="rollout", conn=conn)
         return bool(reason)
 
-    def _advance_revision(self, name: str, now: datetime) -> bool:
+    def _advance_revision(self, name: str, now: datetime, *, paused: bool = False) -> bool:
         """A revision rollout (engine.apply.rollout): at the end of the hold, migrate the rest
         of the in-flight leads when the canary meets ``promote_if``, else pause the sequence
         with the reason; a promotion left with calls in flight goes on. True when it paused."""
         found = revision_rollout(self.store, name)
         self._bounds[name] = int(found.get("bound") or 0) if found else 0
-        if found is None or found["stage"] not in ("canary", "promoting"):
+        if found is None or found["stage"] not in _RUNNER_STAGES:
+            return False
+        if paused and found["stage"] != "rolling_back":
             return False
         new = self.state.sequence(found["to_revision"])
         r = new.rollout
@@ -197,7 +203,19 @@ class Guards:
     def _decide_revision(self, name: str, new: Sequence, now: datetime) -> bool:
         """Under the apply lock, on the state read again: hold or promote (go on promoting)."""
         found = revision_rollout(self.store, name)
-        if found is None or found["stage"] not in ("canary", "promoting"):
+        if found is None or found["stage"] not in _RUNNER_STAGES:
+            return False
+        if found["stage"] == "rolling_back":
+            olds = {rev: self.state.sequence(rev) for rev in found["from_revisions"]}
+            try:
+                with self.store.transaction() as conn:  # the moves and the stage: one commit
+                    _, left = roll_back(self.store, name, found, new, olds.__getitem__,
+                                        now=now, conn=conn)
+                    if not left:
+                        self.store.kv_put(REVISION_NS, name, {**found, "stage": "rolled_back"},
+                                          conn=conn)
+            except UsageError as exc:  # checked by hand; a lead moved on meanwhile: say so
+                self.store.kv_put(REVISION_NS, name, {**found, "reason": str(exc)})
             return False
         r = new.rollout
         if found["stage"] == "canary" and r is not None:

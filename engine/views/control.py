@@ -133,7 +133,7 @@ def _promote(store: Store, name: str, now: datetime,
     with store.transaction() as conn:
         if revision is not None and new is not None:
             state = promote_rest(store, name, {**revision, "reason": "by hand"}, new, now=now,
-                                 conn=conn, trigger="user")
+                                 conn=conn, trigger="user", due_by=now)
             migrated = int(state["migrated"]) - int(revision.get("migrated") or 0)
         released = 0
         if found is not None:
@@ -160,14 +160,15 @@ def _rollback(store: Store, name: str, now: datetime,
     found, revision = _rollouts(store, name)
     migrated = None
     resolve = sequence_of or _sequence(store)  # read before the transaction (SQLite: one writer)
-    back = revision is not None and revision["stage"] in ("canary", "held")
+    back = revision is not None and revision["stage"] in ("canary", "held", "rolling_back")
     revisions = {rev: resolve(rev) for rev in (
         [revision["to_revision"], *revision["from_revisions"]] if back and revision else [])}
     with store.transaction() as conn:
         if back and revision is not None:
-            migrated = roll_back(store, name, revision, revisions[revision["to_revision"]],
-                                 revisions.__getitem__, now=now, conn=conn)
-            store.kv_put(REVISION_NS, name, {**revision, "stage": "rolled_back",
+            migrated, left = roll_back(store, name, revision, revisions[revision["to_revision"]],
+                                       revisions.__getitem__, now=now, conn=conn, due_by=now)
+            store.kv_put(REVISION_NS, name, {**revision,
+                                             "stage": "rolling_back" if left else "rolled_back",
                                              "reason": "by hand",
                                              "decided_at": now.isoformat()}, conn=conn)
         elif found is None:
