@@ -27,7 +27,7 @@ id at the start: those leads were in flight, so the new-lead canary never holds 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -164,18 +164,21 @@ def supersede(store: Store, name: str, revision: str, *, now: datetime,
 
 
 def _left(store: Store, rows: Iterable[EnrollmentRow], conn: sa.Connection,
-          due_by: datetime | None) -> set[int]:
-    """The rows to leave for the runner's next tick: a call in flight, or (``due_by``: by
-    hand, while a runner may be acting on them) due by then. The runner moves them at the
-    start of its tick, before any of its waves reads them."""
+          due_by: datetime | None, owned: Collection[str] = ()) -> set[int]:
+    """The rows to leave for a runner's next tick: a call in flight, or (``due_by``: by hand,
+    or a worker among others, while a runner may be acting on them) due by then, but those
+    of the ``owned`` identities (the worker's own, whose waves have not started). A runner
+    moves them at the start of its tick, before any of its waves reads them."""
     flying = busy(store, conn)
     return {r.id for r in rows if r.id in flying or (
-        due_by is not None and r.next_due_at is not None and r.next_due_at <= due_by)}
+        due_by is not None and r.next_due_at is not None and r.next_due_at <= due_by
+        and r.identity not in owned)}
 
 
 def promote_rest(
     store: Store, name: str, found: Mapping[str, Any], new: Sequence, *, now: datetime,
     conn: sa.Connection, trigger: str, due_by: datetime | None = None,
+    owned: Collection[str] = (),
 ) -> dict[str, Any]:
     """Move every lead still on the old revision(s) to the new one (``new``'s ``migrate:``,
     else the step of the same id), but those :func:`_left` for the runner (stage
@@ -185,7 +188,7 @@ def promote_rest(
     olds = set(found["from_revisions"])
     rows = [r for r in store.enrollments(sequence=name, conn=conn)
             if r.revision in olds and r.state not in TERMINALS]
-    later = _left(store, rows, conn, due_by)
+    later = _left(store, rows, conn, due_by, owned)
     to = found["to_revision"]
 
     def target(row: EnrollmentRow) -> tuple[str, str] | None:

@@ -230,8 +230,10 @@ class Guards:
                         "stage": "held", "reason": reason, "revision": found["to_revision"]},
                         at=now, revision=found["to_revision"], trigger="rollout", conn=conn)
                 return True
+        owned = self.state.owned  # a worker among others: theirs due now wait for them
         with self.store.transaction() as conn:  # the moves and the stage: one commit
-            promote_rest(self.store, name, found, new, now=now, conn=conn, trigger="rollout")
+            promote_rest(self.store, name, found, new, now=now, conn=conn, trigger="rollout",
+                         due_by=None if owned is None else now, owned=owned or ())
         return False
 
     def batch(self, leads: Mapping[int, LeadRow], now: datetime) -> set[str]:
