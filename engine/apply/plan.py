@@ -63,6 +63,7 @@ from engine.apply.preflight import (
     check_identities,
     refused_failures,
 )
+from engine.apply.rollout import PENDING, entry_delays, revision_rollout, target_state
 from engine.apply.search import search_leads
 from engine.clock import Clock
 from engine.compile.machine import compile_sequence
@@ -75,9 +76,9 @@ from engine.model import (
     Caps,
     Manifest,
     Policy,
+    Rollout,
     Schedule,
     Sequence,
-    WaitStep,
     Workflow,
 )
 from engine.serve.config import receiver_warnings
@@ -151,6 +152,10 @@ class SequencePlan:
     caps: Caps = field(default_factory=Caps)  # the manifest's, tightened by apply's options
     guardrails: tuple[str, ...] = ()  # every guardrail that will hold leads back, in words
     caps_changed: bool = False  # other caps than the runner enforces now
+    # a revision rollout (`migrate:` and `rollout:`): the in-flight leads that move at apply
+    # (the canary; the others move when it is promoted); None: every move happens at apply
+    revision_canary: int | None = None
+    rollout: Rollout | None = None
 
     @property
     def action(self) -> str:
@@ -212,6 +217,7 @@ class SequencePlan:
             "caps": {"max_enroll": self.caps.max_enroll,
                      "max_sends_per_day": self.caps.max_sends_per_day},
             "guardrails": list(self.guardrails),
+            "revision_canary": self.revision_canary,
             "searched": self.searched,
             "bad_rows": [
                 {"file": p.file, "line": p.line, "where": p.path, "message": p.message}
@@ -395,6 +401,9 @@ def plan_sequence(
             already += len(a)
             update.extend(plan_lead_updates(store, rows=chunk.rows, enrolled=a, conn=conn))
         in_flight = _in_flight(seq, store, revision, steps, conn)
+    moving = sum(g.count for g in in_flight if g.moves)
+    changed = current is not None and current.current_revision != revision
+    canary = min(seq.rollout.canary, moving) if seq.rollout and moving and changed else None
     actions = [s for s in seq.steps if isinstance(s, ActionStep)]
     experiments = measure(store, seq.name, actions) if any(s.variants for s in actions) else []
     return SequencePlan(
@@ -414,11 +423,14 @@ def plan_sequence(
         leads_refused=tuple(refused),
         bad_rows=tuple(sorted(bad)),
         manifest=_manifest_json(seq),
-        entry_delay=_entry_delays(seq),
+        entry_delay=entry_delays(seq),
         experiments=tuple(experiments),
         caps=effective,
         caps_changed=caps_changed,
-        guardrails=tuple(guardrail_lines(seq, effective, policy, skipped)),
+        guardrails=tuple(guardrail_lines(seq, effective, policy, skipped,
+                                         None if canary is None else (canary, moving))),
+        revision_canary=canary,
+        rollout=seq.rollout,
         searched=searched,
     )
 
@@ -446,15 +458,6 @@ def _preflight(
     return admit
 
 
-def _entry_delays(seq: Sequence) -> dict[str, float | None]:
-    """As the runner schedules a step it enters: a wait is due after its duration, a terminal
-    never, anything else at once (a wait_for polls and times out from its entry time)."""
-    out: dict[str, float | None] = {t: None for t in TERMINALS}
-    for step in seq.steps:
-        out[step.id] = step.duration.total_seconds() if isinstance(step, WaitStep) else 0.0
-    return out
-
-
 def _in_flight(
     seq: Sequence, store: Store, revision: str, steps: tuple[str, ...], conn: sa.Connection
 ) -> list[InFlightGroup]:
@@ -465,15 +468,18 @@ def _in_flight(
         raise PlanError(
             f"sequence {seq.name!r}: migrate maps to unknown steps: {', '.join(bad_targets)}"
         )
+    # a revision rollout of this revision under way: its leads wait for the canary's verdict
+    under_way = revision_rollout(store, seq.name, conn)
+    waiting = under_way is not None and under_way["stage"] in PENDING \
+        and under_way["to_revision"] == revision
     groups: list[InFlightGroup] = []
     refused: list[str] = []
     for old_rev, state, count in rows:
-        if not seq.migrate:
+        target = target_state(state, seq.migrate, targets)
+        if not seq.migrate or waiting:
             groups.append(InFlightGroup(old_rev, state, int(count), old_rev, state))
-        elif state in seq.migrate:
-            groups.append(InFlightGroup(old_rev, state, int(count), revision, seq.migrate[state]))
-        elif state in targets:
-            groups.append(InFlightGroup(old_rev, state, int(count), revision, state))
+        elif target is not None:
+            groups.append(InFlightGroup(old_rev, state, int(count), revision, target))
         else:
             refused.append(f"step {state!r} (revision {old_rev}) still has {count} lead(s)")
     if refused:

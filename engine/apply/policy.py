@@ -133,10 +133,12 @@ def _pct(rate: float) -> str:
 
 
 def guardrail_lines(
-    seq: Sequence, caps: Caps, policy: Policy | None, skipped: Iterable[SkipPlan]
+    seq: Sequence, caps: Caps, policy: Policy | None, skipped: Iterable[SkipPlan],
+    revision_canary: tuple[int, int] | None = None,
 ) -> list[str]:
     """Every guardrail that will hold this sequence's leads back, in words: the skips of this
-    plan by reason, then what the runner holds (rollout, caps, budgets, quiet days...)."""
+    plan by reason, then what the runner holds (rollout, caps, budgets, quiet days...).
+    ``revision_canary``: (moved now, in flight) of a revision rollout."""
     lines = []
     by_reason = Counter(s.reason for s in skipped)
     for reason, n in sorted(by_reason.items()):
@@ -150,6 +152,12 @@ def guardrail_lines(
         if r.reply_rate_above is not None:
             cond.append(f"reply rate above {_pct(r.reply_rate_above)}")
         when = f" if {' and '.join(cond)}" if cond else ""
+        if revision_canary is not None:
+            now_n, of = revision_canary
+            lines.append(
+                f"canary: {now_n} of {of} in-flight lead(s) migrate now, the rest after "
+                f"{hold_days:g}d{when} (else the sequence pauses)"
+            )
         lines.append(
             f"rollout: the first {r.canary} lead(s) go; the rest wait {hold_days:g}d, then go"
             f"{when} (else the sequence pauses)"

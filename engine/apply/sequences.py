@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from engine.apply import APPLY_LOCK, META_NS
+from engine.apply import APPLY_LOCK, META_NS, rollout
 from engine.apply import schedules as schedule_plans
 from engine.apply import workflows as workflow_apply
 from engine.apply.fanout import Budget
@@ -110,6 +110,8 @@ def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> Sequen
                 "revision", sp.name, {"previous": sp.previous_revision}, at=now,
                 revision=sp.revision, trigger="apply", conn=conn,
             )
+        if sp.action == "update":  # a revision rollout of an older revision stops here
+            rollout.supersede(store, sp.name, sp.revision, now=now, conn=conn)
         if sp.migrations:
             result.migrated = _migrate(sp, store, now=now, conn=conn)
         result.enrolled = enroll_leads(
@@ -121,31 +123,15 @@ def persist_sequence(sp: SequencePlan, store: Store, *, now: datetime) -> Sequen
 
 
 def _migrate(sp: SequencePlan, store: Store, *, now: datetime, conn: sa.Connection) -> int:
-    moves = {(g.revision, g.state): g for g in sp.migrations}
-    urls = {}
-    moved = 0
-    for row in store.enrollments(sequence=sp.name, conn=conn):
-        group = moves.get((row.revision, row.state))
-        if group is None:
-            continue
-        changes: dict[str, Any] = {"revision": group.to_revision, "state": group.to_state}
-        if group.to_state != row.state:  # a new step: entered now, due as the runner would
-            delay = sp.entry_delay.get(group.to_state, 0.0)
-            changes.update(
-                step_entered_at=now, attempts=0, last_error=None,
-                next_due_at=None if delay is None else now + timedelta(seconds=delay),
-            )
-        store.update_enrollment(row.id, conn=conn, **changes)
-        if row.lead_id not in urls:
-            lead = store.get_lead(row.lead_id, conn=conn)
-            urls[row.lead_id] = lead.profile_url if lead else f"lead:{row.lead_id}"
-        store.record_event(
-            "migrated", urls[row.lead_id], {"sequence": sp.name, "from_revision": row.revision},
-            at=now, enrollment_id=row.id, from_state=row.state, to_state=group.to_state,
-            trigger="migrate", revision=group.to_revision, conn=conn,
-        )
-        moved += 1
-    return moved
+    """The in-flight leads ``sp`` moves: all of them, or only a revision rollout's canary
+    (engine.apply.rollout; the rest when the canary is promoted)."""
+    groups = {(g.revision, g.state): (g.to_revision, g.to_state) for g in sp.migrations}
+    if sp.revision_canary is not None and sp.rollout is not None:
+        return rollout.start(store, sp.name, sp.revision, sp.rollout, groups, sp.entry_delay,
+                             now=now, conn=conn)
+    rows = store.enrollments(sequence=sp.name, conn=conn)
+    return rollout.move(store, sp.name, rows, lambda r: groups.get((r.revision, r.state)),
+                        sp.entry_delay, now=now, conn=conn)
 
 
 Approve = Callable[[Plan], bool | Awaitable[bool]]

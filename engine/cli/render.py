@@ -79,9 +79,13 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
         enroll = sum(len(s.enroll) for s in plan.sequences)
         revs = sum(1 for s in plan.sequences if s.action != "unchanged")
         moves = sum(g.count for s in plan.sequences for g in s.migrations)
+        # a revision rollout migrates its canary now, the rest once it is promoted
+        now = sum(s.revision_canary if s.revision_canary is not None
+                  else sum(g.count for g in s.migrations) for s in plan.sequences)
+        later = f" now ({moves - now} after the canary)" if now != moves else ""
         updates = sum(len(s.update) for s in plan.sequences)
         out.print(f"Plan: {revs} sequence revision(s), {enroll} lead(s) to enroll, "
-                  f"{moves} lead(s) to migrate, {updates} lead(s) to update, "
+                  f"{now} lead(s) to migrate{later}, {updates} lead(s) to update, "
                   f"{sum(1 for w in plan.workflows if w.has_changes)} workflow(s) to run.")
 
 
@@ -509,6 +513,13 @@ def _guardrail_status(g: dict[str, Any]) -> list[str]:
     if canary:
         why = f": {canary['reason']}" if canary.get("reason") else ""
         lines.append(f"  rollout: {canary['stage']} (canary of {canary['size']}){why}")
+    rev = g.get("revision")
+    if rev:
+        why = f": {rev['reason']}" if rev.get("reason") else ""
+        olds = ", ".join(rev.get("from_revisions") or ())
+        lines.append(f"  revision rollout: {rev['stage']} ({rev['canary']} of {rev['in_flight']} "
+                     f"in-flight lead(s) as the canary, {rev['migrated']} migrated from {olds} "
+                     f"to {rev['to_revision']}){why}")
     caps = g.get("caps")
     if caps:
         if caps.get("max_sends_per_day") is not None:

@@ -145,8 +145,14 @@ def _rollout(stage: str, name: str, virtual_clock: bool, output: str, state_dir:
     if output == "json":
         render.print_json(result.to_json())
     elif stage == "promoted":
+        moved = "" if result.migrated is None else (
+            f"; {result.migrated} in-flight lead(s) migrated to the new revision")
         click.echo(f"sequence {name}: promoted; {result.released} lead(s) that waited for the "
-                   "canary go now")
+                   f"canary go now{moved}")
+    elif result.migrated is not None:
+        click.echo(f"sequence {name}: rolled back (paused); {result.migrated} canary lead(s) "
+                   f"moved back to the old revision; `seqrun resume {name}` runs them there, "
+                   f"`seqrun promote {name}` migrates everyone instead")
     else:
         click.echo(f"sequence {name}: rolled back (paused; the leads beyond the canary wait; "
                    f"`seqrun promote {name}` undoes it)")
@@ -159,7 +165,8 @@ def _rollout(stage: str, name: str, virtual_clock: bool, output: str, state_dir:
 @output_option()
 @state_dir_option()
 def promote_cmd(name: str, virtual_clock: bool, output: str, state_dir: Path) -> int:
-    """Promote a sequence's canary rollout by hand: the rest of its leads go now."""
+    """Promote a sequence's canary rollout by hand: the rest of its leads go now (a revision
+    rollout: the rest of its in-flight leads migrate to the new revision now)."""
     return _rollout("promoted", name, virtual_clock, output, state_dir)
 
 
@@ -169,7 +176,8 @@ def promote_cmd(name: str, virtual_clock: bool, output: str, state_dir: Path) ->
 @output_option()
 @state_dir_option()
 def rollback_cmd(name: str, virtual_clock: bool, output: str, state_dir: Path) -> int:
-    """Roll a sequence's canary back: pause it; the leads beyond the canary never go."""
+    """Roll a sequence's canary back: pause it; the leads beyond the canary never go (a
+    revision rollout: its canary leads move back to the old revision)."""
     return _rollout("rolled_back", name, virtual_clock, output, state_dir)
 
 

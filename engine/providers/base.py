@@ -209,6 +209,15 @@ class ProviderSpec:
         """The provider's limits per identity per 24 h for an account of ``tier``."""
         return {**self.smart_limits, **self.tier_limits.get(tier, {})}
 
+    def enforced_limits(self, limits: Mapping[str, int], tier: str) -> dict[str, int]:
+        """The limits the runner enforces per identity per 24 h for a sequence whose
+        ``limits`` (canonical actions) run on an account of ``tier``: the lower of the
+        sequence's and the provider's for the tier, action by action."""
+        out = dict(self.limits_for(tier))
+        for action, value in limits.items():
+            out[action] = min(value, out.get(action, value))
+        return out
+
 
 REGISTRY: dict[str, ProviderSpec] = {}
 

@@ -24,14 +24,19 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.apply import META_NS
+from engine.apply import APPLY_LOCK, META_NS
+from engine.apply.rollout import REVISION_NS, promote_rest, revision_rollout, roll_back
+from engine.errors import LockError, UsageError
 from engine.manifest.policy import blocked_reason, policy_from_json
-from engine.model import Policy, Sequence
+from engine.model import Policy, Rollout, Sequence
 from engine.run.state import DAY, RunState
 from engine.store import EnrollmentRow, LeadRow, SequenceRow, Store
 from engine.vocab import POLICY_KEY, SENDS
 
 ROLLOUT_NS = "rollout"
+LIMIT_KEY = "limit:"  # the waiting key of a lead in line for an identity's action limit
+_RUNNER_STAGES = ("canary", "promoting", "rolling_back")  # what a tick decides or finishes
+_UNREAD = object()  # the Policy before the first tick read it
 Hold = tuple[datetime, str, str]  # until, reason, waiting key
 
 
@@ -39,6 +44,17 @@ def rollout_state(store: Store, name: str) -> dict[str, Any] | None:
     """The rollout of sequence ``name`` (None: no rollout started)."""
     found = store.kv_get(ROLLOUT_NS, name)
     return found if isinstance(found, dict) else None
+
+
+def verdict(store: Store, name: str, canary: Iterable[int], r: Rollout) -> str | None:
+    """Why the canary's outcomes miss ``r.promote_if`` (None: they meet it)."""
+    size, failed, replied = canary_health(store, name, canary)
+    why = []
+    if r.failed_rate_below is not None and not failed < r.failed_rate_below:
+        why.append(f"failed rate {failed:.0%} is not below {r.failed_rate_below:.0%}")
+    if r.reply_rate_above is not None and not replied > r.reply_rate_above:
+        why.append(f"reply rate {replied:.0%} is not above {r.reply_rate_above:.0%}")
+    return f"canary of {size}: " + "; ".join(why) if why else None
 
 
 def canary_health(store: Store, name: str, canary: Iterable[int]) -> tuple[int, float, float]:
@@ -63,8 +79,12 @@ class Guards:
         self._caps: dict[str, int | None] = {}
         self._touches: dict[int, list[datetime]] = {}
         self._rollouts: dict[str, dict[str, Any]] = {}
+        # sequence -> the highest enrollment in flight when a revision rollout started: those
+        # are the revision rollout's, never held by the new-lead canary
+        self._bounds: dict[str, int] = {}
         self._zone = ZoneInfo("UTC")
-        self._raw: Any = None  # the stored Policy self.policy was built from
+        self._raw: Any = _UNREAD  # the stored Policy self.policy was built from
+        self.generation = 0  # counts the Policies read: a new one may change a tier
 
     # ---- per tick -----------------------------------------------------------------------------
 
@@ -73,8 +93,12 @@ class Guards:
         canary paused (the reason is in their rollout state and in ``status``)."""
         data = self.store.kv_get(*POLICY_KEY)
         if data != self._raw:  # rebuilt only when another Policy was applied
-            self._raw = data
+            first, self._raw = self.generation == 0, data
+            before = self.policy
             self.policy = policy_from_json(data) if isinstance(data, dict) else None
+            self.generation += 1  # the limits per identity tier are read again (Rules)
+            if not first:  # nothing was promised under another Policy before the first read
+                self._retier(before, now)
             self._zone = ZoneInfo("UTC")
             if self.policy is not None:
                 # lint checked the zone; one missing from this machine's tz database: UTC
@@ -85,17 +109,35 @@ class Guards:
         self._touches.clear()
         self._caps.clear()
         self._rollouts.clear()
+        self._bounds.clear()
         paused: list[str] = []
         for row in sequences:
             meta = self.store.kv_get(META_NS, row.name)
             caps = meta.get("caps") if isinstance(meta, dict) else None
             self._caps[row.name] = caps.get("max_sends_per_day") if isinstance(caps, dict) else None
-            if row.kind != "Sequence" or row.paused:
+            if row.kind != "Sequence":
+                continue
+            if row.paused:  # a rollback by hand goes on (its leads left for this tick)
+                self._advance_revision(row.name, now, paused=True)
+                continue
+            if self._advance_revision(row.name, now):
+                paused.append(row.name)
                 continue
             seq = self.state.sequence(row.current_revision)
             if seq.rollout is not None and self._advance_rollout(seq, now):
                 paused.append(row.name)
         return paused
+
+    def _retier(self, before: Policy | None, now: datetime) -> None:
+        """A Policy applied while running that changes an identity's tier: its leads in line
+        for a limit are due now, to meet the new limit at once (not at the instant the old
+        one promised them)."""
+        tiers_before = before.tiers if before is not None else {}
+        tiers_after = self.policy.tiers if self.policy is not None else {}
+        changed = {i for i in set(tiers_before) | set(tiers_after)
+                   if tiers_before.get(i, "classic") != tiers_after.get(i, "classic")}
+        if changed:
+            self.store.release_limit_waits(changed, LIMIT_KEY, now)
 
     def _advance_rollout(self, seq: Sequence, now: datetime) -> bool:
         """Start a rollout at its first enrollments; at the end of the hold, promote it or
@@ -106,7 +148,9 @@ class Guards:
         if found is None or (found["stage"] == "canary" and len(found["canary"]) < r.canary):
             # the canary is the first `canary` enrollments: leads enrolled later (an import)
             # join it until it is full
-            ids = [e.id for e in self.store.enrollments(sequence=seq.name)][: r.canary]
+            bound, kept = self._bounds.get(seq.name, 0), set(found["canary"] if found else ())
+            ids = [e.id for e in self.store.enrollments(sequence=seq.name)
+                   if e.id > bound or e.id in kept][: r.canary]
             if not ids or (found is not None and len(ids) == len(found["canary"])):
                 if found is not None:
                     self._rollouts[seq.name] = found
@@ -123,23 +167,74 @@ class Guards:
         started = datetime.fromisoformat(found["started_at"])
         if now < started + r.hold:
             return False
-        size, failed, replied = canary_health(self.store, seq.name, found["canary"])
-        why = []
-        if r.failed_rate_below is not None and not failed < r.failed_rate_below:
-            why.append(f"failed rate {failed:.0%} is not below {r.failed_rate_below:.0%}")
-        if r.reply_rate_above is not None and not replied > r.reply_rate_above:
-            why.append(f"reply rate {replied:.0%} is not above {r.reply_rate_above:.0%}")
-        stage = "held" if why else "promoted"
-        reason = f"canary of {size}: " + "; ".join(why) if why else None
+        reason = verdict(self.store, seq.name, found["canary"], r)
+        stage = "held" if reason else "promoted"
         found = {**found, "stage": stage, "reason": reason, "decided_at": now.isoformat()}
         self._rollouts[seq.name] = found
         with self.store.transaction() as conn:
             self.store.kv_put(ROLLOUT_NS, seq.name, found, conn=conn)
-            if why:
+            if reason:
                 self.store.set_sequence_paused(seq.name, True, conn=conn)
             self.store.record_event("rollout", seq.name, {"stage": stage, "reason": reason},
                                     at=now, trigger="rollout", conn=conn)
-        return bool(why)
+        return bool(reason)
+
+    def _advance_revision(self, name: str, now: datetime, *, paused: bool = False) -> bool:
+        """A revision rollout (engine.apply.rollout): at the end of the hold, migrate the rest
+        of the in-flight leads when the canary meets ``promote_if``, else pause the sequence
+        with the reason; a promotion left with calls in flight goes on. True when it paused."""
+        found = revision_rollout(self.store, name)
+        self._bounds[name] = int(found.get("bound") or 0) if found else 0
+        if found is None or found["stage"] not in _RUNNER_STAGES:
+            return False
+        if paused and found["stage"] != "rolling_back":
+            return False
+        new = self.state.sequence(found["to_revision"])
+        r = new.rollout
+        if found["stage"] == "canary" and (
+                r is None or now < datetime.fromisoformat(found["started_at"]) + r.hold):
+            return False
+        try:  # apply, `seqrun promote` and the other workers decide under the same lock
+            with self.store.lock(APPLY_LOCK, ttl=timedelta(minutes=2)):
+                return self._decide_revision(name, new, now)
+        except LockError:
+            return False  # someone else is deciding or applying: the next tick looks again
+
+    def _decide_revision(self, name: str, new: Sequence, now: datetime) -> bool:
+        """Under the apply lock, on the state read again: hold or promote (go on promoting)."""
+        found = revision_rollout(self.store, name)
+        if found is None or found["stage"] not in _RUNNER_STAGES:
+            return False
+        if found["stage"] == "rolling_back":
+            olds = {rev: self.state.sequence(rev) for rev in found["from_revisions"]}
+            try:
+                with self.store.transaction() as conn:  # the moves and the stage: one commit
+                    _, left = roll_back(self.store, name, found, new, olds.__getitem__,
+                                        now=now, conn=conn)
+                    if not left:
+                        self.store.kv_put(REVISION_NS, name, {**found, "stage": "rolled_back"},
+                                          conn=conn)
+            except UsageError as exc:  # checked by hand; a lead moved on meanwhile: say so
+                self.store.kv_put(REVISION_NS, name, {**found, "reason": str(exc)})
+            return False
+        r = new.rollout
+        if found["stage"] == "canary" and r is not None:
+            reason = verdict(self.store, name, found["canary"], r)
+            if reason is not None:
+                with self.store.transaction() as conn:
+                    self.store.kv_put(REVISION_NS, name, {
+                        **found, "stage": "held", "reason": reason,
+                        "decided_at": now.isoformat()}, conn=conn)
+                    self.store.set_sequence_paused(name, True, conn=conn)
+                    self.store.record_event("rollout", name, {
+                        "stage": "held", "reason": reason, "revision": found["to_revision"]},
+                        at=now, revision=found["to_revision"], trigger="rollout", conn=conn)
+                return True
+        owned = self.state.owned  # a worker among others: theirs due now wait for them
+        with self.store.transaction() as conn:  # the moves and the stage: one commit
+            promote_rest(self.store, name, found, new, now=now, conn=conn, trigger="rollout",
+                         due_by=None if owned is None else now, owned=owned or ())
+        return False
 
     def batch(self, leads: Mapping[int, LeadRow], now: datetime) -> set[str]:
         """Before a due batch: the leads' past touches read in one query (the frequency cap),
@@ -230,7 +325,8 @@ class Guards:
 
     def _rollout_hold(self, seq: Sequence, enr: EnrollmentRow, now: datetime) -> Hold | None:
         found = self._rollouts.get(seq.name) if seq.rollout is not None else None
-        if found is None or found["stage"] == "promoted" or enr.id in found["canary"]:
+        if found is None or found["stage"] == "promoted" or enr.id in found["canary"] \
+                or enr.id <= self._bounds.get(seq.name, 0):
             return None
         if found["stage"] == "canary":
             assert seq.rollout is not None

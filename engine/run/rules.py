@@ -18,7 +18,7 @@ from engine import vocab
 from engine.compile.machine import CompiledSequence
 from engine.manifest.templates import render
 from engine.model import ActionStep, Sequence, Window
-from engine.run.guards import Guards
+from engine.run.guards import LIMIT_KEY, Guards
 from engine.run.moves import Move, Moves
 from engine.run.results import TickResult
 from engine.run.state import DAY, MESSAGES, OUTREACH, IdentityTick, Planned, RunState
@@ -27,7 +27,6 @@ from engine.store import ConversationRow, EnrollmentRow, LeadRow
 from engine.variants import chosen, texts
 from engine.vocab import DAYS
 
-LIMIT_KEY = "limit:"  # the waiting key of a lead in line for an identity's action limit
 Promise = tuple[datetime, int]  # an instant promised to a lead in line, and its enrollment
 
 _REPLY = Move("reply", detail="the lead wrote to us")
@@ -129,6 +128,7 @@ class Rules:
         self.sync = sync
         self._zones: dict[str, ZoneInfo] = {}
         self._limits: dict[tuple[str, str, str], int | None] = {}
+        self._generation = 0  # the Guards' Policy generation _limits was read under
         # (identity, action, limit) -> instants promised to the leads waiting on that limit,
         # in order; kept by this process (after a restart the ledger alone orders them)
         self._lines: dict[tuple[str, str, int | None], deque[Promise]] = {}
@@ -365,13 +365,15 @@ class Rules:
         """The lower of the sequence's limit and the provider's smart limit for the identity's
         tier (the Policy's; classic when none) (None: neither)."""
         key = (revision, ctx.identity, action)
+        if self._generation != self.guards.generation:  # another Policy: tiers may differ
+            self._generation = self.guards.generation
+            self._limits.clear()
+            self._lines.clear()
         if key not in self._limits:
             seq = self.state.sequence(revision)
             policy = self.guards.policy
             tier = policy.tier(ctx.identity) if policy is not None else "classic"
-            smart = ctx.provider.spec.limits_for(tier).get(action)
-            limits = [v for v in (seq.limits.get(action), smart) if v is not None]
-            self._limits[key] = min(limits) if limits else None
+            self._limits[key] = ctx.provider.spec.enforced_limits(seq.limits, tier).get(action)
         return self._limits[key]
 
     def _zone(self, name: str | None, fallback: str) -> ZoneInfo:

@@ -111,6 +111,22 @@ class Enrollments(StoreBase):
         with self.tx(conn) as c:
             return int(c.execute(q).rowcount or 0)
 
+    def release_limit_waits(
+        self, identities: Iterable[str], prefix: str, now: datetime, *,
+        conn: Connection | None = None,
+    ) -> int:
+        """Make the enrollments of ``identities`` waiting on a key that starts with ``prefix``
+        (the runner's limit lines) due now; returns how many."""
+        e = t.enrollments
+        q = (
+            e.update()
+            .where(e.c.identity.in_(list(identities)), e.c.waiting.startswith(prefix),
+                   e.c.next_due_at > now)
+            .values(next_due_at=now)
+        )
+        with self.tx(conn) as c:
+            return int(c.execute(q).rowcount or 0)
+
     def enrollment_ids(
         self, sequence: str, lead_ids: Iterable[int], *, conn: Connection | None = None
     ) -> dict[int, int]:

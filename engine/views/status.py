@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.apply import META_NS
+from engine.apply.rollout import revision_rollout
 from engine.apply.workflows import workflow_record, workflow_results
 from engine.errors import SeqrunError
 from engine.experiments import StepExperiment, measure
@@ -254,16 +255,13 @@ class StatusReport:
 
 
 def _limits(manifest: Any, provider: str, tier: str = "classic") -> dict[str, int]:
-    """The limits shown for an identity of ``tier`` in a sequence: the provider's for the
-    tier, then the manifest's."""
-    spec = REGISTRY.get(provider)
-    out: dict[str, int] = dict(spec.limits_for(tier)) if spec else {}
+    """The limits the runner enforces for an identity of ``tier`` in a sequence: the lower
+    of the manifest's and the provider's for the tier (ProviderSpec.enforced_limits)."""
     raw = manifest.get("spec", {}).get("limits") if isinstance(manifest, dict) else None
-    if isinstance(raw, dict):
-        for key, value in raw.items():
-            if isinstance(value, int):
-                out[LIMIT_ALIASES.get(key, key)] = value
-    return out
+    mine = {LIMIT_ALIASES.get(k, k): v for k, v in (raw or {}).items() if isinstance(v, int)} \
+        if isinstance(raw, dict) else {}
+    spec = REGISTRY.get(provider)
+    return spec.enforced_limits(mine, tier) if spec else mine
 
 
 def workflow_status(record: Mapping[str, Any]) -> WorkflowStatus:
@@ -433,6 +431,12 @@ def _guardrails(store: Store, name: str, now: datetime) -> dict[str, Any]:
         out["canary"] = {"stage": found["stage"], "reason": found.get("reason"),
                          "size": len(found.get("canary") or ()),
                          "started_at": found.get("started_at")}
+    revision = revision_rollout(store, name)
+    if revision is not None:
+        out["revision"] = {k: revision.get(k) for k in (
+            "stage", "reason", "to_revision", "from_revisions", "in_flight", "migrated",
+            "started_at", "decided_at")}
+        out["revision"]["canary"] = len(revision.get("canary") or ())
     meta = store.kv_get(META_NS, name)
     caps = meta.get("caps") if isinstance(meta, dict) else None
     if isinstance(caps, dict) and any(v is not None for v in caps.values()):
