@@ -415,6 +415,7 @@ class Policy:
     normalized: Mapping[str, Any] = field(default_factory=dict)
     source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
     kind: Literal["Policy"] = "Policy"
+    notify: Notify | None = None  # the organisation's notice target: every sequence's notices
 
     @property
     def name(self) -> str:

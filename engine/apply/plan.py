@@ -596,11 +596,12 @@ async def make_plan(
 
 
 def _notify_warnings(manifests: Iterable[Manifest]) -> list[str]:
-    """A ``notify:`` whose secret variable is not set here: its notices would not go out."""
-    return [f"Sequence {m.name}: notify.secret_env {m.notify.secret_env} is not set; "
+    """A ``notify:`` (a Sequence's or the Policy's) whose secret variable is not set here: its
+    notices would not go out."""
+    return [f"{m.kind} {m.name}: notify.secret_env {m.notify.secret_env} is not set; "
             "its notices will not be delivered until it is"
             for m in manifests
-            if isinstance(m, Sequence) and m.notify is not None and m.notify.secret_env
+            if isinstance(m, Sequence | Policy) and m.notify is not None and m.notify.secret_env
             and not os.environ.get(m.notify.secret_env)]
 
 

@@ -532,6 +532,7 @@ class _Builder:
             tiers=dict(spec.get("identities", {})),
             normalized=self.doc.data,
             source=self.src,
+            notify=_notify(spec.get("notify")),
         )
 
     def step(self, raw: dict[str, Any], path: str) -> Step:
@@ -764,7 +765,8 @@ def _build(kind: str, doc: Document, problems: list[Problem]) -> Manifest | None
 
 
 def _notify(raw: dict[str, Any] | None) -> Notify | None:
-    """The Sequence's ``notify:`` (validated by the schema: a url or a command)."""
+    """A Sequence's or the Policy's ``notify:`` (validated by the schema: a url or a
+    command)."""
     if raw is None:
         return None
     return Notify(url=raw.get("url"), secret_env=raw.get("secret_env"),
