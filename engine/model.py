@@ -280,6 +280,8 @@ class Workflow:
     kind: Literal["Workflow"] = "Workflow"
     # fan-out: one run per lead, `with` values rendered as templates over the lead's row
     for_each: ForEach | None = None
+    # when its runs may go (a fan-out over a sequence without one: the sequence's)
+    window: Window | None = None
 
     @property
     def name(self) -> str:

@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from engine.apply import APPLY_LOCK, META_NS
 from engine.apply import schedules as schedule_plans
 from engine.apply import workflows as workflow_apply
-from engine.apply.fanout import FanOut, expand
+from engine.apply.fanout import FanOut, expand, window_wait
 from engine.apply.leads import (
     EnrollPlan,
     Guardrails,
@@ -306,7 +306,9 @@ class Plan:
             "warnings": list(self.warnings),
             "policy": None if self.policy is None else self.policy.to_json(),
             "fan_outs": [{"name": f.parent, "leads": len(f.children),
-                          "refused": [str(p) for p in f.refused]} for f in self.fan_outs],
+                          "refused": [str(p) for p in f.refused],
+                          **({"outside_window": dict(Counter(f.waiting.values()))}
+                             if f.waiting else {})} for f in self.fan_outs],
             "bad_rows": len({(p.file, p.line) for p in self.bad_rows}),
             "skip_bad_rows": self.skip_bad_rows,
         }
@@ -495,9 +497,10 @@ def _plan_workflow(wf: Workflow, store: Store, parent: str | None = None) -> Wor
                         workflow_apply.workflow_record(store, wf.name), parent, wf)
 
 
-def _plan_workflows(manifests: list[Manifest], store: Store,
+def _plan_workflows(manifests: list[Manifest], store: Store, now: datetime | None = None,
                     ) -> tuple[tuple[WorkflowPlan, ...], tuple[FanOut, ...]]:
-    """A plan per Workflow; a fan-out's (``for_each``) one per lead, its rows refused kept."""
+    """A plan per Workflow; a fan-out's (``for_each``) one per lead, its rows refused kept,
+    and those its sending window holds at ``now`` (apply defers them)."""
     plans: list[WorkflowPlan] = []
     fan_outs: list[FanOut] = []
     for m in manifests:
@@ -507,8 +510,13 @@ def _plan_workflows(manifests: list[Manifest], store: Store,
             plans.append(_plan_workflow(m, store))
             continue
         fan = expand(m, store)
+        children = [_plan_workflow(c, store, m.name) for c in fan.children]
+        if now is not None and fan.window is not None:
+            fan = replace(fan, waiting={
+                wf.name: why for wf, c in zip(fan.children, children, strict=True)
+                if c.action == "run" and (why := window_wait(wf, fan.zones.get(wf.name), now))})
         fan_outs.append(fan)
-        plans += [_plan_workflow(c, store, m.name) for c in fan.children]
+        plans += children
     return tuple(plans), tuple(fan_outs)
 
 
@@ -585,7 +593,7 @@ async def make_plan(
             for e in sp.enroll:
                 pending[e.profile_url].append((sp.name, e.identity, sp.initial))
     sequences = tuple(seq_plans)
-    workflows, fan_outs = _plan_workflows(manifests, store)
+    workflows, fan_outs = _plan_workflows(manifests, store, now)
     schedules = await _plan_schedules(
         [m for m in manifests if isinstance(m, Schedule)], store, client_for, prune
     )
