@@ -348,7 +348,7 @@ def plan_sequence(
     seq: Sequence,
     store: Store,
     *,
-    leads: LeadImport | None = None,
+    leads: Iterable[LeadImport] | None = None,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
     policy: Policy | None = None,
     caps: Caps | None = None,
@@ -362,7 +362,7 @@ def plan_sequence(
     stays in memory."""
     revision, initial = _compiled(seq)
     chunks: Iterable[LeadImport] = (
-        [leads] if leads is not None
+        leads if leads is not None
         else read_lead_chunks(_shown(seq.leads.csv)) if seq.leads.csv is not None
         else [])
     steps = tuple(s.id for s in seq.steps)
@@ -441,7 +441,8 @@ def _preflight(
     of one that does not go to ``bad``."""
 
     def admit(i: int, row: Mapping[str, str]) -> bool:
-        problems = checker.check_row(row, leads.path, leads.lines[i])
+        problems = checker.check_row(row, leads.path, leads.lines[i],
+                                     person=leads.people)
         bad.extend(problems)
         return not problems
 
@@ -539,15 +540,17 @@ async def _plan_schedules(
 
 
 async def _leads_of(seq: Sequence, client_for: ClientFor | None, clock: Clock | None,
-                    ) -> tuple[LeadImport | None, int | None]:
-    """The people the sequence's search finds (asked now), after its CSV's rows; None
-    without a search (plan_sequence then streams the CSV itself)."""
+                    ) -> tuple[tuple[LeadImport, ...] | None, int | None]:
+    """Its CSV's rows, then the people the sequence's search finds (asked now, those of the
+    CSV left out), each import naming its own source; None without a search (plan_sequence
+    then streams the CSV itself)."""
     if seq.leads.search is None:
         return None, None
-    csv = read_leads(seq.leads.csv) if seq.leads.csv is not None else None
+    csv = read_leads(_shown(seq.leads.csv)) if seq.leads.csv is not None else None
     if client_for is None:
         raise UsageError("planning a leads search needs a provider client")
-    return await search_leads(seq, client_for=client_for, clock=clock, start=csv)
+    found, searched = await search_leads(seq, client_for=client_for, clock=clock, start=csv)
+    return ((found,) if csv is None else (csv, found)), searched
 
 
 async def make_plan(
