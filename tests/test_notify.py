@@ -340,3 +340,14 @@ def test_the_policy_target_survives_a_crash_between_send_and_commit(
         store.close()
     assert [(n["kind"], n["sequence"]) for n in got] == [("run_error", "*")] * 2
     assert got[0]["id"] == got[1]["id"]
+
+
+def test_plan_warns_when_the_policy_s_secret_variable_is_not_set(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEQRUN_ORG_SECRET", raising=False)
+    path = policy(cli_dir, "http://hooks.test/org")
+    path.write_text(path.read_text() + "    secret_env: SEQRUN_ORG_SECRET\n")
+    code, _, err = invoke(capsys, "plan", str(path), "--sandbox")
+    assert code == 0
+    assert "Policy acme-org: notify.secret_env SEQRUN_ORG_SECRET is not set" in err

@@ -282,3 +282,25 @@ def test_a_fan_out_and_a_sequence_on_one_identity_stay_within_its_limit_together
     assert code == 0, err
     world = Sandbox.open(cli_dir / ".seqrun").world
     assert world.count("acct-alice", "invite") == 20 and world.duplicates("invite") == []
+
+
+def test_a_fan_out_over_a_sequence_takes_its_window(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seq = cli_dir / "seq.yaml"
+    seq.write_text((ROOT / "sequences" / "notify-on-trouble.yaml").read_text(encoding="utf-8")
+                   .replace("csv: leads.csv", f"csv: {ROOT / 'sequences' / 'leads.csv'}")
+                   .replace("  steps:\n", "  window:\n    timezone: UTC\n"
+                            "    hours: \"10:00-16:00\"\n  steps:\n"), encoding="utf-8")
+    code, _, err = invoke(capsys, "apply", str(seq), "--sandbox", "--virtual-clock",
+                          "--auto-approve", "--no-run")
+    assert code == 0, err
+    path = cli_dir / "fan.yaml"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8").replace(
+        "    csv: leads.csv", "    sequence: notify-on-trouble"), encoding="utf-8")
+    applied = as_json(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                      "--auto-approve")
+    assert set(applied["deferred"].values()) == {
+        "outside the sending window until 2026-01-05 10:00 UTC"}
+    assert len(applied["deferred"]) == 4
+    assert Sandbox.open(cli_dir / ".seqrun").world.count("acct-alice", "invite") == 0
