@@ -304,3 +304,18 @@ def test_a_fan_out_over_a_sequence_takes_its_window(
         "outside the sending window until 2026-01-05 10:00 UTC"}
     assert len(applied["deferred"]) == 4
     assert Sandbox.open(cli_dir / ".seqrun").world.count("acct-alice", "invite") == 0
+
+
+def test_a_fan_out_stays_within_the_policy_s_budget(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_leads(cli_dir / "leads.csv", people(6))
+    (cli_dir / "policy.yaml").write_text(
+        "apiVersion: seqrun/v1\nkind: Policy\nmetadata:\n  name: acme-org\nspec:\n"
+        "  budgets:\n    connect: 4\n", encoding="utf-8")
+    path = cli_dir / "fan.yaml"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    applied = as_json(capsys, "apply", str(path), str(cli_dir / "policy.yaml"), "--sandbox",
+                      "--virtual-clock", "--auto-approve")
+    assert list(applied["deferred"].values()) == ["organisation budget connect 4/24h reached"] * 2
+    assert Sandbox.open(cli_dir / ".seqrun").world.count("acct-alice", "invite") == 4

@@ -168,16 +168,18 @@ def window_wait(wf: Workflow, zone: ZoneInfo | None, now: datetime) -> str | Non
 @dataclass
 class Budget:
     """What each identity may still do in the rolling 24 h: its provider's limits for its tier
-    (the Policy's), less the actions of the action log (the sequences' and the fan-outs'
-    children's, which :meth:`take` writes there) and of the other workflows submitted in the
-    last 24 h. A fan-out's lead over it is deferred to a later ``apply``; the runner, reading
-    the same log, holds a sequence's leads for what a fan-out took."""
+    (the Policy's) and the Policy's budgets across identities, less the actions of the action
+    log (the sequences' and the fan-outs' children's, which :meth:`take` writes there) and of
+    the other workflows submitted in the last 24 h. A fan-out's lead over it is deferred to a
+    later ``apply``; the runner, reading the same log, holds a sequence's leads for what a
+    fan-out took."""
 
     store: Store
     now: datetime
     policy: Policy | None = None
     used: Counter[tuple[str, str]] = field(default_factory=Counter)
     _loaded: set[str] = field(default_factory=set)
+    org: dict[str, int] = field(default_factory=dict)  # action -> done in 24 h, every identity
 
     def _load(self, identity: str) -> None:
         if identity in self._loaded:
@@ -207,7 +209,24 @@ class Budget:
             limit = limits.get(action)
             if limit is not None and self.used[(identity, action)] + n > limit:
                 return f"{action} limit {limit}/24h reached"
+            over = self._over_budget(action, n)
+            if over is not None:
+                return over
         for action, n in wanted.items():
             self.used[(identity, action)] += n
+            if action in self.org:
+                self.org[action] += n
         self.store.log_workflow_actions(wf.name, key, identity, wanted, at=self.now)
+        return None
+
+    def _over_budget(self, action: str, n: int) -> str | None:
+        """The Policy's budget of ``action`` across every identity, as the runner's guardrails
+        word it, when ``n`` more would pass it."""
+        budget = self.policy.budgets.get(action) if self.policy is not None else None
+        if budget is None:
+            return None
+        if action not in self.org:
+            self.org[action] = len(self.store.action_times_across([action], self.now - DAY))
+        if self.org[action] + n > budget:
+            return f"organisation budget {action} {budget}/24h reached"
         return None
