@@ -280,6 +280,8 @@ class Workflow:
     kind: Literal["Workflow"] = "Workflow"
     # fan-out: one run per lead, `with` values rendered as templates over the lead's row
     for_each: ForEach | None = None
+    # when its runs may go (a fan-out over a sequence without one: the sequence's)
+    window: Window | None = None
 
     @property
     def name(self) -> str:
@@ -415,6 +417,7 @@ class Policy:
     normalized: Mapping[str, Any] = field(default_factory=dict)
     source: SourceMap = field(default_factory=lambda: SourceMap("<memory>"))
     kind: Literal["Policy"] = "Policy"
+    notify: Notify | None = None  # the organisation's notice target: every sequence's notices
 
     @property
     def name(self) -> str:

@@ -136,3 +136,43 @@ def test_leads_search_csv_is_a_leads_file(
     code, _, err = invoke(capsys, "leads", "search", "--provider", "edges", "--identity",
                           "ident-alice", "--sandbox")
     assert code == 2 and "at least one of" in err
+
+
+def test_search_rows_are_preflighted_naming_the_search_and_the_person(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the note reads a column no search row has (and no default): each person found is
+    # named, by the sequence's search, their rank, name and profile; apply refuses
+    found = as_json(capsys, "leads", "search", "--provider", "edges", "--identity",
+                    "ident-alice", "--title", "CTO", "--network", "2nd", "--max", "5",
+                    "--sandbox")["leads"]
+    assert len(found) == 5
+    path = write(cli_dir, "nick.yaml", EXAMPLE.read_text(encoding="utf-8").replace(
+        "{{ lead.first_name | default('there') }}", "{{ lead.nickname }}"))
+    code, out, err = invoke(capsys, "plan", str(path), "--sandbox")
+    assert code == 1 and "preflight: 5 lead row(s) would fail" in err
+    shown = " ".join(out.split())
+    for rank, person in enumerate(found, 1):
+        assert (f"search-ctos.leads.search(edges, ident-alice):{rank}:1: "
+                f"{person['first_name']} {person['last_name']} "
+                f"({person['linkedin_profile_url']}), step 'connect' with.note: "
+                "lead.nickname is empty and the text has no default") in shown
+    code, _, err = invoke(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                          "--auto-approve", "--no-run")
+    assert code == 1 and "search-ctos.leads.search(edges, ident-alice):1:1: " in err
+
+    # beside a CSV: its rows are named by file line, the search's by the search; a person in
+    # both is taken from the CSV (with the column), the search's row a duplicate of that line
+    first = found[0]
+    write(cli_dir, "known.csv", "linkedin_profile_url,nickname\n"
+          f"{first['linkedin_profile_url']},Eddie\n")
+    both = write(cli_dir, "both.yaml", path.read_text(encoding="utf-8").replace(
+        "  leads:\n", "  leads:\n    csv: known.csv\n"))
+    (sp,) = as_json(capsys, "plan", str(both), "--sandbox", "--skip-bad-rows")["sequences"]
+    assert [e["profile_url"] for e in sp["enroll"]] == [first["linkedin_profile_url"]]
+    code, out, _ = invoke(capsys, "plan", str(both), "--sandbox")
+    shown = " ".join(out.split())
+    assert code == 1 and "known.csv:" not in shown.split("would fail")[1]
+    assert f"search-ctos.leads.search(edges, ident-alice):2:1: {found[1]['first_name']}" in shown
+    assert ("search-ctos.leads.search(edges, ident-alice):1:1: linkedin_profile_url: "
+            "warning: duplicate of known.csv:2") in shown

@@ -238,3 +238,116 @@ def test_plan_warns_when_the_secret_variable_is_not_set(
     monkeypatch.setenv("SEQRUN_NOTIFY_SECRET", SECRET)
     code, _, err = invoke(capsys, "plan", str(EXAMPLE), "--sandbox")
     assert code == 0 and "SEQRUN_NOTIFY_SECRET" not in err
+
+
+def policy(tmp: Path, url: str) -> Path:
+    path = tmp / "policy.yaml"
+    path.write_text(f"""apiVersion: seqrun/v1
+kind: Policy
+metadata:
+  name: acme-org
+spec:
+  notify:
+    url: {url}
+""", encoding="utf-8")
+    return path
+
+
+def test_the_policy_target_and_a_sequence_target_each_receive_a_notice_once(
+    cli_dir: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # two sequences share ident-alice: the sequence with its own target hears of it once, the
+    # organisation's target once for the event (naming both sequences), crash-safe cursors
+    monkeypatch.setenv("SEQRUN_NOTIFY_SECRET", SECRET)
+    org = Receiver()
+    try:
+        own = manifest(cli_dir, receiver.url)
+        other = cli_dir / "other.yaml"
+        other.write_text(own.read_text().replace("name: notify-on-trouble", "name: quiet-one")
+                         .replace("  notify:\n    url: " + receiver.url + "\n"
+                                  "    secret_env: SEQRUN_NOTIFY_SECRET\n"
+                                  "    events: [auth_expired, sequence_paused, canary_held, "
+                                  "run_error]\n", ""))
+        assert "notify" not in other.read_text()
+        code, _, err = invoke(capsys, "apply", str(own), str(other),
+                              str(policy(cli_dir, org.url)), "--sandbox", "--virtual-clock",
+                              "--auto-approve", "--no-run")
+        assert code == 0, err
+        box = Sandbox.open(cli_dir / ".seqrun")
+        box.world.set_auth("ident-alice", False)
+        box.save()
+        box.close()
+        for _ in range(2):  # a second run sends nothing again
+            code, _, err = invoke(capsys, "run", "--sandbox", "--virtual-clock", "--until", "+3d")
+            assert code == 0, err
+        (mine,) = receiver.bodies()
+        (theirs,) = org.bodies()
+        assert mine["kind"] == theirs["kind"] == "auth_expired"
+        assert theirs["subject"] == "ident-alice" and theirs["id"].endswith(":@policy")
+        assert theirs["sequences"] == ["notify-on-trouble", "quiet-one"]
+        assert "X-Seqrun-Secret" not in org.got[0][0]  # the Policy's target has no secret
+
+        # a pause of the sequence without a target reaches the organisation's only
+        code, _, err = invoke(capsys, "pause", "quiet-one")
+        assert code == 0, err
+        code, _, err = invoke(capsys, "run", "--sandbox", "--virtual-clock", "--once")
+        assert [b["sequence"] for b in org.bodies("sequence_paused")] == ["quiet-one"]
+        assert receiver.bodies("sequence_paused") == []
+        store = Store.open(None, cli_dir / ".seqrun")
+        try:
+            notified = store.events("acme-org", kind="notified")
+            assert [e.data["notice"] for e in notified] == [b["id"] for b in org.bodies()]
+        finally:
+            store.close()
+    finally:
+        org.server.shutdown()
+        org.server.server_close()
+
+
+def test_the_policy_target_survives_a_crash_between_send_and_commit(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the notice is sent, then the process dies before its cursor moves: the next tick sends
+    # it again with the same id (the receiver drops the repeat), then never again
+    code, _, err = invoke(capsys, "apply", str(policy(cli_dir, "http://hooks.test/org")),
+                          "--sandbox", "--virtual-clock", "--auto-approve", "--no-run")
+    assert code == 0, err
+    got: list[Any] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        got.append(json.loads(request.content))
+        if len(got) == 1:  # the receiver took it; the process dies before the answer
+            raise KeyboardInterrupt
+        return httpx.Response(200)
+
+    store = Store.open(None, cli_dir / ".seqrun")
+    clock = VirtualClock()
+    store.record_event("run_error", "*", {"error": "edges: the provider answered 500"},
+                       at=clock.now())
+
+    async def ticks() -> None:
+        notifier = Notifier(store, clock, transport=httpx.MockTransport(answer), env={})
+        with pytest.raises(KeyboardInterrupt):
+            await notifier.deliver()
+        restarted = Notifier(store, clock, transport=httpx.MockTransport(answer), env={})
+        await restarted.deliver()
+        await restarted.deliver()
+
+    try:
+        asyncio.run(ticks())
+    finally:
+        store.close()
+    assert [(n["kind"], n["sequence"]) for n in got] == [("run_error", "*")] * 2
+    assert got[0]["id"] == got[1]["id"]
+
+
+def test_plan_warns_when_the_policy_s_secret_variable_is_not_set(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEQRUN_ORG_SECRET", raising=False)
+    path = policy(cli_dir, "http://hooks.test/org")
+    path.write_text(path.read_text() + "    secret_env: SEQRUN_ORG_SECRET\n")
+    code, _, err = invoke(capsys, "plan", str(path), "--sandbox")
+    assert code == 0
+    assert "Policy acme-org: notify.secret_env SEQRUN_ORG_SECRET is not set" in err

@@ -199,6 +199,20 @@ def test_action_log_intent_then_outcome(store: Store) -> None:
     assert store.action_times("id_a", "send_message", T0 + timedelta(minutes=1)) == []
 
 
+def test_a_workflow_s_actions_count_once_per_key_in_the_action_log(store: Store) -> None:
+    # a fan-out child taken twice for the same run (a crash before its record) counts once;
+    # its next attempt counts again; the runner's limit usage reads them beside a sequence's
+    for _ in range(2):
+        store.log_workflow_actions("fan[ada]", "abc123:1", "acct-alice", {"connect": 1},
+                                   at=T0)
+    store.log_workflow_actions("fan[ada]", "abc123:2", "acct-alice", {"connect": 1},
+                               at=T0 + timedelta(minutes=1))
+    store.log_workflow_actions("fan[bob]", "def456:1", "acct-alice", {}, at=T0)
+    assert store.action_times("acct-alice", "connect", T0 - timedelta(hours=1)) == [
+        T0, T0 + timedelta(minutes=1)]
+    assert store.pending_intents() == []  # done: nothing for recovery to settle
+
+
 def test_action_log_bounds_a_large_provider_answer(store: Store) -> None:
     common = dict(sequence="s", revision="r", identity="id_a", action="visit_profile")
     small = store.log_intent(enrollment_id=1, step="v", attempt=0, at=T0, **common)  # type: ignore[arg-type]

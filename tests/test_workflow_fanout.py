@@ -4,6 +4,7 @@ then a second apply sends nothing twice; results export as JSON and CSV."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -13,7 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.apply.plan import make_plan
+from engine.clock import VirtualClock
+from engine.manifest.loader import load
 from engine.sandbox import Sandbox  # type: ignore[attr-defined,unused-ignore]
+from engine.store import Store
 from tests.conftest import ROOT, invoke
 
 EXAMPLE = ROOT / "sequences" / "invite-each-lead.yaml"
@@ -169,3 +174,148 @@ def test_for_each_over_a_sequence_s_leads_at_a_step(
     path.write_text(path.read_text().replace("sequence: notify-on-trouble", "sequence: nope"))
     code, _, err = invoke(capsys, "plan", str(path), "--sandbox")
     assert code == 1 and "for_each.sequence 'nope' is not an applied sequence" in err
+
+
+def people(n: int, skip: int = 0) -> list[Any]:
+    """``n`` accessible people of the sandbox's world not connected to acct-alice."""
+    world = Sandbox.open(None).world
+    network = world.network.get("acct-alice", {})
+    found = [p for p in world.profiles.values() if p.accessible and p.url not in network]
+    assert len(found) >= skip + n
+    return found[skip:skip + n]
+
+
+def write_leads(path: Path, rows: list[Any], zones: dict[int, str] | None = None) -> Path:
+    zones = zones or {}
+    lines = [f"{p.url},{p.first_name},{zones.get(i, '')}" for i, p in enumerate(rows)]
+    path.write_text("linkedin_profile_url,first_name,timezone\n" + "\n".join(lines) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def test_a_fan_out_outside_its_window_is_deferred_to_the_window(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the virtual clock starts on a Monday at 08:00 UTC: before 09:00 in London, 17:00 in
+    # Tokyo (inside 09:00-18:00 there): the Tokyo lead goes at once, the others at 09:00
+    write_leads(cli_dir / "leads.csv", people(3), zones={2: "Asia/Tokyo"})
+    path = cli_dir / "fan.yaml"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8").replace(
+        "  for_each:\n", "  window:\n    timezone: lead\n    fallback_timezone: Europe/London\n"
+        "    days: [mon, tue, wed, thu, fri]\n    hours: \"09:00-18:00\"\n  for_each:\n"),
+        encoding="utf-8")
+    # plan previews it (at the clock the sandbox keeps: Monday 08:00 UTC)
+    store = Store.open(None, cli_dir / ".seqrun")
+    try:
+        plan = asyncio.run(make_plan(load([path]), store=store, now=VirtualClock().now()))
+    finally:
+        store.close()
+    assert plan.to_json()["fan_outs"][0]["outside_window"] == {
+        "outside the sending window until 2026-01-05 09:00 UTC": 2}
+    applied = as_json(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                      "--auto-approve")
+    assert sorted(applied["deferred"].values()) == [
+        "outside the sending window until 2026-01-05 09:00 UTC"] * 2
+    assert Sandbox.open(cli_dir / ".seqrun").world.count("acct-alice", "invite") == 1
+    code, out, _ = invoke(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                          "--auto-approve")
+    assert code == 0 and "2 workflow run(s) deferred (2: outside the sending window until " \
+        "2026-01-05 09:00 UTC)" in " ".join(out.split())
+    code, _, err = invoke(capsys, "run", "--sandbox", "--virtual-clock", "--until", "+1h")
+    assert code == 0, err
+    applied = as_json(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                      "--auto-approve")
+    assert applied["deferred"] == {}
+    world = Sandbox.open(cli_dir / ".seqrun").world
+    assert world.count("acct-alice", "invite") == 3 and world.duplicates("invite") == []
+
+
+SEQUENCE = """apiVersion: seqrun/v1
+kind: Sequence
+metadata:
+  name: invite-sequence
+spec:
+  provider: linkedapi
+  identities: [acct-alice]
+  leads:
+    csv: sequence-leads.csv
+  steps:
+    - id: connect
+      action: connect
+      "on":
+        ALREADY_CONNECTED: done
+    - id: done
+      end: completed
+"""
+
+
+def test_a_fan_out_and_a_sequence_on_one_identity_stay_within_its_limit_together(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # LinkedAPI: 10 invitations per identity per 24 h. The fan-out takes 8; the sequence, on
+    # the same identity, gets the 2 left that day (the sandbox's own limit is lifted, so only
+    # seqrun's ledger holds it), the rest the next day
+    box = Sandbox.open(cli_dir / ".seqrun")
+    box.world.identity("acct-alice").limits["connect"] = 100
+    box.world.identity("acct-alice").limits["invite"] = 100
+    box.save()
+    box.close()
+    write_leads(cli_dir / "leads.csv", people(8))
+    write_leads(cli_dir / "sequence-leads.csv", people(12, skip=8))
+    path = cli_dir / "fan.yaml"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8").replace(
+        "  provider: linkedapi\n", "  provider: linkedapi\n  identities: [acct-alice]\n"),
+        encoding="utf-8")
+    applied = as_json(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                      "--auto-approve")
+    assert applied["deferred"] == {}
+    seq = cli_dir / "seq.yaml"
+    seq.write_text(SEQUENCE, encoding="utf-8")
+    code, _, err = invoke(capsys, "apply", str(seq), "--sandbox", "--virtual-clock",
+                          "--auto-approve", "--no-run")
+    assert code == 0, err
+    code, _, err = invoke(capsys, "run", "--sandbox", "--virtual-clock", "--until", "+20h")
+    assert code == 0, err
+    world = Sandbox.open(cli_dir / ".seqrun").world
+    assert world.count("acct-alice", "invite") == 10  # 8 + 2 within the first 24 h
+    code, _, err = invoke(capsys, "run", "--sandbox", "--virtual-clock", "--until", "+2d")
+    assert code == 0, err
+    world = Sandbox.open(cli_dir / ".seqrun").world
+    assert world.count("acct-alice", "invite") == 20 and world.duplicates("invite") == []
+
+
+def test_a_fan_out_over_a_sequence_takes_its_window(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seq = cli_dir / "seq.yaml"
+    seq.write_text((ROOT / "sequences" / "notify-on-trouble.yaml").read_text(encoding="utf-8")
+                   .replace("csv: leads.csv", f"csv: {ROOT / 'sequences' / 'leads.csv'}")
+                   .replace("  steps:\n", "  window:\n    timezone: UTC\n"
+                            "    hours: \"10:00-16:00\"\n  steps:\n"), encoding="utf-8")
+    code, _, err = invoke(capsys, "apply", str(seq), "--sandbox", "--virtual-clock",
+                          "--auto-approve", "--no-run")
+    assert code == 0, err
+    path = cli_dir / "fan.yaml"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8").replace(
+        "    csv: leads.csv", "    sequence: notify-on-trouble"), encoding="utf-8")
+    applied = as_json(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
+                      "--auto-approve")
+    assert set(applied["deferred"].values()) == {
+        "outside the sending window until 2026-01-05 10:00 UTC"}
+    assert len(applied["deferred"]) == 4
+    assert Sandbox.open(cli_dir / ".seqrun").world.count("acct-alice", "invite") == 0
+
+
+def test_a_fan_out_stays_within_the_policy_s_budget(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_leads(cli_dir / "leads.csv", people(6))
+    (cli_dir / "policy.yaml").write_text(
+        "apiVersion: seqrun/v1\nkind: Policy\nmetadata:\n  name: acme-org\nspec:\n"
+        "  budgets:\n    connect: 4\n", encoding="utf-8")
+    path = cli_dir / "fan.yaml"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    applied = as_json(capsys, "apply", str(path), str(cli_dir / "policy.yaml"), "--sandbox",
+                      "--virtual-clock", "--auto-approve")
+    assert list(applied["deferred"].values()) == ["organisation budget connect 4/24h reached"] * 2
+    assert Sandbox.open(cli_dir / ".seqrun").world.count("acct-alice", "invite") == 4

@@ -22,12 +22,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from engine.errors import PlanError, Problem
 from engine.manifest.leads import URL_COLUMN, LeadImport, leads_from_rows, read_leads
 from engine.manifest.templates import TemplateRenderError, render
-from engine.model import Metadata, Workflow, WorkflowNode
+from engine.model import Metadata, Policy, Window, Workflow, WorkflowNode
 from engine.providers import REGISTRY
+from engine.run.rules import window_opening, window_zone
+from engine.run.state import sequence_from_store
 from engine.store import Store
 from engine.store.workflows import workflow_runs
 from engine.urls import normalize_profile_url, profile_handle
@@ -40,6 +43,11 @@ def child_name(parent: str, profile_url: str) -> str:
     return f"{parent}[{profile_handle(profile_url)}]"
 
 
+def is_child(name: str) -> bool:
+    """Whether ``name`` is a fan-out's child (a manifest's name has no ``[``)."""
+    return "[" in name
+
+
 @dataclass(frozen=True)
 class FanOut:
     """A fan-out Workflow's children (in CSV order) and the rows refused."""
@@ -49,6 +57,10 @@ class FanOut:
     leads: Mapping[str, str] = field(default_factory=dict)  # child name -> profile URL
     lines: Mapping[str, int] = field(default_factory=dict)  # child name -> CSV line
     refused: tuple[Problem, ...] = ()
+    window: Window | None = None  # the workflow's, else its sequence's (for_each.sequence)
+    zones: Mapping[str, ZoneInfo] = field(default_factory=dict)  # child -> its window's zone
+    waiting: Mapping[str, str] = field(default_factory=dict)  # child -> its window's opening
+
 
 
 def _render_value(value: Any, row: Mapping[str, str], seed: str) -> Any:
@@ -82,13 +94,26 @@ def _leads(wf: Workflow, store: Store) -> LeadImport:
     return leads_from_rows(rows, where)
 
 
+def _window(wf: Workflow, store: Store) -> Window | None:
+    """The fan-out's sending window: its own, else that of the sequence whose leads it takes."""
+    each = wf.for_each
+    if wf.window is not None or each is None or each.sequence is None:
+        return wf.window
+    row = store.get_sequence(each.sequence)
+    if row is None or row.kind != "Sequence":
+        return None
+    return sequence_from_store(store, row.current_revision).window
+
+
 def expand(wf: Workflow, store: Store) -> FanOut:
     """The children of ``wf`` (one per lead taken); LeadsError when the CSV cannot be read,
     PlanError when the sequence is not applied."""
     leads = _leads(wf, store)
+    window = _window(wf, store)
     children: list[Workflow] = []
     names: dict[str, str] = {}
     lines: dict[str, int] = {}
+    zones: dict[str, ZoneInfo] = {}
     refused = list(leads.refused)
     for row, line in zip(leads.rows, leads.lines, strict=True):
         name = child_name(wf.name, row[URL_COLUMN])
@@ -99,10 +124,12 @@ def expand(wf: Workflow, store: Store) -> FanOut:
             continue
         labels = {**wf.metadata.labels, PARENT_LABEL: wf.name}
         children.append(replace(wf, metadata=Metadata(name, labels), root=root, for_each=None,
-                                normalized={}))
+                                normalized={}, window=window))
         names[name] = row[URL_COLUMN]
         lines[name] = line
-    return FanOut(wf.name, tuple(children), names, lines, tuple(refused))
+        if window is not None:
+            zones[name] = window_zone(window, row)
+    return FanOut(wf.name, tuple(children), names, lines, tuple(refused), window, zones)
 
 
 # ---- limits: a fan-out runs no more per identity per 24 h than a sequence would ----------
@@ -126,42 +153,80 @@ def body_actions(body: Any) -> Counter[str]:
     return found
 
 
+def window_wait(wf: Workflow, zone: ZoneInfo | None, now: datetime) -> str | None:
+    """None when ``wf`` may run at ``now`` (no window, or inside it), else why it waits: its
+    window's next opening, reckoned as the runner does for a sequence's lead (``zone``: the
+    lead's, from :attr:`FanOut.zones`; else the window's own)."""
+    if wf.window is None:
+        return None
+    opening = window_opening(wf.window, zone or window_zone(wf.window, {}), now)
+    if opening is None:
+        return None
+    return f"outside the sending window until {opening:%Y-%m-%d %H:%M} UTC"
+
+
 @dataclass
 class Budget:
-    """What each identity may still do in the rolling 24 h: its provider's smart limits, less
-    the actions of the workflows submitted in the last 24 h and of the sequences (the store's
-    action log). A fan-out's lead over it is deferred to a later ``apply``."""
+    """What each identity may still do in the rolling 24 h: its provider's limits for its tier
+    (the Policy's) and the Policy's budgets across identities, less the actions of the action
+    log (the sequences' and the fan-outs' children's, which :meth:`take` writes there) and of
+    the other workflows submitted in the last 24 h. A fan-out's lead over it is deferred to a
+    later ``apply``; the runner, reading the same log, holds a sequence's leads for what a
+    fan-out took."""
 
     store: Store
     now: datetime
+    policy: Policy | None = None
     used: Counter[tuple[str, str]] = field(default_factory=Counter)
-    _loaded: set[str | None] = field(default_factory=set)
+    _loaded: set[str] = field(default_factory=set)
+    org: dict[str, int] = field(default_factory=dict)  # action -> done in 24 h, every identity
 
-    def _load(self, identity: str | None) -> None:
+    def _load(self, identity: str) -> None:
         if identity in self._loaded:
             return
         self._loaded.add(identity)
         since = (self.now - DAY).isoformat()
-        for record in workflow_runs(self.store).values():
-            if (isinstance(record, Mapping) and record.get("identity") == identity
+        for name, record in workflow_runs(self.store).items():
+            if (not is_child(name) and isinstance(record, Mapping)  # children: in the log
+                    and (record.get("identity") or "") == identity
                     and str(record.get("first_intent_at") or "") > since):
                 for action, n in body_actions(record.get("body")).items():
-                    self.used[(str(identity), action)] += n
-        if identity is not None:
-            for action in CANONICAL_ACTIONS:
-                self.used[(identity, action)] += len(
-                    self.store.action_times(identity, action, self.now - DAY))
+                    self.used[(identity, action)] += n
+        for action in CANONICAL_ACTIONS:
+            self.used[(identity, action)] += len(
+                self.store.action_times(identity, action, self.now - DAY))
 
-    def take(self, wf: Workflow, body: Any) -> str | None:
-        """None, and the actions counted, when ``body`` fits; else why it waits."""
+    def take(self, wf: Workflow, body: Any, key: str) -> str | None:
+        """None when ``body`` fits, its actions then counted here and written to the action
+        log (once per ``key``: revision and attempt); else why it waits."""
         spec = REGISTRY.get(wf.provider)
-        identity = wf.identities[0] if wf.identities else None
+        identity = wf.identities[0] if wf.identities else ""  # "": the account's default
+        tier = self.policy.tier(identity) if self.policy is not None else "classic"
+        limits = spec.limits_for(tier) if spec is not None else {}
         self._load(identity)
         wanted = body_actions(body)
         for action, n in wanted.items():
-            limit = spec.smart_limits.get(action) if spec else None
-            if limit is not None and self.used[(str(identity), action)] + n > limit:
+            limit = limits.get(action)
+            if limit is not None and self.used[(identity, action)] + n > limit:
                 return f"{action} limit {limit}/24h reached"
+            over = self._over_budget(action, n)
+            if over is not None:
+                return over
         for action, n in wanted.items():
-            self.used[(str(identity), action)] += n
+            self.used[(identity, action)] += n
+            if action in self.org:
+                self.org[action] += n
+        self.store.log_workflow_actions(wf.name, key, identity, wanted, at=self.now)
+        return None
+
+    def _over_budget(self, action: str, n: int) -> str | None:
+        """The Policy's budget of ``action`` across every identity, as the runner's guardrails
+        word it, when ``n`` more would pass it."""
+        budget = self.policy.budgets.get(action) if self.policy is not None else None
+        if budget is None:
+            return None
+        if action not in self.org:
+            self.org[action] = len(self.store.action_times_across([action], self.now - DAY))
+        if self.org[action] + n > budget:
+            return f"organisation budget {action} {budget}/24h reached"
         return None

@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from engine.apply import APPLY_LOCK, META_NS
 from engine.apply import schedules as schedule_plans
 from engine.apply import workflows as workflow_apply
-from engine.apply.fanout import FanOut, expand
+from engine.apply.fanout import FanOut, expand, window_wait
 from engine.apply.leads import (
     EnrollPlan,
     Guardrails,
@@ -312,7 +312,9 @@ class Plan:
             "warnings": list(self.warnings),
             "policy": None if self.policy is None else self.policy.to_json(),
             "fan_outs": [{"name": f.parent, "leads": len(f.children),
-                          "refused": [str(p) for p in f.refused]} for f in self.fan_outs],
+                          "refused": [str(p) for p in f.refused],
+                          **({"outside_window": dict(Counter(f.waiting.values()))}
+                             if f.waiting else {})} for f in self.fan_outs],
             "bad_rows": len({(p.file, p.line) for p in self.bad_rows}),
             "skip_bad_rows": self.skip_bad_rows,
         }
@@ -352,7 +354,7 @@ def plan_sequence(
     seq: Sequence,
     store: Store,
     *,
-    leads: LeadImport | None = None,
+    leads: Iterable[LeadImport] | None = None,
     pending: Mapping[str, list[tuple[str, str, str]]] | None = None,
     policy: Policy | None = None,
     caps: Caps | None = None,
@@ -366,7 +368,7 @@ def plan_sequence(
     stays in memory."""
     revision, initial = _compiled(seq)
     chunks: Iterable[LeadImport] = (
-        [leads] if leads is not None
+        leads if leads is not None
         else read_lead_chunks(_shown(seq.leads.csv)) if seq.leads.csv is not None
         else [])
     steps = tuple(s.id for s in seq.steps)
@@ -451,7 +453,8 @@ def _preflight(
     of one that does not go to ``bad``."""
 
     def admit(i: int, row: Mapping[str, str]) -> bool:
-        problems = checker.check_row(row, leads.path, leads.lines[i])
+        problems = checker.check_row(row, leads.path, leads.lines[i],
+                                     person=leads.people)
         bad.extend(problems)
         return not problems
 
@@ -501,9 +504,10 @@ def _plan_workflow(wf: Workflow, store: Store, parent: str | None = None) -> Wor
                         workflow_apply.workflow_record(store, wf.name), parent, wf)
 
 
-def _plan_workflows(manifests: list[Manifest], store: Store,
+def _plan_workflows(manifests: list[Manifest], store: Store, now: datetime | None = None,
                     ) -> tuple[tuple[WorkflowPlan, ...], tuple[FanOut, ...]]:
-    """A plan per Workflow; a fan-out's (``for_each``) one per lead, its rows refused kept."""
+    """A plan per Workflow; a fan-out's (``for_each``) one per lead, its rows refused kept,
+    and those its sending window holds at ``now`` (apply defers them)."""
     plans: list[WorkflowPlan] = []
     fan_outs: list[FanOut] = []
     for m in manifests:
@@ -513,8 +517,13 @@ def _plan_workflows(manifests: list[Manifest], store: Store,
             plans.append(_plan_workflow(m, store))
             continue
         fan = expand(m, store)
+        children = [_plan_workflow(c, store, m.name) for c in fan.children]
+        if now is not None and fan.window is not None:
+            fan = replace(fan, waiting={
+                wf.name: why for wf, c in zip(fan.children, children, strict=True)
+                if c.action == "run" and (why := window_wait(wf, fan.zones.get(wf.name), now))})
         fan_outs.append(fan)
-        plans += [_plan_workflow(c, store, m.name) for c in fan.children]
+        plans += children
     return tuple(plans), tuple(fan_outs)
 
 
@@ -537,15 +546,17 @@ async def _plan_schedules(
 
 
 async def _leads_of(seq: Sequence, client_for: ClientFor | None, clock: Clock | None,
-                    ) -> tuple[LeadImport | None, int | None]:
-    """The people the sequence's search finds (asked now), after its CSV's rows; None
-    without a search (plan_sequence then streams the CSV itself)."""
+                    ) -> tuple[tuple[LeadImport, ...] | None, int | None]:
+    """Its CSV's rows, then the people the sequence's search finds (asked now, those of the
+    CSV left out), each import naming its own source; None without a search (plan_sequence
+    then streams the CSV itself)."""
     if seq.leads.search is None:
         return None, None
-    csv = read_leads(seq.leads.csv) if seq.leads.csv is not None else None
+    csv = read_leads(_shown(seq.leads.csv)) if seq.leads.csv is not None else None
     if client_for is None:
         raise UsageError("planning a leads search needs a provider client")
-    return await search_leads(seq, client_for=client_for, clock=clock, start=csv)
+    found, searched = await search_leads(seq, client_for=client_for, clock=clock, start=csv)
+    return ((found,) if csv is None else (csv, found)), searched
 
 
 async def make_plan(
@@ -591,7 +602,7 @@ async def make_plan(
             for e in sp.enroll:
                 pending[e.profile_url].append((sp.name, e.identity, sp.initial))
     sequences = tuple(seq_plans)
-    workflows, fan_outs = _plan_workflows(manifests, store)
+    workflows, fan_outs = _plan_workflows(manifests, store, now)
     schedules = await _plan_schedules(
         [m for m in manifests if isinstance(m, Schedule)], store, client_for, prune
     )
@@ -602,11 +613,12 @@ async def make_plan(
 
 
 def _notify_warnings(manifests: Iterable[Manifest]) -> list[str]:
-    """A ``notify:`` whose secret variable is not set here: its notices would not go out."""
-    return [f"Sequence {m.name}: notify.secret_env {m.notify.secret_env} is not set; "
+    """A ``notify:`` (a Sequence's or the Policy's) whose secret variable is not set here: its
+    notices would not go out."""
+    return [f"{m.kind} {m.name}: notify.secret_env {m.notify.secret_env} is not set; "
             "its notices will not be delivered until it is"
             for m in manifests
-            if isinstance(m, Sequence) and m.notify is not None and m.notify.secret_env
+            if isinstance(m, Sequence | Policy) and m.notify is not None and m.notify.secret_env
             and not os.environ.get(m.notify.secret_env)]
 
 

@@ -132,14 +132,18 @@ class RowChecker:
         self.seq = seq
         self.texts = _texts(seq)
 
-    def check_row(self, row: Mapping[str, str], filename: str, line: int) -> list[Problem]:
-        """What would fail for one row (a row of :func:`read_leads`: URL normalized)."""
+    def check_row(self, row: Mapping[str, str], filename: str, line: int, *,
+                  person: bool = False) -> list[Problem]:
+        """What would fail for one row (a row of :func:`read_leads`: URL normalized).
+        ``person``: a row a search found (``filename`` names the search, ``line`` its rank):
+        each problem names the person too, there being no file line to open."""
         context = {**lead_data(row), URL_COLUMN: row[URL_COLUMN]}
         out: list[Problem] = []
         for text in self.texts:
             message = text.failure(context)
             if message is not None:
-                out.append(Problem(filename, line, 1, text.where, message))
+                where = f"{person_named(context)}, {text.where}" if person else text.where
+                out.append(Problem(filename, line, 1, where, message))
         return out
 
     def check_file(self, leads: LeadImport) -> dict[str, list[Problem]]:
@@ -150,6 +154,13 @@ class RowChecker:
             if problems:
                 out[row[URL_COLUMN]] = problems
         return out
+
+
+def person_named(context: Mapping[str, Any]) -> str:
+    """A lead as a person reads it: the name the row gives, and the profile URL."""
+    name = " ".join(str(context[c]) for c in ("first_name", "last_name") if context.get(c))
+    name = name or str(context.get("full_name") or "")
+    return f"{name} ({context[URL_COLUMN]})" if name else str(context[URL_COLUMN])
 
 
 def check_leads(seqs: Iterable[Sequence], leads: LeadImport) -> list[Problem]:

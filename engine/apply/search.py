@@ -50,5 +50,5 @@ async def search_leads(seq: Sequence, *, client_for: ClientFor, clock: Clock | N
     identity = search.identity or seq.identities[0]
     rows = await search_people(seq.provider, identity, search, client_for=client_for,
                                clock=clock)
-    source = f"search({seq.provider}, {identity})"
+    source = f"{seq.name}.leads.search({seq.provider}, {identity})"  # the search, by sequence
     return leads_from_rows(rows, source, start=start), len(rows)

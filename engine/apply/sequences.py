@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,10 +24,10 @@ import sqlalchemy as sa
 from engine.apply import APPLY_LOCK, META_NS, rollout
 from engine.apply import schedules as schedule_plans
 from engine.apply import workflows as workflow_apply
-from engine.apply.fanout import Budget
+from engine.apply.fanout import Budget, window_wait
 from engine.apply.leads import enroll_leads, update_leads
-from engine.apply.plan import ClientFor, Plan, SequencePlan, make_plan
-from engine.apply.policy import persist_policy
+from engine.apply.plan import ClientFor, Plan, SequencePlan, WorkflowPlan, make_plan
+from engine.apply.policy import persist_policy, stored_policy
 from engine.apply.preflight import ProviderFor
 from engine.clock import Clock
 from engine.errors import PlanError, UsageError
@@ -180,13 +180,16 @@ async def apply(
             result.schedules = await schedule_plans.apply_schedule_plan(
                 plan.schedules, client=client_for("edges"), store=store
             )
-        budget = Budget(store, clock.now())
+        budget = Budget(store, clock.now(), stored_policy(store))
+        zones = {name: z for fan in plan.fan_outs for name, z in fan.zones.items()}
         for wp in plan.workflows:
             if not wp.has_changes:
                 continue
             assert wp.workflow is not None  # the plan was made here, with its Workflow
-            if wp.parent is not None and wp.action == "run":  # a resume was counted before
-                wait = budget.take(wp.workflow, wp.body)
+            if wp.action == "run":  # a resume went out before: its window and count too
+                wait = window_wait(wp.workflow, zones.get(wp.name), clock.now())
+                if wait is None and wp.parent is not None:
+                    wait = budget.take(wp.workflow, wp.body, _attempt_key(wp))
                 if wait is not None:
                     result.deferred[wp.name] = wait
                     continue
@@ -213,6 +216,14 @@ async def apply_saved_schedule_plan(
         )
         result.applied = True
     return result
+
+
+def _attempt_key(wp: WorkflowPlan) -> str:
+    """The run about to start: the body's revision and the record's next attempt (as
+    engine.apply.workflows numbers it), so a crash before its record is written counts it
+    once."""
+    last = wp.last_run if isinstance(wp.last_run, Mapping) else {}
+    return f"{wp.revision}:{int(last.get('attempt', 0)) + 1}"
 
 
 async def _run_workflow(

@@ -66,6 +66,8 @@ def render_plan(plan: Plan, out: Console | None = None) -> None:
     for fan in plan.fan_outs:
         _render_fan_out(fan.parent, [w for w in plan.workflows if w.parent == fan.parent],
                         len(fan.refused), out)
+        for why, n in sorted(Counter(fan.waiting.values()).items()):
+            out.print(f"    {n} lead(s) {why}: apply defers them", markup=False)
     if plan.schedules is not None:
         for line in render_schedule_plan(plan.schedules):
             out.print(line, markup=False)
@@ -229,8 +231,8 @@ def render_apply(result: ApplyResult, out: Console | None = None) -> None:
     if result.deferred:
         reasons = Counter(result.deferred.values())
         why = ", ".join(f"{n}: {r}" for r, n in sorted(reasons.items()))
-        out.print(f"{len(result.deferred)} fan-out lead(s) deferred ({why}): `seqrun apply` "
-                  "again once the 24 h window allows", markup=False)
+        out.print(f"{len(result.deferred)} workflow run(s) deferred ({why}): `seqrun apply` "
+                  "again once the limit's 24 h or the sending window allows", markup=False)
     if result.schedules is not None:
         render_schedule_apply(result.schedules, out)
     if result.run is not None:

@@ -30,6 +30,7 @@ class LeadImport:
     rows: list[dict[str, str]] = field(default_factory=list)
     refused: list[Problem] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)  # each row's file line (or search rank)
+    people: bool = False  # rows a search found (no file to open): a problem names the person
 
     @property
     def taken(self) -> int:
@@ -121,11 +122,11 @@ def leads_from_rows(rows: Iterable[Mapping[str, str]], source: str,
                     *, start: LeadImport | None = None) -> LeadImport:
     """Rows found elsewhere (a provider's people search) read by the CSV's rules: URL
     normalized, bad URL or duplicate refused as ``source:N`` (N: the row's rank), empty values
-    dropped. ``start``: rows already taken (a CSV) that these add to (its duplicates are
-    refused, as within a file)."""
-    result = LeadImport(start.path if start else source, list(start.rows) if start else [],
-                        list(start.refused) if start else [], list(start.lines) if start else [])
-    seen = {row[URL_COLUMN]: i for i, row in enumerate(result.rows, 1)}
+    dropped. ``start``: rows already taken (a CSV): one found again is a duplicate, refused
+    here; they are not repeated, so each import names its own rows' source."""
+    result = LeadImport(source, people=True)
+    seen: dict[str, int | str] = {} if start is None else {
+        r[URL_COLUMN]: f"{start.path}:{n}" for r, n in zip(start.rows, start.lines, strict=True)}
     for rank, raw in enumerate(rows, 1):
         row = {c: str(v).strip() for c, v in raw.items() if c and str(v).strip()}
         _take(result, row, source, rank, seen)
@@ -133,7 +134,7 @@ def leads_from_rows(rows: Iterable[Mapping[str, str]], source: str,
 
 
 def _take(result: LeadImport, row: dict[str, str], source: str, line: int,
-          seen: dict[str, int]) -> None:
+          seen: dict[str, int | str]) -> None:
     """``row`` into ``result``: taken (URL normalized), or refused at ``source:line``."""
     problem = _check_row(row, source, line, seen)
     if problem is not None:
@@ -237,7 +238,7 @@ class _Chunks:
         self.filename, self.columns, self.size = filename, columns, size
         self.width = len(columns)
         self.result = LeadImport(filename)
-        self.seen: dict[str, int] = {}
+        self.seen: dict[str, int | str] = {}
         self.last_end = line_num  # the reader's line number at the end of the last record
 
     def add(self, record: list[str], line_num: int) -> Iterator[LeadImport]:
@@ -264,7 +265,7 @@ class _Chunks:
 
 
 def _check_row(
-    row: dict[str, str], filename: str, line: int, seen: Mapping[str, int]
+    row: dict[str, str], filename: str, line: int, seen: Mapping[str, int | str]
 ) -> Problem | None:
     raw = row.get(URL_COLUMN)
     if not raw:
@@ -275,7 +276,9 @@ def _check_row(
         return Problem(filename, line, 1, URL_COLUMN, str(exc))
     if url in seen:
         # not a failure: the first row of the lead is taken (preflight does not count it)
-        return Problem(filename, line, 1, URL_COLUMN, f"duplicate of line {seen[url]} ({url})",
+        first = seen[url]  # a line of this file, or "file:line" of another source
+        where = f"line {first}" if isinstance(first, int) else first
+        return Problem(filename, line, 1, URL_COLUMN, f"duplicate of {where} ({url})",
                        "warning")
     tz = row.get("timezone")
     if tz and not known_timezone(tz):

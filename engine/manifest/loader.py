@@ -429,18 +429,7 @@ class _Builder:
             leads = LeadsSource(csv=Path(os.path.normpath(base / spec["leads"]["csv"])))
         if "leads" in spec and "search" in spec["leads"]:
             leads = LeadsSource(csv=leads.csv, search=_search(spec["leads"]["search"]))
-        window = None
-        if "window" in spec:
-            w = spec["window"]
-            start, end = parse_hours(w["hours"]) if "hours" in w else (time(0, 0), time(23, 59, 59))
-            defaults = Window()
-            window = Window(
-                timezone=w.get("timezone", defaults.timezone),
-                fallback_timezone=w.get("fallback_timezone", defaults.fallback_timezone),
-                days=tuple(w.get("days", defaults.days)),
-                start=start,
-                end=end,
-            )
+        window = _window(spec.get("window"))
         limits: dict[str, int] = {}
         named: dict[str, str] = {}
         for key, count in spec.get("limits", {}).items():
@@ -532,6 +521,7 @@ class _Builder:
             tiers=dict(spec.get("identities", {})),
             normalized=self.doc.data,
             source=self.src,
+            notify=_notify(spec.get("notify")),
         )
 
     def step(self, raw: dict[str, Any], path: str) -> Step:
@@ -590,6 +580,7 @@ class _Builder:
             normalized=data,
             source=self.src,
             for_each=self.for_each(spec.get("for_each")),
+            window=_window(spec.get("window")),
         )
 
     def for_each(self, raw: dict[str, Any] | None) -> ForEach | None:
@@ -763,8 +754,24 @@ def _build(kind: str, doc: Document, problems: list[Problem]) -> Manifest | None
     return None  # pragma: no cover - _check_header admits only KINDS
 
 
+def _window(w: dict[str, Any] | None) -> Window | None:
+    """A Sequence's or a Workflow's ``window:`` (shape checked by the schema)."""
+    if w is None:
+        return None
+    start, end = parse_hours(w["hours"]) if "hours" in w else (time(0, 0), time(23, 59, 59))
+    defaults = Window()
+    return Window(
+        timezone=w.get("timezone", defaults.timezone),
+        fallback_timezone=w.get("fallback_timezone", defaults.fallback_timezone),
+        days=tuple(w.get("days", defaults.days)),
+        start=start,
+        end=end,
+    )
+
+
 def _notify(raw: dict[str, Any] | None) -> Notify | None:
-    """The Sequence's ``notify:`` (validated by the schema: a url or a command)."""
+    """A Sequence's or the Policy's ``notify:`` (validated by the schema: a url or a
+    command)."""
     if raw is None:
         return None
     return Notify(url=raw.get("url"), secret_env=raw.get("secret_env"),

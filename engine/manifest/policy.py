@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine.errors import Problem
-from engine.model import Metadata, Policy, SourceMap
+from engine.model import NOTICE_KINDS, Metadata, Notify, Policy, SourceMap
 from engine.urls import normalize_profile_url
 
 #: lead columns that name the lead's company domain (a URL or an e-mail address will do)
@@ -128,7 +128,24 @@ def policy_to_json(policy: Policy) -> dict[str, Any]:
         "quiet_days": sorted(d.isoformat() for d in policy.quiet_days),
         "timezone": policy.timezone,
         "tiers": dict(policy.tiers),
+        **({} if policy.notify is None else {"notify": notify_to_json(policy.notify)}),
     }
+
+
+def notify_to_json(target: Notify) -> dict[str, Any]:
+    """A ``notify:`` target as the store keeps it (the secret's variable name, never a value)."""
+    return {"url": target.url, "secret_env": target.secret_env, "header": target.header,
+            "command": list(target.command), "events": sorted(target.events)}
+
+
+def notify_from_json(data: Any) -> Notify | None:
+    """The target :func:`notify_to_json` stored (None: none)."""
+    if not isinstance(data, Mapping):
+        return None
+    return Notify(url=data.get("url"), secret_env=data.get("secret_env"),
+                  header=str(data.get("header") or Notify.header),
+                  command=tuple(data.get("command") or ()),
+                  events=frozenset(data.get("events") or NOTICE_KINDS))
 
 
 def policy_from_json(data: Mapping[str, Any]) -> Policy:
@@ -150,4 +167,5 @@ def policy_from_json(data: Mapping[str, Any]) -> Policy:
         timezone=str(data.get("timezone", "UTC")),
         tiers={str(k): str(v) for k, v in data.get("tiers", {}).items()},
         source=SourceMap(f"<policy {data['name']}>"),
+        notify=notify_from_json(data.get("notify")),
     )

@@ -11,6 +11,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -126,7 +127,6 @@ class Rules:
         self.clock = state.clock
         self.moves = moves
         self.sync = sync
-        self._zones: dict[str, ZoneInfo] = {}
         self._limits: dict[tuple[str, str, str], int | None] = {}
         self._generation = 0  # the Guards' Policy generation _limits was read under
         # (identity, action, limit) -> instants promised to the leads waiting on that limit,
@@ -376,28 +376,32 @@ class Rules:
             self._limits[key] = ctx.provider.spec.enforced_limits(seq.limits, tier).get(action)
         return self._limits[key]
 
-    def _zone(self, name: str | None, fallback: str) -> ZoneInfo:
-        for candidate in (name, fallback, "UTC"):
-            if not candidate:
-                continue
-            zone = self._zones.get(candidate)
-            if zone is None:
-                try:
-                    zone = ZoneInfo(candidate)
-                except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe": a directory
-                    continue
-                self._zones[candidate] = zone
-            return zone
-        return ZoneInfo("UTC")  # pragma: no cover
-
     def _lead_zone(self, seq: Sequence, lead: LeadRow) -> ZoneInfo:
-        window = seq.window
-        if window is None:
-            return self._zone("UTC", "UTC")
-        if window.timezone == "lead":
-            tz = lead.data.get("timezone")
-            return self._zone(str(tz) if tz else None, window.fallback_timezone)
-        return self._zone(window.timezone, window.fallback_timezone)
+        return window_zone(seq.window, lead.data)
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str | None, fallback: str) -> ZoneInfo:
+    for candidate in (name, fallback, "UTC"):
+        if not candidate:
+            continue
+        try:
+            return ZoneInfo(candidate)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe": a directory
+            continue
+    return ZoneInfo("UTC")  # pragma: no cover
+
+
+def window_zone(window: Window | None, lead: Mapping[str, Any]) -> ZoneInfo:
+    """The zone ``window`` is read in for a lead (its data): the window's, or with
+    ``timezone: lead`` the lead's ``timezone`` column, else the window's fallback (a sequence's
+    leads and a fan-out's alike)."""
+    if window is None:
+        return _zone("UTC", "UTC")
+    if window.timezone == "lead":
+        tz = lead.get("timezone")
+        return _zone(str(tz) if tz else None, window.fallback_timezone)
+    return _zone(window.timezone, window.fallback_timezone)
 
 
 def _render_params(

@@ -203,6 +203,38 @@ class Actions(StoreBase):
                 )
             )
 
+    def log_workflow_actions(
+        self,
+        name: str,
+        key: str,
+        identity: str,
+        actions: Mapping[str, int],
+        *,
+        at: datetime,
+        conn: Connection | None = None,
+    ) -> None:
+        """Count the actions of a workflow run (a fan-out's child, taken at ``at``) in this log
+        as done, beside the sequences': the runner's limits per identity and the fan-out's
+        budget read one ledger. Once per ``key`` (the body's revision and attempt): a second
+        call, after a crash, adds nothing. No enrollment: ``enrollment_id`` 0, ``sequence``
+        ``workflow/NAME``."""
+        rows = [
+            {"idempotency_key": f"workflow:{name}:{key}:{action}:{i}", "enrollment_id": 0,
+             "sequence": f"workflow/{name}", "revision": key[:64], "step": action,
+             "attempt": 0, "identity": identity, "action": action, "status": "done",
+             "label": "workflow", "created_at": at, "finished_at": at}
+            for action, n in sorted(actions.items()) for i in range(n)
+        ]
+        if not rows:
+            return
+        keys = [r["idempotency_key"] for r in rows]
+        with self.tx(conn) as c:
+            taken = set(c.execute(sa.select(t.action_log.c.idempotency_key).where(
+                t.action_log.c.idempotency_key.in_(keys))).scalars())
+            fresh = [r for r in rows if r["idempotency_key"] not in taken]
+            if fresh:
+                c.execute(t.action_log.insert(), fresh)
+
     def pending_intents(self, *, conn: Connection | None = None) -> list[ActionRow]:
         """Intents with no recorded outcome (a crash or a lost answer after the intent)."""
         with self.tx(conn) as c:

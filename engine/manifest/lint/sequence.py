@@ -18,7 +18,7 @@ from engine.manifest.lint.graph import (
 )
 from engine.manifest.lint.variants import check_variants
 from engine.manifest.yamlio import child_path
-from engine.model import ActionStep, Policy, Sequence, Step, WaitForStep
+from engine.model import ActionStep, Policy, Sequence, Step, WaitForStep, Window
 from engine.providers import REGISTRY
 from engine.providers.base import ProviderSpec
 from engine.vocab import (
@@ -62,7 +62,7 @@ def lint_sequence(seq: Sequence, report: Report, policy: Policy | None = None) -
     if spec is not None:
         _check_limits(seq, spec, report, policy)
         _check_search(seq, spec, report)
-    _check_window(seq, report)
+    check_window(seq.window, report)
     _check_execution(seq, report)
     _check_sync(seq, report)
 
@@ -297,8 +297,8 @@ def _over_limit(
     return message
 
 
-def _check_window(seq: Sequence, report: Report) -> None:
-    window = seq.window
+def check_window(window: Window | None, report: Report) -> None:
+    """A Sequence's or a Workflow's ``window:``: its zones, hours and days."""
     if window is None:
         return
     if window.timezone != "lead":

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 
 from engine.manifest.explain import did_you_mean
 from engine.manifest.lint.common import Report, unsupported
+from engine.manifest.lint.sequence import check_window
 from engine.manifest.yamlio import child_path
 from engine.model import Workflow, WorkflowNode
 from engine.providers import REGISTRY
@@ -85,6 +86,7 @@ def lint_workflow(wf: Workflow, report: Report) -> None:
             "running until then",
             "warning",
         )
+    check_window(wf.window, report)
     for node, is_root in _walk(wf.root):
         if spec.name == "linkedapi":
             _check_linkedapi_node(node, is_root, spec, report)
