@@ -206,26 +206,85 @@ async def campaign(tmp: Path, *, identities: int, leads: int, days: int,
             "overshoot": over, "wall_s": wall}
 
 
-async def full_outreach(tmp: Path) -> dict[str, Any]:
-    """The e2e campaign (200 leads, 3 identities, 5 timezones, connection polls): calls/action."""
+async def full_outreach(tmp: Path, *, schedules: bool = False) -> dict[str, Any]:
+    """The e2e campaign (200 leads, 3 identities, 5 timezones, connection polls): calls/action.
+
+    ``schedules``: each identity also has two managed Edges schedules, applied through the
+    schedule code (their creation counted as calls), results by callback to the receiver (in
+    process, on the same store, stamped by the virtual clock): connections and conversations,
+    incremental, hourly. Edges runs them on its own (a tick hook pumps the sandbox every
+    virtual hour); what they push stands in for the acceptance polls and for the syncs before
+    non-message actions while fresh. Checked against the world's ground truth either way
+    (tests/test_e2e_campaign.check_ground_truth: no lost acceptance or reply, no duplicate)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from tests import test_e2e_campaign as e2e
 
-    clock = VirtualClock(e2e.START)
+    clock = EdgesTime(e2e.START)
     world = e2e.build_world(clock, 200, faults=FaultConfig())
-    provider, counting = edges_over(Sandbox(world))
     store = Store.open(None, tmp)
+    config = ServeConfig(ASYNC_SECRET, None, ASYNC_PUBLIC)
+    receiver = httpx.AsyncClient(transport=httpx.ASGITransport(
+        app=build_app(store, config, clock)), base_url=ASYNC_PUBLIC)
+    sandbox = Sandbox(world, callback_client=receiver)
+    provider, counting = edges_over(sandbox)
     seq = e2e.campaign()
     e2e.enroll_all(store, world, seq, clock.now())
     compiled = compile_sequence(seq)
+    if schedules:
+        await apply_pushing_schedules(provider.client, store, config, e2e.IDENTITIES)
+        clock.edges = sandbox
     runner = Runner(store, {"edges": provider}, clock, compiled={compiled.revision: compiled})
     started = time.perf_counter()
     await runner.run_until(e2e.START + timedelta(days=30))
     wall = time.perf_counter() - started
+    await receiver.aclose()
+    states = e2e.check_ground_truth(store, world, seq)
     calls = sum(counting.requests.values())
     return {"calls": calls, "delivered": len(world.delivered),
             "calls_per_action": calls / len(world.delivered), "wall_s": wall,
-            "per_endpoint": dict(counting.requests)}
+            "per_endpoint": dict(counting.requests), "terminals": dict(states),
+            "accepted": sum(1 for d in world.delivered if d.kind == "invite"
+                            and d.profile_url in world.network[d.identity])}
+
+
+class EdgesTime(VirtualClock):
+    """The virtual clock of a runner beside Edges: while the runner sleeps, Edges runs its
+    schedules at their instants (with ``edges`` set, the sandbox is pumped at every full hour
+    the sleep crosses, as the real one runs them whether or not seqrun calls)."""
+
+    edges: Sandbox | None = None
+
+    async def sleep(self, seconds: float) -> None:
+        end = self._now + timedelta(seconds=max(0.0, seconds))
+        while self.edges is not None:
+            hour = self._now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+            if hour > end:
+                break
+            self._now = hour
+            await self.edges.tick()
+        self._now = end
+        await asyncio.sleep(0)
+
+
+async def apply_pushing_schedules(client: httpx.AsyncClient, store: Store, config: ServeConfig,
+                                  identities: Iterable[str]) -> None:
+    """Per identity, hourly incremental schedules of its connections and conversations with
+    their results by callback to the receiver, planned and applied as `seqrun apply` does."""
+    from engine.apply.schedules import apply_schedule_plan, plan_schedules
+    from engine.model import Callback, Schedule
+
+    hook = edges_run_callback(config)
+    assert hook is not None
+    callback = Callback(hook["url"], hook["headers"])
+    wanted = [
+        Schedule(Metadata(f"{short}-{ident}"), "edges", action, (ident,), cron="0 * * * *",
+                 parameters={"sync_mode": "incremental"}, callback=callback)
+        for ident in identities
+        for short, action in (("connections", "linkedin-extract-connections"),
+                              ("inbox", "linkedin-extract-conversations"))
+    ]
+    plan = await plan_schedules(wanted, client=client, store=store)
+    await apply_schedule_plan(plan, client=client, store=store)
 
 
 # ---- 3: latency: 20 identities at 50 ms -------------------------------------------------------
@@ -594,6 +653,7 @@ async def main(quick: bool, drop_index: bool = False) -> dict[str, Any]:
                                              leads=300 if quick else 900,
                                              days=3 if quick else 7)
         figures["full_outreach"] = await full_outreach(tmp / "f")
+        figures["full_outreach_pushed"] = await full_outreach(tmp / "fp", schedules=True)
         figures.update(await async_campaigns(tmp, quick))
         gc.collect()
         runs = [await latency(tmp / f"l{k}") for k in range(3)]

@@ -68,9 +68,13 @@ def edges_callback(body: Any) -> Accepted:
     if run is not None and not isinstance(run, Mapping):
         raise BadEvent("run must be an object")
     run = run or {}
-    for field in ("data", "results"):  # what the runner reads: lists, or absent
-        if obj.get(field) is not None and not isinstance(obj.get(field), list):
-            raise BadEvent(f"{field} must be a list")
+    # what the runner reads: `data` is an action's output (an object) or a list action's
+    # items (a list); `results` (on: final) the list of every input's output
+    data = obj.get("data")
+    if data is not None and not isinstance(data, list | Mapping):
+        raise BadEvent("data must be an object or a list")
+    if obj.get("results") is not None and not isinstance(obj.get("results"), list):
+        raise BadEvent("results must be a list")
     ref = _text(obj.get("callback_ref_uid"), "callback_ref_uid", required=False)
     uid = _text(run.get("run_uid") or run.get("uid"), "run.run_uid", required=False)
     if ref is None and uid is None:
