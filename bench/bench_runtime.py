@@ -1,13 +1,16 @@
 """Runtime benchmarks (issue 5): the runner over the embedded sandbox (Edges adapter, in-process).
 
-    python bench/bench_runtime.py [--json] [--quick] [--only idle|blocked] [--drop-due-index]
+    python bench/bench_runtime.py [--json] [--quick] [--only idle|blocked|async|outreach]
+                                  [--drop-due-index]
 
 Figures, all measured side by side in one run (RSS in a fresh subprocess so that the other
 measurements do not inflate it):
 
 * calls/action: provider HTTP requests per delivered action, a message campaign with more
   leads than limits (budget <= 1.05; the seed's naive orchestrator makes about 2). The full
-  outreach sequence (connection polls, withdrawals, 5 timezones) is reported too.
+  outreach sequence (connection polls, withdrawals, 5 timezones) is reported too, and again
+  with managed schedules pushing connections and conversations to the receiver (issue 12,
+  budget <= 1.10; `--only outreach` runs the two alone).
 * utilization: delivered / limit over every full rolling 24 h of the same campaign
   (budget >= 99 %), and the worst overshoot of any rolling 24 h (budget 0); the manifest's
   limits (60 visits, 35 messages) are under the provider's and the sandbox's own limits are
@@ -71,7 +74,8 @@ from engine.store import tables as t  # noqa: E402
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BUDGETS = {"calls_per_action": 1.05, "utilization": 0.99, "overshoot": 0, "latency": 1.2,
-           "step_cost": 1.3, "step_cost_message": 2.0, "idle": 2.0, "blocked": 2.0, "rss_mb": 200.0}
+           "step_cost": 1.3, "step_cost_message": 2.0, "idle": 2.0, "blocked": 2.0, "rss_mb": 200.0,
+           "full_outreach_pushed": 1.10}
 
 
 ASYNC_SECRET = "bench-edges-secret-0123456789"  # the in-process receiver's (execution: async)
@@ -218,6 +222,7 @@ async def full_outreach(tmp: Path, *, schedules: bool = False) -> dict[str, Any]
     (tests/test_e2e_campaign.check_ground_truth: no lost acceptance or reply, no duplicate)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from tests import test_e2e_campaign as e2e
+    from tests._pushing import EdgesTime, apply_pushing_schedules
 
     clock = EdgesTime(e2e.START)
     world = e2e.build_world(clock, 200, faults=FaultConfig())
@@ -245,46 +250,6 @@ async def full_outreach(tmp: Path, *, schedules: bool = False) -> dict[str, Any]
             "per_endpoint": dict(counting.requests), "terminals": dict(states),
             "accepted": sum(1 for d in world.delivered if d.kind == "invite"
                             and d.profile_url in world.network[d.identity])}
-
-
-class EdgesTime(VirtualClock):
-    """The virtual clock of a runner beside Edges: while the runner sleeps, Edges runs its
-    schedules at their instants (with ``edges`` set, the sandbox is pumped at every full hour
-    the sleep crosses, as the real one runs them whether or not seqrun calls)."""
-
-    edges: Sandbox | None = None
-
-    async def sleep(self, seconds: float) -> None:
-        end = self._now + timedelta(seconds=max(0.0, seconds))
-        while self.edges is not None:
-            hour = self._now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-            if hour > end:
-                break
-            self._now = hour
-            await self.edges.tick()
-        self._now = end
-        await asyncio.sleep(0)
-
-
-async def apply_pushing_schedules(client: httpx.AsyncClient, store: Store, config: ServeConfig,
-                                  identities: Iterable[str]) -> None:
-    """Per identity, hourly incremental schedules of its connections and conversations with
-    their results by callback to the receiver, planned and applied as `seqrun apply` does."""
-    from engine.apply.schedules import apply_schedule_plan, plan_schedules
-    from engine.model import Callback, Schedule
-
-    hook = edges_run_callback(config)
-    assert hook is not None
-    callback = Callback(hook["url"], hook["headers"])
-    wanted = [
-        Schedule(Metadata(f"{short}-{ident}"), "edges", action, (ident,), cron="0 * * * *",
-                 parameters={"sync_mode": "incremental"}, callback=callback)
-        for ident in identities
-        for short, action in (("connections", "linkedin-extract-connections"),
-                              ("inbox", "linkedin-extract-conversations"))
-    ]
-    plan = await plan_schedules(wanted, client=client, store=store)
-    await apply_schedule_plan(plan, client=client, store=store)
 
 
 # ---- 3: latency: 20 identities at 50 ms -------------------------------------------------------
@@ -683,6 +648,8 @@ def verdicts(f: dict[str, Any]) -> dict[str, bool]:
         "async_calls_per_action": (f["async_callbacks"]["calls_per_action"]
                                    <= BUDGETS["calls_per_action"]),
         "async_overshoot": f["async_callbacks"]["overshoot"] <= BUDGETS["overshoot"],
+        "full_outreach_pushed": (f["full_outreach_pushed"]["calls_per_action"]
+                                 <= BUDGETS["full_outreach_pushed"]),
         "utilization": f["campaign"]["utilization"] >= BUDGETS["utilization"],
         "overshoot": f["campaign"]["overshoot"] <= BUDGETS["overshoot"],
         "latency": f["latency"]["ratio"] <= BUDGETS["latency"],
@@ -709,7 +676,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     parser.add_argument("--drop-due-index", action="store_true",
                         help="drop the next_due_at index in the idle check (it must fail)")
-    parser.add_argument("--only", choices=("idle", "blocked", "async"), default=None,
+    parser.add_argument("--only", choices=("idle", "blocked", "async", "outreach"), default=None,
                         help="run one check alone")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--step-cost-child", action="store_true", help=argparse.SUPPRESS)
@@ -729,6 +696,14 @@ if __name__ == "__main__":
                           for k, v in found.items()}, indent=2))
         sys.exit(0 if found["async_callbacks"]["calls_per_action"]
                  <= BUDGETS["calls_per_action"] else 1)
+    if args.only == "outreach":  # the full flow live, then with the schedules pushing
+        with tempfile.TemporaryDirectory() as d:
+            both = {"live": asyncio.run(full_outreach(Path(d) / "l")),
+                    "pushed": asyncio.run(full_outreach(Path(d) / "p", schedules=True))}
+        print(json.dumps({k: {x: y for x, y in v.items() if x != "wall_s"}
+                          for k, v in both.items()}, indent=2))
+        sys.exit(0 if both["pushed"]["calls_per_action"] <= BUDGETS["full_outreach_pushed"]
+                 else 1)
     if args.only is not None:
         with tempfile.TemporaryDirectory() as d:
             size = 20_000 if args.quick else 100_000
@@ -747,6 +722,10 @@ if __name__ == "__main__":
               f"{c['delivered']} delivered; budget <= 1.05)")
         print(f"  full outreach   {fo['calls_per_action']:.3f} ({fo['calls']} calls, "
               f"{fo['delivered']} delivered, 30 days in {fo['wall_s']:.1f}s)")
+        fp = figures["full_outreach_pushed"]
+        print(f"  ... schedules   {fp['calls_per_action']:.3f} ({fp['calls']} calls, "
+              f"{fp['delivered']} delivered, {fp['accepted']} accepted, terminals "
+              f"{fp['terminals']}; pushed by callback; budget <= 1.10)")
         for name, label in (("async_callbacks", "callbacks"), ("async_polling", "polling")):
             a = figures[name]
             print(f"  async, {label:9} {a['calls_per_action']:.3f} ({a['calls']} calls, "
