@@ -89,6 +89,7 @@ class Inbound:
                     self.state.pushed.forget()  # a note of the rolled-back transaction
                     raise  # the store or a lost lock: the tick fails as it would anyway
                 except Exception as exc:  # a payload nobody foresaw: logged, never retried
+                    self.state.pushed.forget()
                     log.exception("inbound event %s could not be consumed", row.id)
                     consume_inbound(self.store, row.id, f"error: {type(exc).__name__}",
                                     at=self.clock.now())
@@ -210,7 +211,7 @@ class Inbound:
         if payload.get("error"):  # a failed run reports nothing: the caches stay as they are
             return f"ignored: the run failed ({_mapping(payload.get('error')).get('error_label')})"
         if action == CONNECTIONS:
-            outcome = self._connections(identity, _items(payload), result, conn)
+            outcome = self._connections(identity, _items(payload), conn)
         else:
             outcome = self._inbox(identity, action, payload, result, conn)
         if not outcome.startswith("ignored"):
@@ -259,11 +260,9 @@ class Inbound:
             return None
         return str(ids[0]), str(config.get("action") or run.get("action_name") or ""), config
 
-    def _connections(
-        self, identity: str, items: list[Any], result: TickResult, conn: Connection
-    ) -> str:
+    def _connections(self, identity: str, items: list[Any], conn: Connection) -> str:
         """A connections result (the newest since the schedule's watermark): each one cached
-        as connected, and a lead waiting for its acceptance moved along ``accepted``."""
+        as connected (read by the acceptance check and the connect step)."""
         urls: set[str] = set()
         for item in items:
             raw = item.get("linkedin_profile_url") if isinstance(item, Mapping) else None
