@@ -13,6 +13,13 @@ recorded (:mod:`engine.store.inbound`), oldest first, each once.
   conversation cache that sync-before-send reads is updated, and a conversation whose last
   sender is the lead moves that lead's live enrollments on the identity along ``reply``, as
   the sync would.
+* Edges run callbacks of a managed Schedule of ``linkedin-extract-connections`` (incremental):
+  the connection cache that the acceptance check and the connect step read is updated. The
+  leads waiting for an acceptance are not moved here but at their aligned poll
+  (``accept_poll``), which reads this cache: their first messages then go out together, after
+  one sync, instead of one sync each as the acceptances trickle in.
+* Each schedule result is noted with its time (:mod:`engine.run.pushed`): while the schedule
+  keeps its interval, the runner reads these caches instead of polling the provider.
 
 An event's effects and its ``consumed`` mark share one transaction where the effects are the
 store's; every effect is idempotent, so an event consumed twice after a crash changes
@@ -38,6 +45,7 @@ from engine.providers.base import ConversationSummary
 from engine.providers.edges.actions import EdgesProvider
 from engine.run.async_runs import note_callback
 from engine.run.moves import Move, Moves
+from engine.run.pushed import CONNECTIONS, INBOX, MESSAGES
 from engine.run.results import TickResult
 from engine.run.state import RunState
 from engine.run.sync import pause_identity, resume_identity
@@ -51,8 +59,6 @@ log = logging.getLogger(__name__)
 
 LAST_AT = "inbound-identity-at"  # kv namespace: the newest event time applied per identity
 _REPLY = Move("reply", detail="the lead wrote to us (seen by an Edges schedule callback)")
-CONVERSATIONS = "linkedin-extract-conversations"
-MESSAGES = "linkedin-extract-messages"
 # LinkedAPI account statuses (§2.6) -> what happens to the identity
 _ACCOUNT = {
     "account.reconnectionRequired": "auth_expired",
@@ -80,8 +86,10 @@ class Inbound:
                 try:
                     self._one(row, result)
                 except (SeqrunError, sa.exc.OperationalError):
+                    self.state.pushed.forget()  # a note of the rolled-back transaction
                     raise  # the store or a lost lock: the tick fails as it would anyway
                 except Exception as exc:  # a payload nobody foresaw: logged, never retried
+                    self.state.pushed.forget()
                     log.exception("inbound event %s could not be consumed", row.id)
                     consume_inbound(self.store, row.id, f"error: {type(exc).__name__}",
                                     at=self.clock.now())
@@ -106,7 +114,8 @@ class Inbound:
                     payload.get("createdAt") or data.get("at"), result, conn,
                 )
             elif row.kind == "callback":
-                outcome = self._callback(ran_by, payload, result, conn)
+                outcome = self._callback(ran_by, payload, min(row.received_at, now), result,
+                                         conn)
             else:
                 outcome = None
             if outcome is not None:
@@ -185,8 +194,9 @@ class Inbound:
 
     def _callback(
         self,
-        ran_by: tuple[str, str] | None,
+        ran_by: tuple[str, str, Mapping[str, Any]] | None,
         payload: Mapping[str, Any],
+        received: datetime,
         result: TickResult,
         conn: Connection,
     ) -> str:
@@ -195,9 +205,27 @@ class Inbound:
             return noted
         if ran_by is None:
             return "ignored: no managed schedule runs this"
-        identity, action = ran_by
-        if action not in (CONVERSATIONS, MESSAGES):
+        identity, action, config = ran_by
+        if action not in (CONNECTIONS, *INBOX):
             return f"ignored: {action} results are not read"
+        if payload.get("error"):  # a failed run reports nothing: the caches stay as they are
+            return f"ignored: the run failed ({_mapping(payload.get('error')).get('error_label')})"
+        if action == CONNECTIONS:
+            outcome = self._connections(identity, _items(payload), conn)
+        else:
+            outcome = self._inbox(identity, action, payload, result, conn)
+        if not outcome.startswith("ignored"):
+            self.state.pushed.note(identity, action, received, config, conn)
+        return outcome
+
+    def _inbox(
+        self,
+        identity: str,
+        action: str,
+        payload: Mapping[str, Any],
+        result: TickResult,
+        conn: Connection,
+    ) -> str:
         ident = self.store.get_identity(identity, conn=conn)
         if ident is None or ident.profile_id is None:
             return "ignored: the identity's own profile id is not known yet"
@@ -211,8 +239,9 @@ class Inbound:
         ]
         return self._conversations(identity, summaries, result, conn)
 
-    def _run_config(self, run: Mapping[str, Any]) -> tuple[str, str] | None:
-        """(identity, action) of the managed schedule or async Schedule that ran ``run``."""
+    def _run_config(self, run: Mapping[str, Any]) -> tuple[str, str, Mapping[str, Any]] | None:
+        """(identity, action, config) of the managed schedule or async Schedule that ran
+        ``run``."""
         schedule_uid, uid = run.get("schedule_uid"), run.get("run_uid") or run.get("uid")
         config: Mapping[str, Any] | None = None
         if schedule_uid:
@@ -229,7 +258,24 @@ class Inbound:
         ids = config.get("identity_ids") or []
         if not ids:
             return None
-        return str(ids[0]), str(config.get("action") or run.get("action_name") or "")
+        return str(ids[0]), str(config.get("action") or run.get("action_name") or ""), config
+
+    def _connections(self, identity: str, items: list[Any], conn: Connection) -> str:
+        """A connections result (the newest since the schedule's watermark): each one cached
+        as connected (read by the acceptance check and the connect step)."""
+        urls: set[str] = set()
+        for item in items:
+            raw = item.get("linkedin_profile_url") if isinstance(item, Mapping) else None
+            try:
+                urls.add(normalize_profile_url(str(raw or "")))
+            except ValueError:
+                continue
+        known = self.store.connection_statuses(identity, conn=conn)
+        now = self.clock.now()
+        new = sorted(u for u in urls if known.get(u) != "connected")
+        for url in new:
+            self.store.put_connection(identity, url, "connected", at=now, conn=conn)
+        return f"{len(new)} connections added"
 
     def _conversations(
         self,
@@ -252,22 +298,26 @@ class Inbound:
                 last_activity_at=s.last_activity_at, first_sender_is_us=s.first_sender_is_us,
                 conn=conn,
             )
+        if changed:  # the runner's copy of this cache is read again
+            self.state.conversations.pop(identity, None)
         replied = [s.profile_url for s in changed if not s.last_sender_is_us]
-        moved = self._replies(identity, replied, self.clock.now(), result, conn)
+        moved = self._move(identity, replied, "reply", _REPLY, self.clock.now(), result, conn)
         return f"{len(changed)} conversations updated, {moved} enrollments replied"
 
-    def _replies(
-        self, identity: str, urls: Iterable[str], now: datetime, result: TickResult,
-        conn: Connection,
+    def _move(
+        self, identity: str, urls: Iterable[str], trigger: str, move: Move, now: datetime,
+        result: TickResult, conn: Connection,
     ) -> int:
-        urls = list(urls)
+        """Move the live enrollments of these leads on ``identity`` whose step takes
+        ``trigger``; the number moved."""
+        urls = sorted(urls)
         moved = 0
         for i in range(0, len(urls), 500):
             chunk = urls[i : i + 500]
             for enr, lead in self.store.live_enrollments_for_profiles(identity, chunk, conn=conn):
-                if "reply" not in self.state.compiled(enr.revision).triggers(enr.state):
+                if trigger not in self.state.compiled(enr.revision).triggers(enr.state):
                     continue
-                self.moves.transition(enr, lead, _REPLY._replace(now=now), result, conn=conn)
+                self.moves.transition(enr, lead, move._replace(now=now), result, conn=conn)
                 moved += 1
         return moved
 

@@ -21,13 +21,15 @@ from engine.manifest.templates import render
 from engine.model import ActionStep, Sequence, Window
 from engine.run.guards import LIMIT_KEY, Guards
 from engine.run.moves import Move, Moves
+from engine.run.pushed import HOLD, IMMEDIATE
 from engine.run.results import TickResult
-from engine.run.state import DAY, MESSAGES, OUTREACH, IdentityTick, Planned, RunState
+from engine.run.state import DAY, MESSAGES, IdentityTick, Planned, RunState
 from engine.run.sync import Sync
 from engine.store import ConversationRow, EnrollmentRow, LeadRow
 from engine.variants import chosen, texts
 from engine.vocab import DAYS
 
+INBOX_KEY = "inbox sync"  # a message waiting for the inbox schedule's next result
 Promise = tuple[datetime, int]  # an instant promised to a lead in line, and its enrollment
 
 _REPLY = Move("reply", detail="the lead wrote to us")
@@ -151,18 +153,25 @@ class Rules:
         (reply, already connected...), or None (postponed)."""
         seq = self.state.sequence(enr.revision)
         action = step.action
-        # 1. sync before send; a lead who wrote (first or back) is a human's now. A visit or
-        # a connection check sends nothing: a sync younger than `visit_sync_age` will do. So
-        # will it for an async submission: its run executes later anyway, so a sync at the
-        # submission cannot promise more than that age (a reply found later stops the lead
-        # before its next step)
-        last = self.state.last_sync.get(ctx.identity)
-        live_send = action in OUTREACH and not seq.is_async(step)
-        if not ctx.synced and (
-            live_send or last is None or now - last > self.state.settings.visit_sync_age
-        ):
-            await self.sync.ensure_synced(ctx, result)
-            now = self.clock.now()  # the sync took its time
+        # 1. sync before send; a lead who wrote (first or back) is a human's now. A message
+        # needs a sync immediately before it (seed 001: a reply minutes before the send must
+        # stop it): a live one in its tick, or the inbox schedule's pushed result no older
+        # than `pushed.IMMEDIATE`; with that result due soon, the message waits for it (see
+        # _inbox_hold) instead of syncing. Every other action sends no message: a sync
+        # younger than `visit_sync_age` will do, live or pushed. So will it for an async
+        # submission: its run executes later anyway, so a sync at the submission cannot
+        # promise more than that age (a reply found later stops the lead before its next step)
+        live_send = action in MESSAGES and not seq.is_async(step)
+        hold: datetime | None = None
+        if not ctx.synced:
+            if live_send:
+                hold = self._inbox_hold(ctx, now)
+                need = hold is None and not self._inbox_immediate(ctx, now)
+            else:
+                need = self._sync_too_old(ctx, now)
+            if need:
+                await self.sync.ensure_synced(ctx, result)
+                now = self.clock.now()  # the sync took its time
         if enr.id in ctx.replied:
             return None  # the sync moved it (reply)
         if ctx.conv is None:
@@ -177,6 +186,11 @@ class Rules:
         if held is not None:
             until, reason, key = held
             self.moves.postpone(enr, lead, until, reason, result, ctx=ctx, waiting=key)
+            return None
+        if hold is not None and not ctx.synced:  # a sync earlier in the wave will do
+            keep = enr.waiting if enr.waiting and enr.waiting.startswith(LIMIT_KEY) else None
+            self.moves.postpone(enr, lead, hold, "the inbox schedule's next result (sync "
+                                "before send)", result, ctx=ctx, waiting=keep or INBOX_KEY)
             return None
         # 7. render, with the lead's variant (the promoted winner, else the one its row names,
         # else its hash's) of a step with variants
@@ -197,6 +211,33 @@ class Rules:
         self.guards.count(enr, action, now)
         return Planned(enr, lead, step, params, now, compiled,
                        None if variant is None else variant.name)
+
+    def _inbox_immediate(self, ctx: IdentityTick, now: datetime) -> bool:
+        """Whether the inbox schedule's pushed result is as good as a sync of this tick."""
+        note = self.state.pushed.inbox(ctx.identity, now)
+        return note is not None and now - note <= IMMEDIATE
+
+    def _inbox_hold(self, ctx: IdentityTick, now: datetime) -> datetime | None:
+        """When a message should wait for the inbox schedule's next result instead of a
+        live sync: that result's expected arrival (its run plus half of ``IMMEDIATE``) when it
+        comes within ``HOLD``; None when the last result will do, or none is due soon (the
+        schedule is overdue, slow or absent: the message syncs live)."""
+        if self._inbox_immediate(ctx, now):
+            return None
+        nxt = self.state.pushed.inbox_next(ctx.identity, now)
+        if nxt is None:
+            return None
+        until = nxt + IMMEDIATE / 2
+        return until if now < until <= now + HOLD else None
+
+    def _sync_too_old(self, ctx: IdentityTick, now: datetime) -> bool:
+        """Whether the identity's newest sync, live or pushed, is older than
+        ``visit_sync_age`` (or there is none)."""
+        last = self.state.last_sync.get(ctx.identity)
+        pushed = self.state.pushed.inbox(ctx.identity, now)
+        if pushed is not None and (last is None or pushed > last):
+            last = pushed
+        return last is None or now - last > self.state.settings.visit_sync_age
 
     def _no_call(
         self,

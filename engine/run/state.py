@@ -18,6 +18,7 @@ from engine.manifest import loader
 from engine.manifest.yamlio import Document
 from engine.model import ActionStep, Sequence, SourceMap
 from engine.providers.base import Provider
+from engine.run.pushed import Pushed
 from engine.store import ConversationRow, EnrollmentRow, IdentityRow, LeadRow, Store
 
 DAY = timedelta(hours=24)
@@ -106,6 +107,8 @@ class RunState:
         self.in_flight: dict[tuple[str, str], list[datetime]] = {}
         # the identities this worker holds leases on (engine.run.leases); None: every one
         self.owned: set[str] | None = None
+        # the managed schedules' results received by `seqrun serve`, while fresh
+        self.pushed = Pushed(store)
 
     def compiled(self, revision: str) -> CompiledSequence:
         found = self._cache.get(revision)

@@ -91,7 +91,8 @@ class Steps:
         now = self.clock.now()
         deadline = entered + step.timeout
         if step.event == "connection_accepted":
-            connected = await self.sync.is_connected(ctx, enr, lead, result)
+            connected = await self.sync.is_connected(ctx, enr, lead, result,
+                                                     decisive=now >= deadline)
             if connected:
                 return self.moves.transition(enr, lead, _ACCEPTED, result, ctx=ctx)
             if now >= deadline:

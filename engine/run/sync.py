@@ -17,6 +17,7 @@ from engine.errors import ProviderError
 from engine.model import Sequence
 from engine.providers.base import ConversationSummary, Lead
 from engine.run.moves import Move, Moves
+from engine.run.pushed import CONNECTIONS
 from engine.run.results import TickResult
 from engine.run.state import IdentityTick, RunState, Stop
 from engine.store import ConversationRow, EnrollmentRow, IdentityRow, LeadRow, Store
@@ -177,9 +178,25 @@ class Sync:
                 return None
         return ctx.connections
 
+    def _pushed_connected(self, ctx: IdentityTick, lead: LeadRow) -> bool | None:
+        """From the connections a managed schedule pushed (``seqrun serve``), while fresh:
+        whether the lead is connected; None when no fresh result stands in for a poll."""
+        if self.state.pushed.fresh(ctx.identity, CONNECTIONS, self.clock.now()) is None:
+            return None
+        if ctx.links is None:
+            ctx.links = self.store.connection_statuses(ctx.identity)
+        return ctx.links.get(lead.profile_url) == "connected"
+
     async def is_connected(
-        self, ctx: IdentityTick, enr: EnrollmentRow, lead: LeadRow, result: TickResult
+        self, ctx: IdentityTick, enr: EnrollmentRow, lead: LeadRow, result: TickResult,
+        *, decisive: bool = False,
     ) -> bool:
+        """Whether the lead accepted. A fresh connections result of the identity's schedule
+        answers without a call, except for a ``decisive`` check (a timeout would follow a
+        no): that one asks the provider, so a result that is late or lost cannot cost an
+        acceptance."""
+        if not decisive and (pushed := self._pushed_connected(ctx, lead)) is not None:
+            return pushed
         try:
             conns = await self.ensure_connections(ctx)
             if conns is not None:

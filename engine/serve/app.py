@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from engine.clock import Clock
 from engine.serve import events as ev
 from engine.serve.config import (
     EDGES_CALLBACKS,
@@ -107,9 +108,10 @@ def _decode(raw: bytes) -> Any:
 class Receiver:
     """The endpoints over one store and one configuration."""
 
-    def __init__(self, store: Store, config: ServeConfig) -> None:
+    def __init__(self, store: Store, config: ServeConfig, clock: Clock | None = None) -> None:
         self.store = store
         self.config = config
+        self.clock = clock
 
     def _edges_auth(self, request: Request) -> None:
         if not _same(request.headers.get(SECRET_HEADER), self.config.edges_secret):
@@ -159,6 +161,7 @@ class Receiver:
             dedupe_key=accepted.dedupe_key,
             subject=accepted.subject,
             payload=accepted.payload,
+            at=None if self.clock is None else self.clock.now(),
         )
         log.info("%s %s %r: %s", accepted.source, accepted.kind, accepted.subject or "-",
                  "recorded" if recorded else "duplicate")
@@ -178,9 +181,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                         status_code=status)
 
 
-def build_app(store: Store, config: ServeConfig) -> Starlette:
-    """The receiver's routes over ``store``; see the module docstring for what each answers."""
-    r = Receiver(store, config)
+def build_app(store: Store, config: ServeConfig, clock: Clock | None = None) -> Starlette:
+    """The receiver's routes over ``store``; see the module docstring for what each answers.
+    ``clock``: what stamps an event's ``received_at`` (the wall clock without one; a virtual
+    one in tests and benchmarks, so the runner's freshness bounds read the same time)."""
+    r = Receiver(store, config, clock)
     routes = [
         Route(HEALTH, r.health, methods=["GET"]),
         Route(EDGES_CALLBACKS, r.endpoint(r._edges_auth, lambda _, b: ev.edges_callback(b)),
