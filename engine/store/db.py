@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection, Engine
 from engine.errors import StoreError
 from engine.store import sqlite_file as files
 from engine.store.codecs import dump_json, utcnow
+from engine.store.fast import FastPath
 from engine.store.faults import DRIVER_ERRORS, fault, is_fault
-from engine.store.sqlite_fast import SqliteFastPath
 from engine.store.sqlite_file import DB_FILE, FileId
 from engine.store.tables import kv
 
@@ -104,9 +104,8 @@ class StoreBase:
         self.engine = engine
         self.path = path  # the SQLite file, if the store is one
         self.url = f"sqlite:///{path}" if path else engine.url.render_as_string(hide_password=True)
-        # SQLite: the runner's hot statements take the driver-level path (sqlite_fast);
-        # other databases take the SQLAlchemy path.
-        self.fast = SqliteFastPath(engine.dialect) if engine.dialect.name == "sqlite" else None
+        # the hot statements' one path, straight on the driver (store/fast.py)
+        self.fast = FastPath(engine.dialect)
         self.store_id: str | None = None  # this store's name (kv), known once open
         self.migrated_from: str | None = None  # the schema revision found at open
         self._file_id: FileId | None = None  # the file open (SQLite), known once open
@@ -267,11 +266,8 @@ class StoreBase:
     def _select(
         self, c: Connection, name: str, build: Callable[[], sa.Select[Any]], **params: Any
     ) -> list[Any]:
-        """The rows of a static SELECT (parameters as ``sa.bindparam`` by name): on SQLite
-        from the fast path, elsewhere through SQLAlchemy. The rows have the columns as
-        attributes either way."""
-        if self.fast is None:
-            return list(c.execute(build(), params))
+        """The rows of a static SELECT (parameters as ``sa.bindparam`` by name), compiled
+        once, from the driver; the rows have the columns as attributes."""
         return self.fast.select(c, name, build, params)
 
     def _rows_in(
@@ -279,35 +275,13 @@ class StoreBase:
         c: Connection,
         name: str,
         values: list[Any],
-        build: Callable[[list[Any]], sa.Select[Any]],
     ) -> Iterator[Any]:
-        """The rows of one query over many values, 500 at a time (an IN list every database
-        takes whole): ``build(chunk)``, or on SQLite the fast path's query of that ``name``
-        (the same columns in the same order)."""
+        """The rows of the fast path's query ``name`` over many values, 500 at a time (an IN
+        list every database takes whole), straight from the driver's cursors (an import:
+        millions of rows)."""
         chunks = (values[i : i + 500] for i in range(0, len(values), 500))
         fast = self.fast
-        if fast is not None:  # the rows straight from the driver's cursors (an import: millions)
-            return chain.from_iterable(fast.rows_in(c, name, chunk) for chunk in chunks)
-        return chain.from_iterable(c.execute(build(chunk)) for chunk in chunks)
-
-    @contextmanager
-    def _pipelined(self, c: Connection) -> Iterator[None]:
-        """Statements that return nothing (DML), sent without waiting for each answer: on
-        psycopg one round trip at the end of the block (its pipeline mode; psycopg syncs once
-        more for the BEGIN of a transaction not yet started) instead of one a statement,
-        which is what a call's commit on PostgreSQL spent its time on. A SELECT inside would
-        read no rows. An error surfaces at the end of the block, raised as SQLAlchemy raises
-        it."""
-        if c.dialect.driver != "psycopg":
-            yield
-            return
-        driver = c.connection.driver_connection
-        dbapi = c.dialect.loaded_dbapi
-        try:
-            with driver.pipeline():  # type: ignore[union-attr]
-                yield
-        except dbapi.Error as exc:
-            raise sa.exc.DBAPIError.instance(None, None, exc, dbapi.Error) from exc
+        return chain.from_iterable(fast.rows_in(c, name, chunk) for chunk in chunks)
 
     def _upsert(
         self,
