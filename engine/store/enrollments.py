@@ -325,14 +325,17 @@ class EnrollmentCounts(StoreBase):
         with self.tx(conn) as c:
             return {str(key): int(n) for key, n in c.execute(q)}
 
-    def count_paused(self, identity: str, *, conn: Connection | None = None) -> int:
-        """How many non-terminal enrollments of ``identity`` are paused."""
+    def count_paused(self, *, conn: Connection | None = None) -> dict[str, int]:
+        """identity -> how many of its non-terminal enrollments are paused (one pass for
+        every identity: ``seqrun status`` shows them all)."""
         e = t.enrollments
-        q = sa.select(sa.func.count()).where(
-            e.c.identity == identity, e.c.paused == sa.true(), e.c.state.not_in(TERMINALS)
+        q = (
+            sa.select(e.c.identity, sa.func.count())
+            .where(e.c.paused == sa.true(), e.c.state.not_in(TERMINALS))
+            .group_by(e.c.identity)
         )
         with self.tx(conn) as c:
-            return int(c.execute(q).scalar() or 0)
+            return {str(identity): int(n) for identity, n in c.execute(q)}
 
 
 def _sequence_ids() -> sa.Select[Any]:
