@@ -270,3 +270,34 @@ def test_fast_time_text_is_sqlalchemys(value: datetime) -> None:
     assert db_time(value) == expected
     back = py_time(expected)
     assert back == value and back is not None and back.tzinfo is UTC  # and back, aware UTC
+
+
+def test_transactions_reuse_one_connection_and_others_take_their_own(any_store: Store) -> None:
+    """The opening thread's transactions reuse one connection (the runner commits once a
+    call); another thread, or a transaction opened inside one, takes its own as before."""
+    import threading
+
+    store = any_store
+    with store.transaction() as first:
+        pass
+    with store.transaction() as again:
+        assert again is first
+        store.kv_put("ns", "outer", 1, conn=again)
+    done: list[object] = []
+
+    def elsewhere() -> None:
+        with store.transaction() as other:
+            done.append(other)
+            store.kv_put("ns", "thread", 2, conn=other)
+
+    worker = threading.Thread(target=elsewhere)
+    worker.start()
+    worker.join()
+    assert done and done[0] is not first
+    with pytest.raises(RuntimeError), store.transaction() as conn:  # rolled back
+        store.kv_put("ns", "rolled", 3, conn=conn)
+        raise RuntimeError("boom")
+    assert (store.kv_get("ns", "outer"), store.kv_get("ns", "thread"),
+            store.kv_get("ns", "rolled")) == (1, 2, None)
+    store.close()  # the kept connection is closed with the store
+    assert store._held is None

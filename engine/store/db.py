@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -109,6 +110,8 @@ class StoreBase:
         self.store_id: str | None = None  # this store's name (kv), known once open
         self.migrated_from: str | None = None  # the schema revision found at open
         self._file_id: FileId | None = None  # the file open (SQLite), known once open
+        # (thread, pool, connection): the connection the first thread's transactions reuse
+        self._held: tuple[int, Any, Connection] | None = None
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "begin", self._sqlite_begin)
@@ -238,6 +241,9 @@ class StoreBase:
             return current
 
     def close(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held[2].close()
         self.engine.dispose()
 
     @contextmanager
@@ -247,12 +253,37 @@ class StoreBase:
         A failure of the database itself (full disk, read-only or damaged file, server
         gone) is raised as a StoreError saying what to do."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            held = self._held_connection()
+            if held is None:
+                with self.engine.begin() as conn:
+                    yield conn
+            else:
+                with held.begin():
+                    yield held
         except DRIVER_ERRORS as exc:
             if not is_fault(exc):
                 raise
             raise fault(exc, str(self.path or self.url)) from exc
+
+    def _held_connection(self) -> Connection | None:
+        """The connection the first thread to make a transaction keeps for its next ones
+        (the runner commits once a call: checking a connection out of the pool and back
+        cost two thirds of an empty transaction); None in another thread or while it is in
+        a transaction already (a nested one takes its own, as before). A new one after the
+        engine's pool was disposed of, as a pooled connection would be."""
+        held, me = self._held, threading.get_ident()
+        if held is None:
+            if self.store_id is None:  # still opening (migrations): nothing to keep yet
+                return None
+            held = self._held = (me, self.engine.pool, self.engine.connect())
+        owner, pool, conn = held
+        if owner != me or conn.in_transaction():
+            return None
+        if conn.closed or pool is not self.engine.pool:
+            conn.close()
+            conn = self.engine.connect()
+            self._held = (me, self.engine.pool, conn)
+        return conn
 
     @contextmanager
     def tx(self, conn: Connection | None = None) -> Iterator[Connection]:

@@ -50,8 +50,11 @@ _CONVERSATIONS_SQL = (
     "FROM conversation_cache WHERE identity = ?"
 )
 # An intent with the next unused attempt number of its (enrollment, step), computed by the
-# insert itself (one statement, where a look-up then an insert took two; the unique key
-# refuses a number taken meanwhile). Parameters: INTENT_PARAMS.
+# insert itself: on PostgreSQL one statement in the batch's pipeline, where a look-up then
+# an insert took two round trips; the unique key refuses a number taken meanwhile.
+# Parameters: INTENT_PARAMS. On SQLite the look-up and a plain insert cost less (41 K
+# instructions an intent under callgrind: SQLite copies an INSERT ... SELECT from the same
+# table through a temporary table first), and a statement there is no round trip.
 _INTENT_SQL = (
     "INSERT INTO action_log (idempotency_key, enrollment_id, sequence, revision, step, "
     "attempt, identity, action, status, response_json, created_at, variant) "
@@ -59,6 +62,12 @@ _INTENT_SQL = (
     "FROM (SELECT COALESCE(MAX(attempt) + 1, 0) AS n FROM action_log "
     "WHERE enrollment_id = ? AND step = ?) AS next_attempt "
     "RETURNING idempotency_key"
+)
+_LAST_ATTEMPT_SQL = "SELECT max(attempt) FROM action_log WHERE enrollment_id = ? AND step = ?"
+_INTENT_INSERT_SQL = (
+    "INSERT INTO action_log (idempotency_key, enrollment_id, sequence, revision, step, "
+    "attempt, identity, action, status, response_json, created_at, variant) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?)"
 )
 #: the parameters of one intent, in order (the key's prefix is "<enrollment>:<step>:")
 INTENT_PARAMS = ("key_prefix", "enrollment_id", "sequence", "revision", "step", "identity",
@@ -374,28 +383,39 @@ class FastPath:
                 if rewrites:
                     sql, names = self.compiled("event-data", st.event_data_by_id)
                     self._many(c, sql, [tuple(u[n] for n in names) for u in rewrites])
-                cursors = self._intents(c, intents)
+                keys = self._intents(c, intents)
         except self.d.errors as exc:  # PostgreSQL: what failed in the pipeline, at its end
             diag = getattr(exc, "diag", None)
             if isinstance(exc, self.d.integrity) and getattr(diag, "table_name", None) == (
                     "action_log"):
                 raise StoreError(st.INTENT_TAKEN) from exc
             self.d.raise_wrapped(exc)
-        return [cur.fetchall()[0][0] for cur in cursors]
+        return [k if isinstance(k, str) else k.fetchall()[0][0] for k in keys]
 
     def _intents(self, c: Connection, intents: list[tuple[Any, ...]]) -> list[Any]:
+        """Insert the intents: their keys, or on PostgreSQL the cursors that will return
+        them once the pipeline is through."""
         if not intents:
             return []
-        sql, time, db = self.d.sql(_INTENT_SQL), self.d.time, _db(c)
-        cursors = []
+        time, db = self.d.time, _db(c)
+        out: list[Any] = []
         try:
+            if self.d.name == "sqlite":
+                for v in intents:
+                    (last,) = db.execute(_LAST_ATTEMPT_SQL, (v[1], v[4])).fetchone()
+                    n = 0 if last is None else last + 1
+                    key = f"{v[0]}{n}"
+                    db.execute(_INTENT_INSERT_SQL, (key, *v[1:5], n, *v[5:8], time(v[8]), v[9]))
+                    out.append(key)
+                return out
+            sql = self.d.sql(_INTENT_SQL)
             for v in intents:
-                cursors.append(db.execute(sql, (*v[:8], time(v[8]), *v[9:])))
+                out.append(db.execute(sql, (*v[:8], time(v[8]), *v[9:])))
         except self.d.integrity as exc:
             raise StoreError(st.INTENT_TAKEN) from exc
         except self.d.errors as exc:
             self.d.raise_wrapped(exc)
-        return cursors
+        return out
 
     def _outcomes(self, c: Connection, outcomes: Iterable[Mapping[str, Any]]) -> None:
         time = self.d.time
