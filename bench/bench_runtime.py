@@ -1,7 +1,7 @@
 """Runtime benchmarks (issue 5): the runner over the embedded sandbox (Edges adapter, in-process).
 
-    python bench/bench_runtime.py [--json] [--quick] [--only idle|blocked|async|outreach]
-                                  [--drop-due-index]
+    python bench/bench_runtime.py [--json] [--quick]
+                                  [--only idle|blocked|async|outreach|step] [--drop-due-index]
 
 Figures, all measured side by side in one run (RSS in a fresh subprocess so that the other
 measurements do not inflate it):
@@ -676,8 +676,10 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     parser.add_argument("--drop-due-index", action="store_true",
                         help="drop the next_due_at index in the idle check (it must fail)")
-    parser.add_argument("--only", choices=("idle", "blocked", "async", "outreach"), default=None,
-                        help="run one check alone")
+    parser.add_argument("--only", choices=("idle", "blocked", "async", "outreach", "step"),
+                        default=None,
+                        help="run one check alone (step: the visit step's cost, or "
+                        "--step-kind message's)")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--step-cost-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--step-kind", default="visit", help=argparse.SUPPRESS)
@@ -704,6 +706,13 @@ if __name__ == "__main__":
                           for k, v in both.items()}, indent=2))
         sys.exit(0 if both["pushed"]["calls_per_action"] <= BUDGETS["full_outreach_pushed"]
                  else 1)
+    if args.only == "step":
+        with tempfile.TemporaryDirectory() as d:
+            cost = asyncio.run(step_cost(Path(d), args.step_kind))
+        print(json.dumps(cost, indent=2))
+        budget = BUDGETS["step_cost" if args.step_kind == "visit" else "step_cost_message"]
+        measured = cost["instructions"] or cost["time"]
+        sys.exit(0 if measured["ratio"] <= budget else 1)
     if args.only is not None:
         with tempfile.TemporaryDirectory() as d:
             size = 20_000 if args.quick else 100_000

@@ -117,7 +117,7 @@ def test_postgres_urls_open_like_postgresql_ones(
     try:
         assert (s.engine.dialect.name, s.engine.dialect.driver) == ("postgresql", driver)
         assert s.url.startswith("postgresql") and "secret" not in s.url
-        assert s.fast is None  # the SQLAlchemy path
+        assert s.fast.d.name == "postgresql"  # the one fast path, in its PostgreSQL layer
     finally:
         s.close()
 

@@ -1,8 +1,12 @@
-"""The store's SQLite fast path (driver-level statements for the runner's hot writes and
-reads) stores exactly what the SQLAlchemy path stores, byte for byte."""
+"""The store's fast path (driver-level statements for the runner's hot writes and reads,
+one path with a thin layer per database) stores the same rows on SQLite and on PostgreSQL,
+and what it writes reads back as SQLAlchemy's path writes it (times, JSON)."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,6 +22,35 @@ from engine.store.codecs import db_time, py_time
 
 T = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
+PG_URL = os.environ.get("SEQRUN_TEST_DATABASE_URL")
+
+
+@pytest.fixture
+def pg_store(tmp_path: Path) -> Iterator[Store]:
+    """A store on PostgreSQL in a schema of its own (skipped without a server)."""
+    if not PG_URL:
+        pytest.skip("SEQRUN_TEST_DATABASE_URL not set")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    s = Store.open(f"{PG_URL}{sep}options=-csearch_path%3D{schema}", tmp_path)
+    yield s
+    s.close()
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        s = Store.open(None, tmp_path / "sqlite")
+        yield s
+        s.close()
+    else:
+        yield request.getfixturevalue("pg_store")
 
 
 def exercise(store: Store) -> None:
@@ -80,74 +113,85 @@ def exercise(store: Store) -> None:
     store.add_do_not_contact("https://www.linkedin.com/in/bob", "asked")
 
 
+def _plain(value: object) -> object:
+    """A column value as SQLite holds it (PostgreSQL's timestamps as the same naive UTC
+    text, its booleans as 0/1), so the two databases' rows compare."""
+    if isinstance(value, datetime):
+        return value.isoformat(" ", "microseconds")
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
 def dump(store: Store) -> dict[str, list[tuple[object, ...]]]:
     out = {}
     with store.engine.connect() as c:
         for table in (t.leads, t.enrollments, t.action_log, t.events, t.conversation_cache,
                       t.connection_cache):
             text = sa.text(f"SELECT * FROM {table.name} ORDER BY 1, 2")
-            out[table.name] = [tuple(r) for r in c.execute(text)]
+            out[table.name] = [tuple(_plain(v) for v in r) for r in c.execute(text)]
     return out
 
 
-def test_fast_path_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
-    fast = Store.open(None, tmp_path / "fast")
-    slow = Store.open(None, tmp_path / "slow")
-    slow.fast = None  # the SQLAlchemy path
-    assert fast.fast
-    exercise(fast)
-    exercise(slow)
-    assert dump(fast) == dump(slow)
-    for s in (fast, slow):
-        due = s.due_enrollments(T + timedelta(days=1))
-        assert [(e.state, e.next_due_at) for e in due] == [("hello", T + timedelta(hours=1))]
-        assert due[0].next_due_at is not None and due[0].next_due_at.tzinfo is UTC
-        assert s.due_enrollments(T + timedelta(minutes=59)) == []
-        assert {lead.profile_url: dict(lead.data) for lead in s.leads_by_ids([1, 2]).values()} == {
-            "https://www.linkedin.com/in/ana": {"first_name": "Ana"},
-            "https://www.linkedin.com/in/bob": {},
-        }
-    assert fast.due_enrollments(T + timedelta(days=1)) == slow.due_enrollments(
-        T + timedelta(days=1)
-    )
-    (pending,) = fast.pending_intents()
-    assert pending == slow.pending_intents()[0]
+def check(s: Store) -> None:
+    """What ``exercise`` wrote, read back through the store (fast path and SQLAlchemy's)."""
+    due = s.due_enrollments(T + timedelta(days=1))
+    assert [(e.state, e.next_due_at) for e in due] == [("hello", T + timedelta(hours=1))]
+    assert due[0].next_due_at is not None and due[0].next_due_at.tzinfo is UTC
+    assert s.due_enrollments(T + timedelta(minutes=59)) == []
+    assert {lead.profile_url: dict(lead.data) for lead in s.leads_by_ids([1, 2]).values()} == {
+        "https://www.linkedin.com/in/ana": {"first_name": "Ana"},
+        "https://www.linkedin.com/in/bob": {},
+    }
+    (pending,) = s.pending_intents()
     assert (pending.step, pending.created_at) == ("hello", T + timedelta(hours=1))
     assert pending.created_at.tzinfo is UTC
-    def identities(store: Store) -> list[tuple[object, ...]]:
-        return [(i.id, i.provider, i.profile_id, i.status, i.updated_at is not None)
-                for i in store.list_identities()]
-
-    assert identities(fast) == identities(slow) == [
+    identities = [(i.id, i.provider, i.profile_id, i.status, i.updated_at is not None)
+                  for i in s.list_identities()]
+    assert identities == [
         ("id-1", "edges", "me-1", "active", True), ("id-2", "edges", None, "active", True)]
-    one = fast.get_identity("id-1")
-    assert one == fast.list_identities()[0] and one.updated_at is not None
+    one = s.get_identity("id-1")
+    assert one == s.list_identities()[0] and one.updated_at is not None
     assert one.updated_at.tzinfo is UTC
-    assert fast.get_identity("nobody") is None
-    assert fast.kv_get("runtime", "paused_all") == slow.kv_get("runtime", "paused_all") == {
-        "by": "ops"}
-    assert fast.kv_get("runtime", "nothing") is None
+    assert s.get_identity("nobody") is None
+    assert s.kv_get("runtime", "paused_all") == {"by": "ops"}
+    assert s.kv_get("runtime", "nothing") is None
     urls = ["https://www.linkedin.com/in/ana", "https://www.linkedin.com/in/bob"]
-    assert fast.do_not_contact(urls) == slow.do_not_contact(urls) == {urls[1]: "asked"}
+    assert s.do_not_contact(urls) == {urls[1]: "asked"}
     since = T - timedelta(days=1)
-    assert fast.action_times("id-1", "visit_profile", since) == slow.action_times(
-        "id-1", "visit_profile", since
-    ) == [T + timedelta(hours=1)]
-    assert fast.conversations("id-1") == slow.conversations("id-1")
-    assert fast.conversations("id-1")["https://www.linkedin.com/in/ana"].first_sender_is_us
-    # attempt numbers continue from what is logged, on both paths
-    for s in (fast, slow):
-        again = s.log_intents([{"enrollment_id": 1, "sequence": "s", "revision": "rev",
-                                "step": "visit", "identity": "id-1", "action": "visit_profile",
-                                "at": T}])
-        assert again == ["1:visit:1"]
+    assert s.action_times("id-1", "visit_profile", since) == [T + timedelta(hours=1)]
+    conv = s.conversations("id-1")["https://www.linkedin.com/in/ana"]
+    assert conv.first_sender_is_us and not conv.last_sender_is_us
+    assert conv.last_activity_at == T + timedelta(hours=1, minutes=1)
+    # what SQLAlchemy's path reads of the fast path's rows: aware UTC times, the same values
+    ana = s.actions(enrollment_id=1)[0]
+    assert (ana.status, ana.finished_at) == ("done", T + timedelta(hours=1))
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_both_paths_refuse_a_reused_key_and_naive_times(tmp_path: Path, fast: bool) -> None:
-    store = Store.open(None, tmp_path)
-    if not fast:
-        store.fast = None  # the SQLAlchemy path
+def test_the_fast_path_reads_back_what_it_writes(any_store: Store) -> None:
+    exercise(any_store)
+    check(any_store)
+    # attempt numbers continue from what is logged (the insert numbers them)
+    again = any_store.log_intents([{"enrollment_id": 1, "sequence": "s", "revision": "rev",
+                                    "step": "visit", "identity": "id-1",
+                                    "action": "visit_profile", "at": T}])
+    assert again == ["1:visit:1"]
+
+
+def test_sqlite_and_postgresql_store_the_same_rows(tmp_path: Path, pg_store: Store) -> None:
+    lite = Store.open(None, tmp_path / "sqlite")
+    exercise(lite)
+    exercise(pg_store)
+    assert dump(lite) == dump(pg_store)
+    at = T + timedelta(days=1)
+    assert lite.due_enrollments(at) == pg_store.due_enrollments(at)
+    assert lite.pending_intents() == pg_store.pending_intents()
+    assert lite.conversations("id-1") == pg_store.conversations("id-1")
+    lite.close()
+
+
+def test_a_reused_key_and_naive_times_are_refused(any_store: Store) -> None:
+    store = any_store
     lead = store.upsert_lead("https://www.linkedin.com/in/ana", {})
     eid = store.enroll(lead, "s", "rev", "id-1", "visit", T)
     assert eid is not None
@@ -156,8 +200,11 @@ def test_both_paths_refuse_a_reused_key_and_naive_times(tmp_path: Path, fast: bo
     store.log_intents([row])
     with store.engine.begin() as c:  # a key taken behind the store's back
         c.execute(t.action_log.update().values(step="moved"))
-    with pytest.raises(StoreError):
-        store.log_intents([row, row])
+    outcome = {"key": f"{eid}:moved:0", "status": "done", "label": "ok", "response": None,
+               "finished_at": T}
+    with pytest.raises(StoreError):  # and nothing of the batch is written
+        store.write_batch(outcomes=[outcome], intents=[row, row])
+    assert [a.status for a in store.actions(enrollment_id=eid)] == ["intent"]
     with pytest.raises((ValueError, sa.exc.StatementError)):
         store.write_batch(reschedules=[{"id": eid, "next_due_at": datetime(2026, 1, 1),
                                         "attempts": 0, "last_error": None}])
@@ -165,11 +212,11 @@ def test_both_paths_refuse_a_reused_key_and_naive_times(tmp_path: Path, fast: bo
 
 def test_grouped_updates_store_what_one_update_a_row_stores(tmp_path: Path) -> None:
     """A wave's transitions and reschedules with equal values go out as one UPDATE ... IN
-    (padded to a power of two); the rows end up exactly as the SQLAlchemy path leaves them."""
-    stores = {name: Store.open(None, tmp_path / name) for name in ("fast", "slow")}
-    stores["slow"].fast = None  # the SQLAlchemy path
+    (padded to a power of two); the rows end up exactly as one SQLAlchemy UPDATE a row
+    leaves them."""
+    stores = {name: Store.open(None, tmp_path / name) for name in ("grouped", "one_a_row")}
     later = T + timedelta(hours=1)
-    for s in stores.values():
+    for name, s in stores.items():
         ids = []
         for i in range(11):
             lead = s.upsert_lead(f"https://www.linkedin.com/in/p{i}", {})
@@ -178,16 +225,20 @@ def test_grouped_updates_store_what_one_update_a_row_stores(tmp_path: Path) -> N
             ids.append(eid)
         done = {"state": "completed", "next_due_at": None, "step_entered_at": later,
                 "attempts": 0, "last_error": None}
-        s.write_batch(
-            transitions=[{"id": e, **done} for e in ids[:5]]  # a group of 5 (padded to 8)
-            + [{"id": ids[5], **done, "state": "failed", "last_error": "x"}],  # a single
-            reschedules=[{"id": e, "next_due_at": later, "attempts": 1, "last_error": "wait"}
-                         for e in ids[6:9]]  # a group of 3 (padded to 4)
-            + [{"id": e, "next_due_at": later + timedelta(minutes=e), "attempts": 0,
-                "last_error": None} for e in ids[9:]],  # all different
-        )
-    assert dump(stores["fast"]) == dump(stores["slow"])
-    states = [e.state for e in stores["fast"].enrollments()]
+        transitions = ([{"id": e, **done} for e in ids[:5]]  # a group of 5 (padded to 8)
+                       + [{"id": ids[5], **done, "state": "failed", "last_error": "x"}])
+        reschedules = ([{"id": e, "next_due_at": later, "attempts": 1, "last_error": "wait"}
+                        for e in ids[6:9]]  # a group of 3 (padded to 4)
+                       + [{"id": e, "next_due_at": later + timedelta(minutes=e), "attempts": 0,
+                           "last_error": None} for e in ids[9:]])  # all different
+        if name == "grouped":
+            s.write_batch(transitions=transitions, reschedules=reschedules)
+            continue
+        for row in transitions + reschedules:
+            values = {k: v for k, v in row.items() if k != "id"}
+            s.update_enrollment(row["id"], **values, waiting=None)
+    assert dump(stores["grouped"]) == dump(stores["one_a_row"])
+    states = [e.state for e in stores["grouped"].enrollments()]
     assert states == ["completed"] * 5 + ["failed"] + ["visit"] * 5
     for s in stores.values():
         s.close()
@@ -219,3 +270,34 @@ def test_fast_time_text_is_sqlalchemys(value: datetime) -> None:
     assert db_time(value) == expected
     back = py_time(expected)
     assert back == value and back is not None and back.tzinfo is UTC  # and back, aware UTC
+
+
+def test_transactions_reuse_one_connection_and_others_take_their_own(any_store: Store) -> None:
+    """The opening thread's transactions reuse one connection (the runner commits once a
+    call); another thread, or a transaction opened inside one, takes its own as before."""
+    import threading
+
+    store = any_store
+    with store.transaction() as first:
+        pass
+    with store.transaction() as again:
+        assert again is first
+        store.kv_put("ns", "outer", 1, conn=again)
+    done: list[object] = []
+
+    def elsewhere() -> None:
+        with store.transaction() as other:
+            done.append(other)
+            store.kv_put("ns", "thread", 2, conn=other)
+
+    worker = threading.Thread(target=elsewhere)
+    worker.start()
+    worker.join()
+    assert done and done[0] is not first
+    with pytest.raises(RuntimeError), store.transaction() as conn:  # rolled back
+        store.kv_put("ns", "rolled", 3, conn=conn)
+        raise RuntimeError("boom")
+    assert (store.kv_get("ns", "outer"), store.kv_get("ns", "thread"),
+            store.kv_get("ns", "rolled")) == (1, 2, None)
+    store.close()  # the kept connection is closed with the store
+    assert store._held is None

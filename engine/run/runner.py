@@ -32,8 +32,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from engine import vocab
 from engine.clock import Clock
 from engine.compile.machine import CompiledSequence
@@ -343,19 +341,22 @@ class Runner:
             result.errors.append(f"{ctx.identity}: {type(exc).__name__}: {exc}")
         self._flush(ctx)  # not on a BaseException (a kill): open intents stay for recover()
 
-    def _flush(self, ctx: IdentityTick, conn: Connection | None = None) -> None:
-        if not ctx.w:
-            return
+    def _flush(
+        self, ctx: IdentityTick, intents: tuple[Mapping[str, Any], ...] = ()
+    ) -> list[str]:
+        """Commit the identity's buffered writes, with ``intents`` after them (their keys)."""
         owned = self._state.owned
-        if owned is not None and ctx.identity not in owned:
+        if ctx.w and owned is not None and ctx.identity not in owned:
             # the lease was lost: the identity's new holder reconciles the open intents with
             # the provider; writing these now could overwrite what it has done since
             log.warning("identity %s: lease lost, its last outcomes are left to its new "
                         "holder's recovery", ctx.identity)
             ctx.w = Writes()
-            return
-        write_buffered(self.store, ctx.w, conn)
+        if not ctx.w and not intents:
+            return []
+        keys = write_buffered(self.store, ctx.w, intents=intents)
         ctx.w = Writes()
+        return keys
 
     # ---- waves ------------------------------------------------------------------------------
 
@@ -451,9 +452,7 @@ class Runner:
             "request": request,
             "variant": p.variant,
         }
-        with self.store.transaction() as conn:
-            self._flush(ctx, conn)
-            (key,) = self.store.log_intents((row,), conn=conn)
+        (key,) = self._flush(ctx, (row,))  # one transaction (on PostgreSQL one round trip)
         return key
 
     # ---- loops ------------------------------------------------------------------------------

@@ -192,9 +192,12 @@ class Writes:
         )
 
 
-def write_buffered(store: Store, w: Writes, conn: Any = None) -> None:
-    """Commit an identity's buffered writes (in ``conn``'s transaction when given)."""
-    store.write_batch(
+def write_buffered(
+    store: Store, w: Writes, conn: Any = None, intents: Iterable[Mapping[str, Any]] = ()
+) -> list[str]:
+    """Commit an identity's buffered writes, then ``intents`` (their keys), in one
+    transaction (``conn``'s when given)."""
+    return store.write_batch(
         outcomes=w.outcomes,
         transitions=list(w.transitions.values()),
         reschedules=list(w.reschedules.values()),
@@ -202,6 +205,7 @@ def write_buffered(store: Store, w: Writes, conn: Any = None) -> None:
         conversations=w.conversations,
         connections=w.connections,
         notes=w.notes,
+        intents=intents,
         conn=conn,
     )
 

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.errors import StoreError
-from engine.store import statements as st
 from engine.store import tables as t
 from engine.store.codecs import dump_json, response_json
 from engine.store.db import StoreBase
@@ -26,71 +25,6 @@ def _pending_select() -> sa.Select[Any]:
     # a literal, not a parameter: the partial index only serves `status = 'intent'`
     a = t.action_log
     return sa.select(a).where(a.c.status == sa.literal_column("'intent'")).order_by(a.c.id)
-
-
-def _last_attempts_query(chunk: list[Any]) -> sa.Select[Any]:
-    a = t.action_log
-    return (
-        sa.select(a.c.enrollment_id, a.c.step, sa.func.max(a.c.attempt))
-        .where(a.c.enrollment_id.in_(chunk))
-        .group_by(a.c.enrollment_id, a.c.step)
-    )
-
-
-class _StoredRequests:
-    """The stored JSON of intents' requests; the one of requests without parameters is
-    built once per holder (nearly every visit of a wave)."""
-
-    def __init__(self) -> None:
-        self.empty: dict[str | None, str] = {}
-
-    def json(self, request: Any, holder: str | None) -> str | None:
-        no_params = isinstance(request, dict) and not request
-        if no_params and holder in self.empty:
-            return self.empty[holder]
-        stored = {} if request is None else {"request": request}
-        if holder:  # the run lock holder that makes the call (see recover)
-            stored["holder"] = holder
-        text = dump_json(stored) if stored else None
-        if no_params and text is not None:
-            self.empty[holder] = text
-        return text
-
-
-def _intent_values(
-    rows: list[Mapping[str, Any]], last: dict[tuple[int, str], int]
-) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The keys and the insert tuples (:data:`~engine.store.statements.INTENT_COLS`) of
-    ``rows``, each with the next attempt number of its (enrollment, step) after ``last``."""
-    keys: list[str] = []
-    values: list[tuple[Any, ...]] = []
-    requests = _StoredRequests()
-    for r in rows:
-        pair = (int(r["enrollment_id"]), str(r["step"]))
-        attempt = last.get(pair, -1) + 1
-        last[pair] = attempt
-        key = f"{pair[0]}:{pair[1]}:{attempt}"
-        keys.append(key)
-        stored_json = requests.json(r.get("request"), r.get("holder") or None)
-        values.append(
-            (
-                key,
-                pair[0],
-                r["sequence"],
-                r["revision"],
-                pair[1],
-                attempt,
-                r["identity"],
-                r["action"],
-                "intent",
-                None,
-                stored_json,
-                r["at"],
-                None,
-                r.get("variant"),
-            )
-        )
-    return keys, values
 
 
 class Actions(StoreBase):
@@ -151,33 +85,6 @@ class Actions(StoreBase):
         with self.tx(conn) as c:
             last = c.execute(q).scalar()
         return 0 if last is None else int(last) + 1
-
-    def log_intents(
-        self, rows: Iterable[Mapping[str, Any]], *, conn: Connection | None = None
-    ) -> list[str]:
-        """Write many intent rows at once (the runner commits them before its calls), each
-        with the next unused attempt number of its (enrollment, step). ``rows`` carry the
-        keyword arguments of :meth:`log_intent` except ``attempt``, plus an optional ``holder``
-        (the run lock holder, kept beside the request). Returns the keys."""
-        rows = list(rows)
-        if not rows:
-            return []
-        with self.tx(conn) as c:
-            ids = sorted({int(r["enrollment_id"]) for r in rows})
-            attempts = self._rows_in(c, "last_attempts", ids, _last_attempts_query)
-            last = {(int(eid), str(step)): int(attempt) for eid, step, attempt in attempts}
-            keys, values = _intent_values(rows, last)
-            if self.fast is not None:
-                self.fast.insert_intents(c, values)
-                return keys
-            try:
-                c.execute(
-                    t.action_log.insert(),
-                    [dict(zip(st.INTENT_COLS, v, strict=True)) for v in values],
-                )
-            except sa.exc.IntegrityError as exc:
-                raise StoreError(st.INTENT_TAKEN) from exc
-        return keys
 
     def log_outcome(
         self,
@@ -263,9 +170,8 @@ class Actions(StoreBase):
         (written once, so outcomes do not rewrite it), from a day before ``since``: an
         action finishes within a day of its intent (recover settles older ones)."""
         start = since - timedelta(days=1)
-        if self.fast is not None:
-            with self.tx(conn) as c:
-                return self.fast.action_times(c, identity, action, start, since)
+        with self.tx(conn) as c:
+            return self.fast.action_times(c, identity, action, start, since)
         q = (
             sa.select(t.action_log.c.finished_at)
             .where(

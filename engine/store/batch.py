@@ -1,5 +1,6 @@
 """The runner's batched writes: a wave's outcomes, transitions, reschedules, events and
-cache rows in one transaction, one executemany per kind."""
+cache rows, and the intent of the next call, in one transaction, one statement or
+executemany per kind (on PostgreSQL one round trip, the pipeline of store/fast.py)."""
 
 from __future__ import annotations
 
@@ -7,69 +8,45 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from engine.store import statements as st
-from engine.store import tables as t
-from engine.store.codecs import dump_json, load_json, py_time, response_json
+from engine.store.codecs import dump_json, load_json
 from engine.store.events import Events
 
 
-def _outcome_params(outcomes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "k": o["key"],
-            "b_status": o["status"],
-            "b_label": o.get("label"),
-            "b_response": response_json(o.get("response")),
-            "b_finished": o["finished_at"],
-        }
-        for o in outcomes
-    ]
+class _StoredRequests:
+    """The stored JSON of intents' requests; the one of requests without parameters is
+    built once per holder (nearly every visit of a wave)."""
+
+    def __init__(self) -> None:
+        self.empty: dict[str | None, str] = {}
+
+    def json(self, request: Any, holder: str | None) -> str | None:
+        no_params = isinstance(request, dict) and not request
+        if no_params and holder in self.empty:
+            return self.empty[holder]
+        stored = {} if request is None else {"request": request}
+        if holder:  # the run lock holder that makes the call (see recover)
+            stored["holder"] = holder
+        text = dump_json(stored) if stored else None
+        if no_params and text is not None:
+            self.empty[holder] = text
+        return text
 
 
-def _transition_params(transitions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "eid": r["id"],
-            "b_state": r["state"],
-            "b_due": r["next_due_at"],
-            "b_entered": r["step_entered_at"],
-            "b_attempts": r["attempts"],
-            "b_error": r["last_error"],
-            "b_waiting": r.get("waiting"),
-        }
-        for r in transitions
-    ]
-
-
-def _reschedule_params(reschedules: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "eid": r["id"],
-            "b_due": r["next_due_at"],
-            "b_attempts": r["attempts"],
-            "b_error": r["last_error"],
-            "b_waiting": r.get("waiting"),
-        }
-        for r in reschedules
-    ]
-
-
-def _upsert_rows(
-    c: Connection,
-    table: sa.Table,
-    rows: list[Mapping[str, Any]],
-    shape: tuple[tuple[str, ...], tuple[str, ...]],
-) -> None:
-    """One executemany upsert of cache rows; a key given twice keeps its last row (one
-    multi-row ``ON CONFLICT DO UPDATE`` may not touch a row twice on PostgreSQL)."""
-    if not rows:
-        return
-    keys, update = shape
-    last = {tuple(r[k] for k in keys): r for r in rows}
-    c.execute(st.cache_upsert(c.dialect.name, table, keys, update), list(last.values()))
+def intent_params(rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The insert parameters (:data:`~engine.store.fast.INTENT_PARAMS`) of intent ``rows``
+    (the keyword arguments of ``Store.log_intent`` but ``attempt``, plus an optional
+    ``holder``): the insert numbers each attempt itself."""
+    values: list[tuple[Any, ...]] = []
+    requests = _StoredRequests()
+    for r in rows:
+        eid, step = int(r["enrollment_id"]), str(r["step"])
+        stored_json = requests.json(r.get("request"), r.get("holder") or None)
+        values.append((f"{eid}:{step}:", eid, r["sequence"], r["revision"], step,
+                       r["identity"], r["action"], stored_json, r["at"], r.get("variant"),
+                       eid, step))
+    return values
 
 
 class Batch(Events):
@@ -83,9 +60,11 @@ class Batch(Events):
         conversations: Iterable[Mapping[str, Any]] = (),
         connections: Iterable[Mapping[str, Any]] = (),
         notes: Iterable[Mapping[str, Any]] = (),
+        intents: Iterable[Mapping[str, Any]] = (),
         conn: Connection | None = None,
-    ) -> None:
-        """Many runner writes in one transaction, one executemany per kind.
+    ) -> list[str]:
+        """Many runner writes in one transaction, one statement or executemany per kind;
+        returns the keys of ``intents``.
 
         ``outcomes``: key, status, label, response, finished_at. ``transitions``: id, state,
         next_due_at, step_entered_at, attempts, last_error (and waiting: None when absent).
@@ -94,33 +73,26 @@ class Batch(Events):
         (upserted). ``notes``: waits to note on the event that put an enrollment at its
         step (``enrollment_id``, ``at``, ``to_state``: the step entered and when, ``waiting``:
         what goes in its ``data.waiting``), each with the event to write instead
-        (``fallback``) when no such event is found.
+        (``fallback``) when no such event is found. ``intents``: as :meth:`log_intents`,
+        written after the rest (the runner commits a call's intent with the writes before
+        it); a key already taken raises StoreError and nothing of the batch is written.
         """
-        if self.fast is not None:
-            with self.tx(conn) as c:
-                rewrites, fallback = self._resolve_notes(c, notes)
-                self.fast.write_batch(c, outcomes, transitions, reschedules,
-                                      [*events, *fallback], conversations, connections)
-                self.fast.rewrite_events(c, rewrites)
-            return
-        out = _outcome_params(outcomes)
-        trans = _transition_params(transitions)
-        resch = _reschedule_params(reschedules)
-        convs, links = list(conversations), list(connections)
+        params = intent_params(intents)
         with self.tx(conn) as c:
             rewrites, fallback = self._resolve_notes(c, notes)  # a read: before the pipeline
-            with self._pipelined(c):  # one round trip on PostgreSQL
-                if out:
-                    c.execute(st.outcome_update(), out)
-                if trans:
-                    c.execute(st.transition_update(), trans)
-                if resch:
-                    c.execute(st.reschedule_update(), resch)
-                self.record_events([*events, *fallback], conn=c)
-                if rewrites:
-                    c.execute(st.event_data_by_id(), rewrites)
-                _upsert_rows(c, t.conversation_cache, convs, st.CONVERSATION_UPSERT)
-                _upsert_rows(c, t.connection_cache, links, st.CONNECTION_UPSERT)
+            return self.fast.write_batch(c, outcomes, transitions, reschedules,
+                                         [*events, *fallback], conversations, connections,
+                                         rewrites, params)
+
+    def log_intents(
+        self, rows: Iterable[Mapping[str, Any]], *, conn: Connection | None = None
+    ) -> list[str]:
+        """Write many intent rows at once, each with the next unused attempt number of its
+        (enrollment, step), computed by its insert. ``rows`` carry the keyword arguments of
+        :meth:`log_intent` except ``attempt``, plus an optional ``holder`` (the run lock
+        holder, kept beside the request). Returns the keys; a key already taken raises
+        StoreError."""
+        return self.write_batch(intents=rows, conn=conn)
 
     def _resolve_notes(
         self, c: Connection, notes: Iterable[Mapping[str, Any]]
@@ -132,9 +104,9 @@ class Batch(Events):
             return [], []
         ids = sorted({int(n["enrollment_id"]) for n in notes})
         found: dict[tuple[int, datetime | None, str], tuple[int, str | None]] = {}
-        rows = self._rows_in(c, "entering_events", ids, st.entering_events_query)
-        for event_id, eid, at, to_state, data_json in rows:
-            key = (int(eid), at if isinstance(at, datetime) else py_time(at), to_state)
+        read = self.fast.d.read_time
+        for event_id, eid, at, to_state, data_json in self._rows_in(c, "entering_events", ids):
+            key = (int(eid), read(at), to_state)
             if key not in found or found[key][0] < event_id:  # the newest entry wins
                 found[key] = (int(event_id), data_json)
         rewrites: list[dict[str, Any]] = []

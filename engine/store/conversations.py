@@ -41,21 +41,8 @@ class Conversations(StoreBase):
     def conversations(
         self, identity: str, *, conn: Connection | None = None
     ) -> dict[str, ConversationRow]:
-        if self.fast is not None:
-            with self.tx(conn) as c:
-                return self.fast.conversations(c, identity)
-        q = sa.select(t.conversation_cache).where(t.conversation_cache.c.identity == identity)
         with self.tx(conn) as c:
-            return {
-                r.profile_url: ConversationRow(
-                    r.identity,
-                    r.profile_url,
-                    bool(r.last_sender_is_us),
-                    r.last_activity_at,
-                    None if r.first_sender_is_us is None else bool(r.first_sender_is_us),
-                )
-                for r in c.execute(q)
-            }
+            return self.fast.conversations(c, identity)
 
     def put_connection(
         self,

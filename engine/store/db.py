@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,8 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 from engine.errors import StoreError
 from engine.store import sqlite_file as files
 from engine.store.codecs import dump_json, utcnow
+from engine.store.fast import FastPath
 from engine.store.faults import DRIVER_ERRORS, fault, is_fault
-from engine.store.sqlite_fast import SqliteFastPath
 from engine.store.sqlite_file import DB_FILE, FileId
 from engine.store.tables import kv
 
@@ -104,12 +105,13 @@ class StoreBase:
         self.engine = engine
         self.path = path  # the SQLite file, if the store is one
         self.url = f"sqlite:///{path}" if path else engine.url.render_as_string(hide_password=True)
-        # SQLite: the runner's hot statements take the driver-level path (sqlite_fast);
-        # other databases take the SQLAlchemy path.
-        self.fast = SqliteFastPath(engine.dialect) if engine.dialect.name == "sqlite" else None
+        # the hot statements' one path, straight on the driver (store/fast.py)
+        self.fast = FastPath(engine.dialect)
         self.store_id: str | None = None  # this store's name (kv), known once open
         self.migrated_from: str | None = None  # the schema revision found at open
         self._file_id: FileId | None = None  # the file open (SQLite), known once open
+        # (thread, pool, connection): the connection the first thread's transactions reuse
+        self._held: tuple[int, Any, Connection] | None = None
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "begin", self._sqlite_begin)
@@ -239,6 +241,9 @@ class StoreBase:
             return current
 
     def close(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held[2].close()
         self.engine.dispose()
 
     @contextmanager
@@ -248,12 +253,37 @@ class StoreBase:
         A failure of the database itself (full disk, read-only or damaged file, server
         gone) is raised as a StoreError saying what to do."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            held = self._held_connection()
+            if held is None:
+                with self.engine.begin() as conn:
+                    yield conn
+            else:
+                with held.begin():
+                    yield held
         except DRIVER_ERRORS as exc:
             if not is_fault(exc):
                 raise
             raise fault(exc, str(self.path or self.url)) from exc
+
+    def _held_connection(self) -> Connection | None:
+        """The connection the first thread to make a transaction keeps for its next ones
+        (the runner commits once a call: checking a connection out of the pool and back
+        cost two thirds of an empty transaction); None in another thread or while it is in
+        a transaction already (a nested one takes its own, as before). A new one after the
+        engine's pool was disposed of, as a pooled connection would be."""
+        held, me = self._held, threading.get_ident()
+        if held is None:
+            if self.store_id is None:  # still opening (migrations): nothing to keep yet
+                return None
+            held = self._held = (me, self.engine.pool, self.engine.connect())
+        owner, pool, conn = held
+        if owner != me or conn.in_transaction():
+            return None
+        if conn.closed or pool is not self.engine.pool:
+            conn.close()
+            conn = self.engine.connect()
+            self._held = (me, self.engine.pool, conn)
+        return conn
 
     @contextmanager
     def tx(self, conn: Connection | None = None) -> Iterator[Connection]:
@@ -267,11 +297,8 @@ class StoreBase:
     def _select(
         self, c: Connection, name: str, build: Callable[[], sa.Select[Any]], **params: Any
     ) -> list[Any]:
-        """The rows of a static SELECT (parameters as ``sa.bindparam`` by name): on SQLite
-        from the fast path, elsewhere through SQLAlchemy. The rows have the columns as
-        attributes either way."""
-        if self.fast is None:
-            return list(c.execute(build(), params))
+        """The rows of a static SELECT (parameters as ``sa.bindparam`` by name), compiled
+        once, from the driver; the rows have the columns as attributes."""
         return self.fast.select(c, name, build, params)
 
     def _rows_in(
@@ -279,35 +306,13 @@ class StoreBase:
         c: Connection,
         name: str,
         values: list[Any],
-        build: Callable[[list[Any]], sa.Select[Any]],
     ) -> Iterator[Any]:
-        """The rows of one query over many values, 500 at a time (an IN list every database
-        takes whole): ``build(chunk)``, or on SQLite the fast path's query of that ``name``
-        (the same columns in the same order)."""
+        """The rows of the fast path's query ``name`` over many values, 500 at a time (an IN
+        list every database takes whole), straight from the driver's cursors (an import:
+        millions of rows)."""
         chunks = (values[i : i + 500] for i in range(0, len(values), 500))
         fast = self.fast
-        if fast is not None:  # the rows straight from the driver's cursors (an import: millions)
-            return chain.from_iterable(fast.rows_in(c, name, chunk) for chunk in chunks)
-        return chain.from_iterable(c.execute(build(chunk)) for chunk in chunks)
-
-    @contextmanager
-    def _pipelined(self, c: Connection) -> Iterator[None]:
-        """Statements that return nothing (DML), sent without waiting for each answer: on
-        psycopg one round trip at the end of the block (its pipeline mode; psycopg syncs once
-        more for the BEGIN of a transaction not yet started) instead of one a statement,
-        which is what a call's commit on PostgreSQL spent its time on. A SELECT inside would
-        read no rows. An error surfaces at the end of the block, raised as SQLAlchemy raises
-        it."""
-        if c.dialect.driver != "psycopg":
-            yield
-            return
-        driver = c.connection.driver_connection
-        dbapi = c.dialect.loaded_dbapi
-        try:
-            with driver.pipeline():  # type: ignore[union-attr]
-                yield
-        except dbapi.Error as exc:
-            raise sa.exc.DBAPIError.instance(None, None, exc, dbapi.Error) from exc
+        return chain.from_iterable(fast.rows_in(c, name, chunk) for chunk in chunks)
 
     def _upsert(
         self,

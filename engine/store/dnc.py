@@ -52,7 +52,5 @@ class DoNotContact(StoreBase):
         with self.tx(conn) as c:
             if among is None:
                 return {url: reason for url, reason in c.execute(q)}
-            rows = self._rows_in(
-                c, "do_not_contact", list(among), lambda chunk: q.where(d.c.profile_url.in_(chunk))
-            )
+            rows = self._rows_in(c, "do_not_contact", list(among))
             return {url: reason for url, reason in rows}

@@ -62,10 +62,7 @@ class Enrollments(StoreBase):
         values = list(rows)
         if values:
             with self.tx(conn) as c:
-                if self.fast is not None:
-                    self.fast.insert_rows(c, t.enrollments, values)
-                else:
-                    c.execute(t.enrollments.insert(), values)
+                self.fast.insert_rows(c, t.enrollments, values)
 
     def get_enrollment(
         self, enrollment_id: int, *, conn: Connection | None = None
@@ -146,12 +143,7 @@ class Enrollments(StoreBase):
 
     def _of_leads(self, c: Connection, ids: list[int]) -> Iterator[Any]:
         """(lead id, enrollment id, sequence, identity, state) of the leads' enrollments."""
-        e = t.enrollments
-        return self._rows_in(
-            c, "enrollments_of_leads", ids,
-            lambda chunk: sa.select(e.c.lead_id, e.c.id, e.c.sequence, e.c.identity, e.c.state)
-            .where(e.c.lead_id.in_(chunk)),
-        )
+        return self._rows_in(c, "enrollments_of_leads", ids)
 
     def enrollments_of_leads(
         self, lead_ids: Iterable[int], *, conn: Connection | None = None
@@ -177,25 +169,8 @@ class Enrollments(StoreBase):
         enrollments carry ``next_due_at = NULL`` so they never show up."""
         if identities is not None and not identities:
             return []
-        if self.fast is not None:
-            with self.tx(conn) as c:
-                return self.fast.due_enrollments(c, now, limit, identities)
-        paused_seqs = sa.select(t.sequences.c.name).where(t.sequences.c.paused == sa.true())
-        q = (
-            sa.select(t.enrollments)
-            .where(
-                t.enrollments.c.next_due_at <= now,
-                t.enrollments.c.paused == sa.false(),
-                t.enrollments.c.sequence.not_in(paused_seqs),
-            )
-            .order_by(t.enrollments.c.next_due_at, t.enrollments.c.id)
-        )
-        if identities is not None:
-            q = q.where(t.enrollments.c.identity.in_(sorted(identities)))
-        if limit is not None:
-            q = q.limit(limit)
         with self.tx(conn) as c:
-            return [enrollment_row(r) for r in c.execute(q)]
+            return self.fast.due_enrollments(c, now, limit, identities)
 
     def next_due_at(
         self, *, identities: Collection[str] | None = None, conn: Connection | None = None
@@ -366,14 +341,17 @@ class EnrollmentCounts(StoreBase):
         with self.tx(conn) as c:
             return {str(key): int(n) for key, n in c.execute(q)}
 
-    def count_paused(self, identity: str, *, conn: Connection | None = None) -> int:
-        """How many non-terminal enrollments of ``identity`` are paused."""
+    def count_paused(self, *, conn: Connection | None = None) -> dict[str, int]:
+        """identity -> how many of its non-terminal enrollments are paused (one pass for
+        every identity: ``seqrun status`` shows them all)."""
         e = t.enrollments
-        q = sa.select(sa.func.count()).where(
-            e.c.identity == identity, e.c.paused == sa.true(), e.c.state.not_in(TERMINALS)
+        q = (
+            sa.select(e.c.identity, sa.func.count())
+            .where(e.c.paused == sa.true(), e.c.state.not_in(TERMINALS))
+            .group_by(e.c.identity)
         )
         with self.tx(conn) as c:
-            return int(c.execute(q).scalar() or 0)
+            return {str(identity): int(n) for identity, n in c.execute(q)}
 
 
 def _sequence_ids() -> sa.Select[Any]:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.store import tables as t
-from engine.store.codecs import data_json, dump_json, utcnow
+from engine.store.codecs import dump_json, utcnow
 from engine.store.db import StoreBase
 from engine.store.rows import EventRow, event_row
 
@@ -53,31 +53,10 @@ class Events(StoreBase):
     ) -> None:
         """Append many events at once; each row has the keyword arguments of
         :meth:`record_event` (``kind``, ``subject``, ``data``, ``at``, ...)."""
-        if self.fast is not None:
-            rows = list(rows)
-            if rows:
-                with self.tx(conn) as c:
-                    self.fast.insert_events(c, rows)
-            return
-        values = [
-            {
-                "at": r.get("at") or utcnow(),
-                "enrollment_id": r.get("enrollment_id"),
-                "subject": r["subject"],
-                "kind": r["kind"],
-                "from_state": r.get("from_state"),
-                "to_state": r.get("to_state"),
-                "trigger": r.get("trigger"),
-                "revision": r.get("revision"),
-                "data_json": data_json(r.get("data")),
-            }
-            for r in rows
-        ]
-        if values:
+        rows = list(rows)
+        if rows:
             with self.tx(conn) as c:
-                # inline: no RETURNING of the new ids (none is wanted), so the insert can go in
-                # a pipeline (Store._pipelined) even when it is one row
-                c.execute(t.events.insert().inline(), values)
+                self.fast.insert_events(c, rows)
 
     def events(
         self,

@@ -51,10 +51,7 @@ class Leads(StoreBase):
         ]
         if values:
             with self.tx(conn) as c:
-                if self.fast is not None:
-                    self.fast.insert_rows(c, t.leads, values)
-                else:
-                    c.execute(t.leads.insert(), values)
+                self.fast.insert_rows(c, t.leads, values)
 
     def get_lead(self, lead_id: int, *, conn: Connection | None = None) -> LeadRow | None:
         with self.tx(conn) as c:
@@ -70,26 +67,13 @@ class Leads(StoreBase):
         self, profile_urls: Iterable[str], *, conn: Connection | None = None
     ) -> dict[str, int]:
         """profile URL -> lead id of the stored leads among ``profile_urls``."""
-        ls = t.leads
         with self.tx(conn) as c:
-            rows = self._rows_in(
-                c, "lead_ids", list(profile_urls),
-                lambda chunk: sa.select(ls.c.profile_url, ls.c.id).where(
-                    ls.c.profile_url.in_(chunk)),
-            )
+            rows = self._rows_in(c, "lead_ids", list(profile_urls))
             return {url: int(lead_id) for url, lead_id in rows}
 
     def leads_by_ids(
         self, ids: Iterable[int], *, conn: Connection | None = None
     ) -> dict[int, LeadRow]:
-        ls = t.leads
         with self.tx(conn) as c:
-            rows = self._rows_in(
-                c,
-                "leads",
-                list(set(ids)),
-                lambda chunk: sa.select(ls.c.id, ls.c.profile_url, ls.c.data_json).where(
-                    ls.c.id.in_(chunk)
-                ),
-            )
+            rows = self._rows_in(c, "leads", list(set(ids)))
             return {lid: LeadRow(lid, url, load_json(data)) for lid, url, data in rows}

@@ -1,4 +1,4 @@
-"""The statements both store paths bind (SQLAlchemy's and the SQLite fast path's): the
+"""The statements the store binds (through SQLAlchemy or compiled for the fast path): the
 runner's batched UPDATEs (parameters by name, ``b_*``), the column order of its batched
 intent insert, and the keys of the two cache upserts."""
 

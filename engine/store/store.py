@@ -6,8 +6,8 @@ outcome and the enrollment's transition in one transaction); without it each cal
 its own short transaction. Methods return frozen rows, never ORM objects.
 
 :class:`Store` is the one way in; it is composed of one part per table group (each a small
-class over :class:`~engine.store.db.StoreBase`), and on SQLite its hot statements take the
-driver-level path of :mod:`engine.store.sqlite_fast`.
+class over :class:`~engine.store.db.StoreBase`), and its hot statements take the
+driver-level path of :mod:`engine.store.fast` (SQLite and PostgreSQL alike).
 
 Example::
 

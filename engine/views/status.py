@@ -304,24 +304,24 @@ def _step_actions(manifest: Any) -> dict[str, str]:
 
 
 def _sequence_status(
-    store: Store, row: SequenceRow, meta: Mapping[str, Any], counts: Mapping[tuple[str, str], int],
-    manifest: Any = None,
+    store: Store, row: SequenceRow, meta: Mapping[str, Any], manifest: Any = None,
 ) -> SequenceStatus:
     """One sequence's funnel (its steps in order, then terminals, then unknown states), its
-    enrollments by identity and state, and by revision."""
-    steps = list(meta.get("steps") or [])
-    states = Counter({s: n for (seq, s), n in counts.items() if seq == row.name})
-    order = steps + [s for s in TERMINALS]
-    funnel = [(s, states.get(s, 0)) for s in order]
-    funnel += sorted((s, n) for s, n in states.items() if s not in order)
+    enrollments by identity and state, and by revision: one pass over its enrollments."""
     by_identity: dict[str, dict[str, int]] = defaultdict(dict)
     revisions: Counter[str] = Counter()
     in_flight: Counter[str] = Counter()
+    states: Counter[str] = Counter()
     for ident, state, rev, n in store.count_by_identity_state(row.name):
         by_identity[ident][state] = by_identity[ident].get(state, 0) + int(n)
         revisions[rev] += int(n)
+        states[state] += int(n)
         if state not in TERMINALS:
             in_flight[rev] += int(n)
+    steps = list(meta.get("steps") or [])
+    order = steps + [s for s in TERMINALS]
+    funnel = [(s, states.get(s, 0)) for s in order]
+    funnel += sorted((s, n) for s, n in states.items() if s not in order)
     enrolled = {i: sum(per.values()) for i, per in by_identity.items()}
     return SequenceStatus(row.name, row.provider, row.current_revision, row.paused, funnel,
                           dict(by_identity), dict(revisions),
@@ -357,6 +357,7 @@ def _identity_statuses(
     known = {i.id: i for i in store.list_identities()}
     identities: list[IdentityStatus] = []
     since = now - WINDOW
+    paused_of = store.count_paused()
     for identity in sorted(set(identity_limits) | (set(known) if every else set())):
         info = known.get(identity)
         limits = identity_limits.get(identity, {})
@@ -364,7 +365,7 @@ def _identity_statuses(
             action: (len(store.action_times(identity, action, since)), limits.get(action))
             for action in sorted(set(limits) | {"visit_profile", "connect", "send_message"})
         }
-        paused = store.count_paused(identity)
+        paused = paused_of.get(identity, 0)
         identities.append(
             IdentityStatus(
                 identity,
@@ -394,7 +395,6 @@ def status(
         rows = [r for r in rows if r.name == name]
         if not rows and not workflows and not schedules:
             raise NotFoundError(f"no applied sequence, workflow or schedule named {name!r}")
-    counts = store.count_enrollments()
     sequences: list[SequenceStatus] = []
     identity_limits: dict[str, dict[str, int]] = defaultdict(dict)
     identity_provider: dict[str, str] = {}
@@ -404,7 +404,7 @@ def status(
     for row in rows:
         meta = store.kv_get(META_NS, row.name) or {}
         revision = store.get_revision(row.current_revision)
-        sequences.append(_sequence_status(store, row, meta, counts,
+        sequences.append(_sequence_status(store, row, meta,
                                           revision.manifest if revision else None))
         for identity in list(meta.get("identities") or []) + list(sequences[-1].by_identity):
             identity_provider.setdefault(identity, row.provider)
