@@ -73,5 +73,26 @@ class Reads(Actions):
         thread = self.thread(identity, thread_id)
         return [m for m in thread.messages if since is None or m.created_at > since]
 
+    def write_mark(self) -> int:
+        """The number of the last message or connection written, every due event applied
+        first: an incremental list taken now holds the writes up to it, the next one those
+        after it (many writes share one virtual instant: times cannot say which came first)."""
+        self._advance()
+        return self._writes
+
+    def connection_seq(self, identity: str, url: str) -> int:
+        """The write number of the connection of ``identity`` with ``url`` (0: none)."""
+        return self.connection_seqs.get(identity, {}).get(url, 0)
+
+    def writes_before(self, at: datetime) -> int:
+        """The last write number of a message or connection made before ``at``: what an
+        incremental watermark saved as a time (before the write numbers) reads as. Writes and
+        their times go up together, so every write at or after ``at`` is after it."""
+        connections = (self.connection_seq(uid, url) for uid, conns in self.network.items()
+                       for url, t in conns.items() if t < at)
+        messages = (m.seq for threads in self.threads.values() for t in threads.values()
+                    for m in t.messages if m.created_at < at)
+        return max(max(connections, default=0), max(messages, default=0))
+
     def sender_url(self, message: Message) -> str:
         return self._by_profile_id.get(message.sender_profile_id, "")
