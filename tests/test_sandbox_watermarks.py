@@ -16,6 +16,8 @@ import orjson
 import pytest
 
 from engine.clock import VirtualClock
+from engine.providers.clients import make_client
+from engine.providers.edges.actions import EdgesProvider
 from engine.sandbox import Sandbox
 from engine.sandbox.durable import DB_FILE, WorldDB
 from engine.sandbox.world import World, WorldConfig
@@ -157,6 +159,29 @@ async def test_pages_of_one_incremental_list_ignore_writes_made_while_paging(
     assert sorted(listed) == [f"m{i:02d}" for i in range(25)]
     after = (await _live(client, "linkedin-extract-messages", ref)).json()
     assert [m["content"] for m in after] == ["m27", "m26", "m25"]
+
+
+# ---- the engine's incremental reads ------------------------------------------------------
+
+
+async def test_engine_connections_refresh_sees_one_accepted_in_a_crowded_instant(
+        world: World) -> None:
+    """45 invitations accepted in one instant, read by a full sweep; one more accepted in
+    that instant after it: the adapter's incremental refresh (newest first, stops at the
+    first page of known connections) must see it, so the sandbox lists an instant's
+    connections newest written first (not by URL)."""
+    crowd = [f"https://www.linkedin.com/in/z{i:02d}" for i in range(45)]
+    late = "https://www.linkedin.com/in/a-late"
+    for url in [*crowd, late]:
+        world.add_profile(url, full_name=url[-3:], accepts=True, replies=False)
+    world.identity(ALICE).limits["connect"] = 100
+    for url in crowd:
+        world.connect(ALICE, url)
+    async with make_client("edges", sandbox=Sandbox(world), env={}) as c:
+        edges = EdgesProvider(c)
+        assert await edges.connections(ALICE) == {ADA, *crowd}
+        world.connect(ALICE, late)  # accepted in the same instant
+        assert late in await edges.connections(ALICE)
 
 
 # ---- a world saved before the write numbers ----------------------------------------------

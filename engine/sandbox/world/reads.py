@@ -23,10 +23,12 @@ class Reads(Actions):
         return ident
 
     def connections_of(self, identity: str) -> list[tuple[Profile, datetime]]:
-        """Connections, most recent first."""
+        """Connections, most recent first (in one instant, the last written first: a reader
+        that stops at the first connection it knows must not miss one after it)."""
         ident, _ = self._check(identity, None, None)
+        seqs = self.connection_seqs.get(ident.uid, {})
         items = [(self.profiles[u], at) for u, at in self.network[ident.uid].items()]
-        items.sort(key=lambda it: (it[1], it[0].url), reverse=True)
+        items.sort(key=lambda it: (it[1], seqs.get(it[0].url, 0)), reverse=True)
         return items
 
     def connections(self, identity: str) -> list[tuple[Profile, datetime]]:
@@ -48,7 +50,8 @@ class Reads(Actions):
         if cached is not None and cached[0] == version:
             return list(cached[1])
         threads = [t for t in self.threads[ident.uid].values() if t.messages]
-        threads.sort(key=lambda t: (t.last_activity_at, t.thread_id), reverse=True)
+        # in one instant, the last written first (as connections_of)
+        threads.sort(key=lambda t: (t.last_activity_at, t.last_message.seq), reverse=True)
         self._sorted_threads[ident.uid] = (version, threads)
         return list(threads)
 
