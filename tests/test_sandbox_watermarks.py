@@ -87,6 +87,24 @@ async def test_async_continue_in_one_instant_misses_and_repeats_nothing(
     assert seen == [["one"], ["two"], ["three"], []]
 
 
+async def test_a_failed_iteration_does_not_move_the_watermark(
+        client: httpx.AsyncClient, world: World) -> None:
+    """The session expires: the iteration FAILS and lists nothing; the next one, once it is
+    back, lists what was written meanwhile (and in the failed iteration's instant)."""
+    world.message(ALICE, ADA, "one")
+    r = await client.post("actions/linkedin-extract-messages/run/async", json={
+        "identity_ids": [ALICE], "inputs": [{}], "parameters": INCREMENTAL})
+    uid = r.json()["run_uid"]
+    assert _texts((await client.get(f"runs/{uid}/outputs")).json()) == ["one"]
+    world.message(ALICE, ADA, "two")
+    world.set_auth(ALICE, False)
+    await client.post(f"runs/{uid}/continue")
+    assert (await client.get(f"runs/{uid}")).json()["status"] == "FAILED"
+    world.set_auth(ALICE, True)
+    await client.post(f"runs/{uid}/continue")
+    assert _texts((await client.get(f"runs/{uid}/outputs")).json()) == ["two"]
+
+
 async def test_scheduled_iterations_get_each_write_exactly_once(
         client: httpx.AsyncClient, world: World, clock: VirtualClock) -> None:
     """Hourly incremental schedule; writes land in each iteration's own instant, before and
