@@ -258,9 +258,13 @@ async def test_a_world_saved_before_the_numbers_loads_and_misses_nothing(
         assert (await client.post(f"runs/{uid}/continue")).status_code == 200
         got = _texts((await client.get(f"runs/{uid}/outputs")).json())
         assert got == ["same instant, after the run"]
+        # a pre-existing connection materialized after the upgrade: dated in the past,
+        # numbered last; the old time watermark must not jump over p1 because of it
+        old_friend = "https://www.linkedin.com/in/old-friend"
+        again.world.add_profile(old_friend, already_connected_with=[ALICE])
         conns_now = (await _live(client, "linkedin-extract-connections")).json()
-        assert [c["linkedin_profile_url"] for c in conns_now] == [
-            "https://www.linkedin.com/in/p1"]
+        assert {c["linkedin_profile_url"] for c in conns_now} == {
+            "https://www.linkedin.com/in/p1", old_friend}
         again.world.message(ALICE, ADA, "after the upgrade")
         assert (await client.post(f"runs/{uid}/continue")).status_code == 200
         got = _texts((await client.get(f"runs/{uid}/outputs")).json())

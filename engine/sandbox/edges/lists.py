@@ -82,8 +82,9 @@ class Lists(Actions):
 
     def _mark(self, raw: object) -> int | None:
         """A watermark as kept (in a run, the live marks, a cursor): a write number, None, or
-        (kept before the write numbers) the ISO time of the previous list, read as the writes
-        before that instant: one written in it may come twice, none is missed."""
+        (kept before the write numbers) the ISO time of the previous list: every item dated
+        at or after it is new (see ``World.writes_before``); one may come twice, none is
+        missed."""
         if raw is None or isinstance(raw, int):
             return raw
         return self.world.writes_before(parse_iso(str(raw)))

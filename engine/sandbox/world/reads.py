@@ -88,14 +88,18 @@ class Reads(Actions):
         return self.connection_seqs.get(identity, {}).get(url, 0)
 
     def writes_before(self, at: datetime) -> int:
-        """The last write number of a message or connection made before ``at``: what an
-        incremental watermark saved as a time (before the write numbers) reads as. Writes and
-        their times go up together, so every write at or after ``at`` is after it."""
+        """What an incremental watermark saved as a time (before the write numbers) reads
+        as: the number just before the first message or connection dated at or after ``at``
+        (the current mark when there is none). Nothing of that instant or later is missed; a
+        write dated in the past but numbered later (a pre-existing connection materialized
+        with a new identity) may come once more."""
         connections = (self.connection_seq(uid, url) for uid, conns in self.network.items()
-                       for url, t in conns.items() if t < at)
+                       for url, t in conns.items() if t >= at)
         messages = (m.seq for threads in self.threads.values() for t in threads.values()
-                    for m in t.messages if m.created_at < at)
-        return max(max(connections, default=0), max(messages, default=0))
+                    for m in t.messages if m.created_at >= at)
+        first = min(min(connections, default=self._writes + 1),
+                    min(messages, default=self._writes + 1))
+        return first - 1
 
     def sender_url(self, message: Message) -> str:
         return self._by_profile_id.get(message.sender_profile_id, "")
