@@ -469,6 +469,30 @@ async def test_account_oldest_spelling() -> None:
     assert info.value.label == "AUTH_EXPIRED"
 
 
+async def test_our_messages_finds_one_sent_in_the_instant_asked_from() -> None:
+    """The docs do not say whether the poll's ``since`` includes its own instant: against a
+    provider that excludes it, our message sent in the very instant of its intent is still
+    found (the adapter asks from a little earlier and keeps the messages from ``since``)."""
+    sent = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    messages = [
+        {"id": "0", "sender": "us", "text": "earlier", "time": "2026-01-05T08:00:00Z"},
+        {"id": "1", "sender": "us", "text": "hello", "time": "2026-01-05T09:00:00Z"},
+        {"id": "2", "sender": "them", "text": "hi!", "time": "2026-01-05T09:00:00Z"},
+    ]
+
+    def exclusive(request: httpx.Request) -> httpx.Response:
+        (item,) = json.loads(request.content)
+        since = datetime.fromisoformat(item["since"])
+        kept = [m for m in messages
+                if datetime.fromisoformat(m["time"].replace("Z", "+00:00")) > since]
+        return ok([{"personUrl": URL, "type": "st", "messages": kept}])
+
+    provider, _ = make(exclusive)
+    summary = ConversationSummary(URL, False, sent)
+    found = await provider.our_messages("a", summary, sent)
+    assert [m.text for m in found] == ["hello"]
+
+
 def test_unknown_api_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         LinkedApiProvider(httpx.AsyncClient(), api="v3")

@@ -100,6 +100,21 @@ async def test_conversations_reflect_the_last_sync(client: httpx.AsyncClient, wo
     error_of(await client.get("conversations/2-nope/messages"), 404)
 
 
+async def test_conversations_since_includes_its_own_instant(
+        client: httpx.AsyncClient, world: World, clock: VirtualClock) -> None:
+    """``since`` keeps a conversation whose last activity is in that very instant (many
+    writes share one on the virtual clock); one older is left out."""
+    world.message("acc_12345", BOB, "same instant")
+    since = clock.now().isoformat()
+    await client.post("conversations/sync", json={"accountId": "acc_12345"})
+    r = await client.get("conversations", params={"accountId": "acc_12345", "since": since})
+    assert [c["lastMessage"]["text"] for c in r.json()["conversations"]] == ["same instant"]
+    clock.advance(timedelta(minutes=1))
+    later = clock.now().isoformat()
+    r = await client.get("conversations", params={"accountId": "acc_12345", "since": later})
+    assert r.json()["conversations"] == []
+
+
 async def test_message(client: httpx.AsyncClient, world: World) -> None:
     r = await client.post("message", json={"accountId": "acc_12345", "recipientProfileId": "bob",
                                            "message": "Hello"})

@@ -307,6 +307,42 @@ async def test_conversation_poll_needs_sync_and_sees_replies(
     assert r.json()["error"]["type"] == "invalidRequestPayload"
 
 
+async def test_poll_since_includes_its_own_instant(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    """A message written in the very instant a client polls from is in the answer (the
+    virtual clock stands still while many writes happen); one before it is not."""
+    await run(client, clock, {"actionType": "st.sendMessage", "personUrl": BOB, "text": "Hi"})
+    clock.advance(timedelta(hours=1))
+    world.message("acct-alice", BOB, "same instant")
+    since = clock.now().isoformat()
+    r = await client.post("/conversations/poll",
+                          json=[{"personUrl": BOB, "type": "st", "since": since}])
+    (conv,) = r.json()["result"]
+    assert [m["text"] for m in conv["messages"]] == ["same instant"]
+
+
+async def test_adapter_finds_our_message_of_the_intent_instant_behind_a_reply(
+    client: httpx.AsyncClient, clock: VirtualClock, world: World
+) -> None:
+    """Reconciling a message whose answer was lost reads the thread from the intent's
+    instant: our message, sent in that instant, then hidden by the lead's reply, is found."""
+    carol = "https://www.linkedin.com/in/carol-replies"
+    world.add_profile(carol, full_name="Carol Replies", already_connected_with=["acct-alice"],
+                      replies=True)
+    provider = LinkedApiProvider(client, clock=clock)
+    await provider.perform("acct-alice", "send_message", Lead(carol), {"text": "Hello Carol"})
+    thread = world.thread_with("acct-alice", carol)
+    assert thread is not None
+    (ours,) = thread.messages
+    clock.advance(timedelta(days=7))  # the lead replies: her message hides ours
+    summary = next(c for c in await provider.sync_conversations("acct-alice")
+                   if c.profile_url == carol)
+    assert not summary.last_sender_is_us
+    found = await provider.our_messages("acct-alice", summary, ours.created_at)
+    assert [m.text for m in found] == ["Hello Carol"]
+
+
 # ---- account API (seed 003) ------------------------------------------------------------------
 
 

@@ -184,8 +184,9 @@ class Sandbox:
             world = world_from_scenario(scenario, clock)
         else:
             world = default_world(clock, seed, leads=leads or DEFAULT_LEADS, profiles=profiles)
-        return cls(world, folder, callback_client=callback_client, db=db, saved=in_db,
-                   control_token=control_token)
+        # a world saved before the write numbers was numbered on loading: written whole
+        return cls(world, folder, callback_client=callback_client, db=db,
+                   saved=in_db and not world.resequenced, control_token=control_token)
 
     def _clock_iso(self) -> str | None:
         clock = self.world.clock

@@ -38,6 +38,7 @@ from engine.providers.base import (
     SentMessage,
     register,
 )
+from engine.providers.convsync import OVERLAP
 from engine.providers.linkedapi import identities as linkedapi_identities
 from engine.providers.linkedapi import search as linkedapi_search
 from engine.providers.linkedapi.client import WorkflowClient, WorkflowState
@@ -255,8 +256,12 @@ class LinkedApiProvider:
     async def our_messages(
         self, identity: str, conversation: ConversationSummary, since: datetime
     ) -> list[SentMessage]:
-        """The person's conversation polled again (a poll answers whole threads)."""
-        polled = await self.conversations.poll(identity, [conversation.profile_url], since)
+        """The person's conversation polled again (a poll answers whole threads). The poll
+        asks from ``OVERLAP`` before ``since`` and the messages are kept from ``since`` here:
+        the docs do not say whether ``since`` includes its own instant, and a message sent in
+        the very instant of its intent (the virtual clock stands still) must be found."""
+        polled = await self.conversations.poll(
+            identity, [conversation.profile_url], since - OVERLAP)
         return [
             SentMessage(str(m.get("text", "")), at)
             for conv in polled

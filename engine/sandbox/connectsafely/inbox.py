@@ -120,8 +120,8 @@ class Inbox(ConnectSafelyBase):
         for t, n in self._synced_view(ident):
             visible = t.messages[:n]
             last = visible[-1]
-            if since is not None and last.created_at <= since:
-                continue
+            if since is not None and last.created_at < since:
+                continue  # at or after `since`: activity in that very instant is in
             p = self.world.profiles[t.profile_url]
             rows.append({
                 "conversationId": t.thread_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,17 +28,23 @@ from engine.sandbox.world import (
 
 
 class Lists(Actions):
-    """Items of the list actions, unrendered, and how to render one."""
+    """Items of the list actions, unrendered, and how to render one.
+
+    An incremental list returns the items written inside a window of the world's write
+    numbers (see ``World.write_mark``): after ``since`` (the previous call's upper bound, or
+    None: from the start) and up to ``upto`` (the world's mark when the list was taken, or
+    None: no bound). Times cannot be the watermark: many writes share one virtual instant."""
 
     def _list(self, action: str, ident: IdentityState | None, input: dict[str, Any],
-              params: dict[str, Any], since: datetime | None, *, inbox: bool = False,
-              ) -> list[dict[str, Any]]:
-        """Every item of a list action (newest first), only those after ``since`` if given."""
-        raw, render = self._list_raw(action, ident, input, params, since, inbox=inbox)
+              params: dict[str, Any], since: int | None = None, upto: int | None = None, *,
+              inbox: bool = False) -> list[dict[str, Any]]:
+        """Every item of a list action (newest first), only those written in the window."""
+        raw, render = self._list_raw(action, ident, input, params, since, upto, inbox=inbox)
         return [render(x) for x in raw]
 
     def _list_raw(self, action: str, ident: IdentityState | None, input: dict[str, Any],
-                  params: dict[str, Any], since: datetime | None, *, inbox: bool = False,
+                  params: dict[str, Any], since: int | None = None, upto: int | None = None,
+                  *, inbox: bool = False,
                   ) -> tuple[list[Any], Callable[[Any], dict[str, Any]]]:
         """The items of a list action unrendered, and how to render one (so that a live page
         renders only its own 20 or 40 items)."""
@@ -45,14 +52,17 @@ class Lists(Actions):
         if action == "linkedin-search-people":
             return self._search_raw(ident, input, params)
         assert ident is not None
+        window = _Window(since, upto)
         if action == "linkedin-extract-connections":
             def connection(item: tuple[Profile, datetime]) -> dict[str, Any]:
                 p, at = item
                 return {**self._profile_out(p), "connected_at": iso(at),
                         "profile_image_url": None}
 
-            return [c for c in w.connections(ident.uid) if since is None or c[1] > since], \
-                connection
+            conns = w.connections(ident.uid)
+            if window.bounded:
+                conns = [c for c in conns if window.holds(w.connection_seq(ident.uid, c[0].url))]
+            return conns, connection
         if action == "linkedin-extract-sent-invitations":  # inferred shape
             def invitation(i: Invitation) -> dict[str, Any]:
                 return {**self._profile_out(w.profiles[i.profile_url]),
@@ -63,12 +73,21 @@ class Lists(Actions):
         if action == "linkedin-extract-conversations":
             only_unread = params.get("read") is False
             threads = [t for t in w.conversations(ident.uid)
-                       if (since is None or t.last_activity_at > since)
+                       if (not window.bounded or any(window.holds(m.seq) for m in t.messages))
                        and (not only_unread or t.unread_count > 0)]
             return threads, lambda t: self._conversation_out(ident, t)
         if action == "linkedin-extract-messages":
-            return self._messages_raw(ident, input, since, inbox=inbox)
+            return self._messages_raw(ident, input, window, inbox=inbox)
         raise EdgesError("NOT_FOUND", f"unknown action {action!r}")
+
+    def _mark(self, raw: object) -> int | None:
+        """A watermark as kept (in a run, the live marks, a cursor): a write number, None, or
+        (kept before the write numbers) the ISO time of the previous list: every item dated
+        at or after it is new (see ``World.writes_before``); one may come twice, none is
+        missed."""
+        if raw is None or isinstance(raw, int):
+            return raw
+        return self.world.writes_before(parse_iso(str(raw)))
 
     def _search_raw(self, ident: IdentityState | None, input: dict[str, Any],
                     params: dict[str, Any],
@@ -95,28 +114,26 @@ class Lists(Actions):
         return found, person
 
     def _messages_raw(self, ident: IdentityState, input: dict[str, Any],
-                      since: datetime | None, *, inbox: bool,
+                      window: _Window, *, inbox: bool,
                       ) -> tuple[list[Any], Callable[[Any], dict[str, Any]]]:
         """The messages of one thread, newest first, or with ``inbox`` (async and schedule
         runs) and no thread reference an inbox sync: the identity's messages across all its
-        conversations, newest first, only those after ``since`` (the incremental watermark) if
-        given. *Inferred*: the docs show the action with a thread input only, yet a Schedule
-        of it with no ``inputs`` (``sequences/inbox-sync.yaml``, seed 000's inbox sync) is the
+        conversations, newest first; only those written in the incremental ``window``.
+        *Inferred*: the docs show the action with a thread input only, yet a Schedule of it
+        with no ``inputs`` (``sequences/inbox-sync.yaml``, seed 000's inbox sync) is the
         documented use; a live run without a thread stays ``BAD_INPUT``."""
         ref = (input.get("linkedin_thread_url") or input.get("linkedin_conversation_url")
                or input.get("linkedin_thread_id") or input.get("conversation_id"))
         if not ref and inbox:
             mail = [(t, i, m) for t in self.world.conversations(ident.uid)
-                    for i, m in enumerate(t.messages)
-                    if since is None or m.created_at > since]
+                    for i, m in enumerate(t.messages) if window.holds(m.seq)]
             mail.sort(key=lambda tim: (tim[2].created_at, tim[2].message_id), reverse=True)
             return mail, lambda tim: self._message_out(ident, tim[0], tim[2], tim[1])
         if not isinstance(ref, str) or not ref:
             raise EdgesError("BAD_INPUT",
                              "input must have required property 'linkedin_thread_url'")
         thread = self._resolve_thread(ident, ref)
-        msgs = [(i, m) for i, m in enumerate(thread.messages)
-                if since is None or m.created_at > since]
+        msgs = [(i, m) for i, m in enumerate(thread.messages) if window.holds(m.seq)]
         msgs.reverse()
         return msgs, lambda im: self._message_out(ident, thread, im[1], im[0])
 
@@ -160,20 +177,30 @@ class Lists(Actions):
                              "(type: engagement)")
         return True
 
-    def _cursor(self, offset: int, since: datetime | None) -> str:
-        raw = json.dumps({"o": offset, "s": iso(since) if since else None,
-                          "t": iso(self.world.now)}, separators=(",", ":"))
+    def _cursor(self, offset: int, since: int | None = None, upto: int | None = None) -> str:
+        """The next page's cursor: its offset and the incremental window of the first page
+        (so that writes made while the client pages neither shift nor join the list)."""
+        raw = json.dumps({"o": offset, "s": since, "u": upto, "t": iso(self.world.now)},
+                         separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
-    def _uncursor(self, cursor: str) -> tuple[int, datetime | None]:
+    def _uncursor(self, cursor: str) -> tuple[int, int | None, int | None]:
+        """Offset and window of a cursor; one made before the write numbers has a time as
+        ``s`` and no ``u``."""
         try:
             raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-            offset, since, made = int(raw["o"]), raw.get("s"), parse_iso(raw["t"])
+            offset, made = int(raw["o"]), parse_iso(raw["t"])
+            since, upto = raw.get("s"), raw.get("u")
+            if not (upto is None or isinstance(upto, int)):
+                raise TypeError("u")
         except (ValueError, KeyError, TypeError) as exc:
             raise EdgesError("BAD_PARAMETERS", "invalid cursor") from exc
         if self.world.now - made > CURSOR_TTL:
             raise EdgesError("BAD_PARAMETERS", "cursor expired (24 h)")
-        return offset, parse_iso(since) if since else None
+        try:
+            return offset, self._mark(since), upto
+        except ValueError as exc:
+            raise EdgesError("BAD_PARAMETERS", "invalid cursor") from exc
 
     @staticmethod
     def _watermark_key(scope: str, uid: str, action: str, input: Mapping[str, Any]) -> str:
@@ -202,3 +229,19 @@ def _facets_match(p: Profile, facets: Mapping[str, list[str]], first: bool) -> b
         if ("F" if first else "S") not in degrees:
             return False
     return True
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Write numbers after ``since`` and up to ``upto`` (None: unbounded on that side)."""
+
+    since: int | None
+    upto: int | None
+
+    @property
+    def bounded(self) -> bool:
+        return self.since is not None or self.upto is not None
+
+    def holds(self, seq: int) -> bool:
+        return (self.since is None or seq > self.since) and (self.upto is None
+                                                              or seq <= self.upto)

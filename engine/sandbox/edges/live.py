@@ -91,20 +91,23 @@ class Live(Pump):
             size = max(1, min(size, int(request.query_params.get("page_size", size))))
         except ValueError:
             raise EdgesError("BAD_PARAMETERS", "page_size must be an integer") from None
+        since: int | None = None
+        upto: int | None = None
         if cursor:
-            offset, since = self._uncursor(cursor)
+            offset, since, upto = self._uncursor(cursor)
         else:
-            offset, since = 0, None
+            offset = 0
             if incremental:
                 assert ident is not None
                 key = self._watermark_key("live", ident.uid, action, input)
                 marks = self.state["watermarks"]
-                since = parse_iso(marks[key]) if key in marks else None
-                marks[key] = iso(self.world.now)
-        items, render = self._list_raw(action, ident, input, params, since)
+                since = self._mark(marks.get(key))
+                upto = marks[key] = self.world.write_mark()
+        items, render = self._list_raw(action, ident, input, params, since, upto)
         headers = {}
         if offset + size < len(items):
-            nxt = request.url.include_query_params(cursor=self._cursor(offset + size, since))
+            nxt = request.url.include_query_params(
+                cursor=self._cursor(offset + size, since, upto))
             headers["X-Pagination-Next"] = str(nxt)
         if action == "linkedin-extract-conversations":
             assert ident is not None
@@ -177,7 +180,7 @@ class Live(Pump):
             "max_results": params.get("max_results"), "status": "ACTIVE",
             "created_at": iso(now), "updated_at": iso(now), "next_run_at": iso(first),
             "last_run_uid": None, "run_uids": [], "iterations": 0, "skipped_iterations": 0,
-            "workspace_uid": WORKSPACE_UID, "since": None,
+            "workspace_uid": WORKSPACE_UID,
         }
         st["schedules"][uid] = sched
         st["schedule_order"].append(uid)

@@ -153,8 +153,8 @@ class Reads(Live):
         return self._error("NOT_FOUND", "callback not found")
 
     async def continue_run(self, request: Request) -> Response:
-        """Incremental continuation: run the same inputs again, fetching only what is new
-        since the previous iteration started."""
+        """Incremental continuation: run the same inputs again, fetching only what was
+        written after what the previous iteration listed (see Runs._next_since)."""
         run = await self._found(request, "runs", "run")
         if isinstance(run, Response):
             return run
@@ -164,7 +164,7 @@ class Reads(Live):
         if run.get("sync_mode") != "incremental":
             return self._error("BAD_PARAMETERS",
                                "only runs with parameters.sync_mode incremental can continue")
-        run["since"] = run.get("iteration_started_at") or run["created_at"]
+        run["since"] = self._next_since(run)
         run["iteration"] += 1
         run["next_index"] = 0
         run["status"] = "QUEUED"
@@ -191,7 +191,7 @@ class Reads(Live):
         offset = 0
         if q.get("cursor"):
             try:
-                offset, _ = self._uncursor(q["cursor"])
+                offset, _, _ = self._uncursor(q["cursor"])
             except EdgesError as exc:
                 return self._error(exc.label, exc.message)
         headers = {}

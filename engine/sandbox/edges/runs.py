@@ -71,7 +71,7 @@ class Runs(Callbacks):
     def _new_run(self, action: str, mode: str, inputs: list[dict[str, Any]],
                  params: dict[str, Any], ident: IdentityState | None,
                  callback: dict[str, Any] | None, schedule_uid: str | None = None,
-                 since: str | None = None) -> dict[str, Any]:
+                 since: int | str | None = None) -> dict[str, Any]:
         st = self.state
         uid = self._uid("run")
         now = iso(self.world.now)
@@ -94,7 +94,7 @@ class Runs(Callbacks):
 
     @staticmethod
     def _run_out(run: Mapping[str, Any]) -> dict[str, Any]:
-        hidden = ("outputs", "next_index", "since")
+        hidden = ("outputs", "next_index", "since", "upto")
         out = {k: v for k, v in run.items() if k not in hidden}
         out["inputs_count"] = len(run["inputs"])
         out["outputs_count"] = len(run["outputs"])
@@ -124,9 +124,11 @@ class Runs(Callbacks):
         params = run["parameters"]
         if run["next_index"] == 0:
             run["iteration_started_at"] = iso(w.now)
+            if run.get("sync_mode") == "incremental":
+                run["upto"] = w.write_mark()  # this iteration lists the writes up to here
         run["status"] = "RUNNING"
         run["postponed_until"] = None
-        since = parse_iso(run["since"]) if run.get("since") else None
+        since, upto = self._mark(run.get("since")), run.get("upto")
         cap = params.get("max_results")
         while run["next_index"] < len(run["inputs"]):
             i = run["next_index"]
@@ -135,7 +137,8 @@ class Runs(Callbacks):
             output: dict[str, Any] = {"index": i, "custom_data": custom, "input": item}
             try:
                 if action in LIST_ACTIONS:
-                    data: Any = self._list(action, ident, item, params, since, inbox=True)
+                    data: Any = self._list(action, ident, item, params, since, upto,
+                                           inbox=True)
                     if isinstance(cap, int) and cap > 0:
                         data = data[:cap]
                 else:
@@ -170,6 +173,17 @@ class Runs(Callbacks):
         cb = run.get("callback")
         if cb and cb.get("on", "all") == "final":
             await self._callback(run, None)
+
+    @staticmethod
+    def _next_since(run: Mapping[str, Any]) -> int | str | None:
+        """Where the next iteration of a finished incremental run starts: after the writes
+        this one listed (its ``upto``), or where this one started if it listed nothing (every
+        input FAILED). A run kept before the write numbers has only its start time."""
+        if "upto" not in run:
+            started: str = run.get("iteration_started_at") or run["created_at"]
+            return started
+        since: int | str | None = run["upto"] if run["status"] != "FAILED" else run.get("since")
+        return since
 
     def _finish(self, run: dict[str, Any]) -> None:
         outs = run["outputs"][-len(run["inputs"]):] if run["inputs"] else []

@@ -27,6 +27,7 @@ class Schedules(Runs):
 
     @staticmethod
     def _schedule_out(s: Mapping[str, Any]) -> dict[str, Any]:
+        # "since": the watermark schedules kept before their runs did (an old saved world)
         return {k: v for k, v in s.items() if k not in ("since",)}
 
     def _due_schedules(self) -> int:
@@ -48,10 +49,11 @@ class Schedules(Runs):
                 params = dict(s["parameters"])
                 if s.get("max_results") is not None:
                     params["max_results"] = s["max_results"]
-                since = s["since"] if params.get("sync_mode") == "incremental" else None
+                since = None
+                if params.get("sync_mode") == "incremental" and last is not None:
+                    since = self._next_since(last)  # after what the previous run listed
                 run = self._new_run(s["action_name"], "SCHEDULE", s["inputs"], params, ident,
                                     s["callback"], schedule_uid=uid, since=since)
-                s["since"] = iso(now)
                 s["last_run_uid"] = run["uid"]
                 s["run_uids"].append(run["uid"])
                 s["iterations"] += 1

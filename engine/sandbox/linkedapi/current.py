@@ -137,7 +137,10 @@ class CurrentApi(ApiBase):
         return JSONResponse({"success": True, "result": out})
 
     def _conversation(self, account: str, url: str, item: Mapping[str, Any]) -> dict[str, Any]:
-        """One polled conversation: its messages after ``item["since"]``, if given."""
+        """One polled conversation: its messages at or after ``item["since"]``, if given (a
+        message in that very instant is in: on the virtual clock many writes share one, and
+        a client asking "since my message" must find it; the other ``since`` filters of this
+        API include it too)."""
         since = parse_iso(str(item["since"])) if item.get("since") else None
         thread = self.world.thread_with(account, url)
         messages = (
@@ -151,7 +154,7 @@ class CurrentApi(ApiBase):
                     "time": iso(m.created_at),
                 }
                 for m in thread.messages
-                if since is None or m.created_at > since
+                if since is None or m.created_at >= since
             ]
         )
         entry: dict[str, Any] = {

@@ -97,6 +97,7 @@ class Actions(Limits):
         assert profile is not None
         if self.network[ident.uid].pop(profile.url, None) is None:
             raise WorldError("NOT_CONNECTED", "not a 1st degree connection")
+        self.connection_seqs.get(ident.uid, {}).pop(profile.url, None)
         self._deliver(ident, profile, "disconnect", None)
         return profile
 

@@ -28,7 +28,7 @@ class Conversations(WorldState):
                 subject: str | None = None) -> Message:
         msg = Message(message_id=self._next_id("msg"), thread_id=thread.thread_id,
                       sender_profile_id=sender, from_us=from_us, text=text, created_at=at,
-                      subject=subject)
+                      subject=subject, seq=self._next_write())
         thread.messages.append(msg)
         self._thread_versions[thread.identity] = self._thread_versions.get(thread.identity, 0) + 1
         return msg

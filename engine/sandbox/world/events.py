@@ -32,7 +32,7 @@ class Timeline(Conversations):
         if inv is None or inv.invitation_id != ev.data.get("invitation_id"):
             return  # withdrawn meanwhile
         del self.invitations[ev.identity][ev.profile_url]
-        self.network[ev.identity][ev.profile_url] = ev.at
+        self._connect(ev.identity, ev.profile_url, ev.at)
 
     def _apply_reply(self, ev: Event) -> None:
         thread = self.threads.get(ev.identity, {}).get(ev.profile_url)

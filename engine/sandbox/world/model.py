@@ -87,6 +87,9 @@ class Message:
     text: str
     created_at: datetime
     subject: str | None = None
+    #: the world's write number (see WorldState._next_write): orders writes that share one
+    #: virtual instant; 0 only while a world saved before the numbers is being loaded
+    seq: int = 0
 
 
 @dataclass

@@ -6,6 +6,7 @@ import heapq
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, fields
+from datetime import datetime
 from typing import Any, Self
 
 from engine.clock import Clock
@@ -36,7 +37,8 @@ class Persistence(GroundTruth):
             "config": self.config_json(),
             "identities": [_identity_json(i) for i in self.identities.values()],
             "profiles": [_profile_json(p) for p in self.profiles.values()],
-            "connections": {u: {url: iso(a) for url, a in c.items()}
+            "connections": {u: {url: [iso(a), self.connection_seq(u, url)]
+                                for url, a in c.items()}
                             for u, c in self.network.items()},
             "invitations": [
                 {**asdict(inv), "sent_at": iso(inv.sent_at)}
@@ -65,6 +67,7 @@ class Persistence(GroundTruth):
             "started_at": iso(self.started_at),
             "seq": self._seq,
             "ids": self._ids,
+            "writes": self._writes,
             "week_counts": [[u, a, iso(week), n]
                             for (u, a), (week, n) in self._week_counts.items()],
             "holds": [[u, a, iso(until)] for (u, a), until in self._holds.items()],
@@ -93,7 +96,7 @@ class Persistence(GroundTruth):
         for raw in data["profiles"]:
             w._load_profile(raw)
         for uid, conns in data["connections"].items():
-            w.network.setdefault(uid, {}).update({u: parse_iso(a) for u, a in conns.items()})
+            w._load_connections(uid, conns)
         for raw in data["invitations"]:
             inv = Invitation(**{**raw, "sent_at": parse_iso(raw["sent_at"])})
             w.invitations.setdefault(inv.identity, {})[inv.profile_url] = inv
@@ -108,7 +111,44 @@ class Persistence(GroundTruth):
         w.api_state = dict(data.get("api_state") or {})
         w.follows = {k: list(v) for k, v in (data.get("follows") or {}).items()}
         w._rebuild_indexes()
+        w._resequence()
         return w
+
+    def _load_connections(self, uid: str, conns: Mapping[str, Any]) -> None:
+        """``{url: [connected_at, write number]}``, or (saved before the numbers) ``{url:
+        connected_at}``: those are numbered by :meth:`_resequence`."""
+        network = self.network.setdefault(uid, {})
+        seqs = self.connection_seqs.setdefault(uid, {})
+        for url, raw in conns.items():
+            if isinstance(raw, str):
+                network[url] = parse_iso(raw)
+            else:
+                network[url], seqs[url] = parse_iso(raw[0]), int(raw[1])
+
+    def _resequence(self) -> None:
+        """Number the messages and connections of a world saved before the write numbers,
+        in the order of their times (a message's id breaks a tie: ids go up as they are
+        given), after the numbers already given; ``resequenced`` tells the sandbox to write
+        the whole world again, so that no row keeps a record without its number."""
+        unnumbered: list[tuple[datetime, str, Any]] = []
+        for uid, conns in self.network.items():
+            seqs = self.connection_seqs.setdefault(uid, {})
+            unnumbered.extend((at, url, (seqs, url)) for url, at in conns.items()
+                              if url not in seqs)
+        for threads in self.threads.values():
+            for t in threads.values():
+                unnumbered.extend((m.created_at, m.message_id, m) for m in t.messages
+                                  if not m.seq)
+        if not unnumbered:
+            return
+        unnumbered.sort(key=lambda item: (item[0], item[1]))
+        for _, _, record in unnumbered:
+            if isinstance(record, Message):
+                record.seq = self._next_write()
+            else:
+                seqs, url = record
+                seqs[url] = self._next_write()
+        self.resequenced = True
 
     def _load_identity(self, raw: Mapping[str, Any]) -> None:
         i = dict(raw)
@@ -147,6 +187,7 @@ class Persistence(GroundTruth):
     def _load_counters(self, data: Mapping[str, Any]) -> None:
         self._seq = int(data["seq"])
         self._ids = int(data["ids"])
+        self._writes = int(data.get("writes", 0))  # absent: saved before the write numbers
         self._action_times = {(u, a): deque(parse_iso(t) for t in ts)
                               for u, a, ts in data["action_times"]}
         self._week_counts = {(u, a): [parse_iso(week), int(n)]

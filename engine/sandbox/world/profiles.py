@@ -175,7 +175,7 @@ class Profiles(Timeline):
             return
         if self._already_connected(ident, profile):
             days = 1 + 699 * self._uniform("connected_at", ident.uid, profile.url)
-            self.network[ident.uid][profile.url] = self.started_at - timedelta(days=days)
+            self._connect(ident.uid, profile.url, self.started_at - timedelta(days=days))
         if self._writes_first(ident, profile):
             rng = self._rng("writes_first_at", ident.uid, profile.url)
             lo, hi = self.config.writes_first_delay_hours

@@ -23,10 +23,12 @@ class Reads(Actions):
         return ident
 
     def connections_of(self, identity: str) -> list[tuple[Profile, datetime]]:
-        """Connections, most recent first."""
+        """Connections, most recent first (in one instant, the last written first: a reader
+        that stops at the first connection it knows must not miss one after it)."""
         ident, _ = self._check(identity, None, None)
+        seqs = self.connection_seqs.get(ident.uid, {})
         items = [(self.profiles[u], at) for u, at in self.network[ident.uid].items()]
-        items.sort(key=lambda it: (it[1], it[0].url), reverse=True)
+        items.sort(key=lambda it: (it[1], seqs.get(it[0].url, 0)), reverse=True)
         return items
 
     def connections(self, identity: str) -> list[tuple[Profile, datetime]]:
@@ -48,7 +50,8 @@ class Reads(Actions):
         if cached is not None and cached[0] == version:
             return list(cached[1])
         threads = [t for t in self.threads[ident.uid].values() if t.messages]
-        threads.sort(key=lambda t: (t.last_activity_at, t.thread_id), reverse=True)
+        # in one instant, the last written first (as connections_of)
+        threads.sort(key=lambda t: (t.last_activity_at, t.last_message.seq), reverse=True)
         self._sorted_threads[ident.uid] = (version, threads)
         return list(threads)
 
@@ -72,6 +75,31 @@ class Reads(Actions):
         """Messages of a thread, oldest first, optionally only those after ``since``."""
         thread = self.thread(identity, thread_id)
         return [m for m in thread.messages if since is None or m.created_at > since]
+
+    def write_mark(self) -> int:
+        """The number of the last message or connection written, every due event applied
+        first: an incremental list taken now holds the writes up to it, the next one those
+        after it (many writes share one virtual instant: times cannot say which came first)."""
+        self._advance()
+        return self._writes
+
+    def connection_seq(self, identity: str, url: str) -> int:
+        """The write number of the connection of ``identity`` with ``url`` (0: none)."""
+        return self.connection_seqs.get(identity, {}).get(url, 0)
+
+    def writes_before(self, at: datetime) -> int:
+        """What an incremental watermark saved as a time (before the write numbers) reads
+        as: the number just before the first message or connection dated at or after ``at``
+        (the current mark when there is none). Nothing of that instant or later is missed; a
+        write dated in the past but numbered later (a pre-existing connection materialized
+        with a new identity) may come once more."""
+        connections = (self.connection_seq(uid, url) for uid, conns in self.network.items()
+                       for url, t in conns.items() if t >= at)
+        messages = (m.seq for threads in self.threads.values() for t in threads.values()
+                    for m in t.messages if m.created_at >= at)
+        first = min(min(connections, default=self._writes + 1),
+                    min(messages, default=self._writes + 1))
+        return first - 1
 
     def sender_url(self, message: Message) -> str:
         return self._by_profile_id.get(message.sender_profile_id, "")

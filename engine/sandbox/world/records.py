@@ -67,7 +67,7 @@ def all_rows(world: World, clock: str | None) -> Iterator[tuple[str, str, bytes]
         yield "profiles", p.url, _dump(p)
     for uid, conns in world.network.items():
         for url, at in conns.items():
-            yield "connections", _pair(uid, url), _dump(at)
+            yield "connections", _pair(uid, url), _dump([at, world.connection_seq(uid, url)])
     for uid, invs in world.invitations.items():
         for url, inv in invs.items():
             yield "invitations", _pair(uid, url), _dump(inv)
@@ -182,7 +182,8 @@ class RowTracker:
             uids[uid] = None
             key = _pair(uid, url)
             at = w.network.get(uid, {}).get(url)
-            yield "connections", key, None if at is None else _dump(at)
+            yield "connections", key, \
+                None if at is None else _dump([at, w.connection_seq(uid, url)])
             inv = w.invitations.get(uid, {}).get(url)
             yield "invitations", key, None if inv is None else _dump(inv)
             thread = w.threads.get(uid, {}).get(url)

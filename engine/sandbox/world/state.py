@@ -33,12 +33,21 @@ class WorldState:
         self._by_profile_id: dict[int, str] = {}
         #: identity uid -> profile url -> connected_at
         self.network: dict[str, dict[str, datetime]] = {}
+        #: identity uid -> profile url -> the connection's write number (see next_write)
+        self.connection_seqs: dict[str, dict[str, int]] = {}
         self.invitations: dict[str, dict[str, Invitation]] = {}
         self.threads: dict[str, dict[str, Thread]] = {}
         self._thread_index: dict[str, tuple[str, str]] = {}
         self._events: list[Event] = []
         self._seq = 0
         self._ids = 0
+        #: the last write number given: every message and connection takes the next one, so
+        #: the incremental lists (the Edges watermarks) can tell apart writes that share one
+        #: virtual instant, which times cannot
+        self._writes = 0
+        #: set by from_json when it numbered the messages and connections of a world saved
+        #: before the numbers: the whole world must be written again (records.py)
+        self.resequenced = False
         self._action_times: dict[tuple[str, str], deque[datetime]] = {}
         # weekly caps: (identity, action) -> [Monday of the week counted, actions that week]
         self._week_counts: dict[tuple[str, str], list[Any]] = {}
@@ -78,6 +87,15 @@ class WorldState:
     def _next_id(self, prefix: str) -> str:
         self._ids += 1
         return f"{prefix}-{self._ids:08d}"
+
+    def _next_write(self) -> int:
+        self._writes += 1
+        return self._writes
+
+    def _connect(self, identity: str, url: str, at: datetime) -> None:
+        """Record a connection made (or dated) ``at``, with its write number."""
+        self.network[identity][url] = at
+        self.connection_seqs.setdefault(identity, {})[url] = self._next_write()
 
     def _schedule(self, at: datetime, kind: str, identity: str, url: str = "",
                   **data: Any) -> None:
