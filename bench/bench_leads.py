@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,9 @@ def child(args: list[str]) -> int:
     """Run one CLI command in this process and print its CPU time and peak RSS."""
     from engine.cli import main  # the CLI's own import cost is part of the figure
 
+    # as in a terminal: a benchmark started in the background (`&`, CI) inherits SIGINT
+    # ignored, and asyncio.run then installs no handler of its own (see runtime.with_runtime)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     start = time.process_time()
     code = main(args)
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -289,9 +289,11 @@ def update_leads(
 # ---- writing --------------------------------------------------------------------------------
 
 
-def _stored_lead_ids(store: Store, conn: sa.Connection, plans: list[EnrollPlan]) -> dict[str, int]:
+def _stored_lead_ids(
+    store: Store, conn: sa.Connection, plans: list[EnrollPlan]
+) -> tuple[dict[str, int], dict[str, int]]:
     """Insert the new leads of ``plans`` in bulk, merge the new columns into the others,
-    and return URL -> lead id of them all."""
+    and return URL -> lead id of them all, and of those already stored before."""
     urls = [p.profile_url for p in plans]
     existing = store.lead_ids(urls, conn=conn)
     store.insert_leads(
@@ -301,7 +303,7 @@ def _stored_lead_ids(store: Store, conn: sa.Connection, plans: list[EnrollPlan])
     for p in plans:
         if p.profile_url in existing and p.data:
             store.upsert_lead(p.profile_url, p.data, conn=conn)  # merges the new columns
-    return store.lead_ids(urls, conn=conn)
+    return store.lead_ids(urls, conn=conn), existing
 
 
 def enroll_leads(
@@ -336,8 +338,9 @@ def _enroll_slice(
     plans: list[EnrollPlan], now: datetime, trigger: str, source: str | None,
     held_back: set[str],
 ) -> int:
-    ids = _stored_lead_ids(store, conn, plans)
-    taken = store.enrollment_ids(sequence, [ids[p.profile_url] for p in plans], conn=conn)
+    ids, existing = _stored_lead_ids(store, conn, plans)
+    # a lead stored just now has no enrollment yet: only the others are looked up
+    taken = store.enrollment_ids(sequence, existing.values(), conn=conn) if existing else {}
     todo = [p for p in plans if ids[p.profile_url] not in taken]
     if not todo:
         return 0

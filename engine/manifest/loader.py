@@ -24,7 +24,7 @@ from engine.errors import ManifestError, Problem
 from engine.manifest.explain import closest, did_you_mean, explain_schema_error
 from engine.manifest.lint import lint
 from engine.manifest.policy import read_dnc_file
-from engine.manifest.schemas import KINDS, max_steps, validator_for
+from engine.manifest.schemas import KINDS, conforms, max_steps, validator_for
 from engine.manifest.yamlio import MAX_BYTES, Document, child_path, read_documents
 from engine.model import (
     NOTICE_KINDS,
@@ -379,6 +379,8 @@ def _schema_problems(doc: Document, kind: str) -> list[Problem]:
     An unknown key is also "not allowed" for the step kind, and a step with two kinds has
     keys "not allowed" for each: only the more telling problem is kept.
     """
+    if conforms(kind, doc.data):
+        return []
     errors = validator_for(kind).iter_errors(doc.data)
     found = {p for e in errors for p in explain_schema_error(e, doc)}
     unknown = {p.path for p in found if "unknown key" in p.message}

@@ -23,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 
 from engine.errors import UsageError
@@ -73,6 +74,29 @@ def validator_for(kind: str) -> Draft202012Validator:
     """A ready validator of the manifest schema of ``kind`` (cached; validators are
     stateless)."""
     return Draft202012Validator(_schema(_canonical_kind(kind)))
+
+
+@cache
+def _verdict_validator(kind: str) -> jsonschema_rs.Validator:
+    # Formats are annotations for the manifest kinds, as in :func:`validator_for`.
+    return jsonschema_rs.Draft202012Validator(_schema(kind), validate_formats=False)
+
+
+def conforms(kind: str, data: Any) -> bool:
+    """Whether ``data`` is valid against the manifest schema of ``kind``: the quick verdict
+    every document gets before :func:`validator_for` explains what is wrong (jsonschema-rs
+    compiles the schema to native code, ~150x the speed of walking it in Python: at 1,000
+    manifests the walk was three quarters of ``seqrun validate``).
+
+    False is never final: the caller asks :func:`validator_for` for the errors, and that
+    walk decides. The two only disagree that way: ECMA regexes (``$`` before a trailing
+    newline) are stricter than Python's, and a value the native validator cannot read (no
+    JSON type) is False here.
+    """
+    try:
+        return _verdict_validator(_canonical_kind(kind)).is_valid(data)
+    except (ValueError, TypeError):
+        return False
 
 
 def max_steps(kind: str) -> int | None:
