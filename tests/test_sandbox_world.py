@@ -265,3 +265,23 @@ def test_search_people_and_populate_from_csv(tmp_path: object) -> None:
     (p,) = w.populate_from_csv(csv_path)
     assert (p.full_name, p.company) == ("Ada Lovelace", "Engines")
     assert [x.url for x in w.search_people("lovelace engines")] == [p.url]
+
+
+def test_connections_read_back_every_change_newest_and_last_written_first() -> None:
+    # the sorted list is kept between reads: each write must show in the next read
+    clock, world = make()
+    for name in ("ada", "bob", "cy"):
+        world.add_profile(f"https://www.linkedin.com/in/{name}", first_name=name)
+    urls = lambda: [p.url for p, _ in world.connections_of("me")]  # noqa: E731
+    assert urls() == []
+    world._connect("me", ADA, clock.now())
+    world._connect("me", BOB, clock.now())  # the same instant: written last, listed first
+    assert urls() == [BOB, ADA]
+    world.remove_connection("me", BOB)
+    assert urls() == [ADA]
+    clock.advance(timedelta(minutes=1))
+    world._connect("me", "https://www.linkedin.com/in/cy", clock.now())
+    assert urls() == ["https://www.linkedin.com/in/cy", ADA]
+    listed = world.connections_of("me")
+    listed.clear()  # a caller's copy: the world's own list is untouched
+    assert urls() == ["https://www.linkedin.com/in/cy", ADA]

@@ -98,6 +98,7 @@ class Actions(Limits):
         if self.network[ident.uid].pop(profile.url, None) is None:
             raise WorldError("NOT_CONNECTED", "not a 1st degree connection")
         self.connection_seqs.get(ident.uid, {}).pop(profile.url, None)
+        self._network_versions[ident.uid] = self._network_versions.get(ident.uid, 0) + 1
         self._deliver(ident, profile, "disconnect", None)
         return profile
 

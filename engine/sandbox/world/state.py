@@ -13,6 +13,8 @@ from engine.clock import Clock
 from engine.sandbox.world.config import WorldConfig
 from engine.sandbox.world.model import Delivery, Event, IdentityState, Invitation, Profile, Thread
 
+Connection = tuple[Profile, datetime]  # a 1st-degree connection and when it was made
+
 
 def digest(*key: object) -> bytes:
     """The hash every seeded draw starts from: the same key gives the same bytes."""
@@ -66,6 +68,10 @@ class WorldState:
         self.follows: dict[str, list[str]] = {}  # identity uid -> followed profile urls
         self._thread_versions: dict[str, int] = {}  # bumped on every message: sort cache key
         self._sorted_threads: dict[str, tuple[int, list[Thread]]] = {}
+        # bumped on every connection made or removed: with the network's size (a load adds
+        # rows without a bump), the key of the sorted connections kept per identity
+        self._network_versions: dict[str, int] = {}
+        self._sorted_network: dict[str, tuple[tuple[int, int], list[Connection]]] = {}
         #: JSON-ready state of each provider API (runs, schedules, workflows...), persisted
         #: with the world; each API owns its key ("edges", "linkedapi", "connectsafely")
         self.api_state: dict[str, Any] = {}
@@ -96,6 +102,7 @@ class WorldState:
         """Record a connection made (or dated) ``at``, with its write number."""
         self.network[identity][url] = at
         self.connection_seqs.setdefault(identity, {})[url] = self._next_write()
+        self._network_versions[identity] = self._network_versions.get(identity, 0) + 1
 
     def _schedule(self, at: datetime, kind: str, identity: str, url: str = "",
                   **data: Any) -> None:
