@@ -166,6 +166,76 @@ def test_a_store_of_a_newer_seqrun_is_refused_with_the_remedy(url: str, tmp_path
         Store.open(url, tmp_path)
 
 
+def _one_migration_behind(url: str, tmp_path: Path) -> str:
+    """A store at head, then downgraded one migration (what an older seqrun left); the
+    revision it is at."""
+    from alembic import command
+    from alembic.config import Config
+
+    s = Store.open(url, tmp_path)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with s.transaction() as c:
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "-1")
+        before = str(c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar())
+    s.close()
+    assert before != HEAD
+    return before
+
+
+def _revision(url: str) -> str:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as c:
+            return str(c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar())
+    finally:
+        engine.dispose()
+
+
+def test_an_older_schema_is_migrated_only_by_db_upgrade_on_a_server_on_open_on_sqlite(
+    url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL (shared by a fleet of workers): an older store is refused, naming its
+    revision, this seqrun's and the command; `Store.open(upgrade=True)` (`seqrun db upgrade`)
+    migrates it. SQLite (one machine): migrated on open, as before."""
+    before = _one_migration_behind(url, tmp_path)
+    if url.startswith("sqlite"):
+        s = Store.open(url, tmp_path)
+        assert s.migrated_from == before and _revision(url) == HEAD
+        s.close()
+        return
+    with pytest.raises(StoreError, match=rf"revision {before}, older than this seqrun's {HEAD}"
+                                         r".*run `seqrun db upgrade`"):
+        Store.open(url, tmp_path)
+    assert _revision(url) == before  # nothing was migrated
+    s = Store.open(url, tmp_path, upgrade=True)
+    assert s.migrated_from == before
+    s.close()
+    s = Store.open(url, tmp_path)  # at head: opens
+    assert s.migrated_from == HEAD
+    s.close()
+
+
+def test_sqlite_processes_opening_an_older_store_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """Four processes open a SQLite store one migration behind at the same time: the check and
+    the upgrade run under BEGIN IMMEDIATE's write lock, so one migrates and the others find
+    it at head (none fails on a table already made)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    before = _one_migration_behind(url, tmp_path)
+    code = ("import sys; from engine.store import Store; "
+            "s = Store.open(sys.argv[1]); print(s.migrated_from); s.close()")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    found = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        found.append(out.strip())
+    assert sorted(found) == sorted([before] + [HEAD] * 3)
+    assert _revision(url) == HEAD
+
+
 # ---- runners as workers: each identity in one worker, fair shares, take-over ----------------
 
 MONDAY_8 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -425,6 +495,27 @@ def test_db_upgrade_migrates_then_has_nothing_to_do(
     assert before != HEAD and json.loads(out) == {**json.loads(out), "was": before, "now": HEAD}
     code, out, _ = invoke(capsys, "db", "upgrade")
     assert code == 0 and f"schema at {HEAD}, nothing to do" in out
+
+
+@pytest.mark.skipif(not PG_URL, reason="SEQRUN_TEST_DATABASE_URL not set")
+def test_commands_on_an_older_postgresql_store_say_to_run_db_upgrade(
+    url: str, cli_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if url.startswith("sqlite"):
+        pytest.skip("SQLite stores migrate on open")
+    before = _one_migration_behind(url, cli_dir)
+    monkeypatch.setenv("SEQRUN_DATABASE_URL", url)
+    for argv in (["run", "--once"], ["status"], ["dnc", "list"]):
+        code, _, err = invoke(capsys, *argv)
+        assert code != 0 and "Traceback" not in err, (argv, err)
+        assert f"schema revision {before}, older than this seqrun's {HEAD}" in err, (argv, err)
+        assert "seqrun db upgrade" in err
+    assert _revision(url) == before
+    code, out, err = invoke(capsys, "db", "upgrade", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["was"] == before and _revision(url) == HEAD
+    code, _, err = invoke(capsys, "status")
+    assert code == 0, err
 
 
 def test_status_shows_the_live_workers_their_identities_and_last_heartbeat(
