@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from engine.compile.machine import compile_sequence
 from engine.errors import StoreError
 from engine.model import ActionStep, Metadata, Sequence
 from engine.providers.edges.actions import EdgesProvider
+from engine.run.leases import IdentityLeases
 from engine.run.runner import Runner
 from engine.sandbox import Sandbox
 from engine.store import HEAD, Store
@@ -383,6 +384,51 @@ async def test_a_worker_that_joins_takes_a_share_and_the_first_releases_it(
             await b.tick()
             assert len(la.state.owned or ()) == 3 and len(lb.state.owned or ()) == 3
             await camp.play([a, b])
+    assert max(camp.ledger.most.values()) == 1
+    camp.check_ground_truth()
+
+
+class JoinOnFirstCall(Watch):
+    """Worker a's first call runs ``hook`` (once): a worker joins while a's tick runs."""
+
+    hook: Callable[[], Awaitable[None]] | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        hook, cls = JoinOnFirstCall.hook, JoinOnFirstCall
+        if hook is not None and self.worker == "a":
+            cls.hook = None
+            await hook()
+        return await super().handle_async_request(request)
+
+
+async def test_a_worker_that_joins_mid_tick_gets_its_share_before_the_tick_ends(
+    campaign: Campaign,
+) -> None:
+    """a holds every identity and is in a tick (a big campaign's tick can last hours) when
+    b joins: a's heartbeat finds the identities above its share, and each is given up at its
+    next call (its writes flushed, nothing in flight), not at the end of the tick; b claims
+    them at its first tick and the campaign ends with every message sent once."""
+    camp = campaign
+    a, b = camp.runner("a", JoinOnFirstCall), camp.runner("b")
+    joined: list[IdentityLeases] = []
+    async with contextlib.AsyncExitStack() as stack:
+        la = await stack.enter_async_context(a.hold_leases(timedelta(minutes=1)))
+
+        async def join() -> None:
+            joined.append(await stack.enter_async_context(b.hold_leases(timedelta(minutes=1))))
+            la._find_extra()  # what a's heartbeat does every ttl / 4
+
+        JoinOnFirstCall.hook = join
+        await a.tick()
+        assert la.state.owned == set(WIDS[:3])  # the share of one of two live workers
+        workers = {w.id: w.identities for w in camp.store.live_workers()}
+        assert workers == {la.id: tuple(WIDS[:3]), joined[0].id: ()}  # the rest released
+        assert camp.store.pending_intents() == []  # given up between two calls
+        left = {e.identity for e in camp.store.enrollments() if e.state not in TERMINALS}
+        assert left and left <= set(WIDS[3:])  # before the end of their leads
+        await b.tick()
+        assert joined[0].state.owned == set(WIDS[3:])
+        await camp.play([a, b])
     assert max(camp.ledger.most.values()) == 1
     camp.check_ground_truth()
 

@@ -5,7 +5,9 @@ The worker registers a heartbeat row, then at the start of every tick :meth:`bal
 renews what it holds, keeps a fair share (``ceil(identities / live workers)``: a worker
 holding more releases the extra, one holding fewer claims free identities) and returns the
 identities it just took; the runner drops what it cached about them and reconciles their open
-intents (the existing recovery) before anything of theirs is sent. A heartbeat in the
+intents (the existing recovery) before anything of theirs is sent. A tick of a big campaign can
+last long, so the heartbeat also finds the identities above the share while a tick runs (a
+worker joined) and the runner gives each up at its next call (:meth:`yielding`). A heartbeat in the
 background renews the leases while a tick runs or the worker sleeps. Before each provider
 call the runner asks :meth:`check`: a lease lost (expired and taken over) or not renewed
 for too long (the store unreachable) stops that identity before the call.
@@ -73,6 +75,10 @@ class IdentityLeases:
         # ticks on a virtual clock come many a second: the shares are kept at most this often
         self.rebalance_every = ttl.total_seconds() / 8
         self.fatal: str | None = None  # a newer schema: the worker stops
+        self._candidates = 0  # how many identities the last balance saw
+        #: identities above the fair share found while a tick runs (a worker joined): each
+        #: is given up at its next call (:meth:`yielding`), not at the end of a long tick
+        self.leaving: set[str] = set()
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[IdentityLeases]:
@@ -111,8 +117,34 @@ class IdentityLeases:
             await asyncio.sleep(period)  # wall time: leases expire on the wall clock
             try:
                 self._beat()
+                self._find_extra()
             except Exception as exc:  # the store briefly unreachable: try again soon
                 log.warning("could not renew the worker's leases: %s", exc)
+
+    def _share(self, identities: int) -> int:
+        return math.ceil(identities / max(1, len(self.store.live_workers())))
+
+    def _find_extra(self) -> None:
+        """Mark the identities above the fair share (a worker joined while a tick runs):
+        a tick of a big campaign can last long, and the newcomer must not wait for its end."""
+        owned = self.state.owned
+        if owned is None or not self._candidates:
+            return
+        share = self._share(self._candidates)
+        self.leaving = set(sorted(owned)[share:]) if len(owned) > share else set()
+
+    def yielding(self, identity: str) -> bool:
+        """Whether this worker gives ``identity`` up at this call (see :meth:`give_up`)."""
+        return identity in self.leaving
+
+    def give_up(self, identity: str) -> None:
+        """Release ``identity`` between two of its calls (the caller flushed its writes and
+        has nothing of it in flight): another worker may claim it at once."""
+        self.store.release_identities(self.id, [identity])
+        self.leaving.discard(identity)
+        if self.state.owned is not None:
+            self.state.owned.discard(identity)
+        log.info("released %s (a fair share for a worker that joined)", identity)
 
     def balance(self) -> list[Claimed]:
         """Renew, release the identities above a fair share, claim free ones up to it;
@@ -129,8 +161,9 @@ class IdentityLeases:
         owned = self.state.owned
         assert owned is not None, "balance() outside hold()"
         identities = self.store.lease_candidates()
-        live = max(1, len(self.store.live_workers()))
-        share = math.ceil(len(identities) / live)
+        self._candidates = len(identities)
+        share = self._share(len(identities))
+        self.leaving = set()
         if len(owned) > share:  # at a tick's start: nothing of theirs is in flight here
             extra = sorted(owned)[share:]
             self.store.release_identities(self.id, extra)

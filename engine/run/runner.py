@@ -383,11 +383,15 @@ class Runner:
                     continue
                 self._lock.check()  # a lost lock: no intent, no call
                 if self._leases is not None:
+                    if self._leases.yielding(ctx.identity):  # a worker joined: its share
+                        self._flush(ctx)  # nothing in flight: its leads stay due
+                        self._leases.give_up(ctx.identity)
+                        return
                     self._leases.check(ctx.identity)  # a lost lease: no intent, no call
                 if p.compiled.sequence is not None and p.compiled.sequence.is_async(p.step):
-                    new = await submit(ctx, p, self._log_intent(ctx, p, ASYNC), result)
+                    new = await submit(ctx, p, await self._log_intent(ctx, p, ASYNC), result)
                 else:
-                    new = await call(ctx, p, self._log_intent(ctx, p), result)
+                    new = await call(ctx, p, await self._log_intent(ctx, p), result)
                 if new is not None and new.next_due_at is not None:
                     moved.append((new.next_due_at, (new, p.lead)))
             self._flush(ctx)
@@ -432,7 +436,9 @@ class Runner:
         for other, other_lead in rest:
             postpone(other, other_lead, until, f"sync failed: {exc.label}", result, ctx=ctx)
 
-    def _log_intent(self, ctx: IdentityTick, p: Planned, execution: str | None = None) -> str:
+    async def _log_intent(
+        self, ctx: IdentityTick, p: Planned, execution: str | None = None
+    ) -> str:
         """Commit the buffered writes (the previous call's outcome and transition, the wave's
         moves so far) with the intent of ``p``'s call, before that call (``execution``:
         ``async`` marks a run/async submission, looked up by key if its answer is lost)."""
@@ -451,6 +457,9 @@ class Runner:
             "request": request,
             "variant": p.variant,
         }
+        return await self._state.commit(self._commit_intent, ctx, row)
+
+    def _commit_intent(self, ctx: IdentityTick, row: dict[str, Any]) -> str:
         with self.store.transaction() as conn:
             self._flush(ctx, conn)
             (key,) = self.store.log_intents((row,), conn=conn)
