@@ -433,6 +433,25 @@ async def test_a_worker_that_joins_mid_tick_gets_its_share_before_the_tick_ends(
     camp.check_ground_truth()
 
 
+async def test_a_daemons_tick_ends_at_a_call_once_its_budget_is_spent(
+    campaign: Campaign,
+) -> None:
+    """The daemon's ticks end once they ran ``tick_budget`` seconds (at a call: nothing in
+    flight, the leads left due), so that the next tick's balance claims a dead worker's
+    identities soon whatever the campaign's size; a tick without a budget runs to its end."""
+    camp = campaign
+    a = camp.runner("a")
+    async with a.hold_leases(timedelta(minutes=1)) as la:
+        la.tick_budget = 0.0  # spent at once: every identity stops before its first call
+        result = await a.tick()
+        assert result.actions == 0 and camp.store.actions() == []
+        assert camp.open_leads() == 24 and camp.store.pending_intents() == []
+        assert la.state.owned == set(WIDS)  # the tick's balance ran: the leases are held
+        la.tick_budget = None
+        await camp.play([a])
+    camp.check_ground_truth()
+
+
 async def test_an_expired_workers_identities_are_taken_over_and_its_intents_reconciled(
     campaign: Campaign,
 ) -> None:

@@ -79,6 +79,12 @@ class IdentityLeases:
         #: identities above the fair share found while a tick runs (a worker joined): each
         #: is given up at its next call (:meth:`yielding`), not at the end of a long tick
         self.leaving: set[str] = set()
+        #: the daemon's ticks (run_forever) end at a call once they ran this long (seconds),
+        #: their leads left due for the next tick: a dead worker's identities are claimed at
+        #: a tick's start, and a big campaign's tick could otherwise last hours. None (a
+        #: virtual clock's run, --once): a tick runs to its end, as a simulation must
+        self.tick_budget: float | None = None
+        self.tick_started = 0.0  # time.monotonic() at the start of this tick
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[IdentityLeases]:
@@ -132,6 +138,11 @@ class IdentityLeases:
             return
         share = self._share(self._candidates)
         self.leaving = set(sorted(owned)[share:]) if len(owned) > share else set()
+
+    def tick_spent(self) -> bool:
+        """Whether this tick has run out of its budget (:attr:`tick_budget`)."""
+        budget = self.tick_budget
+        return budget is not None and time.monotonic() - self.tick_started > budget
 
     def yielding(self, identity: str) -> bool:
         """Whether this worker gives ``identity`` up at this call (see :meth:`give_up`)."""

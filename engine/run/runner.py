@@ -28,6 +28,7 @@ import contextlib
 import logging
 import random
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -250,6 +251,7 @@ class Runner:
         """Keep this worker's fair share of the identities; forget what was cached about the
         ones just claimed (another worker acted for them meanwhile). Their open intents are
         reconciled by this tick's recovery before anything of theirs is sent."""
+        leases.tick_started = time.monotonic()
         for claimed in leases.balance():
             identity = claimed.identity
             state = self._state
@@ -387,6 +389,8 @@ class Runner:
                         self._flush(ctx)  # nothing in flight: its leads stay due
                         self._leases.give_up(ctx.identity)
                         return
+                    if self._leases.tick_spent():  # the next tick's balance is due
+                        return  # its leads stay due (the buffered writes: flushed below)
                     self._leases.check(ctx.identity)  # a lost lease: no intent, no call
                 if p.compiled.sequence is not None and p.compiled.sequence.is_async(p.step):
                     new = await submit(ctx, p, await self._log_intent(ctx, p, ASYNC), result)
@@ -515,6 +519,7 @@ class Runner:
         summary = RunSummary(self.clock.now(), self.clock.now())
         try:
             async with self.hold_leases(ttl) as leases:
+                leases.tick_budget = leases.rebalance_every
                 longest = min(poll_interval, leases.ttl.total_seconds() / 2)
                 while not stop.is_set():
                     tick = await self.tick()
