@@ -437,14 +437,16 @@ async def test_a_daemons_tick_ends_at_a_call_once_its_budget_is_spent(
     campaign: Campaign,
 ) -> None:
     """The daemon's ticks end once they ran ``tick_budget`` seconds (at a call: nothing in
-    flight, the leads left due), so that the next tick's balance claims a dead worker's
-    identities soon whatever the campaign's size; a tick without a budget runs to its end."""
+    flight, the leads left due; each identity one call a tick at least, so a slow sync cannot
+    starve it), so that the next tick's balance claims a dead worker's identities soon
+    whatever the campaign's size; a tick without a budget runs to its end."""
     camp = campaign
     a = camp.runner("a")
     async with a.hold_leases(timedelta(minutes=1)) as la:
-        la.tick_budget = 0.0  # spent at once: every identity stops before its first call
+        la.tick_budget = 0.0  # spent at once: every identity stops after its first call
         result = await a.tick()
-        assert result.actions == 0 and camp.store.actions() == []
+        assert result.actions == len(WIDS) == len(camp.store.actions())
+        assert sorted(a.identity for a in camp.store.actions()) == WIDS
         assert camp.open_leads() == 24 and camp.store.pending_intents() == []
         assert la.state.owned == set(WIDS)  # the tick's balance ran: the leases are held
         la.tick_budget = None

@@ -79,10 +79,12 @@ class IdentityLeases:
         #: identities above the fair share found while a tick runs (a worker joined): each
         #: is given up at its next call (:meth:`yielding`), not at the end of a long tick
         self.leaving: set[str] = set()
-        #: the daemon's ticks (run_forever) end at a call once they ran this long (seconds),
-        #: their leads left due for the next tick: a dead worker's identities are claimed at
-        #: a tick's start, and a big campaign's tick could otherwise last hours. None (a
-        #: virtual clock's run, --once): a tick runs to its end, as a simulation must
+        #: the daemon's ticks (run_forever: TTL / 4) end at a call once they ran this long
+        #: (seconds; each identity makes one call a tick at least, as a sync before its calls
+        #: may take longer), their leads left due for the next tick: a dead worker's
+        #: identities are claimed at a tick's start, and a big campaign's tick could
+        #: otherwise last hours. None (a virtual clock's run, --once): a tick runs to its
+        #: end, as a simulation must
         self.tick_budget: float | None = None
         self.tick_started = 0.0  # time.monotonic() at the start of this tick
 

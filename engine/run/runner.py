@@ -375,6 +375,7 @@ class Runner:
         call in flight); leads whose next step is due at once go on in the next wave."""
         current = [(enr, leads[enr.lead_id]) for enr in batch if enr.lead_id in leads]
         skip, call, submit = self._outcomes.skip, self._outcomes.call, self._async.submit
+        called = False  # made a call this tick (a spent tick stops it only after one)
         for _ in range(MAX_CHAIN):
             planned = await self._plan_wave(ctx, current, result, dnc)
             if ctx.stopped or not planned:
@@ -389,13 +390,14 @@ class Runner:
                         self._flush(ctx)  # nothing in flight: its leads stay due
                         self._leases.give_up(ctx.identity)
                         return
-                    if self._leases.tick_spent():  # the next tick's balance is due
+                    if called and self._leases.tick_spent():  # the next balance is due
                         return  # its leads stay due (the buffered writes: flushed below)
                     self._leases.check(ctx.identity)  # a lost lease: no intent, no call
                 if p.compiled.sequence is not None and p.compiled.sequence.is_async(p.step):
                     new = await submit(ctx, p, await self._log_intent(ctx, p, ASYNC), result)
                 else:
                     new = await call(ctx, p, await self._log_intent(ctx, p), result)
+                called = True  # then a spent tick may stop it: each tick moves it on
                 if new is not None and new.next_due_at is not None:
                     moved.append((new.next_due_at, (new, p.lead)))
             self._flush(ctx)
@@ -519,7 +521,7 @@ class Runner:
         summary = RunSummary(self.clock.now(), self.clock.now())
         try:
             async with self.hold_leases(ttl) as leases:
-                leases.tick_budget = leases.rebalance_every
+                leases.tick_budget = leases.ttl.total_seconds() / 4
                 longest = min(poll_interval, leases.ttl.total_seconds() / 2)
                 while not stop.is_set():
                     tick = await self.tick()
