@@ -433,23 +433,35 @@ async def test_a_worker_that_joins_mid_tick_gets_its_share_before_the_tick_ends(
     camp.check_ground_truth()
 
 
-async def test_a_daemons_tick_ends_at_a_call_once_its_budget_is_spent(
+async def test_a_daemons_tick_ends_soon_when_a_dead_workers_leases_wait(
     campaign: Campaign,
 ) -> None:
-    """The daemon's ticks end once they ran ``tick_budget`` seconds (at a call: nothing in
-    flight, the leads left due; each identity one call a tick at least, so a slow sync cannot
-    starve it), so that the next tick's balance claims a dead worker's identities soon
-    whatever the campaign's size; a tick without a budget runs to its end."""
+    """a holds its share (3 identities) and another worker the rest; that one dies while
+    a's tick runs. a's heartbeat finds the free leases while a is short of its share, so its
+    tick ends at a call once it ran ``tick_budget`` (each identity one call at least, so a
+    slow sync cannot starve it; nothing in flight, the leads left due), and the next tick's
+    balance takes the dead worker's identities over: a big campaign's tick does not keep
+    them waiting. Without leases to claim, a tick runs to its end."""
     camp = campaign
-    a = camp.runner("a")
+    a = camp.runner("a", JoinOnFirstCall)
+    other = "otherhost:7:cafe:1"
+    beat(camp.store, other)
+    camp.store.claim_identities(other, WIDS[3:], 3, TTL)
     async with a.hold_leases(timedelta(minutes=1)) as la:
-        la.tick_budget = 0.0  # spent at once: every identity stops after its first call
+        la.tick_budget = 0.0  # spent at once once leases wait
+
+        async def dies() -> None:
+            expire(camp.store, other)
+            la._find_extra()  # what a's heartbeat does every ttl / 4
+
+        JoinOnFirstCall.hook = dies
         result = await a.tick()
-        assert result.actions == len(WIDS) == len(camp.store.actions())
-        assert sorted(a.identity for a in camp.store.actions()) == WIDS
-        assert camp.open_leads() == 24 and camp.store.pending_intents() == []
-        assert la.state.owned == set(WIDS)  # the tick's balance ran: the leases are held
-        la.tick_budget = None
+        assert la.to_claim and la.state.owned == set(WIDS[:3])
+        assert sorted(x.identity for x in camp.store.actions()) == WIDS[:3]  # one call each
+        assert result.actions == 3 and camp.store.pending_intents() == []
+        second = await a.tick()
+        assert sorted(second.taken_over) == WIDS[3:] and la.state.owned == set(WIDS)
+        assert not la.to_claim
         await camp.play([a])
     camp.check_ground_truth()
 

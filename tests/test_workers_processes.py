@@ -257,11 +257,12 @@ def test_a_fleet_of_workers_runs_1000_leads_as_one_worker_would(
     """PostgreSQL: three `seqrun run` processes (SQLite: two) on one store against the served
     sandbox, 1,000 leads over 20 identities. One is SIGKILLed mid-tick: its identities go on
     in the others before its leases would have expired (a dead process of this host is
-    reaped at once). A worker added mid-run takes its share (joined under the kill switch, so
-    that the campaign cannot end before it arrives; leases are kept under it). The sandbox's ground truth: no identity
-    ever had two calls being answered at once, nothing delivered twice, no lead lost or
-    misrouted, and the same funnel as one runner on the same scenario and seed (every draw of
-    the world is keyed by identity and profile, so call order does not change it)."""
+    reaped at once). A worker added mid-run takes its share (joined under the kill switch,
+    under which leases are kept, so that the campaign cannot end before it arrives). The
+    sandbox's ground truth: no identity ever had two calls being answered at once, nothing
+    delivered twice, no lead lost or misrouted, and the same funnel as one runner on the same
+    scenario and seed (every draw of the world is keyed by identity and profile, so call
+    order does not change it)."""
     work = tmp_path
     _fleet_inputs(work)
     reference, sent_by_one = _one_worker_funnel(work)
@@ -294,8 +295,11 @@ def test_a_fleet_of_workers_runs_1000_leads_as_one_worker_would(
         _wait("the victim to act", victim_acts, procs, work)
         found = _worker_of(work, victim.pid)
         assert found is not None
-        victim_id, held = found
-        expiry = {i: _leases(work)[i][2] for i in held}  # renewed later: only later still
+        victim_id = found[0]
+        # its leases now (renewed later: later still; released later: taken earlier still)
+        expiry = {i: until for i, (w, _, until) in _leases(work).items() if w == victim_id}
+        held = sorted(expiry)
+        assert held
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         procs.remove(victim)

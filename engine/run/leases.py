@@ -79,14 +79,15 @@ class IdentityLeases:
         #: identities above the fair share found while a tick runs (a worker joined): each
         #: is given up at its next call (:meth:`yielding`), not at the end of a long tick
         self.leaving: set[str] = set()
-        #: the daemon's ticks (run_forever: TTL / 4) end at a call once they ran this long
-        #: (seconds; each identity makes one call a tick at least, as a sync before its calls
-        #: may take longer), their leads left due for the next tick: a dead worker's
-        #: identities are claimed at a tick's start, and a big campaign's tick could
-        #: otherwise last hours. None (a virtual clock's run, --once): a tick runs to its
-        #: end, as a simulation must
+        #: the daemon's ticks (run_forever) end at a call (each identity makes one call a
+        #: tick at least, as a sync before its calls may take long), their leads left due
+        #: for the next tick, when the heartbeat found leases to claim (a dead worker's) and
+        #: the tick ran this long (seconds): identities are claimed at a tick's start, and a
+        #: big campaign's tick could otherwise last hours. None (a virtual clock's run,
+        #: --once): a tick runs to its end, as a simulation must
         self.tick_budget: float | None = None
         self.tick_started = 0.0  # time.monotonic() at the start of this tick
+        self.to_claim = False  # the heartbeat found free leases while this worker is short
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[IdentityLeases]:
@@ -133,18 +134,24 @@ class IdentityLeases:
         return math.ceil(identities / max(1, len(self.store.live_workers())))
 
     def _find_extra(self) -> None:
-        """Mark the identities above the fair share (a worker joined while a tick runs):
-        a tick of a big campaign can last long, and the newcomer must not wait for its end."""
+        """While a tick runs (a big campaign's can last long): mark the identities above
+        the fair share (a worker joined: it must not wait for the tick's end), and note
+        free leases when this worker is short of its share (a worker died: the tick ends
+        soon, see :attr:`tick_budget`). A dead process of this host is reaped on the way."""
         owned = self.state.owned
         if owned is None or not self._candidates:
             return
+        self.store.reap_dead_workers()
         share = self._share(self._candidates)
         self.leaving = set(sorted(owned)[share:]) if len(owned) > share else set()
+        self.to_claim = len(owned) < share and self.store.free_leases() > 0
 
     def tick_spent(self) -> bool:
-        """Whether this tick has run out of its budget (:attr:`tick_budget`)."""
+        """Whether this tick ends at this call: leases wait to be claimed and it ran for
+        :attr:`tick_budget`."""
         budget = self.tick_budget
-        return budget is not None and time.monotonic() - self.tick_started > budget
+        return (budget is not None and self.to_claim
+                and time.monotonic() - self.tick_started > budget)
 
     def yielding(self, identity: str) -> bool:
         """Whether this worker gives ``identity`` up at this call (see :meth:`give_up`)."""
@@ -162,9 +169,10 @@ class IdentityLeases:
     def balance(self) -> list[Claimed]:
         """Renew, release the identities above a fair share, claim free ones up to it;
         the identities just claimed (their previous holder is in each). At most every
-        ``rebalance_every`` seconds."""
+        ``rebalance_every`` seconds, unless the heartbeat saw leases to claim."""
         now = time.monotonic()
-        if self._balanced is not None and now - self._balanced < self.rebalance_every:
+        if (self._balanced is not None and now - self._balanced < self.rebalance_every
+                and not self.to_claim):  # leases wait (the heartbeat saw them): claim now
             return []
         self._balanced = now
         self.store.reap_dead_workers()
@@ -176,7 +184,7 @@ class IdentityLeases:
         identities = self.store.lease_candidates()
         self._candidates = len(identities)
         share = self._share(len(identities))
-        self.leaving = set()
+        self.leaving, self.to_claim = set(), False
         if len(owned) > share:  # at a tick's start: nothing of theirs is in flight here
             extra = sorted(owned)[share:]
             self.store.release_identities(self.id, extra)

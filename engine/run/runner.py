@@ -521,7 +521,7 @@ class Runner:
         summary = RunSummary(self.clock.now(), self.clock.now())
         try:
             async with self.hold_leases(ttl) as leases:
-                leases.tick_budget = leases.ttl.total_seconds() / 4
+                leases.tick_budget = leases.rebalance_every
                 longest = min(poll_interval, leases.ttl.total_seconds() / 2)
                 while not stop.is_set():
                     tick = await self.tick()

@@ -114,6 +114,14 @@ class Leases(StoreBase):
                     claimed.append(Claimed(str(row.identity), row.worker))
         return claimed
 
+    def free_leases(self) -> int:
+        """How many lease rows no live worker holds (released, or expired: a dead worker's)."""
+        le = t.identity_leases
+        with self.transaction() as c:
+            found = c.execute(sa.select(sa.func.count()).select_from(le)
+                              .where(le.c.expires_at < utcnow())).scalar()
+        return int(found or 0)
+
     def release_identities(self, worker: str, identities: Collection[str]) -> None:
         """Free ``worker``'s leases of ``identities`` (another worker may claim them at once)."""
         if not identities:
