@@ -129,7 +129,10 @@ def test_a_dead_worker_of_this_host_is_reaped_without_waiting_for_expiry(store: 
     beat(store, dead)
     store.claim_identities(dead, IDS[:3], 3, TTL)
     assert store.reap_dead_workers() == [dead]
-    assert [c.identity for c in store.claim_identities("b", IDS, 6, TTL)] == IDS
+    claimed = store.claim_identities("b", IDS, 6, TTL)
+    assert [c.identity for c in claimed] == IDS
+    # the dead worker's are reported taken over from it (the run summary says so)
+    assert [c.previous for c in claimed] == [dead] * 3 + [None] * 3
 
 
 def test_workers_claiming_at_once_never_share_an_identity(url: str, tmp_path: Path) -> None:

@@ -132,12 +132,14 @@ class Leases(StoreBase):
                       .where(le.c.worker == worker, le.c.identity.in_(list(identities)))
                       .values(worker=None, expires_at=FREE))
 
-    def retire_worker(self, worker: str, *, conn: Connection | None = None) -> None:
-        """Remove ``worker``'s row and free every lease it holds (it stopped)."""
+    def retire_worker(self, worker: str, *, conn: Connection | None = None,
+                      died: bool = False) -> None:
+        """Remove ``worker``'s row and free every lease it holds (it stopped). ``died``: the
+        leases keep its name, so that the worker claiming one reports a take-over."""
         le = t.identity_leases
         with self.tx(conn) as c:
             c.execute(le.update().where(le.c.worker == worker)
-                      .values(worker=None, expires_at=FREE))
+                      .values(expires_at=FREE, **({} if died else {"worker": None})))
             c.execute(t.workers.delete().where(t.workers.c.id == worker))
 
     def reap_dead_workers(self) -> list[str]:
@@ -152,7 +154,7 @@ class Leases(StoreBase):
         if dead:
             with self.transaction() as c:
                 for gone in dead:
-                    self.retire_worker(gone, conn=c)
+                    self.retire_worker(gone, conn=c, died=True)
         return dead
 
     def live_workers(self, *, conn: Connection | None = None) -> list[WorkerRow]:
