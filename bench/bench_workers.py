@@ -7,11 +7,13 @@ Run: ``python bench/bench_workers.py`` (``--workers 1,2,4 --leads 400 --identiti
 For each worker count: a fresh campaign (visit -> connect, already-connected leads messaged)
 over ``--identities`` identities is applied (``--no-run``) against ``seqrun sandbox serve``
 with ``--latency`` seconds on every call and no other fault; then N ``seqrun run`` processes
-start on the one store and run until every lead ended. Throughput is the delivered actions
-(the sandbox's ground truth) over the span from the first intent to the last outcome in the
-store (process start-up is not in it). The lease cost is measured in process: one
-``IdentityLeases.balance()`` (reap, heartbeat, candidates, live workers, claim) and one
-heartbeat, on the same database, in milliseconds of wall time, mean of 200.
+start on the one store under the kill switch, and once each holds its share of the
+identities the switch is turned off and they run until every lead ended. Throughput is the
+delivered actions (the sandbox's ground truth) over the span from the first intent to the
+last outcome in the store (process start-up and the first rebalance are not in it). The
+lease cost is measured in process: one ``IdentityLeases.balance()`` (reap, heartbeat,
+candidates, live workers, claim) and one heartbeat, on the same database, in milliseconds of
+wall time, mean of 200.
 """
 
 from __future__ import annotations
@@ -77,6 +79,13 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _balanced(store: Store, workers: int, identities: int) -> bool:
+    """Every worker is live and holds its fair share of the identities."""
+    live = store.live_workers()
+    held = sorted(len(w.identities) for w in live)
+    return len(live) == workers and sum(held) == identities and held[0] >= identities // workers
+
+
 def one_run(workers: int, *, leads: int, identities: int, latency: float,
             database: str | None) -> dict[str, Any]:
     url, schema = _fresh_url(database)
@@ -97,10 +106,17 @@ def one_run(workers: int, *, leads: int, identities: int, latency: float,
                 os.environ["SEQRUN_DATABASE_URL"] = url
             _seqrun(["apply", str(work / "chaos.yaml"), "--auto-approve", "--no-run"],
                     work, env).wait()
+            # the workers start under the kill switch (they lease, they do not act) and the
+            # campaign starts once each holds its share: start-up and the first rebalance
+            # are not measured
+            _seqrun(["pause", "--all"], work, env).wait()
             procs = [_seqrun(["run", "--poll-interval", "0.2"], work, env)
                      for _ in range(workers)]
             store = Store.open(url, work / "state")
             try:
+                while not _balanced(store, workers, identities):
+                    time.sleep(0.2)
+                _seqrun(["resume", "--all"], work, env).wait()
                 while not all(e.state in TERMINALS for e in store.enrollments()):
                     time.sleep(0.2)
                 actions = store.actions()

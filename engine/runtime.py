@@ -221,9 +221,10 @@ def with_runtime(
 
 
 @contextmanager
-def open_store(state_dir: Path) -> Iterator[Store]:
-    """The store alone, for commands that call no provider (the do-not-contact list)."""
-    store = Store.open(None, state_dir)
+def open_store(state_dir: Path, *, upgrade: bool = False) -> Iterator[Store]:
+    """The store alone, for commands that call no provider (the do-not-contact list);
+    ``upgrade``: migrated whatever its database (``seqrun db upgrade``)."""
+    store = Store.open(None, state_dir, upgrade=upgrade)
     try:
         yield store
         store.verify()
@@ -247,7 +248,7 @@ def db_upgrade(state_dir: Path) -> Upgrade:
     """Migrate the store (``$SEQRUN_DATABASE_URL`` or the state directory's) to this
     seqrun's schema; every worker must then run this version (a worker of an older one
     meets a newer schema and stops, saying so)."""
-    with open_store(state_dir) as store:
+    with open_store(state_dir, upgrade=True) as store:
         return Upgrade(str(store.path or store.url), store.migrated_from, HEAD)
 
 

@@ -219,3 +219,30 @@ async def test_same_seed_and_http_calls_give_the_same_state() -> None:
 
     a, b, c = await script(11), await script(11), await script(12)
     assert a == b and a != c
+
+
+async def test_overlaps_record_an_identitys_calls_answered_at_once() -> None:
+    """Ground truth for the multi-worker tests: two calls of one identity being answered at
+    once are an overlap; calls of two identities at once, or one after the other, are not."""
+    import asyncio
+
+    w = small_world()
+    w.add_identity("ident-bob", provider="edges")
+    w.config.faults.latency_s = 0.01  # each call is still being answered when the next comes
+    sandbox = Sandbox(w)
+
+    def visit(identity: str) -> dict[str, Any]:
+        return {"input": {"linkedin_profile_url": BOB}, "identity_ids": [identity]}
+
+    path = "actions/linkedin-visit-profile/run/live"
+    async with sandbox.client("edges") as edges, sandbox.client("inspect") as inspect:
+        await asyncio.gather(edges.post(path, json=visit("ident-alice")),
+                             edges.post(path, json=visit("ident-bob")))
+        await edges.post(path, json=visit("ident-alice"))
+        assert (await inspect.get("overlaps")).json() == []
+        await asyncio.gather(edges.post(path, json=visit("ident-alice")),
+                             edges.post(path, json=visit("ident-alice")))
+        overlaps = (await inspect.get("overlaps")).json()
+    assert [(o["identity"], o["op"], o["during"]) for o in overlaps] == [
+        ("ident-alice", "linkedin-visit-profile", ["linkedin-visit-profile"])]
+    assert w.in_flight == {"ident-alice": [], "ident-bob": []}

@@ -112,7 +112,7 @@ def test_postgres_urls_open_like_postgresql_ones(
     """SQLAlchemy refuses ``postgres://`` (what many hosts hand out); the store reads it as
     ``postgresql://``. No server: the migration and naming (the first connection) are left
     out."""
-    monkeypatch.setattr(Store, "_started", lambda self: self)
+    monkeypatch.setattr(Store, "_started", lambda self, **_: self)
     s = Store.open(url, tmp_path)
     try:
         assert (s.engine.dialect.name, s.engine.dialect.driver) == ("postgresql", driver)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from engine.compile.machine import compile_sequence
 from engine.errors import StoreError
 from engine.model import ActionStep, Metadata, Sequence
 from engine.providers.edges.actions import EdgesProvider
+from engine.run.leases import IdentityLeases
 from engine.run.runner import Runner
 from engine.sandbox import Sandbox
 from engine.store import HEAD, Store
@@ -128,7 +129,10 @@ def test_a_dead_worker_of_this_host_is_reaped_without_waiting_for_expiry(store: 
     beat(store, dead)
     store.claim_identities(dead, IDS[:3], 3, TTL)
     assert store.reap_dead_workers() == [dead]
-    assert [c.identity for c in store.claim_identities("b", IDS, 6, TTL)] == IDS
+    claimed = store.claim_identities("b", IDS, 6, TTL)
+    assert [c.identity for c in claimed] == IDS
+    # the dead worker's are reported taken over from it (the run summary says so)
+    assert [c.previous for c in claimed] == [dead] * 3 + [None] * 3
 
 
 def test_workers_claiming_at_once_never_share_an_identity(url: str, tmp_path: Path) -> None:
@@ -164,6 +168,76 @@ def test_a_store_of_a_newer_seqrun_is_refused_with_the_remedy(url: str, tmp_path
     s.close()
     with pytest.raises(StoreError, match=r"9999, newer than this seqrun knows.*upgrade seqrun"):
         Store.open(url, tmp_path)
+
+
+def _one_migration_behind(url: str, tmp_path: Path) -> str:
+    """A store at head, then downgraded one migration (what an older seqrun left); the
+    revision it is at."""
+    from alembic import command
+    from alembic.config import Config
+
+    s = Store.open(url, tmp_path)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with s.transaction() as c:
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "-1")
+        before = str(c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar())
+    s.close()
+    assert before != HEAD
+    return before
+
+
+def _revision(url: str) -> str:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as c:
+            return str(c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar())
+    finally:
+        engine.dispose()
+
+
+def test_an_older_schema_is_migrated_only_by_db_upgrade_on_a_server_on_open_on_sqlite(
+    url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL (shared by a fleet of workers): an older store is refused, naming its
+    revision, this seqrun's and the command; `Store.open(upgrade=True)` (`seqrun db upgrade`)
+    migrates it. SQLite (one machine): migrated on open, as before."""
+    before = _one_migration_behind(url, tmp_path)
+    if url.startswith("sqlite"):
+        s = Store.open(url, tmp_path)
+        assert s.migrated_from == before and _revision(url) == HEAD
+        s.close()
+        return
+    with pytest.raises(StoreError, match=rf"revision {before}, older than this seqrun's {HEAD}"
+                                         r".*run `seqrun db upgrade`"):
+        Store.open(url, tmp_path)
+    assert _revision(url) == before  # nothing was migrated
+    s = Store.open(url, tmp_path, upgrade=True)
+    assert s.migrated_from == before
+    s.close()
+    s = Store.open(url, tmp_path)  # at head: opens
+    assert s.migrated_from == HEAD
+    s.close()
+
+
+def test_sqlite_processes_opening_an_older_store_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """Four processes open a SQLite store one migration behind at the same time: the check and
+    the upgrade run under BEGIN IMMEDIATE's write lock, so one migrates and the others find
+    it at head (none fails on a table already made)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    before = _one_migration_behind(url, tmp_path)
+    code = ("import sys; from engine.store import Store; "
+            "s = Store.open(sys.argv[1]); print(s.migrated_from); s.close()")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    found = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        found.append(out.strip())
+    assert sorted(found) == sorted([before] + [HEAD] * 3)
+    assert _revision(url) == HEAD
 
 
 # ---- runners as workers: each identity in one worker, fair shares, take-over ----------------
@@ -317,6 +391,84 @@ async def test_a_worker_that_joins_takes_a_share_and_the_first_releases_it(
     camp.check_ground_truth()
 
 
+class JoinOnFirstCall(Watch):
+    """Worker a's first call runs ``hook`` (once): a worker joins while a's tick runs."""
+
+    hook: Callable[[], Awaitable[None]] | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        hook, cls = JoinOnFirstCall.hook, JoinOnFirstCall
+        if hook is not None and self.worker == "a":
+            cls.hook = None
+            await hook()
+        return await super().handle_async_request(request)
+
+
+async def test_a_worker_that_joins_mid_tick_gets_its_share_before_the_tick_ends(
+    campaign: Campaign,
+) -> None:
+    """a holds every identity and is in a tick (a big campaign's tick can last hours) when
+    b joins: a's heartbeat finds the identities above its share, and each is given up at its
+    next call (its writes flushed, nothing in flight), not at the end of the tick; b claims
+    them at its first tick and the campaign ends with every message sent once."""
+    camp = campaign
+    a, b = camp.runner("a", JoinOnFirstCall), camp.runner("b")
+    joined: list[IdentityLeases] = []
+    async with contextlib.AsyncExitStack() as stack:
+        la = await stack.enter_async_context(a.hold_leases(timedelta(minutes=1)))
+
+        async def join() -> None:
+            joined.append(await stack.enter_async_context(b.hold_leases(timedelta(minutes=1))))
+            la._find_extra()  # what a's heartbeat does every ttl / 4
+
+        JoinOnFirstCall.hook = join
+        await a.tick()
+        assert la.state.owned == set(WIDS[:3])  # the share of one of two live workers
+        workers = {w.id: w.identities for w in camp.store.live_workers()}
+        assert workers == {la.id: tuple(WIDS[:3]), joined[0].id: ()}  # the rest released
+        assert camp.store.pending_intents() == []  # given up between two calls
+        left = {e.identity for e in camp.store.enrollments() if e.state not in TERMINALS}
+        assert left and left <= set(WIDS[3:])  # before the end of their leads
+        await b.tick()
+        assert joined[0].state.owned == set(WIDS[3:])
+        await camp.play([a, b])
+    assert max(camp.ledger.most.values()) == 1
+    camp.check_ground_truth()
+
+
+async def test_a_daemons_tick_ends_soon_when_a_dead_workers_leases_wait(
+    campaign: Campaign,
+) -> None:
+    """a holds its share (3 identities) and another worker the rest; that one dies while
+    a's tick runs. a's heartbeat finds the free leases while a is short of its share, so its
+    tick ends at a call once it ran ``tick_budget`` (each identity one call at least, so a
+    slow sync cannot starve it; nothing in flight, the leads left due), and the next tick's
+    balance takes the dead worker's identities over: a big campaign's tick does not keep
+    them waiting. Without leases to claim, a tick runs to its end."""
+    camp = campaign
+    a = camp.runner("a", JoinOnFirstCall)
+    other = "otherhost:7:cafe:1"
+    beat(camp.store, other)
+    camp.store.claim_identities(other, WIDS[3:], 3, TTL)
+    async with a.hold_leases(timedelta(minutes=1)) as la:
+        la.tick_budget = 0.0  # spent at once once leases wait
+
+        async def dies() -> None:
+            expire(camp.store, other)
+            la._find_extra()  # what a's heartbeat does every ttl / 4
+
+        JoinOnFirstCall.hook = dies
+        result = await a.tick()
+        assert la.to_claim and la.state.owned == set(WIDS[:3])
+        assert sorted(x.identity for x in camp.store.actions()) == WIDS[:3]  # one call each
+        assert result.actions == 3 and camp.store.pending_intents() == []
+        second = await a.tick()
+        assert sorted(second.taken_over) == WIDS[3:] and la.state.owned == set(WIDS)
+        assert not la.to_claim
+        await camp.play([a])
+    camp.check_ground_truth()
+
+
 async def test_an_expired_workers_identities_are_taken_over_and_its_intents_reconciled(
     campaign: Campaign,
 ) -> None:
@@ -425,6 +577,27 @@ def test_db_upgrade_migrates_then_has_nothing_to_do(
     assert before != HEAD and json.loads(out) == {**json.loads(out), "was": before, "now": HEAD}
     code, out, _ = invoke(capsys, "db", "upgrade")
     assert code == 0 and f"schema at {HEAD}, nothing to do" in out
+
+
+@pytest.mark.skipif(not PG_URL, reason="SEQRUN_TEST_DATABASE_URL not set")
+def test_commands_on_an_older_postgresql_store_say_to_run_db_upgrade(
+    url: str, cli_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if url.startswith("sqlite"):
+        pytest.skip("SQLite stores migrate on open")
+    before = _one_migration_behind(url, cli_dir)
+    monkeypatch.setenv("SEQRUN_DATABASE_URL", url)
+    for argv in (["run", "--once"], ["status"], ["dnc", "list"]):
+        code, _, err = invoke(capsys, *argv)
+        assert code != 0 and "Traceback" not in err, (argv, err)
+        assert f"schema revision {before}, older than this seqrun's {HEAD}" in err, (argv, err)
+        assert "seqrun db upgrade" in err
+    assert _revision(url) == before
+    code, out, err = invoke(capsys, "db", "upgrade", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["was"] == before and _revision(url) == HEAD
+    code, _, err = invoke(capsys, "status")
+    assert code == 0, err
 
 
 def test_status_shows_the_live_workers_their_identities_and_last_heartbeat(

@@ -5,7 +5,9 @@ The worker registers a heartbeat row, then at the start of every tick :meth:`bal
 renews what it holds, keeps a fair share (``ceil(identities / live workers)``: a worker
 holding more releases the extra, one holding fewer claims free identities) and returns the
 identities it just took; the runner drops what it cached about them and reconciles their open
-intents (the existing recovery) before anything of theirs is sent. A heartbeat in the
+intents (the existing recovery) before anything of theirs is sent. A tick of a big campaign can
+last long, so the heartbeat also finds the identities above the share while a tick runs (a
+worker joined) and the runner gives each up at its next call (:meth:`yielding`). A heartbeat in the
 background renews the leases while a tick runs or the worker sleeps. Before each provider
 call the runner asks :meth:`check`: a lease lost (expired and taken over) or not renewed
 for too long (the store unreachable) stops that identity before the call.
@@ -73,6 +75,19 @@ class IdentityLeases:
         # ticks on a virtual clock come many a second: the shares are kept at most this often
         self.rebalance_every = ttl.total_seconds() / 8
         self.fatal: str | None = None  # a newer schema: the worker stops
+        self._candidates = 0  # how many identities the last balance saw
+        #: identities above the fair share found while a tick runs (a worker joined): each
+        #: is given up at its next call (:meth:`yielding`), not at the end of a long tick
+        self.leaving: set[str] = set()
+        #: the daemon's ticks (run_forever) end at a call (each identity makes one call a
+        #: tick at least, as a sync before its calls may take long), their leads left due
+        #: for the next tick, when the heartbeat found leases to claim (a dead worker's) and
+        #: the tick ran this long (seconds): identities are claimed at a tick's start, and a
+        #: big campaign's tick could otherwise last hours. None (a virtual clock's run,
+        #: --once): a tick runs to its end, as a simulation must
+        self.tick_budget: float | None = None
+        self.tick_started = 0.0  # time.monotonic() at the start of this tick
+        self.to_claim = False  # the heartbeat found free leases while this worker is short
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[IdentityLeases]:
@@ -111,15 +126,53 @@ class IdentityLeases:
             await asyncio.sleep(period)  # wall time: leases expire on the wall clock
             try:
                 self._beat()
+                self._find_extra()
             except Exception as exc:  # the store briefly unreachable: try again soon
                 log.warning("could not renew the worker's leases: %s", exc)
+
+    def _share(self, identities: int) -> int:
+        return math.ceil(identities / max(1, len(self.store.live_workers())))
+
+    def _find_extra(self) -> None:
+        """While a tick runs (a big campaign's can last long): mark the identities above
+        the fair share (a worker joined: it must not wait for the tick's end), and note
+        free leases when this worker is short of its share (a worker died: the tick ends
+        soon, see :attr:`tick_budget`). A dead process of this host is reaped on the way."""
+        owned = self.state.owned
+        if owned is None or not self._candidates:
+            return
+        self.store.reap_dead_workers()
+        share = self._share(self._candidates)
+        self.leaving = set(sorted(owned)[share:]) if len(owned) > share else set()
+        self.to_claim = len(owned) < share and self.store.free_leases() > 0
+
+    def tick_spent(self) -> bool:
+        """Whether this tick ends at this call: leases wait to be claimed and it ran for
+        :attr:`tick_budget`."""
+        budget = self.tick_budget
+        return (budget is not None and self.to_claim
+                and time.monotonic() - self.tick_started > budget)
+
+    def yielding(self, identity: str) -> bool:
+        """Whether this worker gives ``identity`` up at this call (see :meth:`give_up`)."""
+        return identity in self.leaving
+
+    def give_up(self, identity: str) -> None:
+        """Release ``identity`` between two of its calls (the caller flushed its writes and
+        has nothing of it in flight): another worker may claim it at once."""
+        self.store.release_identities(self.id, [identity])
+        self.leaving.discard(identity)
+        if self.state.owned is not None:
+            self.state.owned.discard(identity)
+        log.info("released %s (a fair share for a worker that joined)", identity)
 
     def balance(self) -> list[Claimed]:
         """Renew, release the identities above a fair share, claim free ones up to it;
         the identities just claimed (their previous holder is in each). At most every
-        ``rebalance_every`` seconds."""
+        ``rebalance_every`` seconds, unless the heartbeat saw leases to claim."""
         now = time.monotonic()
-        if self._balanced is not None and now - self._balanced < self.rebalance_every:
+        if (self._balanced is not None and now - self._balanced < self.rebalance_every
+                and not self.to_claim):  # leases wait (the heartbeat saw them): claim now
             return []
         self._balanced = now
         self.store.reap_dead_workers()
@@ -129,8 +182,9 @@ class IdentityLeases:
         owned = self.state.owned
         assert owned is not None, "balance() outside hold()"
         identities = self.store.lease_candidates()
-        live = max(1, len(self.store.live_workers()))
-        share = math.ceil(len(identities) / live)
+        self._candidates = len(identities)
+        share = self._share(len(identities))
+        self.leaving, self.to_claim = set(), False
         if len(owned) > share:  # at a tick's start: nothing of theirs is in flight here
             extra = sorted(owned)[share:]
             self.store.release_identities(self.id, extra)

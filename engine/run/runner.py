@@ -28,6 +28,7 @@ import contextlib
 import logging
 import random
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -248,6 +249,7 @@ class Runner:
         """Keep this worker's fair share of the identities; forget what was cached about the
         ones just claimed (another worker acted for them meanwhile). Their open intents are
         reconciled by this tick's recovery before anything of theirs is sent."""
+        leases.tick_started = time.monotonic()
         for claimed in leases.balance():
             identity = claimed.identity
             state = self._state
@@ -374,6 +376,7 @@ class Runner:
         call in flight); leads whose next step is due at once go on in the next wave."""
         current = [(enr, leads[enr.lead_id]) for enr in batch if enr.lead_id in leads]
         skip, call, submit = self._outcomes.skip, self._outcomes.call, self._async.submit
+        called = False  # made a call this tick (a spent tick stops it only after one)
         for _ in range(MAX_CHAIN):
             planned = await self._plan_wave(ctx, current, result, dnc)
             if ctx.stopped or not planned:
@@ -384,11 +387,18 @@ class Runner:
                     continue
                 self._lock.check()  # a lost lock: no intent, no call
                 if self._leases is not None:
+                    if self._leases.yielding(ctx.identity):  # a worker joined: its share
+                        self._flush(ctx)  # nothing in flight: its leads stay due
+                        self._leases.give_up(ctx.identity)
+                        return
+                    if called and self._leases.tick_spent():  # the next balance is due
+                        return  # its leads stay due (the buffered writes: flushed below)
                     self._leases.check(ctx.identity)  # a lost lease: no intent, no call
                 if p.compiled.sequence is not None and p.compiled.sequence.is_async(p.step):
-                    new = await submit(ctx, p, self._log_intent(ctx, p, ASYNC), result)
+                    new = await submit(ctx, p, await self._log_intent(ctx, p, ASYNC), result)
                 else:
-                    new = await call(ctx, p, self._log_intent(ctx, p), result)
+                    new = await call(ctx, p, await self._log_intent(ctx, p), result)
+                called = True  # then a spent tick may stop it: each tick moves it on
                 if new is not None and new.next_due_at is not None:
                     moved.append((new.next_due_at, (new, p.lead)))
             self._flush(ctx)
@@ -433,7 +443,9 @@ class Runner:
         for other, other_lead in rest:
             postpone(other, other_lead, until, f"sync failed: {exc.label}", result, ctx=ctx)
 
-    def _log_intent(self, ctx: IdentityTick, p: Planned, execution: str | None = None) -> str:
+    async def _log_intent(
+        self, ctx: IdentityTick, p: Planned, execution: str | None = None
+    ) -> str:
         """Commit the buffered writes (the previous call's outcome and transition, the wave's
         moves so far) with the intent of ``p``'s call, before that call (``execution``:
         ``async`` marks a run/async submission, looked up by key if its answer is lost)."""
@@ -452,6 +464,9 @@ class Runner:
             "request": request,
             "variant": p.variant,
         }
+        return await self._state.commit(self._commit_intent, ctx, row)
+
+    def _commit_intent(self, ctx: IdentityTick, row: dict[str, Any]) -> str:
         (key,) = self._flush(ctx, (row,))  # one transaction (on PostgreSQL one round trip)
         return key
 
@@ -505,6 +520,7 @@ class Runner:
         summary = RunSummary(self.clock.now(), self.clock.now())
         try:
             async with self.hold_leases(ttl) as leases:
+                leases.tick_budget = leases.rebalance_every
                 longest = min(poll_interval, leases.ttl.total_seconds() / 2)
                 while not stop.is_set():
                     tick = await self.tick()

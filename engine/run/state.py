@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from engine.clock import Clock
 from engine.compile.machine import CompiledSequence, compile_sequence
@@ -72,6 +72,10 @@ class Settings:
     async_callback: Mapping[str, Any] | None = None
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
 class RunState:
     """The state every part of one runner reads (one object, shared, never copied)."""
 
@@ -109,6 +113,17 @@ class RunState:
         self.owned: set[str] | None = None
         # the managed schedules' results received by `seqrun serve`, while fresh
         self.pushed = Pushed(store)
+
+    async def commit(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``fn(...)``, a call's commit (its intent, the previous outcome): on a database
+        server in a thread, so that while one identity waits for its commit (round trips and
+        the server's fsync, the event loop idle meanwhile) the others' calls go on; measured
+        in bench/README.md (bench_workers), where this wait bounded a worker on PostgreSQL.
+        On SQLite in the loop: its commits cost CPU (no network, no fsync in WAL's NORMAL
+        mode) and take one write lock, so a thread would only add the handoff."""
+        if self.store.engine.dialect.name == "sqlite":
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     def compiled(self, revision: str) -> CompiledSequence:
         found = self._cache.get(revision)

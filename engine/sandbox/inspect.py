@@ -5,6 +5,8 @@
 ``GET  /deliveries/by-pair``         the same grouped per (identity, profile)
 ``GET  /counts``                     ``{count}`` for ``identity``, ``kind``, ``since``
 ``GET  /duplicates``                 texts delivered more than once (``kind``, default message)
+``GET  /overlaps``                   Edges calls that began while another of the same identity
+                                     was still being answered (not persisted across restarts)
 ``GET  /clock``  ``POST /clock/advance`` {seconds|minutes|hours|days|to} (virtual clock only)
 ``GET  /faults`` ``POST /faults``    read / change the fault knobs
 ``POST /auth``                       {identity, ok, at?}: expire or re-authenticate
@@ -124,6 +126,9 @@ class _GroundTruth(_Base):
         kind = request.query_params.get("kind", "message")
         return JSON([{"identity": i, "profile_url": p, "text": t, "count": n}
                      for i, p, t, n in self.world.duplicates(kind)])
+
+    async def overlaps(self, request: Request) -> Response:
+        return JSON(self.world.overlaps)
 
     async def relationship(self, request: Request) -> Response:
         pair = self.pair_of(request)
@@ -282,6 +287,7 @@ class _Inspection(_GroundTruth, _Knobs, _EdgesHooks):
             Route("/world", self.summary, methods=["GET"]),
             Route("/deliveries", self.deliveries, methods=["GET"]),
             Route("/deliveries/by-pair", self.by_pair, methods=["GET"]),
+            Route("/overlaps", self.overlaps, methods=["GET"]),
             Route("/counts", self.counts, methods=["GET"]),
             Route("/duplicates", self.duplicates, methods=["GET"]),
             Route("/clock", self.clock, methods=["GET"]),

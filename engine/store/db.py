@@ -58,6 +58,13 @@ def newer_schema(store: object, revision: str) -> str:
             "machine (every worker runs the same version)")
 
 
+def older_schema(store: object, revision: str) -> str:
+    return (f"the store {store} has schema revision {revision}, older than this seqrun's "
+            f"{HEAD}: a shared store is migrated on purpose, not by whichever command opens it "
+            "first (other workers may be running on it): stop the workers of the old "
+            "version, run `seqrun db upgrade`, then start the new ones")
+
+
 def normalize_url(url: str) -> str:
     """``postgres://`` (what Heroku and others hand out) and a ``postgresql://`` without a
     driver as ``postgresql+psycopg://``: SQLAlchemy knows no ``postgres`` scheme, and its
@@ -117,8 +124,11 @@ class StoreBase:
             sa.event.listen(engine, "begin", self._sqlite_begin)
 
     @classmethod
-    def open(cls, url: str | None = None, state_dir: Path | str = ".seqrun") -> Self:
-        """Open (and migrate to head) the store.
+    def open(cls, url: str | None = None, state_dir: Path | str = ".seqrun", *,
+             upgrade: bool = False) -> Self:
+        """Open the store, migrated to head when it is new, a SQLite file (one machine), or
+        ``upgrade`` (``seqrun db upgrade``); a server's store (PostgreSQL) at an older
+        revision is a StoreError saying to run ``seqrun db upgrade`` (see :meth:`migrate`).
 
         ``url`` wins, then ``$SEQRUN_DATABASE_URL``, then ``sqlite:///<state_dir>/state.db``.
         Every failure is a :class:`StoreError` naming the store and what to do.
@@ -140,7 +150,7 @@ class StoreBase:
             raise StoreError(f"cannot open the store: {exc} (expected a SQLAlchemy URL such as "
                              "postgresql+psycopg://USER:PASSWORD@HOST/DB or sqlite:///PATH)"
                              ) from exc
-        return cls(engine)._started()
+        return cls(engine)._started(upgrade=upgrade)
 
     @classmethod
     def _open_file(cls, path: Path) -> Self:
@@ -157,11 +167,11 @@ class StoreBase:
         """Migrate and name the new (empty) store file ``path``."""
         cls(files.file_engine(path), path)._started().close()
 
-    def _started(self) -> Self:
+    def _started(self, *, upgrade: bool = True) -> Self:
         """Migrated, named (a store id in the kv table) and, for a file, its identity noted;
         the engine is disposed of when that fails."""
         try:
-            self.migrated_from = self.migrate()
+            self.migrated_from = self.migrate(upgrade=upgrade)
             self.store_id = self._own_id()
             if self.path is not None:
                 self._file_id = FileId.of(self.path)
@@ -214,13 +224,20 @@ class StoreBase:
         if self.store_id is not None and found != self.store_id:
             raise StoreError(self._gone("was replaced by another store"))
 
-    def migrate(self) -> str | None:
+    def migrate(self, *, upgrade: bool = True) -> str | None:
         """``alembic upgrade head``; a no-op (one query) when already at head. Returns the
         revision the store was at (None: a new store). A store migrated by a newer seqrun is
         refused (StoreError): this version does not know its tables.
 
-        On PostgreSQL the check and the upgrade hold a transaction-level advisory lock, so
-        workers starting at once migrate once (SQLite's BEGIN IMMEDIATE does that already)."""
+        A server's store (not SQLite) at an older revision is migrated only when ``upgrade``
+        (``seqrun db upgrade``), else refused (StoreError naming both revisions and the
+        command): it is shared by workers that may be running the old version, and a fleet
+        must not be migrated by whichever of its commands starts first. A new (empty) one is
+        created, and a SQLite file (one machine) is migrated on open.
+
+        The check and the upgrade are one transaction holding the store's migration lock
+        (PostgreSQL: a transaction-level advisory lock; SQLite: BEGIN IMMEDIATE's write
+        lock), so processes opening it at once migrate it once."""
         with self.transaction() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_KEY})
@@ -229,6 +246,8 @@ class StoreBase:
                 return current
             if current is not None and current not in known_revisions():
                 raise StoreError(newer_schema(self.path or self.url, current))
+            if current is not None and not upgrade and conn.dialect.name != "sqlite":
+                raise StoreError(older_schema(self.path or self.url, current))
             # deferred: alembic is a heavy import that a store already at head never needs
             from alembic import command
             from alembic.config import Config

@@ -114,6 +114,14 @@ class Leases(StoreBase):
                     claimed.append(Claimed(str(row.identity), row.worker))
         return claimed
 
+    def free_leases(self) -> int:
+        """How many lease rows no live worker holds (released, or expired: a dead worker's)."""
+        le = t.identity_leases
+        with self.transaction() as c:
+            found = c.execute(sa.select(sa.func.count()).select_from(le)
+                              .where(le.c.expires_at < utcnow())).scalar()
+        return int(found or 0)
+
     def release_identities(self, worker: str, identities: Collection[str]) -> None:
         """Free ``worker``'s leases of ``identities`` (another worker may claim them at once)."""
         if not identities:
@@ -124,12 +132,14 @@ class Leases(StoreBase):
                       .where(le.c.worker == worker, le.c.identity.in_(list(identities)))
                       .values(worker=None, expires_at=FREE))
 
-    def retire_worker(self, worker: str, *, conn: Connection | None = None) -> None:
-        """Remove ``worker``'s row and free every lease it holds (it stopped)."""
+    def retire_worker(self, worker: str, *, conn: Connection | None = None,
+                      died: bool = False) -> None:
+        """Remove ``worker``'s row and free every lease it holds (it stopped). ``died``: the
+        leases keep its name, so that the worker claiming one reports a take-over."""
         le = t.identity_leases
         with self.tx(conn) as c:
             c.execute(le.update().where(le.c.worker == worker)
-                      .values(worker=None, expires_at=FREE))
+                      .values(expires_at=FREE, **({} if died else {"worker": None})))
             c.execute(t.workers.delete().where(t.workers.c.id == worker))
 
     def reap_dead_workers(self) -> list[str]:
@@ -144,7 +154,7 @@ class Leases(StoreBase):
         if dead:
             with self.transaction() as c:
                 for gone in dead:
-                    self.retire_worker(gone, conn=c)
+                    self.retire_worker(gone, conn=c, died=True)
         return dead
 
     def live_workers(self, *, conn: Connection | None = None) -> list[WorkerRow]:

@@ -60,6 +60,14 @@ class Live(Pump):
             return self._error("BAD_INPUT", "body/input must be object")
         if not isinstance(params, dict):
             return self._error("BAD_PARAMETERS", "body/parameters must be object")
+        ids = body.get("identity_ids")
+        if not (isinstance(ids, list) and ids and isinstance(ids[0], str)):
+            return await self._live(request, action, body, input, params)
+        with self.world.calling(ids[0], action):  # ground truth: one identity's calls at once
+            return await self._live(request, action, body, input, params)
+
+    async def _live(self, request: Request, action: str, body: dict[str, Any],
+                    input: dict[str, Any], params: dict[str, Any]) -> Response:
         plan = await inject(self.world, "edges", action)
         if plan is not None and not plan.after:
             return self._fault_response(plan.kind)

@@ -78,6 +78,11 @@ class WorldState:
         #: (scheduled?, event) since its reader last emptied it, when one listens (not None):
         #: how writing the world through finds the events scheduled and applied (records.py)
         self.event_log: list[tuple[bool, Event]] | None = None
+        #: ground truth of concurrency (not persisted): the calls being answered now per
+        #: identity (their operations), and every call that began while another call of the
+        #: same identity was still being answered (truth.py's ``calling``)
+        self.in_flight: dict[str, list[str]] = {}
+        self.overlaps: list[dict[str, Any]] = []
 
     def _uniform(self, *key: object) -> float:
         """One seeded draw in [0, 1) keyed like :meth:`_rng`, without building a Random."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +45,22 @@ class GroundTruth(Faults):
                 k = (d.identity, d.profile_url, d.text or "")
                 seen[k] = seen.get(k, 0) + 1
         return [(*k, n) for k, n in sorted(seen.items()) if n > 1]
+
+    @contextmanager
+    def calling(self, identity: str, op: str) -> Iterator[None]:
+        """While the block runs, a call of ``identity`` is being answered (from its arrival,
+        through the latency, to its answer). A call arriving while another of the same
+        identity is still answered is recorded in ``overlaps``: what one worker per identity
+        must never cause (the multi-worker tests read it from ``/_sandbox/overlaps``)."""
+        calls = self.in_flight.setdefault(identity, [])
+        if calls:
+            self.overlaps.append({"identity": identity, "op": op, "during": list(calls),
+                                  "at": iso(self.now)})
+        calls.append(op)
+        try:
+            yield
+        finally:
+            calls.remove(op)
 
     def inspect(self) -> dict[str, Any]:
         """A JSON-ready summary of the world (what tests and the inspection API report)."""
