@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import socket
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import settings
 
 from engine.cli import main
@@ -21,6 +25,7 @@ SHARED = ROOT.parent / "shared"
 # sequences/ stand in (tests/test_e2e_examples.py checks that they match when both exist).
 SHARED_EXAMPLES = SHARED / "examples" if (SHARED / "examples").is_dir() else ROOT / "sequences"
 SEEDS = SHARED / "seeds"
+PG_URL = os.environ.get("SEQRUN_TEST_DATABASE_URL")  # CI sets it (.ci/postgres.sh)
 
 # The suite (and so CI) draws the same examples every run: a fuzz find must not fail a landing
 # at random. `--hypothesis-profile=fuzz` draws new examples on every run, to hunt for more.
@@ -67,3 +72,22 @@ def store(tmp_path: Path) -> Iterator[Store]:
     yield opened
     opened.close()
 
+
+
+@contextlib.contextmanager
+def postgres_schema(prefix: str = "t") -> Iterator[str]:
+    """A store URL on the test PostgreSQL in a schema of its own, dropped afterwards (the
+    test is skipped without SEQRUN_TEST_DATABASE_URL): tests in parallel never collide."""
+    if not PG_URL:
+        pytest.skip("SEQRUN_TEST_DATABASE_URL not set")
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

@@ -27,6 +27,7 @@ from engine.run.runner import Runner, window_opening
 from engine.sandbox.world import World, WorldConfig
 from engine.store import Store
 from tests._world_provider import Kill, KillAfter, WorldProvider
+from tests.conftest import postgres_schema
 
 MONDAY_8 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 ID = "ident-alice"
@@ -375,31 +376,14 @@ async def test_kill_switch_stops_everything(tmp_path: Path) -> None:
 
 
 async def test_the_same_runner_code_on_postgresql(tmp_path: Path) -> None:
-    import os
-    import uuid
-
-    import sqlalchemy as sa
-
-    pg = os.environ.get("SEQRUN_TEST_DATABASE_URL")
-    if not pg:
-        pytest.skip("SEQRUN_TEST_DATABASE_URL not set")
-    schema = f"r_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in pg else "?"
-    try:
-        env = Env(tmp_path, make_seq(), url=f"{pg}{sep}options=-csearch_path%3D{schema}")
+    with postgres_schema("r") as url:
+        env = Env(tmp_path, make_seq(), url=url)
         eid = env.lead("ada", accepts=True, replies=False)
         gone = env.lead("gone", accessible=False)
         await env.runner().run_until(MONDAY_8 + timedelta(days=10))
         assert (env.state(eid), env.state(gone)) == ("completed", "removed")
         assert len(env.world.deliveries(ID, kind="message")) == 2
         env.store.close()
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 async def test_a_failing_identity_does_not_stop_the_others(tmp_path: Path) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,9 +24,9 @@ from engine.store import tables as t
 from engine.store.db import MIGRATIONS
 from engine.store.locks import _pid_ns
 from engine.store.tables import metadata
+from tests.conftest import postgres_schema
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-PG_URL = os.environ.get("SEQRUN_TEST_DATABASE_URL")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -38,19 +36,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield s
         s.close()
         return
-    if not PG_URL:
-        pytest.skip("SEQRUN_TEST_DATABASE_URL not set")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    s = Store.open(f"{PG_URL}{sep}options=-csearch_path%3D{schema}", tmp_path)
-    yield s
-    s.close()
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with postgres_schema() as url:
+        s = Store.open(url, tmp_path)
+        yield s
+        s.close()
 
 
 def test_fresh_sqlite_is_migrated_to_head_with_wal(tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ and what it writes reads back as SQLAlchemy's path writes it (times, JSON)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,28 +17,19 @@ from engine.errors import StoreError
 from engine.store import Store
 from engine.store import tables as t
 from engine.store.codecs import db_time, py_time
+from tests.conftest import postgres_schema
 
 T = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
-PG_URL = os.environ.get("SEQRUN_TEST_DATABASE_URL")
 
 
 @pytest.fixture
 def pg_store(tmp_path: Path) -> Iterator[Store]:
     """A store on PostgreSQL in a schema of its own (skipped without a server)."""
-    if not PG_URL:
-        pytest.skip("SEQRUN_TEST_DATABASE_URL not set")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    s = Store.open(f"{PG_URL}{sep}options=-csearch_path%3D{schema}", tmp_path)
-    yield s
-    s.close()
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with postgres_schema() as url:
+        s = Store.open(url, tmp_path)
+        yield s
+        s.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,9 +32,8 @@ from engine.store import tables as t
 from engine.store.db import MIGRATIONS
 from engine.store.locks import _pid_ns
 from engine.vocab import TERMINALS
-from tests.conftest import invoke
+from tests.conftest import PG_URL, invoke, postgres_schema
 
-PG_URL = os.environ.get("SEQRUN_TEST_DATABASE_URL")
 TTL = timedelta(minutes=5)
 NOW = datetime.now(UTC)
 IDS = [f"ident-{i:02d}" for i in range(6)]
@@ -48,17 +45,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}"
         return
-    if not PG_URL:
-        pytest.skip("SEQRUN_TEST_DATABASE_URL not set")
-    schema = f"w_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with postgres_schema("w") as pg:
+        yield pg
 
 
 @pytest.fixture

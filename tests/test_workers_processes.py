@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,8 @@ from engine.store import Store
 from engine.store import tables as t
 from engine.vocab import TERMINALS
 from tests.chaos.harness import ChaosReport, Served, _env, verify, write_inputs
+from tests.conftest import postgres_schema
 
-PG_URL = os.environ.get("SEQRUN_TEST_DATABASE_URL")
 IDENTITIES = 6
 
 
@@ -37,19 +36,9 @@ def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     if request.param == "sqlite":
         yield ""
         return
-    if not PG_URL:
-        pytest.skip("SEQRUN_TEST_DATABASE_URL not set")
-    schema = f"p_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    monkeypatch.setenv("SEQRUN_DATABASE_URL", url)
-    yield url
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with postgres_schema("p") as url:
+        monkeypatch.setenv("SEQRUN_DATABASE_URL", url)
+        yield url
 
 
 def _seqrun(args: list[str], work: Path, env: dict[str, str], name: str,
