@@ -95,10 +95,8 @@ class Actions(Limits):
         """Remove a 1st degree connection (``NOT_CONNECTED`` when there is none)."""
         ident, profile = self._check(identity, url, None)
         assert profile is not None
-        if self.network[ident.uid].pop(profile.url, None) is None:
+        if not self._disconnect(ident.uid, profile.url):
             raise WorldError("NOT_CONNECTED", "not a 1st degree connection")
-        self.connection_seqs.get(ident.uid, {}).pop(profile.url, None)
-        self._network_versions[ident.uid] = self._network_versions.get(ident.uid, 0) + 1
         self._deliver(ident, profile, "disconnect", None)
         return profile
 

@@ -13,6 +13,7 @@ from engine.sandbox.world.model import (
     Thread,
     WorldError,
 )
+from engine.sandbox.world.state import ConnectionOrder
 
 
 class Reads(Actions):
@@ -26,16 +27,13 @@ class Reads(Actions):
         """Connections, most recent first (in one instant, the last written first: a reader
         that stops at the first connection it knows must not miss one after it)."""
         ident, _ = self._check(identity, None, None)
-        network = self.network[ident.uid]
-        key = (self._network_versions.get(ident.uid, 0), len(network))
-        cached = self._sorted_network.get(ident.uid)
-        if cached is not None and cached[0] == key:  # sorted once per change, not per read
-            return list(cached[1])
-        seqs = self.connection_seqs.get(ident.uid, {})
-        items = [(self.profiles[u], at) for u, at in network.items()]
-        items.sort(key=lambda it: (it[1], seqs.get(it[0].url, 0)), reverse=True)
-        self._sorted_network[ident.uid] = (key, items)
-        return list(items)
+        order = self._current_order(ident.uid)
+        if order is None:  # first read, or the network was loaded: sorted once
+            seqs = self.connection_seqs.get(ident.uid, {})
+            order = ConnectionOrder([((at, seqs.get(u, 0)), (self.profiles[u], at))
+                                     for u, at in self.network[ident.uid].items()])
+            self._orders[ident.uid] = (self._network_key(ident.uid), order)
+        return order.newest_first()
 
     def connections(self, identity: str) -> list[tuple[Profile, datetime]]:
         """Alias of :meth:`connections_of`: ``[(profile, connected_at)]``, newest first."""
