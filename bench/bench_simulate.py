@@ -9,8 +9,11 @@ dir, runs `seqrun simulate` in a subprocess (its state kept with --keep) and rep
 time, its CPU time, the actions it delivered, CPU per action, the event rows per action and
 the store's size. It drives the CLI, so the same script measures any layout of the code.
 Exit 1 when --budget-s is given and the CPU time exceeds it, or when a run writes more than
-3 event rows per delivered action; with --linearity, when CPU per action at the largest size
-exceeds 1.5x that at the smallest.
+3 event rows per delivered action (besides the one `enrolled` row of each lead); with
+--linearity, when CPU per unit of work (a lead enrolled or an action delivered) at the largest
+size exceeds 1.5x that at the smallest. Per unit of work, not per action: the identities'
+limits cap the actions of a month (~12,000 here) however many leads wait, so past ~10,000
+leads more leads add waiting leads, not actions, and CPU per action must grow with them.
 
 With --postgres URL (a PostgreSQL database the script may empty, e.g. the one
 `bash .ci/postgres.sh` prints): the same campaign on SQLite and on PostgreSQL side by side,
@@ -147,8 +150,11 @@ def run(leads: int, days: int) -> dict[str, float]:
     per = max(actions, 1)
     return {"leads": leads, "days": days, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
             "actions": actions, "cpu_ms_per_action": round(1000 * cpu / per, 3),
+            "cpu_ms_per_work": round(1000 * cpu / (leads + actions), 3),
             "events": events, "postponed_events": postponed,
-            "events_per_action": round(events / per, 2), "store_mb": round(size_mb, 1)}
+            "events_per_action": round(events / per, 2),
+            "action_events_per_action": round((events - leads) / per, 2),
+            "store_mb": round(size_mb, 1)}
 
 
 NEW_WORLD = ("import sys; from pathlib import Path; from engine import runtime; "
@@ -277,20 +283,23 @@ def main() -> int:
         return _main_postgres(args.leads, args.days, args.postgres, args.json)
     sizes = [int(n) for n in args.linearity.split(",")] if args.linearity else [args.leads]
     runs = [run(n, args.days) for n in sizes]
-    ok = all(r["events_per_action"] <= EVENTS_PER_ACTION for r in runs)
+    ok = all(r["action_events_per_action"] <= EVENTS_PER_ACTION for r in runs)
     if args.budget_s is not None:
         ok = ok and runs[-1]["cpu_s"] <= args.budget_s
-    ratio = runs[-1]["cpu_ms_per_action"] / max(runs[0]["cpu_ms_per_action"], 1e-9)
+    ratio = runs[-1]["cpu_ms_per_work"] / max(runs[0]["cpu_ms_per_work"], 1e-9)
+    per_action = runs[-1]["cpu_ms_per_action"] / max(runs[0]["cpu_ms_per_action"], 1e-9)
     if len(runs) > 1:
         ok = ok and ratio <= LINEARITY
     if args.json:
-        print(json.dumps({"runs": runs, "cpu_per_action_ratio": round(ratio, 2), "ok": ok}))
+        print(json.dumps({"runs": runs, "cpu_per_work_ratio": round(ratio, 2),
+                          "cpu_per_action_ratio": round(per_action, 2), "ok": ok}))
     else:
         for figures in runs:
             print(" ".join(f"{k}={v}" for k, v in figures.items()))
         if len(runs) > 1:
-            print(f"CPU per action {sizes[-1]} / {sizes[0]} leads: {ratio:.2f} x "
-                  f"(budget <= {LINEARITY})")
+            print(f"CPU per unit of work (a lead enrolled or an action delivered) "
+                  f"{sizes[-1]} / {sizes[0]} leads: {ratio:.2f} x (budget <= {LINEARITY}); "
+                  f"per action {per_action:.2f} x")
     return 0 if ok else 1
 
 
