@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from hypothesis import settings
 
 from engine.cli import main
+from engine.sandbox.world import WorldConfig
 from engine.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,3 +92,11 @@ def postgres_schema(prefix: str = "t") -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def quiet_config(**overrides: Any) -> WorldConfig:
+    """A sandbox world where nobody is connected or writes first before a test acts and every
+    profile is accessible: what a test sets up is all there is."""
+    base: dict[str, Any] = {"already_connected_fraction": 0.0, "writes_first_fraction": 0.0,
+                            "inaccessible_fraction": 0.0}
+    return WorldConfig(**{**base, **overrides})

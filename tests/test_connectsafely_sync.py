@@ -20,8 +20,8 @@ from engine.model import Metadata, Sequence
 from engine.providers.connectsafely import ConnectSafelyProvider
 from engine.run.sync import sync_force
 from engine.sandbox import Sandbox
-from engine.sandbox.world import World, WorldConfig
-from tests.conftest import invoke
+from engine.sandbox.world import World
+from tests.conftest import invoke, quiet_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ADA = "https://www.linkedin.com/in/ada"
@@ -35,8 +35,7 @@ def clock() -> VirtualClock:
 
 @pytest.fixture
 def world(clock: VirtualClock) -> World:
-    config = WorldConfig(already_connected_fraction=0.0, writes_first_fraction=0.0,
-                         inaccessible_fraction=0.0, reply_delay_hours=(1, 1))
+    config = quiet_config(reply_delay_hours=(1, 1))
     w = World(clock, seed=4, config=config)
     w.add_identity("acc_12345", provider="connectsafely")
     w.add_profile(ADA, already_connected_with=["acc_12345"], replies=True)

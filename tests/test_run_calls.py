@@ -15,8 +15,9 @@ from engine.model import ActionStep, Metadata, Sequence
 from engine.providers.edges.actions import EdgesProvider
 from engine.run.runner import Runner
 from engine.sandbox import Sandbox
-from engine.sandbox.world import World, WorldConfig
+from engine.sandbox.world import World
 from engine.store import Store
+from tests.conftest import quiet_config
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -49,8 +50,7 @@ async def run_once(store: Store, world: World, clock: VirtualClock) -> Counter[s
 
 async def test_a_new_process_reuses_the_stored_profile_id(tmp_path: Path) -> None:
     clock = VirtualClock(START)
-    world = World(clock, seed=3, config=WorldConfig(
-        already_connected_fraction=0.0, writes_first_fraction=0.0, inaccessible_fraction=0.0))
+    world = World(clock, seed=3, config=quiet_config())
     world.add_identity("id-a", provider="edges")
     profiles = world.populate(4)
     store = Store.open(None, tmp_path)

@@ -11,7 +11,8 @@ import pytest
 
 from engine.clock import VirtualClock
 from engine.sandbox import Sandbox
-from engine.sandbox.world import World, WorldConfig
+from engine.sandbox.world import World
+from tests.conftest import quiet_config
 
 ADA = "https://www.linkedin.com/in/ada"
 BOB = "https://www.linkedin.com/in/bob"
@@ -24,8 +25,7 @@ def clock() -> VirtualClock:
 
 @pytest.fixture
 def world(clock: VirtualClock) -> World:
-    config = WorldConfig(already_connected_fraction=0.0, writes_first_fraction=0.0,
-                         inaccessible_fraction=0.0, reply_delay_hours=(1, 1))
+    config = quiet_config(reply_delay_hours=(1, 1))
     w = World(clock, seed=4, config=config)
     w.add_identity("acc_12345", provider="connectsafely")
     w.add_identity("acc_2", provider="connectsafely")

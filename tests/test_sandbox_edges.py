@@ -13,7 +13,8 @@ import pytest
 
 from engine.clock import VirtualClock
 from engine.sandbox import Sandbox
-from engine.sandbox.world import World, WorldConfig
+from engine.sandbox.world import World
+from tests.conftest import quiet_config
 
 ADA = "https://www.linkedin.com/in/ada"
 BOB = "https://www.linkedin.com/in/bob"
@@ -28,8 +29,7 @@ def clock() -> VirtualClock:
 
 @pytest.fixture
 def world(clock: VirtualClock) -> World:
-    config = WorldConfig(already_connected_fraction=0.0, writes_first_fraction=0.0,
-                         inaccessible_fraction=0.0, accept_delay_hours=(1, 1),
+    config = quiet_config(accept_delay_hours=(1, 1),
                          reply_delay_hours=(1, 1), writes_first_delay_hours=(0, 0))
     w = World(clock, seed=3, config=config)
     w.add_identity("ident-alice", name="Alice Martin", type="engagement", provider="edges")

@@ -15,14 +15,14 @@ import pytest
 from engine.clock import VirtualClock
 from engine.sandbox import Sandbox
 from engine.sandbox.edges.callbacks import MAX_RETRIES
-from engine.sandbox.world import World, WorldConfig
+from engine.sandbox.world import World
+from tests.conftest import quiet_config
 
 ADA = "https://www.linkedin.com/in/ada"
 
 
 def _world() -> World:
-    config = WorldConfig(already_connected_fraction=0.0, writes_first_fraction=0.0,
-                         inaccessible_fraction=0.0)
+    config = quiet_config()
     w = World(VirtualClock(), seed=3, config=config)
     w.add_identity("ident-alice", name="Alice Martin", type="engagement", provider="edges")
     w.add_profile(ADA, full_name="Ada Lovelace", first_name="Ada", company="Engines")

@@ -10,14 +10,14 @@ import pytest
 
 from engine.clock import VirtualClock
 from engine.sandbox import BASE_URLS, Sandbox
-from engine.sandbox.world import World, WorldConfig
+from engine.sandbox.world import World
+from tests.conftest import quiet_config
 
 BOB = "https://www.linkedin.com/in/bob"
 
 
 def small_world() -> World:
-    config = WorldConfig(already_connected_fraction=0.0, writes_first_fraction=0.0,
-                         inaccessible_fraction=0.0, accept_delay_hours=(1, 1))
+    config = quiet_config(accept_delay_hours=(1, 1))
     w = World(VirtualClock(), seed=2, config=config)
     w.add_identity("ident-alice", provider="edges")
     w.add_profile(BOB, already_connected_with=["ident-alice"], replies=False)

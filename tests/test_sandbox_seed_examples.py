@@ -22,7 +22,8 @@ import pytest
 
 from engine.clock import VirtualClock
 from engine.sandbox import Sandbox
-from engine.sandbox.world import World, WorldConfig
+from engine.sandbox.world import World
+from tests.conftest import quiet_config
 
 ADA = "https://www.linkedin.com/in/ada"
 BOB = "https://www.linkedin.com/in/bob"
@@ -53,8 +54,7 @@ def clock() -> VirtualClock:
 
 @pytest.fixture
 def world(clock: VirtualClock) -> World:
-    config = WorldConfig(already_connected_fraction=0.0, writes_first_fraction=0.0,
-                         inaccessible_fraction=0.0, reply_delay_hours=(1, 1))
+    config = quiet_config(reply_delay_hours=(1, 1))
     w = World(clock, seed=16, config=config)
     w.add_identity(ENGAGEMENT, name="Alice Martin", type="engagement", provider="edges")
     w.add_identity(STANDARD, name="Bob Standard", type="standard", provider="edges")

@@ -20,8 +20,9 @@ from engine.providers.clients import make_client
 from engine.providers.edges.actions import EdgesProvider
 from engine.sandbox import Sandbox
 from engine.sandbox.durable import DB_FILE, WorldDB
-from engine.sandbox.world import World, WorldConfig
+from engine.sandbox.world import World
 from engine.sandbox.world.records import all_rows
+from tests.conftest import quiet_config
 
 ALICE = "ident-alice"
 ADA = "https://www.linkedin.com/in/ada"
@@ -30,8 +31,7 @@ INCREMENTAL = {"sync_mode": "incremental"}
 
 def _world(clock: VirtualClock) -> World:
     # acceptances and replies land in the instant of the invitation or message they answer
-    config = WorldConfig(already_connected_fraction=0.0, writes_first_fraction=0.0,
-                         inaccessible_fraction=0.0, accept_delay_hours=(0, 0),
+    config = quiet_config(accept_delay_hours=(0, 0),
                          reply_delay_hours=(0, 0), writes_first_delay_hours=(0, 0))
     w = World(clock, seed=5, config=config)
     w.add_identity(ALICE, name="Alice Martin", type="engagement", provider="edges")

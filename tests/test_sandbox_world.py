@@ -14,25 +14,18 @@ from engine.sandbox.world import (
     FaultConfig,
     FaultPlan,
     World,
-    WorldConfig,
     WorldError,
     normalize_url,
 )
+from tests.conftest import quiet_config
 
 ADA = "https://www.linkedin.com/in/ada"
 BOB = "https://www.linkedin.com/in/bob"
 
 
-def quiet(**kw: object) -> WorldConfig:
-    base: dict[str, object] = dict(already_connected_fraction=0.0, writes_first_fraction=0.0,
-                                   inaccessible_fraction=0.0)
-    base.update(kw)
-    return WorldConfig(**base)  # type: ignore[arg-type]
-
-
 def make(seed: int = 1, **kw: object) -> tuple[VirtualClock, World]:
     clock = VirtualClock()
-    world = World(clock, seed=seed, config=quiet(**kw))
+    world = World(clock, seed=seed, config=quiet_config(**kw))
     world.add_identity("me")
     return clock, world
 
@@ -164,7 +157,7 @@ def test_auth_expiry_then_reauth_with_integration_events() -> None:
     t0 = clock.now()
     faults = FaultConfig(auth_expire_at={"me": t0 + timedelta(hours=1)},
                          reauth_at={"me": t0 + timedelta(hours=3)})
-    w = World(clock, config=quiet(faults=faults))
+    w = World(clock, config=quiet_config(faults=faults))
     w.add_identity("me")
     w.visit("me", ADA)
     clock.advance(timedelta(hours=2))
@@ -233,7 +226,8 @@ def test_json_round_trip_keeps_pending_events() -> None:
 def test_faults_are_seeded_and_timeouts_split_before_after() -> None:
     def draws(seed: int) -> list[FaultPlan | None]:
         w = World(VirtualClock(), seed=seed,
-                  config=quiet(faults=FaultConfig(rate_429=0.2, rate_5xx=0.2, rate_timeout=0.3)))
+                  config=quiet_config(
+                      faults=FaultConfig(rate_429=0.2, rate_5xx=0.2, rate_timeout=0.3)))
         return [w.fault_plan("edges", "op") for _ in range(300)]
 
     a, b = draws(3), draws(3)

@@ -27,10 +27,11 @@ from engine.model import ActionStep
 from engine.providers.edges.actions import EdgesProvider
 from engine.run.runner import Runner
 from engine.sandbox import Sandbox
-from engine.sandbox.world import World, WorldConfig
+from engine.sandbox.world import World
 from engine.serve.config import ServeConfig, edges_run_callback
 from engine.store import Store
 from engine.store.inbound import inbound_events
+from tests.conftest import quiet_config
 from tests.test_run_runner import make_seq
 from tests.test_sandbox_scenario import _free_port
 
@@ -111,9 +112,7 @@ async def test_the_receiver_killed_and_restarted_while_callbacks_arrive_loses_no
     receiver = Receiver(tmp_path, _free_port())
     receiver.start()
     clock = VirtualClock(START)
-    world = World(clock, seed=3, config=WorldConfig(
-        already_connected_fraction=0.0, writes_first_fraction=0.0, inaccessible_fraction=0.0,
-        reply_probability=0.0))
+    world = World(clock, seed=3, config=quiet_config(reply_probability=0.0))
     for name in IDENTITIES:
         world.add_identity(name, provider="edges")
     profiles = world.populate(LEADS)
