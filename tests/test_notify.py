@@ -167,20 +167,29 @@ async def test_a_command_target_gets_the_notice_on_stdin(tmp_path: Path) -> None
     assert await send(failing, notice, {}) == f"{sys.executable!r} exited 3"
 
 
-def test_a_run_error_is_noticed_once_a_day(
-    cli_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def applied_notifier(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str], got: list[Any]
+) -> tuple[Store, VirtualClock, Notifier]:
+    """The notify manifest applied (no secret header) and a notifier over its store whose
+    target appends each notice it receives to ``got``."""
     path = manifest(cli_dir, "http://hooks.test/notices")
     path.write_text(path.read_text().replace("    secret_env: SEQRUN_NOTIFY_SECRET\n", ""))
     code, _, err = invoke(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
                           "--auto-approve", "--no-run")
     assert code == 0, err
-    got: list[Any] = []
     transport = httpx.MockTransport(
         lambda r: got.append(json.loads(r.content)) or httpx.Response(200))
     store = Store.open(None, cli_dir / ".seqrun")
     clock = VirtualClock()
     notifier = Notifier(store, clock, transport=transport, env={})
+    return store, clock, notifier
+
+
+def test_a_run_error_is_noticed_once_a_day(
+    cli_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    got: list[Any] = []
+    store, clock, notifier = applied_notifier(cli_dir, capsys, got)
 
     async def ticks() -> None:
         for _ in range(3):  # three ticks failing the same way
@@ -199,17 +208,8 @@ def test_a_run_error_is_noticed_once_a_day(
 def test_a_held_canary_is_noticed_once(cli_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # the guardrails' runner holds a canary by pausing the sequence and recording a `rollout`
     # event at stage held (engine.run.guards); a promoted one is no notice
-    path = manifest(cli_dir, "http://hooks.test/notices")
-    path.write_text(path.read_text().replace("    secret_env: SEQRUN_NOTIFY_SECRET\n", ""))
-    code, _, err = invoke(capsys, "apply", str(path), "--sandbox", "--virtual-clock",
-                          "--auto-approve", "--no-run")
-    assert code == 0, err
     got: list[Any] = []
-    transport = httpx.MockTransport(
-        lambda r: got.append(json.loads(r.content)) or httpx.Response(200))
-    store = Store.open(None, cli_dir / ".seqrun")
-    clock = VirtualClock()
-    notifier = Notifier(store, clock, transport=transport, env={})
+    store, clock, notifier = applied_notifier(cli_dir, capsys, got)
     name = next(iter(notifier.targets()))
     store.record_event("rollout", name, {"stage": "promoted", "reason": None}, at=clock.now(),
                        trigger="rollout")
