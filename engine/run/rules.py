@@ -165,8 +165,9 @@ class Rules:
         hold: datetime | None = None
         if not ctx.synced:
             if live_send:
-                hold = self._inbox_hold(ctx, now)
-                need = hold is None and not self._inbox_immediate(ctx, now)
+                fresh = self._inbox_immediate(ctx, now)
+                hold = None if fresh else self._inbox_hold(ctx, now)
+                need = not fresh and hold is None
             else:
                 need = self._sync_too_old(ctx, now)
             if need:
@@ -218,12 +219,10 @@ class Rules:
         return note is not None and now - note <= IMMEDIATE
 
     def _inbox_hold(self, ctx: IdentityTick, now: datetime) -> datetime | None:
-        """When a message should wait for the inbox schedule's next result instead of a
-        live sync: that result's expected arrival (its run plus half of ``IMMEDIATE``) when it
-        comes within ``HOLD``; None when the last result will do, or none is due soon (the
-        schedule is overdue, slow or absent: the message syncs live)."""
-        if self._inbox_immediate(ctx, now):
-            return None
+        """When a message whose last inbox result is not immediate should wait for the inbox
+        schedule's next result instead of a live sync: that result's expected arrival (its
+        run plus half of ``IMMEDIATE``) when it comes within ``HOLD``; None when none is due
+        soon (the schedule is overdue, slow or absent: the message syncs live)."""
         nxt = self.state.pushed.inbox_next(ctx.identity, now)
         if nxt is None:
             return None
