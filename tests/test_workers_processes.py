@@ -328,6 +328,10 @@ def test_a_fleet_of_workers_runs_1000_leads_as_one_worker_would(
         verify(work, served, report)
         # no duplicate, nothing lost, phantom or misrouted (the lists, not the long report)
         assert report.ok, (report.duplicates, report.lost, report.phantom, report.wrong_route)
+        # a visit in flight at the kill counted done unverified can leave an inaccessible lead
+        # un-removed (the check step reads the connection list): named, and never more often
+        # than unverified visits
+        assert len(report.unverified_routes) <= report.unverified, report.unverified_routes
         assert not report.waiting, report
         status = _cli(["status", "-o", "json"], work, env)
         (seq,) = json.loads(status)["sequences"]
