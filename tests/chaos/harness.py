@@ -120,7 +120,7 @@ class ChaosReport:
     #: done without evidence (recovery: "a visit leaves nothing to check") and no later step
     #: asked the provider about the profile: a known limit of that rule, kept apart from
     #: `lost` so that it stays visible and bounded (at most one per unverified visit)
-    unverified_routes: list[str] = field(default_factory=list)
+    unverified_routes: list[tuple[str, str, str]] = field(default_factory=list)  # url, id, state
     terminals: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -294,10 +294,10 @@ def _check_end(served: Served, enr: Any, url: str, got: Counter[tuple[str, str, 
     truth = served.get("/relationship", identity=enr.identity, profile=url)
     accessible = truth.get("accessible", True) if isinstance(truth, dict) else True
     expected = "completed" if accessible else "removed"
-    if enr.state != expected:
-        where = report.unverified_routes if not accessible and "visit_profile" in unverified \
-            else report.lost
-        where.append(f"{url} ({enr.identity}): {enr.state}, expected {expected}")
+    if enr.state != expected and not accessible and "visit_profile" in unverified:
+        report.unverified_routes.append((url, enr.identity, enr.state))
+    elif enr.state != expected:
+        report.lost.append(f"{url} ({enr.identity}): {enr.state}, expected {expected}")
     invited = got[(enr.identity, url, "invite")]
     messaged = got[(enr.identity, url, "message")]
     # nobody accepts in this world: connected now means connected before us
