@@ -220,13 +220,38 @@ def unverified(env: Env) -> list[Any]:
     return [e for e in entries if e.get("kind") == "reconciled-unverified"]
 
 
-async def test_a_visit_counted_done_without_evidence_says_so_in_why(tmp_path: Path) -> None:
+async def test_a_visit_whose_answer_was_lost_is_made_again_not_counted_done(
+    tmp_path: Path,
+) -> None:
     env = Env(tmp_path, (ActionStep("visit", "visit_profile"),))
     late = LateTransport(env.sandbox.transport, env.clock, "linkedin-visit-profile")
     await env.runner(late).tick()
+    assert env.state() == "visit"  # not counted done: nothing shows it happened
+    await env.runner(late).run_until(MONDAY_8 + timedelta(days=1))
     assert env.state() == "completed"
-    (entry,) = unverified(env)
-    assert "visit_profile" in str(entry)
+    first, second = env.store.actions(enrollment_id=env.eid)
+    assert (first.status, first.label) == ("unknown", "NOT_DONE")
+    assert (second.status, second.label) == ("done", "ok")
+    assert unverified(env) == []  # the second visit was seen: nothing unverified
+
+
+async def test_an_inaccessible_profile_whose_visit_was_killed_in_flight_is_removed(
+    tmp_path: Path,
+) -> None:
+    # a visit counted done unseen sent the lead on as visited; a step reading the
+    # connection list afterwards never learnt the profile was inaccessible
+    env = Env(
+        tmp_path,
+        (ActionStep("visit", "visit_profile"), ActionStep("check", "check_connection")),
+        accessible=False,
+    )
+    crash = CrashOn(env.sandbox.transport, "linkedin-visit-profile", nth=1)
+    with pytest.raises(Crash):
+        await env.runner(crash).tick()
+    await env.runner().run_until(MONDAY_8 + timedelta(days=1))  # a new process
+    assert env.state() == "removed"
+    labels = [(a.status, a.label) for a in env.store.actions(enrollment_id=env.eid)]
+    assert labels == [("unknown", "NOT_DONE"), ("failed", "PROFILE_NOT_ACCESSIBLE")]
 
 
 async def test_a_withdraw_that_cannot_be_checked_says_so_in_why(tmp_path: Path) -> None:
@@ -479,11 +504,11 @@ async def test_a_kill_mid_wave_orphans_only_the_call_in_flight(tmp_path: Path) -
     # were never asked for, so no intent of theirs waits either
     assert [a.status for a in env.store.actions()] == ["done", "done", "done", "intent"]
     await env.runner().run_until(MONDAY_8 + timedelta(days=1))  # a new process
-    assert env.world.count(ID, "visit") == 6  # each lead visited once, none lost
-    unverified_events = [
-        e for e in env.store.events() if e.kind == "reconciled-unverified"
-    ]
-    assert len(unverified_events) == 1  # only the call in flight is "done without evidence"
+    # none lost; only the call in flight is made again (its answer died with the process)
+    assert env.world.count(ID, "visit") == 7
+    statuses = [a.status for a in env.store.actions()]
+    assert statuses.count("done") == 6 and statuses.count("unknown") == 1
+    assert not [e for e in env.store.events() if e.kind == "reconciled-unverified"]
 
 
 # ---- 9. recovery asks once per settle window, identities concurrently -----------------------
@@ -590,27 +615,25 @@ async def test_a_message_killed_in_flight_then_replied_to_is_recorded_as_sent(
     assert (message.status, message.label) == ("done", "ok")  # not "not done"
 
 
-async def test_status_counts_visits_done_without_evidence_apart(tmp_path: Path) -> None:
+async def test_status_counts_withdrawals_done_without_evidence_apart(tmp_path: Path) -> None:
     from rich.console import Console
 
     from engine.cli.render import render_status
     from engine.views.status import status
 
-    env = Env(tmp_path, (ActionStep("visit", "visit_profile"),))
-    _more_leads(env, 2)
-    crash = CrashOn(env.sandbox.transport, "linkedin-visit-profile", nth=2)
-    with pytest.raises(Crash):
-        await env.runner(crash).tick()
-    await env.runner().run_until(MONDAY_8 + timedelta(hours=1))  # a new process settles it
+    env = Env(tmp_path, (ActionStep("withdraw", "withdraw_invitation"),))
+    env.world.connect(ID, URL)  # an invitation is pending
+    late = LateTransport(
+        NoSentInvitations(env.sandbox.transport), env.clock, "linkedin-withdraw-invitation"
+    )
+    await env.runner(late).tick()
     report = status(env.store, now=env.clock.now())
     (seq,) = report.sequences
-    assert seq.unverified == {"visit_profile": 1}
+    assert seq.unverified == {"withdraw_invitation": 1}
     (ident,) = report.identities
-    assert ident.usage["visit_profile"][0] == 3 and ident.unverified == {"visit_profile": 1}
+    assert ident.unverified == {"withdraw_invitation": 1}
     as_json = report.to_json()
-    assert as_json["sequences"][0]["unverified"] == {"visit_profile": 1}
-    assert as_json["identities"][0]["limits_24h"]["visit_profile"]["unverified"] == 1
+    assert as_json["sequences"][0]["unverified"] == {"withdraw_invitation": 1}
     out = Console(record=True, width=200)
     render_status(report, out)
-    text = out.export_text()
-    assert "visit_profile 1" in text and "(1 unverified)" in text
+    assert "withdraw_invitation 1" in out.export_text()

@@ -196,9 +196,11 @@ class Recovery:
         action = intent.action
         target = Lead(lead.profile_url)
         if action in ("visit_profile", "follow"):
-            # harmless if repeated, and nothing to look at: counted done, and said so
-            self._unverified[intent.idempotency_key] = f"{action} leaves nothing to check"
-            return "ok"
+            # Nothing to look at, and harmless to repeat (a second view of a profile, a
+            # follow the provider dedupes): not done, so the next attempt makes the call and
+            # the provider answers (PROFILE_NOT_ACCESSIBLE routes the lead as it would have).
+            # Counting it done unseen sent inaccessible profiles on as visited.
+            return None
         if action == "connect":
             rel = await provider.relationship(intent.identity, target)
             if rel.status == "connected" and rel.since is not None and rel.since < (

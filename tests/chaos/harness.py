@@ -116,11 +116,6 @@ class ChaosReport:
     wrong_route: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     unverified: int = 0
-    #: an inaccessible lead not removed because its visit, in flight at a kill, was counted
-    #: done without evidence (recovery: "a visit leaves nothing to check") and no later step
-    #: asked the provider about the profile: a known limit of that rule, kept apart from
-    #: `lost` so that it stays visible and bounded (at most one per unverified visit)
-    unverified_routes: list[tuple[str, str, str]] = field(default_factory=list)  # url, id, state
     terminals: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -274,29 +269,26 @@ def verify(work: Path, served: Served, report: ChaosReport) -> None:
             lead = store.get_lead(enr.lead_id)
             assert lead is not None
             terminals[enr.state] += 1
-            unverified = _check_phantoms(store, enr, lead.profile_url, got, report)
+            _check_phantoms(store, enr, lead.profile_url, got, report)
             if enr.state not in TERMINALS and enr.next_due_at is not None and (
                 enr.next_due_at > now
             ):  # a retry's backoff ahead: its end is not known yet
                 report.waiting.append(f"{lead.profile_url} ({enr.identity}): {enr.state} until "
                                       f"{enr.next_due_at:%H:%M:%S} ({enr.last_error})")
                 continue
-            _check_end(served, enr, lead.profile_url, got, report, unverified)
+            _check_end(served, enr, lead.profile_url, got, report)
         report.terminals = dict(terminals)
     finally:
         store.close()
 
 
 def _check_end(served: Served, enr: Any, url: str, got: Counter[tuple[str, str, str]],
-               report: ChaosReport, unverified: set[str]) -> None:
-    """The lead's terminal and what it was sent, against the world's truth (``unverified``:
-    the lead's actions counted done without evidence)."""
+               report: ChaosReport) -> None:
+    """The lead's terminal and what it was sent, against the world's truth."""
     truth = served.get("/relationship", identity=enr.identity, profile=url)
     accessible = truth.get("accessible", True) if isinstance(truth, dict) else True
     expected = "completed" if accessible else "removed"
-    if enr.state != expected and not accessible and "visit_profile" in unverified:
-        report.unverified_routes.append((url, enr.identity, enr.state))
-    elif enr.state != expected:
+    if enr.state != expected:
         report.lost.append(f"{url} ({enr.identity}): {enr.state}, expected {expected}")
     invited = got[(enr.identity, url, "invite")]
     messaged = got[(enr.identity, url, "message")]
@@ -309,22 +301,18 @@ def _check_end(served: Served, enr: Any, url: str, got: Counter[tuple[str, str, 
 
 
 def _check_phantoms(store: Store, enr: Any, url: str, got: Counter[tuple[str, str, str]],
-                    report: ChaosReport) -> set[str]:
-    """Every action the store records as delivered was received (unverified: counted); the
-    actions of ``enr`` counted done without evidence."""
-    unverified: set[str] = set()
+                    report: ChaosReport) -> None:
+    """Every action the store records as delivered was received (unverified: counted)."""
     for action in store.actions(enrollment_id=enr.id):
         kind = EFFECT_KIND.get(action.action)
         if action.status != "done" or kind is None:
             continue
         if isinstance(action.response, dict) and action.response.get("unverified"):
             report.unverified += 1
-            unverified.add(action.action)
             continue
         if got[(enr.identity, url, kind)] == 0:
             report.phantom.append(f"{url} ({enr.identity}): {action.action} recorded "
                                   f"done ({action.label or 'ok'}), never delivered")
-    return unverified
 
 
 def run_chaos(work: Path, *, leads: int, identities: int, kills: int, seed: int,
