@@ -27,7 +27,7 @@ from engine.store.tables import kv
 
 log = logging.getLogger(__name__)
 
-HEAD = "0008"  # the newest migration in engine/store/migrations/versions (a test checks it)
+HEAD = "0009"  # the newest migration in engine/store/migrations/versions (a test checks it)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ENV_URL = "SEQRUN_DATABASE_URL"
 #: the kv row naming a store: a running process checks it is still on the store it opened

@@ -92,6 +92,15 @@ enrollments = sa.Table(
     sa.Column("waiting", sa.String(80), nullable=True),
     sa.UniqueConstraint("lead_id", "sequence"),
     sa.Index(None, "identity", "lead_id"),
+    # Only the paused enrollments (what `status` counts per identity): a lead that is not
+    # paused is not in it, so the runner's writes do not touch it.
+    sa.Index(
+        "ix_enrollments_paused",
+        "identity",
+        "state",
+        sqlite_where=sa.text("paused = 1"),
+        postgresql_where=sa.text("paused"),
+    ),
 )
 
 action_log = sa.Table(
