@@ -254,13 +254,20 @@ async def test_an_inaccessible_profile_whose_visit_was_killed_in_flight_is_remov
     assert labels == [("unknown", "NOT_DONE"), ("failed", "PROFILE_NOT_ACCESSIBLE")]
 
 
-async def test_a_withdraw_that_cannot_be_checked_says_so_in_why(tmp_path: Path) -> None:
+async def unchecked_withdraw(tmp_path: Path) -> Env:
+    """A withdraw whose answer is lost, on an API that cannot list sent invitations: it is
+    settled done without evidence."""
     env = Env(tmp_path, (ActionStep("withdraw", "withdraw_invitation"),))
     env.world.connect(ID, URL)  # an invitation is pending
     late = LateTransport(
         NoSentInvitations(env.sandbox.transport), env.clock, "linkedin-withdraw-invitation"
     )
     await env.runner(late).tick()
+    return env
+
+
+async def test_a_withdraw_that_cannot_be_checked_says_so_in_why(tmp_path: Path) -> None:
+    env = await unchecked_withdraw(tmp_path)
     assert env.state() == "completed"
     (entry,) = unverified(env)
     assert "sent invitations" in str(entry)
@@ -621,12 +628,7 @@ async def test_status_counts_withdrawals_done_without_evidence_apart(tmp_path: P
     from engine.cli.render import render_status
     from engine.views.status import status
 
-    env = Env(tmp_path, (ActionStep("withdraw", "withdraw_invitation"),))
-    env.world.connect(ID, URL)  # an invitation is pending
-    late = LateTransport(
-        NoSentInvitations(env.sandbox.transport), env.clock, "linkedin-withdraw-invitation"
-    )
-    await env.runner(late).tick()
+    env = await unchecked_withdraw(tmp_path)
     report = status(env.store, now=env.clock.now())
     (seq,) = report.sequences
     assert seq.unverified == {"withdraw_invitation": 1}
