@@ -3,8 +3,8 @@
 
 Run: ``python bench/bench_workers.py`` (``--workers 1,2,4 --leads 1000 --identities 40
 --latency 0.05 --poll-interval 0.2 --repeat 1``, ``--database-url postgresql+psycopg://...``
-for PostgreSQL, ``--json``). With ``--repeat R`` each count runs R times (the order alternating) and the run
-whose workers spent the least CPU a delivery is kept.
+for PostgreSQL, ``--json``). With ``--repeat R`` each count runs R times (the order
+alternating) and the run whose workers spent the least CPU a delivery is kept.
 
 For each worker count: a fresh campaign (visit -> connect, already-connected leads messaged)
 over ``--identities`` identities is applied (``--no-run``) against ``seqrun sandbox serve``
