@@ -461,8 +461,9 @@ async def test_a_daemons_tick_ends_soon_when_a_dead_workers_leases_wait(
 async def test_a_daemon_sleeps_until_a_later_due_instant_not_for_leads_it_could_not_act_for(
     campaign: Campaign,
 ) -> None:
-    """Under the kill switch every lead stays due: the daemon waited 0 s (50 ms, its floor)
-    after each tick and spun at 20 ticks a second, redoing the tick's reads for nothing.
+    """Under the kill switch (here over unpaused sequences: `pause --all` also pauses them,
+    which hides them from the due-time query) every lead stays due: the daemon waited 0 s
+    (50 ms, its floor) after each tick and spun at 20 ticks a second, redoing its reads.
     Now a lead already due when the tick started is no reason to tick again at once: the
     daemon sleeps its poll interval, or until a lead due later, whichever comes first."""
     camp = campaign
