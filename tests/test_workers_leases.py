@@ -31,7 +31,7 @@ from engine.store import HEAD, Store
 from engine.store import tables as t
 from engine.store.db import MIGRATIONS
 from engine.store.locks import _pid_ns
-from engine.vocab import TERMINALS
+from engine.vocab import KILL_SWITCH, TERMINALS
 from tests.conftest import PG_URL, invoke, postgres_schema
 
 TTL = timedelta(minutes=5)
@@ -450,9 +450,34 @@ async def test_a_daemons_tick_ends_soon_when_a_dead_workers_leases_wait(
         assert la.to_claim and la.state.owned == set(WIDS[:3])
         assert sorted(x.identity for x in camp.store.actions()) == WIDS[:3]  # one call each
         assert result.actions == 3 and camp.store.pending_intents() == []
+        assert a.next_wait(result, 30.0) == 0.0  # cut short with leads due: at once
         second = await a.tick()
         assert sorted(second.taken_over) == WIDS[3:] and la.state.owned == set(WIDS)
         assert not la.to_claim
+        await camp.play([a])
+    camp.check_ground_truth()
+
+
+async def test_a_daemon_sleeps_until_a_later_due_instant_not_for_leads_it_could_not_act_for(
+    campaign: Campaign,
+) -> None:
+    """Under the kill switch (here over unpaused sequences: `pause --all` also pauses them,
+    which hides them from the due-time query) every lead stays due: the daemon waited 0 s
+    (50 ms, its floor) after each tick and spun at 20 ticks a second, redoing its reads.
+    Now a lead already due when the tick started is no reason to tick again at once: the
+    daemon sleeps its poll interval, or until a lead due later, whichever comes first."""
+    camp = campaign
+    a = camp.runner("a")
+    camp.store.kv_put(*KILL_SWITCH, {"at": camp.clock.now().isoformat()})
+    async with a.hold_leases(timedelta(minutes=1)):
+        killed = await a.tick()
+        assert killed.killed and killed.actions == 0
+        assert a.next_wait(killed, 30.0) == 30.0  # every lead due since before the tick
+        later = camp.store.enrollments()[0]
+        camp.store.update_enrollment(later.id, next_due_at=camp.clock.now() + timedelta(
+            seconds=10))
+        assert a.next_wait(killed, 30.0) == 10.0  # a lead due later wakes it then
+        camp.store.kv_delete(*KILL_SWITCH)
         await camp.play([a])
     camp.check_ground_truth()
 

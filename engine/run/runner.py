@@ -148,6 +148,7 @@ class Runner:
         self._known_identities: set[str] = set()
         self._blocked = False  # something waits on the provider (see run_until)
         self._leases: IdentityLeases | None = None  # a worker among others (hold_leases)
+        self._cut = False  # this tick ended early with leads due (a lease to claim)
 
     @property
     def holder(self) -> str | None:
@@ -199,6 +200,7 @@ class Runner:
     async def tick(self) -> TickResult:
         """Recover, resume healthy identities, then run every due enrollment once."""
         self._lock.check()
+        self._cut = False
         result = TickResult(self.clock.now())
         # first the received webhooks: an AUTH_EXPIRED pauses its identity before it acts
         self._inbound.drain(result)
@@ -392,6 +394,7 @@ class Runner:
                         self._leases.give_up(ctx.identity)
                         return
                     if called and self._leases.tick_spent():  # the next balance is due
+                        self._cut = True  # the daemon ticks again at once
                         return  # its leads stay due (the buffered writes: flushed below)
                     self._leases.check(ctx.identity)  # a lost lease: no intent, no call
                 if p.compiled.sequence is not None and p.compiled.sequence.is_async(p.step):
@@ -527,14 +530,23 @@ class Runner:
                     summary.add(tick)
                     if on_tick is not None:
                         on_tick(tick)
-                    now = self.clock.now()
-                    nxt = self.store.next_due_at(identities=self._state.owned)
-                    wait = longest
-                    if nxt is not None:
-                        wait = min(wait, max(0.0, (nxt - now).total_seconds()))
+                    wait = self.next_wait(tick, longest)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.05))
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
         return summary
+
+    def next_wait(self, tick: TickResult, longest: float) -> float:
+        """Seconds the daemon sleeps after ``tick``: until the next due instant, at most
+        ``longest``. A lead already due when the tick started and still due after it is one
+        the tick could not act for (the kill switch, a paused identity, an intent not yet
+        settled): its due instant is not a reason to tick again at once (the daemon spun at
+        20 ticks a second redoing the tick's reads for nothing), only a later one is, or a
+        tick cut short with leads due (a lease to claim: see IdentityLeases.tick_spent)."""
+        after = None if self._cut else tick.at
+        nxt = self.store.next_due_at(identities=self._state.owned, after=after)
+        if nxt is None:
+            return longest
+        return min(longest, max(0.0, (nxt - self.clock.now()).total_seconds()))

@@ -173,15 +173,22 @@ class Enrollments(StoreBase):
             return self.fast.due_enrollments(c, now, limit, identities)
 
     def next_due_at(
-        self, *, identities: Collection[str] | None = None, conn: Connection | None = None
+        self,
+        *,
+        identities: Collection[str] | None = None,
+        after: datetime | None = None,
+        conn: Connection | None = None,
     ) -> datetime | None:
-        """The earliest ``next_due_at`` among runnable enrollments (of ``identities``)."""
+        """The earliest ``next_due_at`` among runnable enrollments (of ``identities``; later
+        than ``after`` when given)."""
         paused_seqs = sa.select(t.sequences.c.name).where(t.sequences.c.paused == sa.true())
         q = sa.select(sa.func.min(t.enrollments.c.next_due_at)).where(
             t.enrollments.c.next_due_at.is_not(None),
             t.enrollments.c.paused == sa.false(),
             t.enrollments.c.sequence.not_in(paused_seqs),
         )
+        if after is not None:
+            q = q.where(t.enrollments.c.next_due_at > after)
         if identities is not None:
             q = q.where(t.enrollments.c.identity.in_(sorted(identities)))
         with self.tx(conn) as c:
