@@ -335,3 +335,23 @@ def test_pull_forward_moves_a_lead_only_while_it_waits_so(any_store: Store) -> N
     assert store.get_enrollment(eid).next_due_at == later  # type: ignore[union-attr]
     assert store.pull_forward(eid, "limit", later, T + timedelta(hours=1))
     assert store.get_enrollment(eid).next_due_at == T + timedelta(hours=1)  # type: ignore[union-attr]
+
+
+def test_bulk_inserts_keep_awkward_text_and_shared_times(any_store: Store) -> None:
+    """An apply's bulk rows (COPY on PostgreSQL) read back as written: tabs, newlines,
+    backslashes, a literal \\N, quotes, non-ASCII; rows sharing one time keep it."""
+    store = any_store
+    awkward = {"note": "a\tb\nc\\d \\N 'q' \"dq\" é ✓", "empty": "", "none": None}
+    urls = [f"https://www.linkedin.com/in/awk-{i}" for i in range(3)]
+    store.insert_leads([(u, awkward) for u in urls])
+    ids = store.lead_ids(urls)
+    assert [store.get_lead(ids[u]).data for u in urls] == [awkward] * 3  # type: ignore[union-attr]
+    store.insert_enrollments([{"lead_id": ids[u], "sequence": "s", "revision": "r",
+                               "identity": "id-1", "state": "visit", "next_due_at": T,
+                               "attempts": 0, "step_entered_at": T, "paused": False}
+                              for u in urls])
+    store.record_events([{"kind": "enrolled", "subject": u, "at": T, "data": awkward}
+                         for u in urls])
+    assert [e.data for e in store.events()] == [awkward] * 3
+    assert {e.at for e in store.events()} == {T}
+    assert [e.next_due_at for e in store.due_enrollments(T)] == [T] * 3
