@@ -4,6 +4,7 @@ and what it writes reads back as SQLAlchemy's path writes it (times, JSON)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -290,3 +291,67 @@ def test_transactions_reuse_one_connection_and_others_take_their_own(any_store: 
             store.kv_get("ns", "rolled")) == (1, 2, None)
     store.close()  # the kept connection is closed with the store
     assert store._held is None
+
+
+def test_a_pipelined_transaction_is_all_or_nothing(any_store: Store) -> None:
+    """A batch of writes in one round trip on PostgreSQL (BEGIN, the statements and COMMIT
+    in one pipeline): what failed, in the block or in the database, leaves nothing
+    written, and the store goes on."""
+    store = any_store
+    lead = store.upsert_lead("https://www.linkedin.com/in/ana", {})
+    eid = store.enroll(lead, "s", "rev", "id-1", "visit", T)
+    assert eid is not None
+    event = {"subject": "u", "kind": "note", "enrollment_id": eid, "at": T}
+    with pytest.raises(RuntimeError), store.transaction(pipelined=True) as c:
+        store.fast.insert_events(c, [event])  # queued, then the block fails
+        raise RuntimeError("crash mid-batch")
+    assert store.events() == []
+    row = {"enrollment_id": eid, "sequence": "s", "revision": "rev", "step": "visit",
+           "identity": "id-1", "action": "visit_profile", "at": T}
+    (key,) = store.log_intents([row])
+    # the key taken (SQLite's driver says so at once, PostgreSQL at the pipeline's end)
+    with pytest.raises((StoreError, sqlite3.IntegrityError)), store.transaction(
+            pipelined=True) as c:
+        store.fast.insert_events(c, [event])
+        store.fast.insert_rows(c, t.action_log, [{
+            "idempotency_key": key, "enrollment_id": eid, "sequence": "s", "revision": "rev",
+            "step": "visit", "attempt": 0, "identity": "id-1", "action": "visit_profile",
+            "status": "intent", "created_at": T}])
+    assert store.events() == []
+    assert store.write_batch(events=[event], intents=[row]) == [f"{eid}:visit:1"]
+    assert [e.kind for e in store.events()] == ["note"]
+
+
+def test_pull_forward_moves_a_lead_only_while_it_waits_so(any_store: Store) -> None:
+    store = any_store
+    lead = store.upsert_lead("https://www.linkedin.com/in/ana", {})
+    eid = store.enroll(lead, "s", "rev", "id-1", "visit", T)
+    assert eid is not None
+    later = T + timedelta(hours=5)
+    store.write_batch(reschedules=[{"id": eid, "next_due_at": later, "attempts": 0,
+                                    "last_error": None, "waiting": "limit"}])
+    assert not store.pull_forward(eid, "window", later, T)  # waits for something else
+    assert not store.pull_forward(eid, "limit", T, T)  # not at that instant
+    assert store.get_enrollment(eid).next_due_at == later  # type: ignore[union-attr]
+    assert store.pull_forward(eid, "limit", later, T + timedelta(hours=1))
+    assert store.get_enrollment(eid).next_due_at == T + timedelta(hours=1)  # type: ignore[union-attr]
+
+
+def test_bulk_inserts_keep_awkward_text_and_shared_times(any_store: Store) -> None:
+    """An apply's bulk rows (COPY on PostgreSQL) read back as written: tabs, newlines,
+    backslashes, a literal \\N, quotes, non-ASCII; rows sharing one time keep it."""
+    store = any_store
+    awkward = {"note": "a\tb\nc\\d \\N 'q' \"dq\" é ✓", "empty": "", "none": None}
+    urls = [f"https://www.linkedin.com/in/awk-{i}" for i in range(3)]
+    store.insert_leads([(u, awkward) for u in urls])
+    ids = store.lead_ids(urls)
+    assert [store.get_lead(ids[u]).data for u in urls] == [awkward] * 3  # type: ignore[union-attr]
+    store.insert_enrollments([{"lead_id": ids[u], "sequence": "s", "revision": "r",
+                               "identity": "id-1", "state": "visit", "next_due_at": T,
+                               "attempts": 0, "step_entered_at": T, "paused": False}
+                              for u in urls])
+    store.record_events([{"kind": "enrolled", "subject": u, "at": T, "data": awkward}
+                         for u in urls])
+    assert [e.data for e in store.events()] == [awkward] * 3
+    assert {e.at for e in store.events()} == {T}
+    assert [e.next_due_at for e in store.due_enrollments(T)] == [T] * 3

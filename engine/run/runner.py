@@ -404,7 +404,7 @@ class Runner:
                 called = True  # then a spent tick may stop it: each tick moves it on
                 if new is not None and new.next_due_at is not None:
                     moved.append((new.next_due_at, (new, p.lead)))
-            self._flush(ctx)
+            await self._state.commit(self._flush, ctx)  # the others' calls go on meanwhile
             now = self.clock.now()  # the leads whose next step is due by now go on at once
             current = [pair for due, pair in moved if due <= now]
 

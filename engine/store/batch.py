@@ -5,6 +5,7 @@ executemany per kind (on PostgreSQL one round trip, the pipeline of store/fast.p
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -78,11 +79,13 @@ class Batch(Events):
         it); a key already taken raises StoreError and nothing of the batch is written.
         """
         params = intent_params(intents)
-        with self.tx(conn) as c:
-            rewrites, fallback = self._resolve_notes(c, notes)  # a read: before the pipeline
-            return self.fast.write_batch(c, outcomes, transitions, reschedules,
-                                         [*events, *fallback], conversations, connections,
-                                         rewrites, params)
+        own = nullcontext(conn) if conn is not None else self.transaction(pipelined=True)
+        with own as c:
+            rewrites, fallback = self._resolve_notes(c, notes)  # a read: first
+            results = self.fast.write_batch(c, outcomes, transitions, reschedules,
+                                            [*events, *fallback], conversations, connections,
+                                            rewrites, params)
+        return self.fast.keys(results)  # committed (on PostgreSQL, read once through)
 
     def log_intents(
         self, rows: Iterable[Mapping[str, Any]], *, conn: Connection | None = None

@@ -8,7 +8,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from itertools import chain
 from pathlib import Path
 from typing import Any, Self
@@ -266,19 +266,20 @@ class StoreBase:
         self.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, pipelined: bool = False) -> Iterator[Connection]:
         """One atomic transaction; pass the connection as ``conn=`` to store methods.
+
+        ``pipelined``: for statements sent straight to the driver only (the fast path,
+        :meth:`FastPath.write_batch`), never SQLAlchemy's: on PostgreSQL the transaction
+        is one round trip (:meth:`~engine.store.fast.Driver.atomic`), e.g. a call's commit.
 
         A failure of the database itself (full disk, read-only or damaged file, server
         gone) is raised as a StoreError saying what to do."""
         try:
             held = self._held_connection()
-            if held is None:
-                with self.engine.begin() as conn:
-                    yield conn
-            else:
-                with held.begin():
-                    yield held
+            with (self.engine.connect() if held is None else nullcontext(held)) as conn, (
+                    self.fast.d.atomic(conn) if pipelined else conn.begin()):
+                yield conn
         except DRIVER_ERRORS as exc:
             if not is_fault(exc):
                 raise

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, NoReturn
@@ -62,6 +62,9 @@ _INTENT_SQL = (
     "FROM (SELECT COALESCE(MAX(attempt) + 1, 0) AS n FROM action_log "
     "WHERE enrollment_id = ? AND step = ?) AS next_attempt "
     "RETURNING idempotency_key"
+)
+_PULL_FORWARD_SQL = (
+    "UPDATE enrollments SET next_due_at = ? WHERE id = ? AND waiting = ? AND next_due_at = ?"
 )
 _LAST_ATTEMPT_SQL = "SELECT max(attempt) FROM action_log WHERE enrollment_id = ? AND step = ?"
 _INTENT_INSERT_SQL = (
@@ -148,16 +151,74 @@ class Driver:
             hit = self._texts[text] = text.replace("?", "%s")
         return hit
 
+    def copy_sql(self, table: str, columns: Sequence[str]) -> str:
+        """PostgreSQL's COPY of ``columns`` of ``table`` from the client."""
+        return f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+
     def marks(self, n: int) -> str:
         return ",".join(("?" if self.name == "sqlite" else "%s",) * n)
 
     def batch(self, c: Connection) -> AbstractContextManager[Any]:
         """A block of writes sent without waiting for each answer: psycopg's pipeline (one
-        round trip at the end instead of one a statement); nothing on SQLite."""
-        if self.name == "sqlite":
+        round trip at the end instead of one a statement); nothing on SQLite, nor when the
+        whole transaction is one pipeline already (:meth:`atomic`)."""
+        if self.name == "sqlite" or _db(c).pgconn.pipeline_status:
             return nullcontext()
         pipeline: AbstractContextManager[Any] = _db(c).pipeline()
         return pipeline
+
+    @contextmanager
+    def atomic(self, c: Connection) -> Iterator[None]:
+        """One transaction on ``c`` (not in one yet) for statements sent straight to the
+        driver. On SQLite an ordinary one. On PostgreSQL one round trip: BEGIN, the
+        statements and COMMIT in one pipeline, where BEGIN, the pipeline's Sync and COMMIT
+        took three (psycopg sends its own BEGIN and COMMIT each on its own, so they are
+        ours here, the connection in autocommit meanwhile). The answer comes once COMMIT
+        is durable (``synchronous_commit`` applies as to any commit); a failure, in the
+        block or of a statement, rolls it all back. A read inside waits for its rows (a
+        flush: the transaction goes on). The driver's errors surface at the end, wrapped."""
+        if self.name == "sqlite":
+            with c.begin():
+                yield
+            return
+        db = _db(c)
+        idle = self.dbapi.pq.TransactionStatus.IDLE
+        if db.pgconn.transaction_status != idle:
+            raise StoreError("a pipelined transaction needs a connection outside one")
+        db.autocommit = True
+        try:
+            with db.pipeline():
+                db.execute("BEGIN")
+                try:
+                    yield
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+        except self.errors as exc:
+            self.raise_error(exc)
+        finally:
+            if not db.closed and db.pgconn.transaction_status != idle:
+                db.execute("ROLLBACK")  # a statement failed: the rest was skipped
+            if not db.closed:
+                db.autocommit = False
+
+    def relaxed(self, c: Connection) -> None:
+        """This transaction's commit does not wait for the disk (PostgreSQL's
+        ``synchronous_commit`` off for it alone; SQLite in WAL's NORMAL mode never does):
+        for writes a crash may lose at no harm, never a transaction with an intent (that
+        one must be durable before its call). Queued in a pipeline: no round trip."""
+        if self.name != "sqlite":
+            _db(c).execute("SET LOCAL synchronous_commit TO OFF")
+
+    def raise_error(self, exc: BaseException) -> NoReturn:
+        """A driver error of a batch of writes: an intent's key already taken is the
+        store's StoreError, the rest as SQLAlchemy raises them."""
+        diag = getattr(exc, "diag", None)
+        if isinstance(exc, self.integrity) and getattr(diag, "table_name", None) == (
+                "action_log"):
+            raise StoreError(st.INTENT_TAKEN) from exc
+        self.raise_wrapped(exc)
 
     def raise_wrapped(self, exc: BaseException) -> NoReturn:
         """A driver error as SQLAlchemy raises it (the store's callers and its fault
@@ -169,6 +230,19 @@ class Driver:
 _COMPILED: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
 # (dialect name, select name) -> (SQL text, parameter names, row type, time column indexes)
 _SELECTS: dict[tuple[str, str], tuple[str, tuple[str, ...], Any, tuple[int, ...]]] = {}
+
+
+def _last_value(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` remembering its last argument and result (rows written together share their
+    times: a plan's 100,000 enrollments one ``now``)."""
+    last: list[Any] = [object(), None]
+
+    def call(value: Any) -> Any:
+        if value is not last[0]:
+            last[0], last[1] = value, fn(value)
+        return last[1]
+
+    return call
 
 
 def _db(conn: Connection) -> Any:
@@ -192,6 +266,26 @@ class FastPath:
     def _run(self, c: Connection, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
             return _db(c).execute(sql, params)
+        except self.d.errors as exc:
+            self.d.raise_wrapped(exc)
+
+    def _insert_many(
+        self, c: Connection, sql: str, table: str, columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        """Insert ``rows`` (values of ``columns`` in order) with ``sql``, their INSERT. On
+        PostgreSQL outside a pipeline as COPY, which takes a row for a fraction of what
+        an INSERT costs the client (psycopg binds, and the server plans, each row: an
+        import or an apply writes 100,000s); COPY has no place in a pipeline (the runner's
+        batches, a few rows), where the INSERT goes."""
+        if self.d.name == "sqlite" or _db(c).pgconn.pipeline_status:
+            self._many(c, sql, rows)
+            return
+        try:
+            with _db(c).cursor().copy(self.d.copy_sql(table, columns)) as copy:
+                write = copy.write_row
+                for row in rows:
+                    write(row)
         except self.d.errors as exc:
             self.d.raise_wrapped(exc)
 
@@ -309,6 +403,15 @@ class FastPath:
 
     # ---- writes ---------------------------------------------------------------------------
 
+    def pull_forward(
+        self, c: Connection, enrollment_id: int, waiting: str, due: datetime, now: datetime
+    ) -> Any:
+        """``Store.pull_forward``'s UPDATE: its cursor, whose ``rowcount`` says whether the
+        enrollment moved once the statement is through (in a pipeline: at its end)."""
+        time = self.d.time
+        return self._run(c, self.d.sql(_PULL_FORWARD_SQL),
+                         (time(now), enrollment_id, waiting, time(due)))
+
     def insert_rows(
         self, c: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
     ) -> None:
@@ -322,7 +425,7 @@ class FastPath:
         values: Iterable[Any] = (get(r) for r in rows) if len(names) > 1 else (
             (r[names[0]],) for r in rows)
         if times:
-            time = self.d.time
+            time = _last_value(self.d.time)  # a plan's rows share their times
 
             def with_times(row: tuple[Any, ...]) -> list[Any]:
                 out = list(row)
@@ -331,10 +434,10 @@ class FastPath:
                 return out
 
             values = (with_times(v) for v in values)
-        self._many(c, sql, values)
+        self._insert_many(c, sql, table.name, names, values)
 
     def insert_events(self, c: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
-        time = self.d.time
+        time = _last_value(self.d.time)
         values = [
             (
                 time(r.get("at") or utcnow()),
@@ -352,7 +455,7 @@ class FastPath:
         if values:
             sql, names = self.compiled("events", t.events.insert, _EVENT_COLS)
             _expect(names, _EVENT_COLS)
-            self._many(c, sql, values)
+            self._insert_many(c, sql, "events", _EVENT_COLS, values)
 
     def write_batch(
         self,
@@ -365,11 +468,11 @@ class FastPath:
         connections: Iterable[Mapping[str, Any]],
         rewrites: list[dict[str, Any]],
         intents: list[tuple[Any, ...]],
-    ) -> list[str]:
+    ) -> list[Any]:
         """``Store.write_batch``: one statement (or executemany) per kind, then the intents
-        (:data:`INTENT_PARAMS` tuples, times aware) one insert each; their keys. On
-        PostgreSQL the whole batch is one round trip (the pipeline), the intents' keys read
-        once it is through."""
+        (:data:`INTENT_PARAMS` tuples, times aware) one insert each; what :meth:`keys` reads
+        their keys from once the batch is through. On PostgreSQL the whole batch is one
+        round trip (the pipeline; with :meth:`Driver.atomic`, its commit too)."""
         try:
             with self.d.batch(c):
                 self._outcomes(c, outcomes)
@@ -385,12 +488,14 @@ class FastPath:
                     self._many(c, sql, [tuple(u[n] for n in names) for u in rewrites])
                 keys = self._intents(c, intents)
         except self.d.errors as exc:  # PostgreSQL: what failed in the pipeline, at its end
-            diag = getattr(exc, "diag", None)
-            if isinstance(exc, self.d.integrity) and getattr(diag, "table_name", None) == (
-                    "action_log"):
-                raise StoreError(st.INTENT_TAKEN) from exc
-            self.d.raise_wrapped(exc)
-        return [k if isinstance(k, str) else k.fetchall()[0][0] for k in keys]
+            self.d.raise_error(exc)
+        return keys
+
+    @staticmethod
+    def keys(results: list[Any]) -> list[str]:
+        """The intents' keys of :meth:`write_batch`'s results, once its pipeline is through
+        (on PostgreSQL the cursors of the inserts; reading one earlier waits for it)."""
+        return [k if isinstance(k, str) else k.fetchall()[0][0] for k in results]
 
     def _intents(self, c: Connection, intents: list[tuple[Any, ...]]) -> list[Any]:
         """Insert the intents: their keys, or on PostgreSQL the cursors that will return
