@@ -24,6 +24,7 @@ from engine.store import tables as t
 from engine.store.db import MIGRATIONS
 from engine.store.locks import _pid_ns
 from engine.store.tables import metadata
+from engine.store.rows import Columns
 from tests.conftest import postgres_schema
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -464,12 +465,13 @@ def test_enrollment_ids_of_many_leads_in_one_pass(store: Store) -> None:
     # answer is the same as the IN queries': only the asked leads, only this sequence
     store.put_sequence("s", "Sequence", "edges", "rev1")
     store.put_sequence("t", "Sequence", "edges", "rev1")
-    store.insert_leads((f"https://www.linkedin.com/in/m{i}", {}) for i in range(1, 6_003))
-    rows = [{"lead_id": i, "sequence": "s", "revision": "rev1", "identity": "id_a",
-             "state": "visit", "next_due_at": T0, "attempts": 0, "step_entered_at": T0,
-             "paused": False, "last_error": None} for i in range(1, 6_002)]
-    store.insert_enrollments(rows)
-    store.insert_enrollments([{**rows[0], "sequence": "t"}])
+    urls = [f"https://www.linkedin.com/in/m{i}" for i in range(1, 6_003)]
+    assert list(store.insert_leads(urls, ["{}"] * len(urls))) == list(range(1, 6_003))
+    same = {"sequence": "s", "revision": "rev1", "identity": "id_a", "state": "visit",
+            "next_due_at": T0, "attempts": 0, "step_entered_at": T0, "paused": False,
+            "last_error": None}
+    store.insert_enrollments(Columns(same, {"lead_id": range(1, 6_002)}))
+    store.insert_enrollments(Columns({**same, "sequence": "t"}, {"lead_id": [1]}))
     asked = list(range(2, 6_003))  # 6,002 is not enrolled
     many = store.enrollment_ids("s", asked)
     few = store.enrollment_ids("s", asked[:100])

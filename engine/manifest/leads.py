@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -222,12 +224,16 @@ def parse_lead_chunks(
             for record in reader:  # the common path: C-level iteration, no try a row
                 if end.reached:
                     _check_quotes(end, record, reader.line_num, filename)
-                yield from chunks.add(record, reader.line_num)
+                if chunks.add(record, reader.line_num):
+                    yield chunks.take()
         except csv.Error as exc:
             chunks.unreadable(f"unreadable CSV row: {_csv_error(exc)}", reader.line_num)
             continue
         break
     yield chunks.result
+
+
+_VALUE = itemgetter(1)  # a (column, cell) pair's cell: kept when not empty
 
 
 class _Chunks:
@@ -237,27 +243,34 @@ class _Chunks:
     def __init__(self, filename: str, columns: list[str], size: int, line_num: int) -> None:
         self.filename, self.columns, self.size = filename, columns, size
         self.width = len(columns)
+        self.named = all(columns)
         self.result = LeadImport(filename)
         self.seen: dict[str, int | str] = {}
         self.last_end = line_num  # the reader's line number at the end of the last record
 
-    def add(self, record: list[str], line_num: int) -> Iterator[LeadImport]:
-        """Take or refuse ``record`` (ending at line ``line_num``); yields a full chunk."""
+    def add(self, record: list[str], line_num: int) -> bool:
+        """Take or refuse ``record`` (ending at line ``line_num``); True when the chunk is
+        full (:meth:`take` it). A million rows a file: no generator or dict comprehension
+        a row, C-level iterators instead."""
         line, self.last_end = self.last_end + 1, line_num
         if len(record) > self.width:
             if any(cell.strip() for cell in record):
                 self.result.refused.append(Problem(
                     self.filename, line, 1, "$", f"{len(record)} fields, header has {self.width}"
                 ))
-            return
+            return False
         cells = zip(self.columns, map(str.strip, record), strict=False)
-        row = {c: v for c, v in cells if c and v}
+        # the cells with a value (of a named column: a header's blank name keeps none)
+        row = dict(filter(_VALUE, cells)) if self.named else {c: v for c, v in cells if c and v}
         if not row and not any(cell.strip() for cell in record):
-            return  # a blank line
+            return False  # a blank line
         _take(self.result, row, self.filename, line, self.seen)
-        if len(self.result.rows) >= self.size:
-            yield self.result
-            self.result = LeadImport(self.filename)
+        return len(self.result.rows) >= self.size
+
+    def take(self) -> LeadImport:
+        """The chunk read so far; the next one starts empty."""
+        full, self.result = self.result, LeadImport(self.filename)
+        return full
 
     def unreadable(self, message: str, line_num: int) -> None:
         self.result.refused.append(Problem(self.filename, self.last_end + 1, 1, "$", message))
@@ -287,6 +300,7 @@ def _check_row(
     return None
 
 
+@lru_cache(maxsize=1024)  # a file names the same few zones on every row
 def known_timezone(name: str) -> bool:
     """Whether ``name`` is an IANA timezone key. Never raises: ``Europe`` (a directory of the
     database), ``../x`` or a 300-character name are simply unknown."""
