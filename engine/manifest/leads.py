@@ -9,7 +9,9 @@ ends a row, so line numbers are an editor's and Unicode line breaks stay inside 
 from __future__ import annotations
 
 import csv
+import gc
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain
@@ -52,6 +54,24 @@ def read_leads(path: str | Path) -> LeadImport:
     Raises ``LeadsError`` for an unreadable, non-UTF-8 or headerless file.
     """
     return _merged(read_lead_chunks(path), str(path))
+
+
+@contextmanager
+def bulk_collection() -> Iterator[None]:
+    """Around the loop over a big leads file's chunks: the cyclic garbage collector paused.
+    The chunks' allocations set off collections that scan every object alive, the modules'
+    and SQLAlchemy's ~80,000 included (~0.13 s each on the shared box): a sixth of an
+    import's CPU, a quarter of a plan's. The loop makes no reference cycles (a collection
+    after 20,000 rows and after 100,000 finds the same ~1,100 objects, the start-up's), so
+    pausing it keeps no memory; the collector runs again once the loop ends."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 #: rows per chunk of a streamed leads file: big enough for bulk statements, small enough that
