@@ -23,8 +23,8 @@ from engine.store import HEAD, Store
 from engine.store import tables as t
 from engine.store.db import MIGRATIONS
 from engine.store.locks import _pid_ns
-from engine.store.tables import metadata
 from engine.store.rows import Columns
+from engine.store.tables import metadata
 from tests.conftest import postgres_schema
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gc
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -147,7 +148,7 @@ def leads_from_rows(rows: Iterable[Mapping[str, str]], source: str,
     dropped. ``start``: rows already taken (a CSV): one found again is a duplicate, refused
     here; they are not repeated, so each import names its own rows' source."""
     result = LeadImport(source, people=True)
-    seen: dict[str, int | str] = {} if start is None else {
+    seen: dict[str, First] = {} if start is None else {
         r[URL_COLUMN]: f"{start.path}:{n}" for r, n in zip(start.rows, start.lines, strict=True)}
     for rank, raw in enumerate(rows, 1):
         row = {c: str(v).strip() for c, v in raw.items() if c and str(v).strip()}
@@ -156,15 +157,47 @@ def leads_from_rows(rows: Iterable[Mapping[str, str]], source: str,
 
 
 def _take(result: LeadImport, row: dict[str, str], source: str, line: int,
-          seen: dict[str, int | str]) -> None:
-    """``row`` into ``result``: taken (URL normalized), or refused at ``source:line``."""
+          seen: dict[str, First], mark: _Firsts | None = None) -> bool:
+    """``row`` into ``result``: taken (URL normalized), or refused at ``source:line``;
+    whether taken. ``mark``: what ``seen`` keeps of a taken row instead of its line (which
+    ``mark`` then records)."""
     problem = _check_row(row, source, line, seen)
     if problem is not None:
         result.refused.append(problem)
-        return
-    seen[row[URL_COLUMN]] = line
+        return False
+    url = row[URL_COLUMN]
+    if mark is None:
+        seen[url] = line
+    else:
+        seen[url] = mark
+        mark.add(url, line)
     result.rows.append(row)
     result.lines.append(line)
+    return True
+
+
+class _Firsts:
+    """The lines of the rows of one chunk of a file, for the duplicates found later: a
+    reference and 4 bytes a row, where a line kept as an int object a row (in the URLs seen)
+    cost 32 bytes, a tenth of a million-row plan's memory."""
+
+    __slots__ = ("lines", "urls")
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        self.lines = array("I")
+
+    def add(self, url: str, line: int) -> None:
+        self.urls.append(url)
+        self.lines.append(line)
+
+    def line(self, url: str) -> int:
+        return self.lines[self.urls.index(url)]
+
+
+#: what the URLs seen keep of a row taken: its line, "file:line" of another source, or the
+#: chunk of a file that knows its line
+First = int | str | _Firsts
 
 
 def split_lines(text: str) -> list[str]:
@@ -265,7 +298,8 @@ class _Chunks:
         self.width = len(columns)
         self.named = all(columns)
         self.result = LeadImport(filename)
-        self.seen: dict[str, int | str] = {}
+        self.seen: dict[str, First] = {}
+        self.firsts = _Firsts()
         self.last_end = line_num  # the reader's line number at the end of the last record
 
     def add(self, record: list[str], line_num: int) -> bool:
@@ -284,12 +318,13 @@ class _Chunks:
         row = dict(filter(_VALUE, cells)) if self.named else {c: v for c, v in cells if c and v}
         if not row and not any(cell.strip() for cell in record):
             return False  # a blank line
-        _take(self.result, row, self.filename, line, self.seen)
+        _take(self.result, row, self.filename, line, self.seen, self.firsts)
         return len(self.result.rows) >= self.size
 
     def take(self) -> LeadImport:
         """The chunk read so far; the next one starts empty."""
         full, self.result = self.result, LeadImport(self.filename)
+        self.firsts = _Firsts()
         return full
 
     def unreadable(self, message: str, line_num: int) -> None:
@@ -298,7 +333,7 @@ class _Chunks:
 
 
 def _check_row(
-    row: dict[str, str], filename: str, line: int, seen: Mapping[str, int | str]
+    row: dict[str, str], filename: str, line: int, seen: Mapping[str, First]
 ) -> Problem | None:
     raw = row.get(URL_COLUMN)
     if not raw:
@@ -310,6 +345,8 @@ def _check_row(
     if url in seen:
         # not a failure: the first row of the lead is taken (preflight does not count it)
         first = seen[url]  # a line of this file, or "file:line" of another source
+        if isinstance(first, _Firsts):
+            first = first.line(url)
         where = f"line {first}" if isinstance(first, int) else first
         return Problem(filename, line, 1, URL_COLUMN, f"duplicate of {where} ({url})",
                        "warning")
