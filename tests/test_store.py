@@ -520,3 +520,23 @@ def test_noted_waits_rewrite_the_entering_event_or_fall_back(store: Store) -> No
          "fallback": fallback}])
     assert [e.data for e in store.events(enrollment_id=eid) if e.kind == "postponed"] == [
         {"reason": "limit"}]
+
+
+def test_bulk_inserts_return_the_ids_stored_and_later_rows_take_new_ones(store: Store) -> None:
+    """insert_leads / insert_enrollments give their rows ids themselves (Store.new_ids:
+    SQLite's next rowids, PostgreSQL's sequence): the ids returned are the rows' own, and a
+    row inserted afterwards with a default id takes another one."""
+    store.put_sequence("s", "Sequence", "edges", "rev1")
+    first = store.upsert_lead("https://www.linkedin.com/in/before", {})
+    urls = [f"https://www.linkedin.com/in/b{i}" for i in range(5)]
+    ids = store.insert_leads(urls, [f'{{"n": {i}}}' for i in range(5)])
+    assert store.lead_ids(urls) == dict(zip(urls, ids, strict=True)) and first not in ids
+    assert store.leads_by_ids([ids[3]])[ids[3]].data == {"n": 3}
+    after = store.upsert_lead("https://www.linkedin.com/in/after", {})
+    assert after not in (first, *ids)
+    same = {"sequence": "s", "revision": "rev1", "state": "visit", "next_due_at": T0,
+            "attempts": 0, "step_entered_at": T0, "paused": False, "last_error": None}
+    eids = store.insert_enrollments(Columns(same, {"lead_id": ids, "identity": ["a"] * 5}))
+    assert store.enrollment_ids("s", ids) == dict(zip(ids, eids, strict=True))
+    later = store.enroll(after, "s", "rev1", "a", "visit", T0)
+    assert later is not None and later not in eids
