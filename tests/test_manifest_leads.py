@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import LeadsError
-from engine.manifest.leads import read_leads
+from engine.manifest.leads import read_lead_chunks, read_leads
 from engine.urls import normalize_profile_url, profile_handle
 
 
@@ -309,3 +309,17 @@ def test_a_bad_byte_in_a_later_batch_is_named_by_its_file_offset(tmp_path: Path)
     p = _write(tmp_path, head + b"linkedin.com/in/\xff\n")
     with pytest.raises(LeadsError, match=rf"not UTF-8 \(byte {len(head) + 16}\)"):
         read_leads(p)
+
+
+def test_a_duplicate_names_the_first_line_across_chunks(tmp_path: Path) -> None:
+    """The lines of earlier chunks are kept compactly (engine.manifest.leads._Firsts): a
+    duplicate still names the first row's line, in its own chunk or any earlier one."""
+    path = tmp_path / "leads.csv"
+    urls = [f"https://www.linkedin.com/in/p{i}" for i in range(7)]
+    path.write_text("linkedin_profile_url\n" + "\n".join(
+        [*urls, urls[5], urls[0], urls[6]]) + "\n")
+    chunks = list(read_lead_chunks(path, size=3))
+    assert [len(c.rows) for c in chunks] == [3, 3, 1]
+    refused = [p.message for c in chunks for p in c.refused]
+    assert refused == [f"duplicate of line 7 ({urls[5]})", f"duplicate of line 2 ({urls[0]})",
+                       f"duplicate of line 8 ({urls[6]})"]

@@ -23,6 +23,7 @@ from engine.store import HEAD, Store
 from engine.store import tables as t
 from engine.store.db import MIGRATIONS
 from engine.store.locks import _pid_ns
+from engine.store.rows import Columns
 from engine.store.tables import metadata
 from tests.conftest import postgres_schema
 
@@ -464,12 +465,13 @@ def test_enrollment_ids_of_many_leads_in_one_pass(store: Store) -> None:
     # answer is the same as the IN queries': only the asked leads, only this sequence
     store.put_sequence("s", "Sequence", "edges", "rev1")
     store.put_sequence("t", "Sequence", "edges", "rev1")
-    store.insert_leads((f"https://www.linkedin.com/in/m{i}", {}) for i in range(1, 6_003))
-    rows = [{"lead_id": i, "sequence": "s", "revision": "rev1", "identity": "id_a",
-             "state": "visit", "next_due_at": T0, "attempts": 0, "step_entered_at": T0,
-             "paused": False, "last_error": None} for i in range(1, 6_002)]
-    store.insert_enrollments(rows)
-    store.insert_enrollments([{**rows[0], "sequence": "t"}])
+    urls = [f"https://www.linkedin.com/in/m{i}" for i in range(1, 6_003)]
+    assert list(store.insert_leads(urls, ["{}"] * len(urls))) == list(range(1, 6_003))
+    same = {"sequence": "s", "revision": "rev1", "identity": "id_a", "state": "visit",
+            "next_due_at": T0, "attempts": 0, "step_entered_at": T0, "paused": False,
+            "last_error": None}
+    store.insert_enrollments(Columns(same, {"lead_id": range(1, 6_002)}))
+    store.insert_enrollments(Columns({**same, "sequence": "t"}, {"lead_id": [1]}))
     asked = list(range(2, 6_003))  # 6,002 is not enrolled
     many = store.enrollment_ids("s", asked)
     few = store.enrollment_ids("s", asked[:100])
@@ -518,3 +520,23 @@ def test_noted_waits_rewrite_the_entering_event_or_fall_back(store: Store) -> No
          "fallback": fallback}])
     assert [e.data for e in store.events(enrollment_id=eid) if e.kind == "postponed"] == [
         {"reason": "limit"}]
+
+
+def test_bulk_inserts_return_the_ids_stored_and_later_rows_take_new_ones(store: Store) -> None:
+    """insert_leads / insert_enrollments give their rows ids themselves (Store.new_ids:
+    SQLite's next rowids, PostgreSQL's sequence): the ids returned are the rows' own, and a
+    row inserted afterwards with a default id takes another one."""
+    store.put_sequence("s", "Sequence", "edges", "rev1")
+    first = store.upsert_lead("https://www.linkedin.com/in/before", {})
+    urls = [f"https://www.linkedin.com/in/b{i}" for i in range(5)]
+    ids = store.insert_leads(urls, [f'{{"n": {i}}}' for i in range(5)])
+    assert store.lead_ids(urls) == dict(zip(urls, ids, strict=True)) and first not in ids
+    assert store.leads_by_ids([ids[3]])[ids[3]].data == {"n": 3}
+    after = store.upsert_lead("https://www.linkedin.com/in/after", {})
+    assert after not in (first, *ids)
+    same = {"sequence": "s", "revision": "rev1", "state": "visit", "next_due_at": T0,
+            "attempts": 0, "step_entered_at": T0, "paused": False, "last_error": None}
+    eids = store.insert_enrollments(Columns(same, {"lead_id": ids, "identity": ["a"] * 5}))
+    assert store.enrollment_ids("s", ids) == dict(zip(ids, eids, strict=True))
+    later = store.enroll(after, "s", "rev1", "a", "visit", T0)
+    assert later is not None and later not in eids

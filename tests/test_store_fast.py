@@ -4,6 +4,7 @@ and what it writes reads back as SQLAlchemy's path writes it (times, JSON)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,6 +19,7 @@ from engine.errors import StoreError
 from engine.store import Store
 from engine.store import tables as t
 from engine.store.codecs import db_time, py_time
+from engine.store.rows import Columns
 from tests.conftest import postgres_schema
 
 T = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
@@ -313,10 +315,11 @@ def test_a_pipelined_transaction_is_all_or_nothing(any_store: Store) -> None:
     with pytest.raises((StoreError, sqlite3.IntegrityError)), store.transaction(
             pipelined=True) as c:
         store.fast.insert_events(c, [event])
-        store.fast.insert_rows(c, t.action_log, [{
-            "idempotency_key": key, "enrollment_id": eid, "sequence": "s", "revision": "rev",
-            "step": "visit", "attempt": 0, "identity": "id-1", "action": "visit_profile",
-            "status": "intent", "created_at": T}])
+        store.fast.insert_columns(c, t.action_log, Columns(
+            {"enrollment_id": eid, "sequence": "s", "revision": "rev", "step": "visit",
+             "attempt": 0, "identity": "id-1", "action": "visit_profile", "status": "intent",
+             "created_at": T},
+            {"idempotency_key": [key]}))
     assert store.events() == []
     assert store.write_batch(events=[event], intents=[row]) == [f"{eid}:visit:1"]
     assert [e.kind for e in store.events()] == ["note"]
@@ -343,13 +346,12 @@ def test_bulk_inserts_keep_awkward_text_and_shared_times(any_store: Store) -> No
     store = any_store
     awkward = {"note": "a\tb\nc\\d \\N 'q' \"dq\" é ✓", "empty": "", "none": None}
     urls = [f"https://www.linkedin.com/in/awk-{i}" for i in range(3)]
-    store.insert_leads([(u, awkward) for u in urls])
-    ids = store.lead_ids(urls)
-    assert [store.get_lead(ids[u]).data for u in urls] == [awkward] * 3  # type: ignore[union-attr]
-    store.insert_enrollments([{"lead_id": ids[u], "sequence": "s", "revision": "r",
-                               "identity": "id-1", "state": "visit", "next_due_at": T,
-                               "attempts": 0, "step_entered_at": T, "paused": False}
-                              for u in urls])
+    ids = store.insert_leads(urls, [json.dumps(awkward)] * 3)
+    assert [store.get_lead(i).data for i in ids] == [awkward] * 3  # type: ignore[union-attr]
+    store.insert_enrollments(Columns(
+        {"sequence": "s", "revision": "r", "identity": "id-1", "state": "visit",
+         "next_due_at": T, "attempts": 0, "step_entered_at": T, "paused": False},
+        {"lead_id": ids}))
     store.record_events([{"kind": "enrolled", "subject": u, "at": T, "data": awkward}
                          for u in urls])
     assert [e.data for e in store.events()] == [awkward] * 3

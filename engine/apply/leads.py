@@ -18,30 +18,34 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from engine.apply import APPLY_LOCK, META_NS
 from engine.errors import PlanError, Problem
-from engine.manifest.leads import CHUNK_ROWS, URL_COLUMN, read_lead_chunks
+from engine.manifest.leads import CHUNK_ROWS, URL_COLUMN, bulk_collection, read_lead_chunks
 from engine.manifest.policy import blocked_reason, policy_from_json
 from engine.model import Policy
 from engine.store import Store
 from engine.store.codecs import dump_json, load_json
+from engine.store.rows import Columns
 from engine.vocab import POLICY_KEY, SENDS, TERMINALS
 
 # ---- plan objects ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)  # a plan of a million leads holds a million of them
-class EnrollPlan:
+class EnrollPlan(NamedTuple):
     """A lead to enroll; its data kept as the JSON text the store writes (a plan of a million
-    leads held a million dicts: 800 MB, where the texts take a third)."""
+    leads held a million dicts: 800 MB, where the texts take a third). A plan of a million
+    leads holds a million of them: a NamedTuple (of strings) is cheaper to build than a
+    frozen dataclass and leaves the garbage collector's scans after its first one, where a
+    dataclass instance was scanned by every collection (~4 s of a million-lead plan)."""
 
     profile_url: str
     identity: str
@@ -158,6 +162,7 @@ def plan_enrollments(
     admit: Callable[[int, Mapping[str, str]], bool] | None = None,
     dnc: Mapping[str, str | None] | None = None,
     load: Counter[str] | None = None,
+    ids: Mapping[str, int] | None = None,
 ) -> tuple[list[EnrollPlan], list[SkipPlan], dict[str, int]]:
     """Which rows to enroll (and on which identity), skip, or leave: those already enrolled,
     by URL, with their lead id (for :func:`plan_lead_updates`).
@@ -169,12 +174,14 @@ def plan_enrollments(
     takes an identity. ``dnc``: the do-not-contact list when the caller already read it (an
     import in chunks), else it is read here; ``load``: the enrollments per identity so far,
     counted here when None, else taken (and kept up to date) from the caller, so that chunks
-    of one import do not count the table again.
+    of one import do not count the table again. ``ids``: URL -> id of the stored leads among
+    ``rows``, when the caller already looked them up in this transaction.
     """
     rows = list(rows)
     guard = guard or Guardrails()
     policy = guard.policy
-    ids = store.lead_ids([r[URL_COLUMN] for r in rows], conn=conn)
+    if ids is None:
+        ids = store.lead_ids([r[URL_COLUMN] for r in rows], conn=conn)
     holders = store.enrollments_of_leads(ids.values(), conn=conn)
     touches: dict[int, list[tuple[datetime, str, str]]] = {}
     if policy is not None and policy.one_voice and ids:
@@ -290,20 +297,25 @@ def update_leads(
 
 
 def _stored_lead_ids(
-    store: Store, conn: sa.Connection, plans: list[EnrollPlan]
-) -> tuple[dict[str, int], dict[str, int]]:
+    store: Store, conn: sa.Connection, plans: list[EnrollPlan], known: Mapping[str, int] | None,
+) -> tuple[dict[str, int], Mapping[str, int]]:
     """Insert the new leads of ``plans`` in bulk, merge the new columns into the others,
-    and return URL -> lead id of them all, and of those already stored before."""
-    urls = [p.profile_url for p in plans]
-    existing = store.lead_ids(urls, conn=conn)
-    store.insert_leads(
-        [(p.profile_url, p.data_json) for p in plans if p.profile_url not in existing],
-        conn=conn,
-    )
+    and return URL -> lead id of them all, and of those already stored before (``known``
+    when the caller has just looked them up in this transaction)."""
+    existing = store.lead_ids(map(_url, plans), conn=conn) if known is None else known
+    new = [p for p in plans if p.profile_url not in existing] if existing else plans
+    urls = list(map(_url, new))
+    ids = dict(zip(urls, store.insert_leads(urls, [p.data_json for p in new], conn=conn),
+                   strict=True))
     for p in plans:
-        if p.profile_url in existing and p.data:
-            store.upsert_lead(p.profile_url, p.data, conn=conn)  # merges the new columns
-    return store.lead_ids(urls, conn=conn), existing
+        if p.profile_url in existing:
+            ids[p.profile_url] = existing[p.profile_url]
+            if p.data:
+                store.upsert_lead(p.profile_url, p.data, conn=conn)  # merges the new columns
+    return ids, existing
+
+
+_url = attrgetter("profile_url")
 
 
 def enroll_leads(
@@ -317,18 +329,22 @@ def enroll_leads(
     now: datetime,
     trigger: str,
     source: str | None = None,
+    known: Mapping[str, int] | None = None,
 ) -> int:
     """Upsert the leads and enroll them (due now, at ``initial``), with one ``enrolled`` event
     each, in bulk statements on ``conn`` (the caller's transaction, under the apply lock).
     Leads already enrolled in ``sequence`` are left alone. Returns how many were enrolled.
     The statements go by slices of :data:`CHUNK_ROWS` plans (an apply of a million leads
-    builds no million-row parameter lists)."""
+    builds no million-row parameter lists). ``known``: URL -> id of the plans' leads already
+    stored, when the caller looked them up in this transaction (an import's chunk), else
+    they are looked up here. The new rows' ids come from their inserts (Store.new_ids), not
+    read back."""
     plans = list(plans)
     held_back = _stopped_identities(store, conn) if plans else set()
     return sum(
         _enroll_slice(store, conn, sequence=sequence, revision=revision, initial=initial,
                       plans=plans[i : i + CHUNK_ROWS], now=now, trigger=trigger, source=source,
-                      held_back=held_back)
+                      held_back=held_back, known=known)
         for i in range(0, len(plans), CHUNK_ROWS)
     )
 
@@ -336,33 +352,36 @@ def enroll_leads(
 def _enroll_slice(
     store: Store, conn: sa.Connection, *, sequence: str, revision: str, initial: str,
     plans: list[EnrollPlan], now: datetime, trigger: str, source: str | None,
-    held_back: set[str],
+    held_back: set[str], known: Mapping[str, int] | None,
 ) -> int:
-    ids, existing = _stored_lead_ids(store, conn, plans)
+    ids, existing = _stored_lead_ids(store, conn, plans, known)
     # a lead stored just now has no enrollment yet: only the others are looked up
-    taken = store.enrollment_ids(sequence, existing.values(), conn=conn) if existing else {}
-    todo = [p for p in plans if ids[p.profile_url] not in taken]
+    stored = [ids[p.profile_url] for p in plans if p.profile_url in existing]
+    taken = store.enrollment_ids(sequence, stored, conn=conn) if stored else {}
+    todo = [p for p in plans if ids[p.profile_url] not in taken] if taken else plans
     if not todo:
         return 0
-    # the columns every row shares, and each identity's event data encoded once
-    same = {"sequence": sequence, "revision": revision, "state": initial, "next_due_at": now,
-            "attempts": 0, "step_entered_at": now, "last_error": None}
-    store.insert_enrollments([
-        {**same, "lead_id": ids[p.profile_url], "identity": p.identity,
-         "paused": p.identity in held_back}
-        for p in todo
-    ], conn=conn)
-    enrollment_of = store.enrollment_ids(sequence, [ids[p.profile_url] for p in todo], conn=conn)
+    urls = list(map(_url, todo))
+    identities = [p.identity for p in todo]
+    # by column: what every row shares given once (see Store.insert_enrollments)
+    same: dict[str, Any] = {"sequence": sequence, "revision": revision, "state": initial,
+                            "next_due_at": now, "attempts": 0, "step_entered_at": now,
+                            "last_error": None, "paused": False}
+    each: dict[str, Sequence[Any]] = {"lead_id": list(map(ids.__getitem__, urls)),
+                                      "identity": identities}
+    if held_back:
+        each["paused"] = [i in held_back for i in identities]
+        del same["paused"]
+    enrollment_ids = store.insert_enrollments(Columns(same, each), conn=conn)
     data = {i: dump_json({"sequence": sequence, "identity": i,
                           **({"source": source} if source else {})})
-            for i in {p.identity for p in todo}}
-    event = {"at": now, "kind": "enrolled", "from_state": None, "to_state": initial,
-             "trigger": trigger, "revision": revision}
-    store.record_events([
-        {**event, "enrollment_id": enrollment_of[ids[p.profile_url]],
-         "subject": p.profile_url, "data": data[p.identity]}
-        for p in todo
-    ], conn=conn)
+            for i in set(identities)}
+    store.record_events(Columns(
+        {"at": now, "kind": "enrolled", "from_state": None, "to_state": initial,
+         "trigger": trigger, "revision": revision},
+        {"enrollment_id": enrollment_ids, "subject": urls,
+         "data_json": list(map(data.__getitem__, identities))},
+    ), conn=conn)
     return len(todo)
 
 
@@ -462,16 +481,18 @@ def import_leads(
         raise PlanError(f"no applied sequence named {sequence!r}; run `seqrun apply` first")
     result = LeadsImportResult(sequence, str(path), 0, [], dry_run=dry_run)
     identities = tuple(meta.get("identities") or ())
-    with store.lock(APPLY_LOCK), store.transaction() as conn:
+    with store.lock(APPLY_LOCK), store.transaction() as conn, bulk_collection():
         guard = import_guardrails(store, sequence, meta, conn, max_enroll=max_enroll, now=now)
         dnc = store.do_not_contact(conn=conn)
         load = identity_load(store, sequence, identities, conn)
         for leads in read_lead_chunks(path):
             result.taken += leads.taken
             result.refused.extend(leads.refused)
+            # looked up once: the plan and the writes of this chunk both need them
+            ids = store.lead_ids([r[URL_COLUMN] for r in leads.rows], conn=conn)
             enroll, skipped, already = plan_enrollments(
                 store, sequence=sequence, identities=identities, rows=leads.rows, conn=conn,
-                guard=guard, dnc=dnc, load=load,
+                guard=guard, dnc=dnc, load=load, ids=ids,
             )
             if guard.max_new is not None:  # the cap is the import's, over every chunk
                 guard = replace(guard, max_new=guard.max_new - len(enroll))
@@ -486,6 +507,6 @@ def import_leads(
             result.enrolled += enroll_leads(
                 store, conn, sequence=sequence, revision=current.current_revision,
                 initial=str(meta["initial"]), plans=enroll, now=now, trigger="import",
-                source=str(path),
+                source=str(path), known=ids,
             )
     return result

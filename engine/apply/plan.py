@@ -69,7 +69,7 @@ from engine.clock import Clock
 from engine.compile.machine import compile_sequence
 from engine.errors import PlanError, Problem, UsageError
 from engine.experiments import StepExperiment, measure
-from engine.manifest.leads import LeadImport, read_lead_chunks, read_leads
+from engine.manifest.leads import LeadImport, bulk_collection, read_lead_chunks, read_leads
 from engine.manifest.loader import load_with_warnings
 from engine.model import (
     ActionStep,
@@ -379,7 +379,7 @@ def plan_sequence(
     skipped: list[SkipPlan] = []
     update: list[LeadUpdate] = []
     already = 0
-    with store.transaction() as conn:
+    with store.transaction() as conn, bulk_collection():
         current = store.get_sequence(seq.name, conn=conn)
         if current is not None and current.kind != "Sequence":
             raise PlanError(f"{seq.name!r} already exists as a {current.kind}")

@@ -20,7 +20,7 @@ any failure is a :class:`TemplateRenderError`, never another exception.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -397,10 +397,20 @@ def render(text: str, lead: Mapping[str, Any], seed_key: str) -> str:
 def render_variant(chosen: str, lead: Mapping[str, Any]) -> str:
     """Render one spintax variant (:func:`spintax_variants`) of a template for ``lead``
     (what :func:`render` does after picking the variant)."""
+    return _generate(lambda: _compiled(chosen), lead)
+
+
+def render_piece(piece: Template, lead: Mapping[str, Any]) -> str:
+    """Render one output of a template split by :func:`pieces`, as :func:`render_variant`
+    renders a whole one."""
+    return _generate(lambda: piece, lead)
+
+
+def _generate(template: Callable[[], Template], lead: Mapping[str, Any]) -> str:
     try:
         out: list[str] = []
         size = 0
-        for chunk in _compiled(chosen).generate(_context(lead)):
+        for chunk in template().generate(_context(lead)):
             size += len(chunk)
             if size > MAX_OUTPUT:
                 raise too_big("output")
@@ -410,6 +420,63 @@ def render_variant(chosen: str, lead: Mapping[str, Any]) -> str:
     except Exception as exc:  # any failure of an untrusted template is the template's
         raise TemplateRenderError(f"template error: {exc}") from None
     return "".join(out)
+
+
+#: filters an output split off by :func:`pieces` may apply: each a function of its one value
+#: and constant arguments (one call of the budget, no loop)
+PIECE_FILTERS = frozenset({"default", "d", "upper", "lower", "title", "capitalize", "trim"})
+#: an output split off: the lead column it reads, and the output alone as a template
+Piece = tuple[str, Template]
+
+
+@lru_cache(maxsize=2048)
+def pieces(variant: str) -> tuple[str | Piece, ...] | None:
+    """``variant`` as its literal texts and its outputs, in order, when it is only that and
+    each output reads one lead column (``lead.x`` or ``lead['x']``) through
+    :data:`PIECE_FILTERS` with constant arguments; None for any other template (a
+    statement, a condition, ``~``, two columns in one output...). Its rendering is then the
+    literal texts and each output rendered alone (:func:`render_piece`), joined: each depends
+    on its one column only, spends one call of the budget a filter (so fewer than
+    ``MAX_STEPS`` in all for any template of sane length) and is bounded the same way; only
+    the whole's ``MAX_OUTPUT`` is the caller's to add up. Preflight renders each output once
+    per distinct value of its column instead of the text once per distinct row."""
+    try:
+        tree = _parse(variant)
+    except TemplateSyntaxError:
+        return None
+    out: list[str | Piece] = []
+    for statement in tree.body:
+        if not isinstance(statement, nodes.Output):
+            return None
+        for node in statement.nodes:
+            if isinstance(node, nodes.TemplateData):
+                out.append(node.data)
+                continue
+            column = _piece_column(node)
+            if column is None:
+                return None
+            alone = nodes.Template([nodes.Output([node], lineno=node.lineno)], lineno=1)
+            try:
+                out.append((column, environment().from_string(alone)))
+            except TemplateError:
+                return None
+    return tuple(out)
+
+
+def _piece_column(node: nodes.Node) -> str | None:
+    """The column an output of :func:`pieces` reads, or None when it is not one."""
+    while isinstance(node, nodes.Filter):
+        if (node.node is None or node.name not in PIECE_FILTERS or node.dyn_args is not None
+                or node.dyn_kwargs is not None
+                or not all(isinstance(a, nodes.Const) for a in node.args)
+                or not all(isinstance(k.value, nodes.Const) for k in node.kwargs)):
+            return None
+        node = node.node
+    if isinstance(node, nodes.Getattr) and _is_lead(node.node) and node.ctx == "load":
+        return node.attr
+    if isinstance(node, nodes.Getitem) and _is_lead(node.node) and node.ctx == "load":
+        return _const_str(node.arg)
+    return None
 
 
 # ---- branch conditions -----------------------------------------------------------------------

@@ -4,7 +4,7 @@ moves; terminal states carry ``next_due_at = NULL``)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ from engine.errors import StoreError
 from engine.store import tables as t
 from engine.store.codecs import load_json
 from engine.store.db import StoreBase
-from engine.store.rows import EnrollmentRow, LeadRow, enrollment_row
+from engine.store.rows import Columns, EnrollmentRow, LeadRow, enrollment_row
 from engine.vocab import TERMINALS
 
 
@@ -56,13 +56,14 @@ class Enrollments(StoreBase):
             return int(res.inserted_primary_key[0])  # type: ignore[index]
 
     def insert_enrollments(
-        self, rows: Iterable[Mapping[str, Any]], *, conn: Connection | None = None
-    ) -> None:
-        """Insert many enrollments (rows of the table's columns) in one bulk statement."""
-        values = list(rows)
-        if values:
-            with self.tx(conn) as c:
-                self.fast.insert_rows(c, t.enrollments, values)
+        self, rows: Columns, *, conn: Connection | None = None
+    ) -> Sequence[int]:
+        """Insert many enrollments (by column: the table's columns but ``id``) in one bulk
+        statement; their ids, in order."""
+        with self.tx(conn) as c:
+            ids = self.fast.new_ids(c, t.enrollments, len(rows))
+            self.fast.insert_columns(c, t.enrollments, Columns(rows.same, {**rows.each, "id": ids}))
+        return ids
 
     def get_enrollment(
         self, enrollment_id: int, *, conn: Connection | None = None

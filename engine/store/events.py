@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from engine.store import tables as t
 from engine.store.codecs import dump_json, utcnow
 from engine.store.db import StoreBase
-from engine.store.rows import EventRow, event_row
+from engine.store.rows import Columns, EventRow, event_row
 
 
 class Events(StoreBase):
@@ -49,10 +49,16 @@ class Events(StoreBase):
             return int(res.inserted_primary_key[0])  # type: ignore[index]
 
     def record_events(
-        self, rows: Iterable[Mapping[str, Any]], *, conn: Connection | None = None
+        self, rows: Iterable[Mapping[str, Any]] | Columns, *, conn: Connection | None = None
     ) -> None:
         """Append many events at once; each row has the keyword arguments of
-        :meth:`record_event` (``kind``, ``subject``, ``data``, ``at``, ...)."""
+        :meth:`record_event` (``kind``, ``subject``, ``data``, ``at``, ...), or, in bulk,
+        the table's columns (``data_json`` its text; an import's one event a lead)."""
+        if isinstance(rows, Columns):
+            if len(rows):
+                with self.tx(conn) as c:
+                    self.fast.insert_columns(c, t.events, rows)
+            return
         rows = list(rows)
         if rows:
             with self.tx(conn) as c:

@@ -19,7 +19,7 @@ from collections import namedtuple
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
-from operator import itemgetter
+from itertools import repeat
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
@@ -29,7 +29,7 @@ from engine.errors import StoreError
 from engine.store import statements as st
 from engine.store import tables as t
 from engine.store.codecs import data_json, db_time, py_time, response_json, utcnow
-from engine.store.rows import ConversationRow, EnrollmentRow
+from engine.store.rows import Columns, ConversationRow, EnrollmentRow
 
 # The hand-written statements use "?" for their parameters; Driver.sql gives each driver's.
 # The due enrollments (the order and filters the runner relies on).
@@ -412,29 +412,56 @@ class FastPath:
         return self._run(c, self.d.sql(_PULL_FORWARD_SQL),
                          (time(now), enrollment_id, waiting, time(due)))
 
-    def insert_rows(
-        self, c: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
-    ) -> None:
-        """Insert many rows of ``table`` (all with the keys of the first) in one executemany:
-        a leads import writes a million rows, where SQLAlchemy's per-row parameter processing
-        cost more than the database. Times as the driver layer binds them."""
-        keys = tuple(rows[0])
+    def insert_columns(self, c: Connection, table: sa.Table, rows: Columns) -> None:
+        """Insert ``rows`` (by column) in one executemany (COPY on PostgreSQL: see
+        :meth:`_insert_many`) whose parameter tuples are zipped from the columns at C speed:
+        a leads import writes a million rows a table, where building a dict, then a tuple, a
+        row cost more than the database. A shared value is
+        converted once (times as the driver binds them, a bool as SQLite's 0/1); a shared
+        NULL of a column without default is left out of the statement (a NULL binds through
+        the driver's adapter look-up, each row)."""
+        n = len(rows)
+        if not n:
+            return
+        same = {k: self._shared(table.c[k], v) for k, v in rows.same.items()
+                if v is not None or table.c[k].default is not None
+                or table.c[k].server_default is not None}
+        keys = (*same, *rows.each)
         sql, names = self.compiled(f"insert-{table.name}-{','.join(keys)}", table.insert, keys)
-        times = [i for i, n in enumerate(names) if isinstance(table.c[n].type, t.UTCDateTime)]
-        get = itemgetter(*names)  # a row's values in the statement's order, at C speed
-        values: Iterable[Any] = (get(r) for r in rows) if len(names) > 1 else (
-            (r[names[0]],) for r in rows)
-        if times:
-            time = _last_value(self.d.time)  # a plan's rows share their times
+        if not set(names) <= set(keys):  # pragma: no cover - a column's default not given
+            raise StoreError(f"insert into {table.name}: {names} not all in {keys}")
+        time = _last_value(self.d.time)  # rows written together share their times
 
-            def with_times(row: tuple[Any, ...]) -> list[Any]:
-                out = list(row)
-                for i in times:
-                    out[i] = time(out[i])
-                return out
+        def column(name: str) -> Iterable[Any]:
+            if name in same:
+                return repeat(same[name], n)
+            values = rows.each[name]
+            return map(time, values) if isinstance(table.c[name].type, t.UTCDateTime) else values
 
-            values = (with_times(v) for v in values)
-        self._insert_many(c, sql, table.name, names, values)
+        self._insert_many(c, sql, table.name, names, zip(*map(column, names), strict=True))
+
+    def _shared(self, col: sa.Column[Any], value: Any) -> Any:
+        if isinstance(col.type, t.UTCDateTime):
+            return self.d.time(value)
+        if isinstance(value, bool) and self.d.name == "sqlite":
+            return int(value)
+        return value
+
+    def new_ids(self, c: Connection, table: sa.Table, n: int) -> Sequence[int]:
+        """``n`` unused ids of ``table`` (its integer primary key ``id``), for rows the
+        caller inserts with them: their ids are known without reading the rows back (an
+        import looked a million ids up again). SQLite: those after the largest, which is
+        what SQLite gives a row itself; no other writer takes them, as every transaction
+        holds the write lock from its BEGIN IMMEDIATE (see Store._sqlite_begin).
+        PostgreSQL: drawn from the column's sequence, as a default would."""
+        if n <= 0:
+            return ()
+        if self.d.name == "sqlite":
+            (last,) = self._run(c, f"SELECT max(id) FROM {table.name}").fetchone()
+            return range((last or 0) + 1, (last or 0) + 1 + n)
+        rows = self._run(c, "SELECT nextval(pg_get_serial_sequence(%s, 'id')) "
+                            "FROM generate_series(1, %s)", (table.name, n))
+        return [int(r[0]) for r in rows]
 
     def insert_events(self, c: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         time = _last_value(self.d.time)

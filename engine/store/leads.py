@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from engine.store import tables as t
 from engine.store.codecs import dump_json, load_json
 from engine.store.db import StoreBase
-from engine.store.rows import LeadRow
+from engine.store.rows import Columns, LeadRow
 
 
 class Leads(StoreBase):
@@ -39,19 +39,17 @@ class Leads(StoreBase):
             return int(r.id)
 
     def insert_leads(
-        self, leads: Iterable[tuple[str, Mapping[str, Any] | str]], *,
-        conn: Connection | None = None,
-    ) -> None:
-        """Insert new leads, (profile URL, data) each, in one bulk statement; the data may
-        be its JSON text already (a plan's EnrollPlan.data_json)."""
-        values = [
-            {"profile_url": url,
-             "data_json": data if isinstance(data, str) else dump_json(dict(data))}
-            for url, data in leads
-        ]
-        if values:
-            with self.tx(conn) as c:
-                self.fast.insert_rows(c, t.leads, values)
+        self, urls: Sequence[str], data_json: Sequence[str], *, conn: Connection | None = None
+    ) -> Sequence[int]:
+        """Insert new leads (profile URLs and their data's JSON texts, as a plan's
+        EnrollPlan.data_json) in one bulk statement; their ids, in order."""
+        if not urls:
+            return ()
+        with self.tx(conn) as c:
+            ids = self.fast.new_ids(c, t.leads, len(urls))
+            self.fast.insert_columns(
+                c, t.leads, Columns({}, {"id": ids, "profile_url": urls, "data_json": data_json}))
+        return ids
 
     def get_lead(self, lead_id: int, *, conn: Connection | None = None) -> LeadRow | None:
         with self.tx(conn) as c:
