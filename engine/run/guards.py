@@ -91,7 +91,13 @@ class Guards:
     def begin(self, now: datetime, sequences: Iterable[SequenceRow]) -> list[str]:
         """Read the Policy and the caps, advance the rollouts; returns the sequences a failed
         canary paused (the reason is in their rollout state and in ``status``)."""
-        data = self.store.kv_get(*POLICY_KEY)
+        sequences = list(sequences)
+        with self.store.transaction() as conn:  # every tick: its reads in one transaction
+            data = self.store.kv_get(*POLICY_KEY, conn=conn)
+            metas = {row.name: self.store.kv_get(META_NS, row.name, conn=conn)
+                     for row in sequences}
+            revisions = {row.name: revision_rollout(self.store, row.name, conn)
+                         for row in sequences if row.kind == "Sequence"}
         if data != self._raw:  # rebuilt only when another Policy was applied
             first, self._raw = self.generation == 0, data
             before = self.policy
@@ -112,15 +118,15 @@ class Guards:
         self._bounds.clear()
         paused: list[str] = []
         for row in sequences:
-            meta = self.store.kv_get(META_NS, row.name)
+            meta = metas[row.name]
             caps = meta.get("caps") if isinstance(meta, dict) else None
             self._caps[row.name] = caps.get("max_sends_per_day") if isinstance(caps, dict) else None
             if row.kind != "Sequence":
                 continue
             if row.paused:  # a rollback by hand goes on (its leads left for this tick)
-                self._advance_revision(row.name, now, paused=True)
+                self._advance_revision(row.name, revisions[row.name], now, paused=True)
                 continue
-            if self._advance_revision(row.name, now):
+            if self._advance_revision(row.name, revisions[row.name], now):
                 paused.append(row.name)
                 continue
             seq = self.state.sequence(row.current_revision)
@@ -179,11 +185,12 @@ class Guards:
                                     at=now, trigger="rollout", conn=conn)
         return bool(reason)
 
-    def _advance_revision(self, name: str, now: datetime, *, paused: bool = False) -> bool:
-        """A revision rollout (engine.apply.rollout): at the end of the hold, migrate the rest
-        of the in-flight leads when the canary meets ``promote_if``, else pause the sequence
-        with the reason; a promotion left with calls in flight goes on. True when it paused."""
-        found = revision_rollout(self.store, name)
+    def _advance_revision(self, name: str, found: dict[str, Any] | None, now: datetime, *,
+                          paused: bool = False) -> bool:
+        """A revision rollout (engine.apply.rollout; ``found``: its state as the tick read
+        it): at the end of the hold, migrate the rest of the in-flight leads when the canary
+        meets ``promote_if``, else pause the sequence with the reason; a promotion left with
+        calls in flight goes on. True when it paused."""
         self._bounds[name] = int(found.get("bound") or 0) if found else 0
         if found is None or found["stage"] not in _RUNNER_STAGES:
             return False

@@ -473,6 +473,9 @@ class FastPath:
         statement with ``id IN (...)``, the rest as executemany. The IN lists are padded to a
         power of two with a repeated id, so only a few statement texts reach the driver's
         statement cache."""
+        if len(rows) == 1:  # nearly every call's commit: one transition, nothing to group
+            self._many(c, sql, rows)
+            return
         head, sep, mark = sql.rpartition(" = ")
         if not sep or mark not in ("?", "%s", "%s::INTEGER"):  # pragma: no cover - fixed
             raise StoreError(f"cannot group {sql!r}")
