@@ -21,8 +21,10 @@ import contextlib
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import Connection
 
 from engine.apply import APPLY_LOCK, META_NS
 from engine.apply.rollout import REVISION_NS, promote_rest, revision_rollout, roll_back
@@ -67,6 +69,15 @@ def canary_health(store: Store, name: str, canary: Iterable[int]) -> tuple[int, 
     return len(rows), failed / size, replied / size
 
 
+class GuardReads(NamedTuple):
+    """The guardrails' reads of a tick (:meth:`Guards.read`)."""
+
+    sequences: list[SequenceRow]
+    policy: Any  # the stored Policy (None: none)
+    metas: dict[str, Any]  # sequence -> its stored metadata (the caps)
+    revisions: dict[str, dict[str, Any] | None]  # sequence -> its revision rollout
+
+
 class Guards:
     """The guardrails of one runner (state per tick: :meth:`begin`)."""
 
@@ -88,16 +99,23 @@ class Guards:
 
     # ---- per tick -----------------------------------------------------------------------------
 
-    def begin(self, now: datetime, sequences: Iterable[SequenceRow]) -> list[str]:
-        """Read the Policy and the caps, advance the rollouts; returns the sequences a failed
-        canary paused (the reason is in their rollout state and in ``status``)."""
+    def read(self, sequences: Iterable[SequenceRow], conn: Connection) -> GuardReads:
+        """What :meth:`begin` reads, in the caller's transaction (the tick's reads): the
+        Policy, each sequence's caps and revision rollout."""
         sequences = list(sequences)
-        with self.store.transaction() as conn:  # every tick: its reads in one transaction
-            data = self.store.kv_get(*POLICY_KEY, conn=conn)
-            metas = {row.name: self.store.kv_get(META_NS, row.name, conn=conn)
-                     for row in sequences}
-            revisions = {row.name: revision_rollout(self.store, row.name, conn)
-                         for row in sequences if row.kind == "Sequence"}
+        return GuardReads(
+            sequences,
+            self.store.kv_get(*POLICY_KEY, conn=conn),
+            {row.name: self.store.kv_get(META_NS, row.name, conn=conn) for row in sequences},
+            {row.name: revision_rollout(self.store, row.name, conn)
+             for row in sequences if row.kind == "Sequence"},
+        )
+
+    def begin(self, now: datetime, reads: GuardReads) -> list[str]:
+        """Take the Policy and the caps :meth:`read` found, advance the rollouts; returns the
+        sequences a failed canary paused (the reason is in their rollout state and in
+        ``status``)."""
+        sequences, data, metas, revisions = reads
         if data != self._raw:  # rebuilt only when another Policy was applied
             first, self._raw = self.generation == 0, data
             before = self.policy

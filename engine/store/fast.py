@@ -172,7 +172,9 @@ _SELECTS: dict[tuple[str, str], tuple[str, tuple[str, ...], Any, tuple[int, ...]
 
 
 def _db(conn: Connection) -> Any:
-    return conn.connection.driver_connection
+    # the driver's connection: a sync driver's (sqlite3, psycopg) is the DBAPI connection
+    # itself, an attribute where driver_connection is two properties (every statement)
+    return conn.connection.dbapi_connection
 
 
 def _expect(names: tuple[str, ...], order: tuple[str, ...]) -> None:
