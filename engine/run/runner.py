@@ -354,7 +354,7 @@ class Runner:
             log.warning("identity %s: lease lost, its last outcomes are left to its new "
                         "holder's recovery", ctx.identity)
             ctx.w = Writes()
-        if not ctx.w and not intents:
+        if not intents and not ctx.w:  # (a call's commit has its intent: no emptiness test)
             return []
         keys = write_buffered(self.store, ctx.w, intents=intents)
         ctx.w = Writes()
