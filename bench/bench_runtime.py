@@ -18,7 +18,8 @@ measurements do not inflate it):
 * latency: 20 identities at 50 ms per call, wall time / critical path (max over identities
   of calls x latency), best of 3 (budget <= 1.2).
 * step cost: the cost of a visit step run by the engine (the call included) / that of the raw
-  in-process sandbox call it wraps, the same request (budget <= 1.3), after a warm-up tick,
+  in-process sandbox call it wraps, the same request (budget <= 1.5, issue 19; it was 1.3
+  before each call's outcome got a commit of its own), after a warm-up tick,
   one identity's raw calls and tick after the other, in instructions (valgrind's callgrind:
   exact whatever the load; skipped without valgrind) and in CPU time (median of 5
   processes). Each is a verdict.
@@ -74,7 +75,7 @@ from engine.store import tables as t  # noqa: E402
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 BUDGETS = {"calls_per_action": 1.05, "utilization": 0.99, "overshoot": 0, "latency": 1.2,
-           "step_cost": 1.3, "step_cost_message": 2.0, "idle": 2.0, "blocked": 2.0, "rss_mb": 200.0,
+           "step_cost": 1.5, "step_cost_message": 2.0, "idle": 2.0, "blocked": 2.0, "rss_mb": 200.0,
            "full_outreach_pushed": 1.10}
 
 

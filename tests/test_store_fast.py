@@ -357,3 +357,27 @@ def test_bulk_inserts_keep_awkward_text_and_shared_times(any_store: Store) -> No
     assert [e.data for e in store.events()] == [awkward] * 3
     assert {e.at for e in store.events()} == {T}
     assert [e.next_due_at for e in store.due_enrollments(T)] == [T] * 3
+
+
+def test_the_ticks_reads_on_the_fast_path_read_what_was_written(any_store: Store) -> None:
+    """Read every tick on the fast path (issue 19): the pending inbound events (oldest
+    first, the consumed ones left out, at most ``limit``, times aware UTC, payload decoded)
+    and the sequences (by name, ``paused`` a bool), on SQLite and PostgreSQL alike."""
+    from engine.store.inbound import consume_inbound, pending_inbound, record_inbound
+
+    for n in range(3):
+        assert record_inbound(any_store, source="edges", kind="integration",
+                              dedupe_key=f"edges:int:{n}", subject="ident-a",
+                              payload={"event": "AUTH_EXPIRED", "n": n},
+                              at=T + timedelta(seconds=n))
+    first = pending_inbound(any_store)[0]
+    consume_inbound(any_store, first.id, "done", at=T)
+    pending = pending_inbound(any_store)
+    assert [(r.payload["n"], r.received_at, r.consumed_at) for r in pending] == [
+        (1, T + timedelta(seconds=1), None), (2, T + timedelta(seconds=2), None)]
+    assert [r.payload["n"] for r in pending_inbound(any_store, limit=1)] == [1]
+    any_store.put_sequence("b-seq", "Sequence", "edges", "rev-b")
+    any_store.put_sequence("a-seq", "Sequence", "edges", "rev-a")
+    any_store.set_sequence_paused("b-seq", True)
+    assert [(s.name, s.current_revision, s.paused) for s in any_store.list_sequences()] == [
+        ("a-seq", "rev-a", False), ("b-seq", "rev-b", True)]

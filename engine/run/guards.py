@@ -21,8 +21,10 @@ import contextlib
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import Connection
 
 from engine.apply import APPLY_LOCK, META_NS
 from engine.apply.rollout import REVISION_NS, promote_rest, revision_rollout, roll_back
@@ -67,6 +69,15 @@ def canary_health(store: Store, name: str, canary: Iterable[int]) -> tuple[int, 
     return len(rows), failed / size, replied / size
 
 
+class GuardReads(NamedTuple):
+    """The guardrails' reads of a tick (:meth:`Guards.read`)."""
+
+    sequences: list[SequenceRow]
+    policy: Any  # the stored Policy (None: none)
+    metas: dict[str, Any]  # sequence -> its stored metadata (the caps)
+    revisions: dict[str, dict[str, Any] | None]  # sequence -> its revision rollout
+
+
 class Guards:
     """The guardrails of one runner (state per tick: :meth:`begin`)."""
 
@@ -88,10 +99,23 @@ class Guards:
 
     # ---- per tick -----------------------------------------------------------------------------
 
-    def begin(self, now: datetime, sequences: Iterable[SequenceRow]) -> list[str]:
-        """Read the Policy and the caps, advance the rollouts; returns the sequences a failed
-        canary paused (the reason is in their rollout state and in ``status``)."""
-        data = self.store.kv_get(*POLICY_KEY)
+    def read(self, sequences: Iterable[SequenceRow], conn: Connection) -> GuardReads:
+        """What :meth:`begin` reads, in the caller's transaction (the tick's reads): the
+        Policy, each sequence's caps and revision rollout."""
+        sequences = list(sequences)
+        return GuardReads(
+            sequences,
+            self.store.kv_get(*POLICY_KEY, conn=conn),
+            {row.name: self.store.kv_get(META_NS, row.name, conn=conn) for row in sequences},
+            {row.name: revision_rollout(self.store, row.name, conn)
+             for row in sequences if row.kind == "Sequence"},
+        )
+
+    def begin(self, now: datetime, reads: GuardReads) -> list[str]:
+        """Take the Policy and the caps :meth:`read` found, advance the rollouts; returns the
+        sequences a failed canary paused (the reason is in their rollout state and in
+        ``status``)."""
+        sequences, data, metas, revisions = reads
         if data != self._raw:  # rebuilt only when another Policy was applied
             first, self._raw = self.generation == 0, data
             before = self.policy
@@ -112,15 +136,15 @@ class Guards:
         self._bounds.clear()
         paused: list[str] = []
         for row in sequences:
-            meta = self.store.kv_get(META_NS, row.name)
+            meta = metas[row.name]
             caps = meta.get("caps") if isinstance(meta, dict) else None
             self._caps[row.name] = caps.get("max_sends_per_day") if isinstance(caps, dict) else None
             if row.kind != "Sequence":
                 continue
             if row.paused:  # a rollback by hand goes on (its leads left for this tick)
-                self._advance_revision(row.name, now, paused=True)
+                self._advance_revision(row.name, revisions[row.name], now, paused=True)
                 continue
-            if self._advance_revision(row.name, now):
+            if self._advance_revision(row.name, revisions[row.name], now):
                 paused.append(row.name)
                 continue
             seq = self.state.sequence(row.current_revision)
@@ -179,11 +203,12 @@ class Guards:
                                     at=now, trigger="rollout", conn=conn)
         return bool(reason)
 
-    def _advance_revision(self, name: str, now: datetime, *, paused: bool = False) -> bool:
-        """A revision rollout (engine.apply.rollout): at the end of the hold, migrate the rest
-        of the in-flight leads when the canary meets ``promote_if``, else pause the sequence
-        with the reason; a promotion left with calls in flight goes on. True when it paused."""
-        found = revision_rollout(self.store, name)
+    def _advance_revision(self, name: str, found: dict[str, Any] | None, now: datetime, *,
+                          paused: bool = False) -> bool:
+        """A revision rollout (engine.apply.rollout; ``found``: its state as the tick read
+        it): at the end of the hold, migrate the rest of the in-flight leads when the canary
+        meets ``promote_if``, else pause the sequence with the reason; a promotion left with
+        calls in flight goes on. True when it paused."""
         self._bounds[name] = int(found.get("bound") or 0) if found else 0
         if found is None or found["stage"] not in _RUNNER_STAGES:
             return False

@@ -210,14 +210,14 @@ class Runner:
             killed = self.store.kv_get(*KILL_SWITCH, conn=conn)
             pending = self.store.pending_intents(conn=conn)
             identities = self._mine(self.store.list_identities(conn=conn))
-            sequences = self.store.list_sequences(conn=conn)
+            guarded = self._guards.read(self.store.list_sequences(conn=conn), conn)
         if killed:
             result.killed = True
             return result
         if self._state.owned is not None:  # a worker: its own identities' intents only
             pending = [p for p in pending if p.identity in self._state.owned]
         # the guardrails: the Policy, the caps, the rollouts (a failed canary pauses)
-        self._guards.begin(result.at, sequences)
+        self._guards.begin(result.at, guarded)
         in_flight: set[int] = set()
         self._state.in_flight = {}
         if pending:  # async runs first: settled by their callback or a poll, never resent
@@ -356,7 +356,7 @@ class Runner:
             log.warning("identity %s: lease lost, its last outcomes are left to its new "
                         "holder's recovery", ctx.identity)
             ctx.w = Writes()
-        if not ctx.w and not intents:
+        if not intents and not ctx.w:  # (a call's commit has its intent: no emptiness test)
             return []
         keys = write_buffered(self.store, ctx.w, intents=intents)
         ctx.w = Writes()

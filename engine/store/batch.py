@@ -14,25 +14,27 @@ from sqlalchemy.engine import Connection
 from engine.store.codecs import dump_json, load_json
 from engine.store.events import Events
 
+# holder -> the stored JSON of a request without parameters (nearly every visit): built
+# once per holder in the process (a batch holds one call's intent), a few holders at most
+_EMPTY_REQUESTS: dict[str | None, str] = {}
 
-class _StoredRequests:
-    """The stored JSON of intents' requests; the one of requests without parameters is
-    built once per holder (nearly every visit of a wave)."""
 
-    def __init__(self) -> None:
-        self.empty: dict[str | None, str] = {}
-
-    def json(self, request: Any, holder: str | None) -> str | None:
-        no_params = isinstance(request, dict) and not request
-        if no_params and holder in self.empty:
-            return self.empty[holder]
-        stored = {} if request is None else {"request": request}
-        if holder:  # the run lock holder that makes the call (see recover)
-            stored["holder"] = holder
-        text = dump_json(stored) if stored else None
-        if no_params and text is not None:
-            self.empty[holder] = text
-        return text
+def _request_json(request: Any, holder: str | None) -> str | None:
+    """The stored JSON of an intent's request, with the run lock holder making the call."""
+    no_params = isinstance(request, dict) and not request
+    if no_params:
+        hit = _EMPTY_REQUESTS.get(holder)
+        if hit is not None:
+            return hit
+    stored = {} if request is None else {"request": request}
+    if holder:  # the run lock holder that makes the call (see recover)
+        stored["holder"] = holder
+    text = dump_json(stored) if stored else None
+    if no_params and text is not None:
+        if len(_EMPTY_REQUESTS) >= 64:
+            _EMPTY_REQUESTS.clear()
+        _EMPTY_REQUESTS[holder] = text
+    return text
 
 
 def intent_params(rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
@@ -40,10 +42,9 @@ def intent_params(rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     (the keyword arguments of ``Store.log_intent`` but ``attempt``, plus an optional
     ``holder``): the insert numbers each attempt itself."""
     values: list[tuple[Any, ...]] = []
-    requests = _StoredRequests()
     for r in rows:
         eid, step = int(r["enrollment_id"]), str(r["step"])
-        stored_json = requests.json(r.get("request"), r.get("holder") or None)
+        stored_json = _request_json(r.get("request"), r.get("holder") or None)
         values.append((f"{eid}:{step}:", eid, r["sequence"], r["revision"], step,
                        r["identity"], r["action"], stored_json, r["at"], r.get("variant"),
                        eid, step))

@@ -8,7 +8,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from itertools import chain
 from pathlib import Path
 from typing import Any, Self
@@ -111,6 +111,7 @@ class StoreBase:
     def __init__(self, engine: Engine, path: Path | None = None) -> None:
         self.engine = engine
         self.path = path  # the SQLite file, if the store is one
+        self._path_text = "" if path is None else os.fspath(path)
         self.url = f"sqlite:///{path}" if path else engine.url.render_as_string(hide_password=True)
         # the hot statements' one path, straight on the driver (store/fast.py)
         self.fast = FastPath(engine.dialect)
@@ -201,8 +202,8 @@ class StoreBase:
         """
         db = conn.connection.driver_connection
         assert db is not None
-        path, opened = self.path, self._file_id
-        if path is not None and opened is not None and FileId.of(path) != opened:
+        opened = self._file_id
+        if opened is not None and not opened.names(self._path_text):
             raise StoreError(self._gone("was deleted or replaced"))
         db.execute("BEGIN IMMEDIATE")
         if self.store_id is not None:
@@ -305,14 +306,10 @@ class StoreBase:
             self._held = (me, self.engine.pool, conn)
         return conn
 
-    @contextmanager
-    def tx(self, conn: Connection | None = None) -> Iterator[Connection]:
-        """``conn`` itself when given (the caller's transaction), else a new transaction."""
-        if conn is not None:
-            yield conn
-        else:
-            with self.transaction() as own:
-                yield own
+    def tx(self, conn: Connection | None = None) -> AbstractContextManager[Connection]:
+        """``conn`` itself when given (the caller's transaction), else a new transaction
+        (not a generator of its own: this runs for every statement group of the store)."""
+        return self.transaction() if conn is None else nullcontext(conn)
 
     def _select(
         self, c: Connection, name: str, build: Callable[[], sa.Select[Any]], **params: Any

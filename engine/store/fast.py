@@ -246,7 +246,9 @@ def _last_value(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _db(conn: Connection) -> Any:
-    return conn.connection.driver_connection
+    # the driver's connection: a sync driver's (sqlite3, psycopg) is the DBAPI connection
+    # itself, an attribute where driver_connection is two properties (every statement)
+    return conn.connection.dbapi_connection
 
 
 def _expect(names: tuple[str, ...], order: tuple[str, ...]) -> None:
@@ -300,9 +302,11 @@ class FastPath:
         name: str,
         build: Callable[[], sa.sql.ClauseElement],
         keys: Iterable[str] | None = None,
+        expect: tuple[str, ...] | None = None,
     ) -> tuple[str, tuple[str, ...]]:
         """(SQL text, parameter names in order) of the statement ``build()`` makes, compiled
-        once per process and dialect (the statements are static)."""
+        once per process and dialect (the statements are static); ``expect``: the order the
+        caller binds its tuples in, checked once, when compiled."""
         hit = _COMPILED.get((self.d.name, name))
         if hit is None:
             compiled = build().compile(
@@ -310,8 +314,10 @@ class FastPath:
                 column_keys=None if keys is None else list(keys),
                 for_executemany=True,  # no RETURNING of an insert's id
             )
-            names = getattr(compiled, "positiontup", None) or ()
-            hit = _COMPILED[(self.d.name, name)] = (str(compiled), tuple(names))
+            names = tuple(getattr(compiled, "positiontup", None) or ())
+            if expect is not None:
+                _expect(names, expect)
+            hit = _COMPILED[(self.d.name, name)] = (str(compiled), names)
         return hit
 
     # ---- reads ----------------------------------------------------------------------------
@@ -480,8 +486,7 @@ class FastPath:
             for r in rows
         ]
         if values:
-            sql, names = self.compiled("events", t.events.insert, _EVENT_COLS)
-            _expect(names, _EVENT_COLS)
+            sql, _ = self.compiled("events", t.events.insert, _EVENT_COLS, _EVENT_COLS)
             self._insert_many(c, sql, "events", _EVENT_COLS, values)
 
     def write_batch(
@@ -501,15 +506,22 @@ class FastPath:
         their keys from once the batch is through. On PostgreSQL the whole batch is one
         round trip (the pipeline; with :meth:`Driver.atomic`, its commit too)."""
         try:
-            with self.d.batch(c):
-                self._outcomes(c, outcomes)
-                self._transitions(c, transitions)
-                self._reschedules(c, reschedules)
-                self.insert_events(c, events)
-                self._upsert_cache(c, "conversations", t.conversation_cache, conversations,
-                                   st.CONVERSATION_UPSERT, ("last_activity_at",))
-                self._upsert_cache(c, "connections", t.connection_cache, connections,
-                                   st.CONNECTION_UPSERT, ("checked_at",))
+            with self.d.batch(c):  # (an empty list skips its kind; an iterator is read)
+                if outcomes:
+                    self._outcomes(c, outcomes)
+                if transitions:
+                    self._transitions(c, transitions)
+                if reschedules:
+                    self._reschedules(c, reschedules)
+                if events:
+                    self.insert_events(c, events)
+                if conversations:
+                    self._upsert_cache(c, "conversations", t.conversation_cache,
+                                       conversations, st.CONVERSATION_UPSERT,
+                                       ("last_activity_at",))
+                if connections:
+                    self._upsert_cache(c, "connections", t.connection_cache, connections,
+                                       st.CONNECTION_UPSERT, ("checked_at",))
                 if rewrites:
                     sql, names = self.compiled("event-data", st.event_data_by_id)
                     self._many(c, sql, [tuple(u[n] for n in names) for u in rewrites])
@@ -562,8 +574,8 @@ class FastPath:
             for o in outcomes
         ]
         if out:
-            sql, names = self.compiled("outcomes", st.outcome_update)
-            _expect(names, ("b_status", "b_label", "b_response", "b_finished", "k"))
+            sql, _ = self.compiled("outcomes", st.outcome_update, expect=(
+                "b_status", "b_label", "b_response", "b_finished", "k"))
             self._many(c, sql, out)
 
     def _transitions(self, c: Connection, transitions: Iterable[Mapping[str, Any]]) -> None:
@@ -581,11 +593,8 @@ class FastPath:
             for r in transitions
         ]
         if trans:
-            sql, names = self.compiled("transitions", st.transition_update)
-            _expect(
-                names,
-                ("b_state", "b_due", "b_attempts", "b_entered", "b_error", "b_waiting", "eid"),
-            )
+            sql, _ = self.compiled("transitions", st.transition_update, expect=(
+                "b_state", "b_due", "b_attempts", "b_entered", "b_error", "b_waiting", "eid"))
             self._update_grouped(c, sql, trans)
 
     def _reschedules(self, c: Connection, reschedules: Iterable[Mapping[str, Any]]) -> None:
@@ -595,8 +604,8 @@ class FastPath:
             for r in reschedules
         ]
         if resch:
-            sql, names = self.compiled("reschedules", st.reschedule_update)
-            _expect(names, ("b_due", "b_attempts", "b_error", "b_waiting", "eid"))
+            sql, _ = self.compiled("reschedules", st.reschedule_update, expect=(
+                "b_due", "b_attempts", "b_error", "b_waiting", "eid"))
             self._update_grouped(c, sql, resch)
 
     def _update_grouped(self, c: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
@@ -605,6 +614,9 @@ class FastPath:
         statement with ``id IN (...)``, the rest as executemany. The IN lists are padded to a
         power of two with a repeated id, so only a few statement texts reach the driver's
         statement cache."""
+        if len(rows) == 1:  # nearly every call's commit: one transition, nothing to group
+            self._many(c, sql, rows)
+            return
         head, sep, mark = sql.rpartition(" = ")
         if not sep or mark not in ("?", "%s", "%s::INTEGER"):  # pragma: no cover - fixed
             raise StoreError(f"cannot group {sql!r}")

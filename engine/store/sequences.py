@@ -14,6 +14,10 @@ from engine.store.db import StoreBase
 from engine.store.rows import RevisionRow, SequenceRow, revision_row, sequence_row
 
 
+def _sequences_select() -> sa.Select[Any]:
+    return sa.select(t.sequences).order_by(t.sequences.c.name)
+
+
 class Sequences(StoreBase):
     def put_revision(
         self,
@@ -86,8 +90,9 @@ class Sequences(StoreBase):
         return None if r is None else sequence_row(r)
 
     def list_sequences(self, *, conn: Connection | None = None) -> list[SequenceRow]:
+        """Every sequence by name (a tick's read: on the fast path)."""
         with self.tx(conn) as c:
-            rows = c.execute(sa.select(t.sequences).order_by(t.sequences.c.name)).all()
+            rows = self._select(c, "sequences", _sequences_select)
         return [sequence_row(r) for r in rows]
 
     def set_sequence_paused(

@@ -47,6 +47,15 @@ class FileId(NamedTuple):
             return None
         return cls(st.st_dev, st.st_ino)
 
+    def names(self, path: str) -> bool:
+        """Whether ``path`` still names this file (checked at every transaction: no tuple
+        of its own)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return st.st_ino == self.ino and st.st_dev == self.dev
+
 
 def _reason(exc: OSError) -> str:
     return one_line(exc.strerror or type(exc).__name__)
