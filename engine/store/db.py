@@ -278,8 +278,11 @@ class StoreBase:
         gone) is raised as a StoreError saying what to do."""
         try:
             held = self._held_connection()
+            # SQLite's pipelined transaction is an ordinary one: begun here, without
+            # atomic()'s generator (a call's commit runs this once a step)
+            one_trip = pipelined and self.fast.d.name != "sqlite"
             with (self.engine.connect() if held is None else nullcontext(held)) as conn, (
-                    self.fast.d.atomic(conn) if pipelined else conn.begin()):
+                    self.fast.d.atomic(conn) if one_trip else conn.begin()):
                 yield conn
         except DRIVER_ERRORS as exc:
             if not is_fault(exc):
