@@ -94,6 +94,25 @@ def postgres_schema(prefix: str = "t") -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A store on SQLite, then on PostgreSQL in a schema of its own (skipped without a
+    server): the store tests run on both databases."""
+    if request.param == "sqlite":
+        s = Store.open(None, tmp_path / "sqlite")
+    else:
+        s = Store.open(request.getfixturevalue("pg_url"), tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A store URL on the test PostgreSQL in a schema of its own (skipped without one)."""
+    with postgres_schema() as url:
+        yield url
+
+
 def quiet_config(**overrides: Any) -> WorldConfig:
     """A sandbox world where nobody is connected or writes first before a test acts and every
     profile is accessible: what a test sets up is all there is."""

@@ -6,7 +6,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,22 +24,13 @@ from engine.store.db import MIGRATIONS
 from engine.store.locks import _pid_ns
 from engine.store.rows import Columns
 from engine.store.tables import metadata
-from tests.conftest import postgres_schema
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store.open(None, tmp_path / ".seqrun")
-        yield s
-        s.close()
-        return
-    with postgres_schema() as url:
-        s = Store.open(url, tmp_path)
-        yield s
-        s.close()
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    return any_store
 
 
 def test_fresh_sqlite_is_migrated_to_head_with_wal(tmp_path: Path) -> None:

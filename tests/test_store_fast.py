@@ -20,29 +20,17 @@ from engine.store import Store
 from engine.store import tables as t
 from engine.store.codecs import db_time, py_time
 from engine.store.rows import Columns
-from tests.conftest import postgres_schema
 
 T = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=1))
 
 
 @pytest.fixture
-def pg_store(tmp_path: Path) -> Iterator[Store]:
+def pg_store(pg_url: str, tmp_path: Path) -> Iterator[Store]:
     """A store on PostgreSQL in a schema of its own (skipped without a server)."""
-    with postgres_schema() as url:
-        s = Store.open(url, tmp_path)
-        yield s
-        s.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = Store.open(None, tmp_path / "sqlite")
-        yield s
-        s.close()
-    else:
-        yield request.getfixturevalue("pg_store")
+    s = Store.open(pg_url, tmp_path)
+    yield s
+    s.close()
 
 
 def exercise(store: Store) -> None:
