@@ -278,8 +278,8 @@ class StoreBase:
         gone) is raised as a StoreError saying what to do."""
         try:
             held = self._held_connection()
-            # SQLite's pipelined transaction is an ordinary one: begun here, without
-            # atomic()'s generator (a call's commit runs this once a step)
+            # SQLite's pipelined transaction is an ordinary one (Driver.atomic is the
+            # server's one-round-trip transaction)
             one_trip = pipelined and self.fast.d.name != "sqlite"
             with (self.engine.connect() if held is None else nullcontext(held)) as conn, (
                     self.fast.d.atomic(conn) if one_trip else conn.begin()):

@@ -170,17 +170,14 @@ class Driver:
     @contextmanager
     def atomic(self, c: Connection) -> Iterator[None]:
         """One transaction on ``c`` (not in one yet) for statements sent straight to the
-        driver. On SQLite an ordinary one. On PostgreSQL one round trip: BEGIN, the
-        statements and COMMIT in one pipeline, where BEGIN, the pipeline's Sync and COMMIT
-        took three (psycopg sends its own BEGIN and COMMIT each on its own, so they are
-        ours here, the connection in autocommit meanwhile). The answer comes once COMMIT
+        driver, on PostgreSQL (SQLite's is an ordinary one, begun by Store.transaction:
+        no round trip to save there): one round trip, BEGIN, the statements and COMMIT in
+        one pipeline, where BEGIN, the pipeline's Sync and COMMIT took three (psycopg
+        sends its own BEGIN and COMMIT each on its own, so they are ours here, the
+        connection in autocommit meanwhile). The answer comes once COMMIT
         is durable (``synchronous_commit`` applies as to any commit); a failure, in the
         block or of a statement, rolls it all back. A read inside waits for its rows (a
         flush: the transaction goes on). The driver's errors surface at the end, wrapped."""
-        if self.name == "sqlite":
-            with c.begin():
-                yield
-            return
         db = _db(c)
         idle = self.dbapi.pq.TransactionStatus.IDLE
         if db.pgconn.transaction_status != idle:
