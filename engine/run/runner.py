@@ -39,6 +39,7 @@ from engine.compile.machine import CompiledSequence
 from engine.errors import ProviderError, SeqrunError
 from engine.providers.base import Provider
 from engine.run.async_runs import ASYNC, AsyncRuns
+from engine.run.commits import GroupCommit
 from engine.run.experiments import Experiments
 from engine.run.guards import Guards
 from engine.run.inbound import Inbound
@@ -132,6 +133,7 @@ class Runner:
             async_callback,
         )
         self._state = state = RunState(store, providers, clock, self.settings, compiled)
+        self._commits = GroupCommit(store)
         self._lock = RunLock(state)
         self._moves = moves = Moves(state)
         self._sync = sync = Sync(state, moves)
@@ -345,10 +347,8 @@ class Runner:
             result.errors.append(f"{ctx.identity}: {type(exc).__name__}: {exc}")
         self._flush(ctx)  # not on a BaseException (a kill): open intents stay for recover()
 
-    def _flush(
-        self, ctx: IdentityTick, intents: tuple[Mapping[str, Any], ...] = ()
-    ) -> list[str]:
-        """Commit the identity's buffered writes, with ``intents`` after them (their keys)."""
+    def _take(self, ctx: IdentityTick) -> Writes:
+        """The identity's buffered writes, taken for a commit (its buffer starts empty)."""
         owned = self._state.owned
         if ctx.w and owned is not None and ctx.identity not in owned:
             # the lease was lost: the identity's new holder reconciles the open intents with
@@ -356,11 +356,23 @@ class Runner:
             log.warning("identity %s: lease lost, its last outcomes are left to its new "
                         "holder's recovery", ctx.identity)
             ctx.w = Writes()
-        if not intents and not ctx.w:  # (a call's commit has its intent: no emptiness test)
+        taken, ctx.w = ctx.w, Writes()
+        return taken
+
+    def _flush(self, ctx: IdentityTick) -> None:
+        """Commit the identity's buffered writes now (it makes no call before it)."""
+        taken = self._take(ctx)
+        if taken:
+            write_buffered(self.store, taken)
+
+    async def _commit(self, ctx: IdentityTick, intents: tuple[Mapping[str, Any], ...] = (),
+                      ) -> list[str]:
+        """Commit the identity's buffered writes, with ``intents`` after them (their keys),
+        together with the other identities' commits asked for meanwhile (GroupCommit)."""
+        taken = self._take(ctx)
+        if not intents and not taken:
             return []
-        keys = write_buffered(self.store, ctx.w, intents=intents)
-        ctx.w = Writes()
-        return keys
+        return await self._commits.commit(taken, intents)
 
     # ---- waves ------------------------------------------------------------------------------
 
@@ -404,7 +416,7 @@ class Runner:
                 called = True  # then a spent tick may stop it: each tick moves it on
                 if new is not None and new.next_due_at is not None:
                     moved.append((new.next_due_at, (new, p.lead)))
-            await self._state.commit(self._flush, ctx)  # the others' calls go on meanwhile
+            await self._commit(ctx)
             now = self.clock.now()  # the leads whose next step is due by now go on at once
             current = [pair for due, pair in moved if due <= now]
 
@@ -467,10 +479,7 @@ class Runner:
             "request": request,
             "variant": p.variant,
         }
-        return await self._state.commit(self._commit_intent, ctx, row)
-
-    def _commit_intent(self, ctx: IdentityTick, row: dict[str, Any]) -> str:
-        (key,) = self._flush(ctx, (row,))  # one transaction (on PostgreSQL one round trip)
+        (key,) = await self._commit(ctx, (row,))  # on PostgreSQL one round trip
         return key
 
     # ---- loops ------------------------------------------------------------------------------

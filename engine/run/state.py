@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, ParamSpec, TypeVar
+from typing import Any, NamedTuple
 
 from engine.clock import Clock
 from engine.compile.machine import CompiledSequence, compile_sequence
@@ -72,8 +72,6 @@ class Settings:
     async_callback: Mapping[str, Any] | None = None
 
 
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 
 
 class RunState:
@@ -113,17 +111,6 @@ class RunState:
         self.owned: set[str] | None = None
         # the managed schedules' results received by `seqrun serve`, while fresh
         self.pushed = Pushed(store)
-
-    async def commit(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        """``fn(...)``, a call's commit (its intent, the previous outcome): on a database
-        server in a thread, so that while one identity waits for its commit (round trips and
-        the server's fsync, the event loop idle meanwhile) the others' calls go on; measured
-        in bench/README.md (bench_workers), where this wait bounded a worker on PostgreSQL.
-        On SQLite in the loop: its commits cost CPU (no network, no fsync in WAL's NORMAL
-        mode) and take one write lock, so a thread would only add the handoff."""
-        if self.store.engine.dialect.name == "sqlite":
-            return fn(*args, **kwargs)
-        return await asyncio.to_thread(fn, *args, **kwargs)
 
     def compiled(self, revision: str) -> CompiledSequence:
         found = self._cache.get(revision)
@@ -194,6 +181,21 @@ class Writes:
             self.transitions[eid].update(values)
         else:
             self.reschedules[eid] = values
+
+    @classmethod
+    def merged(cls, parts: Iterable[Writes]) -> Writes:
+        """The writes of several identities as one batch (their enrollments are their own:
+        nothing of one overwrites another's)."""
+        out = cls()
+        for w in parts:
+            out.outcomes += w.outcomes
+            out.transitions.update(w.transitions)
+            out.reschedules.update(w.reschedules)
+            out.events += w.events
+            out.conversations += w.conversations
+            out.connections += w.connections
+            out.notes += w.notes
+        return out
 
     def __bool__(self) -> bool:
         return bool(
