@@ -284,9 +284,10 @@ def test_transactions_reuse_one_connection_and_others_take_their_own(any_store: 
 
 
 def test_a_pipelined_transaction_is_all_or_nothing(any_store: Store) -> None:
-    """A batch of writes in one round trip on PostgreSQL (BEGIN, the statements and COMMIT
-    in one pipeline): what failed, in the block or in the database, leaves nothing
-    written, and the store goes on."""
+    """A batch of writes in one round trip on PostgreSQL (the statements in one pipeline,
+    one transaction up to its Sync): what failed, in the block or in the database, leaves
+    nothing written, a read inside included (it does not end the transaction), and the store
+    goes on."""
     store = any_store
     lead = store.upsert_lead("https://www.linkedin.com/in/ana", {})
     eid = store.enroll(lead, "s", "rev", "id-1", "visit", T)
@@ -303,6 +304,18 @@ def test_a_pipelined_transaction_is_all_or_nothing(any_store: Store) -> None:
     with pytest.raises((StoreError, sqlite3.IntegrityError)), store.transaction(
             pipelined=True) as c:
         store.fast.insert_events(c, [event])
+        store.fast.insert_columns(c, t.action_log, Columns(
+            {"enrollment_id": eid, "sequence": "s", "revision": "rev", "step": "visit",
+             "attempt": 0, "identity": "id-1", "action": "visit_profile", "status": "intent",
+             "created_at": T},
+            {"idempotency_key": [key]}))
+    assert store.events() == []
+    # a read between the writes (a Flush, not a Sync): the failure still takes them all
+    with pytest.raises((StoreError, sqlite3.IntegrityError)), store.transaction(
+            pipelined=True) as c:
+        store.fast.insert_events(c, [event])
+        assert store.lead_ids(["https://www.linkedin.com/in/ana"], conn=c) == {
+            "https://www.linkedin.com/in/ana": lead}
         store.fast.insert_columns(c, t.action_log, Columns(
             {"enrollment_id": eid, "sequence": "s", "revision": "rev", "step": "visit",
              "attempt": 0, "identity": "id-1", "action": "visit_profile", "status": "intent",
@@ -326,6 +339,11 @@ def test_pull_forward_moves_a_lead_only_while_it_waits_so(any_store: Store) -> N
     assert store.get_enrollment(eid).next_due_at == later  # type: ignore[union-attr]
     assert store.pull_forward(eid, "limit", later, T + timedelta(hours=1))
     assert store.get_enrollment(eid).next_due_at == T + timedelta(hours=1)  # type: ignore[union-attr]
+    # committed, not left open: the next transaction on the kept connection sees it
+    with store.transaction(pipelined=True) as c:
+        assert store.lead_ids(["https://www.linkedin.com/in/ana"], conn=c) == {
+            "https://www.linkedin.com/in/ana": lead}
+    assert store.get_enrollment(eid).waiting == "limit"  # type: ignore[union-attr]
 
 
 def test_bulk_inserts_keep_awkward_text_and_shared_times(any_store: Store) -> None:

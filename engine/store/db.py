@@ -267,12 +267,15 @@ class StoreBase:
         self.engine.dispose()
 
     @contextmanager
-    def transaction(self, *, pipelined: bool = False) -> Iterator[Connection]:
+    def transaction(self, *, pipelined: bool = False, durable: bool = True,
+                    ) -> Iterator[Connection]:
         """One atomic transaction; pass the connection as ``conn=`` to store methods.
 
         ``pipelined``: for statements sent straight to the driver only (the fast path,
         :meth:`FastPath.write_batch`), never SQLAlchemy's: on PostgreSQL the transaction
-        is one round trip (:meth:`~engine.store.fast.Driver.atomic`), e.g. a call's commit.
+        is one round trip (:meth:`~engine.store.fast.Driver.atomic`), e.g. a call's commit;
+        ``durable`` False: its commit does not wait for the disk (a scheduling hint, never an
+        intent; see there).
 
         A failure of the database itself (full disk, read-only or damaged file, server
         gone) is raised as a StoreError saying what to do."""
@@ -282,7 +285,7 @@ class StoreBase:
             # server's one-round-trip transaction)
             one_trip = pipelined and self.fast.d.name != "sqlite"
             with (self.engine.connect() if held is None else nullcontext(held)) as conn, (
-                    self.fast.d.atomic(conn) if one_trip else conn.begin()):
+                    self.fast.d.atomic(conn, durable=durable) if one_trip else conn.begin()):
                 yield conn
         except DRIVER_ERRORS as exc:
             if not is_fault(exc):

@@ -243,8 +243,7 @@ class Enrollments(StoreBase):
         its own instant: a slot unused, nothing sent twice)."""
         if conn is not None:
             return bool(self.fast.pull_forward(conn, enrollment_id, waiting, due, now).rowcount)
-        with self.transaction(pipelined=True) as c:
-            self.fast.d.relaxed(c)
+        with self.transaction(pipelined=True, durable=False) as c:
             moved = self.fast.pull_forward(c, enrollment_id, waiting, due, now)
         return bool(moved.rowcount)
 

@@ -168,16 +168,26 @@ class Driver:
         return pipeline
 
     @contextmanager
-    def atomic(self, c: Connection) -> Iterator[None]:
+    def atomic(self, c: Connection, *, durable: bool = True) -> Iterator[None]:
         """One transaction on ``c`` (not in one yet) for statements sent straight to the
         driver, on PostgreSQL (SQLite's is an ordinary one, begun by Store.transaction:
-        no round trip to save there): one round trip, BEGIN, the statements and COMMIT in
-        one pipeline, where BEGIN, the pipeline's Sync and COMMIT took three (psycopg
-        sends its own BEGIN and COMMIT each on its own, so they are ours here, the
-        connection in autocommit meanwhile). The answer comes once COMMIT
-        is durable (``synchronous_commit`` applies as to any commit); a failure, in the
-        block or of a statement, rolls it all back. A read inside waits for its rows (a
-        flush: the transaction goes on). The driver's errors surface at the end, wrapped."""
+        no round trip to save there): one round trip, the statements in one psycopg
+        pipeline and nothing else. The server runs what comes before a pipeline's Sync as
+        one transaction, committed at the Sync, rolled back whole when a statement fails
+        (the extended query protocol's implicit transaction; the connection is in autocommit
+        meanwhile, so psycopg sends no BEGIN or COMMIT): a BEGIN and a COMMIT of our own
+        would be two statements more a call for the server and the client. The answer comes
+        once the commit is durable (``synchronous_commit`` applies as to any commit). A read
+        inside waits for its rows (a Flush, not a Sync: the transaction goes on). A failure
+        of the block rolls back what it queued: BEGIN makes the implicit transaction an
+        explicit one, with the statements before it, which ROLLBACK then ends. The driver's
+        errors surface at the end, wrapped.
+
+        ``durable`` False: the commit does not wait for the disk (``synchronous_commit`` off
+        for this transaction alone; SQLite in WAL's NORMAL mode never waits): for writes a
+        crash may lose at no harm, never a transaction with an intent (that one must be
+        durable before its call). SET LOCAL needs a transaction block: BEGIN and COMMIT are
+        sent then, in the same round trip."""
         db = _db(c)
         idle = self.dbapi.pq.TransactionStatus.IDLE
         if db.pgconn.transaction_status != idle:
@@ -185,28 +195,24 @@ class Driver:
         db.autocommit = True
         try:
             with db.pipeline():
-                db.execute("BEGIN")
+                if not durable:
+                    db.execute("BEGIN")
+                    db.execute("SET LOCAL synchronous_commit TO OFF")
                 try:
                     yield
                 except BaseException:
+                    db.execute("BEGIN")  # a warning only, in a block already
                     db.execute("ROLLBACK")
                     raise
-                db.execute("COMMIT")
+                if not durable:
+                    db.execute("COMMIT")
         except self.errors as exc:
             self.raise_error(exc)
         finally:
             if not db.closed and db.pgconn.transaction_status != idle:
-                db.execute("ROLLBACK")  # a statement failed: the rest was skipped
+                db.execute("ROLLBACK")  # a statement failed in an explicit transaction
             if not db.closed:
                 db.autocommit = False
-
-    def relaxed(self, c: Connection) -> None:
-        """This transaction's commit does not wait for the disk (PostgreSQL's
-        ``synchronous_commit`` off for it alone; SQLite in WAL's NORMAL mode never does):
-        for writes a crash may lose at no harm, never a transaction with an intent (that
-        one must be durable before its call). Queued in a pipeline: no round trip."""
-        if self.name != "sqlite":
-            _db(c).execute("SET LOCAL synchronous_commit TO OFF")
 
     def raise_error(self, exc: BaseException) -> NoReturn:
         """A driver error of a batch of writes: an intent's key already taken is the
