@@ -186,8 +186,8 @@ class Driver:
         ``durable`` False: the commit does not wait for the disk (``synchronous_commit`` off
         for this transaction alone; SQLite in WAL's NORMAL mode never waits): for writes a
         crash may lose at no harm, never a transaction with an intent (that one must be
-        durable before its call). SET LOCAL needs a transaction block: BEGIN and COMMIT are
-        sent then, in the same round trip."""
+        durable before its call): ``set_config(..., true)``, which lasts to the end of the
+        transaction, the commit at the Sync included (SET LOCAL would need a BEGIN)."""
         db = _db(c)
         idle = self.dbapi.pq.TransactionStatus.IDLE
         if db.pgconn.transaction_status != idle:
@@ -196,21 +196,18 @@ class Driver:
         try:
             with db.pipeline():
                 if not durable:
-                    db.execute("BEGIN")
-                    db.execute("SET LOCAL synchronous_commit TO OFF")
+                    db.execute("SELECT set_config('synchronous_commit', 'off', true)")
                 try:
                     yield
                 except BaseException:
-                    db.execute("BEGIN")  # a warning only, in a block already
+                    db.execute("BEGIN")
                     db.execute("ROLLBACK")
                     raise
-                if not durable:
-                    db.execute("COMMIT")
         except self.errors as exc:
             self.raise_error(exc)
         finally:
             if not db.closed and db.pgconn.transaction_status != idle:
-                db.execute("ROLLBACK")  # a statement failed in an explicit transaction
+                db.execute("ROLLBACK")  # never left open, whatever failed
             if not db.closed:
                 db.autocommit = False
 
