@@ -72,8 +72,6 @@ class Settings:
     async_callback: Mapping[str, Any] | None = None
 
 
-
-
 class RunState:
     """The state every part of one runner reads (one object, shared, never copied)."""
 
