@@ -62,7 +62,6 @@ from engine.run.state import (
     Writes,
     all_or_cancel,
     compiled_from_store,
-    write_buffered,
 )
 from engine.run.steps import Steps
 from engine.run.sync import Sync, sync_force
@@ -345,10 +344,12 @@ class Runner:
         except Exception as exc:  # a bug must not stop the other identities (nor the daemon)
             log.exception("identity %s: tick failed", ctx.identity)
             result.errors.append(f"{ctx.identity}: {type(exc).__name__}: {exc}")
-        self._flush(ctx)  # not on a BaseException (a kill): open intents stay for recover()
+        await self._commit(ctx)  # not on a BaseException (a kill): open intents stay for recover()
 
-    def _take(self, ctx: IdentityTick) -> Writes:
-        """The identity's buffered writes, taken for a commit (its buffer starts empty)."""
+    async def _commit(self, ctx: IdentityTick, intents: tuple[Mapping[str, Any], ...] = (),
+                      ) -> list[str]:
+        """Commit the identity's buffered writes, with ``intents`` after them (their keys),
+        together with the other identities' commits asked for meanwhile (GroupCommit)."""
         owned = self._state.owned
         if ctx.w and owned is not None and ctx.identity not in owned:
             # the lease was lost: the identity's new holder reconciles the open intents with
@@ -357,19 +358,6 @@ class Runner:
                         "holder's recovery", ctx.identity)
             ctx.w = Writes()
         taken, ctx.w = ctx.w, Writes()
-        return taken
-
-    def _flush(self, ctx: IdentityTick) -> None:
-        """Commit the identity's buffered writes now (it makes no call before it)."""
-        taken = self._take(ctx)
-        if taken:
-            write_buffered(self.store, taken)
-
-    async def _commit(self, ctx: IdentityTick, intents: tuple[Mapping[str, Any], ...] = (),
-                      ) -> list[str]:
-        """Commit the identity's buffered writes, with ``intents`` after them (their keys),
-        together with the other identities' commits asked for meanwhile (GroupCommit)."""
-        taken = self._take(ctx)
         if not intents and not taken:
             return []
         return await self._commits.commit(taken, intents)
@@ -402,7 +390,7 @@ class Runner:
                 self._lock.check()  # a lost lock: no intent, no call
                 if self._leases is not None:
                     if self._leases.yielding(ctx.identity):  # a worker joined: its share
-                        self._flush(ctx)  # nothing in flight: its leads stay due
+                        await self._commit(ctx)  # nothing in flight: its leads stay due
                         self._leases.give_up(ctx.identity)
                         return
                     if called and self._leases.tick_spent():  # the next balance is due
