@@ -284,6 +284,32 @@ def test_transactions_reuse_one_connection_and_others_take_their_own(any_store: 
     assert store._held is None
 
 
+def test_reads_take_no_transaction_of_their_own_on_postgresql(any_store: Store) -> None:
+    """A span of reads (Store.read) on PostgreSQL sends no BEGIN and no COMMIT: between
+    its statements the connection is outside any transaction, each statement reads what
+    was committed before it; the store's next transaction is an ordinary one again (its
+    failure rolls back all it wrote). SQLite's reads take an ordinary transaction."""
+    store = any_store
+    store.kv_put("ns", "k", 1)
+    with store.read() as c:
+        db = c.connection.dbapi_connection
+        assert store.kv_get("ns", "k", conn=c) == 1
+        if store.fast.d.name == "postgresql":
+            assert db.info.transaction_status == db.info.transaction_status.IDLE
+            with store.transaction() as other:  # committed meanwhile: the next read sees it
+                store.kv_put("ns", "k", 2, conn=other)
+        else:
+            assert c.in_transaction()
+    if store.fast.d.name == "postgresql":
+        assert store.kv_get("ns", "k") == 2
+        assert not db.autocommit
+    with pytest.raises(RuntimeError), store.transaction() as c:
+        store.kv_put("ns", "a", 1, conn=c)
+        store.kv_put("ns", "b", 2, conn=c)
+        raise RuntimeError("boom")
+    assert (store.kv_get("ns", "a"), store.kv_get("ns", "b")) == (None, None)
+
+
 def test_a_pipelined_transaction_is_all_or_nothing(any_store: Store) -> None:
     """A batch of writes in one round trip on PostgreSQL (the statements in one pipeline,
     one transaction up to its Sync): what failed, in the block or in the database, leaves

@@ -207,7 +207,7 @@ class Runner:
         self._inbound.drain(result)
         if self._leases is not None:
             self._take_over(self._leases, result)
-        with self.store.transaction() as conn:  # the tick's reads, one short transaction
+        with self.store.read() as conn:  # the tick's reads
             killed = self.store.kv_get(*KILL_SWITCH, conn=conn)
             pending = self.store.pending_intents(conn=conn)
             identities = self._mine(self.store.list_identities(conn=conn))
@@ -272,7 +272,7 @@ class Runner:
         due_batch = self.settings.due_batch
         seen: set[int] = set()
         while True:
-            with self.store.transaction() as conn:
+            with self.store.read() as conn:
                 due = self.store.due_enrollments(now, limit=due_batch,
                                                  identities=self._state.owned, conn=conn)
                 fresh = [e for e in due if e.id not in seen]

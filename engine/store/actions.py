@@ -82,7 +82,7 @@ class Actions(StoreBase):
         q = sa.select(sa.func.max(t.action_log.c.attempt)).where(
             t.action_log.c.enrollment_id == enrollment_id, t.action_log.c.step == step
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             last = c.execute(q).scalar()
         return 0 if last is None else int(last) + 1
 
@@ -144,7 +144,7 @@ class Actions(StoreBase):
 
     def pending_intents(self, *, conn: Connection | None = None) -> list[ActionRow]:
         """Intents with no recorded outcome (a crash or a lost answer after the intent)."""
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [action_row(r) for r in self._select(c, "pending", _pending_select)]
 
     def actions(
@@ -159,7 +159,7 @@ class Actions(StoreBase):
             q = q.where(t.action_log.c.enrollment_id == enrollment_id)
         if identity is not None:
             q = q.where(t.action_log.c.identity == identity)
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [action_row(r) for r in c.execute(q)]
 
     def action_times(
@@ -170,21 +170,8 @@ class Actions(StoreBase):
         (written once, so outcomes do not rewrite it), from a day before ``since``: an
         action finishes within a day of its intent (recover settles older ones)."""
         start = since - timedelta(days=1)
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return self.fast.action_times(c, identity, action, start, since)
-        q = (
-            sa.select(t.action_log.c.finished_at)
-            .where(
-                t.action_log.c.identity == identity,
-                t.action_log.c.action == action,
-                t.action_log.c.created_at > start,
-                t.action_log.c.finished_at > since,
-                t.action_log.c.status == "done",
-            )
-            .order_by(t.action_log.c.finished_at)
-        )
-        with self.tx(conn) as c:
-            return [r[0] for r in c.execute(q)]
 
     def action_times_across(
         self,
@@ -206,7 +193,7 @@ class Actions(StoreBase):
         )
         if sequence is not None:
             q = q.where(a.c.sequence == sequence)
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return sorted(r[0] for r in c.execute(q))
 
     def touches(
@@ -223,7 +210,7 @@ class Actions(StoreBase):
         a, e = t.action_log, t.enrollments
         ids = sorted(set(lead_ids))
         out: dict[int, list[tuple[datetime, str, str]]] = {}
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             for i in range(0, len(ids), 500):
                 q = (
                     sa.select(e.c.lead_id, a.c.finished_at, a.c.identity, a.c.sequence)
@@ -261,5 +248,5 @@ class Actions(StoreBase):
             q = q.where(a.c.identity == identity)
         if since is not None:  # on the index of the actions' start, as action_times
             q = q.where(a.c.created_at > since - timedelta(days=1), a.c.finished_at > since)
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return {str(action): int(n) for action, n in c.execute(q.group_by(a.c.action))}

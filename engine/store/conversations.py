@@ -41,7 +41,7 @@ class Conversations(StoreBase):
     def conversations(
         self, identity: str, *, conn: Connection | None = None
     ) -> dict[str, ConversationRow]:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return self.fast.conversations(c, identity)
 
     def put_connection(
@@ -70,7 +70,7 @@ class Conversations(StoreBase):
         self, identity: str, profile_url: str, *, conn: Connection | None = None
     ) -> tuple[str, datetime] | None:
         """(status, checked_at) from the cache, or None."""
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             r = c.execute(
                 sa.select(t.connection_cache.c.status, t.connection_cache.c.checked_at).where(
                     t.connection_cache.c.identity == identity,
@@ -86,5 +86,5 @@ class Conversations(StoreBase):
         q = sa.select(t.connection_cache.c.profile_url, t.connection_cache.c.status).where(
             t.connection_cache.c.identity == identity
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return {r.profile_url: r.status for r in c.execute(q)}

@@ -268,24 +268,25 @@ class StoreBase:
 
     @contextmanager
     def transaction(self, *, pipelined: bool = False, durable: bool = True,
-                    ) -> Iterator[Connection]:
+                    reading: bool = False) -> Iterator[Connection]:
         """One atomic transaction; pass the connection as ``conn=`` to store methods.
 
         ``pipelined``: for statements sent straight to the driver only (the fast path,
         :meth:`FastPath.write_batch`), never SQLAlchemy's: on PostgreSQL the transaction
         is one round trip (:meth:`~engine.store.fast.Driver.atomic`), e.g. a call's commit;
         ``durable`` False: its commit does not wait for the disk (a scheduling hint, never an
-        intent; see there).
+        intent; see there). ``reading``: for statements that only read (see :meth:`read`).
 
         A failure of the database itself (full disk, read-only or damaged file, server
         gone) is raised as a StoreError saying what to do."""
         try:
             held = self._held_connection()
-            # SQLite's pipelined transaction is an ordinary one (Driver.atomic is the
-            # server's one-round-trip transaction)
-            one_trip = pipelined and self.fast.d.name != "sqlite"
+            # SQLite's pipelined or reading transaction is an ordinary one (Driver.atomic
+            # and Driver.reading spare the server's round trips)
+            server = self.fast.d.name != "sqlite"
             with (self.engine.connect() if held is None else nullcontext(held)) as conn, (
-                    self.fast.d.atomic(conn, durable=durable) if one_trip else conn.begin()):
+                    self.fast.d.atomic(conn, durable=durable) if pipelined and server
+                    else self.fast.d.reading(conn) if reading and server else conn.begin()):
                 yield conn
         except DRIVER_ERRORS as exc:
             if not is_fault(exc):
@@ -316,6 +317,11 @@ class StoreBase:
         """``conn`` itself when given (the caller's transaction), else a new transaction
         (not a generator of its own: this runs for every statement group of the store)."""
         return self.transaction() if conn is None else nullcontext(conn)
+
+    def read(self, conn: Connection | None = None) -> AbstractContextManager[Connection]:
+        """As :meth:`tx`, for statements that only read: without ``conn``, on PostgreSQL no
+        transaction of their own (:meth:`~engine.store.fast.Driver.reading`)."""
+        return self.transaction(reading=True) if conn is None else nullcontext(conn)
 
     def _select(
         self, c: Connection, name: str, build: Callable[[], sa.Select[Any]], **params: Any

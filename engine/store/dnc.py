@@ -32,7 +32,7 @@ class DoNotContact(StoreBase):
         return bool(res.rowcount)
 
     def is_do_not_contact(self, profile_url: str, *, conn: Connection | None = None) -> bool:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return (
                 c.execute(
                     sa.select(t.do_not_contact.c.profile_url).where(
@@ -49,7 +49,7 @@ class DoNotContact(StoreBase):
         URLs (a tick asks for its due leads, whatever the size of the list)."""
         d = t.do_not_contact
         q = sa.select(d.c.profile_url, d.c.reason)
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             if among is None:
                 return {url: reason for url, reason in c.execute(q)}
             rows = self._rows_in(c, "do_not_contact", list(among))

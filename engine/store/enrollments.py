@@ -68,7 +68,7 @@ class Enrollments(StoreBase):
     def get_enrollment(
         self, enrollment_id: int, *, conn: Connection | None = None
     ) -> EnrollmentRow | None:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             r = c.execute(
                 sa.select(t.enrollments).where(t.enrollments.c.id == enrollment_id)
             ).first()
@@ -92,7 +92,7 @@ class Enrollments(StoreBase):
             q = q.where(t.enrollments.c.lead_id == lead_id)
         if states is not None:
             q = q.where(t.enrollments.c.state.in_(list(states)))
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [enrollment_row(r) for r in c.execute(q)]
 
     def release_waiting(
@@ -132,7 +132,7 @@ class Enrollments(StoreBase):
         ids (an import): one pass over the sequence's enrollments, not an IN query per 500."""
         ids = list(lead_ids)
         out: dict[int, int] = {}
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             if len(ids) > 5000:
                 wanted = set(ids)
                 rows = self._select(c, "sequence_enrollment_ids", _sequence_ids, seq=sequence)
@@ -152,7 +152,7 @@ class Enrollments(StoreBase):
         """lead id -> [(sequence, identity, state)] of its enrollments."""
         ids = list(set(lead_ids))
         out: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             for lead_id, _, sequence, identity, state in self._of_leads(c, ids):
                 out[int(lead_id)].append((sequence, identity, state))
         return out
@@ -170,7 +170,7 @@ class Enrollments(StoreBase):
         enrollments carry ``next_due_at = NULL`` so they never show up."""
         if identities is not None and not identities:
             return []
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return self.fast.due_enrollments(c, now, limit, identities)
 
     def next_due_at(
@@ -192,7 +192,7 @@ class Enrollments(StoreBase):
             q = q.where(t.enrollments.c.next_due_at > after)
         if identities is not None:
             q = q.where(t.enrollments.c.identity.in_(sorted(identities)))
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             value = c.execute(q).scalar()
         if value is None:
             return None
@@ -280,7 +280,7 @@ class Enrollments(StoreBase):
             )
             .order_by(t.enrollments.c.id)
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [
                 (enrollment_row(r), LeadRow(r.lead_id, r.profile_url, load_json(r.data_json)))
                 for r in c.execute(q)
@@ -295,7 +295,7 @@ class EnrollmentCounts(StoreBase):
         q = sa.select(t.enrollments.c.sequence, t.enrollments.c.state, sa.func.count()).group_by(
             t.enrollments.c.sequence, t.enrollments.c.state
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return {(r[0], r[1]): int(r[2]) for r in c.execute(q)}
 
     def count_by_identity(self, sequence: str, *, conn: Connection | None = None) -> dict[str, int]:
@@ -306,7 +306,7 @@ class EnrollmentCounts(StoreBase):
             .where(e.c.sequence == sequence)
             .group_by(e.c.identity)
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return {r[0]: int(r[1]) for r in c.execute(q)}
 
     def count_in_flight(
@@ -323,7 +323,7 @@ class EnrollmentCounts(StoreBase):
             .group_by(e.c.revision, e.c.state)
             .order_by(e.c.revision, e.c.state)
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [(rev, state, int(n)) for rev, state, n in c.execute(q).all()]
 
     def count_by_identity_state(
@@ -336,7 +336,7 @@ class EnrollmentCounts(StoreBase):
             .where(e.c.sequence == sequence)
             .group_by(e.c.identity, e.c.state, e.c.revision)
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [(ident, state, rev, int(n)) for ident, state, rev, n in c.execute(q)]
 
     def count_waiting(self, sequence: str, *, conn: Connection | None = None) -> dict[str, int]:
@@ -348,7 +348,7 @@ class EnrollmentCounts(StoreBase):
             .where(e.c.sequence == sequence, e.c.waiting.is_not(None))
             .group_by(e.c.waiting)
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return {str(key): int(n) for key, n in c.execute(q)}
 
     def count_paused(self, *, conn: Connection | None = None) -> dict[str, int]:
@@ -360,7 +360,7 @@ class EnrollmentCounts(StoreBase):
             .where(e.c.paused == sa.true(), e.c.state.not_in(TERMINALS))
             .group_by(e.c.identity)
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return {str(identity): int(n) for identity, n in c.execute(q)}
 
 

@@ -87,7 +87,7 @@ class Events(StoreBase):
             q = q.where(t.events.c.kind == kind)
         if limit is not None:
             q = q.limit(limit)
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [event_row(r) for r in c.execute(q)]
 
     def events_after(
@@ -98,7 +98,7 @@ class Events(StoreBase):
         from a cursor: the primary key keeps the scan to the new rows)."""
         q = (sa.select(t.events).where(t.events.c.id > after, t.events.c.kind.in_(list(kinds)))
              .order_by(t.events.c.id).limit(limit))
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [event_row(r) for r in c.execute(q)]
 
     def last_event_id(
@@ -111,5 +111,5 @@ class Events(StoreBase):
             q = q.where(t.events.c.kind == kind)
         if subject is not None:
             q = q.where(t.events.c.subject == subject)
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return int(c.execute(q).scalar() or 0)

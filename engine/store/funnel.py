@@ -40,7 +40,7 @@ class FunnelCounts(StoreBase):
             .where(n.c.sequence == sequence)
             .group_by(n.c.identity, entered.c.to_state)
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [(str(i), str(s), int(k)) for i, s, k in c.execute(q)]
 
     def edge_counts(self, sequence: str, *, conn: Connection | None = None) -> list[Edge]:
@@ -53,7 +53,7 @@ class FunnelCounts(StoreBase):
             .where(n.c.sequence == sequence, e.c.kind == "transition")
             .group_by(n.c.identity, e.c.from_state, e.c.to_state, e.c.trigger)
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [(str(i), f, to, tr, int(k)) for i, f, to, tr, k in c.execute(q)]
 
     def done_action_counts(
@@ -66,7 +66,7 @@ class FunnelCounts(StoreBase):
             .where(a.c.sequence == sequence, a.c.status == "done")
             .group_by(a.c.identity, a.c.action)
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [(str(i), str(x), int(k)) for i, x, k in c.execute(q)]
 
     def variant_actions(
@@ -81,7 +81,7 @@ class FunnelCounts(StoreBase):
             .where(a.c.sequence == sequence, a.c.variant.is_not(None))
             .group_by(a.c.step, a.c.variant, a.c.enrollment_id)
         )
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [(str(s), str(v), int(eid), bool(d), at) for s, v, eid, d, at in c.execute(q)]
 
     def outcome_times(
@@ -99,7 +99,7 @@ class FunnelCounts(StoreBase):
         )
         accepted: dict[int, datetime] = {}
         replied: dict[int, datetime] = {}
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             for eid, trigger, to_state, at in c.execute(q):
                 if trigger == "accepted":
                     accepted[int(eid)] = min(at, accepted.get(int(eid), at))
@@ -111,7 +111,7 @@ class FunnelCounts(StoreBase):
         """When the identity's latest action started (None: it never acted)."""
         q = sa.select(sa.func.max(t.action_log.c.created_at)).where(
             t.action_log.c.identity == identity)
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             value = c.execute(q).scalar()  # MAX keeps the column's type: aware UTC
         return value if isinstance(value, datetime) else None
 
@@ -134,7 +134,7 @@ class FunnelCounts(StoreBase):
             q = q.where(n.c.sequence == sequence)
         if states is not None:
             q = q.where(n.c.state.in_(list(states)))
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [
                 {"profile_url": r.profile_url, "data": load_json(r.data_json) or {},
                  "sequence": r.sequence, "identity": r.identity, "state": r.state,

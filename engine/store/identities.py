@@ -27,12 +27,12 @@ def _identities_select() -> sa.Select[Any]:
 
 class Identities(StoreBase):
     def get_identity(self, identity: str, *, conn: Connection | None = None) -> IdentityRow | None:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             rows = self._select(c, "identity", _identity_select, id=identity)
         return identity_row(rows[0]) if rows else None
 
     def list_identities(self, *, conn: Connection | None = None) -> list[IdentityRow]:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             return [identity_row(r) for r in self._select(c, "identities", _identities_select)]
 
     def put_identity(

@@ -96,7 +96,7 @@ def pending_inbound(
     """The events not consumed yet, oldest first. Read every tick: on the store's fast
     path (a statement compiled once), where a SQLAlchemy select built and run each time
     cost more than the rest of an idle tick's reads."""
-    with store.tx(conn) as c:
+    with store.read(conn) as c:
         rows = store.fast.select(c, "pending_inbound", _pending_select,
                                  {"limit": limit, "offset": 0})
     return [_row(r) for r in rows]

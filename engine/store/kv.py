@@ -20,7 +20,7 @@ def _kv_select() -> sa.Select[Any]:
 
 class KV(StoreBase):
     def kv_get(self, ns: str, key: str, *, conn: Connection | None = None) -> Any | None:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             rows = self._select(c, "kv", _kv_select, ns=ns, key=key)
         return load_json(rows[0].value_json) if rows else None
 
@@ -40,7 +40,7 @@ class KV(StoreBase):
         return bool(res.rowcount)
 
     def kv_items(self, ns: str, *, conn: Connection | None = None) -> dict[str, Any]:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             rows = c.execute(
                 sa.select(t.kv.c.key, t.kv.c.value_json).where(t.kv.c.ns == ns).order_by(t.kv.c.key)
             ).all()

@@ -52,12 +52,12 @@ class Leads(StoreBase):
         return ids
 
     def get_lead(self, lead_id: int, *, conn: Connection | None = None) -> LeadRow | None:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             r = c.execute(sa.select(t.leads).where(t.leads.c.id == lead_id)).first()
         return None if r is None else LeadRow(r.id, r.profile_url, load_json(r.data_json))
 
     def lead_by_url(self, profile_url: str, *, conn: Connection | None = None) -> LeadRow | None:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             r = c.execute(sa.select(t.leads).where(t.leads.c.profile_url == profile_url)).first()
         return None if r is None else LeadRow(r.id, r.profile_url, load_json(r.data_json))
 
@@ -65,13 +65,13 @@ class Leads(StoreBase):
         self, profile_urls: Iterable[str], *, conn: Connection | None = None
     ) -> dict[str, int]:
         """profile URL -> lead id of the stored leads among ``profile_urls``."""
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             rows = self._rows_in(c, "lead_ids", list(profile_urls))
             return {url: int(lead_id) for url, lead_id in rows}
 
     def leads_by_ids(
         self, ids: Iterable[int], *, conn: Connection | None = None
     ) -> dict[int, LeadRow]:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             rows = self._rows_in(c, "leads", list(set(ids)))
             return {lid: LeadRow(lid, url, load_json(data)) for lid, url, data in rows}

@@ -161,7 +161,7 @@ class Leases(StoreBase):
         """The workers whose heartbeat has not expired, with the identities each holds."""
         now = utcnow()
         le, w = t.identity_leases, t.workers
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             rows = c.execute(sa.select(w).where(w.c.expires_at >= now).order_by(w.c.id)).all()
             held: dict[str, list[str]] = {}
             for r in c.execute(sa.select(le.c.identity, le.c.worker)

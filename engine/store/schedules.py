@@ -129,7 +129,7 @@ def delete(store: Store, kind: Kind, name: str) -> bool:
 
 def exists(store: Store, *kinds: Kind) -> bool:
     """True when any of ``kinds`` has an entry."""
-    with store.transaction() as conn:
+    with store.read() as conn:
         for kind in kinds:
             if conn.execute(sa.select(kind.table.c.name).limit(1)).first() is not None:
                 return True

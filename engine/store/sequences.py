@@ -45,7 +45,7 @@ class Sequences(StoreBase):
         return True
 
     def get_revision(self, hash: str, *, conn: Connection | None = None) -> RevisionRow | None:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             r = c.execute(sa.select(t.revisions).where(t.revisions.c.hash == hash)).first()
         return None if r is None else revision_row(r)
 
@@ -55,7 +55,7 @@ class Sequences(StoreBase):
         q = sa.select(t.revisions).order_by(t.revisions.c.created_at)
         if sequence is not None:
             q = q.where(t.revisions.c.sequence == sequence)
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             rows = c.execute(q).all()
         return [revision_row(r) for r in rows]
 
@@ -85,13 +85,13 @@ class Sequences(StoreBase):
             )
 
     def get_sequence(self, name: str, *, conn: Connection | None = None) -> SequenceRow | None:
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             r = c.execute(sa.select(t.sequences).where(t.sequences.c.name == name)).first()
         return None if r is None else sequence_row(r)
 
     def list_sequences(self, *, conn: Connection | None = None) -> list[SequenceRow]:
         """Every sequence by name (a tick's read: on the fast path)."""
-        with self.tx(conn) as c:
+        with self.read(conn) as c:
             rows = self._select(c, "sequences", _sequences_select)
         return [sequence_row(r) for r in rows]
 
