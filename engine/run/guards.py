@@ -100,7 +100,7 @@ class Guards:
     # ---- per tick -----------------------------------------------------------------------------
 
     def read(self, sequences: Iterable[SequenceRow], conn: Connection) -> GuardReads:
-        """What :meth:`begin` reads, in the caller's transaction (the tick's reads): the
+        """What :meth:`begin` reads, on the caller's connection (the tick's reads, Store.read): the
         Policy, each sequence's caps and revision rollout."""
         sequences = list(sequences)
         return GuardReads(
