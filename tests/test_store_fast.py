@@ -20,6 +20,7 @@ from engine.errors import StoreError
 from engine.store import Store
 from engine.store import tables as t
 from engine.store.codecs import db_time, py_time
+from engine.store.db import throwaway_store
 from engine.store.rows import Columns
 
 T = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
@@ -375,6 +376,41 @@ def test_pull_forward_moves_a_lead_only_while_it_waits_so(any_store: Store) -> N
             assert setting(c) == ("off",)
         with store.transaction(pipelined=True) as c:
             assert setting(c) == ("on",)
+
+
+def test_an_intents_commit_waits_for_the_disk_on_sqlite_too(tmp_path: Path) -> None:
+    """Commits flush the WAL on SQLite (``synchronous=FULL``), as PostgreSQL's wait for
+    theirs: in WAL's NORMAL mode a power cut may lose the last commits, and with them an
+    intent whose call was made (a call's commit, :meth:`Store.write_batch`). A hint
+    (``durable=False``) and a simulation's store keep NORMAL."""
+    def mode(c: sa.Connection) -> int:
+        driver = c.connection.driver_connection
+        assert driver is not None
+        return int(driver.execute("PRAGMA synchronous").fetchone()[0])
+
+    full, normal = 2, 1
+    store = Store.open(None, tmp_path / "real")
+    lead = store.upsert_lead("https://www.linkedin.com/in/ana", {})
+    eid = store.enroll(lead, "s", "rev", "id-1", "visit", T)
+    row = {"enrollment_id": eid, "sequence": "s", "revision": "rev", "step": "visit",
+           "identity": "id-1", "action": "visit_profile", "at": T}
+    with store.transaction(pipelined=True, durable=False) as c:
+        assert mode(c) == normal
+    assert store.write_batch(intents=[row]) == [f"{eid}:visit:0"]
+    with store.read() as c:  # the intent's commit left the kept connection in FULL
+        assert mode(c) == full
+    with store.transaction(pipelined=True, durable=False) as c:
+        assert mode(c) == normal
+    with store.transaction() as c:  # any other write: a workflow's record, an import
+        assert mode(c) == full
+    store.close()
+    with throwaway_store():  # seqrun simulate, seqrun test: the store goes with the process
+        simulated = Store.open(None, tmp_path / "simulated")
+    with simulated.transaction(pipelined=True) as c:
+        assert mode(c) == normal
+    with simulated.transaction() as c:
+        assert mode(c) == normal
+    simulated.close()
 
 
 def test_bulk_inserts_keep_awkward_text_and_shared_times(any_store: Store) -> None:

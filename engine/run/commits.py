@@ -53,8 +53,9 @@ class GroupCommit:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # SQLite commits at once: its transaction costs CPU only (no round trip, no fsync in
-        # WAL's NORMAL mode), so waiting a pass of the loop would only add the pass
+        # SQLite commits at once: no round trip to share. Its commit's WAL flush could be
+        # (one identity's calls lead the others' at the end of a tick: few share one), and
+        # waiting a pass of the loop costs every call (bench/README.md, the visit step)
         self.at_once = store.engine.dialect.name == "sqlite"
         self._waiting: list[_Request] = []
         self.transactions = 0  # the transactions written (a group counts once)

@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from itertools import chain
 from pathlib import Path
 from typing import Any, Self
@@ -35,6 +36,10 @@ STORE_ID = ("store", "id")
 _ID_SELECT = sa.select(kv.c.value_json).where(kv.c.ns == STORE_ID[0], kv.c.key == STORE_ID[1])
 _ID_SQL = f"SELECT value_json FROM kv WHERE ns = '{STORE_ID[0]}' AND key = '{STORE_ID[1]}'"
 
+
+# True while a simulation's stores open (throwaway_store): a store deleted at the end of its
+# process needs no commit that waits for the disk
+_THROWAWAY: ContextVar[bool] = ContextVar("seqrun_throwaway_store", default=False)
 
 _MIGRATE_KEY = 0x5E9_2D4  # the PostgreSQL advisory lock key of migrations
 
@@ -120,6 +125,8 @@ class StoreBase:
         self._file_id: FileId | None = None  # the file open (SQLite), known once open
         # (thread, pool, connection): the connection the first thread's transactions reuse
         self._held: tuple[int, Any, Connection] | None = None
+        # whether a durable transaction's commit waits for the disk on SQLite (see _synced)
+        self.durable_commits = not _THROWAWAY.get()
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "begin", self._sqlite_begin)
@@ -286,12 +293,33 @@ class StoreBase:
             server = self.fast.d.name != "sqlite"
             with (self.engine.connect() if held is None else nullcontext(held)) as conn, (
                     self.fast.d.atomic(conn, durable=durable) if pipelined and server
-                    else self.fast.d.reading(conn) if reading and server else conn.begin()):
+                    else self.fast.d.reading(conn) if reading and server
+                    else conn.begin() if server or reading
+                    else self._synced(conn, durable)):
                 yield conn
         except DRIVER_ERRORS as exc:
             if not is_fault(exc):
                 raise
             raise fault(exc, str(self.path or self.url)) from exc
+
+    def _synced(self, conn: Connection, durable: bool) -> AbstractContextManager[Any]:
+        """A SQLite transaction that may write: when ``durable``, its commit waits for the
+        disk (``synchronous=FULL``: the WAL flushed at the commit), as every commit does on
+        PostgreSQL unless it asks not to. An intent is committed before its call so that a
+        crash never makes the call twice; WAL's NORMAL mode (the connection's default)
+        survives a killed process but may lose the last commits to a power cut or a crash
+        of the machine, and with them an intent whose call was made. NORMAL for a hint
+        (``durable`` False) and for a simulation's store (deleted at its end:
+        :func:`throwaway_store`). The mode stays on the connection between transactions
+        (a PRAGMA, outside one), so a run of durable commits sets it once."""
+        mode = "FULL" if durable and self.durable_commits else "NORMAL"
+        record = conn.connection.info
+        if record.get("synchronous", "NORMAL") != mode:
+            db = conn.connection.driver_connection
+            assert db is not None
+            db.execute(f"PRAGMA synchronous={mode}")
+            record["synchronous"] = mode
+        return conn.begin()
 
     def _held_connection(self) -> Connection | None:
         """The connection the first thread to make a transaction keeps for its next ones
@@ -377,10 +405,13 @@ class StoreBase:
 @contextmanager
 def throwaway_store() -> Iterator[None]:
     """While it lasts, stores open in their state directory whatever
-    ``$SEQRUN_DATABASE_URL`` says: a simulation never writes into the user's database."""
+    ``$SEQRUN_DATABASE_URL`` says: a simulation never writes into the user's database. Their
+    commits do not wait for the disk (the store goes with the simulation)."""
     saved = os.environ.pop(ENV_URL, None)
+    token = _THROWAWAY.set(True)
     try:
         yield
     finally:
+        _THROWAWAY.reset(token)
         if saved is not None:
             os.environ[ENV_URL] = saved
