@@ -184,7 +184,7 @@ class Driver:
         errors surface at the end, wrapped.
 
         ``durable`` False: the commit does not wait for the disk (``synchronous_commit`` off
-        for this transaction alone; SQLite's in WAL's NORMAL mode: Store._synced): for writes a
+        for this transaction alone; on SQLite WAL's NORMAL mode, Store._synced): for writes a
         crash may lose at no harm, never a transaction with an intent (that one must be
         durable before its call): ``set_config(..., true)``, which lasts to the end of the
         transaction, the commit at the Sync included (SET LOCAL would need a BEGIN)."""
