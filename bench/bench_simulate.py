@@ -264,9 +264,10 @@ def compare_postgres(
     ratios: list[float] = []
     for k in range(pairs):
         order = (None, url) if k % 2 == 0 else (url, None)
-        pair = {u is not None: run_commands(leads, days, u) for u in order}
-        runs += [pair[u is not None] for u in order]
-        ratios.append(pair[True]["wall_s"] / max(pair[False]["wall_s"], 1e-9))
+        done = [run_commands(leads, days, u) for u in order]
+        runs += done
+        sqlite, postgres = done if order[0] is None else done[::-1]
+        ratios.append(postgres["wall_s"] / max(sqlite["wall_s"], 1e-9))
     return runs, ratios
 
 

@@ -90,13 +90,14 @@ def has_state(state_dir: Path | str) -> bool:
     return bool(os.environ.get(ENV_URL)) or (Path(state_dir) / "state.db").is_file()
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
     # Take transaction control from pysqlite so BEGIN IMMEDIATE is ours (see the begin hook).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA synchronous=NORMAL")
+    record.info["synchronous"] = "NORMAL"  # StoreBase._synced changes it as needed
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -288,19 +289,24 @@ class StoreBase:
         gone) is raised as a StoreError saying what to do."""
         try:
             held = self._held_connection()
-            # SQLite's pipelined or reading transaction is an ordinary one (Driver.atomic
-            # and Driver.reading spare the server's round trips)
-            server = self.fast.d.name != "sqlite"
             with (self.engine.connect() if held is None else nullcontext(held)) as conn, (
-                    self.fast.d.atomic(conn, durable=durable) if pipelined and server
-                    else self.fast.d.reading(conn) if reading and server
-                    else conn.begin() if server or reading
-                    else self._synced(conn, durable)):
+                    self._begin(conn, pipelined, durable, reading)):
                 yield conn
         except DRIVER_ERRORS as exc:
             if not is_fault(exc):
                 raise
             raise fault(exc, str(self.path or self.url)) from exc
+
+    def _begin(self, conn: Connection, pipelined: bool, durable: bool,
+               reading: bool) -> AbstractContextManager[Any]:
+        """The transaction :meth:`transaction` asks for, on ``conn``. On PostgreSQL a
+        pipelined one is one round trip (Driver.atomic) and reads take none of their own
+        (Driver.reading); on SQLite each is an ordinary one, with no round trip to spare."""
+        if self.fast.d.name == "sqlite":
+            return conn.begin() if reading else self._synced(conn, durable)
+        if pipelined:
+            return self.fast.d.atomic(conn, durable=durable)
+        return self.fast.d.reading(conn) if reading else conn.begin()
 
     def _synced(self, conn: Connection, durable: bool) -> AbstractContextManager[Any]:
         """A SQLite transaction that may write: when ``durable``, its commit waits for the
@@ -313,8 +319,8 @@ class StoreBase:
         :func:`throwaway_store`). The mode stays on the connection between transactions
         (a PRAGMA, outside one), so a run of durable commits sets it once."""
         mode = "FULL" if durable and self.durable_commits else "NORMAL"
-        record = conn.connection.info
-        if record.get("synchronous", "NORMAL") != mode:
+        record = conn.connection.info  # the DBAPI connection's (set by _sqlite_pragmas)
+        if record["synchronous"] != mode:
             db = conn.connection.driver_connection
             assert db is not None
             db.execute(f"PRAGMA synchronous={mode}")
